@@ -1,0 +1,16 @@
+//! Strata's shared vocabulary: label sets, label matchers with Prometheus semantics, and the
+//! duration, size and timestamp syntaxes that Thanos' flags accept.
+//!
+//! **Architecture invariant:** this crate does no IO, spawns nothing and knows nothing about
+//! blocks, buckets or the wire. Every other Strata crate depends on it, so it must stay small
+//! and cheap to compile. Anything that parses user input returns a typed error that names the
+//! offending text.
+
+pub mod bytesize;
+pub mod duration;
+pub mod labels;
+pub mod matcher;
+pub mod timestamp;
+
+pub use labels::{Label, Labels, LabelsBuilder};
+pub use matcher::{MatchOp, Matcher, MatcherError};

@@ -1,0 +1,1 @@
+//! Object storage: filled in by its owner.

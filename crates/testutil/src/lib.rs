@@ -1,0 +1,9 @@
+//! Test harness shared by Strata's tests.
+//!
+//! Tests use real components (Prometheus' `promtool`, an S3-compatible server) that
+//! `scripts/test.sh` installs. Everything a test starts binds 127.0.0.1 on a free port and is
+//! killed when its guard drops, even when the test panics.
+
+pub mod process;
+pub mod moto;
+pub mod prometheus;
