@@ -7,17 +7,42 @@
 //! peeking at them is harmless; consuming them is not, which is what the `nbits` checks guard.
 
 /// Appends bits, most significant first, to a byte vector.
+///
+/// Byte-exactness with Prometheus needs one quirk of its `bstream`: `writeByte` always
+/// appends a fresh byte after the one it fills, so a stream that ends byte-aligned right after
+/// a whole-byte write carries one trailing zero byte (bstream's `count == 8` state). `count`
+/// mirrors bstream's counter of free bits in the last byte so that [`BitWriter::to_bytes`]
+/// emits that byte exactly when Prometheus does.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitWriter {
     pub(crate) bytes: Vec<u8>,
     /// Pending bits, left-aligned. Fewer than 32 after every write.
     acc: u64,
     nacc: u32,
+    /// bstream's `count`: free bits in its last byte, 0..=8.
+    count: u32,
 }
 
 impl BitWriter {
     pub(crate) fn with_bytes(bytes: Vec<u8>) -> Self {
-        BitWriter { bytes, acc: 0, nacc: 0 }
+        BitWriter { bytes, acc: 0, nacc: 0, count: 0 }
+    }
+
+    /// Mirrors bstream's bookkeeping for `writeBits(u, n)`: `n / 8` calls to `writeByte`
+    /// (which turn a full last byte into a fresh one, count 8, and otherwise keep count), then
+    /// `n % 8` calls to `writeBit` (each takes one free bit, starting a byte when none is left).
+    #[inline]
+    fn track_count(&mut self, n: u32) {
+        if n >= 8 && self.count == 0 {
+            self.count = 8;
+        }
+        let r = n % 8;
+        if r > 0 {
+            if self.count == 0 {
+                self.count = 8;
+            }
+            self.count = if r <= self.count { self.count - r } else { 8 - (r - self.count) };
+        }
     }
 
     /// Writes the low `n` bits of `v` (0 ≤ n ≤ 64).
@@ -27,6 +52,7 @@ impl BitWriter {
         if n == 0 {
             return;
         }
+        self.track_count(n);
         let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
         if self.nacc + n <= 64 {
             self.acc |= v << (64 - self.nacc - n);
@@ -57,18 +83,22 @@ impl BitWriter {
         self.write_bits(u64::from(b), 8);
     }
 
-    /// The stream so far, with the last partial byte padded with zero bits.
+    /// The stream so far, with the last partial byte padded with zero bits (and bstream's
+    /// empty trailing byte when it would have one).
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes.len() + 4);
+        let mut out = Vec::with_capacity(self.bytes.len() + 5);
         out.extend_from_slice(&self.bytes);
         let full = self.nacc.div_ceil(8) as usize;
         out.extend_from_slice(&self.acc.to_be_bytes()[..full]);
+        if self.count == 8 {
+            out.push(0);
+        }
         out
     }
 
-    /// Number of bytes the stream occupies so far.
+    /// Number of bytes [`BitWriter::to_bytes`] returns.
     pub(crate) fn len_bytes(&self) -> usize {
-        self.bytes.len() + self.nacc.div_ceil(8) as usize
+        self.bytes.len() + self.nacc.div_ceil(8) as usize + usize::from(self.count == 8)
     }
 }
 
@@ -179,7 +209,7 @@ mod tests {
         }
         let bytes = w.to_bytes();
         let total: u32 = items.iter().map(|x| x.1).sum();
-        assert_eq!(bytes.len(), total.div_ceil(8) as usize);
+        assert!(bytes.len() - total.div_ceil(8) as usize <= 1);
         assert_eq!(w.len_bytes(), bytes.len());
         let mut r = BitReader::new(&bytes);
         for &(v, n) in &items {
@@ -200,5 +230,30 @@ mod tests {
         w.write_bits(0b01, 2);
         w.write_byte(0xFF);
         assert_eq!(w.to_bytes(), vec![0b1011_1111, 0b1110_0000]);
+    }
+
+    #[test]
+    fn trailing_byte_like_bstream() {
+        // Aligned after a whole-byte write: bstream keeps an empty byte.
+        let mut w = BitWriter::default();
+        w.write_byte(0xAB);
+        assert_eq!(w.to_bytes(), vec![0xAB, 0]);
+        // Aligned after single bits: no extra byte.
+        let mut w = BitWriter::default();
+        for _ in 0..8 {
+            w.write_bit(true);
+        }
+        assert_eq!(w.to_bytes(), vec![0xFF]);
+        // A byte written at an unaligned position keeps the alignment (count) unchanged.
+        let mut w = BitWriter::default();
+        w.write_bits(0b101, 3);
+        w.write_byte(0xFF);
+        assert_eq!(w.to_bytes(), vec![0b1011_1111, 0b1110_0000]);
+        assert_eq!(w.len_bytes(), 2);
+        // 12 bits = one whole byte then four bits: aligned only after the bits, count 4.
+        let mut w = BitWriter::default();
+        w.write_bits(0xFFF, 12);
+        w.write_bits(0, 4);
+        assert_eq!(w.to_bytes(), vec![0xFF, 0xF0]);
     }
 }

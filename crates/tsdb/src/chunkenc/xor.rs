@@ -432,6 +432,9 @@ mod tests {
         assert_eq!(e.bytes(), vec![0, 0]);
         assert!(decode_all(&e.bytes()).unwrap().is_empty());
         let one = XorEncoder::encode([(1234, 5.5)]).unwrap();
+        // Header, varint t0 (2 bytes), 8 value bytes, and bstream's empty trailing byte.
+        assert_eq!(one.len(), 2 + 2 + 8 + 1);
+        assert_eq!(*one.last().unwrap(), 0);
         assert_eq!(decode_all(&one).unwrap(), vec![(1234, 5.5)]);
         assert_eq!(decode_bulk(&one).unwrap(), vec![(1234, 5.5)]);
     }
