@@ -19,7 +19,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -54,7 +57,11 @@ impl Labels {
 
     /// Builds a label set from `(name, value)` pairs in any order.
     pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Self {
-        Labels::new(pairs.iter().map(|(n, v)| Label::new(n.as_ref(), v.as_ref())))
+        Labels::new(
+            pairs
+                .iter()
+                .map(|(n, v)| Label::new(n.as_ref(), v.as_ref())),
+        )
     }
 
     /// Wraps labels that the caller guarantees are sorted by name, unique and non-empty
@@ -76,7 +83,10 @@ impl Labels {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         // Label sets are short (typically < 20): a linear scan beats a binary search here.
-        self.0.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+        self.0
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -110,7 +120,9 @@ impl Labels {
 
     /// A builder seeded with these labels, for adding, replacing or removing some.
     pub fn builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0.clone() }
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
     }
 
     /// Merges `extra` into `self`; on a name clash the value from `extra` wins. This is how
@@ -283,6 +295,9 @@ mod tests {
 
     #[test]
     fn quoting_matches_go() {
-        assert_eq!(GoQuoted("a\"b\\c\nd\u{1}é").to_string(), r#""a\"b\\c\nd\x01é""#);
+        assert_eq!(
+            GoQuoted("a\"b\\c\nd\u{1}é").to_string(),
+            r#""a\"b\\c\nd\x01é""#
+        );
     }
 }

@@ -14,3 +14,8 @@ pub mod timestamp;
 
 pub use labels::{Label, Labels, LabelsBuilder};
 pub use matcher::{MatchOp, Matcher, MatcherError};
+
+// Duration, size and timestamp syntaxes of Thanos' flags.
+pub use bytesize::{ByteSize, ParseByteSizeError};
+pub use duration::{Duration, ParseDurationError};
+pub use timestamp::{ParseTimeOrDurationError, TimeOrDuration};

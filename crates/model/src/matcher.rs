@@ -95,25 +95,42 @@ impl Matcher {
     ) -> Result<Self, MatcherError> {
         let (name, value) = (name.into(), value.into());
         let re = if op.is_regex() {
-            Some(FastRegex::new(&value).map_err(|source| MatcherError::InvalidRegex {
-                name: name.clone(),
-                value: value.clone(),
-                source: Box::new(source),
-            })?)
+            Some(
+                FastRegex::new(&value).map_err(|source| MatcherError::InvalidRegex {
+                    name: name.clone(),
+                    value: value.clone(),
+                    source: Box::new(source),
+                })?,
+            )
         } else {
             None
         };
-        Ok(Matcher { op, name, value, re })
+        Ok(Matcher {
+            op,
+            name,
+            value,
+            re,
+        })
     }
 
     /// `name="value"`; infallible.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { op: MatchOp::Equal, name: name.into(), value: value.into(), re: None }
+        Matcher {
+            op: MatchOp::Equal,
+            name: name.into(),
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// `name!="value"`; infallible.
     pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { op: MatchOp::NotEqual, name: name.into(), value: value.into(), re: None }
+        Matcher {
+            op: MatchOp::NotEqual,
+            name: name.into(),
+            value: value.into(),
+            re: None,
+        }
     }
 
     pub fn op(&self) -> MatchOp {
@@ -330,14 +347,15 @@ fn analyse(hir: &Hir) -> Option<Strategy> {
         let lead = any_char_repetition(&parts[0]) == Some(0);
         let trail = any_char_repetition(&parts[n - 1]) == Some(0);
         let inner = &parts[usize::from(lead)..n - usize::from(trail)];
-        if !inner.is_empty() && (lead || trail) {
-            if let Some(lit) = single_literal(inner) {
-                return Some(match (lead, trail) {
-                    (false, true) => Strategy::Prefix(lit),
-                    (true, false) => Strategy::Suffix(lit),
-                    _ => Strategy::Contains(lit),
-                });
-            }
+        if !inner.is_empty()
+            && (lead || trail)
+            && let Some(lit) = single_literal(inner)
+        {
+            return Some(match (lead, trail) {
+                (false, true) => Strategy::Prefix(lit),
+                (true, false) => Strategy::Suffix(lit),
+                _ => Strategy::Contains(lit),
+            });
         }
     }
     None
@@ -402,7 +420,10 @@ fn literal_set(h: &Hir, limit: usize) -> Option<Vec<String>> {
                 if acc.len() * one.len() > limit {
                     return None;
                 }
-                acc = acc.iter().flat_map(|a| one.iter().map(move |b| format!("{a}{b}"))).collect();
+                acc = acc
+                    .iter()
+                    .flat_map(|a| one.iter().map(move |b| format!("{a}{b}")))
+                    .collect();
             }
             Some(acc)
         }
@@ -504,8 +525,14 @@ mod tests {
         assert_eq!(mt.set_matches(), Some(vec!["a", "b"]));
         assert_eq!(m(MatchOp::Equal, "x").set_matches(), Some(vec!["x"]));
         assert_eq!(m(MatchOp::RegexNoMatch, "a|b").set_matches(), None);
-        assert_eq!(m(MatchOp::RegexMatch, "foo.*").literal_prefix(), Some("foo"));
-        assert_eq!(m(MatchOp::RegexMatch, "foo[0-9]+").literal_prefix(), Some("foo"));
+        assert_eq!(
+            m(MatchOp::RegexMatch, "foo.*").literal_prefix(),
+            Some("foo")
+        );
+        assert_eq!(
+            m(MatchOp::RegexMatch, "foo[0-9]+").literal_prefix(),
+            Some("foo")
+        );
         assert!(m(MatchOp::RegexMatch, ".*").matches_everything());
     }
 

@@ -45,7 +45,7 @@ fn run(cmd: &mut Command) -> Result<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8(out.stdout).context("promtool output is not UTF-8")?)
+    String::from_utf8(out.stdout).context("promtool output is not UTF-8")
 }
 
 /// Runs `promtool tsdb create-blocks-from openmetrics` on `openmetrics` text, writing blocks

@@ -57,7 +57,13 @@ impl Block {
         let index = IndexReader::open(&dir.join("index"))?;
         let chunks = ChunkReader::open(&dir.join("chunks"))?;
         let tombstones = Tombstones::read_from_dir(dir)?;
-        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones })
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            index,
+            chunks,
+            tombstones,
+        })
     }
 
     /// Assembles a block from parts already opened (for example, read from object storage).
@@ -68,7 +74,13 @@ impl Block {
         chunks: ChunkReader,
         tombstones: Tombstones,
     ) -> Block {
-        Block { dir, meta, index, chunks, tombstones }
+        Block {
+            dir,
+            meta,
+            index,
+            chunks,
+            tombstones,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -122,14 +134,20 @@ impl Block {
         }
         let deleted = self.tombstones.get(u64::from(id));
         if !deleted.is_empty() {
-            let keep: Vec<bool> =
-                ts.iter().map(|t| !deleted.iter().any(|iv| iv.contains(*t))).collect();
+            let keep: Vec<bool> = ts
+                .iter()
+                .map(|t| !deleted.iter().any(|iv| iv.contains(*t)))
+                .collect();
             let mut k = keep.iter();
             ts.retain(|_| *k.next().expect("same length"));
             let mut k = keep.iter();
             vs.retain(|_| *k.next().expect("same length"));
         }
-        Ok(SeriesSamples { labels, timestamps: ts, values: vs })
+        Ok(SeriesSamples {
+            labels,
+            timestamps: ts,
+            values: vs,
+        })
     }
 
     /// Every series matching `matchers`, with samples in `[mint, maxt]`, in label order.
@@ -141,10 +159,12 @@ impl Block {
         maxt: i64,
     ) -> Result<impl Iterator<Item = Result<SeriesSamples>> + 'a> {
         let ids = self.select(matchers)?;
-        Ok(ids.into_iter().filter_map(move |id| match self.series_samples(id, mint, maxt) {
-            Ok(s) if s.timestamps.is_empty() => None,
-            other => Some(other),
-        }))
+        Ok(ids
+            .into_iter()
+            .filter_map(move |id| match self.series_samples(id, mint, maxt) {
+                Ok(s) if s.timestamps.is_empty() => None,
+                other => Some(other),
+            }))
     }
 }
 
@@ -251,7 +271,10 @@ impl BlockWriter {
     }
 
     fn err(&self, detail: impl Into<String>) -> Error {
-        Error::Write { block: self.ulid.to_string(), detail: detail.into() }
+        Error::Write {
+            block: self.ulid.to_string(),
+            detail: detail.into(),
+        }
     }
 
     fn check_series(&self, labels: &Labels) -> Result<()> {
@@ -259,32 +282,35 @@ impl BlockWriter {
             return Err(self.err("a series must have at least one label"));
         }
         if let Some(l) = labels.iter().find(|l| l.name.is_empty()) {
-            return Err(self.err(format!("series {labels}: empty label name (value {:?})", l.value)));
+            return Err(self.err(format!(
+                "series {labels}: empty label name (value {:?})",
+                l.value
+            )));
         }
-        if let Some(last) = &self.last {
-            if labels <= last {
-                return Err(self.err(format!(
+        if let Some(last) = &self.last
+            && labels <= last
+        {
+            return Err(self.err(format!(
                     "series {labels} added after {last}: series must be added in strictly increasing label order"
                 )));
-            }
         }
         Ok(())
     }
 
     fn check_time(&self, labels: &Labels, t: i64, prev: Option<i64>) -> Result<()> {
-        if let Some(p) = prev {
-            if t <= p {
-                return Err(self.err(format!(
-                    "series {labels}: sample at {t} is not after the previous sample at {p}"
-                )));
-            }
+        if let Some(p) = prev
+            && t <= p
+        {
+            return Err(self.err(format!(
+                "series {labels}: sample at {t} is not after the previous sample at {p}"
+            )));
         }
-        if let Some((min, max)) = self.opts.time_range {
-            if t < min || t >= max {
-                return Err(self.err(format!(
-                    "series {labels}: sample at {t} is outside the block range [{min}, {max})"
-                )));
-            }
+        if let Some((min, max)) = self.opts.time_range
+            && (t < min || t >= max)
+        {
+            return Err(self.err(format!(
+                "series {labels}: sample at {t} is outside the block range [{min}, {max})"
+            )));
         }
         Ok(())
     }
@@ -331,7 +357,11 @@ impl BlockWriter {
         }
         self.stats.num_float_samples += n;
         self.stats.num_samples += n;
-        let res = if metas.is_empty() { Ok(()) } else { self.spool_series(labels, &metas) };
+        let res = if metas.is_empty() {
+            Ok(())
+        } else {
+            self.spool_series(labels, &metas)
+        };
         self.metas = metas;
         res
     }
@@ -370,7 +400,13 @@ impl BlockWriter {
         self.spool_series(labels, &metas)
     }
 
-    fn write_chunk(&mut self, enc: Encoding, data: &[u8], mint: i64, maxt: i64) -> Result<ChunkMeta> {
+    fn write_chunk(
+        &mut self,
+        enc: Encoding,
+        data: &[u8],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<ChunkMeta> {
         let w = self.chunks.as_mut().expect("writer not finished");
         let chunk_ref = w.write_chunk(enc, data)?;
         self.stats.num_chunks += 1;
@@ -378,7 +414,11 @@ impl BlockWriter {
         self.max_t = self.max_t.max(maxt);
         let size = (crate::encoding::uvarint_len(data.len() as u64) + 1 + data.len() + 4) as u64;
         self.chunk_max_size = self.chunk_max_size.max(size);
-        Ok(ChunkMeta { min_time: mint, max_time: maxt, chunk_ref })
+        Ok(ChunkMeta {
+            min_time: mint,
+            max_time: maxt,
+            chunk_ref,
+        })
     }
 
     /// Records the series for the index: labels as strings and its chunk metas.
@@ -426,8 +466,9 @@ impl BlockWriter {
     fn finish_inner(&mut self) -> Result<BlockMeta> {
         let segments = self.chunks.take().expect("finish once").finish()?;
         let spool = self.spool.take().expect("finish once");
-        let spool_file =
-            spool.into_inner().map_err(|e| Error::io("flush", &self.spool_path, e.into_error()))?;
+        let spool_file = spool
+            .into_inner()
+            .map_err(|e| Error::io("flush", &self.spool_path, e.into_error()))?;
         drop(spool_file);
 
         let (min_time, max_time) = match self.opts.time_range {
@@ -447,9 +488,11 @@ impl BlockWriter {
         let mut labels = Vec::new();
         let mut metas = Vec::new();
         for _ in 0..self.stats.num_series {
-            read_spool_record(&mut r, &mut rec).map_err(|e| Error::io("read", &self.spool_path, e))?;
-            decode_spool_record(&rec, &mut labels, &mut metas)
-                .map_err(|e| Error::decode(&self.spool_path.display().to_string(), 0, "spool record", e))?;
+            read_spool_record(&mut r, &mut rec)
+                .map_err(|e| Error::io("read", &self.spool_path, e))?;
+            decode_spool_record(&rec, &mut labels, &mut metas).map_err(|e| {
+                Error::decode(&self.spool_path.display().to_string(), 0, "spool record", e)
+            })?;
             iw.add_series(&Labels::from_sorted(std::mem::take(&mut labels)), &metas)?;
         }
         drop(r);
@@ -476,7 +519,11 @@ impl BlockWriter {
                 size_bytes: index_stats.size as i64,
                 hash: None,
             });
-            files.push(FileMeta { rel_path: META_FILENAME.into(), size_bytes: 0, hash: None });
+            files.push(FileMeta {
+                rel_path: META_FILENAME.into(),
+                size_bytes: 0,
+                hash: None,
+            });
             files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
             t.files = files;
             t.index_stats.series_max_size = index_stats.series_max_size as i64;
@@ -526,7 +573,10 @@ fn read_spool_record(r: &mut impl Read, rec: &mut Vec<u8>) -> std::io::Result<()
         }
         shift += 7;
         if shift > 63 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad record length"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "bad record length",
+            ));
         }
     }
     rec.resize(len as usize, 0);
@@ -552,7 +602,11 @@ fn decode_spool_record(
         let min_time = d.varint()?;
         let max_time = d.varint()?;
         let r = d.uvarint()?;
-        metas.push(ChunkMeta { min_time, max_time, chunk_ref: ChunkRef(r) });
+        metas.push(ChunkMeta {
+            min_time,
+            max_time,
+            chunk_ref: ChunkRef(r),
+        });
     }
     Ok(())
 }

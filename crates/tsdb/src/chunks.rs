@@ -159,10 +159,7 @@ impl ChunkReader {
 
     /// Walks every chunk of segment `index` in file order: `(offset, chunk)`; a sequential
     /// scan used by verification.
-    pub fn scan_segment(
-        &self,
-        index: usize,
-    ) -> impl Iterator<Item = Result<(u32, RawChunk)>> + '_ {
+    pub fn scan_segment(&self, index: usize) -> impl Iterator<Item = Result<(u32, RawChunk)>> + '_ {
         let seg = &self.segments[index];
         let mut pos = SEGMENT_HEADER_LEN;
         let mut failed = false;
@@ -192,7 +189,10 @@ fn check_segment_header(name: &str, data: &[u8]) -> Result<()> {
             name,
             0,
             "segment header",
-            format!("file is {} bytes, shorter than the 8-byte header", data.len()),
+            format!(
+                "file is {} bytes, shorter than the 8-byte header",
+                data.len()
+            ),
         ));
     }
     let magic = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
@@ -207,7 +207,10 @@ fn check_segment_header(name: &str, data: &[u8]) -> Result<()> {
     if data[4] != SEGMENT_VERSION {
         return Err(Error::Unsupported {
             file: name.to_string(),
-            detail: format!("chunk segment format version {} is not supported (want 1)", data[4]),
+            detail: format!(
+                "chunk segment format version {} is not supported (want 1)",
+                data[4]
+            ),
         });
     }
     Ok(())
@@ -235,7 +238,10 @@ fn read_chunk_at(name: &str, data: &Bytes, pos: usize) -> Result<(RawChunk, usiz
                 name,
                 pos as u64,
                 "chunk",
-                format!("length {len} runs past the end of the segment (size {})", data.len()),
+                format!(
+                    "length {len} runs past the end of the segment (size {})",
+                    data.len()
+                ),
             )
         })?;
     let crc_at = end - 4;
@@ -250,7 +256,13 @@ fn read_chunk_at(name: &str, data: &Bytes, pos: usize) -> Result<(RawChunk, usiz
         ));
     }
     let encoding = Encoding::from_u8(data[enc_at]);
-    Ok((RawChunk { encoding, data: data.slice(enc_at + 1..crc_at) }, end))
+    Ok((
+        RawChunk {
+            encoding,
+            data: data.slice(enc_at + 1..crc_at),
+        },
+        end,
+    ))
 }
 
 /// A segment file the writer produced.
@@ -313,7 +325,8 @@ impl SegmentWriter {
         let seq = (self.files.len() - 1) as u32;
         let r = ChunkRef::new(seq, self.pos as u32);
         let (w, path) = self.current.as_mut().expect("segment open after cut");
-        w.write_all(&self.scratch).map_err(|e| Error::io("write", &*path, e))?;
+        w.write_all(&self.scratch)
+            .map_err(|e| Error::io("write", &*path, e))?;
         self.pos += n;
         self.files.last_mut().expect("segment recorded").size = self.pos;
         Ok(r)
@@ -328,16 +341,22 @@ impl SegmentWriter {
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         header[..4].copy_from_slice(&SEGMENT_MAGIC.to_be_bytes());
         header[4] = SEGMENT_VERSION;
-        w.write_all(&header).map_err(|e| Error::io("write", &path, e))?;
+        w.write_all(&header)
+            .map_err(|e| Error::io("write", &path, e))?;
         self.pos = SEGMENT_HEADER_LEN as u64;
-        self.files.push(SegmentFile { name, size: self.pos });
+        self.files.push(SegmentFile {
+            name,
+            size: self.pos,
+        });
         self.current = Some((w, path));
         Ok(())
     }
 
     fn finish_current(&mut self) -> Result<()> {
         if let Some((w, path)) = self.current.take() {
-            let f = w.into_inner().map_err(|e| Error::io("flush", &path, e.into_error()))?;
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io("flush", &path, e.into_error()))?;
             f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
         }
         Ok(())
@@ -376,7 +395,9 @@ mod tests {
             assert_eq!(c.encoding, Encoding::Xor);
             assert_eq!(&c.data[..], &data[..]);
         }
-        let scanned: usize = (0..r.num_segments()).map(|i| r.scan_segment(i).count()).sum();
+        let scanned: usize = (0..r.num_segments())
+            .map(|i| r.scan_segment(i).count())
+            .sum();
         assert_eq!(scanned, refs.len());
     }
 
@@ -396,12 +417,15 @@ mod tests {
         assert!(reader.chunk(ChunkRef::new(0, 9_999)).is_err());
 
         bytes[11] ^= 0x40; // inside the data
-        let bad = ChunkReader::from_segments(vec![("s".into(), Bytes::from(bytes.clone()))]).unwrap();
+        let bad =
+            ChunkReader::from_segments(vec![("s".into(), Bytes::from(bytes.clone()))]).unwrap();
         let err = bad.chunk(r0).unwrap_err().to_string();
         assert!(err.contains("CRC32C mismatch"), "{err}");
 
         bytes[0] = 0;
         assert!(ChunkReader::from_segments(vec![("s".into(), Bytes::from(bytes))]).is_err());
-        assert!(ChunkReader::from_segments(vec![("s".into(), Bytes::from_static(b"\x85"))]).is_err());
+        assert!(
+            ChunkReader::from_segments(vec![("s".into(), Bytes::from_static(b"\x85"))]).is_err()
+        );
     }
 }

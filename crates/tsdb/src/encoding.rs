@@ -25,7 +25,10 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::UnexpectedEof { needed, remaining } => {
-                write!(f, "unexpected end of data: needed {needed} bytes, {remaining} remain")
+                write!(
+                    f,
+                    "unexpected end of data: needed {needed} bytes, {remaining} remain"
+                )
             }
             DecodeError::VarintOverflow => f.write_str("varint overflows 64 bits"),
             DecodeError::InvalidUtf8 => f.write_str("string is not valid UTF-8"),
@@ -60,7 +63,10 @@ pub fn read_uvarint(b: &[u8]) -> Result<(u64, usize), DecodeError> {
         x |= u64::from(byte & 0x7f) << shift;
         shift += 7;
     }
-    Err(DecodeError::UnexpectedEof { needed: b.len() + 1, remaining: b.len() })
+    Err(DecodeError::UnexpectedEof {
+        needed: b.len() + 1,
+        remaining: b.len(),
+    })
 }
 
 /// Reads a Go `binary.Varint` (zig-zag) from the front of `b`.
@@ -140,7 +146,10 @@ impl<'a> Decbuf<'a> {
     #[inline]
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.b.len() < n {
-            Err(DecodeError::UnexpectedEof { needed: n, remaining: self.b.len() })
+            Err(DecodeError::UnexpectedEof {
+                needed: n,
+                remaining: self.b.len(),
+            })
         } else {
             Ok(())
         }
@@ -249,7 +258,10 @@ mod tests {
             (127, &[0x7f]),
             (128, &[0x80, 0x01]),
             (300, &[0xac, 0x02]),
-            (u64::MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ];
         for &(v, enc) in cases {
             let mut out = Vec::new();
@@ -269,7 +281,10 @@ mod tests {
 
     #[test]
     fn malformed_varints_are_errors() {
-        assert!(matches!(read_uvarint(&[0x80, 0x80]), Err(DecodeError::UnexpectedEof { .. })));
+        assert!(matches!(
+            read_uvarint(&[0x80, 0x80]),
+            Err(DecodeError::UnexpectedEof { .. })
+        ));
         assert_eq!(read_uvarint(&[0xff; 11]), Err(DecodeError::VarintOverflow));
         let mut over = [0xffu8; 10];
         over[9] = 0x02;

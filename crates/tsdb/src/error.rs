@@ -31,7 +31,12 @@ pub enum Error {
     #[error(
         "corrupt {file} at offset {offset}: {what}: {detail} (the file is damaged or is not a Prometheus TSDB block file)"
     )]
-    Corrupt { file: String, offset: u64, what: &'static str, detail: String },
+    Corrupt {
+        file: String,
+        offset: u64,
+        what: &'static str,
+        detail: String,
+    },
 
     /// A chunk's samples could not be decoded or encoded.
     #[error("{file}: chunk {chunk_ref}: {source}")]
@@ -58,7 +63,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
-        Error::Io { op, path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     pub(crate) fn corrupt(
@@ -67,7 +76,12 @@ impl Error {
         what: &'static str,
         detail: impl ToString,
     ) -> Self {
-        Error::Corrupt { file: file.into(), offset, what, detail: detail.to_string() }
+        Error::Corrupt {
+            file: file.into(),
+            offset,
+            what,
+            detail: detail.to_string(),
+        }
     }
 
     pub(crate) fn decode(file: &str, offset: u64, what: &'static str, e: DecodeError) -> Self {
@@ -76,6 +90,9 @@ impl Error {
 
     /// True for errors caused by damaged or malformed data (as opposed to IO failures).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::Chunk { .. } | Error::Meta { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::Chunk { .. } | Error::Meta { .. }
+        )
     }
 }

@@ -64,5 +64,6 @@ pub(crate) fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
 /// Fsyncs a directory so that renames and new entries in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    f.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }

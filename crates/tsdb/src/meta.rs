@@ -69,9 +69,17 @@ where
 pub struct BlockStats {
     #[serde(rename = "numSamples", default, skip_serializing_if = "is_zero_u64")]
     pub num_samples: u64,
-    #[serde(rename = "numFloatSamples", default, skip_serializing_if = "is_zero_u64")]
+    #[serde(
+        rename = "numFloatSamples",
+        default,
+        skip_serializing_if = "is_zero_u64"
+    )]
     pub num_float_samples: u64,
-    #[serde(rename = "numHistogramSamples", default, skip_serializing_if = "is_zero_u64")]
+    #[serde(
+        rename = "numHistogramSamples",
+        default,
+        skip_serializing_if = "is_zero_u64"
+    )]
     pub num_histogram_samples: u64,
     #[serde(rename = "numSeries", default, skip_serializing_if = "is_zero_u64")]
     pub num_series: u64,
@@ -86,15 +94,27 @@ pub struct BlockStats {
 pub struct Compaction {
     #[serde(default)]
     pub level: u32,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sources: Vec<Ulid>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub deletable: bool,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub parents: Vec<BlockDesc>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub failed: bool,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub hints: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -122,12 +142,24 @@ pub struct ThanosMeta {
     pub downsample: Downsample,
     #[serde(default)]
     pub source: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub segment_files: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub files: Vec<FileMeta>,
     /// Kept verbatim: produced by `thanos tools bucket rewrite`.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub rewrites: Vec<Value>,
     /// A Go struct, so Thanos always writes it (possibly `{}`).
     #[serde(default)]
@@ -182,7 +214,11 @@ impl BlockMeta {
             min_time,
             max_time,
             stats: BlockStats::default(),
-            compaction: Compaction { level: 1, sources: vec![ulid], ..Default::default() },
+            compaction: Compaction {
+                level: 1,
+                sources: vec![ulid],
+                ..Default::default()
+            },
             version: 1,
             thanos: None,
             extra: Map::new(),
@@ -191,24 +227,32 @@ impl BlockMeta {
 
     /// Parses and validates meta.json bytes. `file` names the source in errors.
     pub fn parse(file: &str, data: &[u8]) -> Result<Self> {
-        let meta: BlockMeta = serde_json::from_slice(data)
-            .map_err(|e| Error::Meta { file: file.to_string(), detail: e.to_string() })?;
+        let meta: BlockMeta = serde_json::from_slice(data).map_err(|e| Error::Meta {
+            file: file.to_string(),
+            detail: e.to_string(),
+        })?;
         meta.validate(file)?;
         Ok(meta)
     }
 
     fn validate(&self, file: &str) -> Result<()> {
-        let bad = |detail: String| Error::Meta { file: file.to_string(), detail };
+        let bad = |detail: String| Error::Meta {
+            file: file.to_string(),
+            detail,
+        };
         if self.version != 1 {
-            return Err(bad(format!("unexpected meta file version {} (want 1)", self.version)));
+            return Err(bad(format!(
+                "unexpected meta file version {} (want 1)",
+                self.version
+            )));
         }
-        if let Some(t) = &self.thanos {
-            if t.version > 1 {
-                return Err(bad(format!(
-                    "unexpected thanos section version {} (want 1)",
-                    t.version
-                )));
-            }
+        if let Some(t) = &self.thanos
+            && t.version > 1
+        {
+            return Err(bad(format!(
+                "unexpected thanos section version {} (want 1)",
+                t.version
+            )));
         }
         Ok(())
     }
@@ -225,7 +269,8 @@ impl BlockMeta {
         let mut out = Vec::with_capacity(512);
         let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
         let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-        self.serialize(&mut ser).expect("serializing a BlockMeta cannot fail");
+        self.serialize(&mut ser)
+            .expect("serializing a BlockMeta cannot fail");
         out.push(b'\n');
         out
     }
@@ -246,7 +291,10 @@ impl BlockMeta {
 
     /// External labels (empty without a Thanos section).
     pub fn external_labels(&self) -> BTreeMap<String, String> {
-        self.thanos.as_ref().map(|t| t.labels.clone()).unwrap_or_default()
+        self.thanos
+            .as_ref()
+            .map(|t| t.labels.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -293,7 +341,10 @@ mod tests {
         assert_eq!(again, m);
         let text = String::from_utf8(m.to_json()).unwrap();
         assert!(text.contains("\t\"ulid\""), "tab indentation: {text}");
-        assert!(text.contains("\"index_stats\": {}"), "index_stats always written: {text}");
+        assert!(
+            text.contains("\"index_stats\": {}"),
+            "index_stats always written: {text}"
+        );
         assert!(!text.contains("numTombstones"), "zero stats omitted");
     }
 
@@ -314,13 +365,24 @@ mod tests {
     #[test]
     fn rejects_bad_versions_and_garbage() {
         let v2 = THANOS_FIXTURE.replace("\"version\": 1", "\"version\": 2");
-        let err = BlockMeta::parse("b/meta.json", v2.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("version 2") && err.contains("b/meta.json"), "{err}");
+        let err = BlockMeta::parse("b/meta.json", v2.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("version 2") && err.contains("b/meta.json"),
+            "{err}"
+        );
         let tv = THANOS_FIXTURE.replace("\"labels\": {", "\"version\": 7, \"labels\": {");
         assert!(BlockMeta::parse("m", tv.as_bytes()).is_err());
         assert!(BlockMeta::parse("m", b"{").is_err());
         assert!(BlockMeta::parse("m", b"").is_err());
-        assert!(BlockMeta::parse("m", br#"{"ulid":"nope","minTime":0,"maxTime":1,"version":1}"#).is_err());
+        assert!(
+            BlockMeta::parse(
+                "m",
+                br#"{"ulid":"nope","minTime":0,"maxTime":1,"version":1}"#
+            )
+            .is_err()
+        );
         assert!(BlockMeta::parse("m", br#"{"minTime":0,"maxTime":1,"version":1}"#).is_err());
     }
 }

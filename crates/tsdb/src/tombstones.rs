@@ -77,7 +77,12 @@ impl Tombstones {
     /// Parses a tombstones file. `file` names it in errors.
     pub fn parse(file: &str, data: &[u8]) -> Result<Self> {
         if data.len() < 9 {
-            return Err(Error::corrupt(file, 0, "tombstones", "file shorter than 9 bytes"));
+            return Err(Error::corrupt(
+                file,
+                0,
+                "tombstones",
+                "file shorter than 9 bytes",
+            ));
         }
         let magic = u32::from_be_bytes(data[..4].try_into().expect("4 bytes"));
         if magic != TOMBSTONES_MAGIC {
@@ -158,7 +163,13 @@ mod tests {
         t.add(16, Interval { min: 31, max: 40 });
         t.add(16, Interval { min: 100, max: 200 });
         t.add(3, Interval { min: -5, max: 5 });
-        assert_eq!(t.get(16), &[Interval { min: 10, max: 40 }, Interval { min: 100, max: 200 }]);
+        assert_eq!(
+            t.get(16),
+            &[
+                Interval { min: 10, max: 40 },
+                Interval { min: 100, max: 200 }
+            ]
+        );
         assert_eq!(t.num_intervals(), 3);
         let bytes = t.encode();
         assert_eq!(Tombstones::parse("t", &bytes).unwrap(), t);

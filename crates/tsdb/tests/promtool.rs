@@ -25,7 +25,9 @@ fn to_labels(pairs: &[(String, String)]) -> Labels {
 fn dump_to_series(dump: Vec<DumpSample>) -> Series {
     let mut out = Series::new();
     for s in dump {
-        out.entry(to_labels(&s.labels)).or_default().push((s.t, s.value));
+        out.entry(to_labels(&s.labels))
+            .or_default()
+            .push((s.t, s.value));
     }
     out
 }
@@ -85,7 +87,14 @@ fn openmetrics_input() -> (String, usize) {
                 (4, _) => 20.0 + ((k / 40) as f64),
                 _ => (k as f64) * 0.1 + (i as f64),
             };
-            writeln!(out, "node_temp{labels} {} {}.{:03}", fmt_v(v), t / 1000, t % 1000).unwrap();
+            writeln!(
+                out,
+                "node_temp{labels} {} {}.{:03}",
+                fmt_v(v),
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
         }
     }
     out.push_str("# HELP http_requests A counter.\n# TYPE http_requests counter\n");
@@ -99,8 +108,14 @@ fn openmetrics_input() -> (String, usize) {
             if k == 1000 && i % 4 == 0 {
                 v = 3.0; // a counter reset
             }
-            writeln!(out, "http_requests_total{labels} {} {}.{:03}", fmt_v(v), t / 1000, t % 1000)
-                .unwrap();
+            writeln!(
+                out,
+                "http_requests_total{labels} {} {}.{:03}",
+                fmt_v(v),
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
         }
     }
     out.push_str("# EOF\n");
@@ -129,15 +144,26 @@ fn read_dir_with_our_reader(dir: &Path) -> (Series, usize) {
             for m in metas {
                 let raw = block.chunk(m.chunk_ref).unwrap();
                 assert_eq!(raw.encoding, Encoding::Xor);
-                let samples: Vec<(i64, f64)> = raw.xor_iter().unwrap().map(Result::unwrap).collect();
+                let samples: Vec<(i64, f64)> =
+                    raw.xor_iter().unwrap().map(Result::unwrap).collect();
                 assert_eq!(samples.first().unwrap().0, m.min_time);
                 assert_eq!(samples.last().unwrap().0, m.max_time);
                 let ours = XorEncoder::encode(samples).unwrap();
-                assert_eq!(&ours[..], &raw.data[..], "chunk {} of {:?} re-encodes differently", m.chunk_ref, bdir);
+                assert_eq!(
+                    &ours[..],
+                    &raw.data[..],
+                    "chunk {} of {:?} re-encodes differently",
+                    m.chunk_ref,
+                    bdir
+                );
                 chunks_checked += 1;
             }
         }
-        assert_eq!(total_samples, block.meta().stats.num_samples, "{bdir:?} numSamples");
+        assert_eq!(
+            total_samples,
+            block.meta().stats.num_samples,
+            "{bdir:?} numSamples"
+        );
     }
     for v in series.values_mut() {
         v.sort_by_key(|s| s.0);
@@ -150,7 +176,10 @@ fn blocks_made_by_prometheus_read_back_equal_to_promtool_dump() {
     let dir = tempfile::tempdir().unwrap();
     let (input, n_series) = openmetrics_input();
     let blocks = prometheus::create_blocks_from_openmetrics(&input, dir.path()).unwrap();
-    assert!(blocks.len() >= 3, "expected several 2h blocks, got {blocks:?}");
+    assert!(
+        blocks.len() >= 3,
+        "expected several 2h blocks, got {blocks:?}"
+    );
 
     let theirs = dump_to_series(prometheus::dump(dir.path()).unwrap());
     let (ours, chunks_checked) = read_dir_with_our_reader(dir.path());
@@ -170,13 +199,24 @@ fn our_series() -> Series {
             ("a", format!("v{}", i % 97)),
             ("b", format!("ü-\"{}\"\n", i % 5)),
             ("idx", i.to_string()),
-            ("zz", if i % 3 == 0 { String::new() } else { "set".into() }),
+            (
+                "zz",
+                if i % 3 == 0 {
+                    String::new()
+                } else {
+                    "set".into()
+                },
+            ),
         ]);
         let n = 1 + (i * 37) % 500;
         let mut t = 1_600_000_000_000i64 + (i as i64) * 11 - 5_000;
         let samples = (0..n)
             .map(|k| {
-                t += if k % 50 == 49 { 60_000 } else { 15_000 + (k % 3) as i64 };
+                t += if k % 50 == 49 {
+                    60_000
+                } else {
+                    15_000 + (k % 3) as i64
+                };
                 let v = match (i + k) % 9 {
                     0 => stale,
                     1 => f64::NEG_INFINITY,
@@ -206,11 +246,20 @@ fn promtool_reads_blocks_we_write_exactly() {
     assert_same(&series, &theirs);
 
     let report = prometheus::analyze(dir.path(), &meta.ulid.to_string()).unwrap();
-    assert!(report.contains(&format!("Block ID: {}", meta.ulid)), "{report}");
-    assert!(report.contains(&format!("Series: {}", series.len())), "{report}");
+    assert!(
+        report.contains(&format!("Block ID: {}", meta.ulid)),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("Series: {}", series.len())),
+        "{report}"
+    );
     assert!(report.contains("Label names: 5"), "{report}");
     let list = prometheus::list(dir.path()).unwrap();
     assert!(list.contains(&meta.ulid.to_string()), "{list}");
     let samples: usize = series.values().map(Vec::len).sum();
-    assert!(list.contains(&samples.to_string()), "sample count in {list}");
+    assert!(
+        list.contains(&samples.to_string()),
+        "sample count in {list}"
+    );
 }

@@ -16,7 +16,10 @@ fn gen_series(n: usize) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let mut pairs = vec![
             ("__name__".to_string(), format!("metric_{}", i % 3)),
             ("instance".to_string(), format!("host-{:03}", i % 17)),
-            ("job".to_string(), ["api", "db", "web", "job with spaces"][i % 4].to_string()),
+            (
+                "job".to_string(),
+                ["api", "db", "web", "job with spaces"][i % 4].to_string(),
+            ),
         ];
         if i % 5 != 0 {
             pairs.push(("zone".to_string(), format!("z{}", i % 2)));
@@ -34,7 +37,9 @@ fn gen_series(n: usize) -> Vec<(Labels, Vec<(i64, f64)>)> {
                 0 => (k as f64) * 1.5,
                 1 => ((k * i) as f64).sin() * 1e6,
                 2 => 42.0,
-                _ => f64::from_bits(0x7ff0_0000_0000_0002 ^ ((k % 2) as u64 * 0x0008_0000_0000_0000)),
+                _ => {
+                    f64::from_bits(0x7ff0_0000_0000_0002 ^ ((k % 2) as u64 * 0x0008_0000_0000_0000))
+                }
             };
             samples.push((t, v));
         }
@@ -44,7 +49,11 @@ fn gen_series(n: usize) -> Vec<(Labels, Vec<(i64, f64)>)> {
     out
 }
 
-fn write_block(dir: &Path, series: &[(Labels, Vec<(i64, f64)>)], opts: BlockWriterOptions) -> BlockMeta {
+fn write_block(
+    dir: &Path,
+    series: &[(Labels, Vec<(i64, f64)>)],
+    opts: BlockWriterOptions,
+) -> BlockMeta {
     let mut w = BlockWriter::new(dir, opts).unwrap();
     for (l, s) in series {
         w.add_series(l, s).unwrap();
@@ -54,7 +63,9 @@ fn write_block(dir: &Path, series: &[(Labels, Vec<(i64, f64)>)], opts: BlockWrit
 
 fn same_samples(a: &[(i64, f64)], ts: &[i64], vs: &[f64]) -> bool {
     a.len() == ts.len()
-        && a.iter().zip(ts.iter().zip(vs)).all(|((t, v), (t2, v2))| t == t2 && v.to_bits() == v2.to_bits())
+        && a.iter()
+            .zip(ts.iter().zip(vs))
+            .all(|((t, v), (t2, v2))| t == t2 && v.to_bits() == v2.to_bits())
 }
 
 #[test]
@@ -84,15 +95,25 @@ fn write_then_read_every_series_and_sample() {
     for (i, id) in all.iter().enumerate() {
         let s = block.series_samples(*id, i64::MIN, i64::MAX).unwrap();
         assert_eq!(s.labels, series[i].0);
-        assert!(same_samples(&series[i].1, &s.timestamps, &s.values), "series {}", s.labels);
+        assert!(
+            same_samples(&series[i].1, &s.timestamps, &s.values),
+            "series {}",
+            s.labels
+        );
         let (_, chunks) = block.index().series(*id).unwrap();
         assert!(chunks.iter().all(|c| c.min_time <= c.max_time));
         assert_eq!(chunks.len(), series[i].1.len().div_ceil(120));
     }
     // Label names and values come back sorted and complete.
     let names = block.index().label_names();
-    assert_eq!(names, vec!["__name__", "id", "instance", "job", "path", "zone"]);
-    assert_eq!(block.index().label_values("job"), vec!["api", "db", "job with spaces", "web"]);
+    assert_eq!(
+        names,
+        vec!["__name__", "id", "instance", "job", "path", "zone"]
+    );
+    assert_eq!(
+        block.index().label_values("job"),
+        vec!["api", "db", "job with spaces", "web"]
+    );
     assert_eq!(block.index().label_values("nope"), Vec::<&str>::new());
 }
 
@@ -103,11 +124,19 @@ fn range_restricted_reads_trim_samples() {
     let meta = write_block(dir.path(), &series, BlockWriterOptions::default());
     let block = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
     let (lo, hi) = (meta.min_time + 600_000, meta.min_time + 1_800_000);
-    let got: Vec<_> = block.query(&[], lo, hi).unwrap().map(Result::unwrap).collect();
+    let got: Vec<_> = block
+        .query(&[], lo, hi)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let want: Vec<_> = series
         .iter()
         .filter_map(|(l, s)| {
-            let s: Vec<_> = s.iter().copied().filter(|(t, _)| *t >= lo && *t <= hi).collect();
+            let s: Vec<_> = s
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= lo && *t <= hi)
+                .collect();
             (!s.is_empty()).then(|| (l.clone(), s))
         })
         .collect();
@@ -130,13 +159,23 @@ fn selection_matches_a_brute_force_oracle() {
     let block = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
     let cases: Vec<Vec<Matcher>> = vec![
         vec![m(MatchOp::Equal, "job", "api")],
-        vec![m(MatchOp::Equal, "job", "api"), m(MatchOp::Equal, "zone", "z1")],
+        vec![
+            m(MatchOp::Equal, "job", "api"),
+            m(MatchOp::Equal, "zone", "z1"),
+        ],
         vec![m(MatchOp::NotEqual, "job", "api")],
         vec![m(MatchOp::Equal, "zone", "")],
         vec![m(MatchOp::NotEqual, "zone", "")],
         vec![m(MatchOp::RegexMatch, "instance", "host-00[1-3]")],
-        vec![m(MatchOp::RegexMatch, "instance", "host-001|host-016|nothing")],
-        vec![m(MatchOp::RegexMatch, "instance", "host-0.*"), m(MatchOp::RegexNoMatch, "job", "db|web")],
+        vec![m(
+            MatchOp::RegexMatch,
+            "instance",
+            "host-001|host-016|nothing",
+        )],
+        vec![
+            m(MatchOp::RegexMatch, "instance", "host-0.*"),
+            m(MatchOp::RegexNoMatch, "job", "db|web"),
+        ],
         vec![m(MatchOp::RegexMatch, "zone", "z1|")],
         vec![m(MatchOp::RegexNoMatch, "zone", "z1")],
         vec![m(MatchOp::RegexMatch, "zone", ".*")],
@@ -144,14 +183,26 @@ fn selection_matches_a_brute_force_oracle() {
         vec![m(MatchOp::RegexMatch, "path", ".*\n.*")],
         vec![m(MatchOp::Equal, "nolabel", "")],
         vec![m(MatchOp::Equal, "nolabel", "x")],
-        vec![m(MatchOp::NotEqual, "nolabel", "x"), m(MatchOp::Equal, "__name__", "metric_1")],
-        vec![m(MatchOp::RegexNoMatch, "__name__", "metric_(0|1)"), m(MatchOp::Equal, "zone", "")],
-        vec![m(MatchOp::Equal, "job", "job with spaces"), m(MatchOp::RegexMatch, "id", "1.*")],
+        vec![
+            m(MatchOp::NotEqual, "nolabel", "x"),
+            m(MatchOp::Equal, "__name__", "metric_1"),
+        ],
+        vec![
+            m(MatchOp::RegexNoMatch, "__name__", "metric_(0|1)"),
+            m(MatchOp::Equal, "zone", ""),
+        ],
+        vec![
+            m(MatchOp::Equal, "job", "job with spaces"),
+            m(MatchOp::RegexMatch, "id", "1.*"),
+        ],
         vec![],
     ];
     for ms in cases {
         let ids = block.select(&ms).unwrap();
-        let got: Vec<Labels> = ids.iter().map(|&id| block.index().series(id).unwrap().0).collect();
+        let got: Vec<Labels> = ids
+            .iter()
+            .map(|&id| block.index().series(id).unwrap().0)
+            .collect();
         let want: Vec<Labels> = series
             .iter()
             .map(|s| &s.0)
@@ -159,7 +210,10 @@ fn selection_matches_a_brute_force_oracle() {
             .cloned()
             .collect();
         assert_eq!(got, want, "matchers {ms:?}");
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted output for {ms:?}");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "sorted output for {ms:?}"
+        );
     }
 }
 
@@ -209,11 +263,17 @@ fn writer_refuses_contract_violations_and_leaves_nothing() {
     drop(w);
 
     let mut w = BlockWriter::new(dir.path(), BlockWriterOptions::default()).unwrap();
-    let err = w.add_series(&a, &[(5, 1.0), (5, 2.0)]).unwrap_err().to_string();
+    let err = w
+        .add_series(&a, &[(5, 1.0), (5, 2.0)])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not after the previous sample"), "{err}");
     w.abort();
 
-    let opts = BlockWriterOptions { time_range: Some((0, 100)), ..Default::default() };
+    let opts = BlockWriterOptions {
+        time_range: Some((0, 100)),
+        ..Default::default()
+    };
     let mut w = BlockWriter::new(dir.path(), opts).unwrap();
     let err = w.add_series(&a, &[(100, 1.0)]).unwrap_err().to_string();
     assert!(err.contains("outside the block range"), "{err}");
@@ -222,7 +282,11 @@ fn writer_refuses_contract_violations_and_leaves_nothing() {
     let w = BlockWriter::new(dir.path(), BlockWriterOptions::default()).unwrap();
     assert!(w.finish().unwrap_err().to_string().contains("no samples"));
 
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no leftovers");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no leftovers"
+    );
 }
 
 #[test]
@@ -234,14 +298,20 @@ fn thanos_section_gets_files_and_index_stats() {
         source: "test".into(),
         ..Default::default()
     };
-    let opts = BlockWriterOptions { thanos: Some(thanos), ..Default::default() };
+    let opts = BlockWriterOptions {
+        thanos: Some(thanos),
+        ..Default::default()
+    };
     let meta = write_block(dir.path(), &series, opts);
     let t = meta.thanos.as_ref().unwrap();
     let bdir = dir.path().join(meta.ulid.to_string());
     let paths: Vec<&str> = t.files.iter().map(|f| f.rel_path.as_str()).collect();
     assert_eq!(paths, vec!["chunks/000001", "index", "meta.json"]);
     for f in &t.files[..2] {
-        assert_eq!(f.size_bytes as u64, std::fs::metadata(bdir.join(&f.rel_path)).unwrap().len());
+        assert_eq!(
+            f.size_bytes as u64,
+            std::fs::metadata(bdir.join(&f.rel_path)).unwrap().len()
+        );
     }
     assert!(t.index_stats.series_max_size > 0 && t.index_stats.chunk_max_size > 0);
 }
@@ -249,17 +319,31 @@ fn thanos_section_gets_files_and_index_stats() {
 #[test]
 fn empty_block_with_time_range_is_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = BlockWriterOptions { time_range: Some((0, 7_200_000)), ..Default::default() };
-    let meta = BlockWriter::new(dir.path(), opts).unwrap().finish().unwrap();
+    let opts = BlockWriterOptions {
+        time_range: Some((0, 7_200_000)),
+        ..Default::default()
+    };
+    let meta = BlockWriter::new(dir.path(), opts)
+        .unwrap()
+        .finish()
+        .unwrap();
     let block = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
     assert!(block.index().all_postings().unwrap().is_empty());
-    assert!(block.select(&[m(MatchOp::Equal, "a", "b")]).unwrap().is_empty());
+    assert!(
+        block
+            .select(&[m(MatchOp::Equal, "a", "b")])
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Opens every series and decodes every chunk; returns the first error.
 fn read_everything(index: &[u8], chunks: &[u8]) -> Result<(), strata_tsdb::Error> {
     let ir = IndexReader::from_bytes("index", bytes::Bytes::copy_from_slice(index))?;
-    let cr = ChunkReader::from_segments(vec![("000001".into(), bytes::Bytes::copy_from_slice(chunks))])?;
+    let cr = ChunkReader::from_segments(vec![(
+        "000001".into(),
+        bytes::Bytes::copy_from_slice(chunks),
+    )])?;
     for name in ir.label_names() {
         for v in ir.label_values(name) {
             ir.postings(name, v)?;
@@ -291,7 +375,10 @@ fn damaged_files_give_errors_not_panics() {
 
     // Every truncation of the index fails cleanly (the TOC is at the end).
     for cut in 0..index.len() {
-        assert!(read_everything(&index[..cut], &chunks).is_err(), "index cut at {cut}");
+        assert!(
+            read_everything(&index[..cut], &chunks).is_err(),
+            "index cut at {cut}"
+        );
     }
     // Every single-bit flip in the index is either detected or harmless (padding bytes):
     // it never panics, and when reading succeeds the data is unchanged.
@@ -301,13 +388,24 @@ fn damaged_files_give_errors_not_panics() {
         bad[i] ^= 1 << (i % 8);
         match read_everything(&bad, &chunks) {
             Err(_) => detected += 1,
-            Ok(()) => assert_eq!(bad[i] & !(1 << (i % 8)), 0, "undetected flip of a non-padding byte {i}"),
+            Ok(()) => assert_eq!(
+                bad[i] & !(1 << (i % 8)),
+                0,
+                "undetected flip of a non-padding byte {i}"
+            ),
         }
     }
-    assert!(detected > index.len() * 9 / 10, "{detected} of {} flips detected", index.len());
+    assert!(
+        detected > index.len() * 9 / 10,
+        "{detected} of {} flips detected",
+        index.len()
+    );
     // Chunk segment truncations and flips.
     for cut in (0..chunks.len()).step_by(7) {
-        assert!(read_everything(&index, &chunks[..cut]).is_err(), "chunks cut at {cut}");
+        assert!(
+            read_everything(&index, &chunks[..cut]).is_err(),
+            "chunks cut at {cut}"
+        );
     }
     for i in (8..chunks.len()).step_by(3) {
         let mut bad = chunks.clone();

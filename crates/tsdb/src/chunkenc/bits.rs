@@ -1,10 +1,5 @@
-//! MSB-first bit streams, the layout of Prometheus' `bstream`.
-//!
-//! The reader keeps up to 64 upcoming bits in a register and refills it eight bytes at a time
-//! with one unaligned big-endian load, so the decode loop touches memory about once per
-//! sample. Bits in the register past `nbits` are either zero or the true next bits of the
-//! stream (a refill may load a byte early and OR it in again later at the same position), so
-//! peeking at them is harmless; consuming them is not, which is what the `nbits` checks guard.
+//! The MSB-first bit writer behind XOR chunks, the layout of Prometheus' `bstream`. (Reading
+//! lives in `xor.rs`, fused into the decode loop.)
 
 /// Appends bits, most significant first, to a byte vector.
 ///
@@ -25,7 +20,12 @@ pub(crate) struct BitWriter {
 
 impl BitWriter {
     pub(crate) fn with_bytes(bytes: Vec<u8>) -> Self {
-        BitWriter { bytes, acc: 0, nacc: 0, count: 0 }
+        BitWriter {
+            bytes,
+            acc: 0,
+            nacc: 0,
+            count: 0,
+        }
     }
 
     /// Mirrors bstream's bookkeeping for `writeBits(u, n)`: `n / 8` calls to `writeByte`
@@ -41,7 +41,11 @@ impl BitWriter {
             if self.count == 0 {
                 self.count = 8;
             }
-            self.count = if r <= self.count { self.count - r } else { 8 - (r - self.count) };
+            self.count = if r <= self.count {
+                self.count - r
+            } else {
+                8 - (r - self.count)
+            };
         }
     }
 
@@ -67,7 +71,8 @@ impl BitWriter {
             self.nacc = rest;
         }
         if self.nacc >= 32 {
-            self.bytes.extend_from_slice(&((self.acc >> 32) as u32).to_be_bytes());
+            self.bytes
+                .extend_from_slice(&((self.acc >> 32) as u32).to_be_bytes());
             self.acc <<= 32;
             self.nacc -= 32;
         }
@@ -102,97 +107,31 @@ impl BitWriter {
     }
 }
 
-/// Reads bits, most significant first.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BitReader<'a> {
-    data: &'a [u8],
-    /// Next byte to load into `buf`.
-    pos: usize,
-    /// Upcoming bits, left-aligned.
-    pub(crate) buf: u64,
-    /// How many leading bits of `buf` are valid.
-    pub(crate) nbits: u32,
-}
-
-impl<'a> BitReader<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0, buf: 0, nbits: 0 }
-    }
-
-    /// Tops the register up to at least 56 valid bits, or to the end of the data.
-    #[inline(always)]
-    pub(crate) fn refill(&mut self) {
-        if let Some(word) = self.data.get(self.pos..self.pos + 8) {
-            let w = u64::from_be_bytes(word.try_into().expect("8 bytes"));
-            // nbits < 64 here: callers refill only when they need more than they have.
-            self.buf |= w >> self.nbits;
-            let add = (63 - self.nbits) >> 3;
-            self.pos += add as usize;
-            self.nbits += add << 3;
-        } else {
-            self.refill_tail();
-        }
-    }
-
-    #[cold]
-    fn refill_tail(&mut self) {
-        while self.nbits <= 56 && self.pos < self.data.len() {
-            self.buf |= u64::from(self.data[self.pos]) << (56 - self.nbits);
-            self.pos += 1;
-            self.nbits += 8;
-        }
-    }
-
-    /// Drops `n` (< 64) bits that the caller has checked are valid.
-    #[inline(always)]
-    pub(crate) fn consume(&mut self, n: u32) {
-        debug_assert!(n < 64 && n <= self.nbits);
-        self.buf <<= n;
-        self.nbits -= n;
-    }
-
-    /// Reads `n` bits, 1 ≤ n ≤ 64. `None` when the data ends first.
-    #[inline(always)]
-    pub(crate) fn read_bits(&mut self, n: u32) -> Option<u64> {
-        debug_assert!((1..=64).contains(&n));
-        if n <= self.nbits && n < 64 {
-            let v = self.buf >> (64 - n);
-            self.consume(n);
-            return Some(v);
-        }
-        self.read_bits_slow(n)
-    }
-
-    /// A refill guarantees only 56 bits, so wider reads are split in two.
-    #[cold]
-    fn read_bits_slow(&mut self, n: u32) -> Option<u64> {
-        if n > 56 {
-            let hi = self.read_bits(n - 32)?;
-            let lo = self.read_bits(32)?;
-            return Some((hi << 32) | lo);
-        }
-        self.refill();
-        if n > self.nbits {
-            return None;
-        }
-        let v = self.buf >> (64 - n);
-        self.consume(n);
-        Some(v)
-    }
-
-    /// Makes sure at least `n` bits are valid, refilling if needed.
-    #[inline(always)]
-    pub(crate) fn ensure(&mut self, n: u32) -> bool {
-        if n > self.nbits {
-            self.refill();
-        }
-        n <= self.nbits
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain bit-at-a-time reader: the reference the writer is checked against.
+    struct BitReader<'a> {
+        data: &'a [u8],
+        bit: usize,
+    }
+
+    impl<'a> BitReader<'a> {
+        fn new(data: &'a [u8]) -> Self {
+            BitReader { data, bit: 0 }
+        }
+
+        fn read_bits(&mut self, n: u32) -> Option<u64> {
+            let mut v = 0u64;
+            for _ in 0..n {
+                let byte = *self.data.get(self.bit / 8)?;
+                v = (v << 1) | u64::from((byte >> (7 - self.bit % 8)) & 1);
+                self.bit += 1;
+            }
+            Some(v)
+        }
+    }
 
     #[test]
     fn write_then_read_mixed_widths() {
@@ -200,7 +139,8 @@ mod tests {
         let items: Vec<(u64, u32)> = (0..500u64)
             .map(|i| {
                 let n = (i * 7 % 64 + 1) as u32;
-                let v = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & if n == 64 { u64::MAX } else { (1 << n) - 1 };
+                let v = i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    & if n == 64 { u64::MAX } else { (1 << n) - 1 };
                 (v, n)
             })
             .collect();

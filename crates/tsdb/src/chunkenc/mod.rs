@@ -87,7 +87,11 @@ pub enum ChunkError {
     #[error("chunk truncated: sample {sample} of {total} runs past the end of the data")]
     Truncated { sample: u16, total: u16 },
     #[error("chunk corrupt at sample {sample} of {total}: {reason}")]
-    Corrupt { sample: u16, total: u16, reason: &'static str },
+    Corrupt {
+        sample: u16,
+        total: u16,
+        reason: &'static str,
+    },
     #[error("chunk is full: an XOR chunk holds at most 65535 samples")]
     Full,
 }
@@ -102,7 +106,10 @@ pub struct RawChunk {
 
 impl RawChunk {
     pub fn new(encoding: Encoding, data: impl Into<bytes::Bytes>) -> Self {
-        RawChunk { encoding, data: data.into() }
+        RawChunk {
+            encoding,
+            data: data.into(),
+        }
     }
 
     /// Number of samples, read from the chunk header. Every Prometheus chunk encoding starts

@@ -16,8 +16,8 @@
 //! The decoder accepts everything Prometheus writes, including the repeated final timestamp
 //! of Thanos' counter aggregates (a negative delta-of-delta).
 
-use super::bits::{BitReader, BitWriter};
 use super::ChunkError;
+use super::bits::BitWriter;
 use crate::encoding::{put_uvarint, put_varint, read_uvarint, read_varint};
 
 /// Builds an XOR chunk sample by sample.
@@ -165,9 +165,22 @@ fn bit_range(x: i64, n: u32) -> bool {
     -(half - 1) <= x && x <= half
 }
 
-/// Decoder state between samples.
+/// Everything the decoder carries between samples. The hot loop copies it into locals so it
+/// lives in registers, and writes it back when it stops.
+///
+/// Bits are read MSB-first through a 64-bit register refilled eight bytes at a time with one
+/// unaligned big-endian load, so the loop touches memory about once per sample. Bits in the
+/// register past `nbits` are zero or the true next bits of the stream (a refill may load a
+/// byte early and OR it in again later at the same position), so peeking at them is
+/// harmless; consuming them is not, which is what the `nbits` checks guard.
 #[derive(Clone, Copy, Debug)]
-struct State {
+struct Cursor {
+    /// Next byte of the data to load into `buf`.
+    pos: usize,
+    /// Upcoming bits, left-aligned. Bits past `nbits` are zero or the true next bits.
+    buf: u64,
+    /// How many leading bits of `buf` are valid.
+    nbits: u32,
     t: i64,
     t_delta: u64,
     v: u64,
@@ -179,12 +192,13 @@ struct State {
 /// decodes the rest of the chunk into slices in one tight loop; use it on hot paths.
 #[derive(Clone, Debug)]
 pub struct XorIterator<'a> {
-    r: BitReader<'a>,
-    st: State,
+    /// The bit-packed part of the chunk (after t0, v0 and t1's delta).
+    data: &'a [u8],
+    c: Cursor,
     total: u16,
     read: u16,
-    /// Bytes of sample 0 (and sample 1's timestamp) already parsed, kept for the first calls.
-    first: [(i64, u64); 2],
+    /// Sample 0, parsed byte-aligned in `new`.
+    first: (i64, u64),
     failed: bool,
 }
 
@@ -197,24 +211,39 @@ impl<'a> XorIterator<'a> {
         }
         let total = u16::from_be_bytes([data[0], data[1]]);
         let mut pos = 2;
-        let mut st = State { t: 0, t_delta: 0, v: 0, leading: 0, trailing: 0 };
-        let mut first = [(0i64, 0u64); 2];
+        let mut c = Cursor {
+            pos: 0,
+            buf: 0,
+            nbits: 0,
+            t: 0,
+            t_delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+        };
         if total >= 1 {
             let (t0, n) = read_varint(&data[pos..]).map_err(|_| trunc(total))?;
             pos += n;
             let v0 = data.get(pos..pos + 8).ok_or(trunc(total))?;
             pos += 8;
-            st.t = t0;
-            st.v = u64::from_be_bytes(v0.try_into().expect("8 bytes"));
-            first[0] = (st.t, st.v);
+            c.t = t0;
+            c.v = u64::from_be_bytes(v0.try_into().expect("8 bytes"));
         }
         if total >= 2 {
             let (d, n) = read_uvarint(&data[pos..])
                 .map_err(|_| ChunkError::Truncated { sample: 1, total })?;
             pos += n;
-            st.t_delta = d;
+            c.t_delta = d;
         }
-        Ok(XorIterator { r: BitReader::new(&data[pos..]), st, total, read: 0, first, failed: false })
+        let first = (c.t, c.v);
+        Ok(XorIterator {
+            data: &data[pos..],
+            c,
+            total,
+            read: 0,
+            first,
+            failed: false,
+        })
     }
 
     /// Samples in the chunk, from its header.
@@ -228,51 +257,67 @@ impl<'a> XorIterator<'a> {
         if self.failed {
             return Ok(());
         }
-        let remaining = usize::from(self.total - self.read);
-        ts.reserve(remaining);
-        vs.reserve(remaining);
-        while self.read < self.total.min(2) {
-            let (t, v) = self.next_early()?;
-            ts.push(t);
-            vs.push(v);
+        let n = usize::from(self.total - self.read);
+        let (tb, vb) = (ts.len(), vs.len());
+        ts.resize(tb + n, 0);
+        vs.resize(vb + n, 0.0);
+        let res = self.decode_slices(&mut ts[tb..], &mut vs[vb..]);
+        if let Err((done, _)) = &res {
+            ts.truncate(tb + done);
+            vs.truncate(vb + done);
         }
-        // The hot loop keeps the reader and state in locals so they live in registers.
-        let mut r = self.r;
-        let mut st = self.st;
-        let total = self.total;
-        let mut i = self.read;
-        while i < total {
-            if let Err(reason) = decode_sample(&mut r, &mut st) {
-                self.failed = true;
-                self.read = i;
-                return Err(reason.into_error(i, total));
-            }
-            ts.push(st.t);
-            vs.push(f64::from_bits(st.v));
-            i += 1;
-        }
-        self.r = r;
-        self.st = st;
-        self.read = total;
-        Ok(())
+        res.map(|_| ()).map_err(|(_, e)| e)
     }
 
-    /// Samples 0 and 1 (sample 1's value is the first bit-packed field).
-    fn next_early(&mut self) -> Result<(i64, f64), ChunkError> {
-        if self.read == 0 {
-            self.read = 1;
-            return Ok((self.first[0].0, f64::from_bits(self.first[0].1)));
+    /// Decodes up to `ts.len()` samples into the slices (which must have equal length).
+    /// Returns how many were decoded, or how many were decoded before an error.
+    pub fn decode_slices(
+        &mut self,
+        ts: &mut [i64],
+        vs: &mut [f64],
+    ) -> Result<usize, (usize, ChunkError)> {
+        let want = ts
+            .len()
+            .min(vs.len())
+            .min(usize::from(self.total - self.read));
+        if self.failed {
+            return Ok(0);
         }
-        // Sample 1: its timestamp delta was parsed in `new`.
-        let total = self.total;
-        self.st.t = self.st.t.wrapping_add(self.st.t_delta as i64);
-        if let Err(reason) = decode_value(&mut self.r, &mut self.st) {
-            self.failed = true;
-            return Err(reason.into_error(1, total));
+        let (ts, vs) = (&mut ts[..want], &mut vs[..want]);
+        let mut k = 0;
+        // Sample 0 is already parsed; sample 1 has a plain delta instead of a
+        // delta-of-delta. Both go through the general loop's value path below.
+        while k < want && self.read < 2 {
+            if self.read == 0 {
+                ts[k] = self.first.0;
+                vs[k] = f64::from_bits(self.first.1);
+            } else {
+                self.c.t = self.c.t.wrapping_add(self.c.t_delta as i64);
+                if let Err(f) = decode_value_once(self.data, &mut self.c) {
+                    self.failed = true;
+                    return Err((k, f.into_error(1, self.total)));
+                }
+                ts[k] = self.c.t;
+                vs[k] = f64::from_bits(self.c.v);
+            }
+            self.read += 1;
+            k += 1;
         }
-        self.read = 2;
-        self.first[1] = (self.st.t, self.st.v);
-        Ok((self.st.t, f64::from_bits(self.st.v)))
+        if k == want {
+            return Ok(k);
+        }
+        match decode_run(self.data, &mut self.c, &mut ts[k..], &mut vs[k..]) {
+            Ok(()) => {
+                self.read += (want - k) as u16;
+                Ok(want)
+            }
+            Err((done, f)) => {
+                let at = self.read + done as u16;
+                self.failed = true;
+                self.read = at;
+                Err((k + done, f.into_error(at, self.total)))
+            }
+        }
     }
 }
 
@@ -283,24 +328,19 @@ impl Iterator for XorIterator<'_> {
         if self.failed || self.read >= self.total {
             return None;
         }
-        if self.read < 2 {
-            return Some(self.next_early());
-        }
-        let i = self.read;
-        match decode_sample(&mut self.r, &mut self.st) {
-            Ok(()) => {
-                self.read += 1;
-                Some(Ok((self.st.t, f64::from_bits(self.st.v))))
-            }
-            Err(reason) => {
-                self.failed = true;
-                Some(Err(reason.into_error(i, self.total)))
-            }
+        let (mut t, mut v) = ([0i64], [0f64]);
+        match self.decode_slices(&mut t, &mut v) {
+            Ok(_) => Some(Ok((t[0], v[0]))),
+            Err((_, e)) => Some(Err(e)),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = if self.failed { 0 } else { usize::from(self.total - self.read) };
+        let n = if self.failed {
+            0
+        } else {
+            usize::from(self.total - self.read)
+        };
         (0, Some(n))
     }
 }
@@ -316,96 +356,343 @@ impl Fail {
     fn into_error(self, sample: u16, total: u16) -> ChunkError {
         match self {
             Fail::Truncated => ChunkError::Truncated { sample, total },
-            Fail::Corrupt(reason) => ChunkError::Corrupt { sample, total, reason },
+            Fail::Corrupt(reason) => ChunkError::Corrupt {
+                sample,
+                total,
+                reason,
+            },
         }
     }
 }
 
-/// Decodes sample n ≥ 2: delta-of-delta timestamp, then the value.
-#[inline(always)]
-fn decode_sample(r: &mut BitReader<'_>, st: &mut State) -> Result<(), Fail> {
-    if r.nbits < 57 {
-        r.refill();
-    }
-    // The prefix is 0, 10, 110, 1110 or 1111: count leading ones, at most four.
-    let dod: i64 = match r.buf.leading_ones() {
-        0 => {
-            if r.nbits < 1 {
-                return Err(Fail::Truncated);
+/// Loads bytes into `buf` until at least 56 bits are valid or the data ends.
+macro_rules! refill {
+    ($data:expr, $pos:ident, $buf:ident, $nbits:ident) => {
+        if let Some(word) = $data.get($pos..$pos + 8) {
+            let w = u64::from_be_bytes(word.try_into().expect("8 bytes"));
+            $buf |= w >> $nbits;
+            let add = (63 - $nbits) >> 3;
+            $pos += add as usize;
+            $nbits += add << 3;
+        } else {
+            while $nbits <= 56 && $pos < $data.len() {
+                $buf |= u64::from($data[$pos]) << (56 - $nbits);
+                $pos += 1;
+                $nbits += 8;
             }
-            r.consume(1);
-            0
-        }
-        1 => read_dod(r, 2, 14)?,
-        2 => read_dod(r, 3, 17)?,
-        3 => read_dod(r, 4, 20)?,
-        _ => {
-            if r.nbits < 4 {
-                return Err(Fail::Truncated);
-            }
-            r.consume(4);
-            r.read_bits(64).ok_or(Fail::Truncated)? as i64
         }
     };
-    st.t_delta = st.t_delta.wrapping_add(dod as u64);
-    st.t = st.t.wrapping_add(st.t_delta as i64);
-    decode_value(r, st)
 }
 
-/// Reads a `prefix`-bit bucket code followed by an `n`-bit delta-of-delta.
-#[inline(always)]
-fn read_dod(r: &mut BitReader<'_>, prefix: u32, n: u32) -> Result<i64, Fail> {
-    let need = prefix + n;
-    if !r.ensure(need) {
-        return Err(Fail::Truncated);
-    }
-    let raw = (r.buf >> (64 - need)) & ((1u64 << n) - 1);
-    r.consume(need);
-    // Payloads above 2^(n-1) are negative; exactly 2^(n-1) is positive (asymmetric range).
-    let half = 1u64 << (n - 1);
-    Ok(if raw > half { raw as i64 - (1i64 << n) } else { raw as i64 })
+/// Drops `n` valid bits, 1 ≤ n ≤ 64 (two shifts so that 64 does not overflow).
+macro_rules! consume {
+    ($buf:ident, $nbits:ident, $n:expr) => {{
+        let n: u32 = $n;
+        $buf = ($buf << (n - 1)) << 1;
+        $nbits -= n;
+    }};
 }
 
+/// Reads `n` bits, 1 ≤ n ≤ 64, refilling as needed; evaluates `$bail` (which must diverge:
+/// `return` or `break`) when the data ends first.
+macro_rules! take_bits {
+    ($data:expr, $pos:ident, $buf:ident, $nbits:ident, $n:expr, $bail:expr) => {{
+        let n: u32 = $n;
+        if n > $nbits {
+            refill!($data, $pos, $buf, $nbits);
+        }
+        if n <= $nbits {
+            let v = $buf >> (64 - n);
+            consume!($buf, $nbits, n);
+            v
+        } else {
+            // Wider than one refill guarantees (57..=64 bits): take what is there, then the rest.
+            let first = $nbits;
+            if first == 0 {
+                $bail
+            }
+            let hi = $buf >> (64 - first);
+            consume!($buf, $nbits, first);
+            refill!($data, $pos, $buf, $nbits);
+            let rest = n - first;
+            if rest > $nbits {
+                $bail
+            }
+            let lo = $buf >> (64 - rest);
+            consume!($buf, $nbits, rest);
+            (hi << rest) | lo
+        }
+    }};
+}
+
+/// Decodes one value (XOR against the previous) at the cursor.
 #[inline(always)]
-fn decode_value(r: &mut BitReader<'_>, st: &mut State) -> Result<(), Fail> {
-    if !r.ensure(1) {
-        return Err(Fail::Truncated);
-    }
-    if r.buf >> 63 == 0 {
-        r.consume(1);
-        return Ok(());
-    }
-    if !r.ensure(2) {
-        return Err(Fail::Truncated);
-    }
-    let mbits = if (r.buf >> 62) & 1 == 0 {
-        // "10": reuse the current window.
-        r.consume(2);
-        64 - st.leading - st.trailing
-    } else {
-        // "11": a new window, 5 bits of leading zeros and 6 bits of significant bits.
-        if !r.ensure(13) {
+fn decode_value_once(data: &[u8], c: &mut Cursor) -> Result<(), Fail> {
+    let Cursor {
+        mut pos,
+        mut buf,
+        mut nbits,
+        ..
+    } = *c;
+    let (mut v, mut leading, mut trailing) = (c.v, c.leading, c.trailing);
+    let r = (|| {
+        decode_value!(data, pos, buf, nbits, v, leading, trailing);
+        Ok(())
+    })();
+    *c = Cursor {
+        pos,
+        buf,
+        nbits,
+        v,
+        leading,
+        trailing,
+        ..*c
+    };
+    r
+}
+
+/// The value path, shared by sample 1 and the main loop: `0` keeps the value, `10` reuses the
+/// XOR window, `11` brings a new window (5 bits of leading zeros, 6 bits of width, 0 = 64).
+macro_rules! decode_value {
+    ($data:expr, $pos:ident, $buf:ident, $nbits:ident, $v:ident, $leading:ident, $trailing:ident) => {
+        if $nbits < 13 {
+            refill!($data, $pos, $buf, $nbits);
+        }
+        if $nbits == 0 {
             return Err(Fail::Truncated);
         }
-        let leading = ((r.buf >> 57) & 0x1F) as u32;
-        let mut mbits = ((r.buf >> 51) & 0x3F) as u32;
-        r.consume(13);
-        if mbits == 0 {
-            mbits = 64;
+        if $buf >> 63 != 0 {
+            let mbits = if ($buf >> 62) & 1 == 0 {
+                if $nbits < 2 {
+                    return Err(Fail::Truncated);
+                }
+                consume!($buf, $nbits, 2);
+                64 - $leading - $trailing
+            } else {
+                if $nbits < 13 {
+                    return Err(Fail::Truncated);
+                }
+                let l = (($buf >> 57) & 0x1F) as u32;
+                let m = (($buf >> 51) & 0x3F) as u32;
+                consume!($buf, $nbits, 13);
+                let m = if m == 0 { 64 } else { m };
+                if l + m > 64 {
+                    return Err(Fail::Corrupt("XOR window wider than 64 bits"));
+                }
+                $leading = l;
+                $trailing = 64 - l - m;
+                m
+            };
+            if mbits == 0 {
+                return Err(Fail::Corrupt("XOR window of zero bits"));
+            }
+            let bits = take_bits!(
+                $data,
+                $pos,
+                $buf,
+                $nbits,
+                mbits,
+                return Err(Fail::Truncated)
+            );
+            $v ^= bits << $trailing;
+        } else {
+            consume!($buf, $nbits, 1);
         }
-        if leading + mbits > 64 {
-            return Err(Fail::Corrupt("XOR window wider than 64 bits"));
-        }
-        st.leading = leading;
-        st.trailing = 64 - leading - mbits;
-        mbits
     };
-    if mbits == 0 {
-        return Err(Fail::Corrupt("XOR window of zero bits"));
+}
+use decode_value;
+
+/// Decodes samples n ≥ 2 into the slices. All state is in locals for the duration of the loop.
+///
+/// The loop is latency-bound: every field's position depends on the width of the one before,
+/// so the work per sample is one chain through `buf`. It is kept short: an unconditional
+/// refill (a data-dependent "refill?" branch mispredicts), the delta-of-delta bucket chosen
+/// with four parallel compares and computed widths instead of a leading-zero count and table
+/// loads, and the XOR window kept as `(trailing, width)` so reusing it costs nothing.
+fn decode_run(
+    data: &[u8],
+    c: &mut Cursor,
+    ts: &mut [i64],
+    vs: &mut [f64],
+) -> Result<(), (usize, Fail)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+        {
+            // SAFETY: the CPU supports the features `decode_run_bmi2` is compiled for.
+            #[allow(unsafe_code)]
+            return unsafe { decode_run_bmi2(data, c, ts, vs) };
+        }
     }
-    let bits = r.read_bits(mbits).ok_or(Fail::Truncated)?;
-    st.v ^= bits << st.trailing;
-    Ok(())
+    decode_run_generic(data, c, ts, vs)
+}
+
+/// The loop compiled for BMI2 and LZCNT: variable shifts become single `shlx`/`shrx` that need
+/// no `%cl` shuffling, which shortens the dependency chain the decoder is bound by.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi1,bmi2,lzcnt")]
+#[inline(never)]
+fn decode_run_bmi2(
+    data: &[u8],
+    c: &mut Cursor,
+    ts: &mut [i64],
+    vs: &mut [f64],
+) -> Result<(), (usize, Fail)> {
+    decode_run_impl::<true>(data, c, ts, vs)
+}
+
+#[inline(never)]
+fn decode_run_generic(
+    data: &[u8],
+    c: &mut Cursor,
+    ts: &mut [i64],
+    vs: &mut [f64],
+) -> Result<(), (usize, Fail)> {
+    decode_run_impl::<false>(data, c, ts, vs)
+}
+
+/// `LZCNT`: count the prefix with one leading-zero count (fast when the CPU has `lzcnt`)
+/// rather than four compares (better than the slow `bsr` fallback).
+#[inline(always)]
+fn decode_run_impl<const LZCNT: bool>(
+    data: &[u8],
+    c: &mut Cursor,
+    ts: &mut [i64],
+    vs: &mut [f64],
+) -> Result<(), (usize, Fail)> {
+    let n = ts.len().min(vs.len());
+    let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
+    let Cursor {
+        mut pos,
+        mut buf,
+        mut nbits,
+        mut t,
+        mut t_delta,
+        mut v,
+        mut leading,
+        mut trailing,
+    } = *c;
+    // The window's width; `leading + trailing <= 64` always holds for a window we decoded, and
+    // the initial (0, 0) means 64.
+    let mut width = 64 - leading - trailing;
+    let mut k = 0;
+    let mut fail = None;
+    'samples: while k < n {
+        refill!(data, pos, buf, nbits);
+        // Prefix 0, 10, 110, 1110 or 1111: count its leading ones, up to four.
+        let ones = if LZCNT {
+            (!buf).leading_zeros()
+        } else {
+            u32::from(buf >= 0x8000_0000_0000_0000)
+                + u32::from(buf >= 0xC000_0000_0000_0000)
+                + u32::from(buf >= 0xE000_0000_0000_0000)
+                + u32::from(buf >= 0xF000_0000_0000_0000)
+        };
+        let dod: i64 = if ones < 4 {
+            // Bits consumed: 1, 16, 20, 24; payload bits: 0, 14, 17, 20.
+            let need = if ones == 0 { 1 } else { 12 + 4 * ones };
+            let pbits = need - 1 - ones;
+            if need > nbits {
+                {
+                    fail = Some(Fail::Truncated);
+                    break 'samples;
+                }
+            }
+            let raw = (buf >> (64 - need)) & ((1u64 << pbits) - 1);
+            buf <<= need;
+            nbits -= need;
+            // Payloads above 2^(n-1) are negative; exactly 2^(n-1) is positive.
+            let half = (1u64 << pbits) >> 1;
+            raw as i64 - (i64::from(raw > half) << pbits)
+        } else {
+            if nbits < 4 {
+                {
+                    fail = Some(Fail::Truncated);
+                    break 'samples;
+                }
+            }
+            buf <<= 4;
+            nbits -= 4;
+            take_bits!(data, pos, buf, nbits, 64, {
+                fail = Some(Fail::Truncated);
+                break 'samples;
+            }) as i64
+        };
+        t_delta = t_delta.wrapping_add(dod as u64);
+        t = t.wrapping_add(t_delta as i64);
+
+        if nbits < 13 {
+            refill!(data, pos, buf, nbits);
+            if nbits == 0 {
+                {
+                    fail = Some(Fail::Truncated);
+                    break 'samples;
+                }
+            }
+        }
+        if buf >> 63 != 0 {
+            if (buf >> 62) & 1 != 0 {
+                // "11": a new window.
+                if nbits < 13 {
+                    {
+                        fail = Some(Fail::Truncated);
+                        break 'samples;
+                    }
+                }
+                let l = ((buf >> 57) & 0x1F) as u32;
+                let m = ((buf >> 51) & 0x3F) as u32;
+                buf <<= 13;
+                nbits -= 13;
+                let m = if m == 0 { 64 } else { m };
+                if l + m > 64 {
+                    {
+                        fail = Some(Fail::Corrupt("XOR window wider than 64 bits"));
+                        break 'samples;
+                    }
+                }
+                leading = l;
+                trailing = 64 - l - m;
+                width = m;
+            } else {
+                // "10": the current window.
+                if nbits < 2 {
+                    {
+                        fail = Some(Fail::Truncated);
+                        break 'samples;
+                    }
+                }
+                buf <<= 2;
+                nbits -= 2;
+            }
+            let bits = take_bits!(data, pos, buf, nbits, width, {
+                fail = Some(Fail::Truncated);
+                break 'samples;
+            });
+            v ^= bits << trailing;
+        } else {
+            // "0": the value repeats.
+            buf <<= 1;
+            nbits -= 1;
+        }
+        ts[k] = t;
+        vs[k] = f64::from_bits(v);
+        k += 1;
+    }
+    *c = Cursor {
+        pos,
+        buf,
+        nbits,
+        t,
+        t_delta,
+        v,
+        leading,
+        trailing,
+    };
+    match fail {
+        None => Ok(()),
+        Some(f) => Err((k, f)),
+    }
 }
 
 #[cfg(test)]
@@ -423,7 +710,10 @@ mod tests {
     }
 
     fn same(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
     }
 
     #[test]
@@ -450,11 +740,16 @@ mod tests {
         // 0x7ff0000000000000: lz 1, tz 52, sig 11 -> 1 1 00001 001011 11111111111
         // bits: 0 0 1 1 00001 001011 11111111111 + pad
         let bytes = XorEncoder::encode([(1000, 1.0), (2000, 1.0), (3000, 2.0)]).unwrap();
-        let mut want = vec![0x00, 0x03, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xe8, 0x07];
+        let mut want = vec![
+            0x00, 0x03, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xe8, 0x07,
+        ];
         // 0011 0000 | 1001 0111 | 1111 1111 | 1100 0000
         want.extend_from_slice(&[0b0011_0000, 0b1001_0111, 0b1111_1111, 0b1100_0000]);
         assert_eq!(bytes, want);
-        assert_eq!(decode_all(&bytes).unwrap(), vec![(1000, 1.0), (2000, 1.0), (3000, 2.0)]);
+        assert_eq!(
+            decode_all(&bytes).unwrap(),
+            vec![(1000, 1.0), (2000, 1.0), (3000, 2.0)]
+        );
     }
 
     #[test]
@@ -464,8 +759,25 @@ mod tests {
         let mut delta = 15_000i64;
         t += 15_000;
         for dod in [
-            0i64, 1, -1, 8192, -8191, 8193, -8192, 65536, -65535, 65537, -65536, 524288,
-            -524287, 524289, -524288, 1 << 40, -(1 << 40), 0, 0,
+            0i64,
+            1,
+            -1,
+            8192,
+            -8191,
+            8193,
+            -8192,
+            65536,
+            -65535,
+            65537,
+            -65536,
+            524288,
+            -524287,
+            524289,
+            -524288,
+            1 << 40,
+            -(1 << 40),
+            0,
+            0,
         ] {
             delta += dod;
             t += delta;
@@ -482,11 +794,27 @@ mod tests {
     fn special_values_round_trip() {
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
         let vals = [
-            0.0, -0.0, 1.0, f64::NAN, stale, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE,
-            f64::MAX, f64::MIN, 1e-300, 5e-324, 12345.678, 12345.678, -1.0,
+            0.0,
+            -0.0,
+            1.0,
+            f64::NAN,
+            stale,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            1e-300,
+            5e-324,
+            12345.678,
+            12345.678,
+            -1.0,
         ];
-        let samples: Vec<(i64, f64)> =
-            vals.iter().enumerate().map(|(i, &v)| (i as i64 * 1000 - 3000, v)).collect();
+        let samples: Vec<(i64, f64)> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * 1000 - 3000, v))
+            .collect();
         let bytes = XorEncoder::encode(samples.iter().copied()).unwrap();
         assert!(same(&decode_all(&bytes).unwrap(), &samples));
         assert!(same(&decode_bulk(&bytes).unwrap(), &samples));
@@ -504,7 +832,9 @@ mod tests {
 
     #[test]
     fn truncation_is_an_error_not_a_panic() {
-        let samples: Vec<(i64, f64)> = (0..120).map(|i| (i * 15_000 + 7, (i as f64).sin())).collect();
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (i * 15_000 + 7, (i as f64).sin()))
+            .collect();
         let bytes = XorEncoder::encode(samples.iter().copied()).unwrap();
         for cut in 0..bytes.len() {
             let r = decode_all(&bytes[..cut]);

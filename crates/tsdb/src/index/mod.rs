@@ -55,7 +55,10 @@ impl Toc {
                 file,
                 0,
                 "index",
-                format!("file is {} bytes, too short to hold a header and TOC", index.len()),
+                format!(
+                    "file is {} bytes, too short to hold a header and TOC",
+                    index.len()
+                ),
             ));
         }
         let at = index.len() - TOC_LEN;

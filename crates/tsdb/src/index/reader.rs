@@ -62,7 +62,12 @@ impl IndexReader {
     pub fn from_bytes(file: impl Into<String>, data: Bytes) -> Result<Self> {
         let file = file.into();
         if data.len() < 5 {
-            return Err(Error::corrupt(&file, 0, "index header", "file shorter than 5 bytes"));
+            return Err(Error::corrupt(
+                &file,
+                0,
+                "index header",
+                "file shorter than 5 bytes",
+            ));
         }
         let magic = u32::from_be_bytes(data[..4].try_into().expect("4 bytes"));
         if magic != MAGIC_INDEX {
@@ -134,9 +139,12 @@ impl IndexReader {
 
     fn crc_section_in<'d>(&self, data: &'d Bytes, at: u64, what: &'static str) -> Result<&'d [u8]> {
         let body_end = (data.len() - super::TOC_LEN) as u64;
-        let start = usize::try_from(at).ok().filter(|&s| (s as u64) + 4 <= body_end).ok_or_else(
-            || Error::corrupt(&self.file, at, what, "section offset outside the file"),
-        )?;
+        let start = usize::try_from(at)
+            .ok()
+            .filter(|&s| (s as u64) + 4 <= body_end)
+            .ok_or_else(|| {
+                Error::corrupt(&self.file, at, what, "section offset outside the file")
+            })?;
         let len = u32::from_be_bytes(data[start..start + 4].try_into().expect("4 bytes"));
         let end = start + 4 + len as usize;
         if end as u64 + 4 > data.len() as u64 {
@@ -169,28 +177,42 @@ impl IndexReader {
         let body = self.crc_section(self.toc.symbols, WHAT)?;
         let base_abs = self.toc.symbols as usize + 8;
         let mut d = Decbuf::new(body);
-        let count = d.be32().map_err(|e| Error::decode(&self.file, self.toc.symbols, WHAT, e))?;
+        let count = d
+            .be32()
+            .map_err(|e| Error::decode(&self.file, self.toc.symbols, WHAT, e))?;
         let mut offsets = Vec::with_capacity((count as usize).min(body.len()));
         let mut prev: Option<&[u8]> = None;
         for i in 0..count {
             let rel = body.len() - d.remaining() - 4;
             let at = (base_abs + rel) as u64;
-            let s = d.uvarint_bytes().map_err(|e| Error::decode(&self.file, at, WHAT, e))?;
+            let s = d
+                .uvarint_bytes()
+                .map_err(|e| Error::decode(&self.file, at, WHAT, e))?;
             if std::str::from_utf8(s).is_err() {
-                return Err(Error::decode(&self.file, at, WHAT, DecodeError::InvalidUtf8));
+                return Err(Error::decode(
+                    &self.file,
+                    at,
+                    WHAT,
+                    DecodeError::InvalidUtf8,
+                ));
             }
             if prev.is_some_and(|p| p >= s) {
                 return Err(Error::corrupt(
                     &self.file,
                     at,
                     WHAT,
-                    format!("symbol {i} is not greater than the previous one (table must be sorted and unique)"),
+                    format!(
+                        "symbol {i} is not greater than the previous one (table must be sorted and unique)"
+                    ),
                 ));
             }
             prev = Some(s);
             offsets.push(rel as u32);
         }
-        Ok(Symbols { base: base_abs, offsets })
+        Ok(Symbols {
+            base: base_abs,
+            offsets,
+        })
     }
 
     fn read_postings_offset_table(&mut self) -> Result<()> {
@@ -203,7 +225,9 @@ impl IndexReader {
         let body = self.crc_section_in(&data, at, WHAT)?;
         let body_abs = at + 4;
         let mut d = Decbuf::new(body);
-        let count = d.be32().map_err(|e| Error::decode(&self.file, at, WHAT, e))?;
+        let count = d
+            .be32()
+            .map_err(|e| Error::decode(&self.file, at, WHAT, e))?;
         let mut all_postings_at = None;
         let mut names: Vec<NameEntry> = Vec::new();
         let mut values: Vec<ValueEntry> = Vec::with_capacity((count as usize).min(body.len() / 4));
@@ -299,7 +323,10 @@ impl IndexReader {
                 &self.file,
                 self.toc.symbols,
                 "symbol reference",
-                format!("symbol {id} out of range: the table has {}", self.symbols.offsets.len()),
+                format!(
+                    "symbol {id} out of range: the table has {}",
+                    self.symbols.offsets.len()
+                ),
             )
         })?;
         let at = self.symbols.base + rel as usize;
@@ -314,7 +341,10 @@ impl IndexReader {
 
     /// All label names, sorted.
     pub fn label_names(&self) -> Vec<&str> {
-        self.names.iter().map(|n| self.str_at(n.name_at, n.name_len)).collect()
+        self.names
+            .iter()
+            .map(|n| self.str_at(n.name_at, n.name_len))
+            .collect()
     }
 
     fn name_entry(&self, name: &str) -> Option<&NameEntry> {
@@ -333,7 +363,10 @@ impl IndexReader {
 
     /// Every value of label `name`, sorted.
     pub fn label_values(&self, name: &str) -> Vec<&str> {
-        self.value_entries(name).iter().map(|v| self.str_at(v.value_at, v.value_len)).collect()
+        self.value_entries(name)
+            .iter()
+            .map(|v| self.str_at(v.value_at, v.value_len))
+            .collect()
     }
 
     /// Number of distinct values of label `name`.
@@ -358,9 +391,7 @@ impl IndexReader {
     /// Series with label `name` equal to `value`.
     pub fn postings(&self, name: &str, value: &str) -> Result<Vec<u32>> {
         let entries = self.value_entries(name);
-        match entries
-            .binary_search_by(|v| self.str_at(v.value_at, v.value_len).cmp(value))
-        {
+        match entries.binary_search_by(|v| self.str_at(v.value_at, v.value_len).cmp(value)) {
             Ok(i) => self.postings_at(entries[i].postings_at),
             Err(_) => Ok(Vec::new()),
         }
@@ -430,11 +461,19 @@ impl IndexReader {
             .and_then(|l| body_start.checked_add(l))
             .filter(|&e| e + 4 <= body_end)
             .ok_or_else(|| {
-                Error::corrupt(&self.file, at, WHAT, format!("length {len} runs past the end"))
+                Error::corrupt(
+                    &self.file,
+                    at,
+                    WHAT,
+                    format!("length {len} runs past the end"),
+                )
             })?;
         let body = &self.data[body_start..body_end_at];
-        let stored =
-            u32::from_be_bytes(self.data[body_end_at..body_end_at + 4].try_into().expect("4"));
+        let stored = u32::from_be_bytes(
+            self.data[body_end_at..body_end_at + 4]
+                .try_into()
+                .expect("4"),
+        );
         let computed = crc32c(body);
         if stored != computed {
             return Err(Error::corrupt(
@@ -485,7 +524,9 @@ pub fn decode_postings(body: &[u8]) -> Result<Vec<u32>, DecodeError> {
         .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
         .collect();
     if out.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(DecodeError::OutOfRange("postings order (refs must increase)"));
+        return Err(DecodeError::OutOfRange(
+            "postings order (refs must increase)",
+        ));
     }
     Ok(out)
 }
@@ -513,13 +554,21 @@ pub fn decode_series_entry(
     let mint = d.varint()?;
     let maxt = mint.wrapping_add(d.uvarint()? as i64);
     let mut r = d.uvarint()?;
-    chunks.push(ChunkMeta { min_time: mint, max_time: maxt, chunk_ref: ChunkRef(r) });
+    chunks.push(ChunkMeta {
+        min_time: mint,
+        max_time: maxt,
+        chunk_ref: ChunkRef(r),
+    });
     let mut prev_maxt = maxt;
     for _ in 1..nchunks {
         let mint = prev_maxt.wrapping_add(d.uvarint()? as i64);
         let maxt = mint.wrapping_add(d.uvarint()? as i64);
         r = r.wrapping_add(d.varint()? as u64);
-        chunks.push(ChunkMeta { min_time: mint, max_time: maxt, chunk_ref: ChunkRef(r) });
+        chunks.push(ChunkMeta {
+            min_time: mint,
+            max_time: maxt,
+            chunk_ref: ChunkRef(r),
+        });
         prev_maxt = maxt;
     }
     Ok(())

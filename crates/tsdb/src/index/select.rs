@@ -57,7 +57,11 @@ pub fn postings_for_matchers<I: PostingsIndex + ?Sized>(
             intersect.push(list);
         }
     }
-    let base = if intersect.is_empty() { ix.all_postings()? } else { intersect_many(intersect) };
+    let base = if intersect.is_empty() {
+        ix.all_postings()?
+    } else {
+        intersect_many(intersect)
+    };
     if subtract.is_empty() {
         return Ok(base);
     }

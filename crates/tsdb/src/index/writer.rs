@@ -23,7 +23,9 @@ use strata_model::Labels;
 
 use super::{FORMAT_V2, MAGIC_INDEX, MAX_INDEX_SIZE, SERIES_ALIGN, Toc};
 use crate::chunks::ChunkMeta;
-use crate::encoding::{crc32c, put_uvarint, put_uvarint_str, put_varint, read_uvarint, uvarint_len};
+use crate::encoding::{
+    crc32c, put_uvarint, put_uvarint_str, put_varint, read_uvarint, uvarint_len,
+};
 use crate::error::{Error, Result};
 
 /// Default memory budget for postings built in one batch (in refs: 16 Mi refs = 64 MiB).
@@ -94,11 +96,16 @@ impl IndexWriter {
     }
 
     fn err(&self, detail: impl Into<String>) -> Error {
-        Error::Write { block: self.path.display().to_string(), detail: detail.into() }
+        Error::Write {
+            block: self.path.display().to_string(),
+            detail: detail.into(),
+        }
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.w.write_all(b).map_err(|e| Error::io("write", &self.path, e))?;
+        self.w
+            .write_all(b)
+            .map_err(|e| Error::io("write", &self.path, e))?;
         self.pos += b.len() as u64;
         Ok(())
     }
@@ -155,12 +162,12 @@ impl IndexWriter {
     /// Adds the next series. Series must come in strictly increasing label order, chunks in
     /// time order without overlap, and chunk references must never decrease.
     pub fn add_series(&mut self, labels: &Labels, chunks: &[ChunkMeta]) -> Result<u32> {
-        if let Some(last) = &self.last {
-            if labels <= last {
-                return Err(self.err(format!(
+        if let Some(last) = &self.last
+            && labels <= last
+        {
+            return Err(self.err(format!(
                     "out-of-order series: {labels} added after {last}; series must be added in label order"
                 )));
-            }
         }
         let mut last_ref = self.last_chunk_ref;
         for (i, c) in chunks.iter().enumerate() {
@@ -227,7 +234,9 @@ impl IndexWriter {
         self.write(&buf)?;
         self.write(&body)?;
         self.write(&crc.to_be_bytes())?;
-        self.series_max_size = self.series_max_size.max((buf.len() + body.len() + 4) as u64);
+        self.series_max_size = self
+            .series_max_size
+            .max((buf.len() + body.len() + 4) as u64);
         self.buf = buf;
         self.body = body;
 
@@ -255,7 +264,9 @@ impl IndexWriter {
         let mut po_count = 0u32;
         let result = self.write_all_postings(&mut po, &mut po_count);
         let po_file = match result.and_then(|passes| {
-            po.into_inner().map(|f| (f, passes)).map_err(|e| Error::io("flush", &po_path, e.into_error()))
+            po.into_inner()
+                .map(|f| (f, passes))
+                .map_err(|e| Error::io("flush", &po_path, e.into_error()))
         }) {
             Ok(v) => v,
             Err(e) => {
@@ -270,8 +281,12 @@ impl IndexWriter {
 
         let toc = self.toc.encode();
         self.write(&toc)?;
-        let f = self.w.into_inner().map_err(|e| Error::io("flush", &self.path, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &self.path, e))?;
+        let f = self
+            .w
+            .into_inner()
+            .map_err(|e| Error::io("flush", &self.path, e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
         Ok(IndexWriterStats {
             size: self.pos,
             num_series: self.series_refs.len() as u64,
@@ -296,7 +311,8 @@ impl IndexWriter {
         put_uvarint_str(&mut entry, name);
         put_uvarint_str(&mut entry, value);
         put_uvarint(&mut entry, self.pos);
-        po.write_all(&entry).map_err(|e| Error::io("write", &self.path, e))?;
+        po.write_all(&entry)
+            .map_err(|e| Error::io("write", &self.path, e))?;
         *po_count = po_count
             .checked_add(1)
             .ok_or_else(|| self.err("more than 2^32 label pairs"))?;
@@ -338,8 +354,11 @@ impl IndexWriter {
                 refs += names[j].1;
                 j += 1;
             }
-            let batch: HashMap<u32, usize> =
-                names[i..j].iter().enumerate().map(|(k, &(n, _))| (n, k)).collect();
+            let batch: HashMap<u32, usize> = names[i..j]
+                .iter()
+                .enumerate()
+                .map(|(k, &(n, _))| (n, k))
+                .collect();
             // Per name in the batch: value symbol → series refs.
             let mut postings: Vec<BTreeMap<u32, Vec<u32>>> = vec![BTreeMap::new(); j - i];
             self.scan_series(&all, |id, refs| {
@@ -366,24 +385,34 @@ impl IndexWriter {
     /// Re-reads the series section written so far and calls `f` with each series' ref and
     /// label symbol pairs.
     fn scan_series(&mut self, ids: &[u32], mut f: impl FnMut(u32, &[(u32, u32)])) -> Result<()> {
-        self.w.flush().map_err(|e| Error::io("flush", &self.path, e))?;
+        self.w
+            .flush()
+            .map_err(|e| Error::io("flush", &self.path, e))?;
         let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
         let mut r = BufReader::with_capacity(1 << 20, file);
-        r.seek(SeekFrom::Start(self.toc.series)).map_err(|e| Error::io("seek", &self.path, e))?;
+        r.seek(SeekFrom::Start(self.toc.series))
+            .map_err(|e| Error::io("seek", &self.path, e))?;
         let mut pos = self.toc.series;
         let mut body = Vec::new();
         let mut pairs = Vec::new();
         let corrupt = |at: u64, d: &str| {
-            Error::corrupt(self.path.display().to_string(), at, "series entry (re-read)", d)
+            Error::corrupt(
+                self.path.display().to_string(),
+                at,
+                "series entry (re-read)",
+                d,
+            )
         };
         for &id in ids {
             let at = u64::from(id) * SERIES_ALIGN;
-            r.seek_relative((at - pos) as i64).map_err(|e| Error::io("seek", &self.path, e))?;
+            r.seek_relative((at - pos) as i64)
+                .map_err(|e| Error::io("seek", &self.path, e))?;
             // Read the length varint byte by byte (at most 10 bytes).
             let mut lenbuf = [0u8; 10];
             let mut n = 0;
             loop {
-                r.read_exact(&mut lenbuf[n..n + 1]).map_err(|e| Error::io("read", &self.path, e))?;
+                r.read_exact(&mut lenbuf[n..n + 1])
+                    .map_err(|e| Error::io("read", &self.path, e))?;
                 n += 1;
                 if lenbuf[n - 1] < 0x80 || n == 10 {
                     break;
@@ -391,7 +420,8 @@ impl IndexWriter {
             }
             let (len, _) = read_uvarint(&lenbuf[..n]).map_err(|e| corrupt(at, &e.to_string()))?;
             body.resize(len as usize + 4, 0);
-            r.read_exact(&mut body).map_err(|e| Error::io("read", &self.path, e))?;
+            r.read_exact(&mut body)
+                .map_err(|e| Error::io("read", &self.path, e))?;
             pos = at + n as u64 + len + 4;
             let mut d = crate::encoding::Decbuf::new(&body[..len as usize]);
             pairs.clear();
@@ -409,20 +439,28 @@ impl IndexWriter {
     fn write_postings_offset_table(&mut self, po: File, po_path: &Path, count: u32) -> Result<()> {
         self.toc.label_indices_table = self.pos;
         self.toc.postings_table = self.pos;
-        let size = po.metadata().map_err(|e| Error::io("stat", po_path, e))?.len();
+        let size = po
+            .metadata()
+            .map_err(|e| Error::io("stat", po_path, e))?
+            .len();
         let len = 4 + size;
         if len > u64::from(u32::MAX) {
-            return Err(self.err(format!("postings offset table of {len} bytes exceeds 4 GiB")));
+            return Err(self.err(format!(
+                "postings offset table of {len} bytes exceeds 4 GiB"
+            )));
         }
         self.write(&(len as u32).to_be_bytes())?;
         let count = count.to_be_bytes();
         let mut crc = crc32c::crc32c_append(0, &count);
         self.write(&count)?;
         let mut r = BufReader::with_capacity(1 << 20, po);
-        r.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", po_path, e))?;
+        r.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", po_path, e))?;
         let mut chunk = vec![0u8; 1 << 16];
         loop {
-            let n = r.read(&mut chunk).map_err(|e| Error::io("read", po_path, e))?;
+            let n = r
+                .read(&mut chunk)
+                .map_err(|e| Error::io("read", po_path, e))?;
             if n == 0 {
                 break;
             }

@@ -1,0 +1,383 @@
+//! `strata compact`: compaction, downsampling, retention and deletion of bucket blocks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::Result;
+use clap::Args;
+use strata_model::{ByteSize, Duration};
+
+use super::common::{
+    BlockDiscoveryStrategy, GlobalArgs, HashFunc, HttpArgs, ObjstoreArgs, SelectorRelabelArgs,
+    TimeRangeArgs, WebArgs, flag_value, not_implemented,
+};
+
+/// `--deduplication.func` of the compactor: `""` (1:1 merge) or `penalty`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum CompactDedupFunc {
+    /// Merge identical samples one to one (fits Receive replication).
+    #[default]
+    OneToOne,
+    /// The querier's penalty algorithm (for HA Prometheus pairs).
+    Penalty,
+}
+
+impl FromStr for CompactDedupFunc {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Ok(CompactDedupFunc::OneToOne),
+            "penalty" => Ok(CompactDedupFunc::Penalty),
+            _ => Err(format!(
+                "unknown deduplication function {s:?} (possible values: \"\", penalty)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CompactDedupFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompactDedupFunc::OneToOne => "",
+            CompactDedupFunc::Penalty => "penalty",
+        })
+    }
+}
+
+/// Flags of `strata compact` (Thanos `cmd/thanos/compact.go`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CompactArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+
+    /// Data directory in which to cache blocks and process compactions.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
+    pub(crate) data_dir: String,
+
+    #[command(flatten)]
+    pub(crate) objstore: ObjstoreArgs,
+
+    /// Minimum age of fresh (non-compacted) blocks before they are being processed. Malformed
+    /// blocks older than the maximum of consistency-delay and 48h0m0s will be removed.
+    #[arg(
+        long = "consistency-delay",
+        value_name = "DURATION",
+        default_value = "30m"
+    )]
+    pub(crate) consistency_delay: Duration,
+
+    /// How long to retain raw samples in bucket. Setting this to 0d will retain samples of this
+    /// resolution forever.
+    #[arg(
+        long = "retention.resolution-raw",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_raw: Duration,
+
+    /// How long to retain samples of resolution 1 (5 minutes) in bucket. Setting this to 0d
+    /// will retain samples of this resolution forever.
+    #[arg(
+        long = "retention.resolution-5m",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_5m: Duration,
+
+    /// How long to retain samples of resolution 2 (1 hour) in bucket. Setting this to 0d will
+    /// retain samples of this resolution forever.
+    #[arg(
+        long = "retention.resolution-1h",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_1h: Duration,
+
+    /// Do not exit after all compactions have been processed and wait for new work.
+    #[arg(short = 'w', long = "wait", overrides_with = "no_wait")]
+    wait: bool,
+    #[arg(long = "no-wait", overrides_with = "wait", hide = true)]
+    no_wait: bool,
+
+    /// Wait interval between consecutive compaction runs and bucket refreshes. Only works when
+    /// --wait flag specified.
+    #[arg(long = "wait-interval", value_name = "DURATION", default_value = "5m")]
+    pub(crate) wait_interval: Duration,
+
+    /// Disables downsampling. This is not recommended as querying long time ranges without
+    /// non-downsampled data is not efficient.
+    #[arg(
+        long = "downsampling.disable",
+        overrides_with = "no_downsampling_disable"
+    )]
+    downsampling_disable: bool,
+    #[arg(
+        long = "no-downsampling.disable",
+        overrides_with = "downsampling_disable",
+        hide = true
+    )]
+    no_downsampling_disable: bool,
+
+    /// How to discover blocks in the bucket: one list call per block directory (concurrent) or
+    /// a single recursive iteration (recursive).
+    #[arg(
+        long = "block-discovery-strategy",
+        value_enum,
+        default_value_t = BlockDiscoveryStrategy::Concurrent
+    )]
+    pub(crate) block_discovery_strategy: BlockDiscoveryStrategy,
+
+    /// Number of goroutines to use when fetching block metadata from object storage.
+    #[arg(
+        long = "block-meta-fetch-concurrency",
+        value_name = "N",
+        default_value_t = 32
+    )]
+    pub(crate) block_meta_fetch_concurrency: usize,
+
+    /// Number of goroutines to use when fetching/uploading block files from object storage.
+    #[arg(
+        long = "block-files-concurrency",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub(crate) block_files_concurrency: usize,
+
+    /// Repeat interval for syncing the blocks between local and remote view for /global Block
+    /// Viewer UI.
+    #[arg(
+        long = "block-viewer.global.sync-block-interval",
+        value_name = "DURATION",
+        default_value = "1m"
+    )]
+    pub(crate) block_viewer_sync_interval: Duration,
+
+    /// Maximum time for syncing the blocks between local and remote view for /global Block
+    /// Viewer UI.
+    #[arg(
+        long = "block-viewer.global.sync-block-timeout",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub(crate) block_viewer_sync_timeout: Duration,
+
+    /// How often we should clean up partially uploaded blocks and blocks with deletion mark in
+    /// the background when --wait has been enabled. 0s disables it.
+    #[arg(
+        long = "compact.cleanup-interval",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub(crate) cleanup_interval: Duration,
+
+    /// Frequency of calculating the compaction progress in the background when --wait has been
+    /// enabled. 0s disables it.
+    #[arg(
+        long = "compact.progress-interval",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub(crate) progress_interval: Duration,
+
+    /// Number of goroutines to use when compacting groups.
+    #[arg(long = "compact.concurrency", value_name = "N", default_value_t = 1)]
+    pub(crate) concurrency: usize,
+
+    /// Number of goroutines to use when download block during compaction.
+    #[arg(
+        long = "compact.blocks-fetch-concurrency",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub(crate) blocks_fetch_concurrency: usize,
+
+    /// Number of goroutines to use when downsampling blocks.
+    #[arg(long = "downsample.concurrency", value_name = "N", default_value_t = 1)]
+    pub(crate) downsample_concurrency: usize,
+
+    /// Time before a block marked for deletion is deleted from bucket. If 0, blocks are deleted
+    /// straight away (which can break queries still using them).
+    #[arg(long = "delete-delay", value_name = "DURATION", default_value = "48h")]
+    pub(crate) delete_delay: Duration,
+
+    /// Experimental. Deduplication algorithm for merging overlapping blocks: "" (1:1 merge of
+    /// identical samples) or "penalty". Needs --deduplication.replica-label.
+    #[arg(long = "deduplication.func", value_name = "FUNC", default_value = "")]
+    pub(crate) dedup_func: CompactDedupFunc,
+
+    /// Experimental. Label to treat as a replica indicator of blocks that can be deduplicated
+    /// (repeatable, also comma-separated). This merges replica blocks into one, irreversibly.
+    #[arg(
+        long = "deduplication.replica-label",
+        value_name = "LABEL",
+        value_delimiter = ','
+    )]
+    pub(crate) dedup_replica_labels: Vec<String>,
+
+    /// Hash function for the hashes of produced files ("" for none, or "SHA256").
+    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
+    pub(crate) hash_func: HashFunc,
+
+    #[command(flatten)]
+    pub(crate) time_range: TimeRangeArgs,
+
+    #[command(flatten)]
+    pub(crate) selector_relabel: SelectorRelabelArgs,
+
+    /// Disable Block Viewer UI.
+    #[arg(long = "web.disable", overrides_with = "no_web_disable")]
+    web_disable: bool,
+    #[arg(long = "no-web.disable", overrides_with = "web_disable", hide = true)]
+    no_web_disable: bool,
+
+    #[command(flatten)]
+    pub(crate) web: WebArgs,
+
+    /// External block label to use as group title in the bucket web UI.
+    #[arg(long = "bucket-web-label", value_name = "LABEL")]
+    pub(crate) bucket_web_label: Option<String>,
+
+    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
+    #[arg(
+        long = "disable-admin-operations",
+        overrides_with = "no_disable_admin_operations"
+    )]
+    disable_admin_operations: bool,
+    #[arg(
+        long = "no-disable-admin-operations",
+        overrides_with = "disable_admin_operations",
+        hide = true
+    )]
+    no_disable_admin_operations: bool,
+
+    /// Halt (keep running, doing nothing) on critical errors such as overlapping blocks
+    /// instead of exiting; --no-debug.halt-on-error makes the compactor exit (hidden in
+    /// Thanos).
+    #[arg(
+        long = "debug.halt-on-error",
+        overrides_with = "no_halt_on_error",
+        hide = true
+    )]
+    halt_on_error: bool,
+    #[arg(
+        long = "no-debug.halt-on-error",
+        overrides_with = "halt_on_error",
+        hide = true
+    )]
+    no_halt_on_error: bool,
+
+    /// Maximum compaction level, 1 to 4 (hidden in Thanos).
+    #[arg(
+        long = "debug.max-compaction-level",
+        value_name = "N",
+        default_value_t = 4,
+        hide = true
+    )]
+    pub(crate) max_compaction_level: u32,
+
+    /// Enable vertical compaction of overlapping blocks; implied by replica labels (hidden in
+    /// Thanos).
+    #[arg(
+        long = "compact.enable-vertical-compaction",
+        overrides_with = "no_enable_vertical_compaction",
+        hide = true
+    )]
+    enable_vertical_compaction: bool,
+    #[arg(
+        long = "no-compact.enable-vertical-compaction",
+        overrides_with = "enable_vertical_compaction",
+        hide = true
+    )]
+    no_enable_vertical_compaction: bool,
+
+    /// Mark blocks with out-of-order chunks for no compaction instead of halting (hidden in
+    /// Thanos).
+    #[arg(
+        long = "compact.skip-block-with-out-of-order-chunks",
+        overrides_with = "no_skip_block_with_out_of_order_chunks",
+        hide = true
+    )]
+    skip_block_with_out_of_order_chunks: bool,
+    #[arg(
+        long = "no-compact.skip-block-with-out-of-order-chunks",
+        overrides_with = "skip_block_with_out_of_order_chunks",
+        hide = true
+    )]
+    no_skip_block_with_out_of_order_chunks: bool,
+
+    /// Maximum index size of a compacted block; the largest source of a too big compaction is
+    /// marked no-compact instead (hidden in Thanos).
+    #[arg(
+        long = "compact.block-max-index-size",
+        value_name = "BYTES",
+        default_value = "64GB",
+        hide = true
+    )]
+    pub(crate) block_max_index_size: ByteSize,
+}
+
+impl CompactArgs {
+    pub(crate) fn wait(&self) -> bool {
+        flag_value(self.wait, self.no_wait, false)
+    }
+
+    pub(crate) fn downsampling_disable(&self) -> bool {
+        flag_value(
+            self.downsampling_disable,
+            self.no_downsampling_disable,
+            false,
+        )
+    }
+
+    pub(crate) fn web_disable(&self) -> bool {
+        flag_value(self.web_disable, self.no_web_disable, false)
+    }
+
+    pub(crate) fn disable_admin_operations(&self) -> bool {
+        flag_value(
+            self.disable_admin_operations,
+            self.no_disable_admin_operations,
+            false,
+        )
+    }
+
+    /// Default true, as in Thanos.
+    pub(crate) fn halt_on_error(&self) -> bool {
+        flag_value(self.halt_on_error, self.no_halt_on_error, true)
+    }
+
+    pub(crate) fn enable_vertical_compaction(&self) -> bool {
+        flag_value(
+            self.enable_vertical_compaction,
+            self.no_enable_vertical_compaction,
+            false,
+        )
+    }
+
+    pub(crate) fn skip_block_with_out_of_order_chunks(&self) -> bool {
+        flag_value(
+            self.skip_block_with_out_of_order_chunks,
+            self.no_skip_block_with_out_of_order_chunks,
+            false,
+        )
+    }
+
+    /// `--deduplication.replica-label` values, empties removed, sorted and deduplicated.
+    pub(crate) fn dedup_replica_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .dedup_replica_labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .cloned()
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels
+    }
+
+    pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
+        let _bucket = self.objstore.load_yaml()?;
+        Err(not_implemented("compact", "issue 7"))
+    }
+}

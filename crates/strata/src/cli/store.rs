@@ -1,0 +1,297 @@
+//! `strata store`: the store gateway, a Store API over the blocks in a bucket.
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use strata_model::{ByteSize, Duration};
+
+use super::common::{
+    BlockDiscoveryStrategy, GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
+    SelectorRelabelArgs, StoreLimitsArgs, TimeRangeArgs, WebArgs, flag_value, not_implemented,
+    path_or_content_args,
+};
+
+path_or_content_args!(
+    /// `--index-cache.config-file` / `--index-cache.config`.
+    IndexCacheConfigArgs,
+    "index-cache.config",
+    "YAML file that contains index cache configuration (IN-MEMORY, MEMCACHED or REDIS)."
+);
+
+path_or_content_args!(
+    /// `--store.caching-bucket.config-file` / `--store.caching-bucket.config`.
+    CachingBucketConfigArgs,
+    "store.caching-bucket.config",
+    "YAML that contains configuration for caching bucket."
+);
+
+/// `--store.index-header-lazy-download-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LazyDownloadStrategy {
+    /// Build every index-header when its block is loaded.
+    Eager,
+    /// Build an index-header when a query first needs its block.
+    Lazy,
+}
+
+/// Flags of `strata store` (Thanos `cmd/thanos/store.go`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StoreArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+
+    #[command(flatten)]
+    pub(crate) grpc: GrpcServerArgs,
+
+    /// Local data directory used for caching purposes (index-header, in-mem cache items and
+    /// meta.jsons). If removed, no data will be lost, just store will have to rebuild the
+    /// cache. Raw blocks put here are not served.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
+    pub(crate) data_dir: String,
+
+    /// Cache TSDB index-headers on disk to reduce startup time (--no-cache-index-header to keep
+    /// them only in memory).
+    #[arg(long = "cache-index-header", overrides_with = "no_cache_index_header")]
+    cache_index_header: bool,
+    #[arg(
+        long = "no-cache-index-header",
+        overrides_with = "cache_index_header",
+        hide = true
+    )]
+    no_cache_index_header: bool,
+
+    /// Maximum size of items held in the in-memory index cache. Ignored if
+    /// --index-cache.config or --index-cache.config-file is specified.
+    #[arg(
+        long = "index-cache-size",
+        value_name = "BYTES",
+        default_value = "250MB"
+    )]
+    pub(crate) index_cache_size: ByteSize,
+
+    #[command(flatten)]
+    pub(crate) index_cache: IndexCacheConfigArgs,
+
+    #[command(flatten)]
+    pub(crate) caching_bucket: CachingBucketConfigArgs,
+
+    /// Maximum size of concurrently allocatable bytes reserved strictly to reuse for chunks in
+    /// memory.
+    #[arg(long = "chunk-pool-size", value_name = "BYTES", default_value = "2GB")]
+    pub(crate) chunk_pool_size: ByteSize,
+
+    /// Maximum amount of downloaded (either fetched or touched) bytes in a single
+    /// Series/LabelNames/LabelValues call. 0 means no limit.
+    #[arg(
+        long = "store.grpc.downloaded-bytes-limit",
+        value_name = "BYTES",
+        default_value = "0"
+    )]
+    pub(crate) downloaded_bytes_limit: ByteSize,
+
+    /// Maximum number of concurrent Series calls.
+    #[arg(
+        long = "store.grpc.series-max-concurrency",
+        value_name = "N",
+        default_value_t = 20
+    )]
+    pub(crate) series_max_concurrency: usize,
+
+    /// DEPRECATED: use --store.limits.request-samples.
+    #[arg(
+        long = "store.grpc.series-sample-limit",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub(crate) series_sample_limit: u64,
+
+    /// DEPRECATED: use --store.limits.request-series.
+    #[arg(
+        long = "store.grpc.touched-series-limit",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub(crate) touched_series_limit: u64,
+
+    #[command(flatten)]
+    pub(crate) store_limits: StoreLimitsArgs,
+
+    #[command(flatten)]
+    pub(crate) objstore: ObjstoreArgs,
+
+    /// Repeat interval for syncing the blocks between local and remote view.
+    #[arg(
+        long = "sync-block-duration",
+        value_name = "DURATION",
+        default_value = "15m"
+    )]
+    pub(crate) sync_block_duration: Duration,
+
+    /// Number of goroutines to use when constructing index-cache.json blocks from object
+    /// storage. Must be equal or greater than 1.
+    #[arg(
+        long = "block-sync-concurrency",
+        value_name = "N",
+        default_value_t = 20
+    )]
+    pub(crate) block_sync_concurrency: usize,
+
+    /// Number of goroutines to use when fetching block metadata from object storage.
+    #[arg(
+        long = "block-meta-fetch-concurrency",
+        value_name = "N",
+        default_value_t = 32
+    )]
+    pub(crate) block_meta_fetch_concurrency: usize,
+
+    /// How to discover blocks in the bucket: one list call per block directory (concurrent) or
+    /// a single recursive iteration (recursive).
+    #[arg(
+        long = "block-discovery-strategy",
+        value_enum,
+        default_value_t = BlockDiscoveryStrategy::Concurrent
+    )]
+    pub(crate) block_discovery_strategy: BlockDiscoveryStrategy,
+
+    #[command(flatten)]
+    pub(crate) time_range: TimeRangeArgs,
+
+    /// Minimum age of all blocks before they are being read. Set it to safe value (e.g 30m) if
+    /// your object storage is eventually consistent.
+    #[arg(
+        long = "consistency-delay",
+        value_name = "DURATION",
+        default_value = "0s"
+    )]
+    pub(crate) consistency_delay: Duration,
+
+    /// Duration after which the blocks marked for deletion will be filtered out while fetching
+    /// blocks. Should be half of the compactor's --delete-delay.
+    #[arg(
+        long = "ignore-deletion-marks-delay",
+        value_name = "DURATION",
+        default_value = "24h"
+    )]
+    pub(crate) ignore_deletion_marks_delay: Duration,
+
+    #[command(flatten)]
+    pub(crate) selector_relabel: SelectorRelabelArgs,
+
+    /// If true, Store Gateway will lazy memory map index-header only once the block is
+    /// required by a query.
+    #[arg(
+        long = "store.enable-index-header-lazy-reader",
+        overrides_with = "no_enable_index_header_lazy_reader"
+    )]
+    enable_index_header_lazy_reader: bool,
+    #[arg(
+        long = "no-store.enable-index-header-lazy-reader",
+        overrides_with = "enable_index_header_lazy_reader",
+        hide = true
+    )]
+    no_enable_index_header_lazy_reader: bool,
+
+    /// Strategy of how to download index headers lazily: eager downloads them when a block is
+    /// loaded, lazy when a query first needs the block.
+    #[arg(
+        long = "store.index-header-lazy-download-strategy",
+        value_enum,
+        default_value_t = LazyDownloadStrategy::Eager
+    )]
+    pub(crate) index_header_lazy_download_strategy: LazyDownloadStrategy,
+
+    /// If true, Store Gateway will estimate postings size and try to lazily expand postings if
+    /// it downloads less data than expanding all postings.
+    #[arg(
+        long = "store.enable-lazy-expanded-postings",
+        overrides_with = "no_enable_lazy_expanded_postings"
+    )]
+    enable_lazy_expanded_postings: bool,
+    #[arg(
+        long = "no-store.enable-lazy-expanded-postings",
+        overrides_with = "enable_lazy_expanded_postings",
+        hide = true
+    )]
+    no_enable_lazy_expanded_postings: bool,
+
+    /// Mark posting group as lazy if it fetches more keys than R * max series the query should
+    /// fetch (only with lazy expanded postings).
+    #[arg(
+        long = "store.posting-group-max-key-series-ratio",
+        value_name = "R",
+        default_value_t = 100.0
+    )]
+    pub(crate) posting_group_max_key_series_ratio: f64,
+
+    /// Max number of cached matchers items. Using 0 disables caching.
+    #[arg(long = "matcher-cache-size", value_name = "N", default_value_t = 0)]
+    pub(crate) matcher_cache_size: usize,
+
+    /// Disable Block Viewer UI.
+    #[arg(long = "web.disable", overrides_with = "no_web_disable")]
+    web_disable: bool,
+    #[arg(long = "no-web.disable", overrides_with = "web_disable", hide = true)]
+    no_web_disable: bool,
+
+    #[command(flatten)]
+    pub(crate) web: WebArgs,
+
+    /// External block label to use as group title in the bucket web UI.
+    #[arg(long = "bucket-web-label", value_name = "LABEL")]
+    pub(crate) bucket_web_label: Option<String>,
+
+    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
+    #[arg(
+        long = "disable-admin-operations",
+        overrides_with = "no_disable_admin_operations"
+    )]
+    disable_admin_operations: bool,
+    #[arg(
+        long = "no-disable-admin-operations",
+        overrides_with = "disable_admin_operations",
+        hide = true
+    )]
+    no_disable_admin_operations: bool,
+
+    #[command(flatten)]
+    pub(crate) request_logging: RequestLoggingArgs,
+}
+
+impl StoreArgs {
+    /// Default true, as in Thanos (`--no-cache-index-header` turns it off).
+    pub(crate) fn cache_index_header(&self) -> bool {
+        flag_value(self.cache_index_header, self.no_cache_index_header, true)
+    }
+
+    pub(crate) fn enable_index_header_lazy_reader(&self) -> bool {
+        flag_value(
+            self.enable_index_header_lazy_reader,
+            self.no_enable_index_header_lazy_reader,
+            false,
+        )
+    }
+
+    pub(crate) fn enable_lazy_expanded_postings(&self) -> bool {
+        flag_value(
+            self.enable_lazy_expanded_postings,
+            self.no_enable_lazy_expanded_postings,
+            false,
+        )
+    }
+
+    pub(crate) fn web_disable(&self) -> bool {
+        flag_value(self.web_disable, self.no_web_disable, false)
+    }
+
+    pub(crate) fn disable_admin_operations(&self) -> bool {
+        flag_value(
+            self.disable_admin_operations,
+            self.no_disable_admin_operations,
+            false,
+        )
+    }
+
+    pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
+        let _bucket = self.objstore.load_yaml()?;
+        Err(not_implemented("store", "issue 4"))
+    }
+}

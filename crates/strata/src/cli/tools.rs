@@ -1,0 +1,379 @@
+//! `strata tools`: operator tools; for now `tools bucket {ls, inspect, verify, upload-blocks}`.
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use strata_model::Duration;
+
+use super::common::{
+    BlockId, FlagLabel, GlobalArgs, ObjstoreArgs, SelectorRelabelArgs, TimeRangeArgs, flag_value,
+    path_or_content_args,
+};
+use crate::cmd::tools_bucket;
+
+/// `strata tools`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ToolsArgs {
+    #[command(subcommand)]
+    pub(crate) command: ToolsCommand,
+}
+
+/// Subcommands of `strata tools`.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum ToolsCommand {
+    /// Bucket utility commands.
+    Bucket(BucketArgs),
+}
+
+impl ToolsArgs {
+    pub(crate) async fn run(self, global: &GlobalArgs) -> Result<()> {
+        match self.command {
+            ToolsCommand::Bucket(bucket) => bucket.run(global).await,
+        }
+    }
+}
+
+/// The bucket's `--objstore.config-file` / `--objstore.config`, declared on `tools bucket` and
+/// accepted after any of its subcommands too (as in Thanos, where they belong to `bucket`).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct BucketObjstoreArgs {
+    /// Path to YAML file that contains object store configuration.
+    #[arg(
+        id = "objstore.config-file",
+        long = "objstore.config-file",
+        value_name = "FILE-PATH",
+        conflicts_with = "objstore.config",
+        global = true
+    )]
+    pub(crate) file: Option<std::path::PathBuf>,
+
+    /// Alternative to '--objstore.config-file' (mutually exclusive). Content of YAML file that
+    /// contains object store configuration.
+    #[arg(
+        id = "objstore.config",
+        long = "objstore.config",
+        value_name = "CONTENT",
+        global = true
+    )]
+    pub(crate) content: Option<String>,
+}
+
+impl BucketObjstoreArgs {
+    fn load_yaml(&self) -> Result<String> {
+        ObjstoreArgs {
+            file: self.file.clone(),
+            content: self.content.clone(),
+        }
+        .load_yaml()
+    }
+}
+
+/// `strata tools bucket`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BucketArgs {
+    #[command(flatten)]
+    pub(crate) objstore: BucketObjstoreArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: BucketCommand,
+}
+
+/// Subcommands of `strata tools bucket`.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum BucketCommand {
+    /// List all blocks in the bucket.
+    Ls(LsArgs),
+    /// Inspect all blocks in the bucket in detailed, table-like way.
+    Inspect(InspectArgs),
+    /// Verify all blocks in the bucket against specified issues.
+    Verify(VerifyArgs),
+    /// Upload blocks from a local directory to the object storage.
+    UploadBlocks(UploadBlocksArgs),
+}
+
+impl BucketArgs {
+    pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
+        let bucket = self.objstore.load_yaml()?;
+        match self.command {
+            BucketCommand::Ls(args) => tools_bucket::ls(&bucket, &args).await,
+            BucketCommand::Inspect(args) => tools_bucket::inspect(&bucket, &args).await,
+            BucketCommand::Verify(args) => {
+                let backup = args
+                    .objstore_backup
+                    .source()
+                    .load()?
+                    .filter(|t| !t.trim().is_empty());
+                if args.repair() && backup.is_none() {
+                    bail!(
+                        "--repair needs a backup bucket: give --objstore-backup.config-file or \
+                         --objstore-backup.config"
+                    );
+                }
+                tools_bucket::verify(&bucket, backup.as_deref(), &args).await
+            }
+            BucketCommand::UploadBlocks(args) => tools_bucket::upload_blocks(&bucket, &args).await,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// ls
+// ------------------------------------------------------------------------------------------
+
+/// `tools bucket ls --output`: `""` (one ULID per line), `json` or `wide`.
+///
+/// Thanos also accepts a Go template here; Strata does not, and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum LsOutput {
+    #[default]
+    Default,
+    Json,
+    Wide,
+}
+
+impl std::str::FromStr for LsOutput {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Ok(LsOutput::Default),
+            "json" => Ok(LsOutput::Json),
+            "wide" => Ok(LsOutput::Wide),
+            _ => Err(format!(
+                "unsupported output format {s:?} (possible values: \"\", json, wide; Go templates \
+                 are not supported)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LsOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LsOutput::Default => "",
+            LsOutput::Json => "json",
+            LsOutput::Wide => "wide",
+        })
+    }
+}
+
+/// Flags of `strata tools bucket ls`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LsArgs {
+    /// Optional format in which to print each block's information: json or wide.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FORMAT",
+        default_value = ""
+    )]
+    pub(crate) output: LsOutput,
+
+    /// Exclude blocks marked for deletion.
+    #[arg(long = "exclude-delete", overrides_with = "no_exclude_delete")]
+    exclude_delete: bool,
+    #[arg(
+        long = "no-exclude-delete",
+        overrides_with = "exclude_delete",
+        hide = true
+    )]
+    no_exclude_delete: bool,
+
+    #[command(flatten)]
+    pub(crate) selector_relabel: SelectorRelabelArgs,
+
+    #[command(flatten)]
+    pub(crate) time_range: TimeRangeArgs,
+
+    /// Timeout to download metadata from remote storage.
+    #[arg(long = "timeout", value_name = "DURATION", default_value = "5m")]
+    pub(crate) timeout: Duration,
+}
+
+impl LsArgs {
+    pub(crate) fn exclude_delete(&self) -> bool {
+        flag_value(self.exclude_delete, self.no_exclude_delete, false)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// inspect
+// ------------------------------------------------------------------------------------------
+
+/// Columns of `tools bucket inspect`, usable with `--sort-by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InspectColumn {
+    #[value(name = "ULID")]
+    Ulid,
+    #[value(name = "FROM")]
+    From,
+    #[value(name = "UNTIL")]
+    Until,
+    #[value(name = "RANGE")]
+    Range,
+    #[value(name = "UNTIL-DOWN")]
+    UntilDown,
+    #[value(name = "#SERIES")]
+    Series,
+    #[value(name = "#SAMPLES")]
+    Samples,
+    #[value(name = "#CHUNKS")]
+    Chunks,
+    #[value(name = "COMP-LEVEL")]
+    CompLevel,
+    #[value(name = "COMP-FAILED")]
+    CompFailed,
+    #[value(name = "LABELS")]
+    Labels,
+    #[value(name = "RESOLUTION")]
+    Resolution,
+    #[value(name = "SOURCE")]
+    Source,
+}
+
+/// `tools bucket inspect --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InspectOutput {
+    Table,
+    Tsv,
+    Csv,
+    /// Strata extension: one JSON document.
+    Json,
+}
+
+/// Flags of `strata tools bucket inspect`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct InspectArgs {
+    /// Selects blocks based on label, e.g. '-l key1="value1" -l key2="value2"'. All key value
+    /// pairs must match.
+    #[arg(short = 'l', long = "selector", value_name = "NAME=\"VALUE\"")]
+    pub(crate) selector: Vec<FlagLabel>,
+
+    /// Sort by columns (repeatable): rows equal in the first column are sorted by the next.
+    #[arg(
+        long = "sort-by",
+        value_enum,
+        value_name = "COLUMN",
+        default_values_t = [InspectColumn::From, InspectColumn::Until]
+    )]
+    pub(crate) sort_by: Vec<InspectColumn>,
+
+    /// Timeout to download metadata from remote storage.
+    #[arg(long = "timeout", value_name = "DURATION", default_value = "5m")]
+    pub(crate) timeout: Duration,
+
+    /// Output format for result.
+    #[arg(long = "output", value_enum, default_value_t = InspectOutput::Table)]
+    pub(crate) output: InspectOutput,
+}
+
+// ------------------------------------------------------------------------------------------
+// verify
+// ------------------------------------------------------------------------------------------
+
+/// Issues `tools bucket verify` can look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum VerifyIssue {
+    /// Overlapping blocks in one stream (verify only).
+    #[value(name = "overlapped_blocks")]
+    OverlappedBlocks,
+    /// Known index problems (verify and repair).
+    #[value(name = "index_known_issues")]
+    IndexKnownIssues,
+    /// Blocks compacted twice (verify and repair).
+    #[value(name = "duplicated_compaction")]
+    DuplicatedCompaction,
+}
+
+path_or_content_args!(
+    /// `--objstore-backup.config-file` / `--objstore-backup.config`.
+    BackupObjstoreArgs,
+    "objstore-backup.config",
+    "YAML file that contains object store-backup configuration. Used for repair logic to backup \
+     blocks before removal."
+);
+
+/// Flags of `strata tools bucket verify`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) objstore_backup: BackupObjstoreArgs,
+
+    /// Attempt to repair blocks for which issues were detected.
+    #[arg(short = 'r', long = "repair", overrides_with = "no_repair")]
+    repair: bool,
+    #[arg(long = "no-repair", overrides_with = "repair", hide = true)]
+    no_repair: bool,
+
+    /// Issues to verify (and optionally repair), repeatable.
+    #[arg(
+        short = 'i',
+        long = "issues",
+        value_enum,
+        value_name = "ISSUE",
+        default_values_t = [VerifyIssue::IndexKnownIssues, VerifyIssue::OverlappedBlocks]
+    )]
+    pub(crate) issues: Vec<VerifyIssue>,
+
+    /// Block IDs to verify (and optionally repair) only. If none is specified, all blocks will
+    /// be verified. Repeated field.
+    #[arg(long = "id", value_name = "ULID")]
+    pub(crate) ids: Vec<BlockId>,
+
+    /// Duration after which blocks marked for deletion would be deleted permanently from
+    /// source bucket by compactor component. If 0, blocks are deleted straight away.
+    #[arg(long = "delete-delay", value_name = "DURATION", default_value = "0s")]
+    pub(crate) delete_delay: Duration,
+}
+
+impl VerifyArgs {
+    pub(crate) fn repair(&self) -> bool {
+        flag_value(self.repair, self.no_repair, false)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// upload-blocks
+// ------------------------------------------------------------------------------------------
+
+/// Flags of `strata tools bucket upload-blocks`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UploadBlocksArgs {
+    /// Path to the directory containing blocks to upload.
+    #[arg(long = "path", value_name = "DIR", default_value = "./data")]
+    pub(crate) path: std::path::PathBuf,
+
+    /// External labels to add to the uploaded blocks (repeated), name="value".
+    #[arg(long = "label", value_name = "NAME=\"VALUE\"")]
+    pub(crate) labels: Vec<FlagLabel>,
+
+    /// If true shipper will try to upload compacted blocks as well.
+    #[arg(
+        long = "shipper.upload-compacted",
+        overrides_with = "no_shipper_upload_compacted"
+    )]
+    shipper_upload_compacted: bool,
+    #[arg(
+        long = "no-shipper.upload-compacted",
+        overrides_with = "shipper_upload_compacted",
+        hide = true
+    )]
+    no_shipper_upload_compacted: bool,
+
+    /// Number of goroutines to use when uploading block files to object storage.
+    #[arg(
+        long = "shipper.upload-concurrency",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub(crate) shipper_upload_concurrency: usize,
+}
+
+impl UploadBlocksArgs {
+    pub(crate) fn shipper_upload_compacted(&self) -> bool {
+        flag_value(
+            self.shipper_upload_compacted,
+            self.no_shipper_upload_compacted,
+            false,
+        )
+    }
+}

@@ -1,0 +1,4 @@
+//! Command bodies that are more than flag plumbing. The component `run()` functions in
+//! [`crate::cli`] parse and validate flags, then call into here.
+
+pub(crate) mod tools_bucket;

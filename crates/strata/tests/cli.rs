@@ -1,0 +1,341 @@
+//! End-to-end checks of the `strata` binary's command line: what a user swapping the `thanos`
+//! image for Strata sees at startup.
+
+use std::process::{Command, Output};
+
+fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running the strata binary")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const BUCKET: &str =
+    "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: /tmp/strata-cli-test";
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = strata(&["--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    for cmd in ["sidecar", "store", "query", "compact", "rule", "tools"] {
+        assert!(
+            help.contains(&format!("\n  {cmd} ")),
+            "{cmd} missing from:\n{help}"
+        );
+    }
+    assert!(
+        help.contains("--log.level") && help.contains("--log.format"),
+        "{help}"
+    );
+
+    let out = strata(&["tools", "bucket", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    for cmd in ["ls", "inspect", "verify", "upload-blocks"] {
+        assert!(
+            help.contains(&format!("\n  {cmd} ")),
+            "{cmd} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn component_help_shows_thanos_defaults() {
+    let out = strata(&["store", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    for needle in [
+        "--http-address",
+        "0.0.0.0:10902",
+        "--grpc-address",
+        "0.0.0.0:10901",
+        "--index-cache-size",
+        "250MB",
+        "--chunk-pool-size",
+        "2GB",
+        "--sync-block-duration",
+        "15m",
+        "--objstore.config-file",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from store --help");
+    }
+}
+
+#[test]
+fn version_works_on_subcommands_too() {
+    for args in [&["--version"][..], &["store", "--version"][..]] {
+        let out = strata(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.starts_with("strata"), "{text}");
+        assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_startup_error_naming_the_flag() {
+    let out = strata(&["store", "--store.no-such-flag=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--store.no-such-flag"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = strata(&["--log.levl=debug", "query"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--log.levl"), "{}", stderr(&out));
+
+    let out = strata(&["receive"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("receive"), "{}", stderr(&out));
+}
+
+#[test]
+fn unimplemented_commands_fail_clearly() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["sidecar"],
+            "strata sidecar: not implemented yet (tracked in issue 6)",
+        ),
+        (
+            &["store", BUCKET],
+            "strata store: not implemented yet (tracked in issue 4)",
+        ),
+        (
+            &["query"],
+            "strata query: not implemented yet (tracked in issues 5 and 3)",
+        ),
+        (
+            &["compact", BUCKET, "--wait"],
+            "strata compact: not implemented yet (tracked in issue 7)",
+        ),
+        (&["rule"], "strata rule: not implemented yet"),
+        (
+            &["tools", "bucket", BUCKET, "ls"],
+            "strata tools bucket ls: not implemented yet",
+        ),
+        (
+            &["tools", "bucket", "inspect", BUCKET],
+            "strata tools bucket inspect: not implemented",
+        ),
+        (
+            &["tools", "bucket", "verify", BUCKET],
+            "strata tools bucket verify: not implemented",
+        ),
+        (
+            &[
+                "tools",
+                "bucket",
+                "upload-blocks",
+                BUCKET,
+                "--label=a=\"b\"",
+            ],
+            "strata tools bucket upload-blocks: not implemented",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = strata(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(want), "{args:?}: {err}");
+        // Logged once, in Thanos' logfmt shape.
+        assert_eq!(err.matches("not implemented yet").count(), 1, "{err}");
+        assert!(err.starts_with("level=error ts="), "{err}");
+        assert!(err.contains(" caller=") && err.contains(" msg="), "{err}");
+    }
+}
+
+#[test]
+fn json_logging() {
+    let out = strata(&["--log.format=json", "query"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let line = err.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with('{') && line.contains("\"level\":\"error\""),
+        "{err}"
+    );
+    assert!(line.contains("not implemented yet"), "{err}");
+}
+
+#[test]
+fn objstore_config_is_required_and_exclusive() {
+    let out = strata(&["store"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--objstore.config-file or --objstore.config is required"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = strata(&["store", BUCKET, "--objstore.config-file=bucket.yml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--objstore.config") && err.contains("cannot be used with"),
+        "{err}"
+    );
+
+    let out = strata(&[
+        "tools",
+        "bucket",
+        "--objstore.config-file=/nonexistent/bucket.yml",
+        "ls",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/bucket.yml") && err.contains("--objstore.config-file"),
+        "{err}"
+    );
+
+    // A readable file satisfies the requirement; the command then fails as unimplemented.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bucket.yml");
+    std::fs::write(&file, "type: FILESYSTEM\nconfig:\n  directory: /tmp\n").unwrap();
+    let flag = format!("--objstore.config-file={}", file.display());
+    let out = strata(&["compact", &flag]);
+    assert!(
+        stderr(&out).contains("not implemented yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn no_forms_of_boolean_flags() {
+    for args in [
+        &["compact", "--no-wait", BUCKET][..],
+        &[
+            "compact",
+            "-w",
+            "--no-wait",
+            "--no-downsampling.disable",
+            BUCKET,
+        ][..],
+        &[
+            "store",
+            "--no-cache-index-header",
+            "--no-web.disable",
+            BUCKET,
+        ][..],
+        &[
+            "query",
+            "--no-query.partial-response",
+            "--no-query.auto-downsampling",
+        ][..],
+        &["sidecar", "--no-shipper.upload-compacted"][..],
+        &["rule", "--no-tsdb.wal-compression"][..],
+        &["tools", "bucket", "ls", "--no-exclude-delete", BUCKET][..],
+        &[
+            "tools",
+            "bucket",
+            "upload-blocks",
+            "--no-shipper.upload-compacted",
+            BUCKET,
+        ][..],
+        &["--no-enable-auto-gomemlimit", "query"][..],
+    ] {
+        let out = strata(args);
+        // Parsed fine (exit 2 would be a usage error); fails only as unimplemented.
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not implemented yet"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Kingpin does not accept a value on a boolean flag; neither do we.
+    let out = strata(&["compact", "--wait=true"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_durations_and_sizes_name_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["store", "--index-cache-size=250mb"], "--index-cache-size"),
+        (&["store", "--chunk-pool-size=2"], "--chunk-pool-size"),
+        (
+            &["store", "--sync-block-duration=15"],
+            "--sync-block-duration",
+        ),
+        (&["store", "--consistency-delay=1x"], "--consistency-delay"),
+        (&["store", "--min-time=yesterday"], "--min-time"),
+        (&["compact", "--delete-delay=-48h"], "--delete-delay"),
+        (
+            &["compact", "--retention.resolution-raw=30days"],
+            "--retention.resolution-raw",
+        ),
+        (&["query", "--query.timeout=2 minutes"], "--query.timeout"),
+        (
+            &["sidecar", "--min-time=2024-13-01T00:00:00Z"],
+            "--min-time",
+        ),
+    ];
+    for (args, flag) in cases {
+        let out = strata(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn durations_in_both_syntaxes_and_relative_times_parse() {
+    let out = strata(&[
+        "store",
+        BUCKET,
+        "--sync-block-duration=1.5h",
+        "--consistency-delay=30m",
+        "--ignore-deletion-marks-delay=1d12h",
+        "--min-time=-6w",
+        "--max-time",
+        "-2w",
+        "--index-cache-size=1GiB",
+        "--chunk-pool-size=512MB",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not implemented yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_label_flags_are_rejected() {
+    let out = strata(&[
+        "tools",
+        "bucket",
+        "upload-blocks",
+        BUCKET,
+        "--label=cluster=eu",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--label") && err.contains("double-quoted"),
+        "{err}"
+    );
+
+    let out = strata(&["tools", "bucket", "verify", BUCKET, "--repair"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--objstore-backup.config"),
+        "{}",
+        stderr(&out)
+    );
+}

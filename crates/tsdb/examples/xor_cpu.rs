@@ -1,0 +1,57 @@
+//! XOR decode cost in CPU nanoseconds per sample, measured with the thread's CPU clock so the
+//! figure holds on a shared, busy machine (criterion's wall-clock numbers do not).
+//!
+//! `cargo run --release -p strata-tsdb --example xor_cpu [seconds-per-shape]`
+
+use std::hint::black_box;
+
+use strata_tsdb::XorIterator;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{SHAPES, chunks};
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    println!("shape     ns/sample (CPU time, bulk decode_into)");
+    let only = std::env::args().nth(2);
+    for kind in SHAPES {
+        if only.as_deref().is_some_and(|o| o != kind) {
+            continue;
+        }
+        let data = chunks(kind, 2000);
+        let (mut ts, mut vs) = (Vec::with_capacity(120), Vec::with_capacity(120));
+        let mut samples = 0u64;
+        let start = thread_cpu_ns();
+        let budget = (secs * 1e9) as u64;
+        while thread_cpu_ns() - start < budget {
+            for d in &data {
+                ts.clear();
+                vs.clear();
+                XorIterator::new(d)
+                    .unwrap()
+                    .decode_into(&mut ts, &mut vs)
+                    .unwrap();
+                black_box((&ts, &vs));
+            }
+            samples += 120 * data.len() as u64;
+        }
+        let ns = (thread_cpu_ns() - start) as f64 / samples as f64;
+        println!("{kind:<9} {ns:.2}");
+    }
+}
