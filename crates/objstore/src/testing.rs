@@ -393,6 +393,22 @@ pub async fn upload_file(bucket: &Bucket) {
         "upload_file: range across parts"
     );
 
+    // Streaming download back to a file gives the same bytes.
+    let back = dir.path.join("downloaded");
+    let n = bucket
+        .download_file("chunks/000001", &back)
+        .await
+        .expect("download_file");
+    assert_eq!(n, len as u64, "download_file: size");
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "download_file: content differs"
+    );
+    match bucket.download_file("does-not-exist", &back).await {
+        Err(e) if e.is_not_found() => {}
+        other => panic!("download_file: missing object gave {other:?}"),
+    }
+
     let missing = dir.path.join("does-not-exist");
     match bucket.upload_file("nope", &missing).await {
         Err(Error::LocalFile { .. }) => {}

@@ -1,0 +1,104 @@
+//! Thanos' marker files, stored next to a block's files (`pkg/block/metadata/markers.go`).
+//!
+//! Times are Unix **seconds**; `version` must be 1, as Thanos refuses anything else.
+
+use serde::{Deserialize, Serialize};
+use strata_objstore::Bucket;
+use ulid::Ulid;
+
+use crate::{Error, Result, block_key};
+
+pub const DELETION_MARK_FILENAME: &str = "deletion-mark.json";
+pub const NO_COMPACT_MARK_FILENAME: &str = "no-compact-mark.json";
+pub const NO_DOWNSAMPLE_MARK_FILENAME: &str = "no-downsample-mark.json";
+
+fn is_empty(s: &str) -> bool {
+    s.is_empty()
+}
+
+/// `deletion-mark.json`: the block is to be deleted after the compactor's `--delete-delay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionMark {
+    pub id: Ulid,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub details: String,
+    /// Unix seconds.
+    pub deletion_time: i64,
+}
+
+/// `no-compact-mark.json`: the compactor must leave the block alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoCompactMark {
+    pub id: Ulid,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub details: String,
+    /// Unix seconds.
+    pub no_compact_time: i64,
+    /// `manual`, `index-size-exceeding`, `block-index-out-of-order-chunk`,
+    /// `downsample-vertical-compaction`.
+    pub reason: String,
+}
+
+/// `no-downsample-mark.json`: the compactor must not downsample the block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoDownsampleMark {
+    pub id: Ulid,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub details: String,
+    /// Unix seconds.
+    pub no_downsample_time: i64,
+    pub reason: String,
+}
+
+/// Reads a block's deletion mark; `None` when the block is not marked. A mark that does not
+/// parse, or has a version other than 1, is an error naming the object.
+pub async fn read_deletion_mark(bucket: &Bucket, id: Ulid) -> Result<Option<DeletionMark>> {
+    let key = block_key(id, DELETION_MARK_FILENAME);
+    let data = match bucket.get(&key).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mark: DeletionMark = serde_json::from_slice(&data).map_err(|e| Error::Invalid {
+        block: id.to_string(),
+        detail: format!("{}/{key}: unreadable deletion mark: {e}", bucket.name()),
+    })?;
+    if mark.version != 1 {
+        return Err(Error::Invalid {
+            block: id.to_string(),
+            detail: format!("{key}: unexpected deletion mark version {}", mark.version),
+        });
+    }
+    Ok(Some(mark))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_json_matches_thanos() {
+        let m: DeletionMark = serde_json::from_str(
+            r#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"deletion_time":1600000000}"#,
+        )
+        .unwrap();
+        assert_eq!(m.deletion_time, 1_600_000_000);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"deletion_time":1600000000}"#
+        );
+        let n = NoCompactMark {
+            id: m.id,
+            version: 1,
+            details: "why".into(),
+            no_compact_time: 5,
+            reason: "manual".into(),
+        };
+        let s = serde_json::to_string(&n).unwrap();
+        assert!(s.contains(r#""reason":"manual""#) && s.contains(r#""details":"why""#));
+        assert_eq!(serde_json::from_str::<NoCompactMark>(&s).unwrap(), n);
+    }
+}
