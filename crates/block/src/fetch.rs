@@ -89,7 +89,7 @@ pub async fn fetch_metas(bucket: &Bucket, concurrency: usize) -> Result<FetchedM
         }
     }
     out.partial.sort();
-    out.corrupted.sort_by(|a, b| a.0.cmp(&b.0));
+    out.corrupted.sort_by_key(|a| a.0);
     Ok(out)
 }
 

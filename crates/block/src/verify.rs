@@ -300,13 +300,13 @@ fn check_series(
                 ),
             );
         }
-        if let Some(prev) = &prev {
-            if labels <= *prev {
-                p.error(
+        if let Some(prev) = &prev
+            && labels <= *prev
+        {
+            p.error(
                     "series-order",
                     format!("series {labels} (ref {sid}) is not after {prev}: series must be sorted and unique"),
                 );
-            }
         }
         if metas.is_empty() {
             p.warning(
