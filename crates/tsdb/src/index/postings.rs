@@ -95,18 +95,46 @@ pub fn union_many(mut lists: Vec<Vec<u32>>) -> Vec<u32> {
             out
         }
         _ => {
-            // Concatenate and sort: pattern-defeating quicksort on u32 detects the sorted runs
-            // and beats a heap-based k-way merge for the list counts regexes produce.
-            let total = lists.iter().map(Vec::len).sum();
-            let mut out = Vec::with_capacity(total);
-            for l in &lists {
-                out.extend_from_slice(l);
+            let total: usize = lists.iter().map(Vec::len).sum();
+            let lo = lists.iter().map(|l| l[0]).min().expect("non-empty lists");
+            let hi = lists.iter().map(|l| l[l.len() - 1]).max().expect("non-empty lists");
+            let span = (hi - lo) as usize + 1;
+            // Series refs of one index are dense (offset / 16 of consecutive entries), so a
+            // bitmap over their span is usually small: set a bit per ref, then read the bits
+            // back in order. Linear, where sorting the concatenation is O(n log n).
+            if span / 64 <= total {
+                union_bitmap(&lists, lo, span, total)
+            } else {
+                let mut out = Vec::with_capacity(total);
+                for l in &lists {
+                    out.extend_from_slice(l);
+                }
+                out.sort_unstable();
+                out.dedup();
+                out
             }
-            out.sort_unstable();
-            out.dedup();
-            out
         }
     }
+}
+
+fn union_bitmap(lists: &[Vec<u32>], lo: u32, span: usize, total: usize) -> Vec<u32> {
+    let mut words = vec![0u64; span.div_ceil(64)];
+    for l in lists {
+        for &r in l {
+            let i = (r - lo) as usize;
+            words[i / 64] |= 1 << (i % 64);
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    for (wi, &w) in words.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            let bit = w.trailing_zeros();
+            out.push(lo + (wi * 64) as u32 + bit);
+            w &= w - 1;
+        }
+    }
+    out
 }
 
 /// Refs in `a` that are not in `b`.
@@ -172,6 +200,16 @@ mod tests {
                 .collect::<BTreeSet<_>>().intersection(&set(&c)).copied().collect();
             proptest::prop_assert_eq!(intersect_many(vec![a, b, c]), want);
         }
+    }
+
+    #[test]
+    fn union_of_sparse_and_dense_lists() {
+        // Sparse: the span is far larger than the refs, so the sort path is taken.
+        let sparse = vec![vec![1, u32::MAX - 1], vec![7, 1 << 30], vec![1, 8]];
+        assert_eq!(union_many(sparse), vec![1, 7, 8, 1 << 30, u32::MAX - 1]);
+        // Dense: the bitmap path, including refs at word boundaries.
+        let dense = vec![vec![100, 163, 164, 300], vec![99, 164, 227], vec![100, 228, 300]];
+        assert_eq!(union_many(dense), vec![99, 100, 163, 164, 227, 228, 300]);
     }
 
     #[test]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what Strata's tests need on a fresh Debian machine, then runs every test.
+#
+#   ./scripts/test.sh            everything: fmt, clippy, unit, integration and e2e tests, fuzz smoke
+#   FUZZ_SECONDS=0 ./scripts/test.sh   skip the fuzz smoke run
+#
+# Tests use real components, installed here:
+#   - Debian's `prometheus` package: Prometheus 2.42 and promtool (block cross-checks)
+#   - `moto[server]` from PyPI: an S3-compatible server (object storage tests)
+#   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib.sh
+. ./scripts/lib.sh
+
+install_prometheus
+install_moto
+
+log "toolchain: $(cargo --version), $(rustc --version)"
+log "promtool: $(promtool --version 2>&1 | head -1)"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (-D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (unit, integration, e2e)"
+cargo test --workspace --locked
+
+fuzz_seconds="${FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" != "0" ]; then
+    log "fuzz smoke run (${fuzz_seconds}s per target)"
+    ./scripts/fuzz.sh "$fuzz_seconds"
+fi
+
+log "all tests passed"
