@@ -509,6 +509,11 @@ use decode_value;
 /// refill (a data-dependent "refill?" branch mispredicts), the delta-of-delta bucket chosen
 /// with four parallel compares and computed widths instead of a leading-zero count and table
 /// loads, and the XOR window kept as `(trailing, width)` so reusing it costs nothing.
+///
+/// Measured and rejected (CPU ns/sample, counter shape, `examples/xor_cpu.rs`): a second
+/// unconditional refill before the value (6.2 → 6.7, slower); choosing between the reuse and
+/// new-window value paths with selects instead of a branch (no change); decoding the
+/// delta-of-delta by sign extension instead of compare-and-subtract (no change).
 fn decode_run(
     data: &[u8],
     c: &mut Cursor,
