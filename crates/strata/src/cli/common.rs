@@ -36,6 +36,50 @@ pub(crate) fn not_implemented(command: &str, tracking: &str) -> anyhow::Error {
     anyhow!("strata {command}: not implemented yet (tracked in {tracking})")
 }
 
+/// The bucket block viewer's flags, shared by `store` and `compact` (both serve one).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BlockViewerArgs {
+    /// Disable Block Viewer UI.
+    #[arg(long = "web.disable", overrides_with = "no_web_disable")]
+    web_disable: bool,
+    #[arg(long = "no-web.disable", overrides_with = "web_disable", hide = true)]
+    no_web_disable: bool,
+
+    #[command(flatten)]
+    pub(crate) web: WebArgs,
+
+    /// External block label to use as group title in the bucket web UI.
+    #[arg(long = "bucket-web-label", value_name = "LABEL")]
+    pub(crate) bucket_web_label: Option<String>,
+
+    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
+    #[arg(
+        long = "disable-admin-operations",
+        overrides_with = "no_disable_admin_operations"
+    )]
+    disable_admin_operations: bool,
+    #[arg(
+        long = "no-disable-admin-operations",
+        overrides_with = "disable_admin_operations",
+        hide = true
+    )]
+    no_disable_admin_operations: bool,
+}
+
+impl BlockViewerArgs {
+    pub(crate) fn web_disable(&self) -> bool {
+        flag_value(self.web_disable, self.no_web_disable, false)
+    }
+
+    pub(crate) fn disable_admin_operations(&self) -> bool {
+        flag_value(
+            self.disable_admin_operations,
+            self.no_disable_admin_operations,
+            false,
+        )
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Global flags (kingpin app-level flags: accepted before or after any subcommand).
 // ------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ use clap::Args;
 use strata_model::{ByteSize, Duration};
 
 use super::common::{
-    BlockDiscoveryStrategy, GlobalArgs, HashFunc, HttpArgs, ObjstoreArgs, SelectorRelabelArgs,
-    TimeRangeArgs, WebArgs, flag_value, not_implemented,
+    BlockDiscoveryStrategy, BlockViewerArgs, GlobalArgs, HashFunc, HttpArgs, ObjstoreArgs,
+    SelectorRelabelArgs, TimeRangeArgs, flag_value, not_implemented,
 };
 
 /// `--deduplication.func` of the compactor: `""` (1:1 merge) or `penalty`.
@@ -225,31 +225,8 @@ pub(crate) struct CompactArgs {
     #[command(flatten)]
     pub(crate) selector_relabel: SelectorRelabelArgs,
 
-    /// Disable Block Viewer UI.
-    #[arg(long = "web.disable", overrides_with = "no_web_disable")]
-    web_disable: bool,
-    #[arg(long = "no-web.disable", overrides_with = "web_disable", hide = true)]
-    no_web_disable: bool,
-
     #[command(flatten)]
-    pub(crate) web: WebArgs,
-
-    /// External block label to use as group title in the bucket web UI.
-    #[arg(long = "bucket-web-label", value_name = "LABEL")]
-    pub(crate) bucket_web_label: Option<String>,
-
-    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
-    #[arg(
-        long = "disable-admin-operations",
-        overrides_with = "no_disable_admin_operations"
-    )]
-    disable_admin_operations: bool,
-    #[arg(
-        long = "no-disable-admin-operations",
-        overrides_with = "disable_admin_operations",
-        hide = true
-    )]
-    no_disable_admin_operations: bool,
+    pub(crate) block_viewer: BlockViewerArgs,
 
     /// Halt (keep running, doing nothing) on critical errors such as overlapping blocks
     /// instead of exiting; --no-debug.halt-on-error makes the compactor exit (hidden in
@@ -326,18 +303,6 @@ impl CompactArgs {
         flag_value(
             self.downsampling_disable,
             self.no_downsampling_disable,
-            false,
-        )
-    }
-
-    pub(crate) fn web_disable(&self) -> bool {
-        flag_value(self.web_disable, self.no_web_disable, false)
-    }
-
-    pub(crate) fn disable_admin_operations(&self) -> bool {
-        flag_value(
-            self.disable_admin_operations,
-            self.no_disable_admin_operations,
             false,
         )
     }

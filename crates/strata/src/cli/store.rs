@@ -5,9 +5,9 @@ use clap::{Args, ValueEnum};
 use strata_model::{ByteSize, Duration};
 
 use super::common::{
-    BlockDiscoveryStrategy, GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
-    SelectorRelabelArgs, StoreLimitsArgs, TimeRangeArgs, WebArgs, flag_value, not_implemented,
-    path_or_content_args,
+    BlockDiscoveryStrategy, BlockViewerArgs, GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs,
+    RequestLoggingArgs, SelectorRelabelArgs, StoreLimitsArgs, TimeRangeArgs, flag_value,
+    not_implemented, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -226,31 +226,8 @@ pub(crate) struct StoreArgs {
     #[arg(long = "matcher-cache-size", value_name = "N", default_value_t = 0)]
     pub(crate) matcher_cache_size: usize,
 
-    /// Disable Block Viewer UI.
-    #[arg(long = "web.disable", overrides_with = "no_web_disable")]
-    web_disable: bool,
-    #[arg(long = "no-web.disable", overrides_with = "web_disable", hide = true)]
-    no_web_disable: bool,
-
     #[command(flatten)]
-    pub(crate) web: WebArgs,
-
-    /// External block label to use as group title in the bucket web UI.
-    #[arg(long = "bucket-web-label", value_name = "LABEL")]
-    pub(crate) bucket_web_label: Option<String>,
-
-    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
-    #[arg(
-        long = "disable-admin-operations",
-        overrides_with = "no_disable_admin_operations"
-    )]
-    disable_admin_operations: bool,
-    #[arg(
-        long = "no-disable-admin-operations",
-        overrides_with = "disable_admin_operations",
-        hide = true
-    )]
-    no_disable_admin_operations: bool,
+    pub(crate) block_viewer: BlockViewerArgs,
 
     #[command(flatten)]
     pub(crate) request_logging: RequestLoggingArgs,
@@ -274,18 +251,6 @@ impl StoreArgs {
         flag_value(
             self.enable_lazy_expanded_postings,
             self.no_enable_lazy_expanded_postings,
-            false,
-        )
-    }
-
-    pub(crate) fn web_disable(&self) -> bool {
-        flag_value(self.web_disable, self.no_web_disable, false)
-    }
-
-    pub(crate) fn disable_admin_operations(&self) -> bool {
-        flag_value(
-            self.disable_admin_operations,
-            self.no_disable_admin_operations,
             false,
         )
     }

@@ -149,7 +149,7 @@ fn store_defaults() {
     assert_eq!(s.ignore_deletion_marks_delay, Duration::from_hours(24));
     assert!(s.cache_index_header());
     assert!(!s.enable_index_header_lazy_reader());
-    assert!(!s.web_disable());
+    assert!(!s.block_viewer.web_disable());
     assert_eq!(s.store_limits.request_series, 0);
     assert_eq!(s.objstore.file, None);
 }
