@@ -27,6 +27,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::unitnum::{TermError, next_term};
+
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -233,14 +235,6 @@ fn is_unit(u: &str, table: &[(&str, u64)]) -> bool {
     table.iter().any(|&(name, _)| name == u)
 }
 
-fn split_digits(s: &str) -> (&str, &str) {
-    let end = s
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(s.len());
-    s.split_at(end)
-}
-
 /// Fixed-point scale for exact sums of fractional elements.
 const FRACTION_DIGITS: u32 = 18;
 const FRACTION_SCALE: u128 = 10u128.pow(FRACTION_DIGITS);
@@ -266,22 +260,11 @@ fn parse_with(s: &str, table: &[(&str, u64)]) -> Result<u64, SizeErrorKind> {
     let mut total: u128 = 0; // bytes × FRACTION_SCALE
     let mut rest = body;
     while !rest.is_empty() {
-        let (int_digits, after) = split_digits(rest);
-        let (frac_digits, after) = match after.strip_prefix('.') {
-            Some(f) => split_digits(f),
-            None => ("", after),
-        };
-        if int_digits.is_empty() && frac_digits.is_empty() {
-            return Err(SizeErrorKind::Syntax);
-        }
-        let unit_len = after
-            .char_indices()
-            .find(|&(_, c)| c == '.' || c.is_ascii_digit())
-            .map_or(after.len(), |(i, _)| i);
-        let (unit, after) = after.split_at(unit_len);
-        if unit.is_empty() {
-            return Err(SizeErrorKind::MissingUnit);
-        }
+        let (term, after) = next_term(rest).map_err(|e| match e {
+            TermError::NoDigits => SizeErrorKind::Syntax,
+            TermError::MissingUnit => SizeErrorKind::MissingUnit,
+        })?;
+        let (int_digits, frac_digits, unit) = (term.int, term.frac, term.unit);
         let mult = table
             .iter()
             .find(|&&(name, _)| name == unit)

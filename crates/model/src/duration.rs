@@ -40,6 +40,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::unitnum::{TermError, next_term, split_digits};
+
 const MS_PER_SECOND: u64 = 1_000;
 const MS_PER_MINUTE: u64 = 60 * MS_PER_SECOND;
 const MS_PER_HOUR: u64 = 60 * MS_PER_MINUTE;
@@ -302,15 +304,6 @@ impl ParseDurationError {
     }
 }
 
-/// Splits a leading run of ASCII digits off `s`.
-fn split_digits(s: &str) -> (&str, &str) {
-    let end = s
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(s.len());
-    s.split_at(end)
-}
-
 fn parse_prometheus(s: &str) -> Result<Duration, DurationErrorKind> {
     if s.is_empty() {
         return Err(DurationErrorKind::Empty);
@@ -376,23 +369,12 @@ fn parse_go(s: &str) -> Result<Duration, DurationErrorKind> {
     let mut total_ns: u128 = 0;
     let mut rest = body;
     while !rest.is_empty() {
-        let (int_digits, after) = split_digits(rest);
-        let (frac_digits, after) = match after.strip_prefix('.') {
-            Some(f) => split_digits(f),
-            None => ("", after),
-        };
-        if int_digits.is_empty() && frac_digits.is_empty() {
+        let (term, after) = next_term(rest).map_err(|e| match e {
             // No digits at all ("h", ".s", "-.5" without digits before the unit…).
-            return Err(DurationErrorKind::Syntax);
-        }
-        let unit_len = after
-            .char_indices()
-            .find(|&(_, c)| c == '.' || c.is_ascii_digit())
-            .map_or(after.len(), |(i, _)| i);
-        let (unit, after) = after.split_at(unit_len);
-        if unit.is_empty() {
-            return Err(DurationErrorKind::MissingUnit);
-        }
+            TermError::NoDigits => DurationErrorKind::Syntax,
+            TermError::MissingUnit => DurationErrorKind::MissingUnit,
+        })?;
+        let (int_digits, frac_digits, unit) = (term.int, term.frac, term.unit);
         let unit_ns =
             go_unit_nanos(unit).ok_or_else(|| DurationErrorKind::UnknownUnit(unit.to_owned()))?;
 

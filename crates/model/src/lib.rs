@@ -11,6 +11,7 @@ pub mod duration;
 pub mod labels;
 pub mod matcher;
 pub mod timestamp;
+mod unitnum;
 
 pub use labels::{Label, Labels, LabelsBuilder};
 pub use matcher::{MatchOp, Matcher, MatcherError};
