@@ -77,7 +77,11 @@ fn walk_size(p: &std::path::Path) -> u64 {
     for e in std::fs::read_dir(p).unwrap() {
         let e = e.unwrap();
         let md = e.metadata().unwrap();
-        total += if md.is_dir() { walk_size(&e.path()) } else { md.len() };
+        total += if md.is_dir() {
+            walk_size(&e.path())
+        } else {
+            md.len()
+        };
     }
     total
 }

@@ -263,3 +263,64 @@ fn promtool_reads_blocks_we_write_exactly() {
         "sample count in {list}"
     );
 }
+
+#[test]
+fn tombstones_we_write_are_applied_the_same_by_promtool_and_by_us() {
+    use strata_tsdb::tombstones::{Interval, TOMBSTONES_FILENAME, Tombstones};
+
+    let dir = tempfile::tempdir().unwrap();
+    let series: Series = our_series().into_iter().take(50).collect();
+    let mut w = BlockWriter::new(dir.path(), BlockWriterOptions::default()).unwrap();
+    for (l, s) in &series {
+        w.add_series(l, s).unwrap();
+    }
+    let meta = w.finish().unwrap();
+    let bdir = dir.path().join(meta.ulid.to_string());
+
+    // Delete part of every third series, and all of one series.
+    let block = Block::open(&bdir).unwrap();
+    let ids = block.index().all_postings().unwrap();
+    let mut t = Tombstones::default();
+    let mut expected = series.clone();
+    for (i, (id, (labels, samples))) in ids.iter().zip(&series).enumerate() {
+        if i % 3 != 0 || samples.len() < 4 {
+            continue;
+        }
+        let iv = if i == 0 {
+            Interval {
+                min: i64::MIN,
+                max: i64::MAX,
+            }
+        } else {
+            Interval {
+                min: samples[1].0,
+                max: samples[samples.len() / 2].0,
+            }
+        };
+        t.add(u64::from(*id), iv);
+        let kept: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|(ts, _)| !iv.contains(*ts))
+            .collect();
+        if kept.is_empty() {
+            expected.remove(labels);
+        } else {
+            expected.insert(labels.clone(), kept);
+        }
+    }
+    std::fs::write(bdir.join(TOMBSTONES_FILENAME), t.encode()).unwrap();
+
+    let theirs = dump_to_series(prometheus::dump(dir.path()).unwrap());
+    assert_same(&expected, &theirs);
+    let block = Block::open(&bdir).unwrap();
+    let ours: Series = block
+        .query(&[], i64::MIN, i64::MAX)
+        .unwrap()
+        .map(|s| {
+            let s = s.unwrap();
+            (s.labels, s.timestamps.into_iter().zip(s.values).collect())
+        })
+        .collect();
+    assert_same(&expected, &ours);
+}

@@ -413,3 +413,35 @@ fn damaged_files_give_errors_not_panics() {
         assert!(read_everything(&index, &bad).is_err(), "chunk flip at {i}");
     }
 }
+
+#[test]
+fn unsupported_chunk_encodings_fail_only_their_series() {
+    use strata_tsdb::{Encoding, RawChunk};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Labels::from_pairs(&[("__name__", "floats")]);
+    let h = Labels::from_pairs(&[("__name__", "histograms")]);
+    let mut w = BlockWriter::new(dir.path(), BlockWriterOptions::default()).unwrap();
+    w.add_series(&a, &[(1000, 1.0), (2000, 2.0)]).unwrap();
+    // A native-histogram chunk: carried as bytes; we do not decode encoding 2 yet.
+    let hist = RawChunk::new(Encoding::Histogram, vec![0u8, 1, 0x40, 0, 0, 0]);
+    w.add_series_chunks(&h, &[(1000, 1000, hist)]).unwrap();
+    let meta = w.finish().unwrap();
+    assert_eq!(meta.stats.num_histogram_samples, 1);
+    let block = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
+    let ids = block.index().all_postings().unwrap();
+    let float_series = block.series_samples(ids[0], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(float_series.timestamps, vec![1000, 2000]);
+    let err = block
+        .series_samples(ids[1], i64::MIN, i64::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not supported yet") && err.contains("histogram"),
+        "{err}"
+    );
+    // The raw chunk is still served untouched (the store gateway passes such chunks on).
+    let (_, metas) = block.index().series(ids[1]).unwrap();
+    let raw = block.chunk(metas[0].chunk_ref).unwrap();
+    assert_eq!(raw.encoding, Encoding::Histogram);
+    assert_eq!(&raw.data[..], &[0u8, 1, 0x40, 0, 0, 0]);
+}

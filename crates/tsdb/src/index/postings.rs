@@ -97,7 +97,11 @@ pub fn union_many(mut lists: Vec<Vec<u32>>) -> Vec<u32> {
         _ => {
             let total: usize = lists.iter().map(Vec::len).sum();
             let lo = lists.iter().map(|l| l[0]).min().expect("non-empty lists");
-            let hi = lists.iter().map(|l| l[l.len() - 1]).max().expect("non-empty lists");
+            let hi = lists
+                .iter()
+                .map(|l| l[l.len() - 1])
+                .max()
+                .expect("non-empty lists");
             let span = (hi - lo) as usize + 1;
             // Series refs of one index are dense (offset / 16 of consecutive entries), so a
             // bitmap over their span is usually small: set a bit per ref, then read the bits
@@ -208,7 +212,11 @@ mod tests {
         let sparse = vec![vec![1, u32::MAX - 1], vec![7, 1 << 30], vec![1, 8]];
         assert_eq!(union_many(sparse), vec![1, 7, 8, 1 << 30, u32::MAX - 1]);
         // Dense: the bitmap path, including refs at word boundaries.
-        let dense = vec![vec![100, 163, 164, 300], vec![99, 164, 227], vec![100, 228, 300]];
+        let dense = vec![
+            vec![100, 163, 164, 300],
+            vec![99, 164, 227],
+            vec![100, 228, 300],
+        ];
         assert_eq!(union_many(dense), vec![99, 100, 163, 164, 227, 228, 300]);
     }
 
