@@ -121,13 +121,28 @@ impl Block {
         for c in chunks.iter().filter(|c| c.overlaps(mint, maxt)) {
             let raw = self.chunks.chunk(c.chunk_ref)?;
             let start = ts.len();
+            let chunk_err = |source| Error::Chunk {
+                file: self.dir.display().to_string(),
+                chunk_ref: c.chunk_ref,
+                source,
+            };
             raw.xor_iter()
                 .and_then(|mut it| it.decode_into(&mut ts, &mut vs))
-                .map_err(|source| Error::Chunk {
-                    file: self.dir.display().to_string(),
-                    chunk_ref: c.chunk_ref,
-                    source,
-                })?;
+                .map_err(chunk_err)?;
+            // The index says where the chunk's samples lie; a sample elsewhere means the index
+            // or the chunk is damaged. Refusing it also bounds the output: chunks of a series
+            // do not overlap, so no chunk can be decoded twice through different entries (a
+            // 20 KB block could otherwise ask for gigabytes).
+            if ts[start..]
+                .iter()
+                .any(|&t| t < c.min_time || t > c.max_time)
+            {
+                return Err(chunk_err(crate::ChunkError::Corrupt {
+                    sample: 0,
+                    total: raw.num_samples().unwrap_or(0),
+                    reason: "samples outside the chunk's time range in the index",
+                }));
+            }
             if c.min_time < mint || c.max_time > maxt {
                 retain_range(&mut ts, &mut vs, start, mint, maxt);
             }

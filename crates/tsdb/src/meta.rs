@@ -348,6 +348,21 @@ mod tests {
         assert!(!text.contains("numTombstones"), "zero stats omitted");
     }
 
+    /// Regression (fuzz/regressions/meta_json): unknown numeric fields must survive a
+    /// rewrite bit for bit, which needs serde_json's exact float parsing.
+    #[test]
+    fn unknown_float_fields_round_trip_exactly() {
+        let saved = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/meta_json/float-drift-1.03e50.json"
+        ))
+        .unwrap();
+        let m = BlockMeta::parse("m", &saved).unwrap();
+        let again = BlockMeta::parse("m", &m.to_json()).unwrap();
+        assert_eq!(again, m);
+        assert_eq!(again.extra["x"].as_f64(), Some(1.03e50));
+    }
+
     #[test]
     fn go_nulls_and_plain_prometheus_meta() {
         let m = BlockMeta::parse(

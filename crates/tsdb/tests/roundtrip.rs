@@ -445,3 +445,21 @@ fn unsupported_chunk_encodings_fail_only_their_series() {
     assert_eq!(raw.encoding, Encoding::Histogram);
     assert_eq!(&raw.data[..], &[0u8, 1, 0x40, 0, 0, 0]);
 }
+
+/// Regression (fuzz/regressions/block/series-samples-amplification): a 20 KB block whose one
+/// series has 1,000 chunk entries all pointing at the same 65,535-sample chunk used to return
+/// 65 million samples (1 GB). Samples outside their entry's range are now refused.
+#[test]
+fn chunk_entries_cannot_amplify_a_chunk() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/block/series-samples-amplification");
+    let block = Block::open(&dir).unwrap();
+    let ids = block.index().all_postings().unwrap();
+    for id in ids {
+        let err = block
+            .series_samples(id, i64::MIN, i64::MAX)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside the chunk's time range"), "{err}");
+    }
+}

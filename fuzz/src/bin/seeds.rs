@@ -1,0 +1,187 @@
+//! Writes the seed corpus of every fuzz target: `seeds [DIR]` fills `DIR/<target>/`
+//! (default `fuzz/corpus`).
+//!
+//! Seeds are generated with the crate's own writers instead of being checked in, so they
+//! always match the current format and cost nothing in the repository. Each seed has a fixed
+//! name and fixed content, so running this again overwrites rather than accumulates; what
+//! libFuzzer adds to the same directories (hash-named files) is left alone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use strata_fuzz::sample::{STALE_NAN, sample_block};
+use strata_tsdb::chunks::{SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_VERSION};
+use strata_tsdb::encoding::{crc32c, put_uvarint};
+use strata_tsdb::index::IndexWriter;
+use strata_tsdb::meta::BlockMeta;
+use strata_tsdb::tombstones::{Interval, Tombstones};
+use strata_tsdb::{Encoding, XorEncoder};
+
+fn main() {
+    let root = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/corpus".into()),
+    );
+    let s = sample_block();
+    let mut out = Seeds { root, count: 0 };
+
+    for (i, c) in s.xor_chunks.iter().enumerate() {
+        out.write("xor_chunk", &format!("sample-{i}"), c);
+    }
+    for (name, c) in crafted_xor_chunks() {
+        out.write("xor_chunk", name, &c);
+    }
+
+    out.write("chunk_segment", "sample", &s.segment);
+    out.write("chunk_segment", "every-encoding", &every_encoding_segment());
+    let mut padded = every_encoding_segment();
+    padded.extend_from_slice(&[0; 32]);
+    out.write("chunk_segment", "zero-padded", &padded);
+    let mut two = s.segment.clone();
+    two.extend_from_slice(&every_encoding_segment());
+    out.write("chunk_segment", "two-segments", &two);
+
+    out.write("index", "sample", &s.index);
+    out.write("index", "empty", &empty_index());
+    out.write("meta_json", "sample", &s.meta_json);
+    out.write("meta_json", "prometheus", &prometheus_meta());
+    out.write("meta_json", "odd-fields", ODD_META.as_bytes());
+    out.write("tombstones", "sample", &s.tombstones);
+    out.write("tombstones", "empty", &Tombstones::default().encode());
+    // The tombstones target also reads its input as bare entries (it adds header and CRC).
+    out.write(
+        "tombstones",
+        "entries",
+        &s.tombstones[5..s.tombstones.len() - 4],
+    );
+    let mut many = Tombstones::default();
+    for i in 0..40 {
+        many.add(
+            i % 3,
+            Interval {
+                min: i as i64 * 10,
+                max: i as i64 * 10 + 4,
+            },
+        );
+    }
+    out.write("tombstones", "many", &many.encode());
+
+    // Mutation programs: `flags | (kind, offset BE16, arg)*` (see strata_fuzz::mutate).
+    let programs: [(&str, &[u8]); 6] = [
+        ("intact", &[0]),
+        ("no-repair-flip", &[1, 0, 0, 40, 0x10]),
+        ("flip", &[0, 0, 0, 40, 0x10]),
+        ("length", &[0, 3, 0, 9, 200]),
+        ("truncate", &[0, 5, 1, 0, 0]),
+        ("dup-and-varint", &[0, 7, 0, 30, 5, 9, 0, 70, 3]),
+    ];
+    for (name, p) in programs {
+        out.write("index_mutate", name, p);
+        out.write("chunk_segment_mutate", name, p);
+    }
+    println!("wrote {} seeds under {}", out.count, out.root.display());
+}
+
+struct Seeds {
+    root: PathBuf,
+    count: usize,
+}
+
+impl Seeds {
+    fn write(&mut self, target: &str, name: &str, data: &[u8]) {
+        let dir = self.root.join(target);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let path = dir.join(format!("seed-{name}"));
+        fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        self.count += 1;
+    }
+}
+
+/// XOR chunks for the corners of the format the sample block does not reach.
+fn crafted_xor_chunks() -> Vec<(&'static str, Vec<u8>)> {
+    let enc = |s: &[(i64, f64)]| XorEncoder::encode(s.iter().copied()).expect("encodes");
+    let stale = f64::from_bits(STALE_NAN);
+    let full_width = [
+        (0, f64::from_bits(1)),
+        (1, f64::from_bits(1 << 63)),
+        (2, f64::from_bits(1)),
+    ];
+    let long: Vec<(i64, f64)> = (0..300)
+        .map(|i| (i * 15_000 + (i * i) % 97, (i as f64 * 0.1).sin()))
+        .collect();
+    let extremes = [
+        (i64::MIN, f64::NEG_INFINITY),
+        (i64::MAX, stale),
+        (0, f64::NAN),
+        (i64::MIN + 1, -0.0),
+    ];
+    let long_bytes = enc(&long);
+    vec![
+        ("empty", enc(&[])),
+        ("one", enc(&[(1234, 5.5)])),
+        ("two-stale", enc(&[(-5, 1.0), (10, stale)])),
+        ("full-width-xor", enc(&full_width)),
+        ("long", long_bytes.clone()),
+        ("extremes", enc(&extremes)),
+        ("truncated", long_bytes[..long_bytes.len() / 2].to_vec()),
+    ]
+}
+
+/// A segment holding one chunk of each encoding byte the format defines, plus an unknown one.
+fn every_encoding_segment() -> Vec<u8> {
+    let mut seg = Vec::new();
+    seg.extend_from_slice(&SEGMENT_MAGIC.to_be_bytes());
+    seg.push(SEGMENT_VERSION);
+    seg.resize(SEGMENT_HEADER_LEN, 0);
+    let xor = XorEncoder::encode([(1, 1.0), (2, 2.0), (4, 2.0)]).expect("encodes");
+    for code in [1u8, 2, 3, 4, 5, 6, 0xFF, 0x42] {
+        let data: &[u8] = if Encoding::from_u8(code) == Encoding::Xor {
+            &xor
+        } else {
+            &[0, 1, 2, 3]
+        };
+        put_uvarint(&mut seg, data.len() as u64);
+        let start = seg.len();
+        seg.push(code);
+        seg.extend_from_slice(data);
+        let crc = crc32c(&seg[start..]);
+        seg.extend_from_slice(&crc.to_be_bytes());
+    }
+    seg
+}
+
+/// An index with an empty symbol table and no series, written by the index writer.
+fn empty_index() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("strata-fuzz-seeds-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("create temp dir");
+    let path: &Path = &dir.join("index");
+    IndexWriter::create(path, Vec::new())
+        .and_then(IndexWriter::finish)
+        .expect("write empty index");
+    let bytes = fs::read(path).expect("read empty index");
+    let _ = fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// A plain Prometheus meta.json: no Thanos section.
+fn prometheus_meta() -> Vec<u8> {
+    let ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().expect("valid ULID");
+    BlockMeta::new(ulid, -1_000, 7_200_000).to_json()
+}
+
+/// Go-style nulls, every optional section, and fields this version does not know.
+const ODD_META: &str = r#"{
+	"ulid": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"minTime": -9223372036854775808,
+	"maxTime": 9223372036854775807,
+	"stats": {"numSamples": 18446744073709551615, "numTombstones": 3, "future": 1.5e300},
+	"compaction": {"level": 4, "sources": null, "parents": [{"ulid": "01BX5ZZKBKACTAV9WEVGEMMVRZ", "minTime": 0, "maxTime": 1}],
+		"deletable": true, "failed": false, "hints": ["from-out-of-order"], "x": [null, -0.0, "\u00e9\ud83d\ude00"]},
+	"version": 1,
+	"thanos": {"version": 1, "labels": null, "downsample": {"resolution": 3600000}, "source": "compactor",
+		"segment_files": null, "files": [{"rel_path": "index", "size_bytes": 12, "hash": {"hashFunc": "SHA256", "value": "00"}}],
+		"rewrites": [{"sources": []}], "index_stats": {"series_max_size": 64}, "extensions": {"a": [1, 2]},
+		"upload_time": "2024-01-01T00:00:00Z", "unknown": {}},
+	"z": 0.1
+}"#;

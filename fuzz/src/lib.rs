@@ -1,0 +1,17 @@
+//! Shared code for the fuzz targets of `strata-tsdb`.
+//!
+//! The targets themselves (`fuzz_targets/*.rs`) are thin: each turns the fuzzer's bytes into
+//! one or more files and hands them to a walk in [`check`], which drives a decoder through
+//! every public entry point and asserts the properties that hold for *any* input, corrupt or
+//! not (different decoding paths agree, what decodes re-encodes losslessly, results are
+//! sorted). Keeping the walks here lets the plain and the structure-aware targets of the same
+//! format share them, so a property added once is checked from every angle.
+//!
+//! [`sample`] builds a small valid block once per process; [`mutate`] applies fuzzer-chosen
+//! edits to its files and then recomputes their CRC32Cs. Without that, nearly every mutation
+//! of an index or a chunk segment is stopped by a checksum and the decoders behind it are
+//! never reached.
+
+pub mod check;
+pub mod mutate;
+pub mod sample;
