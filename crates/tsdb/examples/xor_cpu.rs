@@ -1,7 +1,7 @@
 //! XOR decode cost in CPU nanoseconds per sample, measured with the thread's CPU clock so the
 //! figure holds on a shared, busy machine (criterion's wall-clock numbers do not).
 //!
-//! `cargo run --release -p strata-tsdb --example xor_cpu [seconds-per-shape]`
+//! `cargo run --release -p strata-tsdb --example xor_cpu [seconds-per-shape] [shape]`
 
 use std::hint::black_box;
 
@@ -28,8 +28,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    println!("shape     ns/sample (CPU time, bulk decode_into)");
     let only = std::env::args().nth(2);
+    println!("shape     ns/sample (CPU time, bulk decode_into)");
     for kind in SHAPES {
         if only.as_deref().is_some_and(|o| o != kind) {
             continue;
@@ -52,6 +52,6 @@ fn main() {
             samples += 120 * data.len() as u64;
         }
         let ns = (thread_cpu_ns() - start) as f64 / samples as f64;
-        println!("{kind:<9} {ns:.2}");
+        println!("{kind:<9} {ns:.2}   ({samples} samples)");
     }
 }

@@ -168,19 +168,15 @@ fn bit_range(x: i64, n: u32) -> bool {
 /// Everything the decoder carries between samples. The hot loop copies it into locals so it
 /// lives in registers, and writes it back when it stops.
 ///
-/// Bits are read MSB-first through a 64-bit register refilled eight bytes at a time with one
-/// unaligned big-endian load, so the loop touches memory about once per sample. Bits in the
-/// register past `nbits` are zero or the true next bits of the stream (a refill may load a
-/// byte early and OR it in again later at the same position), so peeking at them is
-/// harmless; consuming them is not, which is what the `nbits` checks guard.
+/// The stream position is one absolute bit index. Each field is read from a 64-bit window
+/// loaded at that position (one unaligned big-endian load and a shift), so there is no bit
+/// buffer to refill or account for. Past the end of the data the window reads zeros, which
+/// decode as valid fields; a position past the data's last bit after a sample is what says
+/// the chunk was truncated.
 #[derive(Clone, Copy, Debug)]
 struct Cursor {
-    /// Next byte of the data to load into `buf`.
-    pos: usize,
-    /// Upcoming bits, left-aligned. Bits past `nbits` are zero or the true next bits.
-    buf: u64,
-    /// How many leading bits of `buf` are valid.
-    nbits: u32,
+    /// Bit position in the bit-packed data.
+    bit: usize,
     t: i64,
     t_delta: u64,
     v: u64,
@@ -212,9 +208,7 @@ impl<'a> XorIterator<'a> {
         let total = u16::from_be_bytes([data[0], data[1]]);
         let mut pos = 2;
         let mut c = Cursor {
-            pos: 0,
-            buf: 0,
-            nbits: 0,
+            bit: 0,
             t: 0,
             t_delta: 0,
             v: 0,
@@ -365,155 +359,202 @@ impl Fail {
     }
 }
 
-/// Loads bytes into `buf` until at least 56 bits are valid or the data ends.
-macro_rules! refill {
-    ($data:expr, $pos:ident, $buf:ident, $nbits:ident) => {
-        if let Some(word) = $data.get($pos..$pos + 8) {
-            let w = u64::from_be_bytes(word.try_into().expect("8 bytes"));
-            $buf |= w >> $nbits;
-            let add = (63 - $nbits) >> 3;
-            $pos += add as usize;
-            $nbits += add << 3;
-        } else {
-            while $nbits <= 56 && $pos < $data.len() {
-                $buf |= u64::from($data[$pos]) << (56 - $nbits);
-                $pos += 1;
-                $nbits += 8;
-            }
-        }
-    };
-}
-
-/// Drops `n` valid bits, 1 ≤ n ≤ 64 (two shifts so that 64 does not overflow).
-macro_rules! consume {
-    ($buf:ident, $nbits:ident, $n:expr) => {{
-        let n: u32 = $n;
-        $buf = ($buf << (n - 1)) << 1;
-        $nbits -= n;
-    }};
-}
-
-/// Reads `n` bits, 1 ≤ n ≤ 64, refilling as needed; evaluates `$bail` (which must diverge:
-/// `return` or `break`) when the data ends first.
-macro_rules! take_bits {
-    ($data:expr, $pos:ident, $buf:ident, $nbits:ident, $n:expr, $bail:expr) => {{
-        let n: u32 = $n;
-        if n > $nbits {
-            refill!($data, $pos, $buf, $nbits);
-        }
-        if n <= $nbits {
-            let v = $buf >> (64 - n);
-            consume!($buf, $nbits, n);
-            v
-        } else {
-            // Wider than one refill guarantees (57..=64 bits): take what is there, then the rest.
-            let first = $nbits;
-            if first == 0 {
-                $bail
-            }
-            let hi = $buf >> (64 - first);
-            consume!($buf, $nbits, first);
-            refill!($data, $pos, $buf, $nbits);
-            let rest = n - first;
-            if rest > $nbits {
-                $bail
-            }
-            let lo = $buf >> (64 - rest);
-            consume!($buf, $nbits, rest);
-            (hi << rest) | lo
-        }
-    }};
-}
-
-/// Decodes one value (XOR against the previous) at the cursor.
+/// The 64 bits of `data` starting at bit `bit`, MSB first: at least 57 of them are real data
+/// when the 8 bytes from `bit / 8` exist; past the end they are zeros.
 #[inline(always)]
+fn window(data: &[u8], bit: usize) -> u64 {
+    let byte = bit >> 3;
+    let w = match data.get(byte..byte + 8) {
+        Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+        None => window_tail(data, byte),
+    };
+    w << (bit & 7)
+}
+
+/// The last bytes of the data, zero-padded to 8.
+#[cold]
+#[inline(never)]
+fn window_tail(data: &[u8], byte: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if byte < data.len() {
+        let n = (data.len() - byte).min(8);
+        b[..n].copy_from_slice(&data[byte..byte + n]);
+    }
+    u64::from_be_bytes(b)
+}
+
+/// Reads an `n`-bit field (1 ≤ n ≤ 64) at `bit`.
+#[inline(always)]
+fn field(data: &[u8], bit: usize, n: u32) -> u64 {
+    if n <= 57 {
+        window(data, bit) >> (64 - n)
+    } else {
+        // Wider than one window guarantees: the high part, then the low 32 bits.
+        let hi = window(data, bit) >> (64 - (n - 32));
+        let lo = window(data, bit + (n - 32) as usize) >> 32;
+        (hi << 32) | lo
+    }
+}
+
+/// The value of one sample: `0` keeps it, `10` XORs bits in the current window, `11` opens a
+/// new window (5 bits of leading zeros, 6 bits of width, 0 meaning 64). `w` is the window at
+/// `bit`, already loaded by the caller, whose first `avail` (at least 13) bits are real.
+#[inline(always)]
+fn decode_value(
+    data: &[u8],
+    w: u64,
+    avail: u32,
+    bit: &mut usize,
+    v: &mut u64,
+    trailing: &mut u32,
+    width: &mut u32,
+) -> Result<(), Fail> {
+    if w >> 63 == 0 {
+        *bit += 1;
+        return Ok(());
+    }
+    let hdr = if (w >> 62) & 1 == 0 {
+        2
+    } else {
+        let l = ((w >> 57) & 0x1F) as u32;
+        let m = ((w >> 51) & 0x3F) as u32;
+        let m = if m == 0 { 64 } else { m };
+        if l + m > 64 {
+            return Err(Fail::Corrupt("XOR window wider than 64 bits"));
+        }
+        *trailing = 64 - l - m;
+        *width = m;
+        13
+    };
+    // Usually the payload is still inside the window already loaded.
+    let bits = if hdr + *width <= avail {
+        (w << hdr) >> (64 - *width)
+    } else {
+        field(data, *bit + hdr as usize, *width)
+    };
+    *v ^= bits << *trailing;
+    *bit += (hdr + *width) as usize;
+    Ok(())
+}
+
+/// Decodes sample 1's value (its timestamp is a plain delta, handled by the caller).
 fn decode_value_once(data: &[u8], c: &mut Cursor) -> Result<(), Fail> {
-    let Cursor {
-        mut pos,
-        mut buf,
-        mut nbits,
-        ..
-    } = *c;
-    let (mut v, mut leading, mut trailing) = (c.v, c.leading, c.trailing);
-    let r = (|| {
-        decode_value!(data, pos, buf, nbits, v, leading, trailing);
-        Ok(())
-    })();
-    *c = Cursor {
-        pos,
-        buf,
-        nbits,
-        v,
-        leading,
-        trailing,
-        ..*c
-    };
-    r
+    let mut width = 64 - c.leading - c.trailing;
+    let w = window(data, c.bit);
+    decode_value(
+        data,
+        w,
+        57,
+        &mut c.bit,
+        &mut c.v,
+        &mut c.trailing,
+        &mut width,
+    )?;
+    c.leading = 64 - c.trailing - width;
+    if c.bit > data.len() * 8 {
+        return Err(Fail::Truncated);
+    }
+    Ok(())
 }
 
-/// The value path, shared by sample 1 and the main loop: `0` keeps the value, `10` reuses the
-/// XOR window, `11` brings a new window (5 bits of leading zeros, 6 bits of width, 0 = 64).
-macro_rules! decode_value {
-    ($data:expr, $pos:ident, $buf:ident, $nbits:ident, $v:ident, $leading:ident, $trailing:ident) => {
-        if $nbits < 13 {
-            refill!($data, $pos, $buf, $nbits);
-        }
-        if $nbits == 0 {
-            return Err(Fail::Truncated);
-        }
-        if $buf >> 63 != 0 {
-            let mbits = if ($buf >> 62) & 1 == 0 {
-                if $nbits < 2 {
-                    return Err(Fail::Truncated);
-                }
-                consume!($buf, $nbits, 2);
-                64 - $leading - $trailing
-            } else {
-                if $nbits < 13 {
-                    return Err(Fail::Truncated);
-                }
-                let l = (($buf >> 57) & 0x1F) as u32;
-                let m = (($buf >> 51) & 0x3F) as u32;
-                consume!($buf, $nbits, 13);
-                let m = if m == 0 { 64 } else { m };
-                if l + m > 64 {
-                    return Err(Fail::Corrupt("XOR window wider than 64 bits"));
-                }
-                $leading = l;
-                $trailing = 64 - l - m;
-                m
-            };
-            if mbits == 0 {
-                return Err(Fail::Corrupt("XOR window of zero bits"));
-            }
-            let bits = take_bits!(
-                $data,
-                $pos,
-                $buf,
-                $nbits,
-                mbits,
-                return Err(Fail::Truncated)
-            );
-            $v ^= bits << $trailing;
-        } else {
-            consume!($buf, $nbits, 1);
-        }
-    };
+/// Per-stream state inside the decode loops: the cursor with the XOR window kept as
+/// `(trailing, width)`, so that reusing the window costs nothing.
+#[derive(Clone, Copy, Debug)]
+struct Stream {
+    bit: usize,
+    t: i64,
+    t_delta: u64,
+    v: u64,
+    trailing: u32,
+    width: u32,
 }
-use decode_value;
 
-/// Decodes samples n ≥ 2 into the slices. All state is in locals for the duration of the loop.
+impl Stream {
+    fn from_cursor(c: &Cursor) -> Self {
+        // `leading + trailing <= 64` always holds for a window we decoded; the initial (0, 0)
+        // means 64 bits.
+        let width = 64 - c.leading - c.trailing;
+        Stream {
+            bit: c.bit,
+            t: c.t,
+            t_delta: c.t_delta,
+            v: c.v,
+            trailing: c.trailing,
+            width,
+        }
+    }
+
+    fn to_cursor(self) -> Cursor {
+        Cursor {
+            bit: self.bit,
+            t: self.t,
+            t_delta: self.t_delta,
+            v: self.v,
+            leading: 64 - self.trailing - self.width,
+            trailing: self.trailing,
+        }
+    }
+}
+
+/// Decodes one sample n ≥ 2 of a stream.
 ///
-/// The loop is latency-bound: every field's position depends on the width of the one before,
-/// so the work per sample is one chain through `buf`. It is kept short: an unconditional
-/// refill (a data-dependent "refill?" branch mispredicts), the delta-of-delta bucket chosen
-/// with four parallel compares and computed widths instead of a leading-zero count and table
-/// loads, and the XOR window kept as `(trailing, width)` so reusing it costs nothing.
+/// One window load serves the delta-of-delta prefix and payload (at most 24 bits) and usually
+/// the value's header and payload too; a second load is needed only when the value's bits run
+/// past it. The delta-of-delta bucket is the number of leading ones (0, 10, 110, 1110; 1111
+/// means a full 64-bit value), and its payload is decoded by sign extension: the range
+/// `-(2^(n-1)-1) ..= 2^(n-1)` is two's complement shifted by one.
+#[inline(always)]
+fn step<const LZCNT: bool>(data: &[u8], total_bits: usize, s: &mut Stream) -> Result<(), Fail> {
+    let w = window(data, s.bit);
+    let ones = if LZCNT {
+        (!w).leading_zeros()
+    } else {
+        u32::from(w >= 0x8000_0000_0000_0000)
+            + u32::from(w >= 0xC000_0000_0000_0000)
+            + u32::from(w >= 0xE000_0000_0000_0000)
+            + u32::from(w >= 0xF000_0000_0000_0000)
+    };
+    let (dod, w, avail) = if ones < 4 {
+        // Bits consumed: 1, 16, 20, 24; payload bits: 0, 14, 17, 20.
+        let need = if ones == 0 { 1 } else { 12 + 4 * ones };
+        let pbits = need - 1 - ones;
+        let shift = 64 - pbits.max(1);
+        let field = w << (ones + 1);
+        let d = ((field.wrapping_sub(1u64 << shift) as i64) >> shift) + 1;
+        s.bit += need as usize;
+        // At least 57 - 24 = 33 real bits remain: enough for the value's 13-bit header.
+        (if ones == 0 { 0 } else { d }, w << need, 57 - need)
+    } else {
+        let d = field(data, s.bit + 4, 64) as i64;
+        s.bit += 68;
+        (d, window(data, s.bit), 57)
+    };
+    s.t_delta = s.t_delta.wrapping_add(dod as u64);
+    s.t = s.t.wrapping_add(s.t_delta as i64);
+    decode_value(
+        data,
+        w,
+        avail,
+        &mut s.bit,
+        &mut s.v,
+        &mut s.trailing,
+        &mut s.width,
+    )?;
+    if s.bit > total_bits {
+        return Err(Fail::Truncated);
+    }
+    Ok(())
+}
+
+/// Decodes samples n ≥ 2 of one chunk into the slices.
 ///
-/// Measured and rejected (CPU ns/sample, counter shape, `examples/xor_cpu.rs`): a second
-/// unconditional refill before the value (6.2 → 6.7, slower); choosing between the reuse and
-/// new-window value paths with selects instead of a branch (no change); decoding the
-/// delta-of-delta by sign extension instead of compare-and-subtract (no change).
+/// Measured and rejected (CPU ns/sample for the counter/gauge/constant shapes of
+/// `examples/xor_cpu.rs`; this design: 5.3/4.2/3.7): a 64-bit bit buffer refilled eight bytes
+/// at a time, kept in registers (5.4/6.5/2.9: slower on wide XOR payloads); that buffer kept
+/// across samples here and reloaded only when short (6.6/5.2/4.0); a fast path for the
+/// two-bit "same interval, same value" sample (5.7/4.8/4.9: real timestamps jitter, so it
+/// rarely hits and its branch mispredicts); decoding two chunks interleaved in one loop (no
+/// change: the loop is bound by instruction count, about 50 per sample, not by latency).
 fn decode_run(
     data: &[u8],
     c: &mut Cursor,
@@ -522,19 +563,22 @@ fn decode_run(
 ) -> Result<(), (usize, Fail)> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("bmi2")
-            && std::arch::is_x86_feature_detected!("lzcnt")
-        {
+        if has_bmi2() {
             // SAFETY: the CPU supports the features `decode_run_bmi2` is compiled for.
             #[allow(unsafe_code)]
             return unsafe { decode_run_bmi2(data, c, ts, vs) };
         }
     }
-    decode_run_generic(data, c, ts, vs)
+    decode_run_impl::<false>(data, c, ts, vs)
 }
 
-/// The loop compiled for BMI2 and LZCNT: variable shifts become single `shlx`/`shrx` that need
-/// no `%cl` shuffling, which shortens the dependency chain the decoder is bound by.
+#[cfg(target_arch = "x86_64")]
+fn has_bmi2() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt")
+}
+
+/// The loop compiled for BMI2 and LZCNT: variable shifts become single `shlx`/`shrx` and the
+/// prefix count one `lzcnt`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi1,bmi2,lzcnt")]
 #[inline(never)]
@@ -545,16 +589,6 @@ fn decode_run_bmi2(
     vs: &mut [f64],
 ) -> Result<(), (usize, Fail)> {
     decode_run_impl::<true>(data, c, ts, vs)
-}
-
-#[inline(never)]
-fn decode_run_generic(
-    data: &[u8],
-    c: &mut Cursor,
-    ts: &mut [i64],
-    vs: &mut [f64],
-) -> Result<(), (usize, Fail)> {
-    decode_run_impl::<false>(data, c, ts, vs)
 }
 
 /// `LZCNT`: count the prefix with one leading-zero count (fast when the CPU has `lzcnt`)
@@ -568,132 +602,20 @@ fn decode_run_impl<const LZCNT: bool>(
 ) -> Result<(), (usize, Fail)> {
     let n = ts.len().min(vs.len());
     let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
-    let Cursor {
-        mut pos,
-        mut buf,
-        mut nbits,
-        mut t,
-        mut t_delta,
-        mut v,
-        mut leading,
-        mut trailing,
-    } = *c;
-    // The window's width; `leading + trailing <= 64` always holds for a window we decoded, and
-    // the initial (0, 0) means 64.
-    let mut width = 64 - leading - trailing;
+    let total_bits = data.len() * 8;
+    let mut s = Stream::from_cursor(c);
     let mut k = 0;
     let mut fail = None;
-    'samples: while k < n {
-        refill!(data, pos, buf, nbits);
-        // Prefix 0, 10, 110, 1110 or 1111: count its leading ones, up to four.
-        let ones = if LZCNT {
-            (!buf).leading_zeros()
-        } else {
-            u32::from(buf >= 0x8000_0000_0000_0000)
-                + u32::from(buf >= 0xC000_0000_0000_0000)
-                + u32::from(buf >= 0xE000_0000_0000_0000)
-                + u32::from(buf >= 0xF000_0000_0000_0000)
-        };
-        let dod: i64 = if ones < 4 {
-            // Bits consumed: 1, 16, 20, 24; payload bits: 0, 14, 17, 20.
-            let need = if ones == 0 { 1 } else { 12 + 4 * ones };
-            let pbits = need - 1 - ones;
-            if need > nbits {
-                {
-                    fail = Some(Fail::Truncated);
-                    break 'samples;
-                }
-            }
-            let raw = (buf >> (64 - need)) & ((1u64 << pbits) - 1);
-            buf <<= need;
-            nbits -= need;
-            // Payloads above 2^(n-1) are negative; exactly 2^(n-1) is positive.
-            let half = (1u64 << pbits) >> 1;
-            raw as i64 - (i64::from(raw > half) << pbits)
-        } else {
-            if nbits < 4 {
-                {
-                    fail = Some(Fail::Truncated);
-                    break 'samples;
-                }
-            }
-            buf <<= 4;
-            nbits -= 4;
-            take_bits!(data, pos, buf, nbits, 64, {
-                fail = Some(Fail::Truncated);
-                break 'samples;
-            }) as i64
-        };
-        t_delta = t_delta.wrapping_add(dod as u64);
-        t = t.wrapping_add(t_delta as i64);
-
-        if nbits < 13 {
-            refill!(data, pos, buf, nbits);
-            if nbits == 0 {
-                {
-                    fail = Some(Fail::Truncated);
-                    break 'samples;
-                }
-            }
+    while k < n {
+        if let Err(f) = step::<LZCNT>(data, total_bits, &mut s) {
+            fail = Some(f);
+            break;
         }
-        if buf >> 63 != 0 {
-            if (buf >> 62) & 1 != 0 {
-                // "11": a new window.
-                if nbits < 13 {
-                    {
-                        fail = Some(Fail::Truncated);
-                        break 'samples;
-                    }
-                }
-                let l = ((buf >> 57) & 0x1F) as u32;
-                let m = ((buf >> 51) & 0x3F) as u32;
-                buf <<= 13;
-                nbits -= 13;
-                let m = if m == 0 { 64 } else { m };
-                if l + m > 64 {
-                    {
-                        fail = Some(Fail::Corrupt("XOR window wider than 64 bits"));
-                        break 'samples;
-                    }
-                }
-                leading = l;
-                trailing = 64 - l - m;
-                width = m;
-            } else {
-                // "10": the current window.
-                if nbits < 2 {
-                    {
-                        fail = Some(Fail::Truncated);
-                        break 'samples;
-                    }
-                }
-                buf <<= 2;
-                nbits -= 2;
-            }
-            let bits = take_bits!(data, pos, buf, nbits, width, {
-                fail = Some(Fail::Truncated);
-                break 'samples;
-            });
-            v ^= bits << trailing;
-        } else {
-            // "0": the value repeats.
-            buf <<= 1;
-            nbits -= 1;
-        }
-        ts[k] = t;
-        vs[k] = f64::from_bits(v);
+        ts[k] = s.t;
+        vs[k] = f64::from_bits(s.v);
         k += 1;
     }
-    *c = Cursor {
-        pos,
-        buf,
-        nbits,
-        t,
-        t_delta,
-        v,
-        leading,
-        trailing,
-    };
+    *c = s.to_cursor();
     match fail {
         None => Ok(()),
         Some(f) => Err((k, f)),
