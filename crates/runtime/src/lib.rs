@@ -1,0 +1,20 @@
+//! What every long-running Strata component shares.
+//!
+//! - [`Prober`]: the component's health and readiness, as Thanos reports them on `/-/healthy`
+//!   (the process is up and set up) and `/-/ready` (it can take traffic: a store gateway after
+//!   its first block sync, a sidecar once Prometheus' external labels are known).
+//! - [`http`]: the HTTP server every component runs on `--http-address`, with the probes and
+//!   `/metrics` (served from the first moment, before readiness: metrics must not be gated),
+//!   to which each component adds its own routes.
+//! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
+//!   and background loops stop in order.
+//!
+//! **Architecture invariant:** this crate knows nothing about blocks, buckets, PromQL or the
+//! Store API. It is the only place that installs signal handlers.
+
+pub mod http;
+mod probe;
+mod shutdown;
+
+pub use probe::Prober;
+pub use shutdown::Shutdown;
