@@ -1,0 +1,19 @@
+//! The compactor: the only component that deletes data, so correctness and crash safety come
+//! before speed.
+//!
+//! - [`planner`]: which blocks of a stream to compact next (Thanos' planner, a pure function).
+//! - [`merge`]: merging blocks into one as a streaming k-way merge over series, passing
+//!   chunks through as raw bytes and only decoding where chunks overlap (vertical
+//!   deduplication) or tombstones apply.
+//!
+//! **Architecture invariants:** blocks are only ever added whole (uploaded with `meta.json`
+//! last) and removed by marking first and deleting after the delete delay; a crash at any
+//! point leaves the bucket readable, and the next run converges (a block whose sources are
+//! covered by another block is recognised as redundant). Memory grows with the number of
+//! series being merged, never with the number of samples.
+
+mod error;
+pub mod merge;
+pub mod planner;
+
+pub use error::{CompactError, Result};
