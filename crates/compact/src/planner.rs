@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn split_by_range_matches_the_documented_example() {
-        let b = vec![meta(0, 10), meta(10, 20), meta(50, 60), meta(90, 100)];
+        let b = [meta(0, 10), meta(10, 20), meta(50, 60), meta(90, 100)];
         let refs: Vec<&BlockMeta> = b.iter().collect();
         let parts: Vec<Vec<(i64, i64)>> =
             split_by_range(&refs, 30).iter().map(|p| ids(p)).collect();
