@@ -175,16 +175,13 @@ pub fn merge_blocks(
     let mut cursors: Vec<Cursor<'_>> = inputs.iter().map(Cursor::new).collect::<Result<_>>()?;
     let mut stats = MergeStats::default();
     let mut pieces: Vec<Piece> = Vec::new();
-    loop {
-        // The smallest label set among the inputs' current series.
-        let Some(min) = cursors
-            .iter()
-            .filter_map(|c| c.head.as_ref().map(|h| &h.0))
-            .min()
-            .cloned()
-        else {
-            break;
-        };
+    // Each round takes the smallest label set among the inputs' current series.
+    while let Some(min) = cursors
+        .iter()
+        .filter_map(|c| c.head.as_ref().map(|h| &h.0))
+        .min()
+        .cloned()
+    {
         pieces.clear();
         for c in cursors.iter_mut() {
             let matches = c.head.as_ref().is_some_and(|h| h.0 == min);
