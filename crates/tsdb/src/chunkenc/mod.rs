@@ -5,11 +5,13 @@
 //! downsampled aggregates) is carried as raw bytes and gets [`ChunkError::UnsupportedEncoding`]
 //! when someone asks for its samples, so one unsupported series never fails a whole block.
 
+pub mod aggr;
 mod bits;
 pub mod xor;
 
 use std::fmt;
 
+pub use aggr::{AggrChunk, AggrType, CounterResets, encode_aggr_chunk};
 pub use xor::{XorEncoder, XorIterator};
 
 /// The encoding byte that precedes every chunk in a segment file (`tsdb/chunkenc/chunk.go`).
