@@ -5,6 +5,7 @@
 //! - [`merge`]: merging blocks into one as a streaming k-way merge over series, passing
 //!   chunks through as raw bytes and only decoding where chunks overlap (vertical
 //!   deduplication) or tombstones apply.
+//! - [`downsample`]: 5m and 1h aggregates in Thanos' `AggrChunk` encoding.
 //!
 //! **Architecture invariants:** blocks are only ever added whole (uploaded with `meta.json`
 //! last) and removed by marking first and deleting after the delete delay; a crash at any
@@ -12,6 +13,7 @@
 //! covered by another block is recognised as redundant). Memory grows with the number of
 //! series being merged, never with the number of samples.
 
+pub mod downsample;
 mod error;
 pub mod merge;
 pub mod planner;

@@ -118,7 +118,9 @@ impl RawChunk {
     /// with a big-endian u16 sample count.
     pub fn num_samples(&self) -> Option<u16> {
         match self.encoding {
-            Encoding::ThanosAggr | Encoding::None | Encoding::Unknown(_) => None,
+            // An aggregate chunk counts its windows, as Thanos' `AggrChunk.NumSamples` does.
+            Encoding::ThanosAggr => AggrChunk::new(&self.data).num_samples().ok(),
+            Encoding::None | Encoding::Unknown(_) => None,
             _ if self.data.len() >= 2 => Some(u16::from_be_bytes([self.data[0], self.data[1]])),
             _ => None,
         }
