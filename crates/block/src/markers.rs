@@ -75,6 +75,82 @@ pub async fn read_deletion_mark(bucket: &Bucket, id: Ulid) -> Result<Option<Dele
     Ok(Some(mark))
 }
 
+/// Reads a marker of type `T` from `<id>/<file>`; `None` when absent. A marker that does not
+/// parse, or has a version other than 1, is an error naming the object.
+async fn read_marker<T: serde::de::DeserializeOwned>(
+    bucket: &Bucket,
+    id: Ulid,
+    file: &str,
+    version: impl Fn(&T) -> u32,
+) -> Result<Option<T>> {
+    let key = block_key(id, file);
+    let data = match bucket.get(&key).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mark: T = serde_json::from_slice(&data).map_err(|e| Error::Invalid {
+        block: id.to_string(),
+        detail: format!("{}/{key}: unreadable marker: {e}", bucket.name()),
+    })?;
+    if version(&mark) != 1 {
+        return Err(Error::Invalid {
+            block: id.to_string(),
+            detail: format!("{key}: unexpected marker version {}", version(&mark)),
+        });
+    }
+    Ok(Some(mark))
+}
+
+/// Reads a block's no-compact mark; `None` when the block is not marked.
+pub async fn read_no_compact_mark(bucket: &Bucket, id: Ulid) -> Result<Option<NoCompactMark>> {
+    read_marker(bucket, id, NO_COMPACT_MARK_FILENAME, |m: &NoCompactMark| m.version).await
+}
+
+/// Reads a block's no-downsample mark; `None` when the block is not marked.
+pub async fn read_no_downsample_mark(
+    bucket: &Bucket,
+    id: Ulid,
+) -> Result<Option<NoDownsampleMark>> {
+    read_marker(bucket, id, NO_DOWNSAMPLE_MARK_FILENAME, |m: &NoDownsampleMark| m.version).await
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Marks a block for deletion (unless it already is): the compactor deletes it once the
+/// mark is older than its `--delete-delay`. Returns whether a new mark was written.
+pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str) -> Result<bool> {
+    if read_deletion_mark(bucket, id).await?.is_some() {
+        return Ok(false);
+    }
+    let mark = DeletionMark { id, version: 1, details: details.into(), deletion_time: now_secs() };
+    let data = serde_json::to_vec_pretty(&mark).expect("a marker always serializes");
+    bucket.upload(&block_key(id, DELETION_MARK_FILENAME), data.into()).await?;
+    Ok(true)
+}
+
+/// Marks a block so that the compactor leaves it alone. Returns whether a new mark was
+/// written.
+pub async fn mark_no_compact(bucket: &Bucket, id: Ulid, reason: &str, details: &str) -> Result<bool> {
+    if read_no_compact_mark(bucket, id).await?.is_some() {
+        return Ok(false);
+    }
+    let mark = NoCompactMark {
+        id,
+        version: 1,
+        details: details.into(),
+        no_compact_time: now_secs(),
+        reason: reason.into(),
+    };
+    let data = serde_json::to_vec_pretty(&mark).expect("a marker always serializes");
+    bucket.upload(&block_key(id, NO_COMPACT_MARK_FILENAME), data.into()).await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,9 @@
 //!   chunks through as raw bytes and only decoding where chunks overlap (vertical
 //!   deduplication) or tombstones apply.
 //! - [`downsample`]: 5m and 1h aggregates in Thanos' `AggrChunk` encoding.
+//! - [`compactor`]: one iteration over a bucket: sync, garbage collection, per-group
+//!   compaction (halting a group loudly on overlaps), downsampling, retention, deletion.
+//! - [`metrics`]: Thanos' `thanos_compact_*` metrics.
 //!
 //! **Architecture invariants:** blocks are only ever added whole (uploaded with `meta.json`
 //! last) and removed by marking first and deleting after the delete delay; a crash at any
@@ -13,9 +16,11 @@
 //! covered by another block is recognised as redundant). Memory grows with the number of
 //! series being merged, never with the number of samples.
 
+pub mod compactor;
 pub mod downsample;
 mod error;
 pub mod merge;
+pub mod metrics;
 pub mod planner;
 
 pub use error::{CompactError, Result};
