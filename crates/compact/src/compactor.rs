@@ -488,22 +488,7 @@ impl Compactor {
             (RES_RAW, RES_5M, RAW_DOWNSAMPLE_RANGE_MS),
             (RES_5M, RES_1H, RES_5M_DOWNSAMPLE_RANGE_MS),
         ] {
-            // Sources already downsampled to `to`.
-            let covered: HashSet<Ulid> = synced
-                .metas
-                .values()
-                .filter(|m| m.resolution() == to)
-                .flat_map(|m| m.compaction.sources.iter().copied())
-                .collect();
-            let candidates: Vec<BlockMeta> = synced
-                .metas
-                .values()
-                .filter(|m| m.resolution() == from && m.max_time - m.min_time >= min_range)
-                .filter(|m| !synced.no_downsample.contains(&m.ulid))
-                .filter(|m| !m.compaction.sources.iter().all(|s| covered.contains(s)))
-                .cloned()
-                .collect();
-            for m in candidates {
+            for m in downsample_candidates(synced, from, to, min_range) {
                 let gk = GroupKey {
                     resolution: from,
                     labels: m.external_labels(),
@@ -652,17 +637,14 @@ impl Compactor {
                 .todo_compaction_blocks
                 .get_or_create(&group(&gk))
                 .set(blocks as i64);
-            let range = if key.resolution == RES_RAW {
-                RAW_DOWNSAMPLE_RANGE_MS
-            } else {
-                RES_5M_DOWNSAMPLE_RANGE_MS
-            };
-            let todo = synced
-                .metas
-                .values()
-                .filter(|m| m.resolution() == key.resolution && m.external_labels() == key.labels)
-                .filter(|m| key.resolution != RES_1H && m.max_time - m.min_time >= range)
-                .count();
+            let todo = match key.resolution {
+                RES_RAW => downsample_candidates(synced, RES_RAW, RES_5M, RAW_DOWNSAMPLE_RANGE_MS),
+                RES_5M => downsample_candidates(synced, RES_5M, RES_1H, RES_5M_DOWNSAMPLE_RANGE_MS),
+                _ => Vec::new(),
+            }
+            .iter()
+            .filter(|m| m.external_labels() == key.labels)
+            .count();
             self.metrics
                 .todo_downsample_blocks
                 .get_or_create(&group(&gk))
@@ -672,6 +654,25 @@ impl Compactor {
             .todo_deletion_blocks
             .set(synced.deletion_marks.len() as i64);
     }
+}
+
+/// Blocks of resolution `from`, long enough, not marked no-downsample, whose sources are not
+/// all covered by a block of resolution `to` yet.
+fn downsample_candidates(synced: &Synced, from: i64, to: i64, min_range: i64) -> Vec<BlockMeta> {
+    let covered: HashSet<Ulid> = synced
+        .metas
+        .values()
+        .filter(|m| m.resolution() == to)
+        .flat_map(|m| m.compaction.sources.iter().copied())
+        .collect();
+    synced
+        .metas
+        .values()
+        .filter(|m| m.resolution() == from && m.max_time - m.min_time >= min_range)
+        .filter(|m| !synced.no_downsample.contains(&m.ulid))
+        .filter(|m| !m.compaction.sources.iter().all(|s| covered.contains(s)))
+        .cloned()
+        .collect()
 }
 
 fn group(gk: &str) -> GroupLabels {
