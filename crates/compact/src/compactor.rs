@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use strata_block::fetch::fetch_metas;
@@ -25,6 +25,7 @@ use strata_block::markers::{
     read_no_downsample_mark,
 };
 use strata_block::transfer::{UploadOptions, download_block, upload_block};
+use strata_model::TimeOrDuration;
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
 use strata_tsdb::block::Block;
@@ -62,6 +63,28 @@ pub struct CompactorConfig {
     /// Compaction ranges (Thanos: 1h, 2h, 8h, 2d, 14d).
     pub ranges: Vec<i64>,
     pub fetch_concurrency: usize,
+    /// Only blocks overlapping `[min_time, max_time]` are acted on (`--min-time`,
+    /// `--max-time`), resolved against the iteration's "now".
+    pub min_time: TimeOrDuration,
+    pub max_time: TimeOrDuration,
+    /// Which blocks this compactor owns, from their external labels (`--selector.relabel-config`);
+    /// `None` takes every block.
+    pub selector: Option<BlockSelector>,
+}
+
+/// Decides from a block's external labels and ID whether this compactor acts on it (the
+/// sharding of `--selector.relabel-config`). Blocks it rejects are left entirely alone:
+/// not compacted, not downsampled, not deleted.
+#[derive(Clone)]
+pub struct BlockSelector(pub Arc<SelectFn>);
+
+/// The predicate inside a [`BlockSelector`]: external labels and block ID in, verdict out.
+pub type SelectFn = dyn Fn(&BTreeMap<String, String>, Ulid) -> bool + Send + Sync;
+
+impl std::fmt::Debug for BlockSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockSelector(..)")
+    }
 }
 
 impl CompactorConfig {
@@ -78,6 +101,9 @@ impl CompactorConfig {
             vertical_compaction: false,
             ranges: DEFAULT_RANGES_MS.to_vec(),
             fetch_concurrency: 32,
+            min_time: TimeOrDuration::min_time(),
+            max_time: TimeOrDuration::max_time(),
+            selector: None,
         }
     }
 
@@ -200,7 +226,7 @@ impl Compactor {
         self.apply_retention(&mut synced, now_ms, &mut report)
             .await?;
         self.clean(&synced, now_ms, &mut report).await?;
-        self.update_progress(&synced);
+        self.update_progress(&synced, &report);
         self.metrics.iterations.inc();
         Ok(report)
     }
@@ -243,7 +269,24 @@ impl Compactor {
                 synced.no_downsample.insert(id);
             }
         }
+        let (min_t, max_t) = (
+            self.cfg.min_time.resolve(now_ms),
+            self.cfg.max_time.resolve(now_ms),
+        );
         for (id, mut meta) in fetched.metas {
+            let selected = self
+                .cfg
+                .selector
+                .as_ref()
+                .is_none_or(|sel| (sel.0)(&meta.external_labels(), id));
+            if !selected || meta.max_time < min_t || meta.min_time > max_t {
+                // Not ours (another shard's, or outside --min-time/--max-time): left entirely
+                // alone, deletion included, as Thanos' filters do.
+                synced.deletion_marks.remove(&id);
+                synced.no_compact.remove(&id);
+                synced.no_downsample.remove(&id);
+                continue;
+            }
             if synced.deletion_marks.contains_key(&id) {
                 continue;
             }
@@ -271,6 +314,29 @@ impl Compactor {
         Ok(synced)
     }
 
+    /// Marks a block for deletion and remembers the mark, so that this iteration's cleanup
+    /// already counts it (with `--delete-delay=0s` a single run deletes what it replaced, as
+    /// Thanos does). Returns whether a new mark was written.
+    async fn mark_deleted(&self, synced: &mut Synced, id: Ulid, details: &str) -> Result<bool> {
+        let wrote = mark_for_deletion(&self.bucket, id, details).await?;
+        let mark = if wrote {
+            Some(DeletionMark {
+                id,
+                version: 1,
+                details: details.to_string(),
+                deletion_time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            })
+        } else {
+            read_deletion_mark(&self.bucket, id).await?
+        };
+        if let Some(mark) = mark {
+            synced.deletion_marks.insert(id, mark);
+        }
+        Ok(wrote)
+    }
+
     /// Marks blocks whose sources another block covers.
     async fn garbage_collect(
         &self,
@@ -278,12 +344,13 @@ impl Compactor {
         report: &mut IterationReport,
     ) -> Result<()> {
         for id in synced.redundant.clone() {
-            if mark_for_deletion(
-                &self.bucket,
-                id,
-                "outdated block: its sources are covered by another block",
-            )
-            .await?
+            if self
+                .mark_deleted(
+                    synced,
+                    id,
+                    "outdated block: its sources are covered by another block",
+                )
+                .await?
             {
                 tracing::info!(block = %id, "marked redundant block for deletion");
                 self.metrics
@@ -407,7 +474,7 @@ impl Compactor {
                     Some(r) => format!("source of compacted block {}", r.ulid),
                     None => "compacted into nothing: every sample was deleted".to_string(),
                 };
-                mark_for_deletion(&self.bucket, m.ulid, &details).await?;
+                self.mark_deleted(synced, m.ulid, &details).await?;
                 self.metrics
                     .blocks_marked
                     .get_or_create(&mark("compacted"))
@@ -558,12 +625,9 @@ impl Compactor {
             .map(|m| m.ulid)
             .collect();
         for id in expired {
-            if mark_for_deletion(
-                &self.bucket,
-                id,
-                "block is older than its resolution's retention",
-            )
-            .await?
+            if self
+                .mark_deleted(synced, id, "block is older than its resolution's retention")
+                .await?
             {
                 tracing::info!(block = %id, "marked block for deletion: past retention");
                 self.metrics
@@ -622,7 +686,7 @@ impl Compactor {
     }
 
     /// `thanos_compact_todo_*`: what is left to do, by replaying the planner.
-    fn update_progress(&self, synced: &Synced) {
+    fn update_progress(&self, synced: &Synced, report: &IterationReport) {
         self.metrics.todo_compactions.clear();
         self.metrics.todo_compaction_blocks.clear();
         self.metrics.todo_downsample_blocks.clear();
@@ -652,7 +716,7 @@ impl Compactor {
         }
         self.metrics
             .todo_deletion_blocks
-            .set(synced.deletion_marks.len() as i64);
+            .set(synced.deletion_marks.len().saturating_sub(report.deleted) as i64);
     }
 }
 

@@ -369,7 +369,16 @@ pub fn downsample_block(
     };
     let mut stats = DownsampleStats::default();
     let mut samples: Vec<(i64, f64)> = Vec::new();
-    for id in block.index().all_postings().map_err(input_err)? {
+    for (n, id) in block
+        .index()
+        .all_postings()
+        .map_err(input_err)?
+        .into_iter()
+        .enumerate()
+    {
+        if (n as u64 + 1).is_multiple_of(crate::merge::RELEASE_EVERY_SERIES) {
+            block.release_memory();
+        }
         let (labels, metas) = block.index().series(id).map_err(input_err)?;
         if let Some(w) = metas.windows(2).find(|w| w[0].max_time >= w[1].min_time) {
             return Err(CompactError::Unmergeable {

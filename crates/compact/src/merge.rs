@@ -25,6 +25,9 @@ use crate::error::{CompactError, Result};
 /// The `thanos.source` of blocks the compactor writes.
 pub const SOURCE_COMPACTOR: &str = "compactor";
 
+/// How often (in series) streaming readers hand the pages of their inputs back to the kernel.
+pub(crate) const RELEASE_EVERY_SERIES: u64 = 4096;
+
 /// What the merged block should say about itself.
 #[derive(Debug, Clone, Default)]
 pub struct MergeOptions {
@@ -175,6 +178,7 @@ pub fn merge_blocks(
     let mut cursors: Vec<Cursor<'_>> = inputs.iter().map(Cursor::new).collect::<Result<_>>()?;
     let mut stats = MergeStats::default();
     let mut pieces: Vec<Piece> = Vec::new();
+    let mut rounds: u64 = 0;
     // Each round takes the smallest label set among the inputs' current series.
     while let Some(min) = cursors
         .iter()
@@ -182,6 +186,11 @@ pub fn merge_blocks(
         .min()
         .cloned()
     {
+        rounds += 1;
+        if rounds.is_multiple_of(RELEASE_EVERY_SERIES) {
+            // Keep RSS bounded by what we hold, not by how much of the inputs we have read.
+            inputs.iter().for_each(Block::release_memory);
+        }
         pieces.clear();
         for c in cursors.iter_mut() {
             let matches = c.head.as_ref().is_some_and(|h| h.0 == min);

@@ -103,6 +103,13 @@ impl Block {
         &self.tombstones
     }
 
+    /// Hands the resident pages of the block's mapped files back to the kernel (see
+    /// [`ChunkReader::release_memory`]); call it now and then while streaming a whole block.
+    pub fn release_memory(&self) {
+        self.index.release_memory();
+        self.chunks.release_memory();
+    }
+
     /// The sorted refs of the series that match every matcher.
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<u32>> {
         postings_for_matchers(&self.index, matchers)

@@ -100,6 +100,8 @@ pub fn list_segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
 #[derive(Debug, Clone)]
 pub struct ChunkReader {
     segments: Vec<Segment>,
+    /// The mappings behind `segments` when they were opened from files.
+    mapped: Vec<crate::Mapped>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,11 +114,24 @@ impl ChunkReader {
     /// Opens (memory-maps) every segment in a block's `chunks` directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let mut segments = Vec::new();
+        let mut mapped = Vec::new();
         for path in list_segment_files(dir)? {
-            let data = crate::mmap_file(&path)?;
-            segments.push((path.display().to_string(), data));
+            let m = crate::Mapped::open(&path)?;
+            segments.push((path.display().to_string(), m.bytes()));
+            mapped.push(m);
         }
-        Self::from_segments(segments)
+        let mut r = Self::from_segments(segments)?;
+        r.mapped = mapped;
+        Ok(r)
+    }
+
+    /// Hands the resident pages of memory-mapped segments back to the kernel; a no-op for
+    /// segments held in memory. Streaming readers call this now and then so that their memory
+    /// does not grow with the amount of chunk data read.
+    pub fn release_memory(&self) {
+        for m in &self.mapped {
+            m.release();
+        }
     }
 
     /// Builds a reader over segment contents already in memory, in segment order. The names
@@ -127,7 +142,10 @@ impl ChunkReader {
             check_segment_header(&name, &data)?;
             out.push(Segment { name, data });
         }
-        Ok(ChunkReader { segments: out })
+        Ok(ChunkReader {
+            segments: out,
+            mapped: Vec::new(),
+        })
     }
 
     pub fn num_segments(&self) -> usize {

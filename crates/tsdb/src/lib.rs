@@ -54,6 +54,46 @@ pub fn mmap_file(path: &Path) -> Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
+/// A memory-mapped block file whose resident pages can be handed back to the kernel.
+///
+/// Readers that stream through a whole block (compaction, downsampling) would otherwise keep
+/// every page they touched resident until memory pressure evicts it, and the process' RSS
+/// would grow with the size of the block rather than with what it holds in memory. Releasing
+/// the pages is free of side effects: the mapping is read-only and the file never changes, so
+/// a later access simply faults the page back in from the page cache.
+#[derive(Debug, Clone)]
+pub(crate) struct Mapped {
+    data: Bytes,
+}
+
+impl Mapped {
+    pub(crate) fn open(path: &Path) -> Result<Mapped> {
+        Ok(Mapped {
+            data: mmap_file(path)?,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> Bytes {
+        self.data.clone()
+    }
+
+    /// Drops this mapping's resident pages (`MADV_DONTNEED`). Only ever called on memory from
+    /// [`mmap_file`]: on anonymous memory the same call would zero it.
+    pub(crate) fn release(&self) {
+        if self.data.is_empty() {
+            return;
+        }
+        // mmap returns page-aligned addresses and `data` spans the whole mapping.
+        let ptr = self.data.as_ptr() as *mut libc::c_void;
+        // SAFETY: `ptr..ptr+len` is exactly a live, read-only, file-backed mapping owned by
+        // `data` (created by `mmap_file`); MADV_DONTNEED on such a mapping only discards
+        // resident copies of file pages, which are re-read from the file on the next access.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::madvise(ptr, self.data.len(), libc::MADV_DONTNEED) };
+        debug_assert_eq!(rc, 0, "madvise(MADV_DONTNEED) failed");
+    }
+}
+
 /// Writes a file and fsyncs it.
 pub(crate) fn write_file_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io("create", path, e))?;

@@ -49,13 +49,25 @@ pub struct IndexReader {
     names: Vec<NameEntry>,
     values: Vec<ValueEntry>,
     all_postings_at: Option<u64>,
+    /// The mapping behind `data` when the index was opened from a file.
+    mapped: Option<crate::Mapped>,
 }
 
 impl IndexReader {
     /// Memory-maps and opens the index at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let data = crate::mmap_file(path)?;
-        Self::from_bytes(path.display().to_string(), data)
+        let m = crate::Mapped::open(path)?;
+        let mut r = Self::from_bytes(path.display().to_string(), m.bytes())?;
+        r.mapped = Some(m);
+        Ok(r)
+    }
+
+    /// Hands the resident pages of a memory-mapped index back to the kernel (a no-op for an
+    /// index held in memory). Decoded symbols and offset tables are kept.
+    pub fn release_memory(&self) {
+        if let Some(m) = &self.mapped {
+            m.release();
+        }
     }
 
     /// Opens an index held in memory. `file` names it in errors.
@@ -104,6 +116,7 @@ impl IndexReader {
             names: Vec::new(),
             values: Vec::new(),
             all_postings_at: None,
+            mapped: None,
         };
         r.symbols = r.read_symbols()?;
         r.read_postings_offset_table()?;
