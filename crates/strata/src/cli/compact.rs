@@ -3,8 +3,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
 use clap::Args;
+use strata_compact::compactor::CompactorConfig;
 use strata_model::{ByteSize, Duration};
 
 use super::common::{
@@ -341,8 +344,93 @@ impl CompactArgs {
         labels
     }
 
+    /// The compactor's settings from the flags; refuses flag values Strata cannot honour yet
+    /// rather than ignoring them.
+    pub(crate) fn compactor_config(&self) -> Result<CompactorConfig> {
+        if self.dedup_func == CompactDedupFunc::Penalty {
+            bail!(
+                "--deduplication.func=penalty is not supported by the compactor yet; leave it                  unset for one-to-one merging of replica blocks"
+            );
+        }
+        if self.hash_func != HashFunc::None {
+            bail!(
+                "--hash-func={} is not supported yet; leave it unset",
+                self.hash_func
+            );
+        }
+        if self
+            .selector_relabel
+            .source()
+            .load()?
+            .is_some_and(|t| !t.trim().is_empty())
+        {
+            return Err(not_implemented(
+                "compact with --selector.relabel-config",
+                "issue 7",
+            ));
+        }
+        if !(1..=4).contains(&self.max_compaction_level) {
+            bail!(
+                "--debug.max-compaction-level={} is out of range: it must be between 1 and 4",
+                self.max_compaction_level
+            );
+        }
+        for (flag, n) in [
+            ("--compact.concurrency", self.concurrency),
+            ("--downsample.concurrency", self.downsample_concurrency),
+            (
+                "--compact.blocks-fetch-concurrency",
+                self.blocks_fetch_concurrency,
+            ),
+            ("--block-files-concurrency", self.block_files_concurrency),
+        ] {
+            if n > 1 {
+                tracing::warn!(
+                    flag,
+                    value = n,
+                    "groups and blocks are processed one at a time; the value is accepted but has no effect yet"
+                );
+            }
+        }
+        let mut cfg = CompactorConfig::new(PathBuf::from(&self.data_dir));
+        cfg.consistency_delay_ms = self.consistency_delay.as_millis_i64();
+        cfg.delete_delay_ms = self.delete_delay.as_millis_i64();
+        cfg.retention_raw_ms = self.retention_raw.as_millis_i64();
+        cfg.retention_5m_ms = self.retention_5m.as_millis_i64();
+        cfg.retention_1h_ms = self.retention_1h.as_millis_i64();
+        cfg.downsampling = !self.downsampling_disable();
+        cfg.replica_labels = self.dedup_replica_labels();
+        cfg.vertical_compaction =
+            self.enable_vertical_compaction() || !cfg.replica_labels.is_empty();
+        cfg.ranges = strata_compact::planner::DEFAULT_RANGES_MS
+            [..=self.max_compaction_level as usize]
+            .to_vec();
+        cfg.fetch_concurrency = self.block_meta_fetch_concurrency.max(1);
+        cfg.min_time = self.time_range.min_time;
+        cfg.max_time = self.time_range.max_time;
+        Ok(cfg)
+    }
+
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        let _bucket = self.objstore.load_yaml()?;
-        Err(not_implemented("compact", "issue 7"))
+        let bucket_yaml = self.objstore.load_yaml()?;
+        let config = self.compactor_config()?;
+        if self.retention_raw.as_millis_i64() > 0
+            && self.retention_raw.as_millis_i64() < 40 * 3_600_000
+            && config.downsampling
+        {
+            tracing::warn!(
+                "--retention.resolution-raw is shorter than 40h: raw blocks may be deleted before they are downsampled"
+            );
+        }
+        crate::cmd::compact::CompactCommand {
+            bucket_yaml,
+            http_address: self.http.http_address.clone(),
+            config,
+            wait: self.wait(),
+            wait_interval: std::time::Duration::from_millis(self.wait_interval.as_millis()),
+            halt_on_error: self.halt_on_error(),
+        }
+        .run()
+        .await
     }
 }

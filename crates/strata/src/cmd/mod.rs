@@ -1,4 +1,5 @@
 //! Command bodies that are more than flag plumbing. The component `run()` functions in
 //! [`crate::cli`] parse and validate flags, then call into here.
 
+pub(crate) mod compact;
 pub(crate) mod tools_bucket;

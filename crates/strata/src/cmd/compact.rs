@@ -1,0 +1,153 @@
+//! `strata compact`: the compactor's process around [`strata_compact::Compactor`]: the bucket,
+//! the HTTP server (probes and `/metrics`), and the run-once or `--wait` loop.
+//!
+//! Exit behaviour, which Kubernetes Jobs and Deployments both rely on:
+//! * without `--wait`: one iteration; exit 0 when it did all it could, non-zero when the
+//!   iteration failed or a group is halted (so a CronJob shows the problem);
+//! * with `--wait`: iterate every `--wait-interval` until SIGTERM. Transient failures (an
+//!   unreachable bucket, a failed download) are logged and retried on the next iteration. A
+//!   halted group (overlapping blocks without vertical compaction) stops only that group and
+//!   sets `thanos_compact_halted` to 1, unless `--no-debug.halt-on-error` asks to exit instead.
+//!   The group is checked again every iteration, so fixing the bucket resumes it without a
+//!   restart (Thanos needs one).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use prometheus_client::registry::Registry;
+use strata_compact::compactor::{Compactor, CompactorConfig, IterationReport};
+use strata_compact::metrics::CompactMetrics;
+use strata_objstore::{Bucket, BucketMetrics};
+use strata_runtime::http::{Listener, base_router};
+use strata_runtime::{Prober, Shutdown};
+
+/// Everything the command needs, resolved from the flags.
+pub(crate) struct CompactCommand {
+    pub(crate) bucket_yaml: String,
+    pub(crate) http_address: String,
+    pub(crate) config: CompactorConfig,
+    pub(crate) wait: bool,
+    pub(crate) wait_interval: Duration,
+    pub(crate) halt_on_error: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn summarize(report: &IterationReport) {
+    tracing::info!(
+        compactions = report.compactions,
+        downsamples = report.downsamples,
+        marked_for_deletion = report.marked_for_deletion,
+        deleted = report.deleted,
+        partial_uploads_deleted = report.partial_deleted,
+        halted_groups = report.halted.len(),
+        failed = report.failed.len(),
+        "compaction iteration done"
+    );
+}
+
+fn halted_list(report: &IterationReport) -> String {
+    report
+        .halted
+        .iter()
+        .map(|(g, why)| format!("{g}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl CompactCommand {
+    pub(crate) async fn run(self) -> Result<()> {
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+
+        let mut registry = Registry::default();
+        let bucket_metrics = BucketMetrics::register(&mut registry);
+        let bucket = Bucket::from_yaml(&self.bucket_yaml, &bucket_metrics)
+            .context("opening the bucket given by --objstore.config-file/--objstore.config")?;
+        let metrics = CompactMetrics::register(&mut registry);
+        let registry = Arc::new(Mutex::new(registry));
+
+        let data_dir: PathBuf = self.config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).with_context(|| {
+            format!(
+                "creating the data directory {} (--data-dir)",
+                data_dir.display()
+            )
+        })?;
+
+        let prober = Prober::new();
+        let listener = Listener::bind(&self.http_address)
+            .await
+            .context("binding --http-address")?;
+        let server = tokio::spawn(listener.serve(
+            base_router(prober.clone(), registry.clone()),
+            shutdown.clone(),
+        ));
+        prober.set_healthy();
+        prober.set_ready();
+
+        let compactor = Compactor::new(bucket, self.config.clone(), metrics);
+        let result = self.iterate(&compactor, &shutdown).await;
+
+        shutdown.trigger();
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        result
+    }
+
+    async fn iterate(&self, compactor: &Compactor, shutdown: &Shutdown) -> Result<()> {
+        loop {
+            let outcome = tokio::select! {
+                r = compactor.run_iteration(now_ms()) => r,
+                () = shutdown.wait() => {
+                    tracing::info!("interrupted; work in progress is abandoned and redone on the next start");
+                    return Ok(());
+                }
+            };
+            match outcome {
+                Ok(report) => {
+                    summarize(&report);
+                    if !report.halted.is_empty() && (!self.halt_on_error || !self.wait) {
+                        bail!(
+                            "critical: compaction halted for {} group(s): {}. Enable vertical \
+                             compaction with --deduplication.replica-label, or mark one of the \
+                             overlapping blocks for deletion or no-compact \
+                             (strata tools bucket mark)",
+                            report.halted.len(),
+                            halted_list(&report)
+                        );
+                    }
+                    if !self.wait && !report.failed.is_empty() {
+                        let failures = report
+                            .failed
+                            .iter()
+                            .map(|(g, e)| format!("{g}: {e}"))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        bail!("compaction failed for some groups: {failures}");
+                    }
+                }
+                Err(e) if self.wait => {
+                    tracing::error!(error = %format_args!("{e:#}"), "compaction iteration failed; retrying after --wait-interval");
+                }
+                Err(e) => return Err(e).context("compaction iteration failed"),
+            }
+            if !self.wait {
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.wait_interval) => {}
+                () = shutdown.wait() => return Ok(()),
+            }
+        }
+    }
+}
