@@ -104,7 +104,10 @@ async fn read_marker<T: serde::de::DeserializeOwned>(
 
 /// Reads a block's no-compact mark; `None` when the block is not marked.
 pub async fn read_no_compact_mark(bucket: &Bucket, id: Ulid) -> Result<Option<NoCompactMark>> {
-    read_marker(bucket, id, NO_COMPACT_MARK_FILENAME, |m: &NoCompactMark| m.version).await
+    read_marker(bucket, id, NO_COMPACT_MARK_FILENAME, |m: &NoCompactMark| {
+        m.version
+    })
+    .await
 }
 
 /// Reads a block's no-downsample mark; `None` when the block is not marked.
@@ -112,7 +115,13 @@ pub async fn read_no_downsample_mark(
     bucket: &Bucket,
     id: Ulid,
 ) -> Result<Option<NoDownsampleMark>> {
-    read_marker(bucket, id, NO_DOWNSAMPLE_MARK_FILENAME, |m: &NoDownsampleMark| m.version).await
+    read_marker(
+        bucket,
+        id,
+        NO_DOWNSAMPLE_MARK_FILENAME,
+        |m: &NoDownsampleMark| m.version,
+    )
+    .await
 }
 
 fn now_secs() -> i64 {
@@ -127,15 +136,27 @@ pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str) -> Resu
     if read_deletion_mark(bucket, id).await?.is_some() {
         return Ok(false);
     }
-    let mark = DeletionMark { id, version: 1, details: details.into(), deletion_time: now_secs() };
+    let mark = DeletionMark {
+        id,
+        version: 1,
+        details: details.into(),
+        deletion_time: now_secs(),
+    };
     let data = serde_json::to_vec_pretty(&mark).expect("a marker always serializes");
-    bucket.upload(&block_key(id, DELETION_MARK_FILENAME), data.into()).await?;
+    bucket
+        .upload(&block_key(id, DELETION_MARK_FILENAME), data.into())
+        .await?;
     Ok(true)
 }
 
 /// Marks a block so that the compactor leaves it alone. Returns whether a new mark was
 /// written.
-pub async fn mark_no_compact(bucket: &Bucket, id: Ulid, reason: &str, details: &str) -> Result<bool> {
+pub async fn mark_no_compact(
+    bucket: &Bucket,
+    id: Ulid,
+    reason: &str,
+    details: &str,
+) -> Result<bool> {
     if read_no_compact_mark(bucket, id).await?.is_some() {
         return Ok(false);
     }
@@ -147,7 +168,45 @@ pub async fn mark_no_compact(bucket: &Bucket, id: Ulid, reason: &str, details: &
         reason: reason.into(),
     };
     let data = serde_json::to_vec_pretty(&mark).expect("a marker always serializes");
-    bucket.upload(&block_key(id, NO_COMPACT_MARK_FILENAME), data.into()).await?;
+    bucket
+        .upload(&block_key(id, NO_COMPACT_MARK_FILENAME), data.into())
+        .await?;
+    Ok(true)
+}
+
+/// Marks a block so that the compactor does not downsample it. Returns whether a new mark was
+/// written.
+pub async fn mark_no_downsample(
+    bucket: &Bucket,
+    id: Ulid,
+    reason: &str,
+    details: &str,
+) -> Result<bool> {
+    if read_no_downsample_mark(bucket, id).await?.is_some() {
+        return Ok(false);
+    }
+    let mark = NoDownsampleMark {
+        id,
+        version: 1,
+        details: details.into(),
+        no_downsample_time: now_secs(),
+        reason: reason.into(),
+    };
+    let data = serde_json::to_vec_pretty(&mark).expect("a marker always serializes");
+    bucket
+        .upload(&block_key(id, NO_DOWNSAMPLE_MARK_FILENAME), data.into())
+        .await?;
+    Ok(true)
+}
+
+/// Removes marker `filename` (one of the `*_MARK_FILENAME`s) from a block. Returns whether
+/// there was one.
+pub async fn remove_marker(bucket: &Bucket, id: Ulid, filename: &str) -> Result<bool> {
+    let key = block_key(id, filename);
+    if !bucket.exists(&key).await? {
+        return Ok(false);
+    }
+    bucket.delete(&key).await?;
     Ok(true)
 }
 

@@ -231,6 +231,40 @@ impl Compactor {
         Ok(report)
     }
 
+    /// Only deletes: blocks whose deletion mark is past the delete delay, and abandoned
+    /// partial uploads (`strata tools bucket cleanup`).
+    pub async fn run_cleanup(&self, now_ms: i64) -> Result<IterationReport> {
+        let mut report = IterationReport::default();
+        let synced = self.sync(now_ms).await?;
+        self.clean(&synced, now_ms, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Only marks blocks past their resolution's retention (`strata tools bucket retention`).
+    pub async fn run_retention(&self, now_ms: i64) -> Result<IterationReport> {
+        let mut report = IterationReport::default();
+        let mut synced = self.sync(now_ms).await?;
+        self.apply_retention(&mut synced, now_ms, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Only downsamples (`strata tools bucket downsample`).
+    pub async fn run_downsampling(&self, now_ms: i64) -> Result<IterationReport> {
+        let mut report = IterationReport::default();
+        let work = self.work_dir();
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|source| CompactError::Io {
+                op: "clean",
+                path: work.clone(),
+                source,
+            })?;
+        }
+        let mut synced = self.sync(now_ms).await?;
+        self.downsample(&mut synced, &mut report).await?;
+        Ok(report)
+    }
+
     /// Reads the bucket: metas, markers, and what to leave out.
     pub async fn sync(&self, now_ms: i64) -> Result<Synced> {
         let fetched = fetch_metas(&self.bucket, self.cfg.fetch_concurrency).await?;

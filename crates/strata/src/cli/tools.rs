@@ -1,14 +1,16 @@
-//! `strata tools`: operator tools; for now `tools bucket {ls, inspect, verify, upload-blocks}`.
+//! `strata tools`: operator tools; for now `tools bucket {ls, inspect, verify, upload-blocks,
+//! mark, cleanup, retention, downsample}`.
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use strata_model::Duration;
 
+use super::common::HttpArgs;
 use super::common::{
     BlockId, FlagLabel, GlobalArgs, ObjstoreArgs, SelectorRelabelArgs, TimeRangeArgs, flag_value,
     path_or_content_args,
 };
-use crate::cmd::tools_bucket;
+use crate::cmd::{tools_bucket, tools_bucket_lifecycle};
 
 /// `strata tools`.
 #[derive(Debug, Clone, Args)]
@@ -88,6 +90,16 @@ pub(crate) enum BucketCommand {
     Verify(VerifyArgs),
     /// Upload blocks from a local directory to the object storage.
     UploadBlocks(UploadBlocksArgs),
+    /// Mark block for deletion or no-compact in a safe way. NOTE: If the compactor is currently
+    /// running compacting same block, this operation would be potentially a noop.
+    Mark(MarkArgs),
+    /// Cleans up all blocks marked for deletion.
+    Cleanup(CleanupArgs),
+    /// Retention applies retention policies on the given bucket. Please make sure no
+    /// compactor is running on the same bucket at the same time.
+    Retention(RetentionArgs),
+    /// Continuously downsamples blocks in an object store bucket.
+    Downsample(DownsampleArgs),
 }
 
 impl BucketArgs {
@@ -111,6 +123,14 @@ impl BucketArgs {
                 tools_bucket::verify(&bucket, backup.as_deref(), &args).await
             }
             BucketCommand::UploadBlocks(args) => tools_bucket::upload_blocks(&bucket, &args).await,
+            BucketCommand::Mark(args) => tools_bucket_lifecycle::mark(&bucket, &args).await,
+            BucketCommand::Cleanup(args) => tools_bucket_lifecycle::cleanup(&bucket, &args).await,
+            BucketCommand::Retention(args) => {
+                tools_bucket_lifecycle::retention(&bucket, &args).await
+            }
+            BucketCommand::Downsample(args) => {
+                tools_bucket_lifecycle::downsample(&bucket, &args).await
+            }
         }
     }
 }
@@ -376,4 +396,149 @@ impl UploadBlocksArgs {
             false,
         )
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// mark, cleanup, retention, downsample
+// ------------------------------------------------------------------------------------------
+
+/// `tools bucket mark --marker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MarkerKind {
+    #[value(name = "deletion-mark.json")]
+    Deletion,
+    #[value(name = "no-compact-mark.json")]
+    NoCompact,
+    #[value(name = "no-downsample-mark.json")]
+    NoDownsample,
+}
+
+/// Flags of `strata tools bucket mark`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MarkArgs {
+    /// ID (ULID) of the blocks to be marked (repeated flag).
+    #[arg(long = "id", value_name = "ULID", required = true)]
+    pub(crate) ids: Vec<BlockId>,
+
+    /// Marker to be put.
+    #[arg(long = "marker", value_enum, value_name = "MARKER", required = true)]
+    pub(crate) marker: MarkerKind,
+
+    /// Human readable details to be put into marker.
+    #[arg(long = "details", value_name = "DETAILS", default_value = "")]
+    pub(crate) details: String,
+
+    /// Remove the marker.
+    #[arg(long = "remove", overrides_with = "no_remove")]
+    remove: bool,
+    #[arg(long = "no-remove", overrides_with = "remove", hide = true)]
+    no_remove: bool,
+}
+
+impl MarkArgs {
+    pub(crate) fn remove(&self) -> bool {
+        flag_value(self.remove, self.no_remove, false)
+    }
+}
+
+/// Flags of `strata tools bucket cleanup`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CleanupArgs {
+    /// Time before a block marked for deletion is deleted from bucket.
+    #[arg(long = "delete-delay", value_name = "DURATION", default_value = "48h")]
+    pub(crate) delete_delay: Duration,
+
+    /// Minimum age of fresh (non-compacted) blocks before they are being processed. Malformed
+    /// blocks older than the maximum of consistency-delay and 48h0m0s will be removed.
+    #[arg(
+        long = "consistency-delay",
+        value_name = "DURATION",
+        default_value = "30m"
+    )]
+    pub(crate) consistency_delay: Duration,
+
+    /// Number of goroutines to use when syncing block metadata from object storage.
+    #[arg(
+        long = "block-sync-concurrency",
+        value_name = "N",
+        default_value_t = 20
+    )]
+    pub(crate) block_sync_concurrency: usize,
+
+    #[command(flatten)]
+    pub(crate) selector_relabel: SelectorRelabelArgs,
+}
+
+/// Flags of `strata tools bucket retention`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RetentionArgs {
+    #[command(flatten)]
+    pub(crate) cleanup: CleanupArgs,
+
+    /// Label to treat as a replica indicator of blocks that can be deduplicated (repeated
+    /// flag).
+    #[arg(
+        long = "deduplication.replica-label",
+        value_name = "LABEL",
+        value_delimiter = ','
+    )]
+    pub(crate) dedup_replica_labels: Vec<String>,
+
+    /// How long to retain raw samples in bucket. Setting this to 0d will retain samples of this
+    /// resolution forever.
+    #[arg(
+        long = "retention.resolution-raw",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_raw: Duration,
+
+    /// How long to retain samples of resolution 1 (5 minutes) in bucket. Setting this to 0d
+    /// will retain samples of this resolution forever.
+    #[arg(
+        long = "retention.resolution-5m",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_5m: Duration,
+
+    /// How long to retain samples of resolution 2 (1 hour) in bucket. Setting this to 0d will
+    /// retain samples of this resolution forever.
+    #[arg(
+        long = "retention.resolution-1h",
+        value_name = "DURATION",
+        default_value = "0d"
+    )]
+    pub(crate) retention_1h: Duration,
+}
+
+/// Flags of `strata tools bucket downsample`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DownsampleArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+
+    /// Wait interval between downsample runs.
+    #[arg(long = "wait-interval", value_name = "DURATION", default_value = "5m")]
+    pub(crate) wait_interval: Duration,
+
+    /// Number of goroutines to use when downsampling blocks.
+    #[arg(long = "downsample.concurrency", value_name = "N", default_value_t = 1)]
+    pub(crate) downsample_concurrency: usize,
+
+    /// Number of goroutines to use when fetching/uploading block files from object storage.
+    #[arg(
+        long = "block-files-concurrency",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    pub(crate) block_files_concurrency: usize,
+
+    /// Data directory in which to cache blocks and process downsamplings.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
+    pub(crate) data_dir: String,
+
+    /// Hash function for the hashes of produced files ("" for none, or "SHA256").
+    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
+    pub(crate) hash_func: super::common::HashFunc,
 }

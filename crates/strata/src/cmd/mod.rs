@@ -3,3 +3,4 @@
 
 pub(crate) mod compact;
 pub(crate) mod tools_bucket;
+pub(crate) mod tools_bucket_lifecycle;

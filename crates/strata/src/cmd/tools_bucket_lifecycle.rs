@@ -1,0 +1,228 @@
+//! `strata tools bucket {mark, cleanup, retention, downsample}`: the block life-cycle steps of
+//! the compactor, run on their own by an operator.
+//!
+//! They share the compactor's code ([`strata_compact::Compactor`]) rather than having their
+//! own, so a block marked, cleaned up or downsampled by hand ends up exactly as the compactor
+//! would have left it.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use prometheus_client::registry::Registry;
+use strata_block::fetch::fetch_meta;
+use strata_block::markers::{
+    DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME, NO_DOWNSAMPLE_MARK_FILENAME,
+    mark_for_deletion, mark_no_compact, mark_no_downsample, remove_marker,
+};
+use strata_compact::compactor::{Compactor, CompactorConfig};
+use strata_compact::metrics::CompactMetrics;
+use strata_objstore::{Bucket, BucketMetrics};
+use strata_runtime::http::{Listener, base_router};
+use strata_runtime::{Prober, Shutdown};
+
+use crate::cli::common::{HashFunc, SelectorRelabelArgs};
+use crate::cli::tools::{CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs};
+
+/// Thanos' reason for marks put by hand.
+const MANUAL_REASON: &str = "manual";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn open_bucket(yaml: &str, metrics: &BucketMetrics) -> Result<Bucket> {
+    Bucket::from_yaml(yaml, metrics).context("opening the bucket")
+}
+
+fn refuse_selector(args: &SelectorRelabelArgs) -> Result<()> {
+    if args.source().load()?.is_some_and(|t| !t.trim().is_empty()) {
+        bail!(
+            "--selector.relabel-config is not supported by this command yet; run it without a \
+             selector (it then acts on every block in the bucket)"
+        );
+    }
+    Ok(())
+}
+
+fn filename(kind: MarkerKind) -> &'static str {
+    match kind {
+        MarkerKind::Deletion => DELETION_MARK_FILENAME,
+        MarkerKind::NoCompact => NO_COMPACT_MARK_FILENAME,
+        MarkerKind::NoDownsample => NO_DOWNSAMPLE_MARK_FILENAME,
+    }
+}
+
+/// `tools bucket mark`: puts (or with `--remove` takes away) a marker on each `--id`. Every
+/// block is checked to exist first, so a typo in one ID changes nothing at all.
+pub(crate) async fn mark(objstore_yaml: &str, args: &MarkArgs) -> Result<()> {
+    let bucket = open_bucket(objstore_yaml, &BucketMetrics::unregistered())?;
+    let remove = args.remove();
+    if !remove && args.details.trim().is_empty() {
+        bail!("--details is required when putting a marker: say why the block is marked");
+    }
+    for id in &args.ids {
+        let found = fetch_meta(&bucket, id.0)
+            .await
+            .with_context(|| format!("reading {}/meta.json", id.0))?;
+        if found.is_none() {
+            bail!(
+                "block {} not found in bucket {}: no {}/meta.json; nothing was marked",
+                id.0,
+                bucket.name(),
+                id.0
+            );
+        }
+    }
+    let file = filename(args.marker);
+    for id in &args.ids {
+        let id = id.0;
+        if remove {
+            if remove_marker(&bucket, id, file).await? {
+                tracing::info!(block = %id, marker = file, "removed marker");
+            } else {
+                tracing::warn!(block = %id, marker = file, "block has no such marker; nothing to remove");
+            }
+            continue;
+        }
+        let wrote = match args.marker {
+            MarkerKind::Deletion => mark_for_deletion(&bucket, id, &args.details).await?,
+            MarkerKind::NoCompact => {
+                mark_no_compact(&bucket, id, MANUAL_REASON, &args.details).await?
+            }
+            MarkerKind::NoDownsample => {
+                mark_no_downsample(&bucket, id, MANUAL_REASON, &args.details).await?
+            }
+        };
+        if wrote {
+            tracing::info!(block = %id, marker = file, "marked block");
+        } else {
+            tracing::info!(block = %id, marker = file, "block already carries this marker");
+        }
+    }
+    Ok(())
+}
+
+fn config(args: &CleanupArgs) -> Result<CompactorConfig> {
+    refuse_selector(&args.selector_relabel)?;
+    // The work directory is only used by downsampling, which these commands do not run.
+    let mut cfg = CompactorConfig::new(std::env::temp_dir().join("strata-tools-bucket"));
+    cfg.delete_delay_ms = args.delete_delay.as_millis_i64();
+    cfg.consistency_delay_ms = args.consistency_delay.as_millis_i64();
+    cfg.fetch_concurrency = args.block_sync_concurrency.max(1);
+    Ok(cfg)
+}
+
+/// `tools bucket cleanup`: deletes blocks whose deletion mark is older than `--delete-delay`,
+/// and partial uploads older than the consistency rules allow.
+pub(crate) async fn cleanup(objstore_yaml: &str, args: &CleanupArgs) -> Result<()> {
+    let bucket = open_bucket(objstore_yaml, &BucketMetrics::unregistered())?;
+    let cfg = config(args)?;
+    let compactor = Compactor::new(
+        bucket,
+        cfg,
+        CompactMetrics::register(&mut Registry::default()),
+    );
+    let report = compactor
+        .run_cleanup(now_ms())
+        .await
+        .context("cleaning up the bucket")?;
+    tracing::info!(
+        deleted_blocks = report.deleted,
+        deleted_partial_uploads = report.partial_deleted,
+        "cleanup done"
+    );
+    Ok(())
+}
+
+/// `tools bucket retention`: marks blocks past their resolution's retention for deletion
+/// (a later cleanup or compactor run deletes them).
+pub(crate) async fn retention(objstore_yaml: &str, args: &RetentionArgs) -> Result<()> {
+    let bucket = open_bucket(objstore_yaml, &BucketMetrics::unregistered())?;
+    let mut cfg = config(&args.cleanup)?;
+    cfg.retention_raw_ms = args.retention_raw.as_millis_i64();
+    cfg.retention_5m_ms = args.retention_5m.as_millis_i64();
+    cfg.retention_1h_ms = args.retention_1h.as_millis_i64();
+    cfg.replica_labels = args
+        .dedup_replica_labels
+        .iter()
+        .filter(|l| !l.is_empty())
+        .cloned()
+        .collect();
+    if cfg.retention_raw_ms == 0 && cfg.retention_5m_ms == 0 && cfg.retention_1h_ms == 0 {
+        tracing::warn!(
+            "no --retention.resolution-* given: every resolution is kept forever, nothing to do"
+        );
+    }
+    let compactor = Compactor::new(
+        bucket,
+        cfg,
+        CompactMetrics::register(&mut Registry::default()),
+    );
+    let report = compactor
+        .run_retention(now_ms())
+        .await
+        .context("applying retention")?;
+    tracing::info!(
+        marked_for_deletion = report.marked_for_deletion,
+        "retention applied"
+    );
+    Ok(())
+}
+
+/// `tools bucket downsample`: downsamples every `--wait-interval` until SIGTERM, serving
+/// probes and `/metrics` on `--http-address`.
+pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Result<()> {
+    if args.hash_func != HashFunc::None {
+        bail!(
+            "--hash-func={} is not supported yet; leave it unset",
+            args.hash_func
+        );
+    }
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    let mut registry = Registry::default();
+    let bucket = open_bucket(objstore_yaml, &BucketMetrics::register(&mut registry))?;
+    let metrics = CompactMetrics::register(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    let data_dir = std::path::PathBuf::from(&args.data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| {
+        format!(
+            "creating the data directory {} (--data-dir)",
+            data_dir.display()
+        )
+    })?;
+    let mut cfg = CompactorConfig::new(data_dir);
+    cfg.consistency_delay_ms = 0;
+    let prober = Prober::new();
+    let listener = Listener::bind(&args.http.http_address)
+        .await
+        .context("binding --http-address")?;
+    let server = tokio::spawn(listener.serve(
+        base_router(prober.clone(), registry.clone()),
+        shutdown.clone(),
+    ));
+    prober.set_healthy();
+    prober.set_ready();
+    let compactor = Compactor::new(bucket, cfg, metrics);
+    let wait = std::time::Duration::from_millis(args.wait_interval.as_millis());
+    loop {
+        tokio::select! {
+            r = compactor.run_downsampling(now_ms()) => match r {
+                Ok(report) => tracing::info!(downsampled = report.downsamples, failed = report.failed.len(), "downsampling iteration done"),
+                Err(e) => tracing::error!(error = %format_args!("{e:#}"), "downsampling iteration failed; retrying after --wait-interval"),
+            },
+            () = shutdown.wait() => break,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.wait() => break,
+        }
+    }
+    shutdown.trigger();
+    if let Ok(Err(e)) = server.await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! `strata tools bucket {mark, retention, cleanup, downsample}` end to end: the real binary on a
+//! FILESYSTEM bucket holding blocks made by Prometheus' `promtool`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::prometheus;
+use strata_tsdb::BlockMeta;
+
+/// 2023-11-13T00:00:00Z, a multiple of two days.
+const T0: i64 = 1_699_833_600_000;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    objstore: PathBuf,
+}
+
+impl Env {
+    /// A bucket with `hours` of data for a few series, in 2h promtool blocks uploaded with
+    /// `strata tools bucket upload-blocks`.
+    fn new(hours: i64) -> (Env, Vec<String>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::create_dir_all(root.join("bucket")).unwrap();
+        let objstore = root.join("objstore.yml");
+        std::fs::write(
+            &objstore,
+            format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                root.join("bucket").display()
+            ),
+        )
+        .unwrap();
+        let mut om = String::from("# TYPE jobs counter\n");
+        for i in 0..4 {
+            for k in 0..(hours * 240) {
+                let t = T0 + k * 15_000;
+                writeln!(
+                    om,
+                    "jobs_total{{queue=\"q{i}\"}} {} {}.{:03}",
+                    k * (i + 1),
+                    t / 1000,
+                    t % 1000
+                )
+                .unwrap();
+            }
+        }
+        om.push_str("# EOF\n");
+        let dirs = prometheus::create_blocks_from_openmetrics(&om, &root.join("local")).unwrap();
+        let env = Env {
+            _tmp: tmp,
+            root,
+            objstore,
+        };
+        let out = env.tools(&[
+            "upload-blocks",
+            "--path",
+            env.root.join("local").to_str().unwrap(),
+            "--label=cluster=\"eu1\"",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let ids = dirs
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        (env, ids)
+    }
+
+    fn tools_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(["tools", "bucket"])
+            .arg(format!(
+                "--objstore.config-file={}",
+                self.objstore.display()
+            ))
+            .args(args);
+        cmd
+    }
+
+    fn tools(&self, args: &[&str]) -> Output {
+        self.tools_cmd(args).output().unwrap()
+    }
+
+    fn block(&self, id: &str) -> PathBuf {
+        self.root.join("bucket").join(id)
+    }
+
+    fn metas(&self) -> Vec<BlockMeta> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.root.join("bucket")).unwrap() {
+            let p = e.unwrap().path();
+            if p.join("meta.json").exists() && !p.join("deletion-mark.json").exists() {
+                out.push(BlockMeta::read_from_dir(&p).unwrap());
+            }
+        }
+        out
+    }
+}
+
+fn marker(dir: &Path, file: &str) -> Option<serde_json::Value> {
+    let data = std::fs::read(dir.join(file)).ok()?;
+    Some(serde_json::from_slice(&data).unwrap())
+}
+
+#[test]
+fn mark_puts_and_removes_markers_and_refuses_unknown_blocks() {
+    let (env, ids) = Env::new(4);
+    let id = ids[0].as_str();
+
+    // An unknown ID among known ones: nothing is marked at all.
+    let out = env.tools(&[
+        "mark",
+        "--id",
+        id,
+        "--id",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "--marker=deletion-mark.json",
+        "--details=test",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(marker(&env.block(id), "deletion-mark.json").is_none());
+
+    // Details are required when marking.
+    let out = env.tools(&["mark", "--id", id, "--marker=no-compact-mark.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--details"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for (file, time_key) in [
+        ("no-compact-mark.json", "no_compact_time"),
+        ("no-downsample-mark.json", "no_downsample_time"),
+        ("deletion-mark.json", "deletion_time"),
+    ] {
+        let out = env.tools(&[
+            "mark",
+            "--id",
+            id,
+            &format!("--marker={file}"),
+            "--details=bad scrape config",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let m = marker(&env.block(id), file).unwrap();
+        assert_eq!(m["id"], id);
+        assert_eq!(m["version"], 1);
+        assert_eq!(m["details"], "bad scrape config");
+        assert!(m[time_key].as_i64().unwrap() > 1_700_000_000, "{m}");
+        if file != "deletion-mark.json" {
+            assert_eq!(m["reason"], "manual");
+        }
+
+        let out = env.tools(&["mark", "--id", id, &format!("--marker={file}"), "--remove"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(marker(&env.block(id), file).is_none());
+    }
+
+    let out = env.tools(&["mark", "--id", id, "--marker=bogus.json", "--details=x"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn retention_marks_and_cleanup_deletes() {
+    let (env, ids) = Env::new(6);
+    assert_eq!(ids.len(), 3);
+
+    // Forever by default: nothing is marked.
+    let out = env.tools(&["retention", "--consistency-delay=0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(env.metas().len(), 3);
+
+    // The blocks are from 2023: a 30-day raw retention marks all of them.
+    let out = env.tools(&[
+        "retention",
+        "--consistency-delay=0s",
+        "--retention.resolution-raw=30d",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.metas().is_empty());
+    for id in &ids {
+        assert!(marker(&env.block(id), "deletion-mark.json").is_some());
+    }
+
+    // Within the default 48h delete delay nothing goes; with 0s everything does.
+    let out = env.tools(&["cleanup", "--consistency-delay=0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        ids.iter()
+            .all(|id| env.block(id).join("meta.json").exists())
+    );
+    let out = env.tools(&["cleanup", "--consistency-delay=0s", "--delete-delay=0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for id in &ids {
+        assert!(!env.block(id).exists(), "{id} deleted with all its files");
+    }
+}
+
+#[test]
+fn downsample_runs_until_sigterm() {
+    let (env, _) = Env::new(52);
+    // The compactor builds the 2d block, leaving downsampling to the tool.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("compact")
+        .arg(format!("--objstore.config-file={}", env.objstore.display()))
+        .arg(format!("--data-dir={}", env.root.join("compact").display()))
+        .args([
+            "--consistency-delay=0s",
+            "--downsampling.disable",
+            "--http-address=127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.metas().iter().all(|m| m.resolution() == 0));
+
+    let port = free_port();
+    let mut child = ChildGuard::spawn(
+        "strata tools bucket downsample",
+        env.tools_cmd(&[
+            "downsample",
+            "--wait-interval=1s",
+            &format!("--data-dir={}", env.root.join("ds").display()),
+            &format!("--http-address=127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
+    )
+    .unwrap();
+    child
+        .wait_for_http(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.metas().iter().any(|m| m.resolution() == 300_000) {
+        assert!(Instant::now() < deadline, "no 5m block appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ds: Vec<BlockMeta> = env
+        .metas()
+        .into_iter()
+        .filter(|m| m.resolution() == 300_000)
+        .collect();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0].compaction.sources.len(), 24);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
