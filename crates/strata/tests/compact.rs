@@ -230,6 +230,7 @@ fn wait_mode_serves_metrics_and_stops_on_sigterm() {
         env.compact(&[
             "--wait",
             "--wait-interval=1s",
+            "--block-viewer.global.sync-block-interval=1s",
             &format!("--http-address=127.0.0.1:{port}"),
         ])
         .stdout(Stdio::null())
@@ -263,6 +264,36 @@ fn wait_mode_serves_metrics_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert_eq!(env.live().len(), 3);
+
+    // The block viewer: Thanos' JSON API and the page, refreshed every --block-viewer
+    // interval (set to 1s above).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let api = loop {
+        let body = http_request("GET", &format!("{base}/api/v1/blocks"), &[]).unwrap();
+        assert_eq!(body.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body.body).unwrap();
+        // Three live blocks plus the four compacted sources (marked, not yet deleted).
+        if v["data"]["blocks"].as_array().unwrap().len() == 7 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "viewer never caught up: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(api["status"], "success");
+    assert!(api["data"]["err"].is_null(), "{api}");
+    assert!(api["data"]["refreshedAt"].as_str().unwrap().ends_with('Z'));
+    let first = &api["data"]["blocks"][0];
+    assert!(first["ulid"].is_string() && first["thanos"]["labels"]["cluster"] == "eu1");
+    let page = http_request("GET", &format!("{base}/blocks"), &[]).unwrap();
+    assert_eq!(page.status, 200);
+    let html = text(&page.body);
+    for id in env.live().keys() {
+        assert!(html.contains(&id.to_string()), "{id} on the page");
+    }
+    assert!(
+        html.contains("<svg") && html.contains("cluster=&quot;eu1&quot;"),
+        "{html}"
+    );
 
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::process::{ChildGuard, free_port, http_request, http_request_with_headers};
 use strata_testutil::prometheus;
 use strata_tsdb::BlockMeta;
 
@@ -272,4 +272,74 @@ fn downsample_runs_until_sigterm() {
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn web_serves_the_block_viewer_and_marks_blocks() {
+    let (env, ids) = Env::new(6);
+    let port = free_port();
+    let mut child = ChildGuard::spawn(
+        "strata tools bucket web",
+        env.tools_cmd(&[
+            "web",
+            &format!("--http-address=127.0.0.1:{port}"),
+            "--web.route-prefix=/bucket",
+            "--label=cluster",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}/bucket");
+    child
+        .wait_for_http(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http_request("GET", &format!("{base}/api/v1/blocks"), &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if v["data"]["blocks"].as_array().map_or(0, Vec::len) == ids.len() {
+            assert_eq!(v["data"]["label"], "cluster");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let html = text(
+        &http_request("GET", &format!("{base}/blocks"), &[])
+            .unwrap()
+            .body,
+    );
+    assert!(html.contains("<h2>eu1</h2>"), "titled by --label: {html}");
+
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let mark = |body: String| {
+        http_request_with_headers(
+            "POST",
+            &format!("{base}/api/v1/blocks/mark"),
+            &form,
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let r = mark(format!(
+        "id={}&action=NO_COMPACTION&detail=broken+scrape",
+        ids[0]
+    ));
+    assert_eq!(r.status, 200, "{}", text(&r.body));
+    let m = marker(&env.block(&ids[0]), "no-compact-mark.json").unwrap();
+    assert_eq!(m["details"], "broken scrape");
+    let r = mark(format!("id={}&action=DELETION&detail=x", ids[1]));
+    assert_eq!(r.status, 200, "{}", text(&r.body));
+    assert!(marker(&env.block(&ids[1]), "deletion-mark.json").is_some());
+    // Bad requests say what is wrong and change nothing.
+    let r = mark(format!("id={}&action=EXPLODE", ids[2]));
+    assert_eq!(r.status, 400);
+    assert!(text(&r.body).contains("EXPLODE"));
+    let r = mark("id=01ARZ3NDEKTSV4RRFFQ69G5FAV&action=DELETION".into());
+    assert_eq!(r.status, 400);
+    assert!(marker(&env.block(&ids[2]), "deletion-mark.json").is_none());
 }

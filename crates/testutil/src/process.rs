@@ -173,6 +173,16 @@ pub struct HttpResponse {
 /// A minimal blocking HTTP/1.1 request over plain TCP, enough to poke test servers without an
 /// HTTP client dependency. Only `http://` URLs are supported.
 pub fn http_request(method: &str, url: &str, body: &[u8]) -> Result<HttpResponse> {
+    http_request_with_headers(method, url, &[], body)
+}
+
+/// [`http_request`] with extra request headers, e.g. a `Content-Type`.
+pub fn http_request_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("only http:// URLs are supported, got {url}"))?;
@@ -189,9 +199,13 @@ pub fn http_request(method: &str, url: &str, body: &[u8]) -> Result<HttpResponse
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         {extra}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

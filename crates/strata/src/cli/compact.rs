@@ -429,6 +429,21 @@ impl CompactArgs {
             wait: self.wait(),
             wait_interval: std::time::Duration::from_millis(self.wait_interval.as_millis()),
             halt_on_error: self.halt_on_error(),
+            viewer: (!self.block_viewer.web_disable()).then(|| {
+                crate::cmd::compact::ViewerSettings {
+                    options: crate::cmd::block_viewer::ViewerOptions {
+                        title_label: self.block_viewer.bucket_web_label.clone(),
+                        admin: !self.block_viewer.disable_admin_operations(),
+                    },
+                    route_prefix: self.block_viewer.web.web_route_prefix.clone(),
+                    sync_interval: std::time::Duration::from_millis(
+                        self.block_viewer_sync_interval.as_millis(),
+                    ),
+                    sync_timeout: std::time::Duration::from_millis(
+                        self.block_viewer_sync_timeout.as_millis(),
+                    ),
+                }
+            }),
         }
         .run()
         .await

@@ -97,9 +97,11 @@ pub(crate) enum BucketCommand {
     Cleanup(CleanupArgs),
     /// Retention applies retention policies on the given bucket. Please make sure no
     /// compactor is running on the same bucket at the same time.
-    Retention(RetentionArgs),
+    Retention(Box<RetentionArgs>),
     /// Continuously downsamples blocks in an object store bucket.
-    Downsample(DownsampleArgs),
+    Downsample(Box<DownsampleArgs>),
+    /// Web interface for remote storage bucket.
+    Web(Box<WebUiArgs>),
 }
 
 impl BucketArgs {
@@ -131,6 +133,7 @@ impl BucketArgs {
             BucketCommand::Downsample(args) => {
                 tools_bucket_lifecycle::downsample(&bucket, &args).await
             }
+            BucketCommand::Web(args) => tools_bucket_lifecycle::web(&bucket, &args).await,
         }
     }
 }
@@ -541,4 +544,29 @@ pub(crate) struct DownsampleArgs {
     /// Hash function for the hashes of produced files ("" for none, or "SHA256").
     #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
     pub(crate) hash_func: super::common::HashFunc,
+}
+
+/// Flags of `strata tools bucket web`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WebUiArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+
+    #[command(flatten)]
+    pub(crate) web: super::common::WebArgs,
+
+    /// Refresh interval to download metadata from remote storage.
+    #[arg(long = "refresh", value_name = "DURATION", default_value = "30m")]
+    pub(crate) refresh: Duration,
+
+    /// Timeout to download metadata from remote storage.
+    #[arg(long = "timeout", value_name = "DURATION", default_value = "5m")]
+    pub(crate) timeout: Duration,
+
+    /// External block label to use as group title.
+    #[arg(long = "label", value_name = "LABEL")]
+    pub(crate) label: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) selector_relabel: SelectorRelabelArgs,
 }

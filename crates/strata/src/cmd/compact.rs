@@ -23,6 +23,8 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
+use crate::cmd::block_viewer::{BlockViewer, ViewerOptions};
+
 /// Everything the command needs, resolved from the flags.
 pub(crate) struct CompactCommand {
     pub(crate) bucket_yaml: String,
@@ -31,6 +33,28 @@ pub(crate) struct CompactCommand {
     pub(crate) wait: bool,
     pub(crate) wait_interval: Duration,
     pub(crate) halt_on_error: bool,
+    /// The block viewer on the HTTP port, unless `--web.disable`.
+    pub(crate) viewer: Option<ViewerSettings>,
+}
+
+/// The block viewer's settings (`--block-viewer.global.*`, `--web.*`, `--bucket-web-label`).
+pub(crate) struct ViewerSettings {
+    pub(crate) options: ViewerOptions,
+    pub(crate) route_prefix: String,
+    pub(crate) sync_interval: Duration,
+    pub(crate) sync_timeout: Duration,
+}
+
+/// Mounts `router` under `--web.route-prefix` (`""` or `/` mounts it at the root).
+pub(crate) fn with_prefix(prefix: &str, router: axum::Router) -> axum::Router {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        router
+    } else if p.starts_with('/') {
+        axum::Router::new().nest(p, router)
+    } else {
+        axum::Router::new().nest(&format!("/{p}"), router)
+    }
 }
 
 fn now_ms() -> i64 {
@@ -85,10 +109,13 @@ impl CompactCommand {
         let listener = Listener::bind(&self.http_address)
             .await
             .context("binding --http-address")?;
-        let server = tokio::spawn(listener.serve(
-            base_router(prober.clone(), registry.clone()),
-            shutdown.clone(),
-        ));
+        let mut router = base_router(prober.clone(), registry.clone());
+        if let Some(v) = &self.viewer {
+            let viewer = BlockViewer::new(bucket.clone(), v.options.clone());
+            viewer.spawn_refresher(v.sync_interval, v.sync_timeout, shutdown.clone());
+            router = router.merge(with_prefix(&v.route_prefix, viewer.router()));
+        }
+        let server = tokio::spawn(listener.serve(router, shutdown.clone()));
         prober.set_healthy();
         prober.set_ready();
 

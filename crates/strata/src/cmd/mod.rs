@@ -1,6 +1,7 @@
 //! Command bodies that are more than flag plumbing. The component `run()` functions in
 //! [`crate::cli`] parse and validate flags, then call into here.
 
+pub(crate) mod block_viewer;
 pub(crate) mod compact;
 pub(crate) mod tools_bucket;
 pub(crate) mod tools_bucket_lifecycle;

@@ -21,7 +21,11 @@ use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
 use crate::cli::common::{HashFunc, SelectorRelabelArgs};
-use crate::cli::tools::{CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs};
+use crate::cli::tools::{
+    CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs, WebUiArgs,
+};
+use crate::cmd::block_viewer::{BlockViewer, ViewerOptions};
+use crate::cmd::compact::with_prefix;
 
 /// Thanos' reason for marks put by hand.
 const MANUAL_REASON: &str = "manual";
@@ -225,4 +229,39 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
         tracing::error!(error = %e, "HTTP server failed");
     }
     Ok(())
+}
+
+/// `tools bucket web`: the block viewer alone, refreshed every `--refresh`. Marking from the
+/// page's API is allowed, as in Thanos' standalone bucket UI.
+pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
+    refuse_selector(&args.selector_relabel)?;
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    let mut registry = Registry::default();
+    let bucket = open_bucket(objstore_yaml, &BucketMetrics::register(&mut registry))?;
+    let registry = Arc::new(Mutex::new(registry));
+    let viewer = BlockViewer::new(
+        bucket,
+        ViewerOptions {
+            title_label: args.label.clone(),
+            admin: true,
+        },
+    );
+    viewer.spawn_refresher(
+        std::time::Duration::from_millis(args.refresh.as_millis()),
+        std::time::Duration::from_millis(args.timeout.as_millis()),
+        shutdown.clone(),
+    );
+    let prober = Prober::new();
+    let listener = Listener::bind(&args.http.http_address)
+        .await
+        .context("binding --http-address")?;
+    let router = base_router(prober.clone(), registry)
+        .merge(with_prefix(&args.web.web_route_prefix, viewer.router()));
+    prober.set_healthy();
+    prober.set_ready();
+    listener
+        .serve(router, shutdown)
+        .await
+        .context("serving the bucket web UI")
 }
