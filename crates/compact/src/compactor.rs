@@ -63,6 +63,10 @@ pub struct CompactorConfig {
     /// Compaction ranges (Thanos: 1h, 2h, 8h, 2d, 14d).
     pub ranges: Vec<i64>,
     pub fetch_concurrency: usize,
+    /// Groups compacted at the same time (`--compact.concurrency`).
+    pub compact_concurrency: usize,
+    /// Blocks downsampled at the same time (`--downsample.concurrency`).
+    pub downsample_concurrency: usize,
     /// Only blocks overlapping `[min_time, max_time]` are acted on (`--min-time`,
     /// `--max-time`), resolved against the iteration's "now".
     pub min_time: TimeOrDuration,
@@ -101,6 +105,8 @@ impl CompactorConfig {
             vertical_compaction: false,
             ranges: DEFAULT_RANGES_MS.to_vec(),
             fetch_concurrency: 32,
+            compact_concurrency: 1,
+            downsample_concurrency: 1,
             min_time: TimeOrDuration::min_time(),
             max_time: TimeOrDuration::max_time(),
             selector: None,
@@ -419,9 +425,35 @@ impl Compactor {
     ) -> Result<()> {
         let mut halted = BTreeMap::new();
         let mut any_halted = false;
-        for (key, metas) in Self::groups(&synced.metas) {
+        // Groups are independent streams: each runs on its own copy of the state it needs,
+        // and the copies are folded back in afterwards, whatever each group's outcome.
+        let no_compact = synced.no_compact.clone();
+        let outcomes: Vec<(GroupKey, Vec<Ulid>, Synced, Result<usize>)> =
+            futures::stream::iter(Self::groups(&synced.metas))
+                .map(|(key, metas)| {
+                    let ids: Vec<Ulid> = metas.iter().map(|m| m.ulid).collect();
+                    let mut local = Synced {
+                        metas: metas.iter().map(|m| (m.ulid, m.clone())).collect(),
+                        no_compact: no_compact.clone(),
+                        ..Default::default()
+                    };
+                    async move {
+                        let r = self.compact_group(&key, metas, &mut local).await;
+                        (key, ids, local, r)
+                    }
+                })
+                .buffer_unordered(self.cfg.compact_concurrency.max(1))
+                .collect()
+                .await;
+        for (key, ids, local, result) in outcomes {
+            for id in ids {
+                synced.metas.remove(&id);
+            }
+            synced.metas.extend(local.metas);
+            synced.deletion_marks.extend(local.deletion_marks);
+            synced.no_compact.extend(local.no_compact);
             let gk = key.key();
-            match self.compact_group(&key, metas, synced).await {
+            match result {
                 Ok(n) => {
                     report.compactions += n;
                 }
@@ -589,13 +621,22 @@ impl Compactor {
             (RES_RAW, RES_5M, RAW_DOWNSAMPLE_RANGE_MS),
             (RES_5M, RES_1H, RES_5M_DOWNSAMPLE_RANGE_MS),
         ] {
-            for m in downsample_candidates(synced, from, to, min_range) {
+            let results: Vec<(BlockMeta, Result<Option<BlockMeta>>)> =
+                futures::stream::iter(downsample_candidates(synced, from, to, min_range))
+                    .map(|m| async move {
+                        let r = self.downsample_one(&m, to).await;
+                        (m, r)
+                    })
+                    .buffer_unordered(self.cfg.downsample_concurrency.max(1))
+                    .collect()
+                    .await;
+            for (m, result) in results {
                 let gk = GroupKey {
                     resolution: from,
                     labels: m.external_labels(),
                 }
                 .key();
-                match self.downsample_one(&m, to).await {
+                match result {
                     Ok(Some(out)) => {
                         tracing::info!(block = %m.ulid, downsampled = %out.ulid, resolution = to, "downsampled block");
                         self.metrics.downsamples.get_or_create(&group(&gk)).inc();

@@ -504,3 +504,56 @@ async fn compacts_to_two_days_and_downsamples() {
         .collect();
     assert_eq!(distinct, BTreeSet::from([0, 300_000]));
 }
+
+/// Several groups compacted and downsampled concurrently end up exactly as one at a time.
+#[tokio::test]
+async fn groups_compact_concurrently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = fs_bucket(&tmp.path().join("bucket"));
+    let mut wants = Vec::new();
+    for c in ["a", "b", "c"] {
+        let dirs = promtool_blocks(&tmp.path().join(c), 3, T0, 52, 0);
+        let ids = upload_all(&bucket, &dirs, &labels(&[("cluster", c)])).await;
+        wants.push((
+            c,
+            dump_from_bucket(&bucket, &ids[..24], &tmp.path().join(format!("want-{c}"))).await,
+        ));
+    }
+    let c = compactor(&bucket, &tmp.path().join("data"), |cfg| {
+        cfg.compact_concurrency = 3;
+        cfg.downsample_concurrency = 2;
+    });
+    let report = c.run_iteration(now_ms()).await.unwrap();
+    assert!(
+        report.failed.is_empty() && report.halted.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.compactions, report.downsamples),
+        (21, 3),
+        "{report:?}"
+    );
+    let live = live_blocks(&bucket).await;
+    for (cluster, want) in wants {
+        let two_days: Vec<&BlockMeta> = live
+            .values()
+            .filter(|m| m.external_labels() == labels(&[("cluster", cluster)]))
+            .filter(|m| m.min_time == T0 && m.max_time > T0 + 47 * HOUR)
+            .collect();
+        assert_eq!(two_days.len(), 2, "raw and 5m for {cluster}");
+        let raw = two_days.iter().find(|m| m.resolution() == 0).unwrap();
+        let got = dump_from_bucket(
+            &bucket,
+            &[raw.ulid],
+            &tmp.path().join(format!("got-{cluster}")),
+        )
+        .await;
+        assert_eq!(got, want, "{cluster}");
+    }
+    let report = c.run_iteration(now_ms()).await.unwrap();
+    assert_eq!(
+        (report.compactions, report.downsamples),
+        (0, 0),
+        "{report:?}"
+    );
+}

@@ -376,8 +376,6 @@ impl CompactArgs {
             );
         }
         for (flag, n) in [
-            ("--compact.concurrency", self.concurrency),
-            ("--downsample.concurrency", self.downsample_concurrency),
             (
                 "--compact.blocks-fetch-concurrency",
                 self.blocks_fetch_concurrency,
@@ -388,7 +386,7 @@ impl CompactArgs {
                 tracing::warn!(
                     flag,
                     value = n,
-                    "groups and blocks are processed one at a time; the value is accepted but has no effect yet"
+                    "block files are transferred one at a time; the value is accepted but has no effect yet"
                 );
             }
         }
@@ -406,6 +404,8 @@ impl CompactArgs {
             [..=self.max_compaction_level as usize]
             .to_vec();
         cfg.fetch_concurrency = self.block_meta_fetch_concurrency.max(1);
+        cfg.compact_concurrency = self.concurrency.max(1);
+        cfg.downsample_concurrency = self.downsample_concurrency.max(1);
         cfg.min_time = self.time_range.min_time;
         cfg.max_time = self.time_range.max_time;
         Ok(cfg)

@@ -199,6 +199,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     })?;
     let mut cfg = CompactorConfig::new(data_dir);
     cfg.consistency_delay_ms = 0;
+    cfg.downsample_concurrency = args.downsample_concurrency.max(1);
     let prober = Prober::new();
     let listener = Listener::bind(&args.http.http_address)
         .await
