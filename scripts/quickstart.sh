@@ -6,9 +6,9 @@
 #
 # What it runs today: real Prometheus 2.42 (`promtool`) writes 12 hours of demo metrics as TSDB
 # blocks; `strata tools bucket upload-blocks` ships them to a bucket on local disk the way a
-# Thanos sidecar would; `ls`, `inspect` and `verify` read them back. The long-running
-# components (store gateway, querier, sidecar, compactor) are being built; as each lands, this
-# script starts it too. Re-running is safe: everything lives under $QUICKSTART_DIR.
+# Thanos sidecar would; `ls`, `inspect` and `verify` read them back; `strata compact` compacts
+# them. The other long-running components (store gateway, querier, sidecar) are being built; as
+# each lands, this script starts it too. Re-running is safe: everything lives under $QUICKSTART_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -64,6 +64,12 @@ run tools bucket ls -o wide --objstore.config-file="$work/objstore.yml"
 run tools bucket inspect --objstore.config-file="$work/objstore.yml"
 
 log "verifying every block (CRCs, series order, chunk references, overlaps)"
+run tools bucket verify --objstore.config-file="$work/objstore.yml"
+
+log "compacting: complete 8h windows of 2h blocks become one block; the sources are deleted"
+run compact --objstore.config-file="$work/objstore.yml" --data-dir="$work/compact" \
+    --http-address=127.0.0.1:0 --consistency-delay=0s --delete-delay=0s
+run tools bucket inspect --objstore.config-file="$work/objstore.yml"
 run tools bucket verify --objstore.config-file="$work/objstore.yml"
 
 cat <<EOF
