@@ -32,6 +32,29 @@ fn main() {
     for (name, c) in crafted_xor_chunks() {
         out.write("xor_chunk", name, &c);
     }
+    // Aggregate chunks: all five parts, some absent, and an empty one.
+    {
+        use strata_tsdb::Encoding;
+        use strata_tsdb::chunkenc::aggr::encode_aggr_chunk;
+        let x = |i: usize| s.xor_chunks[i % s.xor_chunks.len()].as_slice();
+        let full = encode_aggr_chunk(&[
+            Some((Encoding::Xor, x(0))),
+            Some((Encoding::Xor, x(1))),
+            Some((Encoding::Xor, x(2))),
+            Some((Encoding::Xor, x(3))),
+            Some((Encoding::Xor, x(4))),
+        ]);
+        out.write("aggr_chunk", "all-parts", &full);
+        let sparse = encode_aggr_chunk(&[
+            Some((Encoding::Xor, x(0))),
+            Some((Encoding::Xor, x(1))),
+            None,
+            None,
+            Some((Encoding::Xor, x(2))),
+        ]);
+        out.write("aggr_chunk", "count-sum-counter", &sparse);
+        out.write("aggr_chunk", "empty", &encode_aggr_chunk(&[None; 5]));
+    }
 
     out.write("chunk_segment", "sample", &s.segment);
     out.write("chunk_segment", "every-encoding", &every_encoding_segment());

@@ -89,7 +89,9 @@ impl<'a> AggrChunk<'a> {
                 continue;
             }
             let len = usize::try_from(len).map_err(|_| corrupt("aggregate chunk length"))?;
-            if rest.len() < 1 + len {
+            // `len < rest.len()` is `1 + len <= rest.len()` without overflowing on a huge
+            // length (found by the aggr_chunk fuzz target).
+            if len >= rest.len() {
                 return Err(corrupt("aggregate sub-chunk runs past the chunk"));
             }
             let enc = Encoding::from_u8(rest[0]);
@@ -184,6 +186,21 @@ impl CounterResets {
 mod tests {
     use super::*;
     use crate::chunkenc::XorEncoder;
+
+    /// Regression (fuzz/regressions/aggr_chunk): a sub-chunk length of 2^64-1 overflowed the
+    /// bounds check and panicked instead of reporting a corrupt chunk.
+    #[test]
+    fn huge_sub_chunk_length_is_corrupt_not_a_panic() {
+        let data = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/aggr_chunk/length-overflow.bin"
+        ));
+        let c = AggrChunk::new(data);
+        for t in [AggrType::Count, AggrType::Sum, AggrType::Counter] {
+            assert!(matches!(c.get(t), Err(ChunkError::Corrupt { .. })), "{t:?}");
+            assert!(c.samples(t).is_err());
+        }
+    }
 
     #[test]
     fn encode_and_read_back_with_absent_parts() {
