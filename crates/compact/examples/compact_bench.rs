@@ -23,6 +23,7 @@ use std::time::Instant;
 use strata_compact::downsample::downsample_block;
 use strata_compact::merge::{MergeOptions, merge_blocks};
 use strata_model::Labels;
+use strata_testutil::cpu::process_cpu_secs;
 use strata_tsdb::block::{Block, BlockWriter, BlockWriterOptions};
 
 const T0: i64 = 1_699_833_600_000;
@@ -35,14 +36,6 @@ fn status_kib(field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn cpu_secs() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Samples RssAnon every few milliseconds: the kernel keeps no high-water mark for it.
@@ -147,7 +140,7 @@ fn open_all(dir: &Path) -> Vec<Block> {
 
 fn phase(name: &str, series: usize, dir: &Path) {
     let peak = AnonPeak::start();
-    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let (cpu0, t0) = (process_cpu_secs(), Instant::now());
     let samples = match name {
         "merge" | "vertical" => {
             let inputs = open_all(&dir.join(name));
@@ -167,7 +160,7 @@ fn phase(name: &str, series: usize, dir: &Path) {
         }
         other => panic!("unknown phase {other}"),
     };
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0);
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), process_cpu_secs() - cpu0);
     report(name, series, samples, wall, cpu, peak.finish());
 }
 

@@ -60,6 +60,9 @@ pub struct CompactorConfig {
     /// Merge overlapping blocks instead of halting (`--compact.enable-vertical-compaction`,
     /// implied by replica labels).
     pub vertical_compaction: bool,
+    /// How vertical compaction merges replicas (`--deduplication.func`: `""` is `Chain`,
+    /// one-to-one; `penalty` is `Penalty`).
+    pub dedup: strata_dedup::Algorithm,
     /// Compaction ranges (Thanos: 1h, 2h, 8h, 2d, 14d).
     pub ranges: Vec<i64>,
     pub fetch_concurrency: usize,
@@ -103,6 +106,7 @@ impl CompactorConfig {
             downsampling: true,
             replica_labels: Vec::new(),
             vertical_compaction: false,
+            dedup: strata_dedup::Algorithm::Chain,
             ranges: DEFAULT_RANGES_MS.to_vec(),
             fetch_concurrency: 32,
             compact_concurrency: 1,
@@ -596,6 +600,7 @@ impl Compactor {
         let opts = MergeOptions {
             labels: key.labels.clone(),
             resolution: key.resolution,
+            dedup: self.cfg.dedup,
             ..Default::default()
         };
         let merged = {

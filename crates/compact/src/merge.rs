@@ -29,7 +29,7 @@ pub const SOURCE_COMPACTOR: &str = "compactor";
 pub(crate) const RELEASE_EVERY_SERIES: u64 = 4096;
 
 /// What the merged block should say about itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MergeOptions {
     /// External labels of the stream (the group's labels; replica labels already removed for
     /// vertical deduplication).
@@ -40,6 +40,24 @@ pub struct MergeOptions {
     pub segment_size: u64,
     /// Use this ULID for the output (tests); a fresh one otherwise.
     pub ulid: Option<Ulid>,
+    /// How overlapping samples of one series from different inputs are merged
+    /// (`--deduplication.func`): `Chain` keeps one sample per timestamp (one-to-one, the
+    /// default); `Penalty` follows one input and switches only across a gap, for replicas of an
+    /// HA pair that scrape at different moments.
+    pub dedup: strata_dedup::Algorithm,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions {
+            labels: BTreeMap::new(),
+            resolution: 0,
+            segment_size: 0,
+            ulid: None,
+            // The compactor's default (`--deduplication.func=""`), not the querier's.
+            dedup: strata_dedup::Algorithm::Chain,
+        }
+    }
 }
 
 /// Figures about one merge.
@@ -107,6 +125,9 @@ struct Piece {
     chunk: RawChunk,
     /// Deleted intervals of the series in the chunk's input block.
     deleted: Vec<Interval>,
+    /// Which input block the chunk comes from: under penalty deduplication, each input is one
+    /// replica's stream.
+    input: usize,
 }
 
 /// Merges `inputs` (one stream's blocks: same labels and resolution) into a new block under
@@ -192,7 +213,7 @@ pub fn merge_blocks(
             inputs.iter().for_each(Block::release_memory);
         }
         pieces.clear();
-        for c in cursors.iter_mut() {
+        for (input, c) in cursors.iter_mut().enumerate() {
             let matches = c.head.as_ref().is_some_and(|h| h.0 == min);
             if !matches {
                 continue;
@@ -209,11 +230,12 @@ pub fn merge_blocks(
                     max: m.max_time,
                     chunk,
                     deleted: deleted.clone(),
+                    input,
                 });
             }
             c.advance()?;
         }
-        let chunks = merge_series(&min, &mut pieces, &mut stats)?;
+        let chunks = merge_series(&min, &mut pieces, opts.dedup, &mut stats)?;
         if chunks.is_empty() {
             continue;
         }
@@ -236,10 +258,23 @@ pub fn merge_blocks(
 fn merge_series(
     labels: &Labels,
     pieces: &mut [Piece],
+    dedup: strata_dedup::Algorithm,
     stats: &mut MergeStats,
 ) -> Result<Vec<(i64, i64, RawChunk)>> {
     pieces.sort_by_key(|p| (p.min, p.max));
     let mut out = Vec::with_capacity(pieces.len());
+    if dedup == strata_dedup::Algorithm::Penalty
+        && pieces.iter().any(|p| p.input != pieces[0].input)
+    {
+        // The penalty algorithm carries state (which replica it follows, the penalties) from
+        // sample to sample. Cut into runs of overlapping chunks, it would restart at every run
+        // boundary and take the first sample of each run from whichever replica is earlier.
+        // So a series that more than one input holds is deduplicated as one stream: a series'
+        // samples, not a block's, are what this holds in memory.
+        rewrite_run(labels, pieces, dedup, &mut out)?;
+        stats.rewritten_chunks += pieces.len() as u64;
+        return Ok(out);
+    }
     let mut i = 0;
     while i < pieces.len() {
         // The run of pieces that overlap each other (transitively), starting at i.
@@ -259,7 +294,7 @@ fn merge_series(
             let p = &run[0];
             out.push((p.min, p.max, p.chunk.clone()));
         } else {
-            rewrite_run(labels, run, &mut out)?;
+            rewrite_run(labels, run, dedup, &mut out)?;
             stats.rewritten_chunks += run.len() as u64;
         }
         i = j;
@@ -267,11 +302,18 @@ fn merge_series(
     Ok(out)
 }
 
-/// Decodes overlapping (or partly deleted) chunks, merges their samples by timestamp keeping
-/// one sample per timestamp (the first input's: one-to-one deduplication of replicas), and
-/// re-encodes them.
-fn rewrite_run(labels: &Labels, run: &[Piece], out: &mut Vec<(i64, i64, RawChunk)>) -> Result<()> {
-    let mut samples: Vec<(i64, f64)> = Vec::new();
+/// Decodes overlapping (or partly deleted) chunks and merges their samples: with `Chain`, one
+/// sample per timestamp (the earlier piece's: one-to-one deduplication of replicas); with
+/// `Penalty`, each input's samples form one replica stream and Thanos' penalty algorithm picks
+/// among them. The result is re-encoded.
+fn rewrite_run(
+    labels: &Labels,
+    run: &[Piece],
+    dedup: strata_dedup::Algorithm,
+    out: &mut Vec<(i64, i64, RawChunk)>,
+) -> Result<()> {
+    // Samples tagged with their input, in run order.
+    let mut tagged: Vec<(usize, i64, f64)> = Vec::new();
     for p in run {
         if p.chunk.encoding != Encoding::Xor {
             return Err(CompactError::Unmergeable {
@@ -292,13 +334,43 @@ fn rewrite_run(labels: &Labels, run: &[Piece], out: &mut Vec<(i64, i64, RawChunk
                 source,
             })?;
             if !p.deleted.iter().any(|iv| iv.contains(t)) {
-                samples.push((t, v));
+                tagged.push((p.input, t, v));
             }
         }
     }
-    // Stable: among equal timestamps the earlier piece (earlier input) wins.
-    samples.sort_by_key(|s| s.0);
-    samples.dedup_by_key(|s| s.0);
+    let samples: Vec<(i64, f64)> = match dedup {
+        strata_dedup::Algorithm::Chain => {
+            // Stable: among equal timestamps the earlier piece wins.
+            tagged.sort_by_key(|s| s.1);
+            tagged.dedup_by_key(|s| s.1);
+            tagged.into_iter().map(|(_, t, v)| (t, v)).collect()
+        }
+        strata_dedup::Algorithm::Penalty => {
+            // One time-ordered stream per input (stable sort keeps run order within an input).
+            tagged.sort_by_key(|s| (s.0, s.1));
+            tagged.dedup_by_key(|s| (s.0, s.1));
+            let mut replicas: Vec<Vec<(i64, f64)>> = Vec::new();
+            let mut last_input = None;
+            for (input, t, v) in tagged {
+                if last_input != Some(input) {
+                    replicas.push(Vec::new());
+                    last_input = Some(input);
+                }
+                replicas.last_mut().expect("pushed").push((t, v));
+            }
+            let slices: Vec<&[(i64, f64)]> = replicas.iter().map(Vec::as_slice).collect();
+            let mut merged = Vec::new();
+            // Counter adjustment belongs to queries of rate() and friends, not to storage: the
+            // compactor stores what the replicas recorded (as Thanos' compactor does).
+            strata_dedup::dedup_into(
+                &slices,
+                strata_dedup::Algorithm::Penalty,
+                false,
+                &mut merged,
+            );
+            merged
+        }
+    };
     for part in samples.chunks(DEFAULT_SAMPLES_PER_CHUNK) {
         let data =
             XorEncoder::encode(part.iter().copied()).map_err(|source| CompactError::Chunk {

@@ -200,3 +200,89 @@ fn everything_deleted_gives_no_block() {
         "no leftovers"
     );
 }
+
+/// HA replicas scrape at different moments: one-to-one merging would interleave them (twice
+/// the samples, 7 s and 8 s apart); penalty deduplication follows one replica, switches only
+/// across its gap, and Prometheus reads the result.
+#[test]
+fn penalty_dedup_follows_one_replica_and_fills_its_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Labels::from_pairs(&[("__name__", "http_requests_total"), ("job", "api")]);
+    // B scrapes 7 s after A; B misses 10 minutes (a restart). 480 samples: four chunks each,
+    // so the replicas' chunk boundaries line up in places, which must not matter.
+    let a_samples: Vec<(i64, f64)> = (0..480).map(|k| (k * 15_000, k as f64)).collect();
+    let b_samples: Vec<(i64, f64)> = (0..480)
+        .filter(|k| !(200..240).contains(k))
+        .map(|k| (k * 15_000 + 7_000, k as f64 + 0.5))
+        .collect();
+    let a = write(
+        &dir.path().join("a"),
+        &[(l.clone(), a_samples.clone())],
+        (0, 7_200_000),
+    );
+    let b = write(
+        &dir.path().join("b"),
+        &[(l.clone(), b_samples.clone())],
+        (0, 7_200_000),
+    );
+    let merged = |dedup, name: &str| {
+        let out = dir.path().join(name);
+        let o = MergeOptions { dedup, ..opts() };
+        let (meta, _) = merge_blocks(&[a.clone(), b.clone()], &out, &o)
+            .unwrap()
+            .unwrap();
+        let block = Block::open(&out.join(meta.ulid.to_string())).unwrap();
+        let s = block
+            .query(&[], i64::MIN, i64::MAX)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let got: Vec<(i64, f64)> = s
+            .timestamps
+            .iter()
+            .copied()
+            .zip(s.values.iter().copied())
+            .collect();
+        (out, got)
+    };
+
+    let (_, chain) = merged(strata_dedup::Algorithm::Chain, "chain");
+    assert_eq!(
+        chain.len(),
+        a_samples.len() + b_samples.len(),
+        "one-to-one keeps both"
+    );
+
+    let (out, pen) = merged(strata_dedup::Algorithm::Penalty, "penalty");
+    let gaps: Vec<i64> = pen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // Switching replica shortens or stretches one interval; everything else is a scrape
+    // interval of the replica being followed. Across B's 10-minute gap the switch to A costs
+    // at most the penalty (twice B's scrape interval), as in Thanos.
+    assert!(
+        gaps.iter().filter(|g| **g != 15_000).count() <= 2,
+        "{pen:?}"
+    );
+    assert!(
+        gaps.iter().all(|g| (7_000..=45_000).contains(g)),
+        "no interleaving, gap filled: {pen:?}"
+    );
+    let from_a = pen.iter().filter(|s| a_samples.contains(s)).count();
+    let from_b = pen.iter().filter(|s| b_samples.contains(s)).count();
+    assert_eq!(
+        from_a + from_b,
+        pen.len(),
+        "every sample comes from a replica"
+    );
+    assert!(
+        from_a >= 40 && from_b >= 199,
+        "B until its gap, then A: {from_a} + {from_b}"
+    );
+    assert!(
+        (479..=481).contains(&pen.len()),
+        "one replica's worth: {}",
+        pen.len()
+    );
+    let dumped = as_series(prometheus::dump(&out).unwrap());
+    assert_eq!(dumped.values().map(Vec::len).sum::<usize>(), pen.len());
+}

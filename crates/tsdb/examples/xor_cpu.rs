@@ -5,23 +5,13 @@
 
 use std::hint::black_box;
 
+use strata_testutil::cpu::thread_cpu_ns;
+
 use strata_tsdb::XorIterator;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 use common::{SHAPES, chunks};
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn main() {
     let secs: f64 = std::env::args()

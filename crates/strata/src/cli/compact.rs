@@ -347,11 +347,6 @@ impl CompactArgs {
     /// The compactor's settings from the flags; refuses flag values Strata cannot honour yet
     /// rather than ignoring them.
     pub(crate) fn compactor_config(&self) -> Result<CompactorConfig> {
-        if self.dedup_func == CompactDedupFunc::Penalty {
-            bail!(
-                "--deduplication.func=penalty is not supported by the compactor yet; leave it                  unset for one-to-one merging of replica blocks"
-            );
-        }
         if self.hash_func != HashFunc::None {
             bail!(
                 "--hash-func={} is not supported yet; leave it unset",
@@ -400,6 +395,15 @@ impl CompactArgs {
         cfg.replica_labels = self.dedup_replica_labels();
         cfg.vertical_compaction =
             self.enable_vertical_compaction() || !cfg.replica_labels.is_empty();
+        cfg.dedup = match self.dedup_func {
+            CompactDedupFunc::OneToOne => strata_dedup::Algorithm::Chain,
+            CompactDedupFunc::Penalty => strata_dedup::Algorithm::Penalty,
+        };
+        if cfg.dedup == strata_dedup::Algorithm::Penalty && cfg.replica_labels.is_empty() {
+            tracing::warn!(
+                "--deduplication.func=penalty only matters with --deduplication.replica-label: without replica labels there are no replicas to deduplicate"
+            );
+        }
         cfg.ranges = strata_compact::planner::DEFAULT_RANGES_MS
             [..=self.max_compaction_level as usize]
             .to_vec();

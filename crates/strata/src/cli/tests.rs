@@ -245,6 +245,36 @@ fn objstore_pair_is_mutually_exclusive() {
 }
 
 #[test]
+fn compact_flags_become_the_compactor_config() {
+    let cfg = compact(&[]).compactor_config().unwrap();
+    assert_eq!(cfg.dedup, strata_dedup::Algorithm::Chain);
+    assert!(!cfg.vertical_compaction);
+    assert_eq!(cfg.ranges.len(), 5, "1h, 2h, 8h, 2d, 14d");
+    assert_eq!(cfg.delete_delay_ms, 48 * 3_600_000);
+
+    let cfg = compact(&[
+        "--deduplication.replica-label=replica",
+        "--deduplication.func=penalty",
+        "--debug.max-compaction-level=2",
+        "--compact.concurrency=4",
+        "--retention.resolution-raw=30d",
+    ])
+    .compactor_config()
+    .unwrap();
+    assert_eq!(cfg.dedup, strata_dedup::Algorithm::Penalty);
+    assert!(cfg.vertical_compaction, "implied by a replica label");
+    assert_eq!(cfg.replica_labels, vec!["replica".to_string()]);
+    assert_eq!(cfg.ranges.len(), 3);
+    assert_eq!(cfg.compact_concurrency, 4);
+    assert_eq!(cfg.retention_raw_ms, 30 * 24 * 3_600_000);
+
+    let e = compact(&["--hash-func=SHA256"])
+        .compactor_config()
+        .unwrap_err();
+    assert!(e.to_string().contains("--hash-func"), "{e}");
+}
+
+#[test]
 fn compact_defaults_and_bools() {
     let c = compact(&[]);
     assert_eq!(c.data_dir, "./data");
