@@ -21,6 +21,7 @@
 mod error;
 pub mod fetch;
 pub mod markers;
+pub mod relabel;
 pub mod transfer;
 pub mod verify;
 

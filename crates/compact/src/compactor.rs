@@ -79,14 +79,23 @@ pub struct CompactorConfig {
     pub selector: Option<BlockSelector>,
 }
 
-/// Decides from a block's external labels and ID whether this compactor acts on it (the
-/// sharding of `--selector.relabel-config`). Blocks it rejects are left entirely alone:
+/// Decides from a block's meta (in Thanos: its external labels and `__block_id`) whether this
+/// compactor acts on it (the sharding of `--selector.relabel-config`). Blocks it rejects are left entirely alone:
 /// not compacted, not downsampled, not deleted.
 #[derive(Clone)]
 pub struct BlockSelector(pub Arc<SelectFn>);
 
-/// The predicate inside a [`BlockSelector`]: external labels and block ID in, verdict out.
-pub type SelectFn = dyn Fn(&BTreeMap<String, String>, Ulid) -> bool + Send + Sync;
+/// The predicate inside a [`BlockSelector`]: a block's meta in, verdict out.
+pub type SelectFn = dyn Fn(&BlockMeta) -> bool + Send + Sync;
+
+impl BlockSelector {
+    /// The selector of `--selector.relabel-config` rules: blocks the rules drop are not ours.
+    pub fn from_relabel(rules: Vec<strata_block::relabel::RelabelConfig>) -> BlockSelector {
+        BlockSelector(Arc::new(move |m: &BlockMeta| {
+            strata_block::relabel::selects_block(m, &rules)
+        }))
+    }
+}
 
 impl std::fmt::Debug for BlockSelector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,11 +327,7 @@ impl Compactor {
             self.cfg.max_time.resolve(now_ms),
         );
         for (id, mut meta) in fetched.metas {
-            let selected = self
-                .cfg
-                .selector
-                .as_ref()
-                .is_none_or(|sel| (sel.0)(&meta.external_labels(), id));
+            let selected = self.cfg.selector.as_ref().is_none_or(|sel| (sel.0)(&meta));
             if !selected || meta.max_time < min_t || meta.min_time > max_t {
                 // Not ours (another shard's, or outside --min-time/--max-time): left entirely
                 // alone, deletion included, as Thanos' filters do.

@@ -557,3 +557,62 @@ async fn groups_compact_concurrently() {
         "{report:?}"
     );
 }
+
+/// `--selector.relabel-config` shards the bucket: blocks the rules drop are another
+/// compactor's, left entirely alone (not compacted, not cleaned up).
+#[tokio::test]
+async fn relabel_selector_shards_the_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = fs_bucket(&tmp.path().join("bucket"));
+    let mine = upload_all(
+        &bucket,
+        &promtool_blocks(&tmp.path().join("a"), 2, T0, 12, 0),
+        &labels(&[("cluster", "a")]),
+    )
+    .await;
+    let theirs = upload_all(
+        &bucket,
+        &promtool_blocks(&tmp.path().join("b"), 2, T0, 12, 0),
+        &labels(&[("cluster", "b")]),
+    )
+    .await;
+    // One of their blocks is marked: its deletion is their compactor's business.
+    strata_block::markers::mark_for_deletion(&bucket, theirs[5], "theirs")
+        .await
+        .unwrap();
+    let rules = strata_block::relabel::parse_relabel_configs(
+        "- action: keep\n  source_labels: [cluster]\n  regex: a\n",
+    )
+    .unwrap();
+    let c = compactor(&bucket, &tmp.path().join("data"), |cfg| {
+        cfg.selector = Some(strata_compact::compactor::BlockSelector::from_relabel(
+            rules,
+        ));
+        cfg.delete_delay_ms = 0;
+    });
+    let report = c.run_iteration(now_ms()).await.unwrap();
+    assert_eq!(report.compactions, 1, "{report:?}");
+    assert_eq!(report.deleted, 4, "only our compacted sources: {report:?}");
+    for id in &theirs {
+        assert!(
+            !bucket
+                .iter(&format!("{id}/"), true)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{id} untouched"
+        );
+    }
+    for id in &theirs[..5] {
+        assert!(read_deletion_mark(&bucket, *id).await.unwrap().is_none());
+    }
+    for id in &mine[..4] {
+        assert!(
+            bucket
+                .iter(&format!("{id}/"), true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -5,15 +5,25 @@ use std::str::FromStr;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use strata_compact::compactor::CompactorConfig;
+use strata_compact::compactor::{BlockSelector, CompactorConfig};
 use strata_model::{ByteSize, Duration};
 
 use super::common::{
     BlockDiscoveryStrategy, BlockViewerArgs, GlobalArgs, HashFunc, HttpArgs, ObjstoreArgs,
-    SelectorRelabelArgs, TimeRangeArgs, flag_value, not_implemented,
+    SelectorRelabelArgs, TimeRangeArgs, flag_value,
 };
+
+/// The block selector of `--selector.relabel-config[-file]`, if rules are given.
+pub(crate) fn selector(args: &SelectorRelabelArgs) -> Result<Option<BlockSelector>> {
+    let Some(text) = args.source().load()? else {
+        return Ok(None);
+    };
+    let rules = strata_block::relabel::parse_relabel_configs(&text)
+        .context("parsing --selector.relabel-config")?;
+    Ok((!rules.is_empty()).then(|| BlockSelector::from_relabel(rules)))
+}
 
 /// `--deduplication.func` of the compactor: `""` (1:1 merge) or `penalty`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -353,17 +363,6 @@ impl CompactArgs {
                 self.hash_func
             );
         }
-        if self
-            .selector_relabel
-            .source()
-            .load()?
-            .is_some_and(|t| !t.trim().is_empty())
-        {
-            return Err(not_implemented(
-                "compact with --selector.relabel-config",
-                "issue 7",
-            ));
-        }
         if !(1..=4).contains(&self.max_compaction_level) {
             bail!(
                 "--debug.max-compaction-level={} is out of range: it must be between 1 and 4",
@@ -410,6 +409,7 @@ impl CompactArgs {
         cfg.fetch_concurrency = self.block_meta_fetch_concurrency.max(1);
         cfg.compact_concurrency = self.concurrency.max(1);
         cfg.downsample_concurrency = self.downsample_concurrency.max(1);
+        cfg.selector = selector(&self.selector_relabel)?;
         cfg.min_time = self.time_range.min_time;
         cfg.max_time = self.time_range.max_time;
         Ok(cfg)
@@ -438,6 +438,7 @@ impl CompactArgs {
                     options: crate::cmd::block_viewer::ViewerOptions {
                         title_label: self.block_viewer.bucket_web_label.clone(),
                         admin: !self.block_viewer.disable_admin_operations(),
+                        rules: Vec::new(),
                     },
                     route_prefix: self.block_viewer.web.web_route_prefix.clone(),
                     sync_interval: std::time::Duration::from_millis(

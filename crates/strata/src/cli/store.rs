@@ -7,7 +7,7 @@ use strata_model::{ByteSize, Duration};
 use super::common::{
     BlockDiscoveryStrategy, BlockViewerArgs, GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs,
     RequestLoggingArgs, SelectorRelabelArgs, StoreLimitsArgs, TimeRangeArgs, flag_value,
-    not_implemented, path_or_content_args,
+    path_or_content_args,
 };
 
 path_or_content_args!(
@@ -256,7 +256,6 @@ impl StoreArgs {
     }
 
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        let _bucket = self.objstore.load_yaml()?;
-        Err(not_implemented("store", "issue 4"))
+        crate::cmd::store::run(self).await
     }
 }

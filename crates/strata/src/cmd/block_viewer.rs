@@ -35,6 +35,8 @@ pub(crate) struct ViewerOptions {
     pub(crate) title_label: Option<String>,
     /// Whether blocks may be marked from the API (`--disable-admin-operations` turns it off).
     pub(crate) admin: bool,
+    /// `--selector.relabel-config`: only the blocks these rules keep are shown.
+    pub(crate) rules: Vec<strata_block::relabel::RelabelConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +89,10 @@ impl BlockViewer {
         let mut view = self.view.write().expect("view lock");
         match result {
             Ok(Ok((metas, deleting, no_compact))) => {
-                view.metas = metas.into_values().collect();
+                view.metas = metas
+                    .into_values()
+                    .filter(|m| strata_block::relabel::selects_block(m, &self.opts.rules))
+                    .collect();
                 view.deleting = deleting.into_keys().collect();
                 view.no_compact = no_compact;
                 view.refreshed_at_ms = Some(now_ms());

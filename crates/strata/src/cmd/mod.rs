@@ -3,5 +3,6 @@
 
 pub(crate) mod block_viewer;
 pub(crate) mod compact;
+pub(crate) mod store;
 pub(crate) mod tools_bucket;
 pub(crate) mod tools_bucket_lifecycle;

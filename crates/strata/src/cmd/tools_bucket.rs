@@ -66,12 +66,11 @@ async fn fetch_all(bucket: &Bucket, timeout: strata_model::Duration) -> Result<F
 
 /// Lists the blocks in the bucket.
 pub(crate) async fn ls(objstore_yaml: &str, args: &LsArgs) -> Result<()> {
-    if args.selector_relabel.source().load()?.is_some() {
-        bail!(
-            "--selector.relabel-config is not supported by `tools bucket ls` yet; select blocks \
-             by time with --min-time/--max-time"
-        );
-    }
+    let rules = match args.selector_relabel.source().load()? {
+        Some(text) => strata_block::relabel::parse_relabel_configs(&text)
+            .context("parsing --selector.relabel-config")?,
+        None => Vec::new(),
+    };
     let bucket = open_bucket(objstore_yaml)?;
     let fetched = fetch_all(&bucket, args.timeout).await?;
     let now = now_ms();
@@ -83,6 +82,7 @@ pub(crate) async fn ls(objstore_yaml: &str, args: &LsArgs) -> Result<()> {
         .metas
         .values()
         .filter(|m| m.max_time >= min && m.min_time <= max)
+        .filter(|m| strata_block::relabel::selects_block(m, &rules))
         .collect();
     if args.exclude_delete() {
         let marks = fetch_deletion_marks(

@@ -20,7 +20,7 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
-use crate::cli::common::{HashFunc, SelectorRelabelArgs};
+use crate::cli::common::HashFunc;
 use crate::cli::tools::{
     CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs, WebUiArgs,
 };
@@ -38,16 +38,6 @@ fn now_ms() -> i64 {
 
 fn open_bucket(yaml: &str, metrics: &BucketMetrics) -> Result<Bucket> {
     Bucket::from_yaml(yaml, metrics).context("opening the bucket")
-}
-
-fn refuse_selector(args: &SelectorRelabelArgs) -> Result<()> {
-    if args.source().load()?.is_some_and(|t| !t.trim().is_empty()) {
-        bail!(
-            "--selector.relabel-config is not supported by this command yet; run it without a \
-             selector (it then acts on every block in the bucket)"
-        );
-    }
-    Ok(())
 }
 
 fn filename(kind: MarkerKind) -> &'static str {
@@ -109,12 +99,12 @@ pub(crate) async fn mark(objstore_yaml: &str, args: &MarkArgs) -> Result<()> {
 }
 
 fn config(args: &CleanupArgs) -> Result<CompactorConfig> {
-    refuse_selector(&args.selector_relabel)?;
     // The work directory is only used by downsampling, which these commands do not run.
     let mut cfg = CompactorConfig::new(std::env::temp_dir().join("strata-tools-bucket"));
     cfg.delete_delay_ms = args.delete_delay.as_millis_i64();
     cfg.consistency_delay_ms = args.consistency_delay.as_millis_i64();
     cfg.fetch_concurrency = args.block_sync_concurrency.max(1);
+    cfg.selector = crate::cli::compact::selector(&args.selector_relabel)?;
     Ok(cfg)
 }
 
@@ -235,7 +225,11 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
 /// `tools bucket web`: the block viewer alone, refreshed every `--refresh`. Marking from the
 /// page's API is allowed, as in Thanos' standalone bucket UI.
 pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
-    refuse_selector(&args.selector_relabel)?;
+    let rules = match args.selector_relabel.source().load()? {
+        Some(text) => strata_block::relabel::parse_relabel_configs(&text)
+            .context("parsing --selector.relabel-config")?,
+        None => Vec::new(),
+    };
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
     let mut registry = Registry::default();
@@ -246,6 +240,7 @@ pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
         ViewerOptions {
             title_label: args.label.clone(),
             admin: true,
+            rules,
         },
     );
     viewer.spawn_refresher(

@@ -61,14 +61,32 @@ impl Toc {
                 ),
             ));
         }
-        let at = index.len() - TOC_LEN;
-        let b = &index[at..];
+        Toc::parse_tail(file, &index[index.len() - TOC_LEN..], index.len() as u64)
+    }
+
+    /// Parses and CRC-checks a TOC from the last [`TOC_LEN`] bytes of an index that is
+    /// `index_len` bytes long, without the rest of the file. The store gateway reads only this
+    /// tail of an index in object storage before fetching the sections it names.
+    pub fn parse_tail(file: &str, tail: &[u8], index_len: u64) -> Result<Toc> {
+        if tail.len() != TOC_LEN || index_len < (5 + TOC_LEN) as u64 {
+            return Err(Error::corrupt(
+                file,
+                0,
+                "index",
+                format!(
+                    "an index of {index_len} bytes with a {}-byte TOC: too short to hold a header and TOC",
+                    tail.len()
+                ),
+            ));
+        }
+        let at = index_len - TOC_LEN as u64;
+        let b = tail;
         let stored = u32::from_be_bytes(b[48..52].try_into().expect("4 bytes"));
         let computed = crc32c(&b[..48]);
         if stored != computed {
             return Err(Error::corrupt(
                 file,
-                at as u64,
+                at,
                 "index TOC",
                 format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
             ));
@@ -88,10 +106,10 @@ impl Toc {
             ("series", toc.series),
             ("postings offset table", toc.postings_table),
         ] {
-            if off > at as u64 || (off != 0 && off < 5) {
+            if off > at || (off != 0 && off < 5) {
                 return Err(Error::corrupt(
                     file,
-                    at as u64,
+                    at,
                     "index TOC",
                     format!("{name} offset {off} outside the file (TOC at {at})"),
                 ));
@@ -118,5 +136,34 @@ impl Toc {
         let crc = crc32c(&out[..48]);
         out[48..].copy_from_slice(&crc.to_be_bytes());
         out
+    }
+}
+
+#[cfg(test)]
+mod toc_tests {
+    use super::*;
+
+    #[test]
+    fn toc_parses_from_the_tail_alone() {
+        let toc = Toc {
+            symbols: 5,
+            series: 100,
+            label_indices: 0,
+            label_indices_table: 0,
+            postings: 200,
+            postings_table: 300,
+        };
+        let tail = toc.encode();
+        assert_eq!(Toc::parse_tail("i", &tail, 400).unwrap(), toc);
+        let mut whole = vec![0u8; 400 - TOC_LEN];
+        whole.extend_from_slice(&tail);
+        assert_eq!(Toc::parse("i", &whole).unwrap(), toc);
+        // An offset past the TOC, a flipped bit and a short tail are refused.
+        assert!(Toc::parse_tail("i", &tail, 310).is_err());
+        let mut bad = tail;
+        bad[3] ^= 1;
+        let err = Toc::parse_tail("i", &bad, 400).unwrap_err().to_string();
+        assert!(err.contains("CRC32C"), "{err}");
+        assert!(Toc::parse_tail("i", &tail[1..], 400).is_err());
     }
 }

@@ -1,0 +1,590 @@
+//! One block in the bucket, as the store gateway reads it: its meta, its index-header (loaded
+//! lazily and released when idle), and range reads of postings lists, series entries and
+//! chunks with the index cache in front.
+//!
+//! Nothing of a block is downloaded whole. Postings lists are fetched by the exact ranges the
+//! index-header gives; series entries and chunks by an estimated size from their offset
+//! (the meta's `index_stats` when present, else Thanos' 64 KiB and 16 000 B defaults), with a
+//! second exact read when the estimate fell short. [`strata_objstore::Bucket::get_ranges`]
+//! merges nearby ranges into one request. Every fetched structure is CRC-checked.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use strata_model::Labels;
+use strata_objstore::Bucket;
+use strata_tsdb::chunks::segment_file_name;
+use strata_tsdb::encoding::read_uvarint;
+use strata_tsdb::{BlockMeta, ChunkRef, Encoding, RawChunk};
+use ulid::Ulid;
+
+use crate::cache::{CacheKey, IndexCache};
+use crate::error::StoreError;
+use crate::indexheader::{self, IndexHeader, PostingsRange};
+use crate::metrics::StoreMetrics;
+use crate::sync::now_ms;
+
+/// Thanos' `EstimatedMaxSeriesSize`: bytes read per series entry when the meta does not say.
+pub const ESTIMATED_MAX_SERIES_SIZE: u64 = 64 * 1024;
+/// Thanos' `EstimatedMaxChunkSize`: bytes read per chunk when the meta does not say.
+pub const ESTIMATED_MAX_CHUNK_SIZE: u64 = 16_000;
+/// Ranges closer than this are read in one request (Thanos' `PartitionerMaxGapSize`): reading
+/// a little extra is cheaper than another round trip.
+pub const MAX_GAP: u64 = 512 * 1024;
+/// Largest merged request, so one request never pins a whole segment file in memory.
+pub const MAX_MERGED: u64 = 8 << 20;
+/// Merged requests of one call in flight at once (each also needs a read-gate permit).
+const MAX_PARALLEL_PER_CALL: usize = 8;
+
+/// What one request touched and fetched, summed over blocks (Thanos' query stats).
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    pub postings_touched: AtomicU64,
+    pub postings_touched_bytes: AtomicU64,
+    pub postings_fetched: AtomicU64,
+    pub postings_fetched_bytes: AtomicU64,
+    pub postings_fetch_count: AtomicU64,
+    pub series_touched: AtomicU64,
+    pub series_touched_bytes: AtomicU64,
+    pub series_fetched: AtomicU64,
+    pub series_fetched_bytes: AtomicU64,
+    pub series_fetch_count: AtomicU64,
+    pub chunks_touched: AtomicU64,
+    pub chunks_touched_bytes: AtomicU64,
+    pub chunks_fetched: AtomicU64,
+    pub chunks_fetched_bytes: AtomicU64,
+    pub chunks_fetch_count: AtomicU64,
+}
+
+fn add(c: &AtomicU64, v: u64) {
+    c.fetch_add(v, Ordering::Relaxed);
+}
+
+impl FetchStats {
+    /// Bytes of index and chunk data this request used, from the cache or object storage.
+    pub fn bytes_touched(&self) -> u64 {
+        self.postings_touched_bytes.load(Ordering::Relaxed)
+            + self.series_touched_bytes.load(Ordering::Relaxed)
+            + self.chunks_touched_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from object storage for this request.
+    pub fn bytes_fetched(&self) -> u64 {
+        self.postings_fetched_bytes.load(Ordering::Relaxed)
+            + self.series_fetched_bytes.load(Ordering::Relaxed)
+            + self.chunks_fetched_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A block the store gateway serves.
+#[derive(Debug)]
+pub struct BucketBlock {
+    pub(crate) id: Ulid,
+    pub(crate) meta: BlockMeta,
+    /// External labels from the meta's Thanos section.
+    pub(crate) ext: Labels,
+    bucket: Bucket,
+    header_path: PathBuf,
+    header: tokio::sync::Mutex<Option<Arc<IndexHeader>>>,
+    /// Unix ms of the last query that used the header.
+    last_used: AtomicI64,
+    cache: Arc<IndexCache>,
+    metrics: StoreMetrics,
+    /// Shared by every block of the store: bounds object storage reads in flight.
+    reads: Arc<tokio::sync::Semaphore>,
+    series_est: u64,
+    chunk_est: u64,
+}
+
+impl BucketBlock {
+    pub(crate) fn new(
+        meta: BlockMeta,
+        bucket: Bucket,
+        data_dir: &std::path::Path,
+        cache: Arc<IndexCache>,
+        metrics: StoreMetrics,
+        reads: Arc<tokio::sync::Semaphore>,
+    ) -> Self {
+        let ext = Labels::new(
+            meta.external_labels()
+                .into_iter()
+                .map(|(n, v)| strata_model::Label::new(n, v)),
+        );
+        let stats = meta
+            .thanos
+            .as_ref()
+            .map(|t| t.index_stats)
+            .unwrap_or_default();
+        let positive = |v: i64, d: u64| if v > 0 { v as u64 } else { d };
+        BucketBlock {
+            id: meta.ulid,
+            header_path: indexheader::header_path(data_dir, meta.ulid),
+            meta,
+            ext,
+            bucket,
+            header: tokio::sync::Mutex::new(None),
+            last_used: AtomicI64::new(0),
+            cache,
+            metrics,
+            reads,
+            series_est: positive(stats.series_max_size, ESTIMATED_MAX_SERIES_SIZE),
+            chunk_est: positive(stats.chunk_max_size, ESTIMATED_MAX_CHUNK_SIZE),
+        }
+    }
+
+    pub fn id(&self) -> Ulid {
+        self.id
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// Bytes read per chunk before its exact size is known.
+    pub(crate) fn chunk_estimate(&self) -> u64 {
+        self.chunk_est
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}/index", self.id)
+    }
+
+    fn bucket_err(&self, source: strata_objstore::Error) -> StoreError {
+        StoreError::Bucket {
+            block: self.id,
+            source,
+        }
+    }
+
+    async fn index_size(&self) -> Result<u64, StoreError> {
+        let from_meta = self.meta.thanos.as_ref().and_then(|t| {
+            t.files
+                .iter()
+                .find(|f| f.rel_path == "index")
+                .map(|f| f.size_bytes)
+                .filter(|&s| s > 0)
+        });
+        match from_meta {
+            Some(s) => Ok(s as u64),
+            None => Ok(self
+                .bucket
+                .attributes(&self.index_key())
+                .await
+                .map_err(|e| self.bucket_err(e))?
+                .size),
+        }
+    }
+
+    /// Makes sure the index-header file exists (building it from the bucket if needed),
+    /// without loading it into memory.
+    pub(crate) async fn ensure_header_file(&self) -> Result<(), StoreError> {
+        // Under the header lock: a query may be building the same file.
+        let _g = self.header.lock().await;
+        if self.header_path.exists() {
+            return Ok(());
+        }
+        let size = self.index_size().await?;
+        indexheader::build(&self.bucket, self.id, size, &self.header_path).await
+    }
+
+    /// The index-header, loading (and if needed building) it on first use.
+    pub(crate) async fn header(&self) -> Result<Arc<IndexHeader>, StoreError> {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+        let mut g = self.header.lock().await;
+        if let Some(h) = &*g {
+            return Ok(h.clone());
+        }
+        let start = Instant::now();
+        self.metrics.lazy_load.inc();
+        match self.load_header().await {
+            Ok(h) => {
+                self.metrics
+                    .lazy_load_duration
+                    .observe(start.elapsed().as_secs_f64());
+                tracing::debug!(block = %self.id, elapsed = ?start.elapsed(), memory = h.memory_bytes(), "loaded index-header");
+                *g = Some(h.clone());
+                Ok(h)
+            }
+            Err(e) => {
+                self.metrics.lazy_load_failed.inc();
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_header(&self) -> Result<Arc<IndexHeader>, StoreError> {
+        let path = self.header_path.clone();
+        if path.exists() {
+            let p = path.clone();
+            match crate::error::blocking(move || IndexHeader::open(&p)).await? {
+                Ok(h) => return Ok(Arc::new(h)),
+                Err(e) => {
+                    tracing::warn!(block = %self.id, err = %e, "index-header unusable; rebuilding it from the bucket");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let size = self.index_size().await?;
+        indexheader::build(&self.bucket, self.id, size, &path).await?;
+        let p = path.clone();
+        let id = self.id;
+        crate::error::blocking(move || IndexHeader::open(&p))
+            .await?
+            .map(Arc::new)
+            .map_err(|e| StoreError::CorruptBlock {
+                block: id,
+                detail: format!("the index-header built from the bucket does not read back: {e}"),
+            })
+    }
+
+    /// Drops the in-memory header if unused for `idle_ms`. Returns whether it did.
+    pub(crate) fn release_if_idle(&self, idle_ms: i64) -> bool {
+        if now_ms() - self.last_used.load(Ordering::Relaxed) < idle_ms {
+            return false;
+        }
+        match self.header.try_lock() {
+            Ok(mut g) if g.is_some() => {
+                *g = None;
+                self.metrics.lazy_unload.inc();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn header_loaded(&self) -> bool {
+        self.header.try_lock().map(|g| g.is_some()).unwrap_or(true)
+    }
+
+    /// Fetches postings lists; the result is in the order of `keys`. Lists are cached.
+    pub(crate) async fn fetch_postings(
+        &self,
+        keys: &[(String, String, PostingsRange)],
+        stats: &FetchStats,
+    ) -> Result<Vec<Vec<u32>>, StoreError> {
+        let mut out: Vec<Option<Vec<u32>>> = vec![None; keys.len()];
+        let mut misses: Vec<usize> = Vec::new();
+        for (i, (name, value, range)) in keys.iter().enumerate() {
+            let key = CacheKey::Postings {
+                block: self.id,
+                name: name.clone(),
+                value: value.clone(),
+            };
+            match self.cache.get(&key) {
+                Some(b) => {
+                    out[i] = Some(indexheader::decode_postings_list(self.id, range.start, &b)?);
+                    add(&stats.postings_touched_bytes, b.len() as u64);
+                }
+                None => misses.push(i),
+            }
+        }
+        add(&stats.postings_touched, keys.len() as u64);
+        if !misses.is_empty() {
+            let ranges: Vec<Range<u64>> = misses.iter().map(|&i| keys[i].2.clone()).collect();
+            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges).await?;
+            add(&stats.postings_fetch_count, 1);
+            add(&stats.postings_fetched_bytes, read);
+            for (&i, data) in misses.iter().zip(fetched) {
+                let (name, value, range) = &keys[i];
+                let mut data = data;
+                let need = indexheader::postings_list_len(&data).unwrap_or(8);
+                if (data.len() as u64) < need {
+                    // The list is longer than the range the header gave: read it exactly.
+                    data = self
+                        .get_range(&self.index_key(), range.start..range.start + need)
+                        .await?;
+                    add(&stats.postings_fetched_bytes, data.len() as u64);
+                }
+                let exact = data.slice(..(need as usize).min(data.len()));
+                let list = indexheader::decode_postings_list(self.id, range.start, &exact)?;
+                add(&stats.postings_touched_bytes, exact.len() as u64);
+                // Copy: a slice would pin the whole merged read in the cache.
+                self.cache.put(
+                    CacheKey::Postings {
+                        block: self.id,
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                    Bytes::copy_from_slice(&exact),
+                );
+                out[i] = Some(list);
+            }
+            add(&stats.postings_fetched, misses.len() as u64);
+        }
+        Ok(out.into_iter().map(|l| l.expect("filled")).collect())
+    }
+
+    /// Fetches series entry bodies (without length and CRC) for `ids`, in that order.
+    pub(crate) async fn fetch_series(
+        &self,
+        ids: &[u32],
+        stats: &FetchStats,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
+        let mut misses = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            match self.cache.get(&CacheKey::Series { block: self.id, id }) {
+                Some(b) => {
+                    add(&stats.series_touched_bytes, b.len() as u64);
+                    out[i] = Some(b);
+                }
+                None => misses.push(i),
+            }
+        }
+        add(&stats.series_touched, ids.len() as u64);
+        if !misses.is_empty() {
+            let ranges: Vec<Range<u64>> = misses
+                .iter()
+                .map(|&i| {
+                    let at = u64::from(ids[i]) * strata_tsdb::index::SERIES_ALIGN;
+                    at..at + self.series_est
+                })
+                .collect();
+            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges).await?;
+            add(&stats.series_fetch_count, 1);
+            add(&stats.series_fetched_bytes, read);
+            for (&i, data) in misses.iter().zip(fetched) {
+                let at = u64::from(ids[i]) * strata_tsdb::index::SERIES_ALIGN;
+                let body = match self.series_body(at, &data)? {
+                    Some(b) => b,
+                    None => {
+                        self.metrics.series_refetches.inc();
+                        let (len, n) = read_uvarint(&data)
+                            .map_err(|e| self.corrupt_at(at, "series entry", e))?;
+                        let exact = self
+                            .get_range(&self.index_key(), at..at + n as u64 + len + 4)
+                            .await?;
+                        add(&stats.series_fetched_bytes, exact.len() as u64);
+                        self.series_body(at, &exact)?.ok_or_else(|| {
+                            self.corrupt_at(at, "series entry", "runs past the end of the index")
+                        })?
+                    }
+                };
+                add(&stats.series_touched_bytes, body.len() as u64);
+                let owned = Bytes::copy_from_slice(&body);
+                self.cache.put(
+                    CacheKey::Series {
+                        block: self.id,
+                        id: ids[i],
+                    },
+                    owned.clone(),
+                );
+                out[i] = Some(owned);
+            }
+            add(&stats.series_fetched, misses.len() as u64);
+        }
+        Ok(out.into_iter().map(|b| b.expect("filled")).collect())
+    }
+
+    fn corrupt_at(&self, at: u64, what: &str, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::CorruptBlock {
+            block: self.id,
+            detail: format!("{what} at index offset {at}: {detail}"),
+        }
+    }
+
+    /// The CRC-checked body of the series entry at the start of `data`, or `None` if `data`
+    /// is too short to hold it.
+    fn series_body(&self, at: u64, data: &Bytes) -> Result<Option<Bytes>, StoreError> {
+        let (len, n) = match read_uvarint(data) {
+            Ok(v) => v,
+            Err(strata_tsdb::encoding::DecodeError::UnexpectedEof { .. }) => return Ok(None),
+            Err(e) => return Err(self.corrupt_at(at, "series entry", e)),
+        };
+        let end = (n as u64).saturating_add(len).saturating_add(4);
+        if end > data.len() as u64 {
+            return Ok(None);
+        }
+        let body = data.slice(n..n + len as usize);
+        let stored = u32::from_be_bytes(
+            data[n + len as usize..n + len as usize + 4]
+                .try_into()
+                .expect("4"),
+        );
+        let computed = crc32c::crc32c(&body);
+        if stored != computed {
+            return Err(self.corrupt_at(
+                at,
+                "series entry",
+                format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+            ));
+        }
+        Ok(Some(body))
+    }
+
+    /// Fetches raw chunks, in the order of `refs`. The data are slices of what was read:
+    /// never copied, never re-encoded.
+    pub(crate) async fn fetch_chunks(
+        &self,
+        refs: &[ChunkRef],
+        stats: &FetchStats,
+    ) -> Result<Vec<RawChunk>, StoreError> {
+        let mut by_segment: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, r) in refs.iter().enumerate() {
+            by_segment.entry(r.segment()).or_default().push(i);
+        }
+        add(&stats.chunks_touched, refs.len() as u64);
+        let fetches = by_segment.into_iter().map(|(seg, idx)| async move {
+            let key = format!("{}/chunks/{}", self.id, segment_file_name(seg));
+            let ranges: Vec<Range<u64>> = idx
+                .iter()
+                .map(|&i| {
+                    let o = u64::from(refs[i].offset());
+                    o..o + self.chunk_est
+                })
+                .collect();
+            let (data, read) = self.get_ranges(&key, &ranges).await?;
+            add(&stats.chunks_fetch_count, 1);
+            add(&stats.chunks_fetched_bytes, read);
+            let mut out = Vec::with_capacity(idx.len());
+            for (&i, d) in idx.iter().zip(data) {
+                let chunk = match self.parse_chunk(refs[i], &d)? {
+                    Some(c) => c,
+                    None => {
+                        self.metrics.chunk_refetches.inc();
+                        let (len, n) = read_uvarint(&d)
+                            .map_err(|e| self.chunk_corrupt(refs[i], e.to_string()))?;
+                        let o = u64::from(refs[i].offset());
+                        let exact = self.get_range(&key, o..o + n as u64 + 1 + len + 4).await?;
+                        add(&stats.chunks_fetched_bytes, exact.len() as u64);
+                        self.parse_chunk(refs[i], &exact)?.ok_or_else(|| {
+                            self.chunk_corrupt(
+                                refs[i],
+                                "runs past the end of the segment file".into(),
+                            )
+                        })?
+                    }
+                };
+                add(&stats.chunks_touched_bytes, chunk.data.len() as u64);
+                out.push((i, chunk));
+            }
+            // Slices pin the whole merged reads until the answer is sent. When most of what
+            // was read is gaps, copy the chunks out so the reads are freed now.
+            let useful: usize = out.iter().map(|(_, c)| c.data.len()).sum();
+            if (useful as u64) * 2 < read {
+                let mut buf = bytes::BytesMut::with_capacity(useful);
+                for (_, c) in &out {
+                    buf.extend_from_slice(&c.data);
+                }
+                let buf = buf.freeze();
+                let mut at = 0;
+                for (_, c) in &mut out {
+                    let n = c.data.len();
+                    c.data = buf.slice(at..at + n);
+                    at += n;
+                }
+            }
+            Ok::<_, StoreError>(out)
+        });
+        let results = futures::future::try_join_all(fetches).await?;
+        let mut out: Vec<Option<RawChunk>> = vec![None; refs.len()];
+        for (i, c) in results.into_iter().flatten() {
+            out[i] = Some(c);
+        }
+        add(&stats.chunks_fetched, refs.len() as u64);
+        Ok(out.into_iter().map(|c| c.expect("filled")).collect())
+    }
+
+    fn chunk_corrupt(&self, r: ChunkRef, detail: String) -> StoreError {
+        StoreError::CorruptBlock {
+            block: self.id,
+            detail: format!("chunk {r}: {detail}"),
+        }
+    }
+
+    /// `len uvarint | encoding u8 | data | CRC32C(encoding, data)` at the start of `d`.
+    fn parse_chunk(&self, r: ChunkRef, d: &Bytes) -> Result<Option<RawChunk>, StoreError> {
+        let (len, n) = match read_uvarint(d) {
+            Ok(v) => v,
+            Err(strata_tsdb::encoding::DecodeError::UnexpectedEof { .. }) => return Ok(None),
+            Err(e) => return Err(self.chunk_corrupt(r, e.to_string())),
+        };
+        let len =
+            usize::try_from(len).map_err(|_| self.chunk_corrupt(r, "length overflows".into()))?;
+        let end = n
+            .checked_add(1)
+            .and_then(|v| v.checked_add(len))
+            .and_then(|v| v.checked_add(4))
+            .ok_or_else(|| self.chunk_corrupt(r, "length overflows".into()))?;
+        if end > d.len() {
+            return Ok(None);
+        }
+        let stored = u32::from_be_bytes(d[end - 4..end].try_into().expect("4"));
+        let computed = crc32c::crc32c(&d[n..end - 4]);
+        if stored != computed {
+            return Err(self.chunk_corrupt(
+                r,
+                format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+            ));
+        }
+        Ok(Some(RawChunk::new(
+            Encoding::from_u8(d[n]),
+            d.slice(n + 1..end - 4),
+        )))
+    }
+
+    async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, StoreError> {
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Cancelled)?;
+        self.bucket
+            .get_range(key, r)
+            .await
+            .map_err(|e| self.bucket_err(e))
+    }
+
+    /// Reads several ranges of one object: ranges closer than [`MAX_GAP`] are merged into one
+    /// request of at most [`MAX_MERGED`] bytes (unless one range alone is larger), and each
+    /// request takes a permit of the store's read gate, so requests in flight are bounded
+    /// exactly. Results are zero-copy slices of the merged reads, cut at the object's end.
+    /// Also returns the bytes read.
+    async fn get_ranges(
+        &self,
+        key: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<(Vec<Bytes>, u64), StoreError> {
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_unstable_by_key(|&i| ranges[i].start);
+        let mut groups: Vec<(Range<u64>, Vec<usize>)> = Vec::new();
+        for i in order {
+            let r = &ranges[i];
+            match groups.last_mut() {
+                Some((g, members))
+                    if r.start <= g.end.saturating_add(MAX_GAP)
+                        && r.end.max(g.end) - g.start <= MAX_MERGED =>
+                {
+                    g.end = g.end.max(r.end);
+                    members.push(i);
+                }
+                _ => groups.push((r.clone(), vec![i])),
+            }
+        }
+        let fetched: Vec<(Range<u64>, Vec<usize>, Bytes)> = futures::stream::iter(groups)
+            .map(|(g, members)| async move {
+                let data = self.get_range(key, g.clone()).await?;
+                Ok::<_, StoreError>((g, members, data))
+            })
+            .buffer_unordered(MAX_PARALLEL_PER_CALL)
+            .try_collect()
+            .await?;
+        let mut out = vec![Bytes::new(); ranges.len()];
+        let read = fetched.iter().map(|f| f.2.len() as u64).sum();
+        for (g, members, data) in fetched {
+            for i in members {
+                let r = &ranges[i];
+                let from = ((r.start - g.start) as usize).min(data.len());
+                let to = ((r.end - g.start) as usize).min(data.len());
+                out[i] = data.slice(from..to);
+            }
+        }
+        Ok((out, read))
+    }
+}

@@ -1,0 +1,460 @@
+//! The index cache: postings lists and series entries fetched from object storage, kept in an
+//! LRU bounded by bytes (`--index-cache-size`, Thanos' IN-MEMORY cache).
+//!
+//! Values are the raw bytes as fetched (a postings list with its length and CRC, a series entry
+//! body), so a hit costs no re-encoding and the accounting is exact. An item larger than
+//! `max_item_size` is not cached (counted as overflowed). Metrics carry Thanos' names
+//! (`thanos_store_index_cache_*{item_type="Postings"|"Series"}`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use strata_model::ByteSize;
+use ulid::Ulid;
+
+use crate::error::StoreError;
+
+/// Fixed bookkeeping cost charged per item on top of its key and value bytes.
+const ITEM_OVERHEAD: u64 = 96;
+
+/// What a cached item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemType {
+    Postings,
+    Series,
+}
+
+impl ItemType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ItemType::Postings => "Postings",
+            ItemType::Series => "Series",
+        }
+    }
+}
+
+/// A cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    /// The postings list of `name=value` in a block (the all-postings list is `("", "")`).
+    Postings {
+        block: Ulid,
+        name: String,
+        value: String,
+    },
+    /// The entry of series `id` in a block.
+    Series { block: Ulid, id: u32 },
+}
+
+impl CacheKey {
+    fn item_type(&self) -> ItemType {
+        match self {
+            CacheKey::Postings { .. } => ItemType::Postings,
+            CacheKey::Series { .. } => ItemType::Series,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            CacheKey::Postings { name, value, .. } => (name.len() + value.len() + 16) as u64,
+            CacheKey::Series { .. } => 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    item_type: &'static str,
+}
+
+#[derive(Debug, Default, Clone)]
+struct CacheMetrics {
+    requests: Family<TypeLabel, Counter>,
+    hits: Family<TypeLabel, Counter>,
+    added: Family<TypeLabel, Counter>,
+    evicted: Family<TypeLabel, Counter>,
+    overflowed: Family<TypeLabel, Counter>,
+    items: Family<TypeLabel, Gauge>,
+    items_size: Family<TypeLabel, Gauge>,
+    total_size: Family<TypeLabel, Gauge>,
+    max_size: Gauge,
+    max_item_size: Gauge,
+}
+
+impl CacheMetrics {
+    fn register(&self, r: &mut Registry) {
+        let p = "thanos_store_index_cache";
+        r.register(
+            format!("{p}_requests"),
+            "Total number of items requests to the cache",
+            self.requests.clone(),
+        );
+        r.register(
+            format!("{p}_hits"),
+            "Total number of items requests to the cache that were a hit",
+            self.hits.clone(),
+        );
+        r.register(
+            format!("{p}_items_added"),
+            "Total number of items that were added to the index cache",
+            self.added.clone(),
+        );
+        r.register(
+            format!("{p}_items_evicted"),
+            "Total number of items that were evicted from the index cache",
+            self.evicted.clone(),
+        );
+        r.register(
+            format!("{p}_items_overflowed"),
+            "Total number of items that could not be added to the cache due to being too big",
+            self.overflowed.clone(),
+        );
+        r.register(
+            format!("{p}_items"),
+            "Current number of items in the index cache",
+            self.items.clone(),
+        );
+        r.register(
+            format!("{p}_items_size_bytes"),
+            "Current byte size of items in the index cache",
+            self.items_size.clone(),
+        );
+        r.register(
+            format!("{p}_total_size_bytes"),
+            "Current byte size of items (both value and key) in the index cache",
+            self.total_size.clone(),
+        );
+        r.register(
+            format!("{p}_max_size_bytes"),
+            "Maximum number of bytes to be held in the index cache",
+            self.max_size.clone(),
+        );
+        r.register(
+            format!("{p}_max_item_size_bytes"),
+            "Maximum number of bytes for single entry to be held in the index cache",
+            self.max_item_size.clone(),
+        );
+    }
+
+    fn label(t: ItemType) -> TypeLabel {
+        TypeLabel {
+            item_type: t.as_str(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Bytes,
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<CacheKey, Entry>,
+    /// Recency order: the smallest tick is the least recently used.
+    order: BTreeMap<u64, CacheKey>,
+    tick: u64,
+    size: u64,
+}
+
+/// Configuration of the index cache (`--index-cache.config`; only `IN-MEMORY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexCacheConfig {
+    /// Total bytes held (keys, values and bookkeeping).
+    pub max_size: u64,
+    /// Largest single item cached.
+    pub max_item_size: u64,
+}
+
+impl IndexCacheConfig {
+    /// The configuration `--index-cache-size` gives: one item may take half the cache, as in
+    /// Thanos' defaults (250MB / 125MB).
+    pub fn with_size(max_size: u64) -> Self {
+        IndexCacheConfig {
+            max_size,
+            max_item_size: max_size / 2,
+        }
+    }
+
+    /// Parses Thanos' `--index-cache.config` YAML: `type: IN-MEMORY` with
+    /// `config: {max_size, max_item_size}`. Other types are refused by name.
+    pub fn from_yaml(yaml: &str) -> Result<Self, StoreError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            config: Option<RawInMemory>,
+            #[serde(default)]
+            enabled_items: Option<Vec<String>>,
+            #[serde(default)]
+            ttl: Option<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct RawInMemory {
+            max_size: Option<String>,
+            max_item_size: Option<String>,
+        }
+        let bad = |d: String| StoreError::Config(format!("--index-cache.config: {d}"));
+        let raw: Raw = serde_yaml_ng::from_str(yaml).map_err(|e| bad(e.to_string()))?;
+        let _ = (raw.enabled_items, raw.ttl);
+        match raw.kind.to_ascii_uppercase().as_str() {
+            "IN-MEMORY" | "INMEMORY" => {}
+            "MEMCACHED" | "REDIS" => {
+                return Err(bad(format!(
+                    "index cache type {} is not supported yet; use IN-MEMORY",
+                    raw.kind
+                )));
+            }
+            other => return Err(bad(format!("unknown index cache type {other:?}"))),
+        }
+        let c = raw.config.unwrap_or_default();
+        let parse = |what: &str, v: Option<String>, default: u64| -> Result<u64, StoreError> {
+            match v {
+                None => Ok(default),
+                Some(s) => s
+                    .parse::<ByteSize>()
+                    .map(|b| b.0)
+                    .map_err(|e| bad(format!("{what}: {e}"))),
+            }
+        };
+        let max_size = parse("max_size", c.max_size, 250 << 20)?;
+        let max_item_size = parse("max_item_size", c.max_item_size, 125 << 20)?;
+        if max_item_size > max_size {
+            return Err(bad(format!(
+                "max_item_size {max_item_size} is larger than max_size {max_size}"
+            )));
+        }
+        Ok(IndexCacheConfig {
+            max_size,
+            max_item_size,
+        })
+    }
+}
+
+/// A byte-bounded LRU of postings lists and series entries, shared by all blocks.
+#[derive(Debug)]
+pub struct IndexCache {
+    inner: Mutex<Inner>,
+    config: IndexCacheConfig,
+    metrics: CacheMetrics,
+}
+
+impl IndexCache {
+    /// A cache; its metrics are registered when `registry` is given.
+    pub fn new(config: IndexCacheConfig, registry: Option<&mut Registry>) -> Self {
+        let metrics = CacheMetrics::default();
+        if let Some(r) = registry {
+            metrics.register(r);
+        }
+        metrics.max_size.set(config.max_size as i64);
+        metrics.max_item_size.set(config.max_item_size as i64);
+        for t in [ItemType::Postings, ItemType::Series] {
+            let l = CacheMetrics::label(t);
+            for f in [
+                &metrics.requests,
+                &metrics.hits,
+                &metrics.added,
+                &metrics.evicted,
+                &metrics.overflowed,
+            ] {
+                let _ = f.get_or_create(&l);
+            }
+            for f in [&metrics.items, &metrics.items_size, &metrics.total_size] {
+                let _ = f.get_or_create(&l);
+            }
+        }
+        IndexCache {
+            inner: Mutex::new(Inner::default()),
+            config,
+            metrics,
+        }
+    }
+
+    /// Looks up `key`, counting a request and, if found, a hit.
+    pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        let l = CacheMetrics::label(key.item_type());
+        self.metrics.requests.get_or_create(&l).inc();
+        let mut g = self.inner.lock().expect("cache lock");
+        let inner = &mut *g;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let e = inner.map.get_mut(key)?;
+        inner.order.remove(&e.tick);
+        e.tick = tick;
+        inner.order.insert(tick, key.clone());
+        self.metrics.hits.get_or_create(&l).inc();
+        Some(e.value.clone())
+    }
+
+    /// Stores `value` under `key`, evicting the least recently used items to make room.
+    pub fn put(&self, key: CacheKey, value: Bytes) {
+        let t = key.item_type();
+        let l = CacheMetrics::label(t);
+        let size = entry_size(&key, &value);
+        if size > self.config.max_item_size || size > self.config.max_size {
+            self.metrics.overflowed.get_or_create(&l).inc();
+            return;
+        }
+        let mut g = self.inner.lock().expect("cache lock");
+        let inner = &mut *g;
+        if inner.map.contains_key(&key) {
+            return;
+        }
+        while inner.size + size > self.config.max_size {
+            let Some((_, victim)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some(e) = inner.map.remove(&victim) {
+                let vs = entry_size(&victim, &e.value);
+                inner.size -= vs;
+                let vl = CacheMetrics::label(victim.item_type());
+                self.metrics.evicted.get_or_create(&vl).inc();
+                self.metrics.items.get_or_create(&vl).dec();
+                self.metrics
+                    .items_size
+                    .get_or_create(&vl)
+                    .dec_by(e.value.len() as i64);
+                self.metrics.total_size.get_or_create(&vl).dec_by(vs as i64);
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.order.insert(tick, key.clone());
+        self.metrics.added.get_or_create(&l).inc();
+        self.metrics.items.get_or_create(&l).inc();
+        self.metrics
+            .items_size
+            .get_or_create(&l)
+            .inc_by(value.len() as i64);
+        self.metrics
+            .total_size
+            .get_or_create(&l)
+            .inc_by(size as i64);
+        inner.size += size;
+        inner.map.insert(key, Entry { value, tick });
+    }
+
+    /// Bytes currently held (keys, values and bookkeeping).
+    pub fn size(&self) -> u64 {
+        self.inner.lock().expect("cache lock").size
+    }
+
+    /// Number of items held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("cache lock").map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every item of a block (when the block is unloaded).
+    pub fn remove_block(&self, block: Ulid) {
+        let mut g = self.inner.lock().expect("cache lock");
+        let inner = &mut *g;
+        let victims: Vec<CacheKey> = inner
+            .map
+            .keys()
+            .filter(|k| match k {
+                CacheKey::Postings { block: b, .. } | CacheKey::Series { block: b, .. } => {
+                    *b == block
+                }
+            })
+            .cloned()
+            .collect();
+        for k in victims {
+            if let Some(e) = inner.map.remove(&k) {
+                inner.order.remove(&e.tick);
+                let s = entry_size(&k, &e.value);
+                inner.size -= s;
+                let l = CacheMetrics::label(k.item_type());
+                self.metrics.items.get_or_create(&l).dec();
+                self.metrics
+                    .items_size
+                    .get_or_create(&l)
+                    .dec_by(e.value.len() as i64);
+                self.metrics.total_size.get_or_create(&l).dec_by(s as i64);
+            }
+        }
+    }
+
+    /// `(requests, hits)` so far for an item type.
+    pub fn stats(&self, t: ItemType) -> (u64, u64) {
+        let l = CacheMetrics::label(t);
+        (
+            self.metrics.requests.get_or_create(&l).get(),
+            self.metrics.hits.get_or_create(&l).get(),
+        )
+    }
+}
+
+fn entry_size(key: &CacheKey, value: &Bytes) -> u64 {
+    key.size() + value.len() as u64 + ITEM_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pk(v: &str) -> CacheKey {
+        CacheKey::Postings {
+            block: Ulid::nil(),
+            name: "n".into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn evicts_least_recently_used_within_the_byte_budget() {
+        let item = entry_size(&pk("a"), &Bytes::from(vec![0u8; 100]));
+        let c = IndexCache::new(
+            IndexCacheConfig {
+                max_size: item * 3,
+                max_item_size: item * 2,
+            },
+            None,
+        );
+        for v in ["a", "b", "c"] {
+            c.put(pk(v), Bytes::from(vec![0u8; 100]));
+        }
+        assert_eq!(c.len(), 3);
+        // Touch "a" so "b" is the oldest.
+        assert!(c.get(&pk("a")).is_some());
+        c.put(pk("d"), Bytes::from(vec![0u8; 100]));
+        assert!(c.get(&pk("b")).is_none());
+        assert!(c.get(&pk("a")).is_some() && c.get(&pk("c")).is_some());
+        assert!(c.size() <= item * 3);
+        // Too big for one item: not cached.
+        c.put(pk("huge"), Bytes::from(vec![0u8; (item * 2) as usize]));
+        assert!(c.get(&pk("huge")).is_none());
+        let (req, hits) = c.stats(ItemType::Postings);
+        assert_eq!((req, hits), (5, 3));
+        c.remove_block(Ulid::nil());
+        assert_eq!((c.len(), c.size()), (0, 0));
+    }
+
+    #[test]
+    fn config_yaml() {
+        let c = IndexCacheConfig::from_yaml(
+            "type: IN-MEMORY\nconfig:\n  max_size: 1GB\n  max_item_size: 10MB\n",
+        )
+        .unwrap();
+        assert_eq!((c.max_size, c.max_item_size), (1 << 30, 10 << 20));
+        let e = IndexCacheConfig::from_yaml("type: MEMCACHED\nconfig: {}\n").unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(IndexCacheConfig::from_yaml("type: IN-MEMORY\nconfig:\n  max_size: x\n").is_err());
+        let d = IndexCacheConfig::from_yaml("type: in-memory\n").unwrap();
+        assert_eq!(d.max_size, 250 << 20);
+    }
+}

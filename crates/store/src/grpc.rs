@@ -1,0 +1,160 @@
+//! The gRPC face of the store gateway: `thanos.Store` and `thanos.info.Info` over a
+//! [`BucketStore`], and a server runner with Thanos' TLS options.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata_storepb::thanos::info::info_server::{Info, InfoServer};
+use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
+use strata_storepb::thanos::store_server::{Store, StoreServer};
+use strata_storepb::thanos::{
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
+    SeriesResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use crate::error::StoreError;
+use crate::store::BucketStore;
+
+/// Frames buffered between the series producer and the gRPC stream: enough to keep the
+/// connection busy, few enough that a slow client stalls the producer instead of growing
+/// memory.
+const SERIES_FRAMES_IN_FLIGHT: usize = 16;
+/// Largest request accepted (matchers, hints); Thanos clients send small ones.
+const MAX_REQUEST_BYTES: usize = 32 << 20;
+
+/// The Store and Info services over one store.
+#[derive(Debug, Clone)]
+pub struct StoreService {
+    store: Arc<BucketStore>,
+}
+
+impl StoreService {
+    pub fn new(store: Arc<BucketStore>) -> Self {
+        StoreService { store }
+    }
+}
+
+#[tonic::async_trait]
+impl Store for StoreService {
+    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let (tx, rx) = mpsc::channel(SERIES_FRAMES_IN_FLIGHT);
+        let store = self.store.clone();
+        let req = request.into_inner();
+        tokio::spawn(async move {
+            match store.series(req, &tx).await {
+                Ok(_) | Err(StoreError::Cancelled) => {}
+                Err(e) => {
+                    tracing::warn!(err = %e, "Series call failed");
+                    let _ = tx.send(Err(e.to_status())).await;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        self.store
+            .label_names(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        self.store
+            .label_values(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+}
+
+#[tonic::async_trait]
+impl Info for StoreService {
+    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(self.store.info()))
+    }
+}
+
+/// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
+/// `--grpc-server-tls-client-ca` configure it.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why the gRPC server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reading {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        what,
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Serves the Store and Info APIs on `listener` until `shutdown` completes, then drains
+/// in-flight calls.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<BucketStore>,
+    tls: Option<TlsFiles>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let mut builder = Server::builder();
+    if let Some(t) = &tls {
+        let identity = Identity::from_pem(
+            read("--grpc-server-tls-cert", &t.cert)?,
+            read("--grpc-server-tls-key", &t.key)?,
+        );
+        let mut cfg = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &t.client_ca {
+            cfg = cfg.client_ca_root(Certificate::from_pem(read(
+                "--grpc-server-tls-client-ca",
+                ca,
+            )?));
+        }
+        builder = builder.tls_config(cfg)?;
+    }
+    let svc = StoreService::new(store);
+    builder
+        .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(InfoServer::new(svc))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,1199 @@
+//! [`BucketStore`]: the Store API over every block of a bucket.
+//!
+//! A sync ([`BucketStore::sync_blocks`]) replaces the set of served blocks atomically; requests
+//! in flight keep the set they started with. A request selects blocks per external label set
+//! and resolution ([`BlockSet::blocks_for`], Thanos' `getFor`), selects series in each block
+//! concurrently ([`crate::query::block_series`]), merges the per-block sorted lists into one
+//! sorted stream (series with equal labels become one series with the chunks of all blocks),
+//! and then fetches chunks batch by batch as it streams the answer, so memory holds one batch
+//! of chunk data, not the answer.
+
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use prometheus_client::registry::Registry;
+use strata_model::{Labels, Matcher};
+use strata_objstore::Bucket;
+use strata_storepb::convert::{labels_from_model, matchers_to_model, pack_any, unpack_any};
+use strata_storepb::hintspb;
+use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
+use strata_storepb::thanos::{
+    Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch, SeriesRequest,
+    SeriesResponse, ZLabelSet, series_response,
+};
+use strata_tsdb::{ChunkRef, Encoding, RawChunk};
+use tokio::sync::{Semaphore, mpsc};
+use ulid::Ulid;
+
+use crate::block::{BucketBlock, FetchStats};
+use crate::cache::{IndexCache, IndexCacheConfig};
+use crate::error::StoreError;
+use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
+use crate::query::{BlockSeries, RequestLimits, SeriesQuery, block_series, split_ext_matchers};
+use crate::sync::{FilterConfig, MetaSyncer, Synced};
+
+/// Blocks whose series are selected at once for one request.
+const BLOCK_CONCURRENCY: usize = 32;
+/// Range requests to object storage in flight at once, over all requests. Unbounded,
+/// concurrent queries over many blocks multiply into hundreds of reads, each a blocking-pool
+/// thread on FILESYSTEM buckets (measured: 188 threads and about +17 MiB RSS for 4 clients
+/// over 120 blocks); beyond a few dozen, more parallel reads add memory, not throughput.
+pub const MAX_CONCURRENT_READS: usize = 16;
+/// Blocks whose chunks are fetched at once for one batch: each may read up to
+/// [`crate::block::MAX_MERGED`] bytes per request, so this bounds a request's read buffers.
+const CHUNK_FETCH_CONCURRENCY: usize = 4;
+/// Output series whose chunks are fetched in one round.
+const OUTPUT_BATCH: usize = 1_000;
+
+/// Per-request limits (`--store.limits.*`). Zero means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub request_series: u64,
+    pub request_samples: u64,
+    /// `--store.grpc.downloaded-bytes-limit`: bytes touched or fetched per request.
+    pub downloaded_bytes: u64,
+}
+
+/// Everything a [`BucketStore`] is configured with.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `--data-dir`: index-headers live in `<data-dir>/<ULID>/index-header`.
+    pub data_dir: PathBuf,
+    pub filter: FilterConfig,
+    pub index_cache: IndexCacheConfig,
+    pub limits: Limits,
+    /// `--store.grpc.series-max-concurrency`.
+    pub max_concurrency: usize,
+    /// `--block-sync-concurrency`: index-headers built at once.
+    pub block_sync_concurrency: usize,
+    /// `--block-meta-fetch-concurrency`.
+    pub meta_fetch_concurrency: usize,
+    /// `--store.enable-index-header-lazy-reader`: load index-headers on first use and release
+    /// idle ones; otherwise they are loaded (in the background) as soon as blocks are synced.
+    pub lazy_index_header: bool,
+    /// How long an index-header may stay unused before it is released (lazy mode).
+    pub idle_timeout: Duration,
+    /// `--chunk-pool-size`: chunk bytes held by all requests at once (0: unbounded). A request
+    /// waits for room before fetching a batch of chunks and frees it once the batch is sent,
+    /// so chunk memory under load is bounded by this, not by how much data queries touch.
+    pub chunk_pool_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Thanos' defaults, with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            filter: FilterConfig::default(),
+            index_cache: IndexCacheConfig::with_size(250 << 20),
+            limits: Limits::default(),
+            max_concurrency: 20,
+            block_sync_concurrency: 20,
+            meta_fetch_concurrency: 32,
+            lazy_index_header: false,
+            idle_timeout: Duration::from_secs(5 * 60),
+            chunk_pool_bytes: 2 << 30,
+        }
+    }
+}
+
+/// Blocks sharing one external label set, by resolution.
+#[derive(Debug, Clone)]
+struct Group {
+    ext: Labels,
+    /// Resolutions present, coarsest first.
+    resolutions: Vec<i64>,
+    /// Per resolution, blocks sorted by min time.
+    blocks: Vec<Vec<Arc<BucketBlock>>>,
+}
+
+/// The blocks served at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct BlockSet {
+    blocks: BTreeMap<Ulid, Arc<BucketBlock>>,
+    groups: Vec<Group>,
+}
+
+impl BlockSet {
+    fn new(blocks: BTreeMap<Ulid, Arc<BucketBlock>>) -> Self {
+        let mut by_ext: BTreeMap<Labels, BTreeMap<i64, Vec<Arc<BucketBlock>>>> = BTreeMap::new();
+        for b in blocks.values() {
+            by_ext
+                .entry(b.ext.clone())
+                .or_default()
+                .entry(b.meta.resolution())
+                .or_default()
+                .push(b.clone());
+        }
+        let groups = by_ext
+            .into_iter()
+            .map(|(ext, by_res)| {
+                let mut res: Vec<(i64, Vec<Arc<BucketBlock>>)> = by_res.into_iter().collect();
+                res.sort_by_key(|r| std::cmp::Reverse(r.0));
+                for (_, bs) in &mut res {
+                    bs.sort_by_key(|b| (b.meta.min_time, b.id));
+                }
+                Group {
+                    ext,
+                    resolutions: res.iter().map(|r| r.0).collect(),
+                    blocks: res.into_iter().map(|r| r.1).collect(),
+                }
+            })
+            .collect();
+        BlockSet { blocks, groups }
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Thanos' `getFor`: the blocks covering `[mint, maxt]` at the coarsest resolution not
+    /// above `max_res`, with gaps filled recursively from finer resolutions.
+    fn get_for(g: &Group, mint: i64, maxt: i64, max_res: i64, out: &mut Vec<Arc<BucketBlock>>) {
+        if mint > maxt {
+            return;
+        }
+        let Some(i) = g.resolutions.iter().position(|&r| r <= max_res) else {
+            return;
+        };
+        let finer = g.resolutions.get(i + 1).copied();
+        let mut start = mint;
+        for b in &g.blocks[i] {
+            // Blocks are half-open: [min_time, max_time).
+            if b.meta.max_time <= mint {
+                continue;
+            }
+            if b.meta.min_time > maxt {
+                break;
+            }
+            if let Some(f) = finer {
+                Self::get_for(g, start, b.meta.min_time - 1, f, out);
+            }
+            out.push(b.clone());
+            start = start.max(b.meta.max_time);
+        }
+        if let Some(f) = finer {
+            Self::get_for(g, start, maxt, f, out);
+        }
+    }
+
+    /// Blocks to query with the index matchers left after external-label matchers, which
+    /// select blocks instead.
+    fn blocks_for(
+        &self,
+        mint: i64,
+        maxt: i64,
+        max_res: i64,
+        matchers: &[Matcher],
+        block_matchers: &[Matcher],
+    ) -> Vec<(Arc<BucketBlock>, Vec<Matcher>)> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            let Some(rest) = split_ext_matchers(matchers, &g.ext) else {
+                continue;
+            };
+            let mut bs = Vec::new();
+            Self::get_for(g, mint, maxt, max_res, &mut bs);
+            for b in bs {
+                if !block_matchers.is_empty() && !block_matches(&b, block_matchers) {
+                    continue;
+                }
+                out.push((b, rest.clone()));
+            }
+        }
+        out
+    }
+
+    /// Blocks of every resolution overlapping `[mint, maxt]` (label calls).
+    fn overlapping(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+        block_matchers: &[Matcher],
+    ) -> Vec<(Arc<BucketBlock>, Vec<Matcher>)> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            let Some(rest) = split_ext_matchers(matchers, &g.ext) else {
+                continue;
+            };
+            for b in g.blocks.iter().flatten() {
+                if b.meta.min_time > maxt || b.meta.max_time <= mint {
+                    continue;
+                }
+                if !block_matchers.is_empty() && !block_matches(b, block_matchers) {
+                    continue;
+                }
+                out.push((b.clone(), rest.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Hints' block matchers see the external labels and `__block_id`.
+fn block_matches(b: &BucketBlock, ms: &[Matcher]) -> bool {
+    let id = b.id.to_string();
+    ms.iter().all(|m| {
+        let v = if m.name() == "__block_id" {
+            id.as_str()
+        } else {
+            b.ext.get(m.name()).unwrap_or("")
+        };
+        m.matches(v)
+    })
+}
+
+/// What a sync changed.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub loaded: usize,
+    pub added: Vec<Ulid>,
+    pub dropped: Vec<Ulid>,
+    pub states: BTreeMap<&'static str, usize>,
+}
+
+/// What a Series call did, for callers and tests.
+#[derive(Debug, Default)]
+pub struct SeriesOutcome {
+    pub series: usize,
+    pub chunks: usize,
+    pub blocks: Vec<Ulid>,
+    pub stats: Arc<FetchStats>,
+}
+
+/// The store gateway's Store API implementation over a bucket.
+#[derive(Debug)]
+pub struct BucketStore {
+    bucket: Bucket,
+    config: StoreConfig,
+    set: RwLock<Arc<BlockSet>>,
+    syncer: tokio::sync::Mutex<MetaSyncer>,
+    cache: Arc<IndexCache>,
+    metrics: StoreMetrics,
+    gate: Arc<Semaphore>,
+    /// Object storage reads in flight, over all requests (see [`MAX_CONCURRENT_READS`]).
+    reads: Arc<Semaphore>,
+    /// Permits are KiB of chunk data (see [`StoreConfig::chunk_pool_bytes`]).
+    chunk_pool: Option<Arc<Semaphore>>,
+    chunk_pool_kib: u32,
+}
+
+/// Where a Series call sends its frames.
+pub type SeriesSink = mpsc::Sender<Result<SeriesResponse, tonic::Status>>;
+
+impl BucketStore {
+    /// A store over `bucket`. Metrics go into `registry` when given. No IO happens here; call
+    /// [`BucketStore::sync_blocks`] before serving.
+    pub fn new(
+        bucket: Bucket,
+        config: StoreConfig,
+        registry: Option<&mut Registry>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StoreError::io("create directory", &config.data_dir, e))?;
+        let (metrics, cache) = match registry {
+            Some(r) => {
+                let m = StoreMetrics::register(r);
+                (m, IndexCache::new(config.index_cache, Some(r)))
+            }
+            None => (
+                StoreMetrics::unregistered(),
+                IndexCache::new(config.index_cache, None),
+            ),
+        };
+        let max = config.max_concurrency.max(1);
+        metrics.gate_max.set(max as i64);
+        let syncer = MetaSyncer::new(
+            bucket.clone(),
+            config.filter.clone(),
+            config.meta_fetch_concurrency,
+            metrics.clone(),
+        );
+        let chunk_pool_kib = (config.chunk_pool_bytes / 1024).clamp(1, u64::from(u32::MAX)) as u32;
+        let chunk_pool = (config.chunk_pool_bytes > 0)
+            .then(|| Arc::new(Semaphore::new(chunk_pool_kib as usize)));
+        Ok(BucketStore {
+            reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+            chunk_pool,
+            chunk_pool_kib,
+            bucket,
+            config,
+            set: RwLock::new(Arc::new(BlockSet::default())),
+            syncer: tokio::sync::Mutex::new(syncer),
+            cache: Arc::new(cache),
+            metrics,
+            gate: Arc::new(Semaphore::new(max)),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
+    /// The blocks served now.
+    pub fn blocks(&self) -> Arc<BlockSet> {
+        self.set.read().expect("block set lock").clone()
+    }
+
+    /// ULIDs of the blocks served now.
+    pub fn block_ids(&self) -> Vec<Ulid> {
+        self.blocks().blocks.keys().copied().collect()
+    }
+
+    /// Index-headers currently held in memory.
+    pub fn loaded_headers(&self) -> usize {
+        self.blocks()
+            .blocks
+            .values()
+            .filter(|b| b.header_loaded())
+            .count()
+    }
+
+    /// Syncs the served blocks with the bucket. New blocks are served at once; their
+    /// index-headers are built (or loaded, without the lazy reader) in the background.
+    pub async fn sync_blocks(self: &Arc<Self>) -> Result<SyncReport, StoreError> {
+        let Synced { metas, states } = self.syncer.lock().await.sync().await?;
+        let old = self.blocks();
+        let mut next = BTreeMap::new();
+        let mut added = Vec::new();
+        for (id, meta) in metas {
+            match old.blocks.get(&id) {
+                Some(b) => {
+                    next.insert(id, b.clone());
+                }
+                None => {
+                    let b = Arc::new(BucketBlock::new(
+                        meta,
+                        self.bucket.clone(),
+                        &self.config.data_dir,
+                        self.cache.clone(),
+                        self.metrics.clone(),
+                        self.reads.clone(),
+                    ));
+                    added.push(b.clone());
+                    next.insert(id, b);
+                }
+            }
+        }
+        let dropped: Vec<Ulid> = old
+            .blocks
+            .keys()
+            .filter(|id| !next.contains_key(id))
+            .copied()
+            .collect();
+        let report = SyncReport {
+            loaded: next.len(),
+            added: added.iter().map(|b| b.id).collect(),
+            dropped: dropped.clone(),
+            states,
+        };
+        self.metrics.block_loads.inc_by(added.len() as u64);
+        self.metrics.block_drops.inc_by(dropped.len() as u64);
+        self.metrics.blocks_loaded.set(next.len() as i64);
+        *self.set.write().expect("block set lock") = Arc::new(BlockSet::new(next));
+        for id in &dropped {
+            self.cache.remove_block(*id);
+            let dir = self.config.data_dir.join(id.to_string());
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(block = %id, err = %e, "removing the local files of a dropped block");
+            }
+        }
+        self.remove_stale_dirs();
+        if !added.is_empty() {
+            let store = self.clone();
+            tokio::spawn(async move { store.prepare_blocks(added).await });
+        }
+        Ok(report)
+    }
+
+    /// Builds index-headers of new blocks (and loads them, without the lazy reader). A block
+    /// whose header cannot be built is logged and counted, and stays listed: a query that needs
+    /// it retries, and reports it if it fails again.
+    async fn prepare_blocks(&self, blocks: Vec<Arc<BucketBlock>>) {
+        let lazy = self.config.lazy_index_header;
+        futures::stream::iter(blocks)
+            .for_each_concurrent(self.config.block_sync_concurrency.max(1), |b| async move {
+                let res = if lazy {
+                    b.ensure_header_file().await
+                } else {
+                    b.header().await.map(|_| ())
+                };
+                if let Err(e) = res {
+                    self.metrics.block_load_failures.inc();
+                    tracing::warn!(block = %b.id, err = %e, "preparing block failed; it is skipped until a query needs it");
+                }
+            })
+            .await;
+    }
+
+    /// Waits until every served block has its index-header built (and loaded, without the lazy
+    /// reader). For tests and benchmarks that want a warm store.
+    pub async fn prepare_all(&self) {
+        let blocks: Vec<Arc<BucketBlock>> = self.blocks().blocks.values().cloned().collect();
+        self.prepare_blocks(blocks).await;
+    }
+
+    fn remove_stale_dirs(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.config.data_dir) else {
+            return;
+        };
+        let set = self.blocks();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| Ulid::from_string(n).ok()) else {
+                continue;
+            };
+            if !set.blocks.contains_key(&id) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Releases index-headers unused for the idle timeout (lazy mode only). Returns how many.
+    pub fn release_idle(&self) -> usize {
+        if !self.config.lazy_index_header {
+            return 0;
+        }
+        let idle = self.config.idle_timeout.as_millis() as i64;
+        self.blocks()
+            .blocks
+            .values()
+            .filter(|b| b.release_if_idle(idle))
+            .count()
+    }
+
+    /// The Info API answer: component `store`, time range and external label sets.
+    pub fn info(&self) -> InfoResponse {
+        let set = self.blocks();
+        let mut per_ext: BTreeMap<&Labels, (i64, i64)> = BTreeMap::new();
+        for b in set.blocks.values() {
+            let e = per_ext.entry(&b.ext).or_insert((i64::MAX, i64::MIN));
+            e.0 = e.0.min(b.meta.min_time);
+            e.1 = e.1.max(b.meta.max_time);
+        }
+        let (fmin, fmax) = self.config.filter.time_range(crate::sync::now_ms());
+        let clamp = |(a, b): (i64, i64)| (a.max(fmin), b.min(fmax));
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        let mut label_sets = Vec::new();
+        let mut tsdb_infos = Vec::new();
+        for (ext, range) in &per_ext {
+            let (a, b) = clamp(*range);
+            min_time = min_time.min(a);
+            max_time = max_time.max(b);
+            let zl = ZLabelSet {
+                labels: labels_from_model(ext),
+            };
+            label_sets.push(zl.clone());
+            tsdb_infos.push(TsdbInfo {
+                labels: Some(zl),
+                min_time: a,
+                max_time: b,
+            });
+        }
+        InfoResponse {
+            label_sets,
+            component_type: "store".into(),
+            store: Some(StoreInfo {
+                min_time,
+                max_time,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos,
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_series: self.config.limits.request_series,
+            max_samples: self.config.limits.request_samples,
+            max_bytes: self.config.limits.downloaded_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// Serves one Series call, sending frames to `sink`. An error is returned (not sent) so the
+    /// caller decides how to report it.
+    pub async fn series(
+        &self,
+        req: SeriesRequest,
+        sink: &SeriesSink,
+    ) -> Result<SeriesOutcome, StoreError> {
+        let gate_start = Instant::now();
+        let _permit = self
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Cancelled)?;
+        self.metrics
+            .gate_duration
+            .observe(gate_start.elapsed().as_secs_f64());
+        self.metrics.gate_in_flight.inc();
+        let res = self.series_inner(req, sink).await;
+        self.metrics.gate_in_flight.dec();
+        if let Err(StoreError::ResourceExhausted(msg)) = &res {
+            let reason = if msg.contains("series limit") {
+                "series"
+            } else if msg.contains("bytes limit") {
+                "bytes"
+            } else {
+                "chunks"
+            };
+            self.metrics
+                .queries_dropped
+                .get_or_create(&Reason { reason })
+                .inc();
+        }
+        res
+    }
+
+    async fn series_inner(
+        &self,
+        req: SeriesRequest,
+        sink: &SeriesSink,
+    ) -> Result<SeriesOutcome, StoreError> {
+        let matchers = matchers_to_model(&req.matchers)?;
+        let hints: Option<hintspb::SeriesRequestHints> = req
+            .hints
+            .as_ref()
+            .map(unpack_any::<hintspb::SeriesRequestHints>)
+            .transpose()?;
+        let block_matchers = match &hints {
+            Some(h) => matchers_to_model(&h.block_matchers)?,
+            None => Vec::new(),
+        };
+        let mut aggrs = Vec::new();
+        for &a in &req.aggregates {
+            aggrs.push(
+                Aggr::try_from(a)
+                    .map_err(|_| StoreError::InvalidArgument(format!("unknown aggregate {a}")))?,
+            );
+        }
+        let abort = req.partial_response_disabled
+            || req.partial_response_strategy == PartialResponseStrategy::Abort as i32;
+        let set = self.blocks();
+        let selected = set.blocks_for(
+            req.min_time,
+            req.max_time,
+            req.max_resolution_window,
+            &matchers,
+            &block_matchers,
+        );
+        let mut outcome = SeriesOutcome {
+            blocks: selected.iter().map(|(b, _)| b.id).collect(),
+            ..Default::default()
+        };
+        self.metrics
+            .series_blocks_queried
+            .observe(selected.len() as f64);
+        let limits = self.request_limits();
+        let stats = outcome.stats.clone();
+        let start = Instant::now();
+        let per_block: Vec<BlockResult> = futures::stream::iter(selected)
+            .map(|(b, ms)| {
+                let limits = &limits;
+                let stats = &stats;
+                let strip = &req.without_replica_labels;
+                async move {
+                    let q = SeriesQuery {
+                        matchers: &ms,
+                        min_time: req.min_time,
+                        max_time: req.max_time,
+                        strip,
+                        count_chunks: !req.skip_chunks,
+                        limits,
+                        stats,
+                    };
+                    let r = block_series(&b, &q).await;
+                    (b, r)
+                }
+            })
+            .buffered(BLOCK_CONCURRENCY)
+            .collect()
+            .await;
+        let mut blocks = Vec::new();
+        let mut lists = Vec::new();
+        for (b, r) in per_block {
+            match r {
+                Ok(l) => {
+                    blocks.push(b);
+                    lists.push(l);
+                }
+                Err(e @ StoreError::CorruptBlock { .. }) if !abort => {
+                    tracing::warn!(block = %b.id, err = %e, "skipping a corrupt block in a Series call");
+                    self.metrics.block_load_failures.inc();
+                    send(sink, SeriesResponse::warning(e.to_string())).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.metrics
+            .series_get_all_duration
+            .observe(start.elapsed().as_secs_f64());
+
+        let merge_start = Instant::now();
+        let mut merged = merge_sorted(&lists);
+        if req.limit > 0 && merged.len() as u64 > req.limit as u64 {
+            merged.truncate(req.limit as usize);
+        }
+        let batch_size = req.response_batch_size.max(1) as usize;
+        let mut pending: Vec<Series> = Vec::new();
+        for batch in merged.chunks(OUTPUT_BATCH) {
+            // Room in the chunk pool for this batch, held until its frames are sent.
+            let _room = match (&self.chunk_pool, req.skip_chunks) {
+                (Some(pool), false) => {
+                    let bytes: u64 = batch
+                        .iter()
+                        .flat_map(|m| &m.parts)
+                        .map(|&(bi, si)| {
+                            lists[bi][si].chunks.len() as u64 * blocks[bi].chunk_estimate()
+                        })
+                        .sum();
+                    let kib = (bytes / 1024 + 1).min(u64::from(self.chunk_pool_kib)) as u32;
+                    Some(
+                        pool.clone()
+                            .acquire_many_owned(kib)
+                            .await
+                            .map_err(|_| StoreError::Cancelled)?,
+                    )
+                }
+                _ => None,
+            };
+            let chunks = if req.skip_chunks {
+                None
+            } else {
+                let c = self
+                    .fetch_batch_chunks(batch, &blocks, &lists, &stats)
+                    .await?;
+                limits.check_bytes(&stats)?;
+                Some(c)
+            };
+            for (k, m) in batch.iter().enumerate() {
+                let labels = lists[m.parts[0].0][m.parts[0].1].labels.clone();
+                let mut out_chunks = Vec::new();
+                if let Some(chunks) = &chunks {
+                    for (j, raw) in chunks[k].iter() {
+                        out_chunks.push(aggr_chunk(*j, raw, &aggrs, blocks[j.block].id)?);
+                    }
+                    out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
+                    out_chunks.dedup();
+                }
+                outcome.chunks += out_chunks.len();
+                outcome.series += 1;
+                let s = Series {
+                    labels: labels_from_model(&labels),
+                    chunks: out_chunks,
+                };
+                if batch_size <= 1 {
+                    send(sink, SeriesResponse::series(s)).await?;
+                } else {
+                    pending.push(s);
+                    if pending.len() >= batch_size {
+                        send(sink, batch_frame(std::mem::take(&mut pending))).await?;
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            send(sink, batch_frame(pending)).await?;
+        }
+        self.metrics
+            .series_merge_duration
+            .observe(merge_start.elapsed().as_secs_f64());
+        self.metrics
+            .series_result_series
+            .observe(outcome.series as f64);
+        self.observe_stats(&stats);
+        if let Some(h) = &hints {
+            let mut rh = hintspb::SeriesResponseHints {
+                queried_blocks: blocks
+                    .iter()
+                    .map(|b| hintspb::Block {
+                        id: b.id.to_string(),
+                    })
+                    .collect(),
+                query_stats: None,
+            };
+            if h.enable_query_stats {
+                rh.query_stats = Some(query_stats(&stats, blocks.len(), &outcome));
+            }
+            send(sink, SeriesResponse::hints(pack_any(&rh))).await?;
+        }
+        Ok(outcome)
+    }
+
+    fn observe_stats(&self, s: &FetchStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        for (d, touched, tbytes, fetched, fbytes) in [
+            (
+                POSTINGS,
+                &s.postings_touched,
+                &s.postings_touched_bytes,
+                &s.postings_fetched,
+                &s.postings_fetched_bytes,
+            ),
+            (
+                SERIES,
+                &s.series_touched,
+                &s.series_touched_bytes,
+                &s.series_fetched,
+                &s.series_fetched_bytes,
+            ),
+            (
+                CHUNKS,
+                &s.chunks_touched,
+                &s.chunks_touched_bytes,
+                &s.chunks_fetched,
+                &s.chunks_fetched_bytes,
+            ),
+        ] {
+            m.series_data_touched
+                .get_or_create(&d)
+                .observe(touched.load(Relaxed) as f64);
+            m.series_data_size_touched
+                .get_or_create(&d)
+                .observe(tbytes.load(Relaxed) as f64);
+            m.series_data_fetched
+                .get_or_create(&d)
+                .observe(fetched.load(Relaxed) as f64);
+            m.series_data_size_fetched
+                .get_or_create(&d)
+                .observe(fbytes.load(Relaxed) as f64);
+        }
+    }
+
+    /// Fetches the chunks of a batch of merged series: per block, one batch of range reads.
+    async fn fetch_batch_chunks(
+        &self,
+        batch: &[Merged],
+        blocks: &[Arc<BucketBlock>],
+        lists: &[Vec<BlockSeries>],
+        stats: &FetchStats,
+    ) -> Result<Vec<Vec<(ChunkLoc, RawChunk)>>, StoreError> {
+        // Per block: the chunk refs wanted and where each goes.
+        let mut wanted: BTreeMap<usize, (Vec<ChunkRef>, Vec<Dest>)> = BTreeMap::new();
+        for (k, m) in batch.iter().enumerate() {
+            for &(bi, si) in &m.parts {
+                let w = wanted.entry(bi).or_default();
+                for c in &lists[bi][si].chunks {
+                    w.0.push(c.chunk_ref);
+                    w.1.push((
+                        k,
+                        ChunkLoc {
+                            block: bi,
+                            min_time: c.min_time,
+                            max_time: c.max_time,
+                        },
+                    ));
+                }
+            }
+        }
+        let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
+            futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
+                let b = blocks[bi].clone();
+                async move {
+                    let chunks = b.fetch_chunks(&refs, stats).await?;
+                    Ok::<_, StoreError>((dest, chunks))
+                }
+            }))
+            .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = vec![Vec::new(); batch.len()];
+        for (dest, chunks) in fetched {
+            for ((k, loc), c) in dest.into_iter().zip(chunks) {
+                out[k].push((loc, c));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Serves LabelNames.
+    pub async fn label_names(
+        &self,
+        req: LabelNamesRequest,
+    ) -> Result<LabelNamesResponse, StoreError> {
+        let matchers = matchers_to_model(&req.matchers)?;
+        let hints: Option<hintspb::LabelNamesRequestHints> = req
+            .hints
+            .as_ref()
+            .map(unpack_any::<hintspb::LabelNamesRequestHints>)
+            .transpose()?;
+        let block_matchers = match &hints {
+            Some(h) => matchers_to_model(&h.block_matchers)?,
+            None => Vec::new(),
+        };
+        let set = self.blocks();
+        let selected = set.overlapping(req.start, req.end, &matchers, &block_matchers);
+        let limits = self.request_limits();
+        let stats = FetchStats::default();
+        let mut names = BTreeSet::new();
+        let results: Vec<Result<BTreeSet<String>, StoreError>> =
+            futures::stream::iter(selected.iter().cloned())
+                .map(|(b, ms)| {
+                    let (limits, stats) = (&limits, &stats);
+                    let strip = &req.without_replica_labels;
+                    async move {
+                        let mut out = BTreeSet::new();
+                        if ms.is_empty() {
+                            let h = b.header().await?;
+                            out.extend(h.label_names().map(str::to_string));
+                            out.extend(b.ext.iter().map(|l| l.name.clone()));
+                        } else {
+                            let q = SeriesQuery {
+                                matchers: &ms,
+                                min_time: req.start,
+                                max_time: req.end,
+                                strip,
+                                count_chunks: false,
+                                limits,
+                                stats,
+                            };
+                            for s in block_series(&b, &q).await? {
+                                out.extend(s.labels.iter().map(|l| l.name.clone()));
+                            }
+                        }
+                        Ok(out)
+                    }
+                })
+                .buffered(BLOCK_CONCURRENCY)
+                .collect()
+                .await;
+        let warnings = merge_block_results(results, &mut names)?;
+        for s in &req.without_replica_labels {
+            names.remove(s);
+        }
+        let mut names: Vec<String> = names.into_iter().collect();
+        if req.limit > 0 {
+            names.truncate(req.limit as usize);
+        }
+        Ok(LabelNamesResponse {
+            names,
+            warnings,
+            hints: hints.map(|_| {
+                pack_any(&hintspb::LabelNamesResponseHints {
+                    queried_blocks: queried_blocks(&selected),
+                })
+            }),
+        })
+    }
+
+    /// Serves LabelValues.
+    pub async fn label_values(
+        &self,
+        req: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, StoreError> {
+        if req.label.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "LabelValues needs a label name".into(),
+            ));
+        }
+        let matchers = matchers_to_model(&req.matchers)?;
+        let hints: Option<hintspb::LabelValuesRequestHints> = req
+            .hints
+            .as_ref()
+            .map(unpack_any::<hintspb::LabelValuesRequestHints>)
+            .transpose()?;
+        let block_matchers = match &hints {
+            Some(h) => matchers_to_model(&h.block_matchers)?,
+            None => Vec::new(),
+        };
+        let name = req.label.clone();
+        if req.without_replica_labels.contains(&name) {
+            return Ok(LabelValuesResponse::default());
+        }
+        let set = self.blocks();
+        let selected = set.overlapping(req.start, req.end, &matchers, &block_matchers);
+        let limits = self.request_limits();
+        let stats = FetchStats::default();
+        let results: Vec<Result<BTreeSet<String>, StoreError>> =
+            futures::stream::iter(selected.iter().cloned())
+                .map(|(b, ms)| {
+                    let (limits, stats, name) = (&limits, &stats, &name);
+                    let strip = &req.without_replica_labels;
+                    async move {
+                        let mut out = BTreeSet::new();
+                        if ms.is_empty() {
+                            if let Some(v) = b.ext.get(name) {
+                                out.insert(v.to_string());
+                            } else {
+                                let h = b.header().await?;
+                                let n = name.clone();
+                                let vals =
+                                    crate::error::blocking(move || h.label_values(&n)).await??;
+                                out.extend(vals);
+                            }
+                        } else {
+                            let q = SeriesQuery {
+                                matchers: &ms,
+                                min_time: req.start,
+                                max_time: req.end,
+                                strip,
+                                count_chunks: false,
+                                limits,
+                                stats,
+                            };
+                            for s in block_series(&b, &q).await? {
+                                if let Some(v) = s.labels.get(name) {
+                                    out.insert(v.to_string());
+                                }
+                            }
+                        }
+                        Ok(out)
+                    }
+                })
+                .buffered(BLOCK_CONCURRENCY)
+                .collect()
+                .await;
+        let mut values = BTreeSet::new();
+        let warnings = merge_block_results(results, &mut values)?;
+        let mut values: Vec<String> = values.into_iter().collect();
+        if req.limit > 0 {
+            values.truncate(req.limit as usize);
+        }
+        Ok(LabelValuesResponse {
+            values,
+            warnings,
+            hints: hints.map(|_| {
+                pack_any(&hintspb::LabelValuesResponseHints {
+                    queried_blocks: queried_blocks(&selected),
+                })
+            }),
+        })
+    }
+}
+
+/// The hints' list of the blocks a label call read.
+fn queried_blocks(selected: &[(Arc<BucketBlock>, Vec<Matcher>)]) -> Vec<hintspb::Block> {
+    selected
+        .iter()
+        .map(|(b, _)| hintspb::Block {
+            id: b.id.to_string(),
+        })
+        .collect()
+}
+
+/// Folds per-block label sets into `into`: a corrupt block becomes a warning naming it, any
+/// other error fails the request.
+fn merge_block_results(
+    results: Vec<Result<BTreeSet<String>, StoreError>>,
+    into: &mut BTreeSet<String>,
+) -> Result<Vec<String>, StoreError> {
+    let mut warnings = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => into.extend(v),
+            Err(e @ StoreError::CorruptBlock { .. }) => warnings.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(warnings)
+}
+
+async fn send(sink: &SeriesSink, r: SeriesResponse) -> Result<(), StoreError> {
+    sink.send(Ok(r)).await.map_err(|_| StoreError::Cancelled)
+}
+
+fn batch_frame(series: Vec<Series>) -> SeriesResponse {
+    SeriesResponse {
+        result: Some(series_response::Result::Batch(SeriesBatch { series })),
+    }
+}
+
+/// One output series: where its parts are, as `(block index, series index)`.
+#[derive(Debug)]
+struct Merged {
+    parts: Vec<(usize, usize)>,
+}
+
+/// One block's series for a request, or why the block failed.
+type BlockResult = (Arc<BucketBlock>, Result<Vec<BlockSeries>, StoreError>);
+/// Where a fetched chunk goes: output series index in the batch, and its origin.
+type Dest = (usize, ChunkLoc);
+
+/// Where a fetched chunk came from.
+#[derive(Debug, Clone, Copy)]
+struct ChunkLoc {
+    block: usize,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// Merges per-block lists sorted by labels into one sorted list; equal label sets from
+/// different blocks become one series.
+fn merge_sorted(lists: &[Vec<BlockSeries>]) -> Vec<Merged> {
+    #[derive(PartialEq, Eq)]
+    struct Head<'a> {
+        labels: &'a Labels,
+        block: usize,
+        i: usize,
+    }
+    impl Ord for Head<'_> {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            // Reversed: BinaryHeap is a max-heap.
+            o.labels.cmp(self.labels).then(o.block.cmp(&self.block))
+        }
+    }
+    impl PartialOrd for Head<'_> {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    let mut heap = BinaryHeap::new();
+    for (b, l) in lists.iter().enumerate() {
+        if let Some(s) = l.first() {
+            heap.push(Head {
+                labels: &s.labels,
+                block: b,
+                i: 0,
+            });
+        }
+    }
+    let mut out: Vec<Merged> = Vec::new();
+    let mut last: Option<&Labels> = None;
+    while let Some(h) = heap.pop() {
+        if last == Some(h.labels) {
+            out.last_mut().expect("last").parts.push((h.block, h.i));
+        } else {
+            out.push(Merged {
+                parts: vec![(h.block, h.i)],
+            });
+            last = Some(h.labels);
+        }
+        if let Some(s) = lists[h.block].get(h.i + 1) {
+            heap.push(Head {
+                labels: &s.labels,
+                block: h.block,
+                i: h.i + 1,
+            });
+        }
+    }
+    out
+}
+
+/// The wire chunk for a raw chunk: raw encodings go to `raw` unchanged; Thanos' aggregate
+/// chunks (downsampled blocks) are split and the requested aggregates filled.
+fn aggr_chunk(
+    loc: ChunkLoc,
+    raw: &RawChunk,
+    aggrs: &[Aggr],
+    block: Ulid,
+) -> Result<AggrChunk, StoreError> {
+    let mut out = AggrChunk {
+        min_time: loc.min_time,
+        max_time: loc.max_time,
+        ..Default::default()
+    };
+    match raw.encoding {
+        Encoding::Xor | Encoding::Histogram | Encoding::FloatHistogram => {
+            out.raw = Some(Chunk::from_raw(raw)?);
+        }
+        Encoding::ThanosAggr => {
+            let parts = split_aggr_chunk(&raw.data).map_err(|d| StoreError::CorruptBlock {
+                block,
+                detail: format!("aggregate chunk: {d}"),
+            })?;
+            for a in aggrs {
+                let (slot, idx) = match a {
+                    Aggr::Count => (&mut out.count, 0),
+                    Aggr::Sum => (&mut out.sum, 1),
+                    Aggr::Min => (&mut out.min, 2),
+                    Aggr::Max => (&mut out.max, 3),
+                    Aggr::Counter => (&mut out.counter, 4),
+                    Aggr::Raw => continue,
+                };
+                let Some(c) = &parts[idx] else {
+                    return Err(StoreError::CorruptBlock {
+                        block,
+                        detail: format!(
+                            "aggregate {} does not exist in a downsampled chunk",
+                            a.as_str_name()
+                        ),
+                    });
+                };
+                *slot = Some(Chunk::from_raw(c)?);
+            }
+        }
+        other => {
+            return Err(StoreError::CorruptBlock {
+                block,
+                detail: format!("chunk encoding {other} cannot be served over the Store API"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Splits Thanos' aggregate chunk (`pkg/compact/downsample/aggr.go`): for count, sum, min,
+/// max and counter in that order, `uvarint len` then, when `len > 0`, an encoding byte and
+/// `len` bytes of chunk data.
+pub fn split_aggr_chunk(data: &bytes::Bytes) -> Result<[Option<RawChunk>; 5], String> {
+    let mut out: [Option<RawChunk>; 5] = Default::default();
+    let mut at = 0usize;
+    for slot in &mut out {
+        let (len, n) =
+            strata_tsdb::encoding::read_uvarint(&data[at..]).map_err(|e| e.to_string())?;
+        at += n;
+        if len == 0 {
+            continue;
+        }
+        let len = len as usize;
+        if at + 1 + len > data.len() {
+            return Err(format!("sub-chunk of {len} bytes runs past the end"));
+        }
+        *slot = Some(RawChunk::new(
+            Encoding::from_u8(data[at]),
+            data.slice(at + 1..at + 1 + len),
+        ));
+        at += 1 + len;
+    }
+    Ok(out)
+}
+
+fn query_stats(s: &FetchStats, blocks: usize, o: &SeriesOutcome) -> hintspb::QueryStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as i64;
+    hintspb::QueryStats {
+        blocks_queried: blocks as i64,
+        merged_series_count: o.series as i64,
+        merged_chunks_count: o.chunks as i64,
+        postings_touched: g(&s.postings_touched),
+        postings_touched_size_sum: g(&s.postings_touched_bytes),
+        postings_to_fetch: g(&s.postings_fetched),
+        postings_fetched: g(&s.postings_fetched),
+        postings_fetched_size_sum: g(&s.postings_fetched_bytes),
+        postings_fetch_count: g(&s.postings_fetch_count),
+        series_touched: g(&s.series_touched),
+        series_touched_size_sum: g(&s.series_touched_bytes),
+        series_fetched: g(&s.series_fetched),
+        series_fetched_size_sum: g(&s.series_fetched_bytes),
+        series_fetch_count: g(&s.series_fetch_count),
+        chunks_touched: g(&s.chunks_touched),
+        chunks_touched_size_sum: g(&s.chunks_touched_bytes),
+        chunks_fetched: g(&s.chunks_fetched),
+        chunks_fetched_size_sum: g(&s.chunks_fetched_bytes),
+        chunks_fetch_count: g(&s.chunks_fetch_count),
+        data_downloaded_size_sum: s.bytes_fetched() as i64,
+        get_all_duration: None,
+        merge_duration: None,
+    }
+}

@@ -1,0 +1,61 @@
+//! The Thanos Store API and Info API, byte-compatible on the wire.
+//!
+//! This crate owns the protocol: the `.proto` files under `proto/` (written for Strata from the
+//! wire facts of Thanos' `pkg/store/storepb`, `pkg/store/labelpb`, `pkg/store/hintspb` and
+//! `pkg/info/infopb`), the Rust code generated from them at build time by prost and tonic, and
+//! the conversions between wire messages and Strata's own types ([`convert`]).
+//!
+//! - [`thanos`]: package `thanos`: the `Store` service (`/thanos.Store/Series`, `LabelNames`,
+//!   `LabelValues`), `SeriesRequest`, `SeriesResponse` (`series | warning | hints | batch`),
+//!   `Series`, `AggrChunk`, `Chunk`, `LabelMatcher`, `Label`, `LabelSet`, `ZLabelSet`, …
+//! - [`thanos::info`]: package `thanos.info`: the `Info` service and `InfoResponse`,
+//!   `StoreInfo`, `TsdbInfo`.
+//! - [`hintspb`]: package `hintspb`: hints carried in `google.protobuf.Any` with type URLs
+//!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
+//!
+//! **Architecture invariants.**
+//! - Package names, message names, field numbers and enum values are the Thanos wire contract
+//!   and never change; `tests/wire.rs` pins them with hand-encoded bytes.
+//! - No IO and no server logic: this crate is shared by the store gateway, and later the
+//!   sidecar and querier, which must all speak exactly the same messages.
+//! - The `.proto` files are compiled by `protox` (pure Rust), so no `protoc` is needed to build.
+
+#![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+
+pub mod convert;
+
+/// Package `thanos`: the Store API, its data types and the label messages.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
+pub mod thanos {
+    include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
+
+    /// Package `thanos.info`: the Info API.
+    #[allow(
+        missing_docs,
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::all
+    )]
+    pub mod info {
+        include!(concat!(env!("OUT_DIR"), "/thanos.info.rs"));
+    }
+}
+
+/// Package `hintspb`: store hints sent inside `google.protobuf.Any`.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
+pub mod hintspb {
+    include!(concat!(env!("OUT_DIR"), "/hintspb.rs"));
+}
+
+pub use convert::ConvertError;
+pub use prost_types::Any;

@@ -1,0 +1,217 @@
+//! `strata store`: the store gateway. Builds a [`BucketStore`] from the flags, serves the Store
+//! and Info APIs over gRPC and the probes and metrics over HTTP, syncs blocks periodically.
+//!
+//! Readiness (`/-/ready`) follows the first successful block sync: metas only, so a bucket of
+//! many blocks is ready in seconds; index-headers are built in the background after that. A
+//! failing first sync is retried (with the reason on `/-/ready`) rather than exiting, so a
+//! store gateway started during an object storage outage recovers by itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use prometheus_client::registry::Registry;
+use strata_block::relabel::parse_relabel_configs;
+use strata_objstore::{Bucket, BucketMetrics};
+use strata_runtime::http::{Listener, base_router};
+use strata_runtime::{Prober, Shutdown};
+use strata_store::cache::IndexCacheConfig;
+use strata_store::grpc::{TlsFiles, serve};
+use strata_store::sync::FilterConfig;
+use strata_store::{BucketStore, Limits, StoreConfig};
+
+use crate::cli::common::TlsVersion;
+use crate::cli::store::StoreArgs;
+
+/// How often idle index-headers are looked for (with the lazy reader).
+const IDLE_CHECK: Duration = Duration::from_secs(60);
+/// Delay between attempts of a failing first sync.
+const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(5);
+
+/// The store's configuration from its flags.
+pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
+    let index_cache = match args.index_cache.source().load()? {
+        Some(yaml) if !yaml.trim().is_empty() => {
+            IndexCacheConfig::from_yaml(&yaml).context("parsing --index-cache.config[-file]")?
+        }
+        _ => IndexCacheConfig::with_size(args.index_cache_size.0),
+    };
+    let relabel = match args.selector_relabel.source().load()? {
+        Some(yaml) => {
+            parse_relabel_configs(&yaml).context("parsing --selector.relabel-config[-file]")?
+        }
+        None => Vec::new(),
+    };
+    if args.block_sync_concurrency == 0 {
+        bail!("--block-sync-concurrency must be at least 1");
+    }
+    if args.series_max_concurrency == 0 {
+        bail!("--store.grpc.series-max-concurrency must be at least 1");
+    }
+    let pick = |new: u64, old: u64| if new > 0 { new } else { old };
+    Ok(StoreConfig {
+        data_dir: args.data_dir.clone().into(),
+        filter: FilterConfig {
+            min_time: args.time_range.min_time,
+            max_time: args.time_range.max_time,
+            relabel,
+            consistency_delay: args.consistency_delay.to_std(),
+            ignore_deletion_marks_delay: args.ignore_deletion_marks_delay.to_std(),
+        },
+        index_cache,
+        limits: Limits {
+            request_series: pick(args.store_limits.request_series, args.touched_series_limit),
+            request_samples: pick(args.store_limits.request_samples, args.series_sample_limit),
+            downloaded_bytes: args.downloaded_bytes_limit.0,
+        },
+        max_concurrency: args.series_max_concurrency,
+        block_sync_concurrency: args.block_sync_concurrency,
+        meta_fetch_concurrency: args.block_meta_fetch_concurrency.max(1),
+        lazy_index_header: args.enable_index_header_lazy_reader(),
+        idle_timeout: Duration::from_secs(5 * 60),
+        chunk_pool_bytes: args.chunk_pool_size.0,
+    })
+}
+
+fn tls(args: &StoreArgs) -> Result<Option<TlsFiles>> {
+    let g = &args.grpc;
+    let (cert, key) = (&g.grpc_server_tls_cert, &g.grpc_server_tls_key);
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => {
+            if !g.grpc_server_tls_client_ca.is_empty() {
+                bail!(
+                    "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key"
+                );
+            }
+            Ok(None)
+        }
+        (false, false) => {
+            if matches!(
+                g.grpc_server_tls_min_version,
+                TlsVersion::V1_0 | TlsVersion::V1_1
+            ) {
+                tracing::warn!(
+                    "--grpc-server-tls-min-version below 1.2 is not supported; TLS 1.2 and 1.3 are offered"
+                );
+            }
+            Ok(Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: (!g.grpc_server_tls_client_ca.is_empty())
+                    .then(|| g.grpc_server_tls_client_ca.clone().into()),
+            }))
+        }
+        _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be given together"),
+    }
+}
+
+pub(crate) async fn run(args: StoreArgs) -> Result<()> {
+    let yaml = args.objstore.load_yaml()?;
+    let config = config(&args)?;
+    let tls = tls(&args)?;
+    if args.caching_bucket.source().is_set() {
+        tracing::warn!(
+            "--store.caching-bucket.config is accepted but has no effect yet: object storage is read directly"
+        );
+    }
+
+    let mut registry = Registry::default();
+    let bucket_metrics = BucketMetrics::register(&mut registry);
+    let bucket = Bucket::from_yaml(&yaml, &bucket_metrics)
+        .context("opening the bucket given by --objstore.config[-file]")?;
+    let store = Arc::new(
+        BucketStore::new(bucket, config, Some(&mut registry))
+            .context("setting up the store (--data-dir)")?,
+    );
+    let registry = Arc::new(Mutex::new(registry));
+
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    let prober = Prober::new();
+    prober.set_not_ready("syncing blocks from object storage");
+
+    let http = Listener::bind(&args.http.http_address)
+        .await
+        .context("binding --http-address")?;
+    let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
+        .await
+        .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API)");
+    let http_task =
+        tokio::spawn(http.serve(base_router(prober.clone(), registry), shutdown.clone()));
+    let grpc_task = {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { serve(grpc, store, tls, async move { shutdown.wait().await }).await },
+        )
+    };
+    prober.set_healthy();
+
+    // First sync: retried until it succeeds; ready afterwards.
+    loop {
+        tokio::select! {
+            r = store.sync_blocks() => match r {
+                Ok(report) => {
+                    tracing::info!(blocks = report.loaded, states = ?report.states, "initial block sync done");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(err = %e, "initial block sync failed; retrying");
+                    prober.set_not_ready(format!("initial block sync failed: {e}"));
+                }
+            },
+            _ = shutdown.wait() => break,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(INITIAL_SYNC_RETRY) => {}
+            _ = shutdown.wait() => break,
+        }
+    }
+    if !shutdown.is_triggered() {
+        prober.set_ready();
+    }
+
+    let every = args
+        .sync_block_duration
+        .to_std()
+        .max(Duration::from_secs(1));
+    let sync_task = {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let mut idle = tokio::time::interval(IDLE_CHECK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match store.sync_blocks().await {
+                        Ok(r) if !r.added.is_empty() || !r.dropped.is_empty() => {
+                            tracing::info!(added = r.added.len(), dropped = r.dropped.len(), blocks = r.loaded, "block sync");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(err = %e, "block sync failed; serving the blocks known before"),
+                    },
+                    _ = idle.tick() => {
+                        let n = store.release_idle();
+                        if n > 0 {
+                            tracing::debug!(released = n, "released idle index-headers");
+                        }
+                    }
+                    _ = shutdown.wait() => break,
+                }
+            }
+        })
+    };
+
+    shutdown.wait().await;
+    prober.set_not_ready("shutting down");
+    tracing::info!("shutting down");
+    sync_task.await.context("block sync task")?;
+    grpc_task
+        .await
+        .context("gRPC server task")?
+        .context("serving gRPC (--grpc-address)")?;
+    http_task
+        .await
+        .context("HTTP server task")?
+        .context("serving HTTP")?;
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! `strata store` end to end: the real binary over a FILESYSTEM bucket of blocks made by
+//! Prometheus' promtool, probed over HTTP (`/-/healthy`, `/-/ready`, `/metrics` with Thanos'
+//! names) and queried over gRPC with the Store API acceptance suite, in plain text and TLS
+//! (with client certificates).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strata_block::transfer::{UploadOptions, upload_block};
+use strata_model::Labels;
+use strata_objstore::{Bucket, BucketMetrics};
+use strata_store::testing::{Reference, StoreApiClient, run_acceptance};
+use strata_testutil::process::{ChildGuard, free_port, http_request};
+use strata_testutil::prometheus::create_blocks_from_openmetrics;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+const T0: i64 = 1_700_000_123_000;
+
+fn openmetrics() -> String {
+    let mut om = String::from("# TYPE jobs counter\n");
+    for job in ["api", "web", "db"] {
+        for i in 0..5 {
+            for k in 0..(4 * 240) {
+                let t = T0 + k * 15_000;
+                writeln!(
+                    om,
+                    "jobs_total{{job=\"{job}\",pod=\"p{i}\"}} {} {}.{:03}",
+                    k * (i + 1),
+                    t / 1000,
+                    t % 1000
+                )
+                .unwrap();
+            }
+        }
+    }
+    om.push_str("# EOF\n");
+    om
+}
+
+/// A bucket holding promtool blocks with external labels, and the matching reference.
+async fn bucket_with_blocks(dir: &Path) -> (PathBuf, Reference, usize) {
+    let blocks = create_blocks_from_openmetrics(&openmetrics(), &dir.join("blocks")).unwrap();
+    let bucket_dir = dir.join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let yml = dir.join("bucket.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket_dir.display()
+        ),
+    )
+    .unwrap();
+    let bucket = Bucket::from_yaml(
+        &std::fs::read_to_string(&yml).unwrap(),
+        &BucketMetrics::unregistered(),
+    )
+    .unwrap();
+    let ext = Labels::from_pairs(&[("cluster", "eu1"), ("replica", "a")]);
+    let opts = UploadOptions {
+        labels: ext
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect(),
+        source: "sidecar".into(),
+        require_labels: true,
+    };
+    let mut reference = Reference::default();
+    for b in &blocks {
+        upload_block(&bucket, b, &opts).await.unwrap();
+        reference.add_block(b, ext.clone()).unwrap();
+    }
+    (yml, reference, blocks.len())
+}
+
+struct Store {
+    guard: ChildGuard,
+    http: String,
+    grpc_port: u16,
+}
+
+fn start_store(yml: &Path, data: &Path, extra: &[String]) -> Store {
+    let (http_port, grpc_port) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("store")
+        .arg(format!("--objstore.config-file={}", yml.display()))
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--http-address=127.0.0.1:{http_port}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+        .args(extra);
+    let mut guard = ChildGuard::spawn("strata store", &mut cmd).unwrap();
+    let http = format!("http://127.0.0.1:{http_port}");
+    guard
+        .wait_for_http(&format!("{http}/-/healthy"), Duration::from_secs(30))
+        .unwrap();
+    Store {
+        guard,
+        http,
+        grpc_port,
+    }
+}
+
+fn get(url: &str) -> (u16, String) {
+    let r = http_request("GET", url, b"").unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// Polls `/-/ready` until 200; returns how long it took.
+fn wait_ready(s: &mut Store) -> Duration {
+    let start = Instant::now();
+    loop {
+        s.guard.ensure_running().unwrap();
+        if get(&format!("{}/-/ready", s.http)).0 == 200 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not ready: {}",
+            get(&format!("{}/-/ready", s.http)).1
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_serves_the_store_api_and_thanos_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yml, reference, nblocks) = bucket_with_blocks(tmp.path()).await;
+    let mut s = start_store(&yml, &tmp.path().join("data"), &[]);
+    let (status, body) = get(&format!("{}/-/healthy", s.http));
+    assert_eq!(status, 200, "{body}");
+    wait_ready(&mut s);
+
+    let mut client = StoreApiClient::connect(format!("http://127.0.0.1:{}", s.grpc_port))
+        .await
+        .unwrap();
+    let report = run_acceptance(&mut client, &reference).await.unwrap();
+    assert!(report.cases > 30, "{report:?}");
+
+    let (status, metrics) = get(&format!("{}/metrics", s.http));
+    assert_eq!(status, 200);
+    for want in [
+        format!("thanos_bucket_store_blocks_loaded {nblocks}"),
+        format!("thanos_blocks_meta_synced{{state=\"loaded\"}} {nblocks}"),
+        "thanos_blocks_meta_synced{state=\"too-fresh\"} 0".to_string(),
+        "thanos_blocks_meta_syncs_total 1".to_string(),
+        "thanos_store_index_cache_requests_total{item_type=\"Postings\"}".to_string(),
+        "thanos_store_index_cache_hits_total{item_type=\"Series\"}".to_string(),
+        "thanos_bucket_store_series_data_fetched_count{data_type=\"chunks\"}".to_string(),
+        "thanos_bucket_store_series_data_size_fetched_bytes_sum{data_type=\"postings\"}"
+            .to_string(),
+        "thanos_objstore_bucket_operations_total{bucket=".to_string(),
+    ] {
+        assert!(metrics.contains(&want), "{want} missing in:\n{metrics}");
+    }
+    // Index-headers were written into the data directory.
+    let headers = std::fs::read_dir(tmp.path().join("data"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.path().join("index-header").is_file())
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(headers, nblocks);
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_fails_at_start_with_the_flag_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yml = tmp.path().join("bucket.yml");
+    std::fs::write(&yml, "type: FILESYSTEM\nconfig:\n  directory: /tmp\n").unwrap();
+    for (extra, want) in [
+        (
+            "--selector.relabel-config=- action: explode",
+            "--selector.relabel-config",
+        ),
+        (
+            "--index-cache.config=type: MEMCACHED\nconfig: {}",
+            "MEMCACHED",
+        ),
+        (
+            "--grpc-server-tls-cert=/nonexistent.pem",
+            "--grpc-server-tls-key",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("store")
+            .arg(format!("--objstore.config-file={}", yml.display()))
+            .arg(format!("--data-dir={}", tmp.path().join("data").display()))
+            .arg("--http-address=127.0.0.1:0")
+            .arg("--grpc-address=127.0.0.1:0")
+            .arg(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {err}");
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+fn certificates(dir: &Path) {
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata-test-ca",
+        ],
+    );
+    for (name, cn) in [("server", "localhost"), ("client", "strata-client")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_tls_with_client_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yml, reference, _) = bucket_with_blocks(tmp.path()).await;
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    certificates(&certs);
+    let p = |f: &str| certs.join(f).display().to_string();
+    let mut s = start_store(
+        &yml,
+        &tmp.path().join("data"),
+        &[
+            format!("--grpc-server-tls-cert={}", p("server.pem")),
+            format!("--grpc-server-tls-key={}", p("server.key")),
+            format!("--grpc-server-tls-client-ca={}", p("ca.pem")),
+        ],
+    );
+    wait_ready(&mut s);
+    let read = |f: &str| std::fs::read(certs.join(f)).unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", s.grpc_port);
+
+    // Without a client certificate the handshake is refused.
+    let no_cert = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .domain_name("localhost");
+    let refused = async {
+        let ch = Channel::from_shared(endpoint.clone())
+            .unwrap()
+            .tls_config(no_cert)
+            .unwrap()
+            .connect()
+            .await?;
+        let mut c = StoreApiClient::from_channel(ch);
+        c.info
+            .info(strata_storepb::thanos::info::InfoRequest {})
+            .await
+            .map_err(|e| anyhow_like(e.to_string()))?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served"
+    );
+
+    // With one, the acceptance suite passes over TLS.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .identity(Identity::from_pem(read("client.pem"), read("client.key")))
+        .domain_name("localhost");
+    let ch = Channel::from_shared(endpoint)
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = StoreApiClient::from_channel(ch);
+    run_acceptance(&mut client, &reference).await.unwrap();
+}
+
+fn anyhow_like(s: String) -> Box<dyn std::error::Error> {
+    s.into()
+}
