@@ -736,7 +736,12 @@ impl Compactor {
     ) -> Result<()> {
         let now_s = now_ms / 1000;
         for (id, mark) in &synced.deletion_marks {
-            if (now_s - mark.deletion_time) * 1000 < self.cfg.delete_delay_ms {
+            // A zero delay means "now", even for a mark written a moment ago in this
+            // iteration: its wall-clock second may be ahead of `now_ms`, which was taken at
+            // the start of the iteration.
+            if self.cfg.delete_delay_ms > 0
+                && (now_s - mark.deletion_time) * 1000 < self.cfg.delete_delay_ms
+            {
                 continue;
             }
             match delete_block(&self.bucket, *id).await {

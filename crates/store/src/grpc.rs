@@ -1,20 +1,17 @@
 //! The gRPC face of the store gateway: `thanos.Store` and `thanos.info.Info` over a
 //! [`BucketStore`], and a server runner with Thanos' TLS options.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use strata_storepb::thanos::info::info_server::{Info, InfoServer};
+use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
-use strata_storepb::thanos::store_server::{Store, StoreServer};
+use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
     SeriesResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
@@ -24,8 +21,6 @@ use crate::store::BucketStore;
 /// connection busy, few enough that a slow client stalls the producer instead of growing
 /// memory.
 const SERIES_FRAMES_IN_FLIGHT: usize = 16;
-/// Largest request accepted (matchers, hints); Thanos clients send small ones.
-const MAX_REQUEST_BYTES: usize = 32 << 20;
 
 /// The Store and Info services over one store.
 #[derive(Debug, Clone)]
@@ -92,37 +87,7 @@ impl Info for StoreService {
     }
 }
 
-/// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
-/// `--grpc-server-tls-client-ca` configure it.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// When set, clients must present a certificate signed by this CA.
-    pub client_ca: Option<PathBuf>,
-}
-
-/// Why the gRPC server could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("reading {what} {}: {source}", path.display())]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
-fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|source| ServeError::Read {
-        what,
-        path: path.clone(),
-        source,
-    })
-}
+pub use strata_storepb::server::{ServeError, TlsFiles};
 
 /// Serves the Store and Info APIs on `listener` until `shutdown` completes, then drains
 /// in-flight calls.
@@ -132,29 +97,5 @@ pub async fn serve(
     tls: Option<TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let mut builder = Server::builder();
-    if let Some(t) = &tls {
-        let identity = Identity::from_pem(
-            read("--grpc-server-tls-cert", &t.cert)?,
-            read("--grpc-server-tls-key", &t.key)?,
-        );
-        let mut cfg = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &t.client_ca {
-            cfg = cfg.client_ca_root(Certificate::from_pem(read(
-                "--grpc-server-tls-client-ca",
-                ca,
-            )?));
-        }
-        builder = builder.tls_config(cfg)?;
-    }
-    let svc = StoreService::new(store);
-    builder
-        .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(InfoServer::new(svc))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
-    Ok(())
+    strata_storepb::server::serve(listener, StoreService::new(store), tls, shutdown).await
 }

@@ -23,6 +23,7 @@
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 
 pub mod convert;
+pub mod server;
 
 /// Package `thanos`: the Store API, its data types and the label messages.
 #[allow(

@@ -6,5 +6,6 @@
 
 pub mod cpu;
 pub mod moto;
+pub mod netem;
 pub mod process;
 pub mod prometheus;

@@ -456,6 +456,54 @@ pub(crate) struct GrpcServerArgs {
     pub(crate) grpc_server_max_connection_age: Duration,
 }
 
+impl GrpcServerArgs {
+    /// The server TLS files, checked for readability now so a typo fails at start-up with
+    /// the flag named, not at the first connection.
+    pub(crate) fn tls_files(&self) -> Result<Option<strata_storepb::server::TlsFiles>> {
+        let (cert, key) = (&self.grpc_server_tls_cert, &self.grpc_server_tls_key);
+        match (cert.is_empty(), key.is_empty()) {
+            (true, true) => {
+                if !self.grpc_server_tls_client_ca.is_empty() {
+                    bail!(
+                        "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key"
+                    );
+                }
+                Ok(None)
+            }
+            (false, false) => {
+                for (flag, path) in [
+                    ("--grpc-server-tls-cert", cert),
+                    ("--grpc-server-tls-key", key),
+                    (
+                        "--grpc-server-tls-client-ca",
+                        &self.grpc_server_tls_client_ca,
+                    ),
+                ] {
+                    if !path.is_empty() {
+                        std::fs::metadata(path)
+                            .with_context(|| format!("reading {path} ({flag})"))?;
+                    }
+                }
+                if matches!(
+                    self.grpc_server_tls_min_version,
+                    TlsVersion::V1_0 | TlsVersion::V1_1
+                ) {
+                    tracing::warn!(
+                        "--grpc-server-tls-min-version below 1.2 is not supported; TLS 1.2 and 1.3 are offered"
+                    );
+                }
+                Ok(Some(strata_storepb::server::TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                    client_ca: (!self.grpc_server_tls_client_ca.is_empty())
+                        .then(|| self.grpc_server_tls_client_ca.clone().into()),
+                }))
+            }
+            _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be given together"),
+        }
+    }
+}
+
 /// Web UI / API prefix flags.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WebArgs {

@@ -9,7 +9,7 @@ use strata_model::Duration;
 
 use super::common::{
     FlagLabel, GlobalArgs, GrpcServerArgs, HttpArgs, RequestLoggingArgs, SelectorRelabelArgs,
-    StoreLimitsArgs, WebArgs, flag_value, not_implemented, path_or_content_args,
+    StoreLimitsArgs, WebArgs, flag_value, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -451,6 +451,11 @@ pub(crate) struct QueryArgs {
     )]
     no_enforce_tenancy: bool,
 
+    /// Developer flag, hidden: serve the query API over the TSDB blocks in DIR instead of
+    /// Store API endpoints (used by tests and benchmarks until the fan-out of issue 5).
+    #[arg(long = "debug.blocks-dir", value_name = "DIR", hide = true)]
+    pub(crate) debug_blocks_dir: Option<std::path::PathBuf>,
+
     /// Label name to use when enforcing tenancy (if --query.enforce-tenancy is enabled).
     #[arg(
         long = "query.tenant-label-name",
@@ -493,6 +498,6 @@ impl QueryArgs {
     }
 
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        Err(not_implemented("query", "issues 5 and 3"))
+        crate::cmd::query::run(self).await
     }
 }

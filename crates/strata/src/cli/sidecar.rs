@@ -6,7 +6,7 @@ use strata_model::{Duration, TimeOrDuration};
 
 use super::common::{
     GlobalArgs, GrpcServerArgs, HashFunc, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
-    StoreLimitsArgs, flag_value, not_implemented, path_or_content_args,
+    StoreLimitsArgs, flag_value, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -205,6 +205,16 @@ pub(crate) struct SidecarArgs {
     )]
     no_shipper_skip_corrupted_blocks: bool,
 
+    /// How often the shipper scans --tsdb.path for new blocks (a Strata extension, hidden;
+    /// Thanos always uses 30s).
+    #[arg(
+        long = "shipper.sync-interval",
+        value_name = "DURATION",
+        default_value = "30s",
+        hide = true
+    )]
+    pub(crate) shipper_sync_interval: Duration,
+
     #[command(flatten)]
     pub(crate) store_limits: StoreLimitsArgs,
 
@@ -254,7 +264,6 @@ impl SidecarArgs {
     }
 
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        let _bucket = self.objstore.load_optional_yaml()?;
-        Err(not_implemented("sidecar", "issue 6"))
+        crate::cmd::sidecar::run(self).await
     }
 }

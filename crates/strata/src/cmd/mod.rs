@@ -3,6 +3,8 @@
 
 pub(crate) mod block_viewer;
 pub(crate) mod compact;
+pub(crate) mod query;
+pub(crate) mod sidecar;
 pub(crate) mod store;
 pub(crate) mod tools_bucket;
 pub(crate) mod tools_bucket_lifecycle;

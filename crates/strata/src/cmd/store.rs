@@ -16,11 +16,10 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 use strata_store::cache::IndexCacheConfig;
-use strata_store::grpc::{TlsFiles, serve};
+use strata_store::grpc::serve;
 use strata_store::sync::FilterConfig;
 use strata_store::{BucketStore, Limits, StoreConfig};
 
-use crate::cli::common::TlsVersion;
 use crate::cli::store::StoreArgs;
 
 /// How often idle index-headers are looked for (with the lazy reader).
@@ -73,42 +72,10 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
     })
 }
 
-fn tls(args: &StoreArgs) -> Result<Option<TlsFiles>> {
-    let g = &args.grpc;
-    let (cert, key) = (&g.grpc_server_tls_cert, &g.grpc_server_tls_key);
-    match (cert.is_empty(), key.is_empty()) {
-        (true, true) => {
-            if !g.grpc_server_tls_client_ca.is_empty() {
-                bail!(
-                    "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key"
-                );
-            }
-            Ok(None)
-        }
-        (false, false) => {
-            if matches!(
-                g.grpc_server_tls_min_version,
-                TlsVersion::V1_0 | TlsVersion::V1_1
-            ) {
-                tracing::warn!(
-                    "--grpc-server-tls-min-version below 1.2 is not supported; TLS 1.2 and 1.3 are offered"
-                );
-            }
-            Ok(Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-                client_ca: (!g.grpc_server_tls_client_ca.is_empty())
-                    .then(|| g.grpc_server_tls_client_ca.clone().into()),
-            }))
-        }
-        _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be given together"),
-    }
-}
-
 pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let yaml = args.objstore.load_yaml()?;
     let config = config(&args)?;
-    let tls = tls(&args)?;
+    let tls = args.grpc.tls_files()?;
     if args.caching_bucket.source().is_set() {
         tracing::warn!(
             "--store.caching-bucket.config is accepted but has no effect yet: object storage is read directly"

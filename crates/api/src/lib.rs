@@ -1,0 +1,738 @@
+//! The Prometheus-compatible HTTP API (`/api/v1/...`) over Strata's PromQL engine.
+//!
+//! This crate owns request parsing (parameters from the query string and from form bodies,
+//! Prometheus' time and duration syntaxes, its validation messages), query admission
+//! (`--query.max-concurrent`, `--query.timeout`, cancellation when the client goes away)
+//! and the JSON the API answers with, byte for byte as Prometheus writes it ([`json`]).
+//!
+//! Queries run on blocking threads (the engine is synchronous and uses its own worker
+//! pool); results are written to the client in chunks as they are encoded, so a large
+//! matrix is never held twice in memory.
+//!
+//! **Invariants:** every failure is a JSON error envelope with Prometheus' `errorType` and
+//! HTTP status, never a panic or a bare 500; the router has no state of its own beyond the
+//! [`ApiConfig`] it is built from.
+
+pub mod json;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use strata_model::{Labels, Matcher};
+use strata_promql::{Engine, Error, QueryContext, QueryOutput, Storage, Value};
+use tokio::sync::Semaphore;
+
+/// `/api/v1/status/buildinfo`.
+#[derive(Debug, Clone, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    pub revision: String,
+    pub branch: String,
+    pub build_user: String,
+    pub build_date: String,
+    pub go_version: String,
+}
+
+/// Everything the API serves from.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The engine (lookback delta, features).
+    pub engine: Engine,
+    /// Where series come from.
+    pub storage: Arc<dyn Storage>,
+    /// `--query.timeout`: the longest a query may run.
+    pub query_timeout: Duration,
+    /// `--query.max-concurrent`: queries evaluated at once; more wait.
+    pub max_concurrent: usize,
+    /// `/api/v1/status/flags`: every flag and its value.
+    pub flags: BTreeMap<String, String>,
+    /// `/api/v1/status/buildinfo`.
+    pub build: BuildInfo,
+    /// Process start time (ms), for `/api/v1/status/runtimeinfo`.
+    pub start_time_ms: i64,
+    /// Send Thanos' permissive CORS headers on API responses (`--web.disable-cors` unset).
+    pub cors: bool,
+}
+
+#[derive(Debug)]
+struct ApiState {
+    cfg: ApiConfig,
+    slots: Arc<Semaphore>,
+}
+
+/// Responses are written in pieces of about this size.
+const CHUNK: usize = 64 * 1024;
+
+/// The `/api/v1` routes (to be nested under `--web.route-prefix` by the caller).
+pub fn router(cfg: ApiConfig) -> Router {
+    let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+    let cors = cfg.cors;
+    let state = Arc::new(ApiState { cfg, slots });
+    let router = Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/flags", get(flags))
+        .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
+        .with_state(state);
+    if cors {
+        router.layer(axum::middleware::map_response(add_cors))
+    } else {
+        router
+    }
+}
+
+/// The CORS headers Thanos' API sets on every response unless `--web.disable-cors`.
+async fn add_cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (k, v) in [
+        (
+            "access-control-allow-headers",
+            "Accept, Accept-Encoding, Authorization, Content-Type, Origin",
+        ),
+        ("access-control-allow-methods", "GET, OPTIONS"),
+        ("access-control-allow-origin", "*"),
+        ("access-control-expose-headers", "Date"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    r
+}
+
+/// An API error: Prometheus' `errorType` and message.
+#[derive(Debug)]
+struct ApiError {
+    kind: &'static str,
+    msg: String,
+    warnings: Vec<String>,
+}
+
+impl ApiError {
+    fn bad_data(msg: impl Into<String>) -> Self {
+        ApiError {
+            kind: "bad_data",
+            msg: msg.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn param(name: &str, msg: impl std::fmt::Display) -> Self {
+        ApiError::bad_data(format!("invalid parameter {name:?}: {msg}"))
+    }
+
+    fn from_query(e: Error) -> Self {
+        let kind = e.error_type();
+        let msg = match &e {
+            Error::Parse(_) | Error::BadQuery(_) => format!("invalid parameter \"query\": {e}"),
+            _ => e.to_string(),
+        };
+        ApiError {
+            kind,
+            msg,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.kind {
+            "bad_data" => StatusCode::BAD_REQUEST,
+            "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+            "canceled" => StatusCode::from_u16(499).expect("valid status"),
+            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+            "not_found" => StatusCode::NOT_FOUND,
+            "not_acceptable" => StatusCode::NOT_ACCEPTABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json::error_body(self.kind, &self.msg, &self.warnings);
+        json_response(self.status(), body)
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Request parameters: form body first (it takes precedence, as in Go's `FormValue`), then
+/// the query string.
+#[derive(Debug, Default)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form && !body.is_empty() {
+            let b: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| ApiError::bad_data(format!("error parsing form values: {e}")))?;
+            pairs.extend(b);
+        }
+        if let Some(q) = query {
+            let q: Vec<(String, String)> = serde_urlencoded::from_str(&q)
+                .map_err(|e| ApiError::bad_data(format!("error parsing form values: {e}")))?;
+            pairs.extend(q);
+        }
+        Ok(Params(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Prometheus' `parseTime`: Unix seconds (fractions rounded to milliseconds) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>()
+        && f.is_finite()
+    {
+        let secs = f.trunc();
+        let frac = ((f - secs) * 1000.0).round() / 1000.0;
+        return Ok(secs as i64 * 1000 + (frac * 1000.0).round() as i64);
+    }
+    strata_model::timestamp::parse_rfc3339(s)
+        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+/// Prometheus' `parseDuration`: float seconds or a duration (`5m`), in milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    if let Ok(d) = s.parse::<f64>() {
+        let ns = d * 1e9;
+        if !ns.is_finite() || ns > i64::MAX as f64 || ns < i64::MIN as f64 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok((ns as i64) / 1_000_000);
+    }
+    strata_model::Duration::parse_prometheus(s)
+        .map(|d| d.as_millis_i64())
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(s) => parse_time(s).map_err(|e| ApiError::param(name, e)),
+    }
+}
+
+/// Cancels the query when the request goes away before the query finishes.
+struct CancelOnDrop(QueryContext);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl ApiState {
+    fn context(&self, p: &Params) -> Result<QueryContext, ApiError> {
+        let mut timeout = self.cfg.query_timeout;
+        if let Some(t) = p.get("timeout") {
+            let ms = parse_duration(t).map_err(|e| ApiError::param("timeout", e))?;
+            timeout = timeout.min(Duration::from_millis(ms.max(0) as u64));
+        }
+        Ok(QueryContext::with_timeout(timeout))
+    }
+
+    /// Runs a query on a blocking thread once a slot is free.
+    async fn run<F>(&self, ctx: QueryContext, f: F) -> Result<QueryOutput, ApiError>
+    where
+        F: FnOnce(&Engine, &dyn Storage, &QueryContext) -> Result<QueryOutput, Error>
+            + Send
+            + 'static,
+    {
+        let _permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::from_query(Error::Canceled("query queue")))?;
+        let guard = CancelOnDrop(ctx.clone());
+        let engine = self.cfg.engine.clone();
+        let storage = self.cfg.storage.clone();
+        let res = tokio::task::spawn_blocking(move || f(&engine, storage.as_ref(), &ctx))
+            .await
+            .map_err(|e| ApiError {
+                kind: "internal",
+                msg: format!("query evaluation failed: {e}"),
+                warnings: Vec::new(),
+            })?;
+        std::mem::forget(guard);
+        res.map_err(ApiError::from_query)
+    }
+}
+
+/// Series encoded per parallel batch: big enough to keep both cores busy, small enough
+/// that a batch's JSON stays a few megabytes.
+const ENCODE_BATCH: usize = 256;
+
+/// Streams a query result as the success envelope. Series are encoded in parallel batches
+/// on the engine's worker pool and written in order.
+fn stream_result(out: QueryOutput) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = String::with_capacity(CHUNK + 1024);
+        buf.push_str("{\"status\":\"success\",\"data\":");
+        let send = |b: &mut String| -> bool {
+            let chunk = Bytes::from(std::mem::take(b));
+            b.reserve(CHUNK + 1024);
+            tx.blocking_send(Ok(chunk)).is_ok()
+        };
+        let ok = match &out.value {
+            Value::Matrix(series) => {
+                encode_list(&mut buf, "matrix", series, json::write_series, &send)
+            }
+            Value::Vector(samples) => {
+                encode_list(&mut buf, "vector", samples, json::write_sample, &send)
+            }
+            other => {
+                let mut emit = |b: &mut String| send(b);
+                json::write_query_data(&mut buf, other, CHUNK, &mut emit)
+            }
+        };
+        if !ok {
+            return;
+        }
+        let warnings: Vec<String> = out.annotations.warnings.iter().cloned().collect();
+        let infos: Vec<String> = out.annotations.infos.iter().cloned().collect();
+        json::write_envelope_tail(&mut buf, &warnings, &infos);
+        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `{"resultType":"<kind>","result":[...]}` with the items encoded in parallel: each batch
+/// is split into one contiguous run per worker, each run is encoded into its own buffer, and
+/// the buffers are sent in order as they are (no copy into a common buffer).
+fn encode_list<T: Sync>(
+    buf: &mut String,
+    kind: &str,
+    items: &[T],
+    write: fn(&mut String, &T),
+    send: &dyn Fn(&mut String) -> bool,
+) -> bool {
+    use rayon::prelude::*;
+    buf.push_str("{\"resultType\":\"");
+    buf.push_str(kind);
+    buf.push_str("\",\"result\":[");
+    let workers = rayon::current_num_threads().max(1);
+    let mut first = true;
+    for batch in items.chunks(ENCODE_BATCH * workers) {
+        let run = batch.len().div_ceil(workers);
+        let mut parts: Vec<String> = batch
+            .par_chunks(run)
+            .map(|items| {
+                let mut s = String::with_capacity(items.len() * 64);
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    write(&mut s, it);
+                }
+                s
+            })
+            .collect();
+        for p in &mut parts {
+            if !first {
+                buf.push(',');
+            }
+            first = false;
+            if buf.len() + p.len() < CHUNK {
+                buf.push_str(p);
+                continue;
+            }
+            if !buf.is_empty() && !send(buf) {
+                return false;
+            }
+            if !send(p) {
+                return false;
+            }
+        }
+        if buf.len() >= CHUNK && !send(buf) {
+            return false;
+        }
+    }
+    buf.push_str("]}");
+    true
+}
+
+async fn query(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let res = async {
+        let p = Params::new(q, &headers, &body)?;
+        let t = time_param(&p, "time", now_ms())?;
+        let ctx = st.context(&p)?;
+        let qs = p.get("query").unwrap_or("").to_string();
+        st.run(ctx, move |e, s, c| e.instant(s, &qs, t, c)).await
+    }
+    .await;
+    match res {
+        Ok(out) => stream_result(out),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn query_range(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let res = async {
+        let p = Params::new(q, &headers, &body)?;
+        let start =
+            parse_time(p.get("start").unwrap_or("")).map_err(|e| ApiError::param("start", e))?;
+        let end = parse_time(p.get("end").unwrap_or("")).map_err(|e| ApiError::param("end", e))?;
+        if end < start {
+            return Err(ApiError::param(
+                "end",
+                "end timestamp must not be before start time",
+            ));
+        }
+        let step =
+            parse_duration(p.get("step").unwrap_or("")).map_err(|e| ApiError::param("step", e))?;
+        if step <= 0 {
+            return Err(ApiError::param(
+                "step",
+                "zero or negative query resolution step widths are not accepted. Try a \
+                 positive integer",
+            ));
+        }
+        // For safety, limit the number of returned points per timeseries.
+        if (end - start) / step > 11000 {
+            return Err(ApiError::bad_data(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing \
+                 the query resolution (?step=XX)",
+            ));
+        }
+        let ctx = st.context(&p)?;
+        let qs = p.get("query").unwrap_or("").to_string();
+        st.run(ctx, move |e, s, c| e.range(s, &qs, start, end, step, c))
+            .await
+    }
+    .await;
+    match res {
+        Ok(out) => stream_result(out),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Parses `match[]` selectors into matcher sets.
+fn match_sets(p: &Params, engine: &Engine) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut sets = Vec::new();
+    for m in p.all("match[]") {
+        sets.push(
+            engine
+                .parse_selector(m)
+                .map_err(|e| ApiError::param("match[]", e))?,
+        );
+    }
+    Ok(sets)
+}
+
+const MIN_TIME: i64 = strata_model::timestamp::MIN_TIME_MS;
+const MAX_TIME: i64 = strata_model::timestamp::MAX_TIME_MS;
+
+async fn metadata_call<T, F>(st: Arc<ApiState>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Storage) -> Result<T, strata_promql::StorageError> + Send + 'static,
+{
+    let storage = st.cfg.storage.clone();
+    tokio::task::spawn_blocking(move || f(storage.as_ref()))
+        .await
+        .map_err(|e| ApiError {
+            kind: "internal",
+            msg: e.to_string(),
+            warnings: Vec::new(),
+        })?
+        .map_err(|e| ApiError {
+            kind: "internal",
+            msg: e.to_string(),
+            warnings: Vec::new(),
+        })
+}
+
+async fn series(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let res: Result<String, ApiError> = async {
+        let p = Params::new(q, &headers, &body)?;
+        if p.all("match[]").is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let start = time_param(&p, "start", MIN_TIME)?;
+        let end = time_param(&p, "end", MAX_TIME)?;
+        let sets = match_sets(&p, &st.cfg.engine)?;
+        let list: Vec<Labels> =
+            metadata_call(st.clone(), move |s| s.series_labels(&sets, start, end)).await?;
+        let mut data = String::from("[");
+        for (i, l) in list.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            json::write_labels(&mut data, l);
+        }
+        data.push(']');
+        Ok(data)
+    }
+    .await;
+    match res {
+        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn labels(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let res: Result<String, ApiError> = async {
+        let p = Params::new(q, &headers, &body)?;
+        let start = time_param(&p, "start", MIN_TIME)?;
+        let end = time_param(&p, "end", MAX_TIME)?;
+        let sets = match_sets(&p, &st.cfg.engine)?;
+        let mut names =
+            metadata_call(st.clone(), move |s| s.label_names(&sets, start, end)).await?;
+        apply_limit(&p, &mut names)?;
+        Ok(json::string_array(&names))
+    }
+    .await;
+    match res {
+        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn apply_limit(p: &Params, items: &mut Vec<String>) -> Result<(), ApiError> {
+    if let Some(l) = p.get("limit") {
+        let n: usize = l
+            .parse()
+            .map_err(|_| ApiError::param("limit", "limit must be a positive number"))?;
+        if n > 0 {
+            items.truncate(n);
+        }
+    }
+    Ok(())
+}
+
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+async fn label_values(
+    State(st): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let res: Result<String, ApiError> = async {
+        let p = Params::new(q, &headers, &Bytes::new())?;
+        // UTF-8 names may come escaped as `U__...` (Prometheus' value escaping).
+        let name = unescape_label_name(&name);
+        if name.is_empty() || (!valid_label_name(&name) && !name.contains('.')) {
+            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        }
+        let start = time_param(&p, "start", MIN_TIME)?;
+        let end = time_param(&p, "end", MAX_TIME)?;
+        let sets = match_sets(&p, &st.cfg.engine)?;
+        let n = name.clone();
+        let mut values =
+            metadata_call(st.clone(), move |s| s.label_values(&n, &sets, start, end)).await?;
+        apply_limit(&p, &mut values)?;
+        Ok(json::string_array(&values))
+    }
+    .await;
+    match res {
+        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Decodes Prometheus' `U__` label-name escaping (`U__a_2e_b` is `a.b`, `__` is `_`).
+fn unescape_label_name(s: &str) -> String {
+    let Some(rest) = s.strip_prefix("U__") else {
+        return s.to_string();
+    };
+    let mut out = String::new();
+    let mut it = rest.split('_').peekable();
+    // Segments between underscores: `` (from `__`) is a literal underscore, hex is a code
+    // point, anything else is literal text.
+    let mut first = true;
+    while let Some(seg) = it.next() {
+        if first {
+            out.push_str(seg);
+            first = false;
+            continue;
+        }
+        if seg.is_empty() {
+            out.push('_');
+            if let Some(next) = it.next() {
+                out.push_str(next);
+            }
+        } else if let Some(c) = u32::from_str_radix(seg, 16).ok().and_then(char::from_u32) {
+            out.push(c);
+            if let Some(next) = it.next() {
+                out.push_str(next);
+            }
+        } else {
+            out.push('_');
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+async fn metadata() -> Response {
+    json_response(StatusCode::OK, json::success_body("{}"))
+}
+
+async fn buildinfo(State(st): State<Arc<ApiState>>) -> Response {
+    let b = &st.cfg.build;
+    let mut data = String::from("{");
+    for (i, (k, v)) in [
+        ("version", &b.version),
+        ("revision", &b.revision),
+        ("branch", &b.branch),
+        ("buildUser", &b.build_user),
+        ("buildDate", &b.build_date),
+        ("goVersion", &b.go_version),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            data.push(',');
+        }
+        json::write_str(&mut data, k);
+        data.push(':');
+        json::write_str(&mut data, v);
+    }
+    data.push('}');
+    json_response(StatusCode::OK, json::success_body(&data))
+}
+
+async fn flags(State(st): State<Arc<ApiState>>) -> Response {
+    let mut data = String::from("{");
+    for (i, (k, v)) in st.cfg.flags.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::write_str(&mut data, k);
+        data.push(':');
+        json::write_str(&mut data, v);
+    }
+    data.push('}');
+    json_response(StatusCode::OK, json::success_body(&data))
+}
+
+async fn runtimeinfo(State(st): State<Arc<ApiState>>) -> Response {
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut data = String::from("{\"startTime\":");
+    json::write_str(
+        &mut data,
+        &strata_model::timestamp::format_rfc3339_millis(st.cfg.start_time_ms),
+    );
+    data.push_str(",\"CWD\":");
+    json::write_str(&mut data, &cwd);
+    data.push_str(&format!(
+        ",\"goroutineCount\":{},\"GOMAXPROCS\":{threads},\"GOGC\":\"\",\"GODEBUG\":\"\"}}",
+        threads
+    ));
+    json_response(StatusCode::OK, json::success_body(&data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_time("1.001").unwrap(), 1001);
+        assert_eq!(parse_time("1435781451.781").unwrap(), 1_435_781_451_781);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
+        assert!(
+            parse_time("abc")
+                .unwrap_err()
+                .contains("cannot parse \"abc\"")
+        );
+        assert_eq!(parse_duration("15").unwrap(), 15_000);
+        assert_eq!(parse_duration("0.5").unwrap(), 500);
+        assert_eq!(parse_duration("5m").unwrap(), 300_000);
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn escaped_label_names() {
+        assert_eq!(unescape_label_name("U__a_2e_b"), "a.b");
+        assert_eq!(unescape_label_name("job"), "job");
+    }
+}

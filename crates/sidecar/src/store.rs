@@ -1,0 +1,612 @@
+//! The Store API over a live Prometheus: Series through remote read, LabelNames and
+//! LabelValues through Prometheus' HTTP API, Info from the external labels.
+//!
+//! External labels are the sidecar's to apply, not Prometheus': matchers on them are answered
+//! here (a mismatch returns nothing without asking Prometheus; a match is dropped from what
+//! Prometheus is asked), and every series leaves with them, overriding a series label of the
+//! same name, as Thanos does. `without_replica_labels` strips external labels only.
+//!
+//! Series come from remote read with `STREAMED_XOR_CHUNKS` (Prometheus' own chunks, passed
+//! through without decoding; XOR = 1 there, 0 here) and fall back to `SAMPLES`, re-encoded into
+//! XOR chunks of at most 120 samples. The streamed path keeps memory to one series at a time:
+//! frames are read as the gRPC client takes them. `skip_chunks` (the series API of a querier)
+//! asks `/api/v1/series` instead, which reads no chunk at all.
+//!
+//! Two deliberate differences from Thanos: a request whose only matchers are on external
+//! labels is answered (with `__name__=~".+"` sent to Prometheus) instead of refused, and a
+//! label name or value is returned only when Prometheus holds data in the requested range.
+
+use std::sync::Arc;
+
+use strata_model::{Labels, Matcher};
+use strata_storepb::convert::{labels_from_model, matchers_to_model};
+use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
+use strata_storepb::thanos::{
+    AggrChunk, Chunk, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
+    series_response,
+};
+use strata_tsdb::XorEncoder;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::error::StoreError;
+use crate::promclient::{self, PrometheusClient, ReadAnswer};
+use crate::prometheus::PromState;
+use crate::prompb::{self, Query};
+
+/// Samples per chunk when re-encoding a SAMPLES answer, as Prometheus cuts chunks.
+pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
+
+/// `--store.limits.request-series` and `--store.limits.request-samples` (0: no limit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub request_series: u64,
+    pub request_samples: u64,
+}
+
+/// The Store API implementation over one Prometheus.
+#[derive(Debug, Clone)]
+pub struct PrometheusStore {
+    client: PrometheusClient,
+    state: Arc<PromState>,
+    limits: Limits,
+}
+
+/// What to ask Prometheus after the external labels are dealt with.
+#[derive(Debug)]
+struct Plan {
+    ext: Labels,
+    /// Matchers on series labels, for Prometheus.
+    rest: Vec<Matcher>,
+    /// External label names to remove from answers (`without_replica_labels`).
+    strip: Vec<String>,
+}
+
+impl Plan {
+    /// A series' labels as served: Prometheus' labels, external labels on top, stripped
+    /// names removed.
+    fn finalize(&self, series: Labels) -> Labels {
+        let merged = series.merged_with(&self.ext);
+        if self.strip.is_empty() {
+            return merged;
+        }
+        Labels::from_sorted(
+            merged
+                .into_vec()
+                .into_iter()
+                .filter(|l| !self.strip.contains(&l.name))
+                .collect(),
+        )
+    }
+
+    /// The external label set as served.
+    fn ext_served(&self) -> impl Iterator<Item = &strata_model::Label> {
+        self.ext.iter().filter(|l| !self.strip.contains(&l.name))
+    }
+}
+
+/// Sends series to the gRPC stream: merges consecutive frames of one series, batches
+/// (`response_batch_size`), stops at `limit`, and enforces the request limits.
+struct Emitter<'a> {
+    tx: &'a mpsc::Sender<Result<SeriesResponse, Status>>,
+    limits: Limits,
+    batch_size: usize,
+    limit: usize,
+    batch: Vec<Series>,
+    pending: Option<(Labels, Vec<AggrChunk>)>,
+    last: Option<Labels>,
+    sent: usize,
+    samples: u64,
+    warned_order: bool,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(
+        tx: &'a mpsc::Sender<Result<SeriesResponse, Status>>,
+        req: &SeriesRequest,
+        limits: Limits,
+    ) -> Self {
+        Emitter {
+            tx,
+            limits,
+            batch_size: req.response_batch_size.max(1) as usize,
+            limit: req.limit.max(0) as usize,
+            batch: Vec::new(),
+            pending: None,
+            last: None,
+            sent: 0,
+            samples: 0,
+            warned_order: false,
+        }
+    }
+
+    /// Whether `limit` series have been emitted (or are pending): reading can stop.
+    fn full(&self) -> bool {
+        self.limit > 0 && self.sent + usize::from(self.pending.is_some()) >= self.limit
+    }
+
+    /// Adds (part of) a series. Returns false when no more series are wanted.
+    async fn push(&mut self, labels: Labels, chunks: Vec<AggrChunk>) -> Result<bool, StoreError> {
+        if self.limits.request_samples > 0 {
+            for c in &chunks {
+                self.samples += c.raw.as_ref().map_or(0, |r| chunk_samples(&r.data));
+            }
+            if self.samples > self.limits.request_samples {
+                return Err(StoreError::Limit {
+                    what: "samples",
+                    limit: self.limits.request_samples,
+                    flag: "--store.limits.request-samples",
+                });
+            }
+        }
+        if let Some((pl, pc)) = &mut self.pending
+            && *pl == labels
+        {
+            pc.extend(chunks);
+            return Ok(true);
+        }
+        if self.full() {
+            return Ok(false);
+        }
+        if let Some(p) = self.pending.take() {
+            self.emit(p).await?;
+        }
+        self.pending = Some((labels, chunks));
+        Ok(true)
+    }
+
+    async fn emit(&mut self, (labels, chunks): (Labels, Vec<AggrChunk>)) -> Result<(), StoreError> {
+        if let Some(last) = &self.last
+            && *last >= labels
+            && !self.warned_order
+        {
+            // Only possible when a series carries its own value for an external label name,
+            // which the override then changes; clients merge equal neighbours, but the order
+            // promised by the Store API is broken for this answer.
+            tracing::warn!(previous = %last, next = %labels, "series out of order after applying external labels: a series has its own value for an external label name");
+            self.warned_order = true;
+        }
+        self.sent += 1;
+        if self.limits.request_series > 0 && self.sent as u64 > self.limits.request_series {
+            return Err(StoreError::Limit {
+                what: "series",
+                limit: self.limits.request_series,
+                flag: "--store.limits.request-series",
+            });
+        }
+        self.batch.push(Series {
+            labels: labels_from_model(&labels),
+            chunks,
+        });
+        self.last = Some(labels);
+        if self.batch.len() >= self.batch_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let result = if self.batch_size > 1 {
+            series_response::Result::Batch(SeriesBatch {
+                series: std::mem::take(&mut self.batch),
+            })
+        } else {
+            series_response::Result::Series(self.batch.pop().expect("one series in the batch"))
+        };
+        self.tx
+            .send(Ok(SeriesResponse {
+                result: Some(result),
+            }))
+            .await
+            .map_err(|_| StoreError::Cancelled)
+    }
+
+    async fn finish(mut self) -> Result<(), StoreError> {
+        if let Some(p) = self.pending.take() {
+            self.emit(p).await?;
+        }
+        self.flush().await
+    }
+}
+
+/// Samples in an encoded chunk: every Prometheus chunk encoding starts with a big-endian u16
+/// sample count.
+fn chunk_samples(data: &[u8]) -> u64 {
+    match data {
+        [a, b, ..] => u64::from(u16::from_be_bytes([*a, *b])),
+        _ => 0,
+    }
+}
+
+/// The Store API encoding of a remote read chunk (TSDB numbering, XOR = 1).
+fn store_encoding(prom: i32) -> Option<chunk::Encoding> {
+    match prom {
+        1 => Some(chunk::Encoding::Xor),
+        2 => Some(chunk::Encoding::Histogram),
+        3 => Some(chunk::Encoding::FloatHistogram),
+        _ => None,
+    }
+}
+
+fn prom_labels(labels: Vec<prompb::Label>) -> Labels {
+    Labels::new(
+        labels
+            .into_iter()
+            .map(|l| strata_model::Label::new(l.name, l.value)),
+    )
+}
+
+/// Encodes samples (sorted by time) into XOR chunks of at most [`MAX_SAMPLES_PER_CHUNK`].
+pub fn encode_samples(samples: &[prompb::Sample]) -> Result<Vec<AggrChunk>, String> {
+    let mut out = Vec::with_capacity(samples.len().div_ceil(MAX_SAMPLES_PER_CHUNK));
+    for part in samples.chunks(MAX_SAMPLES_PER_CHUNK) {
+        let mut enc = XorEncoder::new();
+        for s in part {
+            enc.append(s.timestamp, s.value)
+                .map_err(|e| format!("encoding the sample at {}: {e}", s.timestamp))?;
+        }
+        out.push(AggrChunk {
+            min_time: part[0].timestamp,
+            max_time: part[part.len() - 1].timestamp,
+            raw: Some(Chunk {
+                r#type: chunk::Encoding::Xor as i32,
+                data: enc.bytes().into(),
+                hash: 0,
+            }),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+impl PrometheusStore {
+    pub fn new(client: PrometheusClient, state: Arc<PromState>, limits: Limits) -> Self {
+        PrometheusStore {
+            client,
+            state,
+            limits,
+        }
+    }
+
+    /// The shared Prometheus state.
+    pub fn state(&self) -> &Arc<PromState> {
+        &self.state
+    }
+
+    /// Splits the matchers: `None` when a matcher on an external label rejects its value.
+    fn plan(
+        &self,
+        matchers: &[LabelMatcher],
+        without: &[String],
+    ) -> Result<Option<Plan>, StoreError> {
+        let matchers =
+            matchers_to_model(matchers).map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        let ext = self.state.external_labels().ok_or(StoreError::NotReady)?;
+        let mut rest = Vec::with_capacity(matchers.len());
+        for m in matchers {
+            match ext.get(m.name()) {
+                Some(v) if !m.matches(v) => return Ok(None),
+                Some(_) => {}
+                None => rest.push(m),
+            }
+        }
+        let strip = without
+            .iter()
+            .filter(|n| ext.contains(n))
+            .cloned()
+            .collect();
+        Ok(Some(Plan { ext, rest, strip }))
+    }
+
+    /// Streams the series matching `req` into `tx`.
+    pub async fn series(
+        &self,
+        req: SeriesRequest,
+        tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
+    ) -> Result<(), StoreError> {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
+            return Ok(());
+        };
+        let mint = req.min_time.max(self.state.min_time());
+        let maxt = req.max_time;
+        if mint > maxt {
+            return Ok(());
+        }
+        let mut out = Emitter::new(tx, &req, self.limits);
+        if req.skip_chunks {
+            let mut all: Vec<Labels> = self
+                .client
+                .series(&promclient::selector(&plan.rest), mint, maxt)
+                .await?
+                .into_iter()
+                .map(|l| plan.finalize(l))
+                .collect();
+            all.sort();
+            all.dedup();
+            for l in all {
+                if !out.push(l, Vec::new()).await? {
+                    break;
+                }
+            }
+            return out.finish().await;
+        }
+
+        let mut matchers: Vec<prompb::LabelMatcher> = plan
+            .rest
+            .iter()
+            .map(|m| prompb::LabelMatcher {
+                r#type: promclient::matcher_type(m.op()) as i32,
+                name: m.name().to_string(),
+                value: m.value().to_string(),
+            })
+            .collect();
+        if matchers.is_empty() {
+            // Only external-label matchers (or none): everything Prometheus holds.
+            matchers.push(prompb::LabelMatcher {
+                r#type: prompb::MatcherType::Re as i32,
+                name: strata_model::labels::METRIC_NAME.into(),
+                value: ".+".into(),
+            });
+        }
+        let query = Query {
+            start_timestamp_ms: mint,
+            end_timestamp_ms: maxt,
+            matchers,
+            hints: None,
+        };
+        match self.client.remote_read(query).await? {
+            ReadAnswer::Streamed(mut stream) => {
+                while let Some(frame) = stream.next_frame().await? {
+                    for s in frame.chunked_series {
+                        let labels = plan.finalize(prom_labels(s.labels));
+                        let mut chunks = Vec::with_capacity(s.chunks.len());
+                        for c in s.chunks {
+                            let Some(enc) = store_encoding(c.r#type) else {
+                                return Err(StoreError::Unsupported {
+                                    series: labels.to_string(),
+                                    detail: format!(
+                                        "Prometheus sent a chunk of encoding {} that the Store API cannot carry",
+                                        c.r#type
+                                    ),
+                                });
+                            };
+                            chunks.push(AggrChunk {
+                                min_time: c.min_time_ms,
+                                max_time: c.max_time_ms,
+                                raw: Some(Chunk {
+                                    r#type: enc as i32,
+                                    data: c.data,
+                                    hash: 0,
+                                }),
+                                ..Default::default()
+                            });
+                        }
+                        if !out.push(labels, chunks).await? {
+                            // Dropping the stream closes the connection: Prometheus stops.
+                            return out.finish().await;
+                        }
+                    }
+                }
+            }
+            ReadAnswer::Samples(mut answer) => {
+                let result = answer.results.pop().unwrap_or_default();
+                let mut series: Vec<(Labels, prompb::TimeSeries)> = result
+                    .timeseries
+                    .into_iter()
+                    .map(|mut ts| {
+                        (
+                            plan.finalize(prom_labels(std::mem::take(&mut ts.labels))),
+                            ts,
+                        )
+                    })
+                    .collect();
+                // The SAMPLES path of Prometheus does not sort.
+                series.sort_by(|a, b| a.0.cmp(&b.0));
+                for (labels, ts) in series {
+                    if !ts.histograms.is_empty() {
+                        return Err(StoreError::Unsupported {
+                            series: labels.to_string(),
+                            detail: "native histogram samples cannot be served from a SAMPLES \
+                                     remote read answer; use Prometheus ≥ 2.13 (streamed chunks)"
+                                .into(),
+                        });
+                    }
+                    if ts.samples.is_empty() {
+                        continue;
+                    }
+                    let mut samples = ts.samples;
+                    samples.sort_by_key(|s| s.timestamp);
+                    let chunks =
+                        encode_samples(&samples).map_err(|detail| StoreError::Unsupported {
+                            series: labels.to_string(),
+                            detail,
+                        })?;
+                    if !out.push(labels, chunks).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        out.finish().await
+    }
+
+    /// Label names, from Prometheus plus the external label names.
+    pub async fn label_names(
+        &self,
+        req: LabelNamesRequest,
+    ) -> Result<LabelNamesResponse, StoreError> {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
+            return Ok(LabelNamesResponse::default());
+        };
+        let start = req.start.max(self.state.min_time());
+        if start > req.end {
+            return Ok(LabelNamesResponse::default());
+        }
+        let sel = (!plan.rest.is_empty()).then(|| promclient::selector(&plan.rest));
+        let mut names = self
+            .client
+            .label_names(sel.as_deref(), start, req.end)
+            .await?;
+        if !names.is_empty() {
+            names.extend(plan.ext_served().map(|l| l.name.clone()));
+        }
+        names.retain(|n| !plan.strip.contains(n));
+        names.sort();
+        names.dedup();
+        if req.limit > 0 {
+            names.truncate(req.limit as usize);
+        }
+        Ok(LabelNamesResponse {
+            names,
+            ..Default::default()
+        })
+    }
+
+    /// Label values: an external label's own value when there is data, else Prometheus'.
+    pub async fn label_values(
+        &self,
+        req: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, StoreError> {
+        let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
+            return Ok(LabelValuesResponse::default());
+        };
+        if req.label.is_empty() {
+            return Err(StoreError::InvalidArgument("label name is empty".into()));
+        }
+        if plan.strip.contains(&req.label) {
+            return Ok(LabelValuesResponse::default());
+        }
+        let start = req.start.max(self.state.min_time());
+        if start > req.end {
+            return Ok(LabelValuesResponse::default());
+        }
+        let sel = (!plan.rest.is_empty()).then(|| promclient::selector(&plan.rest));
+        let mut values = if let Some(v) = plan.ext.get(&req.label) {
+            // The external label has one value, on every series: served when some series
+            // (matching the other matchers) has data in the range.
+            let any = self
+                .client
+                .label_names(sel.as_deref(), start, req.end)
+                .await?;
+            if any.is_empty() {
+                Vec::new()
+            } else {
+                vec![v.to_string()]
+            }
+        } else {
+            self.client
+                .label_values(&req.label, sel.as_deref(), start, req.end)
+                .await?
+        };
+        values.sort();
+        values.dedup();
+        if req.limit > 0 {
+            values.truncate(req.limit as usize);
+        }
+        Ok(LabelValuesResponse {
+            values,
+            ..Default::default()
+        })
+    }
+
+    /// The Info API answer: component `sidecar`, the external labels, `[min time, +inf)`.
+    pub fn info(&self) -> InfoResponse {
+        let min_time = self.state.min_time();
+        let max_time = i64::MAX;
+        let (label_sets, tsdb_infos) = match self.state.external_labels() {
+            Some(ext) => {
+                let zl = ZLabelSet {
+                    labels: labels_from_model(&ext),
+                };
+                (
+                    vec![zl.clone()],
+                    vec![TsdbInfo {
+                        labels: Some(zl),
+                        min_time,
+                        max_time,
+                    }],
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        InfoResponse {
+            label_sets,
+            component_type: "sidecar".into(),
+            store: Some(StoreInfo {
+                min_time,
+                max_time,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos,
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_cut_into_chunks_of_120_that_decode_back() {
+        let samples: Vec<prompb::Sample> = (0..250)
+            .map(|i| prompb::Sample {
+                value: i as f64 * 0.5,
+                timestamp: 1000 + i * 15_000,
+            })
+            .collect();
+        let chunks = encode_samples(&samples).unwrap();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].min_time, 1000);
+        assert_eq!(chunks[2].max_time, 1000 + 249 * 15_000);
+        let mut back = Vec::new();
+        for c in &chunks {
+            let raw = c.raw.as_ref().unwrap();
+            assert_eq!(raw.r#type, chunk::Encoding::Xor as i32);
+            assert!(chunk_samples(&raw.data) <= 120);
+            for s in strata_tsdb::XorIterator::new(&raw.data).unwrap() {
+                back.push(s.unwrap());
+            }
+        }
+        let want: Vec<(i64, f64)> = samples.iter().map(|s| (s.timestamp, s.value)).collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn labels_get_external_labels_on_top_and_stripped_names_removed() {
+        let plan = Plan {
+            ext: Labels::from_pairs(&[("cluster", "eu1"), ("replica", "a")]),
+            rest: Vec::new(),
+            strip: vec!["replica".into()],
+        };
+        // Prometheus already added its own external labels; a series' own `cluster` loses.
+        let got = plan.finalize(Labels::from_pairs(&[
+            ("__name__", "up"),
+            ("cluster", "mine"),
+            ("replica", "a"),
+        ]));
+        assert_eq!(
+            got,
+            Labels::from_pairs(&[("__name__", "up"), ("cluster", "eu1")])
+        );
+        let names: Vec<&str> = plan.ext_served().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["cluster"]);
+    }
+
+    #[test]
+    fn chunk_encodings_are_renumbered_for_the_store_api() {
+        assert_eq!(store_encoding(1), Some(chunk::Encoding::Xor));
+        assert_eq!(store_encoding(2), Some(chunk::Encoding::Histogram));
+        assert_eq!(store_encoding(3), Some(chunk::Encoding::FloatHistogram));
+        assert_eq!(store_encoding(0), None);
+        assert_eq!(store_encoding(4), None);
+        assert_eq!(chunk_samples(&[0x01, 0x02, 0xff]), 258);
+        assert_eq!(chunk_samples(&[0x01]), 0);
+    }
+}

@@ -1,0 +1,83 @@
+//! Serving the Store and Info APIs: the one place that sets up the gRPC server, so the store
+//! gateway, the sidecar and the querier answer with the same limits and the same TLS.
+
+use std::path::PathBuf;
+
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::thanos::info::info_server::{Info, InfoServer};
+use crate::thanos::store_server::{Store, StoreServer};
+
+/// The largest request the Store API accepts (a `Series` request with many matchers is a few
+/// kilobytes; this only keeps a hostile client from making us buffer gigabytes).
+pub const MAX_REQUEST_BYTES: usize = 32 << 20;
+
+/// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
+/// `--grpc-server-tls-client-ca` configure it.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why the gRPC server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reading {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        what,
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Serves `svc` as the Store and Info APIs on `listener` until `shutdown` completes, then
+/// drains in-flight calls.
+pub async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    svc: S,
+    tls: Option<TlsFiles>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Store + Info + Clone,
+{
+    let mut builder = Server::builder();
+    if let Some(t) = &tls {
+        let identity = Identity::from_pem(
+            read("--grpc-server-tls-cert", &t.cert)?,
+            read("--grpc-server-tls-key", &t.key)?,
+        );
+        let mut cfg = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &t.client_ca {
+            cfg = cfg.client_ca_root(Certificate::from_pem(read(
+                "--grpc-server-tls-client-ca",
+                ca,
+            )?));
+        }
+        builder = builder.tls_config(cfg)?;
+    }
+    builder
+        .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(InfoServer::new(svc))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
