@@ -496,3 +496,54 @@ fn check_series_samples(b: &Block, id: u32, ts: &[i64], nvals: usize) {
         "deleted sample returned"
     );
 }
+
+/// Bytes as a Prometheus remote read answer, both ways one can arrive:
+/// - a `STREAMED_XOR_CHUNKS` body: frames are taken off the front until the bytes run out or
+///   one is refused; each taken frame consumed exactly its header, checksum and message, and
+///   its message is decoded as a `ChunkedReadResponse` whose XOR chunks go through the XOR
+///   walk;
+/// - a `SAMPLES` body: snappy, then a `ReadResponse`; whatever decodes re-encodes stably.
+pub fn remote_read(data: &[u8]) {
+    use bytes::BytesMut;
+    use prost::Message;
+    use strata_prompb::{ChunkedReadResponse, decode_samples_response, take_frame};
+
+    let mut buf = BytesMut::from(data);
+    for _ in 0..LIMIT {
+        let before = buf.len();
+        match take_frame(&mut buf) {
+            Ok(Some(msg)) => {
+                let used = before - buf.len();
+                assert!(
+                    used >= msg.len() + 5 && used <= msg.len() + 14,
+                    "a frame of {} bytes consumed {used}",
+                    msg.len()
+                );
+                if let Ok(resp) = ChunkedReadResponse::decode(msg) {
+                    for s in resp.chunked_series.iter().take(LIMIT) {
+                        for c in s.chunks.iter().take(LIMIT) {
+                            // Prometheus' chunk encoding 1 is XOR.
+                            if c.r#type == 1 {
+                                xor_chunk(&c.data);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(None) => {
+                assert_eq!(buf.len(), before, "an incomplete frame consumed bytes");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+
+    if let Ok(resp) = decode_samples_response(data, 1 << 20) {
+        // Compared as bytes: values may be NaN, which `PartialEq` calls unequal to itself.
+        let once = resp.encode_to_vec();
+        let again = strata_prompb::ReadResponse::decode(once.as_slice())
+            .expect("our own encoding decodes")
+            .encode_to_vec();
+        assert_eq!(once, again, "re-encoding a decoded ReadResponse is not stable");
+    }
+}

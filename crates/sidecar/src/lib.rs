@@ -11,7 +11,7 @@
 //!   and asks Prometheus to reload when it or the rule files change.
 //!
 //! [`promclient`] is the HTTP client for Prometheus (auth and TLS from
-//! `--prometheus.http-client`), [`prompb`] the remote read messages.
+//! `--prometheus.http-client`); the remote read wire format is [`strata_prompb`].
 //!
 //! **Architecture invariants.**
 //! - Nothing is served or uploaded before the external labels are known: they tell this
@@ -26,10 +26,12 @@ pub mod error;
 pub mod grpc;
 pub mod promclient;
 pub mod prometheus;
-pub mod prompb;
 pub mod reloader;
 pub mod shipper;
 pub mod store;
+
+/// The remote read messages and frames ([`strata_prompb`]).
+pub use strata_prompb as prompb;
 
 pub use error::{PromError, StoreError};
 pub use promclient::{HttpClientConfig, PrometheusClient};

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use prost::Message;
 use reqwest::Url;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
@@ -27,14 +27,13 @@ use serde::Deserialize;
 use strata_model::{Label, Labels, MatchOp, Matcher};
 
 use crate::error::PromError;
-use crate::prompb::{ChunkedReadResponse, Query, ReadRequest, ReadResponse, ResponseType};
+use strata_prompb::{
+    ChunkedReadResponse, FrameError, Query, ReadRequest, ReadResponse, ResponseType,
+    decode_samples_response, take_frame,
+};
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("Strata/", env!("CARGO_PKG_VERSION"));
-
-/// Prometheus' own limit on one remote read frame (`DefaultChunkedReadLimit`, 50 MB); a larger
-/// frame means a broken stream.
-pub const MAX_FRAME_BYTES: usize = 50 * 1024 * 1024;
 
 /// Largest decompressed SAMPLES response accepted; the fallback holds it all in memory.
 const MAX_SAMPLES_RESPONSE_BYTES: usize = 2 << 30;
@@ -524,16 +523,8 @@ impl PrometheusClient {
             what: "the SAMPLES remote read answer",
             detail,
         };
-        let len = snap::raw::decompress_len(&compressed).map_err(|e| decode(e.to_string()))?;
-        if len > MAX_SAMPLES_RESPONSE_BYTES {
-            return Err(decode(format!(
-                "{len} bytes decompressed is more than the {MAX_SAMPLES_RESPONSE_BYTES} accepted"
-            )));
-        }
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&compressed)
-            .map_err(|e| decode(e.to_string()))?;
-        let answer = ReadResponse::decode(raw.as_slice()).map_err(|e| decode(e.to_string()))?;
+        let answer =
+            decode_samples_response(&compressed, MAX_SAMPLES_RESPONSE_BYTES).map_err(decode)?;
         if answer.results.len() != 1 {
             return Err(decode(format!(
                 "{} results for 1 query",
@@ -780,55 +771,6 @@ pub struct ChunkedStream {
     done: bool,
 }
 
-/// Why a frame of the chunked stream is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    #[error("frame length varint is malformed")]
-    BadLength,
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES} byte limit")]
-    TooLarge(u64),
-    #[error("frame checksum mismatch: header says {want:#010x}, data has {got:#010x}")]
-    Checksum { want: u32, got: u32 },
-    #[error("stream ended inside a frame ({0} bytes left over)")]
-    Truncated(usize),
-}
-
-/// Takes one complete frame (`uvarint(len) | BE32 CRC32C(msg) | msg`) off the front of `buf`,
-/// or `None` when more bytes are needed. The CRC covers the message only.
-pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-    let mut len: u64 = 0;
-    let mut header = 0usize;
-    loop {
-        let Some(&b) = buf.get(header) else {
-            return Ok(None);
-        };
-        if header == 10 || (header == 9 && b > 1) {
-            return Err(FrameError::BadLength);
-        }
-        len |= u64::from(b & 0x7f) << (7 * header);
-        header += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    if len > MAX_FRAME_BYTES as u64 {
-        return Err(FrameError::TooLarge(len));
-    }
-    let total = header + 4 + len as usize;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    buf.advance(header);
-    let want = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    buf.advance(4);
-    let msg = buf.split_to(len as usize).freeze();
-    let got = crc32c::crc32c(&msg);
-    if got != want {
-        return Err(FrameError::Checksum { want, got });
-    }
-    Ok(Some(msg))
-}
-
 impl ChunkedStream {
     /// The next frame, or `None` at the end of the stream.
     pub async fn next_frame(&mut self) -> Result<Option<ChunkedReadResponse>, PromError> {
@@ -870,58 +812,6 @@ impl ChunkedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(msg: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut n = msg.len() as u64;
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
-        out.extend_from_slice(&crc32c::crc32c(msg).to_be_bytes());
-        out.extend_from_slice(msg);
-        out
-    }
-
-    #[test]
-    fn frames_are_taken_whole_and_checked() {
-        let big = vec![7u8; 300];
-        let mut all = frame(b"hello");
-        all.extend(frame(&big));
-        // Fed one byte at a time, frames come out only when complete.
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for b in &all {
-            buf.extend_from_slice(&[*b]);
-            while let Some(m) = take_frame(&mut buf).unwrap() {
-                got.push(m.to_vec());
-            }
-        }
-        assert_eq!(got, vec![b"hello".to_vec(), big]);
-        assert!(buf.is_empty());
-
-        let mut bad = frame(b"hello");
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        let err = take_frame(&mut BytesMut::from(&bad[..])).unwrap_err();
-        assert!(matches!(err, FrameError::Checksum { .. }), "{err}");
-
-        let huge = [0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert_eq!(
-            take_frame(&mut BytesMut::from(&huge[..])).unwrap_err(),
-            FrameError::TooLarge(0xffff_ffff)
-        );
-        let endless = [0xffu8; 11];
-        assert_eq!(
-            take_frame(&mut BytesMut::from(&endless[..])).unwrap_err(),
-            FrameError::BadLength
-        );
-    }
 
     #[test]
     fn external_labels_from_the_config_yaml() {

@@ -90,6 +90,59 @@ fn main() {
     }
     out.write("tombstones", "many", &many.encode());
 
+    // Remote read answers: two frames of a streamed answer holding real XOR chunks, and a
+    // snappy SAMPLES answer.
+    {
+        use prost::Message;
+        use strata_prompb::{
+            Chunk, ChunkedReadResponse, ChunkedSeries, Label, QueryResult, ReadResponse, Sample,
+            TimeSeries,
+        };
+        let label = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        let mut stream = Vec::new();
+        for (i, c) in s.xor_chunks.iter().take(4).enumerate() {
+            let msg = ChunkedReadResponse {
+                chunked_series: vec![ChunkedSeries {
+                    labels: vec![label("__name__", "up"), label("i", &i.to_string())],
+                    chunks: vec![Chunk {
+                        min_time_ms: 0,
+                        max_time_ms: 1000,
+                        r#type: 1,
+                        data: c.clone().into(),
+                    }],
+                }],
+                query_index: 0,
+            }
+            .encode_to_vec();
+            put_uvarint(&mut stream, msg.len() as u64);
+            stream.extend_from_slice(&crc32c(&msg).to_be_bytes());
+            stream.extend_from_slice(&msg);
+        }
+        out.write("remote_read", "streamed", &stream);
+        let samples = ReadResponse {
+            results: vec![QueryResult {
+                timeseries: vec![TimeSeries {
+                    labels: vec![label("__name__", "up")],
+                    samples: (0..20)
+                        .map(|k| Sample {
+                            value: if k == 7 { f64::from_bits(STALE_NAN) } else { k as f64 },
+                            timestamp: k * 15_000,
+                        })
+                        .collect(),
+                    histograms: Vec::new(),
+                }],
+            }],
+        }
+        .encode_to_vec();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&samples)
+            .expect("snappy compresses");
+        out.write("remote_read", "samples", &body);
+    }
+
     // Mutation programs: `flags | (kind, offset BE16, arg)*` (see strata_fuzz::mutate).
     let programs: [(&str, &[u8]); 6] = [
         ("intact", &[0]),

@@ -1,5 +1,5 @@
 //! Prometheus' remote read messages (package `prometheus`, `prompb/remote.proto` and
-//! `prompb/types.proto`), declared by hand for the fields the sidecar speaks.
+//! `prompb/types.proto`), declared by hand for the fields Strata speaks.
 //!
 //! Only the read path is here: `ReadRequest` out, `ReadResponse` (SAMPLES) or a stream of
 //! `ChunkedReadResponse` frames (STREAMED_XOR_CHUNKS) back. Field numbers and enum values are
