@@ -116,6 +116,7 @@ impl Engine {
 
     /// Parses a query and checks that it only uses enabled features.
     pub fn parse(&self, query: &str) -> Result<Expr> {
+        crate::escapes::check_byte_escapes(query)?;
         let expr = promql_parser::parser::parse(query)
             .map_err(|e| Error::Parse(format!("parse error: {e}")))?;
         if !self.opts.experimental_functions {

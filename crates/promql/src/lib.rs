@@ -35,6 +35,7 @@ mod annotations;
 mod blocks;
 pub mod engine;
 mod error;
+mod escapes;
 mod eval;
 pub mod format;
 mod fxhash;
