@@ -21,6 +21,17 @@ install_prometheus() {
     # the quickstart start their own on free ports and do not need it.
 }
 
+# Debian's `chromium`: the headless browser the web UI tests drive (crates/strata/tests/ui.rs).
+install_chromium() {
+    if command -v chromium >/dev/null 2>&1; then return 0; fi
+    log "installing Debian package: chromium (headless browser for the web UI tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! sudo_if_needed apt-get install -y -q --no-install-recommends chromium; then
+        sudo_if_needed apt-get update -q
+        sudo_if_needed apt-get install -y -q --no-install-recommends chromium
+    fi
+}
+
 # `moto[server]` from PyPI: an S3-compatible server for the object storage tests.
 install_moto() {
     if command -v moto_server >/dev/null 2>&1; then return 0; fi

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Builds Strata and runs it against a local FILESYSTEM bucket, on a fresh Debian machine.
+# Builds Strata and runs a whole local stack on a FILESYSTEM bucket, on a fresh Debian machine.
 #
-#   ./scripts/quickstart.sh           build, make demo blocks, upload, list, inspect, verify
+#   ./scripts/quickstart.sh                 build, start the stack, show it working, keep it up
+#   QUICKSTART_EXIT=1 ./scripts/quickstart.sh   the same, then stop everything and exit
 #   QUICKSTART_DIR=/tmp/x ./scripts/quickstart.sh
 #
-# What it runs today: real Prometheus 2.42 (`promtool`) writes 12 hours of demo metrics as TSDB
-# blocks; `strata tools bucket upload-blocks` ships them to a bucket on local disk the way a
-# Thanos sidecar would; `ls`, `inspect` and `verify` read them back; `strata compact` compacts
-# them. The other long-running components (store gateway, querier, sidecar) are being built; as
-# each lands, this script starts it too. Re-running is safe: everything lives under $QUICKSTART_DIR.
+# The stack, all on 127.0.0.1:
+#   Prometheus 2.42 (Debian package)  :19090  12h of demo history (written by promtool) plus
+#                                             live scrapes of itself and of every Strata process
+#   strata sidecar                    :10911 gRPC, :10912 HTTP  Store API over Prometheus, ships
+#                                             its 2h blocks to the bucket
+#   strata store                      :10921 gRPC, :10922 HTTP  the bucket, through the Store API
+#   strata compact --wait             :10932 HTTP               compacts and downsamples the bucket
+#   strata query                      :10901 gRPC, :10902 HTTP  the global view (point Grafana here)
+# Re-running is safe: everything lives under $QUICKSTART_DIR and is replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -19,20 +24,40 @@ repo="$(pwd)"
 work="${QUICKSTART_DIR:-$repo/.strata-quickstart}"
 
 install_prometheus
+for cmd in curl python3; do
+    command -v "$cmd" >/dev/null 2>&1 || {
+        log "installing $cmd"
+        sudo_if_needed apt-get install -y -q --no-install-recommends "$cmd"
+    }
+done
+
+for port in 19090 10901 10902 10911 10912 10921 10922 10932; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use on 127.0.0.1; stop what uses it (a previous quickstart?) and retry" >&2
+        exit 1
+    fi
+done
 
 log "building strata (release; the first build takes a few minutes)"
 cargo build --release --locked -p strata
 strata="$repo/target/release/strata"
 
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
 rm -rf "$work"
-mkdir -p "$work/bucket" "$work/prometheus"
+mkdir -p "$work/bucket" "$work/prometheus" "$work/logs"
 cat > "$work/objstore.yml" <<YAML
 type: FILESYSTEM
 config:
   directory: $work/bucket
 YAML
 
-log "writing 12h of demo metrics with promtool (3 instances, counters and gauges, 15s scrapes)"
+log "writing 12h of demo history with promtool (3 instances, a counter and a gauge, 15s scrapes)"
 start=$(( $(date +%s) - 13 * 3600 ))
 awk -v start="$start" 'BEGIN {
     print "# HELP demo_http_requests Requests served.";
@@ -41,40 +66,116 @@ awk -v start="$start" 'BEGIN {
         code = (c == 0 ? 200 : (c == 1 ? 404 : 500)); v = 0;
         for (k = 0; k < 2880; k++) {
             v += (k * 7 + i * 13 + c) % 11;
-            printf "demo_http_requests_total{instance=\"demo-%d:9100\",code=\"%d\"} %d %d.%03d\n", i, code, v, start + k * 15, (i * 97) % 1000;
+            printf "demo_http_requests_total{job=\"demo\",instance=\"demo-%d:9100\",code=\"%d\"} %d %d.%03d\n", i, code, v, start + k * 15, (i * 97) % 1000;
         }
     }
     print "# HELP demo_temperature_celsius A gauge.";
     print "# TYPE demo_temperature_celsius gauge";
     for (i = 0; i < 3; i++) for (k = 0; k < 2880; k++)
-        printf "demo_temperature_celsius{instance=\"demo-%d:9100\"} %.2f %d.%03d\n", i, 20 + 5 * sin(k / 200.0 + i), start + k * 15, (i * 97) % 1000;
+        printf "demo_temperature_celsius{job=\"demo\",instance=\"demo-%d:9100\"} %.2f %d.%03d\n", i, 20 + 5 * sin(k / 200.0 + i), start + k * 15, (i * 97) % 1000;
     print "# EOF";
 }' > "$work/demo.om"
+# Into Prometheus' own data directory: Prometheus serves them, and the sidecar ships them.
 promtool tsdb create-blocks-from openmetrics "$work/demo.om" "$work/prometheus" >/dev/null
 rm -f "$work/demo.om"
 
-run() { printf '\n$ strata %s\n' "$*"; "$strata" "$@"; }
+cat > "$work/prometheus.yml" <<YAML
+global:
+  scrape_interval: 15s
+  external_labels:
+    cluster: quickstart
+    replica: "0"
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{targets: ["127.0.0.1:19090"]}]
+  - job_name: strata
+    static_configs:
+      - targets: ["127.0.0.1:10912", "127.0.0.1:10922", "127.0.0.1:10932", "127.0.0.1:10902"]
+YAML
 
-log "uploading the blocks to the bucket (chunks, then index, then meta.json last)"
-run tools bucket upload-blocks --objstore.config-file="$work/objstore.yml" \
-    --path="$work/prometheus" --label='cluster="quickstart"' --label='replica="0"'
+spawn() {
+    local name="$1"; shift
+    "$@" >"$work/logs/$name.log" 2>&1 &
+    pids+=("$!")
+}
+
+wait_ready() {
+    local name="$1" url="$2"
+    for _ in $(seq 1 120); do
+        if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+        sleep 0.5
+    done
+    echo "$name did not become ready at $url; its log:" >&2
+    tail -n 30 "$work/logs/$name.log" >&2
+    exit 1
+}
+
+log "starting Prometheus (:19090)"
+spawn prometheus prometheus --config.file="$work/prometheus.yml" \
+    --storage.tsdb.path="$work/prometheus" --storage.tsdb.retention.time=15d \
+    --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
+    --web.listen-address=127.0.0.1:19090 --web.enable-lifecycle
+wait_ready prometheus http://127.0.0.1:19090/-/ready
+
+log "starting strata sidecar (:10911 gRPC, :10912 HTTP)"
+spawn sidecar "$strata" sidecar --prometheus.url=http://127.0.0.1:19090 \
+    --tsdb.path="$work/prometheus" --objstore.config-file="$work/objstore.yml" \
+    --grpc-address=127.0.0.1:10911 --http-address=127.0.0.1:10912
+wait_ready sidecar http://127.0.0.1:10912/-/ready
+
+log "waiting for the sidecar to ship the demo blocks"
+for _ in $(seq 1 120); do
+    n=$(find "$work/bucket" -name meta.json 2>/dev/null | wc -l)
+    [ "$n" -ge 6 ] && break
+    sleep 0.5
+done
+
+log "starting strata store (:10921 gRPC, :10922 HTTP)"
+spawn store "$strata" store --objstore.config-file="$work/objstore.yml" \
+    --data-dir="$work/store" --sync-block-duration=30s --consistency-delay=0s \
+    --grpc-address=127.0.0.1:10921 --http-address=127.0.0.1:10922
+wait_ready store http://127.0.0.1:10922/-/ready
+
+log "starting strata compact --wait (:10932 HTTP)"
+spawn compact "$strata" compact --wait --wait-interval=1m \
+    --objstore.config-file="$work/objstore.yml" --data-dir="$work/compact" \
+    --consistency-delay=0s --http-address=127.0.0.1:10932
+wait_ready compact http://127.0.0.1:10932/-/ready
+
+log "starting strata query (:10901 gRPC, :10902 HTTP)"
+spawn query "$strata" query --endpoint=127.0.0.1:10911 --endpoint=127.0.0.1:10921 \
+    --query.replica-label=replica \
+    --grpc-address=127.0.0.1:10901 --http-address=127.0.0.1:10902
+wait_ready query http://127.0.0.1:10902/-/ready
+
+show() {
+    printf '\n$ curl %s\n' "$1"
+    curl -fsS "$1" | python3 -m json.tool | head -n "${2:-40}"
+}
+
+log "the stores the querier sees"
+sleep 6 # one endpoint probe round
+show "http://127.0.0.1:10902/api/v1/stores" 60
+
+log "a query over the whole history: requests per second by code, deduplicated"
+now=$(date +%s)
+show "http://127.0.0.1:10902/api/v1/query?query=sum+by+(code)+(rate(demo_http_requests_total%5B5m%5D))&time=$((now - 3600))"
 
 log "what the bucket holds"
-run tools bucket ls -o wide --objstore.config-file="$work/objstore.yml"
-run tools bucket inspect --objstore.config-file="$work/objstore.yml"
-
-log "verifying every block (CRCs, series order, chunk references, overlaps)"
-run tools bucket verify --objstore.config-file="$work/objstore.yml"
-
-log "compacting: complete 8h windows of 2h blocks become one block; the sources are deleted"
-run compact --objstore.config-file="$work/objstore.yml" --data-dir="$work/compact" \
-    --http-address=127.0.0.1:0 --consistency-delay=0s --delete-delay=0s
-run tools bucket inspect --objstore.config-file="$work/objstore.yml"
-run tools bucket verify --objstore.config-file="$work/objstore.yml"
+"$strata" tools bucket inspect --objstore.config-file="$work/objstore.yml"
 
 cat <<EOF
 
-Done. The bucket is at $work/bucket, its config at $work/objstore.yml.
-Try:  $strata tools bucket inspect --objstore.config-file=$work/objstore.yml --output=json
-      $strata --help
+The stack is up (logs in $work/logs):
+  Prometheus     http://127.0.0.1:19090
+  Strata query   http://127.0.0.1:10902   web UI and Prometheus HTTP API (add it to Grafana as a
+                                          Prometheus data source); Store API on 127.0.0.1:10901
+  Compactor      http://127.0.0.1:10932   block viewer
 EOF
+
+if [ -n "${QUICKSTART_EXIT:-}" ]; then
+    log "QUICKSTART_EXIT is set: stopping the stack"
+    exit 0
+fi
+echo "Press Ctrl-C to stop everything."
+wait

@@ -7,6 +7,8 @@
 # Tests use real components, installed here:
 #   - Debian's `prometheus` package: Prometheus 2.42 and promtool (block cross-checks)
 #   - `moto[server]` from PyPI: an S3-compatible server (object storage tests)
+#   - Debian's `chromium`: headless browser for the web UI tests (STRATA_REQUIRE_CHROMIUM=1 makes
+#     them fail instead of skipping when it is missing)
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +18,13 @@ cd "$(dirname "$0")/.."
 
 install_prometheus
 install_moto
+install_chromium
+# The web UI tests skip without chromium unless this is set; here they must run.
+export STRATA_REQUIRE_CHROMIUM=1
 
 log "toolchain: $(cargo --version), $(rustc --version)"
 log "promtool: $(promtool --version 2>&1 | head -1)"
+log "chromium: $(chromium --version 2>&1 | head -1)"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -41,13 +41,97 @@ pub struct BuildInfo {
     pub go_version: String,
 }
 
+/// `max_source_resolution`: how coarse downsampled data a query may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxSourceResolution {
+    /// `auto`: a fifth of the query step, as Thanos' `--query.auto-downsampling` does.
+    Auto,
+    /// A resolution window in milliseconds (`0s` or `raw`: raw data only).
+    Millis(i64),
+}
+
+/// Thanos' per-request query parameters, which choose how the storage behind a request
+/// merges what the stores return. They are parsed here, where every other parameter is,
+/// and interpreted by the [`StorageProvider`], which knows the flag defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// `dedup` (default true): merge series that differ only in replica labels.
+    pub dedup: bool,
+    /// `replicaLabels[]`: replaces `--query.replica-label` for this request when given.
+    pub replica_labels: Option<Vec<String>>,
+    /// `partial_response`: `None` means the `--query.partial-response` default.
+    pub partial_response: Option<bool>,
+    /// `max_source_resolution`: `None` means the `--query.auto-downsampling` default.
+    pub max_source_resolution: Option<MaxSourceResolution>,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        RequestOptions {
+            dedup: true,
+            replica_labels: None,
+            partial_response: None,
+            max_source_resolution: None,
+        }
+    }
+}
+
+/// One endpoint in `/api/v1/stores`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreStatus {
+    /// The endpoint address.
+    pub name: String,
+    /// When it was last probed (ms since the epoch; 0 if never).
+    pub last_check_ms: i64,
+    /// Why the last probe failed, if it did.
+    pub last_error: Option<String>,
+    /// Its external label sets.
+    pub label_sets: Vec<Labels>,
+    /// The time range it advertises (ms).
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// Builds the [`Storage`] a request reads from. The querier answers each request with a
+/// fan-out configured by that request's options; a fixed storage ([`FixedStorage`]) ignores
+/// them. Kept as a trait so this crate does not depend on the querier.
+pub trait StorageProvider: Send + Sync + std::fmt::Debug {
+    /// The storage for a request with these options.
+    fn storage(&self, opts: &RequestOptions) -> Arc<dyn Storage>;
+
+    /// The storage for a metadata request (`series`, `labels`, `label/<name>/values`), and
+    /// where it leaves its warnings: [`Storage`]'s metadata methods return no warnings, yet
+    /// under partial response a failed store must still be reported in the JSON.
+    fn metadata_storage(&self, opts: &RequestOptions) -> (Arc<dyn Storage>, MetadataWarnings) {
+        (self.storage(opts), MetadataWarnings::default())
+    }
+
+    /// The endpoints for `/api/v1/stores`, keyed by component type (`sidecar`, `store`, …).
+    fn stores(&self) -> BTreeMap<String, Vec<StoreStatus>> {
+        BTreeMap::new()
+    }
+}
+
+/// Warnings collected by a storage during one metadata request.
+pub type MetadataWarnings = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A storage that answers every request the same way (`--debug.blocks-dir`, tests).
+#[derive(Debug, Clone)]
+pub struct FixedStorage(pub Arc<dyn Storage>);
+
+impl StorageProvider for FixedStorage {
+    fn storage(&self, _: &RequestOptions) -> Arc<dyn Storage> {
+        self.0.clone()
+    }
+}
+
 /// Everything the API serves from.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The engine (lookback delta, features).
     pub engine: Engine,
-    /// Where series come from.
-    pub storage: Arc<dyn Storage>,
+    /// Where series come from, per request.
+    pub storage: Arc<dyn StorageProvider>,
     /// `--query.timeout`: the longest a query may run.
     pub query_timeout: Duration,
     /// `--query.max-concurrent`: queries evaluated at once; more wait.
@@ -83,6 +167,7 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/stores", get(stores))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
@@ -216,6 +301,58 @@ impl Params {
     }
 }
 
+/// Go's `strconv.ParseBool`, which Thanos uses for `dedup` and `partial_response`.
+fn parse_bool(name: &str, s: &str) -> Result<bool, ApiError> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(ApiError::param(
+            name,
+            format!("cannot parse {s:?} as a boolean"),
+        )),
+    }
+}
+
+/// Parses Thanos' querier parameters (`dedup`, `replicaLabels[]`, `partial_response`,
+/// `max_source_resolution`).
+fn request_options(p: &Params) -> Result<RequestOptions, ApiError> {
+    let mut o = RequestOptions::default();
+    if let Some(v) = p.get("dedup") {
+        o.dedup = parse_bool("dedup", v)?;
+    }
+    let replicas: Vec<String> = p
+        .all("replicaLabels[]")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !replicas.is_empty() {
+        o.replica_labels = Some(replicas);
+    }
+    if let Some(v) = p.get("partial_response") {
+        o.partial_response = Some(parse_bool("partial_response", v)?);
+    }
+    if let Some(v) = p.get("max_source_resolution") {
+        o.max_source_resolution = Some(match v {
+            "auto" => MaxSourceResolution::Auto,
+            "raw" => MaxSourceResolution::Millis(0),
+            _ => {
+                let ms =
+                    parse_duration(v).map_err(|e| ApiError::param("max_source_resolution", e))?;
+                if ms < 0 {
+                    return Err(ApiError::param(
+                        "max_source_resolution",
+                        "negative duration is not accepted",
+                    ));
+                }
+                MaxSourceResolution::Millis(ms)
+            }
+        });
+    }
+    Ok(o)
+}
+
 /// Prometheus' `parseTime`: Unix seconds (fractions rounded to milliseconds) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(f) = s.parse::<f64>()
@@ -268,6 +405,11 @@ impl Drop for CancelOnDrop {
 }
 
 impl ApiState {
+    /// The storage for this request's querier options.
+    fn storage(&self, p: &Params) -> Result<Arc<dyn Storage>, ApiError> {
+        Ok(self.cfg.storage.storage(&request_options(p)?))
+    }
+
     fn context(&self, p: &Params) -> Result<QueryContext, ApiError> {
         let mut timeout = self.cfg.query_timeout;
         if let Some(t) = p.get("timeout") {
@@ -278,7 +420,12 @@ impl ApiState {
     }
 
     /// Runs a query on a blocking thread once a slot is free.
-    async fn run<F>(&self, ctx: QueryContext, f: F) -> Result<QueryOutput, ApiError>
+    async fn run<F>(
+        &self,
+        ctx: QueryContext,
+        storage: Arc<dyn Storage>,
+        f: F,
+    ) -> Result<QueryOutput, ApiError>
     where
         F: FnOnce(&Engine, &dyn Storage, &QueryContext) -> Result<QueryOutput, Error>
             + Send
@@ -292,7 +439,6 @@ impl ApiState {
             .map_err(|_| ApiError::from_query(Error::Canceled("query queue")))?;
         let guard = CancelOnDrop(ctx.clone());
         let engine = self.cfg.engine.clone();
-        let storage = self.cfg.storage.clone();
         let res = tokio::task::spawn_blocking(move || f(&engine, storage.as_ref(), &ctx))
             .await
             .map_err(|e| ApiError {
@@ -417,8 +563,10 @@ async fn query(
         let p = Params::new(q, &headers, &body)?;
         let t = time_param(&p, "time", now_ms())?;
         let ctx = st.context(&p)?;
+        let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(ctx, move |e, s, c| e.instant(s, &qs, t, c)).await
+        st.run(ctx, storage, move |e, s, c| e.instant(s, &qs, t, c))
+            .await
     }
     .await;
     match res {
@@ -461,9 +609,12 @@ async fn query_range(
             ));
         }
         let ctx = st.context(&p)?;
+        let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(ctx, move |e, s, c| e.range(s, &qs, start, end, step, c))
-            .await
+        st.run(ctx, storage, move |e, s, c| {
+            e.range(s, &qs, start, end, step, c)
+        })
+        .await
     }
     .await;
     match res {
@@ -488,13 +639,18 @@ fn match_sets(p: &Params, engine: &Engine) -> Result<Vec<Vec<Matcher>>, ApiError
 const MIN_TIME: i64 = strata_model::timestamp::MIN_TIME_MS;
 const MAX_TIME: i64 = strata_model::timestamp::MAX_TIME_MS;
 
-async fn metadata_call<T, F>(st: Arc<ApiState>, f: F) -> Result<T, ApiError>
+/// Runs a metadata call; returns its result and the storage's warnings.
+async fn metadata_call<T, F>(
+    st: Arc<ApiState>,
+    p: &Params,
+    f: F,
+) -> Result<(T, Vec<String>), ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Storage) -> Result<T, strata_promql::StorageError> + Send + 'static,
 {
-    let storage = st.cfg.storage.clone();
-    tokio::task::spawn_blocking(move || f(storage.as_ref()))
+    let (storage, warnings) = st.cfg.storage.metadata_storage(&request_options(p)?);
+    let out = tokio::task::spawn_blocking(move || f(storage.as_ref()))
         .await
         .map_err(|e| ApiError {
             kind: "internal",
@@ -505,7 +661,19 @@ where
             kind: "internal",
             msg: e.to_string(),
             warnings: Vec::new(),
-        })
+        })?;
+    let warnings = std::mem::take(&mut *warnings.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((out, warnings))
+}
+
+/// The success envelope with the storage's warnings.
+fn metadata_response(data: &str, warnings: &[String]) -> Response {
+    let mut body = json::success_body(data);
+    if !warnings.is_empty() {
+        body.pop();
+        json::write_envelope_tail(&mut body, warnings, &[]);
+    }
+    json_response(StatusCode::OK, body)
 }
 
 async fn series(
@@ -514,7 +682,7 @@ async fn series(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let res: Result<String, ApiError> = async {
+    let res: Result<(String, Vec<String>), ApiError> = async {
         let p = Params::new(q, &headers, &body)?;
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -522,8 +690,8 @@ async fn series(
         let start = time_param(&p, "start", MIN_TIME)?;
         let end = time_param(&p, "end", MAX_TIME)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
-        let list: Vec<Labels> =
-            metadata_call(st.clone(), move |s| s.series_labels(&sets, start, end)).await?;
+        let (list, warnings): (Vec<Labels>, _) =
+            metadata_call(st.clone(), &p, move |s| s.series_labels(&sets, start, end)).await?;
         let mut data = String::from("[");
         for (i, l) in list.iter().enumerate() {
             if i > 0 {
@@ -532,11 +700,11 @@ async fn series(
             json::write_labels(&mut data, l);
         }
         data.push(']');
-        Ok(data)
+        Ok((data, warnings))
     }
     .await;
     match res {
-        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Ok((data, warnings)) => metadata_response(&data, &warnings),
         Err(e) => e.into_response(),
     }
 }
@@ -547,19 +715,19 @@ async fn labels(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let res: Result<String, ApiError> = async {
+    let res: Result<(String, Vec<String>), ApiError> = async {
         let p = Params::new(q, &headers, &body)?;
         let start = time_param(&p, "start", MIN_TIME)?;
         let end = time_param(&p, "end", MAX_TIME)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
-        let mut names =
-            metadata_call(st.clone(), move |s| s.label_names(&sets, start, end)).await?;
+        let (mut names, warnings) =
+            metadata_call(st.clone(), &p, move |s| s.label_names(&sets, start, end)).await?;
         apply_limit(&p, &mut names)?;
-        Ok(json::string_array(&names))
+        Ok((json::string_array(&names), warnings))
     }
     .await;
     match res {
-        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Ok((data, warnings)) => metadata_response(&data, &warnings),
         Err(e) => e.into_response(),
     }
 }
@@ -588,7 +756,7 @@ async fn label_values(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let res: Result<String, ApiError> = async {
+    let res: Result<(String, Vec<String>), ApiError> = async {
         let p = Params::new(q, &headers, &Bytes::new())?;
         // UTF-8 names may come escaped as `U__...` (Prometheus' value escaping).
         let name = unescape_label_name(&name);
@@ -599,14 +767,16 @@ async fn label_values(
         let end = time_param(&p, "end", MAX_TIME)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
         let n = name.clone();
-        let mut values =
-            metadata_call(st.clone(), move |s| s.label_values(&n, &sets, start, end)).await?;
+        let (mut values, warnings) = metadata_call(st.clone(), &p, move |s| {
+            s.label_values(&n, &sets, start, end)
+        })
+        .await?;
         apply_limit(&p, &mut values)?;
-        Ok(json::string_array(&values))
+        Ok((json::string_array(&values), warnings))
     }
     .await;
     match res {
-        Ok(data) => json_response(StatusCode::OK, json::success_body(&data)),
+        Ok((data, warnings)) => metadata_response(&data, &warnings),
         Err(e) => e.into_response(),
     }
 }
@@ -647,6 +817,50 @@ fn unescape_label_name(s: &str) -> String {
 
 async fn metadata() -> Response {
     json_response(StatusCode::OK, json::success_body("{}"))
+}
+
+/// `/api/v1/stores`, in Thanos' shape: `{"<type>": [{"name", "lastCheck", "lastError",
+/// "labelSets", "minTime", "maxTime"}]}`.
+async fn stores(State(st): State<Arc<ApiState>>) -> Response {
+    let mut data = String::from("{");
+    for (i, (kind, list)) in st.cfg.storage.stores().iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::write_str(&mut data, kind);
+        data.push_str(":[");
+        for (j, s) in list.iter().enumerate() {
+            if j > 0 {
+                data.push(',');
+            }
+            data.push_str("{\"name\":");
+            json::write_str(&mut data, &s.name);
+            data.push_str(",\"lastCheck\":");
+            json::write_str(
+                &mut data,
+                &strata_model::timestamp::format_rfc3339_millis(s.last_check_ms),
+            );
+            data.push_str(",\"lastError\":");
+            match &s.last_error {
+                Some(e) => json::write_str(&mut data, e),
+                None => data.push_str("null"),
+            }
+            data.push_str(",\"labelSets\":[");
+            for (k, l) in s.label_sets.iter().enumerate() {
+                if k > 0 {
+                    data.push(',');
+                }
+                json::write_labels(&mut data, l);
+            }
+            data.push_str(&format!(
+                "],\"minTime\":{},\"maxTime\":{}}}",
+                s.min_time, s.max_time
+            ));
+        }
+        data.push(']');
+    }
+    data.push('}');
+    json_response(StatusCode::OK, json::success_body(&data))
 }
 
 async fn buildinfo(State(st): State<Arc<ApiState>>) -> Response {
@@ -728,6 +942,52 @@ mod tests {
         assert_eq!(parse_duration("0.5").unwrap(), 500);
         assert_eq!(parse_duration("5m").unwrap(), 300_000);
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn querier_options() {
+        let p = |q: &str| Params::new(Some(q.to_string()), &HeaderMap::new(), &Bytes::new());
+        let o = request_options(&p("").unwrap()).unwrap();
+        assert_eq!(o, RequestOptions::default());
+        assert!(o.dedup);
+        let o = request_options(
+            &p(
+                "dedup=false&replicaLabels[]=a&replicaLabels[]=b,c&partial_response=0\
+                &max_source_resolution=5m",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(!o.dedup);
+        assert_eq!(
+            o.replica_labels,
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(o.partial_response, Some(false));
+        assert_eq!(
+            o.max_source_resolution,
+            Some(MaxSourceResolution::Millis(300_000))
+        );
+        for (q, want) in [
+            ("max_source_resolution=auto", MaxSourceResolution::Auto),
+            ("max_source_resolution=0s", MaxSourceResolution::Millis(0)),
+            ("max_source_resolution=raw", MaxSourceResolution::Millis(0)),
+            (
+                "max_source_resolution=1h",
+                MaxSourceResolution::Millis(3_600_000),
+            ),
+        ] {
+            let o = request_options(&p(q).unwrap()).unwrap();
+            assert_eq!(o.max_source_resolution, Some(want), "{q}");
+        }
+        for bad in [
+            "dedup=yes",
+            "partial_response=x",
+            "max_source_resolution=-5m",
+        ] {
+            let e = request_options(&p(bad).unwrap()).unwrap_err();
+            assert_eq!(e.kind, "bad_data", "{bad}");
+        }
     }
 
     #[test]

@@ -403,7 +403,8 @@ fn query_without_stores_answers_empty_results() {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.arg("query")
-        .arg(format!("--http-address=127.0.0.1:{port}"));
+        .arg(format!("--http-address=127.0.0.1:{port}"))
+        .arg(format!("--grpc-address=127.0.0.1:{}", free_port()));
     let mut guard = ChildGuard::spawn("strata query", &mut cmd).unwrap();
     guard
         .wait_for_http(

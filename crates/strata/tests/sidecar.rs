@@ -337,7 +337,147 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", sidecar.log()));
     assert!(report.cases > 30, "{report:?}");
+
+    // Through `strata query`, the sidecar's Store API answers as Prometheus itself does.
+    let grpc = sidecar.grpc.trim_start_matches("http://").to_string();
+    let querier = Querier::start(dir, &[format!("--endpoint={grpc}")]);
+    same_answers_as_prometheus(&querier.url, &prom.url, &["cluster", "replica"]);
     sidecar.guard.ensure_running().unwrap();
+}
+
+/// `strata query` on free ports with `args`, ready and seeing at least one store.
+struct Querier {
+    _guard: ChildGuard,
+    url: String,
+}
+
+impl Querier {
+    fn start(dir: &Path, args: &[String]) -> Querier {
+        let (http, grpc) = (free_port(), free_port());
+        let log = dir.join(format!("query-{http}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("query")
+            .arg(format!("--http-address=127.0.0.1:{http}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+            .arg("--query.replica-label=replica")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut guard = ChildGuard::spawn("strata query", &mut cmd).unwrap();
+        let url = format!("http://127.0.0.1:{http}");
+        guard
+            .wait_for_http(&format!("{url}/-/ready"), Duration::from_secs(30))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e:#}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        wait_until(
+            "the querier to see a store",
+            Duration::from_secs(30),
+            || {
+                let (status, body) = get(&format!("{url}/api/v1/stores"));
+                status == 200 && body.contains("\"lastError\":null")
+            },
+        );
+        Querier { _guard: guard, url }
+    }
+}
+
+/// The `data.result` of a query answer, with `drop` labels removed from every series and the
+/// series sorted: Prometheus' API does not show external labels, the querier does.
+fn result_without(body: &str, drop: &[&str]) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["status"], "success", "{body}");
+    let mut out: Vec<serde_json::Value> = v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            if let Some(m) = s["metric"].as_object_mut() {
+                for d in drop {
+                    m.remove(*d);
+                }
+            }
+            s
+        })
+        .collect();
+    out.sort_by_key(|s| s["metric"].to_string());
+    out
+}
+
+/// Equal JSON, except that sample values (strings) may differ by 1e-9 relative: Prometheus
+/// 2.42 sums in plain floating point, 3.x (and Strata) with Kahan-Neumaier compensation.
+fn same_within(a: &[serde_json::Value], b: &[serde_json::Value]) -> bool {
+    fn eq(x: &serde_json::Value, y: &serde_json::Value) -> bool {
+        use serde_json::Value::*;
+        match (x, y) {
+            (String(p), String(q)) => match (p.parse::<f64>(), q.parse::<f64>()) {
+                (Ok(u), Ok(v)) => u == v || (u - v).abs() <= 1e-9 * u.abs().max(v.abs()),
+                _ => p == q,
+            },
+            (Array(p), Array(q)) => p.len() == q.len() && p.iter().zip(q).all(|(u, v)| eq(u, v)),
+            (Object(p), Object(q)) => {
+                p.len() == q.len() && p.iter().all(|(k, u)| q.get(k).is_some_and(|v| eq(u, v)))
+            }
+            _ => x == y,
+        }
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| eq(x, y))
+}
+
+/// Instant and range queries, each sent to the querier and to Prometheus, answer the same.
+/// Evaluation times sit 7 s off the 15 s sample grid, so no sample lies on a range's start,
+/// where Prometheus 2.42 (closed) and 3.x (open, what Strata implements) differ.
+fn same_answers_as_prometheus(querier: &str, prometheus: &str, drop: &[&str]) {
+    let t = |offset_s: i64| (T0 / 1000 + offset_s).to_string();
+    let queries = [
+        "work_total",
+        "sum by (job) (work_total)",
+        "rate(work_total[5m])",
+        "sum by (job) (rate(work_total[5m]))",
+        "max_over_time(work_total[10m])",
+    ];
+    for q in queries {
+        let enc = q
+            .replace('%', "%25")
+            .replace(' ', "%20")
+            .replace('[', "%5B")
+            .replace(']', "%5D")
+            .replace('(', "%28")
+            .replace(')', "%29");
+        for path in [
+            format!("/api/v1/query?query={enc}&time={}", t(3600 + 7)),
+            format!("/api/v1/query?query={enc}&time={}", t(3 * 3600 + 1807)),
+            format!(
+                "/api/v1/query_range?query={enc}&start={}&end={}&step=60",
+                t(607),
+                t(3 * 3600 + 607)
+            ),
+        ] {
+            let (ours, theirs) = (
+                get(&format!("{querier}{path}")),
+                get(&format!("{prometheus}{path}")),
+            );
+            assert_eq!(ours.0, 200, "{path}: {}", ours.1);
+            assert_eq!(theirs.0, 200, "{path}: {}", theirs.1);
+            let (a, b) = (
+                result_without(&ours.1, drop),
+                result_without(&theirs.1, drop),
+            );
+            assert!(
+                !b.is_empty(),
+                "{path}: Prometheus has no data: {}",
+                theirs.1
+            );
+            assert!(
+                same_within(&a, &b),
+                "{path}\nours: {a:?}\nPrometheus: {b:?}"
+            );
+        }
+    }
 }
 
 /// A TCP forwarder in front of moto that can be switched off and on again on the same port:

@@ -225,10 +225,42 @@ pub fn http_request_with_headers(
         .and_then(|s| s.parse::<u16>().ok())
         .filter(|_| status_line.starts_with("HTTP/1."))
         .ok_or_else(|| anyhow!("not an HTTP response from {url}: {status_line:?}"))?;
+    let body = &raw[header_end + 4..];
+    let chunked = status_line
+        .to_ascii_lowercase()
+        .contains("\r\ntransfer-encoding: chunked");
     Ok(HttpResponse {
         status,
-        body: raw[header_end + 4..].to_vec(),
+        body: if chunked {
+            dechunk(body).with_context(|| format!("decoding the chunked body from {url}"))?
+        } else {
+            body.to_vec()
+        },
     })
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let nl = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow!("chunk size line without CRLF"))?;
+        let size = std::str::from_utf8(&rest[..nl])?;
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let len =
+            usize::from_str_radix(size, 16).with_context(|| format!("chunk size {size:?}"))?;
+        rest = &rest[nl + 2..];
+        if len == 0 {
+            return Ok(out);
+        }
+        if rest.len() < len + 2 {
+            return Err(anyhow!("body ends inside a chunk"));
+        }
+        out.extend_from_slice(&rest[..len]);
+        rest = &rest[len + 2..];
+    }
 }
 
 #[cfg(test)]

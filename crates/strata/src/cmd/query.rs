@@ -1,8 +1,10 @@
-//! `strata query`: the Prometheus-compatible HTTP query API.
+//! `strata query`: the querier. PromQL and the Prometheus HTTP API over every Store API
+//! endpoint (`--endpoint`, `--store`, `--store.sd-files`, DNS discovery), with replica
+//! deduplication, partial response and downsampled reads (`strata-query`), and the
+//! querier's own Store API on `--grpc-address`.
 //!
-//! Until the Store API fan-out lands (issue 5), the only data source is the hidden developer
-//! flag `--debug.blocks-dir=DIR`, which serves the TSDB blocks in `DIR`. It is what the
-//! HTTP tests and `scripts/bench-promql.sh` use.
+//! The hidden developer flag `--debug.blocks-dir=DIR` serves the TSDB blocks in `DIR`
+//! instead (the HTTP tests and `scripts/bench-promql.sh` use it).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,18 +12,110 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use prometheus_client::registry::Registry;
-use strata_api::{ApiConfig, BuildInfo};
+use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider};
 use strata_promql::{BlockStorage, Engine, EngineOptions};
+use strata_query::{
+    ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
+    QueryStoreService,
+};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
-use crate::cli::query::QueryArgs;
+use crate::cli::query::{GrpcCompression, QueryArgs, QueryDedupFunc};
 
 /// The feature flag that enables PromQL's experimental functions.
 const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
 
+/// The endpoint set and fan-out from the flags.
+fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
+    // Declared for compatibility but not implemented: refused rather than silently ignored.
+    if !args.endpoint_groups.is_empty() || !args.endpoint_groups_strict.is_empty() {
+        anyhow::bail!(
+            "--endpoint-group and --endpoint-group-strict are not supported yet; list the \
+             group's members with --endpoint"
+        );
+    }
+    if args.endpoint_sd_config.file.is_some() || args.endpoint_sd_config.content.is_some() {
+        anyhow::bail!(
+            "--endpoint.sd-config and --endpoint.sd-config-file are not supported yet; use \
+             --endpoint or --store.sd-files"
+        );
+    }
+    let c = &args.grpc_client;
+    let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    let client = ClientConfig {
+        tls: c.grpc_client_tls_secure(),
+        tls_skip_verify: c.grpc_client_tls_skip_verify(),
+        cert: path(&c.grpc_client_tls_cert),
+        key: path(&c.grpc_client_tls_key),
+        ca: path(&c.grpc_client_tls_ca),
+        server_name: (!c.grpc_client_server_name.is_empty())
+            .then(|| c.grpc_client_server_name.clone()),
+        compression: match c.grpc_compression {
+            GrpcCompression::None => Compression::None,
+            GrpcCompression::Snappy => Compression::Snappy,
+        },
+    };
+    let set = EndpointSet::new(EndpointSetConfig {
+        endpoints: args.endpoints.iter().chain(&args.stores).cloned().collect(),
+        strict: args
+            .endpoints_strict
+            .iter()
+            .chain(&args.stores_strict)
+            .cloned()
+            .collect(),
+        sd_files: args.store_sd_files.clone(),
+        sd_interval: args.store_sd_interval.to_std(),
+        dns_interval: args.store_sd_dns_interval.to_std(),
+        unhealthy_timeout: args.store_unhealthy_timeout.to_std(),
+        probe_interval: std::time::Duration::from_secs(5).min(
+            args.store_sd_dns_interval
+                .to_std()
+                .max(std::time::Duration::from_secs(1)),
+        ),
+        client,
+        dns_server: None,
+    })
+    .context("configuring endpoints (--endpoint, --store, --grpc-client-*, --grpc-compression)")?;
+    let fanout = Fanout {
+        endpoints: set.clone(),
+        response_timeout: (!args.store_response_timeout.is_zero())
+            .then(|| args.store_response_timeout.to_std()),
+        max_wait: args.query_timeout.to_std(),
+    };
+    Ok((set, fanout))
+}
+
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
-    let storage: Arc<dyn strata_promql::Storage> = match args.debug_blocks_dir.clone() {
+    let dedup_func = match args.dedup_func {
+        QueryDedupFunc::Penalty => strata_dedup::Algorithm::Penalty,
+        QueryDedupFunc::Chain => strata_dedup::Algorithm::Chain,
+    };
+    let mut endpoint_set = None;
+    let storage: Arc<dyn StorageProvider> = match args.debug_blocks_dir.clone() {
+        None => {
+            let (set, fanout) = endpoints(&args)?;
+            if args.endpoints.is_empty()
+                && args.stores.is_empty()
+                && args.endpoints_strict.is_empty()
+                && args.stores_strict.is_empty()
+                && args.store_sd_files.is_empty()
+            {
+                // As Thanos does: a querier without stores starts and answers empty results.
+                tracing::warn!("no endpoints configured; queries return empty results");
+            }
+            endpoint_set = Some((set, fanout.clone()));
+            Arc::new(Querier::new(
+                fanout,
+                QuerierConfig {
+                    replica_labels: args.replica_labels(),
+                    dedup_func,
+                    partial_response: args.partial_response(),
+                    auto_downsampling: args.auto_downsampling(),
+                },
+                tokio::runtime::Handle::current(),
+            ))
+        }
         Some(dir) => {
             let storage = tokio::task::spawn_blocking(move || BlockStorage::open_dir(&dir))
                 .await
@@ -31,12 +125,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                 blocks = storage.blocks().len(),
                 "serving local blocks (--debug.blocks-dir)"
             );
-            Arc::new(storage)
-        }
-        None => {
-            // As Thanos does: a querier without stores starts and answers with empty results.
-            tracing::warn!("no stores configured; queries return empty results");
-            Arc::new(strata_promql::MemStorage::new())
+            Arc::new(FixedStorage(Arc::new(storage)))
         }
     };
 
@@ -80,7 +169,13 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     shutdown.listen_for_signals();
     let registry = Arc::new(Mutex::new(Registry::default()));
     let prober = Prober::new();
-    let mut router = base_router(prober.clone(), registry).merge(api);
+    let ui = strata_ui::router(strata_ui::UiConfig {
+        route_prefix: args.web.web_route_prefix.clone(),
+        external_prefix: args.web.web_external_prefix.clone(),
+        prefix_header: args.web.web_prefix_header.clone(),
+        partial_response: args.partial_response(),
+    });
+    let mut router = base_router(prober.clone(), registry).merge(api).merge(ui);
     let prefix = args.web.web_route_prefix.trim_end_matches('/');
     if !prefix.is_empty() {
         let prefix = if prefix.starts_with('/') {
@@ -88,16 +183,63 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         } else {
             format!("/{prefix}")
         };
-        router = axum::Router::new().nest(&prefix, router);
+        // `/` and `<prefix>/` lead to the UI under the prefix, as Thanos redirects them.
+        let home = {
+            let to = prefix.clone();
+            axum::routing::get(move || {
+                let to = to.clone();
+                async move { axum::response::Redirect::to(&to) }
+            })
+        };
+        router = axum::Router::new()
+            .route("/", home.clone())
+            .route(&format!("{prefix}/"), home)
+            .nest(&prefix, router);
     }
     let listener = Listener::bind(&args.http.http_address)
         .await
         .context("binding --http-address")?;
     prober.set_healthy();
-    prober.set_ready();
-    listener
-        .serve(router, shutdown)
+    let Some((set, fanout)) = endpoint_set else {
+        prober.set_ready();
+        listener
+            .serve(router, shutdown)
+            .await
+            .context("serving HTTP")?;
+        return Ok(());
+    };
+
+    prober.set_not_ready("probing endpoints");
+    let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
+        .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API)");
+    let tls = args.grpc.tls_files()?;
+    let http_task = tokio::spawn(listener.serve(router, shutdown.clone()));
+    let grpc_task = {
+        let shutdown = shutdown.clone();
+        let svc = QueryStoreService::new(fanout);
+        tokio::spawn(async move {
+            strata_storepb::server::serve(grpc, svc, tls, async move { shutdown.wait().await })
+                .await
+        })
+    };
+    // Ready once every endpoint has been probed once, so the first queries see them all.
+    tokio::select! {
+        _ = set.update() => prober.set_ready(),
+        _ = shutdown.wait() => {}
+    }
+    let probe_task = tokio::spawn(set.clone().run());
+    shutdown.wait().await;
+    prober.set_not_ready("shutting down");
+    probe_task.abort();
+    grpc_task
+        .await
+        .context("gRPC server task")?
+        .context("serving gRPC (--grpc-address)")?;
+    http_task
+        .await
+        .context("HTTP server task")?
         .context("serving HTTP")?;
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! Where a fan-out select spends its time, against a running Store API server: the bare
+//! Series call (frames received, nothing decoded), the fan-out (labels converted, merged)
+//! and the conversion to engine series.
+//!
+//! `fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]`
+
+use std::time::{Duration, Instant};
+
+use strata_model::Matcher;
+use strata_query::series::{AggrRead, Convert, to_engine};
+use strata_query::{EndpointSet, EndpointSetConfig, Fanout};
+use strata_storepb::convert::matcher_from_model;
+use strata_storepb::thanos::SeriesRequest;
+use strata_storepb::thanos::store_client::StoreClient;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 5 {
+        eprintln!("usage: fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]");
+        std::process::exit(2);
+    }
+    let (addr, metric) = (&args[1], &args[2]);
+    let mint: i64 = args[3].parse().expect("MINT_MS");
+    let maxt: i64 = args[4].parse().expect("MAXT_MS");
+    let repeat: usize = args.get(5).map_or(5, |r| r.parse().expect("REPEAT"));
+    let req = SeriesRequest {
+        min_time: mint,
+        max_time: maxt,
+        matchers: vec![matcher_from_model(&Matcher::equal("__name__", metric))],
+        response_batch_size: std::env::var("BATCH").map_or(0, |b| b.parse().expect("BATCH")),
+        ..Default::default()
+    };
+    let mut client = StoreClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect")
+        .max_decoding_message_size(256 << 20);
+    let set = EndpointSet::new(EndpointSetConfig {
+        endpoints: vec![addr.clone()],
+        ..Default::default()
+    })
+    .expect("endpoint");
+    set.update().await;
+    let fanout = Fanout {
+        endpoints: set,
+        response_timeout: None,
+        max_wait: Duration::from_secs(120),
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut bare, mut fan, mut conv) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bytes = 0usize;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let mut stream = client
+            .series(req.clone())
+            .await
+            .expect("series")
+            .into_inner();
+        bytes = 0;
+        while let Some(f) = stream.message().await.expect("frame") {
+            bytes += prost::Message::encoded_len(&f);
+        }
+        bare.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t = Instant::now();
+        let merged = fanout.series(req.clone(), true).await.expect("fanout");
+        fan.push(t.elapsed().as_secs_f64() * 1e3);
+        let n = merged.items.len();
+        let t = Instant::now();
+        let out = to_engine(
+            merged.items,
+            &Convert {
+                replica_labels: &[],
+                algorithm: strata_dedup::Algorithm::Penalty,
+                counter: false,
+                aggr: AggrRead::Average,
+            },
+        )
+        .expect("convert");
+        conv.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(out.len(), n);
+    }
+    println!(
+        "bytes {bytes}; bare Series {:.1} ms; fan-out {:.1} ms; to_engine {:.2} ms",
+        median(bare),
+        median(fan),
+        median(conv)
+    );
+}

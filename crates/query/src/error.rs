@@ -1,0 +1,26 @@
+//! The querier's errors.
+
+/// Why the querier could not be set up or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// An `--endpoint`/`--store` value that is not one of the accepted forms.
+    #[error("invalid endpoint {0:?}: want host:port, dns+host:port, dnssrv+name or dnssrvnoa+name")]
+    BadEndpoint(String),
+    /// A gRPC client option that cannot be honoured.
+    #[error("{0}")]
+    ClientConfig(String),
+    /// Reading a TLS file named by a flag.
+    #[error("reading {flag} {path}: {source}")]
+    ReadTls {
+        flag: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A store failed (or timed out) and partial response is off.
+    #[error("store {store}: {message}")]
+    Store { store: String, message: String },
+    /// A request the querier cannot run (for example a bad matcher).
+    #[error("{0}")]
+    BadRequest(String),
+}

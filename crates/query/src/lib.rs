@@ -1,0 +1,27 @@
+//! The querier core (`strata query`): one PromQL view over many Store API servers.
+//!
+//! - [`endpoint`]: which servers exist (`--endpoint` static, `dns+`, `dnssrv+`,
+//!   `dnssrvnoa+`, `--store.sd-files`), their health and what they hold (Info API).
+//! - [`fanout`]: one request sent concurrently to the servers that can hold matching data,
+//!   with `--store.response-timeout` and partial response, answers merged k-way by labels.
+//! - [`series`]: replica deduplication (strata-dedup) and downsampled aggregates turned into
+//!   the float series the engine evaluates.
+//! - [`storage`]: the per-request [`strata_promql::Storage`] the HTTP API evaluates over
+//!   (`dedup`, `replicaLabels[]`, `partial_response`, `max_source_resolution`).
+//! - [`server`]: the querier's own Store API, so queriers stack.
+//!
+//! **Invariants:** every failure of a store names the store (its address); a store's bad
+//! answer is an error or a warning, never a panic; nothing here holds a lock across an await.
+
+pub mod endpoint;
+pub mod error;
+pub mod fanout;
+pub mod series;
+pub mod server;
+pub mod storage;
+
+pub use endpoint::{ClientConfig, Compression, EndpointSet, EndpointSetConfig, EndpointSpec};
+pub use error::QueryError;
+pub use fanout::Fanout;
+pub use server::QueryStoreService;
+pub use storage::{Querier, QuerierConfig, QueryStorage};

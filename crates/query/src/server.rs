@@ -1,0 +1,206 @@
+//! The querier's own Store API, so that a global querier can sit on top of per-cluster
+//! queriers: Info reports type `query` with the union of the endpoints' label sets and time
+//! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
+//! querier deduplicates), with `without_replica_labels` applied here.
+
+use strata_storepb::convert::{labels_from_model, matchers_to_model};
+use strata_storepb::thanos::info::info_server::Info;
+use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::thanos::store_server::Store;
+use strata_storepb::thanos::{
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+    PartialResponseStrategy, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
+    series_response,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::QueryError;
+use crate::fanout::{Fanout, WireSeries};
+use crate::series::strip;
+
+/// The Store and Info services over a [`Fanout`].
+#[derive(Debug, Clone)]
+pub struct QueryStoreService {
+    fanout: Fanout,
+}
+
+impl QueryStoreService {
+    pub fn new(fanout: Fanout) -> Self {
+        QueryStoreService { fanout }
+    }
+}
+
+fn to_status(e: QueryError) -> Status {
+    match e {
+        QueryError::BadRequest(m) => Status::invalid_argument(m),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+fn is_partial(disabled: bool, strategy: i32) -> bool {
+    !disabled && strategy != PartialResponseStrategy::Abort as i32
+}
+
+/// Strips `names` from every series and restores the sort order, merging series that
+/// became equal.
+fn without_replicas(series: Vec<WireSeries>, names: &[String]) -> Vec<WireSeries> {
+    if names.is_empty() {
+        return series;
+    }
+    let mut out: Vec<WireSeries> = series
+        .into_iter()
+        .map(|(l, c)| (strip(&l, names), c))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1.append(&mut b.1);
+            true
+        } else {
+            false
+        }
+    });
+    out
+}
+
+#[tonic::async_trait]
+impl Store for QueryStoreService {
+    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<Self::SeriesStream>, Status> {
+        let mut req = request.into_inner();
+        matchers_to_model(&req.matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
+        let strip_names = std::mem::take(&mut req.without_replica_labels);
+        let limit = usize::try_from(req.limit).unwrap_or(0);
+        if !strip_names.is_empty() {
+            // Stripping can merge series, so the stores' first N are not enough.
+            req.limit = 0;
+        }
+        let batch = usize::try_from(req.response_batch_size).unwrap_or(0).max(1);
+        req.response_batch_size = crate::fanout::RESPONSE_BATCH;
+        let merged = self.fanout.series(req, partial).await.map_err(to_status)?;
+        let mut series = without_replicas(merged.items, &strip_names);
+        if limit > 0 {
+            series.truncate(limit);
+        }
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            for w in merged.warnings {
+                if tx.send(Ok(SeriesResponse::warning(w))).await.is_err() {
+                    return;
+                }
+            }
+            let mut it = series.into_iter().map(|(l, chunks)| Series {
+                labels: labels_from_model(&l),
+                chunks,
+            });
+            loop {
+                let frame = if batch <= 1 {
+                    match it.next() {
+                        Some(s) => SeriesResponse::series(s),
+                        None => break,
+                    }
+                } else {
+                    let b: Vec<Series> = it.by_ref().take(batch).collect();
+                    if b.is_empty() {
+                        break;
+                    }
+                    SeriesResponse {
+                        result: Some(series_response::Result::Batch(SeriesBatch { series: b })),
+                    }
+                };
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        let mut req = request.into_inner();
+        let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
+        let strip_names = std::mem::take(&mut req.without_replica_labels);
+        let r = self
+            .fanout
+            .label_names(req, partial)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(LabelNamesResponse {
+            names: r
+                .items
+                .into_iter()
+                .filter(|n| !strip_names.contains(n))
+                .collect(),
+            warnings: r.warnings,
+            hints: None,
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        let mut req = request.into_inner();
+        let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
+        let strip_names = std::mem::take(&mut req.without_replica_labels);
+        if strip_names.contains(&req.label) {
+            return Ok(Response::new(LabelValuesResponse::default()));
+        }
+        let r = self
+            .fanout
+            .label_values(req, partial)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(LabelValuesResponse {
+            values: r.items,
+            warnings: r.warnings,
+            hints: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Info for QueryStoreService {
+    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let stores = self.fanout.endpoints.stores();
+        let mut sets = std::collections::BTreeSet::new();
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for s in &stores {
+            sets.extend(s.label_sets.iter().cloned());
+            min = min.min(s.min_time);
+            max = max.max(s.max_time);
+        }
+        if stores.is_empty() {
+            // Nothing to serve: an empty range, as Thanos' querier without stores reports.
+            (min, max) = (i64::MAX, i64::MIN);
+        }
+        Ok(Response::new(InfoResponse {
+            label_sets: sets
+                .iter()
+                .map(|l| ZLabelSet {
+                    labels: labels_from_model(l),
+                })
+                .collect(),
+            component_type: "query".into(),
+            store: Some(StoreInfo {
+                min_time: min,
+                max_time: max,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos: Vec::new(),
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }))
+    }
+}

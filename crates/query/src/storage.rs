@@ -1,0 +1,358 @@
+//! The engine's view of the stores: a [`strata_promql::Storage`] per request that fans out,
+//! merges, deduplicates and reads downsampled data as the request's options say.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use strata_api::{
+    MaxSourceResolution, MetadataWarnings, RequestOptions, StorageProvider, StoreStatus,
+};
+use strata_dedup::Algorithm;
+use strata_model::{Labels, Matcher};
+use strata_promql::{SelectHints, SelectResult, Storage, StorageError};
+use strata_storepb::convert::matcher_from_model;
+use strata_storepb::thanos::{
+    Func, LabelMatcher, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, QueryHints,
+    Range, SeriesRequest,
+};
+
+use crate::fanout::Fanout;
+use crate::series::{AggrRead, Convert, strip_owned, to_engine};
+
+/// The querier's flag defaults for per-request options.
+#[derive(Debug, Clone, Default)]
+pub struct QuerierConfig {
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--deduplication.func`.
+    pub dedup_func: Algorithm,
+    /// `--query.partial-response`.
+    pub partial_response: bool,
+    /// `--query.auto-downsampling`.
+    pub auto_downsampling: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    fanout: Fanout,
+    cfg: QuerierConfig,
+    handle: tokio::runtime::Handle,
+}
+
+/// The querier: builds a [`QueryStorage`] for each request ([`StorageProvider`]) and lists
+/// the endpoints for `/api/v1/stores`.
+#[derive(Debug, Clone)]
+pub struct Querier {
+    inner: Arc<Inner>,
+}
+
+impl Querier {
+    /// A querier over `fanout`; store calls run on `handle`'s runtime.
+    pub fn new(fanout: Fanout, cfg: QuerierConfig, handle: tokio::runtime::Handle) -> Self {
+        Querier {
+            inner: Arc::new(Inner {
+                fanout,
+                cfg,
+                handle,
+            }),
+        }
+    }
+
+    /// The storage for these options, as a concrete type (tests, benchmarks).
+    pub fn storage_for(&self, o: &RequestOptions) -> QueryStorage {
+        let cfg = &self.inner.cfg;
+        let replica_labels = if o.dedup {
+            o.replica_labels
+                .clone()
+                .unwrap_or_else(|| cfg.replica_labels.clone())
+        } else {
+            Vec::new()
+        };
+        QueryStorage {
+            inner: self.inner.clone(),
+            replica_labels,
+            partial: o.partial_response.unwrap_or(cfg.partial_response),
+            max_resolution: o.max_source_resolution.unwrap_or(if cfg.auto_downsampling {
+                MaxSourceResolution::Auto
+            } else {
+                MaxSourceResolution::Millis(0)
+            }),
+            metadata_warnings: MetadataWarnings::default(),
+        }
+    }
+}
+
+impl StorageProvider for Querier {
+    fn storage(&self, opts: &RequestOptions) -> Arc<dyn Storage> {
+        Arc::new(self.storage_for(opts))
+    }
+
+    fn metadata_storage(&self, opts: &RequestOptions) -> (Arc<dyn Storage>, MetadataWarnings) {
+        let s = self.storage_for(opts);
+        let w = s.metadata_warnings.clone();
+        (Arc::new(s), w)
+    }
+
+    fn stores(&self) -> BTreeMap<String, Vec<StoreStatus>> {
+        let mut out: BTreeMap<String, Vec<StoreStatus>> = BTreeMap::new();
+        for s in self.inner.fanout.endpoints.status() {
+            let kind = s
+                .info
+                .as_ref()
+                .map_or_else(String::new, |i| i.component_type.clone());
+            let kind = if kind.is_empty() {
+                "unknown".to_string()
+            } else {
+                kind
+            };
+            out.entry(kind).or_default().push(StoreStatus {
+                name: s.addr,
+                last_check_ms: s
+                    .last_check
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64),
+                last_error: s.last_error,
+                label_sets: s
+                    .info
+                    .as_ref()
+                    .map(|i| i.label_sets.clone())
+                    .unwrap_or_default(),
+                min_time: s.info.as_ref().map_or(i64::MIN, |i| i.min_time),
+                max_time: s.info.as_ref().map_or(i64::MAX, |i| i.max_time),
+            });
+        }
+        out
+    }
+}
+
+/// One request's storage: deduplication over `replica_labels` (empty: off), partial
+/// response, and the downsampling resolution.
+#[derive(Debug, Clone)]
+pub struct QueryStorage {
+    inner: Arc<Inner>,
+    replica_labels: Vec<String>,
+    partial: bool,
+    max_resolution: MaxSourceResolution,
+    /// Warnings of the metadata calls (the `Storage` trait returns none for them).
+    metadata_warnings: MetadataWarnings,
+}
+
+fn wire(ms: &[Matcher]) -> Vec<LabelMatcher> {
+    ms.iter().map(matcher_from_model).collect()
+}
+
+fn strategy(partial: bool) -> i32 {
+    if partial {
+        PartialResponseStrategy::Warn as i32
+    } else {
+        PartialResponseStrategy::Abort as i32
+    }
+}
+
+impl QueryStorage {
+    /// Runs a store call to completion from the engine's (blocking) thread.
+    fn block<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, crate::QueryError>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .map_err(|_| StorageError::new("querier runtime shut down"))?
+            .map_err(|e| StorageError::new(e.to_string()))
+    }
+
+    /// Warnings left by the metadata calls so far (and forgets them).
+    pub fn take_metadata_warnings(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .metadata_warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    fn note(&self, warnings: Vec<String>) {
+        if !warnings.is_empty() {
+            self.metadata_warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(warnings);
+        }
+    }
+
+    fn resolution(&self, step: i64) -> i64 {
+        match self.max_resolution {
+            MaxSourceResolution::Millis(ms) => ms,
+            MaxSourceResolution::Auto => step / 5,
+        }
+    }
+
+    fn series_request(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> SeriesRequest {
+        SeriesRequest {
+            min_time: mint,
+            max_time: maxt,
+            matchers: wire(matchers),
+            response_batch_size: crate::fanout::RESPONSE_BATCH,
+            partial_response_strategy: strategy(self.partial),
+            partial_response_disabled: !self.partial,
+            ..Default::default()
+        }
+    }
+
+    /// Label sets of the matching series (chunks skipped), replica labels removed.
+    fn labels_of(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<BTreeSet<Labels>, StorageError> {
+        let all = [vec![
+            Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+")
+                .map_err(|e| StorageError::new(format!("building the all-series matcher: {e}")))?,
+        ]];
+        let sets = if matcher_sets.is_empty() {
+            &all[..]
+        } else {
+            matcher_sets
+        };
+        let mut out = BTreeSet::new();
+        for ms in sets {
+            let mut req = self.series_request(ms, mint, maxt);
+            req.skip_chunks = true;
+            let fanout = self.inner.fanout.clone();
+            let partial = self.partial;
+            let merged = self.block(async move { fanout.series(req, partial).await })?;
+            self.note(merged.warnings);
+            for (l, _) in merged.items {
+                out.insert(strip_owned(l, &self.replica_labels));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Storage for QueryStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectResult, StorageError> {
+        let aggr = AggrRead::from_func(hints.func.as_deref());
+        let mut req = self.series_request(matchers, hints.start, hints.end);
+        req.max_resolution_window = self.resolution(hints.step);
+        req.aggregates = aggr.wire();
+        req.query_hints = Some(QueryHints {
+            step_millis: hints.step,
+            func: hints.func.as_ref().map(|f| Func { name: f.clone() }),
+            range: (hints.range > 0).then_some(Range {
+                millis: hints.range,
+            }),
+            ..Default::default()
+        });
+        let fanout = self.inner.fanout.clone();
+        let partial = self.partial;
+        let merged = self.block(async move { fanout.series(req, partial).await })?;
+        let cv = Convert {
+            replica_labels: &self.replica_labels,
+            algorithm: self.inner.cfg.dedup_func,
+            counter: hints
+                .func
+                .as_deref()
+                .is_some_and(strata_dedup::is_counter_function),
+            aggr,
+        };
+        let series = to_engine(merged.items, &cv).map_err(StorageError::new)?;
+        Ok(SelectResult {
+            series,
+            warnings: merged.warnings,
+        })
+    }
+
+    fn label_names(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let empty = [Vec::new()];
+        let sets = if matcher_sets.is_empty() {
+            &empty[..]
+        } else {
+            matcher_sets
+        };
+        let mut out = BTreeSet::new();
+        for ms in sets {
+            let req = LabelNamesRequest {
+                start: mint,
+                end: maxt,
+                matchers: wire(ms),
+                partial_response_strategy: strategy(self.partial),
+                partial_response_disabled: !self.partial,
+                ..Default::default()
+            };
+            let fanout = self.inner.fanout.clone();
+            let partial = self.partial;
+            let names = self.block(async move { fanout.label_names(req, partial).await })?;
+            self.note(names.warnings);
+            out.extend(
+                names
+                    .items
+                    .into_iter()
+                    .filter(|n| !self.replica_labels.contains(n)),
+            );
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        if self.replica_labels.iter().any(|r| r == name) {
+            return Ok(Vec::new());
+        }
+        let empty = [Vec::new()];
+        let sets = if matcher_sets.is_empty() {
+            &empty[..]
+        } else {
+            matcher_sets
+        };
+        let mut out = BTreeSet::new();
+        for ms in sets {
+            let req = LabelValuesRequest {
+                label: name.to_string(),
+                start: mint,
+                end: maxt,
+                matchers: wire(ms),
+                partial_response_strategy: strategy(self.partial),
+                partial_response_disabled: !self.partial,
+                ..Default::default()
+            };
+            let fanout = self.inner.fanout.clone();
+            let partial = self.partial;
+            let values = self.block(async move { fanout.label_values(req, partial).await })?;
+            self.note(values.warnings);
+            out.extend(values.items);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn series_labels(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        Ok(self
+            .labels_of(matcher_sets, mint, maxt)?
+            .into_iter()
+            .collect())
+    }
+}

@@ -1,0 +1,545 @@
+//! The querier core against real store gateways (in-process, over blocks made by promtool
+//! 2.42): the Store API acceptance suite on the querier's own Store API, HA deduplication
+//! with per-request options, a store that hangs, and downsampled reads.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use strata_api::{MaxSourceResolution, RequestOptions};
+use strata_model::{Labels, Matcher};
+use strata_promql::{SelectHints, Storage, Value};
+use strata_query::QueryStoreService;
+use strata_store::testing::{Reference, StoreApiClient, run_acceptance};
+use strata_storepb::thanos::info::info_server::Info;
+use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::thanos::store_server::Store;
+use strata_storepb::thanos::{
+    Label, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+    SeriesRequest, SeriesResponse, ZLabelSet,
+};
+
+/// Serves the querier's Store API on a free port.
+async fn serve_querier(
+    f: strata_query::Fanout,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        strata_storepb::server::serve(listener, QueryStoreService::new(f), None, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn querier_store_api_passes_acceptance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut reference = Reference::default();
+    let mut served = Vec::new();
+    for (name, hours, ext) in [
+        ("a", 5, [("cluster", "eu1"), ("replica", "0")]),
+        ("b", 3, [("cluster", "us1"), ("replica", "1")]),
+    ] {
+        let blocks = promtool_blocks(&tmp.path().join(name), &openmetrics(hours, 0, None));
+        let bucket = fs_bucket(&tmp.path().join(format!("bucket-{name}")));
+        upload(&bucket, &blocks, &ext).await;
+        for b in &blocks {
+            reference.add_block(b, Labels::from_pairs(&ext)).unwrap();
+        }
+        served.push(Served::start(bucket, &tmp.path().join(format!("data-{name}"))).await);
+    }
+    let addrs: Vec<String> = served.iter().map(|s| s.addr.to_string()).collect();
+    let (addr, _stop) = serve_querier(fanout(&addrs, None).await).await;
+    let mut client = StoreApiClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let report = run_acceptance(&mut client, &reference).await.unwrap();
+    assert!(report.cases > 40, "{report:?}");
+
+    // A querier on top of the querier: stacking works, and Info says `query`.
+    let (top, _stop_top) = serve_querier(fanout(&[addr.to_string()], None).await).await;
+    let mut client = StoreApiClient::connect(format!("http://{top}"))
+        .await
+        .unwrap();
+    run_acceptance(&mut client, &reference).await.unwrap();
+    let info = client.info.info(InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.component_type, "query");
+    assert_eq!(info.label_sets.len(), 2);
+}
+
+fn series_of(out: &Value) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    match out {
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| (s.labels.clone(), s.points.clone()))
+            .collect(),
+        Value::Vector(v) => v
+            .iter()
+            .map(|s| (s.labels.clone(), vec![(s.t, s.v)]))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Two HA replicas (external labels differ only in `replica`), "b" down for 40 minutes and
+/// scraping 1.234 s later than "a".
+async fn ha_pair(tmp: &std::path::Path) -> (Vec<Served>, Vec<String>) {
+    let down = (T0 + 3_600_000, T0 + 3_600_000 + 2_400_000);
+    let mut served = Vec::new();
+    for (name, shift, skip) in [("a", 0, None), ("b", 1234, Some(down))] {
+        let blocks = promtool_blocks(&tmp.join(name), &openmetrics(4, shift, skip));
+        let bucket = fs_bucket(&tmp.join(format!("bucket-{name}")));
+        upload(&bucket, &blocks, &[("cluster", "eu1"), ("replica", name)]).await;
+        served.push(Served::start(bucket, &tmp.join(format!("data-{name}"))).await);
+    }
+    let addrs = served.iter().map(|s| s.addr.to_string()).collect();
+    (served, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_dedup_per_request_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_served, addrs) = ha_pair(tmp.path()).await;
+    let q = querier(fanout(&addrs, None).await, &["replica"]);
+    let t = T0 + 3 * 3_600_000;
+
+    // dedup on (default): one series per job/instance, no replica label.
+    let out = instant(&q, RequestOptions::default(), "http_requests_total", t)
+        .await
+        .unwrap();
+    let s = series_of(&out.value);
+    assert_eq!(s.len(), 8);
+    assert!(
+        s.iter()
+            .all(|(l, _)| !l.contains("replica") && l.get("cluster") == Some("eu1"))
+    );
+
+    // dedup=false: both replicas.
+    let off = RequestOptions {
+        dedup: false,
+        ..Default::default()
+    };
+    let s = series_of(
+        &instant(&q, off, "http_requests_total", t)
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(s.len(), 16);
+    assert!(s.iter().all(|(l, _)| l.contains("replica")));
+
+    // replicaLabels[]=cluster replaces --query.replica-label for this request.
+    let other = RequestOptions {
+        replica_labels: Some(vec!["cluster".into()]),
+        ..Default::default()
+    };
+    let s = series_of(
+        &instant(&q, other, "http_requests_total", t)
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(s.len(), 16);
+    assert!(
+        s.iter()
+            .all(|(l, _)| l.contains("replica") && !l.contains("cluster"))
+    );
+
+    // Metadata: the replica label is gone from names, values and series.
+    let st = q.storage_for(&RequestOptions::default());
+    let (names, values, series) = tokio::task::spawn_blocking(move || {
+        (
+            st.label_names(&[], T0, t).unwrap(),
+            st.label_values("replica", &[], T0, t).unwrap(),
+            st.series_labels(&[vec![Matcher::equal("__name__", "temperature")]], T0, t)
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(names.contains(&"cluster".to_string()) && !names.contains(&"replica".to_string()));
+    assert!(values.is_empty());
+    assert_eq!(series.len(), 2);
+
+    // The deduplicated query equals the replica that never stopped, with no gap and no
+    // doubled counts, including rate() across b's outage.
+    let (start, end, step) = (T0 + 600_000, T0 + 4 * 3_600_000 - 600_000, 60_000);
+    for query in [
+        "rate(http_requests_total[5m])",
+        "count_over_time(http_requests_total[1m])",
+        "temperature",
+    ] {
+        let dedup = series_of(
+            &range(&q, RequestOptions::default(), query, start, end, step)
+                .await
+                .unwrap()
+                .value,
+        );
+        let a_only = format!(
+            "{}{{replica=\"a\"}}{}",
+            &query[..query.find(['[', ')']).map_or(query.len(), |i| i)],
+            &query[query.find(['[', ')']).map_or(query.len(), |i| i)..]
+        );
+        let a = series_of(
+            &range(
+                &q,
+                RequestOptions {
+                    dedup: false,
+                    ..Default::default()
+                },
+                &a_only,
+                start,
+                end,
+                step,
+            )
+            .await
+            .unwrap()
+            .value,
+        );
+        let strip = |l: &Labels| Labels::new(l.iter().filter(|x| x.name != "replica").cloned());
+        let a: Vec<_> = a.into_iter().map(|(l, p)| (strip(&l), p)).collect();
+        assert_eq!(dedup.len(), a.len(), "{query}");
+        for ((dl, dp), (al, ap)) in dedup.iter().zip(&a) {
+            assert_eq!(dl, al, "{query}");
+            assert_eq!(
+                dp.len(),
+                ((end - start) / step + 1) as usize,
+                "{query}: gap in {dl}"
+            );
+            assert_eq!(dp, ap, "{query}: {dl} differs from replica a");
+        }
+        if query.starts_with("count_over_time") {
+            assert!(
+                dedup.iter().all(|(_, p)| p.iter().all(|&(_, v)| v == 4.0)),
+                "doubled counts"
+            );
+        }
+    }
+}
+
+/// A store that answers Info but never answers Series, LabelNames or LabelValues.
+#[derive(Debug, Clone)]
+struct Hanging;
+
+#[tonic::async_trait]
+impl Store for Hanging {
+    type SeriesStream = futures::stream::Pending<Result<SeriesResponse, tonic::Status>>;
+
+    async fn series(
+        &self,
+        _: tonic::Request<SeriesRequest>,
+    ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
+        Ok(tonic::Response::new(futures::stream::pending()))
+    }
+
+    async fn label_names(
+        &self,
+        _: tonic::Request<LabelNamesRequest>,
+    ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
+        futures::future::pending().await
+    }
+
+    async fn label_values(
+        &self,
+        _: tonic::Request<LabelValuesRequest>,
+    ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
+        futures::future::pending().await
+    }
+}
+
+#[tonic::async_trait]
+impl Info for Hanging {
+    async fn info(
+        &self,
+        _: tonic::Request<InfoRequest>,
+    ) -> Result<tonic::Response<InfoResponse>, tonic::Status> {
+        Ok(tonic::Response::new(InfoResponse {
+            label_sets: vec![ZLabelSet {
+                labels: vec![Label {
+                    name: "cluster".into(),
+                    value: "hang".into(),
+                }],
+            }],
+            component_type: "store".into(),
+            store: Some(StoreInfo {
+                min_time: i64::MIN,
+                max_time: i64::MAX,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+pub async fn start_hanging() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        strata_storepb::server::serve(listener, Hanging, None, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_store_is_a_warning_or_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = promtool_blocks(&tmp.path().join("a"), &openmetrics(2, 0, None));
+    let bucket = fs_bucket(&tmp.path().join("bucket"));
+    upload(&bucket, &blocks, &[("cluster", "eu1")]).await;
+    let good = Served::start(bucket, &tmp.path().join("data")).await;
+    let (hang, _stop) = start_hanging().await;
+    let timeout = Duration::from_millis(700);
+    let f = fanout(&[good.addr.to_string(), hang.to_string()], Some(timeout)).await;
+    let q = querier(f, &[]);
+    let t = T0 + 3_600_000;
+
+    let started = Instant::now();
+    let out = instant(&q, RequestOptions::default(), "temperature", t)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < timeout + Duration::from_secs(2), "took {took:?}");
+    assert_eq!(
+        series_of(&out.value).len(),
+        2,
+        "the good store still answers"
+    );
+    let warnings: Vec<&String> = out.annotations.warnings.iter().collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(&hang.to_string()), "{warnings:?}");
+
+    let abort = RequestOptions {
+        partial_response: Some(false),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let err = instant(&q, abort, "temperature", t).await.unwrap_err();
+    assert!(started.elapsed() < timeout + Duration::from_secs(2));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&hang.to_string()) && msg.contains("response-timeout"),
+        "{msg}"
+    );
+
+    // A matcher on the hanging store's external label keeps it out of the fan-out.
+    let out = instant(
+        &q,
+        RequestOptions::default(),
+        "temperature{cluster=\"eu1\"}",
+        t,
+    )
+    .await
+    .unwrap();
+    assert!(out.annotations.warnings.is_empty());
+
+    // Metadata under partial response: the hanging store is skipped after the timeout.
+    let st = q.storage_for(&RequestOptions::default());
+    let (names, warnings) = tokio::task::spawn_blocking(move || {
+        (
+            st.label_names(&[], 0, t).unwrap(),
+            st.take_metadata_warnings(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(names.contains(&"room".to_string()));
+    assert!(
+        warnings.iter().any(|w| w.contains(&hang.to_string())),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downsampled_blocks_through_max_source_resolution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = promtool_blocks(&tmp.path().join("raw"), &openmetrics(4, 0, None));
+    let down_dir = tmp.path().join("5m");
+    std::fs::create_dir_all(&down_dir).unwrap();
+    let mut down = Vec::new();
+    for b in &raw {
+        let block = strata_tsdb::Block::open(b).unwrap();
+        let (meta, _) =
+            strata_compact::downsample::downsample_block(&block, 300_000, &down_dir, None)
+                .unwrap()
+                .unwrap();
+        down.push(down_dir.join(meta.ulid.to_string()));
+    }
+    let bucket = fs_bucket(&tmp.path().join("bucket"));
+    upload(&bucket, &raw, &[("cluster", "eu1")]).await;
+    upload(&bucket, &down, &[("cluster", "eu1")]).await;
+    let served = Served::start(bucket, &tmp.path().join("data")).await;
+    let q = querier(fanout(&[served.addr.to_string()], None).await, &[]);
+    let t = T0 + 3 * 3_600_000;
+    let with = |r: MaxSourceResolution| RequestOptions {
+        max_source_resolution: Some(r),
+        ..Default::default()
+    };
+
+    // Raw: 240 samples an hour; 5m: 12 aggregated points an hour.
+    let count = "count_over_time(temperature{room=\"hall\"}[1h])";
+    let raw_count = series_of(
+        &instant(&q, with(MaxSourceResolution::Millis(0)), count, t)
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(raw_count[0].1[0].1, 240.0);
+    let c5 = series_of(
+        &instant(&q, with(MaxSourceResolution::Millis(300_000)), count, t)
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(c5[0].1[0].1, 12.0);
+    // auto: a fifth of the step; a 30m step reads 5m data, an instant query raw data.
+    let auto = series_of(
+        &range(
+            &q,
+            with(MaxSourceResolution::Auto),
+            count,
+            t - 3_600_000,
+            t,
+            1_800_000,
+        )
+        .await
+        .unwrap()
+        .value,
+    );
+    assert_eq!(auto[0].1.len(), 3);
+    assert!(auto[0].1.iter().all(|p| p.1 == 12.0), "{auto:?}");
+    let auto_instant = series_of(
+        &instant(&q, with(MaxSourceResolution::Auto), count, t)
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(auto_instant[0].1[0].1, 240.0);
+
+    // A plain selector reads sum/count: the window's average, at the window's end.
+    let j = 20;
+    let t_end = T0 + 300_000 * (j + 1) - 1;
+    let want: f64 = (20 * j..20 * j + 20)
+        .map(|k| (k as f64 * 0.37).sin() * 10.0 + 20.0)
+        .sum::<f64>()
+        / 20.0;
+    let got = series_of(
+        &instant(
+            &q,
+            with(MaxSourceResolution::Millis(300_000)),
+            "temperature{room=\"hall\"}",
+            t_end,
+        )
+        .await
+        .unwrap()
+        .value,
+    );
+    assert!(
+        (got[0].1[0].1 - want).abs() < 1e-9,
+        "{} vs {want}",
+        got[0].1[0].1
+    );
+
+    // max_over_time reads the MAX aggregate, rate() the COUNTER one.
+    let max5 = series_of(
+        &instant(
+            &q,
+            with(MaxSourceResolution::Millis(300_000)),
+            "max_over_time(temperature{room=\"hall\"}[1h])",
+            t,
+        )
+        .await
+        .unwrap()
+        .value,
+    );
+    let max_raw = series_of(
+        &instant(
+            &q,
+            with(MaxSourceResolution::Millis(0)),
+            "max_over_time(temperature{room=\"hall\"}[1h])",
+            t,
+        )
+        .await
+        .unwrap()
+        .value,
+    );
+    assert!(
+        (max5[0].1[0].1 - max_raw[0].1[0].1).abs() < 0.5,
+        "{max5:?} vs {max_raw:?}"
+    );
+    let rate5 = series_of(
+        &instant(
+            &q,
+            with(MaxSourceResolution::Millis(300_000)),
+            "rate(http_requests_total{job=\"api\",instance=\"i1\"}[1h])",
+            t,
+        )
+        .await
+        .unwrap()
+        .value,
+    );
+    // The counter grows by 2 every 15 s.
+    assert!((rate5[0].1[0].1 - 2.0 / 15.0).abs() < 0.01, "{rate5:?}");
+
+    // The engine's hints reach the store: a direct select asking for min gets the minimum.
+    let st = q.storage_for(&with(MaxSourceResolution::Millis(300_000)));
+    let sel = tokio::task::spawn_blocking(move || {
+        st.select(
+            &[Matcher::equal("__name__", "temperature")],
+            &SelectHints {
+                start: T0,
+                end: t,
+                func: Some("min_over_time".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(sel.series.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_stores_give_each_series_once() {
+    // Two gateways over the same bucket (an HA pair of store gateways): every series comes
+    // twice with the same chunks, and the querier must answer exactly as one gateway does.
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = promtool_blocks(&tmp.path().join("a"), &openmetrics(3, 0, None));
+    let bucket_dir = tmp.path().join("bucket");
+    upload(&fs_bucket(&bucket_dir), &blocks, &[("cluster", "eu1")]).await;
+    let g1 = Served::start(fs_bucket(&bucket_dir), &tmp.path().join("d1")).await;
+    let g2 = Served::start(fs_bucket(&bucket_dir), &tmp.path().join("d2")).await;
+    let both = querier(
+        fanout(&[g1.addr.to_string(), g2.addr.to_string()], None).await,
+        &[],
+    );
+    let one = querier(fanout(&[g1.addr.to_string()], None).await, &[]);
+    let (start, end, step) = (T0 + 600_000, T0 + 3 * 3_600_000 - 600_000, 60_000);
+    for q in [
+        "http_requests_total",
+        "rate(http_requests_total[5m])",
+        "sum by (job) (increase(http_requests_total[1h]))",
+        "max_over_time(temperature[10m])",
+    ] {
+        let a = range(&both, RequestOptions::default(), q, start, end, step)
+            .await
+            .unwrap();
+        let b = range(&one, RequestOptions::default(), q, start, end, step)
+            .await
+            .unwrap();
+        assert!(!series_of(&b.value).is_empty(), "{q}");
+        assert_eq!(series_of(&a.value), series_of(&b.value), "{q}");
+        assert!(a.annotations.warnings.is_empty(), "{q}");
+    }
+}

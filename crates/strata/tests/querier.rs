@@ -1,0 +1,719 @@
+//! `strata query` end to end over real processes: two Prometheus 2.42 servers as HA replicas
+//! behind `strata sidecar`s (one stopped for a while), per-request deduplication options,
+//! `/api/v1/stores`, a store that hangs (partial response and its absence), the querier's
+//! own Store API stacked under a second querier, and downsampled blocks in a `strata store`
+//! read through `max_source_resolution` and `--query.auto-downsampling`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::prometheus::prometheus;
+
+/// GET over HTTP/1.0 (no chunked encoding): status and body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, String::from_utf8_lossy(&raw).into_owned());
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
+    )
+}
+
+fn json(port: u16, path: &str) -> (u16, Value) {
+    let (s, b) = get(port, path);
+    (
+        s,
+        serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}")),
+    )
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn enc(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A process with its log file, killed on drop.
+struct Proc {
+    guard: ChildGuard,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn start(dir: &Path, name: &str, cmd: &mut Command) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        Proc {
+            guard: ChildGuard::spawn(name, cmd).unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A scrape target: `demo_events_total`, growing by 1 per second (to the millisecond) since
+/// the test started, so that any correct rate over it is 1/s.
+fn start_target() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t0 = Instant::now();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let body = format!(
+                "# TYPE demo_events_total counter\ndemo_events_total {}\n",
+                t0.elapsed().as_millis() as f64 / 1000.0
+            );
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// One HA replica: Prometheus (external labels `cluster`, `replica`) and its sidecar.
+struct Replica {
+    dir: PathBuf,
+    prom_port: u16,
+    prom: Option<Proc>,
+    sidecar: Proc,
+    grpc_port: u16,
+}
+
+fn start_prometheus(dir: &Path, port: u16) -> Proc {
+    let mut cmd = Command::new(prometheus().unwrap());
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.join("tsdb").display()
+    ))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .args([
+        "--storage.tsdb.min-block-duration=2h",
+        "--storage.tsdb.max-block-duration=2h",
+    ]);
+    let p = Proc::start(dir, &format!("prometheus-{port}"), &mut cmd);
+    wait_until("Prometheus ready", Duration::from_secs(60), || {
+        get(port, "/-/ready").0 == 200
+    });
+    p
+}
+
+impl Replica {
+    fn start(root: &Path, name: &str, target: u16) -> Replica {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: {name}\n\
+                 scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let prom_port = free_port();
+        let prom = start_prometheus(&dir, prom_port);
+        let (http, grpc_port) = (free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("sidecar")
+            .arg(format!("--http-address=127.0.0.1:{http}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+            .arg(format!("--prometheus.url=http://127.0.0.1:{prom_port}"))
+            .arg(format!("--tsdb.path={}", dir.join("tsdb").display()));
+        let sidecar = Proc::start(&dir, "sidecar", &mut cmd);
+        wait_until("sidecar ready", Duration::from_secs(60), || {
+            get(http, "/-/ready").0 == 200
+        });
+        Replica {
+            dir,
+            prom_port,
+            prom: Some(prom),
+            sidecar,
+            grpc_port,
+        }
+    }
+}
+
+struct Querier {
+    _proc: Proc,
+    http: u16,
+    grpc: u16,
+}
+
+fn start_querier(dir: &Path, name: &str, args: &[String]) -> Querier {
+    let (http, grpc) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("query")
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .arg("--store.sd-dns-interval=1s")
+        .args(args);
+    let mut proc = Proc::start(dir, name, &mut cmd);
+    let start = Instant::now();
+    while get(http, "/-/ready").0 != 200 {
+        proc.guard
+            .ensure_running()
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", proc.log()));
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", proc.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Querier {
+        _proc: proc,
+        http,
+        grpc,
+    }
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `(labels, [(t, v)])` of a matrix result.
+fn matrix(v: &Value) -> Vec<(Value, Vec<(f64, String)>)> {
+    v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|s| {
+            let pts = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
+                .collect();
+            (s["metric"].clone(), pts)
+        })
+        .collect()
+}
+
+#[test]
+fn ha_replicas_deduplicate_without_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = start_target();
+    let mut a = Replica::start(tmp.path(), "a", target);
+    let b = Replica::start(tmp.path(), "b", target);
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{}", a.grpc_port),
+            format!("--endpoint=127.0.0.1:{}", b.grpc_port),
+            "--query.replica-label=replica".into(),
+        ],
+    );
+    // Both replicas have scraped before the range starts.
+    wait_until("both replicas have data", Duration::from_secs(30), || {
+        let (_, v) = json(
+            q.http,
+            &format!(
+                "/api/v1/query?query={}&dedup=false",
+                enc("demo_events_total")
+            ),
+        );
+        v["data"]["result"].as_array().is_some_and(|r| r.len() == 2)
+    });
+    let start = now_s().ceil() + 1.0;
+
+    // /api/v1/stores: both sidecars, with their label sets.
+    wait_until("both sidecars listed", Duration::from_secs(30), || {
+        let (_, v) = json(q.http, "/api/v1/stores");
+        v["data"]["sidecar"]
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+    });
+    let (_, stores) = json(q.http, "/api/v1/stores");
+    let first = &stores["data"]["sidecar"][0];
+    assert!(first["labelSets"][0]["replica"].is_string(), "{stores}");
+    assert!(first["lastError"].is_null(), "{stores}");
+    assert!(first["lastCheck"].as_str().unwrap().ends_with('Z'));
+
+    // Replica a, the one deduplication follows while both are up (it sorts first), is down
+    // for 12 s in the middle.
+    std::thread::sleep(Duration::from_secs(8));
+    a.prom.take();
+    std::thread::sleep(Duration::from_secs(12));
+    a.prom = Some(start_prometheus(&a.dir, a.prom_port));
+    std::thread::sleep(Duration::from_secs(8));
+    let end = now_s().floor() - 1.0;
+
+    let range = |query: &str, extra: &str| {
+        let (status, v) = json(
+            q.http,
+            &format!(
+                "/api/v1/query_range?query={}&start={start}&end={end}&step=1{extra}",
+                enc(query)
+            ),
+        );
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    let steps = (end - start) as usize + 1;
+
+    // Deduplicated: one series, no replica label, a value at every step.
+    let dedup = matrix(&range("demo_events_total", ""));
+    assert_eq!(dedup.len(), 1, "{dedup:?}");
+    assert!(dedup[0].0.get("replica").is_none());
+    assert_eq!(dedup[0].0["cluster"], "eu1");
+    assert_eq!(dedup[0].1.len(), steps, "gap in {:?}", dedup[0].1);
+    // Equal to the replica that never stopped: exactly for `up`; for the counter, up to the
+    // replicas' scrape offsets and jitter (a couple of seconds of growth; a gap left unfilled
+    // during the 12 s outage would be far more).
+    let up = matrix(&range("up", ""));
+    let up_b = matrix(&range("up{replica=\"b\"}", "&dedup=false"));
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].1, up_b[0].1);
+    let only_b = matrix(&range("demo_events_total{replica=\"b\"}", "&dedup=false"));
+    assert_eq!(only_b[0].1.len(), steps);
+    for ((t, d), (_, w)) in dedup[0].1.iter().zip(&only_b[0].1) {
+        let (d, w): (f64, f64) = (d.parse().unwrap(), w.parse().unwrap());
+        assert!((d - w).abs() <= 2.5, "at {t}: {d} vs replica b {w}");
+    }
+
+    // No doubled counts: one series counted at every step, and the rate stays about 1/s.
+    for (query, lo, hi) in [
+        ("count(demo_events_total)", 1.0, 1.0),
+        ("sum(rate(demo_events_total[10s]))", 0.8, 1.2),
+    ] {
+        let m = matrix(&range(query, ""));
+        eprintln!("DEDUP {query}: {:?}", m);
+        eprintln!(
+            "A {query}: {:?}",
+            matrix(&range(
+                &query.replace("total", "total{replica=\"a\"}"),
+                "&dedup=false"
+            ))
+        );
+        eprintln!(
+            "B {query}: {:?}",
+            matrix(&range(
+                &query.replace("total", "total{replica=\"b\"}"),
+                "&dedup=false"
+            ))
+        );
+        assert_eq!(m.len(), 1, "{query}");
+        assert_eq!(m[0].1.len(), steps, "{query}: gap");
+        // (The rate's window must first fill with samples.)
+        for (t, v) in m[0].1.iter().filter(|(t, _)| *t >= start + 10.0) {
+            let v: f64 = v.parse().unwrap();
+            assert!(v >= lo && v <= hi, "{query} at {t}: {v}");
+        }
+    }
+
+    // dedup=false: both replicas, with their replica label; replicaLabels[] overrides.
+    let both = matrix(&range("demo_events_total", "&dedup=false"));
+    assert_eq!(both.len(), 2);
+    let other = matrix(&range("demo_events_total", "&replicaLabels[]=cluster"));
+    assert_eq!(other.len(), 2);
+    assert!(
+        other
+            .iter()
+            .all(|(l, _)| l.get("cluster").is_none() && l.get("replica").is_some())
+    );
+
+    // Metadata endpoints go across stores and drop the replica label when deduplicating.
+    let (_, labels) = json(q.http, "/api/v1/labels");
+    let names: Vec<&str> = labels["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&"cluster") && !names.contains(&"replica"),
+        "{labels}"
+    );
+    let (_, labels) = json(q.http, "/api/v1/labels?dedup=false");
+    assert!(
+        labels["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "replica")
+    );
+    let (_, vals) = json(q.http, "/api/v1/label/replica/values?dedup=false");
+    assert_eq!(vals["data"], serde_json::json!(["a", "b"]));
+    let (_, series) = json(
+        q.http,
+        &format!("/api/v1/series?match[]={}", enc("demo_events_total")),
+    );
+    assert_eq!(series["data"].as_array().unwrap().len(), 1, "{series}");
+
+    // A global querier over this querier's Store API answers the same.
+    let top = start_querier(
+        tmp.path(),
+        "query-top",
+        &[
+            format!("--endpoint=127.0.0.1:{}", q.grpc),
+            "--query.replica-label=replica".into(),
+        ],
+    );
+    let (status, v) = json(
+        top.http,
+        &format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step=1",
+            enc("demo_events_total")
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(matrix(&v)[0].1, dedup[0].1);
+    let (_, stores) = json(top.http, "/api/v1/stores");
+    assert!(
+        stores["data"]["query"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1),
+        "{stores}"
+    );
+    drop(top);
+    drop(q);
+    let _ = (a.sidecar.log(), b.sidecar.log());
+}
+
+/// A Store API server whose Series never answers.
+mod hanging {
+    use strata_storepb::thanos::info::info_server::Info;
+    use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
+    use strata_storepb::thanos::store_server::Store;
+    use strata_storepb::thanos::{
+        LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+        SeriesRequest, SeriesResponse,
+    };
+
+    #[derive(Debug, Clone)]
+    pub(crate) struct Hanging;
+
+    #[tonic::async_trait]
+    impl Store for Hanging {
+        type SeriesStream = futures::stream::Pending<Result<SeriesResponse, tonic::Status>>;
+
+        async fn series(
+            &self,
+            _: tonic::Request<SeriesRequest>,
+        ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
+            Ok(tonic::Response::new(futures::stream::pending()))
+        }
+
+        async fn label_names(
+            &self,
+            _: tonic::Request<LabelNamesRequest>,
+        ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
+            futures::future::pending().await
+        }
+
+        async fn label_values(
+            &self,
+            _: tonic::Request<LabelValuesRequest>,
+        ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
+            futures::future::pending().await
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Info for Hanging {
+        async fn info(
+            &self,
+            _: tonic::Request<InfoRequest>,
+        ) -> Result<tonic::Response<InfoResponse>, tonic::Status> {
+            Ok(tonic::Response::new(InfoResponse {
+                component_type: "store".into(),
+                store: Some(StoreInfo {
+                    min_time: i64::MIN,
+                    max_time: i64::MAX,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+        }
+    }
+}
+
+#[test]
+fn hanging_store_times_out_with_a_warning_or_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hang = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(strata_storepb::server::serve(
+            l,
+            hanging::Hanging,
+            None,
+            std::future::pending(),
+        ));
+        addr
+    });
+    let target = start_target();
+    let a = Replica::start(tmp.path(), "a", target);
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{}", a.grpc_port),
+            format!("--endpoint={hang}"),
+            "--store.response-timeout=1s".into(),
+        ],
+    );
+    let path = format!("/api/v1/query?query={}", enc("demo_events_total"));
+    wait_until("data through the sidecar", Duration::from_secs(30), || {
+        let (_, v) = json(q.http, &path);
+        v["data"]["result"].as_array().is_some_and(|r| r.len() == 1)
+    });
+
+    let started = Instant::now();
+    let (status, v) = json(q.http, &path);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{v}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 1, "{v}");
+    let warnings = v["warnings"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains(&hang.to_string())),
+        "{v}"
+    );
+
+    let started = Instant::now();
+    let (status, v) = json(q.http, &format!("{path}&partial_response=false"));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(status >= 400, "{status} {v}");
+    assert_eq!(v["status"], "error");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains(&hang.to_string()) && err.contains("response-timeout"),
+        "{err}"
+    );
+
+    // Metadata endpoints report the hanging store the same way.
+    let started = Instant::now();
+    let (status, v) = json(q.http, "/api/v1/labels");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "__name__"),
+        "{v}"
+    );
+    assert!(
+        v["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().unwrap().contains(&hang.to_string()))),
+        "{v}"
+    );
+    let (status, v) = json(q.http, "/api/v1/labels?partial_response=false");
+    assert!(status >= 400, "{v}");
+
+    // The flag default applies when the parameter is absent.
+    drop(q);
+    let q = start_querier(
+        tmp.path(),
+        "query-abort",
+        &[
+            format!("--endpoint=127.0.0.1:{}", a.grpc_port),
+            format!("--endpoint={hang}"),
+            "--store.response-timeout=1s".into(),
+            "--no-query.partial-response".into(),
+        ],
+    );
+    let (status, _) = json(q.http, &path);
+    assert!(status >= 400);
+    let (status, v) = json(q.http, &format!("{path}&partial_response=true"));
+    assert_eq!(status, 200, "{v}");
+    drop(rt);
+}
+
+#[test]
+fn bad_client_flags_fail_clearly() {
+    for (flag, want) in [
+        ("--grpc-compression=snappy", "snappy"),
+        ("--endpoint=dns+nohost", "dns+nohost"),
+        ("--endpoint-group=dns+g:1", "--endpoint-group"),
+        ("--endpoint.sd-config=endpoints: []", "--endpoint.sd-config"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "query",
+                "--http-address=127.0.0.1:0",
+                "--grpc-address=127.0.0.1:0",
+                flag,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{flag}: {err}");
+    }
+}
+
+#[test]
+fn downsampled_blocks_through_max_source_resolution() {
+    use std::fmt::Write as _;
+    // 4 h of a gauge every 15 s from a 5-minute boundary, raw and downsampled to 5m, in one
+    // bucket served by a `strata store` process.
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut om = String::from("# TYPE temperature gauge\n");
+    for k in 0..(4 * 240) {
+        let t = T0 + k * 15_000;
+        writeln!(om, "temperature {} {}.{:03}", k % 20, t / 1000, t % 1000).unwrap();
+    }
+    om.push_str("# EOF\n");
+    let raw =
+        strata_testutil::prometheus::create_blocks_from_openmetrics(&om, &tmp.path().join("raw"))
+            .unwrap();
+    let down_dir = tmp.path().join("5m");
+    std::fs::create_dir_all(&down_dir).unwrap();
+    let mut blocks = raw.clone();
+    for b in &raw {
+        let block = strata_tsdb::Block::open(b).unwrap();
+        let (meta, _) =
+            strata_compact::downsample::downsample_block(&block, 300_000, &down_dir, None)
+                .unwrap()
+                .unwrap();
+        blocks.push(down_dir.join(meta.ulid.to_string()));
+    }
+    let bucket_dir = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bucket = strata_objstore::Bucket::from_yaml(
+            &objstore,
+            &strata_objstore::BucketMetrics::unregistered(),
+        )
+        .unwrap();
+        let opts = strata_block::transfer::UploadOptions {
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "sidecar".into(),
+            require_labels: false,
+        };
+        for b in &blocks {
+            strata_block::transfer::upload_block(&bucket, b, &opts)
+                .await
+                .unwrap();
+        }
+    });
+    let (store_http, store_grpc) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("store")
+        .arg(format!("--objstore.config={objstore}"))
+        .arg(format!("--data-dir={}", tmp.path().join("data").display()))
+        .arg(format!("--http-address=127.0.0.1:{store_http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{store_grpc}"));
+    let _store = Proc::start(tmp.path(), "store", &mut cmd);
+    wait_until("store ready", Duration::from_secs(60), || {
+        get(store_http, "/-/ready").0 == 200
+    });
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{store_grpc}"),
+            "--query.auto-downsampling".into(),
+        ],
+    );
+    wait_until("the store listed", Duration::from_secs(30), || {
+        json(q.http, "/api/v1/stores").1["data"]["store"].is_array()
+    });
+    let t = (T0 + 3 * 3_600_000) / 1000;
+    let count = enc("count_over_time(temperature[1h])");
+    let value = |v: &Value| -> f64 {
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .parse()
+            .unwrap()
+    };
+    for (param, want) in [
+        ("&max_source_resolution=0s", 240.0),
+        ("&max_source_resolution=raw", 240.0),
+        ("&max_source_resolution=5m", 12.0),
+        ("&max_source_resolution=1h", 12.0),
+        // auto (the flag's default here) on an instant query: a fifth of no step is raw.
+        ("", 240.0),
+    ] {
+        let (status, v) = json(
+            q.http,
+            &format!("/api/v1/query?query={count}&time={t}{param}"),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(value(&v), want, "{param}: {v}");
+    }
+    // A range query with a 30m step under auto-downsampling reads the 5m data.
+    let (status, v) = json(
+        q.http,
+        &format!(
+            "/api/v1/query_range?query={count}&start={}&end={t}&step=1800",
+            t - 3600
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    for p in v["data"]["result"][0]["values"].as_array().unwrap() {
+        assert_eq!(p[1], "12", "{v}");
+    }
+    // max_over_time reads the MAX aggregate: the raw maximum (19) survives downsampling.
+    let (_, v) = json(
+        q.http,
+        &format!(
+            "/api/v1/query?query={}&time={t}&max_source_resolution=5m",
+            enc("max_over_time(temperature[1h])")
+        ),
+    );
+    assert_eq!(value(&v), 19.0, "{v}");
+    let (status, v) = json(
+        q.http,
+        &format!("/api/v1/query?query={count}&max_source_resolution=x"),
+    );
+    assert_eq!(status, 400, "{v}");
+    drop(rt);
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Querier fan-out overhead (issue 5): the PromQL benchmark suite through
+# `strata query --endpoint=<store gateway>` → `strata store` (FILESYSTEM bucket) versus
+# `strata query --debug.blocks-dir` evaluating over the same blocks locally. Every result
+# must be identical; the table's ratio column is fan-out latency over local latency.
+#
+#   ./scripts/bench-querier.sh [REPEAT]        (default REPEAT=5; NO_BUILD=1 uses the
+#                                               release binaries already built)
+#
+# Uses the data set of scripts/bench-promql.sh (`bench_gen`: 6,100 series, 12 h at 15 s) and
+# its comparison tool (`bench_compare`), whose "Strata" column is the fan-out querier and
+# whose "Prometheus" column is the local engine here. Every server is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+repeat="${1:-5}"
+
+if [ -z "${NO_BUILD:-}" ]; then
+    echo "==> building (release): strata, bench_gen, bench_compare" >&2
+    cargo build --release --locked -p strata -p strata-promql --examples --bins >&2
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "==> generating blocks in $work/data" >&2
+./target/release/examples/bench_gen "$work/data"
+
+local_port="$(free_port)"
+store_http="$(free_port)"
+store_grpc="$(free_port)"
+query_port="$(free_port)"
+query_grpc="$(free_port)"
+
+# The block directory is the bucket: a FILESYSTEM bucket's keys are <ULID>/<file>.
+./target/release/strata store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
+    --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
+    --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
+pids+=("$!")
+./target/release/strata query --endpoint="127.0.0.1:$store_grpc" \
+    --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
+    --log.level=warn >"$work/query.log" 2>&1 &
+pids+=("$!")
+./target/release/strata query --debug.blocks-dir="$work/data" \
+    --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
+    --log.level=warn >"$work/local.log" 2>&1 &
+pids+=("$!")
+
+wait_ready() {
+    for _ in $(seq 1 600); do
+        if curl -fsS "http://127.0.0.1:$1/-/ready" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "server on :$1 did not become ready" >&2
+    cat "$work"/*.log >&2
+    return 1
+}
+wait_ready "$store_http"
+wait_ready "$query_port"
+wait_ready "$local_port"
+# The querier is ready after its first probe round; wait until that round found the store.
+for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$query_port/api/v1/stores" | grep -q '"store"'; then break; fi
+    sleep 0.2
+done
+
+start=1700003600
+end=1700043000
+echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+./target/release/examples/bench_compare "http://127.0.0.1:$query_port" \
+    "http://127.0.0.1:$local_port" "$start" "$end" "$repeat"
