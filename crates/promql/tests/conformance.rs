@@ -1,4 +1,5 @@
-//! Runs Prometheus' own PromQL test scripts (`shared/conformance/promql/*.test`) against the
+//! Runs Prometheus' own PromQL test scripts (`tests/conformance/prometheus/*.test`, an unchanged
+//! copy of `shared/conformance/promql/`, Apache-2.0 with their LICENSE and NOTICE) against the
 //! engine over in-memory storage, the way Prometheus' `promqltest` does, and prints
 //! `N passed, M failed, K skipped`.
 //!
@@ -48,22 +49,49 @@ const SKIPPED_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The test scripts: the checked-in copy under `tests/conformance/prometheus/` (so the runner
+/// works in any clone), which must equal the shared reference copy wherever that exists
+/// (`shared/conformance/promql` next to the repository): the copy is never edited, only
+/// replaced as a whole.
 fn conformance_dir() -> PathBuf {
+    let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/prometheus");
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for up in here.ancestors() {
-        let p = up.join("shared/conformance/promql");
-        if p.is_dir() {
-            return p;
-        }
-        let p = up.join("../shared/conformance/promql");
-        if p.is_dir() {
-            return p;
+    let shared = here.ancestors().find_map(|up| {
+        [
+            up.join("shared/conformance/promql"),
+            up.join("../shared/conformance/promql"),
+        ]
+        .into_iter()
+        .find(|p| p.is_dir())
+    });
+    if let Some(shared) = shared {
+        let names = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(&vendored),
+            names(&shared),
+            "the files of {} differ from {}: copy the shared scripts over unchanged",
+            vendored.display(),
+            shared.display()
+        );
+        for n in names(&shared) {
+            assert!(
+                std::fs::read(vendored.join(&n)).unwrap()
+                    == std::fs::read(shared.join(&n)).unwrap(),
+                "{} differs from {}: copy the shared scripts over unchanged",
+                vendored.join(&n).display(),
+                shared.join(&n).display()
+            );
         }
     }
-    panic!(
-        "shared/conformance/promql not found above {}",
-        here.display()
-    );
+    assert!(vendored.is_dir(), "{} is missing", vendored.display());
+    vendored
 }
 
 fn skips_path() -> PathBuf {

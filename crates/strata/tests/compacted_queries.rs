@@ -1,10 +1,12 @@
 //! What the compactor writes answers queries as its inputs did (issue 7's acceptance), through
 //! the real stack: `strata compact`, `strata store`, `strata query`.
 //!
+//! Blocks are made by real Prometheus (`promtool tsdb create-blocks-from openmetrics`).
+//!
 //! 1. Compaction (2h blocks of two HA replicas, merged vertically with penalty deduplication
 //!    and horizontally into 8h) changes no query answer, byte for byte.
-//! 2. Downsampled data answers like raw data within stated bounds: a raw 50-hour block gets
-//!    its 5m-resolution twin, and the same range queries with `max_source_resolution=0s` (raw)
+//! 2. Downsampled data answers like raw data within stated bounds: 56 hours of 2h blocks are
+//!    compacted into a 48h block, which gets its 5m-resolution twin, and the same range queries with `max_source_resolution=0s` (raw)
 //!    and `=5m` (the aggregates) are compared:
 //!
 //!    - `max_over_time(g[1h])` at 5m resolution is the largest of the maxima of the 5-minute
@@ -24,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use strata_model::Labels;
 use strata_testutil::process::{ChildGuard, free_port, http_request};
-use strata_tsdb::{BlockWriter, BlockWriterOptions};
 
 /// Start of the data (ms). Samples are 123 ms off whole seconds.
 const T0: i64 = 1_700_000_000_123;
-const HOURS: i64 = 50;
+/// 48 hours (ms): the 2d compaction range.
+const H48: i64 = 48 * 3_600_000;
 const STEP_MS: i64 = 15_000;
 /// The 5m resolution (ms).
 const RES: i64 = 300_000;
@@ -40,33 +42,61 @@ fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
 }
 
-/// A deterministic counter (with a reset) and gauge per series.
-fn write_raw_block(dir: &Path) -> Vec<(Labels, Vec<(i64, f64)>)> {
-    let n = HOURS * 3_600_000 / STEP_MS;
+/// Prometheus' own blocks for `series`, made by `promtool tsdb create-blocks-from
+/// openmetrics` in `dir` (2h blocks, aligned as Prometheus aligns them).
+fn promtool_blocks(dir: &Path, series: &[(Labels, Vec<(i64, f64)>)]) {
+    use std::fmt::Write as _;
+    let mut om = String::new();
+    let mut family = "";
+    for (labels, samples) in series {
+        let name = labels.get("__name__").unwrap();
+        if name != family {
+            family = name;
+            match name.strip_suffix("_total") {
+                Some(base) => writeln!(om, "# TYPE {base} counter").unwrap(),
+                None => writeln!(om, "# TYPE {name} gauge").unwrap(),
+            }
+        }
+        let i = labels.get("i").unwrap();
+        for (t, v) in samples {
+            writeln!(om, "{name}{{i=\"{i}\"}} {v:?} {}.{:03}", t / 1000, t % 1000).unwrap();
+        }
+    }
+    om.push_str("# EOF\n");
+    strata_testutil::prometheus::create_blocks_from_openmetrics(&om, dir).unwrap();
+}
+
+/// A counter (one with a reset) and a gauge per `i`, every 15 s over `[start, end)`, 123 ms
+/// off whole seconds; sorted by labels.
+fn demo_series(start: i64, end: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let ts: Vec<i64> = (0..)
+        .map(|k| start + 123 + k * STEP_MS)
+        .take_while(|t| *t < end)
+        .collect();
     let mut series = Vec::new();
     for i in 0..8u64 {
         let mut v = 0.0;
-        let c: Vec<(i64, f64)> = (0..n)
-            .map(|k| {
-                if i == 3 && k == n / 3 {
+        let c: Vec<(i64, f64)> = ts
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| {
+                if i == 3 && k == ts.len() / 3 {
                     v = 0.0; // a counter reset
                 }
                 v += ((k as u64 * 7 + i * 13) % 11) as f64 + i as f64;
-                (T0 + k * STEP_MS, v)
+                (t, v)
             })
             .collect();
         series.push((
             Labels::from_pairs(&[("__name__", "c_total"), ("i", &i.to_string())]),
             c,
         ));
-        let g: Vec<(i64, f64)> = (0..n)
-            .map(|k| {
-                let x = k as f64;
+        let g: Vec<(i64, f64)> = ts
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| {
                 let noise = ((k as u64 * 2_654_435_761 + i * 97) % 1000) as f64 / 100.0;
-                (
-                    T0 + k * STEP_MS,
-                    50.0 + 20.0 * (x / 300.0 + i as f64).sin() + noise,
-                )
+                (t, 50.0 + 20.0 * (k as f64 / 300.0 + i as f64).sin() + noise)
             })
             .collect();
         series.push((
@@ -75,11 +105,6 @@ fn write_raw_block(dir: &Path) -> Vec<(Labels, Vec<(i64, f64)>)> {
         ));
     }
     series.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut w = BlockWriter::new(dir, BlockWriterOptions::default()).unwrap();
-    for (l, s) in &series {
-        w.add_series(l, s).unwrap();
-    }
-    w.finish().unwrap();
     series
 }
 
@@ -230,7 +255,11 @@ fn downsampled_answers_agree_with_raw_within_stated_bounds() {
     let dir = tmp.path();
     let blocks = dir.join("blocks");
     std::fs::create_dir_all(&blocks).unwrap();
-    let series = write_raw_block(&blocks);
+    // 56 hours of Prometheus' 2h blocks from a 48h-aligned start: the compactor merges them
+    // into 8h blocks, the first six of those into a 48h block, and downsamples that one.
+    let start = (T0 / H48 + 1) * H48;
+    let series = demo_series(start, start + 56 * 3_600_000);
+    promtool_blocks(&blocks, &series);
     let bucket = dir.join("bucket");
     let yml = dir.join("bucket.yml");
     std::fs::write(
@@ -249,7 +278,8 @@ fn downsampled_answers_agree_with_raw_within_stated_bounds() {
             .arg("--label=cluster=\"ds\""),
         "upload-blocks",
     );
-    // One compactor run: the 50h raw block is past the 40h threshold, so it gets its 5m twin.
+    // One compactor run: 2h → 8h → 48h, and the 48h raw block is past the 40h threshold, so
+    // it gets its 5m twin.
     run_ok(
         strata()
             .args(["compact", &objstore, "--consistency-delay=0s"])
@@ -257,16 +287,21 @@ fn downsampled_answers_agree_with_raw_within_stated_bounds() {
             .arg("--http-address=127.0.0.1:0"),
         "compact",
     );
-    assert_eq!(resolutions(&bucket), vec![0, 300_000]);
+    let res = resolutions(&bucket);
+    assert_eq!(
+        res.iter().filter(|r| **r == 300_000).count(),
+        1,
+        "one 5m block expected: {res:?}"
+    );
 
     let mut stack = Stack::start(dir, &objstore, "store", &[]);
     let base = stack.base.clone();
 
     // Range queries over hours 4..46, every 30 minutes, 7 s off the sample grid.
-    let (start, end) = (T0 / 1000 + 4 * 3600 + 7, T0 / 1000 + 46 * 3600 + 7);
+    let (qs, qe) = (start / 1000 + 4 * 3600 + 7, start / 1000 + 46 * 3600 + 7);
     let range = |q: &str, res: &str| {
         matrix(&get_json(&format!(
-            "{base}/api/v1/query_range?query={}&start={start}&end={end}&step=1800&max_source_resolution={res}",
+            "{base}/api/v1/query_range?query={}&start={qs}&end={qe}&step=1800&max_source_resolution={res}",
             enc(q)
         )))
     };
@@ -344,45 +379,6 @@ fn downsampled_answers_agree_with_raw_within_stated_bounds() {
     stack.ensure_running();
 }
 
-/// Blocks of `[from, to)` hours after `start`, 2h each and aligned, for one replica.
-fn write_2h_blocks(dir: &Path, start: i64, hours: i64) {
-    const H2: i64 = 2 * 3_600_000;
-    for b in 0..hours / 2 {
-        let (lo, hi) = (start + b * H2, start + (b + 1) * H2);
-        let mut series: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
-        for i in 0..6u64 {
-            let mut v = 0.0;
-            let mut c = Vec::new();
-            let mut g = Vec::new();
-            let mut t = start + 123;
-            while t < hi {
-                v += ((t / STEP_MS) as u64 % 7 + i) as f64;
-                if t >= lo {
-                    c.push((t, v));
-                    g.push((t, ((t / STEP_MS) as u64 * 31 % 97 + i) as f64 / 4.0));
-                }
-                t += STEP_MS;
-            }
-            let n = i.to_string();
-            series.push((Labels::from_pairs(&[("__name__", "c_total"), ("i", &n)]), c));
-            series.push((Labels::from_pairs(&[("__name__", "g"), ("i", &n)]), g));
-        }
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut w = BlockWriter::new(
-            dir,
-            BlockWriterOptions {
-                time_range: Some((lo, hi)),
-                ..BlockWriterOptions::default()
-            },
-        )
-        .unwrap();
-        for (l, s) in &series {
-            w.add_series(l, s).unwrap();
-        }
-        w.finish().unwrap();
-    }
-}
-
 /// Every answer of the query set, as the querier's raw JSON text.
 fn answers(base: &str, start: i64, end: i64) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -426,7 +422,8 @@ fn answers(base: &str, start: i64, end: i64) -> Vec<(String, String)> {
 fn compaction_changes_no_query_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    // 16 hours of 2h blocks from an 8h-aligned start, for two identical HA replicas.
+    // 16 hours of Prometheus' 2h blocks from an 8h-aligned start, for two identical HA
+    // replicas.
     let start = (T0 / 28_800_000 + 1) * 28_800_000;
     let bucket = dir.join("bucket");
     let yml = dir.join("bucket.yml");
@@ -442,7 +439,7 @@ fn compaction_changes_no_query_answer() {
     for replica in ["a", "b"] {
         let blocks = dir.join(format!("blocks-{replica}"));
         std::fs::create_dir_all(&blocks).unwrap();
-        write_2h_blocks(&blocks, start, 16);
+        promtool_blocks(&blocks, &demo_series(start, start + 16 * 3_600_000));
         run_ok(
             strata()
                 .args(["tools", "bucket", "upload-blocks", &objstore])
@@ -491,8 +488,8 @@ fn compaction_changes_no_query_answer() {
     .unwrap();
     assert_eq!(blocks_after, 5, "{listing}");
     assert!(
-        !listing.contains("replica=") && listing.contains("| 8h0m0s |"),
-        "{listing}"
+        !listing.contains("replica=") && listing.contains("| 3          |"),
+        "no replica label left, and one block of compaction level 3 (four 2h blocks):\n{listing}"
     );
 
     let mut after_stack = Stack::start(dir, &objstore, "store-after", &dedup);
