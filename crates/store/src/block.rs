@@ -28,6 +28,7 @@ use crate::cache::{CacheKey, IndexCache};
 use crate::error::StoreError;
 use crate::indexheader::{self, IndexHeader, PostingsRange};
 use crate::metrics::StoreMetrics;
+use crate::pool::Budget;
 use crate::sync::now_ms;
 
 /// Thanos' `EstimatedMaxSeriesSize`: bytes read per series entry when the meta does not say.
@@ -144,11 +145,6 @@ impl BucketBlock {
 
     pub fn meta(&self) -> &BlockMeta {
         &self.meta
-    }
-
-    /// Bytes read per chunk before its exact size is known.
-    pub(crate) fn chunk_estimate(&self) -> u64 {
-        self.chunk_est
     }
 
     fn index_key(&self) -> String {
@@ -287,7 +283,7 @@ impl BucketBlock {
         add(&stats.postings_touched, keys.len() as u64);
         if !misses.is_empty() {
             let ranges: Vec<Range<u64>> = misses.iter().map(|&i| keys[i].2.clone()).collect();
-            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges).await?;
+            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges, None).await?;
             add(&stats.postings_fetch_count, 1);
             add(&stats.postings_fetched_bytes, read);
             for (&i, data) in misses.iter().zip(fetched) {
@@ -346,7 +342,7 @@ impl BucketBlock {
                     at..at + self.series_est
                 })
                 .collect();
-            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges).await?;
+            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges, None).await?;
             add(&stats.series_fetch_count, 1);
             add(&stats.series_fetched_bytes, read);
             for (&i, data) in misses.iter().zip(fetched) {
@@ -420,10 +416,15 @@ impl BucketBlock {
 
     /// Fetches raw chunks, in the order of `refs`. The data are slices of what was read:
     /// never copied, never re-encoded.
+    ///
+    /// With a `budget` (the chunk pool), every buffer read is adopted by it before it is parsed,
+    /// so the pool accounts for it until the last chunk slice of it is dropped; the caller
+    /// reserved at least [`BucketBlock::chunk_read_bytes`] for `refs`.
     pub(crate) async fn fetch_chunks(
         &self,
         refs: &[ChunkRef],
         stats: &FetchStats,
+        budget: Option<&Budget>,
     ) -> Result<Vec<RawChunk>, StoreError> {
         let mut by_segment: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, r) in refs.iter().enumerate() {
@@ -439,7 +440,7 @@ impl BucketBlock {
                     o..o + self.chunk_est
                 })
                 .collect();
-            let (data, read) = self.get_ranges(&key, &ranges).await?;
+            let (data, read) = self.get_ranges(&key, &ranges, budget).await?;
             add(&stats.chunks_fetch_count, 1);
             add(&stats.chunks_fetched_bytes, read);
             let mut out = Vec::with_capacity(idx.len());
@@ -451,7 +452,10 @@ impl BucketBlock {
                         let (len, n) = read_uvarint(&d)
                             .map_err(|e| self.chunk_corrupt(refs[i], e.to_string()))?;
                         let o = u64::from(refs[i].offset());
-                        let exact = self.get_range(&key, o..o + n as u64 + 1 + len + 4).await?;
+                        let mut exact = self.get_range(&key, o..o + n as u64 + 1 + len + 4).await?;
+                        if let Some(b) = budget {
+                            exact = b.adopt(exact)?;
+                        }
                         add(&stats.chunks_fetched_bytes, exact.len() as u64);
                         self.parse_chunk(refs[i], &exact)?.ok_or_else(|| {
                             self.chunk_corrupt(
@@ -472,7 +476,10 @@ impl BucketBlock {
                 for (_, c) in &out {
                     buf.extend_from_slice(&c.data);
                 }
-                let buf = buf.freeze();
+                let mut buf = buf.freeze();
+                if let Some(b) = budget {
+                    buf = b.adopt(buf)?;
+                }
                 let mut at = 0;
                 for (_, c) in &mut out {
                     let n = c.data.len();
@@ -489,6 +496,30 @@ impl BucketBlock {
         }
         add(&stats.chunks_fetched, refs.len() as u64);
         Ok(out.into_iter().map(|c| c.expect("filled")).collect())
+    }
+
+    /// The most bytes [`BucketBlock::fetch_chunks`] can hold at once for `refs` (short of
+    /// exact re-reads of chunks longer than the estimate): its merged reads, plus the copy it
+    /// makes of a segment's chunks when those are less than half of what was read.
+    pub(crate) fn chunk_read_bytes(&self, refs: &[ChunkRef]) -> u64 {
+        let mut by_segment: HashMap<u32, Vec<Range<u64>>> = HashMap::new();
+        for r in refs {
+            let o = u64::from(r.offset());
+            by_segment
+                .entry(r.segment())
+                .or_default()
+                .push(o..o + self.chunk_est);
+        }
+        by_segment
+            .values()
+            .map(|ranges| {
+                let read: u64 = plan_reads(ranges)
+                    .iter()
+                    .map(|(g, _)| g.end - g.start + 1023)
+                    .sum();
+                read + read / 2 + 1024
+            })
+            .sum()
     }
 
     fn chunk_corrupt(&self, r: ChunkRef, detail: String) -> StoreError {
@@ -544,32 +575,21 @@ impl BucketBlock {
     /// Reads several ranges of one object: ranges closer than [`MAX_GAP`] are merged into one
     /// request of at most [`MAX_MERGED`] bytes (unless one range alone is larger), and each
     /// request takes a permit of the store's read gate, so requests in flight are bounded
-    /// exactly. Results are zero-copy slices of the merged reads, cut at the object's end.
-    /// Also returns the bytes read.
+    /// exactly. Results are zero-copy slices of the merged reads, cut at the object's end, of
+    /// buffers adopted by `budget` when given. Also returns the bytes read.
     async fn get_ranges(
         &self,
         key: &str,
         ranges: &[Range<u64>],
+        budget: Option<&Budget>,
     ) -> Result<(Vec<Bytes>, u64), StoreError> {
-        let mut order: Vec<usize> = (0..ranges.len()).collect();
-        order.sort_unstable_by_key(|&i| ranges[i].start);
-        let mut groups: Vec<(Range<u64>, Vec<usize>)> = Vec::new();
-        for i in order {
-            let r = &ranges[i];
-            match groups.last_mut() {
-                Some((g, members))
-                    if r.start <= g.end.saturating_add(MAX_GAP)
-                        && r.end.max(g.end) - g.start <= MAX_MERGED =>
-                {
-                    g.end = g.end.max(r.end);
-                    members.push(i);
-                }
-                _ => groups.push((r.clone(), vec![i])),
-            }
-        }
+        let groups = plan_reads(ranges);
         let fetched: Vec<(Range<u64>, Vec<usize>, Bytes)> = futures::stream::iter(groups)
             .map(|(g, members)| async move {
-                let data = self.get_range(key, g.clone()).await?;
+                let mut data = self.get_range(key, g.clone()).await?;
+                if let Some(b) = budget {
+                    data = b.adopt(data)?;
+                }
                 Ok::<_, StoreError>((g, members, data))
             })
             .buffer_unordered(MAX_PARALLEL_PER_CALL)
@@ -587,4 +607,25 @@ impl BucketBlock {
         }
         Ok((out, read))
     }
+}
+
+/// How [`BucketBlock::get_ranges`] reads `ranges`: merged requests and the ranges each serves.
+fn plan_reads(ranges: &[Range<u64>]) -> Vec<(Range<u64>, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_unstable_by_key(|&i| ranges[i].start);
+    let mut groups: Vec<(Range<u64>, Vec<usize>)> = Vec::new();
+    for i in order {
+        let r = &ranges[i];
+        match groups.last_mut() {
+            Some((g, members))
+                if r.start <= g.end.saturating_add(MAX_GAP)
+                    && r.end.max(g.end) - g.start <= MAX_MERGED =>
+            {
+                g.end = g.end.max(r.end);
+                members.push(i);
+            }
+            _ => groups.push((r.clone(), vec![i])),
+        }
+    }
+    groups
 }

@@ -14,6 +14,7 @@
 //!   series entries and chunks (merged, CRC-checked, with an exact re-read when an estimate
 //!   falls short).
 //! - [`cache`]: the byte-bounded LRU index cache for postings and series entries.
+//! - `pool`: the chunk pool, the byte budget for chunk data in flight over all requests.
 //! - [`store`]: [`BucketStore`]: block sets per external labels and resolution, Series with
 //!   per-block selection, a k-way merge and chunk fetching in batches while streaming,
 //!   LabelNames, LabelValues, Info, limits.
@@ -23,9 +24,10 @@
 //!
 //! **Architecture invariants.**
 //! - Memory is bounded by configuration, not by block sizes: per block only the sampled
-//!   index-header (names, every 32nd value and symbol); per request one batch of series
-//!   entries and one batch of chunk data; across requests the index cache's byte budget and
-//!   `--store.grpc.series-max-concurrency`.
+//!   index-header (names, every 32nd value and symbol); per request a fixed number of decoded
+//!   series over all its blocks and one batch of output series; chunk data over all requests
+//!   by `--chunk-pool-size` (`pool`: enforced, not estimated); across requests
+//!   the index cache's byte budget and `--store.grpc.series-max-concurrency`.
 //! - Chunks go out exactly as stored (raw bytes, never re-encoded); external labels are
 //!   attached to every series and output is sorted by the final labels.
 //! - Matcher semantics are those of [`strata_tsdb::index::postings_for_matchers`], shared with
@@ -34,16 +36,19 @@
 //!   under the ABORT strategy) naming its ULID while other blocks keep serving; an object
 //!   storage failure is `Unavailable`; a limit is `ResourceExhausted` naming its flag.
 
+pub mod alloc;
 pub mod block;
 pub mod cache;
 pub mod error;
 pub mod grpc;
 pub mod indexheader;
 pub mod metrics;
+mod pool;
 mod query;
 pub mod store;
 pub mod sync;
 pub mod testing;
 
 pub use error::StoreError;
+pub use pool::ChunkPoolStats;
 pub use store::{BucketStore, Limits, StoreConfig};

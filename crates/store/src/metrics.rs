@@ -73,6 +73,9 @@ pub struct StoreMetrics {
     pub(crate) gate_in_flight: Gauge,
     pub(crate) gate_max: Gauge,
     pub(crate) gate_duration: Histogram,
+    /// Bytes of chunk read buffers held now and at most (see [`crate::pool`]).
+    pub(crate) chunk_pool_held: Gauge,
+    pub(crate) chunk_pool_peak: Gauge,
     pub(crate) lazy_load: Counter,
     pub(crate) lazy_load_failed: Counter,
     pub(crate) lazy_unload: Counter,
@@ -125,6 +128,8 @@ impl StoreMetrics {
             gate_in_flight: Gauge::default(),
             gate_max: Gauge::default(),
             gate_duration: duration_histogram(),
+            chunk_pool_held: Gauge::default(),
+            chunk_pool_peak: Gauge::default(),
             lazy_load: Counter::default(),
             lazy_load_failed: Counter::default(),
             lazy_unload: Counter::default(),
@@ -237,6 +242,16 @@ impl StoreMetrics {
             "thanos_bucket_store_series_gate_queries_max",
             "Maximum number of concurrent queries",
             m.gate_max.clone(),
+        );
+        r.register(
+            "strata_store_chunk_pool_held_bytes",
+            "Bytes of chunk data read from object storage and not yet sent, bounded by --chunk-pool-size",
+            m.chunk_pool_held.clone(),
+        );
+        r.register(
+            "strata_store_chunk_pool_peak_bytes",
+            "The most bytes of chunk data held at once since start",
+            m.chunk_pool_peak.clone(),
         );
         r.register(
             "thanos_bucket_store_series_gate_duration_seconds",

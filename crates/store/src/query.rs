@@ -23,8 +23,8 @@ use crate::block::{BucketBlock, FetchStats};
 use crate::error::StoreError;
 use crate::indexheader::{IndexHeader, PostingsRange};
 
-/// Series entries fetched and decoded per round trip.
-const SERIES_BATCH: usize = 10_000;
+/// Series entries fetched and decoded per round trip, at most.
+pub(crate) const SERIES_BATCH: usize = 10_000;
 
 type Key = (String, String, PostingsRange);
 
@@ -268,7 +268,7 @@ impl RequestLimits {
     }
 }
 
-/// What [`block_series`] is asked.
+/// What a block is asked for a request.
 pub(crate) struct SeriesQuery<'a> {
     pub(crate) matchers: &'a [Matcher],
     pub(crate) min_time: i64,
@@ -281,98 +281,381 @@ pub(crate) struct SeriesQuery<'a> {
     pub(crate) stats: &'a FetchStats,
 }
 
-/// The series of `block` matching `q`, sorted by their final labels. Series without chunks in
-/// the time range are left out.
-pub(crate) async fn block_series(
-    block: &BucketBlock,
+/// Calls `f` with every series of `block` matching `q` (final labels, in order), one decoded
+/// batch at a time. Series without chunks in the time range are left out. For label calls,
+/// which fold series into a set; Series calls merge [`BlockCursor`]s instead.
+pub(crate) async fn for_each_series(
+    block: &Arc<BucketBlock>,
     q: &SeriesQuery<'_>,
-) -> Result<Vec<BlockSeries>, StoreError> {
-    let header = block.header().await?;
-    let ids = block_postings(block, header.clone(), q.matchers, q.stats).await?;
-    q.limits.check_bytes(q.stats)?;
-    let mut out: Vec<BlockSeries> = Vec::new();
+    mut f: impl FnMut(BlockSeries),
+) -> Result<(), StoreError> {
+    let mut c = BlockCursor::open(block.clone(), q, SERIES_BATCH).await?;
+    while c.fill(q).await? {
+        c.ready.drain(..).for_each(&mut f);
+    }
+    Ok(())
+}
+
+/// How a block's series reach final-label order.
+#[derive(Debug)]
+enum Order {
+    /// Attaching the external labels keeps the index order except for the prefix case that
+    /// [`Reorder`] fixes with a handful of series held back: streamed batch by batch.
+    Stream(Reorder),
+    /// An external or replica label name also occurs in the block's series, so attaching or
+    /// removing it can move any series anywhere: the block is collected and sorted whole, as
+    /// Thanos does in that case. Bounded by `--store.limits.request-series`.
+    SortAll,
+}
+
+/// A block's matching series for one request, decoded batch by batch in final-label order.
+/// Holds the block's matching series refs (4 bytes each) and at most one batch of decoded
+/// series, so a request's memory does not grow with how many series a block matches.
+#[derive(Debug)]
+pub(crate) struct BlockCursor {
+    pub(crate) block: Arc<BucketBlock>,
+    header: Arc<IndexHeader>,
+    ids: Vec<u32>,
+    next: usize,
+    batch: usize,
+    order: Order,
+    /// Decoded series in final-label order, ready to merge.
+    pub(crate) ready: std::collections::VecDeque<BlockSeries>,
+}
+
+impl BlockCursor {
+    /// Selects the block's postings for `q` and decides how its series are ordered; decodes
+    /// nothing yet. `batch` is how many series entries one [`BlockCursor::fill`] decodes.
+    pub(crate) async fn open(
+        block: Arc<BucketBlock>,
+        q: &SeriesQuery<'_>,
+        batch: usize,
+    ) -> Result<Self, StoreError> {
+        let header = block.header().await?;
+        let ids = block_postings(&block, header.clone(), q.matchers, q.stats).await?;
+        q.limits.check_bytes(q.stats)?;
+        let clash = header
+            .label_names()
+            .any(|n| block.ext.get(n).is_some() || q.strip.iter().any(|s| s == n));
+        let order = if clash {
+            Order::SortAll
+        } else {
+            let ext = finalize_labels(Labels::default(), &block.ext, q.strip);
+            Order::Stream(Reorder::new(ext))
+        };
+        Ok(BlockCursor {
+            block,
+            header,
+            ids,
+            next: 0,
+            batch: batch.max(1),
+            order,
+            ready: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// Makes sure [`BlockCursor::ready`] holds at least one series unless the block is
+    /// exhausted; returns whether it does.
+    pub(crate) async fn fill(&mut self, q: &SeriesQuery<'_>) -> Result<bool, StoreError> {
+        while self.ready.is_empty() && self.has_more() {
+            self.decode_round(q).await?;
+        }
+        Ok(!self.ready.is_empty())
+    }
+
+    /// Whether series entries remain to be decoded.
+    pub(crate) fn has_more(&self) -> bool {
+        self.next < self.ids.len()
+    }
+
+    /// Whether this cursor will soon need its next batch: worth decoding it now, alongside
+    /// another cursor's, so refills of many blocks share round trips instead of queueing one
+    /// by one behind the merge.
+    pub(crate) fn low(&self) -> bool {
+        self.has_more() && self.ready.len() <= self.batch / 4
+    }
+
+    /// Decodes the next batch (all of it when sorting whole) and appends what is settled to
+    /// [`BlockCursor::ready`].
+    pub(crate) async fn decode_round(&mut self, q: &SeriesQuery<'_>) -> Result<(), StoreError> {
+        if !self.has_more() {
+            return Ok(());
+        }
+        let end = match self.order {
+            Order::Stream(_) => (self.next + self.batch).min(self.ids.len()),
+            Order::SortAll => self.ids.len(),
+        };
+        let mut decoded = Vec::new();
+        let mut at = self.next;
+        while at < end {
+            let to = (at + SERIES_BATCH).min(end);
+            decode_batch(
+                &self.block,
+                &self.header,
+                &self.ids[at..to],
+                q,
+                &mut decoded,
+            )
+            .await?;
+            at = to;
+        }
+        self.next = end;
+        let last = self.next == self.ids.len();
+        match &mut self.order {
+            Order::Stream(r) => {
+                for s in decoded {
+                    r.push(s, &mut self.ready);
+                }
+                if last {
+                    r.flush(&mut self.ready);
+                }
+            }
+            Order::SortAll => {
+                decoded.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
+                self.ready.extend(decoded.into_iter().map(|d| d.series));
+            }
+        }
+        if last {
+            // Nothing more to decode: give the refs back now, not when the request ends.
+            self.ids = Vec::new();
+            self.next = 0;
+        }
+        Ok(())
+    }
+}
+
+/// A decoded series: its final form and how many labels it had in the index (the external
+/// labels of a streamed block never clash, so its index labels are the final ones minus the
+/// external names).
+#[derive(Debug)]
+struct Decoded {
+    series: BlockSeries,
+    index_len: usize,
+}
+
+/// Decodes the series entries `ids` in index order into `out`, leaving out series without
+/// chunks in the time range, and counts them against the request's limits.
+async fn decode_batch(
+    block: &BucketBlock,
+    header: &Arc<IndexHeader>,
+    batch: &[u32],
+    q: &SeriesQuery<'_>,
+    out: &mut Vec<Decoded>,
+) -> Result<(), StoreError> {
     let mut refs = Vec::new();
     let mut metas = Vec::new();
-    for batch in ids.chunks(SERIES_BATCH) {
-        let bodies = block.fetch_series(batch, q.stats).await?;
-        q.limits.check_bytes(q.stats)?;
-        // Decode, keep series with chunks in range, and collect their label symbol refs.
-        let mut kept: Vec<(usize, Vec<ChunkMeta>)> = Vec::new();
-        let mut symbol_refs: Vec<u32> = Vec::new();
-        for (i, body) in bodies.iter().enumerate() {
-            decode_series_entry(body, &mut refs, &mut metas).map_err(|e| {
-                StoreError::CorruptBlock {
-                    block: block.id,
-                    detail: format!("series {}: {e}", batch[i]),
-                }
-            })?;
-            let chunks: Vec<ChunkMeta> = metas
-                .iter()
-                .filter(|c| c.overlaps(q.min_time, q.max_time))
-                .copied()
-                .collect();
-            if chunks.is_empty() {
-                continue;
-            }
-            symbol_refs.push(refs.len() as u32);
-            for &(n, v) in &refs {
-                symbol_refs.push(n);
-                symbol_refs.push(v);
-            }
-            kept.push((i, chunks));
-        }
-        q.limits.reserve_series(kept.len() as u64)?;
-        if q.count_chunks {
-            q.limits
-                .reserve_chunks(kept.iter().map(|(_, c)| c.len() as u64).sum())?;
-        }
-        // Resolve all label symbols of the batch in one pass over the header.
-        let mut flat_refs = Vec::with_capacity(symbol_refs.len());
-        let mut shape = Vec::with_capacity(kept.len());
-        let mut j = 0;
-        while j < symbol_refs.len() {
-            let n = symbol_refs[j] as usize;
-            shape.push(n);
-            flat_refs.extend_from_slice(&symbol_refs[j + 1..j + 1 + 2 * n]);
-            j += 1 + 2 * n;
-        }
-        // Few symbol groups (one read each) are resolved inline, many on the blocking pool;
-        // see `block_postings` for why.
-        let mut groups: Vec<u32> = flat_refs
+    let bodies = block.fetch_series(batch, q.stats).await?;
+    q.limits.check_bytes(q.stats)?;
+    // Decode, keep series with chunks in range, and collect their label symbol refs.
+    let mut kept: Vec<(usize, Vec<ChunkMeta>)> = Vec::new();
+    let mut symbol_refs: Vec<u32> = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        decode_series_entry(body, &mut refs, &mut metas).map_err(|e| StoreError::CorruptBlock {
+            block: block.id,
+            detail: format!("series {}: {e}", batch[i]),
+        })?;
+        let chunks: Vec<ChunkMeta> = metas
             .iter()
-            .map(|r| r / crate::indexheader::SAMPLING as u32)
+            .filter(|c| c.overlaps(q.min_time, q.max_time))
+            .copied()
             .collect();
-        groups.sort_unstable();
-        groups.dedup();
-        let strings = if groups.len() <= INLINE_SYMBOL_GROUPS {
-            header.lookup_symbols(&flat_refs)?
-        } else {
-            let h = header.clone();
-            crate::error::blocking(move || h.lookup_symbols(&flat_refs)).await??
-        };
-        let mut s = strings.into_iter();
-        for ((_, chunks), n) in kept.into_iter().zip(shape) {
-            let mut labels = Vec::with_capacity(n + block.ext.len());
-            for _ in 0..n {
-                let name = s.next().expect("shape matches");
-                let value = s.next().expect("shape matches");
-                labels.push(Label { name, value });
-            }
-            if !Labels::is_valid_sorted(&labels) {
+        if chunks.is_empty() {
+            continue;
+        }
+        symbol_refs.push(refs.len() as u32);
+        for &(n, v) in &refs {
+            symbol_refs.push(n);
+            symbol_refs.push(v);
+        }
+        kept.push((i, chunks));
+    }
+    drop(bodies);
+    q.limits.reserve_series(kept.len() as u64)?;
+    if q.count_chunks {
+        q.limits
+            .reserve_chunks(kept.iter().map(|(_, c)| c.len() as u64).sum())?;
+    }
+    // Resolve all label symbols of the batch in one pass over the header.
+    let mut flat_refs = Vec::with_capacity(symbol_refs.len());
+    let mut shape = Vec::with_capacity(kept.len());
+    let mut j = 0;
+    while j < symbol_refs.len() {
+        let n = symbol_refs[j] as usize;
+        shape.push(n);
+        flat_refs.extend_from_slice(&symbol_refs[j + 1..j + 1 + 2 * n]);
+        j += 1 + 2 * n;
+    }
+    // Few symbol groups (one read each) are resolved inline, many on the blocking pool;
+    // see `block_postings` for why.
+    let mut groups: Vec<u32> = flat_refs
+        .iter()
+        .map(|r| r / crate::indexheader::SAMPLING as u32)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let strings = if groups.len() <= INLINE_SYMBOL_GROUPS {
+        header.lookup_symbols(&flat_refs)?
+    } else {
+        let h = header.clone();
+        crate::error::blocking(move || h.lookup_symbols(&flat_refs)).await??
+    };
+    let mut s = strings.into_iter();
+    out.reserve(kept.len());
+    for ((_, chunks), n) in kept.into_iter().zip(shape) {
+        let mut labels = Vec::with_capacity(n + block.ext.len());
+        for _ in 0..n {
+            let (Some(name), Some(value)) = (s.next(), s.next()) else {
                 return Err(StoreError::CorruptBlock {
                     block: block.id,
-                    detail: "a series' labels are not sorted or repeat a name".into(),
+                    detail: "fewer label symbols resolved than referenced".into(),
                 });
-            }
-            let labels = finalize_labels(Labels::from_sorted(labels), &block.ext, q.strip);
-            out.push(BlockSeries { labels, chunks });
+            };
+            labels.push(Label { name, value });
+        }
+        if !Labels::is_valid_sorted(&labels) {
+            return Err(StoreError::CorruptBlock {
+                block: block.id,
+                detail: "a series' labels are not sorted or repeat a name".into(),
+            });
+        }
+        let labels = finalize_labels(Labels::from_sorted(labels), &block.ext, q.strip);
+        out.push(Decoded {
+            series: BlockSeries { labels, chunks },
+            index_len: n,
+        });
+    }
+    Ok(())
+}
+
+/// Restores final-label order for a block whose external labels do not clash with its series'
+/// label names, holding back only the few series that attaching them can move.
+///
+/// Why so few: the index orders series by their labels, and inserting the same external labels
+/// into two label sets keeps their order unless one set is a proper prefix of the other. With
+/// `a < b` differing first at position `i`, both merged sets agree up to `a[i]`, where `b` has
+/// `b[i]` or an external label named after `a[i]`; either sorts after `a[i]`. With `a` a prefix
+/// of `b`, `a`'s merged set continues with the external labels named after `b[len(a)]`, which
+/// sort after `b[len(a)]`: `b` moves before `a` exactly when such an external label exists.
+///
+/// So a pending series `x` may still be overtaken only by later series extending it, and those
+/// all follow it contiguously in the index (everything between `x` and an extension of `x`
+/// extends `x`). With `c` the latest series seen: if `x` is not a prefix of `c`, no later series
+/// extends it; if `c[len(x)]` is named after the last external label, no later extension (whose
+/// label at that position sorts at or after `c`'s) can sort before `x` either. Such an `x` is
+/// *settled*. Pending series are kept in a min-heap by final labels and emitted while the
+/// smallest is settled. When the smallest is not settled it is a prefix of `c`, and every other
+/// pending series is too (any other would sort before it): the heap holds at most one series
+/// per label of `c`, plus `c`.
+#[derive(Debug)]
+struct Reorder {
+    /// The external labels as attached (replica labels removed).
+    ext: Labels,
+    /// `c`: the latest series in index order. Never settled while external labels exist.
+    latest: Option<Decoded>,
+    /// Earlier series not yet emitted.
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<ByLabels>>,
+}
+
+/// A pending series ordered by its final labels.
+#[derive(Debug)]
+struct ByLabels(Decoded);
+
+impl PartialEq for ByLabels {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.series.labels == o.0.series.labels
+    }
+}
+impl Eq for ByLabels {}
+impl PartialOrd for ByLabels {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ByLabels {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.series.labels.cmp(&o.0.series.labels)
+    }
+}
+
+impl Reorder {
+    fn new(ext: Labels) -> Self {
+        Reorder {
+            ext,
+            latest: None,
+            pending: std::collections::BinaryHeap::new(),
         }
     }
-    // Attaching external labels or removing replica labels can reorder series.
-    if !out.windows(2).all(|w| w[0].labels <= w[1].labels) {
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+
+    /// The index labels of a streamed block's series: its final labels minus the external ones.
+    fn index_labels<'a>(&'a self, d: &'a Decoded) -> impl Iterator<Item = &'a Label> + 'a {
+        d.series
+            .labels
+            .iter()
+            .filter(|l| self.ext.get(&l.name).is_none())
     }
-    Ok(out)
+
+    /// Whether no series after `c` in index order can sort before `x` (an earlier series) once
+    /// labels are final.
+    fn settled(&self, x: &Decoded, c: &Decoded) -> bool {
+        let Some(last_ext) = self.ext.iter().last() else {
+            return true;
+        };
+        if x.index_len >= c.index_len {
+            // Not a proper prefix of `c`.
+            return true;
+        }
+        let mut cl = self.index_labels(c);
+        for xl in self.index_labels(x) {
+            match cl.next() {
+                Some(l) if l == xl => {}
+                _ => return true,
+            }
+        }
+        // `x` is a proper prefix of `c`: settled once `c`'s next label is named after every
+        // external label.
+        cl.next().is_some_and(|next| next.name > last_ext.name)
+    }
+
+    /// Takes the next series in index order; moves settled series to `out` in final order.
+    fn push(&mut self, d: Decoded, out: &mut std::collections::VecDeque<BlockSeries>) {
+        if self.ext.is_empty() {
+            out.push_back(d.series);
+            return;
+        }
+        if let Some(prev) = self.latest.replace(d) {
+            let c = self.latest.as_ref().map(|c| &c.series.labels);
+            if self.pending.is_empty()
+                && c.is_some_and(|c| prev.series.labels < *c)
+                && self.latest.as_ref().is_some_and(|c| self.settled(&prev, c))
+            {
+                // The common case (no prefix relations): nothing held, no heap traffic.
+                out.push_back(prev.series);
+                return;
+            }
+            self.pending.push(std::cmp::Reverse(ByLabels(prev)));
+        }
+        let Some(c) = &self.latest else {
+            return;
+        };
+        while let Some(std::cmp::Reverse(top)) = self.pending.peek() {
+            if top.0.series.labels > c.series.labels || !self.settled(&top.0, c) {
+                break;
+            }
+            if let Some(std::cmp::Reverse(ByLabels(s))) = self.pending.pop() {
+                out.push_back(s.series);
+            }
+        }
+    }
+
+    /// The block is exhausted: everything pending is settled.
+    fn flush(&mut self, out: &mut std::collections::VecDeque<BlockSeries>) {
+        if let Some(c) = self.latest.take() {
+            self.pending.push(std::cmp::Reverse(ByLabels(c)));
+        }
+        while let Some(std::cmp::Reverse(ByLabels(s))) = self.pending.pop() {
+            out.push_back(s.series);
+        }
+    }
 }
 
 /// Series labels with the block's external labels attached (they win on a clash, as in
@@ -407,4 +690,116 @@ pub(crate) fn split_ext_matchers(matchers: &[Matcher], ext: &Labels) -> Option<V
         }
     }
     Some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ls(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs)
+    }
+
+    /// Streams `index` (sorted index labels) through [`Reorder`] with `ext` attached; returns
+    /// the output and the most series held back at once.
+    fn stream(index: &[Labels], ext: &Labels) -> (Vec<Labels>, usize) {
+        let mut r = Reorder::new(ext.clone());
+        let mut out = std::collections::VecDeque::new();
+        let mut held = 0;
+        for l in index {
+            let d = Decoded {
+                series: BlockSeries {
+                    labels: finalize_labels(l.clone(), ext, &[]),
+                    chunks: vec![],
+                },
+                index_len: l.len(),
+            };
+            r.push(d, &mut out);
+            held = held.max(r.pending.len() + usize::from(r.latest.is_some()));
+        }
+        r.flush(&mut out);
+        (out.into_iter().map(|s| s.labels).collect(), held)
+    }
+
+    fn sorted_final(index: &[Labels], ext: &Labels) -> Vec<Labels> {
+        let mut v: Vec<Labels> = index
+            .iter()
+            .map(|l| finalize_labels(l.clone(), ext, &[]))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_prefix_series_moves_after_its_extensions_when_an_external_label_sorts_later() {
+        // {a="1"} < {a="1", b="2"} in the index, but with cluster="x" attached
+        // {a="1", b="2", cluster="x"} < {a="1", cluster="x"}.
+        let index = vec![ls(&[("a", "1")]), ls(&[("a", "1"), ("b", "2")])];
+        let ext = ls(&[("cluster", "x")]);
+        let (out, _) = stream(&index, &ext);
+        assert_eq!(out, sorted_final(&index, &ext));
+        assert_eq!(out[0], ls(&[("a", "1"), ("b", "2"), ("cluster", "x")]));
+    }
+
+    #[test]
+    fn a_prefix_series_stays_first_when_extensions_continue_after_the_external_labels() {
+        let index = vec![
+            ls(&[("a", "1")]),
+            ls(&[("a", "1"), ("z", "1")]),
+            ls(&[("a", "1"), ("z", "2")]),
+            ls(&[("a", "2")]),
+        ];
+        let ext = ls(&[("cluster", "x")]);
+        let (out, held) = stream(&index, &ext);
+        assert_eq!(out, sorted_final(&index, &ext));
+        assert!(held <= 2, "held {held}");
+    }
+
+    #[test]
+    fn streaming_equals_sorting_over_nested_prefixes_and_mixed_label_names() {
+        // Deterministic pseudo-random label sets over names around the external ones.
+        let names = ["__name__", "a", "b", "job", "m", "zone"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for ext in [
+            ls(&[("c", "x")]),
+            ls(&[("aa", "x"), ("n", "y")]),
+            ls(&[("zz", "x")]),
+            ls(&[("_", "x")]),
+        ] {
+            for _ in 0..20 {
+                let mut index: Vec<Labels> = (0..300)
+                    .map(|_| {
+                        let mut pairs = Vec::new();
+                        for n in names {
+                            if next() % 3 != 0 {
+                                pairs.push((n, format!("{}", next() % 3)));
+                            }
+                        }
+                        Labels::from_pairs(&pairs)
+                    })
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                index.sort();
+                index.dedup();
+                let (out, held) = stream(&index, &ext);
+                assert_eq!(out, sorted_final(&index, &ext), "ext {ext:?}");
+                // At most one held series per label of the latest one, plus itself.
+                assert!(held <= names.len() + 1, "held {held}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_external_labels_nothing_is_held() {
+        let index = vec![ls(&[("a", "1")]), ls(&[("a", "1"), ("b", "2")])];
+        let (out, held) = stream(&index, &Labels::default());
+        assert_eq!(out, index);
+        assert_eq!(held, 0);
+    }
 }

@@ -2,13 +2,17 @@
 //!
 //! A sync ([`BucketStore::sync_blocks`]) replaces the set of served blocks atomically; requests
 //! in flight keep the set they started with. A request selects blocks per external label set
-//! and resolution ([`BlockSet::blocks_for`], Thanos' `getFor`), selects series in each block
-//! concurrently ([`crate::query::block_series`]), merges the per-block sorted lists into one
-//! sorted stream (series with equal labels become one series with the chunks of all blocks),
-//! and then fetches chunks batch by batch as it streams the answer, so memory holds one batch
-//! of chunk data, not the answer.
+//! and resolution ([`BlockSet::blocks_for`], Thanos' `getFor`), opens a cursor per block
+//! concurrently ([`crate::query::BlockCursor`]: postings, then series entries decoded a batch
+//! at a time in final-label order), merges the cursors k-way into one sorted stream (series
+//! with equal labels become one series with the chunks of all blocks), and fetches chunks batch
+//! by batch as it streams the answer, each batch's reads reserved in the chunk pool first
+//! (the `pool` module). Memory per request is a batch of decoded series over all its blocks and a
+//! batch of output series, not the answer; chunk bytes over all requests are bounded by
+//! `--chunk-pool-size`.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -25,7 +29,7 @@ use strata_storepb::thanos::{
     LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch, SeriesRequest,
     SeriesResponse, ZLabelSet, series_response,
 };
-use strata_tsdb::{ChunkRef, Encoding, RawChunk};
+use strata_tsdb::{ChunkMeta, ChunkRef, Encoding, RawChunk};
 use tokio::sync::{Semaphore, mpsc};
 use ulid::Ulid;
 
@@ -33,7 +37,11 @@ use crate::block::{BucketBlock, FetchStats};
 use crate::cache::{IndexCache, IndexCacheConfig};
 use crate::error::StoreError;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
-use crate::query::{BlockSeries, RequestLimits, SeriesQuery, block_series, split_ext_matchers};
+use crate::pool::{Budget, ChunkPool, ChunkPoolStats};
+use crate::query::{
+    BlockCursor, BlockSeries, RequestLimits, SERIES_BATCH, SeriesQuery, for_each_series,
+    split_ext_matchers,
+};
 use crate::sync::{FilterConfig, MetaSyncer, Synced};
 
 /// Blocks whose series are selected at once for one request.
@@ -46,8 +54,17 @@ pub const MAX_CONCURRENT_READS: usize = 16;
 /// Blocks whose chunks are fetched at once for one batch: each may read up to
 /// [`crate::block::MAX_MERGED`] bytes per request, so this bounds a request's read buffers.
 const CHUNK_FETCH_CONCURRENCY: usize = 4;
-/// Output series whose chunks are fetched in one round.
+/// Output series whose chunks are fetched in one round (fewer when the chunk pool is small).
 const OUTPUT_BATCH: usize = 1_000;
+/// Series entries a request decodes ahead, over all its blocks: each block's cursor decodes
+/// this many divided by the blocks queried (at least [`MIN_BLOCK_BATCH`]). Decoded series
+/// (labels and chunk metas, about 0.4 KiB each) are what grew with data before streaming;
+/// this caps them at about 6 MiB per request. Fewer means more decode rounds per block for
+/// queries over many blocks, each repeating its symbol lookups.
+const SERIES_IN_FLIGHT: usize = 16_384;
+/// Series entries a block decodes per round at least, so a query over very many blocks still
+/// reads series entries in batches rather than one round trip per few series.
+const MIN_BLOCK_BATCH: usize = 32;
 
 /// Per-request limits (`--store.limits.*`). Zero means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,7 +95,9 @@ pub struct StoreConfig {
     /// How long an index-header may stay unused before it is released (lazy mode).
     pub idle_timeout: Duration,
     /// `--chunk-pool-size`: chunk bytes held by all requests at once (0: unbounded). A request
-    /// waits for room before fetching a batch of chunks and frees it once the batch is sent,
+    /// reserves room for every buffer a batch of chunk reads can return before reading
+    /// (waiting for it, or `ResourceExhausted` when one series alone needs more than the pool),
+    /// and the buffers give it back when the gRPC stream has encoded the last frame using them,
     /// so chunk memory under load is bounded by this, not by how much data queries touch.
     pub chunk_pool_bytes: u64,
 }
@@ -282,9 +301,8 @@ pub struct BucketStore {
     gate: Arc<Semaphore>,
     /// Object storage reads in flight, over all requests (see [`MAX_CONCURRENT_READS`]).
     reads: Arc<Semaphore>,
-    /// Permits are KiB of chunk data (see [`StoreConfig::chunk_pool_bytes`]).
-    chunk_pool: Option<Arc<Semaphore>>,
-    chunk_pool_kib: u32,
+    /// `--chunk-pool-size` (see [`crate::pool`]); `None` when 0 (unbounded).
+    chunk_pool: Option<ChunkPool>,
 }
 
 /// Where a Series call sends its frames.
@@ -318,13 +336,11 @@ impl BucketStore {
             config.meta_fetch_concurrency,
             metrics.clone(),
         );
-        let chunk_pool_kib = (config.chunk_pool_bytes / 1024).clamp(1, u64::from(u32::MAX)) as u32;
         let chunk_pool = (config.chunk_pool_bytes > 0)
-            .then(|| Arc::new(Semaphore::new(chunk_pool_kib as usize)));
+            .then(|| ChunkPool::new(config.chunk_pool_bytes, &metrics));
         Ok(BucketStore {
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             chunk_pool,
-            chunk_pool_kib,
             bucket,
             config,
             set: RwLock::new(Arc::new(BlockSet::default())),
@@ -341,6 +357,11 @@ impl BucketStore {
 
     pub fn cache(&self) -> &IndexCache {
         &self.cache
+    }
+
+    /// What the chunk pool holds now and held at most; `None` without a pool.
+    pub fn chunk_pool_stats(&self) -> Option<ChunkPoolStats> {
+        self.chunk_pool.as_ref().map(ChunkPool::stats)
     }
 
     /// The blocks served now.
@@ -530,7 +551,8 @@ impl BucketStore {
     }
 
     /// Serves one Series call, sending frames to `sink`. An error is returned (not sent) so the
-    /// caller decides how to report it.
+    /// caller decides how to report it. The sink must be drained while this runs: frames own
+    /// chunk pool room, so a sink read only afterwards can stall the call once the pool is full.
     pub async fn series(
         &self,
         req: SeriesRequest,
@@ -549,6 +571,7 @@ impl BucketStore {
         self.metrics.gate_in_flight.inc();
         let res = self.series_inner(req, sink).await;
         self.metrics.gate_in_flight.dec();
+        crate::alloc::release_freed();
         if let Err(StoreError::ResourceExhausted(msg)) = &res {
             let reason = if msg.contains("series limit") {
                 "series"
@@ -607,36 +630,43 @@ impl BucketStore {
         let limits = self.request_limits();
         let stats = outcome.stats.clone();
         let start = Instant::now();
-        let per_block: Vec<BlockResult> = futures::stream::iter(selected)
-            .map(|(b, ms)| {
-                let limits = &limits;
-                let stats = &stats;
-                let strip = &req.without_replica_labels;
-                async move {
-                    let q = SeriesQuery {
-                        matchers: &ms,
-                        min_time: req.min_time,
-                        max_time: req.max_time,
-                        strip,
-                        count_chunks: !req.skip_chunks,
-                        limits,
-                        stats,
-                    };
-                    let r = block_series(&b, &q).await;
-                    (b, r)
-                }
-            })
-            .buffered(BLOCK_CONCURRENCY)
-            .collect()
-            .await;
-        let mut blocks = Vec::new();
-        let mut lists = Vec::new();
-        for (b, r) in per_block {
+        let per_block =
+            (SERIES_IN_FLIGHT / selected.len().max(1)).clamp(MIN_BLOCK_BATCH, SERIES_BATCH);
+        let fill_query = SeriesQuery {
+            matchers: &[],
+            min_time: req.min_time,
+            max_time: req.max_time,
+            strip: &req.without_replica_labels,
+            count_chunks: !req.skip_chunks,
+            limits: &limits,
+            stats: &stats,
+        };
+        // Open every block (postings, first batch of series) concurrently.
+        let opened: Vec<(Arc<BucketBlock>, Result<BlockCursor, StoreError>)> =
+            futures::stream::iter(selected)
+                .map(|(b, ms)| {
+                    let fill_query = &fill_query;
+                    async move {
+                        let q = SeriesQuery {
+                            matchers: &ms,
+                            ..*fill_query
+                        };
+                        let r = async {
+                            let mut c = BlockCursor::open(b.clone(), &q, per_block).await?;
+                            c.fill(&q).await?;
+                            Ok(c)
+                        }
+                        .await;
+                        (b, r)
+                    }
+                })
+                .buffered(BLOCK_CONCURRENCY)
+                .collect()
+                .await;
+        let mut merger = Merger::default();
+        for (b, r) in opened {
             match r {
-                Ok(l) => {
-                    blocks.push(b);
-                    lists.push(l);
-                }
+                Ok(c) => merger.add(c),
                 Err(e @ StoreError::CorruptBlock { .. }) if !abort => {
                     tracing::warn!(block = %b.id, err = %e, "skipping a corrupt block in a Series call");
                     self.metrics.block_load_failures.inc();
@@ -650,48 +680,70 @@ impl BucketStore {
             .observe(start.elapsed().as_secs_f64());
 
         let merge_start = Instant::now();
-        let mut merged = merge_sorted(&lists);
-        if req.limit > 0 && merged.len() as u64 > req.limit as u64 {
-            merged.truncate(req.limit as usize);
-        }
         let batch_size = req.response_batch_size.max(1) as usize;
+        // Output batches hold whole frames, so frames are cut where they would be without
+        // batching (unless the chunk pool forces a smaller batch).
+        let target = if batch_size > 1 {
+            OUTPUT_BATCH.div_ceil(batch_size) * batch_size
+        } else {
+            OUTPUT_BATCH
+        };
+        let limit = if req.limit > 0 {
+            req.limit as usize
+        } else {
+            usize::MAX
+        };
+        let mut queue: VecDeque<MergedSeries> = VecDeque::new();
+        let mut exhausted = false;
         let mut pending: Vec<Series> = Vec::new();
-        for batch in merged.chunks(OUTPUT_BATCH) {
-            // Room in the chunk pool for this batch, held until its frames are sent.
-            let _room = match (&self.chunk_pool, req.skip_chunks) {
-                (Some(pool), false) => {
-                    let bytes: u64 = batch
-                        .iter()
-                        .flat_map(|m| &m.parts)
-                        .map(|&(bi, si)| {
-                            lists[bi][si].chunks.len() as u64 * blocks[bi].chunk_estimate()
-                        })
-                        .sum();
-                    let kib = (bytes / 1024 + 1).min(u64::from(self.chunk_pool_kib)) as u32;
-                    Some(
-                        pool.clone()
-                            .acquire_many_owned(kib)
-                            .await
-                            .map_err(|_| StoreError::Cancelled)?,
-                    )
+        loop {
+            while !exhausted && queue.len() < target {
+                if outcome.series + queue.len() >= limit {
+                    exhausted = true;
+                    break;
                 }
+                match merger.next(&fill_query, sink, abort, &self.metrics).await? {
+                    Some(m) => queue.push_back(m),
+                    None => exhausted = true,
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+            let mut n = queue.len();
+            if batch_size > 1 && n > batch_size {
+                n -= n % batch_size;
+            }
+            // Room in the chunk pool for every buffer this batch can read, reserved before
+            // reading; the buffers carry it until the gRPC stream has encoded their frames.
+            let budget = match (&self.chunk_pool, req.skip_chunks) {
+                (Some(pool), false) => loop {
+                    let bytes = merger.read_bytes(queue.range(..n));
+                    if bytes <= pool.stats().capacity {
+                        break Some(pool.reserve(bytes).await?);
+                    }
+                    if n == 1 {
+                        return Err(pool.too_small(bytes));
+                    }
+                    n /= 2;
+                },
                 _ => None,
             };
+            let batch: Vec<MergedSeries> = queue.drain(..n).collect();
             let chunks = if req.skip_chunks {
                 None
             } else {
-                let c = self
-                    .fetch_batch_chunks(batch, &blocks, &lists, &stats)
-                    .await?;
+                let c = merger.fetch_chunks(&batch, &stats, budget.as_ref()).await?;
                 limits.check_bytes(&stats)?;
                 Some(c)
             };
-            for (k, m) in batch.iter().enumerate() {
-                let labels = lists[m.parts[0].0][m.parts[0].1].labels.clone();
+            drop(budget);
+            let mut chunks = chunks.map(Vec::into_iter);
+            for m in batch {
                 let mut out_chunks = Vec::new();
-                if let Some(chunks) = &chunks {
-                    for (j, raw) in chunks[k].iter() {
-                        out_chunks.push(aggr_chunk(*j, raw, &aggrs, blocks[j.block].id)?);
+                if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
+                    for (j, raw) in c {
+                        out_chunks.push(aggr_chunk(j, &raw, &aggrs, merger.block_id(j.block))?);
                     }
                     out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
                     out_chunks.dedup();
@@ -699,7 +751,7 @@ impl BucketStore {
                 outcome.chunks += out_chunks.len();
                 outcome.series += 1;
                 let s = Series {
-                    labels: labels_from_model(&labels),
+                    labels: labels_from_model(&m.labels),
                     chunks: out_chunks,
                 };
                 if batch_size <= 1 {
@@ -711,10 +763,13 @@ impl BucketStore {
                     }
                 }
             }
+            // A partial frame holds pool permits: send it rather than carry it into the wait
+            // for the next batch's room.
+            if !pending.is_empty() {
+                send(sink, batch_frame(std::mem::take(&mut pending))).await?;
+            }
         }
-        if !pending.is_empty() {
-            send(sink, batch_frame(pending)).await?;
-        }
+        let blocks = merger.live_blocks();
         self.metrics
             .series_merge_duration
             .observe(merge_start.elapsed().as_secs_f64());
@@ -781,52 +836,6 @@ impl BucketStore {
         }
     }
 
-    /// Fetches the chunks of a batch of merged series: per block, one batch of range reads.
-    async fn fetch_batch_chunks(
-        &self,
-        batch: &[Merged],
-        blocks: &[Arc<BucketBlock>],
-        lists: &[Vec<BlockSeries>],
-        stats: &FetchStats,
-    ) -> Result<Vec<Vec<(ChunkLoc, RawChunk)>>, StoreError> {
-        // Per block: the chunk refs wanted and where each goes.
-        let mut wanted: BTreeMap<usize, (Vec<ChunkRef>, Vec<Dest>)> = BTreeMap::new();
-        for (k, m) in batch.iter().enumerate() {
-            for &(bi, si) in &m.parts {
-                let w = wanted.entry(bi).or_default();
-                for c in &lists[bi][si].chunks {
-                    w.0.push(c.chunk_ref);
-                    w.1.push((
-                        k,
-                        ChunkLoc {
-                            block: bi,
-                            min_time: c.min_time,
-                            max_time: c.max_time,
-                        },
-                    ));
-                }
-            }
-        }
-        let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
-            futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
-                let b = blocks[bi].clone();
-                async move {
-                    let chunks = b.fetch_chunks(&refs, stats).await?;
-                    Ok::<_, StoreError>((dest, chunks))
-                }
-            }))
-            .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = vec![Vec::new(); batch.len()];
-        for (dest, chunks) in fetched {
-            for ((k, loc), c) in dest.into_iter().zip(chunks) {
-                out[k].push((loc, c));
-            }
-        }
-        Ok(out)
-    }
-
     /// Serves LabelNames.
     pub async fn label_names(
         &self,
@@ -868,9 +877,14 @@ impl BucketStore {
                                 limits,
                                 stats,
                             };
-                            for s in block_series(&b, &q).await? {
-                                out.extend(s.labels.iter().map(|l| l.name.clone()));
-                            }
+                            for_each_series(&b, &q, |s| {
+                                for l in s.labels.iter() {
+                                    if !out.contains(&l.name) {
+                                        out.insert(l.name.clone());
+                                    }
+                                }
+                            })
+                            .await?;
                         }
                         Ok(out)
                     }
@@ -952,11 +966,14 @@ impl BucketStore {
                                 limits,
                                 stats,
                             };
-                            for s in block_series(&b, &q).await? {
-                                if let Some(v) = s.labels.get(name) {
+                            for_each_series(&b, &q, |s| {
+                                if let Some(v) = s.labels.get(name)
+                                    && !out.contains(v)
+                                {
                                     out.insert(v.to_string());
                                 }
-                            }
+                            })
+                            .await?;
                         }
                         Ok(out)
                     }
@@ -1019,16 +1036,12 @@ fn batch_frame(series: Vec<Series>) -> SeriesResponse {
     }
 }
 
-/// One output series: where its parts are, as `(block index, series index)`.
+/// One output series: its labels and, per block it occurs in, that block's chunk metas.
 #[derive(Debug)]
-struct Merged {
-    parts: Vec<(usize, usize)>,
+struct MergedSeries {
+    labels: Labels,
+    parts: Vec<(usize, Vec<ChunkMeta>)>,
 }
-
-/// One block's series for a request, or why the block failed.
-type BlockResult = (Arc<BucketBlock>, Result<Vec<BlockSeries>, StoreError>);
-/// Where a fetched chunk goes: output series index in the batch, and its origin.
-type Dest = (usize, ChunkLoc);
 
 /// Where a fetched chunk came from.
 #[derive(Debug, Clone, Copy)]
@@ -1038,56 +1051,242 @@ struct ChunkLoc {
     max_time: i64,
 }
 
-/// Merges per-block lists sorted by labels into one sorted list; equal label sets from
-/// different blocks become one series.
-fn merge_sorted(lists: &[Vec<BlockSeries>]) -> Vec<Merged> {
-    #[derive(PartialEq, Eq)]
-    struct Head<'a> {
-        labels: &'a Labels,
-        block: usize,
+/// A block's next series in the merge; ties between equal label sets go by block order, then
+/// by order within the block, so chunks keep a stable order.
+#[derive(Debug)]
+struct Head {
+    series: BlockSeries,
+    cursor: usize,
+    seq: u64,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.series
+            .labels
+            .cmp(&o.series.labels)
+            .then(self.cursor.cmp(&o.cursor))
+            .then(self.seq.cmp(&o.seq))
+    }
+}
+
+/// The k-way merge of a request's block cursors into one stream sorted by labels; equal label
+/// sets from several blocks (or from one block, when replica labels were removed) become one
+/// series. It holds one series per block plus each block's decoded batch, so its memory is
+/// bounded per request, not by how many series the request matches.
+#[derive(Debug, Default)]
+struct Merger {
+    cursors: Vec<BlockCursor>,
+    /// Blocks that failed mid-stream (a warning was sent): no longer read or reported.
+    dead: Vec<bool>,
+    seq: u64,
+    heap: BinaryHeap<Reverse<Head>>,
+}
+
+impl Merger {
+    /// Adds an opened cursor whose first batch is decoded.
+    fn add(&mut self, mut c: BlockCursor) {
+        let cursor = self.cursors.len();
+        if let Some(series) = c.ready.pop_front() {
+            self.seq += 1;
+            self.heap.push(Reverse(Head {
+                series,
+                cursor,
+                seq: self.seq,
+            }));
+        }
+        self.cursors.push(c);
+        self.dead.push(false);
+    }
+
+    fn block_id(&self, cursor: usize) -> Ulid {
+        self.cursors[cursor].block.id
+    }
+
+    /// The blocks that answered.
+    fn live_blocks(&self) -> Vec<Arc<BucketBlock>> {
+        self.cursors
+            .iter()
+            .zip(&self.dead)
+            .filter(|(_, d)| !**d)
+            .map(|(c, _)| c.block.clone())
+            .collect()
+    }
+
+    /// Puts cursor `i`'s next series into the heap, decoding its next batch if needed. A block
+    /// that turns out corrupt is dropped with a warning unless the request aborts on errors.
+    async fn advance(
+        &mut self,
         i: usize,
-    }
-    impl Ord for Head<'_> {
-        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-            // Reversed: BinaryHeap is a max-heap.
-            o.labels.cmp(self.labels).then(o.block.cmp(&self.block))
+        q: &SeriesQuery<'_>,
+        sink: &SeriesSink,
+        abort: bool,
+        metrics: &StoreMetrics,
+    ) -> Result<(), StoreError> {
+        if self.dead[i] {
+            return Ok(());
         }
-    }
-    impl PartialOrd for Head<'_> {
-        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-            Some(self.cmp(o))
+        if self.cursors[i].ready.is_empty() && self.cursors[i].has_more() {
+            // Cursor `i` ran dry; others running low decode their next batch concurrently.
+            let mut rounds = Vec::new();
+            for (j, c) in self.cursors.iter_mut().enumerate() {
+                if !self.dead[j] && (j == i || c.low()) {
+                    rounds.push(refill(j, j == i, c, q));
+                }
+            }
+            let results: Vec<(usize, Result<(), StoreError>)> = futures::stream::iter(rounds)
+                .buffer_unordered(BLOCK_CONCURRENCY)
+                .collect()
+                .await;
+            for (j, r) in results {
+                match r {
+                    Ok(()) => {}
+                    Err(e @ StoreError::CorruptBlock { .. }) if !abort => {
+                        let c = &mut self.cursors[j];
+                        tracing::warn!(block = %c.block.id, err = %e, "dropping a corrupt block from a Series call");
+                        metrics.block_load_failures.inc();
+                        self.dead[j] = true;
+                        c.ready.clear();
+                        send(sink, SeriesResponse::warning(e.to_string())).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-    }
-    let mut heap = BinaryHeap::new();
-    for (b, l) in lists.iter().enumerate() {
-        if let Some(s) = l.first() {
-            heap.push(Head {
-                labels: &s.labels,
-                block: b,
-                i: 0,
-            });
+        if self.dead[i] {
+            return Ok(());
         }
-    }
-    let mut out: Vec<Merged> = Vec::new();
-    let mut last: Option<&Labels> = None;
-    while let Some(h) = heap.pop() {
-        if last == Some(h.labels) {
-            out.last_mut().expect("last").parts.push((h.block, h.i));
-        } else {
-            out.push(Merged {
-                parts: vec![(h.block, h.i)],
-            });
-            last = Some(h.labels);
+        let c = &mut self.cursors[i];
+        if let Some(series) = c.ready.pop_front() {
+            self.seq += 1;
+            self.heap.push(Reverse(Head {
+                series,
+                cursor: i,
+                seq: self.seq,
+            }));
         }
-        if let Some(s) = lists[h.block].get(h.i + 1) {
-            heap.push(Head {
-                labels: &s.labels,
-                block: h.block,
-                i: h.i + 1,
-            });
-        }
+        Ok(())
     }
-    out
+
+    /// The next output series, or `None` when every block is exhausted.
+    async fn next(
+        &mut self,
+        q: &SeriesQuery<'_>,
+        sink: &SeriesSink,
+        abort: bool,
+        metrics: &StoreMetrics,
+    ) -> Result<Option<MergedSeries>, StoreError> {
+        let Some(Reverse(h)) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let mut m = MergedSeries {
+            labels: h.series.labels,
+            parts: vec![(h.cursor, h.series.chunks)],
+        };
+        self.advance(h.cursor, q, sink, abort, metrics).await?;
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(t)| t.series.labels == m.labels)
+        {
+            let Some(Reverse(t)) = self.heap.pop() else {
+                break;
+            };
+            m.parts.push((t.cursor, t.series.chunks));
+            self.advance(t.cursor, q, sink, abort, metrics).await?;
+        }
+        Ok(Some(m))
+    }
+
+    /// Pool bytes the chunk reads of `batch` can hold (see [`BucketBlock::chunk_read_bytes`]).
+    fn read_bytes<'a>(&self, batch: impl Iterator<Item = &'a MergedSeries>) -> u64 {
+        let mut refs: BTreeMap<usize, Vec<ChunkRef>> = BTreeMap::new();
+        for m in batch {
+            for (bi, chunks) in &m.parts {
+                refs.entry(*bi)
+                    .or_default()
+                    .extend(chunks.iter().map(|c| c.chunk_ref));
+            }
+        }
+        refs.iter()
+            .map(|(bi, r)| self.cursors[*bi].block.chunk_read_bytes(r))
+            .sum()
+    }
+
+    /// Fetches the chunks of a batch of merged series: per block, one batch of range reads.
+    async fn fetch_chunks(
+        &self,
+        batch: &[MergedSeries],
+        stats: &FetchStats,
+        budget: Option<&Budget>,
+    ) -> Result<Vec<Vec<(ChunkLoc, RawChunk)>>, StoreError> {
+        // Per block: the chunk refs wanted and where each goes.
+        let mut wanted: BTreeMap<usize, (Vec<ChunkRef>, Vec<Dest>)> = BTreeMap::new();
+        for (k, m) in batch.iter().enumerate() {
+            for (bi, chunks) in &m.parts {
+                let w = wanted.entry(*bi).or_default();
+                for c in chunks {
+                    w.0.push(c.chunk_ref);
+                    w.1.push((
+                        k,
+                        ChunkLoc {
+                            block: *bi,
+                            min_time: c.min_time,
+                            max_time: c.max_time,
+                        },
+                    ));
+                }
+            }
+        }
+        let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
+            futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
+                let b = self.cursors[bi].block.clone();
+                async move {
+                    let chunks = b.fetch_chunks(&refs, stats, budget).await?;
+                    Ok::<_, StoreError>((dest, chunks))
+                }
+            }))
+            .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = vec![Vec::new(); batch.len()];
+        for (dest, chunks) in fetched {
+            for ((k, loc), c) in dest.into_iter().zip(chunks) {
+                out[k].push((loc, c));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where a fetched chunk goes: output series index in the batch, and its origin.
+type Dest = (usize, ChunkLoc);
+
+/// Refills cursor `j`: until it has a series when the merge waits on it (`needed`), else one
+/// batch ahead. A named function, not a closure, so the futures have one nameable type.
+async fn refill(
+    j: usize,
+    needed: bool,
+    c: &mut BlockCursor,
+    q: &SeriesQuery<'_>,
+) -> (usize, Result<(), StoreError>) {
+    let r = if needed {
+        c.fill(q).await.map(|_| ())
+    } else {
+        c.decode_round(q).await
+    };
+    (j, r)
 }
 
 /// The wire chunk for a raw chunk: raw encodings go to `raw` unchanged; Thanos' aggregate

@@ -44,13 +44,21 @@ async fn series(
     store: &BucketStore,
     req: SeriesRequest,
 ) -> Result<(SeriesOutcome, Vec<SeriesResponse>), StoreError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
-    let out = store.series(req, &tx).await;
-    drop(tx);
-    let mut frames = Vec::new();
-    while let Some(f) = rx.recv().await {
-        frames.push(f.unwrap());
-    }
+    // Drained while the store produces, as the gRPC stream does: frames hold chunk pool room.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<SeriesResponse, tonic::Status>>(16);
+    let drain = async move {
+        let mut frames = Vec::new();
+        while let Some(f) = rx.recv().await {
+            frames.push(f.unwrap());
+        }
+        frames
+    };
+    let produce = async move {
+        let out = store.series(req, &tx).await;
+        drop(tx);
+        out
+    };
+    let (out, frames) = futures::join!(produce, drain);
     out.map(|o| (o, frames))
 }
 
@@ -245,9 +253,10 @@ async fn a_small_chunk_pool_bounds_memory_but_answers_everything() {
     let mut reference = Reference::default();
     upload(&bucket, &blocks, &[("cluster", "eu1")], &mut reference).await;
     let mut config = StoreConfig::new(tmp.path().join("data"));
-    config.chunk_pool_bytes = 16 << 10;
+    // Room for a few series' reads (chunk sizes unknown: 16 000 B estimated per chunk).
+    config.chunk_pool_bytes = 256 << 10;
     let served = Served::start(bucket, config).await;
-    // Concurrent requests share 16 KiB of chunk pool; each waits its turn.
+    // Concurrent requests share 256 KiB of chunk pool; each waits its turn.
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let mut c = served.client().await;
@@ -270,6 +279,8 @@ async fn a_small_chunk_pool_bounds_memory_but_answers_everything() {
     );
     let mut client = served.client().await;
     run_acceptance(&mut client, &reference).await.unwrap();
+    let pool = served.store.chunk_pool_stats().unwrap();
+    assert!(pool.peak <= 256 << 10, "{pool:?}");
     served.stop().await;
 }
 

@@ -6,7 +6,12 @@
 //! ```text
 //! cargo bench -p strata --bench store_gateway                        # 120 blocks x 2000 series
 //! cargo bench -p strata --bench store_gateway -- 120 20000 250MB,8MB  # blocks, series, caches
+//! cargo bench -p strata --bench store_gateway -- scaling 120 2000,20000 64MB 64MB
 //! ```
+//!
+//! `scaling` runs only the load phase over buckets of each series count with the same
+//! `--index-cache-size` and `--chunk-pool-size` (the last two arguments), so peak RSS can be
+//! compared across data sizes: the claim under test is that it follows the flags, not the data.
 //!
 //! Each block holds `series` series of 120 samples (2 h at 60 s), labels
 //! `{__name__=metric_<0..10>, job=job-<0..10>, instance=i-<0..n>}`.
@@ -125,6 +130,18 @@ fn metric(http: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The sum of a metric over all its label sets.
+fn metric_sum(http: &str, name: &str) -> f64 {
+    let r = http_request("GET", &format!("{http}/metrics"), b"").unwrap();
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    body.lines()
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
 fn request(ms: &[Matcher], mint: i64, maxt: i64) -> SeriesRequest {
     SeriesRequest {
         min_time: mint,
@@ -183,11 +200,174 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The three benchmark queries over `nblocks` blocks.
+fn queries(nblocks: usize) -> Vec<(&'static str, Vec<Matcher>, (i64, i64))> {
+    let all_time = (T0, T0 + nblocks as i64 * BLOCK - 1);
+    let day = (all_time.1 - 12 * BLOCK, all_time.1);
+    vec![
+        (
+            "Q1 one metric and job, all blocks",
+            vec![
+                Matcher::equal("__name__", "metric_3"),
+                Matcher::equal("job", "job-1"),
+            ],
+            all_time,
+        ),
+        (
+            "Q2 regexes, last 24 h (12 blocks)",
+            vec![
+                Matcher::new(MatchOp::RegexMatch, "__name__", "metric_[0-4]").unwrap(),
+                Matcher::new(MatchOp::RegexMatch, "instance", "i-1.*").unwrap(),
+            ],
+            day,
+        ),
+        (
+            "Q3 every series, last 2 h (1 block)",
+            vec![Matcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()],
+            (all_time.1 - BLOCK + 1, all_time.1),
+        ),
+    ]
+}
+
+/// 4 concurrent clients, each running every query `rounds` times; returns (seconds, peak
+/// sampled RSS MiB, max threads).
+async fn load(
+    client: &StoreApiClient,
+    pid: u32,
+    qs: &[(&'static str, Vec<Matcher>, (i64, i64))],
+    rounds: usize,
+) -> (f64, f64, u64) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut c = client.clone();
+        let qs: Vec<_> = qs.iter().map(|(_, m, r)| (m.clone(), *r)).collect();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                for (ms, (mint, maxt)) in &qs {
+                    query(&mut c, request(ms, *mint, *maxt)).await;
+                }
+            }
+        }));
+    }
+    let mut peak = 0.0f64;
+    let mut max_threads = 0;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        peak = peak.max(rss(pid).0);
+        max_threads = max_threads.max(threads(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (
+        start.elapsed().as_secs_f64(),
+        peak.max(rss(pid).0),
+        max_threads,
+    )
+}
+
+/// `scaling BLOCKS S1,S2,.. CACHE POOL`: peak RSS under the same load and flags per data size.
+fn scaling(args: &[String]) {
+    let nblocks: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(120);
+    let sizes: Vec<usize> = args
+        .get(2)
+        .map_or("2000,20000", String::as_str)
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let cache = args.get(3).map_or("64MB", String::as_str);
+    let pool = args.get(4).map_or("64MB", String::as_str);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "\n### peak RSS under load by data size: --index-cache-size={cache} --chunk-pool-size={pool}, 4 clients x 10 rounds of Q1-Q3\n"
+    );
+    println!(
+        "| bucket | series/block | load time | RSS idle | RSS under load, peak (sampled) | VmHWM | index cache bytes | chunk pool peak | threads |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &nseries in &sizes {
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        std::fs::create_dir_all(&bucket).unwrap();
+        write_blocks(&bucket, nblocks, nseries);
+        let bytes = dir_size(&bucket);
+        let yml = tmp.path().join("bucket.yml");
+        std::fs::write(
+            &yml,
+            format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let (http_port, grpc_port) = (free_port(), free_port());
+        let http = format!("http://127.0.0.1:{http_port}");
+        // `STRATA_BIN` runs another build (say, before a change) under the same load.
+        let bin = std::env::var("STRATA_BIN").unwrap_or(env!("CARGO_BIN_EXE_strata").into());
+        let mut cmd = Command::new(bin);
+        cmd.arg("store")
+            .arg(format!("--objstore.config-file={}", yml.display()))
+            .arg(format!("--data-dir={}", tmp.path().join("data").display()))
+            .arg(format!("--http-address=127.0.0.1:{http_port}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+            .arg(format!("--index-cache-size={cache}"))
+            .arg(format!("--chunk-pool-size={pool}"))
+            .arg("--log.level=warn");
+        let mut guard = ChildGuard::spawn("strata store", &mut cmd).unwrap();
+        let pid = guard.id();
+        loop {
+            guard.ensure_running().unwrap();
+            if http_request("GET", &format!("{http}/-/ready"), b"").is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        while metric(&http, "thanos_bucket_store_indexheader_lazy_load_total") < nblocks as f64 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let (idle, _) = rss(pid);
+        // `QUERIES=2` (or `1,3`) loads with a subset, to see which query holds memory.
+        let only: Vec<usize> = std::env::var("QUERIES")
+            .map(|v| v.split(',').filter_map(|q| q.parse().ok()).collect())
+            .unwrap_or_default();
+        let qs: Vec<_> = queries(nblocks)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| only.is_empty() || only.contains(&(i + 1)))
+            .map(|(_, q)| q)
+            .collect();
+        let (secs, peak, threads) = rt.block_on(async {
+            let client = StoreApiClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+                .await
+                .unwrap();
+            load(&client, pid, &qs, 10).await
+        });
+        let (_, hwm) = rss(pid);
+        println!(
+            "| {:.0} MiB | {nseries} | {secs:.1} s | {idle:.1} MiB | **{peak:.1} MiB** | {hwm:.1} MiB | {:.1} MiB | {:.1} MiB | {threads} |",
+            bytes as f64 / (1 << 20) as f64,
+            metric_sum(&http, "thanos_store_index_cache_total_size_bytes") / (1 << 20) as f64,
+            metric(&http, "strata_store_chunk_pool_peak_bytes") / (1 << 20) as f64,
+        );
+        drop(guard);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    if args.first().map(String::as_str) == Some("scaling") {
+        scaling(&args);
+        return;
+    }
     let nblocks: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(120);
     let nseries: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let caches: Vec<String> = args
@@ -239,7 +419,8 @@ fn main() {
         let http = format!("http://127.0.0.1:{http_port}");
         let data = tmp.path().join(format!("data-{cache}"));
         let start = Instant::now();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        let bin = std::env::var("STRATA_BIN").unwrap_or(env!("CARGO_BIN_EXE_strata").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("store")
             .arg(format!("--objstore.config-file={}", yml.display()))
             .arg(format!("--data-dir={}", data.display()))
@@ -320,37 +501,15 @@ fn main() {
                 );
             }
             // Load: 4 concurrent clients, each running every query 10 times.
-            let load_start = Instant::now();
             let cpu0 = cpu_seconds(pid, ticks);
-            let mut tasks = Vec::new();
-            for _ in 0..4 {
-                let mut c = client.clone();
-                let qs: Vec<_> = queries.iter().map(|(_, m, r)| (m.clone(), *r)).collect();
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..10 {
-                        for (ms, (mint, maxt)) in &qs {
-                            query(&mut c, request(ms, *mint, *maxt)).await;
-                        }
-                    }
-                }));
-            }
-            let mut peak = 0.0f64;
-            let mut max_threads = 0;
-            while !tasks.iter().all(|t| t.is_finished()) {
-                peak = peak.max(rss(pid).0);
-                max_threads = max_threads.max(threads(pid));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
+            let (load_secs, peak, max_threads) = load(&client, pid, &queries, 10).await;
             let (_, hwm) = rss(pid);
             println!();
             println!(
                 "Load: 4 clients x 10 rounds of Q1-Q3 (120 queries) in {:.2} s, gateway CPU {:.2} s; RSS under load peak {:.1} MiB (sampled), VmHWM {:.1} MiB; up to {max_threads} threads.",
-                load_start.elapsed().as_secs_f64(),
+                load_secs,
                 cpu_seconds(pid, ticks) - cpu0,
-                peak.max(rss(pid).0),
+                peak,
                 hwm
             );
         });
