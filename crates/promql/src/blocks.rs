@@ -230,11 +230,11 @@ impl Storage for BlockStorage {
             }
             return Ok(names.into_iter().collect());
         }
-        let mut names = BTreeSet::new();
-        for l in self.matching_labels(matcher_sets, mint, maxt)? {
-            names.extend(l.iter().map(|x| x.name.clone()));
-        }
-        Ok(names.into_iter().collect())
+        Ok(crate::storage::names_of(self.matching_labels(
+            matcher_sets,
+            mint,
+            maxt,
+        )?))
     }
 
     fn label_values(
@@ -251,13 +251,10 @@ impl Storage for BlockStorage {
             }
             return Ok(values.into_iter().collect());
         }
-        let mut values = BTreeSet::new();
-        for l in self.matching_labels(matcher_sets, mint, maxt)? {
-            if let Some(v) = l.get(name) {
-                values.insert(v.to_string());
-            }
-        }
-        Ok(values.into_iter().collect())
+        Ok(crate::storage::values_of(
+            name,
+            self.matching_labels(matcher_sets, mint, maxt)?,
+        ))
     }
 
     fn series_labels(

@@ -244,13 +244,9 @@ impl Storage for MemStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut names = std::collections::BTreeSet::new();
-        for (l, _) in self.matching(matcher_sets, mint, maxt) {
-            for label in l {
-                names.insert(label.name.clone());
-            }
-        }
-        Ok(names.into_iter().collect())
+        Ok(names_of(
+            self.matching(matcher_sets, mint, maxt).map(|(l, _)| l),
+        ))
     }
 
     fn label_values(
@@ -260,13 +256,10 @@ impl Storage for MemStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut values = std::collections::BTreeSet::new();
-        for (l, _) in self.matching(matcher_sets, mint, maxt) {
-            if let Some(v) = l.get(name) {
-                values.insert(v.to_string());
-            }
-        }
-        Ok(values.into_iter().collect())
+        Ok(values_of(
+            name,
+            self.matching(matcher_sets, mint, maxt).map(|(l, _)| l),
+        ))
     }
 
     fn series_labels(
@@ -280,4 +273,36 @@ impl Storage for MemStorage {
             .map(|(l, _)| l.clone())
             .collect())
     }
+}
+
+/// The label names of `series`, sorted and unique (what [`Storage::label_names`] answers
+/// once the matching series are known).
+pub(crate) fn names_of<L: std::borrow::Borrow<Labels>>(
+    series: impl IntoIterator<Item = L>,
+) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for l in series {
+        for label in l.borrow().iter() {
+            if !names.contains(&label.name) {
+                names.insert(label.name.clone());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// The values of label `name` in `series`, sorted and unique.
+pub(crate) fn values_of<L: std::borrow::Borrow<Labels>>(
+    name: &str,
+    series: impl IntoIterator<Item = L>,
+) -> Vec<String> {
+    let mut values = std::collections::BTreeSet::new();
+    for l in series {
+        if let Some(v) = l.borrow().get(name)
+            && !values.contains(v)
+        {
+            values.insert(v.to_string());
+        }
+    }
+    values.into_iter().collect()
 }

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_to_model, matchers_to_model};
+use strata_storepb::thanos::store_client::StoreClient;
 use strata_storepb::thanos::{
-    AggrChunk, LabelNamesRequest, LabelValuesRequest, SeriesRequest, series_response,
+    AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, series_response,
 };
+use tonic::transport::Channel;
 
 use crate::endpoint::{EndpointSet, StoreEndpoint};
 use crate::error::QueryError;
@@ -121,26 +123,14 @@ impl Fanout {
         req: LabelNamesRequest,
         partial: bool,
     ) -> Result<Merged<Vec<String>>, QueryError> {
-        let matchers =
-            matchers_to_model(&req.matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let stores = self.stores_for(&matchers, req.start, req.end);
-        let t = self.frame_timeout();
-        let calls = stores.into_iter().map(|s| {
+        self.strings(&req.matchers, req.start, req.end, partial, |mut c| {
             let req = req.clone();
-            let mut c = s.client;
             async move {
-                let r = match tokio::time::timeout(t, c.label_names(req)).await {
-                    Ok(Ok(r)) => {
-                        let r = r.into_inner();
-                        Ok((r.names, r.warnings))
-                    }
-                    Ok(Err(st)) => Err(status_message(&st)),
-                    Err(_) => Err(timeout_message(t)),
-                };
-                (s.addr, r)
+                let r = c.label_names(req).await?.into_inner();
+                Ok((r.names, r.warnings))
             }
-        });
-        self.union(futures::future::join_all(calls).await, partial)
+        })
+        .await
     }
 
     /// LabelValues on every selected store, unioned.
@@ -149,19 +139,39 @@ impl Fanout {
         req: LabelValuesRequest,
         partial: bool,
     ) -> Result<Merged<Vec<String>>, QueryError> {
+        self.strings(&req.matchers, req.start, req.end, partial, |mut c| {
+            let req = req.clone();
+            async move {
+                let r = c.label_values(req).await?.into_inner();
+                Ok((r.values, r.warnings))
+            }
+        })
+        .await
+    }
+
+    /// Runs `call` (a label names or values request) on every store that can match, each
+    /// bounded by the frame timeout, and unions the strings.
+    async fn strings<F, Fut>(
+        &self,
+        matchers: &[LabelMatcher],
+        start: i64,
+        end: i64,
+        partial: bool,
+        call: F,
+    ) -> Result<Merged<Vec<String>>, QueryError>
+    where
+        F: Fn(StoreClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<String>, Vec<String>), tonic::Status>>,
+    {
         let matchers =
-            matchers_to_model(&req.matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let stores = self.stores_for(&matchers, req.start, req.end);
+            matchers_to_model(matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let stores = self.stores_for(&matchers, start, end);
         let t = self.frame_timeout();
         let calls = stores.into_iter().map(|s| {
-            let req = req.clone();
-            let mut c = s.client;
+            let answer = call(s.client);
             async move {
-                let r = match tokio::time::timeout(t, c.label_values(req)).await {
-                    Ok(Ok(r)) => {
-                        let r = r.into_inner();
-                        Ok((r.values, r.warnings))
-                    }
+                let r = match tokio::time::timeout(t, answer).await {
+                    Ok(Ok(r)) => Ok(r),
                     Ok(Err(st)) => Err(status_message(&st)),
                     Err(_) => Err(timeout_message(t)),
                 };
@@ -227,7 +237,7 @@ fn timeout_message(t: Duration) -> String {
 
 /// One store's Series call, collected, with a per-frame timeout and an overall deadline.
 async fn call_series(
-    mut client: strata_storepb::thanos::store_client::StoreClient<tonic::transport::Channel>,
+    mut client: StoreClient<Channel>,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
@@ -266,17 +276,23 @@ async fn call_series(
     }
     if !series.is_sorted_by(|a, b| a.0 <= b.0) {
         // A store that breaks the sort contract still gives a correct merge.
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        series.dedup_by(|b, a| {
-            if a.0 == b.0 {
-                a.1.append(&mut b.1);
-                true
-            } else {
-                false
-            }
-        });
+        sort_and_join(&mut series);
     }
     Ok((series, warnings))
+}
+
+/// Sorts series by labels and joins those with equal labels into one, chunks in their
+/// original order.
+pub fn sort_and_join(series: &mut Vec<WireSeries>) {
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    series.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1.append(&mut b.1);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// Merges lists sorted by labels into one sorted list; equal labels become one series whose

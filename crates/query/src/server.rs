@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::QueryError;
-use crate::fanout::{Fanout, WireSeries};
+use crate::fanout::{Fanout, WireSeries, sort_and_join};
 use crate::series::strip;
 
 /// The Store and Info services over a [`Fanout`].
@@ -53,15 +53,7 @@ fn without_replicas(series: Vec<WireSeries>, names: &[String]) -> Vec<WireSeries
         .into_iter()
         .map(|(l, c)| (strip(&l, names), c))
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out.dedup_by(|b, a| {
-        if a.0 == b.0 {
-            a.1.append(&mut b.1);
-            true
-        } else {
-            false
-        }
-    });
+    sort_and_join(&mut out);
     out
 }
 
@@ -89,7 +81,7 @@ impl Store for QueryStoreService {
         if limit > 0 {
             series.truncate(limit);
         }
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(strata_storepb::server::SERIES_FRAMES_IN_FLIGHT);
         tokio::spawn(async move {
             for w in merged.warnings {
                 if tx.send(Ok(SeriesResponse::warning(w))).await.is_err() {

@@ -11,14 +11,8 @@ use strata_api::{MaxSourceResolution, RequestOptions};
 use strata_model::{Labels, Matcher};
 use strata_promql::{SelectHints, Storage, Value};
 use strata_query::QueryStoreService;
-use strata_store::testing::{Reference, StoreApiClient, run_acceptance};
-use strata_storepb::thanos::info::info_server::Info;
-use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
-use strata_storepb::thanos::store_server::Store;
-use strata_storepb::thanos::{
-    Label, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    SeriesRequest, SeriesResponse, ZLabelSet,
-};
+use strata_store::testing::{HangingStore, Reference, StoreApiClient, run_acceptance};
+use strata_storepb::thanos::info::InfoRequest;
 
 /// Serves the querier's Store API on a free port.
 async fn serve_querier(
@@ -223,74 +217,6 @@ async fn ha_dedup_per_request_options() {
     }
 }
 
-/// A store that answers Info but never answers Series, LabelNames or LabelValues.
-#[derive(Debug, Clone)]
-struct Hanging;
-
-#[tonic::async_trait]
-impl Store for Hanging {
-    type SeriesStream = futures::stream::Pending<Result<SeriesResponse, tonic::Status>>;
-
-    async fn series(
-        &self,
-        _: tonic::Request<SeriesRequest>,
-    ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
-        Ok(tonic::Response::new(futures::stream::pending()))
-    }
-
-    async fn label_names(
-        &self,
-        _: tonic::Request<LabelNamesRequest>,
-    ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
-        futures::future::pending().await
-    }
-
-    async fn label_values(
-        &self,
-        _: tonic::Request<LabelValuesRequest>,
-    ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
-        futures::future::pending().await
-    }
-}
-
-#[tonic::async_trait]
-impl Info for Hanging {
-    async fn info(
-        &self,
-        _: tonic::Request<InfoRequest>,
-    ) -> Result<tonic::Response<InfoResponse>, tonic::Status> {
-        Ok(tonic::Response::new(InfoResponse {
-            label_sets: vec![ZLabelSet {
-                labels: vec![Label {
-                    name: "cluster".into(),
-                    value: "hang".into(),
-                }],
-            }],
-            component_type: "store".into(),
-            store: Some(StoreInfo {
-                min_time: i64::MIN,
-                max_time: i64::MAX,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
-    }
-}
-
-pub async fn start_hanging() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        strata_storepb::server::serve(listener, Hanging, None, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, tx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_store_is_a_warning_or_an_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -298,7 +224,11 @@ async fn hanging_store_is_a_warning_or_an_error() {
     let bucket = fs_bucket(&tmp.path().join("bucket"));
     upload(&bucket, &blocks, &[("cluster", "eu1")]).await;
     let good = Served::start(bucket, &tmp.path().join("data")).await;
-    let (hang, _stop) = start_hanging().await;
+    let (hang, _stop) = HangingStore {
+        label_sets: vec![Labels::from_pairs(&[("cluster", "hang")])],
+    }
+    .start()
+    .await;
     let timeout = Duration::from_millis(700);
     let f = fanout(&[good.addr.to_string(), hang.to_string()], Some(timeout)).await;
     let q = querier(f, &[]);

@@ -1,6 +1,7 @@
 //! The sidecar's gRPC face: `thanos.Store` and `thanos.info.Info` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
+use strata_storepb::server::SERIES_FRAMES_IN_FLIGHT;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::store_server::Store;
@@ -14,10 +15,6 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::PrometheusStore;
-
-/// Frames buffered between the remote read and the gRPC stream: a slow client stalls the read
-/// from Prometheus instead of growing memory.
-const SERIES_FRAMES_IN_FLIGHT: usize = 16;
 
 /// The Store and Info services.
 #[derive(Debug, Clone)]

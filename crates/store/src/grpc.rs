@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use strata_storepb::server::SERIES_FRAMES_IN_FLIGHT;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::store_server::Store;
@@ -16,11 +17,6 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::BucketStore;
-
-/// Frames buffered between the series producer and the gRPC stream: enough to keep the
-/// connection busy, few enough that a slow client stalls the producer instead of growing
-/// memory.
-const SERIES_FRAMES_IN_FLIGHT: usize = 16;
 
 /// The Store and Info services over one store.
 #[derive(Debug, Clone)]

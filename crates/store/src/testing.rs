@@ -991,3 +991,83 @@ pub async fn run_acceptance(
     report.cases = report.names.len();
     Ok(report)
 }
+
+/// A Store API server that answers Info (type `store`, all time, `label_sets`) but never
+/// answers Series, LabelNames or LabelValues: a hung store, for timeout and partial-response
+/// tests.
+#[derive(Debug, Clone)]
+pub struct HangingStore {
+    pub label_sets: Vec<Labels>,
+}
+
+#[tonic::async_trait]
+impl strata_storepb::thanos::store_server::Store for HangingStore {
+    type SeriesStream =
+        futures::stream::Pending<Result<strata_storepb::thanos::SeriesResponse, tonic::Status>>;
+
+    async fn series(
+        &self,
+        _: tonic::Request<SeriesRequest>,
+    ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
+        Ok(tonic::Response::new(futures::stream::pending()))
+    }
+
+    async fn label_names(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::LabelNamesRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::LabelNamesResponse>, tonic::Status> {
+        futures::future::pending().await
+    }
+
+    async fn label_values(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::LabelValuesRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::LabelValuesResponse>, tonic::Status> {
+        futures::future::pending().await
+    }
+}
+
+#[tonic::async_trait]
+impl strata_storepb::thanos::info::info_server::Info for HangingStore {
+    async fn info(
+        &self,
+        _: tonic::Request<InfoRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::info::InfoResponse>, tonic::Status> {
+        use strata_storepb::thanos::ZLabelSet;
+        use strata_storepb::thanos::info::{InfoResponse, StoreInfo};
+        Ok(tonic::Response::new(InfoResponse {
+            label_sets: self
+                .label_sets
+                .iter()
+                .map(|l| ZLabelSet {
+                    labels: strata_storepb::convert::labels_from_model(l),
+                })
+                .collect(),
+            component_type: "store".into(),
+            store: Some(StoreInfo {
+                min_time: i64::MIN,
+                max_time: i64::MAX,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+impl HangingStore {
+    /// Serves it on a free 127.0.0.1 port until the returned sender is dropped or fired.
+    pub async fn start(self) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("a bound address");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = strata_storepb::server::serve(listener, self, None, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        (addr, tx)
+    }
+}

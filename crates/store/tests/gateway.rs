@@ -30,6 +30,13 @@ fn all() -> Vec<strata_storepb::thanos::LabelMatcher> {
     )]
 }
 
+/// `req` fails with `ResourceExhausted`, and the message names `flag`.
+async fn assert_exhausted(store: &BucketStore, req: SeriesRequest, flag: &str) {
+    let status = series(store, req).await.unwrap_err().to_status();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains(flag), "{status}");
+}
+
 fn request(mint: i64, maxt: i64) -> SeriesRequest {
     SeriesRequest {
         min_time: mint,
@@ -184,15 +191,12 @@ async fn limits_are_resource_exhausted_and_name_the_flag() {
         }
     })
     .await;
-    let err = series(&store, request(T0, T0 + 7_200_000))
-        .await
-        .unwrap_err();
-    let status = err.to_status();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        status.message().contains("--store.limits.request-series"),
-        "{status}"
-    );
+    assert_exhausted(
+        &store,
+        request(T0, T0 + 7_200_000),
+        "--store.limits.request-series",
+    )
+    .await;
     // Within the limit it works (series are counted per block, as in Thanos).
     let mut narrow = request(T0, T0 + 7_200_000);
     narrow.matchers = vec![strata_storepb::convert::label_matcher(
@@ -210,15 +214,12 @@ async fn limits_are_resource_exhausted_and_name_the_flag() {
         }
     })
     .await;
-    let err = series(&store, request(T0, T0 + 7_200_000))
-        .await
-        .unwrap_err();
-    let status = err.to_status();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        status.message().contains("--store.limits.request-samples"),
-        "{status}"
-    );
+    assert_exhausted(
+        &store,
+        request(T0, T0 + 7_200_000),
+        "--store.limits.request-samples",
+    )
+    .await;
     // skip_chunks does not count samples.
     let mut labels_only = request(T0, T0 + 7_200_000);
     labels_only.skip_chunks = true;
@@ -231,17 +232,12 @@ async fn limits_are_resource_exhausted_and_name_the_flag() {
         }
     })
     .await;
-    let err = series(&store, request(T0, T0 + 7_200_000))
-        .await
-        .unwrap_err();
-    let status = err.to_status();
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        status
-            .message()
-            .contains("--store.grpc.downloaded-bytes-limit"),
-        "{status}"
-    );
+    assert_exhausted(
+        &store,
+        request(T0, T0 + 7_200_000),
+        "--store.grpc.downloaded-bytes-limit",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,11 @@ use crate::thanos::store_server::{Store, StoreServer};
 /// kilobytes; this only keeps a hostile client from making us buffer gigabytes).
 pub const MAX_REQUEST_BYTES: usize = 32 << 20;
 
+/// Series frames buffered between a Series producer and its gRPC stream: enough to keep the
+/// connection busy, few enough that a slow client stalls the producer instead of growing
+/// memory. Every Store API server (gateway, sidecar, querier) uses it.
+pub const SERIES_FRAMES_IN_FLIGHT: usize = 16;
+
 /// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
 /// `--grpc-server-tls-client-ca` configure it.
 #[derive(Debug, Clone)]

@@ -5,37 +5,20 @@
 //! read through `max_source_resolution` and `--query.auto-downsampling`.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::process::{ChildGuard, free_port, http_request};
 use strata_testutil::prometheus::prometheus;
 
-/// GET over HTTP/1.0 (no chunked encoding): status and body.
+/// GET: status and body, or status 0 when the server cannot be reached.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return (0, String::from_utf8_lossy(&raw).into_owned());
-    };
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
-    )
+    match http_request("GET", &format!("http://127.0.0.1:{port}{path}"), b"") {
+        Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+        Err(_) => (0, String::new()),
+    }
 }
 
 fn json(port: u16, path: &str) -> (u16, Value) {
@@ -413,79 +396,16 @@ fn ha_replicas_deduplicate_without_gaps() {
     let _ = (a.sidecar.log(), b.sidecar.log());
 }
 
-/// A Store API server whose Series never answers.
-mod hanging {
-    use strata_storepb::thanos::info::info_server::Info;
-    use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
-    use strata_storepb::thanos::store_server::Store;
-    use strata_storepb::thanos::{
-        LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-        SeriesRequest, SeriesResponse,
-    };
-
-    #[derive(Debug, Clone)]
-    pub(crate) struct Hanging;
-
-    #[tonic::async_trait]
-    impl Store for Hanging {
-        type SeriesStream = futures::stream::Pending<Result<SeriesResponse, tonic::Status>>;
-
-        async fn series(
-            &self,
-            _: tonic::Request<SeriesRequest>,
-        ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
-            Ok(tonic::Response::new(futures::stream::pending()))
-        }
-
-        async fn label_names(
-            &self,
-            _: tonic::Request<LabelNamesRequest>,
-        ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
-            futures::future::pending().await
-        }
-
-        async fn label_values(
-            &self,
-            _: tonic::Request<LabelValuesRequest>,
-        ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
-            futures::future::pending().await
-        }
-    }
-
-    #[tonic::async_trait]
-    impl Info for Hanging {
-        async fn info(
-            &self,
-            _: tonic::Request<InfoRequest>,
-        ) -> Result<tonic::Response<InfoResponse>, tonic::Status> {
-            Ok(tonic::Response::new(InfoResponse {
-                component_type: "store".into(),
-                store: Some(StoreInfo {
-                    min_time: i64::MIN,
-                    max_time: i64::MAX,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }))
-        }
-    }
-}
-
 #[test]
 fn hanging_store_times_out_with_a_warning_or_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let hang = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(strata_storepb::server::serve(
-            l,
-            hanging::Hanging,
-            None,
-            std::future::pending(),
-        ));
-        addr
-    });
+    let (hang, _stop) = rt.block_on(
+        strata_store::testing::HangingStore {
+            label_sets: Vec::new(),
+        }
+        .start(),
+    );
     let target = start_target();
     let a = Replica::start(tmp.path(), "a", target);
     let q = start_querier(

@@ -1,14 +1,12 @@
 //! `strata query --debug.blocks-dir`: the HTTP API against the running binary, with the
 //! exact bytes Prometheus would answer.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use strata_model::Labels;
-use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::process::{ChildGuard, free_port, http_request_with_headers};
 use strata_tsdb::{BlockWriter, BlockWriterOptions};
 
 struct Resp {
@@ -17,51 +15,23 @@ struct Resp {
     body: String,
 }
 
-/// A raw HTTP/1.1 request; decodes chunked bodies.
+/// An HTTP/1.1 request to the server on `port`; a `form` is sent as a urlencoded body.
 fn request(port: u16, method: &str, path: &str, form: Option<&str>) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = form.unwrap_or("");
-    let ct = if form.is_some() {
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-    } else {
-        ""
+    let headers: &[(&str, &str)] = match form {
+        Some(_) => &[("Content-Type", "application/x-www-form-urlencoded")],
+        None => &[],
     };
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let r = http_request_with_headers(
+        method,
+        &format!("http://127.0.0.1:{port}{path}"),
+        headers,
+        form.unwrap_or("").as_bytes(),
     )
     .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let headers = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut rest = &raw[split + 4..];
-    let body = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = Vec::new();
-        loop {
-            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let len = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
-            rest = &rest[nl + 2..];
-            if len == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..len]);
-            rest = &rest[len + 2..];
-        }
-        out
-    } else {
-        rest.to_vec()
-    };
     Resp {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
+        status: r.status,
+        headers: r.headers,
+        body: String::from_utf8(r.body).unwrap(),
     }
 }
 

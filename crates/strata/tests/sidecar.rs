@@ -227,6 +227,19 @@ async fn complete_blocks(bucket: &Bucket) -> Vec<BlockMeta> {
     fetched.metas.into_values().collect()
 }
 
+/// Polls the bucket every 100 ms until it holds `n` complete blocks or `timeout` passes;
+/// returns what it holds then.
+async fn wait_for_blocks(bucket: &Bucket, n: usize, timeout: Duration) -> Vec<BlockMeta> {
+    let start = Instant::now();
+    loop {
+        let shipped = complete_blocks(bucket).await;
+        if shipped.len() == n || start.elapsed() >= timeout {
+            return shipped;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn check_uploaded_meta(meta: &BlockMeta, local: &Path, ext: &[(&str, &str)]) {
     let thanos = meta.thanos.as_ref().unwrap();
     assert_eq!(thanos.source, "sidecar");
@@ -290,14 +303,7 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
         &BucketMetrics::unregistered(),
     )
     .unwrap();
-    let mut shipped = Vec::new();
-    for _ in 0..100 {
-        shipped = complete_blocks(&bucket).await;
-        if shipped.len() == first.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let shipped = wait_for_blocks(&bucket, first.len(), Duration::from_secs(10)).await;
     assert_eq!(shipped.len(), first.len(), "{}", sidecar.log());
     for m in &shipped {
         check_uploaded_meta(m, &dir.join("tsdb").join(m.ulid.to_string()), &ext);
@@ -306,13 +312,7 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
     // A new block in the data directory is shipped on the next scan.
     let new = last[0].file_name().unwrap();
     copy_dir(&last[0], &dir.join("tsdb").join(new));
-    for _ in 0..100 {
-        shipped = complete_blocks(&bucket).await;
-        if shipped.len() == blocks.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let shipped = wait_for_blocks(&bucket, blocks.len(), Duration::from_secs(10)).await;
     assert_eq!(shipped.len(), blocks.len(), "{}", sidecar.log());
     assert_eq!(
         sidecar.metric("thanos_shipper_uploads_total"),
@@ -568,14 +568,7 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
         &BucketMetrics::unregistered(),
     )
     .unwrap();
-    let mut shipped = Vec::new();
-    for _ in 0..200 {
-        shipped = complete_blocks(&bucket).await;
-        if shipped.len() == first.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let shipped = wait_for_blocks(&bucket, first.len(), Duration::from_secs(20)).await;
     assert_eq!(shipped.len(), first.len(), "{}", sidecar.log());
     for m in &shipped {
         check_uploaded_meta(m, &dir.join("tsdb").join(m.ulid.to_string()), &ext);
@@ -615,13 +608,7 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
 
     // The bucket returns: the upload resumes by itself.
     proxy.start().await;
-    for _ in 0..200 {
-        shipped = complete_blocks(&bucket).await;
-        if shipped.len() == blocks.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let shipped = wait_for_blocks(&bucket, blocks.len(), Duration::from_secs(20)).await;
     assert_eq!(shipped.len(), blocks.len(), "{}", sidecar.log());
     assert_eq!(
         sidecar.metric("thanos_shipper_uploads_total"),

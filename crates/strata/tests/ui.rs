@@ -16,15 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strata_model::Labels;
-use strata_testutil::process::{ChildGuard, free_port};
+use strata_testutil::process::{ChildGuard, free_port, http_request};
 use strata_tsdb::{BlockWriter, BlockWriterOptions};
 
 /// 2026-01-01T00:00:00Z, the end of the test data, in ms.
@@ -153,26 +152,8 @@ fn write_blocks(dir: &Path) {
 /// A raw HTTP GET; returns the status code and the body (the servers here send
 /// `Content-Length` bodies for pages).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let r = http_request("GET", &format!("http://127.0.0.1:{port}{path}"), b"").unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
 fn http_status(port: u16, path: &str) -> u16 {

@@ -166,7 +166,9 @@ pub fn wait_for_http(url: &str, timeout: Duration) -> Result<()> {
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
-    /// Body bytes (chunked transfer encoding is not decoded).
+    /// The status line and headers as received, CRLF-separated.
+    pub headers: String,
+    /// Body bytes, with chunked transfer encoding decoded.
     pub body: Vec<u8>,
 }
 
@@ -218,19 +220,20 @@ pub fn http_request_with_headers(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| anyhow!("incomplete HTTP response from {url}"))?;
-    let status_line = String::from_utf8_lossy(&raw[..header_end]);
-    let status = status_line
+    let head = String::from_utf8_lossy(&raw[..header_end]).into_owned();
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| anyhow!("not an HTTP response from {url}: {status_line:?}"))?;
+        .filter(|_| head.starts_with("HTTP/1."))
+        .ok_or_else(|| anyhow!("not an HTTP response from {url}: {head:?}"))?;
     let body = &raw[header_end + 4..];
-    let chunked = status_line
+    let chunked = head
         .to_ascii_lowercase()
         .contains("\r\ntransfer-encoding: chunked");
     Ok(HttpResponse {
         status,
+        headers: head,
         body: if chunked {
             dechunk(body).with_context(|| format!("decoding the chunked body from {url}"))?
         } else {
@@ -289,12 +292,11 @@ mod tests {
             req
         });
         let resp = http_request("PUT", &format!("http://{addr}/bucket"), b"").unwrap();
-        assert_eq!(
-            resp,
-            HttpResponse {
-                status: 201,
-                body: b"ok".to_vec()
-            }
+        assert_eq!((resp.status, resp.body), (201, b"ok".to_vec()));
+        assert!(
+            resp.headers.contains("\r\nContent-Length: 2"),
+            "{}",
+            resp.headers
         );
         let req = server.join().unwrap();
         assert!(req.starts_with("PUT /bucket HTTP/1.1\r\n"), "{req}");
