@@ -133,8 +133,18 @@ fn now_secs() -> i64 {
 /// Marks a block for deletion (unless it already is): the compactor deletes it once the
 /// mark is older than its `--delete-delay`. Returns whether a new mark was written.
 pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str) -> Result<bool> {
+    Ok(write_deletion_mark(bucket, id, details).await?.is_some())
+}
+
+/// [`mark_for_deletion`], returning the mark as written (`None` if the block already had
+/// one), so a caller keeping marks in memory holds exactly what the bucket holds.
+pub async fn write_deletion_mark(
+    bucket: &Bucket,
+    id: Ulid,
+    details: &str,
+) -> Result<Option<DeletionMark>> {
     if read_deletion_mark(bucket, id).await?.is_some() {
-        return Ok(false);
+        return Ok(None);
     }
     let mark = DeletionMark {
         id,
@@ -146,7 +156,7 @@ pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str) -> Resu
     bucket
         .upload(&block_key(id, DELETION_MARK_FILENAME), data.into())
         .await?;
-    Ok(true)
+    Ok(Some(mark))
 }
 
 /// Marks a block so that the compactor leaves it alone. Returns whether a new mark was

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use strata_block::fetch::fetch_metas;
 use strata_block::markers::{
-    DeletionMark, mark_for_deletion, read_deletion_mark, read_no_compact_mark,
-    read_no_downsample_mark,
+    DeletionMark, read_deletion_mark, read_no_compact_mark, read_no_downsample_mark,
+    write_deletion_mark,
 };
 use strata_block::transfer::{UploadOptions, download_block, upload_block};
 use strata_model::TimeOrDuration;
@@ -367,18 +367,11 @@ impl Compactor {
     /// already counts it (with `--delete-delay=0s` a single run deletes what it replaced, as
     /// Thanos does). Returns whether a new mark was written.
     async fn mark_deleted(&self, synced: &mut Synced, id: Ulid, details: &str) -> Result<bool> {
-        let wrote = mark_for_deletion(&self.bucket, id, details).await?;
-        let mark = if wrote {
-            Some(DeletionMark {
-                id,
-                version: 1,
-                details: details.to_string(),
-                deletion_time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-            })
-        } else {
-            read_deletion_mark(&self.bucket, id).await?
+        let written = write_deletion_mark(&self.bucket, id, details).await?;
+        let wrote = written.is_some();
+        let mark = match written {
+            Some(m) => Some(m),
+            None => read_deletion_mark(&self.bucket, id).await?,
         };
         if let Some(mark) = mark {
             synced.deletion_marks.insert(id, mark);
