@@ -5,18 +5,23 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# apt_install PACKAGE WHY: installs a Debian package, trying without refreshing the package
+# lists first and refreshing only if that fails.
+apt_install() {
+    log "installing Debian package: $1 ($2)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! sudo_if_needed apt-get install -y -q --no-install-recommends "$1"; then
+        sudo_if_needed apt-get update -q
+        sudo_if_needed apt-get install -y -q --no-install-recommends "$1"
+    fi
+}
+
 # Debian's `prometheus` package: Prometheus 2.42 and promtool.
 install_prometheus() {
     if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
         return 0
     fi
-    log "installing Debian package: prometheus (Prometheus 2.42 and promtool)"
-    export DEBIAN_FRONTEND=noninteractive
-    # Try without refreshing the package lists first; refresh only if that fails.
-    if ! sudo_if_needed apt-get install -y -q --no-install-recommends prometheus; then
-        sudo_if_needed apt-get update -q
-        sudo_if_needed apt-get install -y -q --no-install-recommends prometheus
-    fi
+    apt_install prometheus "Prometheus 2.42 and promtool"
     # Where an init system runs, the package starts a Prometheus service; Strata's tests and
     # the quickstart start their own on free ports and do not need it.
 }
@@ -24,12 +29,7 @@ install_prometheus() {
 # Debian's `chromium`: the headless browser the web UI tests drive (crates/strata/tests/ui.rs).
 install_chromium() {
     if command -v chromium >/dev/null 2>&1; then return 0; fi
-    log "installing Debian package: chromium (headless browser for the web UI tests)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! sudo_if_needed apt-get install -y -q --no-install-recommends chromium; then
-        sudo_if_needed apt-get update -q
-        sudo_if_needed apt-get install -y -q --no-install-recommends chromium
-    fi
+    apt_install chromium "headless browser for the web UI tests"
 }
 
 # `moto[server]` from PyPI: an S3-compatible server for the object storage tests.
@@ -43,4 +43,10 @@ install_moto() {
         echo "moto_server is still not on PATH after pip install" >&2
         return 1
     }
+}
+
+# `openssl`: the TLS tests make their certificates with it.
+install_openssl() {
+    if command -v openssl >/dev/null 2>&1; then return 0; fi
+    apt_install openssl "certificates for the gRPC TLS tests"
 }

@@ -25,10 +25,7 @@ work="${QUICKSTART_DIR:-$repo/.strata-quickstart}"
 
 install_prometheus
 for cmd in curl python3; do
-    command -v "$cmd" >/dev/null 2>&1 || {
-        log "installing $cmd"
-        sudo_if_needed apt-get install -y -q --no-install-recommends "$cmd"
-    }
+    command -v "$cmd" >/dev/null 2>&1 || apt_install "$cmd" "used to show the stack at work"
 done
 
 for port in 19090 10901 10902 10911 10912 10921 10922 10932; do

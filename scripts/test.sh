@@ -9,6 +9,7 @@
 #   - `moto[server]` from PyPI: an S3-compatible server (object storage tests)
 #   - Debian's `chromium`: headless browser for the web UI tests (STRATA_REQUIRE_CHROMIUM=1 makes
 #     them fail instead of skipping when it is missing)
+#   - Debian's `openssl`: certificates for the gRPC TLS tests
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/.."
 install_prometheus
 install_moto
 install_chromium
+install_openssl
 # The web UI tests skip without chromium unless this is set; here they must run.
 export STRATA_REQUIRE_CHROMIUM=1
 
