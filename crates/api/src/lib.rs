@@ -63,6 +63,10 @@ pub struct RequestOptions {
     pub partial_response: Option<bool>,
     /// `max_source_resolution`: `None` means the `--query.auto-downsampling` default.
     pub max_source_resolution: Option<MaxSourceResolution>,
+    /// `storeMatch[]`: one matcher set per selector. A store is queried only if one of the
+    /// sets matches its `__address__` (matchers on other labels are ignored, as Thanos does).
+    /// Empty: every store.
+    pub store_matchers: Vec<Vec<Matcher>>,
 }
 
 impl Default for RequestOptions {
@@ -72,6 +76,7 @@ impl Default for RequestOptions {
             replica_labels: None,
             partial_response: None,
             max_source_resolution: None,
+            store_matchers: Vec::new(),
         }
     }
 }
@@ -314,9 +319,16 @@ fn parse_bool(name: &str, s: &str) -> Result<bool, ApiError> {
 }
 
 /// Parses Thanos' querier parameters (`dedup`, `replicaLabels[]`, `partial_response`,
-/// `max_source_resolution`).
-fn request_options(p: &Params) -> Result<RequestOptions, ApiError> {
+/// `max_source_resolution`, `storeMatch[]`).
+fn request_options(p: &Params, engine: &Engine) -> Result<RequestOptions, ApiError> {
     let mut o = RequestOptions::default();
+    for m in p.all("storeMatch[]") {
+        o.store_matchers.push(
+            engine
+                .parse_selector(m)
+                .map_err(|e| ApiError::param("storeMatch[]", e))?,
+        );
+    }
     if let Some(v) = p.get("dedup") {
         o.dedup = parse_bool("dedup", v)?;
     }
@@ -407,7 +419,10 @@ impl Drop for CancelOnDrop {
 impl ApiState {
     /// The storage for this request's querier options.
     fn storage(&self, p: &Params) -> Result<Arc<dyn Storage>, ApiError> {
-        Ok(self.cfg.storage.storage(&request_options(p)?))
+        Ok(self
+            .cfg
+            .storage
+            .storage(&request_options(p, &self.cfg.engine)?))
     }
 
     fn context(&self, p: &Params) -> Result<QueryContext, ApiError> {
@@ -649,7 +664,10 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Storage) -> Result<T, strata_promql::StorageError> + Send + 'static,
 {
-    let (storage, warnings) = st.cfg.storage.metadata_storage(&request_options(p)?);
+    let (storage, warnings) = st
+        .cfg
+        .storage
+        .metadata_storage(&request_options(p, &st.cfg.engine)?);
     let out = tokio::task::spawn_blocking(move || f(storage.as_ref()))
         .await
         .map_err(|e| ApiError {
@@ -946,8 +964,9 @@ mod tests {
 
     #[test]
     fn querier_options() {
+        let e = Engine::new(strata_promql::EngineOptions::default());
         let p = |q: &str| Params::new(Some(q.to_string()), &HeaderMap::new(), &Bytes::new());
-        let o = request_options(&p("").unwrap()).unwrap();
+        let o = request_options(&p("").unwrap(), &e).unwrap();
         assert_eq!(o, RequestOptions::default());
         assert!(o.dedup);
         let o = request_options(
@@ -956,6 +975,7 @@ mod tests {
                 &max_source_resolution=5m",
             )
             .unwrap(),
+            &e,
         )
         .unwrap();
         assert!(!o.dedup);
@@ -977,17 +997,39 @@ mod tests {
                 MaxSourceResolution::Millis(3_600_000),
             ),
         ] {
-            let o = request_options(&p(q).unwrap()).unwrap();
+            let o = request_options(&p(q).unwrap(), &e).unwrap();
             assert_eq!(o.max_source_resolution, Some(want), "{q}");
         }
         for bad in [
             "dedup=yes",
             "partial_response=x",
             "max_source_resolution=-5m",
+            "storeMatch[]=%7B__address__%3D~%22(%22%7D",
+            "storeMatch[]=sum(up)",
         ] {
-            let e = request_options(&p(bad).unwrap()).unwrap_err();
-            assert_eq!(e.kind, "bad_data", "{bad}");
+            let err = request_options(&p(bad).unwrap(), &e).unwrap_err();
+            assert_eq!(err.kind, "bad_data", "{bad}");
+            if bad.starts_with("storeMatch") {
+                assert!(err.msg.contains("\"storeMatch[]\""), "{}", err.msg);
+            }
         }
+
+        // storeMatch[]: one matcher set per value, in order.
+        let o = request_options(
+            &p("storeMatch[]=%7B__address__%3D%22a%3A1%22%7D&storeMatch[]=%7B__address__%3D~%22b.*%22%7D")
+                .unwrap(),
+            &e,
+        )
+        .unwrap();
+        assert_eq!(
+            o.store_matchers,
+            vec![
+                vec![Matcher::equal("__address__", "a:1")],
+                vec![
+                    Matcher::new(strata_model::MatchOp::RegexMatch, "__address__", "b.*").unwrap()
+                ],
+            ]
+        );
     }
 
     #[test]

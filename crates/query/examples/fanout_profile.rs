@@ -66,7 +66,7 @@ async fn main() {
         bare.push(t.elapsed().as_secs_f64() * 1e3);
 
         let t = Instant::now();
-        let merged = fanout.series(req.clone(), true).await.expect("fanout");
+        let merged = fanout.series(req.clone(), true, &[]).await.expect("fanout");
         fan.push(t.elapsed().as_secs_f64() * 1e3);
         let n = merged.items.len();
         let t = Instant::now();

@@ -90,6 +90,8 @@ pub enum Compression {
 #[derive(Debug, Clone, Default)]
 pub struct ClientConfig {
     pub tls: bool,
+    /// With `tls`: accept any server certificate (the connection is encrypted but not
+    /// authenticated); `ca` is then not used. Without `tls`: no effect, as in Thanos.
     pub tls_skip_verify: bool,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -102,6 +104,8 @@ pub struct ClientConfig {
 #[derive(Debug, Clone)]
 struct Client {
     tls: Option<ClientTlsConfig>,
+    /// `--grpc-client-tls-skip-verify`: replaces certificate verification.
+    skip_verify: Option<Arc<crate::tls::SkipServerVerification>>,
     compression: Option<CompressionEncoding>,
 }
 
@@ -126,17 +130,25 @@ impl Client {
                 ));
             }
         };
+        let skip_verify =
+            (c.tls && c.tls_skip_verify).then(crate::tls::SkipServerVerification::new);
         let tls = if c.tls {
-            if c.tls_skip_verify {
-                return Err(QueryError::ClientConfig(
-                    "--grpc-client-tls-skip-verify is not supported; give the servers' CA \
-                     with --grpc-client-tls-ca instead"
-                        .into(),
-                ));
-            }
             let mut t = ClientTlsConfig::new();
-            if let Some(ca) = &c.ca {
-                t = t.ca_certificate(Certificate::from_pem(read_tls("--grpc-client-tls-ca", ca)?));
+            match &c.ca {
+                // Nothing is verified, so there is nothing to verify against (as Go's
+                // InsecureSkipVerify ignores RootCAs).
+                Some(ca) if skip_verify.is_some() => tracing::warn!(
+                    ca = %ca.display(),
+                    "--grpc-client-tls-skip-verify: server certificates are not verified; \
+                     --grpc-client-tls-ca is not used"
+                ),
+                Some(ca) => {
+                    t = t.ca_certificate(Certificate::from_pem(read_tls(
+                        "--grpc-client-tls-ca",
+                        ca,
+                    )?));
+                }
+                None => {}
             }
             match (&c.cert, &c.key) {
                 (Some(cert), Some(key)) => {
@@ -159,7 +171,11 @@ impl Client {
         } else {
             None
         };
-        Ok(Client { tls, compression })
+        Ok(Client {
+            tls,
+            skip_verify,
+            compression,
+        })
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, QueryError> {
@@ -169,9 +185,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         if let Some(t) = &self.tls {
-            ep = ep
-                .tls_config(t.clone())
-                .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
+            ep = match &self.skip_verify {
+                Some(v) => ep.tls_config_with_verifier(t.clone(), v.clone()),
+                None => ep.tls_config(t.clone()),
+            }
+            .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
         }
         Ok(ep.connect_lazy())
     }
@@ -717,17 +735,36 @@ mod tests {
         assert!(e.to_string().contains("snappy"), "{e}");
         let e = Client::new(&ClientConfig {
             tls: true,
-            tls_skip_verify: true,
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("skip-verify"), "{e}");
-        let e = Client::new(&ClientConfig {
-            tls: true,
             ca: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         })
         .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn skip_verify_needs_tls_and_replaces_the_ca() {
+        // With TLS: a verifier, and the CA (not needed) is not even read.
+        let c = Client::new(&ClientConfig {
+            tls: true,
+            tls_skip_verify: true,
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.tls.is_some() && c.skip_verify.is_some());
+        // Channels open (lazily) with the custom verifier.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { c.channel("127.0.0.1:1").unwrap() });
+        // Without TLS it changes nothing, as in Thanos.
+        let c = Client::new(&ClientConfig {
+            tls_skip_verify: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.tls.is_none() && c.skip_verify.is_none());
     }
 }

@@ -23,4 +23,7 @@ pub enum QueryError {
     /// A request the querier cannot run (for example a bad matcher).
     #[error("{0}")]
     BadRequest(String),
+    /// The querier is shutting down: what could not run.
+    #[error("querier shutting down ({0} closed); retry the query")]
+    ShuttingDown(&'static str),
 }

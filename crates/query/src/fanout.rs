@@ -2,7 +2,8 @@
 //! merged into one sorted list.
 //!
 //! Stores are picked by their advertised time range and external label sets (a matcher on an
-//! external label that the set's value fails rules the store out). Each store is called
+//! external label that the set's value fails rules the store out), and by the request's
+//! `storeMatch[]` selectors, matched against the store's address. Each store is called
 //! concurrently; `--store.response-timeout` bounds the wait for each frame, as Thanos' does,
 //! so a store that hangs costs at most that long. A failing store is a warning naming it
 //! under partial response, else the error of the whole request.
@@ -66,14 +67,38 @@ pub fn labels_can_match(label_sets: &[Labels], matchers: &[Matcher]) -> bool {
     })
 }
 
+/// Whether `storeMatch[]` lets a request reach the store at `addr`: each selector is matched
+/// against the label set `{__address__="<addr>"}` and one matching selector is enough. As in
+/// Thanos, a matcher on any other label is ignored (the set has no such label). No selectors:
+/// every store.
+pub fn address_matches(store_match: &[Vec<Matcher>], addr: &str) -> bool {
+    store_match.is_empty()
+        || store_match.iter().any(|set| {
+            set.iter()
+                .filter(|m| m.name() == ADDRESS_LABEL)
+                .all(|m| m.matches(addr))
+        })
+}
+
+/// The label `storeMatch[]` selectors match a store's address with.
+pub const ADDRESS_LABEL: &str = "__address__";
+
 impl Fanout {
-    /// The stores whose range overlaps `[mint, maxt]` and whose labels can match.
-    pub fn stores_for(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<StoreEndpoint> {
+    /// The stores whose range overlaps `[mint, maxt]`, whose labels can match and whose
+    /// address one of `store_match` (`storeMatch[]`; empty: any) matches.
+    pub fn stores_for(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        store_match: &[Vec<Matcher>],
+    ) -> Vec<StoreEndpoint> {
         self.endpoints
             .stores()
             .into_iter()
             .filter(|s| s.min_time <= maxt && s.max_time >= mint)
             .filter(|s| labels_can_match(&s.label_sets, matchers))
+            .filter(|s| address_matches(store_match, &s.addr))
             .collect()
     }
 
@@ -82,15 +107,17 @@ impl Fanout {
     }
 
     /// Runs `req` on every selected store and merges the answers. `partial`: a failing store
-    /// becomes a warning instead of the error.
+    /// becomes a warning instead of the error. `store_match`: the request's `storeMatch[]`
+    /// (empty: every store).
     pub async fn series(
         &self,
         req: SeriesRequest,
         partial: bool,
+        store_match: &[Vec<Matcher>],
     ) -> Result<Merged<Vec<WireSeries>>, QueryError> {
         let matchers =
             matchers_to_model(&req.matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let stores = self.stores_for(&matchers, req.min_time, req.max_time);
+        let stores = self.stores_for(&matchers, req.min_time, req.max_time, store_match);
         let frame_timeout = self.frame_timeout();
         let deadline = tokio::time::Instant::now() + self.max_wait;
         let calls = stores.into_iter().map(|s| {
@@ -122,8 +149,15 @@ impl Fanout {
         &self,
         req: LabelNamesRequest,
         partial: bool,
+        store_match: &[Vec<Matcher>],
     ) -> Result<Merged<Vec<String>>, QueryError> {
-        self.strings(&req.matchers, req.start, req.end, partial, |mut c| {
+        let sel = Selection {
+            matchers: &req.matchers,
+            start: req.start,
+            end: req.end,
+            store_match,
+        };
+        self.strings(sel, partial, |mut c| {
             let req = req.clone();
             async move {
                 let r = c.label_names(req).await?.into_inner();
@@ -138,8 +172,15 @@ impl Fanout {
         &self,
         req: LabelValuesRequest,
         partial: bool,
+        store_match: &[Vec<Matcher>],
     ) -> Result<Merged<Vec<String>>, QueryError> {
-        self.strings(&req.matchers, req.start, req.end, partial, |mut c| {
+        let sel = Selection {
+            matchers: &req.matchers,
+            start: req.start,
+            end: req.end,
+            store_match,
+        };
+        self.strings(sel, partial, |mut c| {
             let req = req.clone();
             async move {
                 let r = c.label_values(req).await?.into_inner();
@@ -153,9 +194,7 @@ impl Fanout {
     /// bounded by the frame timeout, and unions the strings.
     async fn strings<F, Fut>(
         &self,
-        matchers: &[LabelMatcher],
-        start: i64,
-        end: i64,
+        sel: Selection<'_>,
         partial: bool,
         call: F,
     ) -> Result<Merged<Vec<String>>, QueryError>
@@ -164,8 +203,8 @@ impl Fanout {
         Fut: std::future::Future<Output = Result<(Vec<String>, Vec<String>), tonic::Status>>,
     {
         let matchers =
-            matchers_to_model(matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let stores = self.stores_for(&matchers, start, end);
+            matchers_to_model(sel.matchers).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let stores = self.stores_for(&matchers, sel.start, sel.end, sel.store_match);
         let t = self.frame_timeout();
         let calls = stores.into_iter().map(|s| {
             let answer = call(s.client);
@@ -201,6 +240,14 @@ impl Fanout {
         out.items = set.into_iter().collect();
         Ok(out)
     }
+}
+
+/// Which stores a label names or values request goes to.
+struct Selection<'a> {
+    matchers: &'a [LabelMatcher],
+    start: i64,
+    end: i64,
+    store_match: &'a [Vec<Matcher>],
 }
 
 /// A store's strings (names or values) and warnings, or why it failed.
@@ -376,5 +423,43 @@ mod tests {
         assert!(!labels_can_match(&sets, &[Matcher::equal("cluster", "us")]));
         assert!(labels_can_match(&sets, &[Matcher::equal("job", "x")]));
         assert!(labels_can_match(&[], &[Matcher::equal("cluster", "us")]));
+    }
+
+    #[test]
+    fn store_selection_by_address() {
+        let re =
+            |v: &str| Matcher::new(strata_model::MatchOp::RegexMatch, ADDRESS_LABEL, v).unwrap();
+        let addr = "10.0.0.1:10901";
+        assert!(address_matches(&[], addr));
+        assert!(address_matches(
+            &[vec![Matcher::equal(ADDRESS_LABEL, addr)]],
+            addr
+        ));
+        assert!(!address_matches(
+            &[vec![Matcher::equal(ADDRESS_LABEL, "x:1")]],
+            addr
+        ));
+        // Any selector is enough.
+        assert!(address_matches(
+            &[
+                vec![Matcher::equal(ADDRESS_LABEL, "x:1")],
+                vec![re("10\\..*")]
+            ],
+            addr
+        ));
+        // All matchers of one selector must hold.
+        assert!(!address_matches(
+            &[vec![re("10\\..*"), Matcher::not_equal(ADDRESS_LABEL, addr)]],
+            addr
+        ));
+        // Matchers on other labels are ignored, as in Thanos.
+        assert!(address_matches(
+            &[vec![Matcher::equal("__name__", "up")]],
+            addr
+        ));
+        assert!(!address_matches(
+            &[vec![Matcher::equal("__name__", "up"), re("192\\..*")]],
+            addr
+        ));
     }
 }

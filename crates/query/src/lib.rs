@@ -7,8 +7,10 @@
 //! - [`series`]: replica deduplication (strata-dedup) and downsampled aggregates turned into
 //!   the float series the engine evaluates.
 //! - [`storage`]: the per-request [`strata_promql::Storage`] the HTTP API evaluates over
-//!   (`dedup`, `replicaLabels[]`, `partial_response`, `max_source_resolution`).
+//!   (`dedup`, `replicaLabels[]`, `partial_response`, `max_source_resolution`,
+//!   `storeMatch[]`), bounded by `--query.max-concurrent-select`.
 //! - [`server`]: the querier's own Store API, so queriers stack.
+//! - `tls`: the certificate verifier behind `--grpc-client-tls-skip-verify`.
 //!
 //! **Invariants:** every failure of a store names the store (its address); a store's bad
 //! answer is an error or a warning, never a panic; nothing here holds a lock across an await.
@@ -19,9 +21,10 @@ pub mod fanout;
 pub mod series;
 pub mod server;
 pub mod storage;
+mod tls;
 
 pub use endpoint::{ClientConfig, Compression, EndpointSet, EndpointSetConfig, EndpointSpec};
 pub use error::QueryError;
 pub use fanout::Fanout;
 pub use server::QueryStoreService;
-pub use storage::{Querier, QuerierConfig, QueryStorage};
+pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};

@@ -76,7 +76,11 @@ impl Store for QueryStoreService {
         }
         let batch = usize::try_from(req.response_batch_size).unwrap_or(0).max(1);
         req.response_batch_size = crate::fanout::RESPONSE_BATCH;
-        let merged = self.fanout.series(req, partial).await.map_err(to_status)?;
+        let merged = self
+            .fanout
+            .series(req, partial, &[])
+            .await
+            .map_err(to_status)?;
         let mut series = without_replicas(merged.items, &strip_names);
         if limit > 0 {
             series.truncate(limit);
@@ -124,7 +128,7 @@ impl Store for QueryStoreService {
         let strip_names = std::mem::take(&mut req.without_replica_labels);
         let r = self
             .fanout
-            .label_names(req, partial)
+            .label_names(req, partial, &[])
             .await
             .map_err(to_status)?;
         Ok(Response::new(LabelNamesResponse {
@@ -150,7 +154,7 @@ impl Store for QueryStoreService {
         }
         let r = self
             .fanout
-            .label_values(req, partial)
+            .label_values(req, partial, &[])
             .await
             .map_err(to_status)?;
         Ok(Response::new(LabelValuesResponse {

@@ -1,5 +1,9 @@
 //! The engine's view of the stores: a [`strata_promql::Storage`] per request that fans out,
 //! merges, deduplicates and reads downsampled data as the request's options say.
+//!
+//! A request's storage owns its own `--query.max-concurrent-select` permits: however many
+//! engine threads call [`Storage::select`] at once, at most that many Series fan-outs of one
+//! query are in flight, and the rest wait for a permit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,11 +21,14 @@ use strata_storepb::thanos::{
     Range, SeriesRequest,
 };
 
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, Merged, WireSeries};
 use crate::series::{AggrRead, Convert, strip_owned, to_engine};
 
+/// `--query.max-concurrent-select`'s default, as in Thanos.
+pub const DEFAULT_MAX_CONCURRENT_SELECT: usize = 4;
+
 /// The querier's flag defaults for per-request options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QuerierConfig {
     /// `--query.replica-label`.
     pub replica_labels: Vec<String>,
@@ -31,6 +38,21 @@ pub struct QuerierConfig {
     pub partial_response: bool,
     /// `--query.auto-downsampling`.
     pub auto_downsampling: bool,
+    /// `--query.max-concurrent-select`: Series fan-outs (selects) one query runs at once
+    /// (0 counts as 1).
+    pub max_concurrent_select: usize,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        QuerierConfig {
+            replica_labels: Vec::new(),
+            dedup_func: Algorithm::default(),
+            partial_response: false,
+            auto_downsampling: false,
+            max_concurrent_select: DEFAULT_MAX_CONCURRENT_SELECT,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,6 +101,10 @@ impl Querier {
                 MaxSourceResolution::Millis(0)
             }),
             metadata_warnings: MetadataWarnings::default(),
+            store_match: Arc::new(o.store_matchers.clone()),
+            select_slots: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_concurrent_select.max(1),
+            )),
         }
     }
 }
@@ -127,7 +153,8 @@ impl StorageProvider for Querier {
 }
 
 /// One request's storage: deduplication over `replica_labels` (empty: off), partial
-/// response, and the downsampling resolution.
+/// response, the downsampling resolution, the stores `storeMatch[]` allows, and the
+/// request's select permits. Clones share the permits (they are the same query).
 #[derive(Debug, Clone)]
 pub struct QueryStorage {
     inner: Arc<Inner>,
@@ -136,6 +163,10 @@ pub struct QueryStorage {
     max_resolution: MaxSourceResolution,
     /// Warnings of the metadata calls (the `Storage` trait returns none for them).
     metadata_warnings: MetadataWarnings,
+    /// `storeMatch[]` (empty: every store).
+    store_match: Arc<Vec<Vec<Matcher>>>,
+    /// `--query.max-concurrent-select` permits of this query's Series fan-outs.
+    select_slots: Arc<tokio::sync::Semaphore>,
 }
 
 fn wire(ms: &[Matcher]) -> Vec<LabelMatcher> {
@@ -203,6 +234,21 @@ impl QueryStorage {
         }
     }
 
+    /// One Series fan-out, run once a select permit of this query is free.
+    fn fan_out_series(&self, req: SeriesRequest) -> Result<Merged<Vec<WireSeries>>, StorageError> {
+        let fanout = self.inner.fanout.clone();
+        let partial = self.partial;
+        let store_match = self.store_match.clone();
+        let slots = self.select_slots.clone();
+        self.block(async move {
+            let _permit = slots
+                .acquire_owned()
+                .await
+                .map_err(|_| crate::QueryError::ShuttingDown("the query's select permits"))?;
+            fanout.series(req, partial, &store_match).await
+        })
+    }
+
     /// Label sets of the matching series (chunks skipped), replica labels removed.
     fn labels_of(
         &self,
@@ -223,9 +269,7 @@ impl QueryStorage {
         for ms in sets {
             let mut req = self.series_request(ms, mint, maxt);
             req.skip_chunks = true;
-            let fanout = self.inner.fanout.clone();
-            let partial = self.partial;
-            let merged = self.block(async move { fanout.series(req, partial).await })?;
+            let merged = self.fan_out_series(req)?;
             self.note(merged.warnings);
             for (l, _) in merged.items {
                 out.insert(strip_owned(l, &self.replica_labels));
@@ -253,9 +297,7 @@ impl Storage for QueryStorage {
             }),
             ..Default::default()
         });
-        let fanout = self.inner.fanout.clone();
-        let partial = self.partial;
-        let merged = self.block(async move { fanout.series(req, partial).await })?;
+        let merged = self.fan_out_series(req)?;
         let cv = Convert {
             replica_labels: &self.replica_labels,
             algorithm: self.inner.cfg.dedup_func,
@@ -296,7 +338,9 @@ impl Storage for QueryStorage {
             };
             let fanout = self.inner.fanout.clone();
             let partial = self.partial;
-            let names = self.block(async move { fanout.label_names(req, partial).await })?;
+            let store_match = self.store_match.clone();
+            let names =
+                self.block(async move { fanout.label_names(req, partial, &store_match).await })?;
             self.note(names.warnings);
             out.extend(
                 names
@@ -337,7 +381,9 @@ impl Storage for QueryStorage {
             };
             let fanout = self.inner.fanout.clone();
             let partial = self.partial;
-            let values = self.block(async move { fanout.label_values(req, partial).await })?;
+            let store_match = self.store_match.clone();
+            let values =
+                self.block(async move { fanout.label_values(req, partial, &store_match).await })?;
             self.note(values.warnings);
             out.extend(values.items);
         }

@@ -473,3 +473,259 @@ async fn overlapping_stores_give_each_series_once() {
         assert!(a.annotations.warnings.is_empty(), "{q}");
     }
 }
+
+/// Two gateways, one per cluster, for `storeMatch[]`.
+async fn two_clusters(tmp: &std::path::Path) -> (Vec<Served>, Vec<String>) {
+    let mut served = Vec::new();
+    for name in ["eu1", "us1"] {
+        let blocks = promtool_blocks(&tmp.join(name), &openmetrics(2, 0, None));
+        let bucket = fs_bucket(&tmp.join(format!("bucket-{name}")));
+        upload(&bucket, &blocks, &[("cluster", name)]).await;
+        served.push(Served::start(bucket, &tmp.join(format!("data-{name}"))).await);
+    }
+    let addrs = served.iter().map(|s| s.addr.to_string()).collect();
+    (served, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_match_picks_stores_by_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_served, addrs) = two_clusters(tmp.path()).await;
+    let q = querier(fanout(&addrs, None).await, &[]);
+    let t = T0 + 3_600_000;
+    let addr = |a: &str| Matcher::equal("__address__", a);
+    let re = |v: &str| Matcher::new(strata_model::MatchOp::RegexMatch, "__address__", v).unwrap();
+    let clusters = |out: &Value| -> Vec<String> {
+        let mut c: Vec<String> = series_of(out)
+            .iter()
+            .map(|(l, _)| l.get("cluster").unwrap().to_string())
+            .collect();
+        c.dedup();
+        c
+    };
+    let with = |sets: Vec<Vec<Matcher>>| RequestOptions {
+        store_matchers: sets,
+        ..Default::default()
+    };
+
+    // No storeMatch[]: both stores.
+    let out = instant(&q, RequestOptions::default(), "temperature", t)
+        .await
+        .unwrap();
+    assert_eq!(clusters(&out.value), ["eu1", "us1"]);
+
+    // One address: that store only, for instant and range queries.
+    let only_eu = with(vec![vec![addr(&addrs[0])]]);
+    let out = instant(&q, only_eu.clone(), "temperature", t)
+        .await
+        .unwrap();
+    assert_eq!(clusters(&out.value), ["eu1"]);
+    let out = range(&q, only_eu.clone(), "temperature", T0, t, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(clusters(&out.value), ["eu1"]);
+
+    // Any selector matching is enough; a negative matcher excludes.
+    let both = with(vec![vec![addr(&addrs[0])], vec![addr(&addrs[1])]]);
+    let out = instant(&q, both, "temperature", t).await.unwrap();
+    assert_eq!(clusters(&out.value), ["eu1", "us1"]);
+    let not_eu = with(vec![vec![
+        re("127\\.0\\.0\\.1:.*"),
+        Matcher::not_equal("__address__", &addrs[0]),
+    ]]);
+    let out = instant(&q, not_eu, "temperature", t).await.unwrap();
+    assert_eq!(clusters(&out.value), ["us1"]);
+
+    // Nothing matches: no store is asked, the result is empty.
+    let none = with(vec![vec![addr("10.0.0.1:1")]]);
+    let out = instant(&q, none.clone(), "temperature", t).await.unwrap();
+    assert!(series_of(&out.value).is_empty());
+
+    // Metadata follows the same selection.
+    let st = q.storage_for(&with(vec![vec![addr(&addrs[1])]]));
+    let st_none = q.storage_for(&none);
+    let (values, series, names, nothing) = tokio::task::spawn_blocking(move || {
+        (
+            st.label_values("cluster", &[], T0, t).unwrap(),
+            st.series_labels(&[vec![Matcher::equal("__name__", "temperature")]], T0, t)
+                .unwrap(),
+            st_none.label_names(&[], T0, t).unwrap(),
+            st_none.label_values("cluster", &[], T0, t).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(values, ["us1"]);
+    assert_eq!(series.len(), 2);
+    assert!(series.iter().all(|l| l.get("cluster") == Some("us1")));
+    assert!(names.is_empty() && nothing.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_select_bounds_one_query() {
+    let store = CountingStore::new(Duration::from_millis(150));
+    let (addr, _stop) = store.start().await;
+    let f = fanout(&[addr.to_string()], None).await;
+    let querier_with = |n: usize| {
+        strata_query::Querier::new(
+            f.clone(),
+            strata_query::QuerierConfig {
+                max_concurrent_select: n,
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )
+    };
+    // `threads` engine threads calling select on one query's storage at once.
+    let selects = |q: &strata_query::Querier, threads: usize| {
+        let st = std::sync::Arc::new(q.storage_for(&RequestOptions::default()));
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    st.select(
+                        &[Matcher::equal("__name__", format!("m{i}"))],
+                        &SelectHints {
+                            start: 0,
+                            end: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .map(|r| r.series.len())
+                })
+            })
+            .collect();
+        handles
+    };
+    let join = |handles: Vec<std::thread::JoinHandle<Result<usize, _>>>| {
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), 0);
+        }
+    };
+
+    for limit in [1, 2, 4] {
+        store.reset();
+        let q = querier_with(limit);
+        let started = Instant::now();
+        let h = selects(&q, 8);
+        tokio::task::spawn_blocking(move || join(h)).await.unwrap();
+        assert_eq!(store.calls(), 8);
+        assert_eq!(store.max_in_flight(), limit, "limit {limit}");
+        // 8 calls of 150 ms, `limit` at a time.
+        let waves = 8usize.div_ceil(limit) as u32;
+        assert!(
+            started.elapsed() >= Duration::from_millis(150) * waves - Duration::from_millis(20),
+            "limit {limit}: {:?}",
+            started.elapsed()
+        );
+    }
+
+    // The default is Thanos' 4.
+    assert_eq!(
+        strata_query::QuerierConfig::default().max_concurrent_select,
+        4
+    );
+
+    // The bound is per query: two queries with a limit of 2 each run 4 selects at once.
+    store.reset();
+    let (q1, q2) = (querier_with(2), querier_with(2));
+    let (h1, h2) = (selects(&q1, 6), selects(&q2, 6));
+    tokio::task::spawn_blocking(move || {
+        join(h1);
+        join(h2);
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.calls(), 12);
+    assert_eq!(store.max_in_flight(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_skip_verify_accepts_an_untrusted_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = self_signed_certificate(&certs);
+    let blocks = promtool_blocks(&tmp.path().join("a"), &openmetrics(2, 0, None));
+    let bucket = fs_bucket(&tmp.path().join("bucket"));
+    upload(&bucket, &blocks, &[("cluster", "eu1")]).await;
+    let served = served_tls(bucket, &tmp.path().join("data"), &cert, &key).await;
+    let addr = served.addr.to_string();
+    let t = T0 + 3_600_000;
+    let tls_fanout = |skip_verify: bool, ca: Option<std::path::PathBuf>| {
+        let addr = addr.clone();
+        async move {
+            let set = strata_query::EndpointSet::new(strata_query::EndpointSetConfig {
+                // Strict: queried even when its probe failed, so the query shows the failure.
+                strict: vec![addr],
+                client: strata_query::ClientConfig {
+                    tls: true,
+                    tls_skip_verify: skip_verify,
+                    ca,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap();
+            set.update().await;
+            let status = set.status();
+            (
+                strata_query::Fanout {
+                    endpoints: set,
+                    response_timeout: None,
+                    max_wait: Duration::from_secs(30),
+                },
+                status,
+            )
+        }
+    };
+    let abort = RequestOptions {
+        partial_response: Some(false),
+        ..Default::default()
+    };
+
+    // Verified TLS: the self-signed certificate is refused, by the probe and by the query.
+    let (f, status) = tls_fanout(false, None).await;
+    let err = status[0].last_error.clone().unwrap_or_default();
+    assert!(
+        status[0].info.is_none() && err.contains("certificate"),
+        "{status:?}"
+    );
+    let err = instant(&querier(f, &[]), abort.clone(), "temperature", t)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&addr), "{err}");
+
+    // --grpc-client-tls-skip-verify: accepted without any CA, over TLS.
+    let (f, status) = tls_fanout(true, None).await;
+    assert!(status[0].last_error.is_none(), "{status:?}");
+    assert_eq!(
+        status[0].info.as_ref().map(|i| i.component_type.as_str()),
+        Some("store")
+    );
+    let out = instant(&querier(f, &[]), abort.clone(), "temperature", t)
+        .await
+        .unwrap();
+    assert_eq!(series_of(&out.value).len(), 2);
+
+    // With skip-verify a CA is neither needed nor used.
+    let (_, status) = tls_fanout(true, Some(cert.clone())).await;
+    assert!(status[0].last_error.is_none(), "{status:?}");
+
+    // Skip-verify still speaks TLS: a plaintext store does not answer it.
+    let plain_blocks = fs_bucket(&tmp.path().join("bucket"));
+    let plain = Served::start(plain_blocks, &tmp.path().join("data-plain")).await;
+    let set = strata_query::EndpointSet::new(strata_query::EndpointSetConfig {
+        endpoints: vec![plain.addr.to_string()],
+        client: strata_query::ClientConfig {
+            tls: true,
+            tls_skip_verify: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    set.update().await;
+    assert!(set.status()[0].last_error.is_some(), "{:?}", set.status());
+}

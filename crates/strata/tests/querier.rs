@@ -2,7 +2,9 @@
 //! behind `strata sidecar`s (one stopped for a while), per-request deduplication options,
 //! `/api/v1/stores`, a store that hangs (partial response and its absence), the querier's
 //! own Store API stacked under a second querier, and downsampled blocks in a `strata store`
-//! read through `max_source_resolution` and `--query.auto-downsampling`.
+//! read through `max_source_resolution` and `--query.auto-downsampling`; `storeMatch[]` over
+//! two `strata store`s serving TLS with a self-signed certificate that only
+//! `--grpc-client-tls-skip-verify` accepts.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -496,6 +498,10 @@ fn bad_client_flags_fail_clearly() {
         ("--endpoint=dns+nohost", "dns+nohost"),
         ("--endpoint-group=dns+g:1", "--endpoint-group"),
         ("--endpoint.sd-config=endpoints: []", "--endpoint.sd-config"),
+        (
+            "--query.max-concurrent-select=0",
+            "--query.max-concurrent-select",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
@@ -539,30 +545,7 @@ fn downsampled_blocks_through_max_source_resolution() {
                 .unwrap();
         blocks.push(down_dir.join(meta.ulid.to_string()));
     }
-    let bucket_dir = tmp.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
-    let objstore = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let bucket = strata_objstore::Bucket::from_yaml(
-            &objstore,
-            &strata_objstore::BucketMetrics::unregistered(),
-        )
-        .unwrap();
-        let opts = strata_block::transfer::UploadOptions {
-            labels: [("cluster".to_string(), "eu1".to_string())].into(),
-            source: "sidecar".into(),
-            require_labels: false,
-        };
-        for b in &blocks {
-            strata_block::transfer::upload_block(&bucket, b, &opts)
-                .await
-                .unwrap();
-        }
-    });
+    let objstore = fs_bucket_with(&tmp.path().join("bucket"), &blocks, "eu1");
     let (store_http, store_grpc) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.arg("store")
@@ -635,5 +618,261 @@ fn downsampled_blocks_through_max_source_resolution() {
         &format!("/api/v1/query?query={count}&max_source_resolution=x"),
     );
     assert_eq!(status, 400, "{v}");
-    drop(rt);
+}
+
+/// A `strata store` process over a FILESYSTEM bucket holding promtool blocks of a
+/// `temperature` gauge (two rooms, 2 h) with the external label `cluster`, serving gRPC with
+/// `grpc_args` (TLS flags). Returns the process and its gRPC port.
+fn start_store_with_blocks(
+    dir: &Path,
+    cluster: &str,
+    t0: i64,
+    grpc_args: &[String],
+) -> (Proc, u16) {
+    use std::fmt::Write as _;
+    let mut om = String::from("# TYPE temperature gauge\n");
+    for room in ["kitchen", "hall"] {
+        for k in 0..(2 * 240) {
+            let t = t0 + k * 15_000;
+            writeln!(
+                om,
+                "temperature{{room=\"{room}\"}} {k} {}.{:03}",
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
+        }
+    }
+    om.push_str("# EOF\n");
+    let blocks = strata_testutil::prometheus::create_blocks_from_openmetrics(
+        &om,
+        &dir.join(format!("blocks-{cluster}")),
+    )
+    .unwrap();
+    let objstore = fs_bucket_with(&dir.join(format!("bucket-{cluster}")), &blocks, cluster);
+    let (http, grpc) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("store")
+        .arg(format!("--objstore.config={objstore}"))
+        .arg(format!(
+            "--data-dir={}",
+            dir.join(format!("data-{cluster}")).display()
+        ))
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
+        .args(grpc_args);
+    let proc = Proc::start(dir, &format!("store-{cluster}"), &mut cmd);
+    wait_until("store ready", Duration::from_secs(60), || {
+        get(http, "/-/ready").0 == 200
+    });
+    (proc, grpc)
+}
+
+/// A form POST: status and JSON body.
+fn post_form(port: u16, path: &str, form: &str) -> (u16, Value) {
+    let r = strata_testutil::process::http_request_with_headers(
+        "POST",
+        &format!("http://127.0.0.1:{port}{path}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+    .unwrap();
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    (
+        r.status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[test]
+fn store_match_over_tls_stores_with_skip_verify() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    // A self-signed server certificate: no CA the querier knows signed it.
+    strata_testutil::tls::self_signed_certificate(tmp.path());
+    let tls = [
+        format!(
+            "--grpc-server-tls-cert={}",
+            tmp.path().join("cert.pem").display()
+        ),
+        format!(
+            "--grpc-server-tls-key={}",
+            tmp.path().join("key.pem").display()
+        ),
+    ];
+    let (_eu, eu) = start_store_with_blocks(tmp.path(), "eu1", T0, &tls);
+    let (_us, us) = start_store_with_blocks(tmp.path(), "us1", T0, &tls);
+    let endpoints = [
+        format!("--endpoint=127.0.0.1:{eu}"),
+        format!("--endpoint=127.0.0.1:{us}"),
+    ];
+    let t = (T0 + 3_600_000) / 1000;
+    let query = format!("/api/v1/query?query=temperature&time={t}");
+    let clusters = |v: &Value| -> Vec<String> {
+        let mut c: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|s| s["metric"]["cluster"].as_str().unwrap().to_string())
+            .collect();
+        c.dedup();
+        c
+    };
+
+    // Without skip-verify the certificate is refused: the stores stay down.
+    let q = start_querier(
+        tmp.path(),
+        "query-verify",
+        &[endpoints.to_vec(), vec!["--grpc-client-tls-secure".into()]].concat(),
+    );
+    let (_, v) = json(q.http, "/api/v1/stores");
+    let errors: Vec<&str> = v["data"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{v}"))
+        .values()
+        .flat_map(|l| l.as_array().unwrap())
+        .map(|s| s["lastError"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(errors.len(), 2, "{v}");
+    assert!(errors.iter().all(|e| e.contains("certificate")), "{v}");
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert!(clusters(&v).is_empty(), "{v}");
+    drop(q);
+
+    // With it, both stores answer over TLS.
+    let q = start_querier(
+        tmp.path(),
+        "query-skip-verify",
+        &[
+            endpoints.to_vec(),
+            vec![
+                "--grpc-client-tls-secure".into(),
+                "--grpc-client-tls-skip-verify".into(),
+                "--query.max-concurrent-select=2".into(),
+            ],
+        ]
+        .concat(),
+    );
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+
+    // storeMatch[] on every endpoint, GET and form POST.
+    let eu_only = enc(&format!("{{__address__=\"127.0.0.1:{eu}\"}}"));
+    let us_re = enc(&format!("{{__address__=~\".*:{us}\"}}"));
+    let (status, v) = json(q.http, &format!("{query}&storeMatch[]={eu_only}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1"], "{v}");
+    let (_, v) = json(
+        q.http,
+        &format!("{query}&storeMatch[]={eu_only}&storeMatch[]={us_re}"),
+    );
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+    let (status, v) = post_form(
+        q.http,
+        "/api/v1/query_range",
+        &format!(
+            "query=temperature&start={}&end={t}&step=60&storeMatch[]={us_re}",
+            t - 600
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["us1"], "{v}");
+    let (status, v) = post_form(
+        q.http,
+        "/api/v1/query",
+        &format!("query=temperature&time={t}&storeMatch[]={eu_only}"),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1"], "{v}");
+    let (_, v) = json(
+        q.http,
+        &format!("/api/v1/label/cluster/values?storeMatch[]={us_re}"),
+    );
+    assert_eq!(v["data"], serde_json::json!(["us1"]), "{v}");
+    let (_, v) = json(
+        q.http,
+        &format!(
+            "/api/v1/series?match[]=temperature&storeMatch[]={eu_only}&start={}&end={t}",
+            t - 600
+        ),
+    );
+    let series = v["data"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(series.len(), 2, "{v}");
+    assert!(series.iter().all(|s| s["cluster"] == "eu1"), "{v}");
+    let (_, v) = post_form(
+        q.http,
+        "/api/v1/series",
+        &format!("match[]=temperature&storeMatch[]={us_re}"),
+    );
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["cluster"] == "us1"),
+        "{v}"
+    );
+    let nowhere = enc("{__address__=\"10.0.0.1:1\"}");
+    let (_, v) = json(q.http, &format!("/api/v1/labels?storeMatch[]={nowhere}"));
+    assert_eq!(v["data"], serde_json::json!([]), "{v}");
+    let (_, v) = post_form(q.http, "/api/v1/labels", &format!("storeMatch[]={eu_only}"));
+    assert!(
+        v["data"].as_array().unwrap().iter().any(|n| n == "cluster"),
+        "{v}"
+    );
+
+    // A malformed selector is a 400 naming the parameter, on every endpoint.
+    let bad = enc("{__address__=~\"(\"}");
+    for path in [
+        format!("{query}&storeMatch[]={bad}"),
+        format!("/api/v1/query_range?query=up&start=0&end=60&step=15&storeMatch[]={bad}"),
+        format!("/api/v1/series?match[]=up&storeMatch[]={bad}"),
+        format!("/api/v1/labels?storeMatch[]={bad}"),
+        format!("/api/v1/label/job/values?storeMatch[]={bad}"),
+    ] {
+        let (status, v) = json(q.http, &path);
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_eq!(v["errorType"], "bad_data", "{path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("storeMatch[]"),
+            "{path}: {v}"
+        );
+    }
+    let (status, v) = post_form(
+        q.http,
+        "/api/v1/query",
+        &format!("query=up&storeMatch[]={bad}"),
+    );
+    assert_eq!(status, 400, "{v}");
+}
+
+/// A FILESYSTEM bucket in `dir` holding `blocks` uploaded with external label
+/// `cluster=<cluster>`; returns its objstore.yml.
+fn fs_bucket_with(dir: &std::path::Path, blocks: &[std::path::PathBuf], cluster: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let objstore = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bucket = strata_objstore::Bucket::from_yaml(
+            &objstore,
+            &strata_objstore::BucketMetrics::unregistered(),
+        )
+        .unwrap();
+        let opts = strata_block::transfer::UploadOptions {
+            labels: [("cluster".to_string(), cluster.to_string())].into(),
+            source: "sidecar".into(),
+            require_labels: false,
+        };
+        for b in blocks {
+            strata_block::transfer::upload_block(&bucket, b, &opts)
+                .await
+                .unwrap();
+        }
+    });
+    objstore
 }

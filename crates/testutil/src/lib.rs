@@ -9,3 +9,4 @@ pub mod moto;
 pub mod netem;
 pub mod process;
 pub mod prometheus;
+pub mod tls;

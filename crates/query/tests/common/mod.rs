@@ -196,3 +196,144 @@ pub async fn range(
     .await
     .unwrap()
 }
+
+/// A store gateway like [`Served`], but speaking TLS with `cert`/`key` (PEM files).
+pub async fn served_tls(bucket: Bucket, data: &Path, cert: &Path, key: &Path) -> Served {
+    let store = Arc::new(BucketStore::new(bucket, StoreConfig::new(data), None).unwrap());
+    store.sync_blocks().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tls = strata_storepb::server::TlsFiles {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        client_ca: None,
+    };
+    tokio::spawn(async move {
+        strata_store::grpc::serve(listener, store, Some(tls), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Served {
+        addr,
+        shutdown: Some(tx),
+    }
+}
+
+pub use strata_testutil::tls::self_signed_certificate;
+
+/// A Store API double that answers Info (type `store`, all time, no labels) and answers every
+/// Series call with no series after `delay`, counting how many Series calls are in flight at
+/// once: for `--query.max-concurrent-select`.
+#[derive(Debug, Clone)]
+pub struct CountingStore {
+    pub delay: Duration,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingStore {
+    pub fn new(delay: Duration) -> Self {
+        CountingStore {
+            delay,
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+            calls: Arc::default(),
+        }
+    }
+
+    /// The most Series calls seen in flight at once since the last reset.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Series calls received since the last reset.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        self.max_in_flight
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        self.calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Serves it on a free 127.0.0.1 port until the returned sender is dropped or fired.
+    pub async fn start(&self) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let _ = strata_storepb::server::serve(listener, svc, None, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        (addr, tx)
+    }
+}
+
+/// Decrements the in-flight count when a Series call ends, however it ends.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tonic::async_trait]
+impl strata_storepb::thanos::store_server::Store for CountingStore {
+    type SeriesStream =
+        futures::stream::Empty<Result<strata_storepb::thanos::SeriesResponse, tonic::Status>>;
+
+    async fn series(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::SeriesRequest>,
+    ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        let _guard = InFlight(self.in_flight.clone());
+        self.max_in_flight.fetch_max(now, SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(tonic::Response::new(futures::stream::empty()))
+    }
+
+    async fn label_names(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::LabelNamesRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::LabelNamesResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn label_values(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::LabelValuesRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::LabelValuesResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl strata_storepb::thanos::info::info_server::Info for CountingStore {
+    async fn info(
+        &self,
+        _: tonic::Request<strata_storepb::thanos::info::InfoRequest>,
+    ) -> Result<tonic::Response<strata_storepb::thanos::info::InfoResponse>, tonic::Status> {
+        use strata_storepb::thanos::info::{InfoResponse, StoreInfo};
+        Ok(tonic::Response::new(InfoResponse {
+            component_type: "store".into(),
+            store: Some(StoreInfo {
+                min_time: i64::MIN,
+                max_time: i64::MAX,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}

@@ -91,6 +91,12 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         QueryDedupFunc::Penalty => strata_dedup::Algorithm::Penalty,
         QueryDedupFunc::Chain => strata_dedup::Algorithm::Chain,
     };
+    if args.max_concurrent_select == 0 {
+        anyhow::bail!(
+            "--query.max-concurrent-select=0 would let no query read from the stores; give \
+             at least 1 (default 4)"
+        );
+    }
     let mut endpoint_set = None;
     let storage: Arc<dyn StorageProvider> = match args.debug_blocks_dir.clone() {
         None => {
@@ -112,6 +118,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                     dedup_func,
                     partial_response: args.partial_response(),
                     auto_downsampling: args.auto_downsampling(),
+                    max_concurrent_select: args.max_concurrent_select,
                 },
                 tokio::runtime::Handle::current(),
             ))
