@@ -24,7 +24,12 @@ install_openssl
 # The web UI tests skip without chromium unless this is set; here they must run.
 export STRATA_REQUIRE_CHROMIUM=1
 
+# A CI run builds once from scratch: incremental compilation only adds gigabytes of cache that
+# is never reused, and CI machines have run out of disk with it.
+export CARGO_INCREMENTAL=0
+
 log "toolchain: $(cargo --version), $(rustc --version)"
+log "disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')"
 log "promtool: $(promtool --version 2>&1 | head -1)"
 log "chromium: $(chromium --version 2>&1 | head -1)"
 

@@ -8,7 +8,7 @@
 //! second exact read when the estimate fell short. [`strata_objstore::Bucket::get_ranges`]
 //! merges nearby ranges into one request. Every fetched structure is CRC-checked.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -322,14 +322,11 @@ impl BucketBlock {
         ids: &[u32],
         stats: &FetchStats,
     ) -> Result<Vec<Bytes>, StoreError> {
-        let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
+        let mut out = self.cache.get_series(self.id, ids);
         let mut misses = Vec::new();
-        for (i, &id) in ids.iter().enumerate() {
-            match self.cache.get(&CacheKey::Series { block: self.id, id }) {
-                Some(b) => {
-                    add(&stats.series_touched_bytes, b.len() as u64);
-                    out[i] = Some(b);
-                }
+        for (i, b) in out.iter().enumerate() {
+            match b {
+                Some(b) => add(&stats.series_touched_bytes, b.len() as u64),
                 None => misses.push(i),
             }
         }
@@ -426,7 +423,7 @@ impl BucketBlock {
         stats: &FetchStats,
         budget: Option<&Budget>,
     ) -> Result<Vec<RawChunk>, StoreError> {
-        let mut by_segment: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut by_segment: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
         for (i, r) in refs.iter().enumerate() {
             by_segment.entry(r.segment()).or_default().push(i);
         }
@@ -502,7 +499,7 @@ impl BucketBlock {
     /// exact re-reads of chunks longer than the estimate): its merged reads, plus the copy it
     /// makes of a segment's chunks when those are less than half of what was read.
     pub(crate) fn chunk_read_bytes(&self, refs: &[ChunkRef]) -> u64 {
-        let mut by_segment: HashMap<u32, Vec<Range<u64>>> = HashMap::new();
+        let mut by_segment: FxHashMap<u32, Vec<Range<u64>>> = FxHashMap::default();
         for r in refs {
             let o = u64::from(r.offset());
             by_segment

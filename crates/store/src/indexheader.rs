@@ -821,9 +821,28 @@ impl IndexHeader {
     /// Resolves symbol references (v2/v3: ordinals) into strings. `refs` need not be sorted;
     /// the result is in the same order. Each group of [`SAMPLING`] symbols is read at most once.
     pub fn lookup_symbols(&self, refs: &[u32]) -> Result<Vec<String>, StoreError> {
+        let mut text = String::new();
+        let mut spans = Vec::new();
+        self.lookup_symbols_into(refs, &mut text, &mut spans)?;
+        Ok(spans
+            .iter()
+            .map(|&(a, b)| text[a as usize..b as usize].to_string())
+            .collect())
+    }
+
+    /// [`IndexHeader::lookup_symbols`] without a string per reference: each distinct symbol
+    /// is appended to `text` once, and `spans[i]` (replaced, not appended to) is where
+    /// `refs[i]`'s symbol lies in it.
+    pub fn lookup_symbols_into(
+        &self,
+        refs: &[u32],
+        text: &mut String,
+        spans: &mut Vec<(u32, u32)>,
+    ) -> Result<(), StoreError> {
         let mut order: Vec<usize> = (0..refs.len()).collect();
         order.sort_unstable_by_key(|&i| refs[i]);
-        let mut out = vec![String::new(); refs.len()];
+        spans.clear();
+        spans.resize(refs.len(), (0, 0));
         let mut k = 0;
         while k < order.len() {
             let r = refs[order[k]];
@@ -846,18 +865,39 @@ impl IndexHeader {
                 .unwrap_or(self.symbols_end);
             let mut rd = SeqReader::new(&self.file, &self.path, start, end);
             let mut ordinal = (group * SAMPLING) as u32;
-            let mut cur = rd.uvarint_str()?.to_string();
+            // Symbols skipped on the way are only read; a wanted one is copied out once
+            // however many references ask for it.
+            let mut cur = None;
+            let first = rd.uvarint_str()?;
+            if r == ordinal {
+                cur = Some(push_span(text, first)?);
+            }
             while k < order.len() && (refs[order[k]] as usize) / SAMPLING == group {
                 let want = refs[order[k]];
                 while ordinal < want {
-                    cur = rd.uvarint_str()?.to_string();
+                    let s = rd.uvarint_str()?;
                     ordinal += 1;
+                    if ordinal == want {
+                        cur = Some(push_span(text, s)?);
+                    }
                 }
-                out[order[k]] = cur.clone();
+                spans[order[k]] = cur.expect("the wanted symbol was read");
                 k += 1;
             }
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// Appends `s` to `text` and returns its span; symbol tables over 4 GiB are refused.
+fn push_span(text: &mut String, s: &str) -> Result<(u32, u32), StoreError> {
+    let a = text.len();
+    text.push_str(s);
+    match (u32::try_from(a), u32::try_from(text.len())) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        _ => Err(StoreError::ResourceExhausted(
+            "a batch's label symbols exceed 4 GiB".into(),
+        )),
     }
 }
 

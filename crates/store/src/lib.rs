@@ -43,6 +43,7 @@ pub mod error;
 pub mod grpc;
 pub mod indexheader;
 pub mod metrics;
+mod packed;
 mod pool;
 mod query;
 pub mod store;

@@ -15,13 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use strata_model::{Label, Labels, MatchOp, Matcher};
+use strata_model::{Labels, MatchOp, Matcher};
 use strata_tsdb::ChunkMeta;
 use strata_tsdb::index::{PostingsIndex, decode_series_entry, postings_for_matchers, union_many};
 
 use crate::block::{BucketBlock, FetchStats};
 use crate::error::StoreError;
 use crate::indexheader::{IndexHeader, PostingsRange};
+use crate::packed::{PackedBuilder, PackedLabels};
 
 /// Series entries fetched and decoded per round trip, at most.
 pub(crate) const SERIES_BATCH: usize = 10_000;
@@ -207,7 +208,7 @@ const INLINE_SYMBOL_GROUPS: usize = 64;
 /// and the chunks overlapping the request's time range.
 #[derive(Debug, Clone)]
 pub(crate) struct BlockSeries {
-    pub(crate) labels: Labels,
+    pub(crate) labels: PackedLabels,
     pub(crate) chunks: Vec<ChunkMeta>,
 }
 
@@ -493,34 +494,47 @@ async fn decode_batch(
         .collect();
     groups.sort_unstable();
     groups.dedup();
-    let strings = if groups.len() <= INLINE_SYMBOL_GROUPS {
-        header.lookup_symbols(&flat_refs)?
+    let (text, spans) = if groups.len() <= INLINE_SYMBOL_GROUPS {
+        let (mut text, mut spans) = (String::new(), Vec::new());
+        header.lookup_symbols_into(&flat_refs, &mut text, &mut spans)?;
+        (text, spans)
     } else {
         let h = header.clone();
-        crate::error::blocking(move || h.lookup_symbols(&flat_refs)).await??
+        crate::error::blocking(move || {
+            let (mut text, mut spans) = (String::new(), Vec::new());
+            h.lookup_symbols_into(&flat_refs, &mut text, &mut spans)
+                .map(|()| (text, spans))
+        })
+        .await??
     };
-    let mut s = strings.into_iter();
+    let sym = |i: usize| {
+        let (a, b) = spans[i];
+        &text[a as usize..b as usize]
+    };
+    let mut builder = PackedBuilder::default();
+    let mut at = 0;
     out.reserve(kept.len());
     for ((_, chunks), n) in kept.into_iter().zip(shape) {
-        let mut labels = Vec::with_capacity(n + block.ext.len());
-        for _ in 0..n {
-            let (Some(name), Some(value)) = (s.next(), s.next()) else {
-                return Err(StoreError::CorruptBlock {
-                    block: block.id,
-                    detail: "fewer label symbols resolved than referenced".into(),
-                });
-            };
-            labels.push(Label { name, value });
+        if at + 2 * n > spans.len() {
+            return Err(StoreError::CorruptBlock {
+                block: block.id,
+                detail: "fewer label symbols resolved than referenced".into(),
+            });
         }
-        if !Labels::is_valid_sorted(&labels) {
+        if (1..n).any(|k| sym(at + 2 * k - 2) >= sym(at + 2 * k)) {
             return Err(StoreError::CorruptBlock {
                 block: block.id,
                 detail: "a series' labels are not sorted or repeat a name".into(),
             });
         }
-        let labels = finalize_labels(Labels::from_sorted(labels), &block.ext, q.strip);
+        let index = (0..n).map(|k| (sym(at + 2 * k), sym(at + 2 * k + 1)));
+        finalize_into(&mut builder, index, &block.ext, q.strip);
+        at += 2 * n;
         out.push(Decoded {
-            series: BlockSeries { labels, chunks },
+            series: BlockSeries {
+                labels: builder.finish(),
+                chunks,
+            },
             index_len: n,
         });
     }
@@ -587,11 +601,11 @@ impl Reorder {
     }
 
     /// The index labels of a streamed block's series: its final labels minus the external ones.
-    fn index_labels<'a>(&'a self, d: &'a Decoded) -> impl Iterator<Item = &'a Label> + 'a {
+    fn index_labels<'a>(&'a self, d: &'a Decoded) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         d.series
             .labels
             .iter()
-            .filter(|l| self.ext.get(&l.name).is_none())
+            .filter(|(n, _)| self.ext.get(n).is_none())
     }
 
     /// Whether no series after `c` in index order can sort before `x` (an earlier series) once
@@ -613,7 +627,8 @@ impl Reorder {
         }
         // `x` is a proper prefix of `c`: settled once `c`'s next label is named after every
         // external label.
-        cl.next().is_some_and(|next| next.name > last_ext.name)
+        cl.next()
+            .is_some_and(|(next, _)| next > last_ext.name.as_str())
     }
 
     /// Takes the next series in index order; moves settled series to `out` in final order.
@@ -658,10 +673,44 @@ impl Reorder {
     }
 }
 
+/// Writes a series' final labels into `out`: its index labels (sorted) with the block's
+/// external labels attached (they win on a clash, as in Thanos) and the replica labels
+/// removed. The same rule as [`finalize_labels`], without a string per label.
+fn finalize_into<'a>(
+    out: &mut PackedBuilder,
+    index: impl Iterator<Item = (&'a str, &'a str)>,
+    ext: &Labels,
+    strip: &[String],
+) {
+    let mut push = |n: &str, v: &str| {
+        if !strip.iter().any(|s| s == n) {
+            out.push(n, v);
+        }
+    };
+    let mut e = ext.iter().peekable();
+    for (n, v) in index {
+        while let Some(x) = e.next_if(|x| x.name.as_str() < n) {
+            push(&x.name, &x.value);
+        }
+        match e.next_if(|x| x.name == n) {
+            Some(x) => push(&x.name, &x.value),
+            None => push(n, v),
+        }
+    }
+    for x in e {
+        push(&x.name, &x.value);
+    }
+}
+
 /// Series labels with the block's external labels attached (they win on a clash, as in
 /// Thanos) and the replica labels removed.
 pub(crate) fn finalize_labels(series: Labels, ext: &Labels, strip: &[String]) -> Labels {
-    let merged = series.merged_with(ext);
+    // `merged_with` copies every label; without external labels the series' own are final.
+    let merged = if ext.is_empty() {
+        series
+    } else {
+        series.merged_with(ext)
+    };
     if strip.is_empty() || !merged.iter().any(|l| strip.contains(&l.name)) {
         return merged;
     }
@@ -709,7 +758,7 @@ mod tests {
         for l in index {
             let d = Decoded {
                 series: BlockSeries {
-                    labels: finalize_labels(l.clone(), ext, &[]),
+                    labels: PackedLabels::from_labels(&finalize_labels(l.clone(), ext, &[])),
                     chunks: vec![],
                 },
                 index_len: l.len(),
@@ -718,7 +767,10 @@ mod tests {
             held = held.max(r.pending.len() + usize::from(r.latest.is_some()));
         }
         r.flush(&mut out);
-        (out.into_iter().map(|s| s.labels).collect(), held)
+        (
+            out.into_iter().map(|s| s.labels.to_labels()).collect(),
+            held,
+        )
     }
 
     fn sorted_final(index: &[Labels], ext: &Labels) -> Vec<Labels> {

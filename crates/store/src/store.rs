@@ -742,16 +742,21 @@ impl BucketStore {
             for m in batch {
                 let mut out_chunks = Vec::new();
                 if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
+                    out_chunks.reserve_exact(c.len());
                     for (j, raw) in c {
-                        out_chunks.push(aggr_chunk(j, &raw, &aggrs, merger.block_id(j.block))?);
+                        out_chunks.push(aggr_chunk(j, raw, &aggrs, merger.block_id(j.block))?);
                     }
-                    out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
+                    // Blocks come in time order, so chunks usually do too; sorting these
+                    // large structs only when needed avoids moving them around.
+                    if !out_chunks.is_sorted_by_key(|c: &AggrChunk| (c.min_time, c.max_time)) {
+                        out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
+                    }
                     out_chunks.dedup();
                 }
                 outcome.chunks += out_chunks.len();
                 outcome.series += 1;
                 let s = Series {
-                    labels: labels_from_model(&m.labels),
+                    labels: m.labels.to_wire(),
                     chunks: out_chunks,
                 };
                 if batch_size <= 1 {
@@ -759,7 +764,8 @@ impl BucketStore {
                 } else {
                     pending.push(s);
                     if pending.len() >= batch_size {
-                        send(sink, batch_frame(std::mem::take(&mut pending))).await?;
+                        let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                        send(sink, batch_frame(full)).await?;
                     }
                 }
             }
@@ -878,9 +884,9 @@ impl BucketStore {
                                 stats,
                             };
                             for_each_series(&b, &q, |s| {
-                                for l in s.labels.iter() {
-                                    if !out.contains(&l.name) {
-                                        out.insert(l.name.clone());
+                                for (n, _) in s.labels.iter() {
+                                    if !out.contains(n) {
+                                        out.insert(n.to_string());
                                     }
                                 }
                             })
@@ -1039,7 +1045,7 @@ fn batch_frame(series: Vec<Series>) -> SeriesResponse {
 /// One output series: its labels and, per block it occurs in, that block's chunk metas.
 #[derive(Debug)]
 struct MergedSeries {
-    labels: Labels,
+    labels: crate::packed::PackedLabels,
     parts: Vec<(usize, Vec<ChunkMeta>)>,
 }
 
@@ -1190,9 +1196,11 @@ impl Merger {
         let Some(Reverse(h)) = self.heap.pop() else {
             return Ok(None);
         };
+        let mut parts = Vec::with_capacity(self.cursors.len().min(8));
+        parts.push((h.cursor, h.series.chunks));
         let mut m = MergedSeries {
             labels: h.series.labels,
-            parts: vec![(h.cursor, h.series.chunks)],
+            parts,
         };
         self.advance(h.cursor, q, sink, abort, metrics).await?;
         while self
@@ -1260,7 +1268,10 @@ impl Merger {
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = vec![Vec::new(); batch.len()];
+        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = batch
+            .iter()
+            .map(|m| Vec::with_capacity(m.parts.iter().map(|(_, c)| c.len()).sum()))
+            .collect();
         for (dest, chunks) in fetched {
             for ((k, loc), c) in dest.into_iter().zip(chunks) {
                 out[k].push((loc, c));
@@ -1293,7 +1304,7 @@ async fn refill(
 /// chunks (downsampled blocks) are split and the requested aggregates filled.
 fn aggr_chunk(
     loc: ChunkLoc,
-    raw: &RawChunk,
+    raw: RawChunk,
     aggrs: &[Aggr],
     block: Ulid,
 ) -> Result<AggrChunk, StoreError> {
@@ -1304,7 +1315,7 @@ fn aggr_chunk(
     };
     match raw.encoding {
         Encoding::Xor | Encoding::Histogram | Encoding::FloatHistogram => {
-            out.raw = Some(Chunk::from_raw(raw)?);
+            out.raw = Some(Chunk::from_raw_owned(raw)?);
         }
         Encoding::ThanosAggr => {
             let parts = split_aggr_chunk(&raw.data).map_err(|d| StoreError::CorruptBlock {

@@ -67,10 +67,30 @@ pub fn labels_from_model(labels: &Labels) -> Vec<Label> {
     labels.iter().map(Label::from).collect()
 }
 
+/// Wire labels from a label set that is no longer needed: the strings move, nothing is copied.
+pub fn labels_into_wire(labels: Labels) -> Vec<Label> {
+    labels
+        .into_vec()
+        .into_iter()
+        .map(|l| Label {
+            name: l.name,
+            value: l.value,
+        })
+        .collect()
+}
+
 /// A label set from wire labels. Labels from another server may be unsorted or carry empty
 /// values; [`Labels::new`] sorts them and drops empty ones, as Prometheus does.
 pub fn labels_to_model(labels: Vec<Label>) -> Labels {
-    Labels::new(labels.into_iter().map(strata_model::Label::from))
+    let labels: Vec<strata_model::Label> =
+        labels.into_iter().map(strata_model::Label::from).collect();
+    // Well-behaved stores send sorted, non-empty labels: keep them as they are (the collect
+    // above reuses the allocation) instead of sorting a copy.
+    if Labels::is_valid_sorted(&labels) && labels.iter().all(|l| !l.value.is_empty()) {
+        Labels::from_sorted(labels)
+    } else {
+        Labels::new(labels)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,9 +170,15 @@ pub fn encoding_to_tsdb(e: chunk::Encoding) -> Encoding {
 impl Chunk {
     /// A wire chunk carrying a TSDB chunk's bytes unchanged (no copy, no re-encoding).
     pub fn from_raw(raw: &RawChunk) -> Result<Chunk, ConvertError> {
+        Chunk::from_raw_owned(raw.clone())
+    }
+
+    /// [`Chunk::from_raw`] for a chunk no longer needed: its buffer handle moves too (no
+    /// reference count traffic on the shared read buffer).
+    pub fn from_raw_owned(raw: RawChunk) -> Result<Chunk, ConvertError> {
         Ok(Chunk {
             r#type: encoding_from_tsdb(raw.encoding)? as i32,
-            data: raw.data.clone(),
+            data: raw.data,
             hash: 0,
         })
     }

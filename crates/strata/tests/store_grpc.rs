@@ -168,6 +168,86 @@ async fn store_serves_the_store_api_and_thanos_metrics() {
     drop(s);
 }
 
+/// Thanos serves the Store API only after the first block sync: a querier that probed a
+/// store gateway still syncing would see an empty time range and leave the store out of every
+/// query until its next probe. Here the bucket does not exist yet, so the first syncs fail:
+/// no Info answer may come until a sync has succeeded, and the first one carries the blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_api_answers_only_after_the_first_sync() {
+    use strata_storepb::thanos::info::InfoRequest;
+    use strata_storepb::thanos::info::info_client::InfoClient;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let moto = strata_testutil::moto::MotoServer::start().unwrap();
+    let yml = tmp.path().join("bucket.yml");
+    std::fs::write(&yml, moto.objstore_yml("late")).unwrap();
+    let mut s = start_store(&yml, &tmp.path().join("data"), &[]);
+    let endpoint = format!("http://127.0.0.1:{}", s.grpc_port);
+    let info = |timeout: Duration| {
+        let endpoint = endpoint.clone();
+        async move {
+            let ch = Channel::from_shared(endpoint)
+                .unwrap()
+                .connect_timeout(timeout)
+                .timeout(timeout);
+            let ch = tokio::time::timeout(timeout, ch.connect())
+                .await
+                .ok()?
+                .ok()?;
+            InfoClient::new(ch)
+                .info(InfoRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    };
+    // The first sync fails (no such bucket): not ready, and no Info answer.
+    let (status, body) = get(&format!("{}/-/ready", s.http));
+    assert_eq!(status, 503, "{body}");
+    for _ in 0..3 {
+        assert!(
+            info(Duration::from_millis(500)).await.is_none(),
+            "Info answered before the first block sync"
+        );
+    }
+
+    // The bucket appears with blocks; the store's next sync attempt succeeds.
+    moto.create_bucket("late").unwrap();
+    let blocks =
+        create_blocks_from_openmetrics(&openmetrics(), &tmp.path().join("blocks")).unwrap();
+    let bucket =
+        Bucket::from_yaml(&moto.objstore_yml("late"), &BucketMetrics::unregistered()).unwrap();
+    let opts = UploadOptions {
+        labels: [("cluster".to_string(), "eu1".to_string())].into(),
+        source: "sidecar".into(),
+        require_labels: true,
+    };
+    let mut reference = Reference::default();
+    for b in &blocks {
+        upload_block(&bucket, b, &opts).await.unwrap();
+        reference
+            .add_block(b, Labels::from_pairs(&[("cluster", "eu1")]))
+            .unwrap();
+    }
+    let (want_min, want_max) = reference.time_range();
+    let start = Instant::now();
+    let first = loop {
+        s.guard.ensure_running().unwrap();
+        if let Some(r) = info(Duration::from_secs(1)).await {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the Store API never came up; /-/ready says {:?}",
+            get(&format!("{}/-/ready", s.http))
+        );
+    };
+    let store = first.store.expect("a store gateway advertises StoreInfo");
+    assert_eq!((store.min_time, store.max_time), (want_min, want_max));
+    assert_eq!(get(&format!("{}/-/ready", s.http)).0, 200);
+    drop(s);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_fails_at_start_with_the_flag_named() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,10 +1,11 @@
 //! `strata store`: the store gateway. Builds a [`BucketStore`] from the flags, serves the Store
 //! and Info APIs over gRPC and the probes and metrics over HTTP, syncs blocks periodically.
 //!
-//! Readiness (`/-/ready`) follows the first successful block sync: metas only, so a bucket of
-//! many blocks is ready in seconds; index-headers are built in the background after that. A
-//! failing first sync is retried (with the reason on `/-/ready`) rather than exiting, so a
-//! store gateway started during an object storage outage recovers by itself.
+//! Readiness (`/-/ready`) and the Store API follow the first successful block sync: metas
+//! only, so a bucket of many blocks is ready in seconds; index-headers are built in the
+//! background after that. A failing first sync is retried (with the reason on `/-/ready`)
+//! rather than exiting, so a store gateway started during an object storage outage recovers
+//! by itself.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,15 +107,9 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API)");
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API); serving after the first block sync");
     let http_task =
         tokio::spawn(http.serve(base_router(prober.clone(), registry), shutdown.clone()));
-    let grpc_task = {
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { serve(grpc, store, tls, async move { shutdown.wait().await }).await },
-        )
-    };
     prober.set_healthy();
 
     // First sync: retried until it succeeds; ready afterwards.
@@ -137,6 +132,15 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
             _ = shutdown.wait() => break,
         }
     }
+    // The Store API is served only once the blocks are known, as Thanos does: a querier
+    // probing earlier would see an empty time range and leave this store out of its queries
+    // until its next probe. Until then, connections wait in the listener's backlog.
+    let grpc_task = (!shutdown.is_triggered()).then(|| {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { serve(grpc, store, tls, async move { shutdown.wait().await }).await },
+        )
+    });
     if !shutdown.is_triggered() {
         prober.set_ready();
     }
@@ -175,10 +179,11 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     prober.set_not_ready("shutting down");
     tracing::info!("shutting down");
     sync_task.await.context("block sync task")?;
-    grpc_task
-        .await
-        .context("gRPC server task")?
-        .context("serving gRPC (--grpc-address)")?;
+    if let Some(t) = grpc_task {
+        t.await
+            .context("gRPC server task")?
+            .context("serving gRPC (--grpc-address)")?;
+    }
     http_task
         .await
         .context("HTTP server task")?
