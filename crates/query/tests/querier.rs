@@ -645,7 +645,7 @@ async fn tls_skip_verify_accepts_an_untrusted_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    let (cert, key) = self_signed_certificate(&certs);
+    let (cert, key) = strata_testutil::tls::self_signed_certificate(&certs);
     let blocks = promtool_blocks(&tmp.path().join("a"), &openmetrics(2, 0, None));
     let bucket = fs_bucket(&tmp.path().join("bucket"));
     upload(&bucket, &blocks, &[("cluster", "eu1")]).await;

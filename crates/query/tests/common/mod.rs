@@ -222,8 +222,6 @@ pub async fn served_tls(bucket: Bucket, data: &Path, cert: &Path, key: &Path) ->
     }
 }
 
-pub use strata_testutil::tls::self_signed_certificate;
-
 /// A Store API double that answers Info (type `store`, all time, no labels) and answers every
 /// Series call with no series after `delay`, counting how many Series calls are in flight at
 /// once: for `--query.max-concurrent-select`.
