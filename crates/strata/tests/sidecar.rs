@@ -8,15 +8,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_model::Labels;
 use strata_objstore::{Bucket, BucketMetrics};
 use strata_store::testing::{Reference, StoreApiClient, run_acceptance};
 use strata_testutil::moto::MotoServer;
-use strata_testutil::netem::SlowProxy;
+use strata_testutil::netem::Proxy;
 use strata_testutil::process::{ChildGuard, free_port, http_request};
 use strata_testutil::prometheus::{create_blocks_from_openmetrics, prometheus};
 use strata_tsdb::BlockMeta;
@@ -480,59 +478,6 @@ fn same_answers_as_prometheus(querier: &str, prometheus: &str, drop: &[&str]) {
     }
 }
 
-/// A TCP forwarder in front of moto that can be switched off and on again on the same port:
-/// an object storage outage as the sidecar sees it (connections refused), without losing
-/// moto's state.
-struct Outage {
-    port: u16,
-    up: Arc<AtomicBool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    target: u16,
-}
-
-impl Outage {
-    fn new(target: u16) -> Outage {
-        Outage {
-            port: free_port(),
-            up: Arc::new(AtomicBool::new(false)),
-            task: None,
-            target,
-        }
-    }
-
-    async fn start(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        self.up.store(true, Ordering::SeqCst);
-        let (up, target) = (self.up.clone(), self.target);
-        self.task = Some(tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !up.load(Ordering::SeqCst) {
-                    return;
-                }
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    fn stop(&mut self) {
-        self.up.store(false, Ordering::SeqCst);
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     let tmp = tempfile::tempdir().unwrap();
@@ -545,11 +490,10 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     }
     let moto = MotoServer::start().unwrap();
     moto.create_bucket("sidecar").unwrap();
-    let mut proxy = Outage::new(moto.port());
-    proxy.start().await;
+    let proxy = Proxy::start(moto.endpoint().parse().unwrap(), None).unwrap();
     let yml = moto
         .objstore_yml("sidecar")
-        .replace(&moto.endpoint(), &format!("127.0.0.1:{}", proxy.port));
+        .replace(&moto.endpoint(), &proxy.endpoint());
     let prom = start_prometheus(dir, &prometheus_config(dir, &ext), free_port(), &[]);
     let mut sidecar = Sidecar::start(
         dir,
@@ -575,7 +519,7 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     }
 
     // Outage: the next block cannot go up; the sidecar says so and keeps running.
-    proxy.stop();
+    proxy.set_up(false);
     let new = last[0].file_name().unwrap().to_string_lossy().to_string();
     copy_dir(&last[0], &dir.join("tsdb").join(&new));
     wait_until(
@@ -607,7 +551,7 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     );
 
     // The bucket returns: the upload resumes by itself.
-    proxy.start().await;
+    proxy.set_up(true);
     let shipped = wait_for_blocks(&bucket, blocks.len(), Duration::from_secs(20)).await;
     assert_eq!(shipped.len(), blocks.len(), "{}", sidecar.log());
     assert_eq!(
@@ -644,7 +588,7 @@ async fn sigkill_mid_upload_never_leaves_a_broken_block_and_uploads_exactly_once
         Bucket::from_yaml(&moto.objstore_yml("crash"), &BucketMetrics::unregistered()).unwrap();
     // The sidecar reaches the bucket over a slow link, so that an upload takes long enough
     // for a kill to land inside it on any machine.
-    let link = SlowProxy::start(moto.endpoint().parse().unwrap(), 512 << 10).unwrap();
+    let link = Proxy::start(moto.endpoint().parse().unwrap(), Some(512 << 10)).unwrap();
     let yml = moto
         .objstore_yml("crash")
         .replace(&moto.endpoint(), &link.endpoint());
