@@ -693,88 +693,84 @@ impl BucketStore {
         } else {
             usize::MAX
         };
+        // Frames are built and sent by a task of their own, so that on a multi-core machine
+        // turning a batch into wire series (and tonic encoding them) overlaps merging and
+        // fetching the next batch here. It runs at most one batch behind: memory stays
+        // bounded by the chunk pool as before, since fetched chunks carry their pool room.
+        let (batches, rx) = mpsc::channel::<Fetched>(1);
+        let frames = tokio::spawn(build_frames(
+            rx,
+            sink.clone(),
+            aggrs.clone(),
+            merger.block_ids(),
+            batch_size,
+        ));
         let mut queue: VecDeque<MergedSeries> = VecDeque::new();
         let mut exhausted = false;
-        let mut pending: Vec<Series> = Vec::new();
-        loop {
-            while !exhausted && queue.len() < target {
-                if outcome.series + queue.len() >= limit {
-                    exhausted = true;
-                    break;
+        let mut produced = 0usize;
+        let produce = async {
+            loop {
+                while !exhausted && queue.len() < target {
+                    if produced + queue.len() >= limit {
+                        exhausted = true;
+                        break;
+                    }
+                    match merger.next(&fill_query, sink, abort, &self.metrics).await? {
+                        Some(m) => queue.push_back(m),
+                        None => exhausted = true,
+                    }
                 }
-                match merger.next(&fill_query, sink, abort, &self.metrics).await? {
-                    Some(m) => queue.push_back(m),
-                    None => exhausted = true,
+                if queue.is_empty() {
+                    return Ok(());
                 }
-            }
-            if queue.is_empty() {
-                break;
-            }
-            let mut n = queue.len();
-            if batch_size > 1 && n > batch_size {
-                n -= n % batch_size;
-            }
-            // Room in the chunk pool for every buffer this batch can read, reserved before
-            // reading; the buffers carry it until the gRPC stream has encoded their frames.
-            let budget = match (&self.chunk_pool, req.skip_chunks) {
-                (Some(pool), false) => loop {
-                    let bytes = merger.read_bytes(queue.range(..n));
-                    if bytes <= pool.stats().capacity {
-                        break Some(pool.reserve(bytes).await?);
-                    }
-                    if n == 1 {
-                        return Err(pool.too_small(bytes));
-                    }
-                    n /= 2;
-                },
-                _ => None,
-            };
-            let batch: Vec<MergedSeries> = queue.drain(..n).collect();
-            let chunks = if req.skip_chunks {
-                None
-            } else {
-                let c = merger.fetch_chunks(&batch, &stats, budget.as_ref()).await?;
-                limits.check_bytes(&stats)?;
-                Some(c)
-            };
-            drop(budget);
-            let mut chunks = chunks.map(Vec::into_iter);
-            for m in batch {
-                let mut out_chunks = Vec::new();
-                if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
-                    out_chunks.reserve_exact(c.len());
-                    for (j, raw) in c {
-                        out_chunks.push(aggr_chunk(j, raw, &aggrs, merger.block_id(j.block))?);
-                    }
-                    // Blocks come in time order, so chunks usually do too; sorting these
-                    // large structs only when needed avoids moving them around.
-                    if !out_chunks.is_sorted_by_key(|c: &AggrChunk| (c.min_time, c.max_time)) {
-                        out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
-                    }
-                    out_chunks.dedup();
+                let mut n = queue.len();
+                if batch_size > 1 && n > batch_size {
+                    n -= n % batch_size;
                 }
-                outcome.chunks += out_chunks.len();
-                outcome.series += 1;
-                let s = Series {
-                    labels: m.labels.to_wire(),
-                    chunks: out_chunks,
+                // Room in the chunk pool for every buffer this batch can read, reserved
+                // before reading; the buffers carry it until the gRPC stream has encoded
+                // their frames.
+                let budget = match (&self.chunk_pool, req.skip_chunks) {
+                    (Some(pool), false) => loop {
+                        let bytes = merger.read_bytes(queue.range(..n));
+                        if bytes <= pool.stats().capacity {
+                            break Some(pool.reserve(bytes).await?);
+                        }
+                        if n == 1 {
+                            return Err(pool.too_small(bytes));
+                        }
+                        n /= 2;
+                    },
+                    _ => None,
                 };
-                if batch_size <= 1 {
-                    send(sink, SeriesResponse::series(s)).await?;
+                let batch: Vec<MergedSeries> = queue.drain(..n).collect();
+                let chunks = if req.skip_chunks {
+                    None
                 } else {
-                    pending.push(s);
-                    if pending.len() >= batch_size {
-                        let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                        send(sink, batch_frame(full)).await?;
-                    }
+                    let c = merger.fetch_chunks(&batch, &stats, budget.as_ref()).await?;
+                    limits.check_bytes(&stats)?;
+                    Some(c)
+                };
+                drop(budget);
+                produced += batch.len();
+                if batches.send((batch, chunks)).await.is_err() {
+                    // The frame builder stopped (its error is reported below).
+                    return Ok(());
                 }
             }
-            // A partial frame holds pool permits: send it rather than carry it into the wait
-            // for the next batch's room.
-            if !pending.is_empty() {
-                send(sink, batch_frame(std::mem::take(&mut pending))).await?;
-            }
-        }
+        };
+        let produced_result: Result<(), StoreError> = produce.await;
+        drop(batches);
+        let built = match frames.await {
+            Ok(r) => r,
+            // A panic is a bug: let it surface as it would have in this task.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Cancelled),
+        };
+        produced_result?;
+        let (series, chunks) = built?;
+        outcome.series += series;
+        outcome.chunks += chunks;
         let blocks = merger.live_blocks();
         self.metrics
             .series_merge_duration
@@ -1032,6 +1028,62 @@ fn merge_block_results(
     Ok(warnings)
 }
 
+/// A batch of merged series and, unless chunks are skipped, each one's fetched chunks.
+type Fetched = (Vec<MergedSeries>, Option<Vec<Vec<(ChunkLoc, RawChunk)>>>);
+
+/// Turns fetched batches into Store API frames of `batch_size` series (one series per frame
+/// when 1) and sends them; returns the series and chunks sent. `block_ids[i]` is the ULID of
+/// the merge's cursor `i`, named in errors about its aggregate chunks.
+async fn build_frames(
+    mut rx: mpsc::Receiver<Fetched>,
+    sink: SeriesSink,
+    aggrs: Vec<Aggr>,
+    block_ids: Vec<Ulid>,
+    batch_size: usize,
+) -> Result<(usize, usize), StoreError> {
+    let (mut series, mut chunks_sent) = (0usize, 0usize);
+    let mut pending: Vec<Series> = Vec::new();
+    while let Some((batch, chunks)) = rx.recv().await {
+        let mut chunks = chunks.map(Vec::into_iter);
+        for m in batch {
+            let mut out_chunks = Vec::new();
+            if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
+                out_chunks.reserve_exact(c.len());
+                for (j, raw) in c {
+                    out_chunks.push(aggr_chunk(j, raw, &aggrs, block_ids[j.block])?);
+                }
+                // Blocks come in time order, so chunks usually do too; sorting these large
+                // structs only when needed avoids moving them around.
+                if !out_chunks.is_sorted_by_key(|c: &AggrChunk| (c.min_time, c.max_time)) {
+                    out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
+                }
+                out_chunks.dedup();
+            }
+            chunks_sent += out_chunks.len();
+            series += 1;
+            let s = Series {
+                labels: m.labels.to_wire(),
+                chunks: out_chunks,
+            };
+            if batch_size <= 1 {
+                send(&sink, SeriesResponse::series(s)).await?;
+            } else {
+                pending.push(s);
+                if pending.len() >= batch_size {
+                    let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                    send(&sink, batch_frame(full)).await?;
+                }
+            }
+        }
+        // A partial frame holds pool permits: send it rather than carry it into the wait for
+        // the next batch's room.
+        if !pending.is_empty() {
+            send(&sink, batch_frame(std::mem::take(&mut pending))).await?;
+        }
+    }
+    Ok((series, chunks_sent))
+}
+
 async fn send(sink: &SeriesSink, r: SeriesResponse) -> Result<(), StoreError> {
     sink.send(Ok(r)).await.map_err(|_| StoreError::Cancelled)
 }
@@ -1116,8 +1168,9 @@ impl Merger {
         self.dead.push(false);
     }
 
-    fn block_id(&self, cursor: usize) -> Ulid {
-        self.cursors[cursor].block.id
+    /// The ULID of each cursor's block, by cursor index.
+    fn block_ids(&self) -> Vec<Ulid> {
+        self.cursors.iter().map(|c| c.block.id).collect()
     }
 
     /// The blocks that answered.
