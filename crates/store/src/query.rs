@@ -369,13 +369,6 @@ impl BlockCursor {
         self.next < self.ids.len()
     }
 
-    /// Whether this cursor will soon need its next batch: worth decoding it now, alongside
-    /// another cursor's, so refills of many blocks share round trips instead of queueing one
-    /// by one behind the merge.
-    pub(crate) fn low(&self) -> bool {
-        self.has_more() && self.ready.len() <= self.batch / 4
-    }
-
     /// Decodes the next batch (all of it when sorting whole) and appends what is settled to
     /// [`BlockCursor::ready`].
     pub(crate) async fn decode_round(&mut self, q: &SeriesQuery<'_>) -> Result<(), StoreError> {

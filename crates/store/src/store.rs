@@ -627,7 +627,7 @@ impl BucketStore {
         self.metrics
             .series_blocks_queried
             .observe(selected.len() as f64);
-        let limits = self.request_limits();
+        let limits = Arc::new(self.request_limits());
         let stats = outcome.stats.clone();
         let start = Instant::now();
         let per_block =
@@ -663,10 +663,18 @@ impl BucketStore {
                 .buffered(BLOCK_CONCURRENCY)
                 .collect()
                 .await;
+        let decode = DecodeQuery {
+            min_time: req.min_time,
+            max_time: req.max_time,
+            strip: req.without_replica_labels.clone().into(),
+            count_chunks: !req.skip_chunks,
+            limits: limits.clone(),
+            stats: stats.clone(),
+        };
         let mut merger = Merger::default();
         for (b, r) in opened {
             match r {
-                Ok(c) => merger.add(c),
+                Ok(c) => merger.add(c, &decode),
                 Err(e @ StoreError::CorruptBlock { .. }) if !abort => {
                     tracing::warn!(block = %b.id, err = %e, "skipping a corrupt block in a Series call");
                     self.metrics.block_load_failures.inc();
@@ -715,7 +723,7 @@ impl BucketStore {
                         exhausted = true;
                         break;
                     }
-                    match merger.next(&fill_query, sink, abort, &self.metrics).await? {
+                    match merger.next(sink, abort, &self.metrics).await? {
                         Some(m) => queue.push_back(m),
                         None => exhausted = true,
                     }
@@ -1139,13 +1147,75 @@ impl Ord for Head {
     }
 }
 
+/// What a block's decoding task needs of the request, owned (the task outlives no request,
+/// but is spawned, so it cannot borrow).
+#[derive(Debug, Clone)]
+struct DecodeQuery {
+    min_time: i64,
+    max_time: i64,
+    strip: Arc<[String]>,
+    count_chunks: bool,
+    limits: Arc<RequestLimits>,
+    stats: Arc<FetchStats>,
+}
+
+impl DecodeQuery {
+    fn as_query(&self) -> SeriesQuery<'_> {
+        SeriesQuery {
+            matchers: &[],
+            min_time: self.min_time,
+            max_time: self.max_time,
+            strip: &self.strip,
+            count_chunks: self.count_chunks,
+            limits: &self.limits,
+            stats: &self.stats,
+        }
+    }
+}
+
+/// Decoded batches a block's task sends ahead of the merge.
+type DecodedBatch = Result<VecDeque<BlockSeries>, StoreError>;
+
+/// Decodes the rest of a block's series, a batch at a time, into `tx`: one batch waits in the
+/// channel while the next is decoded, so blocks decode in parallel with each other and with
+/// the merge. Stops at the first error (sent) or when the merge is gone.
+async fn decode_ahead(mut c: BlockCursor, q: DecodeQuery, tx: mpsc::Sender<DecodedBatch>) {
+    let q = q.as_query();
+    while c.has_more() {
+        match c.decode_round(&q).await {
+            Ok(()) if c.ready.is_empty() => {}
+            Ok(()) => {
+                if tx.send(Ok(std::mem::take(&mut c.ready))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// One block's side of the merge: its decoded series not merged yet, and the task decoding
+/// the rest.
+#[derive(Debug)]
+struct Source {
+    block: Arc<BucketBlock>,
+    ready: VecDeque<BlockSeries>,
+    /// `None` once the task has sent its last batch.
+    rx: Option<mpsc::Receiver<DecodedBatch>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// The k-way merge of a request's block cursors into one stream sorted by labels; equal label
 /// sets from several blocks (or from one block, when replica labels were removed) become one
-/// series. It holds one series per block plus each block's decoded batch, so its memory is
-/// bounded per request, not by how many series the request matches.
+/// series. It holds one series per block plus, per block, the batch being merged, one decoded
+/// ahead and one being decoded, so its memory is bounded per request, not by how many series
+/// the request matches.
 #[derive(Debug, Default)]
 struct Merger {
-    cursors: Vec<BlockCursor>,
+    sources: Vec<Source>,
     /// Blocks that failed mid-stream (a warning was sent): no longer read or reported.
     dead: Vec<bool>,
     seq: u64,
@@ -1153,9 +1223,9 @@ struct Merger {
 }
 
 impl Merger {
-    /// Adds an opened cursor whose first batch is decoded.
-    fn add(&mut self, mut c: BlockCursor) {
-        let cursor = self.cursors.len();
+    /// Adds an opened cursor whose first batch is decoded, and starts decoding the rest.
+    fn add(&mut self, mut c: BlockCursor, q: &DecodeQuery) {
+        let cursor = self.sources.len();
         if let Some(series) = c.ready.pop_front() {
             self.seq += 1;
             self.heap.push(Reverse(Head {
@@ -1164,18 +1234,32 @@ impl Merger {
                 seq: self.seq,
             }));
         }
-        self.cursors.push(c);
+        let ready = std::mem::take(&mut c.ready);
+        let block = c.block.clone();
+        let (rx, task) = if c.has_more() {
+            let (tx, rx) = mpsc::channel(1);
+            let task = tokio::spawn(decode_ahead(c, q.clone(), tx));
+            (Some(rx), Some(task))
+        } else {
+            (None, None)
+        };
+        self.sources.push(Source {
+            block,
+            ready,
+            rx,
+            task,
+        });
         self.dead.push(false);
     }
 
     /// The ULID of each cursor's block, by cursor index.
     fn block_ids(&self) -> Vec<Ulid> {
-        self.cursors.iter().map(|c| c.block.id).collect()
+        self.sources.iter().map(|c| c.block.id).collect()
     }
 
     /// The blocks that answered.
     fn live_blocks(&self) -> Vec<Arc<BucketBlock>> {
-        self.cursors
+        self.sources
             .iter()
             .zip(&self.dead)
             .filter(|(_, d)| !**d)
@@ -1183,12 +1267,12 @@ impl Merger {
             .collect()
     }
 
-    /// Puts cursor `i`'s next series into the heap, decoding its next batch if needed. A block
-    /// that turns out corrupt is dropped with a warning unless the request aborts on errors.
+    /// Puts source `i`'s next series into the heap, waiting for its next decoded batch if
+    /// needed. A block that turns out corrupt is dropped with a warning unless the request
+    /// aborts on errors.
     async fn advance(
         &mut self,
         i: usize,
-        q: &SeriesQuery<'_>,
         sink: &SeriesSink,
         abort: bool,
         metrics: &StoreMetrics,
@@ -1196,38 +1280,35 @@ impl Merger {
         if self.dead[i] {
             return Ok(());
         }
-        if self.cursors[i].ready.is_empty() && self.cursors[i].has_more() {
-            // Cursor `i` ran dry; others running low decode their next batch concurrently.
-            let mut rounds = Vec::new();
-            for (j, c) in self.cursors.iter_mut().enumerate() {
-                if !self.dead[j] && (j == i || c.low()) {
-                    rounds.push(refill(j, j == i, c, q));
+        let src = &mut self.sources[i];
+        if src.ready.is_empty()
+            && let Some(rx) = &mut src.rx
+        {
+            match rx.recv().await {
+                Some(Ok(batch)) => src.ready = batch,
+                Some(Err(e @ StoreError::CorruptBlock { .. })) if !abort => {
+                    tracing::warn!(block = %src.block.id, err = %e, "dropping a corrupt block from a Series call");
+                    metrics.block_load_failures.inc();
+                    self.dead[i] = true;
+                    src.rx = None;
+                    send(sink, SeriesResponse::warning(e.to_string())).await?;
+                    return Ok(());
                 }
-            }
-            let results: Vec<(usize, Result<(), StoreError>)> = futures::stream::iter(rounds)
-                .buffer_unordered(BLOCK_CONCURRENCY)
-                .collect()
-                .await;
-            for (j, r) in results {
-                match r {
-                    Ok(()) => {}
-                    Err(e @ StoreError::CorruptBlock { .. }) if !abort => {
-                        let c = &mut self.cursors[j];
-                        tracing::warn!(block = %c.block.id, err = %e, "dropping a corrupt block from a Series call");
-                        metrics.block_load_failures.inc();
-                        self.dead[j] = true;
-                        c.ready.clear();
-                        send(sink, SeriesResponse::warning(e.to_string())).await?;
+                Some(Err(e)) => return Err(e),
+                None => {
+                    src.rx = None;
+                    // The task ended without an error: every batch was sent, unless it
+                    // panicked, which must not pass for the end of the block.
+                    if let Some(t) = src.task.take()
+                        && let Err(e) = t.await
+                        && e.is_panic()
+                    {
+                        std::panic::resume_unwind(e.into_panic());
                     }
-                    Err(e) => return Err(e),
                 }
             }
         }
-        if self.dead[i] {
-            return Ok(());
-        }
-        let c = &mut self.cursors[i];
-        if let Some(series) = c.ready.pop_front() {
+        if let Some(series) = src.ready.pop_front() {
             self.seq += 1;
             self.heap.push(Reverse(Head {
                 series,
@@ -1241,7 +1322,6 @@ impl Merger {
     /// The next output series, or `None` when every block is exhausted.
     async fn next(
         &mut self,
-        q: &SeriesQuery<'_>,
         sink: &SeriesSink,
         abort: bool,
         metrics: &StoreMetrics,
@@ -1249,13 +1329,13 @@ impl Merger {
         let Some(Reverse(h)) = self.heap.pop() else {
             return Ok(None);
         };
-        let mut parts = Vec::with_capacity(self.cursors.len().min(8));
+        let mut parts = Vec::with_capacity(self.sources.len().min(8));
         parts.push((h.cursor, h.series.chunks));
         let mut m = MergedSeries {
             labels: h.series.labels,
             parts,
         };
-        self.advance(h.cursor, q, sink, abort, metrics).await?;
+        self.advance(h.cursor, sink, abort, metrics).await?;
         while self
             .heap
             .peek()
@@ -1265,7 +1345,7 @@ impl Merger {
                 break;
             };
             m.parts.push((t.cursor, t.series.chunks));
-            self.advance(t.cursor, q, sink, abort, metrics).await?;
+            self.advance(t.cursor, sink, abort, metrics).await?;
         }
         Ok(Some(m))
     }
@@ -1281,7 +1361,7 @@ impl Merger {
             }
         }
         refs.iter()
-            .map(|(bi, r)| self.cursors[*bi].block.chunk_read_bytes(r))
+            .map(|(bi, r)| self.sources[*bi].block.chunk_read_bytes(r))
             .sum()
     }
 
@@ -1312,7 +1392,7 @@ impl Merger {
         }
         let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
             futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
-                let b = self.cursors[bi].block.clone();
+                let b = self.sources[bi].block.clone();
                 async move {
                     let chunks = b.fetch_chunks(&refs, stats, budget).await?;
                     Ok::<_, StoreError>((dest, chunks))
@@ -1336,22 +1416,6 @@ impl Merger {
 
 /// Where a fetched chunk goes: output series index in the batch, and its origin.
 type Dest = (usize, ChunkLoc);
-
-/// Refills cursor `j`: until it has a series when the merge waits on it (`needed`), else one
-/// batch ahead. A named function, not a closure, so the futures have one nameable type.
-async fn refill(
-    j: usize,
-    needed: bool,
-    c: &mut BlockCursor,
-    q: &SeriesQuery<'_>,
-) -> (usize, Result<(), StoreError>) {
-    let r = if needed {
-        c.fill(q).await.map(|_| ())
-    } else {
-        c.decode_round(q).await
-    };
-    (j, r)
-}
 
 /// The wire chunk for a raw chunk: raw encodings go to `raw` unchanged; Thanos' aggregate
 /// chunks (downsampled blocks) are split and the requested aggregates filled.
