@@ -56,12 +56,13 @@ pub const MAX_CONCURRENT_READS: usize = 16;
 const CHUNK_FETCH_CONCURRENCY: usize = 4;
 /// Output series whose chunks are fetched in one round (fewer when the chunk pool is small).
 const OUTPUT_BATCH: usize = 1_000;
-/// Series entries a request decodes ahead, over all its blocks: each block's cursor decodes
-/// this many divided by the blocks queried (at least [`MIN_BLOCK_BATCH`]). Decoded series
-/// (labels and chunk metas, about 0.4 KiB each) are what grew with data before streaming;
-/// this caps them at about 6 MiB per request. Fewer means more decode rounds per block for
-/// queries over many blocks, each repeating its symbol lookups.
-const SERIES_IN_FLIGHT: usize = 16_384;
+/// Series entries a request decodes per round, over all its blocks: each block's cursor
+/// decodes this many divided by the blocks queried (at least [`MIN_BLOCK_BATCH`]) per round,
+/// and holds up to three rounds (merging, decoded ahead, decoding). Decoded series (packed
+/// labels and chunk metas) are what grew with data before streaming; this caps them at a few
+/// MiB per request. Fewer means more decode rounds per block for queries over many blocks,
+/// each repeating its symbol lookups.
+const SERIES_IN_FLIGHT: usize = 8_192;
 /// Series entries a block decodes per round at least, so a query over very many blocks still
 /// reads series entries in batches rather than one round trip per few series.
 const MIN_BLOCK_BATCH: usize = 32;
