@@ -544,6 +544,52 @@ pub fn remote_read(data: &[u8]) {
         let again = strata_prompb::ReadResponse::decode(once.as_slice())
             .expect("our own encoding decodes")
             .encode_to_vec();
-        assert_eq!(once, again, "re-encoding a decoded ReadResponse is not stable");
+        assert_eq!(
+            once, again,
+            "re-encoding a decoded ReadResponse is not stable"
+        );
+    }
+}
+
+/// Arbitrary bytes as a Snappy framed stream and as a stream of gRPC messages compressed with
+/// it (what a peer sends with `grpc-encoding: snappy`):
+/// - whatever decompresses re-compresses and decompresses back to the same bytes;
+/// - the message rewriter gives the same answer however the input is split into body chunks,
+///   and never more output than its limit allows.
+pub fn grpc_snappy(data: &[u8]) {
+    use crate::grpc_snappy::{FrameTransformer, compress_framed, decompress_framed};
+    use bytes::{Bytes, BytesMut};
+
+    const LIMIT_BYTES: usize = 1 << 20;
+    if let Ok(plain) = decompress_framed(data, LIMIT_BYTES) {
+        assert!(plain.len() <= LIMIT_BYTES, "output over the limit");
+        let mut again = BytesMut::new();
+        compress_framed(&plain, &mut again).expect("compressing our own output");
+        let back = decompress_framed(&again, LIMIT_BYTES).expect("our own framing decodes");
+        assert_eq!(back, plain, "a round trip changed the data");
+    }
+
+    let run = |cut: usize| -> Result<Vec<u8>, String> {
+        let mut t = FrameTransformer::decompressor(LIMIT_BYTES);
+        let mut out = Vec::new();
+        let cut = cut.min(data.len());
+        for part in [&data[..cut], &data[cut..]] {
+            let o = t
+                .push(Bytes::copy_from_slice(part))
+                .map_err(|e| e.to_string())?;
+            out.extend_from_slice(&o);
+        }
+        t.finish().map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    let whole = run(data.len());
+    let split = run(data.first().map_or(0, |&b| usize::from(b)));
+    assert_eq!(
+        whole.is_ok(),
+        split.is_ok(),
+        "splitting the body changed the outcome: {whole:?} vs {split:?}"
+    );
+    if let (Ok(a), Ok(b)) = (&whole, &split) {
+        assert_eq!(a, b, "splitting the body changed the messages");
     }
 }

@@ -1,4 +1,5 @@
-//! Shared code for the fuzz targets of `strata-tsdb`.
+//! Shared code for the fuzz targets of `strata-tsdb`, `strata-prompb` and the gRPC Snappy
+//! codec of `strata-storepb`.
 //!
 //! The targets themselves (`fuzz_targets/*.rs`) are thin: each turns the fuzzer's bytes into
 //! one or more files and hands them to a walk in [`check`], which drives a decoder through
@@ -15,3 +16,10 @@
 pub mod check;
 pub mod mutate;
 pub mod sample;
+
+/// The Snappy framing and gRPC message rewriting of `strata-storepb`, compiled here from its
+/// source file: the crate itself pulls in tonic and a TLS library, which fuzzing builds would
+/// instrument for nothing. The file depends only on `bytes`, `snap`, `crc32c` and `thiserror`.
+#[path = "../../crates/storepb/src/snappy/codec.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub mod grpc_snappy;

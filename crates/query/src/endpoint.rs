@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use strata_model::Labels;
 use strata_storepb::convert::labels_to_model;
+use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::store_client::StoreClient;
@@ -25,6 +26,11 @@ use crate::error::QueryError;
 
 /// Largest Series frame accepted from a store (a batch of series with their chunks).
 const MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// The channel every endpoint client uses: tonic's, wrapped so that `--grpc-compression=snappy`
+/// (which tonic lacks) can compress calls; with any other setting the wrapper passes calls
+/// straight through.
+pub type StoreChannel = SnappyChannel<Channel>;
 
 /// One `--endpoint`/`--store` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +85,10 @@ impl EndpointSpec {
 pub enum Compression {
     #[default]
     None,
-    /// Thanos' only other choice. tonic has no snappy codec, so asking for it is an error
-    /// at start-up rather than silently sending uncompressed requests.
+    /// Thanos' only other choice: every message compressed in the Snappy framing format,
+    /// as Thanos' (grpc-go's) `snappy` compressor does, for calls to Thanos and Strata
+    /// endpoints alike. tonic has no snappy codec; [`strata_storepb::snappy`] wraps the
+    /// channel instead.
     Snappy,
     /// gzip (not a Thanos value; offered for Strata-to-Strata links).
     Gzip,
@@ -106,7 +114,10 @@ struct Client {
     tls: Option<ClientTlsConfig>,
     /// `--grpc-client-tls-skip-verify`: replaces certificate verification.
     skip_verify: Option<Arc<crate::tls::SkipServerVerification>>,
+    /// tonic's own compression (gzip).
     compression: Option<CompressionEncoding>,
+    /// `--grpc-compression=snappy`, done by the channel wrapper instead of tonic.
+    snappy: bool,
 }
 
 fn read_tls(flag: &'static str, p: &PathBuf) -> Result<Vec<u8>, QueryError> {
@@ -122,14 +133,9 @@ impl Client {
         let compression = match c.compression {
             Compression::None => None,
             Compression::Gzip => Some(CompressionEncoding::Gzip),
-            Compression::Snappy => {
-                return Err(QueryError::ClientConfig(
-                    "--grpc-compression=snappy is not supported by Strata's gRPC client; \
-                     use --grpc-compression=none"
-                        .into(),
-                ));
-            }
+            Compression::Snappy => None,
         };
+        let snappy = c.compression == Compression::Snappy;
         let skip_verify =
             (c.tls && c.tls_skip_verify).then(crate::tls::SkipServerVerification::new);
         let tls = if c.tls {
@@ -175,10 +181,13 @@ impl Client {
             tls,
             skip_verify,
             compression,
+            snappy,
         })
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, QueryError> {
+    /// A lazily connected channel to `addr`. Snappy applies to every call on it, Info
+    /// included, as grpc-go's default call options do in Thanos.
+    fn channel(&self, addr: &str) -> Result<StoreChannel, QueryError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|_| QueryError::BadEndpoint(addr.to_string()))?
@@ -191,10 +200,15 @@ impl Client {
             }
             .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
         }
-        Ok(ep.connect_lazy())
+        let ch = ep.connect_lazy();
+        Ok(if self.snappy {
+            SnappyChannel::snappy(ch, MAX_FRAME_BYTES)
+        } else {
+            SnappyChannel::passthrough(ch)
+        })
     }
 
-    fn store_client(&self, ch: Channel) -> StoreClient<Channel> {
+    fn store_client(&self, ch: StoreChannel) -> StoreClient<StoreChannel> {
         let mut c = StoreClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
         if let Some(e) = self.compression {
             c = c.send_compressed(e).accept_compressed(e);
@@ -222,7 +236,7 @@ pub struct EndpointInfo {
 pub struct StoreEndpoint {
     /// The address, which names the store in warnings and errors.
     pub addr: String,
-    pub client: StoreClient<Channel>,
+    pub client: StoreClient<StoreChannel>,
     pub label_sets: Vec<Labels>,
     pub min_time: i64,
     pub max_time: i64,
@@ -242,7 +256,7 @@ pub struct EndpointStatus {
 struct State {
     addr: String,
     strict: bool,
-    channel: Channel,
+    channel: StoreChannel,
     info: Option<EndpointInfo>,
     healthy: bool,
     last_check: Option<SystemTime>,
@@ -492,7 +506,7 @@ impl EndpointSet {
         let strict: BTreeSet<String> = self.strict.iter().cloned().collect();
 
         // New endpoints get a channel; endpoints no longer discovered go away.
-        let to_probe: Vec<(String, Channel)> = {
+        let to_probe: Vec<(String, StoreChannel)> = {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
             st.retain(|a, _| wanted.contains(a) || strict.contains(a));
             for a in wanted.iter().chain(&strict) {
@@ -726,13 +740,35 @@ mod tests {
     }
 
     #[test]
-    fn client_options_refused_clearly() {
-        let e = Client::new(&ClientConfig {
+    fn snappy_is_accepted_and_wraps_channels() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = Client::new(&ClientConfig {
             compression: Compression::Snappy,
             ..Default::default()
         })
-        .unwrap_err();
-        assert!(e.to_string().contains("snappy"), "{e}");
+        .unwrap();
+        // Snappy is the channel wrapper's job; tonic must not also compress.
+        assert!(c.snappy && c.compression.is_none());
+        rt.block_on(async { assert!(c.channel("127.0.0.1:1").unwrap().is_snappy()) });
+        for (compression, tonic) in [
+            (Compression::None, None),
+            (Compression::Gzip, Some(CompressionEncoding::Gzip)),
+        ] {
+            let c = Client::new(&ClientConfig {
+                compression,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.compression, tonic);
+            rt.block_on(async { assert!(!c.channel("127.0.0.1:1").unwrap().is_snappy()) });
+        }
+    }
+
+    #[test]
+    fn client_options_refused_clearly() {
         let e = Client::new(&ClientConfig {
             tls: true,
             ca: Some("/nonexistent/ca.pem".into()),

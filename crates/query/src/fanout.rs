@@ -20,9 +20,8 @@ use strata_storepb::thanos::store_client::StoreClient;
 use strata_storepb::thanos::{
     AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, series_response,
 };
-use tonic::transport::Channel;
 
-use crate::endpoint::{EndpointSet, StoreEndpoint};
+use crate::endpoint::{EndpointSet, StoreChannel, StoreEndpoint};
 use crate::error::QueryError;
 
 /// Series per frame asked of the stores (`response_batch_size`): one frame per series costs
@@ -199,7 +198,7 @@ impl Fanout {
         call: F,
     ) -> Result<Merged<Vec<String>>, QueryError>
     where
-        F: Fn(StoreClient<Channel>) -> Fut,
+        F: Fn(StoreClient<StoreChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<(Vec<String>, Vec<String>), tonic::Status>>,
     {
         let matchers =
@@ -284,7 +283,7 @@ fn timeout_message(t: Duration) -> String {
 
 /// One store's Series call, collected, with a per-frame timeout and an overall deadline.
 async fn call_series(
-    mut client: StoreClient<Channel>,
+    mut client: StoreClient<StoreChannel>,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,

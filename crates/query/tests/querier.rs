@@ -10,44 +10,13 @@ use common::*;
 use strata_api::{MaxSourceResolution, RequestOptions};
 use strata_model::{Labels, Matcher};
 use strata_promql::{SelectHints, Storage, Value};
-use strata_query::QueryStoreService;
-use strata_store::testing::{HangingStore, Reference, StoreApiClient, run_acceptance};
+use strata_store::testing::{HangingStore, StoreApiClient, run_acceptance};
 use strata_storepb::thanos::info::InfoRequest;
-
-/// Serves the querier's Store API on a free port.
-async fn serve_querier(
-    f: strata_query::Fanout,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        strata_storepb::server::serve(listener, QueryStoreService::new(f), None, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, tx)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn querier_store_api_passes_acceptance() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut reference = Reference::default();
-    let mut served = Vec::new();
-    for (name, hours, ext) in [
-        ("a", 5, [("cluster", "eu1"), ("replica", "0")]),
-        ("b", 3, [("cluster", "us1"), ("replica", "1")]),
-    ] {
-        let blocks = promtool_blocks(&tmp.path().join(name), &openmetrics(hours, 0, None));
-        let bucket = fs_bucket(&tmp.path().join(format!("bucket-{name}")));
-        upload(&bucket, &blocks, &ext).await;
-        for b in &blocks {
-            reference.add_block(b, Labels::from_pairs(&ext)).unwrap();
-        }
-        served.push(Served::start(bucket, &tmp.path().join(format!("data-{name}"))).await);
-    }
+    let (reference, served) = two_gateways(tmp.path()).await;
     let addrs: Vec<String> = served.iter().map(|s| s.addr.to_string()).collect();
     let (addr, _stop) = serve_querier(fanout(&addrs, None).await).await;
     let mut client = StoreApiClient::connect(format!("http://{addr}"))
@@ -65,20 +34,6 @@ async fn querier_store_api_passes_acceptance() {
     let info = client.info.info(InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.component_type, "query");
     assert_eq!(info.label_sets.len(), 2);
-}
-
-fn series_of(out: &Value) -> Vec<(Labels, Vec<(i64, f64)>)> {
-    match out {
-        Value::Matrix(m) => m
-            .iter()
-            .map(|s| (s.labels.clone(), s.points.clone()))
-            .collect(),
-        Value::Vector(v) => v
-            .iter()
-            .map(|s| (s.labels.clone(), vec![(s.t, s.v)]))
-            .collect(),
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 /// Two HA replicas (external labels differ only in `replica`), "b" down for 40 minutes and
@@ -455,23 +410,17 @@ async fn overlapping_stores_give_each_series_once() {
         &[],
     );
     let one = querier(fanout(&[g1.addr.to_string()], None).await, &[]);
-    let (start, end, step) = (T0 + 600_000, T0 + 3 * 3_600_000 - 600_000, 60_000);
-    for q in [
-        "http_requests_total",
-        "rate(http_requests_total[5m])",
-        "sum by (job) (increase(http_requests_total[1h]))",
-        "max_over_time(temperature[10m])",
-    ] {
-        let a = range(&both, RequestOptions::default(), q, start, end, step)
-            .await
-            .unwrap();
-        let b = range(&one, RequestOptions::default(), q, start, end, step)
-            .await
-            .unwrap();
-        assert!(!series_of(&b.value).is_empty(), "{q}");
-        assert_eq!(series_of(&a.value), series_of(&b.value), "{q}");
-        assert!(a.annotations.warnings.is_empty(), "{q}");
-    }
+    assert_same_range_answers(
+        &both,
+        &one,
+        &[
+            "http_requests_total",
+            "rate(http_requests_total[5m])",
+            "sum by (job) (increase(http_requests_total[1h]))",
+            "max_over_time(temperature[10m])",
+        ],
+    )
+    .await;
 }
 
 /// Two gateways, one per cluster, for `storeMatch[]`.

@@ -12,6 +12,10 @@
 //!   `StoreInfo`, `TsdbInfo`.
 //! - [`hintspb`]: package `hintspb`: hints carried in `google.protobuf.Any` with type URLs
 //!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
+//! - [`server`]: the one gRPC server set-up every Store API server uses.
+//! - [`snappy`]: Thanos' `--grpc-compression=snappy` (framed Snappy per gRPC message), which
+//!   tonic lacks: a server layer that every [`server::serve`] installs, and a client channel
+//!   wrapper for the querier.
 //!
 //! **Architecture invariants.**
 //! - Package names, message names, field numbers and enum values are the Thanos wire contract
@@ -24,6 +28,7 @@
 
 pub mod convert;
 pub mod server;
+pub mod snappy;
 
 /// Package `thanos`: the Store API, its data types and the label messages.
 #[allow(

@@ -1,11 +1,13 @@
 //! Serving the Store and Info APIs: the one place that sets up the gRPC server, so the store
-//! gateway, the sidecar and the querier answer with the same limits and the same TLS.
+//! gateway, the sidecar and the querier answer with the same limits, the same TLS and the same
+//! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
 
 use std::path::PathBuf;
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::snappy::SnappyServerLayer;
 use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::store_server::{Store, StoreServer};
 
@@ -77,6 +79,7 @@ where
         builder = builder.tls_config(cfg)?;
     }
     builder
+        .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(InfoServer::new(svc))
         .serve_with_incoming_shutdown(

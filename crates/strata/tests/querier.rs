@@ -4,7 +4,8 @@
 //! own Store API stacked under a second querier, and downsampled blocks in a `strata store`
 //! read through `max_source_resolution` and `--query.auto-downsampling`; `storeMatch[]` over
 //! two `strata store`s serving TLS with a self-signed certificate that only
-//! `--grpc-client-tls-skip-verify` accepts.
+//! `--grpc-client-tls-skip-verify` accepts; `--grpc-compression=snappy` from a querier to a
+//! `strata store` and to another querier.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -494,7 +495,6 @@ fn hanging_store_times_out_with_a_warning_or_an_error() {
 #[test]
 fn bad_client_flags_fail_clearly() {
     for (flag, want) in [
-        ("--grpc-compression=snappy", "snappy"),
         ("--endpoint=dns+nohost", "dns+nohost"),
         ("--endpoint-group=dns+g:1", "--endpoint-group"),
         ("--endpoint.sd-config=endpoints: []", "--endpoint.sd-config"),
@@ -875,4 +875,121 @@ fn fs_bucket_with(dir: &std::path::Path, blocks: &[std::path::PathBuf], cluster:
         }
     });
     objstore
+}
+
+/// A TCP proxy to `127.0.0.1:target` on a free port, recording every byte forwarded per
+/// direction (to the server, to the client). h2c is plaintext, so gRPC payloads show.
+fn sniff(target: u16) -> (u16, [std::sync::Arc<std::sync::Mutex<Vec<u8>>>; 2]) {
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = [
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    ];
+    let recorders = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let pairs = [
+                (client.try_clone().unwrap(), server.try_clone().unwrap(), 0),
+                (server, client, 1),
+            ];
+            for (mut from, mut to, dir) in pairs {
+                let seen = recorders[dir].clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (port, seen)
+}
+
+/// Framed-snappy streams (stream identifier chunks) in recorded bytes.
+fn snappy_streams(b: &std::sync::Mutex<Vec<u8>>) -> usize {
+    b.lock()
+        .unwrap()
+        .windows(10)
+        .filter(|w| *w == b"\xff\x06\x00\x00sNaPpY")
+        .count()
+}
+
+#[test]
+fn grpc_compression_snappy_between_processes() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_store, store) = start_store_with_blocks(tmp.path(), "eu1", T0, &[]);
+    let (store_wire, store_seen) = sniff(store);
+    let plain = start_querier(
+        tmp.path(),
+        "query-plain",
+        &[format!("--endpoint=127.0.0.1:{store}")],
+    );
+    let snappy = start_querier(
+        tmp.path(),
+        "query-snappy",
+        &[
+            format!("--endpoint=127.0.0.1:{store_wire}"),
+            "--grpc-compression=snappy".into(),
+        ],
+    );
+    // A querier over the Snappy querier's own Store API, with Snappy as well.
+    let (mid_wire, mid_seen) = sniff(snappy.grpc);
+    let top = start_querier(
+        tmp.path(),
+        "query-top",
+        &[
+            format!("--endpoint=127.0.0.1:{mid_wire}"),
+            "--grpc-compression=snappy".into(),
+        ],
+    );
+    let t = T0 / 1000;
+    let query = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60",
+        enc("temperature"),
+        t + 600,
+        t + 7000
+    );
+    let result = |q: &Querier| -> Value {
+        let mut last = Value::Null;
+        wait_until("two series", Duration::from_secs(30), || {
+            let (status, v) = json(q.http, &query);
+            last = v;
+            status == 200
+                && last["data"]["result"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 2)
+        });
+        assert!(last["warnings"].is_null(), "{last}");
+        last["data"]["result"].clone()
+    };
+    let want = result(&plain);
+    assert!(want[0]["values"].as_array().unwrap().len() > 100, "{want}");
+    assert_eq!(result(&snappy), want);
+    assert_eq!(result(&top), want);
+    // Both links really carried Snappy, both ways.
+    for (link, seen) in [
+        ("querier → store", &store_seen),
+        ("querier → querier", &mid_seen),
+    ] {
+        let (up, down) = (snappy_streams(&seen[0]), snappy_streams(&seen[1]));
+        assert!(
+            up > 0 && down > 0,
+            "{link}: {up} requests, {down} responses compressed"
+        );
+    }
 }

@@ -128,7 +128,11 @@ fn main() {
                     labels: vec![label("__name__", "up")],
                     samples: (0..20)
                         .map(|k| Sample {
-                            value: if k == 7 { f64::from_bits(STALE_NAN) } else { k as f64 },
+                            value: if k == 7 {
+                                f64::from_bits(STALE_NAN)
+                            } else {
+                                k as f64
+                            },
                             timestamp: k * 15_000,
                         })
                         .collect(),
@@ -141,6 +145,20 @@ fn main() {
             .compress_vec(&samples)
             .expect("snappy compresses");
         out.write("remote_read", "samples", &body);
+
+        // gRPC Snappy: one framed stream alone, and two gRPC messages (one compressed with it,
+        // one plain) as a `grpc-encoding: snappy` body carries them.
+        let mut framed = bytes::BytesMut::new();
+        strata_fuzz::grpc_snappy::compress_framed(&samples, &mut framed).expect("compresses");
+        out.write("grpc_snappy", "framed", &framed);
+        let mut body = Vec::new();
+        body.push(1);
+        body.extend_from_slice(&(framed.len() as u32).to_be_bytes());
+        body.extend_from_slice(&framed);
+        body.push(0);
+        body.extend_from_slice(&4u32.to_be_bytes());
+        body.extend_from_slice(b"\x0a\x02up");
+        out.write("grpc_snappy", "messages", &body);
     }
 
     // Mutation programs: `flags | (kind, offset BE16, arg)*` (see strata_fuzz::mutate).

@@ -335,3 +335,84 @@ impl strata_storepb::thanos::info::info_server::Info for CountingStore {
         }))
     }
 }
+
+/// Two store gateways over promtool blocks of different clusters and replicas (5 h and 3 h),
+/// and the reference answers for both: the fixture of the acceptance runs through queriers.
+pub async fn two_gateways(dir: &Path) -> (strata_store::testing::Reference, Vec<Served>) {
+    let mut reference = strata_store::testing::Reference::default();
+    let mut served = Vec::new();
+    for (name, hours, ext) in [
+        ("a", 5, [("cluster", "eu1"), ("replica", "0")]),
+        ("b", 3, [("cluster", "us1"), ("replica", "1")]),
+    ] {
+        let blocks = promtool_blocks(&dir.join(name), &openmetrics(hours, 0, None));
+        let bucket = fs_bucket(&dir.join(format!("bucket-{name}")));
+        upload(&bucket, &blocks, &ext).await;
+        for b in &blocks {
+            reference
+                .add_block(b, strata_model::Labels::from_pairs(&ext))
+                .unwrap();
+        }
+        served.push(Served::start(bucket, &dir.join(format!("data-{name}"))).await);
+    }
+    (reference, served)
+}
+
+/// The series of a query answer with their points, for comparing answers.
+pub fn series_of(out: &strata_promql::Value) -> Vec<(strata_model::Labels, Vec<(i64, f64)>)> {
+    use strata_promql::Value;
+    match out {
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| (s.labels.clone(), s.points.clone()))
+            .collect(),
+        Value::Vector(v) => v
+            .iter()
+            .map(|s| (s.labels.clone(), vec![(s.t, s.v)]))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Asserts that `a` and `b` answer each range query over the fixture's first three hours
+/// with the same, non-empty series and that `a` adds no warning.
+pub async fn assert_same_range_answers(a: &Querier, b: &Querier, queries: &[&str]) {
+    let (start, end, step) = (T0 + 600_000, T0 + 3 * 3_600_000 - 600_000, 60_000);
+    for q in queries {
+        let x = range(a, RequestOptions::default(), q, start, end, step)
+            .await
+            .unwrap();
+        let y = range(b, RequestOptions::default(), q, start, end, step)
+            .await
+            .unwrap();
+        assert!(!series_of(&y.value).is_empty(), "{q}");
+        assert_eq!(series_of(&x.value), series_of(&y.value), "{q}");
+        assert!(
+            x.annotations.warnings.is_empty(),
+            "{q}: {:?}",
+            x.annotations
+        );
+    }
+}
+
+/// Serves the querier's Store API on a free port.
+pub async fn serve_querier(
+    f: strata_query::Fanout,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        strata_storepb::server::serve(
+            listener,
+            strata_query::QueryStoreService::new(f),
+            None,
+            async {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+    (addr, tx)
+}
