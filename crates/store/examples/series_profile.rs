@@ -7,6 +7,8 @@
 //! ./target/release/examples/series_profile <bucket dir> <metric name> <mint ms> <maxt ms> [repeat] [batch]
 //! ```
 //!
+//! With `DECODE=1` every frame is also decoded again, as the receiving querier does.
+//!
 //! `<bucket dir>` holds blocks as `<ULID>/…` with their `meta.json` carrying a `thanos`
 //! section (what `bench_gen` of strata-promql writes, for instance).
 
@@ -67,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (tx, mut rx) =
                 tokio::sync::mpsc::channel::<Result<SeriesResponse, tonic::Status>>(16);
             let start = Instant::now();
+            let decode = std::env::var("DECODE").is_ok_and(|v| v == "1");
             let consumer = tokio::spawn(async move {
                 let (mut frames, mut bytes, mut series) = (0usize, 0usize, 0usize);
                 let mut buf = Vec::new();
@@ -80,6 +83,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     buf.clear();
                     f.encode(&mut buf).expect("a Vec grows");
                     bytes += buf.len();
+                    if decode {
+                        // What the receiving side pays too (`DECODE=1`).
+                        let b = bytes::Bytes::copy_from_slice(&buf);
+                        let d = SeriesResponse::decode(b).expect("our own frame decodes");
+                        std::hint::black_box(d);
+                    }
                 }
                 (frames, bytes, series)
             });
