@@ -847,6 +847,54 @@ impl BucketStore {
         }
     }
 
+    /// What LabelNames and LabelValues share: over the selected blocks (concurrently), the
+    /// strings of a block without matchers left come from `whole` (its header, its external
+    /// labels), and otherwise from `visit` over its matching series in `[start, end]`
+    /// (replica labels `strip`ped). Returns the union and a warning per corrupt block.
+    async fn block_strings<W, WF, V>(
+        &self,
+        selected: &[(Arc<BucketBlock>, Vec<Matcher>)],
+        (start, end, strip): (i64, i64, &[String]),
+        whole: W,
+        visit: V,
+    ) -> Result<(BTreeSet<String>, Vec<String>), StoreError>
+    where
+        W: Fn(Arc<BucketBlock>) -> WF,
+        WF: std::future::Future<Output = Result<BTreeSet<String>, StoreError>>,
+        V: Fn(&crate::query::BlockSeries, &mut BTreeSet<String>),
+    {
+        let limits = self.request_limits();
+        let stats = FetchStats::default();
+        let results: Vec<Result<BTreeSet<String>, StoreError>> =
+            futures::stream::iter(selected.iter().cloned())
+                .map(|(b, ms)| {
+                    let (limits, stats, whole, visit) = (&limits, &stats, &whole, &visit);
+                    async move {
+                        if ms.is_empty() {
+                            return whole(b).await;
+                        }
+                        let q = SeriesQuery {
+                            matchers: &ms,
+                            min_time: start,
+                            max_time: end,
+                            strip,
+                            count_chunks: false,
+                            limits,
+                            stats,
+                        };
+                        let mut out = BTreeSet::new();
+                        for_each_series(&b, &q, |s| visit(&s, &mut out)).await?;
+                        Ok(out)
+                    }
+                })
+                .buffered(BLOCK_CONCURRENCY)
+                .collect()
+                .await;
+        let mut union = BTreeSet::new();
+        let warnings = merge_block_results(results, &mut union)?;
+        Ok((union, warnings))
+    }
+
     /// Serves LabelNames.
     pub async fn label_names(
         &self,
@@ -864,46 +912,25 @@ impl BucketStore {
         };
         let set = self.blocks();
         let selected = set.overlapping(req.start, req.end, &matchers, &block_matchers);
-        let limits = self.request_limits();
-        let stats = FetchStats::default();
-        let mut names = BTreeSet::new();
-        let results: Vec<Result<BTreeSet<String>, StoreError>> =
-            futures::stream::iter(selected.iter().cloned())
-                .map(|(b, ms)| {
-                    let (limits, stats) = (&limits, &stats);
-                    let strip = &req.without_replica_labels;
-                    async move {
-                        let mut out = BTreeSet::new();
-                        if ms.is_empty() {
-                            let h = b.header().await?;
-                            out.extend(h.label_names().map(str::to_string));
-                            out.extend(b.ext.iter().map(|l| l.name.clone()));
-                        } else {
-                            let q = SeriesQuery {
-                                matchers: &ms,
-                                min_time: req.start,
-                                max_time: req.end,
-                                strip,
-                                count_chunks: false,
-                                limits,
-                                stats,
-                            };
-                            for_each_series(&b, &q, |s| {
-                                for (n, _) in s.labels.iter() {
-                                    if !out.contains(n) {
-                                        out.insert(n.to_string());
-                                    }
-                                }
-                            })
-                            .await?;
+        let (mut names, warnings) = self
+            .block_strings(
+                &selected,
+                (req.start, req.end, &req.without_replica_labels),
+                |b| async move {
+                    let h = b.header().await?;
+                    let mut out: BTreeSet<String> = h.label_names().map(str::to_string).collect();
+                    out.extend(b.ext.iter().map(|l| l.name.clone()));
+                    Ok(out)
+                },
+                |s, out| {
+                    for (n, _) in s.labels.iter() {
+                        if !out.contains(n) {
+                            out.insert(n.to_string());
                         }
-                        Ok(out)
                     }
-                })
-                .buffered(BLOCK_CONCURRENCY)
-                .collect()
-                .await;
-        let warnings = merge_block_results(results, &mut names)?;
+                },
+            )
+            .await?;
         for s in &req.without_replica_labels {
             names.remove(s);
         }
@@ -948,52 +975,34 @@ impl BucketStore {
         }
         let set = self.blocks();
         let selected = set.overlapping(req.start, req.end, &matchers, &block_matchers);
-        let limits = self.request_limits();
-        let stats = FetchStats::default();
-        let results: Vec<Result<BTreeSet<String>, StoreError>> =
-            futures::stream::iter(selected.iter().cloned())
-                .map(|(b, ms)| {
-                    let (limits, stats, name) = (&limits, &stats, &name);
-                    let strip = &req.without_replica_labels;
+        let (values, warnings) = self
+            .block_strings(
+                &selected,
+                (req.start, req.end, &req.without_replica_labels),
+                |b| {
+                    let name = name.clone();
                     async move {
                         let mut out = BTreeSet::new();
-                        if ms.is_empty() {
-                            if let Some(v) = b.ext.get(name) {
-                                out.insert(v.to_string());
-                            } else {
-                                let h = b.header().await?;
-                                let n = name.clone();
-                                let vals =
-                                    crate::error::blocking(move || h.label_values(&n)).await??;
-                                out.extend(vals);
-                            }
+                        if let Some(v) = b.ext.get(&name) {
+                            out.insert(v.to_string());
                         } else {
-                            let q = SeriesQuery {
-                                matchers: &ms,
-                                min_time: req.start,
-                                max_time: req.end,
-                                strip,
-                                count_chunks: false,
-                                limits,
-                                stats,
-                            };
-                            for_each_series(&b, &q, |s| {
-                                if let Some(v) = s.labels.get(name)
-                                    && !out.contains(v)
-                                {
-                                    out.insert(v.to_string());
-                                }
-                            })
-                            .await?;
+                            let h = b.header().await?;
+                            out.extend(
+                                crate::error::blocking(move || h.label_values(&name)).await??,
+                            );
                         }
                         Ok(out)
                     }
-                })
-                .buffered(BLOCK_CONCURRENCY)
-                .collect()
-                .await;
-        let mut values = BTreeSet::new();
-        let warnings = merge_block_results(results, &mut values)?;
+                },
+                |s, out| {
+                    if let Some(v) = s.labels.get(&name)
+                        && !out.contains(v)
+                    {
+                        out.insert(v.to_string());
+                    }
+                },
+            )
+            .await?;
         let mut values: Vec<String> = values.into_iter().collect();
         if req.limit > 0 {
             values.truncate(req.limit as usize);
