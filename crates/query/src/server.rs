@@ -4,6 +4,7 @@
 //! querier deduplicates), with `without_replica_labels` applied here.
 
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
+use strata_storepb::server::{SeriesFrames, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::thanos::store_server::Store;
@@ -12,8 +13,6 @@ use strata_storepb::thanos::{
     PartialResponseStrategy, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
     series_response,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::QueryError;
@@ -59,7 +58,7 @@ fn without_replicas(series: Vec<WireSeries>, names: &[String]) -> Vec<WireSeries
 
 #[tonic::async_trait]
 impl Store for QueryStoreService {
-    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+    type SeriesStream = SeriesFrames;
 
     async fn series(
         &self,
@@ -85,11 +84,10 @@ impl Store for QueryStoreService {
         if limit > 0 {
             series.truncate(limit);
         }
-        let (tx, rx) = mpsc::channel(strata_storepb::server::SERIES_FRAMES_IN_FLIGHT);
-        tokio::spawn(async move {
+        Ok(Response::new(spawn_series(move |tx| async move {
             for w in merged.warnings {
                 if tx.send(Ok(SeriesResponse::warning(w))).await.is_err() {
-                    return;
+                    return Ok(());
                 }
             }
             let mut it = series.into_iter().map(|(l, chunks)| Series {
@@ -112,11 +110,11 @@ impl Store for QueryStoreService {
                     }
                 };
                 if tx.send(Ok(frame)).await.is_err() {
-                    return;
+                    return Ok(());
                 }
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            Ok(())
+        })))
     }
 
     async fn label_names(

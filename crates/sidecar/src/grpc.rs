@@ -1,16 +1,13 @@
 //! The sidecar's gRPC face: `thanos.Store` and `thanos.info.Info` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
-use strata_storepb::server::SERIES_FRAMES_IN_FLIGHT;
+use strata_storepb::server::{SeriesFrames, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
-    SeriesResponse,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
@@ -30,25 +27,20 @@ impl SidecarService {
 
 #[tonic::async_trait]
 impl Store for SidecarService {
-    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+    type SeriesStream = SeriesFrames;
 
     async fn series(
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let (tx, rx) = mpsc::channel(SERIES_FRAMES_IN_FLIGHT);
         let store = self.store.clone();
         let req = request.into_inner();
-        tokio::spawn(async move {
+        Ok(Response::new(spawn_series(move |tx| async move {
             match store.series(req, &tx).await {
-                Ok(()) | Err(StoreError::Cancelled) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "Series call failed");
-                    let _ = tx.send(Err(e.to_status())).await;
-                }
+                Ok(()) | Err(StoreError::Cancelled) => Ok(()),
+                Err(e) => Err(e.to_status()),
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        })))
     }
 
     async fn label_names(

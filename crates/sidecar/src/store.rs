@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
+use strata_storepb::server::SeriesSender;
 use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
     AggrChunk, Chunk, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -27,8 +28,6 @@ use strata_storepb::thanos::{
     series_response,
 };
 use strata_tsdb::XorEncoder;
-use tokio::sync::mpsc;
-use tonic::Status;
 
 use crate::error::StoreError;
 use crate::promclient::{self, PrometheusClient, ReadAnswer};
@@ -89,7 +88,7 @@ impl Plan {
 /// Sends series to the gRPC stream: merges consecutive frames of one series, batches
 /// (`response_batch_size`), stops at `limit`, and enforces the request limits.
 struct Emitter<'a> {
-    tx: &'a mpsc::Sender<Result<SeriesResponse, Status>>,
+    tx: &'a SeriesSender,
     limits: Limits,
     batch_size: usize,
     limit: usize,
@@ -102,11 +101,7 @@ struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(
-        tx: &'a mpsc::Sender<Result<SeriesResponse, Status>>,
-        req: &SeriesRequest,
-        limits: Limits,
-    ) -> Self {
+    fn new(tx: &'a SeriesSender, req: &SeriesRequest, limits: Limits) -> Self {
         Emitter {
             tx,
             limits,
@@ -303,11 +298,7 @@ impl PrometheusStore {
     }
 
     /// Streams the series matching `req` into `tx`.
-    pub async fn series(
-        &self,
-        req: SeriesRequest,
-        tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
-    ) -> Result<(), StoreError> {
+    pub async fn series(&self, req: SeriesRequest, tx: &SeriesSender) -> Result<(), StoreError> {
         let Some(plan) = self.plan(&req.matchers, &req.without_replica_labels)? else {
             return Ok(());
         };

@@ -3,16 +3,13 @@
 
 use std::sync::Arc;
 
-use strata_storepb::server::SERIES_FRAMES_IN_FLIGHT;
+use strata_storepb::server::{SeriesFrames, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
-    SeriesResponse,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
@@ -32,25 +29,20 @@ impl StoreService {
 
 #[tonic::async_trait]
 impl Store for StoreService {
-    type SeriesStream = ReceiverStream<Result<SeriesResponse, Status>>;
+    type SeriesStream = SeriesFrames;
 
     async fn series(
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
-        let (tx, rx) = mpsc::channel(SERIES_FRAMES_IN_FLIGHT);
         let store = self.store.clone();
         let req = request.into_inner();
-        tokio::spawn(async move {
+        Ok(Response::new(spawn_series(move |tx| async move {
             match store.series(req, &tx).await {
-                Ok(_) | Err(StoreError::Cancelled) => {}
-                Err(e) => {
-                    tracing::warn!(err = %e, "Series call failed");
-                    let _ = tx.send(Err(e.to_status())).await;
-                }
+                Ok(_) | Err(StoreError::Cancelled) => Ok(()),
+                Err(e) => Err(e.to_status()),
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        })))
     }
 
     async fn label_names(

@@ -307,7 +307,7 @@ pub struct BucketStore {
 }
 
 /// Where a Series call sends its frames.
-pub type SeriesSink = mpsc::Sender<Result<SeriesResponse, tonic::Status>>;
+pub type SeriesSink = strata_storepb::server::SeriesSender;
 
 impl BucketStore {
     /// A store over `bucket`. Metrics go into `registry` when given. No IO happens here; call

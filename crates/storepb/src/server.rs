@@ -4,10 +4,12 @@
 
 use std::path::PathBuf;
 
+use tonic::Status;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::snappy::SnappyServerLayer;
+use crate::thanos::SeriesResponse;
 use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::store_server::{Store, StoreServer};
 
@@ -19,6 +21,31 @@ pub const MAX_REQUEST_BYTES: usize = 32 << 20;
 /// connection busy, few enough that a slow client stalls the producer instead of growing
 /// memory. Every Store API server (gateway, sidecar, querier) uses it.
 pub const SERIES_FRAMES_IN_FLIGHT: usize = 16;
+
+/// Where a Series call's producer sends its frames.
+pub type SeriesSender = tokio::sync::mpsc::Sender<Result<SeriesResponse, Status>>;
+
+/// The response stream of a Series call fed by [`spawn_series`].
+pub type SeriesFrames = tokio_stream::wrappers::ReceiverStream<Result<SeriesResponse, Status>>;
+
+/// Runs a Series call's producer in a task of its own, behind a channel of
+/// [`SERIES_FRAMES_IN_FLIGHT`] frames (a slow client stalls the producer). `produce` gets the
+/// sending half; the status it fails with is logged once and sent as the stream's last item
+/// (a cancelled call should end with `Ok`: nobody is listening any more).
+pub fn spawn_series<F>(produce: impl FnOnce(SeriesSender) -> F) -> SeriesFrames
+where
+    F: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(SERIES_FRAMES_IN_FLIGHT);
+    let call = produce(tx.clone());
+    tokio::spawn(async move {
+        if let Err(status) = call.await {
+            tracing::warn!(err = %status.message(), "Series call failed");
+            let _ = tx.send(Err(status)).await;
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
 
 /// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
 /// `--grpc-server-tls-client-ca` configure it.
