@@ -236,9 +236,7 @@ impl QueryStorage {
 
     /// One Series fan-out, run once a select permit of this query is free.
     fn fan_out_series(&self, req: SeriesRequest) -> Result<Merged<Vec<WireSeries>>, StorageError> {
-        let fanout = self.inner.fanout.clone();
-        let partial = self.partial;
-        let store_match = self.store_match.clone();
+        let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
         self.block(async move {
             let _permit = slots
@@ -247,6 +245,43 @@ impl QueryStorage {
                 .map_err(|_| crate::QueryError::ShuttingDown("the query's select permits"))?;
             fanout.series(req, partial, &store_match).await
         })
+    }
+
+    /// What a fan-out task needs of this storage, owned.
+    fn fan_out_parts(&self) -> (Fanout, bool, Arc<Vec<Vec<Matcher>>>) {
+        (
+            self.inner.fanout.clone(),
+            self.partial,
+            self.store_match.clone(),
+        )
+    }
+
+    /// The union of the strings `call` (a label names or values fan-out) answers for each of
+    /// `matcher_sets` (once without matchers when there are none), noting their warnings.
+    fn strings_over_sets<F, Fut>(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        call: F,
+    ) -> Result<BTreeSet<String>, StorageError>
+    where
+        F: Fn(Vec<LabelMatcher>) -> Fut,
+        Fut: std::future::Future<Output = Result<Merged<Vec<String>>, crate::QueryError>>
+            + Send
+            + 'static,
+    {
+        let empty = [Vec::new()];
+        let sets = if matcher_sets.is_empty() {
+            &empty[..]
+        } else {
+            matcher_sets
+        };
+        let mut out = BTreeSet::new();
+        for ms in sets {
+            let strings = self.block(call(wire(ms)))?;
+            self.note(strings.warnings);
+            out.extend(strings.items);
+        }
+        Ok(out)
     }
 
     /// Label sets of the matching series (chunks skipped), replica labels removed.
@@ -320,36 +355,23 @@ impl Storage for QueryStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let empty = [Vec::new()];
-        let sets = if matcher_sets.is_empty() {
-            &empty[..]
-        } else {
-            matcher_sets
-        };
-        let mut out = BTreeSet::new();
-        for ms in sets {
+        let (fanout, partial, store_match) = self.fan_out_parts();
+        let names = self.strings_over_sets(matcher_sets, move |matchers| {
             let req = LabelNamesRequest {
                 start: mint,
                 end: maxt,
-                matchers: wire(ms),
-                partial_response_strategy: strategy(self.partial),
-                partial_response_disabled: !self.partial,
+                matchers,
+                partial_response_strategy: strategy(partial),
+                partial_response_disabled: !partial,
                 ..Default::default()
             };
-            let fanout = self.inner.fanout.clone();
-            let partial = self.partial;
-            let store_match = self.store_match.clone();
-            let names =
-                self.block(async move { fanout.label_names(req, partial, &store_match).await })?;
-            self.note(names.warnings);
-            out.extend(
-                names
-                    .items
-                    .into_iter()
-                    .filter(|n| !self.replica_labels.contains(n)),
-            );
-        }
-        Ok(out.into_iter().collect())
+            let (fanout, store_match) = (fanout.clone(), store_match.clone());
+            async move { fanout.label_names(req, partial, &store_match).await }
+        })?;
+        Ok(names
+            .into_iter()
+            .filter(|n| !self.replica_labels.contains(n))
+            .collect())
     }
 
     fn label_values(
@@ -362,32 +384,22 @@ impl Storage for QueryStorage {
         if self.replica_labels.iter().any(|r| r == name) {
             return Ok(Vec::new());
         }
-        let empty = [Vec::new()];
-        let sets = if matcher_sets.is_empty() {
-            &empty[..]
-        } else {
-            matcher_sets
-        };
-        let mut out = BTreeSet::new();
-        for ms in sets {
+        let (fanout, partial, store_match) = self.fan_out_parts();
+        let name = name.to_string();
+        let values = self.strings_over_sets(matcher_sets, move |matchers| {
             let req = LabelValuesRequest {
-                label: name.to_string(),
+                label: name.clone(),
                 start: mint,
                 end: maxt,
-                matchers: wire(ms),
-                partial_response_strategy: strategy(self.partial),
-                partial_response_disabled: !self.partial,
+                matchers,
+                partial_response_strategy: strategy(partial),
+                partial_response_disabled: !partial,
                 ..Default::default()
             };
-            let fanout = self.inner.fanout.clone();
-            let partial = self.partial;
-            let store_match = self.store_match.clone();
-            let values =
-                self.block(async move { fanout.label_values(req, partial, &store_match).await })?;
-            self.note(values.warnings);
-            out.extend(values.items);
-        }
-        Ok(out.into_iter().collect())
+            let (fanout, store_match) = (fanout.clone(), store_match.clone());
+            async move { fanout.label_values(req, partial, &store_match).await }
+        })?;
+        Ok(values.into_iter().collect())
     }
 
     fn series_labels(
