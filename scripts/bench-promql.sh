@@ -31,8 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 log "generating blocks in $work/data"
 ./target/release/examples/bench_gen "$work/data"
 
@@ -52,17 +50,8 @@ log "starting strata query on :$strata_port"
     --log.level=warn >"$work/strata.log" 2>&1 &
 pids+=("$!")
 
-wait_ready() {
-    for _ in $(seq 1 300); do
-        if curl -fsS "http://127.0.0.1:$1/-/ready" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "server on :$1 did not become ready" >&2
-    cat "$work"/*.log >&2
-    return 1
-}
-wait_ready "$prom_port"
-wait_ready "$strata_port"
+wait_ready_port "$prom_port" "$work" 300
+wait_ready_port "$strata_port" "$work" 300
 
 # The data starts at 1700000000 s and spans 12 h; query the last 11 h so that every
 # window (up to 1 h) is full.

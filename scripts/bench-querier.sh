@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/lib.sh
+. ./scripts/lib.sh
+
 repeat="${1:-5}"
 
 if [ -z "${NO_BUILD:-}" ]; then
@@ -28,8 +31,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
@@ -54,18 +55,9 @@ pids+=("$!")
     --log.level=warn >"$work/local.log" 2>&1 &
 pids+=("$!")
 
-wait_ready() {
-    for _ in $(seq 1 600); do
-        if curl -fsS "http://127.0.0.1:$1/-/ready" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "server on :$1 did not become ready" >&2
-    cat "$work"/*.log >&2
-    return 1
-}
-wait_ready "$store_http"
-wait_ready "$query_port"
-wait_ready "$local_port"
+wait_ready_port "$store_http" "$work" 600
+wait_ready_port "$query_port" "$work" 600
+wait_ready_port "$local_port" "$work" 600
 # The querier is ready after its first probe round; wait until that round found the store.
 for _ in $(seq 1 300); do
     if curl -fsS "http://127.0.0.1:$query_port/api/v1/stores" | grep -q '"store"'; then break; fi

@@ -50,3 +50,19 @@ install_openssl() {
     if command -v openssl >/dev/null 2>&1; then return 0; fi
     apt_install openssl "certificates for the gRPC TLS tests"
 }
+
+# A free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits until http://127.0.0.1:PORT/-/ready answers, at most TRIES × 0.2 s (default 600);
+# otherwise prints the *.log files of LOGDIR and fails.
+wait_ready_port() {
+    local port="$1" logs="$2" tries="${3:-600}"
+    for _ in $(seq 1 "$tries"); do
+        if curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "server on :$port did not become ready" >&2
+    cat "$logs"/*.log >&2
+    return 1
+}
