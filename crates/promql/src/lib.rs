@@ -48,7 +48,8 @@ pub use blocks::BlockStorage;
 pub use engine::{Engine, EngineOptions, QueryContext, QueryOutput};
 pub use error::{Error, StorageError};
 pub use storage::{
-    ChunkData, MemStorage, SelectHints, SelectResult, SeriesData, Storage, StoredSeries,
+    ChunkData, MemStorage, SelectBatches, SelectHints, SelectResult, SeriesData, Storage,
+    StoredSeries,
 };
 pub use value::{Sample, Series, Value};
 

@@ -84,6 +84,9 @@ pub struct SelectResult {
     pub warnings: Vec<String>,
 }
 
+/// The batches of one [`Storage::select_batches`]; an error ends the selection.
+pub type SelectBatches = Box<dyn Iterator<Item = Result<SelectResult, StorageError>> + Send>;
+
 /// A source of series for the engine.
 ///
 /// Implementations are called from the engine's worker threads, never from an async task,
@@ -96,6 +99,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<SelectResult, StorageError>;
+
+    /// What [`Storage::select`] answers, handed over in batches: each batch sorted by labels,
+    /// each after the previous in label order, no labels repeated across batches, warnings
+    /// carried by any batch.
+    ///
+    /// Why: a networked storage receives the selection over many frames; with batches the
+    /// engine evaluates what has arrived while the rest is still in transit, instead of
+    /// adding the whole transfer to the query's latency. The default is `select`'s answer
+    /// as one batch.
+    fn select_batches(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectBatches, StorageError> {
+        let all = self.select(matchers, hints)?;
+        Ok(Box::new(std::iter::once(Ok(all))))
+    }
 
     /// Label names of the series matching any of `matcher_sets` (all series if empty) with
     /// samples in `[mint, maxt]`, sorted and unique.

@@ -20,8 +20,12 @@ use std::path::{Path, PathBuf};
 
 use promql_parser::parser::{AtModifier, Expr};
 use regex::Regex;
+
 use strata_model::{Label, Labels};
-use strata_promql::{Engine, EngineOptions, Error, MemStorage, QueryContext, QueryOutput, Value};
+use strata_promql::{
+    Engine, EngineOptions, Error, MemStorage, QueryContext, QueryOutput, SelectBatches,
+    SelectHints, SelectResult, Storage, StorageError, Value,
+};
 
 /// Files that exercise features this engine does not implement (yet), skipped whole.
 const SKIPPED_FILES: &[(&str, &str)] = &[
@@ -669,9 +673,72 @@ enum Outcome {
     NativeHistogram,
 }
 
+/// The test data as the engine sees it: [`MemStorage`]'s selections handed over in batches
+/// of two series (after an empty one), so that every case also checks evaluation over
+/// batches, which is how the querier hands over selections while they stream in.
+#[derive(Debug)]
+struct Batched(MemStorage);
+
+impl Storage for Batched {
+    fn select(
+        &self,
+        ms: &[strata_model::Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectResult, StorageError> {
+        self.0.select(ms, hints)
+    }
+
+    fn select_batches(
+        &self,
+        ms: &[strata_model::Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectBatches, StorageError> {
+        let all = self.0.select(ms, hints)?;
+        let mut batches = vec![Ok(SelectResult {
+            series: Vec::new(),
+            warnings: all.warnings,
+        })];
+        for pair in all.series.chunks(2) {
+            batches.push(Ok(SelectResult {
+                series: pair.to_vec(),
+                warnings: Vec::new(),
+            }));
+        }
+        Ok(Box::new(batches.into_iter()))
+    }
+
+    fn label_names(
+        &self,
+        sets: &[Vec<strata_model::Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        self.0.label_names(sets, mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<strata_model::Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        self.0.label_values(name, sets, mint, maxt)
+    }
+
+    fn series_labels(
+        &self,
+        sets: &[Vec<strata_model::Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        self.0.series_labels(sets, mint, maxt)
+    }
+}
+
 struct Runner {
     engine: Engine,
-    storage: MemStorage,
+    storage: Batched,
     /// Whether the loaded data has native (or NHCB) histograms.
     has_histograms: bool,
 }
@@ -1160,13 +1227,13 @@ fn main() {
                 delayed_name_removal: true,
                 ..EngineOptions::default()
             }),
-            storage: MemStorage::new(),
+            storage: Batched(MemStorage::new()),
             has_histograms: false,
         };
         for (_, cmd) in &cmds {
             match cmd {
                 Cmd::Clear => {
-                    runner.storage.clear();
+                    runner.storage.0.clear();
                     runner.has_histograms = false;
                 }
                 Cmd::Load {
@@ -1174,7 +1241,7 @@ fn main() {
                     nhcb,
                     series,
                 } => {
-                    runner.has_histograms |= load(&mut runner.storage, *interval, *nhcb, series);
+                    runner.has_histograms |= load(&mut runner.storage.0, *interval, *nhcb, series);
                 }
                 Cmd::Eval(ev) => {
                     let key = format!("{fname}:{}", ev.line);

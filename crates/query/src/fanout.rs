@@ -281,50 +281,316 @@ fn timeout_message(t: Duration) -> String {
     )
 }
 
-/// One store's Series call, collected, with a per-frame timeout and an overall deadline.
-async fn call_series(
+/// What one store's Series call hands on, frame by frame: the frame's series (labels
+/// converted, equal neighbours joined) or a warning. A failure is the last item.
+enum StoreFrame {
+    Series(Vec<WireSeries>),
+    Warning(String),
+}
+
+type StoreItem = Result<StoreFrame, String>;
+
+/// Reads one store's Series call into `tx`, with a per-frame timeout and an overall
+/// deadline; the call's failure (or a timeout) is sent as the last item. `sorted`: the
+/// series must arrive sorted by labels (a series split across frames is allowed), or the
+/// call fails naming the two series; the streaming merge relies on it.
+async fn read_series(
+    client: StoreClient<StoreChannel>,
+    req: SeriesRequest,
+    frame_timeout: Duration,
+    deadline: tokio::time::Instant,
+    sorted: bool,
+    tx: tokio::sync::mpsc::Sender<StoreItem>,
+) {
+    if let Err(e) = read_frames(client, req, frame_timeout, deadline, sorted, &tx).await {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+/// A store call's answer within its wait, or why not.
+fn waited<T>(
+    r: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+    frame_timeout: Duration,
+) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(st)) => Err(status_message(&st)),
+        Err(_) => Err(timeout_message(frame_timeout)),
+    }
+}
+
+/// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
+async fn read_frames(
     mut client: StoreClient<StoreChannel>,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
-) -> Result<(Vec<WireSeries>, Vec<String>), String> {
+    sorted: bool,
+    tx: &tokio::sync::mpsc::Sender<StoreItem>,
+) -> Result<(), String> {
     let next_wait = || {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         frame_timeout.min(left)
     };
-    let mut stream = match tokio::time::timeout(next_wait(), client.series(req)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(st)) => return Err(status_message(&st)),
-        Err(_) => return Err(timeout_message(frame_timeout)),
-    };
-    let mut series: Vec<WireSeries> = Vec::new();
-    let mut warnings = Vec::new();
-    let mut push = |s: strata_storepb::thanos::Series| {
-        let labels = labels_to_model(s.labels);
-        // A series may be split across frames: equal labels in a row are one series.
-        match series.last_mut() {
-            Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
-            _ => series.push((labels, s.chunks)),
-        }
-    };
+    let call = tokio::time::timeout(next_wait(), client.series(req)).await;
+    let mut stream = waited(call, frame_timeout)?.into_inner();
+    // The last series of the previous frame, for the order check across frames.
+    let mut last: Option<Labels> = None;
     loop {
-        match tokio::time::timeout(next_wait(), stream.message()).await {
-            Ok(Ok(Some(frame))) => match frame.result {
-                Some(series_response::Result::Series(s)) => push(s),
-                Some(series_response::Result::Batch(b)) => b.series.into_iter().for_each(&mut push),
-                Some(series_response::Result::Warning(w)) => warnings.push(w),
-                Some(series_response::Result::Hints(_)) | None => {}
-            },
-            Ok(Ok(None)) => break,
-            Ok(Err(st)) => return Err(status_message(&st)),
-            Err(_) => return Err(timeout_message(frame_timeout)),
+        let next = tokio::time::timeout(next_wait(), stream.message()).await;
+        let Some(frame) = waited(next, frame_timeout)? else {
+            return Ok(());
+        };
+        let wire = match frame.result {
+            Some(series_response::Result::Series(s)) => vec![s],
+            Some(series_response::Result::Batch(b)) => b.series,
+            Some(series_response::Result::Warning(w)) => {
+                if tx.send(Ok(StoreFrame::Warning(w))).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            Some(series_response::Result::Hints(_)) | None => continue,
+        };
+        let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
+        for s in wire {
+            let labels = labels_to_model(s.labels);
+            // A series may be split across frames: equal labels in a row are one series.
+            match series.last_mut() {
+                Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
+                _ => series.push((labels, s.chunks)),
+            }
+        }
+        if sorted {
+            let across = last
+                .as_ref()
+                .zip(series.first())
+                .filter(|(a, b)| b.0 < **a)
+                .map(|(a, b)| (a.clone(), b.0.clone()));
+            let within = || {
+                series
+                    .windows(2)
+                    .find(|w| w[1].0 <= w[0].0)
+                    .map(|w| (w[0].0.clone(), w[1].0.clone()))
+            };
+            if let Some((a, b)) = across.or_else(within) {
+                return Err(format!(
+                    "series out of order ({b} after {a}); a Store API server must send series \
+                     sorted by labels"
+                ));
+            }
+            if let Some(s) = series.last() {
+                last = Some(s.0.clone());
+            }
+        }
+        if !series.is_empty() && tx.send(Ok(StoreFrame::Series(series))).await.is_err() {
+            return Ok(());
         }
     }
+}
+
+/// One store's Series call, collected. A store that breaks the sort contract still gives a
+/// correct list (sorted here).
+async fn call_series(
+    client: StoreClient<StoreChannel>,
+    req: SeriesRequest,
+    frame_timeout: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<WireSeries>, Vec<String>), String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
+    let read = read_series(client, req, frame_timeout, deadline, false, tx);
+    let collect = async move {
+        let (mut series, mut warnings) = (Vec::<WireSeries>::new(), Vec::new());
+        while let Some(item) = rx.recv().await {
+            match item? {
+                StoreFrame::Warning(w) => warnings.push(w),
+                StoreFrame::Series(frame) => {
+                    for (labels, chunks) in frame {
+                        match series.last_mut() {
+                            Some((l, c)) if *l == labels => c.extend(chunks),
+                            _ => series.push((labels, chunks)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok::<_, String>((series, warnings))
+    };
+    let ((), collected) = tokio::join!(read, collect);
+    let (mut series, warnings) = collected?;
     if !series.is_sorted_by(|a, b| a.0 <= b.0) {
-        // A store that breaks the sort contract still gives a correct merge.
         sort_and_join(&mut series);
     }
     Ok((series, warnings))
+}
+
+/// Frames buffered per store between its gRPC stream and the merge.
+const STORE_FRAMES_AHEAD: usize = 4;
+
+/// Series per batch a streaming fan-out hands the engine: enough to keep its workers busy
+/// between hand-overs, few enough that evaluation starts while most of a large selection is
+/// still in transit.
+pub const STREAM_BATCH: usize = 1024;
+
+/// A store's place in the streaming merge.
+struct StoreCursor {
+    addr: String,
+    rx: tokio::sync::mpsc::Receiver<StoreItem>,
+    buf: std::collections::VecDeque<WireSeries>,
+    done: bool,
+}
+
+impl StoreCursor {
+    /// Waits until a series is buffered or the store is done (a failure is the store's
+    /// warning under partial response, else the request's error).
+    async fn fill(&mut self, warnings: &mut Vec<String>, partial: bool) -> Result<(), QueryError> {
+        while self.buf.is_empty() && !self.done {
+            match self.rx.recv().await {
+                None => self.done = true,
+                Some(Ok(StoreFrame::Series(v))) => self.buf.extend(v),
+                Some(Ok(StoreFrame::Warning(w))) => {
+                    warnings.push(format!("store {}: {w}", self.addr));
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    fail(warnings, &self.addr, e, partial)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn head(&self) -> Option<&Labels> {
+        self.buf.front().map(|s| &s.0)
+    }
+
+    /// Takes the head series, joined with its continuation in the next frames.
+    async fn pop(
+        &mut self,
+        warnings: &mut Vec<String>,
+        partial: bool,
+    ) -> Result<Option<WireSeries>, QueryError> {
+        let Some((labels, mut chunks)) = self.buf.pop_front() else {
+            return Ok(None);
+        };
+        loop {
+            self.fill(warnings, partial).await?;
+            match self.buf.front() {
+                Some(next) if next.0 == labels => {
+                    if let Some((_, more)) = self.buf.pop_front() {
+                        chunks.extend(more);
+                    }
+                }
+                _ => return Ok(Some((labels, chunks))),
+            }
+        }
+    }
+}
+
+impl Fanout {
+    /// As [`Fanout::series`], merged while the stores are still sending and handed to `out`
+    /// in batches of [`STREAM_BATCH`] series (the last batch carries what is left, and any
+    /// batch the warnings so far). An error ends the stream. Stores must send their series
+    /// sorted (as every Thanos Store API server does); one that does not fails the call,
+    /// naming itself. Returns when done or when `out` is dropped.
+    pub async fn series_stream(
+        &self,
+        req: SeriesRequest,
+        partial: bool,
+        store_match: &[Vec<Matcher>],
+        out: tokio::sync::mpsc::Sender<Result<Merged<Vec<WireSeries>>, QueryError>>,
+    ) {
+        let matchers = match matchers_to_model(&req.matchers) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = out.send(Err(QueryError::BadRequest(e.to_string()))).await;
+                return;
+            }
+        };
+        let stores = self.stores_for(&matchers, req.min_time, req.max_time, store_match);
+        let frame_timeout = self.frame_timeout();
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        let mut cursors: Vec<StoreCursor> = stores
+            .into_iter()
+            .map(|s| {
+                let (tx, rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
+                tokio::spawn(read_series(
+                    s.client,
+                    req.clone(),
+                    frame_timeout,
+                    deadline,
+                    true,
+                    tx,
+                ));
+                StoreCursor {
+                    addr: s.addr,
+                    rx,
+                    buf: Default::default(),
+                    done: false,
+                }
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        let merged = merge_cursors(&mut cursors, partial, &mut warnings, &out).await;
+        let last = match merged {
+            Ok(rest) => Ok(Merged {
+                items: rest,
+                warnings,
+            }),
+            Err(e) => Err(e),
+        };
+        let _ = out.send(last).await;
+    }
+}
+
+/// The k-way merge of [`Fanout::series_stream`]: sends full batches to `out` and returns the
+/// last, partial one. Equal labels from several stores become one series, chunks in store
+/// order.
+async fn merge_cursors(
+    cursors: &mut [StoreCursor],
+    partial: bool,
+    warnings: &mut Vec<String>,
+    out: &tokio::sync::mpsc::Sender<Result<Merged<Vec<WireSeries>>, QueryError>>,
+) -> Result<Vec<WireSeries>, QueryError> {
+    let mut batch: Vec<WireSeries> = Vec::with_capacity(STREAM_BATCH);
+    loop {
+        for c in cursors.iter_mut() {
+            c.fill(warnings, partial).await?;
+        }
+        // The first store whose head has the smallest labels; equal heads come after it.
+        let mut best: Option<usize> = None;
+        for (i, c) in cursors.iter().enumerate() {
+            if let Some(h) = c.head()
+                && best.is_none_or(|b| cursors[b].head().is_none_or(|bh| h < bh))
+            {
+                best = Some(i);
+            }
+        }
+        let Some(b) = best else {
+            return Ok(batch);
+        };
+        let Some((labels, mut chunks)) = cursors[b].pop(warnings, partial).await? else {
+            return Ok(batch);
+        };
+        for c in cursors.iter_mut().skip(b + 1) {
+            if c.head() == Some(&labels)
+                && let Some((_, more)) = c.pop(warnings, partial).await?
+            {
+                chunks.extend(more);
+            }
+        }
+        batch.push((labels, chunks));
+        if batch.len() >= STREAM_BATCH {
+            let full = Merged {
+                items: std::mem::replace(&mut batch, Vec::with_capacity(STREAM_BATCH)),
+                warnings: std::mem::take(warnings),
+            };
+            if out.send(Ok(full)).await.is_err() {
+                // The query stopped reading (finished early or cancelled).
+                return Ok(Vec::new());
+            }
+        }
+    }
 }
 
 /// Sorts series by labels and joins those with equal labels into one, chunks in their

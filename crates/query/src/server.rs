@@ -106,7 +106,7 @@ impl Store for QueryStoreService {
                         break;
                     }
                     SeriesResponse {
-                        result: Some(series_response::Result::Batch(SeriesBatch { series: b })),
+                        result: Some(series_response::Result::Batch(SeriesBatch::of(b))),
                     }
                 };
                 if tx.send(Ok(frame)).await.is_err() {

@@ -14,7 +14,7 @@ use strata_api::{
 };
 use strata_dedup::Algorithm;
 use strata_model::{Labels, Matcher};
-use strata_promql::{SelectHints, SelectResult, Storage, StorageError};
+use strata_promql::{SelectBatches, SelectHints, SelectResult, Storage, StorageError};
 use strata_storepb::convert::matcher_from_model;
 use strata_storepb::thanos::{
     Func, LabelMatcher, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, QueryHints,
@@ -314,12 +314,9 @@ impl QueryStorage {
     }
 }
 
-impl Storage for QueryStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        hints: &SelectHints,
-    ) -> Result<SelectResult, StorageError> {
+impl QueryStorage {
+    /// The Series request of a select, and how its answer becomes engine series.
+    fn select_plan(&self, matchers: &[Matcher], hints: &SelectHints) -> (SeriesRequest, Plan) {
         let aggr = AggrRead::from_func(hints.func.as_deref());
         let mut req = self.series_request(matchers, hints.start, hints.end);
         req.max_resolution_window = self.resolution(hints.step);
@@ -332,9 +329,7 @@ impl Storage for QueryStorage {
             }),
             ..Default::default()
         });
-        let merged = self.fan_out_series(req)?;
-        let cv = Convert {
-            replica_labels: &self.replica_labels,
+        let plan = Plan {
             algorithm: self.inner.cfg.dedup_func,
             counter: hints
                 .func
@@ -342,11 +337,122 @@ impl Storage for QueryStorage {
                 .is_some_and(strata_dedup::is_counter_function),
             aggr,
         };
-        let series = to_engine(merged.items, &cv).map_err(StorageError::new)?;
+        (req, plan)
+    }
+}
+
+/// How a select's merged series become engine series (with [`Convert`]'s replica labels).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    algorithm: Algorithm,
+    counter: bool,
+    aggr: AggrRead,
+}
+
+impl Plan {
+    fn convert<'a>(&self, replica_labels: &'a [String]) -> Convert<'a> {
+        Convert {
+            replica_labels,
+            algorithm: self.algorithm,
+            counter: self.counter,
+            aggr: self.aggr,
+        }
+    }
+}
+
+/// The batches of a streaming select: merged series as the fan-out hands them over,
+/// converted on the engine's thread. Dropping it stops the fan-out.
+struct StreamedSelect {
+    rx: tokio::sync::mpsc::Receiver<Result<Merged<Vec<WireSeries>>, crate::QueryError>>,
+    plan: Plan,
+    ended: bool,
+}
+
+impl Iterator for StreamedSelect {
+    type Item = Result<SelectResult, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        // The engine's threads are not the runtime's: waiting here blocks no async task.
+        let next = self.rx.blocking_recv();
+        let merged = match next {
+            None => {
+                self.ended = true;
+                return None;
+            }
+            Some(Err(e)) => {
+                self.ended = true;
+                return Some(Err(StorageError::new(e.to_string())));
+            }
+            Some(Ok(m)) => m,
+        };
+        Some(
+            to_engine(merged.items, &self.plan.convert(&[]))
+                .map(|series| SelectResult {
+                    series,
+                    warnings: merged.warnings,
+                })
+                .map_err(|e| {
+                    self.ended = true;
+                    StorageError::new(e)
+                }),
+        )
+    }
+}
+
+/// Merged batches in flight between a streaming fan-out and the engine.
+const STREAMED_BATCHES_AHEAD: usize = 2;
+
+impl Storage for QueryStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectResult, StorageError> {
+        let (req, plan) = self.select_plan(matchers, hints);
+        let merged = self.fan_out_series(req)?;
+        let series = to_engine(merged.items, &plan.convert(&self.replica_labels))
+            .map_err(StorageError::new)?;
         Ok(SelectResult {
             series,
             warnings: merged.warnings,
         })
+    }
+
+    /// Streams unless deduplicating: replicas of one series are only neighbours once the
+    /// replica labels are stripped and the whole selection re-sorted, so deduplication needs
+    /// the whole selection first.
+    fn select_batches(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SelectBatches, StorageError> {
+        if !self.replica_labels.is_empty() {
+            let all = self.select(matchers, hints)?;
+            return Ok(Box::new(std::iter::once(Ok(all))));
+        }
+        let (req, plan) = self.select_plan(matchers, hints);
+        let (fanout, partial, store_match) = self.fan_out_parts();
+        let slots = self.select_slots.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAMED_BATCHES_AHEAD);
+        self.inner.handle.spawn(async move {
+            let Ok(_permit) = slots.acquire_owned().await else {
+                let _ = tx
+                    .send(Err(crate::QueryError::ShuttingDown(
+                        "the query's select permits",
+                    )))
+                    .await;
+                return;
+            };
+            fanout.series_stream(req, partial, &store_match, tx).await;
+        });
+        Ok(Box::new(StreamedSelect {
+            rx,
+            plan,
+            ended: false,
+        }))
     }
 
     fn label_names(

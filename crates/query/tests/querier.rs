@@ -678,3 +678,174 @@ async fn tls_skip_verify_accepts_an_untrusted_certificate() {
     set.update().await;
     assert!(set.status()[0].last_error.is_some(), "{:?}", set.status());
 }
+
+/// A raw XOR chunk of one sample at `t`, on the wire.
+fn wire_chunk(t: i64) -> strata_storepb::thanos::AggrChunk {
+    use strata_storepb::thanos::{AggrChunk, Chunk, chunk};
+    AggrChunk {
+        min_time: t,
+        max_time: t,
+        raw: Some(Chunk {
+            r#type: chunk::Encoding::Xor as i32,
+            data: strata_tsdb::XorEncoder::encode([(t, 1.0)]).unwrap().into(),
+            hash: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn wire_series(name: &str, times: &[i64]) -> strata_storepb::thanos::Series {
+    strata_storepb::thanos::Series {
+        labels: vec![strata_storepb::thanos::Label {
+            name: "__name__".into(),
+            value: name.into(),
+        }],
+        chunks: times.iter().map(|&t| wire_chunk(t)).collect(),
+    }
+}
+
+fn batch_frame(
+    series: Vec<strata_storepb::thanos::Series>,
+) -> strata_storepb::thanos::SeriesResponse {
+    use strata_storepb::thanos::{SeriesBatch, SeriesResponse, series_response};
+    SeriesResponse {
+        result: Some(series_response::Result::Batch(SeriesBatch::of(series))),
+    }
+}
+
+/// Every selected series in order, with its chunks' start times (the tests' chunks hold one
+/// sample each; series whose chunks came out of time order are handed over decoded).
+fn chunk_times(series: &[strata_promql::StoredSeries]) -> Vec<(String, Vec<i64>)> {
+    series
+        .iter()
+        .map(|s| {
+            let times = match &s.data {
+                strata_promql::SeriesData::Chunks(c) => c.iter().map(|c| c.min_time).collect(),
+                strata_promql::SeriesData::Floats { timestamps, .. } => timestamps.to_vec(),
+                other => panic!("expected samples, got {other:?}"),
+            };
+            (s.labels.get("__name__").unwrap().to_string(), times)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_selects_merge_as_the_collected_ones_do() {
+    // Store A: 2,500 series in frames of 100, series m00099 split across two frames (one
+    // chunk in each). Store B: the first ten series again, with later chunks.
+    let names: Vec<String> = (0..2500).map(|i| format!("m{i:05}")).collect();
+    let mut a_series: Vec<_> = names.iter().map(|n| wire_series(n, &[0])).collect();
+    a_series.insert(100, wire_series("m00099", &[500]));
+    let mut a = CountingStore::new(Duration::ZERO);
+    a.frames = a_series
+        .chunks(100)
+        .map(|c| batch_frame(c.to_vec()))
+        .collect();
+    let mut b = CountingStore::new(Duration::ZERO);
+    b.frames = vec![batch_frame(
+        names[..10]
+            .iter()
+            .map(|n| wire_series(n, &[1000]))
+            .collect(),
+    )];
+    let ((addr_a, _stop_a), (addr_b, _stop_b)) = (a.start().await, b.start().await);
+    let q = querier(
+        fanout(&[addr_a.to_string(), addr_b.to_string()], None).await,
+        &[],
+    );
+    let st = std::sync::Arc::new(q.storage_for(&RequestOptions::default()));
+    let (streamed, batches, collected) = tokio::task::spawn_blocking(move || {
+        let hints = SelectHints {
+            start: 0,
+            end: 2000,
+            ..Default::default()
+        };
+        let ms = [Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", "m.*").unwrap()];
+        let mut streamed = Vec::new();
+        let mut batches = 0;
+        for b in st.select_batches(&ms, &hints).unwrap() {
+            streamed.extend(b.unwrap().series);
+            batches += 1;
+        }
+        let collected = st.select(&ms, &hints).unwrap().series;
+        (chunk_times(&streamed), batches, chunk_times(&collected))
+    })
+    .await
+    .unwrap();
+    // Handed over in several batches (the engine starts on the first while the rest arrive).
+    assert!(batches >= 3, "{batches} batches");
+    assert_eq!(streamed, collected);
+    let got: Vec<&str> = streamed.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(got, names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        streamed[0].1,
+        [0, 1000],
+        "both stores' chunks, in store order"
+    );
+    assert_eq!(
+        streamed[99].1,
+        [0, 500],
+        "a series split across frames is one series"
+    );
+    assert_eq!(streamed[100].1, [0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_sending_unsorted_series_is_named() {
+    let mut bad = CountingStore::new(Duration::ZERO);
+    bad.frames = vec![
+        batch_frame(vec![wire_series("b", &[0]), wire_series("c", &[0])]),
+        batch_frame(vec![wire_series("a", &[0])]),
+    ];
+    let (addr, _stop) = bad.start().await;
+    let f = fanout(&[addr.to_string()], None).await;
+    let select = |q: strata_query::Querier, partial: bool| {
+        let st = q.storage_for(&RequestOptions {
+            partial_response: Some(partial),
+            ..Default::default()
+        });
+        tokio::task::spawn_blocking(move || {
+            let hints = SelectHints {
+                start: 0,
+                end: 1,
+                ..Default::default()
+            };
+            let ms = [Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+").unwrap()];
+            let mut out = (Vec::new(), Vec::new());
+            for b in st.select_batches(&ms, &hints).map_err(|e| e.to_string())? {
+                let b = b.map_err(|e| e.to_string())?;
+                out.0
+                    .extend(chunk_times(&b.series).into_iter().map(|s| s.0));
+                out.1.extend(b.warnings);
+            }
+            Ok::<_, String>(out)
+        })
+    };
+    // Streaming: the merge cannot reorder what it has handed over, so the store is refused
+    // by name, as an error or (partial response) a warning.
+    let err = select(querier(f.clone(), &[]), false)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.contains("out of order") && err.contains(&addr.to_string()),
+        "{err}"
+    );
+    let (got, warnings) = select(querier(f.clone(), &[]), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ["b", "c"], "what came before the break");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("out of order") && w.contains(&addr.to_string()))
+    );
+    // Deduplicating collects the whole selection first, so it still sorts such a store.
+    let (got, warnings) = select(querier(f, &["replica"]), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ["a", "b", "c"]);
+    assert!(warnings.is_empty());
+}

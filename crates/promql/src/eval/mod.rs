@@ -30,7 +30,7 @@ use crate::annotations::Annotations;
 use crate::engine::{EngineOptions, QueryContext};
 use crate::error::{Error, Result, exec_err};
 use crate::fxhash::{FxHashMap, FxHasher};
-use crate::storage::{SelectHints, SeriesData, Storage, StoredSeries};
+use crate::storage::{SelectBatches, SelectHints, SeriesData, Storage, StoredSeries};
 use crate::{is_stale_nan, value};
 
 /// Below this many series, work stays on the calling thread: spreading it costs more than
@@ -121,6 +121,28 @@ pub(crate) struct RangeInput {
     pub(crate) labels: Labels,
     pub(crate) drop_name: bool,
     pub(crate) data: SourceData,
+}
+
+/// A range function's input: a selection still arriving in batches, or a subquery's series
+/// evaluated already (one batch).
+pub(crate) struct RangeInputs {
+    pub(crate) selected: Option<SelectBatches>,
+    pub(crate) evaluated: Option<Vec<RangeInput>>,
+    /// Series of the selection so far, and the steps each is evaluated at (sample limit).
+    pub(crate) seen: usize,
+    pub(crate) steps: usize,
+}
+
+impl RangeInputs {
+    /// Series evaluated already, to be evaluated again at `steps` steps.
+    pub(crate) fn evaluated(series: Vec<RangeInput>, steps: usize) -> Self {
+        RangeInputs {
+            selected: None,
+            evaluated: Some(series),
+            seen: 0,
+            steps,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -499,7 +521,8 @@ impl<'a> Evaluator<'a> {
                     .map(Val::Vector)
             }
             Expr::MatrixSelector(ms) => {
-                let (series, window) = self.matrix_input(ms, steps)?;
+                let (inputs, window) = self.matrix_input(ms, steps)?;
+                let series = self.all_range_inputs(inputs)?;
                 self.materialize_matrix(series, window, steps)
                     .map(Val::Matrix)
             }
@@ -543,6 +566,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Starts a selection; its batches come from [`Evaluator::next_selected`].
     #[allow(clippy::too_many_arguments)]
     fn select(
         &mut self,
@@ -553,7 +577,7 @@ impl<'a> Evaluator<'a> {
         range: i64,
         func: Option<String>,
         grouping: Option<(Vec<String>, bool)>,
-    ) -> Result<Vec<StoredSeries>> {
+    ) -> Result<SelectBatches> {
         let matchers = selector_matchers(vs)?;
         let (grouping, by) = grouping.unwrap_or_default();
         let hints = SelectHints {
@@ -565,11 +589,27 @@ impl<'a> Evaluator<'a> {
             grouping,
             by,
         };
-        let res = self.storage.select(&matchers, &hints)?;
-        for w in res.warnings {
+        Ok(self.storage.select_batches(&matchers, &hints)?)
+    }
+
+    /// The next batch of a selection (`None` at its end), its warnings noted. `seen` counts
+    /// the series so far, which the sample limit checks against `steps` as they arrive.
+    fn next_selected(
+        &mut self,
+        batches: &mut SelectBatches,
+        seen: &mut usize,
+        steps: usize,
+    ) -> Result<Option<Vec<StoredSeries>>> {
+        let Some(batch) = batches.next() else {
+            return Ok(None);
+        };
+        let batch = batch?;
+        for w in batch.warnings {
             self.annos.warnings.insert(w);
         }
-        Ok(res.series)
+        *seen += batch.series.len();
+        self.check_samples(*seen, steps)?;
+        Ok(Some(batch.series))
     }
 
     /// An instant vector selector over `steps`. With `keep_sample_time`, the values are the
@@ -591,10 +631,9 @@ impl<'a> Evaluator<'a> {
         let mint = ref_lo - lookback + 1;
         let maxt = ref_hi;
         let step = if steps.is_instant() { 0 } else { steps.step };
-        let stored = self.select(vs, mint, maxt, step, 0, func, grouping)?;
-        self.check_samples(stored.len(), n)?;
+        let mut batches = self.select(vs, mint, maxt, step, 0, func, grouping)?;
         let qctx = self.qctx;
-        let out = par_map_owned(stored, |s, buf| {
+        let work = |s: StoredSeries, buf: &mut (Vec<i64>, Vec<f64>)| {
             qctx.check("expression evaluation")?;
             let StoredSeries { labels, data } = s;
             let (ts, vals) = stored_samples(&data, &labels, mint, maxt, buf)?;
@@ -627,16 +666,26 @@ impl<'a> Evaluator<'a> {
                 }
             }
             Ok(out)
-        })?;
-        Ok(out.into_iter().filter(|s| !s.is_empty()).collect())
+        };
+        // Each batch is evaluated while the storage may still be receiving the next.
+        let (mut out, mut seen) = (Vec::new(), 0);
+        while let Some(stored) = self.next_selected(&mut batches, &mut seen, n)? {
+            out.extend(
+                par_map_owned(stored, work)?
+                    .into_iter()
+                    .filter(|s| !s.is_empty()),
+            );
+        }
+        Ok(out)
     }
 
-    /// The series of a range selector, and how its windows sit in time.
+    /// The series of a range selector, in the batches the storage hands over, and how its
+    /// windows sit in time.
     pub(crate) fn matrix_input(
         &mut self,
         ms: &MatrixSelector,
         steps: Steps,
-    ) -> Result<(Vec<RangeInput>, Window)> {
+    ) -> Result<(RangeInputs, Window)> {
         let vs = &ms.vs;
         let window = Window {
             range: ms.range.as_millis() as i64,
@@ -649,8 +698,34 @@ impl<'a> Evaluator<'a> {
         let step = if steps.is_instant() { 0 } else { steps.step };
         let func = self.hint_func.take();
         let grouping = self.hint_grouping.take();
-        let stored = self.select(vs, mint, maxt, step, window.range, func, grouping)?;
+        let batches = self.select(vs, mint, maxt, step, window.range, func, grouping)?;
         Ok((
+            RangeInputs {
+                selected: Some(batches),
+                evaluated: None,
+                seen: 0,
+                steps: n,
+            },
+            window,
+        ))
+    }
+
+    /// The next batch of range-function input (`None` at the end).
+    pub(crate) fn next_range_inputs(
+        &mut self,
+        from: &mut RangeInputs,
+    ) -> Result<Option<Vec<RangeInput>>> {
+        if let Some(v) = from.evaluated.take() {
+            self.check_samples(v.len(), from.steps)?;
+            return Ok(Some(v));
+        }
+        let Some(batches) = from.selected.as_mut() else {
+            return Ok(None);
+        };
+        let (mut seen, steps) = (from.seen, from.steps);
+        let next = self.next_selected(batches, &mut seen, steps)?;
+        from.seen = seen;
+        Ok(next.map(|stored| {
             stored
                 .into_iter()
                 .map(|s| RangeInput {
@@ -658,9 +733,17 @@ impl<'a> Evaluator<'a> {
                     drop_name: false,
                     data: SourceData::Stored(s.data),
                 })
-                .collect(),
-            window,
-        ))
+                .collect()
+        }))
+    }
+
+    /// All of a range vector's input at once.
+    fn all_range_inputs(&mut self, mut from: RangeInputs) -> Result<Vec<RangeInput>> {
+        let mut all = Vec::new();
+        while let Some(batch) = self.next_range_inputs(&mut from)? {
+            all.extend(batch);
+        }
+        Ok(all)
     }
 
     /// Evaluates a subquery's inner expression over its own steps and returns its series as

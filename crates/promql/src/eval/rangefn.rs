@@ -9,8 +9,8 @@ use promql_parser::parser::{Call, Expr};
 
 use super::aggr::{go_g, quantile};
 use super::{
-    Evaluator, RangeInput, Steps, VSeries, Val, check_unique_labels, drop_metric_labels_owned,
-    par_map_owned, selector_matchers, series_samples,
+    Evaluator, RangeInput, RangeInputs, Steps, VSeries, Val, check_unique_labels,
+    drop_metric_labels_owned, par_map_owned, selector_matchers, series_samples,
 };
 use crate::error::{Error, Result};
 use crate::is_stale_nan;
@@ -128,9 +128,12 @@ impl Evaluator<'_> {
         }
         let arg = unwrap_parens(&call.args.args[matrix_idx]);
         self.set_hints(Some(call.func.name.to_string()), None);
-        let (inputs, window) = match arg {
+        let (mut inputs, window) = match arg {
             Expr::MatrixSelector(ms) => self.matrix_input(ms, steps)?,
-            Expr::Subquery(sq) => self.subquery_input(sq, steps)?,
+            Expr::Subquery(sq) => {
+                let (series, window) = self.subquery_input(sq, steps)?;
+                (RangeInputs::evaluated(series, n), window)
+            }
             _ => {
                 return Err(Error::BadQuery(format!(
                     "expected type range vector in call to function {:?}",
@@ -145,17 +148,7 @@ impl Evaluator<'_> {
             bad_quantiles: Vec<f64>,
             smoothing_error: Option<String>,
         }
-        // What the counter check needs, kept before the inputs are consumed.
-        let names: Vec<Option<String>> = if matches!(f, RangeFn::Rate | RangeFn::Increase) {
-            inputs
-                .iter()
-                .map(|i| i.labels.get(METRIC_NAME).map(str::to_string))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.check_samples(inputs.len(), n)?;
-        let outs = par_map_owned(inputs, |input: RangeInput, buf| {
+        let work = |input: RangeInput, buf: &mut (Vec<i64>, Vec<f64>)| {
             qctx.check("expression evaluation")?;
             let mint = window.reference(steps.t(0)) - window.range + 1;
             let maxt = window.reference(steps.t(n - 1));
@@ -366,10 +359,23 @@ impl Evaluator<'_> {
                 }
             }
             Ok(out)
-        })?;
+        };
+        // Batch by batch as the storage hands them over (evaluation overlaps the transfer).
+        let counter_check = matches!(f, RangeFn::Rate | RangeFn::Increase);
+        let (mut outs, mut names) = (Vec::new(), Vec::new());
+        while let Some(batch) = self.next_range_inputs(&mut inputs)? {
+            if counter_check {
+                // What the counter check needs, kept before the inputs are consumed.
+                names.extend(
+                    batch
+                        .iter()
+                        .map(|i| i.labels.get(METRIC_NAME).map(str::to_string)),
+                );
+            }
+            outs.extend(par_map_owned(batch, work)?);
+        }
         let mut series = Vec::with_capacity(outs.len());
         let mut bad_q = Vec::new();
-        let counter_check = matches!(f, RangeFn::Rate | RangeFn::Increase);
         for (k, o) in outs.into_iter().enumerate() {
             if let Some(e) = o.smoothing_error {
                 return Err(Error::Execution(e));

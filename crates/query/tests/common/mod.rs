@@ -223,11 +223,13 @@ pub async fn served_tls(bucket: Bucket, data: &Path, cert: &Path, key: &Path) ->
 }
 
 /// A Store API double that answers Info (type `store`, all time, no labels) and answers every
-/// Series call with no series after `delay`, counting how many Series calls are in flight at
-/// once: for `--query.max-concurrent-select`.
+/// Series call with `frames` (none unless set) after `delay`, counting how many Series calls
+/// are in flight at once: for `--query.max-concurrent-select`, and for stores that break the
+/// protocol's rules.
 #[derive(Debug, Clone)]
 pub struct CountingStore {
     pub delay: Duration,
+    pub frames: Vec<strata_storepb::thanos::SeriesResponse>,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     calls: Arc<std::sync::atomic::AtomicUsize>,
@@ -237,6 +239,7 @@ impl CountingStore {
     pub fn new(delay: Duration) -> Self {
         CountingStore {
             delay,
+            frames: Vec::new(),
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
             calls: Arc::default(),
@@ -286,8 +289,9 @@ impl Drop for InFlight {
 
 #[tonic::async_trait]
 impl strata_storepb::thanos::store_server::Store for CountingStore {
-    type SeriesStream =
-        futures::stream::Empty<Result<strata_storepb::thanos::SeriesResponse, tonic::Status>>;
+    type SeriesStream = futures::stream::Iter<
+        std::vec::IntoIter<Result<strata_storepb::thanos::SeriesResponse, tonic::Status>>,
+    >;
 
     async fn series(
         &self,
@@ -299,7 +303,8 @@ impl strata_storepb::thanos::store_server::Store for CountingStore {
         let _guard = InFlight(self.in_flight.clone());
         self.max_in_flight.fetch_max(now, SeqCst);
         tokio::time::sleep(self.delay).await;
-        Ok(tonic::Response::new(futures::stream::empty()))
+        let frames: Vec<_> = self.frames.iter().cloned().map(Ok).collect();
+        Ok(tonic::Response::new(futures::stream::iter(frames)))
     }
 
     async fn label_names(
