@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Chunk data is handed out as slices of the bytes fetched from object storage.
         .bytes(".thanos.Chunk.data")
+        // Written by hand (src/batch.rs) so that a server can send series it encoded itself.
+        .extern_path(".thanos.SeriesBatch", "crate::batch::SeriesBatch")
         .out_dir(&out)
         .compile_fds_with_config(fds, config)?;
     Ok(())

@@ -186,9 +186,7 @@ impl<'a> Emitter<'a> {
             return Ok(());
         }
         let result = if self.batch_size > 1 {
-            series_response::Result::Batch(SeriesBatch {
-                series: std::mem::take(&mut self.batch),
-            })
+            series_response::Result::Batch(SeriesBatch::of(std::mem::take(&mut self.batch)))
         } else {
             series_response::Result::Series(self.batch.pop().expect("one series in the batch"))
         };

@@ -46,7 +46,7 @@ impl PackedLabels {
     }
 
     /// The labels in order, as `(name, value)`.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         (0..self.len()).map(|i| self.at(i))
     }
 

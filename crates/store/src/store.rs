@@ -25,9 +25,9 @@ use strata_storepb::convert::{labels_from_model, matchers_to_model, pack_any, un
 use strata_storepb::hintspb;
 use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
-    Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch, SeriesRequest,
-    SeriesResponse, ZLabelSet, series_response,
+    Aggr, AggrChunk, Chunk, EncodedSeries, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch,
+    SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
 use strata_tsdb::{ChunkMeta, ChunkRef, Encoding, RawChunk};
 use tokio::sync::{Semaphore, mpsc};
@@ -1060,7 +1060,9 @@ async fn build_frames(
     batch_size: usize,
 ) -> Result<(usize, usize), StoreError> {
     let (mut series, mut chunks_sent) = (0usize, 0usize);
-    let mut pending: Vec<Series> = Vec::new();
+    // Batched frames are encoded here directly from the packed labels and chunk slices
+    // (`EncodedSeries`), without wire structs.
+    let mut pending = EncodedSeries::default();
     while let Some((batch, chunks)) = rx.recv().await {
         let mut chunks = chunks.map(Vec::into_iter);
         for m in batch {
@@ -1079,17 +1081,16 @@ async fn build_frames(
             }
             chunks_sent += out_chunks.len();
             series += 1;
-            let s = Series {
-                labels: m.labels.to_wire(),
-                chunks: out_chunks,
-            };
             if batch_size <= 1 {
+                let s = Series {
+                    labels: m.labels.to_wire(),
+                    chunks: out_chunks,
+                };
                 send(&sink, SeriesResponse::series(s)).await?;
             } else {
-                pending.push(s);
-                if pending.len() >= batch_size {
-                    let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                    send(&sink, batch_frame(full)).await?;
+                pending.push(m.labels.iter(), &out_chunks);
+                if pending.count() >= batch_size {
+                    send(&sink, batch_frame(std::mem::take(&mut pending))).await?;
                 }
             }
         }
@@ -1106,9 +1107,12 @@ async fn send(sink: &SeriesSink, r: SeriesResponse) -> Result<(), StoreError> {
     sink.send(Ok(r)).await.map_err(|_| StoreError::Cancelled)
 }
 
-fn batch_frame(series: Vec<Series>) -> SeriesResponse {
+fn batch_frame(encoded: EncodedSeries) -> SeriesResponse {
     SeriesResponse {
-        result: Some(series_response::Result::Batch(SeriesBatch { series })),
+        result: Some(series_response::Result::Batch(SeriesBatch {
+            series: Vec::new(),
+            encoded,
+        })),
     }
 }
 

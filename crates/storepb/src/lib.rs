@@ -12,6 +12,8 @@
 //!   `StoreInfo`, `TsdbInfo`.
 //! - [`hintspb`]: package `hintspb`: hints carried in `google.protobuf.Any` with type URLs
 //!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
+//! - [`batch`]: `SeriesBatch`, written by hand: a server may send series it encoded itself
+//!   ([`batch::EncodedSeries`]), byte for byte what prost would encode.
 //! - [`server`]: the one gRPC server set-up every Store API server uses.
 //! - [`snappy`]: Thanos' `--grpc-compression=snappy` (framed Snappy per gRPC message), which
 //!   tonic lacks: a server layer that every [`server::serve`] installs, and a client channel
@@ -26,6 +28,7 @@
 
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 
+pub mod batch;
 pub mod convert;
 pub mod server;
 pub mod snappy;
@@ -39,6 +42,8 @@ pub mod snappy;
 )]
 pub mod thanos {
     include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
+
+    pub use crate::batch::{EncodedSeries, SeriesBatch};
 
     /// Package `thanos.info`: the Info API.
     #[allow(

@@ -200,7 +200,7 @@ fn series_response_oneof_arms() {
         .msg(1, W::default().msg(1, label("a", "1")))
         .msg(1, W::default().msg(1, label("a", "2")));
     let got = SeriesResponse::decode(W::default().msg(4, batch).0.as_slice()).unwrap();
-    let Some(series_response::Result::Batch(SeriesBatch { series })) = got.result else {
+    let Some(series_response::Result::Batch(SeriesBatch { series, .. })) = got.result else {
         panic!("want a batch")
     };
     assert_eq!(series.len(), 2);
@@ -314,4 +314,91 @@ fn grpc_method_paths() {
         strata_storepb::thanos::info::info_server::SERVICE_NAME,
     ];
     assert_eq!(src, ["thanos.Store", "thanos.info.Info"]);
+}
+
+/// A server's own encoding of a batch ([`EncodedSeries`]) is byte for byte what prost writes
+/// for the same structs, and decodes back to them.
+#[test]
+fn encoded_series_are_what_prost_writes() {
+    use strata_storepb::thanos::{AggrChunk, Chunk, EncodedSeries, Label, Series, chunk};
+    let ch = |t: i32, data: &[u8], hash: u64| Chunk {
+        r#type: t,
+        data: bytes::Bytes::copy_from_slice(data),
+        hash,
+    };
+    let big = vec![0xA5u8; 300];
+    let series = vec![
+        Series {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                },
+                Label {
+                    name: "zone".into(),
+                    value: "zürich".repeat(30),
+                },
+            ],
+            chunks: vec![
+                AggrChunk {
+                    min_time: -5,
+                    max_time: 1_700_000_000_000,
+                    raw: Some(ch(chunk::Encoding::Xor as i32, &big, 0)),
+                    ..Default::default()
+                },
+                AggrChunk {
+                    min_time: 0,
+                    max_time: 0,
+                    raw: Some(ch(chunk::Encoding::Xor as i32, &[], 0)),
+                    count: Some(ch(chunk::Encoding::Histogram as i32, &[1], 7)),
+                    sum: Some(ch(0, &[2, 3], u64::MAX)),
+                    min: Some(ch(0, &[4], 0)),
+                    max: Some(ch(0, &[5], 0)),
+                    counter: Some(ch(2, &[6], 1)),
+                },
+            ],
+        },
+        Series {
+            labels: vec![Label {
+                name: "a".into(),
+                value: String::new(),
+            }],
+            chunks: vec![],
+        },
+        Series::default(),
+    ];
+    let mut encoded = EncodedSeries::default();
+    for s in &series {
+        encoded.push(
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &s.chunks,
+        );
+    }
+    assert_eq!(encoded.count(), 3);
+    let by_prost = SeriesBatch::of(series.clone());
+    let by_hand = SeriesBatch {
+        series: Vec::new(),
+        encoded: encoded.clone(),
+    };
+    assert_eq!(by_hand.encoded_len(), by_prost.encoded_len());
+    assert_eq!(by_hand.encode_to_vec(), by_prost.encode_to_vec());
+    let back = SeriesBatch::decode(by_hand.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(back, by_prost);
+    // Structs and encoded series in one batch: structs first.
+    let mixed = SeriesBatch {
+        series: series[..1].to_vec(),
+        encoded,
+    };
+    let back = SeriesBatch::decode(mixed.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(back.series.len(), 4);
+    assert_eq!(back.series[0], series[0]);
+    assert_eq!(&back.series[1..], &series[..]);
+    // In a response frame, as the gateway sends it.
+    let frame = SeriesResponse {
+        result: Some(series_response::Result::Batch(by_hand)),
+    };
+    let want = SeriesResponse {
+        result: Some(series_response::Result::Batch(by_prost)),
+    };
+    assert_eq!(frame.encode_to_vec(), want.encode_to_vec());
 }

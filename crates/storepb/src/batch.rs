@@ -1,0 +1,231 @@
+//! `thanos.SeriesBatch`, written by hand so that a server can send series it encoded itself.
+//!
+//! Why: the store gateway sends tens of thousands of series per large Series call. Building
+//! prost structs for them costs two heap strings per label, a struct per chunk, and prost's
+//! nested length computation (each nested message's length is recomputed at every level it
+//! is nested in), then dropping it all again; that was about a fifth of the gateway's CPU
+//! for such a call. [`EncodedSeries`] writes the same bytes directly from borrowed labels
+//! and chunks: the chunk data are not copied until the gRPC encoder writes the frame, as
+//! with prost.
+//!
+//! On the wire nothing changes: a batch is field 1 (`repeated Series series`) whatever built
+//! it, and decoding always yields [`SeriesBatch::series`]. `tests/wire.rs` checks that both
+//! ways of building a batch give the same bytes.
+
+use bytes::{BufMut, Bytes};
+use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
+
+use crate::thanos::{AggrChunk, Chunk, Series};
+
+/// `thanos.SeriesBatch`: a frame of several series.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct SeriesBatch {
+    /// Series as structs (what a client decodes; what a server may send).
+    pub series: Vec<Series>,
+    /// Series encoded by the server, sent after `series`; always empty when decoded.
+    pub encoded: EncodedSeries,
+}
+
+impl SeriesBatch {
+    /// A batch of series as structs.
+    pub fn of(series: Vec<Series>) -> Self {
+        SeriesBatch {
+            series,
+            encoded: EncodedSeries::default(),
+        }
+    }
+}
+
+impl prost::Message for SeriesBatch {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for s in &self.series {
+            prost::encoding::message::encode(1, s, buf);
+        }
+        self.encoded.write(buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        if tag == 1 {
+            prost::encoding::message::merge_repeated(wire_type, &mut self.series, buf, ctx).map_err(
+                |mut e| {
+                    e.push("SeriesBatch", "series");
+                    e
+                },
+            )
+        } else {
+            prost::encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        prost::encoding::message::encoded_len_repeated(1, &self.series) + self.encoded.len()
+    }
+
+    fn clear(&mut self) {
+        self.series.clear();
+        self.encoded = EncodedSeries::default();
+    }
+}
+
+impl prost::Name for SeriesBatch {
+    const NAME: &'static str = "SeriesBatch";
+    const PACKAGE: &'static str = "thanos";
+
+    fn full_name() -> String {
+        "thanos.SeriesBatch".into()
+    }
+
+    fn type_url() -> String {
+        "type.googleapis.com/thanos.SeriesBatch".into()
+    }
+}
+
+/// Series encoded as entries of `SeriesBatch.series` (field 1), exactly as prost encodes the
+/// same [`Series`] structs. Chunk data are kept as shared slices and spliced in when the
+/// frame is written.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct EncodedSeries {
+    /// Everything but the chunk data.
+    head: Vec<u8>,
+    /// Chunk data and the offset in `head` where each goes, in order.
+    splices: Vec<(usize, Bytes)>,
+    /// Bytes of the spliced data.
+    spliced: usize,
+    /// Series encoded.
+    count: usize,
+}
+
+/// Length of a length-delimited field with `tag` < 16 holding `len` bytes.
+fn delimited_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// Length of a varint field with `tag` < 16 (absent when zero, as proto3 encodes it).
+fn varint_field_len(v: u64) -> usize {
+    if v == 0 { 0 } else { 1 + encoded_len_varint(v) }
+}
+
+/// Length of a string or bytes field (absent when empty).
+fn bytes_field_len(len: usize) -> usize {
+    if len == 0 { 0 } else { delimited_len(len) }
+}
+
+fn label_len(name: &str, value: &str) -> usize {
+    bytes_field_len(name.len()) + bytes_field_len(value.len())
+}
+
+fn chunk_len(c: &Chunk) -> usize {
+    varint_field_len(c.r#type as i64 as u64)
+        + bytes_field_len(c.data.len())
+        + varint_field_len(c.hash)
+}
+
+fn aggr_chunk_len(c: &AggrChunk) -> usize {
+    let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
+    varint_field_len(c.min_time as u64)
+        + varint_field_len(c.max_time as u64)
+        + parts
+            .iter()
+            .filter_map(|p| p.as_ref())
+            .map(|p| delimited_len(chunk_len(p)))
+            .sum::<usize>()
+}
+
+impl EncodedSeries {
+    /// Appends one series: `labels` in order (name, value), and its chunks.
+    pub fn push<'a>(
+        &mut self,
+        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        chunks: &[AggrChunk],
+    ) {
+        let labels_len: usize = labels
+            .clone()
+            .map(|(n, v)| delimited_len(label_len(n, v)))
+            .sum();
+        let chunks_len: usize = chunks
+            .iter()
+            .map(|c| delimited_len(aggr_chunk_len(c)))
+            .sum();
+        let h = &mut self.head;
+        encode_key(1, WireType::LengthDelimited, h);
+        encode_varint((labels_len + chunks_len) as u64, h);
+        for (n, v) in labels {
+            encode_key(1, WireType::LengthDelimited, h);
+            encode_varint(label_len(n, v) as u64, h);
+            put_bytes_field(1, n.as_bytes(), h);
+            put_bytes_field(2, v.as_bytes(), h);
+        }
+        for c in chunks {
+            encode_key(2, WireType::LengthDelimited, &mut self.head);
+            encode_varint(aggr_chunk_len(c) as u64, &mut self.head);
+            put_varint_field(1, c.min_time as u64, &mut self.head);
+            put_varint_field(2, c.max_time as u64, &mut self.head);
+            let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
+            for (tag, p) in (3u32..).zip(parts) {
+                if let Some(p) = p {
+                    self.put_chunk(tag, p);
+                }
+            }
+        }
+        self.count += 1;
+    }
+
+    fn put_chunk(&mut self, tag: u32, c: &Chunk) {
+        let h = &mut self.head;
+        encode_key(tag, WireType::LengthDelimited, h);
+        encode_varint(chunk_len(c) as u64, h);
+        put_varint_field(1, c.r#type as i64 as u64, h);
+        if !c.data.is_empty() {
+            encode_key(2, WireType::LengthDelimited, h);
+            encode_varint(c.data.len() as u64, h);
+            self.splices.push((self.head.len(), c.data.clone()));
+            self.spliced += c.data.len();
+        }
+        put_varint_field(3, c.hash, &mut self.head);
+    }
+
+    /// Series encoded so far.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.spliced
+    }
+
+    fn write(&self, buf: &mut impl BufMut) {
+        let mut at = 0;
+        for (offset, data) in &self.splices {
+            buf.put_slice(&self.head[at..*offset]);
+            buf.put_slice(data);
+            at = *offset;
+        }
+        buf.put_slice(&self.head[at..]);
+    }
+}
+
+fn put_varint_field(tag: u32, v: u64, buf: &mut Vec<u8>) {
+    if v != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(v, buf);
+    }
+}
+
+fn put_bytes_field(tag: u32, b: &[u8], buf: &mut Vec<u8>) {
+    if !b.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.extend_from_slice(b);
+    }
+}
