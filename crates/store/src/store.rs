@@ -1063,12 +1063,13 @@ async fn build_frames(
     // Batched frames are encoded here directly from the packed labels and chunk slices
     // (`EncodedSeries`), without wire structs.
     let mut pending = EncodedSeries::default();
+    // One series' chunks at a time; reused (and emptied by `EncodedSeries::push`).
+    let mut out_chunks: Vec<AggrChunk> = Vec::new();
     while let Some((batch, chunks)) = rx.recv().await {
         let mut chunks = chunks.map(Vec::into_iter);
         for m in batch {
-            let mut out_chunks = Vec::new();
+            out_chunks.clear();
             if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
-                out_chunks.reserve_exact(c.len());
                 for (j, raw) in c {
                     out_chunks.push(aggr_chunk(j, raw, &aggrs, block_ids[j.block])?);
                 }
@@ -1084,11 +1085,11 @@ async fn build_frames(
             if batch_size <= 1 {
                 let s = Series {
                     labels: m.labels.to_wire(),
-                    chunks: out_chunks,
+                    chunks: std::mem::take(&mut out_chunks),
                 };
                 send(&sink, SeriesResponse::series(s)).await?;
             } else {
-                pending.push(m.labels.iter(), &out_chunks);
+                pending.push(m.labels.iter(), &mut out_chunks);
                 if pending.count() >= batch_size {
                     send(&sink, batch_frame(std::mem::take(&mut pending))).await?;
                 }

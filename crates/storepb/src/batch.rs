@@ -5,8 +5,8 @@
 //! nested length computation (each nested message's length is recomputed at every level it
 //! is nested in), then dropping it all again; that was about a fifth of the gateway's CPU
 //! for such a call. [`EncodedSeries`] writes the same bytes directly from borrowed labels
-//! and chunks: the chunk data are not copied until the gRPC encoder writes the frame, as
-//! with prost.
+//! and chunks: the chunk data are moved, not copied, until the gRPC encoder writes the frame,
+//! as with prost.
 //!
 //! On the wire nothing changes: a batch is field 1 (`repeated Series series`) whatever built
 //! it, and decoding always yields [`SeriesBatch::series`]. `tests/wire.rs` checks that both
@@ -138,11 +138,12 @@ fn aggr_chunk_len(c: &AggrChunk) -> usize {
 }
 
 impl EncodedSeries {
-    /// Appends one series: `labels` in order (name, value), and its chunks.
+    /// Appends one series: `labels` in order (name, value), and its chunks, which are moved
+    /// out (`chunks` is left empty, its allocation kept for the next series).
     pub fn push<'a>(
         &mut self,
         labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-        chunks: &[AggrChunk],
+        chunks: &mut Vec<AggrChunk>,
     ) {
         let labels_len: usize = labels
             .clone()
@@ -161,12 +162,12 @@ impl EncodedSeries {
             put_bytes_field(1, n.as_bytes(), h);
             put_bytes_field(2, v.as_bytes(), h);
         }
-        for c in chunks {
+        for c in chunks.drain(..) {
             encode_key(2, WireType::LengthDelimited, &mut self.head);
-            encode_varint(aggr_chunk_len(c) as u64, &mut self.head);
+            encode_varint(aggr_chunk_len(&c) as u64, &mut self.head);
             put_varint_field(1, c.min_time as u64, &mut self.head);
             put_varint_field(2, c.max_time as u64, &mut self.head);
-            let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
+            let parts = [c.raw, c.count, c.sum, c.min, c.max, c.counter];
             for (tag, p) in (3u32..).zip(parts) {
                 if let Some(p) = p {
                     self.put_chunk(tag, p);
@@ -176,16 +177,16 @@ impl EncodedSeries {
         self.count += 1;
     }
 
-    fn put_chunk(&mut self, tag: u32, c: &Chunk) {
+    fn put_chunk(&mut self, tag: u32, c: Chunk) {
         let h = &mut self.head;
         encode_key(tag, WireType::LengthDelimited, h);
-        encode_varint(chunk_len(c) as u64, h);
+        encode_varint(chunk_len(&c) as u64, h);
         put_varint_field(1, c.r#type as i64 as u64, h);
         if !c.data.is_empty() {
             encode_key(2, WireType::LengthDelimited, h);
             encode_varint(c.data.len() as u64, h);
-            self.splices.push((self.head.len(), c.data.clone()));
             self.spliced += c.data.len();
+            self.splices.push((self.head.len(), c.data));
         }
         put_varint_field(3, c.hash, &mut self.head);
     }

@@ -369,10 +369,12 @@ fn encoded_series_are_what_prost_writes() {
     ];
     let mut encoded = EncodedSeries::default();
     for s in &series {
+        let mut chunks = s.chunks.clone();
         encoded.push(
             s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-            &s.chunks,
+            &mut chunks,
         );
+        assert!(chunks.is_empty());
     }
     assert_eq!(encoded.count(), 3);
     let by_prost = SeriesBatch::of(series.clone());
