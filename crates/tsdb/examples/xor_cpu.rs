@@ -1,5 +1,6 @@
 //! XOR decode cost in CPU nanoseconds per sample, measured with the thread's CPU clock so the
-//! figure holds on a shared, busy machine (criterion's wall-clock numbers do not).
+//! figure holds on a shared, busy machine (criterion's wall-clock numbers do not): first with
+//! `decode_into`, one chunk at a time, then with `decode_chunks_into`, 120 chunks a call.
 //!
 //! `cargo run --release -p strata-tsdb --example xor_cpu [seconds-per-shape] [shape]`
 
@@ -37,6 +38,29 @@ fn main() {
                     .unwrap()
                     .decode_into(&mut ts, &mut vs)
                     .unwrap();
+                black_box((&ts, &vs));
+            }
+            samples += 120 * data.len() as u64;
+        }
+        let ns = (thread_cpu_ns() - start) as f64 / samples as f64;
+        println!("{kind:<9} {ns:.2}   ({samples} samples)");
+    }
+    println!("shape     ns/sample (CPU time, XorIterator::decode_chunks_into, 120 chunks a call)");
+    for kind in SHAPES {
+        if only.as_deref().is_some_and(|o| o != kind) {
+            continue;
+        }
+        let data = chunks(kind, 2000);
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let (mut ts, mut vs) = (Vec::with_capacity(120 * 120), Vec::with_capacity(120 * 120));
+        let mut samples = 0u64;
+        let start = thread_cpu_ns();
+        let budget = (secs * 1e9) as u64;
+        while thread_cpu_ns() - start < budget {
+            for group in refs.chunks(120) {
+                ts.clear();
+                vs.clear();
+                XorIterator::decode_chunks_into(group, &mut ts, &mut vs).unwrap();
                 black_box((&ts, &vs));
             }
             samples += 120 * data.len() as u64;
