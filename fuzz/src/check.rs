@@ -87,6 +87,7 @@ pub fn aggr_chunk(data: &[u8]) {
 /// must agree on every sample and on the error; a chunk that decodes must re-encode to the
 /// same samples, bit for bit.
 pub fn xor_chunk(data: &[u8]) {
+    xor_chunks(data);
     let Ok(it) = XorIterator::new(data) else {
         return;
     };
@@ -111,6 +112,41 @@ pub fn xor_chunk(data: &[u8]) {
             round_trip(&by_iter.samples);
         }
         Some(_) => assert!(by_iter.samples.len() < total, "error after the last sample"),
+    }
+}
+
+/// Many chunks decoded together (`XorIterator::decode_chunks_into`, lockstep groups of 16 and
+/// 8 where the CPU has AVX-512) must give exactly what decoding them one by one gives: the same
+/// samples, the same failing chunk and error, the same partial output. The groups are the
+/// input cut shorter by 0..16 bytes (lanes that run out of data at different samples), the
+/// input 24 times, and the input split into up to 24 pieces.
+fn xor_chunks(data: &[u8]) {
+    let n = data.first().map_or(1, |b| usize::from(b % 24) + 1);
+    let rest = data.get(1..).unwrap_or(&[]);
+    let pieces: Vec<&[u8]> = rest.chunks(rest.len().div_ceil(n).max(1)).collect();
+    let groups: [Vec<&[u8]>; 3] = [
+        (0..16)
+            .map(|i| &data[..data.len().saturating_sub(i)])
+            .collect(),
+        vec![data; 24],
+        pieces,
+    ];
+    for chunks in groups {
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        let mut want_err = None;
+        for (i, c) in chunks.iter().enumerate() {
+            if let Err(e) = XorIterator::new(c).and_then(|mut it| it.decode_into(&mut ts, &mut vs))
+            {
+                want_err = Some((i, e));
+                break;
+            }
+        }
+        let (mut got_ts, mut got_vs) = (Vec::new(), Vec::new());
+        let got_err = XorIterator::decode_chunks_into(&chunks, &mut got_ts, &mut got_vs).err();
+        assert_eq!(got_err, want_err, "decode_chunks_into fails differently");
+        assert_eq!(got_ts, ts, "decode_chunks_into timestamps differ");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got_vs), bits(&vs), "decode_chunks_into values differ");
     }
 }
 
