@@ -390,18 +390,7 @@ pub(crate) fn stored_samples<'b>(
                 // Chunks from a merge may overlap the previous one; keep timestamps strictly
                 // increasing so that every window scan stays valid.
                 if before > 0 && buf.0.len() > before && buf.0[before] <= buf.0[before - 1] {
-                    let mut w = before;
-                    let mut last = buf.0[before - 1];
-                    for r in before..buf.0.len() {
-                        if buf.0[r] > last {
-                            last = buf.0[r];
-                            buf.0[w] = buf.0[r];
-                            buf.1[w] = buf.1[r];
-                            w += 1;
-                        }
-                    }
-                    buf.0.truncate(w);
-                    buf.1.truncate(w);
+                    keep_increasing(buf, before);
                 }
             }
             (&buf.0, &buf.1)
@@ -458,18 +447,24 @@ fn decode_many(
     // Chunk times that do not match their samples could still break the order: keep
     // timestamps strictly increasing, as the chunk-by-chunk path does.
     if !buf.0.is_sorted_by(|a, b| a < b) {
-        let mut w = 0;
-        for r in 0..buf.0.len() {
-            if w == 0 || buf.0[r] > buf.0[w - 1] {
-                buf.0[w] = buf.0[r];
-                buf.1[w] = buf.1[r];
-                w += 1;
-            }
-        }
-        buf.0.truncate(w);
-        buf.1.truncate(w);
+        keep_increasing(buf, 0);
     }
     Ok(true)
+}
+
+/// Drops every sample from index `from` on whose timestamp is not after the last one kept,
+/// so that timestamps are strictly increasing (samples before `from` are already).
+fn keep_increasing(buf: &mut (Vec<i64>, Vec<f64>), from: usize) {
+    let mut w = from;
+    for r in from..buf.0.len() {
+        if w == 0 || buf.0[r] > buf.0[w - 1] {
+            buf.0[w] = buf.0[r];
+            buf.1[w] = buf.1[r];
+            w += 1;
+        }
+    }
+    buf.0.truncate(w);
+    buf.1.truncate(w);
 }
 
 /// Runs `f` over `items` in order, in parallel when there are enough of them, with one
