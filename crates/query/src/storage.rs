@@ -239,10 +239,7 @@ impl QueryStorage {
         let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
         self.block(async move {
-            let _permit = slots
-                .acquire_owned()
-                .await
-                .map_err(|_| crate::QueryError::ShuttingDown("the query's select permits"))?;
+            let _permit = select_permit(slots).await?;
             fanout.series(req, partial, &store_match).await
         })
     }
@@ -312,9 +309,7 @@ impl QueryStorage {
         }
         Ok(out)
     }
-}
 
-impl QueryStorage {
     /// The Series request of a select, and how its answer becomes engine series.
     fn select_plan(&self, matchers: &[Matcher], hints: &SelectHints) -> (SeriesRequest, Plan) {
         let aggr = AggrRead::from_func(hints.func.as_deref());
@@ -402,6 +397,16 @@ impl Iterator for StreamedSelect {
     }
 }
 
+/// Waits for one of the query's `--query.max-concurrent-select` permits.
+async fn select_permit(
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, crate::QueryError> {
+    slots
+        .acquire_owned()
+        .await
+        .map_err(|_| crate::QueryError::ShuttingDown("the query's select permits"))
+}
+
 /// Merged batches in flight between a streaming fan-out and the engine.
 const STREAMED_BATCHES_AHEAD: usize = 2;
 
@@ -438,13 +443,12 @@ impl Storage for QueryStorage {
         let slots = self.select_slots.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAMED_BATCHES_AHEAD);
         self.inner.handle.spawn(async move {
-            let Ok(_permit) = slots.acquire_owned().await else {
-                let _ = tx
-                    .send(Err(crate::QueryError::ShuttingDown(
-                        "the query's select permits",
-                    )))
-                    .await;
-                return;
+            let _permit = match select_permit(slots).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             };
             fanout.series_stream(req, partial, &store_match, tx).await;
         });
