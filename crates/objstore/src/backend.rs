@@ -60,6 +60,9 @@ impl Default for UploadSettings {
 pub(crate) struct Backend {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) upload: UploadSettings,
+    /// The same store when it is a FILESYSTEM bucket, whose range reads the bucket does
+    /// itself (see `crate::local`).
+    pub(crate) local: Option<Arc<LocalFileSystem>>,
 }
 
 pub(crate) fn build(config: &BucketConfig) -> Result<Backend> {
@@ -79,9 +82,11 @@ pub(crate) fn build(config: &BucketConfig) -> Result<Backend> {
                 // Deleting the last object of a directory removes the directory, so that a
                 // non-recursive iter does not keep reporting deleted blocks.
                 .with_automatic_cleanup(true);
+            let store = Arc::new(store);
             Ok(Backend {
-                store: Arc::new(store),
+                store: store.clone(),
                 upload: UploadSettings::default(),
+                local: Some(store),
             })
         }
         ProviderConfig::S3(c) => build_s3(c),
@@ -296,6 +301,7 @@ fn build_s3(c: &S3Config) -> Result<Backend> {
     }
     Ok(Backend {
         store: Arc::new(store),
+        local: None,
         upload: UploadSettings {
             part_size: match c.part_size {
                 Some(n) if n >= MIN_S3_PART_SIZE => usize::try_from(n).unwrap_or(usize::MAX),
@@ -327,6 +333,7 @@ fn build_gcs(c: &GcsConfig) -> Result<Backend> {
         .map_err(|e| Error::build("GCS", e))?;
     Ok(Backend {
         store: Arc::new(store),
+        local: None,
         upload: UploadSettings {
             // GCS' XML multipart API shares S3's 5 MiB minimum part size.
             part_size: match c.chunk_size_bytes {
@@ -461,6 +468,7 @@ fn build_azure(c: &AzureConfig) -> Result<Backend> {
         .map_err(|e| Error::build("AZURE", e))?;
     Ok(Backend {
         store: Arc::new(store),
+        local: None,
         upload: UploadSettings::default(),
     })
 }

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -86,6 +87,9 @@ fn coalesce(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// Set for FILESYSTEM buckets: range reads go through `crate::local` (one blocking call
+    /// per read) instead of `store`.
+    local: Option<Arc<LocalFileSystem>>,
     name: String,
     /// Normalised (`a/b`, no surrounding slashes); empty for none.
     prefix: String,
@@ -130,6 +134,7 @@ impl Bucket {
         let backend = backend::build(config)?;
         let bucket = Bucket::from_parts(
             backend.store,
+            backend.local,
             config.bucket_name(),
             &config.prefix,
             metrics,
@@ -158,6 +163,7 @@ impl Bucket {
     ) -> Bucket {
         Bucket::from_parts(
             store,
+            None,
             name.into(),
             prefix,
             metrics,
@@ -172,6 +178,7 @@ impl Bucket {
 
     fn from_parts(
         store: Arc<dyn ObjectStore>,
+        local: Option<Arc<LocalFileSystem>>,
         name: String,
         prefix: &str,
         metrics: &BucketMetrics,
@@ -181,6 +188,7 @@ impl Bucket {
         Bucket {
             inner: Arc::new(Inner {
                 store,
+                local,
                 name,
                 prefix: normalize_prefix(prefix),
                 metrics: metrics.clone(),
@@ -211,6 +219,7 @@ impl Bucket {
     fn rebuild(&self, change: impl FnOnce(&mut Inner)) -> Bucket {
         let mut inner = Inner {
             store: Arc::clone(&self.inner.store),
+            local: self.inner.local.clone(),
             name: self.inner.name.clone(),
             prefix: self.inner.prefix.clone(),
             metrics: self.inner.metrics.clone(),
@@ -297,6 +306,13 @@ impl Bucket {
             if range.is_empty() {
                 return Ok(Bytes::new());
             }
+            if self.inner.local.is_some() {
+                let read = self.read_local(&path, key, vec![range.clone()]).await?;
+                return match read.data.into_iter().next().flatten() {
+                    Some(bytes) => Ok(bytes),
+                    None => Err(self.not_satisfiable(key, &range, read.size)),
+                };
+            }
             match self.inner.store.get_range(&path, range.clone()).await {
                 Ok(bytes) => Ok(bytes),
                 Err(e) => Err(self.range_error(&path, key, &range, e).await),
@@ -318,27 +334,42 @@ impl Bucket {
             // Our own coalescing rather than object_store's: its slicing panics when a merged
             // request comes back short because a range lies past the end of the object.
             let merged = coalesce(ranges);
-            let fetched: Vec<Bytes> = futures::stream::iter(merged.iter().cloned())
-                .map(|m| {
-                    let path = &path;
-                    async move {
-                        match self.inner.store.get_range(path, m.clone()).await {
-                            Ok(bytes) => Ok(bytes),
-                            Err(e) => Err(self.range_error(path, key, &m, e).await),
+            let fetched: Vec<Bytes> = if self.inner.local.is_some() {
+                // One blocking call reads every merged range of the file.
+                let read = self.read_local(&path, key, merged.clone()).await?;
+                let size = read.size;
+                read.data
+                    .into_iter()
+                    .map(|d| {
+                        d.ok_or_else(|| {
+                            let r = ranges.iter().find(|r| !r.is_empty() && r.start >= size);
+                            self.not_satisfiable(key, r.unwrap_or(&merged[0]), size)
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            } else {
+                futures::stream::iter(merged.iter().cloned())
+                    .map(|m| {
+                        let path = &path;
+                        async move {
+                            match self.inner.store.get_range(path, m.clone()).await {
+                                Ok(bytes) => Ok(bytes),
+                                Err(e) => Err(self.range_error(path, key, &m, e).await),
+                            }
                         }
-                    }
-                })
-                .buffered(MAX_PARALLEL_RANGE_REQUESTS)
-                .try_collect()
-                .await
-                .map_err(|err| match err {
-                    // Report the first requested range that lies past the end, not the merge.
-                    Error::RangeNotSatisfiable { size, .. } => ranges
-                        .iter()
-                        .find(|r| !r.is_empty() && r.start >= size)
-                        .map_or(err, |r| self.not_satisfiable(key, r, size)),
-                    other => other,
-                })?;
+                    })
+                    .buffered(MAX_PARALLEL_RANGE_REQUESTS)
+                    .try_collect()
+                    .await
+                    .map_err(|err| match err {
+                        // Report the first requested range that lies past the end, not the merge.
+                        Error::RangeNotSatisfiable { size, .. } => ranges
+                            .iter()
+                            .find(|r| !r.is_empty() && r.start >= size)
+                            .map_or(err, |r| self.not_satisfiable(key, r, size)),
+                        other => other,
+                    })?
+            };
             ranges
                 .iter()
                 .map(|r| {
@@ -624,6 +655,35 @@ impl Bucket {
             });
         }
         Ok(())
+    }
+
+    /// Range reads of a FILESYSTEM bucket (see `crate::local`), errors as the backend's.
+    async fn read_local(
+        &self,
+        path: &Path,
+        key: &str,
+        ranges: Vec<Range<u64>>,
+    ) -> Result<crate::local::Ranges> {
+        let local = self.inner.local.as_ref().expect("a FILESYSTEM bucket");
+        let fs_path = local
+            .path_to_filesystem(path)
+            .map_err(|e| self.backend_error(Op::GetRange, key, e))?;
+        crate::local::read_ranges(fs_path.clone(), ranges)
+            .await
+            .map_err(|source| {
+                let err = if source.kind() == std::io::ErrorKind::NotFound {
+                    object_store::Error::NotFound {
+                        path: fs_path.display().to_string(),
+                        source: Box::new(source),
+                    }
+                } else {
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(source),
+                    }
+                };
+                self.backend_error(Op::GetRange, key, err)
+            })
     }
 
     fn not_satisfiable(&self, key: &str, range: &Range<u64>, size: u64) -> Error {

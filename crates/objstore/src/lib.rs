@@ -14,6 +14,8 @@
 //! The heavy lifting (signing, retries, multipart uploads, range coalescing) is done by the
 //! [`object_store`] crate; this crate adds Thanos' configuration format, its listing semantics, its
 //! metrics, and errors that tell an operator what to do.
+//! One exception: range reads of FILESYSTEM buckets are done here, one blocking call per read
+//! (`local`), because the store gateway makes many of them on its query path.
 //!
 //! # Configuration
 //!
@@ -59,6 +61,7 @@ mod config;
 mod duration;
 mod envsubst;
 mod error;
+mod local;
 mod metrics;
 pub mod testing;
 
