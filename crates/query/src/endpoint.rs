@@ -1,25 +1,39 @@
-//! The endpoint set: which Store API servers exist (static addresses, DNS, file SD), whether
-//! they answer, and what they hold (Info API: component type, external label sets, time
-//! range).
+//! The endpoint set: which Store API servers exist (static addresses, DNS, file SD, the
+//! endpoint SD config), whether they answer, and what they hold (Info API: component type,
+//! external label sets, time range).
 //!
 //! Thanos keeps two loops: discovery (DNS every `--store.sd-dns-interval`, files every
-//! `--store.sd-interval`) and health (Info every 5 s). Only endpoints whose last Info call
-//! succeeded are queried, except `--endpoint-strict` ones, which are always queried (with an
-//! unbounded time range until they first answer). An endpoint that stays unhealthy for
-//! `--store.unhealthy-timeout` is forgotten (it leaves `/api/v1/stores`).
+//! `--store.sd-interval`, the endpoint SD config every `--endpoint.sd-config-reload-interval`)
+//! and health (Info every 5 s). Only endpoints whose last Info call succeeded are queried,
+//! except strict ones (`--endpoint-strict`, `--endpoint-group-strict`, `strict: true`), which
+//! are always queried (with an unbounded time range until they first answer). An endpoint
+//! that stays unhealthy for `--store.unhealthy-timeout` is forgotten (it leaves
+//! `/api/v1/stores`).
+//!
+//! An endpoint *group* (`--endpoint-group`, `group: true`) is one logical store whose address
+//! resolves to interchangeable replicas: it is queried as one store, each call going to the
+//! next healthy member in turn (round robin), as Thanos dials groups with gRPC's
+//! `round_robin` balancer. See [`GroupChannel`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::TryFutureExt;
+use futures::future::{BoxFuture, Either};
 use strata_model::Labels;
 use strata_storepb::convert::labels_to_model;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::store_client::StoreClient;
+use tonic::body::Body;
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::http::{Request, Response};
+use tonic::codegen::{Service, StdError};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::QueryError;
@@ -34,10 +48,180 @@ const MAX_FRAME_BYTES: usize = 256 << 20;
 /// smaller frames, as grpc-go does, are unaffected.
 const MAX_H2_FRAME: u32 = 256 << 10;
 
-/// The channel every endpoint client uses: tonic's, wrapped so that `--grpc-compression=snappy`
-/// (which tonic lacks) can compress calls; with any other setting the wrapper passes calls
-/// straight through.
-pub type StoreChannel = SnappyChannel<Channel>;
+/// The channel every endpoint client uses: one endpoint's tonic channel or a group's
+/// round-robin channel, wrapped so that `--grpc-compression=snappy` (which tonic lacks) can
+/// compress calls; with any other setting the wrapper passes calls straight through.
+pub type StoreChannel = SnappyChannel<EndpointChannel>;
+
+/// The transport under a [`StoreChannel`]: a single endpoint, or an endpoint group.
+///
+/// One type for both, so the fan-out holds the same `StoreClient` whichever it queries.
+#[derive(Debug, Clone)]
+pub enum EndpointChannel {
+    /// One address.
+    Single(Channel),
+    /// Several replicas behind one name, called in turn.
+    Group(GroupChannel),
+}
+
+impl Service<Request<Body>> for EndpointChannel {
+    type Response = Response<Body>;
+    type Error = StdError;
+    type Future = Either<
+        futures::future::ErrInto<tonic::transport::channel::ResponseFuture, StdError>,
+        BoxFuture<'static, Result<Response<Body>, StdError>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StdError>> {
+        match self {
+            EndpointChannel::Single(c) => c.poll_ready(cx).map_err(Into::into),
+            // Readiness is awaited per call, on the member the call goes to.
+            EndpointChannel::Group(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self {
+            EndpointChannel::Single(c) => Either::Left(c.call(req).err_into()),
+            EndpointChannel::Group(g) => Either::Right(g.call(req)),
+        }
+    }
+}
+
+/// One member of an endpoint group.
+#[derive(Debug, Clone)]
+struct Member {
+    addr: String,
+    channel: Channel,
+    /// Set by the Info probes; cleared as soon as a call to the member fails in transport
+    /// (connection refused, reset), so the next calls skip it without waiting for a probe.
+    healthy: Arc<AtomicBool>,
+}
+
+/// An endpoint group's channel: each call goes to the next healthy member (round robin).
+///
+/// Thanos dials a group as one gRPC connection with the `round_robin` load-balancing policy
+/// over the addresses its resolver returns; `round_robin` only picks members whose
+/// connection is ready. Here a member counts as ready when its last Info probe succeeded and
+/// no call to it has failed in transport since. When no member is known healthy (before the
+/// first probe, or all down) members are still tried in turn, so a strict group keeps
+/// answering with the transport's error rather than with one of its own.
+#[derive(Debug, Clone)]
+pub struct GroupChannel {
+    inner: Arc<GroupInner>,
+}
+
+#[derive(Debug)]
+struct GroupInner {
+    /// The group's name (`thanos:///<address>`), for errors.
+    name: String,
+    members: RwLock<Vec<Member>>,
+    next: AtomicUsize,
+}
+
+impl GroupChannel {
+    fn new(name: String) -> Self {
+        GroupChannel {
+            inner: Arc::new(GroupInner {
+                name,
+                members: RwLock::new(Vec::new()),
+                next: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The member addresses, in the order calls rotate through them.
+    pub fn members(&self) -> Vec<String> {
+        let m = self.inner.members.read().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|m| m.addr.clone()).collect()
+    }
+
+    fn snapshot(&self) -> Vec<Member> {
+        self.inner
+            .members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the member list with `addrs`, keeping the channel and health of members that
+    /// stay (a re-resolution must not drop their connections).
+    fn set_members(&self, addrs: &BTreeSet<String>, client: &Client) {
+        let mut m = self
+            .inner
+            .members
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut kept: BTreeMap<String, Member> =
+            m.drain(..).map(|mm| (mm.addr.clone(), mm)).collect();
+        for a in addrs {
+            if let Some(old) = kept.remove(a) {
+                m.push(old);
+                continue;
+            }
+            match client.raw_channel(a) {
+                Ok(channel) => m.push(Member {
+                    addr: a.clone(),
+                    channel,
+                    healthy: Arc::new(AtomicBool::new(false)),
+                }),
+                Err(e) => tracing::warn!(
+                    group = %self.inner.name, member = %a, err = %e,
+                    "bad endpoint group member address"
+                ),
+            }
+        }
+    }
+
+    /// The member the next call goes to: the first healthy one from the rotation's position,
+    /// or, with none healthy, simply the next one.
+    fn pick(&self) -> Option<Member> {
+        let m = self.inner.members.read().unwrap_or_else(|e| e.into_inner());
+        if m.is_empty() {
+            return None;
+        }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let n = m.len();
+        let chosen = (0..n)
+            .map(|i| start.wrapping_add(i) % n)
+            .find(|&i| m[i].healthy.load(Ordering::Relaxed))
+            .unwrap_or(start % n);
+        // Continue the rotation after the chosen member, so skipping a dead member does not
+        // send two calls in a row to the same live one.
+        if chosen != start % n {
+            self.inner
+                .next
+                .store(chosen.wrapping_add(1), Ordering::Relaxed);
+        }
+        Some(m[chosen].clone())
+    }
+
+    fn call(&self, req: Request<Body>) -> BoxFuture<'static, Result<Response<Body>, StdError>> {
+        let Some(member) = self.pick() else {
+            let name = self.inner.name.clone();
+            return Box::pin(async move {
+                Err(format!(
+                    "endpoint group {name}: its address resolved to no members; check the \
+                     group's DNS name"
+                )
+                .into())
+            });
+        };
+        Box::pin(async move {
+            let mut ch = member.channel;
+            let r = match futures::future::poll_fn(|cx| ch.poll_ready(cx)).await {
+                Ok(()) => ch.call(req).await,
+                Err(e) => Err(e),
+            };
+            if r.is_err() {
+                // Transport failure: skip this member until a probe finds it again.
+                member.healthy.store(false, Ordering::Relaxed);
+            }
+            // The transport's own error, so tonic still maps it to `Unavailable`.
+            r.map_err(Into::into)
+        })
+    }
+}
 
 /// One `--endpoint`/`--store` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +269,230 @@ impl EndpointSpec {
             Ok(EndpointSpec::Static(s.to_string()))
         }
     }
+}
+
+/// One endpoint to discover and probe, from a flag or from the endpoint SD config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointEntry {
+    /// The address as written (it names the entry in errors).
+    pub address: String,
+    pub spec: EndpointSpec,
+    /// Kept and queried even while unhealthy.
+    pub strict: bool,
+    /// An endpoint group: one store over the addresses `spec` resolves to.
+    pub group: bool,
+}
+
+impl EndpointEntry {
+    /// Checks one entry as Thanos' `validateEndpointConfig` does: a strict endpoint that is
+    /// not a group must be a static `host:port` (DNS names resolve to a changing set, which
+    /// strict mode cannot pin). Group addresses take the `--endpoint` forms, which Thanos
+    /// resolves for groups with the same DNS provider (its `thanos:///` gRPC resolver): a
+    /// plain `host:port` is one member, `dns+host:port` every A/AAAA address. gRPC's own
+    /// target syntax `dns:///host:port`, which group manifests may carry, is read as
+    /// `dns+host:port`.
+    pub fn new(address: &str, strict: bool, group: bool) -> Result<Self, String> {
+        let spec = if group {
+            match address.strip_prefix("dns:///") {
+                Some(rest) => EndpointSpec::parse(&format!("dns+{rest}")),
+                None => EndpointSpec::parse(address),
+            }
+        } else {
+            EndpointSpec::parse(address)
+        }
+        .map_err(|e| e.to_string())?;
+        if strict && !group && !matches!(spec, EndpointSpec::Static(_)) {
+            return Err(format!(
+                "{address:?} uses DNS discovery, which strict mode does not allow; give a \
+                 static host:port, or make it a group"
+            ));
+        }
+        Ok(EndpointEntry {
+            address: address.to_string(),
+            spec,
+            strict,
+            group,
+        })
+    }
+
+    /// The name the endpoint set knows a group by, in `/api/v1/stores`, `storeMatch[]` and
+    /// errors: Thanos dials groups as `thanos:///<address>` and shows that name.
+    fn group_name(&self) -> String {
+        format!("thanos:///{}", self.address)
+    }
+}
+
+/// Where `--endpoint.sd-config-file` / `--endpoint.sd-config` come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdConfigSource {
+    /// `--endpoint.sd-config-file`: re-read every `--endpoint.sd-config-reload-interval`.
+    File(PathBuf),
+    /// `--endpoint.sd-config`: read once.
+    Inline(String),
+}
+
+impl SdConfigSource {
+    /// The flag (and file), to start error messages with.
+    fn origin(&self) -> String {
+        match self {
+            SdConfigSource::File(p) => format!("--endpoint.sd-config-file {}", p.display()),
+            SdConfigSource::Inline(_) => "--endpoint.sd-config".to_string(),
+        }
+    }
+
+    /// Reads and parses the configuration.
+    pub fn load(&self) -> Result<Vec<EndpointEntry>, SdConfigError> {
+        let origin = self.origin();
+        match self {
+            SdConfigSource::File(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| SdConfigError::Read {
+                    origin: origin.clone(),
+                    source,
+                })?;
+                parse_sd_config(&origin, &text)
+            }
+            SdConfigSource::Inline(text) => parse_sd_config(&origin, text),
+        }
+    }
+}
+
+/// Why an endpoint SD configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SdConfigError {
+    /// The file could not be read.
+    #[error("{origin}: cannot read the file: {source}")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML, or not the expected structure (unknown fields included).
+    #[error(
+        "{origin}: malformed endpoint configuration: {message}; expected a YAML document \
+         `endpoints:` listing entries with `address` and optional `strict`, `group`"
+    )]
+    Yaml { origin: String, message: String },
+    /// An entry that is well-formed YAML but cannot be used.
+    #[error("{origin}: endpoint {address:?}: {reason}")]
+    Endpoint {
+        origin: String,
+        address: String,
+        reason: String,
+    },
+}
+
+/// The endpoint SD configuration, in the format of Thanos' `EndpointConfig`
+/// (`cmd/thanos/endpointset.go`; the flags came in Thanos v0.37, thanos-io/thanos#7890, and
+/// `service_config`/`grpc_client_config` later):
+///
+/// ```yaml
+/// endpoints:
+///   - address: store-0:10901
+///   - address: dns+prometheus-headless:10901
+///     group: true
+///     strict: false
+///     service_config: ""        # gRPC service config for a group: refused if set
+///     grpc_client_config:       # per-endpoint TLS and compression: refused if set
+///       tls_config: {enabled: false, insecure_skip_verify: false, cert_file: "", key_file: "", ca_file: ""}
+///       server_name: ""
+///       compression_type: none
+/// ```
+///
+/// Unknown fields are refused (Thanos' YAML decoding would ignore them): a misspelled
+/// `strict` or `group` would otherwise change what is queried without a word.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSdConfig {
+    #[serde(default)]
+    endpoints: Option<Vec<RawEndpoint>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    address: String,
+    #[serde(default)]
+    strict: bool,
+    #[serde(default)]
+    group: bool,
+    #[serde(default)]
+    service_config: String,
+    #[serde(default)]
+    grpc_client_config: RawClientConfig,
+}
+
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientConfig {
+    #[serde(default)]
+    tls_config: RawTlsConfig,
+    #[serde(default)]
+    server_name: String,
+    #[serde(default)]
+    compression_type: String,
+}
+
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    cert_file: String,
+    #[serde(default)]
+    key_file: String,
+    #[serde(default)]
+    ca_file: String,
+}
+
+/// Parses an endpoint SD configuration (see [`RawSdConfig`] for the format). `origin`
+/// (the flag, and the file) starts every error message. An empty document lists no
+/// endpoints, as in Thanos. An address listed twice keeps its last entry, as Thanos does.
+pub fn parse_sd_config(origin: &str, text: &str) -> Result<Vec<EndpointEntry>, SdConfigError> {
+    let raw: Option<RawSdConfig> =
+        serde_yaml_ng::from_str(text).map_err(|e| SdConfigError::Yaml {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut out: Vec<EndpointEntry> = Vec::new();
+    for e in raw.and_then(|r| r.endpoints).unwrap_or_default() {
+        let refuse = |reason: String| SdConfigError::Endpoint {
+            origin: origin.to_string(),
+            address: e.address.clone(),
+            reason,
+        };
+        if !e.service_config.is_empty() {
+            return Err(refuse(if e.group {
+                "service_config is not supported: Strata's endpoint groups always balance \
+                 round robin over healthy members; remove the field"
+                    .into()
+            } else {
+                "service_config is only valid for endpoint groups (group: true)".into()
+            }));
+        }
+        // Thanos treats an empty client config (and `compression_type: none`) as "use the
+        // --grpc-client-* and --grpc-compression flags"; anything else would need a
+        // client of its own per endpoint, which Strata does not have yet. Refused, not
+        // ignored: ignoring it would send a TLS endpoint's traffic in clear text.
+        let mut client = e.grpc_client_config;
+        if client.compression_type == "none" {
+            client.compression_type.clear();
+        }
+        if client != RawClientConfig::default() {
+            return Err(refuse(
+                "per-endpoint grpc_client_config is not supported; remove it and set TLS \
+                 and compression for all endpoints with --grpc-client-tls-* and \
+                 --grpc-compression"
+                    .into(),
+            ));
+        }
+        let entry = EndpointEntry::new(&e.address, e.strict, e.group).map_err(refuse)?;
+        out.retain(|o| o.address != entry.address);
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 /// `--grpc-compression`.
@@ -195,6 +603,20 @@ impl Client {
     /// A lazily connected channel to `addr`. Snappy applies to every call on it, Info
     /// included, as grpc-go's default call options do in Thanos.
     fn channel(&self, addr: &str) -> Result<StoreChannel, QueryError> {
+        Ok(self.wrap(EndpointChannel::Single(self.raw_channel(addr)?)))
+    }
+
+    /// `--grpc-compression=snappy` (or the pass-through) around a transport.
+    fn wrap(&self, ch: EndpointChannel) -> StoreChannel {
+        if self.snappy {
+            SnappyChannel::snappy(ch, MAX_FRAME_BYTES)
+        } else {
+            SnappyChannel::passthrough(ch)
+        }
+    }
+
+    /// A lazily connected tonic channel to `addr`, with the TLS settings.
+    fn raw_channel(&self, addr: &str) -> Result<Channel, QueryError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|_| QueryError::BadEndpoint(addr.to_string()))?
@@ -208,12 +630,7 @@ impl Client {
             }
             .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
         }
-        let ch = ep.connect_lazy();
-        Ok(if self.snappy {
-            SnappyChannel::snappy(ch, MAX_FRAME_BYTES)
-        } else {
-            SnappyChannel::passthrough(ch)
-        })
+        Ok(ep.connect_lazy())
     }
 
     fn store_client(&self, ch: StoreChannel) -> StoreClient<StoreChannel> {
@@ -265,6 +682,8 @@ struct State {
     addr: String,
     strict: bool,
     channel: StoreChannel,
+    /// For an endpoint group: its members, probed one by one.
+    group: Option<GroupChannel>,
     info: Option<EndpointInfo>,
     healthy: bool,
     last_check: Option<SystemTime>,
@@ -280,6 +699,14 @@ pub struct EndpointSetConfig {
     pub endpoints: Vec<String>,
     /// `--endpoint-strict` and `--store-strict`.
     pub strict: Vec<String>,
+    /// `--endpoint-group`.
+    pub groups: Vec<String>,
+    /// `--endpoint-group-strict`.
+    pub groups_strict: Vec<String>,
+    /// `--endpoint.sd-config-file` or `--endpoint.sd-config`.
+    pub sd_config: Option<SdConfigSource>,
+    /// `--endpoint.sd-config-reload-interval` (files only).
+    pub sd_config_interval: Duration,
     /// `--store.sd-files` (globs allowed).
     pub sd_files: Vec<String>,
     pub sd_interval: Duration,
@@ -298,6 +725,10 @@ impl Default for EndpointSetConfig {
         EndpointSetConfig {
             endpoints: Vec::new(),
             strict: Vec::new(),
+            groups: Vec::new(),
+            groups_strict: Vec::new(),
+            sd_config: None,
+            sd_config_interval: Duration::from_secs(300),
             sd_files: Vec::new(),
             sd_interval: Duration::from_secs(300),
             dns_interval: Duration::from_secs(30),
@@ -313,21 +744,31 @@ impl Default for EndpointSetConfig {
 #[derive(Debug)]
 pub struct EndpointSet {
     cfg: EndpointSetConfig,
-    specs: Vec<EndpointSpec>,
-    strict: Vec<String>,
+    /// The endpoints given by flags, which never change.
+    flag_entries: Vec<EndpointEntry>,
     client: Client,
     resolver: Option<hickory_resolver::TokioResolver>,
     state: RwLock<BTreeMap<String, State>>,
     /// Addresses found by the last discovery (DNS and files), re-used between discoveries.
     discovered: RwLock<Discovered>,
+    /// The endpoint SD config's entries as last read successfully.
+    sd_config: RwLock<SdConfigState>,
 }
 
 #[derive(Debug, Default)]
 struct Discovered {
     dns: BTreeSet<String>,
     files: BTreeSet<String>,
+    /// Each group's members, by group name.
+    groups: BTreeMap<String, BTreeSet<String>>,
     dns_at: Option<Instant>,
     files_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct SdConfigState {
+    entries: Vec<EndpointEntry>,
+    read_at: Option<Instant>,
 }
 
 /// Prometheus file SD: a list of target groups, YAML or JSON.
@@ -337,17 +778,121 @@ struct TargetGroup {
     targets: Vec<String>,
 }
 
-impl EndpointSet {
-    /// Checks the configuration (endpoint syntax, client options) without connecting.
-    pub fn new(cfg: EndpointSetConfig) -> Result<Arc<Self>, QueryError> {
-        let specs = cfg
-            .endpoints
+/// A resolver reading `server` (tests) or the system's configuration.
+fn build_resolver(
+    server: Option<std::net::SocketAddr>,
+) -> Result<hickory_resolver::TokioResolver, String> {
+    let built = match server {
+        None => hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()),
+        Some(addr) => {
+            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+            let mut conn = ConnectionConfig::udp();
+            conn.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![conn]);
+            hickory_resolver::TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+            )
+            .build()
+        }
+    };
+    built.map_err(|e| format!("system DNS configuration: {e}"))
+}
+
+/// One Info call: what the endpoint holds, or why it did not say.
+async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
+    let mut c = InfoClient::new(ch);
+    match tokio::time::timeout(Duration::from_secs(5), c.info(InfoRequest {})).await {
+        Ok(Ok(resp)) => {
+            let i = resp.into_inner();
+            let store = i.store;
+            Ok(EndpointInfo {
+                component_type: i.component_type,
+                label_sets: i
+                    .label_sets
+                    .into_iter()
+                    .map(|l| labels_to_model(l.labels))
+                    .collect(),
+                min_time: store.as_ref().map_or(i64::MIN, |s| s.min_time),
+                max_time: store.as_ref().map_or(i64::MAX, |s| s.max_time),
+                has_store: store.is_some(),
+            })
+        }
+        Ok(Err(status)) => Err(format!("Info call: {}", status.message())),
+        Err(_) => Err("Info call: timed out after 5s".to_string()),
+    }
+}
+
+/// A group's info from its members' answers. A query goes to one member, any of them, so
+/// the group claims what any healthy member holds: the union of their label sets and the
+/// widest time range (a narrower claim could skip the group for data a member has).
+fn merge_group_info(
+    name: &str,
+    answers: &[(String, Result<EndpointInfo, String>)],
+) -> Result<EndpointInfo, String> {
+    let ok: Vec<&EndpointInfo> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
+    let Some(first) = ok.first() else {
+        if answers.is_empty() {
+            return Err(format!(
+                "endpoint group {name}: its address resolved to no members"
+            ));
+        }
+        let errs: Vec<String> = answers
             .iter()
-            .map(|s| EndpointSpec::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|(a, r)| r.as_ref().err().map(|e| format!("{a}: {e}")))
+            .collect();
+        return Err(format!(
+            "no member of the group answered ({})",
+            errs.join("; ")
+        ));
+    };
+    let mut label_sets: Vec<Labels> = Vec::new();
+    for i in &ok {
+        for l in &i.label_sets {
+            if !label_sets.contains(l) {
+                label_sets.push(l.clone());
+            }
+        }
+    }
+    Ok(EndpointInfo {
+        component_type: first.component_type.clone(),
+        label_sets,
+        min_time: ok.iter().map(|i| i.min_time).min().unwrap_or(i64::MIN),
+        max_time: ok.iter().map(|i| i.max_time).max().unwrap_or(i64::MAX),
+        has_store: ok.iter().any(|i| i.has_store),
+    })
+}
+
+/// What one update probes: an endpoint's channel, or each member of a group.
+enum ProbeTarget {
+    Single(StoreChannel),
+    Group(Vec<(String, StoreChannel, Arc<AtomicBool>)>),
+}
+
+impl EndpointSet {
+    /// Checks the configuration (endpoint syntax, client options, the endpoint SD config)
+    /// without connecting.
+    pub fn new(cfg: EndpointSetConfig) -> Result<Arc<Self>, QueryError> {
+        let mut flag_entries = Vec::new();
+        for s in &cfg.endpoints {
+            flag_entries.push(EndpointEntry {
+                address: s.clone(),
+                spec: EndpointSpec::parse(s)?,
+                strict: false,
+                group: false,
+            });
+        }
         for s in &cfg.strict {
             match EndpointSpec::parse(s)? {
-                EndpointSpec::Static(_) => {}
+                spec @ EndpointSpec::Static(_) => flag_entries.push(EndpointEntry {
+                    address: s.clone(),
+                    spec,
+                    strict: true,
+                    group: false,
+                }),
                 _ => {
                     return Err(QueryError::ClientConfig(format!(
                         "--endpoint-strict {s:?}: strict endpoints must be static host:port"
@@ -355,92 +900,169 @@ impl EndpointSet {
                 }
             }
         }
+        for (flag, list, strict) in [
+            ("--endpoint-group", &cfg.groups, false),
+            ("--endpoint-group-strict", &cfg.groups_strict, true),
+        ] {
+            for s in list {
+                flag_entries.push(
+                    EndpointEntry::new(s, strict, true)
+                        .map_err(|e| QueryError::ClientConfig(format!("{flag} {s:?}: {e}")))?,
+                );
+            }
+        }
+        let sd_entries = match &cfg.sd_config {
+            Some(src) => src
+                .load()
+                .map_err(|e| QueryError::ClientConfig(e.to_string()))?,
+            None => Vec::new(),
+        };
         let client = Client::new(&cfg.client)?;
-        let needs_srv = specs
+        let needs_srv = flag_entries
             .iter()
-            .any(|s| matches!(s, EndpointSpec::DnsSrv(_) | EndpointSpec::DnsSrvNoA(_)));
+            .chain(&sd_entries)
+            .any(|e| matches!(e.spec, EndpointSpec::DnsSrv(_) | EndpointSpec::DnsSrvNoA(_)));
+        let reloads = matches!(cfg.sd_config, Some(SdConfigSource::File(_)));
         let resolver = if needs_srv {
-            let built = match cfg.dns_server {
-                None => hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()),
-                Some(addr) => {
-                    use hickory_resolver::config::{
-                        ConnectionConfig, NameServerConfig, ResolverConfig,
-                    };
-                    let mut conn = ConnectionConfig::udp();
-                    conn.port = addr.port();
-                    let ns = NameServerConfig::new(addr.ip(), true, vec![conn]);
-                    hickory_resolver::TokioResolver::builder_with_config(
-                        ResolverConfig::from_name_servers(vec![ns]),
-                        hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-                    )
-                    .build()
-                }
-            };
-            Some(
-                built.map_err(|e| {
-                    QueryError::ClientConfig(format!("system DNS configuration: {e}"))
-                })?,
-            )
+            Some(build_resolver(cfg.dns_server).map_err(QueryError::ClientConfig)?)
+        } else if reloads {
+            // A reload may bring SRV names; without a usable DNS configuration they are
+            // reported when they come, not now.
+            build_resolver(cfg.dns_server)
+                .inspect_err(|e| tracing::warn!(err = %e, "no DNS resolver for SRV lookups"))
+                .ok()
         } else {
             None
         };
         Ok(Arc::new(EndpointSet {
-            strict: cfg.strict.clone(),
             cfg,
-            specs,
+            flag_entries,
             client,
             resolver,
             state: RwLock::new(BTreeMap::new()),
             discovered: RwLock::new(Discovered::default()),
+            sd_config: RwLock::new(SdConfigState {
+                entries: sd_entries,
+                read_at: Some(Instant::now()),
+            }),
         }))
     }
 
-    async fn resolve_dns(&self) -> BTreeSet<String> {
+    /// Every endpoint entry in force: the flags' and the SD config's.
+    fn entries(&self) -> Vec<EndpointEntry> {
+        let sd = self.sd_config.read().unwrap_or_else(|e| e.into_inner());
+        self.flag_entries
+            .iter()
+            .chain(&sd.entries)
+            .cloned()
+            .collect()
+    }
+
+    /// Re-reads `--endpoint.sd-config-file` when due. A file that cannot be read or parsed
+    /// is logged and the previous entries stay, as Thanos does: a typo must not drop every
+    /// endpoint. Returns whether the entries changed.
+    fn reload_sd_config(&self, now: Instant) -> bool {
+        let Some(src @ SdConfigSource::File(_)) = &self.cfg.sd_config else {
+            return false;
+        };
+        {
+            let sd = self.sd_config.read().unwrap_or_else(|e| e.into_inner());
+            if sd
+                .read_at
+                .is_some_and(|t| now.duration_since(t) < self.cfg.sd_config_interval)
+            {
+                return false;
+            }
+        }
+        let loaded = src.load();
+        let mut sd = self.sd_config.write().unwrap_or_else(|e| e.into_inner());
+        sd.read_at = Some(now);
+        match loaded {
+            Ok(entries) if entries != sd.entries => {
+                tracing::info!(
+                    endpoints = entries.len(),
+                    "endpoint SD config reloaded with changes"
+                );
+                sd.entries = entries;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(
+                    err = %e,
+                    "reloading the endpoint SD config failed; keeping the previous endpoints"
+                );
+                false
+            }
+        }
+    }
+
+    /// The addresses one spec stands for now (a static address stands for itself). A
+    /// failed lookup is logged and gives nothing.
+    async fn resolve_spec(&self, spec: &EndpointSpec) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for spec in &self.specs {
-            match spec {
-                EndpointSpec::Static(a) => {
-                    out.insert(a.clone());
+        match spec {
+            EndpointSpec::Static(a) => {
+                out.insert(a.clone());
+            }
+            EndpointSpec::Dns { host, port } => {
+                match tokio::net::lookup_host((host.as_str(), *port)).await {
+                    Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
+                    Err(e) => tracing::warn!(%host, err = %e, "DNS lookup failed"),
                 }
-                EndpointSpec::Dns { host, port } => {
-                    match tokio::net::lookup_host((host.as_str(), *port)).await {
-                        Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
-                        Err(e) => tracing::warn!(%host, err = %e, "DNS lookup failed"),
+            }
+            EndpointSpec::DnsSrv(name) | EndpointSpec::DnsSrvNoA(name) => {
+                let Some(r) = &self.resolver else {
+                    tracing::warn!(%name, "no DNS resolver for SRV lookups; check /etc/resolv.conf");
+                    return out;
+                };
+                let targets = match r.srv_lookup(name.as_str()).await {
+                    Ok(l) => l
+                        .answers()
+                        .iter()
+                        .filter_map(|rec| match &rec.data {
+                            hickory_resolver::proto::rr::RData::SRV(srv) => Some((
+                                srv.target.to_utf8().trim_end_matches('.').to_string(),
+                                srv.port,
+                            )),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    Err(e) => {
+                        tracing::warn!(%name, err = %e, "DNS SRV lookup failed");
+                        return out;
                     }
-                }
-                EndpointSpec::DnsSrv(name) | EndpointSpec::DnsSrvNoA(name) => {
-                    let Some(r) = &self.resolver else { continue };
-                    let targets = match r.srv_lookup(name.as_str()).await {
-                        Ok(l) => l
-                            .answers()
-                            .iter()
-                            .filter_map(|rec| match &rec.data {
-                                hickory_resolver::proto::rr::RData::SRV(srv) => Some((
-                                    srv.target.to_utf8().trim_end_matches('.').to_string(),
-                                    srv.port,
-                                )),
-                                _ => None,
-                            })
-                            .collect::<Vec<_>>(),
-                        Err(e) => {
-                            tracing::warn!(%name, err = %e, "DNS SRV lookup failed");
-                            continue;
-                        }
-                    };
-                    for (target, port) in targets {
-                        if matches!(spec, EndpointSpec::DnsSrvNoA(_)) {
-                            out.insert(format!("{target}:{port}"));
-                            continue;
-                        }
-                        match tokio::net::lookup_host((target.as_str(), port)).await {
-                            Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
-                            Err(e) => tracing::warn!(%target, err = %e, "DNS lookup failed"),
-                        }
+                };
+                for (target, port) in targets {
+                    if matches!(spec, EndpointSpec::DnsSrvNoA(_)) {
+                        out.insert(format!("{target}:{port}"));
+                        continue;
+                    }
+                    match tokio::net::lookup_host((target.as_str(), port)).await {
+                        Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
+                        Err(e) => tracing::warn!(%target, err = %e, "DNS lookup failed"),
                     }
                 }
             }
         }
         out
+    }
+
+    /// Resolves the non-strict single endpoints, and each group's members by group name.
+    async fn resolve_dns(
+        &self,
+        entries: &[EndpointEntry],
+    ) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+        let mut singles = BTreeSet::new();
+        let mut groups = BTreeMap::new();
+        for e in entries {
+            if e.group {
+                groups.insert(e.group_name(), self.resolve_spec(&e.spec).await);
+            } else if !e.strict {
+                singles.extend(self.resolve_spec(&e.spec).await);
+            }
+        }
+        (singles, groups)
     }
 
     fn read_sd_files(&self) -> BTreeSet<String> {
@@ -486,19 +1108,34 @@ impl EndpointSet {
     /// Discovery (when due) and one probe of every endpoint. The first call does everything.
     pub async fn update(&self) {
         let now = Instant::now();
+        // New SD config entries are resolved at once, not at the next DNS round.
+        let sd_changed = self.reload_sd_config(now);
         let (dns_due, files_due) = {
             let d = self.discovered.read().unwrap_or_else(|e| e.into_inner());
             (
-                d.dns_at
-                    .is_none_or(|t| now.duration_since(t) >= self.cfg.dns_interval),
+                sd_changed
+                    || d.dns_at
+                        .is_none_or(|t| now.duration_since(t) >= self.cfg.dns_interval),
                 d.files_at
                     .is_none_or(|t| now.duration_since(t) >= self.cfg.sd_interval),
             )
         };
+        let entries = self.entries();
         if dns_due {
-            let dns = self.resolve_dns().await;
+            let (dns, groups) = self.resolve_dns(&entries).await;
             let mut d = self.discovered.write().unwrap_or_else(|e| e.into_inner());
             d.dns = dns;
+            // A group whose name resolves to nothing (a failed lookup) keeps its members,
+            // as Thanos' resolver keeps the last addresses on error.
+            let mut merged = BTreeMap::new();
+            for (name, members) in groups {
+                let members = match (members.is_empty(), d.groups.remove(&name)) {
+                    (true, Some(old)) => old,
+                    _ => members,
+                };
+                merged.insert(name, members);
+            }
+            d.groups = merged;
             d.dns_at = Some(now);
         }
         if files_due {
@@ -507,65 +1144,106 @@ impl EndpointSet {
             d.files = files;
             d.files_at = Some(now);
         }
-        let wanted: BTreeSet<String> = {
+        let (wanted, group_members): (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) = {
             let d = self.discovered.read().unwrap_or_else(|e| e.into_inner());
-            d.dns.iter().chain(&d.files).cloned().collect()
+            (
+                d.dns.iter().chain(&d.files).cloned().collect(),
+                d.groups.clone(),
+            )
         };
-        let strict: BTreeSet<String> = self.strict.iter().cloned().collect();
+        let strict: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| e.strict)
+            .map(|e| {
+                if e.group {
+                    e.group_name()
+                } else {
+                    e.address.clone()
+                }
+            })
+            .collect();
+        let groups: BTreeSet<String> = entries
+            .iter()
+            .filter(|e| e.group)
+            .map(EndpointEntry::group_name)
+            .collect();
 
         // New endpoints get a channel; endpoints no longer discovered go away.
-        let to_probe: Vec<(String, StoreChannel)> = {
+        let to_probe: Vec<(String, ProbeTarget)> = {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-            st.retain(|a, _| wanted.contains(a) || strict.contains(a));
-            for a in wanted.iter().chain(&strict) {
-                if st.contains_key(a) {
+            st.retain(|a, _| wanted.contains(a) || strict.contains(a) || groups.contains(a));
+            for a in wanted.iter().chain(&strict).chain(&groups) {
+                let is_group = groups.contains(a);
+                if let Some(s) = st.get_mut(a) {
+                    // A reload may have changed an entry's strictness.
+                    s.strict = strict.contains(a);
                     continue;
                 }
-                match self.client.channel(a) {
-                    Ok(channel) => {
-                        st.insert(
-                            a.clone(),
-                            State {
-                                addr: a.clone(),
-                                strict: strict.contains(a),
-                                channel,
-                                info: None,
-                                healthy: false,
-                                last_check: None,
-                                last_error: None,
-                                unhealthy_since: Some(now),
-                            },
-                        );
+                let (channel, group) = if is_group {
+                    let g = GroupChannel::new(a.clone());
+                    (self.client.wrap(EndpointChannel::Group(g.clone())), Some(g))
+                } else {
+                    match self.client.channel(a) {
+                        Ok(c) => (c, None),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %a, err = %e, "bad endpoint address");
+                            continue;
+                        }
                     }
-                    Err(e) => tracing::warn!(endpoint = %a, err = %e, "bad endpoint address"),
+                };
+                st.insert(
+                    a.clone(),
+                    State {
+                        addr: a.clone(),
+                        strict: strict.contains(a),
+                        channel,
+                        group,
+                        info: None,
+                        healthy: false,
+                        last_check: None,
+                        last_error: None,
+                        unhealthy_since: Some(now),
+                    },
+                );
+            }
+            for (name, members) in &group_members {
+                if let Some(g) = st.get(name).and_then(|s| s.group.as_ref()) {
+                    g.set_members(members, &self.client);
                 }
             }
             st.values()
-                .map(|s| (s.addr.clone(), s.channel.clone()))
+                .map(|s| {
+                    let target = match &s.group {
+                        None => ProbeTarget::Single(s.channel.clone()),
+                        Some(g) => ProbeTarget::Group(
+                            g.snapshot()
+                                .into_iter()
+                                .map(|m| {
+                                    let ch = self.client.wrap(EndpointChannel::Single(m.channel));
+                                    (m.addr, ch, m.healthy)
+                                })
+                                .collect(),
+                        ),
+                    };
+                    (s.addr.clone(), target)
+                })
                 .collect()
         };
 
-        let probes = to_probe.into_iter().map(|(addr, ch)| async move {
-            let mut c = InfoClient::new(ch);
-            let r = tokio::time::timeout(Duration::from_secs(5), c.info(InfoRequest {})).await;
-            let r = match r {
-                Ok(Ok(resp)) => {
-                    let i = resp.into_inner();
-                    let store = i.store;
-                    Ok(EndpointInfo {
-                        component_type: i.component_type,
-                        label_sets: i
-                            .label_sets
-                            .into_iter()
-                            .map(|l| labels_to_model(l.labels))
-                            .collect(),
-                        min_time: store.as_ref().map_or(i64::MIN, |s| s.min_time),
-                        max_time: store.as_ref().map_or(i64::MAX, |s| s.max_time),
-                        has_store: store.is_some(),
-                    })
+        let probes = to_probe.into_iter().map(|(addr, target)| async move {
+            let r = match target {
+                ProbeTarget::Single(ch) => probe(ch).await,
+                ProbeTarget::Group(members) => {
+                    let answers = futures::future::join_all(members.into_iter().map(
+                        |(m, ch, healthy)| async move {
+                            let r = probe(ch).await;
+                            healthy.store(r.is_ok(), Ordering::Relaxed);
+                            (m, r)
+                        },
+                    ))
+                    .await;
+                    merge_group_info(&addr, &answers)
                 }
-                Ok(Err(status)) => Err(format!("Info call: {}", status.message())),
-                Err(_) => Err("Info call: timed out after 5s".to_string()),
             };
             (addr, r)
         });
@@ -610,6 +1288,15 @@ impl EndpointSet {
             tokio::time::sleep(self.cfg.probe_interval).await;
             self.update().await;
         }
+    }
+
+    /// The members an endpoint group's calls rotate through (`name` is `thanos:///<address>`),
+    /// or `None` if `name` is not a known group.
+    pub fn group_members(&self, name: &str) -> Option<Vec<String>> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.get(name)
+            .and_then(|s| s.group.as_ref())
+            .map(GroupChannel::members)
     }
 
     /// The endpoints to query: healthy ones offering the Store API, and strict ones.
@@ -737,6 +1424,204 @@ mod tests {
             let e = EndpointSpec::parse(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn sd_config_parses_thanos_format() {
+        let text = "
+endpoints:
+  - address: store-0:10901
+  - address: dns+prometheus-headless:10901
+    group: true
+    strict: true
+  - address: dnssrv+_grpc._tcp.stores.svc
+    grpc_client_config:
+      compression_type: none
+  - address: sidecar:10901
+    strict: true
+  - address: old-group:10901
+    group: true
+  - address: old-group:10901
+    group: false
+";
+        let got = parse_sd_config("--endpoint.sd-config", text).unwrap();
+        let summary: Vec<(&str, EndpointSpec, bool, bool)> = got
+            .iter()
+            .map(|e| (e.address.as_str(), e.spec.clone(), e.strict, e.group))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "store-0:10901",
+                    EndpointSpec::Static("store-0:10901".into()),
+                    false,
+                    false
+                ),
+                (
+                    "dns+prometheus-headless:10901",
+                    EndpointSpec::Dns {
+                        host: "prometheus-headless".into(),
+                        port: 10901
+                    },
+                    true,
+                    true
+                ),
+                (
+                    "dnssrv+_grpc._tcp.stores.svc",
+                    EndpointSpec::DnsSrv("_grpc._tcp.stores.svc".into()),
+                    false,
+                    false
+                ),
+                (
+                    "sidecar:10901",
+                    EndpointSpec::Static("sidecar:10901".into()),
+                    true,
+                    false
+                ),
+                // Listed twice: the last entry wins.
+                (
+                    "old-group:10901",
+                    EndpointSpec::Static("old-group:10901".into()),
+                    false,
+                    false
+                ),
+            ]
+        );
+        assert_eq!(
+            got[1].group_name(),
+            "thanos:///dns+prometheus-headless:10901"
+        );
+        // Empty documents list nothing, as in Thanos.
+        for empty in ["", "# nothing yet\n", "endpoints: []", "endpoints:"] {
+            assert_eq!(parse_sd_config("x", empty).unwrap(), [], "{empty:?}");
+        }
+        // gRPC's dns:/// form for groups (older Thanos documentation) means dns+.
+        let g = parse_sd_config(
+            "x",
+            "endpoints: [{address: 'dns:///g.svc:10901', group: true}]",
+        )
+        .unwrap();
+        assert_eq!(
+            g[0].spec,
+            EndpointSpec::Dns {
+                host: "g.svc".into(),
+                port: 10901
+            }
+        );
+    }
+
+    #[test]
+    fn sd_config_errors_name_the_origin_and_the_problem() {
+        let origin = "--endpoint.sd-config-file /etc/thanos/endpoints.yml";
+        for (text, want) in [
+            ("endpoints: [", "malformed endpoint configuration"),
+            ("endpoints:\n  - address: a:1\n    stirct: true\n", "stirct"),
+            ("endpoint:\n  - address: a:1\n", "endpoint"),
+            ("endpoints:\n  - strict: true\n", "address"),
+            (
+                "endpoints: [{address: 'a:1', strict: yes-please}]",
+                "strict",
+            ),
+            ("- a:1\n", "malformed"),
+            (
+                "endpoints: [{address: 'dns+a:1', strict: true}]",
+                "strict mode does not allow",
+            ),
+            (
+                "endpoints: [{address: 'nohost'}]",
+                "invalid endpoint \"nohost\"",
+            ),
+            (
+                "endpoints: [{address: 'a:1', service_config: '{}'}]",
+                "only valid for endpoint groups",
+            ),
+            (
+                "endpoints: [{address: 'a:1', group: true, service_config: '{}'}]",
+                "service_config is not supported",
+            ),
+            (
+                "endpoints: [{address: 'a:1', grpc_client_config: {tls_config: {enabled: true}}}]",
+                "grpc_client_config is not supported",
+            ),
+            (
+                "endpoints: [{address: 'a:1', grpc_client_config: {compression_type: snappy}}]",
+                "--grpc-compression",
+            ),
+            (
+                "endpoints: [{address: 'a:1', grpc_client_config: {tls: true}}]",
+                "unknown field `tls`",
+            ),
+        ] {
+            let e = parse_sd_config(origin, text).unwrap_err().to_string();
+            assert!(e.starts_with(origin), "{text:?}: {e}");
+            assert!(e.contains(want), "{text:?}: want {want:?} in {e}");
+        }
+        let e = SdConfigSource::File("/nonexistent/endpoints.yml".into())
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--endpoint.sd-config-file /nonexistent/endpoints.yml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn group_rotates_over_healthy_members() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = Client::new(&ClientConfig::default()).unwrap();
+        let g = GroupChannel::new("thanos:///g:1".into());
+        let addrs: BTreeSet<String> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        rt.block_on(async { g.set_members(&addrs, &client) });
+        let picks = |n: usize| -> Vec<String> { (0..n).map(|_| g.pick().unwrap().addr).collect() };
+        // Nobody probed yet: plain rotation.
+        assert_eq!(
+            picks(4),
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"]
+        );
+        let set_health = |h: [bool; 3]| {
+            for (m, h) in g.snapshot().iter().zip(h) {
+                m.healthy.store(h, Ordering::Relaxed);
+            }
+        };
+        // The second member is down: calls alternate between the other two.
+        set_health([true, false, true]);
+        assert_eq!(
+            picks(4),
+            ["127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:1"]
+        );
+        // Only one left: every call goes to it.
+        set_health([false, false, true]);
+        assert_eq!(picks(3), ["127.0.0.1:3"; 3]);
+        // Re-resolution keeps surviving members' health and channels.
+        let fewer: BTreeSet<String> = ["127.0.0.1:3", "127.0.0.1:4"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        rt.block_on(async { g.set_members(&fewer, &client) });
+        assert_eq!(g.members(), ["127.0.0.1:3", "127.0.0.1:4"]);
+        assert!(g.snapshot()[0].healthy.load(Ordering::Relaxed));
+        assert!(!g.snapshot()[1].healthy.load(Ordering::Relaxed));
+        // No members: an error naming the group, not a panic.
+        rt.block_on(async {
+            g.set_members(&BTreeSet::new(), &client);
+            let e = g
+                .call(Request::new(Body::empty()))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("thanos:///g:1") && e.contains("no members"),
+                "{e}"
+            );
+        });
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The querier core (`strata query`): one PromQL view over many Store API servers.
 //!
 //! - [`endpoint`]: which servers exist (`--endpoint` static, `dns+`, `dnssrv+`,
-//!   `dnssrvnoa+`, `--store.sd-files`), their health and what they hold (Info API).
+//!   `dnssrvnoa+`, `--store.sd-files`, `--endpoint.sd-config[-file]`), endpoint groups
+//!   (`--endpoint-group`: one store, calls round-robin over its members), their health and
+//!   what they hold (Info API).
 //! - [`fanout`]: one request sent concurrently to the servers that can hold matching data,
 //!   with `--store.response-timeout` and partial response, answers merged k-way by labels.
 //! - [`series`]: replica deduplication (strata-dedup) and downsampled aggregates turned into
@@ -23,7 +25,10 @@ pub mod server;
 pub mod storage;
 mod tls;
 
-pub use endpoint::{ClientConfig, Compression, EndpointSet, EndpointSetConfig, EndpointSpec};
+pub use endpoint::{
+    ClientConfig, Compression, EndpointEntry, EndpointSet, EndpointSetConfig, EndpointSpec,
+    SdConfigError, SdConfigSource, parse_sd_config,
+};
 pub use error::QueryError;
 pub use fanout::Fanout;
 pub use server::QueryStoreService;

@@ -106,62 +106,12 @@ async fn strict_kept_unhealthy_dropped() {
     drop(a);
 }
 
-/// A DNS server answering every SRV question with `targets` (each `localhost:port`) and
-/// nothing else, enough for the resolver's SRV lookups.
-async fn srv_server(ports: Vec<u16>) -> std::net::SocketAddr {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let q = &buf[..n];
-            if n < 12 {
-                continue;
-            }
-            // Question: labels up to the zero byte, then type and class.
-            let mut i = 12;
-            while i < n && q[i] != 0 {
-                i += 1 + q[i] as usize;
-            }
-            if i + 5 > n {
-                continue;
-            }
-            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
-            let question = &q[12..i + 5];
-            let answers: &[u16] = if qtype == 33 { &ports } else { &[] };
-            let mut r = Vec::new();
-            r.extend_from_slice(&q[..2]); // id
-            r.extend_from_slice(&[0x85, 0x80]); // response, authoritative, RD, RA
-            r.extend_from_slice(&1u16.to_be_bytes());
-            r.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-            r.extend_from_slice(&[0, 0, 0, 0]);
-            r.extend_from_slice(question);
-            for port in answers {
-                r.extend_from_slice(&[0xC0, 0x0C]); // the question's name
-                r.extend_from_slice(&33u16.to_be_bytes());
-                r.extend_from_slice(&1u16.to_be_bytes());
-                r.extend_from_slice(&1u32.to_be_bytes());
-                let target = b"\x09localhost\x00";
-                r.extend_from_slice(&((6 + target.len()) as u16).to_be_bytes());
-                r.extend_from_slice(&[0, 1, 0, 1]); // priority, weight
-                r.extend_from_slice(&port.to_be_bytes());
-                r.extend_from_slice(target);
-            }
-            let _ = sock.send_to(&r, peer).await;
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_srv_discovery() {
     let tmp = tempfile::tempdir().unwrap();
     let a = gateway(tmp.path(), "a").await;
     let b = gateway(tmp.path(), "b").await;
-    let dns = srv_server(vec![a.addr.port(), b.addr.port()]).await;
+    let dns = common::srv_server(vec![a.addr.port(), b.addr.port()], "localhost").await;
 
     // dnssrvnoa+: the SRV targets as host names.
     let set = EndpointSet::new(EndpointSetConfig {

@@ -5,7 +5,8 @@
 //! read through `max_source_resolution` and `--query.auto-downsampling`; `storeMatch[]` over
 //! two `strata store`s serving TLS with a self-signed certificate that only
 //! `--grpc-client-tls-skip-verify` accepts; `--grpc-compression=snappy` from a querier to a
-//! `strata store` and to another querier.
+//! `strata store` and to another querier; `--endpoint.sd-config-file` re-read while running
+//! and `--endpoint-group` listed as one store.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -496,8 +497,18 @@ fn hanging_store_times_out_with_a_warning_or_an_error() {
 fn bad_client_flags_fail_clearly() {
     for (flag, want) in [
         ("--endpoint=dns+nohost", "dns+nohost"),
-        ("--endpoint-group=dns+g:1", "--endpoint-group"),
-        ("--endpoint.sd-config=endpoints: []", "--endpoint.sd-config"),
+        // Both are supported now: a bad value of either still fails, naming the flag.
+        // (The log line is logfmt: the value's quotes come escaped.)
+        ("--endpoint-group=foo+g:1", "--endpoint-group \\\"foo+g:1"),
+        ("--endpoint.sd-config=endpoints: [", "--endpoint.sd-config:"),
+        (
+            "--endpoint.sd-config=endpoints: [{address: 'a:1', stict: true}]",
+            "unknown field `stict`",
+        ),
+        (
+            "--endpoint.sd-config-file=/nonexistent/endpoints.yml",
+            "--endpoint.sd-config-file /nonexistent/endpoints.yml",
+        ),
         (
             "--query.max-concurrent-select=0",
             "--query.max-concurrent-select",
@@ -992,4 +1003,94 @@ fn grpc_compression_snappy_between_processes() {
             "{link}: {up} requests, {down} responses compressed"
         );
     }
+}
+
+/// `--endpoint.sd-config-file` and `--endpoint-group` in the binary: the file's endpoint and
+/// the group (one member here) are listed in `/api/v1/stores` (the group under Thanos'
+/// `thanos:///` name) and queried; rewriting the file moves the querier to another store;
+/// a malformed rewrite changes nothing.
+#[test]
+fn endpoint_sd_config_file_and_group_between_processes() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_a, a) = start_store_with_blocks(tmp.path(), "a", T0, &[]);
+    let (_b, b) = start_store_with_blocks(tmp.path(), "b", T0, &[]);
+    let (_c, c) = start_store_with_blocks(tmp.path(), "c", T0, &[]);
+    let file = tmp.path().join("endpoints.yml");
+    std::fs::write(&file, format!("endpoints:\n  - address: 127.0.0.1:{a}\n")).unwrap();
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint.sd-config-file={}", file.display()),
+            "--endpoint.sd-config-reload-interval=1s".into(),
+            format!("--endpoint-group=127.0.0.1:{b}"),
+        ],
+    );
+    let names = || -> Vec<String> {
+        let (_, v) = json(q.http, "/api/v1/stores");
+        let mut n: Vec<String> = v["data"]["store"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    let clusters = || -> Vec<String> {
+        let t = (T0 + 3_600_000) as f64 / 1000.0;
+        let (status, v) = json(
+            q.http,
+            &format!(
+                "/api/v1/query?query={}&time={t}",
+                enc("count by (cluster) (temperature)")
+            ),
+        );
+        assert_eq!(status, 200, "{v}");
+        let mut c: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["metric"]["cluster"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        c.sort();
+        c
+    };
+    let want = vec![format!("127.0.0.1:{a}"), format!("thanos:///127.0.0.1:{b}")];
+    wait_until(
+        "the file's store and the group listed",
+        Duration::from_secs(30),
+        || names() == want,
+    );
+    assert_eq!(clusters(), ["a", "b"]);
+
+    // The file now names c instead of a.
+    std::fs::write(
+        &file,
+        format!("endpoints: [{{address: '127.0.0.1:{c}'}}]\n"),
+    )
+    .unwrap();
+    let want = vec![format!("127.0.0.1:{c}"), format!("thanos:///127.0.0.1:{b}")];
+    wait_until("the reloaded file applied", Duration::from_secs(30), || {
+        names() == want
+    });
+    assert_eq!(clusters(), ["b", "c"]);
+
+    // A malformed rewrite is logged and changes nothing.
+    std::fs::write(&file, "endpoints:\n  - address: [\n").unwrap();
+    wait_until("the reload error logged", Duration::from_secs(30), || {
+        q._proc
+            .log()
+            .contains("reloading the endpoint SD config failed")
+    });
+    assert_eq!(names(), want);
+    assert_eq!(clusters(), ["b", "c"]);
 }

@@ -421,3 +421,60 @@ pub async fn serve_querier(
     });
     (addr, tx)
 }
+
+/// A DNS server on a free local UDP port answering every SRV question with one record per
+/// port, each with the host name `target`, and every other question with no answer: enough
+/// for the resolver's SRV lookups (`dnssrv+`, `dnssrvnoa+`).
+pub async fn srv_server(ports: Vec<u16>, target: &str) -> SocketAddr {
+    // The target as DNS labels: each dot-separated part prefixed by its length.
+    let mut name = Vec::new();
+    for part in target.split('.') {
+        name.push(part.len() as u8);
+        name.extend_from_slice(part.as_bytes());
+    }
+    name.push(0);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let q = &buf[..n];
+            if n < 12 {
+                continue;
+            }
+            // Question: labels up to the zero byte, then type and class.
+            let mut i = 12;
+            while i < n && q[i] != 0 {
+                i += 1 + q[i] as usize;
+            }
+            if i + 5 > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+            let question = &q[12..i + 5];
+            let answers: &[u16] = if qtype == 33 { &ports } else { &[] };
+            let mut r = Vec::new();
+            r.extend_from_slice(&q[..2]); // id
+            r.extend_from_slice(&[0x85, 0x80]); // response, authoritative, RD, RA
+            r.extend_from_slice(&1u16.to_be_bytes());
+            r.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+            r.extend_from_slice(&[0, 0, 0, 0]);
+            r.extend_from_slice(question);
+            for port in answers {
+                r.extend_from_slice(&[0xC0, 0x0C]); // the question's name
+                r.extend_from_slice(&33u16.to_be_bytes());
+                r.extend_from_slice(&1u16.to_be_bytes());
+                r.extend_from_slice(&1u32.to_be_bytes());
+                r.extend_from_slice(&((6 + name.len()) as u16).to_be_bytes());
+                r.extend_from_slice(&[0, 1, 0, 1]); // priority, weight
+                r.extend_from_slice(&port.to_be_bytes());
+                r.extend_from_slice(&name);
+            }
+            let _ = sock.send_to(&r, peer).await;
+        }
+    });
+    addr
+}

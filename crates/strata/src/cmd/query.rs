@@ -1,7 +1,15 @@
 //! `strata query`: the querier. PromQL and the Prometheus HTTP API over every Store API
-//! endpoint (`--endpoint`, `--store`, `--store.sd-files`, DNS discovery), with replica
-//! deduplication, partial response and downsampled reads (`strata-query`), and the
-//! querier's own Store API on `--grpc-address`.
+//! endpoint (`--endpoint`, `--endpoint-strict`, `--store`, `--store.sd-files`, DNS
+//! discovery), with replica deduplication, partial response and downsampled reads
+//! (`strata-query`), and the querier's own Store API on `--grpc-address`.
+//!
+//! `--endpoint.sd-config-file` / `--endpoint.sd-config` take Thanos' endpoint config
+//! (`endpoints:` entries of `address`, `strict`, `group`), re-read from the file every
+//! `--endpoint.sd-config-reload-interval`; a malformed file at start-up is an error, at a
+//! reload it is logged and the previous endpoints stay. Per-endpoint `grpc_client_config`
+//! and `service_config` are refused (the `--grpc-client-*` flags apply to every endpoint).
+//! `--endpoint-group` / `--endpoint-group-strict` (and `group: true`) make one store of
+//! the replicas an address resolves to, each call going to the next healthy member.
 //!
 //! The hidden developer flag `--debug.blocks-dir=DIR` serves the TSDB blocks in `DIR`
 //! instead (the HTTP tests and `scripts/bench-promql.sh` use it).
@@ -16,7 +24,7 @@ use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider};
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
-    QueryStoreService,
+    QueryStoreService, SdConfigSource,
 };
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
@@ -28,17 +36,18 @@ const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
 
 /// The endpoint set and fan-out from the flags.
 fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
-    // Declared for compatibility but not implemented: refused rather than silently ignored.
-    if !args.endpoint_groups.is_empty() || !args.endpoint_groups_strict.is_empty() {
+    // An empty `--endpoint.sd-config-file=` or `--endpoint.sd-config=` means "none", as
+    // kingpin's path-or-content flags do in Thanos.
+    let sd = &args.endpoint_sd_config;
+    let sd_config = match (&sd.file, &sd.content) {
+        (Some(p), _) if !p.as_os_str().is_empty() => Some(SdConfigSource::File(p.clone())),
+        (_, Some(c)) if !c.is_empty() => Some(SdConfigSource::Inline(c.clone())),
+        _ => None,
+    };
+    if sd_config.is_some() && args.endpoint_sd_config_reload_interval.is_zero() {
         anyhow::bail!(
-            "--endpoint-group and --endpoint-group-strict are not supported yet; list the \
-             group's members with --endpoint"
-        );
-    }
-    if args.endpoint_sd_config.file.is_some() || args.endpoint_sd_config.content.is_some() {
-        anyhow::bail!(
-            "--endpoint.sd-config and --endpoint.sd-config-file are not supported yet; use \
-             --endpoint or --store.sd-files"
+            "--endpoint.sd-config-reload-interval=0s would re-read the endpoint config on \
+             every probe; give a positive interval (default 5m)"
         );
     }
     let c = &args.grpc_client;
@@ -64,6 +73,10 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
             .chain(&args.stores_strict)
             .cloned()
             .collect(),
+        groups: args.endpoint_groups.clone(),
+        groups_strict: args.endpoint_groups_strict.clone(),
+        sd_config,
+        sd_config_interval: args.endpoint_sd_config_reload_interval.to_std(),
         sd_files: args.store_sd_files.clone(),
         sd_interval: args.store_sd_interval.to_std(),
         dns_interval: args.store_sd_dns_interval.to_std(),
@@ -76,7 +89,10 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
         client,
         dns_server: None,
     })
-    .context("configuring endpoints (--endpoint, --store, --grpc-client-*, --grpc-compression)")?;
+    .context(
+        "configuring endpoints (--endpoint, --endpoint-group, --endpoint.sd-config[-file], \
+         --store, --grpc-client-*, --grpc-compression)",
+    )?;
     let fanout = Fanout {
         endpoints: set.clone(),
         response_timeout: (!args.store_response_timeout.is_zero())
@@ -106,6 +122,9 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                 && args.endpoints_strict.is_empty()
                 && args.stores_strict.is_empty()
                 && args.store_sd_files.is_empty()
+                && args.endpoint_groups.is_empty()
+                && args.endpoint_groups_strict.is_empty()
+                && !args.endpoint_sd_config.source().is_set()
             {
                 // As Thanos does: a querier without stores starts and answers empty results.
                 tracing::warn!("no endpoints configured; queries return empty results");
