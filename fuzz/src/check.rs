@@ -629,3 +629,14 @@ pub fn grpc_snappy(data: &[u8]) {
         assert_eq!(a, b, "splitting the body changed the messages");
     }
 }
+
+/// A Series frame (see `fuzz_targets/series_frame.rs`).
+pub fn series_frame(data: &[u8]) {
+    use crate::series_frame::{by_prost, decode::decode_series_response};
+    let ours = decode_series_response(bytes::Bytes::copy_from_slice(data));
+    match (ours, by_prost(data)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the decoders disagree"),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("one decoder failed: ours {a:?}, prost {b:?}"),
+    }
+}

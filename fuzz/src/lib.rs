@@ -1,5 +1,5 @@
-//! Shared code for the fuzz targets of `strata-tsdb`, `strata-prompb` and the gRPC Snappy
-//! codec of `strata-storepb`.
+//! Shared code for the fuzz targets of `strata-tsdb`, `strata-prompb`, and the gRPC Snappy
+//! codec and Series frame decoder of `strata-storepb`.
 //!
 //! The targets themselves (`fuzz_targets/*.rs`) are thin: each turns the fuzzer's bytes into
 //! one or more files and hands them to a walk in [`check`], which drives a decoder through
@@ -16,6 +16,7 @@
 pub mod check;
 pub mod mutate;
 pub mod sample;
+pub mod series_frame;
 
 /// The Snappy framing and gRPC message rewriting of `strata-storepb`, compiled here from its
 /// source file: the crate itself pulls in tonic and a TLS library, which fuzzing builds would

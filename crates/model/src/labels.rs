@@ -76,6 +76,17 @@ impl Labels {
         Labels(labels)
     }
 
+    /// Builds a label set from labels received from another process (a Store API answer): kept
+    /// as they are when they already are a label set (sorted, unique, no empty values, as
+    /// well-behaved stores send them), which reuses the vector; otherwise as [`Labels::new`].
+    pub fn from_received(labels: Vec<Label>) -> Self {
+        if Labels::is_valid_sorted(&labels) && labels.iter().all(|l| !l.value.is_empty()) {
+            Labels(labels)
+        } else {
+            Labels::new(labels)
+        }
+    }
+
     /// Whether `labels` is sorted by name with unique names: the form a block index must store.
     pub fn is_valid_sorted(labels: &[Label]) -> bool {
         labels.windows(2).all(|w| w[0].name < w[1].name)

@@ -640,6 +640,10 @@ impl Client {
         }
         c
     }
+
+    fn series_client(&self, ch: StoreChannel) -> crate::fanout::SeriesClient {
+        crate::fanout::SeriesClient::new(ch, MAX_FRAME_BYTES, self.compression)
+    }
 }
 
 /// What an endpoint told us through the Info API.
@@ -661,7 +665,11 @@ pub struct EndpointInfo {
 pub struct StoreEndpoint {
     /// The address, which names the store in warnings and errors.
     pub addr: String,
+    /// The Store API (label names and values).
     pub client: StoreClient<StoreChannel>,
+    /// The Series method, decoding frames straight into label sets
+    /// ([`strata_storepb::frame`]).
+    pub series: crate::fanout::SeriesClient,
     pub label_sets: Vec<Labels>,
     pub min_time: i64,
     pub max_time: i64,
@@ -1312,6 +1320,7 @@ impl EndpointSet {
                 StoreEndpoint {
                     addr: s.addr.clone(),
                     client: self.client.store_client(s.channel.clone()),
+                    series: self.client.series_client(s.channel.clone()),
                     label_sets,
                     min_time,
                     max_time,

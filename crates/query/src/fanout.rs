@@ -15,11 +15,10 @@
 use std::time::Duration;
 
 use strata_model::{Labels, Matcher};
-use strata_storepb::convert::{labels_to_model, matchers_to_model};
+use strata_storepb::convert::matchers_to_model;
+use strata_storepb::frame::{SeriesFrame, SeriesFrameCodec};
 use strata_storepb::thanos::store_client::StoreClient;
-use strata_storepb::thanos::{
-    AggrChunk, LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest, series_response,
-};
+use strata_storepb::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest};
 
 use crate::endpoint::{EndpointSet, StoreChannel, StoreEndpoint};
 use crate::error::QueryError;
@@ -30,8 +29,50 @@ use crate::error::QueryError;
 /// batching ignore the field and send one series per frame.
 pub const RESPONSE_BATCH: i64 = 64;
 
-/// One series as the stores sent it: labels (external labels included) and chunks.
-pub type WireSeries = (Labels, Vec<AggrChunk>);
+pub use strata_storepb::frame::WireSeries;
+
+/// A store's Series method, with frames decoded straight into label sets
+/// ([`strata_storepb::frame`]) instead of through the generated client.
+#[derive(Debug, Clone)]
+pub struct SeriesClient {
+    grpc: tonic::client::Grpc<StoreChannel>,
+}
+
+impl SeriesClient {
+    /// A client on `channel` accepting frames up to `max_frame` bytes, compressed with
+    /// `compression` both ways when set (as the generated clients are configured).
+    pub(crate) fn new(
+        channel: StoreChannel,
+        max_frame: usize,
+        compression: Option<tonic::codec::CompressionEncoding>,
+    ) -> Self {
+        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(max_frame);
+        if let Some(e) = compression {
+            grpc = grpc.send_compressed(e).accept_compressed(e);
+        }
+        SeriesClient { grpc }
+    }
+
+    /// Calls `/thanos.Store/Series`.
+    pub async fn series(
+        &mut self,
+        req: SeriesRequest,
+    ) -> Result<tonic::Streaming<SeriesFrame>, tonic::Status> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("store not ready: {e}")))?;
+        let mut req = tonic::Request::new(req);
+        req.extensions_mut()
+            .insert(tonic::GrpcMethod::new("thanos.Store", "Series"));
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/thanos.Store/Series");
+        Ok(self
+            .grpc
+            .server_streaming(req, path, SeriesFrameCodec)
+            .await?
+            .into_inner())
+    }
+}
 
 /// What a fan-out returned.
 #[derive(Debug, Default)]
@@ -122,7 +163,7 @@ impl Fanout {
         let calls = stores.into_iter().map(|s| {
             let req = req.clone();
             async move {
-                let r = call_series(s.client, req, frame_timeout, deadline).await;
+                let r = call_series(s.series, req, frame_timeout, deadline).await;
                 (s.addr, r)
             }
         });
@@ -295,7 +336,7 @@ type StoreItem = Result<StoreFrame, String>;
 /// series must arrive sorted by labels (a series split across frames is allowed), or the
 /// call fails naming the two series; the streaming merge relies on it.
 async fn read_series(
-    client: StoreClient<StoreChannel>,
+    client: SeriesClient,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
@@ -321,7 +362,7 @@ fn waited<T>(
 
 /// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
 async fn read_frames(
-    mut client: StoreClient<StoreChannel>,
+    mut client: SeriesClient,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
@@ -333,7 +374,7 @@ async fn read_frames(
         frame_timeout.min(left)
     };
     let call = tokio::time::timeout(next_wait(), client.series(req)).await;
-    let mut stream = waited(call, frame_timeout)?.into_inner();
+    let mut stream = waited(call, frame_timeout)?;
     // The last series of the previous frame, for the order check across frames.
     let mut last: Option<Labels> = None;
     loop {
@@ -341,24 +382,22 @@ async fn read_frames(
         let Some(frame) = waited(next, frame_timeout)? else {
             return Ok(());
         };
-        let wire = match frame.result {
-            Some(series_response::Result::Series(s)) => vec![s],
-            Some(series_response::Result::Batch(b)) => b.series,
-            Some(series_response::Result::Warning(w)) => {
+        let wire = match frame {
+            SeriesFrame::Series(s) => s,
+            SeriesFrame::Warning(w) => {
                 if tx.send(Ok(StoreFrame::Warning(w))).await.is_err() {
                     return Ok(());
                 }
                 continue;
             }
-            Some(series_response::Result::Hints(_)) | None => continue,
+            SeriesFrame::Hints | SeriesFrame::Empty => continue,
         };
         let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
-        for s in wire {
-            let labels = labels_to_model(s.labels);
+        for (labels, chunks) in wire {
             // A series may be split across frames: equal labels in a row are one series.
             match series.last_mut() {
-                Some((l, chunks)) if *l == labels => chunks.extend(s.chunks),
-                _ => series.push((labels, s.chunks)),
+                Some((l, c)) if *l == labels => c.extend(chunks),
+                _ => series.push((labels, chunks)),
             }
         }
         if sorted {
@@ -392,7 +431,7 @@ async fn read_frames(
 /// One store's Series call, collected. A store that breaks the sort contract still gives a
 /// correct list (sorted here).
 async fn call_series(
-    client: StoreClient<StoreChannel>,
+    client: SeriesClient,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
@@ -519,7 +558,7 @@ impl Fanout {
             .map(|s| {
                 let (tx, rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
                 tokio::spawn(read_series(
-                    s.client,
+                    s.series,
                     req.clone(),
                     frame_timeout,
                     deadline,
@@ -657,6 +696,7 @@ pub fn merge_sorted(lists: Vec<Vec<WireSeries>>) -> Vec<WireSeries> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_storepb::thanos::AggrChunk;
 
     fn s(name: &str, tag: i64) -> WireSeries {
         (

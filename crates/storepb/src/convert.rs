@@ -82,15 +82,9 @@ pub fn labels_into_wire(labels: Labels) -> Vec<Label> {
 /// A label set from wire labels. Labels from another server may be unsorted or carry empty
 /// values; [`Labels::new`] sorts them and drops empty ones, as Prometheus does.
 pub fn labels_to_model(labels: Vec<Label>) -> Labels {
-    let labels: Vec<strata_model::Label> =
-        labels.into_iter().map(strata_model::Label::from).collect();
-    // Well-behaved stores send sorted, non-empty labels: keep them as they are (the collect
-    // above reuses the allocation) instead of sorting a copy.
-    if Labels::is_valid_sorted(&labels) && labels.iter().all(|l| !l.value.is_empty()) {
-        Labels::from_sorted(labels)
-    } else {
-        Labels::new(labels)
-    }
+    // The collect reuses the allocation (same layout); `from_received` keeps well-formed sets
+    // as they are instead of sorting a copy.
+    Labels::from_received(labels.into_iter().map(strata_model::Label::from).collect())
 }
 
 // ---------------------------------------------------------------------------------------------

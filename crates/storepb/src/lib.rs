@@ -14,6 +14,8 @@
 //!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
 //! - [`batch`]: `SeriesBatch`, written by hand: a server may send series it encoded itself
 //!   ([`batch::EncodedSeries`]), byte for byte what prost would encode.
+//! - [`frame`]: the querier's decoding of Series frames straight into label sets, and its
+//!   tonic codec for `/thanos.Store/Series`.
 //! - [`server`]: the one gRPC server set-up every Store API server uses.
 //! - [`snappy`]: Thanos' `--grpc-compression=snappy` (framed Snappy per gRPC message), which
 //!   tonic lacks: a server layer that every [`server::serve`] installs, and a client channel
@@ -30,6 +32,7 @@
 
 pub mod batch;
 pub mod convert;
+pub mod frame;
 pub mod server;
 pub mod snappy;
 

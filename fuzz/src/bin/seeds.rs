@@ -161,6 +161,69 @@ fn main() {
         out.write("grpc_snappy", "messages", &body);
     }
 
+    // Series frames as a store gateway sends them: a batch of series with raw chunks, a
+    // single series with a downsampled chunk, a warning, and hints.
+    {
+        use prost::Message;
+        use strata_fuzz::series_frame::{
+            AggrChunk, Chunk, Label, Result, Series, SeriesBatch, SeriesResponse,
+        };
+        let label = |n: &str, v: &str| Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        let chunk = |d: &[u8]| Chunk {
+            r#type: 1,
+            data: bytes::Bytes::copy_from_slice(d),
+            hash: 0,
+        };
+        let series = |job: &str| Series {
+            labels: vec![label("__name__", "up"), label("job", job)],
+            chunks: vec![AggrChunk {
+                min_time: 1_000,
+                max_time: 61_000,
+                raw: Some(chunk(&[
+                    0, 2, 0x80, 0x8e, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0,
+                ])),
+                ..Default::default()
+            }],
+        };
+        let frames = [
+            (
+                "batch",
+                Result::Batch(SeriesBatch {
+                    series: vec![series("a"), series("b")],
+                }),
+            ),
+            (
+                "aggregates",
+                Result::Series(Series {
+                    labels: vec![label("job", "c")],
+                    chunks: vec![AggrChunk {
+                        min_time: -5,
+                        max_time: 299_999,
+                        count: Some(chunk(&[1, 2, 3])),
+                        sum: Some(chunk(&[4, 5])),
+                        counter: Some(chunk(&[6])),
+                        ..Default::default()
+                    }],
+                }),
+            ),
+            ("warning", Result::Warning("store a: slow".into())),
+            (
+                "hints",
+                Result::Hints(prost_types::Any {
+                    type_url: "type.googleapis.com/hintspb.SeriesResponseHints".into(),
+                    value: vec![10, 2, 10, 0],
+                }),
+            ),
+        ];
+        for (name, r) in frames {
+            let f = SeriesResponse { result: Some(r) }.encode_to_vec();
+            out.write("series_frame", name, &f);
+        }
+    }
+
     // Mutation programs: `flags | (kind, offset BE16, arg)*` (see strata_fuzz::mutate).
     let programs: [(&str, &[u8]); 6] = [
         ("intact", &[0]),

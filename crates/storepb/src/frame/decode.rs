@@ -1,0 +1,289 @@
+//! The decoder itself, free of tonic and of the generated code: it names its chunk types
+//! through the parent module, so that the fuzz targets (`fuzz/`) compile this file by path
+//! next to prost-derived twins of `thanos.AggrChunk` and `thanos.Chunk` and check it against
+//! prost's own decoding of the same bytes.
+
+use bytes::Bytes;
+use prost::DecodeError;
+use prost::Message;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+use strata_model::{Label, Labels};
+
+use super::{AggrChunk, Chunk};
+
+/// One series as a store sent it: labels (external labels included) and chunks.
+pub type WireSeries = (Labels, Vec<AggrChunk>);
+
+/// A decoded `thanos.SeriesResponse`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum SeriesFrame {
+    /// Series (one for a `series` frame, several for a `batch`), in the order sent.
+    Series(Vec<WireSeries>),
+    /// A warning that does not fail the call.
+    Warning(String),
+    /// Hints (their content is not used by the querier).
+    Hints,
+    /// A frame with no result set.
+    #[default]
+    Empty,
+}
+
+/// Why a frame did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// A varint, key or skipped field that prost's primitives reject.
+    #[error("malformed Series frame: {0}")]
+    Proto(#[from] DecodeError),
+    /// A known field with the wrong wire type.
+    #[error("malformed Series frame: field {field} of {message} has wire type {got:?}")]
+    WireType {
+        message: &'static str,
+        field: u32,
+        got: WireType,
+    },
+    /// A length-delimited field longer than what is left of its message.
+    #[error("malformed Series frame: a field of {message} runs past the end of its message")]
+    Truncated { message: &'static str },
+    /// A label name, label value or warning that is not UTF-8.
+    #[error("malformed Series frame: a string of {message} is not UTF-8")]
+    Utf8 { message: &'static str },
+}
+
+/// A series while its frame is decoded: protobuf lets a message field repeat and merge, so
+/// labels become a label set only at the end.
+#[derive(Default)]
+struct RawSeries {
+    labels: Vec<Label>,
+    chunks: Vec<AggrChunk>,
+}
+
+impl RawSeries {
+    fn finish(self) -> WireSeries {
+        (Labels::from_received(self.labels), self.chunks)
+    }
+}
+
+enum Partial {
+    Empty,
+    Single(RawSeries),
+    Batch(Vec<RawSeries>),
+    Warning(String),
+    Hints,
+}
+
+/// Decodes one `thanos.SeriesResponse` (see the module docs). Nested messages are read in
+/// place; only chunk data become [`Bytes`] (slices of `frame`, one reference count each).
+pub fn decode_series_response(frame: Bytes) -> Result<SeriesFrame, FrameError> {
+    const MSG: &str = "SeriesResponse";
+    let mut buf: &[u8] = &frame;
+    let mut out = Partial::Empty;
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match tag {
+            1 => {
+                let body = delimited(MSG, tag, wire_type, &mut buf)?;
+                if !matches!(out, Partial::Single(_)) {
+                    out = Partial::Single(RawSeries::default());
+                }
+                if let Partial::Single(s) = &mut out {
+                    merge_series(s, body, &frame)?;
+                }
+            }
+            2 => {
+                let body = delimited(MSG, tag, wire_type, &mut buf)?;
+                out = Partial::Warning(utf8(MSG, body)?);
+            }
+            3 => {
+                // Checked like any message (a malformed `Any` fails the frame), then dropped.
+                let body = delimited(MSG, tag, wire_type, &mut buf)?;
+                prost_types::Any::decode(body)?;
+                out = Partial::Hints;
+            }
+            4 => {
+                let mut body = delimited(MSG, tag, wire_type, &mut buf)?;
+                if !matches!(out, Partial::Batch(_)) {
+                    out = Partial::Batch(Vec::new());
+                }
+                if let Partial::Batch(list) = &mut out {
+                    while !body.is_empty() {
+                        let (tag, wire_type) = decode_key(&mut body)?;
+                        if tag == 1 {
+                            let series = delimited("SeriesBatch", tag, wire_type, &mut body)?;
+                            let mut s = RawSeries::default();
+                            merge_series(&mut s, series, &frame)?;
+                            list.push(s);
+                        } else {
+                            skip_field(wire_type, tag, &mut body, DecodeContext::default())?;
+                        }
+                    }
+                }
+            }
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok(match out {
+        Partial::Empty => SeriesFrame::Empty,
+        Partial::Single(s) => SeriesFrame::Series(vec![s.finish()]),
+        Partial::Batch(list) => {
+            SeriesFrame::Series(list.into_iter().map(RawSeries::finish).collect())
+        }
+        Partial::Warning(w) => SeriesFrame::Warning(w),
+        Partial::Hints => SeriesFrame::Hints,
+    })
+}
+
+/// The body of length-delimited field `field` of `message`, taken from the front of `buf`.
+fn delimited<'a>(
+    message: &'static str,
+    field: u32,
+    wire_type: WireType,
+    buf: &mut &'a [u8],
+) -> Result<&'a [u8], FrameError> {
+    if wire_type != WireType::LengthDelimited {
+        return Err(FrameError::WireType {
+            message,
+            field,
+            got: wire_type,
+        });
+    }
+    let len = decode_varint(buf)?;
+    if len > buf.len() as u64 {
+        return Err(FrameError::Truncated { message });
+    }
+    let (body, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(body)
+}
+
+/// A varint field of `message` (proto3 `int64`, `uint64`, `int32` and enums alike).
+fn varint(
+    message: &'static str,
+    field: u32,
+    wire_type: WireType,
+    buf: &mut &[u8],
+) -> Result<u64, FrameError> {
+    if wire_type != WireType::Varint {
+        return Err(FrameError::WireType {
+            message,
+            field,
+            got: wire_type,
+        });
+    }
+    Ok(decode_varint(buf)?)
+}
+
+fn utf8(message: &'static str, b: &[u8]) -> Result<String, FrameError> {
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| FrameError::Utf8 { message })
+}
+
+/// How many times field 1 and field 2 occur in a message body (for exact allocations).
+fn count_fields(mut body: &[u8]) -> Result<(usize, usize), FrameError> {
+    let (mut ones, mut twos) = (0, 0);
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body)?;
+        match tag {
+            1 => ones += 1,
+            2 => twos += 1,
+            _ => {}
+        }
+        skip_field(wire_type, tag, &mut body, DecodeContext::default())?;
+    }
+    Ok((ones, twos))
+}
+
+/// Merges a `thanos.Series` body into `s`.
+fn merge_series(s: &mut RawSeries, mut body: &[u8], frame: &Bytes) -> Result<(), FrameError> {
+    const MSG: &str = "Series";
+    // One pass to size the vectors: label sets are kept by the engine, so no slack.
+    let (labels, chunks) = count_fields(body)?;
+    s.labels.reserve_exact(labels);
+    s.chunks.reserve_exact(chunks);
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body)?;
+        match tag {
+            1 => {
+                let label = delimited(MSG, tag, wire_type, &mut body)?;
+                s.labels.push(decode_label(label)?);
+            }
+            2 => {
+                let chunk = delimited(MSG, tag, wire_type, &mut body)?;
+                s.chunks.push(decode_aggr_chunk(chunk, frame)?);
+            }
+            _ => skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
+
+/// A `thanos.Label` (`name = 1`, `value = 2`; a repeated field keeps its last value, and
+/// every occurrence must be UTF-8, as prost checks them).
+fn decode_label(mut body: &[u8]) -> Result<Label, FrameError> {
+    const MSG: &str = "Label";
+    let (mut name, mut value) = ("", "");
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body)?;
+        match tag {
+            1 => name = label_text(delimited(MSG, tag, wire_type, &mut body)?)?,
+            2 => value = label_text(delimited(MSG, tag, wire_type, &mut body)?)?,
+            _ => skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
+        }
+    }
+    Ok(Label {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+fn label_text(b: &[u8]) -> Result<&str, FrameError> {
+    std::str::from_utf8(b).map_err(|_| FrameError::Utf8 { message: "Label" })
+}
+
+/// A `thanos.AggrChunk`; every part's data is a slice of `frame`.
+fn decode_aggr_chunk(mut body: &[u8], frame: &Bytes) -> Result<AggrChunk, FrameError> {
+    const MSG: &str = "AggrChunk";
+    let mut c = AggrChunk::default();
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body)?;
+        let part = match tag {
+            1 => {
+                c.min_time = varint(MSG, tag, wire_type, &mut body)? as i64;
+                continue;
+            }
+            2 => {
+                c.max_time = varint(MSG, tag, wire_type, &mut body)? as i64;
+                continue;
+            }
+            3 => &mut c.raw,
+            4 => &mut c.count,
+            5 => &mut c.sum,
+            6 => &mut c.min,
+            7 => &mut c.max,
+            8 => &mut c.counter,
+            _ => {
+                skip_field(wire_type, tag, &mut body, DecodeContext::default())?;
+                continue;
+            }
+        };
+        let chunk = delimited(MSG, tag, wire_type, &mut body)?;
+        // A part that repeats merges into the first, as for any message field.
+        merge_chunk(part.get_or_insert_with(Chunk::default), chunk, frame)?;
+    }
+    Ok(c)
+}
+
+/// Merges a `thanos.Chunk` body into `c`.
+fn merge_chunk(c: &mut Chunk, mut body: &[u8], frame: &Bytes) -> Result<(), FrameError> {
+    const MSG: &str = "Chunk";
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body)?;
+        match tag {
+            1 => c.r#type = varint(MSG, tag, wire_type, &mut body)? as i32,
+            2 => c.data = frame.slice_ref(delimited(MSG, tag, wire_type, &mut body)?),
+            3 => c.hash = varint(MSG, tag, wire_type, &mut body)?,
+            _ => skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
