@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Prost's encoding with each message's room reserved up front (src/codec.rs).
+        .codec_path("crate::codec::StoreCodec")
         // Chunk data is handed out as slices of the bytes fetched from object storage.
         .bytes(".thanos.Chunk.data")
         // Written by hand (src/batch.rs) so that a server can send series it encoded itself.

@@ -14,6 +14,8 @@
 //!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
 //! - [`batch`]: `SeriesBatch`, written by hand: a server may send series it encoded itself
 //!   ([`batch::EncodedSeries`]), byte for byte what prost would encode.
+//! - [`codec`]: the codec of the generated clients and servers: prost's, reserving each
+//!   message's encoded length before writing it.
 //! - [`frame`]: the querier's decoding of Series frames straight into label sets, and its
 //!   tonic codec for `/thanos.Store/Series`.
 //! - [`server`]: the one gRPC server set-up every Store API server uses.
@@ -31,6 +33,7 @@
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 
 pub mod batch;
+pub mod codec;
 pub mod convert;
 pub mod frame;
 pub mod server;
