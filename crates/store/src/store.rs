@@ -1102,14 +1102,14 @@ async fn build_frames(
             } else {
                 pending.push(m.labels.iter(), &mut out_chunks);
                 if pending.count() >= batch_size {
-                    send(&sink, batch_frame(std::mem::take(&mut pending))).await?;
+                    send(&sink, batch_frame(pending.take())).await?;
                 }
             }
         }
         // A partial frame holds pool permits: send it rather than carry it into the wait for
         // the next batch's room.
         if !pending.is_empty() {
-            send(&sink, batch_frame(std::mem::take(&mut pending))).await?;
+            send(&sink, batch_frame(pending.take())).await?;
         }
     }
     Ok((series, chunks_sent))

@@ -191,6 +191,19 @@ impl EncodedSeries {
         put_varint_field(3, c.hash, &mut self.head);
     }
 
+    /// Takes the series encoded so far, leaving an empty value with room for as much again:
+    /// the frames of one call are alike, so the next frame is written without its buffers
+    /// growing (and being copied) step by step.
+    pub fn take(&mut self) -> EncodedSeries {
+        let next = EncodedSeries {
+            head: Vec::with_capacity(self.head.len()),
+            splices: Vec::with_capacity(self.splices.len()),
+            spliced: 0,
+            count: 0,
+        };
+        std::mem::replace(self, next)
+    }
+
     /// Series encoded so far.
     pub fn count(&self) -> usize {
         self.count
