@@ -442,9 +442,9 @@ impl BucketBlock {
             add(&stats.chunks_fetched_bytes, read);
             let mut out = Vec::with_capacity(idx.len());
             for (&i, d) in idx.iter().zip(data) {
-                let chunk = match self.parse_chunk(refs[i], &d)? {
-                    Some(c) => c,
-                    None => {
+                let chunk = match self.parse_chunk(refs[i], d)? {
+                    Ok(c) => c,
+                    Err(d) => {
                         self.metrics.chunk_refetches.inc();
                         let (len, n) = read_uvarint(&d)
                             .map_err(|e| self.chunk_corrupt(refs[i], e.to_string()))?;
@@ -454,7 +454,7 @@ impl BucketBlock {
                             exact = b.adopt(exact)?;
                         }
                         add(&stats.chunks_fetched_bytes, exact.len() as u64);
-                        self.parse_chunk(refs[i], &exact)?.ok_or_else(|| {
+                        self.parse_chunk(refs[i], exact)?.map_err(|_| {
                             self.chunk_corrupt(
                                 refs[i],
                                 "runs past the end of the segment file".into(),
@@ -526,11 +526,17 @@ impl BucketBlock {
         }
     }
 
-    /// `len uvarint | encoding u8 | data | CRC32C(encoding, data)` at the start of `d`.
-    fn parse_chunk(&self, r: ChunkRef, d: &Bytes) -> Result<Option<RawChunk>, StoreError> {
-        let (len, n) = match read_uvarint(d) {
+    /// `len uvarint | encoding u8 | data | CRC32C(encoding, data)` at the start of `d`; `d`
+    /// back (`Ok(Err(d))`) when it holds only the start of the chunk. The chunk's data are `d`
+    /// narrowed in place: no reference count is taken per chunk.
+    fn parse_chunk(
+        &self,
+        r: ChunkRef,
+        mut d: Bytes,
+    ) -> Result<Result<RawChunk, Bytes>, StoreError> {
+        let (len, n) = match read_uvarint(&d) {
             Ok(v) => v,
-            Err(strata_tsdb::encoding::DecodeError::UnexpectedEof { .. }) => return Ok(None),
+            Err(strata_tsdb::encoding::DecodeError::UnexpectedEof { .. }) => return Ok(Err(d)),
             Err(e) => return Err(self.chunk_corrupt(r, e.to_string())),
         };
         let len =
@@ -541,7 +547,7 @@ impl BucketBlock {
             .and_then(|v| v.checked_add(4))
             .ok_or_else(|| self.chunk_corrupt(r, "length overflows".into()))?;
         if end > d.len() {
-            return Ok(None);
+            return Ok(Err(d));
         }
         let stored = u32::from_be_bytes(d[end - 4..end].try_into().expect("4"));
         let computed = crc32c::crc32c(&d[n..end - 4]);
@@ -551,10 +557,10 @@ impl BucketBlock {
                 format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
             ));
         }
-        Ok(Some(RawChunk::new(
-            Encoding::from_u8(d[n]),
-            d.slice(n + 1..end - 4),
-        )))
+        let encoding = Encoding::from_u8(d[n]);
+        d.truncate(end - 4);
+        bytes::Buf::advance(&mut d, n + 1);
+        Ok(Ok(RawChunk::new(encoding, d)))
     }
 
     async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, StoreError> {

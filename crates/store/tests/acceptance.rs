@@ -78,3 +78,61 @@ async fn acceptance_on_s3() {
     assert!(report.cases > 40, "{report:?}");
     served.stop().await;
 }
+
+/// A block whose `meta.json` understates its largest chunk makes the gateway's first reads
+/// stop short of some chunks: they are read again at their real length (counted in
+/// `thanos_bucket_store_chunk_refetches`), and the answers are still exact. A chunk whose
+/// bytes are damaged fails the call with an error naming the block and the checksum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_chunk_reads_are_completed_and_damaged_chunks_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let bucket = fs_bucket(&bucket_dir, &BucketMetrics::unregistered());
+    let mut reference = Reference::default();
+    let blocks = promtool_blocks(&tmp.path().join("a"), 3, 0);
+    upload(&bucket, &blocks, &[("cluster", "eu1")], &mut reference).await;
+    for b in &blocks {
+        let dir = bucket_dir.join(b.file_name().unwrap());
+        let mut meta = strata_tsdb::BlockMeta::read_from_dir(&dir).unwrap();
+        let thanos = meta.thanos.get_or_insert_with(Default::default);
+        thanos.index_stats.chunk_max_size = 12;
+        meta.write_to_dir(&dir).unwrap();
+    }
+    let served = Served::start(bucket, StoreConfig::new(tmp.path().join("data"))).await;
+    let mut client = served.client().await;
+    let report = run_acceptance(&mut client, &reference).await.unwrap();
+    assert!(report.series_compared > 100, "{report:?}");
+    let refetches: f64 = served
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("thanos_bucket_store_chunk_refetches_total "))
+        .expect("the refetch counter is exported")
+        .parse()
+        .unwrap();
+    assert!(refetches > 0.0, "no chunk was read again");
+
+    // Damage one byte in the middle of the first block's chunk data (past the segment
+    // header and the first chunk's length and encoding).
+    let id = blocks[0].file_name().unwrap().to_str().unwrap().to_string();
+    let seg = bucket_dir.join(&id).join("chunks").join("000001");
+    let mut raw = std::fs::read(&seg).unwrap();
+    raw[20] ^= 0x55;
+    std::fs::write(&seg, &raw).unwrap();
+    let mut req = strata_storepb::thanos::SeriesRequest {
+        min_time: i64::MIN,
+        max_time: i64::MAX,
+        matchers: vec![strata_storepb::convert::matcher_from_model(
+            &strata_model::Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+")
+                .unwrap(),
+        )],
+        ..Default::default()
+    };
+    req.partial_response_strategy = 1;
+    let err = client
+        .series(req)
+        .await
+        .expect_err("a damaged chunk was served");
+    assert!(err.message().contains("CRC32C mismatch"), "{err}");
+    assert!(err.message().contains(&id), "{err}");
+    served.stop().await;
+}
