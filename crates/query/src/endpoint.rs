@@ -920,9 +920,7 @@ impl EndpointSet {
             }
         }
         let sd_entries = match &cfg.sd_config {
-            Some(src) => src
-                .load()
-                .map_err(|e| QueryError::ClientConfig(e.to_string()))?,
+            Some(src) => src.load()?,
             None => Vec::new(),
         };
         let client = Client::new(&cfg.client)?;

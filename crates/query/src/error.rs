@@ -9,6 +9,9 @@ pub enum QueryError {
     /// A gRPC client option that cannot be honoured.
     #[error("{0}")]
     ClientConfig(String),
+    /// `--endpoint.sd-config[-file]` cannot be used at start-up.
+    #[error(transparent)]
+    SdConfig(#[from] crate::endpoint::SdConfigError),
     /// Reading a TLS file named by a flag.
     #[error("reading {flag} {path}: {source}")]
     ReadTls {
