@@ -42,9 +42,7 @@ where
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> ReservingEncoder<T> {
-        ReservingEncoder {
-            _message: PhantomData,
-        }
+        ReservingEncoder::default()
     }
 
     fn decoder(&mut self) -> ProstDecoder<U> {
@@ -56,6 +54,14 @@ where
 #[derive(Debug)]
 pub struct ReservingEncoder<T> {
     _message: PhantomData<fn(T)>,
+}
+
+impl<T> Default for ReservingEncoder<T> {
+    fn default() -> Self {
+        ReservingEncoder {
+            _message: PhantomData,
+        }
+    }
 }
 
 impl<T: Message> Encoder for ReservingEncoder<T> {

@@ -15,8 +15,8 @@
 //! corrupted messages.
 
 use bytes::Bytes;
-use prost::Message;
 
+use crate::codec::ReservingEncoder;
 use crate::thanos::SeriesRequest;
 use crate::thanos::{AggrChunk, Chunk};
 
@@ -24,41 +24,23 @@ mod decode;
 
 pub use decode::{FrameError, SeriesFrame, WireSeries, decode_series_response};
 
-/// The querier's codec for `/thanos.Store/Series`: requests are encoded by prost, answers
-/// decoded by [`decode_series_response`].
+/// The querier's codec for `/thanos.Store/Series`: requests are encoded as by every Store API
+/// client ([`crate::codec`]), answers decoded by [`decode_series_response`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SeriesFrameCodec;
 
 impl tonic::codec::Codec for SeriesFrameCodec {
     type Encode = SeriesRequest;
     type Decode = SeriesFrame;
-    type Encoder = RequestEncoder;
+    type Encoder = ReservingEncoder<SeriesRequest>;
     type Decoder = FrameDecoder;
 
-    fn encoder(&mut self) -> RequestEncoder {
-        RequestEncoder
+    fn encoder(&mut self) -> ReservingEncoder<SeriesRequest> {
+        ReservingEncoder::default()
     }
 
     fn decoder(&mut self) -> FrameDecoder {
         FrameDecoder
-    }
-}
-
-/// Encodes a [`SeriesRequest`] as prost does.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestEncoder;
-
-impl tonic::codec::Encoder for RequestEncoder {
-    type Item = SeriesRequest;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: SeriesRequest,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        item.encode(dst)
-            .map_err(|e| tonic::Status::internal(format!("encoding a Series request: {e}")))
     }
 }
 
@@ -84,6 +66,8 @@ impl tonic::codec::Decoder for FrameDecoder {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
     use crate::convert::labels_to_model;
     use crate::thanos::{self, Chunk, SeriesBatch, SeriesResponse, series_response};
