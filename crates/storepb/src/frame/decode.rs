@@ -91,7 +91,7 @@ pub fn decode_series_response(frame: Bytes) -> Result<SeriesFrame, FrameError> {
             }
             2 => {
                 let body = delimited(MSG, tag, wire_type, &mut buf)?;
-                out = Partial::Warning(utf8(MSG, body)?);
+                out = Partial::Warning(text(MSG, body)?.to_owned());
             }
             3 => {
                 // Checked like any message (a malformed `Any` fails the frame), then dropped.
@@ -139,13 +139,7 @@ fn delimited<'a>(
     wire_type: WireType,
     buf: &mut &'a [u8],
 ) -> Result<&'a [u8], FrameError> {
-    if wire_type != WireType::LengthDelimited {
-        return Err(FrameError::WireType {
-            message,
-            field,
-            got: wire_type,
-        });
-    }
+    expect_wire_type(message, field, wire_type, WireType::LengthDelimited)?;
     let len = decode_varint(buf)?;
     if len > buf.len() as u64 {
         return Err(FrameError::Truncated { message });
@@ -162,20 +156,30 @@ fn varint(
     wire_type: WireType,
     buf: &mut &[u8],
 ) -> Result<u64, FrameError> {
-    if wire_type != WireType::Varint {
-        return Err(FrameError::WireType {
-            message,
-            field,
-            got: wire_type,
-        });
-    }
+    expect_wire_type(message, field, wire_type, WireType::Varint)?;
     Ok(decode_varint(buf)?)
 }
 
-fn utf8(message: &'static str, b: &[u8]) -> Result<String, FrameError> {
-    std::str::from_utf8(b)
-        .map(str::to_owned)
-        .map_err(|_| FrameError::Utf8 { message })
+fn expect_wire_type(
+    message: &'static str,
+    field: u32,
+    got: WireType,
+    want: WireType,
+) -> Result<(), FrameError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(FrameError::WireType {
+            message,
+            field,
+            got,
+        })
+    }
+}
+
+/// A string field of `message`, which must be UTF-8.
+fn text<'a>(message: &'static str, b: &'a [u8]) -> Result<&'a str, FrameError> {
+    std::str::from_utf8(b).map_err(|_| FrameError::Utf8 { message })
 }
 
 /// How many times field 1 and field 2 occur in a message body (for exact allocations).
@@ -225,8 +229,8 @@ fn decode_label(mut body: &[u8]) -> Result<Label, FrameError> {
     while !body.is_empty() {
         let (tag, wire_type) = decode_key(&mut body)?;
         match tag {
-            1 => name = label_text(delimited(MSG, tag, wire_type, &mut body)?)?,
-            2 => value = label_text(delimited(MSG, tag, wire_type, &mut body)?)?,
+            1 => name = text(MSG, delimited(MSG, tag, wire_type, &mut body)?)?,
+            2 => value = text(MSG, delimited(MSG, tag, wire_type, &mut body)?)?,
             _ => skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
         }
     }
@@ -234,10 +238,6 @@ fn decode_label(mut body: &[u8]) -> Result<Label, FrameError> {
         name: name.to_owned(),
         value: value.to_owned(),
     })
-}
-
-fn label_text(b: &[u8]) -> Result<&str, FrameError> {
-    std::str::from_utf8(b).map_err(|_| FrameError::Utf8 { message: "Label" })
 }
 
 /// A `thanos.AggrChunk`; every part's data is a slice of `frame`.
