@@ -393,12 +393,8 @@ async fn read_frames(
             SeriesFrame::Hints | SeriesFrame::Empty => continue,
         };
         let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
-        for (labels, chunks) in wire {
-            // A series may be split across frames: equal labels in a row are one series.
-            match series.last_mut() {
-                Some((l, c)) if *l == labels => c.extend(chunks),
-                _ => series.push((labels, chunks)),
-            }
+        for s in wire {
+            push_joined(&mut series, s);
         }
         if sorted {
             let across = last
@@ -428,6 +424,15 @@ async fn read_frames(
     }
 }
 
+/// Appends `s` to `series`, or its chunks to the last series when the labels are equal: a
+/// store may split one series across frames, and equal labels in a row are one series.
+fn push_joined(series: &mut Vec<WireSeries>, (labels, chunks): WireSeries) {
+    match series.last_mut() {
+        Some((l, c)) if *l == labels => c.extend(chunks),
+        _ => series.push((labels, chunks)),
+    }
+}
+
 /// One store's Series call, collected. A store that breaks the sort contract still gives a
 /// correct list (sorted here).
 async fn call_series(
@@ -444,11 +449,8 @@ async fn call_series(
             match item? {
                 StoreFrame::Warning(w) => warnings.push(w),
                 StoreFrame::Series(frame) => {
-                    for (labels, chunks) in frame {
-                        match series.last_mut() {
-                            Some((l, c)) if *l == labels => c.extend(chunks),
-                            _ => series.push((labels, chunks)),
-                        }
+                    for s in frame {
+                        push_joined(&mut series, s);
                     }
                 }
             }
@@ -533,9 +535,9 @@ impl StoreCursor {
 impl Fanout {
     /// As [`Fanout::series`], merged while the stores are still sending and handed to `out`
     /// in batches of [`STREAM_FIRST_BATCH`], then [`STREAM_BATCH`] series (the last batch
-    /// carries what is left, and any batch the warnings so far). An error ends the stream. Stores must send their series
-    /// sorted (as every Thanos Store API server does); one that does not fails the call,
-    /// naming itself. Returns when done or when `out` is dropped.
+    /// carries what is left, and any batch the warnings so far). An error ends the stream.
+    /// Stores must send their series sorted (as every Thanos Store API server does); one that
+    /// does not fails the call, naming itself. Returns when done or when `out` is dropped.
     pub async fn series_stream(
         &self,
         req: SeriesRequest,
