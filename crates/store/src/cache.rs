@@ -383,18 +383,16 @@ impl IndexCache {
             let Some((victim, e)) = inner.next_victim() else {
                 break;
             };
-            {
-                let vs = entry_size(&victim, &e.value);
-                inner.size -= vs;
-                let vl = CacheMetrics::label(victim.item_type());
-                self.metrics.evicted.get_or_create(&vl).inc();
-                self.metrics.items.get_or_create(&vl).dec();
-                self.metrics
-                    .items_size
-                    .get_or_create(&vl)
-                    .dec_by(e.value.len() as i64);
-                self.metrics.total_size.get_or_create(&vl).dec_by(vs as i64);
-            }
+            let vs = entry_size(&victim, &e.value);
+            inner.size -= vs;
+            let vl = CacheMetrics::label(victim.item_type());
+            self.metrics.evicted.get_or_create(&vl).inc();
+            self.metrics.items.get_or_create(&vl).dec();
+            self.metrics
+                .items_size
+                .get_or_create(&vl)
+                .dec_by(e.value.len() as i64);
+            self.metrics.total_size.get_or_create(&vl).dec_by(vs as i64);
         }
         inner.tick += 1;
         let tick = inner.tick;
