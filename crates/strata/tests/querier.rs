@@ -287,9 +287,11 @@ fn ha_replicas_deduplicate_without_gaps() {
     assert!(dedup[0].0.get("replica").is_none());
     assert_eq!(dedup[0].0["cluster"], "eu1");
     assert_eq!(dedup[0].1.len(), steps, "gap in {:?}", dedup[0].1);
-    // Equal to the replica that never stopped: exactly for `up`; for the counter, up to the
-    // replicas' scrape offsets and jitter (a couple of seconds of growth; a gap left unfilled
-    // during the 12 s outage would be far more).
+    // Equal to the replica that never stopped: exactly for `up`; for the counter (which grows
+    // 1/s), up to what the penalty algorithm allows. When `a` stops, `b` is sought to 2 scrape
+    // intervals past `a`'s last sample (Thanos' penalty: twice the last gap), so the
+    // deduplicated series holds `a`'s last value for 2 to 3 s while `b` has moved on: at most
+    // about 3 of growth apart. A gap left unfilled during the 12 s outage would be far more.
     let up = matrix(&range("up", ""));
     let up_b = matrix(&range("up{replica=\"b\"}", "&dedup=false"));
     assert_eq!(up.len(), 1);
@@ -298,13 +300,16 @@ fn ha_replicas_deduplicate_without_gaps() {
     assert_eq!(only_b[0].1.len(), steps);
     for ((t, d), (_, w)) in dedup[0].1.iter().zip(&only_b[0].1) {
         let (d, w): (f64, f64) = (d.parse().unwrap(), w.parse().unwrap());
-        assert!((d - w).abs() <= 2.5, "at {t}: {d} vs replica b {w}");
+        assert!((d - w).abs() <= 3.5, "at {t}: {d} vs replica b {w}");
     }
 
-    // No doubled counts: one series counted at every step, and the rate stays about 1/s.
+    // No doubled counts: one series counted at every step, and the rate stays about 1/s
+    // (doubled would be 2; the outage unfilled, no value or far less). A 10 s window that
+    // starts inside the 2-3 s switch-over gap (see above) sees only 7-8 s of growth and
+    // extrapolates half an interval at its start: down to about 0.75 (CI once saw 0.763).
     for (query, lo, hi) in [
         ("count(demo_events_total)", 1.0, 1.0),
-        ("sum(rate(demo_events_total[10s]))", 0.8, 1.2),
+        ("sum(rate(demo_events_total[10s]))", 0.7, 1.2),
     ] {
         let m = matrix(&range(query, ""));
         eprintln!("DEDUP {query}: {:?}", m);
