@@ -290,7 +290,7 @@ pub(crate) async fn for_each_series(
     q: &SeriesQuery<'_>,
     mut f: impl FnMut(BlockSeries),
 ) -> Result<(), StoreError> {
-    let mut c = BlockCursor::open(block.clone(), q, SERIES_BATCH).await?;
+    let mut c = BlockCursor::open(block.clone(), q, SERIES_BATCH, SERIES_BATCH).await?;
     while c.fill(q).await? {
         c.ready.drain(..).for_each(&mut f);
     }
@@ -318,6 +318,10 @@ pub(crate) struct BlockCursor {
     header: Arc<IndexHeader>,
     ids: Vec<u32>,
     next: usize,
+    /// Series entries the next round decodes: it starts small and doubles up to `batch`, so
+    /// that a request's first frames go out (and the client starts evaluating them) without
+    /// waiting for a whole round of every block, while later rounds stay large.
+    round: usize,
     batch: usize,
     order: Order,
     /// Decoded series in final-label order, ready to merge.
@@ -326,10 +330,12 @@ pub(crate) struct BlockCursor {
 
 impl BlockCursor {
     /// Selects the block's postings for `q` and decides how its series are ordered; decodes
-    /// nothing yet. `batch` is how many series entries one [`BlockCursor::fill`] decodes.
+    /// nothing yet. One [`BlockCursor::decode_round`] decodes `first_batch` series entries,
+    /// the next twice as many, and so on up to `batch`.
     pub(crate) async fn open(
         block: Arc<BucketBlock>,
         q: &SeriesQuery<'_>,
+        first_batch: usize,
         batch: usize,
     ) -> Result<Self, StoreError> {
         let header = block.header().await?;
@@ -349,6 +355,7 @@ impl BlockCursor {
             header,
             ids,
             next: 0,
+            round: first_batch.clamp(1, batch.max(1)),
             batch: batch.max(1),
             order,
             ready: std::collections::VecDeque::new(),
@@ -376,7 +383,11 @@ impl BlockCursor {
             return Ok(());
         }
         let end = match self.order {
-            Order::Stream(_) => (self.next + self.batch).min(self.ids.len()),
+            Order::Stream(_) => {
+                let round = self.round;
+                self.round = (round * 2).min(self.batch);
+                (self.next + round).min(self.ids.len())
+            }
             Order::SortAll => self.ids.len(),
         };
         let mut decoded = Vec::new();
