@@ -710,10 +710,12 @@ impl BucketStore {
         } else {
             OUTPUT_BATCH
         };
-        // The first batch is a single frame, so the client receives (and starts evaluating)
-        // data while the rest is fetched; measured on the fan-out benchmark's small queries.
+        // The first batch is small, so the client receives (and starts evaluating) data while
+        // the rest is fetched; measured on the fan-out benchmark's small queries. Four frames:
+        // the querier hands its engine 256 series first, and a selection of 100 series (say)
+        // is then one fetch round instead of two (gateway time per call 1.73 -> 1.58 ms).
         let first = if batch_size > 1 {
-            batch_size.min(target)
+            (4 * batch_size).min(target)
         } else {
             FIRST_OUTPUT_BATCH
         };
