@@ -224,6 +224,15 @@ fn floats(samples: Vec<(i64, f64)>) -> SeriesData {
     }
 }
 
+/// `a == b`, comparing from the last label: neighbours in a sorted selection usually share
+/// their first labels (`__name__`, `instance`, `job`) and differ in a later one, so this
+/// settles most pairs with one comparison where the forward order needs four or five
+/// (measured: a quarter of `to_engine`'s time for an instant query over 5,000 series was
+/// these comparisons).
+fn same_labels(a: &Labels, b: &Labels) -> bool {
+    a.len() == b.len() && a.iter().rev().zip(b.iter().rev()).all(|(x, y)| x == y)
+}
+
 /// Groups the merged series by their labels without the replica labels, deduplicates each
 /// group, and returns engine series sorted by the output labels. Labels and chunks are moved,
 /// never copied: this runs once per selected series on the query path.
@@ -242,9 +251,9 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
     let mut out: Vec<StoredSeries> = Vec::with_capacity(items.len());
     let mut it = items.into_iter().peekable();
     while let Some((labels, chunks)) = it.next() {
-        let data = if it.peek().is_some_and(|n| n.0 == labels) {
+        let data = if it.peek().is_some_and(|n| same_labels(&n.0, &labels)) {
             let mut group = vec![chunks];
-            while let Some((_, more)) = it.next_if(|n| n.0 == labels) {
+            while let Some((_, more)) = it.next_if(|n| same_labels(&n.0, &labels)) {
                 group.push(more);
             }
             let mut replicas = Vec::with_capacity(group.len());
@@ -278,6 +287,38 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_labels_is_equality() {
+        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs);
+        let a = l(&[("__name__", "up"), ("job", "a"), ("status", "200")]);
+        let cases = [
+            (
+                l(&[("__name__", "up"), ("job", "a"), ("status", "200")]),
+                true,
+            ),
+            (
+                l(&[("__name__", "up"), ("job", "a"), ("status", "500")]),
+                false,
+            ),
+            (
+                l(&[("__name__", "down"), ("job", "a"), ("status", "200")]),
+                false,
+            ),
+            (
+                l(&[("__name__", "up"), ("jobs", "a"), ("status", "200")]),
+                false,
+            ),
+            (l(&[("job", "a"), ("status", "200")]), false),
+            (l(&[("__name__", "up"), ("job", "a")]), false),
+            (Labels::empty(), false),
+        ];
+        for (b, want) in cases {
+            assert_eq!(same_labels(&a, &b), want, "{a} vs {b}");
+            assert_eq!(same_labels(&a, &b), a == b);
+        }
+        assert!(same_labels(&Labels::empty(), &Labels::empty()));
+    }
 
     #[test]
     fn function_to_aggregate_mapping() {
