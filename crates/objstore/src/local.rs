@@ -50,8 +50,8 @@ pub(crate) async fn read_ranges(path: PathBuf, ranges: Vec<Range<u64>>) -> io::R
         return Ok(read);
     }
     tokio::task::spawn_blocking(move || {
-        read_ranges_with(&path, &ranges, Read::Blocking)
-            .map(|r| r.expect("blocking reads always complete"))
+        read_ranges_with(&path, &ranges, Read::Blocking)?
+            .ok_or_else(|| io::Error::other("a blocking read gave up (a bug)"))
     })
     .await
     .map_err(io::Error::other)?
