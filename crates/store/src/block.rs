@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use strata_model::Labels;
 use strata_objstore::Bucket;
 use strata_tsdb::chunks::segment_file_name;
-use strata_tsdb::encoding::read_uvarint;
+use strata_tsdb::encoding::{chunk_crcs, read_uvarint};
 use strata_tsdb::{BlockMeta, ChunkRef, Encoding, RawChunk};
 use ulid::Ulid;
 
@@ -30,6 +30,9 @@ use crate::indexheader::{self, IndexHeader, PostingsRange};
 use crate::metrics::StoreMetrics;
 use crate::pool::Budget;
 use crate::sync::now_ms;
+
+/// A parsed chunk's encoding byte and stored CRC32C, checked later in batches.
+type ChunkSum = (u8, u32);
 
 /// Thanos' `EstimatedMaxSeriesSize`: bytes read per series entry when the meta does not say.
 pub const ESTIMATED_MAX_SERIES_SIZE: u64 = 64 * 1024;
@@ -441,8 +444,10 @@ impl BucketBlock {
             add(&stats.chunks_fetch_count, 1);
             add(&stats.chunks_fetched_bytes, read);
             let mut out = Vec::with_capacity(idx.len());
+            // Per chunk: its encoding byte and stored CRC, checked all at once below.
+            let mut sums: Vec<ChunkSum> = Vec::with_capacity(idx.len());
             for (&i, d) in idx.iter().zip(data) {
-                let chunk = match self.parse_chunk(refs[i], d)? {
+                let (chunk, sum) = match self.parse_chunk(refs[i], d)? {
                     Ok(c) => c,
                     Err(d) => {
                         self.metrics.chunk_refetches.inc();
@@ -464,7 +469,9 @@ impl BucketBlock {
                 };
                 add(&stats.chunks_touched_bytes, chunk.data.len() as u64);
                 out.push((i, chunk));
+                sums.push(sum);
             }
+            self.check_crcs(&out, &sums, refs)?;
             // Slices pin the whole merged reads until the answer is sent. When most of what
             // was read is gaps, copy the chunks out so the reads are freed now.
             let useful: usize = out.iter().map(|(_, c)| c.data.len()).sum();
@@ -528,12 +535,13 @@ impl BucketBlock {
 
     /// `len uvarint | encoding u8 | data | CRC32C(encoding, data)` at the start of `d`; `d`
     /// back (`Ok(Err(d))`) when it holds only the start of the chunk. The chunk's data are `d`
-    /// narrowed in place: no reference count is taken per chunk.
+    /// narrowed in place: no reference count is taken per chunk. The CRC is not checked here
+    /// but returned with the encoding byte, for [`BucketBlock::check_crcs`].
     fn parse_chunk(
         &self,
         r: ChunkRef,
         mut d: Bytes,
-    ) -> Result<Result<RawChunk, Bytes>, StoreError> {
+    ) -> Result<Result<(RawChunk, ChunkSum), Bytes>, StoreError> {
         let (len, n) = match read_uvarint(&d) {
             Ok(v) => v,
             Err(strata_tsdb::encoding::DecodeError::UnexpectedEof { .. }) => return Ok(Err(d)),
@@ -550,17 +558,40 @@ impl BucketBlock {
             return Ok(Err(d));
         }
         let stored = u32::from_be_bytes(d[end - 4..end].try_into().expect("4"));
-        let computed = crc32c::crc32c(&d[n..end - 4]);
-        if stored != computed {
-            return Err(self.chunk_corrupt(
-                r,
-                format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
-            ));
-        }
-        let encoding = Encoding::from_u8(d[n]);
+        let encoding = d[n];
         d.truncate(end - 4);
         bytes::Buf::advance(&mut d, n + 1);
-        Ok(Ok(RawChunk::new(encoding, d)))
+        Ok(Ok((
+            RawChunk::new(Encoding::from_u8(encoding), d),
+            (encoding, stored),
+        )))
+    }
+
+    /// Checks the CRC of every chunk of `out` (`sums`: each one's encoding byte and stored
+    /// CRC; `out`'s indices point into `refs`), four at a time (`chunk_crcs`). A mismatch is
+    /// a corrupt chunk, named.
+    fn check_crcs(
+        &self,
+        out: &[(usize, RawChunk)],
+        sums: &[ChunkSum],
+        refs: &[ChunkRef],
+    ) -> Result<(), StoreError> {
+        let input: Vec<(u8, &[u8])> = out
+            .iter()
+            .zip(sums)
+            .map(|((_, c), &(e, _))| (e, &c.data[..]))
+            .collect();
+        let mut computed = Vec::new();
+        chunk_crcs(&input, &mut computed);
+        for (((i, _), &(_, stored)), computed) in out.iter().zip(sums).zip(computed) {
+            if stored != computed {
+                return Err(self.chunk_corrupt(
+                    refs[*i],
+                    format!("CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, StoreError> {

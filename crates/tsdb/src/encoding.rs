@@ -45,6 +45,65 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// The CRC-32C of each chunk's encoding byte followed by its data, which is what a chunk
+/// segment stores after every chunk; appended to `out` in order.
+///
+/// Why not [`crc32c`] per chunk: chunks are a few hundred bytes, and for inputs that short
+/// the `crc32c` crate runs one chain of `crc32` instructions, each waiting for the previous
+/// one (3 cycles per 8 bytes). Four chunks at a time, interleaved, keep four independent
+/// chains in flight, about three times the throughput; the store gateway checks every chunk
+/// it sends, 7 % of a small Series call's CPU with one chain.
+pub fn chunk_crcs(chunks: &[(u8, &[u8])], out: &mut Vec<u32>) {
+    out.reserve(chunks.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("sse4.2") {
+        let mut groups = chunks.chunks_exact(4);
+        for g in &mut groups {
+            let g: &[(u8, &[u8]); 4] = g.try_into().expect("chunks_exact(4)");
+            // SAFETY: SSE4.2 was detected at run time.
+            out.extend(unsafe { chunk_crcs4_sse42(g) });
+        }
+        out.extend(groups.remainder().iter().map(|&(e, d)| chunk_crc(e, d)));
+        return;
+    }
+    out.extend(chunks.iter().map(|&(e, d)| chunk_crc(e, d)));
+}
+
+/// One chunk's CRC-32C (encoding byte, then data).
+fn chunk_crc(encoding: u8, data: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&[encoding]), data)
+}
+
+/// [`chunk_crcs`] for four chunks: their common length in 8-byte words interleaved, then each
+/// one's tail through the `crc32c` crate (which continues from a finished CRC).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn chunk_crcs4_sse42(g: &[(u8, &[u8]); 4]) -> [u32; 4] {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+
+    // The CRC register starts at all ones; a finished CRC is the register inverted.
+    let mut c = g.map(|(e, _)| u64::from(_mm_crc32_u8(!0, e)));
+    let words = g.iter().map(|(_, d)| d.len() / 8).min().unwrap_or(0);
+    let body = g.map(|(_, d)| &d[..words * 8]);
+    let mut lanes = [
+        body[0].chunks_exact(8),
+        body[1].chunks_exact(8),
+        body[2].chunks_exact(8),
+        body[3].chunks_exact(8),
+    ];
+    for _ in 0..words {
+        for (reg, lane) in c.iter_mut().zip(lanes.iter_mut()) {
+            let w = lane.next().expect("`words` words in every lane");
+            *reg = _mm_crc32_u64(*reg, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+    }
+    let mut out = [0u32; 4];
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = crc32c::crc32c_append(!(c[k] as u32), &g[k].1[words * 8..]);
+    }
+    out
+}
+
 /// Reads a Go `binary.Uvarint` from the front of `b`: returns the value and its length.
 #[inline]
 pub fn read_uvarint(b: &[u8]) -> Result<(u64, usize), DecodeError> {
@@ -306,5 +365,35 @@ mod tests {
     fn crc_is_castagnoli() {
         // Standard check value for CRC-32C.
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    proptest::proptest! {
+        /// Interleaved CRCs equal one CRC per chunk over the encoding byte and the data, for
+        /// mixes of lengths around the 8-byte word and the 4-chunk group boundaries.
+        #[test]
+        fn chunk_crcs_equal_one_crc_per_chunk(
+            chunks in proptest::collection::vec(
+                (
+                    proptest::num::u8::ANY,
+                    proptest::prop_oneof![
+                        proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+                        proptest::collection::vec(proptest::num::u8::ANY, 0..1500),
+                    ],
+                ),
+                0..10,
+            )
+        ) {
+            let input: Vec<(u8, &[u8])> = chunks.iter().map(|(e, d)| (*e, &d[..])).collect();
+            let mut got = vec![7];
+            chunk_crcs(&input, &mut got);
+            let want: Vec<u32> = std::iter::once(7)
+                .chain(chunks.iter().map(|(e, d)| {
+                    let mut whole = vec![*e];
+                    whole.extend_from_slice(d);
+                    crc32c(&whole)
+                }))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
