@@ -166,6 +166,16 @@ impl CacheMetrics {
             item_type: t.as_str(),
         }
     }
+
+    /// Counts an item that left the cache (evicted or dropped with its block) out of the
+    /// item and size gauges; returns its label.
+    fn removed(&self, key: &CacheKey, value: &Bytes, size: u64) -> TypeLabel {
+        let l = CacheMetrics::label(key.item_type());
+        self.items.get_or_create(&l).dec();
+        self.items_size.get_or_create(&l).dec_by(value.len() as i64);
+        self.total_size.get_or_create(&l).dec_by(size as i64);
+        l
+    }
 }
 
 #[derive(Debug)]
@@ -385,14 +395,8 @@ impl IndexCache {
             };
             let vs = entry_size(&victim, &e.value);
             inner.size -= vs;
-            let vl = CacheMetrics::label(victim.item_type());
+            let vl = self.metrics.removed(&victim, &e.value, vs);
             self.metrics.evicted.get_or_create(&vl).inc();
-            self.metrics.items.get_or_create(&vl).dec();
-            self.metrics
-                .items_size
-                .get_or_create(&vl)
-                .dec_by(e.value.len() as i64);
-            self.metrics.total_size.get_or_create(&vl).dec_by(vs as i64);
         }
         inner.tick += 1;
         let tick = inner.tick;
@@ -451,13 +455,7 @@ impl IndexCache {
                 inner.order.remove(&e.tick);
                 let s = entry_size(&k, &e.value);
                 inner.size -= s;
-                let l = CacheMetrics::label(k.item_type());
-                self.metrics.items.get_or_create(&l).dec();
-                self.metrics
-                    .items_size
-                    .get_or_create(&l)
-                    .dec_by(e.value.len() as i64);
-                self.metrics.total_size.get_or_create(&l).dec_by(s as i64);
+                self.metrics.removed(&k, &e.value, s);
             }
         }
     }
