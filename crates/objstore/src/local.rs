@@ -92,14 +92,8 @@ fn read_ranges_with(
         }
         let len = usize::try_from(r.end.min(size) - r.start).map_err(io::Error::other)?;
         let mut buf = Vec::with_capacity(len);
-        let complete = match how {
-            Read::Blocking => {
-                read_exact_at(&file, &mut buf, len, r.start, false)?;
-                true
-            }
-            Read::CachedOnly => read_exact_at(&file, &mut buf, len, r.start, true)?,
-        };
-        if !complete {
+        // Only a cached-only read stops short.
+        if !read_exact_at(&file, &mut buf, len, r.start, how == Read::CachedOnly)? {
             return Ok(None);
         }
         data.push(Some(Bytes::from(buf)));
