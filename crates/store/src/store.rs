@@ -64,7 +64,7 @@ const OUTPUT_BATCH: usize = 1_000;
 /// each repeating its symbol lookups.
 const SERIES_IN_FLIGHT: usize = 8_192;
 /// Series in a Series call's first output batch when the client asks for one series per
-/// frame (batched calls use one frame).
+/// frame (batched calls use four frames, see `series_inner`).
 const FIRST_OUTPUT_BATCH: usize = 64;
 /// Series entries a request decodes in its first round, over all its blocks; each later
 /// round of a block doubles, up to its share of [`SERIES_IN_FLIGHT`]. Frames wait for the
