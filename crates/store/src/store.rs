@@ -756,7 +756,9 @@ impl BucketStore {
                     return Ok(());
                 }
                 let mut n = queue.len();
-                if batch_size > 1 && n > batch_size {
+                // Whole frames per batch, except for the last batch, which is fetched in one
+                // round however it ends.
+                if batch_size > 1 && n > batch_size && !exhausted {
                     n -= n % batch_size;
                 }
                 // Room in the chunk pool for every buffer this batch can read, reserved

@@ -708,3 +708,54 @@ async fn index_cache_serves_repeated_queries_and_hints_report_blocks() {
     run_acceptance(&mut client, &reference).await.unwrap();
     served.stop().await;
 }
+
+/// A batched Series call whose selection fits its first output batch reads each block's
+/// chunks in one round: the last batch is not cut to whole frames (100 series in frames of
+/// 64 were read as 64, then 36, in two reads of the block's chunk file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_within_the_first_batch_reads_its_chunks_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let metrics = BucketMetrics::unregistered();
+    let bucket = fs_bucket(&bucket_dir, &metrics);
+    let mut w = BlockWriter::new(&tmp.path().join("raw"), BlockWriterOptions::default()).unwrap();
+    let samples: Vec<(i64, f64)> = (0..4).map(|s| (T0 + s * 60_000, s as f64)).collect();
+    for i in 0..100 {
+        let l = labels(&[("__name__", "m"), ("i", &format!("{i:03}"))]);
+        w.add_series(&l, &samples).unwrap();
+    }
+    let meta = w.finish().unwrap();
+    let block = tmp.path().join("raw").join(meta.ulid.to_string());
+    upload(
+        &bucket,
+        &[block],
+        &[("cluster", "eu1")],
+        &mut Reference::default(),
+    )
+    .await;
+    let store = Arc::new(
+        BucketStore::new(
+            bucket.clone(),
+            StoreConfig::new(tmp.path().join("data")),
+            None,
+        )
+        .unwrap(),
+    );
+    store.sync_blocks().await.unwrap();
+    store.prepare_all().await;
+    let req = SeriesRequest {
+        response_batch_size: 64,
+        ..request(T0, T0 + 3_600_000)
+    };
+    // The first call also reads postings and series entries; the second finds them cached.
+    series(&store, req.clone()).await.unwrap();
+    let before = metrics.operations(bucket.name(), "get_range");
+    let (outcome, frames) = series(&store, req).await.unwrap();
+    assert_eq!(outcome.series, 100);
+    assert_eq!(frames.len(), 2, "frames of 64 and 36 series");
+    assert_eq!(
+        metrics.operations(bucket.name(), "get_range") - before,
+        1,
+        "one read of the chunk file"
+    );
+}
