@@ -226,6 +226,13 @@ impl Engine {
     ) -> Result<QueryOutput> {
         ctx.check("query execution")?;
         let step = if steps.is_instant() { 0 } else { steps.step };
+        let started;
+        let storage: &dyn Storage = if storage.selects_early() {
+            started = crate::early::start(storage, &self.opts, ctx, expr, steps);
+            &started
+        } else {
+            storage
+        };
         let mut ev = Evaluator::new(storage, &self.opts, ctx, steps.start, steps.end, step);
         let v = ev.eval(expr, steps)?;
         let v = ev.finish(v)?;

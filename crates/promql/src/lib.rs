@@ -33,6 +33,7 @@
 
 mod annotations;
 mod blocks;
+mod early;
 pub mod engine;
 mod error;
 mod escapes;

@@ -117,6 +117,28 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         Ok(Box::new(std::iter::once(Ok(all))))
     }
 
+    /// Whether [`Storage::select_early`] may start selections: the engine then finds a
+    /// query's selections before evaluating it (which costs a pass over the expression).
+    fn selects_early(&self) -> bool {
+        false
+    }
+
+    /// Starts a selection now, to be read when evaluation reaches its selector, if the
+    /// storage can do so without waiting (a networked storage sends its requests and
+    /// returns); `None` leaves it to [`Storage::select_batches`] at that point.
+    ///
+    /// Why: a networked storage pays a round trip per selection, and the engine evaluates
+    /// one node at a time. Started together, as Prometheus' engine selects every selector
+    /// before evaluating, the selections of a query with several selectors (`a / b`) are in
+    /// flight at once instead of one after the other.
+    fn select_early(
+        &self,
+        _matchers: &[Matcher],
+        _hints: &SelectHints,
+    ) -> Option<Result<SelectBatches, StorageError>> {
+        None
+    }
+
     /// Label names of the series matching any of `matcher_sets` (all series if empty) with
     /// samples in `[mint, maxt]`, sorted and unique.
     fn label_names(

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use promql_parser::parser::{AtModifier, Expr};
 use regex::Regex;
@@ -675,11 +676,60 @@ enum Outcome {
 
 /// The test data as the engine sees it: [`MemStorage`]'s selections handed over in batches
 /// of two series (after an empty one), so that every case also checks evaluation over
-/// batches, which is how the querier hands over selections while they stream in.
+/// batches, which is how the querier hands over selections while they stream in. Every
+/// selection is started early, before evaluation, as the querier's are
+/// ([`Storage::select_early`]); the counters below check that evaluation then takes them.
 #[derive(Debug)]
 struct Batched(MemStorage);
 
+/// Selections started early, early selections evaluation read, and selections made without
+/// an early start.
+static EARLY: AtomicUsize = AtomicUsize::new(0);
+static READ: AtomicUsize = AtomicUsize::new(0);
+static LATE: AtomicUsize = AtomicUsize::new(0);
+
+impl Batched {
+    fn batches(
+        &self,
+        ms: &[strata_model::Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Result<SelectResult, StorageError>>, StorageError> {
+        let all = self.0.select(ms, hints)?;
+        let mut batches = vec![Ok(SelectResult {
+            series: Vec::new(),
+            warnings: all.warnings,
+        })];
+        for pair in all.series.chunks(2) {
+            batches.push(Ok(SelectResult {
+                series: pair.to_vec(),
+                warnings: Vec::new(),
+            }));
+        }
+        Ok(batches)
+    }
+}
+
 impl Storage for Batched {
+    fn selects_early(&self) -> bool {
+        true
+    }
+
+    fn select_early(
+        &self,
+        ms: &[strata_model::Matcher],
+        hints: &SelectHints,
+    ) -> Option<Result<SelectBatches, StorageError>> {
+        EARLY.fetch_add(1, Ordering::Relaxed);
+        let mut first = true;
+        Some(self.batches(ms, hints).map(|b| -> SelectBatches {
+            Box::new(b.into_iter().inspect(move |_| {
+                if std::mem::take(&mut first) {
+                    READ.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+        }))
+    }
+
     fn select(
         &self,
         ms: &[strata_model::Matcher],
@@ -693,18 +743,8 @@ impl Storage for Batched {
         ms: &[strata_model::Matcher],
         hints: &SelectHints,
     ) -> Result<SelectBatches, StorageError> {
-        let all = self.0.select(ms, hints)?;
-        let mut batches = vec![Ok(SelectResult {
-            series: Vec::new(),
-            warnings: all.warnings,
-        })];
-        for pair in all.series.chunks(2) {
-            batches.push(Ok(SelectResult {
-                series: pair.to_vec(),
-                warnings: Vec::new(),
-            }));
-        }
-        Ok(Box::new(batches.into_iter()))
+        LATE.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(self.batches(ms, hints)?.into_iter()))
     }
 
     fn label_names(
@@ -1306,6 +1346,18 @@ fn main() {
         println!("... and {} more failures", failures.len() - 50);
     }
     println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
+    let (early, read, late) = (
+        EARLY.load(Ordering::Relaxed),
+        READ.load(Ordering::Relaxed),
+        LATE.load(Ordering::Relaxed),
+    );
+    println!("selections: {early} started early, {read} of them read, {late} made late");
+    // The pass that finds a query's selections must find exactly what evaluation selects:
+    // a selection made late lost its head start, one never read was a wasted request.
+    if late > 0 || read != early {
+        println!("FAIL early selections do not match what evaluation selected");
+        std::process::exit(1);
+    }
     if failed > 0 {
         std::process::exit(1);
     }

@@ -105,6 +105,9 @@ impl Querier {
             select_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_select.max(1),
             )),
+            early_left: Arc::new(std::sync::atomic::AtomicUsize::new(
+                cfg.max_concurrent_select.saturating_sub(1),
+            )),
         }
     }
 }
@@ -167,6 +170,10 @@ pub struct QueryStorage {
     store_match: Arc<Vec<Vec<Matcher>>>,
     /// `--query.max-concurrent-select` permits of this query's Series fan-outs.
     select_slots: Arc<tokio::sync::Semaphore>,
+    /// Selections this query may still start early ([`Storage::select_early`]): one fewer
+    /// than the permits. Early selections wait for evaluation holding their permits, so a
+    /// selection evaluation makes late (one the early pass did not find) always has one.
+    early_left: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn wire(ms: &[Matcher]) -> Vec<LabelMatcher> {
@@ -236,12 +243,35 @@ impl QueryStorage {
 
     /// One Series fan-out, run once a select permit of this query is free.
     fn fan_out_series(&self, req: SeriesRequest) -> Result<Merged<Vec<WireSeries>>, StorageError> {
+        collected(self.spawn_fan_out_series(req))
+    }
+
+    /// [`QueryStorage::fan_out_series`] started on the runtime; its answer comes through the
+    /// returned channel.
+    fn spawn_fan_out_series(
+        &self,
+        req: SeriesRequest,
+    ) -> std::sync::mpsc::Receiver<CollectedSelect> {
         let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
-        self.block(async move {
-            let _permit = select_permit(slots).await?;
-            fanout.series(req, partial, &store_match).await
-        })
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.handle.spawn(async move {
+            let r = async {
+                let _permit = select_permit(slots).await?;
+                fanout.series(req, partial, &store_match).await
+            }
+            .await;
+            let _ = tx.send(r);
+        });
+        rx
+    }
+
+    /// Takes one of this query's early selections, if any are left.
+    fn take_early(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.early_left
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// What a fan-out task needs of this storage, owned.
@@ -397,6 +427,41 @@ impl Iterator for StreamedSelect {
     }
 }
 
+/// A collected (deduplicating) fan-out's answer.
+type CollectedSelect = Result<Merged<Vec<WireSeries>>, crate::QueryError>;
+
+/// Waits for a collected fan-out started with [`QueryStorage::spawn_fan_out_series`].
+fn collected(
+    rx: std::sync::mpsc::Receiver<CollectedSelect>,
+) -> Result<Merged<Vec<WireSeries>>, StorageError> {
+    rx.recv()
+        .map_err(|_| StorageError::new("querier runtime shut down"))?
+        .map_err(|e| StorageError::new(e.to_string()))
+}
+
+/// A deduplicating select started early: one batch, converted when evaluation reads it.
+struct EarlyCollected {
+    rx: Option<std::sync::mpsc::Receiver<CollectedSelect>>,
+    plan: Plan,
+    replica_labels: Vec<String>,
+}
+
+impl Iterator for EarlyCollected {
+    type Item = Result<SelectResult, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rx = self.rx.take()?;
+        Some(collected(rx).and_then(|merged| {
+            let series = to_engine(merged.items, &self.plan.convert(&self.replica_labels))
+                .map_err(StorageError::new)?;
+            Ok(SelectResult {
+                series,
+                warnings: merged.warnings,
+            })
+        }))
+    }
+}
+
 /// Waits for one of the query's `--query.max-concurrent-select` permits.
 async fn select_permit(
     slots: Arc<tokio::sync::Semaphore>,
@@ -411,6 +476,32 @@ async fn select_permit(
 const STREAMED_BATCHES_AHEAD: usize = 2;
 
 impl Storage for QueryStorage {
+    fn selects_early(&self) -> bool {
+        true
+    }
+
+    /// Streaming selects start as [`Storage::select_batches`] starts them; deduplicating
+    /// ones collect on the runtime and are converted when read. At most one fewer than the
+    /// query's select permits start early (see `early_left`).
+    fn select_early(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Option<Result<SelectBatches, StorageError>> {
+        if !self.take_early() {
+            return None;
+        }
+        if self.replica_labels.is_empty() {
+            return Some(self.select_batches(matchers, hints));
+        }
+        let (req, plan) = self.select_plan(matchers, hints);
+        Some(Ok(Box::new(EarlyCollected {
+            rx: Some(self.spawn_fan_out_series(req)),
+            plan,
+            replica_labels: self.replica_labels.clone(),
+        })))
+    }
+
     fn select(
         &self,
         matchers: &[Matcher],

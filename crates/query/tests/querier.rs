@@ -589,6 +589,74 @@ async fn max_concurrent_select_bounds_one_query() {
     assert_eq!(store.max_in_flight(), 4);
 }
 
+/// A query's selections are in flight together (the engine starts them before evaluating,
+/// `Storage::select_early`), as many as `--query.max-concurrent-select` allows less one, with
+/// and without deduplication; the rest follow as evaluation reaches them, without waiting
+/// for permits that early selections hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_querys_selections_are_in_flight_together() {
+    const DELAY: Duration = Duration::from_millis(300);
+    let store = CountingStore::new(DELAY);
+    let (addr, _stop) = store.start().await;
+    let f = fanout(&[addr.to_string()], None).await;
+    let querier_with = |limit: usize, replica_labels: &[&str]| {
+        strata_query::Querier::new(
+            f.clone(),
+            strata_query::QuerierConfig {
+                max_concurrent_select: limit,
+                replica_labels: replica_labels.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )
+    };
+    let query = "m1 + m2 * m3";
+    for replica_labels in [&[][..], &["replica"][..]] {
+        // Three selections, started together: one store delay, not three.
+        store.reset();
+        let q = querier_with(4, replica_labels);
+        let started = Instant::now();
+        let out = instant(&q, RequestOptions::default(), query, 1_000).await;
+        assert!(out.is_ok(), "{out:?}");
+        let took = started.elapsed();
+        assert_eq!(store.calls(), 3, "replica labels {replica_labels:?}");
+        assert_eq!(
+            store.max_in_flight(),
+            3,
+            "replica labels {replica_labels:?}"
+        );
+        assert!(
+            took < 2 * DELAY,
+            "replica labels {replica_labels:?}: three selections took {took:?}"
+        );
+
+        // Five selections with three permits: two start early, the others one at a time as
+        // evaluation reaches them.
+        store.reset();
+        let q = querier_with(3, replica_labels);
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            range(
+                &q,
+                RequestOptions::default(),
+                "m1 + m2 + m3 + m4 + m5",
+                0,
+                60_000,
+                15_000,
+            ),
+        )
+        .await
+        .expect("selections beyond the early ones still get permits");
+        assert!(out.is_ok(), "{out:?}");
+        assert_eq!(store.calls(), 5);
+        assert_eq!(
+            store.max_in_flight(),
+            2,
+            "replica labels {replica_labels:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_skip_verify_accepts_an_untrusted_certificate() {
     let tmp = tempfile::tempdir().unwrap();
