@@ -885,36 +885,15 @@ impl EndpointSet {
     /// without connecting.
     pub fn new(cfg: EndpointSetConfig) -> Result<Arc<Self>, QueryError> {
         let mut flag_entries = Vec::new();
-        for s in &cfg.endpoints {
-            flag_entries.push(EndpointEntry {
-                address: s.clone(),
-                spec: EndpointSpec::parse(s)?,
-                strict: false,
-                group: false,
-            });
-        }
-        for s in &cfg.strict {
-            match EndpointSpec::parse(s)? {
-                spec @ EndpointSpec::Static(_) => flag_entries.push(EndpointEntry {
-                    address: s.clone(),
-                    spec,
-                    strict: true,
-                    group: false,
-                }),
-                _ => {
-                    return Err(QueryError::ClientConfig(format!(
-                        "--endpoint-strict {s:?}: strict endpoints must be static host:port"
-                    )));
-                }
-            }
-        }
-        for (flag, list, strict) in [
-            ("--endpoint-group", &cfg.groups, false),
-            ("--endpoint-group-strict", &cfg.groups_strict, true),
+        for (flag, list, strict, group) in [
+            ("--endpoint", &cfg.endpoints, false, false),
+            ("--endpoint-strict", &cfg.strict, true, false),
+            ("--endpoint-group", &cfg.groups, false, true),
+            ("--endpoint-group-strict", &cfg.groups_strict, true, true),
         ] {
             for s in list {
                 flag_entries.push(
-                    EndpointEntry::new(s, strict, true)
+                    EndpointEntry::new(s, strict, group)
                         .map_err(|e| QueryError::ClientConfig(format!("{flag} {s:?}: {e}")))?,
                 );
             }
@@ -1676,6 +1655,55 @@ endpoints:
         })
         .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    /// A bad value of any endpoint flag fails start-up naming the flag and the value.
+    #[test]
+    fn endpoint_flag_errors_name_the_flag() {
+        /// A flag's list in the configuration.
+        type Field = fn(&mut EndpointSetConfig) -> &mut Vec<String>;
+        let cases: [(&str, Field, &str, &str); 4] = [
+            (
+                "--endpoint",
+                |c| &mut c.endpoints,
+                "nohost",
+                "invalid endpoint",
+            ),
+            (
+                "--endpoint-strict",
+                |c| &mut c.strict,
+                "dns+store:10901",
+                "strict mode does not allow",
+            ),
+            (
+                "--endpoint-group",
+                |c| &mut c.groups,
+                "a:b:c",
+                "invalid endpoint",
+            ),
+            (
+                "--endpoint-group-strict",
+                |c| &mut c.groups_strict,
+                "dnssrv+",
+                "invalid endpoint",
+            ),
+        ];
+        for (flag, field, value, why) in cases {
+            let mut cfg = EndpointSetConfig::default();
+            field(&mut cfg).push(value.to_string());
+            let e = EndpointSet::new(cfg).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{flag} {value:?}: ")), "{e}");
+            assert!(e.contains(why), "{e}");
+        }
+        // Valid values of every flag are accepted.
+        let cfg = EndpointSetConfig {
+            endpoints: vec!["dns+store:10901".into()],
+            strict: vec!["store:10901".into()],
+            groups: vec!["dns:///store:10901".into()],
+            groups_strict: vec!["dns+store:10901".into()],
+            ..Default::default()
+        };
+        assert_eq!(EndpointSet::new(cfg).unwrap().flag_entries.len(), 4);
     }
 
     #[test]
