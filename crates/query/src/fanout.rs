@@ -163,7 +163,7 @@ impl Fanout {
         let calls = stores.into_iter().map(|s| {
             let req = req.clone();
             async move {
-                let r = call_series(s.series, req, frame_timeout, deadline).await;
+                let r = call_series(s.series, &s.addr, req, frame_timeout, deadline).await;
                 (s.addr, r)
             }
         });
@@ -337,13 +337,14 @@ type StoreItem = Result<StoreFrame, String>;
 /// call fails naming the two series; the streaming merge relies on it.
 async fn read_series(
     client: SeriesClient,
+    addr: String,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
     sorted: bool,
     tx: tokio::sync::mpsc::Sender<StoreItem>,
 ) {
-    if let Err(e) = read_frames(client, req, frame_timeout, deadline, sorted, &tx).await {
+    if let Err(e) = read_frames(client, &addr, req, frame_timeout, deadline, sorted, &tx).await {
         let _ = tx.send(Err(e)).await;
     }
 }
@@ -363,6 +364,7 @@ fn waited<T>(
 /// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
 async fn read_frames(
     mut client: SeriesClient,
+    addr: &str,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
@@ -373,15 +375,30 @@ async fn read_frames(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         frame_timeout.min(left)
     };
+    let start = std::time::Instant::now();
     let call = tokio::time::timeout(next_wait(), client.series(req)).await;
     let mut stream = waited(call, frame_timeout)?;
+    // When the answer came, for the debug log (`--log.level=debug`).
+    let answered = start.elapsed();
+    let (mut frames, mut first_frame) = (0usize, None);
     // The last series of the previous frame, for the order check across frames.
     let mut last: Option<Labels> = None;
     loop {
         let next = tokio::time::timeout(next_wait(), stream.message()).await;
         let Some(frame) = waited(next, frame_timeout)? else {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::debug!(
+                store = %addr,
+                frames,
+                headers_ms = ms(answered),
+                first_frame_ms = first_frame.map(ms),
+                total_ms = ms(start.elapsed()),
+                "Series call answered"
+            );
             return Ok(());
         };
+        frames += 1;
+        first_frame.get_or_insert_with(|| start.elapsed());
         let wire = match frame {
             SeriesFrame::Series(s) => s,
             SeriesFrame::Warning(w) => {
@@ -437,12 +454,21 @@ fn push_joined(series: &mut Vec<WireSeries>, (labels, chunks): WireSeries) {
 /// correct list (sorted here).
 async fn call_series(
     client: SeriesClient,
+    addr: &str,
     req: SeriesRequest,
     frame_timeout: Duration,
     deadline: tokio::time::Instant,
 ) -> Result<(Vec<WireSeries>, Vec<String>), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
-    let read = read_series(client, req, frame_timeout, deadline, false, tx);
+    let read = read_series(
+        client,
+        addr.to_string(),
+        req,
+        frame_timeout,
+        deadline,
+        false,
+        tx,
+    );
     let collect = async move {
         let (mut series, mut warnings) = (Vec::<WireSeries>::new(), Vec::new());
         while let Some(item) = rx.recv().await {
@@ -561,6 +587,7 @@ impl Fanout {
                 let (tx, rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
                 tokio::spawn(read_series(
                     s.series,
+                    s.addr.clone(),
                     req.clone(),
                     frame_timeout,
                     deadline,

@@ -739,9 +739,13 @@ impl BucketStore {
         let mut queue: VecDeque<MergedSeries> = VecDeque::new();
         let mut exhausted = false;
         let mut produced = 0usize;
+        // Where the call's time goes, for the debug log (`--log.level=debug`).
+        let (mut merging, mut fetching) = (Duration::ZERO, Duration::ZERO);
+        let mut first_handed: Option<Duration> = None;
         let produce = async {
             loop {
                 let want = if produced == 0 { first } else { target };
+                let merge_round = Instant::now();
                 while !exhausted && queue.len() < want {
                     if produced + queue.len() >= limit {
                         exhausted = true;
@@ -752,6 +756,7 @@ impl BucketStore {
                         None => exhausted = true,
                     }
                 }
+                merging += merge_round.elapsed();
                 if queue.is_empty() {
                     return Ok(());
                 }
@@ -778,6 +783,7 @@ impl BucketStore {
                     _ => None,
                 };
                 let batch: Vec<MergedSeries> = queue.drain(..n).collect();
+                let fetch_round = Instant::now();
                 let chunks = if req.skip_chunks {
                     None
                 } else {
@@ -785,7 +791,9 @@ impl BucketStore {
                     limits.check_bytes(&stats)?;
                     Some(c)
                 };
+                fetching += fetch_round.elapsed();
                 drop(budget);
+                first_handed.get_or_insert_with(|| start.elapsed());
                 produced += batch.len();
                 if batches.send((batch, chunks)).await.is_err() {
                     // The frame builder stopped (its error is reported below).
@@ -809,6 +817,18 @@ impl BucketStore {
         self.metrics
             .series_merge_duration
             .observe(merge_start.elapsed().as_secs_f64());
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            series = outcome.series,
+            chunks = outcome.chunks,
+            blocks = outcome.blocks.len(),
+            open_ms = ms(merge_start - start),
+            merge_ms = ms(merging),
+            fetch_ms = ms(fetching),
+            first_batch_ms = first_handed.map(ms),
+            total_ms = ms(start.elapsed()),
+            "Series call served"
+        );
         self.metrics
             .series_result_series
             .observe(outcome.series as f64);
