@@ -194,13 +194,20 @@ impl QueryStorage {
         &self,
         f: impl std::future::Future<Output = Result<T, crate::QueryError>> + Send + 'static,
     ) -> Result<T, StorageError> {
+        wait_call(self.spawn_call(f))
+    }
+
+    /// Starts a store call on the runtime; its answer comes through the returned channel
+    /// ([`wait_call`]).
+    fn spawn_call<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, crate::QueryError>> + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<Result<T, crate::QueryError>> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.inner.handle.spawn(async move {
             let _ = tx.send(f.await);
         });
-        rx.recv()
-            .map_err(|_| StorageError::new("querier runtime shut down"))?
-            .map_err(|e| StorageError::new(e.to_string()))
+        rx
     }
 
     /// Warnings left by the metadata calls so far (and forgets them).
@@ -243,27 +250,20 @@ impl QueryStorage {
 
     /// One Series fan-out, run once a select permit of this query is free.
     fn fan_out_series(&self, req: SeriesRequest) -> Result<Merged<Vec<WireSeries>>, StorageError> {
-        collected(self.spawn_fan_out_series(req))
+        wait_call(self.spawn_fan_out_series(req))
     }
 
-    /// [`QueryStorage::fan_out_series`] started on the runtime; its answer comes through the
-    /// returned channel.
+    /// [`QueryStorage::fan_out_series`] started on the runtime ([`QueryStorage::spawn_call`]).
     fn spawn_fan_out_series(
         &self,
         req: SeriesRequest,
     ) -> std::sync::mpsc::Receiver<CollectedSelect> {
         let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.handle.spawn(async move {
-            let r = async {
-                let _permit = select_permit(slots).await?;
-                fanout.series(req, partial, &store_match).await
-            }
-            .await;
-            let _ = tx.send(r);
-        });
-        rx
+        self.spawn_call(async move {
+            let _permit = select_permit(slots).await?;
+            fanout.series(req, partial, &store_match).await
+        })
     }
 
     /// Takes one of this query's early selections, if any are left.
@@ -430,10 +430,10 @@ impl Iterator for StreamedSelect {
 /// A collected (deduplicating) fan-out's answer.
 type CollectedSelect = Result<Merged<Vec<WireSeries>>, crate::QueryError>;
 
-/// Waits for a collected fan-out started with [`QueryStorage::spawn_fan_out_series`].
-fn collected(
-    rx: std::sync::mpsc::Receiver<CollectedSelect>,
-) -> Result<Merged<Vec<WireSeries>>, StorageError> {
+/// Waits for a store call started with [`QueryStorage::spawn_call`].
+fn wait_call<T>(
+    rx: std::sync::mpsc::Receiver<Result<T, crate::QueryError>>,
+) -> Result<T, StorageError> {
     rx.recv()
         .map_err(|_| StorageError::new("querier runtime shut down"))?
         .map_err(|e| StorageError::new(e.to_string()))
@@ -451,7 +451,7 @@ impl Iterator for EarlyCollected {
 
     fn next(&mut self) -> Option<Self::Item> {
         let rx = self.rx.take()?;
-        Some(collected(rx).and_then(|merged| {
+        Some(wait_call(rx).and_then(|merged| {
             let series = to_engine(merged.items, &self.plan.convert(&self.replica_labels))
                 .map_err(StorageError::new)?;
             Ok(SelectResult {
