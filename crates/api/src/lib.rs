@@ -475,6 +475,9 @@ const ENCODE_BATCH: usize = 256;
 fn stream_result(out: QueryOutput) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(4);
     tokio::task::spawn_blocking(move || {
+        // Declared before the result so that it runs after the result is freed.
+        let _release = strata_runtime::alloc::ReleaseFreedOnDrop;
+        let out = out;
         let mut buf = String::with_capacity(CHUNK + 1024);
         buf.push_str("{\"status\":\"success\",\"data\":");
         let send = |b: &mut String| -> bool {

@@ -8,10 +8,13 @@
 //!   to which each component adds its own routes.
 //! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
 //!   and background loops stop in order.
+//! - [`alloc`]: glibc's allocator tuned for servers that free large buffers after every
+//!   request (the store gateway and the querier).
 //!
 //! **Architecture invariant:** this crate knows nothing about blocks, buckets, PromQL or the
 //! Store API. It is the only place that installs signal handlers.
 
+pub mod alloc;
 pub mod http;
 mod probe;
 mod shutdown;

@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: i64 = args.get(6).map(|s| s.parse()).transpose()?.unwrap_or(64);
 
     // As `strata store` does at start.
-    strata_store::alloc::tune();
+    strata_runtime::alloc::tune();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -319,63 +319,64 @@ impl BucketBlock {
         Ok(out.into_iter().map(|l| l.expect("filled")).collect())
     }
 
-    /// Fetches series entry bodies (without length and CRC) for `ids`, in that order.
-    pub(crate) async fn fetch_series(
+    /// The resolved entries (`crate::resolved`) of the series `ids` that the index cache
+    /// holds, in the order of `ids`; `None` for the others, which [`BucketBlock::read_series`]
+    /// reads.
+    pub(crate) fn cached_series(&self, ids: &[u32], stats: &FetchStats) -> Vec<Option<Bytes>> {
+        let out = self.cache.get_series(self.id, ids);
+        for b in out.iter().flatten() {
+            add(&stats.series_touched_bytes, b.len() as u64);
+        }
+        add(&stats.series_touched, ids.len() as u64);
+        out
+    }
+
+    /// Keeps a series' resolved entry in the index cache.
+    pub(crate) fn cache_series(&self, id: u32, entry: Bytes) {
+        self.cache
+            .put(CacheKey::Series { block: self.id, id }, entry);
+    }
+
+    /// Reads the index entries of the series `ids` from the bucket in one batch of range
+    /// reads: each entry's body, its CRC checked, in the order of `ids`.
+    pub(crate) async fn read_series(
         &self,
         ids: &[u32],
         stats: &FetchStats,
     ) -> Result<Vec<Bytes>, StoreError> {
-        let mut out = self.cache.get_series(self.id, ids);
-        let mut misses = Vec::new();
-        for (i, b) in out.iter().enumerate() {
-            match b {
-                Some(b) => add(&stats.series_touched_bytes, b.len() as u64),
-                None => misses.push(i),
-            }
+        let ranges: Vec<Range<u64>> = ids
+            .iter()
+            .map(|&id| {
+                let at = u64::from(id) * strata_tsdb::index::SERIES_ALIGN;
+                at..at + self.series_est
+            })
+            .collect();
+        let (fetched, read) = self.get_ranges(&self.index_key(), &ranges, None).await?;
+        add(&stats.series_fetch_count, 1);
+        add(&stats.series_fetched_bytes, read);
+        let mut out = Vec::with_capacity(ids.len());
+        for (&id, data) in ids.iter().zip(fetched) {
+            let at = u64::from(id) * strata_tsdb::index::SERIES_ALIGN;
+            let body = match self.series_body(at, &data)? {
+                Some(b) => b,
+                None => {
+                    self.metrics.series_refetches.inc();
+                    let (len, n) =
+                        read_uvarint(&data).map_err(|e| self.corrupt_at(at, "series entry", e))?;
+                    let exact = self
+                        .get_range(&self.index_key(), at..at + n as u64 + len + 4)
+                        .await?;
+                    add(&stats.series_fetched_bytes, exact.len() as u64);
+                    self.series_body(at, &exact)?.ok_or_else(|| {
+                        self.corrupt_at(at, "series entry", "runs past the end of the index")
+                    })?
+                }
+            };
+            add(&stats.series_touched_bytes, body.len() as u64);
+            out.push(body);
         }
-        add(&stats.series_touched, ids.len() as u64);
-        if !misses.is_empty() {
-            let ranges: Vec<Range<u64>> = misses
-                .iter()
-                .map(|&i| {
-                    let at = u64::from(ids[i]) * strata_tsdb::index::SERIES_ALIGN;
-                    at..at + self.series_est
-                })
-                .collect();
-            let (fetched, read) = self.get_ranges(&self.index_key(), &ranges, None).await?;
-            add(&stats.series_fetch_count, 1);
-            add(&stats.series_fetched_bytes, read);
-            for (&i, data) in misses.iter().zip(fetched) {
-                let at = u64::from(ids[i]) * strata_tsdb::index::SERIES_ALIGN;
-                let body = match self.series_body(at, &data)? {
-                    Some(b) => b,
-                    None => {
-                        self.metrics.series_refetches.inc();
-                        let (len, n) = read_uvarint(&data)
-                            .map_err(|e| self.corrupt_at(at, "series entry", e))?;
-                        let exact = self
-                            .get_range(&self.index_key(), at..at + n as u64 + len + 4)
-                            .await?;
-                        add(&stats.series_fetched_bytes, exact.len() as u64);
-                        self.series_body(at, &exact)?.ok_or_else(|| {
-                            self.corrupt_at(at, "series entry", "runs past the end of the index")
-                        })?
-                    }
-                };
-                add(&stats.series_touched_bytes, body.len() as u64);
-                let owned = Bytes::copy_from_slice(&body);
-                self.cache.put(
-                    CacheKey::Series {
-                        block: self.id,
-                        id: ids[i],
-                    },
-                    owned.clone(),
-                );
-                out[i] = Some(owned);
-            }
-            add(&stats.series_fetched, misses.len() as u64);
-        }
-        Ok(out.into_iter().map(|b| b.expect("filled")).collect())
+        add(&stats.series_fetched, ids.len() as u64);
+        Ok(out)
     }
 
     fn corrupt_at(&self, at: u64, what: &str, detail: impl std::fmt::Display) -> StoreError {

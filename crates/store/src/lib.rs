@@ -36,7 +36,6 @@
 //!   under the ABORT strategy) naming its ULID while other blocks keep serving; an object
 //!   storage failure is `Unavailable`; a limit is `ResourceExhausted` naming its flag.
 
-pub mod alloc;
 pub mod block;
 pub mod cache;
 pub mod error;
@@ -46,6 +45,7 @@ pub mod metrics;
 mod packed;
 mod pool;
 mod query;
+mod resolved;
 pub mod store;
 pub mod sync;
 pub mod testing;

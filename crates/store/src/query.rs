@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
+
 use strata_model::{Labels, MatchOp, Matcher};
 use strata_tsdb::ChunkMeta;
 use strata_tsdb::index::{PostingsIndex, decode_series_entry, postings_for_matchers, union_many};
@@ -23,6 +25,7 @@ use crate::block::{BucketBlock, FetchStats};
 use crate::error::StoreError;
 use crate::indexheader::{IndexHeader, PostingsRange};
 use crate::packed::{PackedBuilder, PackedLabels};
+use crate::resolved::ResolvedEntry;
 
 /// Series entries fetched and decoded per round trip, at most.
 pub(crate) const SERIES_BATCH: usize = 10_000;
@@ -439,7 +442,8 @@ struct Decoded {
 }
 
 /// Decodes the series entries `ids` in index order into `out`, leaving out series without
-/// chunks in the time range, and counts them against the request's limits.
+/// chunks in the time range, and counts them against the request's limits. Entries come
+/// resolved from the index cache, or are read from the bucket, resolved and cached.
 async fn decode_batch(
     block: &BucketBlock,
     header: &Arc<IndexHeader>,
@@ -447,48 +451,82 @@ async fn decode_batch(
     q: &SeriesQuery<'_>,
     out: &mut Vec<Decoded>,
 ) -> Result<(), StoreError> {
-    let mut refs = Vec::new();
-    let mut metas = Vec::new();
-    let bodies = block.fetch_series(batch, q.stats).await?;
-    q.limits.check_bytes(q.stats)?;
-    // Decode, keep series with chunks in range, and collect their label symbol refs.
-    let mut kept: Vec<(usize, Vec<ChunkMeta>)> = Vec::new();
-    let mut symbol_refs: Vec<u32> = Vec::new();
-    for (i, body) in bodies.iter().enumerate() {
-        decode_series_entry(body, &mut refs, &mut metas).map_err(|e| StoreError::CorruptBlock {
-            block: block.id,
-            detail: format!("series {}: {e}", batch[i]),
-        })?;
-        let chunks: Vec<ChunkMeta> = metas
-            .iter()
-            .filter(|c| c.overlaps(q.min_time, q.max_time))
-            .copied()
-            .collect();
-        if chunks.is_empty() {
-            continue;
+    let mut entries = block.cached_series(batch, q.stats);
+    let misses: Vec<usize> = (0..batch.len()).filter(|&i| entries[i].is_none()).collect();
+    if !misses.is_empty() {
+        let ids: Vec<u32> = misses.iter().map(|&i| batch[i]).collect();
+        let bodies = block.read_series(&ids, q.stats).await?;
+        q.limits.check_bytes(q.stats)?;
+        let resolved = resolve_entries(block, header, &ids, &bodies).await?;
+        for ((&i, &id), entry) in misses.iter().zip(&ids).zip(resolved) {
+            block.cache_series(id, entry.clone());
+            entries[i] = Some(entry);
         }
-        symbol_refs.push(refs.len() as u32);
-        for &(n, v) in &refs {
-            symbol_refs.push(n);
-            symbol_refs.push(v);
-        }
-        kept.push((i, chunks));
     }
-    drop(bodies);
+    // Keep series with chunks in range.
+    let mut kept: Vec<(ResolvedEntry<'_>, Vec<ChunkMeta>)> = Vec::new();
+    for (entry, &id) in entries.iter().zip(batch) {
+        let corrupt = |detail: &str| StoreError::CorruptBlock {
+            block: block.id,
+            detail: format!("series {id}: cached entry: {detail}"),
+        };
+        let entry = entry
+            .as_deref()
+            .ok_or_else(|| corrupt("neither cached nor read"))?;
+        let entry = ResolvedEntry::parse(entry).map_err(corrupt)?;
+        let chunks: Vec<ChunkMeta> = entry
+            .chunks()
+            .filter(|c| c.overlaps(q.min_time, q.max_time))
+            .collect();
+        if !chunks.is_empty() {
+            kept.push((entry, chunks));
+        }
+    }
     q.limits.reserve_series(kept.len() as u64)?;
     if q.count_chunks {
         q.limits
             .reserve_chunks(kept.iter().map(|(_, c)| c.len() as u64).sum())?;
     }
-    // Resolve all label symbols of the batch in one pass over the header.
-    let mut flat_refs = Vec::with_capacity(symbol_refs.len());
-    let mut shape = Vec::with_capacity(kept.len());
-    let mut j = 0;
-    while j < symbol_refs.len() {
-        let n = symbol_refs[j] as usize;
-        shape.push(n);
-        flat_refs.extend_from_slice(&symbol_refs[j + 1..j + 1 + 2 * n]);
-        j += 1 + 2 * n;
+    let mut builder = PackedBuilder::default();
+    out.reserve(kept.len());
+    for (entry, chunks) in kept {
+        finalize_into(&mut builder, entry.labels(), &block.ext, q.strip);
+        out.push(Decoded {
+            series: BlockSeries {
+                labels: builder.finish(),
+                chunks,
+            },
+            index_len: entry.label_count(),
+        });
+    }
+    Ok(())
+}
+
+/// Turns index series entries (`bodies`, of the series `ids`) into resolved entries: decoded,
+/// their label symbols looked up in one pass over the index-header, and checked (labels sorted
+/// by name, no name twice).
+async fn resolve_entries(
+    block: &BucketBlock,
+    header: &Arc<IndexHeader>,
+    ids: &[u32],
+    bodies: &[Bytes],
+) -> Result<Vec<Bytes>, StoreError> {
+    let mut refs = Vec::new();
+    let mut metas = Vec::new();
+    let mut all_metas: Vec<Vec<ChunkMeta>> = Vec::with_capacity(bodies.len());
+    let mut shape = Vec::with_capacity(bodies.len());
+    let mut flat_refs: Vec<u32> = Vec::new();
+    for (body, id) in bodies.iter().zip(ids) {
+        decode_series_entry(body, &mut refs, &mut metas).map_err(|e| StoreError::CorruptBlock {
+            block: block.id,
+            detail: format!("series {id}: {e}"),
+        })?;
+        shape.push(refs.len());
+        for &(n, v) in &refs {
+            flat_refs.push(n);
+            flat_refs.push(v);
+        }
+        all_metas.push(std::mem::take(&mut metas));
     }
     // Few symbol groups (one read each) are resolved inline, many on the blocking pool;
     // see `block_postings` for why.
@@ -515,34 +553,24 @@ async fn decode_batch(
         let (a, b) = spans[i];
         &text[a as usize..b as usize]
     };
-    let mut builder = PackedBuilder::default();
     let mut at = 0;
-    out.reserve(kept.len());
-    for ((_, chunks), n) in kept.into_iter().zip(shape) {
+    let mut out = Vec::with_capacity(bodies.len());
+    for ((n, metas), id) in shape.into_iter().zip(&all_metas).zip(ids) {
+        let corrupt = |detail: &str| StoreError::CorruptBlock {
+            block: block.id,
+            detail: format!("series {id}: {detail}"),
+        };
         if at + 2 * n > spans.len() {
-            return Err(StoreError::CorruptBlock {
-                block: block.id,
-                detail: "fewer label symbols resolved than referenced".into(),
-            });
+            return Err(corrupt("fewer label symbols resolved than referenced"));
         }
         if (1..n).any(|k| sym(at + 2 * k - 2) >= sym(at + 2 * k)) {
-            return Err(StoreError::CorruptBlock {
-                block: block.id,
-                detail: "a series' labels are not sorted or repeat a name".into(),
-            });
+            return Err(corrupt("labels are not sorted or repeat a name"));
         }
-        let index = (0..n).map(|k| (sym(at + 2 * k), sym(at + 2 * k + 1)));
-        finalize_into(&mut builder, index, &block.ext, q.strip);
+        let labels = (0..n).map(|k| (sym(at + 2 * k), sym(at + 2 * k + 1)));
+        out.push(crate::resolved::encode(labels, metas));
         at += 2 * n;
-        out.push(Decoded {
-            series: BlockSeries {
-                labels: builder.finish(),
-                chunks,
-            },
-            index_len: n,
-        });
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Restores final-label order for a block whose external labels do not clash with its series'

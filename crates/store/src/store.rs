@@ -21,13 +21,15 @@ use futures::{StreamExt, TryStreamExt};
 use prometheus_client::registry::Registry;
 use strata_model::{Labels, Matcher};
 use strata_objstore::Bucket;
-use strata_storepb::convert::{labels_from_model, matchers_to_model, pack_any, unpack_any};
+use strata_storepb::convert::{
+    encoding_from_tsdb, labels_from_model, matchers_to_model, pack_any, unpack_any,
+};
 use strata_storepb::hintspb;
 use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
     Aggr, AggrChunk, Chunk, EncodedSeries, LabelNamesRequest, LabelNamesResponse,
-    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch,
-    SeriesRequest, SeriesResponse, ZLabelSet, series_response,
+    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, RawWireChunk, Series,
+    SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
 use strata_tsdb::{ChunkMeta, ChunkRef, Encoding, RawChunk};
 use tokio::sync::{Semaphore, mpsc};
@@ -581,7 +583,7 @@ impl BucketStore {
         self.metrics.gate_in_flight.inc();
         let res = self.series_inner(req, sink).await;
         self.metrics.gate_in_flight.dec();
-        crate::alloc::release_freed();
+        strata_runtime::alloc::release_freed();
         if let Err(StoreError::ResourceExhausted(msg)) = &res {
             let reason = if msg.contains("series limit") {
                 "series"
@@ -1110,11 +1112,41 @@ async fn build_frames(
     let mut pending = EncodedSeries::default();
     // One series' chunks at a time; reused (and emptied by `EncodedSeries::push`).
     let mut out_chunks: Vec<AggrChunk> = Vec::new();
+    let mut raw_chunks: Vec<RawWireChunk> = Vec::new();
     while let Some((batch, chunks)) = rx.recv().await {
         let mut chunks = chunks.map(Vec::into_iter);
         for m in batch {
             out_chunks.clear();
-            if let Some(c) = chunks.as_mut().and_then(Iterator::next) {
+            let c = chunks.as_mut().and_then(Iterator::next);
+            // Raw chunks (all but downsampled blocks') go into the frame without `AggrChunk`s.
+            if batch_size > 1
+                && c.as_ref().is_none_or(|c| {
+                    c.iter()
+                        .all(|(_, raw)| raw.encoding != Encoding::ThanosAggr)
+                })
+            {
+                raw_chunks.clear();
+                for (j, raw) in c.into_iter().flatten() {
+                    raw_chunks.push(RawWireChunk {
+                        min_time: j.min_time,
+                        max_time: j.max_time,
+                        r#type: encoding_from_tsdb(raw.encoding)? as i32,
+                        data: raw.data,
+                    });
+                }
+                if !raw_chunks.is_sorted_by_key(|c| (c.min_time, c.max_time)) {
+                    raw_chunks.sort_by_key(|c| (c.min_time, c.max_time));
+                }
+                raw_chunks.dedup();
+                chunks_sent += raw_chunks.len();
+                series += 1;
+                pending.push_raw(m.labels.iter(), &mut raw_chunks);
+                if pending.count() >= batch_size {
+                    send(&sink, batch_frame(pending.take())).await?;
+                }
+                continue;
+            }
+            if let Some(c) = c {
                 for (j, raw) in c {
                     out_chunks.push(aggr_chunk(j, raw, &aggrs, block_ids[j.block])?);
                 }

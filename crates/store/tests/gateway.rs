@@ -683,7 +683,21 @@ async fn index_cache_serves_repeated_queries_and_hints_report_blocks() {
         "postings come from the cache: {q2:?}"
     );
     assert_eq!(q2.series_fetched, 0, "series come from the cache: {q2:?}");
-    assert_eq!(second.series.len(), first.series.len());
+    // Cached series entries are kept resolved (labels and chunk metas decoded): what they
+    // give is what the index gave, for this range and for a narrower one.
+    assert_eq!(second.series, first.series);
+    let narrow = request(T0 + 3_600_000, T0 + 2 * 3_600_000);
+    let warm = client.series(narrow.clone()).await.unwrap();
+    let cold_store = Served::start(
+        fs_bucket(&bucket_dir, &BucketMetrics::unregistered()),
+        StoreConfig::new(tmp.path().join("data-cold")),
+    )
+    .await;
+    cold_store.store.prepare_all().await;
+    let cold = cold_store.client().await.series(narrow).await.unwrap();
+    assert!(!cold.series.is_empty());
+    assert!(cold.series.len() <= first.series.len());
+    assert_eq!(warm.series, cold.series);
     let text = served.metrics_text();
     assert!(
         text.contains("thanos_store_index_cache_hits_total{item_type=\"Postings\"}"),

@@ -49,7 +49,7 @@ pub mod snappy;
 pub mod thanos {
     include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
 
-    pub use crate::batch::{EncodedSeries, SeriesBatch};
+    pub use crate::batch::{EncodedSeries, RawWireChunk, SeriesBatch};
 
     /// Package `thanos.info`: the Info API.
     #[allow(

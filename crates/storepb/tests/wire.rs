@@ -316,6 +316,20 @@ fn grpc_method_paths() {
     assert_eq!(src, ["thanos.Store", "thanos.info.Info"]);
 }
 
+/// A short label and a long one with multi-byte characters.
+fn two_labels() -> Vec<Label> {
+    vec![
+        Label {
+            name: "__name__".into(),
+            value: "up".into(),
+        },
+        Label {
+            name: "zone".into(),
+            value: "zürich".repeat(30),
+        },
+    ]
+}
+
 /// A server's own encoding of a batch ([`EncodedSeries`]) is byte for byte what prost writes
 /// for the same structs, and decodes back to them.
 #[test]
@@ -329,16 +343,7 @@ fn encoded_series_are_what_prost_writes() {
     let big = vec![0xA5u8; 300];
     let series = vec![
         Series {
-            labels: vec![
-                Label {
-                    name: "__name__".into(),
-                    value: "up".into(),
-                },
-                Label {
-                    name: "zone".into(),
-                    value: "zürich".repeat(30),
-                },
-            ],
+            labels: two_labels(),
             chunks: vec![
                 AggrChunk {
                     min_time: -5,
@@ -403,4 +408,74 @@ fn encoded_series_are_what_prost_writes() {
         result: Some(series_response::Result::Batch(by_prost)),
     };
     assert_eq!(frame.encode_to_vec(), want.encode_to_vec());
+}
+
+/// Series of raw chunks encoded with [`EncodedSeries::push_raw`] are byte for byte what prost
+/// writes for `AggrChunk`s with only `raw` set.
+#[test]
+fn raw_chunk_series_are_what_prost_writes() {
+    use strata_storepb::thanos::{AggrChunk, Chunk, EncodedSeries, RawWireChunk, Series, chunk};
+    let cases: Vec<(i64, i64, i32, Vec<u8>)> = vec![
+        (
+            -5,
+            1_700_000_000_000,
+            chunk::Encoding::Xor as i32,
+            vec![0xA5; 300],
+        ),
+        (0, 0, chunk::Encoding::Xor as i32, vec![]),
+        (
+            i64::MIN,
+            i64::MAX,
+            chunk::Encoding::FloatHistogram as i32,
+            vec![1, 2, 3],
+        ),
+        (7, 9, 0, vec![4; 200]),
+    ];
+    let labels = two_labels();
+    let mut encoded = EncodedSeries::default();
+    let mut structs = Vec::new();
+    for n in 0..=cases.len() {
+        let mut raw: Vec<RawWireChunk> = cases[..n]
+            .iter()
+            .map(|(min_time, max_time, t, data)| RawWireChunk {
+                min_time: *min_time,
+                max_time: *max_time,
+                r#type: *t,
+                data: bytes::Bytes::copy_from_slice(data),
+            })
+            .collect();
+        encoded.push_raw(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut raw,
+        );
+        assert!(raw.is_empty());
+        structs.push(Series {
+            labels: labels.clone(),
+            chunks: cases[..n]
+                .iter()
+                .map(|(min_time, max_time, t, data)| {
+                    AggrChunk::raw(
+                        *min_time,
+                        *max_time,
+                        Chunk {
+                            r#type: *t,
+                            data: bytes::Bytes::copy_from_slice(data),
+                            hash: 0,
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+    let by_prost = SeriesBatch::of(structs);
+    let by_hand = SeriesBatch {
+        series: Vec::new(),
+        encoded,
+    };
+    assert_eq!(by_hand.encoded_len(), by_prost.encoded_len());
+    assert_eq!(by_hand.encode_to_vec(), by_prost.encode_to_vec());
+    assert_eq!(
+        SeriesBatch::decode(by_hand.encode_to_vec().as_slice()).unwrap(),
+        by_prost
+    );
 }

@@ -103,6 +103,9 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
 }
 
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
+    // Every query frees its frames and samples; glibc's defaults would unmap the large ones
+    // and fault them in again on the next query (see strata_runtime::alloc).
+    strata_runtime::alloc::tune();
     let dedup_func = match args.dedup_func {
         QueryDedupFunc::Penalty => strata_dedup::Algorithm::Penalty,
         QueryDedupFunc::Chain => strata_dedup::Algorithm::Chain,

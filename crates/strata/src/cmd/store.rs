@@ -75,8 +75,8 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
 
 pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     // RSS under load should follow --index-cache-size and --chunk-pool-size; glibc's defaults
-    // kept about as much freed memory resident as the gateway used (see strata_store::alloc).
-    strata_store::alloc::tune();
+    // kept about as much freed memory resident as the gateway used (see strata_runtime::alloc).
+    strata_runtime::alloc::tune();
     let yaml = args.objstore.load_yaml()?;
     let config = config(&args)?;
     let tls = args.grpc.tls_files()?;
