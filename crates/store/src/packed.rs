@@ -1,53 +1,93 @@
-//! A series' label set packed into two allocations, for the Series call's hot path.
+//! A series' label set packed into one buffer, for the Series call's hot path.
 //!
 //! A Series call decodes every matching series once per block it occurs in, and a query over
 //! a day of two-hour blocks decodes the same label set a dozen times before the k-way merge
 //! keeps one. As a [`Labels`] each decode is two heap strings per label plus the vector; a
 //! profile of the gateway (`examples/series_profile.rs`, 5,000 series × 7 blocks) had three
 //! quarters of all allocations, and a quarter of all instructions, in those strings. Packed,
-//! a decode is two allocations whatever the number of labels, comparisons stay slice
-//! comparisons, and strings are made only for the series that are sent.
+//! comparisons stay slice comparisons, strings are made only for the series that are sent,
+//! and a label set read from the index cache is not copied at all: it is a shared slice of
+//! the cached entry (`crate::resolved`), whose labels are laid out the same way.
 
 use std::cmp::Ordering;
 use std::fmt;
 
+use bytes::Bytes;
 #[cfg(test)]
 use strata_model::Label;
 #[cfg(test)]
 use strata_model::Labels;
 
-/// A label set sorted by name, names unique: every name and value concatenated in `text`,
-/// with `ends[2i]` the end of name `i` and `ends[2i + 1]` the end of its value.
+/// A label set sorted by name, names unique: `2n` label ends (`u32`, little-endian), then
+/// every name and value concatenated, with end `2i` the end of name `i` in that text and end
+/// `2i + 1` the end of its value.
 ///
-/// Ordering and equality are those of the same set as [`Labels`]: label by label, name then
-/// value, a proper prefix first.
+/// Invariant, kept by the two ways to make one ([`PackedBuilder`] from `&str`s, and
+/// [`PackedLabels::from_checked`] from a cache entry that `crate::resolved` checked): the text
+/// is UTF-8, the ends do not go back, lie on character boundaries, and the last is the text's
+/// length. So the buffer is the set, and equality and hashing are the buffer's.
+///
+/// Ordering is that of the same set as [`Labels`]: label by label, name then value, a proper
+/// prefix first.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct PackedLabels {
-    text: Box<str>,
-    ends: Box<[u32]>,
+    buf: Bytes,
+    n: u32,
 }
 
 impl PackedLabels {
+    /// A label set already laid out and checked (see the type's invariant): `buf` holds
+    /// `n` labels' ends and then their text, and nothing more.
+    pub(crate) fn from_checked(buf: Bytes, n: usize) -> Self {
+        debug_assert!(buf.len() >= 8 * n);
+        PackedLabels { buf, n: n as u32 }
+    }
+
     /// Number of labels.
     pub(crate) fn len(&self) -> usize {
-        self.ends.len() / 2
+        self.n as usize
+    }
+
+    fn end(&self, i: usize) -> usize {
+        let at = 4 * i;
+        u32::from_le_bytes([
+            self.buf[at],
+            self.buf[at + 1],
+            self.buf[at + 2],
+            self.buf[at + 3],
+        ]) as usize
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.buf[8 * self.len()..]
+    }
+
+    /// Label `i` as `(name, value)` bytes.
+    fn at_bytes(&self, i: usize) -> (&[u8], &[u8]) {
+        let start = if i == 0 { 0 } else { self.end(2 * i - 1) };
+        let (mid, end) = (self.end(2 * i), self.end(2 * i + 1));
+        let text = self.text();
+        (&text[start..mid], &text[mid..end])
     }
 
     /// Label `i` as `(name, value)`.
     fn at(&self, i: usize) -> (&str, &str) {
-        let start = if i == 0 {
-            0
-        } else {
-            self.ends[2 * i - 1] as usize
-        };
-        let mid = self.ends[2 * i] as usize;
-        let end = self.ends[2 * i + 1] as usize;
-        (&self.text[start..mid], &self.text[mid..end])
+        let (n, v) = self.at_bytes(i);
+        let utf8 = "packed label text is UTF-8 and split at character boundaries";
+        (
+            std::str::from_utf8(n).expect(utf8),
+            std::str::from_utf8(v).expect(utf8),
+        )
     }
 
     /// The labels in order, as `(name, value)`.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         (0..self.len()).map(|i| self.at(i))
+    }
+
+    /// The labels in order, as `(name, value)` bytes: what the wire encoder copies.
+    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        (0..self.len()).map(|i| self.at_bytes(i))
     }
 
     /// The value of label `name`, if present.
@@ -83,21 +123,57 @@ impl PackedLabels {
 }
 
 impl Ord for PackedLabels {
-    /// String order is byte order, so this walks the bytes without re-slicing `str`s: each
-    /// name and value is one byte-slice comparison between consecutive ends.
+    /// String order is byte order, so this walks bytes without re-slicing `str`s. The k-way
+    /// merge compares label sets that are often equal (the same series in several blocks) or
+    /// share a long start (`__name__`, `instance`, …): equal buffers are equal sets, and the
+    /// names and values inside the texts' common start whose ends agree are skipped before
+    /// comparing name by name and value by value (each one byte-slice comparison).
     fn cmp(&self, o: &Self) -> Ordering {
-        let (at, bt) = (self.text.as_bytes(), o.text.as_bytes());
-        let (mut a0, mut b0) = (0usize, 0usize);
-        for (&ae, &be) in self.ends.iter().zip(o.ends.iter()) {
-            let (ae, be) = (ae as usize, be as usize);
+        if self.buf == o.buf {
+            return Ordering::Equal;
+        }
+        let (at, bt) = (self.text(), o.text());
+        let common = common_prefix(at, bt);
+        let segments = 2 * self.len().min(o.len());
+        // Names and values ending at the same place within the common start are equal.
+        let (mut i, mut start) = (0, 0);
+        while i < segments {
+            let e = self.end(i);
+            if e > common || e != o.end(i) {
+                break;
+            }
+            start = e;
+            i += 1;
+        }
+        let (mut a0, mut b0) = (start, start);
+        for i in i..segments {
+            let (ae, be) = (self.end(i), o.end(i));
             match at[a0..ae].cmp(&bt[b0..be]) {
                 Ordering::Equal => {}
                 other => return other,
             }
             (a0, b0) = (ae, be);
         }
-        self.ends.len().cmp(&o.ends.len())
+        self.len().cmp(&o.len())
     }
+}
+
+/// How many bytes `a` and `b` start with in common, eight at a time while they agree.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        let diff = word(a) ^ word(b);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 impl PartialOrd for PackedLabels {
@@ -136,11 +212,16 @@ impl PackedBuilder {
         self.ends.push(self.text.len() as u32);
     }
 
-    /// The labels pushed so far, packed; the builder is empty afterwards.
+    /// The labels pushed so far, packed in one allocation; the builder is empty afterwards.
     pub(crate) fn finish(&mut self) -> PackedLabels {
+        let mut buf = Vec::with_capacity(4 * self.ends.len() + self.text.len());
+        for e in &self.ends {
+            buf.extend_from_slice(&e.to_le_bytes());
+        }
+        buf.extend_from_slice(self.text.as_bytes());
         let p = PackedLabels {
-            text: self.text.as_str().into(),
-            ends: self.ends.as_slice().into(),
+            buf: Bytes::from(buf),
+            n: (self.ends.len() / 2) as u32,
         };
         self.text.clear();
         self.ends.clear();
@@ -193,8 +274,31 @@ mod tests {
             for y in &sets {
                 let (px, py) = (PackedLabels::from_labels(x), PackedLabels::from_labels(y));
                 assert_eq!(px.cmp(&py), x.cmp(y), "{x:?} vs {y:?}");
+                assert_eq!(py.cmp(&px), y.cmp(x), "{y:?} vs {x:?}");
                 assert_eq!(px == py, x == y, "{x:?} vs {y:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Random label sets drawn from few names and values, so that equal sets, shared
+        /// starts and prefixes are common: the packed order is the order of `Labels`.
+        #[test]
+        fn random_sets_order_like_labels(
+            x in proptest::collection::btree_map("[a-c]{1,2}", "[a-c]{0,10}", 0..5),
+            y in proptest::collection::btree_map("[a-c]{1,2}", "[a-c]{0,10}", 0..5),
+        ) {
+            let to = |m: &std::collections::BTreeMap<String, String>| {
+                let pairs: Vec<(&str, &str)> = m.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let mut b = PackedBuilder::default();
+                for (n, v) in &pairs {
+                    b.push(n, v);
+                }
+                (b.finish(), Labels::from_sorted(pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect()))
+            };
+            let ((px, lx), (py, ly)) = (to(&x), to(&y));
+            proptest::prop_assert_eq!(px.cmp(&py), lx.cmp(&ly));
+            proptest::prop_assert_eq!(px == py, lx == ly);
         }
     }
 

@@ -464,47 +464,54 @@ async fn decode_batch(
         }
     }
     // Keep series with chunks in range.
-    let mut kept: Vec<(ResolvedEntry<'_>, Vec<ChunkMeta>)> = Vec::new();
+    let mut kept: Vec<(&Bytes, ResolvedEntry<'_>, Vec<ChunkMeta>)> = Vec::new();
     for (entry, &id) in entries.iter().zip(batch) {
         let corrupt = |detail: &str| StoreError::CorruptBlock {
             block: block.id,
             detail: format!("series {id}: cached entry: {detail}"),
         };
         let entry = entry
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| corrupt("neither cached nor read"))?;
-        let entry = ResolvedEntry::parse(entry).map_err(corrupt)?;
-        let chunks: Vec<ChunkMeta> = entry
+        let parsed = ResolvedEntry::parse(entry).map_err(corrupt)?;
+        let chunks: Vec<ChunkMeta> = parsed
             .chunks()
             .filter(|c| c.overlaps(q.min_time, q.max_time))
             .collect();
         if !chunks.is_empty() {
-            kept.push((entry, chunks));
+            kept.push((entry, parsed, chunks));
         }
     }
     q.limits.reserve_series(kept.len() as u64)?;
     if q.count_chunks {
         q.limits
-            .reserve_chunks(kept.iter().map(|(_, c)| c.len() as u64).sum())?;
+            .reserve_chunks(kept.iter().map(|(_, _, c)| c.len() as u64).sum())?;
     }
     let mut builder = PackedBuilder::default();
     out.reserve(kept.len());
-    for (entry, chunks) in kept {
-        finalize_into(&mut builder, entry.labels(), &block.ext, q.strip);
+    for (entry, parsed, chunks) in kept {
+        // Cached labels are final but for the request's replica labels: without any to
+        // remove, the label set is a slice of the cache entry.
+        let strip = |n: &str| q.strip.iter().any(|s| s == n);
+        let labels = if q.strip.is_empty() || !parsed.labels().any(|(n, _)| strip(n)) {
+            parsed.packed(entry)
+        } else {
+            for (n, v) in parsed.labels().filter(|(n, _)| !strip(n)) {
+                builder.push(n, v);
+            }
+            builder.finish()
+        };
         out.push(Decoded {
-            series: BlockSeries {
-                labels: builder.finish(),
-                chunks,
-            },
-            index_len: entry.label_count(),
+            series: BlockSeries { labels, chunks },
+            index_len: parsed.index_len(),
         });
     }
     Ok(())
 }
 
 /// Turns index series entries (`bodies`, of the series `ids`) into resolved entries: decoded,
-/// their label symbols looked up in one pass over the index-header, and checked (labels sorted
-/// by name, no name twice).
+/// their label symbols looked up in one pass over the index-header, checked (labels sorted by
+/// name, no name twice), and the block's external labels attached.
 async fn resolve_entries(
     block: &BucketBlock,
     header: &Arc<IndexHeader>,
@@ -555,6 +562,7 @@ async fn resolve_entries(
     };
     let mut at = 0;
     let mut out = Vec::with_capacity(bodies.len());
+    let mut final_labels: Vec<(&str, &str)> = Vec::new();
     for ((n, metas), id) in shape.into_iter().zip(&all_metas).zip(ids) {
         let corrupt = |detail: &str| StoreError::CorruptBlock {
             block: block.id,
@@ -566,8 +574,14 @@ async fn resolve_entries(
         if (1..n).any(|k| sym(at + 2 * k - 2) >= sym(at + 2 * k)) {
             return Err(corrupt("labels are not sorted or repeat a name"));
         }
-        let labels = (0..n).map(|k| (sym(at + 2 * k), sym(at + 2 * k + 1)));
-        out.push(crate::resolved::encode(labels, metas));
+        let index = (0..n).map(|k| (sym(at + 2 * k), sym(at + 2 * k + 1)));
+        final_labels.clear();
+        attach_external(index, &block.ext, |n, v| final_labels.push((n, v)));
+        out.push(crate::resolved::encode(
+            final_labels.iter().copied(),
+            n,
+            metas,
+        ));
         at += 2 * n;
     }
     Ok(out)
@@ -705,32 +719,27 @@ impl Reorder {
     }
 }
 
-/// Writes a series' final labels into `out`: its index labels (sorted) with the block's
-/// external labels attached (they win on a clash, as in Thanos) and the replica labels
-/// removed. The same rule as [`finalize_labels`], without a string per label.
-fn finalize_into<'a>(
-    out: &mut PackedBuilder,
+/// Emits a series' labels with the block's external labels attached, in order: its index
+/// labels (sorted) and `ext` merged, an external label winning on a clash, as in Thanos. The
+/// same rule as [`finalize_labels`] (without replica labels to remove), without a string per
+/// label.
+fn attach_external<'a>(
     index: impl Iterator<Item = (&'a str, &'a str)>,
-    ext: &Labels,
-    strip: &[String],
+    ext: &'a Labels,
+    mut emit: impl FnMut(&'a str, &'a str),
 ) {
-    let mut push = |n: &str, v: &str| {
-        if !strip.iter().any(|s| s == n) {
-            out.push(n, v);
-        }
-    };
     let mut e = ext.iter().peekable();
     for (n, v) in index {
         while let Some(x) = e.next_if(|x| x.name.as_str() < n) {
-            push(&x.name, &x.value);
+            emit(&x.name, &x.value);
         }
         match e.next_if(|x| x.name == n) {
-            Some(x) => push(&x.name, &x.value),
-            None => push(n, v),
+            Some(x) => emit(&x.name, &x.value),
+            None => emit(n, v),
         }
     }
     for x in e {
-        push(&x.name, &x.value);
+        emit(&x.name, &x.value);
     }
 }
 

@@ -10,44 +10,56 @@
 //! references, fixed-width chunk metas), and the index cache counts it at its real size, so
 //! `--index-cache-size` still bounds the memory.
 //!
+//! The labels are kept final: the block's external labels attached (a block's external labels
+//! never change: relabelling one makes a new block). Their part of the entry is laid out as a
+//! [`PackedLabels`], so a Series call that removes no replica labels takes its label set as a
+//! shared slice of the entry, without allocating or copying.
+//!
 //! Layout, integers little-endian:
 //!
 //! ```text
-//! u32 n (labels) | u32 m (chunks) | 2n × u32 ends | m × (i64 min_time, i64 max_time, u64 ref) | text
+//! u32 n (labels) | u32 m (chunks) | u32 index labels | m × (i64 min_time, i64 max_time, u64 ref)
+//!     | 2n × u32 ends | text
 //! ```
 //!
 //! `text` is the labels' names and values back to back; `ends[2k]` is where name `k` ends in
-//! it and `ends[2k + 1]` where its value ends. Entries are written only by [`encode`] in this
-//! process, but [`ResolvedEntry::parse`] checks every bound anyway, so a bug can give an
-//! error and never a panic or a wrong slice.
+//! it and `ends[2k + 1]` where its value ends. "Index labels" is how many labels the series
+//! has in the index, before external labels were attached. Entries are written only by
+//! [`encode`] in this process, but [`ResolvedEntry::parse`] checks every bound anyway, so a
+//! bug can give an error and never a panic or a wrong slice.
 
 use bytes::Bytes;
 use strata_tsdb::{ChunkMeta, ChunkRef};
 
-const HEADER: usize = 8;
+use crate::packed::PackedLabels;
+
+const HEADER: usize = 12;
 const CHUNK: usize = 24;
 
-/// Writes a resolved entry: `labels` in index order, and every chunk meta of the series.
+/// Writes a resolved entry: the final `labels` (sorted, names unique), how many labels the
+/// series has in the index, and every chunk meta of the series.
 pub(crate) fn encode<'a>(
     labels: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    index_len: usize,
     chunks: &[ChunkMeta],
 ) -> Bytes {
     let n = labels.len();
     let text_len: usize = labels.clone().map(|(a, b)| a.len() + b.len()).sum();
-    let mut out = Vec::with_capacity(HEADER + 8 * n + CHUNK * chunks.len() + text_len);
+    let mut out = Vec::with_capacity(HEADER + CHUNK * chunks.len() + 8 * n + text_len);
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(index_len as u32).to_le_bytes());
+    for c in chunks {
+        out.extend_from_slice(&c.min_time.to_le_bytes());
+        out.extend_from_slice(&c.max_time.to_le_bytes());
+        out.extend_from_slice(&c.chunk_ref.0.to_le_bytes());
+    }
     let mut end = 0u32;
     for (name, value) in labels.clone() {
         end += name.len() as u32;
         out.extend_from_slice(&end.to_le_bytes());
         end += value.len() as u32;
         out.extend_from_slice(&end.to_le_bytes());
-    }
-    for c in chunks {
-        out.extend_from_slice(&c.min_time.to_le_bytes());
-        out.extend_from_slice(&c.max_time.to_le_bytes());
-        out.extend_from_slice(&c.chunk_ref.0.to_le_bytes());
     }
     for (name, value) in labels {
         out.extend_from_slice(name.as_bytes());
@@ -62,6 +74,9 @@ pub(crate) struct ResolvedEntry<'a> {
     ends: &'a [u8],
     chunks: &'a [u8],
     text: &'a str,
+    /// Where the labels (their ends) start in the entry.
+    labels_at: usize,
+    index_len: usize,
 }
 
 impl<'a> ResolvedEntry<'a> {
@@ -71,22 +86,21 @@ impl<'a> ResolvedEntry<'a> {
         let word = |at: usize| -> Option<usize> {
             Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize)
         };
-        let (n, m) = match (word(0), word(4)) {
-            (Some(n), Some(m)) => (n, m),
+        let (n, m, index_len) = match (word(0), word(4), word(8)) {
+            (Some(n), Some(m), Some(i)) => (n, m, i),
             _ => return Err("shorter than its header"),
         };
-        let ends_at = HEADER;
-        let chunks_at = n
-            .checked_mul(8)
-            .and_then(|l| ends_at.checked_add(l))
-            .ok_or("label count out of range")?;
-        let text_at = m
+        let labels_at = m
             .checked_mul(CHUNK)
-            .and_then(|l| chunks_at.checked_add(l))
+            .and_then(|l| HEADER.checked_add(l))
+            .ok_or("chunk count out of range")?;
+        let text_at = n
+            .checked_mul(8)
+            .and_then(|l| labels_at.checked_add(l))
             .filter(|&t| t <= b.len())
             .ok_or("shorter than its counts say")?;
         let text = std::str::from_utf8(&b[text_at..]).map_err(|_| "label text is not UTF-8")?;
-        let ends = &b[ends_at..chunks_at];
+        let ends = &b[labels_at..text_at];
         let mut last = 0;
         for e in ends.chunks_exact(4) {
             let e = u32::from_le_bytes(e.try_into().map_err(|_| "label end")?) as usize;
@@ -100,9 +114,21 @@ impl<'a> ResolvedEntry<'a> {
         }
         Ok(ResolvedEntry {
             ends,
-            chunks: &b[chunks_at..text_at],
+            chunks: &b[HEADER..labels_at],
             text,
+            labels_at,
+            index_len,
         })
+    }
+
+    /// How many labels the series has in the index (before external labels).
+    pub(crate) fn index_len(&self) -> usize {
+        self.index_len
+    }
+
+    /// The labels as a [`PackedLabels`] sharing `entry`, the bytes this was parsed from.
+    pub(crate) fn packed(&self, entry: &Bytes) -> PackedLabels {
+        PackedLabels::from_checked(entry.slice(self.labels_at..), self.label_count())
     }
 
     /// Labels in the entry.
@@ -164,13 +190,21 @@ mod tests {
     fn round_trip() {
         let labels = [("__name__", "up"), ("instance", "héllo:9090"), ("job", "")];
         let chunks = [meta(-5, 10, 7), meta(11, i64::MAX, u64::MAX)];
-        let b = encode(labels.iter().copied(), &chunks);
+        let b = encode(labels.iter().copied(), 2, &chunks);
         let e = ResolvedEntry::parse(&b).unwrap();
         assert_eq!(e.label_count(), 3);
+        assert_eq!(e.index_len(), 2);
         assert_eq!(e.labels().collect::<Vec<_>>(), labels);
         assert_eq!(e.chunks().collect::<Vec<_>>(), chunks);
+        // The packed label set shares the entry and is the one a builder makes.
+        let mut builder = crate::packed::PackedBuilder::default();
+        for (n, v) in labels {
+            builder.push(n, v);
+        }
+        assert_eq!(e.packed(&b), builder.finish());
+        assert_eq!(e.packed(&b).iter().collect::<Vec<_>>(), labels);
 
-        let empty = encode(std::iter::empty(), &[]);
+        let empty = encode(std::iter::empty(), 0, &[]);
         let e = ResolvedEntry::parse(&empty).unwrap();
         assert_eq!(e.labels().count(), 0);
         assert_eq!(e.chunks().count(), 0);
@@ -178,7 +212,7 @@ mod tests {
 
     #[test]
     fn damaged_entries_are_errors() {
-        let b = encode([("a", "b"), ("c", "dé")].into_iter(), &[meta(1, 2, 3)]);
+        let b = encode([("a", "b"), ("c", "dé")].into_iter(), 1, &[meta(1, 2, 3)]);
         for len in 0..b.len() {
             assert!(ResolvedEntry::parse(&b[..len]).is_err(), "cut at {len}");
         }
@@ -187,7 +221,7 @@ mod tests {
         assert!(ResolvedEntry::parse(&longer).is_err());
         // The second label's value ends inside "é".
         let mut split = b.to_vec();
-        split[HEADER + 12] -= 1;
+        split[HEADER + CHUNK + 12] -= 1;
         assert!(ResolvedEntry::parse(&split).is_err());
         let mut huge = b.to_vec();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -209,7 +243,7 @@ mod tests {
             chunks in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u64>()), 0..5),
         ) {
             let chunks: Vec<ChunkMeta> = chunks.into_iter().map(|(a, b, r)| meta(a, b, r)).collect();
-            let b = encode(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), &chunks);
+            let b = encode(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), 0, &chunks);
             let e = ResolvedEntry::parse(&b).unwrap();
             let back: Vec<(String, String)> =
                 e.labels().map(|(n, v)| (n.to_string(), v.to_string())).collect();

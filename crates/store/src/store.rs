@@ -1140,7 +1140,7 @@ async fn build_frames(
                 raw_chunks.dedup();
                 chunks_sent += raw_chunks.len();
                 series += 1;
-                pending.push_raw(m.labels.iter(), &mut raw_chunks);
+                pending.push_raw(m.labels.iter_bytes(), &mut raw_chunks);
                 if pending.count() >= batch_size {
                     send(&sink, batch_frame(pending.take())).await?;
                 }
@@ -1166,7 +1166,7 @@ async fn build_frames(
                 };
                 send(&sink, SeriesResponse::series(s)).await?;
             } else {
-                pending.push(m.labels.iter(), &mut out_chunks);
+                pending.push(m.labels.iter_bytes(), &mut out_chunks);
                 if pending.count() >= batch_size {
                     send(&sink, batch_frame(pending.take())).await?;
                 }

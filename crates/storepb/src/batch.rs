@@ -116,7 +116,7 @@ fn bytes_field_len(len: usize) -> usize {
     if len == 0 { 0 } else { delimited_len(len) }
 }
 
-fn label_len(name: &str, value: &str) -> usize {
+fn label_len(name: &[u8], value: &[u8]) -> usize {
     bytes_field_len(name.len()) + bytes_field_len(value.len())
 }
 
@@ -166,11 +166,12 @@ impl RawWireChunk {
 }
 
 impl EncodedSeries {
-    /// Appends one series: `labels` in order (name, value), and its chunks, whose data are
+    /// Appends one series: `labels` in order (name, value; UTF-8, as the wire's strings must
+    /// be: they are copied as they are), and its chunks, whose data are
     /// taken (`chunks` is left empty, its allocation kept for the next series).
-    pub fn push<'a>(
+    pub fn push<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (N, V)> + Clone,
         chunks: &mut Vec<AggrChunk>,
     ) {
         let chunks_len: usize = chunks
@@ -206,9 +207,9 @@ impl EncodedSeries {
     /// [`EncodedSeries::push`] for a series whose chunks are all raw (not downsampled): the
     /// same bytes as `AggrChunk`s with only `raw` set, without building those 350-byte structs
     /// (a chunk here is 40 bytes). `chunks` is left empty, its allocation kept.
-    pub fn push_raw<'a>(
+    pub fn push_raw<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (N, V)> + Clone,
         chunks: &mut Vec<RawWireChunk>,
     ) {
         let chunks_len: usize = chunks.iter().map(|c| delimited_len(c.aggr_len())).sum();
@@ -227,23 +228,24 @@ impl EncodedSeries {
 
     /// The start of a `Series` entry holding `labels` and chunks of `chunks_len` bytes
     /// (their fields included), and the labels.
-    fn put_series_head<'a>(
+    fn put_series_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (N, V)> + Clone,
         chunks_len: usize,
     ) {
         let labels_len: usize = labels
             .clone()
-            .map(|(n, v)| delimited_len(label_len(n, v)))
+            .map(|(n, v)| delimited_len(label_len(n.as_ref(), v.as_ref())))
             .sum();
         let h = &mut self.head;
         encode_key(1, WireType::LengthDelimited, h);
         encode_varint((labels_len + chunks_len) as u64, h);
         for (n, v) in labels {
+            let (n, v) = (n.as_ref(), v.as_ref());
             encode_key(1, WireType::LengthDelimited, h);
             encode_varint(label_len(n, v) as u64, h);
-            put_bytes_field(1, n.as_bytes(), h);
-            put_bytes_field(2, v.as_bytes(), h);
+            put_bytes_field(1, n, h);
+            put_bytes_field(2, v, h);
         }
     }
 
