@@ -49,13 +49,7 @@ impl PackedLabels {
     }
 
     fn end(&self, i: usize) -> usize {
-        let at = 4 * i;
-        u32::from_le_bytes([
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        ]) as usize
+        end_at(&self.buf, i)
     }
 
     fn text(&self) -> &[u8] {
@@ -156,6 +150,12 @@ impl Ord for PackedLabels {
         }
         self.len().cmp(&o.len())
     }
+}
+
+/// Label end `i` of a packed ends array (`u32`, little-endian).
+pub(crate) fn end_at(ends: &[u8], i: usize) -> usize {
+    let at = 4 * i;
+    u32::from_le_bytes([ends[at], ends[at + 1], ends[at + 2], ends[at + 3]]) as usize
 }
 
 /// How many bytes `a` and `b` start with in common, eight at a time while they agree.

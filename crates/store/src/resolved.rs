@@ -137,13 +137,7 @@ impl<'a> ResolvedEntry<'a> {
     }
 
     fn end(&self, i: usize) -> usize {
-        let at = 4 * i;
-        u32::from_le_bytes([
-            self.ends[at],
-            self.ends[at + 1],
-            self.ends[at + 2],
-            self.ends[at + 3],
-        ]) as usize
+        crate::packed::end_at(self.ends, i)
     }
 
     /// The labels, in index order (names sorted).
