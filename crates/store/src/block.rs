@@ -325,7 +325,7 @@ impl BucketBlock {
     pub(crate) fn cached_series(&self, ids: &[u32], stats: &FetchStats) -> Vec<Option<Bytes>> {
         let out = self.cache.get_series(self.id, ids);
         for b in out.iter().flatten() {
-            add(&stats.series_touched_bytes, b.len() as u64);
+            add(&stats.series_touched_bytes, crate::resolved::index_bytes(b));
         }
         add(&stats.series_touched, ids.len() as u64);
         out

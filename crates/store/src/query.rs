@@ -462,6 +462,8 @@ async fn decode_batch(
             block.cache_series(id, entry.clone());
             entries[i] = Some(entry);
         }
+    } else {
+        q.limits.check_bytes(q.stats)?;
     }
     // Keep series with chunks in range.
     let mut kept: Vec<(&Bytes, ResolvedEntry<'_>, Vec<ChunkMeta>)> = Vec::new();
@@ -563,7 +565,7 @@ async fn resolve_entries(
     let mut at = 0;
     let mut out = Vec::with_capacity(bodies.len());
     let mut final_labels: Vec<(&str, &str)> = Vec::new();
-    for ((n, metas), id) in shape.into_iter().zip(&all_metas).zip(ids) {
+    for (((n, metas), id), body) in shape.into_iter().zip(&all_metas).zip(ids).zip(bodies) {
         let corrupt = |detail: &str| StoreError::CorruptBlock {
             block: block.id,
             detail: format!("series {id}: {detail}"),
@@ -580,6 +582,7 @@ async fn resolve_entries(
         out.push(crate::resolved::encode(
             final_labels.iter().copied(),
             n,
+            body.len(),
             metas,
         ));
         at += 2 * n;

@@ -18,29 +18,32 @@
 //! Layout, integers little-endian:
 //!
 //! ```text
-//! u32 n (labels) | u32 m (chunks) | u32 index labels | m × (i64 min_time, i64 max_time, u64 ref)
-//!     | 2n × u32 ends | text
+//! u32 n (labels) | u32 m (chunks) | u32 index labels | u32 index bytes
+//!     | m × (i64 min_time, i64 max_time, u64 ref) | 2n × u32 ends | text
 //! ```
 //!
 //! `text` is the labels' names and values back to back; `ends[2k]` is where name `k` ends in
 //! it and `ends[2k + 1]` where its value ends. "Index labels" is how many labels the series
-//! has in the index, before external labels were attached. Entries are written only by
-//! [`encode`] in this process, but [`ResolvedEntry::parse`] checks every bound anyway, so a
-//! bug can give an error and never a panic or a wrong slice.
+//! has in the index, before external labels were attached; "index bytes" is the size of its
+//! index entry, which a cache hit counts as touched, so byte limits and series size metrics
+//! keep Thanos' meaning whatever form the cache keeps. Entries are written only by [`encode`]
+//! in this process, but [`ResolvedEntry::parse`] checks every bound anyway, so a bug can give
+//! an error and never a panic or a wrong slice.
 
 use bytes::Bytes;
 use strata_tsdb::{ChunkMeta, ChunkRef};
 
 use crate::packed::PackedLabels;
 
-const HEADER: usize = 12;
+const HEADER: usize = 16;
 const CHUNK: usize = 24;
 
 /// Writes a resolved entry: the final `labels` (sorted, names unique), how many labels the
-/// series has in the index, and every chunk meta of the series.
+/// series has in the index, the size of its index entry, and every chunk meta of the series.
 pub(crate) fn encode<'a>(
     labels: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
     index_len: usize,
+    index_bytes: usize,
     chunks: &[ChunkMeta],
 ) -> Bytes {
     let n = labels.len();
@@ -49,6 +52,7 @@ pub(crate) fn encode<'a>(
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
     out.extend_from_slice(&(index_len as u32).to_le_bytes());
+    out.extend_from_slice(&(index_bytes as u32).to_le_bytes());
     for c in chunks {
         out.extend_from_slice(&c.min_time.to_le_bytes());
         out.extend_from_slice(&c.max_time.to_le_bytes());
@@ -66,6 +70,13 @@ pub(crate) fn encode<'a>(
         out.extend_from_slice(value.as_bytes());
     }
     Bytes::from(out)
+}
+
+/// The size of the index entry `entry` was resolved from (0 if `entry` is too short to say).
+pub(crate) fn index_bytes(entry: &[u8]) -> u64 {
+    entry.get(12..16).map_or(0, |w| {
+        u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    })
 }
 
 /// A resolved entry read in place.
@@ -184,10 +195,12 @@ mod tests {
     fn round_trip() {
         let labels = [("__name__", "up"), ("instance", "héllo:9090"), ("job", "")];
         let chunks = [meta(-5, 10, 7), meta(11, i64::MAX, u64::MAX)];
-        let b = encode(labels.iter().copied(), 2, &chunks);
+        let b = encode(labels.iter().copied(), 2, 77, &chunks);
         let e = ResolvedEntry::parse(&b).unwrap();
         assert_eq!(e.label_count(), 3);
         assert_eq!(e.index_len(), 2);
+        assert_eq!(index_bytes(&b), 77);
+        assert_eq!(index_bytes(&b[..15]), 0);
         assert_eq!(e.labels().collect::<Vec<_>>(), labels);
         assert_eq!(e.chunks().collect::<Vec<_>>(), chunks);
         // The packed label set shares the entry and is the one a builder makes.
@@ -198,7 +211,7 @@ mod tests {
         assert_eq!(e.packed(&b), builder.finish());
         assert_eq!(e.packed(&b).iter().collect::<Vec<_>>(), labels);
 
-        let empty = encode(std::iter::empty(), 0, &[]);
+        let empty = encode(std::iter::empty(), 0, 0, &[]);
         let e = ResolvedEntry::parse(&empty).unwrap();
         assert_eq!(e.labels().count(), 0);
         assert_eq!(e.chunks().count(), 0);
@@ -206,7 +219,12 @@ mod tests {
 
     #[test]
     fn damaged_entries_are_errors() {
-        let b = encode([("a", "b"), ("c", "dé")].into_iter(), 1, &[meta(1, 2, 3)]);
+        let b = encode(
+            [("a", "b"), ("c", "dé")].into_iter(),
+            1,
+            9,
+            &[meta(1, 2, 3)],
+        );
         for len in 0..b.len() {
             assert!(ResolvedEntry::parse(&b[..len]).is_err(), "cut at {len}");
         }
@@ -237,7 +255,7 @@ mod tests {
             chunks in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u64>()), 0..5),
         ) {
             let chunks: Vec<ChunkMeta> = chunks.into_iter().map(|(a, b, r)| meta(a, b, r)).collect();
-            let b = encode(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), 0, &chunks);
+            let b = encode(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), 0, 0, &chunks);
             let e = ResolvedEntry::parse(&b).unwrap();
             let back: Vec<(String, String)> =
                 e.labels().map(|(n, v)| (n.to_string(), v.to_string())).collect();

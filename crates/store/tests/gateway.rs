@@ -683,6 +683,13 @@ async fn index_cache_serves_repeated_queries_and_hints_report_blocks() {
         "postings come from the cache: {q2:?}"
     );
     assert_eq!(q2.series_fetched, 0, "series come from the cache: {q2:?}");
+    // A hit counts the size of the index entry, whatever form the cache keeps it in, so byte
+    // limits and size metrics mean what they mean in Thanos.
+    assert_eq!(
+        (q2.series_touched, q2.series_touched_size_sum),
+        (q1.series_touched, q1.series_touched_size_sum),
+        "{q1:?} {q2:?}"
+    );
     // Cached series entries are kept resolved (labels and chunk metas decoded): what they
     // give is what the index gave, for this range and for a narrower one.
     assert_eq!(second.series, first.series);
