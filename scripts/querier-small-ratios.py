@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Fan-out over local latency for the fan-out benchmark's small and instant queries.
 
-    scripts/querier-small-ratios.py FANOUT_URL LOCAL_URL [RUNS]
+    scripts/querier-small-ratios.py [--large] [--gateway-pid PID] FANOUT_URL LOCAL_URL [RUNS]
 
 FANOUT_URL and LOCAL_URL are the two `strata query` servers that scripts/bench-querier.sh
-starts (keep them running, for example by starting the three commands of that script by
-hand). Each query runs RUNS times (default 41) on each server, alternating, over keep-alive
-connections, so that slow drifts of this shared machine hit both sides alike. Prints per
-query the ratio of medians and the ratio of the means of the fastest tenth, then their
-geometric means. Wall times here include no connection set-up, unlike bench_compare's.
+starts (scripts/querier-ab.sh starts them per build; or start the three commands of
+bench-querier.sh by hand). Each query runs RUNS times (default 41) on each server,
+alternating, over keep-alive connections, so that slow drifts of this shared machine hit both
+sides alike. Prints per query the ratio of medians and the ratio of the means of the fastest
+tenth, then their geometric means. Wall times here include no connection set-up, unlike
+bench_compare's.
+
+--large runs five of the benchmark's range queries over all 5,000 counters instead of the
+nine small and instant ones. --gateway-pid adds, per query, the store gateway's CPU time per
+fan-out query (user + system, from /proc/PID/stat; only fan-out queries reach the gateway).
 """
 import http.client
 import math
+import os
 import statistics
 import sys
 import time
@@ -28,6 +34,13 @@ QUERIES = [
     ("sum by (job) (rate(http_requests_total[5m]))", "instant"),
     ("topk(10, rate(http_requests_total[5m]))", "instant"),
     ("histogram_quantile(0.5, rate(http_request_duration_seconds_bucket[10m]))", "instant"),
+]
+LARGE = [
+    ("count by (job) (http_requests_total)", "range"),
+    ("sum by (job) (rate(http_requests_total[5m]))", "range"),
+    ("sum(rate(http_requests_total[5m]))", "range"),
+    ("max by (job, instance) (resets(http_requests_total[1h]))", "range"),
+    ("avg by (method) (irate(http_requests_total[5m]))", "range"),
 ]
 
 
@@ -52,20 +65,40 @@ def run(conn, query, kind):
     return (time.perf_counter() - t) * 1000
 
 
+def cpu_ms(pid):
+    """User + system CPU time of process `pid` so far, in milliseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name (field 2) may hold spaces; the fields after it are plain.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    queries, gateway = QUERIES, None
+    while args and args[0].startswith("--"):
+        flag = args.pop(0)
+        if flag == "--large":
+            queries = LARGE
+        elif flag == "--gateway-pid" and args:
+            gateway = int(args.pop(0))
+        else:
+            sys.exit(__doc__)
+    if len(args) < 2:
         sys.exit(__doc__)
-    fanout, local = connect(sys.argv[1]), connect(sys.argv[2])
-    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 41
+    fanout, local = connect(args[0]), connect(args[1])
+    runs = int(args[2]) if len(args) > 2 else 41
     medians, fastest = [], []
-    for query, kind in QUERIES:
+    for query, kind in queries:
         for _ in range(3):
             run(fanout, query, kind)
             run(local, query, kind)
         f, l = [], []
+        before = cpu_ms(gateway) if gateway else 0
         for _ in range(runs):
             f.append(run(fanout, query, kind))
             l.append(run(local, query, kind))
+        cpu = f"  gateway {(cpu_ms(gateway) - before) / runs:6.2f} ms CPU" if gateway else ""
         f.sort()
         l.sort()
         k = max(1, runs // 10)
@@ -73,7 +106,7 @@ def main():
         low = statistics.mean(f[:k]) / statistics.mean(l[:k])
         medians.append(math.log(m))
         fastest.append(math.log(low))
-        print(f"{m:5.2f} {low:5.2f}  {kind:7} {query}")
+        print(f"{m:5.2f} {low:5.2f}{cpu}  {kind:7} {query}")
     gm = math.exp(sum(medians) / len(medians))
     gl = math.exp(sum(fastest) / len(fastest))
     print(f"geometric mean: medians {gm:.3f}, fastest tenth {gl:.3f}")

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Compares strata builds on the querier fan-out benchmark (issue 5), alternating them so
+# that the slow drifts of a shared machine hit every build alike.
+#
+#   ./scripts/querier-ab.sh ROUNDS BIN [BIN ...]
+#   e.g. ./scripts/querier-ab.sh 2 /tmp/strata-before ./target/release/strata
+#
+# For each round and each build in turn: starts a store gateway and two queriers from that
+# build, as scripts/bench-querier.sh does (fan-out through the gateway, and the engine over
+# the same blocks locally), then runs scripts/querier-small-ratios.py twice: the nine small
+# and instant queries (21 runs each) and five large range queries (5 runs each), both with the
+# gateway's CPU time per query. Each build serves both sides, so a change that speeds up the
+# engine moves both. Needs ./target/release/examples/bench_gen
+# (`cargo build --release -p strata-promql --examples`). Every server is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib.sh
+. ./scripts/lib.sh
+
+if [ $# -lt 2 ]; then
+    sed -n '2,14p' "$0" >&2
+    exit 2
+fi
+rounds="$1"
+shift
+for bin in "$@"; do
+    if [ ! -x "$bin" ]; then
+        echo "querier-ab: $bin is not an executable file" >&2
+        exit 2
+    fi
+done
+if [ ! -x ./target/release/examples/bench_gen ]; then
+    echo "querier-ab: build bench_gen first: cargo build --release -p strata-promql --examples" >&2
+    exit 2
+fi
+
+work="$(mktemp -d)"
+pids=()
+stop_servers() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    pids=()
+}
+cleanup() {
+    stop_servers
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "==> generating blocks in $work/data" >&2
+./target/release/examples/bench_gen "$work/data" >/dev/null
+objstore="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")"
+
+for round in $(seq 1 "$rounds"); do
+    for bin in "$@"; do
+        rm -rf "$work/store" "$work"/*.log
+        store_http="$(free_port)"
+        store_grpc="$(free_port)"
+        query_port="$(free_port)"
+        query_grpc="$(free_port)"
+        local_port="$(free_port)"
+        "$bin" store --objstore.config="$objstore" --data-dir="$work/store" \
+            --http-address="127.0.0.1:$store_http" --grpc-address="127.0.0.1:$store_grpc" \
+            --log.level=warn >"$work/store.log" 2>&1 &
+        store_pid="$!"
+        pids+=("$store_pid")
+        "$bin" query --endpoint="127.0.0.1:$store_grpc" \
+            --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
+            --log.level=warn >"$work/query.log" 2>&1 &
+        pids+=("$!")
+        "$bin" query --debug.blocks-dir="$work/data" \
+            --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
+            --log.level=warn >"$work/local.log" 2>&1 &
+        pids+=("$!")
+        wait_ready_port "$store_http" "$work" 600
+        wait_ready_port "$query_port" "$work" 600
+        wait_ready_port "$local_port" "$work" 600
+        # The querier is ready after its first probe round; wait until it found the store.
+        for _ in $(seq 1 300); do
+            if curl -fsS "http://127.0.0.1:$query_port/api/v1/stores" | grep -q '"store"'; then
+                break
+            fi
+            sleep 0.2
+        done
+        fanout="http://127.0.0.1:$query_port"
+        local_url="http://127.0.0.1:$local_port"
+        echo "==> round $round: $bin"
+        ./scripts/querier-small-ratios.py --gateway-pid "$store_pid" "$fanout" "$local_url" 21 |
+            sed 's/^/    small  /'
+        ./scripts/querier-small-ratios.py --large --gateway-pid "$store_pid" "$fanout" "$local_url" 5 |
+            sed 's/^/    large  /'
+        stop_servers
+    done
+done
