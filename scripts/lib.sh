@@ -54,6 +54,18 @@ install_openssl() {
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Waits until the querier on PORT lists a store in /api/v1/stores: it is ready after its
+# first probe round, which may not have reached the store yet. At most 60 s, then fails.
+wait_querier_store() {
+    local port="$1"
+    for _ in $(seq 1 300); do
+        if curl -fsS "http://127.0.0.1:$port/api/v1/stores" | grep -q '"store"'; then return 0; fi
+        sleep 0.2
+    done
+    echo "querier on :$port found no store in 60 s" >&2
+    return 1
+}
+
 # Waits until http://127.0.0.1:PORT/-/ready answers, at most TRIES × 0.2 s (default 600);
 # otherwise prints the *.log files of LOGDIR and fails.
 wait_ready_port() {

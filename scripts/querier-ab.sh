@@ -76,13 +76,7 @@ for round in $(seq 1 "$rounds"); do
         wait_ready_port "$store_http" "$work" 600
         wait_ready_port "$query_port" "$work" 600
         wait_ready_port "$local_port" "$work" 600
-        # The querier is ready after its first probe round; wait until it found the store.
-        for _ in $(seq 1 300); do
-            if curl -fsS "http://127.0.0.1:$query_port/api/v1/stores" | grep -q '"store"'; then
-                break
-            fi
-            sleep 0.2
-        done
+        wait_querier_store "$query_port"
         fanout="http://127.0.0.1:$query_port"
         local_url="http://127.0.0.1:$local_port"
         echo "==> round $round: $bin"
