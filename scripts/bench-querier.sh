@@ -35,30 +35,7 @@ trap cleanup EXIT
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
 
-local_port="$(free_port)"
-store_http="$(free_port)"
-store_grpc="$(free_port)"
-query_port="$(free_port)"
-query_grpc="$(free_port)"
-
-# The block directory is the bucket: a FILESYSTEM bucket's keys are <ULID>/<file>.
-./target/release/strata store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
-    --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
-    --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
-pids+=("$!")
-./target/release/strata query --endpoint="127.0.0.1:$store_grpc" \
-    --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
-    --log.level=warn >"$work/query.log" 2>&1 &
-pids+=("$!")
-./target/release/strata query --debug.blocks-dir="$work/data" \
-    --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
-    --log.level=warn >"$work/local.log" 2>&1 &
-pids+=("$!")
-
-wait_ready_port "$store_http" "$work" 600
-wait_ready_port "$query_port" "$work" 600
-wait_ready_port "$local_port" "$work" 600
-wait_querier_store "$query_port"
+start_fanout_bench ./target/release/strata "$work"
 
 start=1700003600
 end=1700043000

@@ -54,6 +54,39 @@ install_openssl() {
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Starts the querier fan-out benchmark's three servers from the strata binary BIN over the
+# blocks in WORK/data (a FILESYSTEM bucket: its keys are <ULID>/<file>): a store gateway, a
+# querier fanning out to it, and a querier evaluating the same blocks locally
+# (--debug.blocks-dir). Logs go to WORK/*.log; the pids are appended to the caller's `pids`
+# array. Sets `store_pid`, `query_port` (fan-out) and `local_port`, and returns once all
+# three are ready and the fan-out querier has found the gateway.
+start_fanout_bench() {
+    local bin="$1" work="$2"
+    local store_http store_grpc query_grpc
+    store_http="$(free_port)"
+    store_grpc="$(free_port)"
+    query_grpc="$(free_port)"
+    query_port="$(free_port)"
+    local_port="$(free_port)"
+    "$bin" store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
+        --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
+        --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
+    store_pid="$!"
+    pids+=("$store_pid")
+    "$bin" query --endpoint="127.0.0.1:$store_grpc" \
+        --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
+        --log.level=warn >"$work/query.log" 2>&1 &
+    pids+=("$!")
+    "$bin" query --debug.blocks-dir="$work/data" \
+        --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
+        --log.level=warn >"$work/local.log" 2>&1 &
+    pids+=("$!")
+    wait_ready_port "$store_http" "$work" 600
+    wait_ready_port "$query_port" "$work" 600
+    wait_ready_port "$local_port" "$work" 600
+    wait_querier_store "$query_port"
+}
+
 # Waits until the querier on PORT lists a store in /api/v1/stores: it is ready after its
 # first probe round, which may not have reached the store yet. At most 60 s, then fails.
 wait_querier_store() {

@@ -50,33 +50,11 @@ trap cleanup EXIT
 
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data" >/dev/null
-objstore="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")"
 
 for round in $(seq 1 "$rounds"); do
     for bin in "$@"; do
         rm -rf "$work/store" "$work"/*.log
-        store_http="$(free_port)"
-        store_grpc="$(free_port)"
-        query_port="$(free_port)"
-        query_grpc="$(free_port)"
-        local_port="$(free_port)"
-        "$bin" store --objstore.config="$objstore" --data-dir="$work/store" \
-            --http-address="127.0.0.1:$store_http" --grpc-address="127.0.0.1:$store_grpc" \
-            --log.level=warn >"$work/store.log" 2>&1 &
-        store_pid="$!"
-        pids+=("$store_pid")
-        "$bin" query --endpoint="127.0.0.1:$store_grpc" \
-            --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
-            --log.level=warn >"$work/query.log" 2>&1 &
-        pids+=("$!")
-        "$bin" query --debug.blocks-dir="$work/data" \
-            --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
-            --log.level=warn >"$work/local.log" 2>&1 &
-        pids+=("$!")
-        wait_ready_port "$store_http" "$work" 600
-        wait_ready_port "$query_port" "$work" 600
-        wait_ready_port "$local_port" "$work" 600
-        wait_querier_store "$query_port"
+        start_fanout_bench "$bin" "$work"
         fanout="http://127.0.0.1:$query_port"
         local_url="http://127.0.0.1:$local_port"
         echo "==> round $round: $bin"
