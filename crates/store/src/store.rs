@@ -1116,60 +1116,42 @@ async fn build_frames(
     while let Some((batch, chunks)) = rx.recv().await {
         let mut chunks = chunks.map(Vec::into_iter);
         for m in batch {
-            out_chunks.clear();
-            let c = chunks.as_mut().and_then(Iterator::next);
+            let c = chunks.as_mut().and_then(Iterator::next).unwrap_or_default();
             // Raw chunks (all but downsampled blocks') go into the frame without `AggrChunk`s.
-            if batch_size > 1
-                && c.as_ref().is_none_or(|c| {
-                    c.iter()
-                        .all(|(_, raw)| raw.encoding != Encoding::ThanosAggr)
-                })
-            {
+            let raw = batch_size > 1 && c.iter().all(|(_, r)| r.encoding != Encoding::ThanosAggr);
+            if raw {
                 raw_chunks.clear();
-                for (j, raw) in c.into_iter().flatten() {
+                for (j, r) in c {
                     raw_chunks.push(RawWireChunk {
                         min_time: j.min_time,
                         max_time: j.max_time,
-                        r#type: encoding_from_tsdb(raw.encoding)? as i32,
-                        data: raw.data,
+                        r#type: encoding_from_tsdb(r.encoding)? as i32,
+                        data: r.data,
                     });
                 }
-                if !raw_chunks.is_sorted_by_key(|c| (c.min_time, c.max_time)) {
-                    raw_chunks.sort_by_key(|c| (c.min_time, c.max_time));
-                }
-                raw_chunks.dedup();
+                sort_and_dedup(&mut raw_chunks, |c| (c.min_time, c.max_time));
                 chunks_sent += raw_chunks.len();
-                series += 1;
                 pending.push_raw(m.labels.iter_bytes(), &mut raw_chunks);
-                if pending.count() >= batch_size {
-                    send(&sink, batch_frame(pending.take())).await?;
-                }
-                continue;
-            }
-            if let Some(c) = c {
-                for (j, raw) in c {
-                    out_chunks.push(aggr_chunk(j, raw, &aggrs, block_ids[j.block])?);
-                }
-                // Blocks come in time order, so chunks usually do too; sorting these large
-                // structs only when needed avoids moving them around.
-                if !out_chunks.is_sorted_by_key(|c: &AggrChunk| (c.min_time, c.max_time)) {
-                    out_chunks.sort_by_key(|c: &AggrChunk| (c.min_time, c.max_time));
-                }
-                out_chunks.dedup();
-            }
-            chunks_sent += out_chunks.len();
-            series += 1;
-            if batch_size <= 1 {
-                let s = Series {
-                    labels: m.labels.to_wire(),
-                    chunks: std::mem::take(&mut out_chunks),
-                };
-                send(&sink, SeriesResponse::series(s)).await?;
             } else {
-                pending.push(m.labels.iter_bytes(), &mut out_chunks);
-                if pending.count() >= batch_size {
-                    send(&sink, batch_frame(pending.take())).await?;
+                out_chunks.clear();
+                for (j, r) in c {
+                    out_chunks.push(aggr_chunk(j, r, &aggrs, block_ids[j.block])?);
                 }
+                sort_and_dedup(&mut out_chunks, |c| (c.min_time, c.max_time));
+                chunks_sent += out_chunks.len();
+                if batch_size <= 1 {
+                    let s = Series {
+                        labels: m.labels.to_wire(),
+                        chunks: std::mem::take(&mut out_chunks),
+                    };
+                    send(&sink, SeriesResponse::series(s)).await?;
+                } else {
+                    pending.push(m.labels.iter_bytes(), &mut out_chunks);
+                }
+            }
+            series += 1;
+            if batch_size > 1 && pending.count() >= batch_size {
+                send(&sink, batch_frame(pending.take())).await?;
             }
         }
         // A partial frame holds pool permits: send it rather than carry it into the wait for
@@ -1179,6 +1161,16 @@ async fn build_frames(
         }
     }
     Ok((series, chunks_sent))
+}
+
+/// Puts a series' output chunks in time order and drops exact duplicates (a chunk two
+/// overlapping blocks both hold). Blocks come in time order, so chunks usually do too; they
+/// are sorted only when needed, which spares moving large structs around.
+fn sort_and_dedup<T: PartialEq, K: Ord>(chunks: &mut Vec<T>, key: impl Fn(&T) -> K + Copy) {
+    if !chunks.is_sorted_by_key(key) {
+        chunks.sort_by_key(key);
+    }
+    chunks.dedup();
 }
 
 async fn send(sink: &SeriesSink, r: SeriesResponse) -> Result<(), StoreError> {
