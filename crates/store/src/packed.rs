@@ -49,7 +49,9 @@ impl PackedLabels {
     }
 
     fn end(&self, i: usize) -> usize {
-        end_at(&self.buf, i)
+        let at = 4 * i;
+        let b = &self.buf;
+        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
     }
 
     fn text(&self) -> &[u8] {
@@ -150,12 +152,6 @@ impl Ord for PackedLabels {
         }
         self.len().cmp(&o.len())
     }
-}
-
-/// Label end `i` of a packed ends array (`u32`, little-endian).
-pub(crate) fn end_at(ends: &[u8], i: usize) -> usize {
-    let at = 4 * i;
-    u32::from_le_bytes([ends[at], ends[at + 1], ends[at + 2], ends[at + 3]]) as usize
 }
 
 /// How many bytes `a` and `b` start with in common, eight at a time while they agree.

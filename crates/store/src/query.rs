@@ -494,11 +494,12 @@ async fn decode_batch(
     for (entry, parsed, chunks) in kept {
         // Cached labels are final but for the request's replica labels: without any to
         // remove, the label set is a slice of the cache entry.
+        let cached = parsed.packed(entry);
         let strip = |n: &str| q.strip.iter().any(|s| s == n);
-        let labels = if q.strip.is_empty() || !parsed.labels().any(|(n, _)| strip(n)) {
-            parsed.packed(entry)
+        let labels = if q.strip.is_empty() || !cached.iter().any(|(n, _)| strip(n)) {
+            cached
         } else {
-            for (n, v) in parsed.labels().filter(|(n, _)| !strip(n)) {
+            for (n, v) in cached.iter().filter(|(n, _)| !strip(n)) {
                 builder.push(n, v);
             }
             builder.finish()

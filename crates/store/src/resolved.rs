@@ -82,11 +82,11 @@ pub(crate) fn index_bytes(entry: &[u8]) -> u64 {
 /// A resolved entry read in place.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ResolvedEntry<'a> {
-    ends: &'a [u8],
     chunks: &'a [u8],
-    text: &'a str,
     /// Where the labels (their ends) start in the entry.
     labels_at: usize,
+    /// Labels in the entry.
+    labels: usize,
     index_len: usize,
 }
 
@@ -124,10 +124,9 @@ impl<'a> ResolvedEntry<'a> {
             return Err("label text longer than its labels");
         }
         Ok(ResolvedEntry {
-            ends,
             chunks: &b[HEADER..labels_at],
-            text,
             labels_at,
+            labels: n,
             index_len,
         })
     }
@@ -137,28 +136,10 @@ impl<'a> ResolvedEntry<'a> {
         self.index_len
     }
 
-    /// The labels as a [`PackedLabels`] sharing `entry`, the bytes this was parsed from.
+    /// The labels (final, names sorted) as a [`PackedLabels`] sharing `entry`, the bytes this
+    /// was parsed from; `parse` checked what `PackedLabels` requires of them.
     pub(crate) fn packed(&self, entry: &Bytes) -> PackedLabels {
-        PackedLabels::from_checked(entry.slice(self.labels_at..), self.label_count())
-    }
-
-    /// Labels in the entry.
-    pub(crate) fn label_count(&self) -> usize {
-        self.ends.len() / 8
-    }
-
-    fn end(&self, i: usize) -> usize {
-        crate::packed::end_at(self.ends, i)
-    }
-
-    /// The labels, in index order (names sorted).
-    pub(crate) fn labels(self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
-        (0..self.label_count()).map(move |k| {
-            let start = if k == 0 { 0 } else { self.end(2 * k - 1) };
-            let (name_end, value_end) = (self.end(2 * k), self.end(2 * k + 1));
-            // `parse` checked that the ends do not go back and lie on character boundaries.
-            (&self.text[start..name_end], &self.text[name_end..value_end])
-        })
+        PackedLabels::from_checked(entry.slice(self.labels_at..), self.labels)
     }
 
     /// Every chunk meta of the series, in index order.
@@ -197,11 +178,9 @@ mod tests {
         let chunks = [meta(-5, 10, 7), meta(11, i64::MAX, u64::MAX)];
         let b = encode(labels.iter().copied(), 2, 77, &chunks);
         let e = ResolvedEntry::parse(&b).unwrap();
-        assert_eq!(e.label_count(), 3);
         assert_eq!(e.index_len(), 2);
         assert_eq!(index_bytes(&b), 77);
         assert_eq!(index_bytes(&b[..15]), 0);
-        assert_eq!(e.labels().collect::<Vec<_>>(), labels);
         assert_eq!(e.chunks().collect::<Vec<_>>(), chunks);
         // The packed label set shares the entry and is the one a builder makes.
         let mut builder = crate::packed::PackedBuilder::default();
@@ -209,11 +188,12 @@ mod tests {
             builder.push(n, v);
         }
         assert_eq!(e.packed(&b), builder.finish());
+        assert_eq!(e.packed(&b).len(), 3);
         assert_eq!(e.packed(&b).iter().collect::<Vec<_>>(), labels);
 
         let empty = encode(std::iter::empty(), 0, 0, &[]);
         let e = ResolvedEntry::parse(&empty).unwrap();
-        assert_eq!(e.labels().count(), 0);
+        assert_eq!(e.packed(&empty).iter().count(), 0);
         assert_eq!(e.chunks().count(), 0);
     }
 
@@ -244,7 +224,7 @@ mod tests {
         #[test]
         fn parse_never_panics(b in proptest::collection::vec(any::<u8>(), 0..96)) {
             if let Ok(e) = ResolvedEntry::parse(&b) {
-                let _ = e.labels().count();
+                let _ = e.packed(&Bytes::from(b.clone())).iter().count();
                 let _ = e.chunks().count();
             }
         }
@@ -258,7 +238,7 @@ mod tests {
             let b = encode(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())), 0, 0, &chunks);
             let e = ResolvedEntry::parse(&b).unwrap();
             let back: Vec<(String, String)> =
-                e.labels().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                e.packed(&b).iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
             prop_assert_eq!(back, labels);
             prop_assert_eq!(e.chunks().collect::<Vec<_>>(), chunks);
         }
