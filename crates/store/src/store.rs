@@ -39,6 +39,7 @@ use crate::block::{BucketBlock, FetchStats};
 use crate::cache::{IndexCache, IndexCacheConfig};
 use crate::error::StoreError;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
+use crate::packed::PackedLabels;
 use crate::pool::{Budget, ChunkPool, ChunkPoolStats};
 use crate::query::{
     BlockCursor, BlockSeries, RequestLimits, SERIES_BATCH, SeriesQuery, for_each_series,
@@ -775,7 +776,7 @@ impl BucketStore {
                     (Some(pool), false) => loop {
                         let bytes = merger.read_bytes(queue.range(..n));
                         if bytes <= pool.stats().capacity {
-                            break Some(pool.reserve(bytes).await?);
+                            break Some(Arc::new(pool.reserve(bytes).await?));
                         }
                         if n == 1 {
                             return Err(pool.too_small(bytes));
@@ -1281,6 +1282,16 @@ async fn decode_ahead(mut c: BlockCursor, q: DecodeQuery, tx: mpsc::Sender<Decod
     }
 }
 
+/// A spawned task, aborted when its handle is dropped: a cancelled call stops its chunk
+/// reads too.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One block's side of the merge: its decoded series not merged yet, and the task decoding
 /// the rest.
 #[derive(Debug)]
@@ -1302,8 +1313,115 @@ struct Merger {
     sources: Vec<Source>,
     /// Blocks that failed mid-stream (a warning was sent): no longer read or reported.
     dead: Vec<bool>,
-    seq: u64,
-    heap: BinaryHeap<Reverse<Head>>,
+    heads: Heads,
+}
+
+/// Blocks up to which the merge scans its heads instead of keeping a heap.
+const SCAN_HEADS: usize = 16;
+
+/// Each block's next series in the merge.
+#[derive(Debug)]
+enum Heads {
+    /// A slot per block, scanned. Most series span every block of a query (blocks of one
+    /// source follow each other in time), so one scan finds a series and all its parts with
+    /// a comparison and an equality check per block, where a heap pops and pushes each part
+    /// (about `2 log k` comparisons). 5,000 series in 7 blocks: 363 M instructions per warm
+    /// Series call with the heap, 318 M with the scan (`examples/series_profile.rs`). Over
+    /// many blocks whose series do not overlap, the heap's `log k` per series wins, hence
+    /// [`SCAN_HEADS`].
+    Scan(Vec<Option<BlockSeries>>),
+    /// Ties between equal label sets go by block, then by insertion (`seq`).
+    Heap {
+        heap: BinaryHeap<Reverse<Head>>,
+        seq: u64,
+    },
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Heads::Scan(Vec::new())
+    }
+}
+
+impl Heads {
+    /// Puts block `cursor`'s next series in; it has no series in until its last was taken.
+    fn insert(&mut self, cursor: usize, series: BlockSeries) {
+        match self {
+            Heads::Scan(slots) if cursor < SCAN_HEADS => {
+                if slots.len() <= cursor {
+                    slots.resize_with(cursor + 1, || None);
+                }
+                debug_assert!(slots[cursor].is_none(), "one head per block");
+                slots[cursor] = Some(series);
+            }
+            Heads::Scan(slots) => {
+                // More blocks than a scan serves: move the heads into a heap.
+                let mut heap = BinaryHeap::new();
+                let mut seq = 0;
+                for (c, s) in std::mem::take(slots).into_iter().enumerate() {
+                    if let Some(series) = s {
+                        seq += 1;
+                        heap.push(Reverse(Head {
+                            series,
+                            cursor: c,
+                            seq,
+                        }));
+                    }
+                }
+                *self = Heads::Heap { heap, seq };
+                self.insert(cursor, series);
+            }
+            Heads::Heap { heap, seq } => {
+                *seq += 1;
+                heap.push(Reverse(Head {
+                    series,
+                    cursor,
+                    seq: *seq,
+                }));
+            }
+        }
+    }
+
+    /// Takes the head with the smallest labels (the first block's on ties).
+    fn take_min(&mut self) -> Option<(usize, BlockSeries)> {
+        match self {
+            Heads::Scan(slots) => {
+                let mut min: Option<(usize, &PackedLabels)> = None;
+                for (c, s) in slots.iter().enumerate() {
+                    if let Some(s) = s
+                        && min.is_none_or(|(_, m)| s.labels < *m)
+                    {
+                        min = Some((c, &s.labels));
+                    }
+                }
+                let c = min?.0;
+                slots[c].take().map(|s| (c, s))
+            }
+            Heads::Heap { heap, .. } => heap.pop().map(|Reverse(h)| (h.cursor, h.series)),
+        }
+    }
+
+    /// Takes the next head whose labels are `labels`, from block `from` on (scan) or from
+    /// the heap's top; `None` when no head has them.
+    fn take_equal(&mut self, labels: &PackedLabels, from: usize) -> Option<(usize, BlockSeries)> {
+        match self {
+            Heads::Scan(slots) => {
+                let c = (from..slots.len())
+                    .find(|&c| slots[c].as_ref().is_some_and(|s| s.labels == *labels))?;
+                slots[c].take().map(|s| (c, s))
+            }
+            Heads::Heap { heap, .. } => {
+                if heap
+                    .peek()
+                    .is_some_and(|Reverse(t)| t.series.labels == *labels)
+                {
+                    heap.pop().map(|Reverse(h)| (h.cursor, h.series))
+                } else {
+                    None
+                }
+            }
+        }
+    }
 }
 
 impl Merger {
@@ -1311,12 +1429,7 @@ impl Merger {
     fn add(&mut self, mut c: BlockCursor, q: &DecodeQuery) {
         let cursor = self.sources.len();
         if let Some(series) = c.ready.pop_front() {
-            self.seq += 1;
-            self.heap.push(Reverse(Head {
-                series,
-                cursor,
-                seq: self.seq,
-            }));
+            self.heads.insert(cursor, series);
         }
         let ready = std::mem::take(&mut c.ready);
         let block = c.block.clone();
@@ -1393,12 +1506,7 @@ impl Merger {
             }
         }
         if let Some(series) = src.ready.pop_front() {
-            self.seq += 1;
-            self.heap.push(Reverse(Head {
-                series,
-                cursor: i,
-                seq: self.seq,
-            }));
+            self.heads.insert(i, series);
         }
         Ok(())
     }
@@ -1410,26 +1518,23 @@ impl Merger {
         abort: bool,
         metrics: &StoreMetrics,
     ) -> Result<Option<MergedSeries>, StoreError> {
-        let Some(Reverse(h)) = self.heap.pop() else {
+        let Some((cursor, first)) = self.heads.take_min() else {
             return Ok(None);
         };
         let mut parts = Vec::with_capacity(self.sources.len().min(8));
-        parts.push((h.cursor, h.series.chunks));
+        parts.push((cursor, first.chunks));
         let mut m = MergedSeries {
-            labels: h.series.labels,
+            labels: first.labels,
             parts,
         };
-        self.advance(h.cursor, sink, abort, metrics).await?;
-        while self
-            .heap
-            .peek()
-            .is_some_and(|Reverse(t)| t.series.labels == m.labels)
-        {
-            let Some(Reverse(t)) = self.heap.pop() else {
-                break;
-            };
-            m.parts.push((t.cursor, t.series.chunks));
-            self.advance(t.cursor, sink, abort, metrics).await?;
+        self.advance(cursor, sink, abort, metrics).await?;
+        // The same labels in later blocks, or again in this one (when replica labels were
+        // removed); blocks before `cursor` had larger labels.
+        let mut from = cursor;
+        while let Some((c, t)) = self.heads.take_equal(&m.labels, from) {
+            m.parts.push((c, t.chunks));
+            from = c;
+            self.advance(c, sink, abort, metrics).await?;
         }
         Ok(Some(m))
     }
@@ -1453,8 +1558,8 @@ impl Merger {
     async fn fetch_chunks(
         &self,
         batch: &[MergedSeries],
-        stats: &FetchStats,
-        budget: Option<&Budget>,
+        stats: &Arc<FetchStats>,
+        budget: Option<&Arc<Budget>>,
     ) -> Result<Vec<Vec<(ChunkLoc, RawChunk)>>, StoreError> {
         // Per block: the chunk refs wanted and where each goes.
         let mut wanted: BTreeMap<usize, (Vec<ChunkRef>, Vec<Dest>)> = BTreeMap::new();
@@ -1474,12 +1579,25 @@ impl Merger {
                 }
             }
         }
+        // Each block's reads in a task of its own: reads the page cache holds are copied and
+        // checked on the calling task (see `strata_objstore`), so in one task the blocks of a
+        // batch took their turns on one core. 100 series in 7 blocks: 0.48 -> 0.34 ms.
         let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
             futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
                 let b = self.sources[bi].block.clone();
-                async move {
-                    let chunks = b.fetch_chunks(&refs, stats, budget).await?;
+                let (stats, budget) = (stats.clone(), budget.cloned());
+                let task = AbortOnDrop(tokio::spawn(async move {
+                    let chunks = b.fetch_chunks(&refs, &stats, budget.as_deref()).await?;
                     Ok::<_, StoreError>((dest, chunks))
+                }));
+                async move {
+                    let mut task = task;
+                    match (&mut task.0).await {
+                        Ok(r) => r,
+                        // A panic is a bug: let it surface as it would have in this task.
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(_) => Err(StoreError::Cancelled),
+                    }
                 }
             }))
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
@@ -1606,5 +1724,92 @@ fn query_stats(s: &FetchStats, blocks: usize, o: &SeriesOutcome) -> hintspb::Que
         data_downloaded_size_sum: s.bytes_fetched() as i64,
         get_all_duration: None,
         merge_duration: None,
+    }
+}
+
+#[cfg(test)]
+mod heads_tests {
+    use proptest::prelude::*;
+    use strata_model::Labels;
+    use strata_tsdb::chunks::{ChunkMeta, ChunkRef};
+
+    use super::*;
+
+    /// A block's series in merge order; each chunk's ref names its block and position, so the
+    /// merged parts show where they came from.
+    fn block(cursor: usize, ids: &[u8]) -> VecDeque<BlockSeries> {
+        ids.iter()
+            .enumerate()
+            .map(|(k, &id)| BlockSeries {
+                labels: PackedLabels::from_labels(&Labels::from_pairs(&[
+                    ("__name__", "m"),
+                    ("id", &format!("{id:03}")),
+                ])),
+                chunks: vec![ChunkMeta {
+                    min_time: 0,
+                    max_time: 0,
+                    chunk_ref: ChunkRef::new(cursor as u32, k as u32),
+                }],
+            })
+            .collect()
+    }
+
+    /// The merge of `Merger::next`, with blocks that are lists: label sets, and per series
+    /// the chunk refs of its parts in order.
+    fn merge(mut heads: Heads, blocks: &[Vec<u8>]) -> Vec<(String, Vec<ChunkRef>)> {
+        let mut sources: Vec<VecDeque<BlockSeries>> = blocks
+            .iter()
+            .enumerate()
+            .map(|(c, b)| block(c, b))
+            .collect();
+        for (c, s) in sources.iter_mut().enumerate() {
+            if let Some(first) = s.pop_front() {
+                heads.insert(c, first);
+            }
+        }
+        let mut out = Vec::new();
+        while let Some((cursor, first)) = heads.take_min() {
+            let mut refs = vec![first.chunks[0].chunk_ref];
+            if let Some(next) = sources[cursor].pop_front() {
+                heads.insert(cursor, next);
+            }
+            let mut from = cursor;
+            while let Some((c, t)) = heads.take_equal(&first.labels, from) {
+                refs.push(t.chunks[0].chunk_ref);
+                from = c;
+                if let Some(next) = sources[c].pop_front() {
+                    heads.insert(c, next);
+                }
+            }
+            out.push((first.labels.to_labels().to_string(), refs));
+        }
+        out
+    }
+
+    proptest! {
+        /// Scanning and the heap merge any blocks alike (sorted label sets, repeated within a
+        /// block as after removing replica labels), also past `SCAN_HEADS` blocks, where a
+        /// scan turns into a heap; and the merge is sorted, keeps every part, and lists a
+        /// series' parts by block, then by order within the block.
+        #[test]
+        fn scan_and_heap_merge_alike(
+            mut blocks in proptest::collection::vec(
+                proptest::collection::vec(0u8..40, 0..30), 1..(SCAN_HEADS + 6)),
+        ) {
+            for b in &mut blocks {
+                b.sort_unstable();
+            }
+            let scanned = merge(Heads::default(), &blocks);
+            let heaped = merge(Heads::Heap { heap: BinaryHeap::new(), seq: 0 }, &blocks);
+            prop_assert_eq!(&scanned, &heaped);
+            prop_assert!(scanned.windows(2).all(|w| w[0].0 < w[1].0));
+            let parts: usize = scanned.iter().map(|(_, r)| r.len()).sum();
+            prop_assert_eq!(parts, blocks.iter().map(Vec::len).sum::<usize>());
+            for (_, refs) in &scanned {
+                let order: Vec<(u32, u32)> =
+                    refs.iter().map(|r| (r.segment(), r.offset())).collect();
+                prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "{:?}", order);
+            }
+        }
     }
 }
