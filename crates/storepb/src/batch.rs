@@ -242,8 +242,18 @@ impl EncodedSeries {
         encode_varint((labels_len + chunks_len) as u64, h);
         for (n, v) in labels {
             let (n, v) = (n.as_ref(), v.as_ref());
+            let len = label_len(n, v);
+            if len < 0x80 && !n.is_empty() && !v.is_empty() {
+                // Most labels: every length fits a one-byte varint, and the keys are
+                // constants (`labels = 1`, then `name = 1` and `value = 2`, length-delimited).
+                h.extend_from_slice(&[0x0a, len as u8, 0x0a, n.len() as u8]);
+                h.extend_from_slice(n);
+                h.extend_from_slice(&[0x12, v.len() as u8]);
+                h.extend_from_slice(v);
+                continue;
+            }
             encode_key(1, WireType::LengthDelimited, h);
-            encode_varint(label_len(n, v) as u64, h);
+            encode_varint(len as u64, h);
             put_bytes_field(1, n, h);
             put_bytes_field(2, v, h);
         }

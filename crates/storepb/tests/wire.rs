@@ -479,3 +479,45 @@ fn raw_chunk_series_are_what_prost_writes() {
         by_prost
     );
 }
+
+/// Label sets written by [`EncodedSeries`] around the one-byte length limit of its short-label
+/// path (a label's fields under 128 bytes), empty names and values included, are byte for
+/// byte what prost writes.
+#[test]
+fn label_lengths_around_one_byte_varints_are_what_prost_writes() {
+    use strata_storepb::thanos::{EncodedSeries, Label, Series};
+    let mut series = Vec::new();
+    for name_len in [0usize, 1, 60, 62, 63, 64, 125, 126, 127, 128] {
+        for value_len in [
+            0usize, 1, 60, 61, 62, 63, 64, 123, 124, 125, 126, 127, 128, 200,
+        ] {
+            series.push(Series {
+                labels: vec![
+                    Label {
+                        name: "n".repeat(name_len),
+                        value: "v".repeat(value_len),
+                    },
+                    Label {
+                        name: "z".into(),
+                        value: "ü".repeat(value_len / 2),
+                    },
+                ],
+                chunks: vec![],
+            });
+        }
+    }
+    let mut encoded = EncodedSeries::default();
+    for s in &series {
+        encoded.push(
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut Vec::new(),
+        );
+    }
+    let by_hand = SeriesBatch {
+        series: Vec::new(),
+        encoded,
+    };
+    let by_prost = SeriesBatch::of(series);
+    assert_eq!(by_hand.encode_to_vec(), by_prost.encode_to_vec());
+    assert_eq!(by_hand.encoded_len(), by_prost.encoded_len());
+}
