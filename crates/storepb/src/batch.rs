@@ -163,6 +163,66 @@ impl RawWireChunk {
             + varint_field_len(self.max_time as u64)
             + delimited_len(self.chunk_len())
     }
+
+    /// The chunk's bytes in a `Series` up to its data: the `chunks` key and length, the
+    /// `AggrChunk` fields, the `raw` key and length, and the `Chunk` fields before `data`
+    /// (with `data`'s key and length). Written into a stack buffer and appended at once,
+    /// where writing it field by field through prost's key and varint writers made a Series
+    /// call over 5,000 series in 7 blocks (115,000 chunks) take 320 M instructions, against
+    /// 304 M this way (`strata-store`'s `examples/series_profile.rs`).
+    fn head(&self) -> RawChunkHead {
+        let mut h = RawChunkHead {
+            bytes: [0; RAW_CHUNK_HEAD_MAX],
+            len: 0,
+        };
+        let chunk_len = self.chunk_len();
+        h.varint(0x12); // Series.chunks = 2
+        h.varint((self.aggr_len()) as u64);
+        if self.min_time != 0 {
+            h.varint(0x08); // AggrChunk.min_time = 1
+            h.varint(self.min_time as u64);
+        }
+        if self.max_time != 0 {
+            h.varint(0x10); // AggrChunk.max_time = 2
+            h.varint(self.max_time as u64);
+        }
+        h.varint(0x1a); // AggrChunk.raw = 3
+        h.varint(chunk_len as u64);
+        if self.r#type != 0 {
+            h.varint(0x08); // Chunk.type = 1
+            h.varint(self.r#type as i64 as u64);
+        }
+        if !self.data.is_empty() {
+            h.varint(0x12); // Chunk.data = 2
+            h.varint(self.data.len() as u64);
+        }
+        h
+    }
+}
+
+/// Longest [`RawWireChunk::head`]: six keys, two 10-byte times, a 10-byte type and three
+/// lengths of at most 10 bytes each.
+const RAW_CHUNK_HEAD_MAX: usize = 6 + 10 * 6;
+
+struct RawChunkHead {
+    bytes: [u8; RAW_CHUNK_HEAD_MAX],
+    len: usize,
+}
+
+impl RawChunkHead {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.bytes[self.len] = v as u8 | 0x80;
+            self.len += 1;
+            v >>= 7;
+        }
+        self.bytes[self.len] = v as u8;
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 impl EncodedSeries {
@@ -215,12 +275,12 @@ impl EncodedSeries {
         let chunks_len: usize = chunks.iter().map(|c| delimited_len(c.aggr_len())).sum();
         self.put_series_head(labels, chunks_len);
         for c in chunks.iter_mut() {
-            let h = &mut self.head;
-            encode_key(2, WireType::LengthDelimited, h);
-            encode_varint(c.aggr_len() as u64, h);
-            put_varint_field(1, c.min_time as u64, h);
-            put_varint_field(2, c.max_time as u64, h);
-            self.put_chunk_fields(3, c.r#type, &mut c.data, 0);
+            self.head.extend_from_slice(c.head().as_slice());
+            if !c.data.is_empty() {
+                self.spliced += c.data.len();
+                self.splices
+                    .push((self.head.len(), std::mem::take(&mut c.data)));
+            }
         }
         chunks.clear();
         self.count += 1;

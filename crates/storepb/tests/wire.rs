@@ -430,6 +430,12 @@ fn raw_chunk_series_are_what_prost_writes() {
             vec![1, 2, 3],
         ),
         (7, 9, 0, vec![4; 200]),
+        // Lengths around the one- and two-byte varint limits.
+        (1, 2, 0, vec![9; 118]),
+        (1, 2, 0, vec![9; 127]),
+        (1, 2, 0, vec![9; 128]),
+        (-1, 0, 0, vec![9; 16_380]),
+        (0, -1, 0, vec![9; 16_384]),
     ];
     let labels = two_labels();
     let mut encoded = EncodedSeries::default();
