@@ -12,7 +12,7 @@ use strata_dedup::Algorithm;
 use strata_model::Labels;
 use strata_promql::{ChunkData, SeriesData, StoredSeries};
 use strata_storepb::thanos::{AggrChunk, Chunk, chunk};
-use strata_tsdb::chunkenc::Encoding;
+use strata_tsdb::chunkenc::{Encoding, RawChunk};
 
 use crate::fanout::WireSeries;
 
@@ -193,27 +193,34 @@ impl CounterState {
     }
 }
 
-/// Whether the chunks are all raw XOR, sorted and not overlapping (the fast path).
-fn raw_chunks(chunks: &[AggrChunk]) -> Option<Vec<ChunkData>> {
-    let mut out = Vec::with_capacity(chunks.len());
+/// The chunks as engine chunks when they are all raw XOR, sorted and not overlapping (the
+/// fast path), else the chunks back. Their data are moved, not cloned: each clone and drop
+/// of a chunk slice counts on the received frame's shared reference count, which the
+/// threads decoding frames count on too.
+fn raw_chunks(chunks: Vec<AggrChunk>) -> Result<Vec<ChunkData>, Vec<AggrChunk>> {
     let mut prev_max = i64::MIN;
-    for c in chunks {
-        let raw = c.raw.as_ref()?;
+    for c in &chunks {
+        let Some(raw) = &c.raw else {
+            return Err(chunks);
+        };
         if is_histogram(raw) || (c.min_time <= prev_max && prev_max != i64::MIN) {
-            return None;
+            return Err(chunks);
         }
         prev_max = c.max_time;
-        let rc = raw.to_raw().ok()?;
-        if rc.encoding != Encoding::Xor {
-            return None;
-        }
-        out.push(ChunkData {
-            min_time: c.min_time,
-            max_time: c.max_time,
-            chunk: rc,
-        });
     }
-    Some(out)
+    // A loop, not `collect`: collecting in place would keep (or shrink with a copy) the
+    // allocation of the much larger `AggrChunk`s.
+    let mut out = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        if let Some(raw) = c.raw {
+            out.push(ChunkData {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                chunk: RawChunk::new(Encoding::Xor, raw.data),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn floats(samples: Vec<(i64, f64)>) -> SeriesData {
@@ -271,9 +278,9 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
                 floats(strata_dedup::dedup_samples(&refs, cv.algorithm, cv.counter))
             }
         } else {
-            match raw_chunks(&chunks) {
-                Some(chunks) => SeriesData::Chunks(chunks),
-                None => match decode_replica(&chunks, cv.aggr)? {
+            match raw_chunks(chunks) {
+                Ok(chunks) => SeriesData::Chunks(chunks),
+                Err(chunks) => match decode_replica(&chunks, cv.aggr)? {
                     Some(s) => floats(s),
                     None => SeriesData::NativeHistograms,
                 },
