@@ -2,7 +2,8 @@
 //! Series call (frames received, nothing decoded), the fan-out (labels converted, merged)
 //! and the conversion to engine series.
 //!
-//! `fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]`
+//! `fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]` (`BATCH=N` asks for N series
+//! per frame; `FANOUT_ONLY=1` skips the bare call)
 
 use std::time::{Duration, Instant};
 
@@ -53,15 +54,20 @@ async fn main() {
     let (mut bare, mut fan, mut conv) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0usize;
     for _ in 0..repeat {
+        // `FANOUT_ONLY=1` skips the bare call, so that an instruction profile
+        // (`valgrind --tool=callgrind`) shows the querier's own decoding alone.
+        let bare_call = std::env::var_os("FANOUT_ONLY").is_none();
         let t = Instant::now();
-        let mut stream = client
-            .series(req.clone())
-            .await
-            .expect("series")
-            .into_inner();
-        bytes = 0;
-        while let Some(f) = stream.message().await.expect("frame") {
-            bytes += prost::Message::encoded_len(&f);
+        if bare_call {
+            let mut stream = client
+                .series(req.clone())
+                .await
+                .expect("series")
+                .into_inner();
+            bytes = 0;
+            while let Some(f) = stream.message().await.expect("frame") {
+                bytes += prost::Message::encoded_len(&f);
+            }
         }
         bare.push(t.elapsed().as_secs_f64() * 1e3);
 
