@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use prometheus_client::registry::Registry;
+use smallvec::SmallVec;
 use strata_model::{Labels, Matcher};
 use strata_objstore::Bucket;
 use strata_storepb::convert::{
@@ -1095,7 +1096,16 @@ fn merge_block_results(
 }
 
 /// A batch of merged series and, unless chunks are skipped, each one's fetched chunks.
-type Fetched = (Vec<MergedSeries>, Option<Vec<Vec<(ChunkLoc, RawChunk)>>>);
+type Fetched = (Vec<MergedSeries>, Option<BatchChunks>);
+
+/// The fetched chunks of a batch of series: every series' chunks in one list, series after
+/// series (one allocation per batch rather than per series).
+#[derive(Debug)]
+struct BatchChunks {
+    chunks: Vec<(ChunkLoc, RawChunk)>,
+    /// Chunks per series, in batch order.
+    counts: Vec<usize>,
+}
 
 /// Turns fetched batches into Store API frames of `batch_size` series (one series per frame
 /// when 1) and sends them; returns the series and chunks sent. `block_ids[i]` is the ULID of
@@ -1115,11 +1125,17 @@ async fn build_frames(
     let mut out_chunks: Vec<AggrChunk> = Vec::new();
     let mut raw_chunks: Vec<RawWireChunk> = Vec::new();
     while let Some((batch, chunks)) = rx.recv().await {
-        let mut chunks = chunks.map(Vec::into_iter);
-        for m in batch {
-            let c = chunks.as_mut().and_then(Iterator::next).unwrap_or_default();
+        let (mut chunks, counts) = match chunks {
+            Some(b) => (b.chunks.into_iter(), b.counts),
+            None => (Vec::new().into_iter(), Vec::new()),
+        };
+        for (k, m) in batch.into_iter().enumerate() {
+            let n = counts.get(k).copied().unwrap_or(0);
             // Raw chunks (all but downsampled blocks') go into the frame without `AggrChunk`s.
-            let raw = batch_size > 1 && c.iter().all(|(_, r)| r.encoding != Encoding::ThanosAggr);
+            let raw = batch_size > 1
+                && (chunks.as_slice().iter().take(n))
+                    .all(|(_, r)| r.encoding != Encoding::ThanosAggr);
+            let c = chunks.by_ref().take(n);
             if raw {
                 raw_chunks.clear();
                 for (j, r) in c {
@@ -1191,7 +1207,9 @@ fn batch_frame(encoded: EncodedSeries) -> SeriesResponse {
 #[derive(Debug)]
 struct MergedSeries {
     labels: crate::packed::PackedLabels,
-    parts: Vec<(usize, Vec<ChunkMeta>)>,
+    /// Inline for a series of one block, as in every query over the newest block only (an
+    /// allocation per series less).
+    parts: SmallVec<[(usize, Vec<ChunkMeta>); 1]>,
 }
 
 /// Where a fetched chunk came from.
@@ -1521,7 +1539,7 @@ impl Merger {
         let Some((cursor, first)) = self.heads.take_min() else {
             return Ok(None);
         };
-        let mut parts = Vec::with_capacity(self.sources.len().min(8));
+        let mut parts = SmallVec::with_capacity(self.sources.len().min(8));
         parts.push((cursor, first.chunks));
         let mut m = MergedSeries {
             labels: first.labels,
@@ -1560,7 +1578,7 @@ impl Merger {
         batch: &[MergedSeries],
         stats: &Arc<FetchStats>,
         budget: Option<&Arc<Budget>>,
-    ) -> Result<Vec<Vec<(ChunkLoc, RawChunk)>>, StoreError> {
+    ) -> Result<BatchChunks, StoreError> {
         // Per block: the chunk refs wanted and where each goes.
         let mut wanted: BTreeMap<usize, (Vec<ChunkRef>, Vec<Dest>)> = BTreeMap::new();
         for (k, m) in batch.iter().enumerate() {
@@ -1603,16 +1621,36 @@ impl Merger {
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut out: Vec<Vec<(ChunkLoc, RawChunk)>> = batch
+        let counts: Vec<usize> = batch
             .iter()
-            .map(|m| Vec::with_capacity(m.parts.iter().map(|(_, c)| c.len()).sum()))
+            .map(|m| m.parts.iter().map(|(_, c)| c.len()).sum())
             .collect();
-        for (dest, chunks) in fetched {
-            for ((k, loc), c) in dest.into_iter().zip(chunks) {
-                out[k].push((loc, c));
+        // Where each series' next chunk goes in the flat list.
+        let mut next: Vec<usize> = counts
+            .iter()
+            .scan(0, |at, &n| {
+                let start = *at;
+                *at += n;
+                Some(start)
+            })
+            .collect();
+        let total = counts.iter().sum();
+        let unset = || {
+            let loc = ChunkLoc {
+                block: 0,
+                min_time: 0,
+                max_time: 0,
+            };
+            (loc, RawChunk::new(Encoding::Xor, bytes::Bytes::new()))
+        };
+        let mut chunks = vec![unset(); total];
+        for (dest, fetched) in fetched {
+            for ((k, loc), c) in dest.into_iter().zip(fetched) {
+                chunks[next[k]] = (loc, c);
+                next[k] += 1;
             }
         }
-        Ok(out)
+        Ok(BatchChunks { chunks, counts })
     }
 }
 
