@@ -5,7 +5,9 @@
 # must be identical; the table's ratio column is fan-out latency over local latency.
 #
 #   ./scripts/bench-querier.sh [REPEAT]        (default REPEAT=5; NO_BUILD=1 uses the
-#                                               release binaries already built)
+#                                               release binaries already built;
+#                                               STRATA_BIN=path serves both sides with
+#                                               another build of strata, to compare builds)
 #
 # Uses the data set of scripts/bench-promql.sh (`bench_gen`: 6,100 series, 12 h at 15 s) and
 # its comparison tool (`bench_compare`), whose "Strata" column is the fan-out querier and
@@ -35,7 +37,7 @@ trap cleanup EXIT
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
 
-start_fanout_bench ./target/release/strata "$work"
+start_fanout_bench "${STRATA_BIN:-./target/release/strata}" "$work"
 
 start=1700003600
 end=1700043000
