@@ -1643,13 +1643,25 @@ impl Merger {
             };
             (loc, RawChunk::new(Encoding::Xor, bytes::Bytes::new()))
         };
+        // Every slot is filled: `BucketBlock::fetch_chunks` answers one chunk per ref (or an
+        // error), and the refs of each series add up to its count.
         let mut chunks = vec![unset(); total];
         for (dest, fetched) in fetched {
+            debug_assert_eq!(dest.len(), fetched.len(), "one chunk per ref");
             for ((k, loc), c) in dest.into_iter().zip(fetched) {
                 chunks[next[k]] = (loc, c);
                 next[k] += 1;
             }
         }
+        debug_assert!(
+            next.iter()
+                .zip(counts.iter().scan(0, |end, &n| {
+                    *end += n;
+                    Some(*end)
+                }))
+                .all(|(&at, end)| at == end),
+            "every series' chunks filled"
+        );
         Ok(BatchChunks { chunks, counts })
     }
 }

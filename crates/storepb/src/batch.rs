@@ -177,7 +177,7 @@ impl RawWireChunk {
         };
         let chunk_len = self.chunk_len();
         h.varint(0x12); // Series.chunks = 2
-        h.varint((self.aggr_len()) as u64);
+        h.varint(self.aggr_len() as u64);
         if self.min_time != 0 {
             h.varint(0x08); // AggrChunk.min_time = 1
             h.varint(self.min_time as u64);
