@@ -1600,13 +1600,13 @@ impl Merger {
         // Each block's reads in a task of its own: reads the page cache holds are copied and
         // checked on the calling task (see `strata_objstore`), so in one task the blocks of a
         // batch took their turns on one core. 100 series in 7 blocks: 0.48 -> 0.34 ms.
-        let fetched: Vec<(Vec<Dest>, Vec<RawChunk>)> =
+        let fetched: Vec<(usize, Vec<Dest>, Vec<RawChunk>)> =
             futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
                 let b = self.sources[bi].block.clone();
                 let (stats, budget) = (stats.clone(), budget.cloned());
                 let task = AbortOnDrop(tokio::spawn(async move {
                     let chunks = b.fetch_chunks(&refs, &stats, budget.as_deref()).await?;
-                    Ok::<_, StoreError>((dest, chunks))
+                    Ok::<_, StoreError>((bi, dest, chunks))
                 }));
                 async move {
                     let mut task = task;
@@ -1621,47 +1621,32 @@ impl Merger {
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
             .try_collect()
             .await?;
-        let counts: Vec<usize> = batch
-            .iter()
-            .map(|m| m.parts.iter().map(|(_, c)| c.len()).sum())
-            .collect();
-        // Where each series' next chunk goes in the flat list.
-        let mut next: Vec<usize> = counts
-            .iter()
-            .scan(0, |at, &n| {
-                let start = *at;
-                *at += n;
-                Some(start)
-            })
-            .collect();
-        let total = counts.iter().sum();
-        let unset = || {
-            let loc = ChunkLoc {
-                block: 0,
-                min_time: 0,
-                max_time: 0,
-            };
-            (loc, RawChunk::new(Encoding::Xor, bytes::Bytes::new()))
-        };
-        // Every slot is filled: `BucketBlock::fetch_chunks` answers one chunk per ref (or an
-        // error), and the refs of each series add up to its count.
-        let mut chunks = vec![unset(); total];
-        for (dest, fetched) in fetched {
+        // Each block answers its chunks in batch order (one per ref), so the flat list takes
+        // them series by series, from the series' blocks in its parts' order.
+        let mut per_block: Vec<_> = (0..self.sources.len()).map(|_| None).collect();
+        for (bi, dest, fetched) in fetched {
             debug_assert_eq!(dest.len(), fetched.len(), "one chunk per ref");
-            for ((k, loc), c) in dest.into_iter().zip(fetched) {
-                chunks[next[k]] = (loc, c);
-                next[k] += 1;
-            }
+            per_block[bi] = Some(dest.into_iter().zip(fetched));
         }
-        debug_assert!(
-            next.iter()
-                .zip(counts.iter().scan(0, |end, &n| {
-                    *end += n;
-                    Some(*end)
-                }))
-                .all(|(&at, end)| at == end),
-            "every series' chunks filled"
+        let mut counts = Vec::with_capacity(batch.len());
+        let mut chunks = Vec::with_capacity(
+            batch
+                .iter()
+                .map(|m| m.parts.iter().map(|(_, c)| c.len()).sum::<usize>())
+                .sum(),
         );
+        for (k, m) in batch.iter().enumerate() {
+            let before = chunks.len();
+            for (bi, metas) in &m.parts {
+                if let Some(it) = per_block[*bi].as_mut() {
+                    for ((dk, loc), c) in it.by_ref().take(metas.len()) {
+                        debug_assert_eq!(dk, k, "a block's chunks come in batch order");
+                        chunks.push((loc, c));
+                    }
+                }
+            }
+            counts.push(chunks.len() - before);
+        }
         Ok(BatchChunks { chunks, counts })
     }
 }
