@@ -49,9 +49,7 @@ impl PackedLabels {
     }
 
     fn end(&self, i: usize) -> usize {
-        let at = 4 * i;
-        let b = &self.buf;
-        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+        end_at(&self.buf, i)
     }
 
     fn text(&self) -> &[u8] {
@@ -114,6 +112,12 @@ impl PackedLabels {
     }
 }
 
+/// End `i` of a label set's ends (little-endian `u32`s: a name's end, then its value's).
+fn end_at(ends: &[u8], i: usize) -> usize {
+    let at = 4 * i;
+    u32::from_le_bytes([ends[at], ends[at + 1], ends[at + 2], ends[at + 3]]) as usize
+}
+
 /// [`PackedLabels::iter_bytes`].
 #[derive(Clone)]
 pub(crate) struct LabelBytes<'a> {
@@ -130,8 +134,7 @@ impl<'a> Iterator for LabelBytes<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let (e, rest) = self.ends.split_first_chunk::<8>()?;
         self.ends = rest;
-        let mid = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
-        let end = u32::from_le_bytes([e[4], e[5], e[6], e[7]]) as usize;
+        let (mid, end) = (end_at(e, 0), end_at(e, 1));
         let label = (&self.text[self.start..mid], &self.text[mid..end]);
         self.start = end;
         Some(label)

@@ -807,12 +807,7 @@ impl BucketStore {
         };
         let produced_result: Result<(), StoreError> = produce.await;
         drop(batches);
-        let built = match frames.await {
-            Ok(r) => r,
-            // A panic is a bug: let it surface as it would have in this task.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(StoreError::Cancelled),
-        };
+        let built = joined(frames.await);
         produced_result?;
         let (series, chunks) = built?;
         outcome.series += series;
@@ -1300,6 +1295,16 @@ async fn decode_ahead(mut c: BlockCursor, q: DecodeQuery, tx: mpsc::Sender<Decod
     }
 }
 
+/// The result of a task spawned for a Series call. A panic is a bug: it surfaces as it
+/// would have in the calling task.
+fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Cancelled),
+    }
+}
+
 /// A spawned task, aborted when its handle is dropped: a cancelled call stops its chunk
 /// reads too.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -1374,19 +1379,16 @@ impl Heads {
             }
             Heads::Scan(slots) => {
                 // More blocks than a scan serves: move the heads into a heap.
-                let mut heap = BinaryHeap::new();
-                let mut seq = 0;
-                for (c, s) in std::mem::take(slots).into_iter().enumerate() {
-                    if let Some(series) = s {
-                        seq += 1;
-                        heap.push(Reverse(Head {
-                            series,
-                            cursor: c,
-                            seq,
-                        }));
+                let slots = std::mem::take(slots);
+                *self = Heads::Heap {
+                    heap: BinaryHeap::new(),
+                    seq: 0,
+                };
+                for (c, s) in slots.into_iter().enumerate() {
+                    if let Some(s) = s {
+                        self.insert(c, s);
                     }
                 }
-                *self = Heads::Heap { heap, seq };
                 self.insert(cursor, series);
             }
             Heads::Heap { heap, seq } => {
@@ -1610,12 +1612,7 @@ impl Merger {
                 }));
                 async move {
                     let mut task = task;
-                    match (&mut task.0).await {
-                        Ok(r) => r,
-                        // A panic is a bug: let it surface as it would have in this task.
-                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                        Err(_) => Err(StoreError::Cancelled),
-                    }
+                    joined((&mut task.0).await)
                 }
             }))
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
@@ -1623,18 +1620,13 @@ impl Merger {
             .await?;
         // Each block answers its chunks in batch order (one per ref), so the flat list takes
         // them series by series, from the series' blocks in its parts' order.
+        let mut chunks = Vec::with_capacity(fetched.iter().map(|(_, d, _)| d.len()).sum());
         let mut per_block: Vec<_> = (0..self.sources.len()).map(|_| None).collect();
         for (bi, dest, fetched) in fetched {
             debug_assert_eq!(dest.len(), fetched.len(), "one chunk per ref");
             per_block[bi] = Some(dest.into_iter().zip(fetched));
         }
         let mut counts = Vec::with_capacity(batch.len());
-        let mut chunks = Vec::with_capacity(
-            batch
-                .iter()
-                .map(|m| m.parts.iter().map(|(_, c)| c.len()).sum::<usize>())
-                .sum(),
-        );
         for (k, m) in batch.iter().enumerate() {
             let before = chunks.len();
             for (bi, metas) in &m.parts {

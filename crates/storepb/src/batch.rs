@@ -159,9 +159,14 @@ impl RawWireChunk {
 
     /// Length of the `AggrChunk` message.
     fn aggr_len(&self) -> usize {
+        self.aggr_len_around(self.chunk_len())
+    }
+
+    /// Length of the `AggrChunk` message around a `Chunk` message of `chunk_len` bytes.
+    fn aggr_len_around(&self, chunk_len: usize) -> usize {
         varint_field_len(self.min_time as u64)
             + varint_field_len(self.max_time as u64)
-            + delimited_len(self.chunk_len())
+            + delimited_len(chunk_len)
     }
 
     /// The chunk's bytes in a `Series` up to its data: the `chunks` key and length, the
@@ -177,7 +182,7 @@ impl RawWireChunk {
         };
         let chunk_len = self.chunk_len();
         h.varint(0x12); // Series.chunks = 2
-        h.varint(self.aggr_len() as u64);
+        h.varint(self.aggr_len_around(chunk_len) as u64);
         if self.min_time != 0 {
             h.varint(0x08); // AggrChunk.min_time = 1
             h.varint(self.min_time as u64);
@@ -266,7 +271,7 @@ impl EncodedSeries {
 
     /// [`EncodedSeries::push`] for a series whose chunks are all raw (not downsampled): the
     /// same bytes as `AggrChunk`s with only `raw` set, without building those 350-byte structs
-    /// (a chunk here is 40 bytes). `chunks` is left empty, its allocation kept.
+    /// (a chunk here is 56 bytes). `chunks` is left empty, its allocation kept.
     pub fn push_raw<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         labels: impl Iterator<Item = (N, V)> + Clone,
@@ -276,11 +281,7 @@ impl EncodedSeries {
         self.put_series_head(labels, chunks_len);
         for c in chunks.iter_mut() {
             self.head.extend_from_slice(c.head().as_slice());
-            if !c.data.is_empty() {
-                self.spliced += c.data.len();
-                self.splices
-                    .push((self.head.len(), std::mem::take(&mut c.data)));
-            }
+            self.splice(&mut c.data);
         }
         chunks.clear();
         self.count += 1;
@@ -332,10 +333,17 @@ impl EncodedSeries {
         if !data.is_empty() {
             encode_key(2, WireType::LengthDelimited, h);
             encode_varint(data.len() as u64, h);
+            self.splice(data);
+        }
+        put_varint_field(3, hash, &mut self.head);
+    }
+
+    /// Takes `data` to be written after the bytes encoded so far (nothing when empty).
+    fn splice(&mut self, data: &mut Bytes) {
+        if !data.is_empty() {
             self.spliced += data.len();
             self.splices.push((self.head.len(), std::mem::take(data)));
         }
-        put_varint_field(3, hash, &mut self.head);
     }
 
     /// Takes the series encoded so far, leaving an empty value with room for as much again:
