@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::matchers_to_model;
-use strata_storepb::frame::{SeriesFrame, SeriesFrameCodec};
+use strata_storepb::frame::{SeriesFrame, SeriesFrameCodec, decode_series_response};
 use strata_storepb::thanos::store_client::StoreClient;
 use strata_storepb::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest};
 
@@ -57,7 +57,7 @@ impl SeriesClient {
     pub async fn series(
         &mut self,
         req: SeriesRequest,
-    ) -> Result<tonic::Streaming<SeriesFrame>, tonic::Status> {
+    ) -> Result<tonic::Streaming<bytes::Bytes>, tonic::Status> {
         self.grpc
             .ready()
             .await
@@ -361,7 +361,70 @@ fn waited<T>(
     }
 }
 
+/// Frames of one store decoded at once, each on a task of its own, while the next frames are
+/// received. Decoding (label strings above all) costs more than receiving: on one task, a
+/// store's frames were decoded one after another while the other core waited.
+const FRAMES_DECODING: usize = 3;
+
+/// A frame decoded off the reading task: its series (equal neighbours joined, and when the
+/// call must be sorted, checked within the frame), a warning, or nothing to hand on.
+enum Decoded {
+    Series(Vec<WireSeries>),
+    Warning(String),
+    Nothing,
+}
+
+/// Decodes one received frame (see [`Decoded`]).
+fn decode_frame(frame: bytes::Bytes, sorted: bool) -> Result<Decoded, String> {
+    let wire = match decode_series_response(frame) {
+        Ok(SeriesFrame::Series(s)) => s,
+        Ok(SeriesFrame::Warning(w)) => return Ok(Decoded::Warning(w)),
+        Ok(SeriesFrame::Hints | SeriesFrame::Empty) => return Ok(Decoded::Nothing),
+        Err(e) => {
+            return Err(status_message(&tonic::Status::internal(format!(
+                "decoding a Series frame: {e}"
+            ))));
+        }
+    };
+    let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
+    for s in wire {
+        push_joined(&mut series, s);
+    }
+    if sorted && let Some(w) = series.windows(2).find(|w| w[1].0 <= w[0].0) {
+        return Err(out_of_order(&w[0].0, &w[1].0));
+    }
+    Ok(Decoded::Series(series))
+}
+
+fn out_of_order(a: &Labels, b: &Labels) -> String {
+    format!(
+        "series out of order ({b} after {a}); a Store API server must send series sorted by \
+         labels"
+    )
+}
+
+/// A spawned frame decode, aborted when dropped (a query that ends early drops its reads).
+struct Decoding(tokio::task::JoinHandle<Result<Decoded, String>>);
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Decoding {
+    async fn join(&mut self) -> Result<Decoded, String> {
+        match (&mut self.0).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err("decoding a Series frame: cancelled".to_string()),
+        }
+    }
+}
+
 /// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
+/// Up to [`FRAMES_DECODING`] frames are decoded at once; they are handed on in the order
+/// received.
 async fn read_frames(
     mut client: SeriesClient,
     addr: &str,
@@ -371,73 +434,89 @@ async fn read_frames(
     sorted: bool,
     tx: &tokio::sync::mpsc::Sender<StoreItem>,
 ) -> Result<(), String> {
-    let next_wait = || {
+    let wait_until = || {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        frame_timeout.min(left)
+        tokio::time::Instant::now() + frame_timeout.min(left)
     };
     let start = std::time::Instant::now();
-    let call = tokio::time::timeout(next_wait(), client.series(req)).await;
+    let call = tokio::time::timeout_at(wait_until(), client.series(req)).await;
     let mut stream = waited(call, frame_timeout)?;
     // When the answer came, for the debug log (`--log.level=debug`).
     let answered = start.elapsed();
     let (mut frames, mut first_frame) = (0usize, None);
-    // The last series of the previous frame, for the order check across frames.
+    // The last series handed on, for the order check across frames.
     let mut last: Option<Labels> = None;
-    loop {
-        let next = tokio::time::timeout(next_wait(), stream.message()).await;
-        let Some(frame) = waited(next, frame_timeout)? else {
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            tracing::debug!(
-                store = %addr,
-                frames,
-                headers_ms = ms(answered),
-                first_frame_ms = first_frame.map(ms),
-                total_ms = ms(start.elapsed()),
-                "Series call answered"
-            );
-            return Ok(());
+    let mut decoding: std::collections::VecDeque<Decoding> = Default::default();
+    // Hands one decoded frame on; `false` when nobody listens any more.
+    let hand_on = async |d: Decoded, last: &mut Option<Labels>| -> Result<bool, String> {
+        let item = match d {
+            Decoded::Nothing => return Ok(true),
+            Decoded::Warning(w) => StoreFrame::Warning(w),
+            Decoded::Series(series) => {
+                if sorted {
+                    if let (Some(a), Some(b)) = (last.as_ref(), series.first())
+                        && b.0 < *a
+                    {
+                        return Err(out_of_order(a, &b.0));
+                    }
+                    if let Some(s) = series.last() {
+                        *last = Some(s.0.clone());
+                    }
+                }
+                if series.is_empty() {
+                    return Ok(true);
+                }
+                StoreFrame::Series(series)
+            }
         };
-        frames += 1;
-        first_frame.get_or_insert_with(|| start.elapsed());
-        let wire = match frame {
-            SeriesFrame::Series(s) => s,
-            SeriesFrame::Warning(w) => {
-                if tx.send(Ok(StoreFrame::Warning(w))).await.is_err() {
+        Ok(tx.send(Ok(item)).await.is_ok())
+    };
+    // The wait for the next frame starts when the previous one came, and is not restarted
+    // by decodes finishing meanwhile.
+    let mut frame_due = wait_until();
+    let mut ended = false;
+    loop {
+        if ended || decoding.len() >= FRAMES_DECODING {
+            let Some(mut d) = decoding.pop_front() else {
+                let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                tracing::debug!(
+                    store = %addr,
+                    frames,
+                    headers_ms = ms(answered),
+                    first_frame_ms = first_frame.map(ms),
+                    total_ms = ms(start.elapsed()),
+                    "Series call answered"
+                );
+                return Ok(());
+            };
+            if !hand_on(d.join().await?, &mut last).await? {
+                return Ok(());
+            }
+            continue;
+        }
+        // The oldest decode, when one runs, is handed on as soon as it ends, while the next
+        // frame is awaited.
+        let next = tokio::select! {
+            biased;
+            Some(r) = async { Some(decoding.front_mut()?.join().await) }, if !decoding.is_empty() => {
+                decoding.pop_front();
+                if !hand_on(r?, &mut last).await? {
                     return Ok(());
                 }
                 continue;
             }
-            SeriesFrame::Hints | SeriesFrame::Empty => continue,
+            next = tokio::time::timeout_at(frame_due, stream.message()) => next,
         };
-        let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
-        for s in wire {
-            push_joined(&mut series, s);
-        }
-        if sorted {
-            let across = last
-                .as_ref()
-                .zip(series.first())
-                .filter(|(a, b)| b.0 < **a)
-                .map(|(a, b)| (a.clone(), b.0.clone()));
-            let within = || {
-                series
-                    .windows(2)
-                    .find(|w| w[1].0 <= w[0].0)
-                    .map(|w| (w[0].0.clone(), w[1].0.clone()))
-            };
-            if let Some((a, b)) = across.or_else(within) {
-                return Err(format!(
-                    "series out of order ({b} after {a}); a Store API server must send series \
-                     sorted by labels"
-                ));
-            }
-            if let Some(s) = series.last() {
-                last = Some(s.0.clone());
-            }
-        }
-        if !series.is_empty() && tx.send(Ok(StoreFrame::Series(series))).await.is_err() {
-            return Ok(());
-        }
+        let Some(frame) = waited(next, frame_timeout)? else {
+            ended = true;
+            continue;
+        };
+        frames += 1;
+        first_frame.get_or_insert_with(|| start.elapsed());
+        frame_due = wait_until();
+        decoding.push_back(Decoding(tokio::spawn(async move {
+            decode_frame(frame, sorted)
+        })));
     }
 }
 

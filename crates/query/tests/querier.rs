@@ -858,6 +858,34 @@ async fn streamed_selects_merge_as_the_collected_ones_do() {
     assert_eq!(streamed[100].1, [0]);
 }
 
+/// Every series name a streamed select of all series hands over, and its warnings.
+async fn select_names(
+    q: strata_query::Querier,
+    partial: bool,
+) -> Result<Result<(Vec<String>, Vec<String>), String>, tokio::task::JoinError> {
+    let st = q.storage_for(&RequestOptions {
+        partial_response: Some(partial),
+        ..Default::default()
+    });
+    tokio::task::spawn_blocking(move || {
+        let hints = SelectHints {
+            start: 0,
+            end: 1,
+            ..Default::default()
+        };
+        let ms = [Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+").unwrap()];
+        let mut out = (Vec::new(), Vec::new());
+        for b in st.select_batches(&ms, &hints).map_err(|e| e.to_string())? {
+            let b = b.map_err(|e| e.to_string())?;
+            out.0
+                .extend(chunk_times(&b.series).into_iter().map(|s| s.0));
+            out.1.extend(b.warnings);
+        }
+        Ok::<_, String>(out)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_sending_unsorted_series_is_named() {
     let mut bad = CountingStore::new(Duration::ZERO);
@@ -867,31 +895,9 @@ async fn a_store_sending_unsorted_series_is_named() {
     ];
     let (addr, _stop) = bad.start().await;
     let f = fanout(&[addr.to_string()], None).await;
-    let select = |q: strata_query::Querier, partial: bool| {
-        let st = q.storage_for(&RequestOptions {
-            partial_response: Some(partial),
-            ..Default::default()
-        });
-        tokio::task::spawn_blocking(move || {
-            let hints = SelectHints {
-                start: 0,
-                end: 1,
-                ..Default::default()
-            };
-            let ms = [Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", ".+").unwrap()];
-            let mut out = (Vec::new(), Vec::new());
-            for b in st.select_batches(&ms, &hints).map_err(|e| e.to_string())? {
-                let b = b.map_err(|e| e.to_string())?;
-                out.0
-                    .extend(chunk_times(&b.series).into_iter().map(|s| s.0));
-                out.1.extend(b.warnings);
-            }
-            Ok::<_, String>(out)
-        })
-    };
     // Streaming: the merge cannot reorder what it has handed over, so the store is refused
     // by name, as an error or (partial response) a warning.
-    let err = select(querier(f.clone(), &[]), false)
+    let err = select_names(querier(f.clone(), &[]), false)
         .await
         .unwrap()
         .unwrap_err();
@@ -899,7 +905,7 @@ async fn a_store_sending_unsorted_series_is_named() {
         err.contains("out of order") && err.contains(&addr.to_string()),
         "{err}"
     );
-    let (got, warnings) = select(querier(f.clone(), &[]), true)
+    let (got, warnings) = select_names(querier(f.clone(), &[]), true)
         .await
         .unwrap()
         .unwrap();
@@ -910,10 +916,36 @@ async fn a_store_sending_unsorted_series_is_named() {
             .any(|w| w.contains("out of order") && w.contains(&addr.to_string()))
     );
     // Deduplicating collects the whole selection first, so it still sorts such a store.
-    let (got, warnings) = select(querier(f, &["replica"]), false)
+    let (got, warnings) = select_names(querier(f, &["replica"]), false)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got, ["a", "b", "c"]);
     assert!(warnings.is_empty());
+}
+
+/// Frames are decoded on several tasks at once; a break of the order inside one frame is
+/// found too, after the frames before it were handed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_sending_unsorted_series_within_a_frame_is_named() {
+    let mut bad = CountingStore::new(Duration::ZERO);
+    let mut frames: Vec<_> = (0..8)
+        .map(|i| batch_frame(vec![wire_series(&format!("a{i}"), &[0])]))
+        .collect();
+    frames.push(batch_frame(vec![
+        wire_series("c", &[0]),
+        wire_series("b", &[0]),
+    ]));
+    bad.frames = frames;
+    let (addr, _stop) = bad.start().await;
+    let q = querier(fanout(&[addr.to_string()], None).await, &[]);
+    let (got, warnings) = select_names(q, true).await.unwrap().unwrap();
+    let before: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
+    assert_eq!(got, before, "every frame before the break, in order");
+    assert!(
+        warnings.iter().any(|w| w
+            .contains(r#"out of order ({__name__="b"} after {__name__="c"})"#)
+            && w.contains(&addr.to_string())),
+        "{warnings:?}"
+    );
 }
