@@ -630,6 +630,53 @@ pub fn grpc_snappy(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as a Series answer's body: its first two bytes say where to split the rest
+/// into three pieces (as DATA frames split it), and the cutter must give the messages a plain
+/// parser of the whole body gives, and fail where that parser fails.
+pub fn grpc_messages(data: &[u8]) {
+    use crate::grpc_messages::{MessageCutter, PREFIX};
+    use bytes::Bytes;
+
+    const MAX: usize = 4096;
+    let (cuts, body) = data.split_at(data.len().min(2));
+    let whole = || -> Option<Vec<&[u8]>> {
+        let (mut rest, mut out) = (body, Vec::new());
+        while !rest.is_empty() {
+            let prefix = rest.get(..PREFIX)?;
+            let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+            if prefix[0] != 0 || len > MAX {
+                return None;
+            }
+            let msg = rest.get(PREFIX..PREFIX + len)?;
+            out.push(msg);
+            rest = &rest[PREFIX + len..];
+        }
+        Some(out)
+    };
+    let a = usize::from(cuts.first().copied().unwrap_or(0)).min(body.len());
+    let b = (a + usize::from(cuts.get(1).copied().unwrap_or(0))).min(body.len());
+    let mut cutter = MessageCutter::new(MAX);
+    let mut got: Vec<Bytes> = Vec::new();
+    let mut cut = || -> Result<(), crate::grpc_messages::CutError> {
+        for piece in [&body[..a], &body[a..b], &body[b..]] {
+            cutter.push(Bytes::copy_from_slice(piece));
+            while let Some(m) = cutter.next_message()? {
+                got.push(m);
+            }
+        }
+        cutter.finish()
+    };
+    let outcome = cut();
+    match whole() {
+        Some(want) => {
+            assert_eq!(outcome, Ok(()), "the cutter failed on a well-formed body");
+            let got: Vec<&[u8]> = got.iter().map(|m| &m[..]).collect();
+            assert_eq!(got, want, "the cutter's messages differ");
+        }
+        None => assert!(outcome.is_err(), "the cutter took a malformed body"),
+    }
+}
+
 /// A Series frame (see `fuzz_targets/series_frame.rs`).
 pub fn series_frame(data: &[u8]) {
     use crate::series_frame::{by_prost, decode::decode_series_response};

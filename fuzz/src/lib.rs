@@ -1,5 +1,5 @@
 //! Shared code for the fuzz targets of `strata-tsdb`, `strata-prompb`, and the gRPC Snappy
-//! codec and Series frame decoder of `strata-storepb`.
+//! codec, gRPC message cutter and Series frame decoder of `strata-storepb`.
 //!
 //! The targets themselves (`fuzz_targets/*.rs`) are thin: each turns the fuzzer's bytes into
 //! one or more files and hands them to a walk in [`check`], which drives a decoder through
@@ -24,3 +24,10 @@ pub mod series_frame;
 #[path = "../../crates/storepb/src/snappy/codec.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub mod grpc_snappy;
+
+/// How the querier cuts a Series answer into gRPC messages (`strata-storepb`'s
+/// `frame/cut.rs`), compiled here from its source file for the same reason; it depends only
+/// on `bytes` and `thiserror`.
+#[path = "../../crates/storepb/src/frame/cut.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub mod grpc_messages;

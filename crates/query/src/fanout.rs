@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::matchers_to_model;
-use strata_storepb::frame::{SeriesFrame, SeriesFrameCodec, decode_series_response};
+use strata_storepb::frame::{
+    SeriesFrame, SeriesFrameCodec, SeriesMessages, decode_series_response,
+};
 use strata_storepb::thanos::store_client::StoreClient;
 use strata_storepb::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest, SeriesRequest};
 
@@ -31,11 +33,33 @@ pub const RESPONSE_BATCH: i64 = 64;
 
 pub use strata_storepb::frame::WireSeries;
 
-/// A store's Series method, with frames decoded straight into label sets
-/// ([`strata_storepb::frame`]) instead of through the generated client.
+/// A store's Series method. Answers are read with [`strata_storepb::frame::call_series`], which cuts messages out of
+/// the HTTP/2 DATA frames without tonic's copies; when tonic compresses the calls (gzip),
+/// tonic's own decoder reads them instead. Either way the frames are decoded by the caller
+/// ([`strata_storepb::frame`]).
 #[derive(Debug, Clone)]
 pub struct SeriesClient {
-    grpc: tonic::client::Grpc<StoreChannel>,
+    channel: StoreChannel,
+    /// Set when tonic compresses the calls.
+    tonic: Option<tonic::client::Grpc<StoreChannel>>,
+    max_frame: usize,
+}
+
+/// The frames of one Series answer.
+#[derive(Debug)]
+pub enum SeriesStream {
+    Direct(SeriesMessages),
+    Tonic(tonic::Streaming<bytes::Bytes>),
+}
+
+impl SeriesStream {
+    /// The next frame; `None` when the call ended well. Cancel-safe.
+    pub async fn message(&mut self) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        match self {
+            SeriesStream::Direct(m) => m.message().await,
+            SeriesStream::Tonic(s) => s.message().await,
+        }
+    }
 }
 
 impl SeriesClient {
@@ -46,31 +70,38 @@ impl SeriesClient {
         max_frame: usize,
         compression: Option<tonic::codec::CompressionEncoding>,
     ) -> Self {
-        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(max_frame);
-        if let Some(e) = compression {
-            grpc = grpc.send_compressed(e).accept_compressed(e);
+        let tonic = compression.map(|e| {
+            tonic::client::Grpc::new(channel.clone())
+                .max_decoding_message_size(max_frame)
+                .send_compressed(e)
+                .accept_compressed(e)
+        });
+        SeriesClient {
+            channel,
+            tonic,
+            max_frame,
         }
-        SeriesClient { grpc }
     }
 
     /// Calls `/thanos.Store/Series`.
-    pub async fn series(
-        &mut self,
-        req: SeriesRequest,
-    ) -> Result<tonic::Streaming<bytes::Bytes>, tonic::Status> {
-        self.grpc
-            .ready()
+    pub async fn series(&mut self, req: SeriesRequest) -> Result<SeriesStream, tonic::Status> {
+        let Some(grpc) = &mut self.tonic else {
+            return strata_storepb::frame::call_series(&mut self.channel, &req, self.max_frame)
+                .await
+                .map(SeriesStream::Direct);
+        };
+        grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("store not ready: {e}")))?;
         let mut req = tonic::Request::new(req);
         req.extensions_mut()
             .insert(tonic::GrpcMethod::new("thanos.Store", "Series"));
         let path = tonic::codegen::http::uri::PathAndQuery::from_static("/thanos.Store/Series");
-        Ok(self
-            .grpc
-            .server_streaming(req, path, SeriesFrameCodec)
-            .await?
-            .into_inner())
+        Ok(SeriesStream::Tonic(
+            grpc.server_streaming(req, path, SeriesFrameCodec)
+                .await?
+                .into_inner(),
+        ))
     }
 }
 

@@ -159,6 +159,16 @@ fn main() {
         body.extend_from_slice(&4u32.to_be_bytes());
         body.extend_from_slice(b"\x0a\x02up");
         out.write("grpc_snappy", "messages", &body);
+
+        // The same messages uncompressed, as a Series answer's body arrives, with split
+        // points after the prefix of the first (the body starts after two split bytes).
+        let mut plain = vec![3u8, 4];
+        for m in [&samples[..], &b"\x0a\x02up"[..]] {
+            plain.push(0);
+            plain.extend_from_slice(&(m.len() as u32).to_be_bytes());
+            plain.extend_from_slice(m);
+        }
+        out.write("grpc_messages", "two", &plain);
     }
 
     // Series frames as a store gateway sends them: a batch of series with raw chunks, a

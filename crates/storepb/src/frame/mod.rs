@@ -20,8 +20,11 @@ use crate::codec::ReservingEncoder;
 use crate::thanos::SeriesRequest;
 use crate::thanos::{AggrChunk, Chunk};
 
+mod call;
+pub mod cut;
 mod decode;
 
+pub use call::{SeriesMessages, call_series};
 pub use decode::{FrameError, SeriesFrame, WireSeries, decode_series_response};
 
 /// The querier's codec for `/thanos.Store/Series`: requests are encoded as by every Store API
