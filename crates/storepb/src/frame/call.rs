@@ -60,10 +60,11 @@ where
         .map_err(|e| Status::from_error(e.into()))?;
     // A call that fails at once answers with headers only ("Trailers-Only"), the status
     // among them.
-    if let Some(st) = Status::from_header_map(response.headers())
+    let headers_status = Status::from_header_map(response.headers());
+    if let Some(st) = &headers_status
         && st.code() != Code::Ok
     {
-        return Err(st);
+        return Err(st.clone());
     }
     if response.status() != StatusCode::OK {
         return Err(Status::unknown(format!(
@@ -71,7 +72,9 @@ where
             response.status()
         )));
     }
-    Ok(SeriesMessages::new(response.into_body(), max_message))
+    let mut messages = SeriesMessages::new(response.into_body(), max_message);
+    messages.status_ok = headers_status.is_some();
+    Ok(messages)
 }
 
 /// The messages of one Series answer, in order.
@@ -83,6 +86,9 @@ pub struct SeriesMessages {
     body: Body,
     cutter: MessageCutter,
     ended: bool,
+    /// Whether the call's status came, and was OK. An answer that ends without one was cut
+    /// short (a proxy's reset reaches us as a clean end), as tonic and grpc-go treat it.
+    status_ok: bool,
 }
 
 impl SeriesMessages {
@@ -92,6 +98,7 @@ impl SeriesMessages {
             body,
             cutter: MessageCutter::new(max_message),
             ended: false,
+            status_ok: false,
         }
     }
 
@@ -103,17 +110,22 @@ impl SeriesMessages {
                 return Ok(Some(m));
             }
             if self.ended {
+                if !self.status_ok {
+                    return Err(Status::unknown(
+                        "Series answer ended without a grpc-status (cut short)",
+                    ));
+                }
                 return Ok(None);
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(d) => self.cutter.push(d),
                     Err(frame) => {
-                        if let Some(t) = frame.trailers_ref()
-                            && let Some(st) = Status::from_header_map(t)
-                            && st.code() != Code::Ok
-                        {
-                            return Err(st);
+                        if let Some(st) = frame.trailers_ref().and_then(Status::from_header_map) {
+                            if st.code() != Code::Ok {
+                                return Err(st);
+                            }
+                            self.status_ok = true;
                         }
                         self.ended = true;
                         self.cutter.finish().map_err(status)?;
@@ -243,6 +255,9 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!((st.code(), st.message()), (Code::Unavailable, "boom"));
+        // Whole messages but no status: cut short.
+        let st = read_all(messages(vec![Frame::data(Bytes::from(wire.clone()))])).unwrap_err();
+        assert_eq!(st.code(), Code::Unknown, "{st:?}");
         // Cut inside a message or inside a prefix.
         for cut in [2, PREFIX + 1] {
             let st = read_all(messages(vec![Frame::data(Bytes::copy_from_slice(
