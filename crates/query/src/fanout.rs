@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use strata_model::{Labels, Matcher};
+use strata_runtime::task::CallTask;
 use strata_storepb::convert::matchers_to_model;
 use strata_storepb::frame::{
     SeriesFrame, SeriesFrameCodec, SeriesMessages, decode_series_response,
@@ -435,22 +436,13 @@ fn out_of_order(a: &Labels, b: &Labels) -> String {
 }
 
 /// A spawned frame decode, aborted when dropped (a query that ends early drops its reads).
-struct Decoding(tokio::task::JoinHandle<Result<Decoded, String>>);
+type Decoding = CallTask<Result<Decoded, String>>;
 
-impl Drop for Decoding {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Decoding {
-    async fn join(&mut self) -> Result<Decoded, String> {
-        match (&mut self.0).await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err("decoding a Series frame: cancelled".to_string()),
-        }
-    }
+/// A frame decode's result (a panic in it resumes here).
+async fn decoded(task: &mut Decoding) -> Result<Decoded, String> {
+    task.join()
+        .await
+        .unwrap_or_else(|| Err("decoding a Series frame: cancelled".to_string()))
 }
 
 /// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
@@ -520,7 +512,7 @@ async fn read_frames(
                 );
                 return Ok(());
             };
-            if !hand_on(d.join().await?, &mut last).await? {
+            if !hand_on(decoded(&mut d).await?, &mut last).await? {
                 return Ok(());
             }
             continue;
@@ -529,7 +521,7 @@ async fn read_frames(
         // frame is awaited.
         let next = tokio::select! {
             biased;
-            Some(r) = async { Some(decoding.front_mut()?.join().await) }, if !decoding.is_empty() => {
+            Some(r) = async { Some(decoded(decoding.front_mut()?).await) }, if !decoding.is_empty() => {
                 decoding.pop_front();
                 if !hand_on(r?, &mut last).await? {
                     return Ok(());
@@ -545,9 +537,7 @@ async fn read_frames(
         frames += 1;
         first_frame.get_or_insert_with(|| start.elapsed());
         frame_due = wait_until();
-        decoding.push_back(Decoding(tokio::spawn(async move {
-            decode_frame(frame, sorted)
-        })));
+        decoding.push_back(CallTask::spawn(async move { decode_frame(frame, sorted) }));
     }
 }
 

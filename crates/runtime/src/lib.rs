@@ -8,6 +8,8 @@
 //!   to which each component adds its own routes.
 //! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
 //!   and background loops stop in order.
+//! - [`task`]: tasks a call spawns for its own work, aborted with the call, their panics
+//!   surfacing in it.
 //! - [`alloc`]: glibc's allocator tuned for servers that free large buffers after every
 //!   request (the store gateway and the querier).
 //!
@@ -18,6 +20,7 @@ pub mod alloc;
 pub mod http;
 mod probe;
 mod shutdown;
+pub mod task;
 
 pub use probe::Prober;
 pub use shutdown::Shutdown;

@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use smallvec::SmallVec;
 use strata_model::{Labels, Matcher};
 use strata_objstore::Bucket;
+use strata_runtime::task::CallTask;
 use strata_storepb::convert::{
     encoding_from_tsdb, labels_from_model, matchers_to_model, pack_any, unpack_any,
 };
@@ -733,7 +734,7 @@ impl BucketStore {
         // fetching the next batch here. It runs at most one batch behind: memory stays
         // bounded by the chunk pool as before, since fetched chunks carry their pool room.
         let (batches, rx) = mpsc::channel::<Fetched>(1);
-        let frames = tokio::spawn(build_frames(
+        let mut frames = CallTask::spawn(build_frames(
             rx,
             sink.clone(),
             aggrs.clone(),
@@ -807,7 +808,7 @@ impl BucketStore {
         };
         let produced_result: Result<(), StoreError> = produce.await;
         drop(batches);
-        let built = joined(frames.await);
+        let built = joined(&mut frames).await;
         produced_result?;
         let (series, chunks) = built?;
         outcome.series += series;
@@ -1295,24 +1296,11 @@ async fn decode_ahead(mut c: BlockCursor, q: DecodeQuery, tx: mpsc::Sender<Decod
     }
 }
 
-/// The result of a task spawned for a Series call. A panic is a bug: it surfaces as it
-/// would have in the calling task.
-fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
-    match r {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(StoreError::Cancelled),
-    }
-}
-
-/// A spawned task, aborted when its handle is dropped: a cancelled call stops its chunk
-/// reads too.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// The result of a task spawned for a Series call (a panic in it resumes in the call).
+async fn joined<T: Send + 'static>(
+    task: &mut CallTask<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    task.join().await.unwrap_or(Err(StoreError::Cancelled))
 }
 
 /// One block's side of the merge: its decoded series not merged yet, and the task decoding
@@ -1606,14 +1594,11 @@ impl Merger {
             futures::stream::iter(wanted.into_iter().map(|(bi, (refs, dest))| {
                 let b = self.sources[bi].block.clone();
                 let (stats, budget) = (stats.clone(), budget.cloned());
-                let task = AbortOnDrop(tokio::spawn(async move {
+                let mut task = CallTask::spawn(async move {
                     let chunks = b.fetch_chunks(&refs, &stats, budget.as_deref()).await?;
                     Ok::<_, StoreError>((bi, dest, chunks))
-                }));
-                async move {
-                    let mut task = task;
-                    joined((&mut task.0).await)
-                }
+                });
+                async move { joined(&mut task).await }
             }))
             .buffer_unordered(CHUNK_FETCH_CONCURRENCY)
             .try_collect()
