@@ -3,7 +3,10 @@
 //! and the conversion to engine series.
 //!
 //! `fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]` (`BATCH=N` asks for N series
-//! per frame; `FANOUT_ONLY=1` skips the bare call)
+//! per frame; `FANOUT_ONLY=1` skips the bare call). `HOPS=1` instead times the querier's own
+//! Series reader alone (`strata_storepb::frame::call_series` over a channel set up as the
+//! querier's: 4 MiB HTTP/2 frames, no delay): until the answer's headers, its first message
+//! and its last, with nothing decoded, to tell the transport from the decoding and merging.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,52 @@ async fn main() {
         response_batch_size: std::env::var("BATCH").map_or(0, |b| b.parse().expect("BATCH")),
         ..Default::default()
     };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    if std::env::var_os("HOPS").is_some() {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("address")
+            .tcp_nodelay(true)
+            .max_frame_size(strata_query::endpoint::MAX_H2_FRAME)
+            .connect()
+            .await
+            .expect("connect");
+        let (mut head, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bytes = 0usize;
+        // `HOPS=decode`: each message is also decoded, inline, as it comes.
+        let decode = std::env::var("HOPS").is_ok_and(|v| v == "decode");
+        for _ in 0..repeat {
+            let mut ch = channel.clone();
+            let t = Instant::now();
+            let mut answer = strata_storepb::frame::call_series(&mut ch, &req, 256 << 20)
+                .await
+                .expect("series");
+            head.push(t.elapsed().as_secs_f64() * 1e3);
+            bytes = 0;
+            let mut seen_first = false;
+            while let Some(m) = answer.message().await.expect("message") {
+                if !seen_first {
+                    first.push(t.elapsed().as_secs_f64() * 1e3);
+                    seen_first = true;
+                }
+                bytes += m.len();
+                if decode {
+                    let f = strata_storepb::frame::decode_series_response(m).expect("frame");
+                    std::hint::black_box(f);
+                }
+            }
+            last.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "bytes {bytes}; headers {:.2} ms; first message {:.2} ms; last message {:.2} ms",
+            median(head),
+            median(first),
+            median(last)
+        );
+        return;
+    }
     let mut client = StoreClient::connect(format!("http://{addr}"))
         .await
         .expect("connect")
@@ -46,10 +95,6 @@ async fn main() {
         endpoints: set,
         response_timeout: None,
         max_wait: Duration::from_secs(120),
-    };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
     };
     let (mut bare, mut fan, mut conv) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0usize;

@@ -49,7 +49,7 @@ const MAX_FRAME_BYTES: usize = 256 << 20;
 /// frame, and the querier then takes it without a copy
 /// (`strata_storepb::frame::call_series`): 227 M → 171 M instructions to take in 5,000 series
 /// over 7 blocks. Servers that keep to smaller frames, as grpc-go does, are unaffected.
-const MAX_H2_FRAME: u32 = 4 << 20;
+pub const MAX_H2_FRAME: u32 = 4 << 20;
 
 /// The channel every endpoint client uses: one endpoint's tonic channel or a group's
 /// round-robin channel, wrapped so that `--grpc-compression=snappy` (which tonic lacks) can
