@@ -152,22 +152,15 @@ fn main() {
         strata_fuzz::grpc_snappy::compress_framed(&samples, &mut framed).expect("compresses");
         out.write("grpc_snappy", "framed", &framed);
         let mut body = Vec::new();
-        body.push(1);
-        body.extend_from_slice(&(framed.len() as u32).to_be_bytes());
-        body.extend_from_slice(&framed);
-        body.push(0);
-        body.extend_from_slice(&4u32.to_be_bytes());
-        body.extend_from_slice(b"\x0a\x02up");
+        grpc_message(&mut body, 1, &framed);
+        grpc_message(&mut body, 0, b"\x0a\x02up");
         out.write("grpc_snappy", "messages", &body);
 
         // The same messages uncompressed, as a Series answer's body arrives, with split
         // points after the prefix of the first (the body starts after two split bytes).
         let mut plain = vec![3u8, 4];
-        for m in [&samples[..], &b"\x0a\x02up"[..]] {
-            plain.push(0);
-            plain.extend_from_slice(&(m.len() as u32).to_be_bytes());
-            plain.extend_from_slice(m);
-        }
+        grpc_message(&mut plain, 0, &samples);
+        grpc_message(&mut plain, 0, b"\x0a\x02up");
         out.write("grpc_messages", "two", &plain);
     }
 
@@ -352,3 +345,10 @@ const ODD_META: &str = r#"{
 		"upload_time": "2024-01-01T00:00:00Z", "unknown": {}},
 	"z": 0.1
 }"#;
+
+/// Appends one gRPC message to `body`: the compressed flag, the big-endian length, the bytes.
+fn grpc_message(body: &mut Vec<u8>, flag: u8, payload: &[u8]) {
+    body.push(flag);
+    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    body.extend_from_slice(payload);
+}
