@@ -312,10 +312,11 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
     copy_dir(&last[0], &dir.join("tsdb").join(new));
     let shipped = wait_for_blocks(&bucket, blocks.len(), Duration::from_secs(10)).await;
     assert_eq!(shipped.len(), blocks.len(), "{}", sidecar.log());
-    assert_eq!(
-        sidecar.metric("thanos_shipper_uploads_total"),
-        Some(blocks.len() as f64)
-    );
+    // The block's meta.json lands in the bucket before the shipper records it and counts it;
+    // the counter moves last, once the state file holds the block.
+    wait_until("the upload to be counted", Duration::from_secs(10), || {
+        sidecar.metric("thanos_shipper_uploads_total") == Some(blocks.len() as f64)
+    });
     assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(1.0));
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("tsdb/thanos.shipper.json")).unwrap())
@@ -554,10 +555,9 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     proxy.set_up(true);
     let shipped = wait_for_blocks(&bucket, blocks.len(), Duration::from_secs(20)).await;
     assert_eq!(shipped.len(), blocks.len(), "{}", sidecar.log());
-    assert_eq!(
-        sidecar.metric("thanos_shipper_uploads_total"),
-        Some(blocks.len() as f64)
-    );
+    wait_until("the upload to be counted", Duration::from_secs(10), || {
+        sidecar.metric("thanos_shipper_uploads_total") == Some(blocks.len() as f64)
+    });
     drop(moto);
 }
 
