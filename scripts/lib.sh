@@ -58,8 +58,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # blocks in WORK/data (a FILESYSTEM bucket: its keys are <ULID>/<file>): a store gateway, a
 # querier fanning out to it, and a querier evaluating the same blocks locally
 # (--debug.blocks-dir). Logs go to WORK/*.log; the pids are appended to the caller's `pids`
-# array. Sets `store_pid`, `query_port` (fan-out) and `local_port`, and returns once all
-# three are ready and the fan-out querier has found the gateway.
+# array. Sets `store_pid`, `query_pid`, `local_pid`, `query_port` (fan-out) and `local_port`,
+# and returns once all three are ready and the fan-out querier has found the gateway.
 start_fanout_bench() {
     local bin="$1" work="$2"
     local store_http store_grpc query_grpc
@@ -76,11 +76,13 @@ start_fanout_bench() {
     "$bin" query --endpoint="127.0.0.1:$store_grpc" \
         --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
         --log.level=warn >"$work/query.log" 2>&1 &
-    pids+=("$!")
+    query_pid="$!"
+    pids+=("$query_pid")
     "$bin" query --debug.blocks-dir="$work/data" \
         --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
         --log.level=warn >"$work/local.log" 2>&1 &
-    pids+=("$!")
+    local_pid="$!"
+    pids+=("$local_pid")
     wait_ready_port "$store_http" "$work" 600
     wait_ready_port "$query_port" "$work" 600
     wait_ready_port "$local_port" "$work" 600

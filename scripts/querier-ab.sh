@@ -8,10 +8,11 @@
 # For each round and each build in turn: starts a store gateway and two queriers from that
 # build, as scripts/bench-querier.sh does (fan-out through the gateway, and the engine over
 # the same blocks locally), then runs scripts/querier-small-ratios.py twice: the nine small
-# and instant queries (21 runs each) and five large range queries (5 runs each), both with the
-# gateway's CPU time per query. Each build serves both sides, so a change that speeds up the
-# engine moves both. Needs ./target/release/examples/bench_gen
-# (`cargo build --release -p strata-promql --examples`). Every server is stopped on exit.
+# and instant queries (21 runs each, with the CPU time per query of the gateway and of each
+# querier) and five large range queries (5 runs each, with the gateway's). Each build serves
+# both sides, so a change that speeds up the engine moves both. Needs
+# ./target/release/examples/bench_gen (`cargo build --release -p strata-promql --examples`).
+# Every server is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 . ./scripts/lib.sh
 
 if [ $# -lt 2 ]; then
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 2
 fi
 rounds="$1"
@@ -58,7 +59,8 @@ for round in $(seq 1 "$rounds"); do
         fanout="http://127.0.0.1:$query_port"
         local_url="http://127.0.0.1:$local_port"
         echo "==> round $round: $bin"
-        ./scripts/querier-small-ratios.py --gateway-pid "$store_pid" "$fanout" "$local_url" 21 |
+        ./scripts/querier-small-ratios.py --gateway-pid "$store_pid" \
+            --querier-pids "$query_pid,$local_pid" "$fanout" "$local_url" 21 |
             sed 's/^/    small  /'
         ./scripts/querier-small-ratios.py --large --gateway-pid "$store_pid" "$fanout" "$local_url" 5 |
             sed 's/^/    large  /'

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fan-out over local latency for the fan-out benchmark's small and instant queries.
 
-    scripts/querier-small-ratios.py [--large] [--gateway-pid PID] FANOUT_URL LOCAL_URL [RUNS]
+    scripts/querier-small-ratios.py [--large] [--gateway-pid PID] [--querier-pids FANOUT,LOCAL]
+                                    FANOUT_URL LOCAL_URL [RUNS]
 
 FANOUT_URL and LOCAL_URL are the two `strata query` servers that scripts/bench-querier.sh
 starts (scripts/querier-ab.sh starts them per build; or start the three commands of
@@ -14,6 +15,9 @@ bench_compare's.
 --large runs five of the benchmark's range queries over all 5,000 counters instead of the
 nine small and instant ones. --gateway-pid adds, per query, the store gateway's CPU time per
 fan-out query (user + system, from /proc/PID/stat; only fan-out queries reach the gateway).
+--querier-pids adds the CPU time per query of the fan-out querier and of the local one (each
+serves only its own side's queries), so that the fan-out's two processes can be set against
+the local engine's one.
 """
 import http.client
 import math
@@ -75,13 +79,17 @@ def cpu_ms(pid):
 
 def main():
     args = sys.argv[1:]
-    queries, gateway = QUERIES, None
+    queries, gateway, queriers = QUERIES, None, None
     while args and args[0].startswith("--"):
         flag = args.pop(0)
         if flag == "--large":
             queries = LARGE
         elif flag == "--gateway-pid" and args:
             gateway = int(args.pop(0))
+        elif flag == "--querier-pids" and args:
+            queriers = [int(p) for p in args.pop(0).split(",")]
+            if len(queriers) != 2:
+                sys.exit(__doc__)
         else:
             sys.exit(__doc__)
     if len(args) < 2:
@@ -95,10 +103,14 @@ def main():
             run(local, query, kind)
         f, l = [], []
         before = cpu_ms(gateway) if gateway else 0
+        q_before = [cpu_ms(p) for p in queriers] if queriers else []
         for _ in range(runs):
             f.append(run(fanout, query, kind))
             l.append(run(local, query, kind))
         cpu = f"  gateway {(cpu_ms(gateway) - before) / runs:6.2f} ms CPU" if gateway else ""
+        if queriers:
+            q = [(cpu_ms(p) - b) / runs for p, b in zip(queriers, q_before)]
+            cpu += f"  querier {q[0]:6.2f} ms CPU, local {q[1]:6.2f} ms CPU"
         f.sort()
         l.sort()
         k = max(1, runs // 10)

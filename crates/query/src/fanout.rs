@@ -25,6 +25,7 @@ use strata_storepb::thanos::{LabelMatcher, LabelNamesRequest, LabelValuesRequest
 
 use crate::endpoint::{EndpointSet, StoreChannel, StoreEndpoint};
 use crate::error::QueryError;
+use crate::series::same_labels;
 
 /// Series per frame asked of the stores (`response_batch_size`): one frame per series costs
 /// the store and the querier a protobuf message and a channel hop each; 64 series per frame
@@ -545,7 +546,7 @@ async fn read_frames(
 /// store may split one series across frames, and equal labels in a row are one series.
 fn push_joined(series: &mut Vec<WireSeries>, (labels, chunks): WireSeries) {
     match series.last_mut() {
-        Some((l, c)) if *l == labels => c.extend(chunks),
+        Some((l, c)) if same_labels(l, &labels) => c.extend(chunks),
         _ => series.push((labels, chunks)),
     }
 }
@@ -647,7 +648,7 @@ impl StoreCursor {
         loop {
             self.fill(warnings, partial).await?;
             match self.buf.front() {
-                Some(next) if next.0 == labels => {
+                Some(next) if same_labels(&next.0, &labels) => {
                     if let Some((_, more)) = self.buf.pop_front() {
                         chunks.extend(more);
                     }
@@ -811,7 +812,10 @@ pub fn merge_sorted(lists: Vec<Vec<WireSeries>>) -> Vec<WireSeries> {
             break;
         };
         for it in iters.iter_mut().skip(b + 1) {
-            if it.as_slice().first().is_some_and(|h| h.0 == labels)
+            if it
+                .as_slice()
+                .first()
+                .is_some_and(|h| same_labels(&h.0, &labels))
                 && let Some((_, more)) = it.next()
             {
                 chunks.extend(more);

@@ -231,13 +231,18 @@ fn floats(samples: Vec<(i64, f64)>) -> SeriesData {
     }
 }
 
-/// `a == b`, comparing from the last label: neighbours in a sorted selection usually share
-/// their first labels (`__name__`, `instance`, `job`) and differ in a later one, so this
-/// settles most pairs with one comparison where the forward order needs four or five
-/// (measured: a quarter of `to_engine`'s time for an instant query over 5,000 series was
-/// these comparisons).
-fn same_labels(a: &Labels, b: &Labels) -> bool {
-    a.len() == b.len() && a.iter().rev().zip(b.iter().rev()).all(|(x, y)| x == y)
+/// `a == b`, comparing from the last label, and each label's value before its name:
+/// neighbours in a sorted selection usually share their first labels (`__name__`,
+/// `instance`, `job`) and differ in a later one's value, so this settles most pairs with one
+/// string comparison where the forward order needs eight or ten (measured: a quarter of
+/// `to_engine`'s time for an instant query over 5,000 series was these comparisons). Every
+/// place that asks whether neighbouring series are one series uses it.
+pub(crate) fn same_labels(a: &Labels, b: &Labels) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .rev()
+            .zip(b.iter().rev())
+            .all(|(x, y)| x.value == y.value && x.name == y.name)
 }
 
 /// Groups the merged series by their labels without the replica labels, deduplicates each
