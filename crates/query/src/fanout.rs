@@ -747,7 +747,7 @@ async fn merge_cursors(
             return Ok(batch);
         };
         for c in cursors.iter_mut().skip(b + 1) {
-            if c.head() == Some(&labels)
+            if c.head().is_some_and(|h| same_labels(h, &labels))
                 && let Some((_, more)) = c.pop(warnings, partial).await?
             {
                 chunks.extend(more);
@@ -773,7 +773,7 @@ async fn merge_cursors(
 pub fn sort_and_join(series: &mut Vec<WireSeries>) {
     series.sort_by(|a, b| a.0.cmp(&b.0));
     series.dedup_by(|b, a| {
-        if a.0 == b.0 {
+        if same_labels(&a.0, &b.0) {
             a.1.append(&mut b.1);
             true
         } else {
