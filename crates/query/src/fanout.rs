@@ -619,7 +619,8 @@ impl StoreCursor {
         while self.buf.is_empty() && !self.done {
             match self.rx.recv().await {
                 None => self.done = true,
-                Some(Ok(StoreFrame::Series(v))) => self.buf.extend(v),
+                // The buffer is empty here: it takes the frame's vector as it is.
+                Some(Ok(StoreFrame::Series(v))) => self.buf = v.into(),
                 Some(Ok(StoreFrame::Warning(w))) => {
                     warnings.push(format!("store {}: {w}", self.addr));
                 }
@@ -637,6 +638,12 @@ impl StoreCursor {
     }
 
     /// Takes the head series, joined with its continuation in the next frames.
+    ///
+    /// `buf` only ever holds what is left of one frame ([`StoreCursor::fill`] refills it
+    /// when empty), and [`decode_frame`] has joined equal neighbours within a frame: so a
+    /// series can only continue in the next frame, and the labels are compared only when the
+    /// head was the frame's last series. Comparing every neighbour again here read two label
+    /// sets that the decoding thread had last touched, for nothing.
     async fn pop(
         &mut self,
         warnings: &mut Vec<String>,
@@ -646,6 +653,9 @@ impl StoreCursor {
             return Ok(None);
         };
         loop {
+            if !self.buf.is_empty() {
+                return Ok(Some((labels, chunks)));
+            }
             self.fill(warnings, partial).await?;
             match self.buf.front() {
                 Some(next) if same_labels(&next.0, &labels) => {

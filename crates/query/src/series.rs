@@ -248,17 +248,34 @@ pub(crate) fn same_labels(a: &Labels, b: &Labels) -> bool {
 /// Groups the merged series by their labels without the replica labels, deduplicates each
 /// group, and returns engine series sorted by the output labels. Labels and chunks are moved,
 /// never copied: this runs once per selected series on the query path.
+///
+/// `merged` must hold each label set once (the fan-out's merges join equal series), so that
+/// without replica labels there is nothing to group and neighbours are not compared: those
+/// label sets were decoded on other threads, and reading them again here cost an instant
+/// query over 5,000 series a tenth of its conversion time.
 pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<StoredSeries>, String> {
+    if cv.replica_labels.is_empty() {
+        debug_assert!(
+            merged.windows(2).all(|w| !same_labels(&w[0].0, &w[1].0)),
+            "to_engine: equal neighbours were not joined"
+        );
+        let mut out = Vec::with_capacity(merged.len());
+        for (labels, chunks) in merged {
+            out.push(StoredSeries {
+                labels,
+                data: single(chunks, cv.aggr)?,
+            });
+        }
+        return Ok(out);
+    }
     let mut items = merged;
-    if !cv.replica_labels.is_empty() {
-        for it in &mut items {
-            it.0 = strip_owned(std::mem::take(&mut it.0), cv.replica_labels);
-        }
-        // A stable sort: replicas of one series become neighbours and keep their order by
-        // full labels (replica "a" before "b"), which penalty dedup treats as priority.
-        if !items.is_sorted_by(|a, b| a.0 <= b.0) {
-            items.sort_by(|a, b| a.0.cmp(&b.0));
-        }
+    for it in &mut items {
+        it.0 = strip_owned(std::mem::take(&mut it.0), cv.replica_labels);
+    }
+    // A stable sort: replicas of one series become neighbours and keep their order by full
+    // labels (replica "a" before "b"), which penalty dedup treats as priority.
+    if !items.is_sorted_by(|a, b| a.0 <= b.0) {
+        items.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let mut out: Vec<StoredSeries> = Vec::with_capacity(items.len());
     let mut it = items.into_iter().peekable();
@@ -283,17 +300,23 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
                 floats(strata_dedup::dedup_samples(&refs, cv.algorithm, cv.counter))
             }
         } else {
-            match raw_chunks(chunks) {
-                Ok(chunks) => SeriesData::Chunks(chunks),
-                Err(chunks) => match decode_replica(&chunks, cv.aggr)? {
-                    Some(s) => floats(s),
-                    None => SeriesData::NativeHistograms,
-                },
-            }
+            single(chunks, cv.aggr)?
         };
         out.push(StoredSeries { labels, data });
     }
     Ok(out)
+}
+
+/// The engine data of a series that has no replicas: its raw chunks when they can be
+/// handed over as they are, else its samples decoded.
+fn single(chunks: Vec<AggrChunk>, aggr: AggrRead) -> Result<SeriesData, String> {
+    Ok(match raw_chunks(chunks) {
+        Ok(chunks) => SeriesData::Chunks(chunks),
+        Err(chunks) => match decode_replica(&chunks, aggr)? {
+            Some(s) => floats(s),
+            None => SeriesData::NativeHistograms,
+        },
+    })
 }
 
 #[cfg(test)]
