@@ -14,7 +14,7 @@
 //! `max_item_size` is not cached (counted as overflowed). Metrics carry Thanos' names
 //! (`thanos_store_index_cache_*{item_type="Postings"|"Series"}`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 
 use rustc_hash::FxHasher;
@@ -32,14 +32,20 @@ use ulid::Ulid;
 
 use crate::error::StoreError;
 
-/// Fixed bookkeeping cost charged per item on top of its key and value bytes: the hash map
-/// slot, the recency map's node share, the shared `Bytes` header and allocator rounding.
-/// Measured with a counting allocator in `tests/cache_memory.rs`: about 400 B per item when
-/// filled once, and up to about 620 B under eviction churn, where deleted slots make the hash
-/// table grow to 2-4 buckets per item (including the moment it resizes, when the old and new
-/// tables both exist). Charging 96 B let real memory reach 2-3x `--index-cache-size` with
-/// small series entries.
-const ITEM_OVERHEAD: u64 = 640;
+/// Fixed bookkeeping cost charged per postings list on top of its key and value bytes: the
+/// hash map slot, the key's copy in the eviction queue, the shared `Bytes` header and
+/// allocator rounding. Measured with a counting allocator in `tests/cache_memory.rs`, which
+/// fails if the charge falls short: under eviction churn, deleted slots make the hash table
+/// grow to 2-4 buckets per item (including the moment it resizes, when the old and new tables
+/// both exist), so the charge covers that and not only a cache filled once.
+const POSTINGS_OVERHEAD: u64 = 640;
+
+/// The same for a series entry, which has a compact slot of its own (see [`Inner`]): a
+/// 56-byte map bucket, 24 bytes of queue, and the value's two allocations (its bytes and the
+/// shared header of the `Bytes` that readers clone). Series entries are most of the items
+/// (one per series and block a query touched, each 50-200 bytes), so this cost decides how
+/// many an `--index-cache-size` holds.
+const SERIES_OVERHEAD: u64 = 256;
 
 /// What a cached item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,11 +84,14 @@ impl CacheKey {
         }
     }
 
+    /// Bytes charged for the key and the item's bookkeeping.
     fn size(&self) -> u64 {
         match self {
-            // The name and value are held twice: in the map and in the recency order.
-            CacheKey::Postings { name, value, .. } => (2 * (name.len() + value.len()) + 16) as u64,
-            CacheKey::Series { .. } => 20,
+            // The name and value are held twice: in the map and in the eviction queue.
+            CacheKey::Postings { name, value, .. } => {
+                (2 * (name.len() + value.len()) + 16) as u64 + POSTINGS_OVERHEAD
+            }
+            CacheKey::Series { .. } => SERIES_OVERHEAD,
         }
     }
 }
@@ -169,8 +178,8 @@ impl CacheMetrics {
 
     /// Counts an item that left the cache (evicted or dropped with its block) out of the
     /// item and size gauges; returns its label.
-    fn removed(&self, key: &CacheKey, value: &Bytes, size: u64) -> TypeLabel {
-        let l = CacheMetrics::label(key.item_type());
+    fn removed(&self, t: ItemType, value: &Bytes, size: u64) -> TypeLabel {
+        let l = CacheMetrics::label(t);
         self.items.get_or_create(&l).dec();
         self.items_size.get_or_create(&l).dec_by(value.len() as i64);
         self.total_size.get_or_create(&l).dec_by(size as i64);
@@ -181,46 +190,146 @@ impl CacheMetrics {
 #[derive(Debug)]
 struct Entry {
     value: Bytes,
-    /// The item's place in the eviction queue ([`Inner::order`]).
+    /// The item's place in the eviction queue ([`Inner::order`]): a queued pair with another
+    /// tick is stale.
     tick: u64,
     /// Hit since the item last entered the queue: it gets a second chance at eviction.
     referenced: bool,
 }
 
+/// An item as the eviction queue names it.
+#[derive(Debug, Clone)]
+enum Queued {
+    /// A series entry: [`series_slot`] of its block's number and its id.
+    Series(u64),
+    Postings(Box<CacheKey>),
+}
+
+/// The series slot of entry `id` in the block numbered `block` ([`Inner::blocks`]).
+fn series_slot(block: u32, id: u32) -> u64 {
+    (u64::from(block) << 32) | u64::from(id)
+}
+
+/// Fast hashing: keys are block numbers and series ids, or label pairs of the store's own
+/// queries, so a fast hash is safe here; SipHash cost a few percent of a large Series call.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// The cache's state, behind its one lock.
+///
+/// Series entries are kept apart from postings lists, under 8-byte slots (a block number
+/// and a series id) instead of the 72-byte [`CacheKey`]: a Series call looks up one entry
+/// per series and block, so their map is the hot one, and its buckets (56 bytes, not 120)
+/// decide how much of the table a call walks through and how much memory each entry costs.
 #[derive(Debug, Default)]
 struct Inner {
-    /// Keys are block ids and series ids, or label pairs of the store's own queries: a fast
-    /// hash is safe here, and SipHash cost a few percent of a large Series call.
-    map: HashMap<CacheKey, Entry, BuildHasherDefault<FxHasher>>,
-    /// Eviction queue: the smallest tick is next, unless it was hit since it was queued.
-    order: BTreeMap<u64, CacheKey>,
+    series: FastMap<u64, Entry>,
+    postings: FastMap<CacheKey, Entry>,
+    /// Block numbers of the blocks with series entries (see [`series_slot`]); a block gets a
+    /// new number when it comes back after [`IndexCache::remove_block`], which leaves the
+    /// queue's pairs for its old number stale.
+    blocks: FastMap<Ulid, u32>,
+    next_block: u32,
+    /// Eviction queue, oldest first. Pairs whose item is gone or was queued again (another
+    /// tick) are stale: skipped when popped, and dropped in bulk when they outnumber the
+    /// items ([`Inner::push`]).
+    order: VecDeque<(u64, Queued)>,
     tick: u64,
     size: u64,
 }
 
 impl Inner {
+    fn len(&self) -> usize {
+        self.series.len() + self.postings.len()
+    }
+
+    /// The series slot of `id` in `block`, if the block has entries.
+    fn slot(&self, block: Ulid, id: u32) -> Option<u64> {
+        self.blocks.get(&block).map(|&b| series_slot(b, id))
+    }
+
+    fn entry(&self, q: &Queued) -> Option<&Entry> {
+        match q {
+            Queued::Series(slot) => self.series.get(slot),
+            Queued::Postings(key) => self.postings.get(key),
+        }
+    }
+
+    fn entry_mut(&mut self, q: &Queued) -> Option<&mut Entry> {
+        match q {
+            Queued::Series(slot) => self.series.get_mut(slot),
+            Queued::Postings(key) => self.postings.get_mut(key),
+        }
+    }
+
     /// The value under `key`, marked as used.
     fn touch(&mut self, key: &CacheKey) -> Option<Bytes> {
-        let e = self.map.get_mut(key)?;
+        let e = match key {
+            CacheKey::Series { block, id } => {
+                let slot = self.slot(*block, *id)?;
+                self.series.get_mut(&slot)?
+            }
+            CacheKey::Postings { .. } => self.postings.get_mut(key)?,
+        };
         e.referenced = true;
         Some(e.value.clone())
     }
 
+    /// Drops every series entry and block number (numbers start again at 0).
+    fn forget_series(&mut self, metrics: &CacheMetrics) {
+        for (_, e) in self.series.drain() {
+            let s = SERIES_OVERHEAD + e.value.len() as u64;
+            self.size -= s;
+            metrics.removed(ItemType::Series, &e.value, s);
+        }
+        self.blocks.clear();
+        self.next_block = 0;
+        self.drop_stale();
+    }
+
+    /// Queues an item whose entry holds the next tick, [`Inner::tick`] + 1.
+    fn queue(&mut self, q: Queued) {
+        self.tick += 1;
+        self.order.push_back((self.tick, q));
+    }
+
+    /// Drops the queue's stale pairs once they outnumber the items, so that removed blocks
+    /// and requeued items do not grow the queue without bound (amortized: the queue has
+    /// doubled since the last time).
+    fn drop_stale(&mut self) {
+        if self.order.len() > 2 * self.len() + 1024 {
+            let mut order = std::mem::take(&mut self.order);
+            order.retain(|(tick, q)| self.entry(q).is_some_and(|e| e.tick == *tick));
+            self.order = order;
+        }
+    }
+
     /// Takes the next item to evict out of the queue, requeueing (and unmarking) every item
     /// hit since it was queued. `None` when the cache is empty.
-    fn next_victim(&mut self) -> Option<(CacheKey, Entry)> {
-        while let Some((_, key)) = self.order.pop_first() {
-            let Some(e) = self.map.get_mut(&key) else {
+    fn next_victim(&mut self) -> Option<(ItemType, u64, Entry)> {
+        while let Some((tick, q)) = self.order.pop_front() {
+            let next = self.tick + 1;
+            let Some(e) = self.entry_mut(&q) else {
                 continue;
             };
-            if e.referenced {
-                self.tick += 1;
-                e.referenced = false;
-                e.tick = self.tick;
-                self.order.insert(self.tick, key);
+            if e.tick != tick {
                 continue;
             }
-            return self.map.remove_entry(&key);
+            if e.referenced {
+                e.referenced = false;
+                e.tick = next;
+                self.queue(q);
+                continue;
+            }
+            return Some(match q {
+                Queued::Series(slot) => {
+                    let e = self.series.remove(&slot)?;
+                    (ItemType::Series, SERIES_OVERHEAD, e)
+                }
+                Queued::Postings(key) => {
+                    let e = self.postings.remove(&key)?;
+                    (ItemType::Postings, key.size(), e)
+                }
+            });
         }
         None
     }
@@ -359,10 +468,17 @@ impl IndexCache {
     /// for thousands at a time), counting requests and hits once per call.
     pub fn get_series(&self, block: Ulid, ids: &[u32]) -> Vec<Option<Bytes>> {
         let mut g = self.inner.lock().expect("cache lock");
-        let out: Vec<Option<Bytes>> = ids
-            .iter()
-            .map(|&id| g.touch(&CacheKey::Series { block, id }))
-            .collect();
+        let out: Vec<Option<Bytes>> = match g.blocks.get(&block).copied() {
+            None => vec![None; ids.len()],
+            Some(b) => ids
+                .iter()
+                .map(|&id| {
+                    let e = g.series.get_mut(&series_slot(b, id))?;
+                    e.referenced = true;
+                    Some(e.value.clone())
+                })
+                .collect(),
+        };
         drop(g);
         let l = CacheMetrics::label(ItemType::Series);
         let hits = out.iter().filter(|b| b.is_some()).count();
@@ -386,21 +502,44 @@ impl IndexCache {
         }
         let mut g = self.inner.lock().expect("cache lock");
         let inner = &mut *g;
-        if inner.map.contains_key(&key) {
-            return;
-        }
+        let queued = match &key {
+            CacheKey::Series { block, id } => {
+                let b = match inner.blocks.get(block) {
+                    Some(&b) => b,
+                    None => {
+                        if inner.next_block == u32::MAX {
+                            // Four billion block loads: forget the series entries rather
+                            // than give a number twice.
+                            inner.forget_series(&self.metrics);
+                        }
+                        let b = inner.next_block;
+                        inner.next_block += 1;
+                        inner.blocks.insert(*block, b);
+                        b
+                    }
+                };
+                let slot = series_slot(b, *id);
+                if inner.series.contains_key(&slot) {
+                    return;
+                }
+                Queued::Series(slot)
+            }
+            CacheKey::Postings { .. } => {
+                if inner.postings.contains_key(&key) {
+                    return;
+                }
+                Queued::Postings(Box::new(key.clone()))
+            }
+        };
         while inner.size + size > self.config.max_size {
-            let Some((victim, e)) = inner.next_victim() else {
+            let Some((vt, key_size, e)) = inner.next_victim() else {
                 break;
             };
-            let vs = entry_size(&victim, &e.value);
+            let vs = key_size + e.value.len() as u64;
             inner.size -= vs;
-            let vl = self.metrics.removed(&victim, &e.value, vs);
+            let vl = self.metrics.removed(vt, &e.value, vs);
             self.metrics.evicted.get_or_create(&vl).inc();
         }
-        inner.tick += 1;
-        let tick = inner.tick;
-        inner.order.insert(tick, key.clone());
         self.metrics.added.get_or_create(&l).inc();
         self.metrics.items.get_or_create(&l).inc();
         self.metrics
@@ -412,14 +551,17 @@ impl IndexCache {
             .get_or_create(&l)
             .inc_by(size as i64);
         inner.size += size;
-        inner.map.insert(
-            key,
-            Entry {
-                value,
-                tick,
-                referenced: false,
-            },
-        );
+        let entry = Entry {
+            value,
+            tick: inner.tick + 1,
+            referenced: false,
+        };
+        match &queued {
+            Queued::Series(slot) => inner.series.insert(*slot, entry),
+            Queued::Postings(_) => inner.postings.insert(key, entry),
+        };
+        inner.queue(queued);
+        inner.drop_stale();
     }
 
     /// Bytes currently held (keys, values and bookkeeping).
@@ -429,7 +571,7 @@ impl IndexCache {
 
     /// Number of items held.
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("cache lock").map.len()
+        self.inner.lock().expect("cache lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -440,24 +582,29 @@ impl IndexCache {
     pub fn remove_block(&self, block: Ulid) {
         let mut g = self.inner.lock().expect("cache lock");
         let inner = &mut *g;
-        let victims: Vec<CacheKey> = inner
-            .map
-            .keys()
-            .filter(|k| match k {
-                CacheKey::Postings { block: b, .. } | CacheKey::Series { block: b, .. } => {
-                    *b == block
+        let mut freed = 0;
+        if let Some(b) = inner.blocks.remove(&block) {
+            inner.series.retain(|slot, e| {
+                if (slot >> 32) as u32 != b {
+                    return true;
                 }
-            })
-            .cloned()
-            .collect();
-        for k in victims {
-            if let Some(e) = inner.map.remove(&k) {
-                inner.order.remove(&e.tick);
-                let s = entry_size(&k, &e.value);
-                inner.size -= s;
-                self.metrics.removed(&k, &e.value, s);
-            }
+                let s = SERIES_OVERHEAD + e.value.len() as u64;
+                freed += s;
+                self.metrics.removed(ItemType::Series, &e.value, s);
+                false
+            });
         }
+        inner.postings.retain(|k, e| {
+            if !matches!(k, CacheKey::Postings { block: b, .. } if *b == block) {
+                return true;
+            }
+            let s = entry_size(k, &e.value);
+            freed += s;
+            self.metrics.removed(ItemType::Postings, &e.value, s);
+            false
+        });
+        inner.size -= freed;
+        inner.drop_stale();
     }
 
     /// `(requests, hits)` so far for an item type.
@@ -470,8 +617,9 @@ impl IndexCache {
     }
 }
 
+/// Bytes charged for an item: its key, its value and its bookkeeping.
 fn entry_size(key: &CacheKey, value: &Bytes) -> u64 {
-    key.size() + value.len() as u64 + ITEM_OVERHEAD
+    key.size() + value.len() as u64
 }
 
 #[cfg(test)]
@@ -571,6 +719,50 @@ mod tests {
         assert!(c.get(&pk("c")).is_some() && c.get(&pk("d")).is_some());
         assert_eq!(c.len(), 3);
         assert!(c.size() <= item * 3);
+    }
+
+    #[test]
+    fn a_removed_block_leaves_nothing_behind() {
+        let (a, b) = (Ulid::from_parts(1, 1), Ulid::from_parts(2, 2));
+        let c = IndexCache::new(IndexCacheConfig::with_size(1 << 30), None);
+        let value = |block: Ulid, id: u32| Bytes::from(format!("{block}/{id}"));
+        // A block unloaded and loaded again, many times: its entries go each time, the other
+        // block's stay, and the queue's stale pairs are dropped instead of piling up.
+        for round in 0..50u32 {
+            for id in 0..100 {
+                c.put(CacheKey::Series { block: a, id }, value(a, id));
+                c.put(
+                    CacheKey::Series {
+                        block: b,
+                        id: round * 100 + id,
+                    },
+                    value(b, round * 100 + id),
+                );
+            }
+            c.put(pk(&round.to_string()), Bytes::from_static(b"p"));
+            assert!(c.get_series(a, &[0, 99]).iter().all(Option::is_some));
+            c.remove_block(a);
+            assert!(c.get_series(a, &[0, 99]).iter().all(Option::is_none));
+        }
+        let ids: Vec<u32> = (0..5000).collect();
+        let got = c.get_series(b, &ids);
+        assert!(
+            ids.iter()
+                .zip(&got)
+                .all(|(&id, v)| v.as_ref() == Some(&value(b, id)))
+        );
+        assert_eq!(c.len(), 5000 + 50);
+        let inner = c.inner.lock().unwrap();
+        assert!(
+            inner.order.len() <= 2 * inner.len() + 1024,
+            "{}",
+            inner.order.len()
+        );
+        drop(inner);
+        // Postings lists of the block go with it; the size is the remaining items'.
+        c.remove_block(Ulid::nil());
+        c.remove_block(b);
+        assert_eq!((c.len(), c.size()), (0, 0));
     }
 
     #[test]
