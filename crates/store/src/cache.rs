@@ -231,7 +231,7 @@ struct Inner {
     next_block: u32,
     /// Eviction queue, oldest first. Pairs whose item is gone or was queued again (another
     /// tick) are stale: skipped when popped, and dropped in bulk when they outnumber the
-    /// items ([`Inner::push`]).
+    /// items ([`Inner::drop_stale`]).
     order: VecDeque<(u64, Queued)>,
     tick: u64,
     size: u64,
