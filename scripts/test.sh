@@ -31,7 +31,7 @@ export CARGO_INCREMENTAL=0
 log "toolchain: $(cargo --version), $(rustc --version)"
 log "disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')"
 log "promtool: $(promtool --version 2>&1 | head -1)"
-log "chromium: $(chromium --version 2>&1 | head -1)"
+log "chromium: $(chromium --version 2>/dev/null | head -1)"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
