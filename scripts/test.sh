@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Strata's tests need on a fresh Debian machine, then runs every test.
 #
-#   ./scripts/test.sh            everything: fmt, clippy, unit, integration and e2e tests, fuzz smoke
+#   ./scripts/test.sh            everything: fmt, clippy, doc links, unit, integration and e2e
+#                                tests, fuzz smoke
 #   FUZZ_SECONDS=0 ./scripts/test.sh   skip the fuzz smoke run
 #
 # Tests use real components, installed here:
@@ -38,6 +39,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo doc (-D warnings: broken doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
 log "cargo test (unit, integration, e2e)"
 cargo test --workspace --locked

@@ -450,7 +450,7 @@ struct RawTlsConfig {
     ca_file: String,
 }
 
-/// Parses an endpoint SD configuration (see [`RawSdConfig`] for the format). `origin`
+/// Parses an endpoint SD configuration (see `RawSdConfig` for the format). `origin`
 /// (the flag, and the file) starts every error message. An empty document lists no
 /// endpoints, as in Thanos. An address listed twice keeps its last entry, as Thanos does.
 pub fn parse_sd_config(origin: &str, text: &str) -> Result<Vec<EndpointEntry>, SdConfigError> {

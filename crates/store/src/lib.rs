@@ -5,7 +5,7 @@
 //! `thanos.info.Info` gRPC services that `strata store` serves:
 //!
 //! - [`sync`]: block discovery with Thanos' filters (time partition, label sharding through
-//!   [`relabel`], consistency delay, deletion marks, deduplication) and
+//!   [`strata_block::relabel`], consistency delay, deletion marks, deduplication) and
 //!   `thanos_blocks_meta_synced{state}`.
 //! - [`indexheader`]: the per-block index-header (Thanos' binary format v1), built from range
 //!   reads of the index and kept in `--data-dir`; its reader keeps only sampled offsets in

@@ -2,8 +2,8 @@
 //!
 //! A sync ([`BucketStore::sync_blocks`]) replaces the set of served blocks atomically; requests
 //! in flight keep the set they started with. A request selects blocks per external label set
-//! and resolution ([`BlockSet::blocks_for`], Thanos' `getFor`), opens a cursor per block
-//! concurrently ([`crate::query::BlockCursor`]: postings, then series entries decoded a batch
+//! and resolution (`BlockSet::blocks_for`, Thanos' `getFor`), opens a cursor per block
+//! concurrently (`query::BlockCursor`: postings, then series entries decoded a batch
 //! at a time in final-label order), merges the cursors k-way into one sorted stream (series
 //! with equal labels become one series with the chunks of all blocks), and fetches chunks batch
 //! by batch as it streams the answer, each batch's reads reserved in the chunk pool first

@@ -48,7 +48,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 /// The CRC-32C of each chunk's encoding byte followed by its data, which is what a chunk
 /// segment stores after every chunk; appended to `out` in order.
 ///
-/// Why not [`crc32c`] per chunk: a `crc32` instruction waits for the previous one of its
+/// Why not [`crc32c()`] per chunk: a `crc32` instruction waits for the previous one of its
 /// chain, and chunks of a few hundred bytes give the `crc32c` crate little room to run
 /// chains side by side. Four chunks at a time, interleaved, keep four independent chains in
 /// flight: 1.55 times the throughput on 700-byte chunks (`cargo bench -p strata-tsdb --bench

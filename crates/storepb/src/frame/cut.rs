@@ -1,5 +1,5 @@
 //! gRPC messages cut out of a response body that arrives in pieces (HTTP/2 DATA frames), for
-//! [`super::call`]. Free of tonic and HTTP types (it needs only `bytes` and `thiserror`), so
+//! `frame::call`. Free of tonic and HTTP types (it needs only `bytes` and `thiserror`), so
 //! that the fuzz target `grpc_messages` compiles it by path and checks it against a plain
 //! parser of the whole stream, however the stream is split.
 //!

@@ -1,7 +1,7 @@
 //! Series frames decoded straight into Strata's label sets, for the querier's Series calls.
 //!
 //! Why: decoding `thanos.SeriesResponse` with the generated code builds a `thanos::Series`
-//! with a `thanos::Label` per label, then converts it into a [`Labels`]; prost's generic merge
+//! with a `thanos::Label` per label, then converts it into a [`strata_model::Labels`]; prost's generic merge
 //! loops run for every label and chunk. On the fan-out benchmark that decoding was a quarter
 //! of the querier's CPU for an instant query over 5,000 series. [`decode_series_response`]
 //! reads the same bytes in one pass: label strings are copied once, into the label set the

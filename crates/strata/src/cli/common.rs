@@ -380,6 +380,8 @@ pub(crate) struct HttpArgs {
 
     /// [EXPERIMENTAL] Path to the configuration file that can enable TLS or authentication for
     /// all HTTP endpoints.
+    // The help text is Thanos' word for word, brackets included: not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long = "http.config", value_name = "FILE-PATH", default_value = "")]
     pub(crate) http_config: String,
 }

@@ -1,4 +1,4 @@
-//! `strata compact`: the compactor's process around [`strata_compact::Compactor`]: the bucket,
+//! `strata compact`: the compactor's process around [`strata_compact::compactor::Compactor`]: the bucket,
 //! the HTTP server (probes and `/metrics`), and the run-once or `--wait` loop.
 //!
 //! Exit behaviour, which Kubernetes Jobs and Deployments both rely on:

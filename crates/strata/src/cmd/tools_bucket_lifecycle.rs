@@ -1,7 +1,7 @@
 //! `strata tools bucket {mark, cleanup, retention, downsample}`: the block life-cycle steps of
 //! the compactor, run on their own by an operator.
 //!
-//! They share the compactor's code ([`strata_compact::Compactor`]) rather than having their
+//! They share the compactor's code ([`strata_compact::compactor::Compactor`]) rather than having their
 //! own, so a block marked, cleaned up or downsampled by hand ends up exactly as the compactor
 //! would have left it.
 
