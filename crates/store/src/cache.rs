@@ -197,6 +197,19 @@ struct Entry {
     referenced: bool,
 }
 
+impl Entry {
+    /// The value, the item marked as used.
+    fn hit(&mut self) -> Bytes {
+        self.referenced = true;
+        self.value.clone()
+    }
+}
+
+/// Bytes charged for a series entry holding `value` ([`entry_size`] of its key and value).
+fn series_size(value: &Bytes) -> u64 {
+    SERIES_OVERHEAD + value.len() as u64
+}
+
 /// An item as the eviction queue names it.
 #[derive(Debug, Clone)]
 enum Queued {
@@ -270,14 +283,13 @@ impl Inner {
             }
             CacheKey::Postings { .. } => self.postings.get_mut(key)?,
         };
-        e.referenced = true;
-        Some(e.value.clone())
+        Some(e.hit())
     }
 
     /// Drops every series entry and block number (numbers start again at 0).
     fn forget_series(&mut self, metrics: &CacheMetrics) {
         for (_, e) in self.series.drain() {
-            let s = SERIES_OVERHEAD + e.value.len() as u64;
+            let s = series_size(&e.value);
             self.size -= s;
             metrics.removed(ItemType::Series, &e.value, s);
         }
@@ -304,7 +316,8 @@ impl Inner {
     }
 
     /// Takes the next item to evict out of the queue, requeueing (and unmarking) every item
-    /// hit since it was queued. `None` when the cache is empty.
+    /// hit since it was queued, with its type and the bytes it was charged. `None` when the
+    /// cache is empty.
     fn next_victim(&mut self) -> Option<(ItemType, u64, Entry)> {
         while let Some((tick, q)) = self.order.pop_front() {
             let next = self.tick + 1;
@@ -323,11 +336,11 @@ impl Inner {
             return Some(match q {
                 Queued::Series(slot) => {
                     let e = self.series.remove(&slot)?;
-                    (ItemType::Series, SERIES_OVERHEAD, e)
+                    (ItemType::Series, series_size(&e.value), e)
                 }
                 Queued::Postings(key) => {
                     let e = self.postings.remove(&key)?;
-                    (ItemType::Postings, key.size(), e)
+                    (ItemType::Postings, entry_size(&key, &e.value), e)
                 }
             });
         }
@@ -472,11 +485,7 @@ impl IndexCache {
             None => vec![None; ids.len()],
             Some(b) => ids
                 .iter()
-                .map(|&id| {
-                    let e = g.series.get_mut(&series_slot(b, id))?;
-                    e.referenced = true;
-                    Some(e.value.clone())
-                })
+                .map(|&id| g.series.get_mut(&series_slot(b, id)).map(Entry::hit))
                 .collect(),
         };
         drop(g);
@@ -532,10 +541,9 @@ impl IndexCache {
             }
         };
         while inner.size + size > self.config.max_size {
-            let Some((vt, key_size, e)) = inner.next_victim() else {
+            let Some((vt, vs, e)) = inner.next_victim() else {
                 break;
             };
-            let vs = key_size + e.value.len() as u64;
             inner.size -= vs;
             let vl = self.metrics.removed(vt, &e.value, vs);
             self.metrics.evicted.get_or_create(&vl).inc();
@@ -588,7 +596,7 @@ impl IndexCache {
                 if (slot >> 32) as u32 != b {
                     return true;
                 }
-                let s = SERIES_OVERHEAD + e.value.len() as u64;
+                let s = series_size(&e.value);
                 freed += s;
                 self.metrics.removed(ItemType::Series, &e.value, s);
                 false
