@@ -103,7 +103,8 @@ pub fn by_prost(bytes: &[u8]) -> std::result::Result<decode::SeriesFrame, prost:
                 value: l.value,
             })
             .collect();
-        (Labels::from_received(labels), s.chunks)
+        let chunks = s.chunks.into_iter().map(decode::WireChunk::from).collect();
+        (Labels::from_received(labels), chunks)
     };
     Ok(match r.result {
         None => decode::SeriesFrame::Empty,

@@ -839,12 +839,12 @@ pub fn merge_sorted(lists: Vec<Vec<WireSeries>>) -> Vec<WireSeries> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_storepb::thanos::AggrChunk;
+    use strata_storepb::frame::WireChunk;
 
     fn s(name: &str, tag: i64) -> WireSeries {
         (
             Labels::from_pairs(&[("__name__", name)]),
-            vec![AggrChunk {
+            vec![WireChunk {
                 min_time: tag,
                 ..Default::default()
             }],

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use strata_dedup::Algorithm;
 use strata_model::Labels;
 use strata_promql::{ChunkData, SeriesData, StoredSeries};
-use strata_storepb::thanos::{AggrChunk, Chunk, chunk};
+use strata_storepb::frame::WireChunk;
+use strata_storepb::thanos::{Chunk, chunk};
 use strata_tsdb::chunkenc::{Encoding, RawChunk};
 
 use crate::fanout::WireSeries;
@@ -104,8 +105,8 @@ fn is_histogram(c: &Chunk) -> bool {
 
 /// One replica's samples, decoded: raw chunks merged by time (one sample per timestamp), or
 /// the requested aggregate of downsampled chunks.
-fn decode_replica(chunks: &[AggrChunk], aggr: AggrRead) -> Result<Option<Vec<(i64, f64)>>, String> {
-    let mut chunks: Vec<&AggrChunk> = chunks.iter().collect();
+fn decode_replica(chunks: &[WireChunk], aggr: AggrRead) -> Result<Option<Vec<(i64, f64)>>, String> {
+    let mut chunks: Vec<&WireChunk> = chunks.iter().collect();
     chunks.sort_by_key(|c| c.min_time);
     let mut out = Vec::new();
     let mut counter = CounterState::default();
@@ -117,6 +118,7 @@ fn decode_replica(chunks: &[AggrChunk], aggr: AggrRead) -> Result<Option<Vec<(i6
             decode_xor(raw, &mut out)?;
             continue;
         }
+        let parts = c.parts();
         let pick = |x: &Option<Chunk>, name: &str| -> Result<Vec<(i64, f64)>, String> {
             let mut v = Vec::new();
             match x {
@@ -126,14 +128,14 @@ fn decode_replica(chunks: &[AggrChunk], aggr: AggrRead) -> Result<Option<Vec<(i6
             Ok(v)
         };
         match aggr {
-            AggrRead::Min => out.extend(pick(&c.min, "min")?),
-            AggrRead::Max => out.extend(pick(&c.max, "max")?),
-            AggrRead::Count => out.extend(pick(&c.count, "count")?),
-            AggrRead::Sum => out.extend(pick(&c.sum, "sum")?),
-            AggrRead::Counter => counter.push(pick(&c.counter, "counter")?, &mut out),
+            AggrRead::Min => out.extend(pick(&parts.min, "min")?),
+            AggrRead::Max => out.extend(pick(&parts.max, "max")?),
+            AggrRead::Count => out.extend(pick(&parts.count, "count")?),
+            AggrRead::Sum => out.extend(pick(&parts.sum, "sum")?),
+            AggrRead::Counter => counter.push(pick(&parts.counter, "counter")?, &mut out),
             AggrRead::Average => {
-                let sum = pick(&c.sum, "sum")?;
-                let count = pick(&c.count, "count")?;
+                let sum = pick(&parts.sum, "sum")?;
+                let count = pick(&parts.count, "count")?;
                 // Both aggregates sit at the same window-end timestamps.
                 let mut j = 0;
                 for (t, s) in sum {
@@ -197,7 +199,7 @@ impl CounterState {
 /// fast path), else the chunks back. Their data are moved, not cloned: each clone and drop
 /// of a chunk slice counts on the received frame's shared reference count, which the
 /// threads decoding frames count on too.
-fn raw_chunks(chunks: Vec<AggrChunk>) -> Result<Vec<ChunkData>, Vec<AggrChunk>> {
+fn raw_chunks(chunks: Vec<WireChunk>) -> Result<Vec<ChunkData>, Vec<WireChunk>> {
     let mut prev_max = i64::MIN;
     for c in &chunks {
         let Some(raw) = &c.raw else {
@@ -209,7 +211,7 @@ fn raw_chunks(chunks: Vec<AggrChunk>) -> Result<Vec<ChunkData>, Vec<AggrChunk>> 
         prev_max = c.max_time;
     }
     // A loop, not `collect`: collecting in place would keep (or shrink with a copy) the
-    // allocation of the much larger `AggrChunk`s.
+    // allocation of the larger `WireChunk`s.
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
         if let Some(raw) = c.raw {
@@ -309,7 +311,7 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
 
 /// The engine data of a series that has no replicas: its raw chunks when they can be
 /// handed over as they are, else its samples decoded.
-fn single(chunks: Vec<AggrChunk>, aggr: AggrRead) -> Result<SeriesData, String> {
+fn single(chunks: Vec<WireChunk>, aggr: AggrRead) -> Result<SeriesData, String> {
     Ok(match raw_chunks(chunks) {
         Ok(chunks) => SeriesData::Chunks(chunks),
         Err(chunks) => match decode_replica(&chunks, aggr)? {

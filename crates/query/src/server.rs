@@ -9,7 +9,7 @@ use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+    AggrChunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
     PartialResponseStrategy, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
     series_response,
 };
@@ -92,7 +92,7 @@ impl Store for QueryStoreService {
             }
             let mut it = series.into_iter().map(|(l, chunks)| Series {
                 labels: labels_from_model(&l),
-                chunks,
+                chunks: chunks.into_iter().map(AggrChunk::from).collect(),
             });
             loop {
                 let frame = if batch <= 1 {

@@ -8,7 +8,8 @@
 //! engine keeps, and chunk data stay slices of the received frame (no copy).
 //!
 //! The result is what the generated decoder followed by
-//! [`labels_to_model`](crate::convert::labels_to_model) gives, for any input, including
+//! [`labels_to_model`](crate::convert::labels_to_model) (and [`WireChunk::from`] for the
+//! chunks) gives, for any input, including
 //! protobuf's merge rules (a oneof set twice keeps the last, a `series` field that repeats
 //! merges into one series, unknown fields are skipped) and its errors (a malformed frame is an
 //! error, never a panic). The unit tests below check that against prost on encoded and on
@@ -25,7 +26,9 @@ pub mod cut;
 mod decode;
 
 pub use call::{SeriesMessages, call_series};
-pub use decode::{FrameError, SeriesFrame, WireSeries, decode_series_response};
+pub use decode::{
+    AggrParts, FrameError, SeriesFrame, WireChunk, WireSeries, decode_series_response,
+};
 
 /// The querier's codec for `/thanos.Store/Series`: requests are encoded as by every Store API
 /// client ([`crate::codec`]); each answer is handed on as the frame's bytes, for
@@ -83,7 +86,10 @@ mod tests {
     /// What the generated decoder and the label conversion make of `bytes`.
     fn by_prost(bytes: &[u8]) -> Result<SeriesFrame, prost::DecodeError> {
         let r = SeriesResponse::decode(Bytes::copy_from_slice(bytes))?;
-        let conv = |s: thanos::Series| (labels_to_model(s.labels), s.chunks);
+        let conv = |s: thanos::Series| {
+            let chunks = s.chunks.into_iter().map(WireChunk::from).collect();
+            (labels_to_model(s.labels), chunks)
+        };
         Ok(match r.result {
             None => SeriesFrame::Empty,
             Some(series_response::Result::Series(s)) => SeriesFrame::Series(vec![conv(s)]),
@@ -174,6 +180,40 @@ mod tests {
             r#"{__name__="m", job="j2", zone="z-2"}"#
         );
         assert_eq!(batch[2].1.len(), 2);
+    }
+
+    #[test]
+    fn wire_chunks_are_small_and_convert_both_ways() {
+        // The reason the type exists: a raw chunk without the generated struct's empty room.
+        assert!(std::mem::size_of::<WireChunk>() <= 72);
+        for i in 0..6 {
+            for c in series(i).chunks {
+                let w = WireChunk::from(c.clone());
+                // Raw data keeps no box for the downsampled parts.
+                assert_eq!(w.aggr.is_some(), c.count.is_some(), "series {i}");
+                assert_eq!(w.parts().count, c.count);
+                assert_eq!(AggrChunk::from(w), c);
+            }
+        }
+        let every_part = AggrChunk {
+            min_time: -1,
+            max_time: 1,
+            raw: None,
+            count: Some(Chunk::default()),
+            sum: Some(Chunk {
+                r#type: 1,
+                data: Bytes::from_static(b"s"),
+                hash: 2,
+            }),
+            min: Some(Chunk::default()),
+            max: Some(Chunk::default()),
+            counter: Some(Chunk::default()),
+        };
+        assert_eq!(
+            AggrChunk::from(WireChunk::from(every_part.clone())),
+            every_part
+        );
+        assert_eq!(WireChunk::default().parts(), &AggrParts::default());
     }
 
     #[test]
