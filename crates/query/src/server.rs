@@ -3,15 +3,16 @@
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
 //! querier deduplicates), with `without_replica_labels` applied here.
 
+use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
-use strata_storepb::server::{SeriesFrames, spawn_series};
+use strata_storepb::server::{SeriesFrames, SeriesSender, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    AggrChunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    PartialResponseStrategy, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
-    series_response,
+    AggrChunk, EncodedSeries, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch, SeriesRequest,
+    SeriesResponse, ZLabelSet, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -56,10 +57,66 @@ fn without_replicas(series: Vec<WireSeries>, names: &[String]) -> Vec<WireSeries
     out
 }
 
+/// Cuts the series a Series call answers into frames of `batch` series each, encoded
+/// straight from the received chunks ([`EncodedSeries::push_wire`]); a client that asked for
+/// no batching gets one `Series` message per frame.
+struct FrameWriter {
+    batch: usize,
+    pending: EncodedSeries,
+}
+
+impl FrameWriter {
+    fn new(batch: usize) -> Self {
+        FrameWriter {
+            batch,
+            pending: EncodedSeries::default(),
+        }
+    }
+
+    /// Adds a series; returns a frame when one is full.
+    fn push(&mut self, (labels, mut chunks): WireSeries) -> Option<SeriesResponse> {
+        if self.batch <= 1 {
+            return Some(SeriesResponse::series(Series {
+                labels: labels_from_model(&labels),
+                chunks: chunks.into_iter().map(AggrChunk::from).collect(),
+            }));
+        }
+        self.pending.push_wire(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut chunks,
+        );
+        (self.pending.count() >= self.batch).then(|| self.take())
+    }
+
+    /// The last, partial frame, if any series are left.
+    fn finish(&mut self) -> Option<SeriesResponse> {
+        (!self.pending.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> SeriesResponse {
+        SeriesResponse {
+            result: Some(series_response::Result::Batch(SeriesBatch {
+                series: Vec::new(),
+                encoded: self.pending.take(),
+            })),
+        }
+    }
+}
+
+/// Sends `frame`; `false` when the client went away.
+async fn send(tx: &SeriesSender, frame: SeriesResponse) -> bool {
+    tx.send(Ok(frame)).await.is_ok()
+}
+
 #[tonic::async_trait]
 impl Store for QueryStoreService {
     type SeriesStream = SeriesFrames;
 
+    /// Without replica labels to strip, the merged series are passed on as the stores send
+    /// them ([`Fanout::series_stream`]), so a querier between a global querier and its
+    /// stores holds a few frames per store, not the whole selection, and the querier above
+    /// receives the first series while the rest are in transit. Stripping replica labels
+    /// reorders the series, so that case collects the selection and re-sorts it first.
     async fn series(
         &self,
         request: Request<SeriesRequest>,
@@ -68,50 +125,71 @@ impl Store for QueryStoreService {
         matchers_to_model(&req.matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
         let strip_names = std::mem::take(&mut req.without_replica_labels);
-        let limit = usize::try_from(req.limit).unwrap_or(0);
+        let limit = usize::try_from(req.limit)
+            .ok()
+            .filter(|&l| l > 0)
+            .unwrap_or(usize::MAX);
         if !strip_names.is_empty() {
             // Stripping can merge series, so the stores' first N are not enough.
             req.limit = 0;
         }
-        let batch = usize::try_from(req.response_batch_size).unwrap_or(0).max(1);
+        let mut frames = FrameWriter::new(usize::try_from(req.response_batch_size).unwrap_or(0));
         req.response_batch_size = crate::fanout::RESPONSE_BATCH;
+        if strip_names.is_empty() {
+            let fanout = self.fanout.clone();
+            return Ok(Response::new(spawn_series(move |tx| async move {
+                let (merged_tx, mut merged) = tokio::sync::mpsc::channel(1);
+                // Aborted when this call ends (the client went away, or the limit is met).
+                let _merge = CallTask::spawn(async move {
+                    fanout.series_stream(req, partial, &[], merged_tx).await;
+                });
+                let mut sent = 0usize;
+                while let Some(batch) = merged.recv().await {
+                    let batch = batch.map_err(to_status)?;
+                    for w in batch.warnings {
+                        if !send(&tx, SeriesResponse::warning(w)).await {
+                            return Ok(());
+                        }
+                    }
+                    for s in batch.items.into_iter().take(limit - sent) {
+                        sent += 1;
+                        if let Some(f) = frames.push(s)
+                            && !send(&tx, f).await
+                        {
+                            return Ok(());
+                        }
+                    }
+                    if sent == limit {
+                        break;
+                    }
+                }
+                if let Some(f) = frames.finish() {
+                    send(&tx, f).await;
+                }
+                Ok(())
+            })));
+        }
         let merged = self
             .fanout
             .series(req, partial, &[])
             .await
             .map_err(to_status)?;
-        let mut series = without_replicas(merged.items, &strip_names);
-        if limit > 0 {
-            series.truncate(limit);
-        }
+        let series = without_replicas(merged.items, &strip_names);
         Ok(Response::new(spawn_series(move |tx| async move {
             for w in merged.warnings {
-                if tx.send(Ok(SeriesResponse::warning(w))).await.is_err() {
+                if !send(&tx, SeriesResponse::warning(w)).await {
                     return Ok(());
                 }
             }
-            let mut it = series.into_iter().map(|(l, chunks)| Series {
-                labels: labels_from_model(&l),
-                chunks: chunks.into_iter().map(AggrChunk::from).collect(),
-            });
-            loop {
-                let frame = if batch <= 1 {
-                    match it.next() {
-                        Some(s) => SeriesResponse::series(s),
-                        None => break,
-                    }
-                } else {
-                    let b: Vec<Series> = it.by_ref().take(batch).collect();
-                    if b.is_empty() {
-                        break;
-                    }
-                    SeriesResponse {
-                        result: Some(series_response::Result::Batch(SeriesBatch::of(b))),
-                    }
-                };
-                if tx.send(Ok(frame)).await.is_err() {
+            for s in series.into_iter().take(limit) {
+                if let Some(f) = frames.push(s)
+                    && !send(&tx, f).await
+                {
                     return Ok(());
                 }
+            }
+            if let Some(f) = frames.finish() {
+                send(&tx, f).await;
             }
             Ok(())
         })))

@@ -949,3 +949,59 @@ async fn a_store_sending_unsorted_series_within_a_frame_is_named() {
         "{warnings:?}"
     );
 }
+
+/// The querier's Store API hands on merged series while its stores are still sending: a
+/// querier above it receives the first series although the store below has stalled (with
+/// the whole selection collected first, nothing would arrive before the store's
+/// response timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_querier_store_api_streams_what_has_arrived() {
+    use strata_storepb::thanos::store_client::StoreClient;
+    use strata_storepb::thanos::{SeriesRequest, series_response};
+    let names: Vec<String> = (0..600).map(|i| format!("m{i:05}")).collect();
+    let mut store = CountingStore::new(Duration::ZERO);
+    store.frames = names
+        .chunks(100)
+        .map(|c| batch_frame(c.iter().map(|n| wire_series(n, &[0])).collect()))
+        .collect();
+    store.hang = true;
+    let (addr, _stop) = store.start().await;
+    let timeout = Duration::from_secs(20);
+    let (mid, _stop_mid) = serve_querier(fanout(&[addr.to_string()], Some(timeout)).await).await;
+    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let started = Instant::now();
+    let mut stream = client
+        .series(SeriesRequest {
+            min_time: 0,
+            max_time: 1,
+            matchers: vec![strata_storepb::thanos::LabelMatcher {
+                r#type: 2, // regex match
+                name: "__name__".into(),
+                value: "m.*".into(),
+            }],
+            response_batch_size: 64,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got: Vec<String> = Vec::new();
+    while got.len() < strata_query::fanout::STREAM_FIRST_BATCH {
+        let frame = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("frames while the store below stalls")
+            .unwrap()
+            .expect("the call still open");
+        let Some(series_response::Result::Batch(b)) = frame.result else {
+            panic!("expected a batch frame, got {frame:?}");
+        };
+        assert!(b.series.len() <= 64, "{} series in a frame", b.series.len());
+        got.extend(b.series.iter().map(|s| s.labels[0].value.clone()));
+    }
+    assert!(
+        started.elapsed() < timeout / 2,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(got, names[..got.len()]);
+}

@@ -15,6 +15,7 @@
 use bytes::{BufMut, Bytes};
 use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
 
+use crate::frame::WireChunk;
 use crate::thanos::{AggrChunk, Chunk, Series};
 
 /// `thanos.SeriesBatch`: a frame of several series.
@@ -131,13 +132,40 @@ fn chunk_fields_len(r#type: i32, data_len: usize, hash: u64) -> usize {
 
 fn aggr_chunk_len(c: &AggrChunk) -> usize {
     let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
-    varint_field_len(c.min_time as u64)
-        + varint_field_len(c.max_time as u64)
-        + parts
-            .iter()
-            .filter_map(|p| p.as_ref())
-            .map(|p| delimited_len(chunk_len(p)))
-            .sum::<usize>()
+    aggr_fields_len(c.min_time, c.max_time, parts.into_iter().flatten())
+}
+
+/// Length of an `AggrChunk` message's fields: its times and the parts present.
+fn aggr_fields_len<'a>(
+    min_time: i64,
+    max_time: i64,
+    parts: impl Iterator<Item = &'a Chunk>,
+) -> usize {
+    varint_field_len(min_time as u64)
+        + varint_field_len(max_time as u64)
+        + parts.map(|p| delimited_len(chunk_len(p))).sum::<usize>()
+}
+
+/// A [`WireChunk`]'s parts in `AggrChunk` field order (3 to 8), absent ones `None`.
+fn wire_parts(c: &mut WireChunk) -> [Option<&mut Chunk>; 6] {
+    let raw = c.raw.as_mut();
+    match c.aggr.as_deref_mut() {
+        None => [raw, None, None, None, None, None],
+        Some(a) => [
+            raw,
+            a.count.as_mut(),
+            a.sum.as_mut(),
+            a.min.as_mut(),
+            a.max.as_mut(),
+            a.counter.as_mut(),
+        ],
+    }
+}
+
+fn wire_chunk_len(c: &WireChunk) -> usize {
+    let p = c.parts();
+    let parts = [&c.raw, &p.count, &p.sum, &p.min, &p.max, &p.counter];
+    aggr_fields_len(c.min_time, c.max_time, parts.into_iter().flatten())
 }
 
 /// A raw chunk to send as an `AggrChunk` with only `raw` set (see
@@ -247,26 +275,61 @@ impl EncodedSeries {
         // The chunks are read in place and only their data taken: moving the large
         // `AggrChunk` structs out one by one was a measurable share of the gateway's copying.
         for c in chunks.iter_mut() {
-            encode_key(2, WireType::LengthDelimited, &mut self.head);
-            encode_varint(aggr_chunk_len(c) as u64, &mut self.head);
-            put_varint_field(1, c.min_time as u64, &mut self.head);
-            put_varint_field(2, c.max_time as u64, &mut self.head);
+            let len = aggr_chunk_len(c);
             let parts = [
-                &mut c.raw,
-                &mut c.count,
-                &mut c.sum,
-                &mut c.min,
-                &mut c.max,
-                &mut c.counter,
+                c.raw.as_mut(),
+                c.count.as_mut(),
+                c.sum.as_mut(),
+                c.min.as_mut(),
+                c.max.as_mut(),
+                c.counter.as_mut(),
             ];
-            for (tag, p) in (3u32..).zip(parts) {
-                if let Some(p) = p {
-                    self.put_chunk(tag, p);
-                }
-            }
+            self.put_aggr_chunk(len, c.min_time, c.max_time, parts);
         }
         chunks.clear();
         self.count += 1;
+    }
+
+    /// [`EncodedSeries::push`] for the chunks a querier received ([`WireChunk`]s): the same
+    /// bytes as for the `AggrChunk`s they convert to, without converting (a querier serving
+    /// the Store API to a querier above it hands on what its stores sent). `chunks` is left
+    /// empty, its allocation kept.
+    pub fn push_wire<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        labels: impl Iterator<Item = (N, V)> + Clone,
+        chunks: &mut Vec<WireChunk>,
+    ) {
+        let chunks_len: usize = chunks
+            .iter()
+            .map(|c| delimited_len(wire_chunk_len(c)))
+            .sum();
+        self.put_series_head(labels, chunks_len);
+        for c in chunks.iter_mut() {
+            let (len, min_time, max_time) = (wire_chunk_len(c), c.min_time, c.max_time);
+            self.put_aggr_chunk(len, min_time, max_time, wire_parts(c));
+        }
+        chunks.clear();
+        self.count += 1;
+    }
+
+    /// One `Series.chunks` entry: an `AggrChunk` of `len` bytes with `parts` as fields 3 to
+    /// 8, their data taken.
+    fn put_aggr_chunk(
+        &mut self,
+        len: usize,
+        min_time: i64,
+        max_time: i64,
+        parts: [Option<&mut Chunk>; 6],
+    ) {
+        encode_key(2, WireType::LengthDelimited, &mut self.head);
+        encode_varint(len as u64, &mut self.head);
+        put_varint_field(1, min_time as u64, &mut self.head);
+        put_varint_field(2, max_time as u64, &mut self.head);
+        for (tag, p) in (3u32..).zip(parts) {
+            if let Some(p) = p {
+                self.put_chunk(tag, p);
+            }
+        }
     }
 
     /// [`EncodedSeries::push`] for a series whose chunks are all raw (not downsampled): the

@@ -410,6 +410,84 @@ fn encoded_series_are_what_prost_writes() {
     assert_eq!(frame.encode_to_vec(), want.encode_to_vec());
 }
 
+/// `encoded` is byte for byte what prost writes for a batch of `structs`, and decodes back to
+/// them.
+fn assert_encoded_as_prost(
+    encoded: strata_storepb::thanos::EncodedSeries,
+    structs: Vec<strata_storepb::thanos::Series>,
+) {
+    let by_prost = SeriesBatch::of(structs);
+    let by_hand = SeriesBatch {
+        series: Vec::new(),
+        encoded,
+    };
+    assert_eq!(by_hand.encoded_len(), by_prost.encoded_len());
+    assert_eq!(by_hand.encode_to_vec(), by_prost.encode_to_vec());
+    assert_eq!(
+        SeriesBatch::decode(by_hand.encode_to_vec().as_slice()).unwrap(),
+        by_prost
+    );
+}
+
+/// Series of a querier's received chunks ([`WireChunk`]s, raw and downsampled, hashes set
+/// or not) encoded with [`EncodedSeries::push_wire`] are byte for byte what prost writes for
+/// the `AggrChunk`s they convert to.
+#[test]
+fn wire_chunk_series_are_what_prost_writes() {
+    use strata_storepb::frame::WireChunk;
+    use strata_storepb::thanos::{AggrChunk, Chunk, EncodedSeries, Series, chunk};
+    let ch = |t: i32, len: usize, hash: u64| Chunk {
+        r#type: t,
+        data: bytes::Bytes::from(vec![0x5Au8; len]),
+        hash,
+    };
+    let xor = chunk::Encoding::Xor as i32;
+    let chunks = [
+        AggrChunk::raw(-5, 1_700_000_000_000, ch(xor, 300, 0)),
+        AggrChunk::raw(0, 0, ch(xor, 0, 0)),
+        AggrChunk::raw(i64::MIN, i64::MAX, ch(3, 16_384, u64::MAX)),
+        // Downsampled: some aggregates, with and without the raw part.
+        AggrChunk {
+            min_time: 10,
+            max_time: 20,
+            count: Some(ch(xor, 127, 0)),
+            sum: Some(ch(xor, 128, 7)),
+            counter: Some(ch(xor, 1, 0)),
+            ..Default::default()
+        },
+        AggrChunk {
+            min_time: 30,
+            max_time: 40,
+            raw: Some(ch(xor, 2, 0)),
+            min: Some(ch(0, 0, 0)),
+            max: Some(ch(xor, 5, 1)),
+            ..Default::default()
+        },
+        // No part at all.
+        AggrChunk {
+            min_time: 50,
+            max_time: 60,
+            ..Default::default()
+        },
+    ];
+    let labels = two_labels();
+    let mut encoded = EncodedSeries::default();
+    let mut structs = Vec::new();
+    for n in 0..=chunks.len() {
+        let mut wire: Vec<WireChunk> = chunks[..n].iter().cloned().map(WireChunk::from).collect();
+        encoded.push_wire(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &mut wire,
+        );
+        assert!(wire.is_empty());
+        structs.push(Series {
+            labels: labels.clone(),
+            chunks: chunks[..n].to_vec(),
+        });
+    }
+    assert_encoded_as_prost(encoded, structs);
+}
+
 /// Series of raw chunks encoded with [`EncodedSeries::push_raw`] are byte for byte what prost
 /// writes for `AggrChunk`s with only `raw` set.
 #[test]
@@ -473,17 +551,7 @@ fn raw_chunk_series_are_what_prost_writes() {
                 .collect(),
         });
     }
-    let by_prost = SeriesBatch::of(structs);
-    let by_hand = SeriesBatch {
-        series: Vec::new(),
-        encoded,
-    };
-    assert_eq!(by_hand.encoded_len(), by_prost.encoded_len());
-    assert_eq!(by_hand.encode_to_vec(), by_prost.encode_to_vec());
-    assert_eq!(
-        SeriesBatch::decode(by_hand.encode_to_vec().as_slice()).unwrap(),
-        by_prost
-    );
+    assert_encoded_as_prost(encoded, structs);
 }
 
 /// Label sets written by [`EncodedSeries`] around the one-byte length limit of its short-label

@@ -223,13 +223,15 @@ pub async fn served_tls(bucket: Bucket, data: &Path, cert: &Path, key: &Path) ->
 }
 
 /// A Store API double that answers Info (type `store`, all time, no labels) and answers every
-/// Series call with `frames` (none unless set) after `delay`, counting how many Series calls
-/// are in flight at once: for `--query.max-concurrent-select`, and for stores that break the
-/// protocol's rules.
+/// Series call with `frames` (none unless set) after `delay`, then ends the call (or, with
+/// `hang`, keeps it open without sending more), counting how many Series calls are in flight
+/// at once: for `--query.max-concurrent-select`, for stores that break the protocol's rules,
+/// and for stores that stall halfway.
 #[derive(Debug, Clone)]
 pub struct CountingStore {
     pub delay: Duration,
     pub frames: Vec<strata_storepb::thanos::SeriesResponse>,
+    pub hang: bool,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     calls: Arc<std::sync::atomic::AtomicUsize>,
@@ -240,6 +242,7 @@ impl CountingStore {
         CountingStore {
             delay,
             frames: Vec::new(),
+            hang: false,
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
             calls: Arc::default(),
@@ -289,8 +292,9 @@ impl Drop for InFlight {
 
 #[tonic::async_trait]
 impl strata_storepb::thanos::store_server::Store for CountingStore {
-    type SeriesStream = futures::stream::Iter<
-        std::vec::IntoIter<Result<strata_storepb::thanos::SeriesResponse, tonic::Status>>,
+    type SeriesStream = futures::stream::BoxStream<
+        'static,
+        Result<strata_storepb::thanos::SeriesResponse, tonic::Status>,
     >;
 
     async fn series(
@@ -303,8 +307,14 @@ impl strata_storepb::thanos::store_server::Store for CountingStore {
         let _guard = InFlight(self.in_flight.clone());
         self.max_in_flight.fetch_max(now, SeqCst);
         tokio::time::sleep(self.delay).await;
+        use futures::StreamExt;
         let frames: Vec<_> = self.frames.iter().cloned().map(Ok).collect();
-        Ok(tonic::Response::new(futures::stream::iter(frames)))
+        let frames = futures::stream::iter(frames);
+        Ok(tonic::Response::new(if self.hang {
+            frames.chain(futures::stream::pending()).boxed()
+        } else {
+            frames.boxed()
+        }))
     }
 
     async fn label_names(
