@@ -3,7 +3,7 @@
 //! and the conversion to engine series.
 //!
 //! `fanout_profile HOST:PORT METRIC MINT_MS MAXT_MS [REPEAT]` (`BATCH=N` asks for N series
-//! per frame; `FANOUT_ONLY=1` skips the bare call). `HOPS=1` instead times the querier's own
+//! per frame; `STRIP=a,b` sets `without_replica_labels`; `FANOUT_ONLY=1` skips the bare call). `HOPS=1` instead times the querier's own
 //! Series reader alone (`strata_storepb::frame::call_series` over a channel set up as the
 //! querier's: 4 MiB HTTP/2 frames, no delay): until the answer's headers, its first message
 //! and its last, with nothing decoded, to tell the transport from the decoding and merging.
@@ -33,6 +33,8 @@ async fn main() {
         max_time: maxt,
         matchers: vec![matcher_from_model(&Matcher::equal("__name__", metric))],
         response_batch_size: std::env::var("BATCH").map_or(0, |b| b.parse().expect("BATCH")),
+        without_replica_labels: std::env::var("STRIP")
+            .map_or(Vec::new(), |s| s.split(',').map(str::to_string).collect()),
         ..Default::default()
     };
     let median = |mut v: Vec<f64>| {

@@ -661,6 +661,9 @@ pub struct EndpointInfo {
     pub max_time: i64,
     /// Whether it offers the Store API at all.
     pub has_store: bool,
+    /// Whether its Series calls strip the labels named in `without_replica_labels` and
+    /// still send series sorted (`StoreInfo.supports_without_replica_labels`).
+    pub strips_replica_labels: bool,
 }
 
 /// An endpoint the fan-out may query.
@@ -676,6 +679,8 @@ pub struct StoreEndpoint {
     pub label_sets: Vec<Labels>,
     pub min_time: i64,
     pub max_time: i64,
+    /// See [`EndpointInfo::strips_replica_labels`] (false until the endpoint has said).
+    pub strips_replica_labels: bool,
 }
 
 /// One endpoint's state, for queries and `/api/v1/stores`.
@@ -827,6 +832,9 @@ async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
                 min_time: store.as_ref().map_or(i64::MIN, |s| s.min_time),
                 max_time: store.as_ref().map_or(i64::MAX, |s| s.max_time),
                 has_store: store.is_some(),
+                strips_replica_labels: store
+                    .as_ref()
+                    .is_some_and(|s| s.supports_without_replica_labels),
             })
         }
         Ok(Err(status)) => Err(format!("Info call: {}", status.message())),
@@ -874,6 +882,8 @@ fn merge_group_info(
         min_time: ok.iter().map(|i| i.min_time).min().unwrap_or(i64::MIN),
         max_time: ok.iter().map(|i| i.max_time).max().unwrap_or(i64::MAX),
         has_store: ok.iter().any(|i| i.has_store),
+        // A call goes to any one member.
+        strips_replica_labels: ok.iter().all(|i| i.strips_replica_labels),
     })
 }
 
@@ -1293,9 +1303,14 @@ impl EndpointSet {
         st.values()
             .filter(|s| s.strict || (s.healthy && s.info.as_ref().is_some_and(|i| i.has_store)))
             .map(|s| {
-                let (label_sets, min_time, max_time) = match &s.info {
-                    Some(i) => (i.label_sets.clone(), i.min_time, i.max_time),
-                    None => (Vec::new(), i64::MIN, i64::MAX),
+                let (label_sets, min_time, max_time, strips_replica_labels) = match &s.info {
+                    Some(i) => (
+                        i.label_sets.clone(),
+                        i.min_time,
+                        i.max_time,
+                        i.strips_replica_labels,
+                    ),
+                    None => (Vec::new(), i64::MIN, i64::MAX, false),
                 };
                 StoreEndpoint {
                     addr: s.addr.clone(),
@@ -1304,6 +1319,7 @@ impl EndpointSet {
                     label_sets,
                     min_time,
                     max_time,
+                    strips_replica_labels,
                 }
             })
             .collect()

@@ -542,6 +542,42 @@ async fn read_frames(
     }
 }
 
+/// [`read_series`] for a store that does not strip `req.without_replica_labels` itself (it
+/// did not say it can in its Info): its whole answer is collected, stripped here and
+/// re-sorted (stripping reorders series and can make several one), then handed on as one
+/// frame. Asked without a limit, since stripping can merge its first series.
+async fn read_stripped_here(
+    client: SeriesClient,
+    addr: String,
+    mut req: SeriesRequest,
+    frame_timeout: Duration,
+    deadline: tokio::time::Instant,
+    tx: tokio::sync::mpsc::Sender<StoreItem>,
+) {
+    let names = std::mem::take(&mut req.without_replica_labels);
+    req.limit = 0;
+    let (series, warnings) = match call_series(client, &addr, req, frame_timeout, deadline).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    for w in warnings {
+        if tx.send(Ok(StoreFrame::Warning(w))).await.is_err() {
+            return;
+        }
+    }
+    let mut series: Vec<WireSeries> = series
+        .into_iter()
+        .map(|(l, c)| (crate::series::strip_owned(l, &names), c))
+        .collect();
+    sort_and_join(&mut series);
+    if !series.is_empty() {
+        let _ = tx.send(Ok(StoreFrame::Series(series))).await;
+    }
+}
+
 /// Appends `s` to `series`, or its chunks to the last series when the labels are equal: a
 /// store may split one series across frames, and equal labels in a row are one series.
 fn push_joined(series: &mut Vec<WireSeries>, (labels, chunks): WireSeries) {
@@ -692,19 +728,31 @@ impl Fanout {
         let stores = self.stores_for(&matchers, req.min_time, req.max_time, store_match);
         let frame_timeout = self.frame_timeout();
         let deadline = tokio::time::Instant::now() + self.max_wait;
+        let strip = &req.without_replica_labels;
         let mut cursors: Vec<StoreCursor> = stores
             .into_iter()
             .map(|s| {
                 let (tx, rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
-                tokio::spawn(read_series(
-                    s.series,
-                    s.addr.clone(),
-                    req.clone(),
-                    frame_timeout,
-                    deadline,
-                    true,
-                    tx,
-                ));
+                if strip.is_empty() || s.strips_replica_labels {
+                    tokio::spawn(read_series(
+                        s.series,
+                        s.addr.clone(),
+                        req.clone(),
+                        frame_timeout,
+                        deadline,
+                        true,
+                        tx,
+                    ));
+                } else {
+                    tokio::spawn(read_stripped_here(
+                        s.series,
+                        s.addr.clone(),
+                        req.clone(),
+                        frame_timeout,
+                        deadline,
+                        tx,
+                    ));
+                }
                 StoreCursor {
                     addr: s.addr,
                     rx,

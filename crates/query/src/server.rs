@@ -1,7 +1,8 @@
 //! The querier's own Store API, so that a global querier can sit on top of per-cluster
 //! queriers: Info reports type `query` with the union of the endpoints' label sets and time
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
-//! querier deduplicates), with `without_replica_labels` applied here.
+//! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
+//! that cannot, by the fan-out.
 
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
@@ -17,8 +18,7 @@ use strata_storepb::thanos::{
 use tonic::{Request, Response, Status};
 
 use crate::error::QueryError;
-use crate::fanout::{Fanout, WireSeries, sort_and_join};
-use crate::series::strip;
+use crate::fanout::{Fanout, WireSeries};
 
 /// The Store and Info services over a [`Fanout`].
 #[derive(Debug, Clone)]
@@ -41,20 +41,6 @@ fn to_status(e: QueryError) -> Status {
 
 fn is_partial(disabled: bool, strategy: i32) -> bool {
     !disabled && strategy != PartialResponseStrategy::Abort as i32
-}
-
-/// Strips `names` from every series and restores the sort order, merging series that
-/// became equal.
-fn without_replicas(series: Vec<WireSeries>, names: &[String]) -> Vec<WireSeries> {
-    if names.is_empty() {
-        return series;
-    }
-    let mut out: Vec<WireSeries> = series
-        .into_iter()
-        .map(|(l, c)| (strip(&l, names), c))
-        .collect();
-    sort_and_join(&mut out);
-    out
 }
 
 /// Cuts the series a Series call answers into frames of `batch` series each, encoded
@@ -112,11 +98,12 @@ async fn send(tx: &SeriesSender, frame: SeriesResponse) -> bool {
 impl Store for QueryStoreService {
     type SeriesStream = SeriesFrames;
 
-    /// Without replica labels to strip, the merged series are passed on as the stores send
-    /// them ([`Fanout::series_stream`]), so a querier between a global querier and its
-    /// stores holds a few frames per store, not the whole selection, and the querier above
-    /// receives the first series while the rest are in transit. Stripping replica labels
-    /// reorders the series, so that case collects the selection and re-sorts it first.
+    /// The merged series are passed on as the stores send them ([`Fanout::series_stream`]),
+    /// so a querier between a global querier and its stores holds a few frames per store, not
+    /// the whole selection, and the querier above receives the first series while the rest
+    /// are in transit. `without_replica_labels` goes on to the stores, which strip and
+    /// re-sort themselves when they say they can (every Strata and recent Thanos store does);
+    /// the answers of the others are stripped and sorted here, each collected first.
     async fn series(
         &self,
         request: Request<SeriesRequest>,
@@ -124,68 +111,37 @@ impl Store for QueryStoreService {
         let mut req = request.into_inner();
         matchers_to_model(&req.matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
-        let strip_names = std::mem::take(&mut req.without_replica_labels);
         let limit = usize::try_from(req.limit)
             .ok()
             .filter(|&l| l > 0)
             .unwrap_or(usize::MAX);
-        if !strip_names.is_empty() {
-            // Stripping can merge series, so the stores' first N are not enough.
-            req.limit = 0;
-        }
         let mut frames = FrameWriter::new(usize::try_from(req.response_batch_size).unwrap_or(0));
         req.response_batch_size = crate::fanout::RESPONSE_BATCH;
-        if strip_names.is_empty() {
-            let fanout = self.fanout.clone();
-            return Ok(Response::new(spawn_series(move |tx| async move {
-                let (merged_tx, mut merged) = tokio::sync::mpsc::channel(1);
-                // Aborted when this call ends (the client went away, or the limit is met).
-                let _merge = CallTask::spawn(async move {
-                    fanout.series_stream(req, partial, &[], merged_tx).await;
-                });
-                let mut sent = 0usize;
-                while let Some(batch) = merged.recv().await {
-                    let batch = batch.map_err(to_status)?;
-                    for w in batch.warnings {
-                        if !send(&tx, SeriesResponse::warning(w)).await {
-                            return Ok(());
-                        }
-                    }
-                    for s in batch.items.into_iter().take(limit - sent) {
-                        sent += 1;
-                        if let Some(f) = frames.push(s)
-                            && !send(&tx, f).await
-                        {
-                            return Ok(());
-                        }
-                    }
-                    if sent == limit {
-                        break;
-                    }
-                }
-                if let Some(f) = frames.finish() {
-                    send(&tx, f).await;
-                }
-                Ok(())
-            })));
-        }
-        let merged = self
-            .fanout
-            .series(req, partial, &[])
-            .await
-            .map_err(to_status)?;
-        let series = without_replicas(merged.items, &strip_names);
+        let fanout = self.fanout.clone();
         Ok(Response::new(spawn_series(move |tx| async move {
-            for w in merged.warnings {
-                if !send(&tx, SeriesResponse::warning(w)).await {
-                    return Ok(());
+            let (merged_tx, mut merged) = tokio::sync::mpsc::channel(1);
+            // Aborted when this call ends (the client went away, or the limit is met).
+            let _merge = CallTask::spawn(async move {
+                fanout.series_stream(req, partial, &[], merged_tx).await;
+            });
+            let mut sent = 0usize;
+            while let Some(batch) = merged.recv().await {
+                let batch = batch.map_err(to_status)?;
+                for w in batch.warnings {
+                    if !send(&tx, SeriesResponse::warning(w)).await {
+                        return Ok(());
+                    }
                 }
-            }
-            for s in series.into_iter().take(limit) {
-                if let Some(f) = frames.push(s)
-                    && !send(&tx, f).await
-                {
-                    return Ok(());
+                for s in batch.items.into_iter().take(limit - sent) {
+                    sent += 1;
+                    if let Some(f) = frames.push(s)
+                        && !send(&tx, f).await
+                    {
+                        return Ok(());
+                    }
+                }
+                if sent == limit {
+                    break;
                 }
             }
             if let Some(f) = frames.finish() {

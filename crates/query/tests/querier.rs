@@ -18,7 +18,14 @@ async fn querier_store_api_passes_acceptance() {
     let tmp = tempfile::tempdir().unwrap();
     let (reference, served) = two_gateways(tmp.path()).await;
     let addrs: Vec<String> = served.iter().map(|s| s.addr.to_string()).collect();
-    let (addr, _stop) = serve_querier(fanout(&addrs, None).await).await;
+    let f = fanout(&addrs, None).await;
+    // The gateways strip replica labels themselves, so the querier passes that on to them.
+    assert!(
+        f.endpoints.stores().iter().all(|s| s.strips_replica_labels),
+        "{:?}",
+        f.endpoints.status()
+    );
+    let (addr, _stop) = serve_querier(f).await;
     let mut client = StoreApiClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -33,6 +40,7 @@ async fn querier_store_api_passes_acceptance() {
     run_acceptance(&mut client, &reference).await.unwrap();
     let info = client.info.info(InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.component_type, "query");
+    assert!(info.store.unwrap().supports_without_replica_labels);
     assert_eq!(info.label_sets.len(), 2);
 }
 
@@ -1004,4 +1012,100 @@ async fn the_querier_store_api_streams_what_has_arrived() {
         started.elapsed()
     );
     assert_eq!(got, names[..got.len()]);
+}
+
+/// `without_replica_labels` through the querier's Store API, from a store that does not
+/// strip labels itself (its Info does not say it can, like Thanos stores before v0.31): the
+/// fan-out strips its answer, re-sorts it (stripping reorders series here) and joins the
+/// series that became equal, chunks of both kept; `limit` counts the stripped series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_labels_are_stripped_for_a_store_that_cannot() {
+    use strata_storepb::thanos::store_client::StoreClient;
+    use strata_storepb::thanos::{Label, Series, SeriesRequest};
+    let series = |pairs: &[(&str, &str)], t: i64| Series {
+        labels: pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        chunks: vec![wire_chunk(t)],
+    };
+    let mut store = CountingStore::new(Duration::ZERO);
+    store.frames = vec![
+        batch_frame(vec![
+            series(
+                &[("__name__", "m"), ("a", "1"), ("replica", "x"), ("z", "2")],
+                10,
+            ),
+            series(
+                &[("__name__", "m"), ("a", "1"), ("replica", "y"), ("z", "1")],
+                20,
+            ),
+        ]),
+        batch_frame(vec![
+            series(
+                &[("__name__", "m"), ("a", "1"), ("replica", "y"), ("z", "2")],
+                30,
+            ),
+            series(&[("__name__", "m"), ("b", "1"), ("replica", "x")], 40),
+        ]),
+    ];
+    let (addr, _stop) = store.start().await;
+    let (mid, _stop_mid) = serve_querier(fanout(&[addr.to_string()], None).await).await;
+    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let call = |limit: i64, strip: Vec<String>| SeriesRequest {
+        min_time: 0,
+        max_time: 100,
+        matchers: vec![strata_storepb::thanos::LabelMatcher {
+            r#type: 0,
+            name: "__name__".into(),
+            value: "m".into(),
+        }],
+        without_replica_labels: strip,
+        response_batch_size: 2,
+        limit,
+        ..Default::default()
+    };
+    let read = async |client: &mut StoreClient<tonic::transport::Channel>, req| {
+        let mut stream = client.series(req).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(frame) = stream.message().await.unwrap() {
+            use strata_storepb::thanos::series_response::Result as R;
+            let batch = match frame.result {
+                Some(R::Batch(b)) => b.series,
+                Some(R::Series(s)) => vec![s],
+                other => panic!("unexpected frame {other:?}"),
+            };
+            for s in batch {
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                let times: Vec<i64> = s.chunks.iter().map(|c| c.min_time).collect();
+                got.push((labels.join(","), times));
+            }
+        }
+        got
+    };
+    let stripped = vec!["replica".to_string()];
+    assert_eq!(
+        read(&mut client, call(0, stripped.clone())).await,
+        [
+            ("__name__=m,a=1,z=1".to_string(), vec![20]),
+            ("__name__=m,a=1,z=2".to_string(), vec![10, 30]),
+            ("__name__=m,b=1".to_string(), vec![40]),
+        ]
+    );
+    assert_eq!(
+        read(&mut client, call(2, stripped)).await,
+        [
+            ("__name__=m,a=1,z=1".to_string(), vec![20]),
+            ("__name__=m,a=1,z=2".to_string(), vec![10, 30]),
+        ]
+    );
+    // Nothing to strip: the store's series as sent.
+    assert_eq!(read(&mut client, call(0, Vec::new())).await.len(), 4);
 }
