@@ -8,8 +8,9 @@
 //!
 //! Series come from remote read with `STREAMED_XOR_CHUNKS` (Prometheus' own chunks, passed
 //! through without decoding; XOR = 1 there, 0 here) and fall back to `SAMPLES`, re-encoded into
-//! XOR chunks of at most 120 samples. The streamed path keeps memory to one series at a time:
-//! frames are read as the gRPC client takes them. `skip_chunks` (the series API of a querier)
+//! XOR chunks of at most 120 samples. The streamed path keeps memory to one series at a time
+//! (a few where external labels reorder series, see `Reorder`): frames are read as the gRPC
+//! client takes them. `skip_chunks` (the series API of a querier)
 //! asks `/api/v1/series` instead, which reads no chunk at all.
 //!
 //! Two deliberate differences from Thanos: a request whose only matchers are on external
@@ -82,6 +83,119 @@ impl Plan {
     /// The external label set as served.
     fn ext_served(&self) -> impl Iterator<Item = &strata_model::Label> {
         self.ext.iter().filter(|l| !self.strip.contains(&l.name))
+    }
+}
+
+/// Puts the series of a streamed remote read answer into the order of their served labels.
+///
+/// Why: Prometheus sends series sorted by its own labels, and attaching the external labels
+/// can change that order where one series' labels are a prefix of another's. `{a="1"}` comes
+/// before `{a="1",b="2"}` in Prometheus, but with `cluster="eu1"` attached,
+/// `{a="1",b="2",cluster="eu1"}` sorts first (`b` < `cluster`). The Store API promises sorted
+/// series, and queriers merge the stores' streams relying on it.
+///
+/// The store gateway solves the same problem for blocks (`Reorder` in `strata-store`), with
+/// the same reasoning: a series `x` can be overtaken only by later series extending its
+/// labels, which follow it contiguously in Prometheus' order. With `c` the latest series:
+/// if `x`'s own labels are not a proper prefix of `c`'s, or `c`'s next own label is named
+/// after every external label, nothing still to come sorts before `x`, and `x` is *settled*.
+/// Pending series wait in a min-heap by served labels, at most one per label of `c`.
+struct Reorder {
+    /// The external labels as served (stripped ones removed): empty, nothing is reordered.
+    ext: Labels,
+    /// `c`, the latest series, with its chunks so far (a series may span frames).
+    latest: Option<Held>,
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<Held>>,
+}
+
+/// A series held by [`Reorder`], ordered by its served labels.
+struct Held(Labels, Vec<AggrChunk>);
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&o.0)
+    }
+}
+
+impl Reorder {
+    fn new(plan: &Plan) -> Self {
+        Reorder {
+            ext: Labels::from_sorted(plan.ext_served().cloned().collect()),
+            latest: None,
+            pending: Default::default(),
+        }
+    }
+
+    /// A series' own labels (as Prometheus sent them): its served labels but the external ones.
+    fn own<'a>(&'a self, l: &'a Labels) -> impl Iterator<Item = &'a strata_model::Label> + 'a {
+        l.iter().filter(|l| self.ext.get(&l.name).is_none())
+    }
+
+    /// Whether no series after `c` in Prometheus' order can sort before `x` (see the type).
+    fn settled(&self, x: &Labels, c: &Labels) -> bool {
+        let Some(last_ext) = self.ext.iter().last() else {
+            return true;
+        };
+        let mut cl = self.own(c);
+        for xl in self.own(x) {
+            match cl.next() {
+                Some(l) if l == xl => {}
+                _ => return true,
+            }
+        }
+        cl.next().is_none_or(|next| next.name > last_ext.name)
+    }
+
+    /// Takes the next series (or part of one) in Prometheus' order and appends to `out` the
+    /// series that are settled, in served-label order.
+    fn push(&mut self, labels: Labels, chunks: Vec<AggrChunk>, out: &mut Vec<Held>) {
+        if let Some(Held(l, c)) = &mut self.latest
+            && *l == labels
+        {
+            c.extend(chunks);
+            return;
+        }
+        let Some(prev) = self.latest.replace(Held(labels, chunks)) else {
+            return;
+        };
+        let Some(Held(c, _)) = &self.latest else {
+            return;
+        };
+        if self.pending.is_empty() && prev.0 < *c && self.settled(&prev.0, c) {
+            // The common case (no prefix relation): nothing held.
+            out.push(prev);
+            return;
+        }
+        self.pending.push(std::cmp::Reverse(prev));
+        while let Some(std::cmp::Reverse(top)) = self.pending.peek() {
+            if top.0 > *c || !self.settled(&top.0, c) {
+                break;
+            }
+            if let Some(std::cmp::Reverse(h)) = self.pending.pop() {
+                out.push(h);
+            }
+        }
+    }
+
+    /// The answer ended: everything held, in order.
+    fn finish(&mut self, out: &mut Vec<Held>) {
+        if let Some(c) = self.latest.take() {
+            self.pending.push(std::cmp::Reverse(c));
+        }
+        while let Some(std::cmp::Reverse(h)) = self.pending.pop() {
+            out.push(h);
+        }
     }
 }
 
@@ -349,6 +463,8 @@ impl PrometheusStore {
         };
         match self.client.remote_read(query).await? {
             ReadAnswer::Streamed(mut stream) => {
+                let mut order = Reorder::new(&plan);
+                let mut settled = Vec::new();
                 while let Some(frame) = stream.next_frame().await? {
                     for s in frame.chunked_series {
                         let labels = plan.finalize(prom_labels(s.labels));
@@ -374,10 +490,19 @@ impl PrometheusStore {
                                 ..Default::default()
                             });
                         }
-                        if !out.push(labels, chunks).await? {
-                            // Dropping the stream closes the connection: Prometheus stops.
-                            return out.finish().await;
+                        order.push(labels, chunks, &mut settled);
+                        for Held(labels, chunks) in settled.drain(..) {
+                            if !out.push(labels, chunks).await? {
+                                // Dropping the stream closes the connection: Prometheus stops.
+                                return out.finish().await;
+                            }
                         }
+                    }
+                }
+                order.finish(&mut settled);
+                for Held(labels, chunks) in settled.drain(..) {
+                    if !out.push(labels, chunks).await? {
+                        break;
                     }
                 }
             }
@@ -541,6 +666,78 @@ impl PrometheusStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every label set over names `a`..`d` (values `0`, `1`) with external labels named
+    /// among and after them, in Prometheus' order, comes out of [`Reorder`] sorted by served
+    /// labels, each series once, its parts (one per frame) joined; and it never holds more
+    /// than one series per label of the latest plus the latest.
+    #[test]
+    fn reorder_sorts_by_served_labels() {
+        // Own label sets: each of a..d absent, "0" or "1" (`__name__` first, always "m").
+        let mut own: Vec<Labels> = (0..81)
+            .map(|mut k| {
+                let mut pairs = vec![("__name__".to_string(), "m".to_string())];
+                for n in ["a", "b", "d", "f"] {
+                    match k % 3 {
+                        0 => {}
+                        v => pairs.push((n.to_string(), (v - 1).to_string())),
+                    }
+                    k /= 3;
+                }
+                Labels::from_pairs(&pairs)
+            })
+            .collect();
+        own.sort();
+        for (ext, strip) in [
+            (vec![("c", "x")], vec![]),
+            (vec![("cluster", "eu1"), ("replica", "a")], vec![]),
+            (vec![("e", "x"), ("g", "y")], vec![]),
+            (vec![("0", "first")], vec![]),
+            (vec![("c", "x"), ("e", "y")], vec!["e".to_string()]),
+            (vec![], vec![]),
+        ] {
+            let plan = Plan {
+                ext: Labels::from_pairs(&ext),
+                rest: Vec::new(),
+                strip,
+            };
+            let mut order = Reorder::new(&plan);
+            let mut out = Vec::new();
+            let mut most_held = 0;
+            for (i, l) in own.iter().enumerate() {
+                let chunk = |t: i64| AggrChunk {
+                    min_time: t,
+                    max_time: t,
+                    ..Default::default()
+                };
+                // Every third series in two parts, as across two remote read frames.
+                order.push(plan.finalize(l.clone()), vec![chunk(i as i64)], &mut out);
+                if i % 3 == 0 {
+                    order.push(plan.finalize(l.clone()), vec![chunk(-1)], &mut out);
+                }
+                most_held = most_held.max(order.pending.len());
+            }
+            order.finish(&mut out);
+            let got: Vec<&Labels> = out.iter().map(|h| &h.0).collect();
+            let mut want: Vec<Labels> = own.iter().map(|l| plan.finalize(l.clone())).collect();
+            want.sort();
+            assert_eq!(got, want.iter().collect::<Vec<_>>(), "ext {ext:?}");
+            for h in &out {
+                let i = own
+                    .iter()
+                    .position(|l| plan.finalize(l.clone()) == h.0)
+                    .unwrap();
+                let times: Vec<i64> = h.1.iter().map(|c| c.min_time).collect();
+                let want = if i % 3 == 0 {
+                    vec![i as i64, -1]
+                } else {
+                    vec![i as i64]
+                };
+                assert_eq!(times, want, "{}", h.0);
+            }
+            assert!(most_held <= 5, "held {most_held} for ext {ext:?}");
+        }
+    }
 
     #[test]
     fn samples_are_cut_into_chunks_of_120_that_decode_back() {

@@ -56,6 +56,16 @@ fn openmetrics() -> String {
             .unwrap();
         }
     }
+    // A series whose labels are a prefix of another's: with the external labels attached
+    // (`cluster` sorts after `b`), `{a="1",b="2"}` comes before `{a="1"}`, the reverse of
+    // Prometheus' own order.
+    om.push_str("# TYPE info gauge\n");
+    for k in 0..(4 * 240) {
+        let t = T0 + k * 15_000;
+        for (labels, v) in [(r#"a="1""#, 1), (r#"a="1",b="2""#, 2), (r#"a="2""#, 3)] {
+            writeln!(om, "info{{{labels}}} {v} {}.{:03}", t / 1000, t % 1000).unwrap();
+        }
+    }
     om.push_str("# EOF\n");
     om
 }
