@@ -32,6 +32,9 @@ pub struct PromState {
     labels: RwLock<Option<Labels>>,
     min_time_flag: TimeOrDuration,
     lowest: AtomicI64,
+    /// Whether a label name of Prometheus' series is also an external label name (`None`:
+    /// not known yet). See [`PromState::external_names_may_clash`].
+    name_clash: RwLock<Option<bool>>,
 }
 
 impl PromState {
@@ -41,7 +44,26 @@ impl PromState {
             labels: RwLock::new(None),
             min_time_flag,
             lowest: AtomicI64::new(UNKNOWN),
+            name_clash: RwLock::new(None),
         }
+    }
+
+    /// Whether a series may carry its own value for an external label name, which the
+    /// external label then overrides (as Thanos does). Such series can sort anywhere among
+    /// their neighbours once served, so the Series answer is then sorted whole before it is
+    /// sent. True until the heartbeat has compared Prometheus' label names with the external
+    /// label names.
+    pub fn external_names_may_clash(&self) -> bool {
+        self.name_clash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(true)
+    }
+
+    /// Records whether Prometheus' label names include an external label name (the heartbeat
+    /// and tests).
+    pub fn set_external_names_clash(&self, clash: bool) {
+        *self.name_clash.write().unwrap_or_else(|e| e.into_inner()) = Some(clash);
     }
 
     /// The external labels, once known (never empty).
@@ -166,6 +188,7 @@ impl Heartbeat {
                         tracing::debug!(error = %e, "reading Prometheus' lowest timestamp failed; keeping the last one")
                     }
                 }
+                self.check_name_clash(labels).await;
                 self.prober.set_ready();
             }
             Err(RefreshError::NoExternalLabels { .. }) => {
@@ -213,6 +236,34 @@ impl Heartbeat {
             tokio::select! {
                 () = tokio::time::sleep(retry) => {}
                 () = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Compares Prometheus' label names (all series, all time) with the external label
+    /// names; best effort, the last answer is kept on failure.
+    async fn check_name_clash(&self, ext: &Labels) {
+        let names = self.client.label_names(None, 0, now_ms() + 86_400_000);
+        match tokio::time::timeout(self.timeout, names).await {
+            Ok(Ok(names)) => {
+                let clash: Vec<&str> = ext
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .filter(|n| names.iter().any(|p| p == n))
+                    .collect();
+                let was = self.state.external_names_may_clash();
+                if !clash.is_empty() && !was {
+                    tracing::warn!(labels = ?clash, "Prometheus' series carry labels named like its external labels: the external labels override them, and Series answers are sorted whole before they are sent");
+                }
+                self.state.set_external_names_clash(!clash.is_empty());
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "reading Prometheus' label names failed; keeping the last answer")
+            }
+            Err(_) => {
+                tracing::debug!(
+                    "reading Prometheus' label names timed out; keeping the last answer"
+                )
             }
         }
     }

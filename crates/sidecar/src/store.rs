@@ -9,8 +9,8 @@
 //! Series come from remote read with `STREAMED_XOR_CHUNKS` (Prometheus' own chunks, passed
 //! through without decoding; XOR = 1 there, 0 here) and fall back to `SAMPLES`, re-encoded into
 //! XOR chunks of at most 120 samples. The streamed path keeps memory to one series at a time
-//! (a few where external labels reorder series, see `Reorder`): frames are read as the gRPC
-//! client takes them. `skip_chunks` (the series API of a querier)
+//! (a few where external labels reorder series, see `Reorder`; the whole answer where series
+//! carry external label names, see `Whole`): frames are read as the gRPC client takes them. `skip_chunks` (the series API of a querier)
 //! asks `/api/v1/series` instead, which reads no chunk at all.
 //!
 //! Two deliberate differences from Thanos: a request whose only matchers are on external
@@ -43,6 +43,39 @@ pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
 pub struct Limits {
     pub request_series: u64,
     pub request_samples: u64,
+}
+
+impl Limits {
+    /// Adds the samples of `chunks` to `total`; an error once it passes
+    /// `--store.limits.request-samples`.
+    fn count_samples(&self, total: &mut u64, chunks: &[AggrChunk]) -> Result<(), StoreError> {
+        if self.request_samples == 0 {
+            return Ok(());
+        }
+        for c in chunks {
+            *total += c.raw.as_ref().map_or(0, |r| chunk_samples(&r.data));
+        }
+        if *total > self.request_samples {
+            return Err(StoreError::Limit {
+                what: "samples",
+                limit: self.request_samples,
+                flag: "--store.limits.request-samples",
+            });
+        }
+        Ok(())
+    }
+
+    /// An error when `series` passes `--store.limits.request-series`.
+    fn check_series(&self, series: u64) -> Result<(), StoreError> {
+        if self.request_series > 0 && series > self.request_series {
+            return Err(StoreError::Limit {
+                what: "series",
+                limit: self.request_series,
+                flag: "--store.limits.request-series",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The Store API implementation over one Prometheus.
@@ -106,6 +139,47 @@ struct Reorder {
     /// `c`, the latest series, with its chunks so far (a series may span frames).
     latest: Option<Held>,
     pending: std::collections::BinaryHeap<std::cmp::Reverse<Held>>,
+}
+
+/// A streamed answer held whole, for a Prometheus whose series may carry external label
+/// names (see [`PromState::external_names_may_clash`]): what Thanos' sidecar does for every
+/// answer since v0.32. The request limits are checked while it fills, so that they still
+/// bound the memory held.
+struct Whole {
+    limits: Limits,
+    series: Vec<Held>,
+    samples: u64,
+}
+
+impl Whole {
+    fn new(limits: Limits) -> Self {
+        Whole {
+            limits,
+            series: Vec::new(),
+            samples: 0,
+        }
+    }
+
+    fn push(&mut self, labels: Labels, chunks: Vec<AggrChunk>) -> Result<(), StoreError> {
+        self.limits.count_samples(&mut self.samples, &chunks)?;
+        // A series may span remote read frames.
+        if let Some(Held(l, c)) = self.series.last_mut()
+            && *l == labels
+        {
+            c.extend(chunks);
+            return Ok(());
+        }
+        self.limits.check_series(self.series.len() as u64 + 1)?;
+        self.series.push(Held(labels, chunks));
+        Ok(())
+    }
+
+    /// The series sorted by served labels; equal label sets end up next to each other in
+    /// the order received, for the emitter to join.
+    fn sorted(mut self) -> Vec<Held> {
+        self.series.sort_by(|a, b| a.0.cmp(&b.0));
+        self.series
+    }
 }
 
 /// A series held by [`Reorder`], ordered by its served labels.
@@ -237,18 +311,7 @@ impl<'a> Emitter<'a> {
 
     /// Adds (part of) a series. Returns false when no more series are wanted.
     async fn push(&mut self, labels: Labels, chunks: Vec<AggrChunk>) -> Result<bool, StoreError> {
-        if self.limits.request_samples > 0 {
-            for c in &chunks {
-                self.samples += c.raw.as_ref().map_or(0, |r| chunk_samples(&r.data));
-            }
-            if self.samples > self.limits.request_samples {
-                return Err(StoreError::Limit {
-                    what: "samples",
-                    limit: self.limits.request_samples,
-                    flag: "--store.limits.request-samples",
-                });
-            }
-        }
+        self.limits.count_samples(&mut self.samples, &chunks)?;
         if let Some((pl, pc)) = &mut self.pending
             && *pl == labels
         {
@@ -270,20 +333,15 @@ impl<'a> Emitter<'a> {
             && *last >= labels
             && !self.warned_order
         {
-            // Only possible when a series carries its own value for an external label name,
-            // which the override then changes; clients merge equal neighbours, but the order
-            // promised by the Store API is broken for this answer.
-            tracing::warn!(previous = %last, next = %labels, "series out of order after applying external labels: a series has its own value for an external label name");
+            // Only possible when a series carries its own value for an external label name
+            // and the heartbeat has not seen that label name yet (answers are then sorted
+            // whole, see `Whole`): the order promised by the Store API is broken for this
+            // answer.
+            tracing::warn!(previous = %last, next = %labels, "series out of order after applying external labels: a series has its own value for an external label name, not yet seen by the heartbeat");
             self.warned_order = true;
         }
         self.sent += 1;
-        if self.limits.request_series > 0 && self.sent as u64 > self.limits.request_series {
-            return Err(StoreError::Limit {
-                what: "series",
-                limit: self.limits.request_series,
-                flag: "--store.limits.request-series",
-            });
-        }
+        self.limits.check_series(self.sent as u64)?;
         self.batch.push(Series {
             labels: labels_from_model(&labels),
             chunks,
@@ -463,6 +521,12 @@ impl PrometheusStore {
         };
         match self.client.remote_read(query).await? {
             ReadAnswer::Streamed(mut stream) => {
+                // Where a series may carry an external label name, every served series is
+                // held and sorted at the end (`whole`); otherwise `Reorder` holds a few.
+                let mut whole = self
+                    .state
+                    .external_names_may_clash()
+                    .then(|| Whole::new(self.limits));
                 let mut order = Reorder::new(&plan);
                 let mut settled = Vec::new();
                 while let Some(frame) = stream.next_frame().await? {
@@ -490,6 +554,10 @@ impl PrometheusStore {
                                 ..Default::default()
                             });
                         }
+                        if let Some(w) = &mut whole {
+                            w.push(labels, chunks)?;
+                            continue;
+                        }
                         order.push(labels, chunks, &mut settled);
                         for Held(labels, chunks) in settled.drain(..) {
                             if !out.push(labels, chunks).await? {
@@ -499,7 +567,10 @@ impl PrometheusStore {
                         }
                     }
                 }
-                order.finish(&mut settled);
+                match whole {
+                    Some(w) => settled = w.sorted(),
+                    None => order.finish(&mut settled),
+                }
                 for Held(labels, chunks) in settled.drain(..) {
                     if !out.push(labels, chunks).await? {
                         break;

@@ -66,6 +66,21 @@ fn openmetrics() -> String {
             writeln!(om, "info{{{labels}}} {v} {}.{:03}", t / 1000, t % 1000).unwrap();
         }
     }
+    // Series with their own value for an external label name (`cluster`), which the external
+    // label overrides: served, `{x="1"}` sorts before `{x="2"}`, the reverse of Prometheus'
+    // order (`cluster="a"` before `cluster="b"`).
+    om.push_str("# TYPE clash gauge\n");
+    for k in 0..(4 * 240) {
+        let t = T0 + k * 15_000;
+        for (labels, v) in [
+            (r#"cluster="a",x="2""#, 1),
+            (r#"cluster="b",x="1""#, 2),
+            (r#"cluster="c",x="3""#, 3),
+            (r#"cluster="d",x="0""#, 4),
+        ] {
+            writeln!(om, "clash{{{labels}}} {v} {}.{:03}", t / 1000, t % 1000).unwrap();
+        }
+    }
     om.push_str("# EOF\n");
     om
 }
@@ -181,22 +196,29 @@ async fn sidecar(
     (client, cancel, store)
 }
 
+/// With external labels that series also carry (`cluster`: streamed answers are sorted
+/// whole) and with ones they do not (`region`: streamed answers pass through `Reorder`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_api_over_prometheus_passes_the_acceptance_suite_streamed_and_sampled() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ext = Labels::from_pairs(&[("cluster", "eu1"), ("replica", "a")]);
-    let (prom, reference) = setup(tmp.path(), &ext);
-
-    for types in [
-        vec![ResponseType::StreamedXorChunks, ResponseType::Samples],
-        vec![ResponseType::Samples],
+    for (ext, clash) in [
+        (vec![("cluster", "eu1"), ("replica", "a")], true),
+        (vec![("region", "eu1"), ("replica", "a")], false),
     ] {
-        let (mut client, cancel, _) = sidecar(&prom.url, types.clone()).await;
-        let report = run_acceptance(&mut client, &reference)
-            .await
-            .unwrap_or_else(|e| panic!("{types:?}: {e}"));
-        assert!(report.cases > 30, "{report:?}");
-        cancel.cancel();
+        let tmp = tempfile::tempdir().unwrap();
+        let ext = Labels::from_pairs(&ext);
+        let (prom, reference) = setup(tmp.path(), &ext);
+        for types in [
+            vec![ResponseType::StreamedXorChunks, ResponseType::Samples],
+            vec![ResponseType::Samples],
+        ] {
+            let (mut client, cancel, store) = sidecar(&prom.url, types.clone()).await;
+            assert_eq!(store.state().external_names_may_clash(), clash, "{ext}");
+            let report = run_acceptance(&mut client, &reference)
+                .await
+                .unwrap_or_else(|e| panic!("{ext} {types:?}: {e}"));
+            assert!(report.cases > 30, "{report:?}");
+            cancel.cancel();
+        }
     }
 }
 
