@@ -61,9 +61,12 @@ impl PromState {
     }
 
     /// Records whether Prometheus' label names include an external label name (the heartbeat
-    /// and tests).
-    pub fn set_external_names_clash(&self, clash: bool) {
-        *self.name_clash.write().unwrap_or_else(|e| e.into_inner()) = Some(clash);
+    /// and tests); returns what was known before.
+    pub fn set_external_names_clash(&self, clash: bool) -> Option<bool> {
+        self.name_clash
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(clash)
     }
 
     /// The external labels, once known (never empty).
@@ -251,11 +254,10 @@ impl Heartbeat {
                     .map(|l| l.name.as_str())
                     .filter(|n| names.iter().any(|p| p == n))
                     .collect();
-                let was = self.state.external_names_may_clash();
-                if !clash.is_empty() && !was {
-                    tracing::warn!(labels = ?clash, "Prometheus' series carry labels named like its external labels: the external labels override them, and Series answers are sorted whole before they are sent");
+                let was = self.state.set_external_names_clash(!clash.is_empty());
+                if !clash.is_empty() && was != Some(true) {
+                    tracing::warn!(labels = ?clash, "Prometheus' series carry labels named like its external labels: the external labels override them, and Series answers are held whole and sorted before they are sent");
                 }
-                self.state.set_external_names_clash(!clash.is_empty());
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading Prometheus' label names failed; keeping the last answer")
