@@ -407,8 +407,10 @@ enum Decoded {
     Nothing,
 }
 
-/// Decodes one received frame (see [`Decoded`]).
-fn decode_frame(frame: bytes::Bytes, sorted: bool) -> Result<Decoded, String> {
+/// Decodes one received frame (see [`Decoded`]). `strip`: the call's `without_replica_labels`,
+/// removed here too in case the store left some on (Thanos' sidecar strips external labels
+/// only); a store that did so and thereby broke the order is named by the order check.
+fn decode_frame(frame: bytes::Bytes, sorted: bool, strip: &[String]) -> Result<Decoded, String> {
     let wire = match decode_series_response(frame) {
         Ok(SeriesFrame::Series(s)) => s,
         Ok(SeriesFrame::Warning(w)) => return Ok(Decoded::Warning(w)),
@@ -420,8 +422,11 @@ fn decode_frame(frame: bytes::Bytes, sorted: bool) -> Result<Decoded, String> {
         }
     };
     let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
-    for s in wire {
-        push_joined(&mut series, s);
+    for (labels, chunks) in wire {
+        push_joined(
+            &mut series,
+            (crate::series::strip_owned(labels, strip), chunks),
+        );
     }
     if sorted && let Some(w) = series.windows(2).find(|w| w[1].0 <= w[0].0) {
         return Err(out_of_order(&w[0].0, &w[1].0));
@@ -462,6 +467,7 @@ async fn read_frames(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         tokio::time::Instant::now() + frame_timeout.min(left)
     };
+    let strip: std::sync::Arc<[String]> = req.without_replica_labels.clone().into();
     let start = std::time::Instant::now();
     let call = tokio::time::timeout_at(wait_until(), client.series(req)).await;
     let mut stream = waited(call, frame_timeout)?;
@@ -538,7 +544,10 @@ async fn read_frames(
         frames += 1;
         first_frame.get_or_insert_with(|| start.elapsed());
         frame_due = wait_until();
-        decoding.push_back(CallTask::spawn(async move { decode_frame(frame, sorted) }));
+        let strip = strip.clone();
+        decoding.push_back(CallTask::spawn(async move {
+            decode_frame(frame, sorted, &strip)
+        }));
     }
 }
 

@@ -1108,4 +1108,44 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
     );
     // Nothing to strip: the store's series as sent.
     assert_eq!(read(&mut client, call(0, Vec::new())).await.len(), 4);
+
+    // A store that says it strips but leaves the labels on (as Thanos' sidecar does with
+    // labels that are not external): the querier removes them too. Here that breaks the
+    // store's order, and the call fails naming the store instead of answering out of order.
+    let mut liar = store.clone();
+    liar.claims_to_strip = true;
+    let (liar_addr, _stop_liar) = liar.start().await;
+    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
+    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let mut req = call(0, vec!["replica".to_string()]);
+    req.partial_response_disabled = true;
+    let mut stream = client.series(req).await.unwrap().into_inner();
+    let err = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the call ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        err.message().contains("out of order") && err.message().contains(&liar_addr.to_string()),
+        "{err:?}"
+    );
+    // Where removing them keeps the order, the answer is the stripped series.
+    let mut liar = CountingStore::new(Duration::ZERO);
+    liar.claims_to_strip = true;
+    liar.frames = vec![batch_frame(vec![
+        series(&[("__name__", "m"), ("a", "1"), ("replica", "x")], 10),
+        series(&[("__name__", "m"), ("a", "2"), ("replica", "x")], 20),
+    ])];
+    let (liar_addr, _stop_liar) = liar.start().await;
+    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
+    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    assert_eq!(
+        read(&mut client, call(0, vec!["replica".to_string()])).await,
+        [
+            ("__name__=m,a=1".to_string(), vec![10]),
+            ("__name__=m,a=2".to_string(), vec![20]),
+        ]
+    );
 }

@@ -4,7 +4,9 @@
 //! External labels are the sidecar's to apply, not Prometheus': matchers on them are answered
 //! here (a mismatch returns nothing without asking Prometheus; a match is dropped from what
 //! Prometheus is asked), and every series leaves with them, overriding a series label of the
-//! same name, as Thanos does. `without_replica_labels` strips external labels only.
+//! same name, as Thanos does. `without_replica_labels` strips any label, external or not
+//! (Thanos' sidecar strips external labels only, which leaves a querier that pushed the
+//! stripping down with replica labels still on the series).
 //!
 //! Series come from remote read with `STREAMED_XOR_CHUNKS` (Prometheus' own chunks, passed
 //! through without decoding; XOR = 1 there, 0 here) and fall back to `SAMPLES`, re-encoded into
@@ -92,8 +94,11 @@ struct Plan {
     ext: Labels,
     /// Matchers on series labels, for Prometheus.
     rest: Vec<Matcher>,
-    /// External label names to remove from answers (`without_replica_labels`).
+    /// Label names to remove from answers (`without_replica_labels`).
     strip: Vec<String>,
+    /// Whether a name in `strip` is not an external label: removing a series' own label can
+    /// reorder series and make several one, so answers are then held whole and sorted.
+    strips_own: bool,
 }
 
 impl Plan {
@@ -459,12 +464,16 @@ impl PrometheusStore {
                 None => rest.push(m),
             }
         }
-        let strip = without
-            .iter()
-            .filter(|n| ext.contains(n))
-            .cloned()
-            .collect();
-        Ok(Some(Plan { ext, rest, strip }))
+        let mut strip: Vec<String> = without.to_vec();
+        strip.sort();
+        strip.dedup();
+        let strips_own = strip.iter().any(|n| !ext.contains(n));
+        Ok(Some(Plan {
+            ext,
+            rest,
+            strip,
+            strips_own,
+        }))
     }
 
     /// Streams the series matching `req` into `tx`.
@@ -521,11 +530,10 @@ impl PrometheusStore {
         };
         match self.client.remote_read(query).await? {
             ReadAnswer::Streamed(mut stream) => {
-                // Where a series may carry an external label name, every served series is
-                // held and sorted at the end (`whole`); otherwise `Reorder` holds a few.
-                let mut whole = self
-                    .state
-                    .external_names_may_clash()
+                // Where a series may carry an external label name, or one of its own labels
+                // is stripped, every served series is held and sorted at the end (`whole`);
+                // otherwise `Reorder` holds a few.
+                let mut whole = (plan.strips_own || self.state.external_names_may_clash())
                     .then(|| Whole::new(self.limits));
                 let mut order = Reorder::new(&plan);
                 let mut settled = Vec::new();
@@ -771,6 +779,7 @@ mod tests {
                 ext: Labels::from_pairs(&ext),
                 rest: Vec::new(),
                 strip,
+                strips_own: false,
             };
             let mut order = Reorder::new(&plan);
             let mut out = Vec::new();
@@ -841,6 +850,7 @@ mod tests {
             ext: Labels::from_pairs(&[("cluster", "eu1"), ("replica", "a")]),
             rest: Vec::new(),
             strip: vec!["replica".into()],
+            strips_own: false,
         };
         // Prometheus already added its own external labels; a series' own `cluster` loses.
         let got = plan.finalize(Labels::from_pairs(&[

@@ -217,6 +217,32 @@ async fn store_api_over_prometheus_passes_the_acceptance_suite_streamed_and_samp
                 .await
                 .unwrap_or_else(|e| panic!("{ext} {types:?}: {e}"));
             assert!(report.cases > 30, "{report:?}");
+            // Stripping a series' own label (`b`, not external): `{a="1",b="2"}` becomes
+            // `{a="1"}` and joins it, chunks of both.
+            let (min, max) = reference.time_range();
+            let got = client
+                .series(SeriesRequest {
+                    min_time: min,
+                    max_time: max,
+                    matchers: vec![matcher_from_model(&Matcher::equal("__name__", "info"))],
+                    without_replica_labels: vec!["b".into()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let labels: Vec<String> = got.series.iter().map(|s| s.0.to_string()).collect();
+            let tail = ext.iter().map(|l| format!(", {}=\"{}\"", l.name, l.value));
+            let tail: String = tail.collect();
+            assert_eq!(
+                labels,
+                [
+                    format!("{{__name__=\"info\", a=\"1\"{tail}}}"),
+                    format!("{{__name__=\"info\", a=\"2\"{tail}}}"),
+                ],
+                "{types:?}"
+            );
+            let chunks = |i: usize| got.series[i].1.len();
+            assert_eq!(chunks(0), 2 * chunks(1), "{types:?}");
             cancel.cancel();
         }
     }

@@ -232,6 +232,8 @@ pub struct CountingStore {
     pub delay: Duration,
     pub frames: Vec<strata_storepb::thanos::SeriesResponse>,
     pub hang: bool,
+    /// What its Info says of `without_replica_labels` (it never strips anything).
+    pub claims_to_strip: bool,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     calls: Arc<std::sync::atomic::AtomicUsize>,
@@ -243,6 +245,7 @@ impl CountingStore {
             delay,
             frames: Vec::new(),
             hang: false,
+            claims_to_strip: false,
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
             calls: Arc::default(),
@@ -344,6 +347,7 @@ impl strata_storepb::thanos::info::info_server::Info for CountingStore {
             store: Some(StoreInfo {
                 min_time: i64::MIN,
                 max_time: i64::MAX,
+                supports_without_replica_labels: self.claims_to_strip,
                 ..Default::default()
             }),
             ..Default::default()
