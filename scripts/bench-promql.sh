@@ -22,14 +22,7 @@ install_prometheus
 log "building (release): strata, bench_gen, bench_compare"
 cargo build --release --locked -p strata -p strata-promql --examples --bins >&2
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 log "generating blocks in $work/data"
 ./target/release/examples/bench_gen "$work/data"

@@ -23,14 +23,7 @@ if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release --locked -p strata -p strata-promql -p strata-query --examples --bins >&2
 fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 log "generating blocks in $work/data"
 ./target/release/examples/bench_gen "$work/data" >/dev/null

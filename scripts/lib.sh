@@ -51,6 +51,21 @@ install_openssl() {
     apt_install openssl "certificates for the gRPC TLS tests"
 }
 
+# Kills every process in the caller's `pids` array, waits for them, and empties it.
+stop_pids() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    pids=()
+}
+
+# For the benchmark scripts: sets `work` to a fresh temporary directory and `pids` to an
+# empty array; on exit, every process in `pids` is stopped and `work` removed.
+bench_workdir() {
+    work="$(mktemp -d)"
+    pids=()
+    trap 'stop_pids; rm -rf "$work"' EXIT
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

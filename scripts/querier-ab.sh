@@ -36,18 +36,7 @@ if [ ! -x ./target/release/examples/bench_gen ]; then
     exit 2
 fi
 
-work="$(mktemp -d)"
-pids=()
-stop_servers() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    pids=()
-}
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data" >/dev/null
@@ -64,6 +53,6 @@ for round in $(seq 1 "$rounds"); do
             sed 's/^/    small  /'
         ./scripts/querier-small-ratios.py --large --gateway-pid "$store_pid" "$fanout" "$local_url" 5 |
             sed 's/^/    large  /'
-        stop_servers
+        stop_pids
     done
 done
