@@ -31,15 +31,15 @@ use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::body::Body;
-use tonic::codec::CompressionEncoding;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{Service, StdError};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
+use crate::client::{Client, ClientConfig, EndpointClient, EndpointTls, SD_CONFIG_NAMES};
 use crate::error::QueryError;
 
 /// Largest Series frame accepted from a store (a batch of series with their chunks).
-const MAX_FRAME_BYTES: usize = 256 << 20;
+pub(crate) const MAX_FRAME_BYTES: usize = 256 << 20;
 /// The HTTP/2 frame size the querier accepts (`SETTINGS_MAX_FRAME_SIZE`). The protocol's
 /// default of 16 KiB makes a store send a 35 MB Series answer as 2,200 DATA frames, each its
 /// own `writev` over the socket; at 256 KiB the same answer takes a tenth of the system calls
@@ -284,6 +284,9 @@ pub struct EndpointEntry {
     pub strict: bool,
     /// An endpoint group: one store over the addresses `spec` resolves to.
     pub group: bool,
+    /// How to call it (the endpoint SD config's `grpc_client_config`; the flags' settings
+    /// for endpoints given by flags).
+    pub client: EndpointClient,
 }
 
 impl EndpointEntry {
@@ -315,6 +318,7 @@ impl EndpointEntry {
             spec,
             strict,
             group,
+            client: EndpointClient::default(),
         })
     }
 
@@ -386,7 +390,8 @@ pub enum SdConfigError {
 
 /// The endpoint SD configuration, in the format of Thanos' `EndpointConfig`
 /// (`cmd/thanos/endpointset.go`; the flags came in Thanos v0.37, thanos-io/thanos#7890, and
-/// `service_config`/`grpc_client_config` later):
+/// `service_config`/`grpc_client_config` later; how the client settings are read:
+/// [`EndpointClient`]):
 ///
 /// ```yaml
 /// endpoints:
@@ -395,10 +400,10 @@ pub enum SdConfigError {
 ///     group: true
 ///     strict: false
 ///     service_config: ""        # gRPC service config for a group: refused if set
-///     grpc_client_config:       # per-endpoint TLS and compression: refused if set
-///       tls_config: {enabled: false, insecure_skip_verify: false, cert_file: "", key_file: "", ca_file: ""}
+///     grpc_client_config:       # this endpoint's TLS and compression, instead of the flags'
+///       tls_config: {enabled: true, insecure_skip_verify: false, cert_file: "", key_file: "", ca_file: ""}
 ///       server_name: ""
-///       compression_type: none
+///       compression_type: none  # or snappy
 /// ```
 ///
 /// Unknown fields are refused (Thanos' YAML decoding would ignore them): a misspelled
@@ -450,6 +455,68 @@ struct RawTlsConfig {
     ca_file: String,
 }
 
+/// An entry's `grpc_client_config`, read as [`EndpointClient`] says.
+fn endpoint_client(raw: &RawClientConfig) -> Result<EndpointClient, String> {
+    let snappy = match raw.compression_type.as_str() {
+        "" | "none" => false,
+        "snappy" => true,
+        other => {
+            return Err(format!(
+                "grpc_client_config.compression_type {other:?} is invalid: must be 'none' or \
+                 'snappy'"
+            ));
+        }
+    };
+    let t = &raw.tls_config;
+    let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+    let server_name = (!raw.server_name.is_empty()).then(|| raw.server_name.clone());
+    let tls = if t.enabled {
+        EndpointTls::Enabled {
+            skip_verify: t.insecure_skip_verify,
+            cert: path(&t.cert_file),
+            key: path(&t.key_file),
+            ca: path(&t.ca_file),
+            server_name,
+        }
+    } else if t.cert_file.is_empty()
+        && t.key_file.is_empty()
+        && t.ca_file.is_empty()
+        && server_name.is_none()
+    {
+        EndpointTls::Flags
+    } else {
+        EndpointTls::Disabled
+    };
+    Ok(EndpointClient { tls, snappy })
+}
+
+/// Checks that every entry's own client settings can be used (its TLS files read), so that
+/// a bad file fails start-up or a reload naming the endpoint and the field. Warns of
+/// entries whose TLS settings are there but disabled (Thanos then talks in clear text).
+fn check_clients(
+    origin: &str,
+    entries: &[EndpointEntry],
+    flags: &ClientConfig,
+) -> Result<(), SdConfigError> {
+    for e in entries.iter().filter(|e| !e.client.is_flags()) {
+        if e.client.tls == EndpointTls::Disabled {
+            tracing::warn!(
+                endpoint = %e.address,
+                "{origin}: the endpoint's grpc_client_config has TLS files or a server name \
+                 but tls_config.enabled is false: it is called in clear text"
+            );
+        }
+        Client::with_names(&e.client.apply(flags), &SD_CONFIG_NAMES).map_err(|err| {
+            SdConfigError::Endpoint {
+                origin: origin.to_string(),
+                address: e.address.clone(),
+                reason: err.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// Parses an endpoint SD configuration (see `RawSdConfig` for the format). `origin`
 /// (the flag, and the file) starts every error message. An empty document lists no
 /// endpoints, as in Thanos. An address listed twice keeps its last entry, as Thanos does.
@@ -475,178 +542,13 @@ pub fn parse_sd_config(origin: &str, text: &str) -> Result<Vec<EndpointEntry>, S
                 "service_config is only valid for endpoint groups (group: true)".into()
             }));
         }
-        // Thanos treats an empty client config (and `compression_type: none`) as "use the
-        // --grpc-client-* and --grpc-compression flags"; anything else would need a
-        // client of its own per endpoint, which Strata does not have yet. Refused, not
-        // ignored: ignoring it would send a TLS endpoint's traffic in clear text.
-        let mut client = e.grpc_client_config;
-        if client.compression_type == "none" {
-            client.compression_type.clear();
-        }
-        if client != RawClientConfig::default() {
-            return Err(refuse(
-                "per-endpoint grpc_client_config is not supported; remove it and set TLS \
-                 and compression for all endpoints with --grpc-client-tls-* and \
-                 --grpc-compression"
-                    .into(),
-            ));
-        }
-        let entry = EndpointEntry::new(&e.address, e.strict, e.group).map_err(refuse)?;
+        let client = endpoint_client(&e.grpc_client_config).map_err(refuse)?;
+        let mut entry = EndpointEntry::new(&e.address, e.strict, e.group).map_err(refuse)?;
+        entry.client = client;
         out.retain(|o| o.address != entry.address);
         out.push(entry);
     }
     Ok(out)
-}
-
-/// `--grpc-compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    #[default]
-    None,
-    /// Thanos' only other choice: every message compressed in the Snappy framing format,
-    /// as Thanos' (grpc-go's) `snappy` compressor does, for calls to Thanos and Strata
-    /// endpoints alike. tonic has no snappy codec; [`strata_storepb::snappy`] wraps the
-    /// channel instead.
-    Snappy,
-    /// gzip (not a Thanos value; offered for Strata-to-Strata links).
-    Gzip,
-}
-
-/// How to reach the endpoints (`--grpc-client-*`, `--grpc-compression`).
-#[derive(Debug, Clone, Default)]
-pub struct ClientConfig {
-    pub tls: bool,
-    /// With `tls`: accept any server certificate (the connection is encrypted but not
-    /// authenticated); `ca` is then not used. Without `tls`: no effect, as in Thanos.
-    pub tls_skip_verify: bool,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub ca: Option<PathBuf>,
-    pub server_name: Option<String>,
-    pub compression: Compression,
-}
-
-/// A `ClientConfig` checked and with its files read, ready to open channels.
-#[derive(Debug, Clone)]
-struct Client {
-    tls: Option<ClientTlsConfig>,
-    /// `--grpc-client-tls-skip-verify`: replaces certificate verification.
-    skip_verify: Option<Arc<crate::tls::SkipServerVerification>>,
-    /// tonic's own compression (gzip).
-    compression: Option<CompressionEncoding>,
-    /// `--grpc-compression=snappy`, done by the channel wrapper instead of tonic.
-    snappy: bool,
-}
-
-fn read_tls(flag: &'static str, p: &PathBuf) -> Result<Vec<u8>, QueryError> {
-    std::fs::read(p).map_err(|source| QueryError::ReadTls {
-        flag,
-        path: p.display().to_string(),
-        source,
-    })
-}
-
-impl Client {
-    fn new(c: &ClientConfig) -> Result<Self, QueryError> {
-        let compression = match c.compression {
-            Compression::None => None,
-            Compression::Gzip => Some(CompressionEncoding::Gzip),
-            Compression::Snappy => None,
-        };
-        let snappy = c.compression == Compression::Snappy;
-        let skip_verify =
-            (c.tls && c.tls_skip_verify).then(crate::tls::SkipServerVerification::new);
-        let tls = if c.tls {
-            let mut t = ClientTlsConfig::new();
-            match &c.ca {
-                // Nothing is verified, so there is nothing to verify against (as Go's
-                // InsecureSkipVerify ignores RootCAs).
-                Some(ca) if skip_verify.is_some() => tracing::warn!(
-                    ca = %ca.display(),
-                    "--grpc-client-tls-skip-verify: server certificates are not verified; \
-                     --grpc-client-tls-ca is not used"
-                ),
-                Some(ca) => {
-                    t = t.ca_certificate(Certificate::from_pem(read_tls(
-                        "--grpc-client-tls-ca",
-                        ca,
-                    )?));
-                }
-                None => {}
-            }
-            match (&c.cert, &c.key) {
-                (Some(cert), Some(key)) => {
-                    t = t.identity(Identity::from_pem(
-                        read_tls("--grpc-client-tls-cert", cert)?,
-                        read_tls("--grpc-client-tls-key", key)?,
-                    ));
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(QueryError::ClientConfig(
-                        "--grpc-client-tls-cert and --grpc-client-tls-key go together".into(),
-                    ));
-                }
-            }
-            if let Some(n) = &c.server_name {
-                t = t.domain_name(n.clone());
-            }
-            Some(t)
-        } else {
-            None
-        };
-        Ok(Client {
-            tls,
-            skip_verify,
-            compression,
-            snappy,
-        })
-    }
-
-    /// A lazily connected channel to `addr`. Snappy applies to every call on it, Info
-    /// included, as grpc-go's default call options do in Thanos.
-    fn channel(&self, addr: &str) -> Result<StoreChannel, QueryError> {
-        Ok(self.wrap(EndpointChannel::Single(self.raw_channel(addr)?)))
-    }
-
-    /// `--grpc-compression=snappy` (or the pass-through) around a transport.
-    fn wrap(&self, ch: EndpointChannel) -> StoreChannel {
-        if self.snappy {
-            SnappyChannel::snappy(ch, MAX_FRAME_BYTES)
-        } else {
-            SnappyChannel::passthrough(ch)
-        }
-    }
-
-    /// A lazily connected tonic channel to `addr`, with the TLS settings.
-    fn raw_channel(&self, addr: &str) -> Result<Channel, QueryError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|_| QueryError::BadEndpoint(addr.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .max_frame_size(MAX_H2_FRAME);
-        if let Some(t) = &self.tls {
-            ep = match &self.skip_verify {
-                Some(v) => ep.tls_config_with_verifier(t.clone(), v.clone()),
-                None => ep.tls_config(t.clone()),
-            }
-            .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
-        }
-        Ok(ep.connect_lazy())
-    }
-
-    fn store_client(&self, ch: StoreChannel) -> StoreClient<StoreChannel> {
-        let mut c = StoreClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
-        if let Some(e) = self.compression {
-            c = c.send_compressed(e).accept_compressed(e);
-        }
-        c
-    }
-
-    fn series_client(&self, ch: StoreChannel) -> crate::fanout::SeriesClient {
-        crate::fanout::SeriesClient::new(ch, MAX_FRAME_BYTES, self.compression)
-    }
 }
 
 /// What an endpoint told us through the Info API.
@@ -697,6 +599,10 @@ pub struct EndpointStatus {
 struct State {
     addr: String,
     strict: bool,
+    /// The settings `channel` was opened with; an endpoint whose settings change (a
+    /// reloaded SD config) gets a new channel.
+    client_cfg: ClientConfig,
+    client: Arc<Client>,
     channel: StoreChannel,
     /// For an endpoint group: its members, probed one by one.
     group: Option<GroupChannel>,
@@ -762,7 +668,8 @@ pub struct EndpointSet {
     cfg: EndpointSetConfig,
     /// The endpoints given by flags, which never change.
     flag_entries: Vec<EndpointEntry>,
-    client: Client,
+    /// The flags' client settings, ready (endpoints without settings of their own).
+    client: Arc<Client>,
     resolver: Option<hickory_resolver::TokioResolver>,
     state: RwLock<BTreeMap<String, State>>,
     /// Addresses found by the last discovery (DNS and files), re-used between discoveries.
@@ -773,7 +680,8 @@ pub struct EndpointSet {
 
 #[derive(Debug, Default)]
 struct Discovered {
-    dns: BTreeSet<String>,
+    /// Addresses from DNS (and static non-strict entries), with their entry's client settings.
+    dns: BTreeMap<String, EndpointClient>,
     files: BTreeSet<String>,
     /// Each group's members, by group name.
     groups: BTreeMap<String, BTreeSet<String>>,
@@ -912,10 +820,14 @@ impl EndpointSet {
             }
         }
         let sd_entries = match &cfg.sd_config {
-            Some(src) => src.load()?,
+            Some(src) => {
+                let entries = src.load()?;
+                check_clients(&src.origin(), &entries, &cfg.client)?;
+                entries
+            }
             None => Vec::new(),
         };
-        let client = Client::new(&cfg.client)?;
+        let client = Arc::new(Client::new(&cfg.client)?);
         let needs_srv = flag_entries
             .iter()
             .chain(&sd_entries)
@@ -946,12 +858,14 @@ impl EndpointSet {
         }))
     }
 
-    /// Every endpoint entry in force: the flags' and the SD config's.
+    /// Every endpoint entry in force: the SD config's, then the flags'. Where two entries
+    /// stand for one address, the later one's client settings win: the flags', as in
+    /// Thanos, which appends the flags' endpoints to the file's.
     fn entries(&self) -> Vec<EndpointEntry> {
         let sd = self.sd_config.read().unwrap_or_else(|e| e.into_inner());
-        self.flag_entries
+        sd.entries
             .iter()
-            .chain(&sd.entries)
+            .chain(&self.flag_entries)
             .cloned()
             .collect()
     }
@@ -972,7 +886,10 @@ impl EndpointSet {
                 return false;
             }
         }
-        let loaded = src.load();
+        let loaded = src.load().and_then(|entries| {
+            check_clients(&src.origin(), &entries, &self.cfg.client)?;
+            Ok(entries)
+        });
         let mut sd = self.sd_config.write().unwrap_or_else(|e| e.into_inner());
         sd.read_at = Some(now);
         match loaded {
@@ -1046,21 +963,37 @@ impl EndpointSet {
         out
     }
 
-    /// Resolves the non-strict single endpoints, and each group's members by group name.
+    /// Resolves the non-strict single endpoints (each address with its entry's client
+    /// settings, a later entry's winning), and each group's members by group name.
     async fn resolve_dns(
         &self,
         entries: &[EndpointEntry],
-    ) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
-        let mut singles = BTreeSet::new();
+    ) -> (
+        BTreeMap<String, EndpointClient>,
+        BTreeMap<String, BTreeSet<String>>,
+    ) {
+        let mut singles = BTreeMap::new();
         let mut groups = BTreeMap::new();
         for e in entries {
             if e.group {
                 groups.insert(e.group_name(), self.resolve_spec(&e.spec).await);
             } else if !e.strict {
-                singles.extend(self.resolve_spec(&e.spec).await);
+                for a in self.resolve_spec(&e.spec).await {
+                    singles.insert(a, e.client.clone());
+                }
             }
         }
         (singles, groups)
+    }
+
+    /// The client for settings `cfg`: the flags' (shared) or one of its own. Its TLS files
+    /// are read again for each new channel, so renewed certificates are picked up.
+    fn client_for(&self, cfg: &ClientConfig) -> Result<Arc<Client>, QueryError> {
+        if *cfg == self.cfg.client {
+            Ok(self.client.clone())
+        } else {
+            Client::with_names(cfg, &SD_CONFIG_NAMES).map(Arc::new)
+        }
     }
 
     fn read_sd_files(&self) -> BTreeSet<String> {
@@ -1142,13 +1075,26 @@ impl EndpointSet {
             d.files = files;
             d.files_at = Some(now);
         }
-        let (wanted, group_members): (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) = {
+        // Each address's client settings: file SD targets take the flags', DNS results
+        // their entry's, strict addresses and groups their entry's.
+        let (wanted, group_members, mut clients) = {
             let d = self.discovered.read().unwrap_or_else(|e| e.into_inner());
-            (
-                d.dns.iter().chain(&d.files).cloned().collect(),
-                d.groups.clone(),
-            )
+            let mut clients: BTreeMap<String, EndpointClient> = d
+                .files
+                .iter()
+                .map(|a| (a.clone(), EndpointClient::default()))
+                .collect();
+            clients.extend(d.dns.iter().map(|(a, c)| (a.clone(), c.clone())));
+            let wanted: BTreeSet<String> = clients.keys().cloned().collect();
+            (wanted, d.groups.clone(), clients)
         };
+        for e in &entries {
+            if e.group {
+                clients.insert(e.group_name(), e.client.clone());
+            } else if e.strict {
+                clients.insert(e.address.clone(), e.client.clone());
+            }
+        }
         let strict: BTreeSet<String> = entries
             .iter()
             .filter(|e| e.strict)
@@ -1172,16 +1118,30 @@ impl EndpointSet {
             st.retain(|a, _| wanted.contains(a) || strict.contains(a) || groups.contains(a));
             for a in wanted.iter().chain(&strict).chain(&groups) {
                 let is_group = groups.contains(a);
+                let client_cfg = clients
+                    .get(a)
+                    .map_or_else(|| self.cfg.client.clone(), |c| c.apply(&self.cfg.client));
                 if let Some(s) = st.get_mut(a) {
-                    // A reload may have changed an entry's strictness.
-                    s.strict = strict.contains(a);
-                    continue;
+                    if s.client_cfg == client_cfg {
+                        // A reload may have changed an entry's strictness.
+                        s.strict = strict.contains(a);
+                        continue;
+                    }
+                    tracing::info!(endpoint = %a, "client settings changed; reconnecting");
+                    st.remove(a);
                 }
+                let client = match self.client_for(&client_cfg) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(endpoint = %a, err = %e, "endpoint not added");
+                        continue;
+                    }
+                };
                 let (channel, group) = if is_group {
                     let g = GroupChannel::new(a.clone());
-                    (self.client.wrap(EndpointChannel::Group(g.clone())), Some(g))
+                    (client.wrap(EndpointChannel::Group(g.clone())), Some(g))
                 } else {
-                    match self.client.channel(a) {
+                    match client.channel(a) {
                         Ok(c) => (c, None),
                         Err(e) => {
                             tracing::warn!(endpoint = %a, err = %e, "bad endpoint address");
@@ -1194,6 +1154,8 @@ impl EndpointSet {
                     State {
                         addr: a.clone(),
                         strict: strict.contains(a),
+                        client_cfg,
+                        client,
                         channel,
                         group,
                         info: None,
@@ -1205,8 +1167,10 @@ impl EndpointSet {
                 );
             }
             for (name, members) in &group_members {
-                if let Some(g) = st.get(name).and_then(|s| s.group.as_ref()) {
-                    g.set_members(members, &self.client);
+                if let Some(s) = st.get(name)
+                    && let Some(g) = &s.group
+                {
+                    g.set_members(members, &s.client);
                 }
             }
             st.values()
@@ -1217,7 +1181,7 @@ impl EndpointSet {
                             g.snapshot()
                                 .into_iter()
                                 .map(|m| {
-                                    let ch = self.client.wrap(EndpointChannel::Single(m.channel));
+                                    let ch = s.client.wrap(EndpointChannel::Single(m.channel));
                                     (m.addr, ch, m.healthy)
                                 })
                                 .collect(),
@@ -1314,8 +1278,8 @@ impl EndpointSet {
                 };
                 StoreEndpoint {
                     addr: s.addr.clone(),
-                    client: self.client.store_client(s.channel.clone()),
-                    series: self.client.series_client(s.channel.clone()),
+                    client: s.client.store_client(s.channel.clone()),
+                    series: s.client.series_client(s.channel.clone()),
                     label_sets,
                     min_time,
                     max_time,
@@ -1516,6 +1480,67 @@ endpoints:
         );
     }
 
+    /// Each entry's `grpc_client_config` is read as Thanos reads it (see `EndpointClient`).
+    #[test]
+    fn sd_config_reads_each_endpoints_client_settings() {
+        let text = "
+endpoints:
+  - address: flags:1
+  - address: none:1
+    grpc_client_config: {compression_type: none, tls_config: {insecure_skip_verify: true}}
+  - address: tls:1
+    grpc_client_config:
+      tls_config: {enabled: true, ca_file: /c/ca.pem, cert_file: /c/cert.pem, key_file: /c/key.pem}
+      server_name: store.example
+      compression_type: snappy
+  - address: skip:1
+    grpc_client_config: {tls_config: {enabled: true, insecure_skip_verify: true}}
+  - address: off:1
+    grpc_client_config: {server_name: store.example}
+";
+        let got = parse_sd_config("x", text).unwrap();
+        let clients: Vec<(&str, &EndpointClient)> = got
+            .iter()
+            .map(|e| (e.address.as_str(), &e.client))
+            .collect();
+        let tls = |skip_verify, files: bool, server_name: Option<&str>| EndpointTls::Enabled {
+            skip_verify,
+            cert: files.then(|| "/c/cert.pem".into()),
+            key: files.then(|| "/c/key.pem".into()),
+            ca: files.then(|| "/c/ca.pem".into()),
+            server_name: server_name.map(String::from),
+        };
+        assert_eq!(
+            clients,
+            [
+                ("flags:1", &EndpointClient::default()),
+                // `none` and a lone insecure_skip_verify leave it to the flags, as in Thanos.
+                ("none:1", &EndpointClient::default()),
+                (
+                    "tls:1",
+                    &EndpointClient {
+                        tls: tls(false, true, Some("store.example")),
+                        snappy: true
+                    }
+                ),
+                (
+                    "skip:1",
+                    &EndpointClient {
+                        tls: tls(true, false, None),
+                        snappy: false
+                    }
+                ),
+                (
+                    "off:1",
+                    &EndpointClient {
+                        tls: EndpointTls::Disabled,
+                        snappy: false
+                    }
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn sd_config_errors_name_the_origin_and_the_problem() {
         let origin = "--endpoint.sd-config-file /etc/thanos/endpoints.yml";
@@ -1546,12 +1571,8 @@ endpoints:
                 "service_config is not supported",
             ),
             (
-                "endpoints: [{address: 'a:1', grpc_client_config: {tls_config: {enabled: true}}}]",
-                "grpc_client_config is not supported",
-            ),
-            (
-                "endpoints: [{address: 'a:1', grpc_client_config: {compression_type: snappy}}]",
-                "--grpc-compression",
+                "endpoints: [{address: 'a:1', grpc_client_config: {compression_type: gzip}}]",
+                "\"gzip\" is invalid: must be 'none' or 'snappy'",
             ),
             (
                 "endpoints: [{address: 'a:1', grpc_client_config: {tls: true}}]",
@@ -1629,53 +1650,6 @@ endpoints:
         });
     }
 
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.yml", "a.yml"));
-        assert!(glob_match("sd-?.json", "sd-1.json"));
-        assert!(!glob_match("*.yml", "a.yaml"));
-        assert!(glob_match("*", ""));
-    }
-
-    #[test]
-    fn snappy_is_accepted_and_wraps_channels() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let c = Client::new(&ClientConfig {
-            compression: Compression::Snappy,
-            ..Default::default()
-        })
-        .unwrap();
-        // Snappy is the channel wrapper's job; tonic must not also compress.
-        assert!(c.snappy && c.compression.is_none());
-        rt.block_on(async { assert!(c.channel("127.0.0.1:1").unwrap().is_snappy()) });
-        for (compression, tonic) in [
-            (Compression::None, None),
-            (Compression::Gzip, Some(CompressionEncoding::Gzip)),
-        ] {
-            let c = Client::new(&ClientConfig {
-                compression,
-                ..Default::default()
-            })
-            .unwrap();
-            assert_eq!(c.compression, tonic);
-            rt.block_on(async { assert!(!c.channel("127.0.0.1:1").unwrap().is_snappy()) });
-        }
-    }
-
-    #[test]
-    fn client_options_refused_clearly() {
-        let e = Client::new(&ClientConfig {
-            tls: true,
-            ca: Some("/nonexistent/ca.pem".into()),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
-    }
-
     /// A bad value of any endpoint flag fails start-up naming the flag and the value.
     #[test]
     fn endpoint_flag_errors_name_the_flag() {
@@ -1725,29 +1699,100 @@ endpoints:
         assert_eq!(EndpointSet::new(cfg).unwrap().flag_entries.len(), 4);
     }
 
+    /// Every address gets its own entry's client settings: static, strict and group entries
+    /// of the SD config, the flags' where the flags list the same address, and new settings
+    /// (a new channel) when a reload changes an entry's.
     #[test]
-    fn skip_verify_needs_tls_and_replaces_the_ca() {
-        // With TLS: a verifier, and the CA (not needed) is not even read.
-        let c = Client::new(&ClientConfig {
-            tls: true,
-            tls_skip_verify: true,
-            ca: Some("/nonexistent/ca.pem".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(c.tls.is_some() && c.skip_verify.is_some());
-        // Channels open (lazily) with the custom verifier.
+    fn each_address_is_called_with_its_entrys_client_settings() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async { c.channel("127.0.0.1:1").unwrap() });
-        // Without TLS it changes nothing, as in Thanos.
-        let c = Client::new(&ClientConfig {
-            tls_skip_verify: true,
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("endpoints.yml");
+        let write = |snappy_on: &[u8]| {
+            let mut y = String::from("endpoints:\n");
+            for (port, extra) in [
+                (1, ""),
+                (2, ""),
+                (3, "strict: true, "),
+                (4, "group: true, "),
+                (5, ""),
+            ] {
+                let c = if snappy_on.contains(&port) {
+                    "snappy"
+                } else {
+                    "none"
+                };
+                y.push_str(&format!(
+                    "  - {{address: '127.0.0.1:{port}', {extra}grpc_client_config: {{compression_type: {c}}}}}\n"
+                ));
+            }
+            std::fs::write(&file, y).unwrap();
+        };
+        write(&[1, 3, 4, 5]);
+        let set = EndpointSet::new(EndpointSetConfig {
+            // Also a flag: the flags' settings win, as in Thanos.
+            endpoints: vec!["127.0.0.1:5".into()],
+            sd_config: Some(SdConfigSource::File(file.clone())),
+            sd_config_interval: Duration::ZERO,
             ..Default::default()
         })
         .unwrap();
-        assert!(c.tls.is_none() && c.skip_verify.is_none());
+        let snappy = |set: &EndpointSet| -> Vec<(String, bool)> {
+            let st = set.state.read().unwrap();
+            st.values()
+                .map(|s| (s.addr.clone(), s.channel.is_snappy()))
+                .collect()
+        };
+        rt.block_on(set.update());
+        let want = |on: [bool; 5]| -> Vec<(String, bool)> {
+            vec![
+                ("127.0.0.1:1".into(), on[0]),
+                ("127.0.0.1:2".into(), on[1]),
+                ("127.0.0.1:3".into(), on[2]),
+                ("127.0.0.1:5".into(), on[4]),
+                ("thanos:///127.0.0.1:4".into(), on[3]),
+            ]
+        };
+        assert_eq!(snappy(&set), want([true, false, true, true, false]));
+        // A reload that turns snappy over: new channels with the new settings.
+        write(&[2]);
+        rt.block_on(set.update());
+        assert_eq!(snappy(&set), want([false, true, false, false, false]));
+        // A rewrite naming a TLS file that cannot be read is refused as a whole (the error
+        // names the endpoint and the field); the endpoints keep their settings.
+        std::fs::write(
+            &file,
+            "endpoints: [{address: '127.0.0.1:1', grpc_client_config: {tls_config: \
+             {enabled: true, ca_file: /nonexistent/ca.pem}}}]",
+        )
+        .unwrap();
+        let e = SdConfigSource::File(file.clone()).load().unwrap();
+        let err = check_clients("x", &e, &ClientConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"127.0.0.1:1\"")
+                && err.contains("grpc_client_config.tls_config.ca_file /nonexistent/ca.pem"),
+            "{err}"
+        );
+        rt.block_on(set.update());
+        assert_eq!(snappy(&set), want([false, true, false, false, false]));
+        assert!(
+            set.state
+                .read()
+                .unwrap()
+                .values()
+                .all(|s| !s.client_cfg.tls)
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.yml", "a.yml"));
+        assert!(glob_match("sd-?.json", "sd-1.json"));
+        assert!(!glob_match("*.yml", "a.yaml"));
+        assert!(glob_match("*", ""));
     }
 }

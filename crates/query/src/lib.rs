@@ -1,5 +1,7 @@
 //! The querier core (`strata query`): one PromQL view over many Store API servers.
 //!
+//! - [`client`]: how they are reached (`--grpc-client-*`, `--grpc-compression`, and an
+//!   endpoint's own `grpc_client_config` in the endpoint SD config).
 //! - [`endpoint`]: which servers exist (`--endpoint` static, `dns+`, `dnssrv+`,
 //!   `dnssrvnoa+`, `--store.sd-files`, `--endpoint.sd-config[-file]`), endpoint groups
 //!   (`--endpoint-group`: one store, calls round-robin over its members), their health and
@@ -17,6 +19,7 @@
 //! **Invariants:** every failure of a store names the store (its address); a store's bad
 //! answer is an error or a warning, never a panic; nothing here holds a lock across an await.
 
+pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod fanout;
@@ -25,9 +28,10 @@ pub mod server;
 pub mod storage;
 mod tls;
 
+pub use client::{ClientConfig, Compression, EndpointClient, EndpointTls};
 pub use endpoint::{
-    ClientConfig, Compression, EndpointEntry, EndpointSet, EndpointSetConfig, EndpointSpec,
-    SdConfigError, SdConfigSource, parse_sd_config,
+    EndpointEntry, EndpointSet, EndpointSetConfig, EndpointSpec, SdConfigError, SdConfigSource,
+    parse_sd_config,
 };
 pub use error::QueryError;
 pub use fanout::Fanout;

@@ -6,7 +6,8 @@
 //! two `strata store`s serving TLS with a self-signed certificate that only
 //! `--grpc-client-tls-skip-verify` accepts; `--grpc-compression=snappy` from a querier to a
 //! `strata store` and to another querier; `--endpoint.sd-config-file` re-read while running
-//! and `--endpoint-group` listed as one store.
+//! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
+//! TLS (a test CA's certificates) and another snappy in clear text.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -515,6 +516,16 @@ fn bad_client_flags_fail_clearly() {
             "--endpoint.sd-config-file /nonexistent/endpoints.yml",
         ),
         (
+            "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
+             {tls_config: {enabled: true, ca_file: /nonexistent/ca.pem}}}]",
+            "grpc_client_config.tls_config.ca_file /nonexistent/ca.pem",
+        ),
+        (
+            "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
+             {compression_type: gzip}}]",
+            "must be 'none' or 'snappy'",
+        ),
+        (
             "--query.max-concurrent-select=0",
             "--query.max-concurrent-select",
         ),
@@ -684,6 +695,18 @@ fn start_store_with_blocks(
     (proc, grpc)
 }
 
+/// The `cluster` labels of a query's series, in order, repeats removed.
+fn clusters(v: &Value) -> Vec<String> {
+    let mut c: Vec<String> = v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|s| s["metric"]["cluster"].as_str().unwrap().to_string())
+        .collect();
+    c.dedup();
+    c
+}
+
 /// A form POST: status and JSON body.
 fn post_form(port: u16, path: &str, form: &str) -> (u16, Value) {
     let r = strata_testutil::process::http_request_with_headers(
@@ -698,6 +721,80 @@ fn post_form(port: u16, path: &str, form: &str) -> (u16, Value) {
         r.status,
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
     )
+}
+
+/// Each endpoint's own client settings from `--endpoint.sd-config` (Thanos'
+/// `grpc_client_config`): one store serves mutual TLS with a certificate from a test CA,
+/// the other clear text and takes snappy; the querier's own flags set neither. Both answer.
+/// Without its client certificate the TLS store refuses the querier, and the other still
+/// answers.
+#[test]
+fn sd_config_gives_each_endpoint_its_own_tls() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let c = strata_testutil::tls::ca_signed_certificates(&certs);
+    let mtls = [
+        format!("--grpc-server-tls-cert={}", c.server_cert.display()),
+        format!("--grpc-server-tls-key={}", c.server_key.display()),
+        format!("--grpc-server-tls-client-ca={}", c.ca.display()),
+    ];
+    let (_eu, eu) = start_store_with_blocks(tmp.path(), "eu1", T0, &mtls);
+    let (_us, us) = start_store_with_blocks(tmp.path(), "us1", T0, &[]);
+    let sd_config = |client_cert: bool| {
+        let identity = if client_cert {
+            format!(
+                ", cert_file: '{}', key_file: '{}'",
+                c.client_cert.display(),
+                c.client_key.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "--endpoint.sd-config=endpoints:\n\
+             - address: 127.0.0.1:{eu}\n  \
+               grpc_client_config:\n    \
+                 tls_config: {{enabled: true, ca_file: '{}'{identity}}}\n    \
+                 server_name: localhost\n\
+             - address: 127.0.0.1:{us}\n  \
+               grpc_client_config: {{compression_type: snappy}}\n",
+            c.ca.display()
+        )
+    };
+    let t = (T0 + 3_600_000) / 1000;
+    let query = format!("/api/v1/query?query=temperature&time={t}");
+
+    let q = start_querier(tmp.path(), "query-sd-tls", &[sd_config(true)]);
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    drop(q);
+
+    // Verified against the CA but without a client certificate: the TLS store refuses.
+    let q = start_querier(tmp.path(), "query-sd-no-cert", &[sd_config(false)]);
+    let (_, v) = json(q.http, "/api/v1/stores");
+    let errors: Vec<(String, String)> = v["data"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{v}"))
+        .values()
+        .flat_map(|l| l.as_array().unwrap())
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["lastError"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{v}");
+    for (name, err) in &errors {
+        assert_eq!(name.ends_with(&format!(":{eu}")), !err.is_empty(), "{v}");
+    }
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["us1"], "{v}");
 }
 
 #[test]
@@ -724,16 +821,6 @@ fn store_match_over_tls_stores_with_skip_verify() {
     ];
     let t = (T0 + 3_600_000) / 1000;
     let query = format!("/api/v1/query?query=temperature&time={t}");
-    let clusters = |v: &Value| -> Vec<String> {
-        let mut c: Vec<String> = v["data"]["result"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{v}"))
-            .iter()
-            .map(|s| s["metric"]["cluster"].as_str().unwrap().to_string())
-            .collect();
-        c.dedup();
-        c
-    };
 
     // Without skip-verify the certificate is refused: the stores stay down.
     let q = start_querier(

@@ -4,10 +4,11 @@
 //! (`strata-query`), and the querier's own Store API on `--grpc-address`.
 //!
 //! `--endpoint.sd-config-file` / `--endpoint.sd-config` take Thanos' endpoint config
-//! (`endpoints:` entries of `address`, `strict`, `group`), re-read from the file every
-//! `--endpoint.sd-config-reload-interval`; a malformed file at start-up is an error, at a
-//! reload it is logged and the previous endpoints stay. Per-endpoint `grpc_client_config`
-//! and `service_config` are refused (the `--grpc-client-*` flags apply to every endpoint).
+//! (`endpoints:` entries of `address`, `strict`, `group` and `grpc_client_config`, an
+//! endpoint's own TLS and compression instead of the `--grpc-client-*` flags'), re-read
+//! from the file every `--endpoint.sd-config-reload-interval`; a malformed file at start-up
+//! is an error, at a reload it is logged and the previous endpoints stay. `service_config`
+//! is refused.
 //! `--endpoint-group` / `--endpoint-group-strict` (and `group: true`) make one store of
 //! the replicas an address resolves to, each call going to the next healthy member.
 //!
