@@ -88,9 +88,12 @@ start_fanout_bench() {
         --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
     store_pid="$!"
     pids+=("$store_pid")
+    # QUERY_FLAGS: more flags for the fan-out querier (word-split), for example
+    # --query.replica-label=replica to measure the deduplicating path.
+    # shellcheck disable=SC2086
     "$bin" query --endpoint="127.0.0.1:$store_grpc" \
         --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
-        --log.level=warn >"$work/query.log" 2>&1 &
+        --log.level=warn ${QUERY_FLAGS:-} >"$work/query.log" 2>&1 &
     query_pid="$!"
     pids+=("$query_pid")
     "$bin" query --debug.blocks-dir="$work/data" \

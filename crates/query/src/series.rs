@@ -247,9 +247,67 @@ pub(crate) fn same_labels(a: &Labels, b: &Labels) -> bool {
             .all(|(x, y)| x.value == y.value && x.name == y.name)
 }
 
-/// Groups the merged series by their labels without the replica labels, deduplicates each
-/// group, and returns engine series sorted by the output labels. Labels and chunks are moved,
-/// never copied: this runs once per selected series on the query path.
+/// A deduplicated series' chunks, from every replica and store that sent it, split into
+/// chains that do not overlap in time, each standing for one replica: Thanos' overlap split
+/// (`dedup.NewOverlapSplit`, since v0.31), which lets stores strip the replica labels
+/// themselves (`without_replica_labels`) and send one series per label set, replicas'
+/// chunks together.
+///
+/// The chunks are sorted by start (then end); a chunk equal to the one before it (the same
+/// block read by two stores, say) is dropped; each chunk then joins the first chain that
+/// ends before it starts, or starts a chain of its own. Replicas scrape the same targets,
+/// so their chunks overlap and land in separate chains; one replica's chunks never overlap
+/// each other. Where a replica stops, the next chunks of another may continue its chain:
+/// the samples are still that series', and the deduplication between chains is unchanged.
+pub(crate) fn split_replicas(mut chunks: Vec<WireChunk>) -> Vec<Vec<WireChunk>> {
+    if chunks.is_sorted_by(|a, b| a.max_time < b.min_time) {
+        return vec![chunks];
+    }
+    chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    chunks.dedup();
+    let mut chains: Vec<Vec<WireChunk>> = Vec::new();
+    for c in chunks {
+        match chains
+            .iter_mut()
+            .find(|ch| ch.last().is_some_and(|l| l.max_time < c.min_time))
+        {
+            Some(ch) => ch.push(c),
+            None => chains.push(vec![c]),
+        }
+    }
+    chains
+}
+
+/// One deduplicated series' data: its replicas ([`split_replicas`]) merged by `cv`'s
+/// algorithm, or, when there is only one, that one as it is (the engine's fast path for raw
+/// chunks).
+fn dedup_series(chunks: Vec<WireChunk>, cv: &Convert<'_>) -> Result<SeriesData, String> {
+    let mut chains = split_replicas(chunks);
+    if chains.len() == 1
+        && let Some(only) = chains.pop()
+    {
+        return single(only, cv.aggr);
+    }
+    let mut replicas = Vec::with_capacity(chains.len());
+    for chain in &chains {
+        match decode_replica(chain, cv.aggr)? {
+            Some(s) => replicas.push(s),
+            None => return Ok(SeriesData::NativeHistograms),
+        }
+    }
+    let refs: Vec<&[(i64, f64)]> = replicas.iter().map(Vec::as_slice).collect();
+    Ok(floats(strata_dedup::dedup_samples(
+        &refs,
+        cv.algorithm,
+        cv.counter,
+    )))
+}
+
+/// The merged series as engine series. With replica labels (deduplication), the labels are
+/// stripped of them (stores that strip themselves have already), series that become equal
+/// are joined, and each series' replicas are found by [`split_replicas`] and merged; the
+/// result is sorted by the output labels. Labels and chunks are moved, never copied: this
+/// runs once per selected series on the query path.
 ///
 /// `merged` must hold each label set once (the fan-out's merges join equal series), so that
 /// without replica labels there is nothing to group and neighbours are not compared: those
@@ -274,37 +332,20 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
     for it in &mut items {
         it.0 = strip_owned(std::mem::take(&mut it.0), cv.replica_labels);
     }
-    // A stable sort: replicas of one series become neighbours and keep their order by full
-    // labels (replica "a" before "b"), which penalty dedup treats as priority.
+    // Replicas that a store did not strip become neighbours (and are joined below).
     if !items.is_sorted_by(|a, b| a.0 <= b.0) {
         items.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let mut out: Vec<StoredSeries> = Vec::with_capacity(items.len());
     let mut it = items.into_iter().peekable();
-    while let Some((labels, chunks)) = it.next() {
-        let data = if it.peek().is_some_and(|n| same_labels(&n.0, &labels)) {
-            let mut group = vec![chunks];
-            while let Some((_, more)) = it.next_if(|n| same_labels(&n.0, &labels)) {
-                group.push(more);
-            }
-            let mut replicas = Vec::with_capacity(group.len());
-            let mut hist = false;
-            for chunks in &group {
-                match decode_replica(chunks, cv.aggr)? {
-                    Some(s) => replicas.push(s),
-                    None => hist = true,
-                }
-            }
-            if hist {
-                SeriesData::NativeHistograms
-            } else {
-                let refs: Vec<&[(i64, f64)]> = replicas.iter().map(Vec::as_slice).collect();
-                floats(strata_dedup::dedup_samples(&refs, cv.algorithm, cv.counter))
-            }
-        } else {
-            single(chunks, cv.aggr)?
-        };
-        out.push(StoredSeries { labels, data });
+    while let Some((labels, mut chunks)) = it.next() {
+        while let Some((_, more)) = it.next_if(|n| same_labels(&n.0, &labels)) {
+            chunks.extend(more);
+        }
+        out.push(StoredSeries {
+            labels,
+            data: dedup_series(chunks, cv)?,
+        });
     }
     Ok(out)
 }
@@ -396,6 +437,131 @@ mod tests {
         st.push(vec![(1000, 1.0), (1200, 4.0)], &mut out);
         let v: Vec<f64> = out.iter().map(|s| s.1).collect();
         assert_eq!(v, [10.0, 30.0, 50.0, 52.0, 54.0, 55.0, 58.0]);
+    }
+
+    /// A raw XOR chunk of `samples` on the wire.
+    fn xor(samples: &[(i64, f64)]) -> WireChunk {
+        WireChunk {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            raw: Some(Chunk {
+                r#type: chunk::Encoding::Xor as i32,
+                data: strata_tsdb::XorEncoder::encode(samples.iter().copied())
+                    .unwrap()
+                    .into(),
+                hash: 0,
+            }),
+            aggr: None,
+        }
+    }
+
+    /// Samples every `step` ms over `[from, to)`, value = timestamp / 1000 + `offset`.
+    fn samples(from: i64, to: i64, step: i64, offset: f64) -> Vec<(i64, f64)> {
+        (from..to)
+            .step_by(step as usize)
+            .map(|t| (t, t as f64 / 1000.0 + offset))
+            .collect()
+    }
+
+    #[test]
+    fn split_replicas_recovers_overlapping_replicas() {
+        // Replica a scrapes at 0, 10 s, …; b 5 s later. Chunks of 100 s.
+        let a: Vec<WireChunk> = (0..3)
+            .map(|i| xor(&samples(i * 100_000, (i + 1) * 100_000, 10_000, 0.0)))
+            .collect();
+        let b: Vec<WireChunk> = (0..2)
+            .map(|i| {
+                xor(&samples(
+                    i * 100_000 + 5_000,
+                    (i + 1) * 100_000,
+                    10_000,
+                    0.0,
+                ))
+            })
+            .collect();
+        // Stores' order, interleaved, and one of a's chunks twice (from two stores).
+        let mixed = vec![
+            b[1].clone(),
+            a[0].clone(),
+            a[2].clone(),
+            b[0].clone(),
+            a[1].clone(),
+            a[1].clone(),
+        ];
+        assert_eq!(split_replicas(mixed), [a.clone(), b.clone()]);
+        // One replica: one chain, as it came.
+        assert_eq!(split_replicas(a.clone()), std::slice::from_ref(&a));
+        assert_eq!(split_replicas(Vec::new()), [Vec::<WireChunk>::new()]);
+        // Where a stops, b's next chunk continues a's chain (first chain that fits).
+        let a_short = vec![a[0].clone()];
+        assert_eq!(
+            split_replicas([a_short, b.clone()].concat()),
+            [vec![a[0].clone(), b[1].clone()], vec![b[0].clone()]]
+        );
+    }
+
+    /// A series whose replicas a store sent as one (labels stripped, chunks together) is
+    /// deduplicated as the same replicas sent as two series with their replica labels.
+    #[test]
+    fn replicas_sent_together_deduplicate_as_replicas_sent_apart() {
+        let a = samples(0, 300_000, 10_000, 0.0);
+        // b is 5 s behind and its counter 0.5 lower, with a gap from 100 s to 200 s in a.
+        let b = samples(5_000, 300_000, 10_000, -0.5);
+        let a_gap: Vec<(i64, f64)> = a
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t < 100_000 || *t >= 200_000)
+            .collect();
+        let chunks = |s: &[(i64, f64)]| -> Vec<WireChunk> { s.chunks(8).map(xor).collect() };
+        let l = |replica: Option<&str>| {
+            let mut p = vec![("__name__", "x_total")];
+            if let Some(r) = replica {
+                p.push(("replica", r));
+            }
+            Labels::from_pairs(&p)
+        };
+        let replica_labels = ["replica".to_string()];
+        for counter in [false, true] {
+            let cv = Convert {
+                replica_labels: &replica_labels,
+                algorithm: Algorithm::Penalty,
+                counter,
+                aggr: AggrRead::Average,
+            };
+            let apart = to_engine(
+                vec![(l(Some("a")), chunks(&a_gap)), (l(Some("b")), chunks(&b))],
+                &cv,
+            )
+            .unwrap();
+            let together =
+                to_engine(vec![(l(None), [chunks(&b), chunks(&a_gap)].concat())], &cv).unwrap();
+            assert_eq!(apart.len(), 1);
+            assert_eq!(together.len(), 1);
+            assert_eq!(together[0].labels, l(None));
+            let floats = |d: &SeriesData| match d {
+                SeriesData::Floats { timestamps, values } => timestamps
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect::<Vec<_>>(),
+                other => panic!("{other:?}"),
+            };
+            let got = floats(&together[0].data);
+            assert_eq!(got, floats(&apart[0].data), "counter {counter}");
+            // No doubled rate: one sample per 10 s, and the gap filled from b.
+            assert!(got.windows(2).all(|w| w[1].0 - w[0].0 >= 10_000), "{got:?}");
+            assert!(got.iter().any(|(t, _)| (100_000..200_000).contains(t)));
+        }
+        // One replica only: the raw chunks go to the engine as they are.
+        let cv = Convert {
+            replica_labels: &replica_labels,
+            algorithm: Algorithm::Penalty,
+            counter: false,
+            aggr: AggrRead::Average,
+        };
+        let one = to_engine(vec![(l(Some("a")), chunks(&a))], &cv).unwrap();
+        assert!(matches!(one[0].data, SeriesData::Chunks(_)));
+        assert_eq!(one[0].labels, l(None));
     }
 
     #[test]

@@ -344,6 +344,10 @@ impl QueryStorage {
     fn select_plan(&self, matchers: &[Matcher], hints: &SelectHints) -> (SeriesRequest, Plan) {
         let aggr = AggrRead::from_func(hints.func.as_deref());
         let mut req = self.series_request(matchers, hints.start, hints.end);
+        // Deduplicating: the stores strip the replica labels (the fan-out does it for those
+        // that cannot), so replicas arrive as one series in label order and the selection
+        // streams like any other; `to_engine` splits each series' replicas again.
+        req.without_replica_labels = self.replica_labels.clone();
         req.max_resolution_window = self.resolution(hints.step);
         req.aggregates = aggr.wire();
         req.query_hints = Some(QueryHints {
@@ -386,10 +390,12 @@ impl Plan {
 }
 
 /// The batches of a streaming select: merged series as the fan-out hands them over,
-/// converted on the engine's thread. Dropping it stops the fan-out.
+/// converted (and deduplicated over `replica_labels`) on the engine's thread. Dropping it
+/// stops the fan-out.
 struct StreamedSelect {
     rx: tokio::sync::mpsc::Receiver<Result<Merged<Vec<WireSeries>>, crate::QueryError>>,
     plan: Plan,
+    replica_labels: Vec<String>,
     ended: bool,
 }
 
@@ -414,7 +420,7 @@ impl Iterator for StreamedSelect {
             Some(Ok(m)) => m,
         };
         Some(
-            to_engine(merged.items, &self.plan.convert(&[]))
+            to_engine(merged.items, &self.plan.convert(&self.replica_labels))
                 .map(|series| SelectResult {
                     series,
                     warnings: merged.warnings,
@@ -427,7 +433,7 @@ impl Iterator for StreamedSelect {
     }
 }
 
-/// A collected (deduplicating) fan-out's answer.
+/// A collected fan-out's answer (`Storage::select`).
 type CollectedSelect = Result<Merged<Vec<WireSeries>>, crate::QueryError>;
 
 /// Waits for a store call started with [`QueryStorage::spawn_call`].
@@ -437,29 +443,6 @@ fn wait_call<T>(
     rx.recv()
         .map_err(|_| StorageError::new("querier runtime shut down"))?
         .map_err(|e| StorageError::new(e.to_string()))
-}
-
-/// A deduplicating select started early: one batch, converted when evaluation reads it.
-struct EarlyCollected {
-    rx: Option<std::sync::mpsc::Receiver<CollectedSelect>>,
-    plan: Plan,
-    replica_labels: Vec<String>,
-}
-
-impl Iterator for EarlyCollected {
-    type Item = Result<SelectResult, StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rx = self.rx.take()?;
-        Some(wait_call(rx).and_then(|merged| {
-            let series = to_engine(merged.items, &self.plan.convert(&self.replica_labels))
-                .map_err(StorageError::new)?;
-            Ok(SelectResult {
-                series,
-                warnings: merged.warnings,
-            })
-        }))
-    }
 }
 
 /// Waits for one of the query's `--query.max-concurrent-select` permits.
@@ -480,8 +463,7 @@ impl Storage for QueryStorage {
         true
     }
 
-    /// Streaming selects start as [`Storage::select_batches`] starts them; deduplicating
-    /// ones collect on the runtime and are converted when read. At most one fewer than the
+    /// Selects start as [`Storage::select_batches`] starts them. At most one fewer than the
     /// query's select permits start early (see `early_left`).
     fn select_early(
         &self,
@@ -491,15 +473,7 @@ impl Storage for QueryStorage {
         if !self.take_early() {
             return None;
         }
-        if self.replica_labels.is_empty() {
-            return Some(self.select_batches(matchers, hints));
-        }
-        let (req, plan) = self.select_plan(matchers, hints);
-        Some(Ok(Box::new(EarlyCollected {
-            rx: Some(self.spawn_fan_out_series(req)),
-            plan,
-            replica_labels: self.replica_labels.clone(),
-        })))
+        Some(self.select_batches(matchers, hints))
     }
 
     fn select(
@@ -517,18 +491,13 @@ impl Storage for QueryStorage {
         })
     }
 
-    /// Streams unless deduplicating: replicas of one series are only neighbours once the
-    /// replica labels are stripped and the whole selection re-sorted, so deduplication needs
-    /// the whole selection first.
+    /// Streams, deduplicating or not: with `without_replica_labels` pushed down (see
+    /// `select_plan`), a series' replicas arrive together.
     fn select_batches(
         &self,
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<SelectBatches, StorageError> {
-        if !self.replica_labels.is_empty() {
-            let all = self.select(matchers, hints)?;
-            return Ok(Box::new(std::iter::once(Ok(all))));
-        }
         let (req, plan) = self.select_plan(matchers, hints);
         let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
@@ -546,6 +515,7 @@ impl Storage for QueryStorage {
         Ok(Box::new(StreamedSelect {
             rx,
             plan,
+            replica_labels: self.replica_labels.clone(),
             ended: false,
         }))
     }

@@ -923,7 +923,8 @@ async fn a_store_sending_unsorted_series_is_named() {
             .iter()
             .any(|w| w.contains("out of order") && w.contains(&addr.to_string()))
     );
-    // Deduplicating collects the whole selection first, so it still sorts such a store.
+    // Deduplicating, a store that does not strip replica labels itself is collected,
+    // stripped and sorted by the querier, so such a store is still sorted.
     let (got, warnings) = select_names(querier(f, &["replica"]), false)
         .await
         .unwrap()
@@ -958,6 +959,48 @@ async fn a_store_sending_unsorted_series_within_a_frame_is_named() {
     );
 }
 
+/// A store that sends 600 series, `m00000` to `m00599`, in frames of 100, then stalls.
+fn stalls_after_600_series() -> CountingStore {
+    let names: Vec<String> = (0..600).map(|i| format!("m{i:05}")).collect();
+    let mut store = CountingStore::new(Duration::ZERO);
+    store.frames = names
+        .chunks(100)
+        .map(|c| batch_frame(c.iter().map(|n| wire_series(n, &[0])).collect()))
+        .collect();
+    store.hang = true;
+    store
+}
+
+/// A deduplicating select streams too: with `without_replica_labels` pushed down to a store
+/// that strips them itself, replicas arrive together, and the first series reach the engine
+/// while the store has stalled (collected first, nothing would arrive before the store's
+/// response timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deduplicating_select_streams_what_has_arrived() {
+    let mut store = stalls_after_600_series();
+    store.claims_to_strip = true;
+    let (addr, _stop) = store.start().await;
+    let f = fanout(&[addr.to_string()], Some(Duration::from_secs(20))).await;
+    let st = querier(f, &["replica"]).storage_for(&RequestOptions::default());
+    let (first, took) = tokio::task::spawn_blocking(move || {
+        let hints = SelectHints {
+            start: 0,
+            end: 1,
+            ..Default::default()
+        };
+        let ms = [Matcher::new(strata_model::MatchOp::RegexMatch, "__name__", "m.*").unwrap()];
+        let started = Instant::now();
+        let mut batches = st.select_batches(&ms, &hints).unwrap();
+        let first = batches.next().unwrap().unwrap();
+        (chunk_times(&first.series), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(took < Duration::from_secs(10), "first batch after {took:?}");
+    assert_eq!(first.len(), strata_query::fanout::STREAM_FIRST_BATCH);
+    assert_eq!(first[0], ("m00000".to_string(), vec![0]));
+}
+
 /// The querier's Store API hands on merged series while its stores are still sending: a
 /// querier above it receives the first series although the store below has stalled (with
 /// the whole selection collected first, nothing would arrive before the store's
@@ -966,13 +1009,7 @@ async fn a_store_sending_unsorted_series_within_a_frame_is_named() {
 async fn the_querier_store_api_streams_what_has_arrived() {
     use strata_storepb::thanos::store_client::StoreClient;
     use strata_storepb::thanos::{SeriesRequest, series_response};
-    let names: Vec<String> = (0..600).map(|i| format!("m{i:05}")).collect();
-    let mut store = CountingStore::new(Duration::ZERO);
-    store.frames = names
-        .chunks(100)
-        .map(|c| batch_frame(c.iter().map(|n| wire_series(n, &[0])).collect()))
-        .collect();
-    store.hang = true;
+    let store = stalls_after_600_series();
     let (addr, _stop) = store.start().await;
     let timeout = Duration::from_secs(20);
     let (mid, _stop_mid) = serve_querier(fanout(&[addr.to_string()], Some(timeout)).await).await;
@@ -1011,7 +1048,8 @@ async fn the_querier_store_api_streams_what_has_arrived() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(got, names[..got.len()]);
+    let want: Vec<String> = (0..got.len()).map(|i| format!("m{i:05}")).collect();
+    assert_eq!(got, want);
 }
 
 /// `without_replica_labels` through the querier's Store API, from a store that does not
