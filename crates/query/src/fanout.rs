@@ -400,16 +400,17 @@ fn waited<T>(
 const FRAMES_DECODING: usize = 3;
 
 /// A frame decoded off the reading task: its series (equal neighbours joined, and when the
-/// call must be sorted, checked within the frame), a warning, or nothing to hand on.
+/// call must be sorted and nothing was stripped, checked within the frame) and whether
+/// stripping removed any label, a warning, or nothing to hand on.
 enum Decoded {
-    Series(Vec<WireSeries>),
+    Series(Vec<WireSeries>, bool),
     Warning(String),
     Nothing,
 }
 
 /// Decodes one received frame (see [`Decoded`]). `strip`: the call's `without_replica_labels`,
 /// removed here too in case the store left some on (Thanos' sidecar strips external labels
-/// only); a store that did so and thereby broke the order is named by the order check.
+/// only; see `read_frames` for what follows).
 fn decode_frame(frame: bytes::Bytes, sorted: bool, strip: &[String]) -> Result<Decoded, String> {
     let wire = match decode_series_response(frame) {
         Ok(SeriesFrame::Series(s)) => s,
@@ -422,16 +423,25 @@ fn decode_frame(frame: bytes::Bytes, sorted: bool, strip: &[String]) -> Result<D
         }
     };
     let mut series: Vec<WireSeries> = Vec::with_capacity(wire.len());
+    let mut stripped = false;
     for (labels, chunks) in wire {
-        push_joined(
-            &mut series,
-            (crate::series::strip_owned(labels, strip), chunks),
-        );
+        let n = labels.len();
+        let labels = crate::series::strip_owned(labels, strip);
+        stripped |= labels.len() != n;
+        push_joined(&mut series, (labels, chunks));
     }
-    if sorted && let Some(w) = series.windows(2).find(|w| w[1].0 <= w[0].0) {
-        return Err(out_of_order(&w[0].0, &w[1].0));
+    if sorted && !stripped {
+        check_sorted(&series)?;
     }
-    Ok(Decoded::Series(series))
+    Ok(Decoded::Series(series, stripped))
+}
+
+/// The first pair of `series` out of order, as the error naming them.
+fn check_sorted(series: &[WireSeries]) -> Result<(), String> {
+    match series.windows(2).find(|w| w[1].0 <= w[0].0) {
+        Some(w) => Err(out_of_order(&w[0].0, &w[1].0)),
+        None => Ok(()),
+    }
 }
 
 fn out_of_order(a: &Labels, b: &Labels) -> String {
@@ -451,9 +461,28 @@ async fn decoded(task: &mut Decoding) -> Result<Decoded, String> {
         .unwrap_or_else(|| Err("decoding a Series frame: cancelled".to_string()))
 }
 
+/// What [`read_frames`] has handed on so far.
+#[derive(Default)]
+struct HandedOn {
+    /// The last series handed on, for the order check across frames.
+    last: Option<Labels>,
+    /// Whether any series was handed on.
+    any: bool,
+    /// The answer collected whole instead (see [`read_frames`]).
+    collected: Option<Vec<WireSeries>>,
+}
+
 /// [`read_series`] until the call fails (`Ok` also when `tx` is closed: nobody listens).
 /// Up to [`FRAMES_DECODING`] frames are decoded at once; they are handed on in the order
 /// received.
+///
+/// A store asked to strip `without_replica_labels` that says it can may still leave some on:
+/// Thanos' sidecar strips only external labels, and a replica label can be a series' own.
+/// The decode removes them, which can reorder the store's series. When its first frame of
+/// series shows this, the store's whole answer is collected and sorted before it is handed
+/// on, as for a store that cannot strip (`read_stripped_here`), so the query still answers;
+/// if it shows only later, what was handed on cannot be reordered, and the order check names
+/// the store if the order broke.
 async fn read_frames(
     mut client: SeriesClient,
     addr: &str,
@@ -474,28 +503,43 @@ async fn read_frames(
     // When the answer came, for the debug log (`--log.level=debug`).
     let answered = start.elapsed();
     let (mut frames, mut first_frame) = (0usize, None);
-    // The last series handed on, for the order check across frames.
-    let mut last: Option<Labels> = None;
+    let mut handed = HandedOn::default();
     let mut decoding: std::collections::VecDeque<Decoding> = Default::default();
     // Hands one decoded frame on; `false` when nobody listens any more.
-    let hand_on = async |d: Decoded, last: &mut Option<Labels>| -> Result<bool, String> {
+    let hand_on = async |d: Decoded, h: &mut HandedOn| -> Result<bool, String> {
         let item = match d {
             Decoded::Nothing => return Ok(true),
             Decoded::Warning(w) => StoreFrame::Warning(w),
-            Decoded::Series(series) => {
+            Decoded::Series(series, stripped) => {
+                if let Some(all) = &mut h.collected {
+                    all.extend(series);
+                    return Ok(true);
+                }
+                if sorted && stripped && !h.any && !series.is_empty() {
+                    tracing::debug!(
+                        store = %addr,
+                        "store left labels of without_replica_labels on; collecting its answer"
+                    );
+                    h.collected = Some(series);
+                    return Ok(true);
+                }
                 if sorted {
-                    if let (Some(a), Some(b)) = (last.as_ref(), series.first())
+                    if stripped {
+                        check_sorted(&series)?;
+                    }
+                    if let (Some(a), Some(b)) = (h.last.as_ref(), series.first())
                         && b.0 < *a
                     {
                         return Err(out_of_order(a, &b.0));
                     }
                     if let Some(s) = series.last() {
-                        *last = Some(s.0.clone());
+                        h.last = Some(s.0.clone());
                     }
                 }
                 if series.is_empty() {
                     return Ok(true);
                 }
+                h.any = true;
                 StoreFrame::Series(series)
             }
         };
@@ -508,6 +552,12 @@ async fn read_frames(
     loop {
         if ended || decoding.len() >= FRAMES_DECODING {
             let Some(mut d) = decoding.pop_front() else {
+                if let Some(mut all) = handed.collected.take()
+                    && !all.is_empty()
+                {
+                    sort_and_join(&mut all);
+                    let _ = tx.send(Ok(StoreFrame::Series(all))).await;
+                }
                 let ms = |d: Duration| d.as_secs_f64() * 1e3;
                 tracing::debug!(
                     store = %addr,
@@ -519,7 +569,7 @@ async fn read_frames(
                 );
                 return Ok(());
             };
-            if !hand_on(decoded(&mut d).await?, &mut last).await? {
+            if !hand_on(decoded(&mut d).await?, &mut handed).await? {
                 return Ok(());
             }
             continue;
@@ -530,7 +580,7 @@ async fn read_frames(
             biased;
             Some(r) = async { Some(decoded(decoding.front_mut()?).await) }, if !decoding.is_empty() => {
                 decoding.pop_front();
-                if !hand_on(r?, &mut last).await? {
+                if !hand_on(r?, &mut handed).await? {
                     return Ok(());
                 }
                 continue;

@@ -1148,10 +1148,29 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
     assert_eq!(read(&mut client, call(0, Vec::new())).await.len(), 4);
 
     // A store that says it strips but leaves the labels on (as Thanos' sidecar does with
-    // labels that are not external): the querier removes them too. Here that breaks the
-    // store's order, and the call fails naming the store instead of answering out of order.
+    // labels that are not external): the querier removes them too. Seen in its first frame,
+    // its answer is collected and sorted, as for a store that cannot strip.
     let mut liar = store.clone();
     liar.claims_to_strip = true;
+    let (liar_addr, _stop_liar) = liar.start().await;
+    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
+    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    assert_eq!(
+        read(&mut client, call(0, vec!["replica".to_string()])).await,
+        [
+            ("__name__=m,a=1,z=1".to_string(), vec![20]),
+            ("__name__=m,a=1,z=2".to_string(), vec![10, 30]),
+            ("__name__=m,b=1".to_string(), vec![40]),
+        ]
+    );
+    // Seen only after series were handed on, where removing them breaks the store's order:
+    // the call fails naming the store instead of answering out of order.
+    let mut liar = store.clone();
+    liar.claims_to_strip = true;
+    liar.frames.insert(
+        0,
+        batch_frame(vec![series(&[("__name__", "m"), ("a", "0")], 5)]),
+    );
     let (liar_addr, _stop_liar) = liar.start().await;
     let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
     let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
