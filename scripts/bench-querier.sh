@@ -20,10 +20,7 @@ cd "$(dirname "$0")/.."
 
 repeat="${1:-5}"
 
-if [ -z "${NO_BUILD:-}" ]; then
-    echo "==> building (release): strata, bench_gen, bench_compare" >&2
-    cargo build --release --locked -p strata -p strata-promql --examples --bins >&2
-fi
+bench_build
 
 bench_workdir
 

@@ -18,10 +18,7 @@ cd "$(dirname "$0")/.."
 . ./scripts/lib.sh
 
 install_prometheus
-if [ -z "${NO_BUILD:-}" ]; then
-    log "building (release): strata, bench_gen, fanout_profile"
-    cargo build --release --locked -p strata -p strata-promql -p strata-query --examples --bins >&2
-fi
+bench_build -p strata-query
 
 bench_workdir
 

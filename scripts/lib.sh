@@ -69,38 +69,62 @@ bench_workdir() {
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts the querier fan-out benchmark's three servers from the strata binary BIN over the
-# blocks in WORK/data (a FILESYSTEM bucket: its keys are <ULID>/<file>): a store gateway, a
-# querier fanning out to it, and a querier evaluating the same blocks locally
-# (--debug.blocks-dir). Logs go to WORK/*.log; the pids are appended to the caller's `pids`
-# array. Sets `store_pid`, `query_pid`, `local_pid`, `query_port` (fan-out) and `local_port`,
-# and returns once all three are ready and the fan-out querier has found the gateway.
-start_fanout_bench() {
+# For the benchmark scripts: the release build of strata and the benchmark examples
+# (bench_gen, bench_compare, ...) with any more cargo arguments given (`-p strata-query`),
+# unless NO_BUILD is set.
+bench_build() {
+    if [ -z "${NO_BUILD:-}" ]; then
+        log "building (release): strata and the benchmark examples"
+        cargo build --release --locked -p strata -p strata-promql "$@" --examples --bins >&2
+    fi
+}
+
+# Starts `BIN store` over the FILESYSTEM bucket WORK/data (its keys are <ULID>/<file>), its
+# cache in WORK/store and its log in WORK/store.log; appends its pid to the caller's `pids`.
+# Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it.
+start_bench_store() {
     local bin="$1" work="$2"
-    local store_http store_grpc query_grpc
     store_http="$(free_port)"
     store_grpc="$(free_port)"
-    query_grpc="$(free_port)"
-    query_port="$(free_port)"
-    local_port="$(free_port)"
     "$bin" store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
         --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
         --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
     store_pid="$!"
     pids+=("$store_pid")
-    # QUERY_FLAGS: more flags for the fan-out querier (word-split), for example
-    # --query.replica-label=replica to measure the deduplicating path.
+}
+
+# Starts `BIN query` with FLAGS... on free ports, its log in WORK/NAME.log; appends its pid to
+# the caller's `pids`. Sets `querier_port` (HTTP), `querier_grpc` and `querier_pid`; does not
+# wait for it.
+start_bench_querier() {
+    local bin="$1" work="$2" name="$3"
+    shift 3
+    querier_port="$(free_port)"
+    querier_grpc="$(free_port)"
+    "$bin" query --http-address="127.0.0.1:$querier_port" \
+        --grpc-address="127.0.0.1:$querier_grpc" --log.level=warn "$@" >"$work/$name.log" 2>&1 &
+    querier_pid="$!"
+    pids+=("$querier_pid")
+}
+
+# Starts the querier fan-out benchmark's three servers from the strata binary BIN over the
+# blocks in WORK/data: a store gateway, a querier fanning out to it, and a querier evaluating
+# the same blocks locally (--debug.blocks-dir). Logs go to WORK/*.log; the pids are appended
+# to the caller's `pids` array. Sets `store_pid`, `query_pid`, `local_pid`, `query_port`
+# (fan-out), `query_grpc` and `local_port`, and returns once all three are ready and the
+# fan-out querier has found the gateway. QUERY_FLAGS: more flags for the fan-out querier
+# (word-split), for example --query.replica-label=replica to measure the deduplicating path.
+start_fanout_bench() {
+    local bin="$1" work="$2"
+    start_bench_store "$bin" "$work"
     # shellcheck disable=SC2086
-    "$bin" query --endpoint="127.0.0.1:$store_grpc" \
-        --http-address="127.0.0.1:$query_port" --grpc-address="127.0.0.1:$query_grpc" \
-        --log.level=warn ${QUERY_FLAGS:-} >"$work/query.log" 2>&1 &
-    query_pid="$!"
-    pids+=("$query_pid")
-    "$bin" query --debug.blocks-dir="$work/data" \
-        --http-address="127.0.0.1:$local_port" --grpc-address=127.0.0.1:0 \
-        --log.level=warn >"$work/local.log" 2>&1 &
-    local_pid="$!"
-    pids+=("$local_pid")
+    start_bench_querier "$bin" "$work" query --endpoint="127.0.0.1:$store_grpc" ${QUERY_FLAGS:-}
+    query_port="$querier_port"
+    query_grpc="$querier_grpc"
+    query_pid="$querier_pid"
+    start_bench_querier "$bin" "$work" local --debug.blocks-dir="$work/data"
+    local_port="$querier_port"
+    local_pid="$querier_pid"
     wait_ready_port "$store_http" "$work" 600
     wait_ready_port "$query_port" "$work" 600
     wait_ready_port "$local_port" "$work" 600

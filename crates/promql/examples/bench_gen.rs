@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release -p strata-promql --example bench_gen -- DIR [SERIES_SCALE]`
 //!
+//! `BENCH_GEN_SHIFT_MS=N` moves every sample N ms later: with 5000, the same data as a second
+//! HA replica would scrape it 5 s after the first (the deduplication benchmark).
+//!
 //! 12 hours at a 15 s scrape interval, in six 2-hour blocks (as Prometheus cuts them):
 //! - `http_requests_total{job,instance,method,status}`: 5,000 counters with occasional resets;
 //! - `http_request_duration_seconds_bucket{job,instance,le}`: 1,000 cumulative histogram
@@ -50,6 +53,9 @@ fn main() {
     let dir = PathBuf::from(args.next().expect("usage: bench_gen DIR [SCALE]"));
     let scale: usize = args.next().map_or(1, |s| s.parse().expect("scale"));
     std::fs::create_dir_all(&dir).expect("creating output dir");
+    let shift: i64 = std::env::var("BENCH_GEN_SHIFT_MS")
+        .ok()
+        .map_or(0, |s| s.parse().expect("BENCH_GEN_SHIFT_MS: milliseconds"));
 
     let mut series: Vec<(Labels, Kind, i64)> = Vec::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -121,7 +127,7 @@ fn main() {
         };
         let mut out = Vec::with_capacity(n);
         for k in 0..n {
-            let t = START_MS + ph + k as i64 * STEP_MS;
+            let t = START_MS + shift + ph + k as i64 * STEP_MS;
             match kind {
                 Kind::Counter { rate } => {
                     v += (rate * 15.0 * (0.5 + r.f())).round();
@@ -137,7 +143,7 @@ fn main() {
         }
         all.push(out);
     }
-    let end = START_MS + HOURS * 3_600_000 + STEP_MS;
+    let end = START_MS + shift + HOURS * 3_600_000 + STEP_MS;
     let mut total = 0usize;
     let mut b0 = START_MS - START_MS % BLOCK_MS;
     while b0 < end {

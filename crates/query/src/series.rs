@@ -248,34 +248,96 @@ pub(crate) fn same_labels(a: &Labels, b: &Labels) -> bool {
 }
 
 /// A deduplicated series' chunks, from every replica and store that sent it, split into
-/// chains that do not overlap in time, each standing for one replica: Thanos' overlap split
-/// (`dedup.NewOverlapSplit`, since v0.31), which lets stores strip the replica labels
-/// themselves (`without_replica_labels`) and send one series per label set, replicas'
-/// chunks together.
+/// chains that do not overlap in time, each standing for one replica. This is what lets
+/// stores strip the replica labels themselves (`without_replica_labels`) and send one series
+/// per label set, replicas' chunks together; Thanos splits them again the same way
+/// (`dedup.NewOverlapSplit`, since v0.31).
 ///
-/// The chunks are sorted by start (then end); a chunk equal to the one before it (the same
-/// block read by two stores, say) is dropped; each chunk then joins the first chain that
-/// ends before it starts, or starts a chain of its own. Replicas scrape the same targets,
-/// so their chunks overlap and land in separate chains; one replica's chunks never overlap
-/// each other. Where a replica stops, the next chunks of another may continue its chain:
-/// the samples are still that series', and the deduplication between chains is unchanged.
+/// The chunks are sorted by start (then end), and a chunk equal to the one before it (the
+/// same block read by two stores, say) is dropped. Replicas scrape the same targets, so their
+/// chunks overlap and a chunk can only continue a chain that ended before it starts; one
+/// replica's chunks never overlap each other.
+///
+/// Thanos gives each chunk to the first chain that ended before it. That can hand one
+/// replica's chunk to another's chain: at a block boundary, when the replica scraping a few
+/// seconds later has the first sample of the new block, or at the start of a selection,
+/// when only the later replica's chunk reaches back into it. Deduplication then switches
+/// replicas there without its penalty (measured on the benchmark's two replicas 5 s apart:
+/// 15 of 25 queries answered differently from deduplication by replica label, by up to 2 %).
+/// So a chunk goes to the chain it continues: the one whose next sample, at the spacing of
+/// the chain's last chunk, was due within a quarter of a spacing of the chunk's start (the
+/// nearest, if several; scrapes keep their timing to milliseconds, replicas are offset by a
+/// random part of the interval). A chunk that continues none (the first after a gap, say)
+/// starts a chain of its own, one more replica to the deduplication.
 pub(crate) fn split_replicas(mut chunks: Vec<WireChunk>) -> Vec<Vec<WireChunk>> {
     if chunks.is_sorted_by(|a, b| a.max_time < b.min_time) {
         return vec![chunks];
     }
     chunks.sort_by_key(|c| (c.min_time, c.max_time));
     chunks.dedup();
-    let mut chains: Vec<Vec<WireChunk>> = Vec::new();
+    let mut chains: Vec<Chain> = Vec::new();
     for c in chunks {
-        match chains
+        let next = next_sample(&c);
+        let best = chains
             .iter_mut()
-            .find(|ch| ch.last().is_some_and(|l| l.max_time < c.min_time))
-        {
-            Some(ch) => ch.push(c),
-            None => chains.push(vec![c]),
+            .filter_map(|ch| ch.off_from(&c).map(|off| (off, ch)))
+            .min_by_key(|(off, _)| *off);
+        match best {
+            Some((_, ch)) => {
+                ch.chunks.push(c);
+                ch.next = next;
+            }
+            None => chains.push(Chain {
+                chunks: vec![c],
+                next,
+            }),
         }
     }
-    chains
+    chains.into_iter().map(|ch| ch.chunks).collect()
+}
+
+/// One replica's chunks in [`split_replicas`].
+struct Chain {
+    chunks: Vec<WireChunk>,
+    /// When its next sample is due, and its sample spacing ([`next_sample`]).
+    next: Option<(i64, i64)>,
+}
+
+impl Chain {
+    /// How far `c` starts from this chain's next sample, if `c` continues the chain: the
+    /// chain ended before `c` starts, and its next sample was due within a quarter of a
+    /// spacing of `c`'s start.
+    fn off_from(&self, c: &WireChunk) -> Option<u64> {
+        let (due, spacing) = self.next?;
+        let ended = self.chunks.last().is_some_and(|l| l.max_time < c.min_time);
+        let off = due.abs_diff(c.min_time);
+        (ended && off <= spacing.unsigned_abs() / 4).then_some(off)
+    }
+}
+
+/// When the sample after chunk `c` is due, and the chunk's average sample spacing, from the
+/// sample count in its header (XOR chunks start with it, as a big-endian `u16`; each part of
+/// a downsampled chunk holds one sample per window). `None` for a chunk whose count cannot be
+/// read or that holds one sample.
+fn next_sample(c: &WireChunk) -> Option<(i64, i64)> {
+    let parts = c.parts();
+    let data = [
+        &c.raw,
+        &parts.count,
+        &parts.sum,
+        &parts.counter,
+        &parts.min,
+        &parts.max,
+    ]
+    .into_iter()
+    .find_map(|p| p.as_ref())
+    .map(|ch| &ch.data)?;
+    let n = i64::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
+    if n < 2 {
+        return None;
+    }
+    let spacing = c.max_time.saturating_sub(c.min_time) / (n - 1);
+    Some((c.max_time.saturating_add(spacing), spacing))
 }
 
 /// One deduplicated series' data: its replicas ([`split_replicas`]) merged by `cv`'s
@@ -492,12 +554,35 @@ mod tests {
         // One replica: one chain, as it came.
         assert_eq!(split_replicas(a.clone()), std::slice::from_ref(&a));
         assert_eq!(split_replicas(Vec::new()), [Vec::<WireChunk>::new()]);
-        // Where a stops, b's next chunk continues a's chain (first chain that fits).
+        // Where a stops, its chain ends: b's next chunk continues b's chain, the one it
+        // follows at b's sample spacing (Thanos' first fit would give it to a's chain).
         let a_short = vec![a[0].clone()];
         assert_eq!(
             split_replicas([a_short, b.clone()].concat()),
-            [vec![a[0].clone(), b[1].clone()], vec![b[0].clone()]]
+            [vec![a[0].clone()], b.clone()]
         );
+        // At the start of a selection, where only b's chunk reaches back into it, a's first
+        // chunk (5 s before b's next sample is due) starts a chain of its own.
+        let b0 = xor(&samples(5_000, 100_000, 10_000, 0.0));
+        let a1 = xor(&samples(100_000, 200_000, 10_000, 0.0));
+        let b1 = xor(&samples(105_000, 200_000, 10_000, 0.0));
+        assert_eq!(
+            split_replicas(vec![a1.clone(), b1.clone(), b0.clone()]),
+            [vec![b0, b1], vec![a1]]
+        );
+        // At a block boundary (100 s) where b's first sample of the next block comes before
+        // a's, each replica still keeps its chain: a scrapes at 8, 18, …, 98 s, then 108 s;
+        // b, 5 s behind, at 13, …, 93 s, then 103 s. By the chains' ends alone (a's at 98 s
+        // is nearer 103 s than b's at 93 s), or by first fit, b's chunk would go to a.
+        let a2 = vec![
+            xor(&samples(8_000, 100_000, 10_000, 0.0)),
+            xor(&samples(108_000, 200_000, 10_000, 0.0)),
+        ];
+        let b2 = vec![
+            xor(&samples(13_000, 100_000, 10_000, 0.0)),
+            xor(&samples(103_000, 200_000, 10_000, 0.0)),
+        ];
+        assert_eq!(split_replicas([a2.clone(), b2.clone()].concat()), [a2, b2]);
     }
 
     /// A series whose replicas a store sent as one (labels stripped, chunks together) is
