@@ -276,8 +276,9 @@ pub(crate) fn same_labels(a: &Labels, b: &Labels) -> bool {
 /// when only the later replica's chunk reaches back into it. Deduplication then switches
 /// replicas there without its penalty (measured on the benchmark's two replicas 5 s apart:
 /// 15 of 25 queries answered differently from deduplication by replica label, by up to 2 %).
-/// So a chunk goes to the chain it continues: the one whose next sample, at the spacing of
-/// the chain's last chunk, was due within a quarter of a spacing of the chunk's start (the
+/// So a chunk goes to the chain it continues: the one whose next sample, at the sample
+/// spacing of the chain's last chunk, was due within a quarter of a spacing of the chunk's
+/// start (the
 /// nearest, if several; scrapes keep their timing to milliseconds, replicas are offset by a
 /// random part of the interval). A chunk that continues none (the first after a gap, say)
 /// starts a chain of its own, one more replica to the deduplication.
@@ -327,10 +328,13 @@ impl Chain {
     }
 }
 
-/// When the sample after chunk `c` is due, and the chunk's average sample spacing, from the
-/// sample count in its header (XOR chunks start with it, as a big-endian `u16`; each part of
-/// a downsampled chunk holds one sample per window). `None` for a chunk whose count cannot be
-/// read or that holds one sample.
+/// When the sample after chunk `c` is due, and the chunk's sample spacing: the time between
+/// its first two samples, read from its header without decoding it (an XOR chunk starts with
+/// its sample count, a big-endian `u16`, then the first timestamp as a varint, the first
+/// value's 8 bytes and the first delta as a uvarint; each part of a downsampled chunk is such
+/// a chunk, one sample per window). An average over the chunk would be skewed by a gap inside
+/// it, and the chunk after the gap would then look like another replica's. `None` for a chunk
+/// of one sample, or whose header cannot be read.
 fn next_sample(c: &WireChunk) -> Option<(i64, i64)> {
     let parts = c.parts();
     let data = [
@@ -344,11 +348,13 @@ fn next_sample(c: &WireChunk) -> Option<(i64, i64)> {
     .into_iter()
     .find_map(|p| p.as_ref())
     .map(|ch| &ch.data)?;
-    let n = i64::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
+    let n = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
     if n < 2 {
         return None;
     }
-    let spacing = c.max_time.saturating_sub(c.min_time) / (n - 1);
+    let (_, t0_len) = strata_tsdb::encoding::read_varint(data.get(2..)?).ok()?;
+    let (delta, _) = strata_tsdb::encoding::read_uvarint(data.get(2 + t0_len + 8..)?).ok()?;
+    let spacing = i64::try_from(delta).ok()?;
     Some((c.max_time.saturating_add(spacing), spacing))
 }
 
@@ -634,11 +640,16 @@ mod tests {
                 counter,
                 aggr: AggrRead::Average,
             };
+            // Deduplication by replica: a before b, as their labels sort.
+            let by_replica =
+                strata_dedup::dedup_samples(&[&a_gap, &b], Algorithm::Penalty, counter);
             let apart = to_engine(
                 vec![(l(Some("a")), chunks(&a_gap)), (l(Some("b")), chunks(&b))],
                 &cv,
             )
             .unwrap();
+            // a's second chunk spans its gap (80, 90, 200, …, 250 s): by its average spacing,
+            // a's next chunk would not seem to continue it.
             let together =
                 to_engine(vec![(l(None), [chunks(&b), chunks(&a_gap)].concat())], &cv).unwrap();
             assert_eq!(apart.len(), 1);
@@ -653,10 +664,39 @@ mod tests {
                 other => panic!("{other:?}"),
             };
             let got = floats(&together[0].data);
-            assert_eq!(got, floats(&apart[0].data), "counter {counter}");
+            assert_eq!(got, by_replica, "counter {counter}");
+            assert_eq!(floats(&apart[0].data), by_replica, "counter {counter}");
             // No doubled rate: one sample per 10 s, and the gap filled from b.
             assert!(got.windows(2).all(|w| w[1].0 - w[0].0 >= 10_000), "{got:?}");
             assert!(got.iter().any(|(t, _)| (100_000..200_000).contains(t)));
+        }
+        // b stops early and a is followed to the end: a's chunk after its gap continues a's
+        // chain (by its average spacing it would not, and as another replica under penalty
+        // it would lose its first samples).
+        let b_short = samples(5_000, 80_000, 10_000, -0.5);
+        let cv = Convert {
+            replica_labels: &replica_labels,
+            algorithm: Algorithm::Penalty,
+            counter: false,
+            aggr: AggrRead::Average,
+        };
+        let together = to_engine(
+            vec![(l(None), [chunks(&a_gap), chunks(&b_short)].concat())],
+            &cv,
+        )
+        .unwrap();
+        let by_replica =
+            strata_dedup::dedup_samples(&[&a_gap, &b_short], Algorithm::Penalty, false);
+        match &together[0].data {
+            SeriesData::Floats { timestamps, values } => {
+                let got: Vec<(i64, f64)> = timestamps
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect();
+                assert_eq!(got, by_replica);
+            }
+            other => panic!("{other:?}"),
         }
         // One replica only: the raw chunks go to the engine as they are.
         let cv = Convert {
