@@ -7,7 +7,8 @@
 //! `--grpc-client-tls-skip-verify` accepts; `--grpc-compression=snappy` from a querier to a
 //! `strata store` and to another querier; `--endpoint.sd-config-file` re-read while running
 //! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
-//! TLS (a test CA's certificates) and another snappy in clear text.
+//! TLS (a test CA's certificates) and another snappy in clear text; two HA replicas' uploaded
+//! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -573,17 +574,7 @@ fn downsampled_blocks_through_max_source_resolution() {
         blocks.push(down_dir.join(meta.ulid.to_string()));
     }
     let objstore = fs_bucket_with(&tmp.path().join("bucket"), &blocks, "eu1");
-    let (store_http, store_grpc) = (free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("store")
-        .arg(format!("--objstore.config={objstore}"))
-        .arg(format!("--data-dir={}", tmp.path().join("data").display()))
-        .arg(format!("--http-address=127.0.0.1:{store_http}"))
-        .arg(format!("--grpc-address=127.0.0.1:{store_grpc}"));
-    let _store = Proc::start(tmp.path(), "store", &mut cmd);
-    wait_until("store ready", Duration::from_secs(60), || {
-        get(store_http, "/-/ready").0 == 200
-    });
+    let (_store, store_grpc) = start_store(tmp.path(), "store", &objstore, &[]);
     let q = start_querier(
         tmp.path(),
         "query",
@@ -677,18 +668,24 @@ fn start_store_with_blocks(
     )
     .unwrap();
     let objstore = fs_bucket_with(&dir.join(format!("bucket-{cluster}")), &blocks, cluster);
+    start_store(dir, &format!("store-{cluster}"), &objstore, grpc_args)
+}
+
+/// A `strata store` process named `name` (its data directory and log under `dir`) over the
+/// bucket `objstore`, with `grpc_args`, once ready. Returns the process and its gRPC port.
+fn start_store(dir: &Path, name: &str, objstore: &str, grpc_args: &[String]) -> (Proc, u16) {
     let (http, grpc) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.arg("store")
         .arg(format!("--objstore.config={objstore}"))
         .arg(format!(
             "--data-dir={}",
-            dir.join(format!("data-{cluster}")).display()
+            dir.join(format!("data-{name}")).display()
         ))
         .arg(format!("--http-address=127.0.0.1:{http}"))
         .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
         .args(grpc_args);
-    let proc = Proc::start(dir, &format!("store-{cluster}"), &mut cmd);
+    let proc = Proc::start(dir, name, &mut cmd);
     wait_until("store ready", Duration::from_secs(60), || {
         get(http, "/-/ready").0 == 200
     });
@@ -795,6 +792,106 @@ fn sd_config_gives_each_endpoint_its_own_tls() {
     let (status, v) = json(q.http, &query);
     assert_eq!(status, 200, "{v}");
     assert_eq!(clusters(&v), ["us1"], "{v}");
+}
+
+/// Deduplication of two HA replicas from uploaded blocks behind one `strata store`. The
+/// querier sends `without_replica_labels`, the gateway strips the replica label, so each
+/// series' replicas reach the querier as one series with both replicas' chunks, split again
+/// by time. The deduplicated raw samples must be what the penalty algorithm makes of the two
+/// replicas' samples taken apart (`dedup=false`), across promtool's block and chunk
+/// boundaries, with a gap in the replica deduplication follows first.
+#[test]
+fn uploaded_replicas_deduplicate_through_a_store_gateway() {
+    use std::fmt::Write as _;
+    // a's last sample before the 2h block boundary at 1700006400 s comes 1.9 s before it, so
+    // b's first sample of the next block comes before a's (the case a first-fit split of the
+    // chunks gets wrong).
+    const T0: i64 = 1_700_006_400_000 - 420 * 15_000 - 1_877;
+    const H: i64 = 3_600_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let mut objstore = String::new();
+    for (replica, shift, gap) in [("a", 0, H..H + 20 * 60_000), ("b", 5_000, 0..0)] {
+        let mut om = String::from("# TYPE c counter\n");
+        for k in 0..(4 * 240) {
+            let t = T0 + shift + k * 15_000;
+            if gap.contains(&(t - T0)) {
+                continue;
+            }
+            writeln!(om, "c_total{{job=\"x\"}} {k} {}.{:03}", t / 1000, t % 1000).unwrap();
+        }
+        om.push_str("# EOF\n");
+        let blocks = strata_testutil::prometheus::create_blocks_from_openmetrics(
+            &om,
+            &tmp.path().join(format!("blocks-{replica}")),
+        )
+        .unwrap();
+        assert!(blocks.len() >= 2, "{replica}: {blocks:?}");
+        objstore = fs_bucket_labelled(
+            &bucket,
+            &blocks,
+            &[("cluster", "eu1"), ("replica", replica)],
+        );
+    }
+    let (_store, grpc) = start_store(tmp.path(), "store", &objstore, &[]);
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{grpc}"),
+            "--query.replica-label=replica".into(),
+        ],
+    );
+    let at = (T0 + 4 * H) / 1000;
+    let samples = |extra: &str| -> Vec<(Value, Vec<(i64, f64)>)> {
+        let (status, v) = json(
+            q.http,
+            &format!(
+                "/api/v1/query?query={}&time={at}{extra}",
+                enc("c_total[5h]")
+            ),
+        );
+        assert_eq!(status, 200, "{v}");
+        matrix(&v)
+            .into_iter()
+            .map(|(l, pts)| {
+                let pts = pts
+                    .into_iter()
+                    .map(|(t, v)| ((t * 1000.0).round() as i64, v.parse().unwrap()))
+                    .collect();
+                (l, pts)
+            })
+            .collect()
+    };
+    let apart = samples("&dedup=false");
+    assert_eq!(apart.len(), 2, "{apart:?}");
+    assert_eq!(apart[0].0["replica"], "a");
+    let want = strata_dedup::dedup_samples(
+        &[&apart[0].1, &apart[1].1],
+        strata_dedup::Algorithm::Penalty,
+        false,
+    );
+    let dedup = samples("");
+    assert_eq!(dedup.len(), 1, "{dedup:?}");
+    assert!(dedup[0].0.get("replica").is_none());
+    let got = &dedup[0].1;
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "deduplicated samples differ from the penalty algorithm's at {i} of {}/{}: {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            &got[i.saturating_sub(2)..(i + 2).min(got.len())],
+            &want[i.saturating_sub(2)..(i + 2).min(want.len())]
+        );
+    }
+    // a's gap is filled from b, and no sample comes twice as often as scraped.
+    assert!(
+        dedup[0]
+            .1
+            .iter()
+            .any(|(t, _)| (T0 + H..T0 + H + 20 * 60_000).contains(t))
+    );
+    assert!(dedup[0].1.windows(2).all(|w| w[1].0 - w[0].0 >= 10_000));
 }
 
 #[test]
@@ -954,6 +1051,15 @@ fn store_match_over_tls_stores_with_skip_verify() {
 /// A FILESYSTEM bucket in `dir` holding `blocks` uploaded with external label
 /// `cluster=<cluster>`; returns its objstore.yml.
 fn fs_bucket_with(dir: &std::path::Path, blocks: &[std::path::PathBuf], cluster: &str) -> String {
+    fs_bucket_labelled(dir, blocks, &[("cluster", cluster)])
+}
+
+/// [`fs_bucket_with`] with the external labels `labels`; adds to what `dir` holds.
+fn fs_bucket_labelled(
+    dir: &std::path::Path,
+    blocks: &[std::path::PathBuf],
+    labels: &[(&str, &str)],
+) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let objstore = format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
@@ -967,7 +1073,10 @@ fn fs_bucket_with(dir: &std::path::Path, blocks: &[std::path::PathBuf], cluster:
         )
         .unwrap();
         let opts = strata_block::transfer::UploadOptions {
-            labels: [("cluster".to_string(), cluster.to_string())].into(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             source: "sidecar".into(),
             require_labels: false,
         };
