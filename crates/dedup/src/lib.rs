@@ -187,6 +187,10 @@ pub fn dedup_into(
 ) {
     // The output is usually about as long as the longest replica: reserve that once.
     out.reserve(replicas.iter().map(|r| r.len()).max().unwrap_or(0));
+    if let (Algorithm::Penalty, [a, b]) = (algorithm, replicas) {
+        penalty::pair_into(a, b, counter, out);
+        return;
+    }
     out.extend(dedup(
         replicas.iter().map(|r| r.iter().copied()),
         algorithm,

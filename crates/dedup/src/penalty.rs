@@ -410,3 +410,114 @@ impl<C: Cursor> Iterator for PenaltyIter<C> {
 }
 
 impl<C: Cursor> FusedIterator for PenaltyIter<C> {}
+
+/// The penalty algorithm for exactly two replicas held in memory, appending to `out`: the
+/// steps of [`PenaltyIter`] with pair 0's state in locals and each replica a slice index, so
+/// a sample costs a few compares and a push. Through the iterator (an enum of algorithms,
+/// cursors over slice iterators, one `Option` per sample into `Vec::extend`) the same merge
+/// took 10.5 ns per output sample, here 6.5 (counter mode: 18.1, here 8.0;
+/// `examples/dedup_cpu.rs`); two replicas are what an HA pair gives the querier for every
+/// series. The output is the iterator's, bit for bit (`tests/properties.rs` checks both
+/// against a model of Thanos' pairs, and against each other).
+pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec<Sample>) {
+    /// Moves `i` to the first sample at or after `t`, never backwards (the cursor's seek).
+    #[inline(always)]
+    fn seek(s: &[Sample], i: &mut usize, t: i64) -> bool {
+        while s[*i].0 < t {
+            *i += 1;
+            if *i == s.len() {
+                return false;
+            }
+        }
+        true
+    }
+    /// A sample's value with its replica's counter correction ([`Leaf::at`]).
+    #[inline(always)]
+    fn value(v: f64, adjust: f64) -> f64 {
+        if adjust == 0.0 || v.is_nan() {
+            v
+        } else {
+            v + adjust
+        }
+    }
+    let (mut ia, mut ib) = (0usize, 0usize);
+    let (mut a_ok, mut b_ok) = (!a.is_empty(), !b.is_empty());
+    let mut use_a = true;
+    let mut last_t = i64::MIN;
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    let (mut adj_a, mut adj_b) = (0.0f64, 0.0f64);
+    loop {
+        let prev_use_a = use_a;
+        let last_v = if !counter {
+            None
+        } else if use_a {
+            a_ok.then(|| value(a[ia].1, adj_a))
+        } else {
+            b_ok.then(|| value(b[ib].1, adj_b))
+        };
+        match last_t.checked_add(1) {
+            Some(from) => {
+                if a_ok {
+                    a_ok = seek(a, &mut ia, from.saturating_add(pen_a));
+                }
+                if b_ok {
+                    b_ok = seek(b, &mut ib, from.saturating_add(pen_b));
+                }
+            }
+            None => (a_ok, b_ok) = (false, false),
+        }
+        let from_a = if !a_ok {
+            use_a = false;
+            if !b_ok {
+                return;
+            }
+            last_t = b[ib].0;
+            pen_b = 0;
+            false
+        } else if !b_ok {
+            use_a = true;
+            last_t = a[ia].0;
+            pen_a = 0;
+            true
+        } else {
+            let (ta, tb) = (a[ia].0, b[ib].0);
+            use_a = ta <= tb;
+            let t = if use_a { ta } else { tb };
+            let penalty = if last_t == i64::MIN {
+                INITIAL_PENALTY
+            } else {
+                t.saturating_sub(last_t).saturating_mul(2)
+            };
+            if use_a {
+                pen_a = 0;
+                pen_b = penalty;
+            } else {
+                pen_a = penalty;
+                pen_b = 0;
+            }
+            last_t = t;
+            use_a
+        };
+        if let Some(v) = last_v
+            && use_a != prev_use_a
+        {
+            if a_ok {
+                let cur = value(a[ia].1, adj_a);
+                if v > cur {
+                    adj_a += v - cur;
+                }
+            }
+            if b_ok {
+                let cur = value(b[ib].1, adj_b);
+                if v > cur {
+                    adj_b += v - cur;
+                }
+            }
+        }
+        out.push(if from_a {
+            (a[ia].0, value(a[ia].1, adj_a))
+        } else {
+            (b[ib].0, value(b[ib].1, adj_b))
+        });
+    }
+}

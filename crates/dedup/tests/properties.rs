@@ -390,6 +390,22 @@ proptest! {
     }
 
     /// The iterators agree with the collecting helper and are fused.
+    /// Two replicas take `dedup_into`'s fast path (`penalty::pair_into`), which must give the
+    /// iterator's output bit for bit, counter corrections and all.
+    #[test]
+    fn two_replicas_fast_path_matches_the_iterator(
+        rs in prop_oneof![
+            (replica(80), replica(80)).prop_map(|(a, b)| vec![a, b]),
+            (counter_replica(80), counter_replica(80)).prop_map(|(a, b)| vec![a, b]),
+            correlated(2, 80).prop_filter("two replicas", |r| r.len() == 2),
+        ],
+        counter in any::<bool>(),
+    ) {
+        let it = PenaltyIter::new(rs.iter().map(|r| IterCursor::new(r.iter().copied())), counter);
+        let want: Vec<Sample> = it.collect();
+        prop_assert_eq!(bits(&penalty(&rs, counter)), bits(&want));
+    }
+
     #[test]
     fn iterators_agree_and_are_fused(rs in replicas(4, 30), counter in any::<bool>()) {
         let mut p = PenaltyIter::new(rs.iter().map(|r| IterCursor::new(r.iter().copied())), counter);
