@@ -491,21 +491,13 @@ fn endpoint_client(raw: &RawClientConfig) -> Result<EndpointClient, String> {
 }
 
 /// Checks that every entry's own client settings can be used (its TLS files read), so that
-/// a bad file fails start-up or a reload naming the endpoint and the field. Warns of
-/// entries whose TLS settings are there but disabled (Thanos then talks in clear text).
+/// a bad file fails start-up or a reload naming the endpoint and the field.
 fn check_clients(
     origin: &str,
     entries: &[EndpointEntry],
     flags: &ClientConfig,
 ) -> Result<(), SdConfigError> {
     for e in entries.iter().filter(|e| !e.client.is_flags()) {
-        if e.client.tls == EndpointTls::Disabled {
-            tracing::warn!(
-                endpoint = %e.address,
-                "{origin}: the endpoint's grpc_client_config has TLS files or a server name \
-                 but tls_config.enabled is false: it is called in clear text"
-            );
-        }
         Client::with_names(&e.client.apply(flags), &SD_CONFIG_NAMES).map_err(|err| {
             SdConfigError::Endpoint {
                 origin: origin.to_string(),
@@ -515,6 +507,21 @@ fn check_clients(
         })?;
     }
     Ok(())
+}
+
+/// Warns of entries whose TLS settings are there but disabled (Thanos then talks in clear
+/// text); once per configuration taken, not at every re-read.
+fn warn_tls_disabled(origin: &str, entries: &[EndpointEntry]) {
+    for e in entries
+        .iter()
+        .filter(|e| e.client.tls == EndpointTls::Disabled)
+    {
+        tracing::warn!(
+            endpoint = %e.address,
+            "{origin}: the endpoint's grpc_client_config has TLS files or a server name but \
+             tls_config.enabled is false: it is called in clear text"
+        );
+    }
 }
 
 /// Parses an endpoint SD configuration (see `RawSdConfig` for the format). `origin`
@@ -823,6 +830,7 @@ impl EndpointSet {
             Some(src) => {
                 let entries = src.load()?;
                 check_clients(&src.origin(), &entries, &cfg.client)?;
+                warn_tls_disabled(&src.origin(), &entries);
                 entries
             }
             None => Vec::new(),
@@ -898,6 +906,7 @@ impl EndpointSet {
                     endpoints = entries.len(),
                     "endpoint SD config reloaded with changes"
                 );
+                warn_tls_disabled(&src.origin(), &entries);
                 sd.entries = entries;
                 true
             }
