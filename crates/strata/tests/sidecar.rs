@@ -523,21 +523,16 @@ async fn ships_to_s3_and_resumes_after_a_bucket_outage() {
     proxy.set_up(false);
     let new = last[0].file_name().unwrap().to_string_lossy().to_string();
     copy_dir(&last[0], &dir.join("tsdb").join(&new));
+    // The upload failure is counted during the shipper's iteration and the failed iteration
+    // when it ends: both are waited for (reading the second right after the first raced).
     wait_until(
-        "an upload failure to be counted",
+        "an upload failure and a failed iteration to be counted",
         Duration::from_secs(60),
         || {
-            sidecar
-                .metric("thanos_shipper_upload_failures_total")
-                .unwrap_or(0.0)
-                >= 1.0
+            let counted = |m: &str| sidecar.metric(m).unwrap_or(0.0) >= 1.0;
+            counted("thanos_shipper_upload_failures_total")
+                && counted("thanos_shipper_dir_sync_failures_total")
         },
-    );
-    assert!(
-        sidecar
-            .metric("thanos_shipper_dir_sync_failures_total")
-            .unwrap()
-            >= 1.0
     );
     let log = sidecar.log();
     assert!(
