@@ -103,15 +103,35 @@ impl<C: Cursor> Leaf<C> {
     #[inline]
     fn at(&self) -> Sample {
         let (t, v) = self.cursor.at();
-        // Zero unless counter mode adjusted this replica. A NaN stays the NaN it was, so a
-        // stale marker keeps its exact bit pattern (adding to it would quiet it into an
-        // ordinary NaN, which PromQL no longer recognises as staleness).
-        if self.err_adjust == 0.0 || v.is_nan() {
-            (t, v)
-        } else {
-            (t, v + self.err_adjust)
+        (t, corrected(v, self.err_adjust))
+    }
+}
+
+/// Value `v` of a replica with its counter correction `adjust` (zero unless counter mode
+/// adjusted the replica). A NaN stays the NaN it was, so a stale marker keeps its exact bit
+/// pattern (adding to it would quiet it into an ordinary NaN, which PromQL no longer
+/// recognises as staleness).
+#[inline(always)]
+fn corrected(v: f64, adjust: f64) -> f64 {
+    if adjust == 0.0 || v.is_nan() {
+        v
+    } else {
+        v + adjust
+    }
+}
+
+/// Moves index `i` into `s` to the first sample at or after `t`, never backwards (a
+/// [`Cursor::seek`] over a slice); false, with `i` at the end, when there is none. `i` must
+/// be on a sample.
+#[inline(always)]
+fn seek_slice(s: &[Sample], i: &mut usize, t: i64) -> bool {
+    while s[*i].0 < t {
+        *i += 1;
+        if *i == s.len() {
+            return false;
         }
     }
+    true
 }
 
 /// The state of one pair (Thanos' `dedupSeriesIterator`). Pair `k` merges its left side (pair
@@ -420,26 +440,6 @@ impl<C: Cursor> FusedIterator for PenaltyIter<C> {}
 /// every series. The output is the iterator's, bit for bit (`tests/properties.rs` checks both
 /// against a model of Thanos' pairs, and against each other).
 pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec<Sample>) {
-    /// Moves `i` to the first sample at or after `t`, never backwards (the cursor's seek).
-    #[inline(always)]
-    fn seek(s: &[Sample], i: &mut usize, t: i64) -> bool {
-        while s[*i].0 < t {
-            *i += 1;
-            if *i == s.len() {
-                return false;
-            }
-        }
-        true
-    }
-    /// A sample's value with its replica's counter correction ([`Leaf::at`]).
-    #[inline(always)]
-    fn value(v: f64, adjust: f64) -> f64 {
-        if adjust == 0.0 || v.is_nan() {
-            v
-        } else {
-            v + adjust
-        }
-    }
     let (mut ia, mut ib) = (0usize, 0usize);
     let (mut a_ok, mut b_ok) = (!a.is_empty(), !b.is_empty());
     let mut use_a = true;
@@ -451,17 +451,17 @@ pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec
         let last_v = if !counter {
             None
         } else if use_a {
-            a_ok.then(|| value(a[ia].1, adj_a))
+            a_ok.then(|| corrected(a[ia].1, adj_a))
         } else {
-            b_ok.then(|| value(b[ib].1, adj_b))
+            b_ok.then(|| corrected(b[ib].1, adj_b))
         };
         match last_t.checked_add(1) {
             Some(from) => {
                 if a_ok {
-                    a_ok = seek(a, &mut ia, from.saturating_add(pen_a));
+                    a_ok = seek_slice(a, &mut ia, from.saturating_add(pen_a));
                 }
                 if b_ok {
-                    b_ok = seek(b, &mut ib, from.saturating_add(pen_b));
+                    b_ok = seek_slice(b, &mut ib, from.saturating_add(pen_b));
                 }
             }
             None => (a_ok, b_ok) = (false, false),
@@ -502,22 +502,22 @@ pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec
             && use_a != prev_use_a
         {
             if a_ok {
-                let cur = value(a[ia].1, adj_a);
+                let cur = corrected(a[ia].1, adj_a);
                 if v > cur {
                     adj_a += v - cur;
                 }
             }
             if b_ok {
-                let cur = value(b[ib].1, adj_b);
+                let cur = corrected(b[ib].1, adj_b);
                 if v > cur {
                     adj_b += v - cur;
                 }
             }
         }
         out.push(if from_a {
-            (a[ia].0, value(a[ia].1, adj_a))
+            (a[ia].0, corrected(a[ia].1, adj_a))
         } else {
-            (b[ib].0, value(b[ib].1, adj_b))
+            (b[ib].0, corrected(b[ib].1, adj_b))
         });
         // The replica just followed keeps being followed, without a look at the other, for
         // as long as each of its next samples comes within the other's penalty: that one is
@@ -585,24 +585,11 @@ fn run(
         *ix += 1;
         *pen_y = t.saturating_sub(prev).saturating_mul(2);
         *last_t = t;
-        out.push((
-            t,
-            if adj_x == 0.0 || v.is_nan() {
-                v
-            } else {
-                v + adj_x
-            },
-        ));
+        out.push((t, corrected(v, adj_x)));
     }
     if let Some(t) = target
         && *y_ok
     {
-        while y[*iy].0 < t {
-            *iy += 1;
-            if *iy == y.len() {
-                *y_ok = false;
-                return;
-            }
-        }
+        *y_ok = seek_slice(y, iy, t);
     }
 }
