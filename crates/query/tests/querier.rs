@@ -1090,9 +1090,15 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
             series(&[("__name__", "m"), ("b", "1"), ("replica", "x")], 40),
         ]),
     ];
-    let (addr, _stop) = store.start().await;
-    let (mid, _stop_mid) = serve_querier(fanout(&[addr.to_string()], None).await).await;
-    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    // A client of a querier whose only store is `store`, the store's address, and both
+    // servers' stop handles.
+    let via_querier = async |store: CountingStore| {
+        let (addr, stop_store) = store.start().await;
+        let (mid, stop_mid) = serve_querier(fanout(&[addr.to_string()], None).await).await;
+        let client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+        (client, addr, (stop_store, stop_mid))
+    };
+    let (mut client, _, _stops) = via_querier(store.clone()).await;
     let call = |limit: i64, strip: Vec<String>| SeriesRequest {
         min_time: 0,
         max_time: 100,
@@ -1152,9 +1158,7 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
     // its answer is collected and sorted, as for a store that cannot strip.
     let mut liar = store.clone();
     liar.claims_to_strip = true;
-    let (liar_addr, _stop_liar) = liar.start().await;
-    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
-    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let (mut client, _, _stops) = via_querier(liar).await;
     assert_eq!(
         read(&mut client, call(0, vec!["replica".to_string()])).await,
         [
@@ -1171,9 +1175,7 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
         0,
         batch_frame(vec![series(&[("__name__", "m"), ("a", "0")], 5)]),
     );
-    let (liar_addr, _stop_liar) = liar.start().await;
-    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
-    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let (mut client, liar_addr, _stops) = via_querier(liar).await;
     let mut req = call(0, vec!["replica".to_string()]);
     req.partial_response_disabled = true;
     let mut stream = client.series(req).await.unwrap().into_inner();
@@ -1195,9 +1197,7 @@ async fn replica_labels_are_stripped_for_a_store_that_cannot() {
         series(&[("__name__", "m"), ("a", "1"), ("replica", "x")], 10),
         series(&[("__name__", "m"), ("a", "2"), ("replica", "x")], 20),
     ])];
-    let (liar_addr, _stop_liar) = liar.start().await;
-    let (mid, _stop_mid) = serve_querier(fanout(&[liar_addr.to_string()], None).await).await;
-    let mut client = StoreClient::connect(format!("http://{mid}")).await.unwrap();
+    let (mut client, _, _stops) = via_querier(liar).await;
     assert_eq!(
         read(&mut client, call(0, vec!["replica".to_string()])).await,
         [
