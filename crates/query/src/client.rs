@@ -1,16 +1,22 @@
 //! How the querier reaches its endpoints: the gRPC client settings of the
-//! `--grpc-client-*` and `--grpc-compression` flags ([`ClientConfig`]), an endpoint's own
-//! settings from the endpoint SD config ([`EndpointClient`], Thanos' per-endpoint
-//! `grpc_client_config`), and the checked form that opens channels (`Client`).
+//! `--grpc-client-*` and `--grpc-compression` flags ([`ClientConfig`]), the changes the
+//! endpoint SD config makes to them ([`EndpointClient`]: `default_client_config` and each
+//! endpoint's `client_config`, or the older `grpc_client_config`), and the checked form that
+//! opens channels (`Client`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::endpoint::{EndpointChannel, MAX_FRAME_BYTES, MAX_H2_FRAME, StoreChannel};
 use crate::error::QueryError;
@@ -29,6 +35,38 @@ pub enum Compression {
     Gzip,
 }
 
+/// `--grpc-client-tls-min-version` and `tls_config.min_version`: the oldest TLS version
+/// the querier accepts from an endpoint.
+///
+/// rustls speaks TLS 1.2 and 1.3 only, so `1.0` and `1.1` mean what `1.2` means: no
+/// endpoint that Thanos would reach with them and Strata cannot is likely to exist (TLS
+/// 1.0 and 1.1 were withdrawn by RFC 8996). `1.3`, Thanos' default, is enforced: a server
+/// that answers with TLS 1.2 fails the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMinVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    #[default]
+    V1_3,
+}
+
+impl std::str::FromStr for TlsMinVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "1.0" => Ok(TlsMinVersion::V1_0),
+            "1.1" => Ok(TlsMinVersion::V1_1),
+            "1.2" => Ok(TlsMinVersion::V1_2),
+            "1.3" => Ok(TlsMinVersion::V1_3),
+            other => Err(format!(
+                "TLS version {other:?} is invalid: must be one of \"1.0\", \"1.1\", \"1.2\", \"1.3\""
+            )),
+        }
+    }
+}
+
 /// How to reach the endpoints (`--grpc-client-*`, `--grpc-compression`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -38,17 +76,22 @@ pub struct ClientConfig {
     pub tls_skip_verify: bool,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The CA that server certificates must chain to. None: the system's roots (as Go's
+    /// TLS does when `RootCAs` is nil), read from `SSL_CERT_FILE`/`SSL_CERT_DIR` when set.
     pub ca: Option<PathBuf>,
     pub server_name: Option<String>,
+    pub min_version: TlsMinVersion,
     pub compression: Compression,
 }
 
 /// A `ClientConfig` checked and with its files read, ready to open channels.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
+    /// Client identity and server name; server certificates are checked by `verifier`.
     tls: Option<ClientTlsConfig>,
-    /// `--grpc-client-tls-skip-verify`: replaces certificate verification.
-    skip_verify: Option<Arc<crate::tls::SkipServerVerification>>,
+    /// Set with `tls`: the CA's (or the system's) verifier, or `--grpc-client-tls-skip-verify`'s,
+    /// each held to the minimum TLS version.
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
     /// tonic's own compression (gzip).
     compression: Option<CompressionEncoding>,
     /// `--grpc-compression=snappy`, done by the channel wrapper instead of tonic.
@@ -61,6 +104,48 @@ fn read_tls(flag: &'static str, p: &PathBuf) -> Result<Vec<u8>, QueryError> {
         path: p.display().to_string(),
         source,
     })
+}
+
+/// The CA certificates in the PEM file `p`, as trust roots.
+fn read_roots(flag: &'static str, p: &PathBuf) -> Result<RootCertStore, QueryError> {
+    let pem = read_tls(flag, p)?;
+    let bad = |why: String| QueryError::ClientConfig(format!("{flag} {}: {why}", p.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("a certificate cannot be used as a CA: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// The system's trust roots, read once per process (`rustls-native-certs`: the OpenSSL
+/// locations, or `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+                return Err(format!(
+                    "no usable CA certificate found in the system's trust store{}",
+                    if errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", errors.join("; "))
+                    }
+                ));
+            }
+            Ok(Arc::new(roots))
+        })
+        .clone()
 }
 
 impl Client {
@@ -77,24 +162,46 @@ impl Client {
             Compression::Snappy => None,
         };
         let snappy = c.compression == Compression::Snappy;
-        let skip_verify =
-            (c.tls && c.tls_skip_verify).then(crate::tls::SkipServerVerification::new);
-        let tls = if c.tls {
-            let mut t = ClientTlsConfig::new();
-            match &c.ca {
-                // Nothing is verified, so there is nothing to verify against (as Go's
-                // InsecureSkipVerify ignores RootCAs).
-                Some(ca) if skip_verify.is_some() => tracing::warn!(
-                    ca = %ca.display(),
-                    "{}: server certificates are not verified; {} is not used",
-                    names.skip_verify,
-                    names.ca
-                ),
-                Some(ca) => {
-                    t = t.ca_certificate(Certificate::from_pem(read_tls(names.ca, ca)?));
+        let (tls, verifier) = if c.tls {
+            let provider = crate::tls::provider();
+            let verifier: Arc<dyn ServerCertVerifier> = if c.tls_skip_verify {
+                if let Some(ca) = &c.ca {
+                    // Nothing is verified, so there is nothing to verify against (as Go's
+                    // InsecureSkipVerify ignores RootCAs).
+                    tracing::warn!(
+                        ca = %ca.display(),
+                        "{}: server certificates are not verified; {} is not used",
+                        names.skip_verify,
+                        names.ca
+                    );
                 }
-                None => {}
-            }
+                crate::tls::SkipServerVerification::new()
+            } else {
+                let roots = match &c.ca {
+                    Some(ca) => Arc::new(read_roots(names.ca, ca)?),
+                    None => system_roots().map_err(|e| {
+                        QueryError::ClientConfig(format!(
+                            "TLS without {}: server certificates are verified against the \
+                             system's roots, but {e}; give {} (or set SSL_CERT_FILE)",
+                            names.ca, names.ca
+                        ))
+                    })?,
+                };
+                WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| {
+                        QueryError::ClientConfig(format!(
+                            "{}: cannot verify with it: {e}",
+                            names.ca
+                        ))
+                    })?
+            };
+            let verifier = if c.min_version == TlsMinVersion::V1_3 {
+                crate::tls::Tls13Only::wrap(verifier, names.min_version)
+            } else {
+                verifier
+            };
+            let mut t = ClientTlsConfig::new();
             match (&c.cert, &c.key) {
                 (Some(cert), Some(key)) => {
                     t = t.identity(Identity::from_pem(
@@ -113,13 +220,13 @@ impl Client {
             if let Some(n) = &c.server_name {
                 t = t.domain_name(n.clone());
             }
-            Some(t)
+            (Some(t), Some(verifier))
         } else {
-            None
+            (None, None)
         };
         Ok(Client {
             tls,
-            skip_verify,
+            verifier,
             compression,
             snappy,
         })
@@ -148,12 +255,10 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .max_frame_size(MAX_H2_FRAME);
-        if let Some(t) = &self.tls {
-            ep = match &self.skip_verify {
-                Some(v) => ep.tls_config_with_verifier(t.clone(), v.clone()),
-                None => ep.tls_config(t.clone()),
-            }
-            .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
+        if let (Some(t), Some(v)) = (&self.tls, &self.verifier) {
+            ep = ep
+                .tls_config_with_verifier(t.clone(), v.clone())
+                .map_err(|e| QueryError::ClientConfig(format!("TLS for {addr}: {e}")))?;
         }
         Ok(ep.connect_lazy())
     }
@@ -179,6 +284,7 @@ pub(crate) struct SettingNames {
     cert: &'static str,
     key: &'static str,
     skip_verify: &'static str,
+    min_version: &'static str,
 }
 
 /// The `--grpc-client-tls-*` flags.
@@ -187,95 +293,95 @@ pub(crate) const FLAG_NAMES: SettingNames = SettingNames {
     cert: "--grpc-client-tls-cert",
     key: "--grpc-client-tls-key",
     skip_verify: "--grpc-client-tls-skip-verify",
+    min_version: "--grpc-client-tls-min-version",
 };
 
-/// An endpoint's `grpc_client_config` in the endpoint SD config (the error that carries
-/// these also names the endpoint and the file).
+/// The endpoint SD config's client settings (the error that carries these also names the
+/// endpoint, or `default_client_config`, and the file). A setting may come from the flags
+/// there too, so each name says both.
 pub(crate) const SD_CONFIG_NAMES: SettingNames = SettingNames {
-    ca: "grpc_client_config.tls_config.ca_file",
-    cert: "grpc_client_config.tls_config.cert_file",
-    key: "grpc_client_config.tls_config.key_file",
-    skip_verify: "grpc_client_config.tls_config.insecure_skip_verify",
+    ca: "tls_config.ca_file (or --grpc-client-tls-ca)",
+    cert: "tls_config.cert_file (or --grpc-client-tls-cert)",
+    key: "tls_config.key_file (or --grpc-client-tls-key)",
+    skip_verify: "tls_config.insecure_skip_verify (or --grpc-client-tls-skip-verify)",
+    min_version: "tls_config.min_version (or --grpc-client-tls-min-version)",
 };
 
-/// An endpoint's own client settings (`grpc_client_config` of an endpoint SD config entry),
-/// read as Thanos reads them (`cmd/thanos/endpointset.go`, v0.38 and later):
+/// Changes the endpoint SD config makes to the flags' client settings, one setting at a
+/// time: `None` keeps what the level below says (the flags, or `default_client_config`
+/// for an endpoint's own settings); for the paths and the server name, `Some(None)`
+/// clears it.
 ///
-/// - TLS: an entry that sets none of `tls_config.enabled`, `cert_file`, `key_file`,
-///   `ca_file` and `server_name` uses the `--grpc-client-tls-*` flags. One with `enabled:
-///   true` uses its own settings only (nothing is inherited from the flags: no CA means the
-///   system's roots). One that sets files or a server name but not `enabled` talks in clear
-///   text, whatever the flags say.
-/// - Compression: `snappy` compresses this endpoint's calls; `none` or nothing keeps
-///   `--grpc-compression` (so `none` cannot switch off the flag's snappy, as in Thanos).
+/// Two forms of the configuration are read, as the Thanos versions that wrote them do
+/// (`cmd/thanos/endpointset.go`):
 ///
-/// Where Strata differs: Thanos applies these settings to static addresses and groups only
-/// and dials addresses found by `dns+`/`dnssrv+` with the flags' settings, ignoring the
-/// entry's. Strata applies them to every address an entry resolves to: a TLS endpoint
+/// - `client_config` and `default_client_config` (Thanos after v0.40, thanos-io/thanos#8594):
+///   each field set replaces the setting below it and each field left out inherits it;
+///   `enabled` left out is true where `cert_file`, `key_file`, `ca_file` or
+///   `insecure_skip_verify` is set, else inherited; an empty string clears a path, the
+///   server name or (as `none`) the compression. An endpoint's `client_config` applies on
+///   top of `default_client_config`, which applies on top of the flags.
+/// - `grpc_client_config` (Thanos v0.38 to v0.40): an entry that sets none of
+///   `tls_config.enabled`, `cert_file`, `key_file`, `ca_file` and `server_name` keeps the
+///   TLS settings below it. One with `enabled: true` uses its own TLS settings only
+///   (nothing inherited: no CA means the system's roots). One that sets files or a server
+///   name but not `enabled` talks in clear text. `compression_type: snappy` compresses;
+///   `none` or nothing keeps the setting below (so it cannot switch off the flag's
+///   snappy).
+///
+/// Where Strata differs: Thanos applies an entry's settings to static addresses and groups
+/// only and dials addresses found by `dns+`/`dnssrv+` with the flags' settings, ignoring
+/// the entry's. Strata applies them to every address an entry resolves to: a TLS endpoint
 /// behind a DNS name would otherwise be called in clear text. And a TLS file that cannot be
 /// read fails start-up (or a reload, which then keeps the previous endpoints) with an error
-/// naming the endpoint and the field; Thanos logs it and falls back to the flags' settings.
+/// naming the endpoint and the field; Thanos logs it and skips the endpoint or falls back
+/// to the flags' settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointClient {
-    pub tls: EndpointTls,
-    /// `compression_type: snappy`.
-    pub snappy: bool,
-}
-
-/// The TLS part of an [`EndpointClient`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum EndpointTls {
-    /// Nothing set: the `--grpc-client-tls-*` flags decide.
-    #[default]
-    Flags,
-    /// TLS settings given but `enabled` false: clear text.
-    Disabled,
-    /// `enabled: true`, with these settings.
-    Enabled {
-        skip_verify: bool,
-        cert: Option<PathBuf>,
-        key: Option<PathBuf>,
-        ca: Option<PathBuf>,
-        server_name: Option<String>,
-    },
+    /// TLS on or off.
+    pub tls: Option<bool>,
+    pub skip_verify: Option<bool>,
+    pub cert: Option<Option<PathBuf>>,
+    pub key: Option<Option<PathBuf>>,
+    pub ca: Option<Option<PathBuf>>,
+    pub server_name: Option<Option<String>>,
+    pub min_version: Option<TlsMinVersion>,
+    pub compression: Option<Compression>,
 }
 
 impl EndpointClient {
-    /// Whether the entry leaves everything to the flags.
+    /// Whether it changes nothing.
     pub fn is_flags(&self) -> bool {
         *self == EndpointClient::default()
     }
 
-    /// The settings the endpoint is called with, given the flags' `flags`.
-    pub fn apply(&self, flags: &ClientConfig) -> ClientConfig {
-        let mut c = flags.clone();
-        match &self.tls {
-            EndpointTls::Flags => {}
-            EndpointTls::Disabled => {
-                c.tls = false;
-                c.tls_skip_verify = false;
-                c.cert = None;
-                c.key = None;
-                c.ca = None;
-                c.server_name = None;
-            }
-            EndpointTls::Enabled {
-                skip_verify,
-                cert,
-                key,
-                ca,
-                server_name,
-            } => {
-                c.tls = true;
-                c.tls_skip_verify = *skip_verify;
-                c.cert = cert.clone();
-                c.key = key.clone();
-                c.ca = ca.clone();
-                c.server_name = server_name.clone();
-            }
+    /// The settings the endpoint is called with, given the level below (`base`: the
+    /// flags, or the flags with `default_client_config`).
+    pub fn apply(&self, base: &ClientConfig) -> ClientConfig {
+        let mut c = base.clone();
+        if let Some(v) = self.tls {
+            c.tls = v;
         }
-        if self.snappy {
-            c.compression = Compression::Snappy;
+        if let Some(v) = self.skip_verify {
+            c.tls_skip_verify = v;
+        }
+        if let Some(v) = &self.cert {
+            c.cert = v.clone();
+        }
+        if let Some(v) = &self.key {
+            c.key = v.clone();
+        }
+        if let Some(v) = &self.ca {
+            c.ca = v.clone();
+        }
+        if let Some(v) = &self.server_name {
+            c.server_name = v.clone();
+        }
+        if let Some(v) = self.min_version {
+            c.min_version = v;
+        }
+        if let Some(v) = self.compression {
+            c.compression = v;
         }
         c
     }
@@ -334,7 +440,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(c.tls.is_some() && c.skip_verify.is_some());
+        assert!(c.tls.is_some() && c.verifier.is_some());
         // Channels open (lazily) with the custom verifier.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -347,7 +453,121 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert!(c.tls.is_none() && c.skip_verify.is_none());
+        assert!(c.tls.is_none() && c.verifier.is_none());
+    }
+
+    #[test]
+    fn tls_min_versions_parse_as_thanos_spells_them() {
+        for (s, v) in [
+            ("1.0", TlsMinVersion::V1_0),
+            ("1.1", TlsMinVersion::V1_1),
+            ("1.2", TlsMinVersion::V1_2),
+            ("1.3", TlsMinVersion::V1_3),
+        ] {
+            assert_eq!(s.parse::<TlsMinVersion>(), Ok(v));
+        }
+        for bad in ["", "1", "1.4", "TLS1.3", "1.3 "] {
+            let e = bad.parse::<TlsMinVersion>().unwrap_err();
+            assert!(e.contains("\"1.3\""), "{bad:?}: {e}");
+        }
+        assert_eq!(ClientConfig::default().min_version, TlsMinVersion::V1_3);
+    }
+
+    /// A CA file that holds no certificate is refused when read, naming the setting and
+    /// the file, not at the first handshake.
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let e = Client::new(&ClientConfig {
+            tls: true,
+            ca: Some(ca.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--grpc-client-tls-ca") && e.contains(&ca.display().to_string()),
+            "{e}"
+        );
+    }
+
+    /// `min_version` 1.3 (Thanos' default) refuses a server that speaks TLS 1.2 only, during
+    /// the handshake; 1.2 accepts the same server with the same certificates.
+    #[test]
+    fn min_version_1_3_refuses_a_tls_1_2_server() {
+        use rustls::pki_types::PrivateKeyDer;
+        let dir = tempfile::tempdir().unwrap();
+        let c = strata_testutil::tls::ca_signed_certificates(dir.path());
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.server_cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&c.server_key).unwrap();
+        let mut server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        let server = Arc::new(server);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Each connection's handshake: the version it agreed on, or why it failed.
+        let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(mut tcp) = tcp else { return };
+                let mut conn = rustls::ServerConnection::new(server.clone()).unwrap();
+                let mut outcome = Ok(String::new());
+                while conn.is_handshaking() {
+                    if let Err(e) = conn.complete_io(&mut tcp) {
+                        outcome = Err(e.to_string());
+                        break;
+                    }
+                }
+                let outcome = outcome.map(|_| format!("{:?}", conn.protocol_version()));
+                if tx.send(outcome).is_err() {
+                    return;
+                }
+            }
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (min_version, agreed) in [
+            (TlsMinVersion::V1_3, false),
+            (TlsMinVersion::V1_2, true),
+            (TlsMinVersion::V1_3, false),
+        ] {
+            let client = Client::new(&ClientConfig {
+                tls: true,
+                ca: Some(c.ca.clone()),
+                server_name: Some("localhost".into()),
+                min_version,
+                ..Default::default()
+            })
+            .unwrap();
+            let ch = rt.block_on(async { client.channel(&addr).unwrap() });
+            let call = rt.block_on(async {
+                let mut info = strata_storepb::thanos::info::info_client::InfoClient::new(ch);
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    info.info(strata_storepb::thanos::info::InfoRequest {}),
+                )
+                .await
+            });
+            assert!(!matches!(call, Ok(Ok(_))), "{min_version:?}: {call:?}");
+            let outcome = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            if agreed {
+                assert_eq!(outcome, Ok("Some(TLSv1_2)".into()), "{min_version:?}");
+            } else {
+                assert!(outcome.is_err(), "{min_version:?}: {outcome:?}");
+            }
+        }
     }
 
     fn flags() -> ClientConfig {
@@ -361,20 +581,17 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_settings_replace_the_flags_as_thanos_reads_them() {
+    fn endpoint_settings_change_the_flags_one_setting_at_a_time() {
         // Nothing set: the flags, unchanged.
         assert!(EndpointClient::default().is_flags());
         assert_eq!(EndpointClient::default().apply(&flags()), flags());
-        // TLS enabled: the entry's settings only, none inherited from the flags.
+        // Each setting given replaces the flag's; a cleared one is gone; the rest stay.
         let own = EndpointClient {
-            tls: EndpointTls::Enabled {
-                skip_verify: false,
-                cert: Some("/e/cert.pem".into()),
-                key: Some("/e/key.pem".into()),
-                ca: None,
-                server_name: None,
-            },
-            snappy: false,
+            cert: Some(Some("/e/cert.pem".into())),
+            key: Some(Some("/e/key.pem".into())),
+            server_name: Some(None),
+            min_version: Some(TlsMinVersion::V1_2),
+            ..Default::default()
         };
         assert_eq!(
             own.apply(&flags()),
@@ -382,35 +599,31 @@ mod tests {
                 tls: true,
                 cert: Some("/e/cert.pem".into()),
                 key: Some("/e/key.pem".into()),
+                ca: Some("/flags/ca.pem".into()),
+                min_version: TlsMinVersion::V1_2,
                 compression: Compression::Gzip,
                 ..Default::default()
             }
         );
-        // Disabled: clear text even where the flags say TLS.
+        // TLS off and snappy, on top of a level that had them otherwise.
         let plain = EndpointClient {
-            tls: EndpointTls::Disabled,
-            snappy: true,
+            tls: Some(false),
+            compression: Some(Compression::Snappy),
+            ..Default::default()
         };
-        assert_eq!(
-            plain.apply(&flags()),
-            ClientConfig {
-                compression: Compression::Snappy,
-                ..Default::default()
-            }
+        let got = plain.apply(&own.apply(&flags()));
+        assert!(
+            !got.tls && got.compression == Compression::Snappy,
+            "{got:?}"
         );
     }
 
     #[test]
     fn endpoint_tls_errors_name_the_field() {
         let bad_ca = EndpointClient {
-            tls: EndpointTls::Enabled {
-                skip_verify: false,
-                cert: None,
-                key: None,
-                ca: Some("/nonexistent/ca.pem".into()),
-                server_name: None,
-            },
-            snappy: false,
+            tls: Some(true),
+            ca: Some(Some("/nonexistent/ca.pem".into())),
+            ..Default::default()
         };
         let e = Client::with_names(&bad_ca.apply(&flags()), &SD_CONFIG_NAMES)
             .unwrap_err()
@@ -421,6 +634,7 @@ mod tests {
         );
         let half = ClientConfig {
             tls: true,
+            tls_skip_verify: true,
             cert: Some("/e/cert.pem".into()),
             ..Default::default()
         };
@@ -428,7 +642,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("tls_config.cert_file and grpc_client_config.tls_config.key_file"),
+            e.contains("tls_config.cert_file") && e.contains("tls_config.key_file"),
             "{e}"
         );
         let e = Client::new(&half).unwrap_err().to_string();

@@ -35,7 +35,9 @@ use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{Service, StdError};
 use tonic::transport::Channel;
 
-use crate::client::{Client, ClientConfig, EndpointClient, EndpointTls, SD_CONFIG_NAMES};
+use crate::client::{
+    Client, ClientConfig, Compression, EndpointClient, SD_CONFIG_NAMES, TlsMinVersion,
+};
 use crate::error::QueryError;
 
 /// Largest Series frame accepted from a store (a batch of series with their chunks).
@@ -348,7 +350,7 @@ impl SdConfigSource {
     }
 
     /// Reads and parses the configuration.
-    pub fn load(&self) -> Result<Vec<EndpointEntry>, SdConfigError> {
+    pub fn load(&self) -> Result<SdConfig, SdConfigError> {
         let origin = self.origin();
         match self {
             SdConfigSource::File(p) => {
@@ -386,24 +388,35 @@ pub enum SdConfigError {
         address: String,
         reason: String,
     },
+    /// `default_client_config` is well-formed YAML but cannot be used.
+    #[error("{origin}: default_client_config: {reason}")]
+    DefaultClient { origin: String, reason: String },
 }
 
 /// The endpoint SD configuration, in the format of Thanos' `EndpointConfig`
-/// (`cmd/thanos/endpointset.go`; the flags came in Thanos v0.37, thanos-io/thanos#7890, and
-/// `service_config`/`grpc_client_config` later; how the client settings are read:
+/// (`cmd/thanos/endpointset.go`; the flags came in Thanos v0.37, thanos-io/thanos#7890,
+/// `service_config` and `grpc_client_config` later, and `client_config` with
+/// `default_client_config` in thanos-io/thanos#8594; how the client settings are read:
 /// [`EndpointClient`]):
 ///
 /// ```yaml
+/// default_client_config:      # every endpoint's settings, on top of the --grpc-client-* flags
+///   tls_config: {enabled: true, ca_file: /certs/ca.pem, min_version: "1.3"}
+///   compression: snappy
 /// endpoints:
 ///   - address: store-0:10901
 ///   - address: dns+prometheus-headless:10901
 ///     group: true
 ///     strict: false
 ///     service_config: ""        # gRPC service config for a group: refused if set
-///     grpc_client_config:       # this endpoint's TLS and compression, instead of the flags'
-///       tls_config: {enabled: true, insecure_skip_verify: false, cert_file: "", key_file: "", ca_file: ""}
+///     client_config:            # this endpoint's changes to the settings above
+///       tls_config: {enabled: true, insecure_skip_verify: false, cert_file: "", key_file: "", ca_file: "", min_version: "1.3"}
 ///       server_name: ""
-///       compression_type: none  # or snappy
+///       compression: none       # or snappy
+///   - address: old-style:10901
+///     grpc_client_config:       # the older form (instead of client_config)
+///       tls_config: {enabled: true, ca_file: /certs/ca.pem}
+///       compression_type: snappy
 /// ```
 ///
 /// Unknown fields are refused (Thanos' YAML decoding would ignore them): a misspelled
@@ -413,6 +426,8 @@ pub enum SdConfigError {
 struct RawSdConfig {
     #[serde(default)]
     endpoints: Option<Vec<RawEndpoint>>,
+    #[serde(default)]
+    default_client_config: Option<RawClientConfig>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -426,14 +441,47 @@ struct RawEndpoint {
     #[serde(default)]
     service_config: String,
     #[serde(default)]
-    grpc_client_config: RawClientConfig,
+    client_config: Option<RawClientConfig>,
+    #[serde(default)]
+    grpc_client_config: Option<RawLegacyClientConfig>,
 }
 
+/// `client_config` and `default_client_config`: every field optional, a field left out
+/// inheriting.
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClientConfig {
     #[serde(default)]
     tls_config: RawTlsConfig,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    compression: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    insecure_skip_verify: Option<bool>,
+    #[serde(default)]
+    cert_file: Option<String>,
+    #[serde(default)]
+    key_file: Option<String>,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    min_version: Option<String>,
+}
+
+/// The older `grpc_client_config`.
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLegacyClientConfig {
+    #[serde(default)]
+    tls_config: RawLegacyTlsConfig,
     #[serde(default)]
     server_name: String,
     #[serde(default)]
@@ -442,7 +490,7 @@ struct RawClientConfig {
 
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTlsConfig {
+struct RawLegacyTlsConfig {
     #[serde(default)]
     enabled: bool,
     #[serde(default)]
@@ -455,11 +503,57 @@ struct RawTlsConfig {
     ca_file: String,
 }
 
-/// An entry's `grpc_client_config`, read as [`EndpointClient`] says.
-fn endpoint_client(raw: &RawClientConfig) -> Result<EndpointClient, String> {
-    let snappy = match raw.compression_type.as_str() {
-        "" | "none" => false,
-        "snappy" => true,
+fn some_path(p: &str) -> Option<PathBuf> {
+    (!p.is_empty()).then(|| PathBuf::from(p))
+}
+
+/// A `client_config` or `default_client_config` (`field` names it in errors), read as
+/// [`EndpointClient`] says.
+fn endpoint_client(field: &str, raw: &RawClientConfig) -> Result<EndpointClient, String> {
+    let compression = match raw.compression.as_deref() {
+        None => None,
+        Some("" | "none") => Some(Compression::None),
+        Some("snappy") => Some(Compression::Snappy),
+        Some(other) => {
+            return Err(format!(
+                "{field}.compression {other:?} is invalid: must be 'none' or 'snappy'"
+            ));
+        }
+    };
+    let t = &raw.tls_config;
+    let min_version = t
+        .min_version
+        .as_deref()
+        .map(|v| {
+            v.parse::<TlsMinVersion>()
+                .map_err(|e| format!("{field}.tls_config.min_version: {e}"))
+        })
+        .transpose()?;
+    let implies_tls = t.cert_file.is_some()
+        || t.key_file.is_some()
+        || t.ca_file.is_some()
+        || t.insecure_skip_verify.is_some();
+    Ok(EndpointClient {
+        tls: t.enabled.or(implies_tls.then_some(true)),
+        skip_verify: t.insecure_skip_verify,
+        cert: t.cert_file.as_deref().map(some_path),
+        key: t.key_file.as_deref().map(some_path),
+        ca: t.ca_file.as_deref().map(some_path),
+        server_name: raw
+            .server_name
+            .as_ref()
+            .map(|n| (!n.is_empty()).then(|| n.clone())),
+        min_version,
+        compression,
+    })
+}
+
+/// An entry's older `grpc_client_config`, read as [`EndpointClient`] says; and whether
+/// its TLS settings are there but switched off (which is worth a warning).
+fn legacy_endpoint_client(raw: &RawLegacyClientConfig) -> Result<(EndpointClient, bool), String> {
+    let compression = match raw.compression_type.as_str() {
+        "" | "none" => None,
+        "snappy" => Some(Compression::Snappy),
         other => {
             return Err(format!(
                 "grpc_client_config.compression_type {other:?} is invalid: must be 'none' or \
@@ -468,73 +562,126 @@ fn endpoint_client(raw: &RawClientConfig) -> Result<EndpointClient, String> {
         }
     };
     let t = &raw.tls_config;
-    let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
-    let server_name = (!raw.server_name.is_empty()).then(|| raw.server_name.clone());
-    let tls = if t.enabled {
-        EndpointTls::Enabled {
-            skip_verify: t.insecure_skip_verify,
-            cert: path(&t.cert_file),
-            key: path(&t.key_file),
-            ca: path(&t.ca_file),
-            server_name,
-        }
-    } else if t.cert_file.is_empty()
+    let server_name = some_server_name(&raw.server_name);
+    let untouched = !t.enabled
+        && t.cert_file.is_empty()
         && t.key_file.is_empty()
         && t.ca_file.is_empty()
-        && server_name.is_none()
-    {
-        EndpointTls::Flags
+        && server_name.is_none();
+    let client = if untouched {
+        EndpointClient {
+            compression,
+            ..EndpointClient::default()
+        }
+    } else if t.enabled {
+        EndpointClient {
+            tls: Some(true),
+            skip_verify: Some(t.insecure_skip_verify),
+            cert: Some(some_path(&t.cert_file)),
+            key: Some(some_path(&t.key_file)),
+            ca: Some(some_path(&t.ca_file)),
+            server_name: Some(server_name),
+            min_version: None,
+            compression,
+        }
     } else {
-        EndpointTls::Disabled
+        EndpointClient {
+            tls: Some(false),
+            skip_verify: Some(false),
+            cert: Some(None),
+            key: Some(None),
+            ca: Some(None),
+            server_name: Some(None),
+            min_version: None,
+            compression,
+        }
     };
-    Ok(EndpointClient { tls, snappy })
+    Ok((client, !untouched && !t.enabled))
 }
 
-/// Checks that every entry's own client settings can be used (its TLS files read), so that
-/// a bad file fails start-up or a reload naming the endpoint and the field.
-fn check_clients(
-    origin: &str,
-    entries: &[EndpointEntry],
-    flags: &ClientConfig,
-) -> Result<(), SdConfigError> {
-    for e in entries.iter().filter(|e| !e.client.is_flags()) {
-        Client::with_names(&e.client.apply(flags), &SD_CONFIG_NAMES).map_err(|err| {
-            SdConfigError::Endpoint {
-                origin: origin.to_string(),
-                address: e.address.clone(),
-                reason: err.to_string(),
-            }
-        })?;
+fn some_server_name(n: &str) -> Option<String> {
+    (!n.is_empty()).then(|| n.to_string())
+}
+
+/// A parsed endpoint SD configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SdConfig {
+    /// `default_client_config`: the changes to the flags' client settings for every
+    /// endpoint the querier calls (its own entries, the `--endpoint*` flags' and file SD's).
+    pub default_client: EndpointClient,
+    /// The entries, an address listed twice keeping its last.
+    pub entries: Vec<EndpointEntry>,
+    /// Entries whose `grpc_client_config` names TLS files or a server name with TLS
+    /// switched off, which Thanos then calls in clear text: warned of when taken.
+    clear_text_with_tls_settings: Vec<String>,
+}
+
+impl SdConfig {
+    /// The flags' settings with `default_client_config`'s changes: what an endpoint without
+    /// settings of its own is called with.
+    pub fn base_client(&self, flags: &ClientConfig) -> ClientConfig {
+        self.default_client.apply(flags)
     }
-    Ok(())
-}
 
-/// Warns of entries whose TLS settings are there but disabled (Thanos then talks in clear
-/// text); once per configuration taken, not at every re-read.
-fn warn_tls_disabled(origin: &str, entries: &[EndpointEntry]) {
-    for e in entries
-        .iter()
-        .filter(|e| e.client.tls == EndpointTls::Disabled)
-    {
-        tracing::warn!(
-            endpoint = %e.address,
-            "{origin}: the endpoint's grpc_client_config has TLS files or a server name but \
-             tls_config.enabled is false: it is called in clear text"
-        );
+    /// Checks that every setting can be used (its TLS files read), so that a bad file fails
+    /// start-up or a reload naming the endpoint (or `default_client_config`) and the field.
+    fn check_clients(&self, origin: &str, flags: &ClientConfig) -> Result<(), SdConfigError> {
+        let base = self.base_client(flags);
+        if !self.default_client.is_flags() {
+            Client::with_names(&base, &SD_CONFIG_NAMES).map_err(|err| {
+                SdConfigError::DefaultClient {
+                    origin: origin.to_string(),
+                    reason: err.to_string(),
+                }
+            })?;
+        }
+        for e in self.entries.iter().filter(|e| !e.client.is_flags()) {
+            Client::with_names(&e.client.apply(&base), &SD_CONFIG_NAMES).map_err(|err| {
+                SdConfigError::Endpoint {
+                    origin: origin.to_string(),
+                    address: e.address.clone(),
+                    reason: err.to_string(),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Warns of entries whose TLS settings are there but disabled; once per configuration
+    /// taken, not at every re-read.
+    fn warn(&self, origin: &str) {
+        for address in &self.clear_text_with_tls_settings {
+            tracing::warn!(
+                endpoint = %address,
+                "{origin}: the endpoint's grpc_client_config has TLS files or a server name but \
+                 tls_config.enabled is false: it is called in clear text"
+            );
+        }
     }
 }
 
 /// Parses an endpoint SD configuration (see `RawSdConfig` for the format). `origin`
 /// (the flag, and the file) starts every error message. An empty document lists no
 /// endpoints, as in Thanos. An address listed twice keeps its last entry, as Thanos does.
-pub fn parse_sd_config(origin: &str, text: &str) -> Result<Vec<EndpointEntry>, SdConfigError> {
+pub fn parse_sd_config(origin: &str, text: &str) -> Result<SdConfig, SdConfigError> {
     let raw: Option<RawSdConfig> =
         serde_yaml_ng::from_str(text).map_err(|e| SdConfigError::Yaml {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
-    let mut out: Vec<EndpointEntry> = Vec::new();
-    for e in raw.and_then(|r| r.endpoints).unwrap_or_default() {
+    let mut out = SdConfig::default();
+    let Some(raw) = raw else {
+        return Ok(out);
+    };
+    if let Some(d) = &raw.default_client_config {
+        out.default_client = endpoint_client("default_client_config", d).map_err(|reason| {
+            SdConfigError::DefaultClient {
+                origin: origin.to_string(),
+                reason,
+            }
+        })?;
+    }
+    for e in raw.endpoints.unwrap_or_default() {
         let refuse = |reason: String| SdConfigError::Endpoint {
             origin: origin.to_string(),
             address: e.address.clone(),
@@ -549,11 +696,27 @@ pub fn parse_sd_config(origin: &str, text: &str) -> Result<Vec<EndpointEntry>, S
                 "service_config is only valid for endpoint groups (group: true)".into()
             }));
         }
-        let client = endpoint_client(&e.grpc_client_config).map_err(refuse)?;
+        let (client, clear_text) = match (&e.client_config, &e.grpc_client_config) {
+            (Some(_), Some(_)) => {
+                return Err(refuse(
+                    "client_config and grpc_client_config are two forms of the same settings \
+                     (newer and older Thanos); give one"
+                        .into(),
+                ));
+            }
+            (Some(c), None) => (endpoint_client("client_config", c).map_err(refuse)?, false),
+            (None, Some(c)) => legacy_endpoint_client(c).map_err(refuse)?,
+            (None, None) => (EndpointClient::default(), false),
+        };
         let mut entry = EndpointEntry::new(&e.address, e.strict, e.group).map_err(refuse)?;
         entry.client = client;
-        out.retain(|o| o.address != entry.address);
-        out.push(entry);
+        out.entries.retain(|o| o.address != entry.address);
+        out.clear_text_with_tls_settings
+            .retain(|a| *a != entry.address);
+        if clear_text {
+            out.clear_text_with_tls_settings.push(entry.address.clone());
+        }
+        out.entries.push(entry);
     }
     Ok(out)
 }
@@ -698,7 +861,7 @@ struct Discovered {
 
 #[derive(Debug, Default)]
 struct SdConfigState {
-    entries: Vec<EndpointEntry>,
+    config: SdConfig,
     read_at: Option<Instant>,
 }
 
@@ -826,19 +989,19 @@ impl EndpointSet {
                 );
             }
         }
-        let sd_entries = match &cfg.sd_config {
+        let sd = match &cfg.sd_config {
             Some(src) => {
-                let entries = src.load()?;
-                check_clients(&src.origin(), &entries, &cfg.client)?;
-                warn_tls_disabled(&src.origin(), &entries);
-                entries
+                let sd = src.load()?;
+                sd.check_clients(&src.origin(), &cfg.client)?;
+                sd.warn(&src.origin());
+                sd
             }
-            None => Vec::new(),
+            None => SdConfig::default(),
         };
         let client = Arc::new(Client::new(&cfg.client)?);
         let needs_srv = flag_entries
             .iter()
-            .chain(&sd_entries)
+            .chain(&sd.entries)
             .any(|e| matches!(e.spec, EndpointSpec::DnsSrv(_) | EndpointSpec::DnsSrvNoA(_)));
         let reloads = matches!(cfg.sd_config, Some(SdConfigSource::File(_)));
         let resolver = if needs_srv {
@@ -860,7 +1023,7 @@ impl EndpointSet {
             state: RwLock::new(BTreeMap::new()),
             discovered: RwLock::new(Discovered::default()),
             sd_config: RwLock::new(SdConfigState {
-                entries: sd_entries,
+                config: sd,
                 read_at: Some(Instant::now()),
             }),
         }))
@@ -871,11 +1034,19 @@ impl EndpointSet {
     /// Thanos, which appends the flags' endpoints to the file's.
     fn entries(&self) -> Vec<EndpointEntry> {
         let sd = self.sd_config.read().unwrap_or_else(|e| e.into_inner());
-        sd.entries
+        sd.config
+            .entries
             .iter()
             .chain(&self.flag_entries)
             .cloned()
             .collect()
+    }
+
+    /// What an endpoint without settings of its own is called with: the flags', with the
+    /// SD config's `default_client_config`.
+    fn base_client(&self) -> ClientConfig {
+        let sd = self.sd_config.read().unwrap_or_else(|e| e.into_inner());
+        sd.config.base_client(&self.cfg.client)
     }
 
     /// Re-reads `--endpoint.sd-config-file` when due. A file that cannot be read or parsed
@@ -894,20 +1065,20 @@ impl EndpointSet {
                 return false;
             }
         }
-        let loaded = src.load().and_then(|entries| {
-            check_clients(&src.origin(), &entries, &self.cfg.client)?;
-            Ok(entries)
+        let loaded = src.load().and_then(|config| {
+            config.check_clients(&src.origin(), &self.cfg.client)?;
+            Ok(config)
         });
         let mut sd = self.sd_config.write().unwrap_or_else(|e| e.into_inner());
         sd.read_at = Some(now);
         match loaded {
-            Ok(entries) if entries != sd.entries => {
+            Ok(config) if config != sd.config => {
                 tracing::info!(
-                    endpoints = entries.len(),
+                    endpoints = config.entries.len(),
                     "endpoint SD config reloaded with changes"
                 );
-                warn_tls_disabled(&src.origin(), &entries);
-                sd.entries = entries;
+                config.warn(&src.origin());
+                sd.config = config;
                 true
             }
             Ok(_) => false,
@@ -1121,6 +1292,7 @@ impl EndpointSet {
             .map(EndpointEntry::group_name)
             .collect();
 
+        let base = self.base_client();
         // New endpoints get a channel; endpoints no longer discovered go away.
         let to_probe: Vec<(String, ProbeTarget)> = {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -1129,7 +1301,7 @@ impl EndpointSet {
                 let is_group = groups.contains(a);
                 let client_cfg = clients
                     .get(a)
-                    .map_or_else(|| self.cfg.client.clone(), |c| c.apply(&self.cfg.client));
+                    .map_or_else(|| base.clone(), |c| c.apply(&base));
                 if let Some(s) = st.get_mut(a) {
                     if s.client_cfg == client_cfg {
                         // A reload may have changed an entry's strictness.
@@ -1422,7 +1594,9 @@ endpoints:
   - address: old-group:10901
     group: false
 ";
-        let got = parse_sd_config("--endpoint.sd-config", text).unwrap();
+        let got = parse_sd_config("--endpoint.sd-config", text)
+            .unwrap()
+            .entries;
         let summary: Vec<(&str, EndpointSpec, bool, bool)> = got
             .iter()
             .map(|e| (e.address.as_str(), e.spec.clone(), e.strict, e.group))
@@ -1472,14 +1646,19 @@ endpoints:
         );
         // Empty documents list nothing, as in Thanos.
         for empty in ["", "# nothing yet\n", "endpoints: []", "endpoints:"] {
-            assert_eq!(parse_sd_config("x", empty).unwrap(), [], "{empty:?}");
+            assert_eq!(
+                parse_sd_config("x", empty).unwrap(),
+                SdConfig::default(),
+                "{empty:?}"
+            );
         }
         // gRPC's dns:/// form for groups (older Thanos documentation) means dns+.
         let g = parse_sd_config(
             "x",
             "endpoints: [{address: 'dns:///g.svc:10901', group: true}]",
         )
-        .unwrap();
+        .unwrap()
+        .entries;
         assert_eq!(
             g[0].spec,
             EndpointSpec::Dns {
@@ -1489,9 +1668,10 @@ endpoints:
         );
     }
 
-    /// Each entry's `grpc_client_config` is read as Thanos reads it (see `EndpointClient`).
+    /// Each entry's older `grpc_client_config` is read as Thanos reads it (see
+    /// `EndpointClient`).
     #[test]
-    fn sd_config_reads_each_endpoints_client_settings() {
+    fn sd_config_reads_each_endpoints_older_client_settings() {
         let text = "
 endpoints:
   - address: flags:1
@@ -1508,46 +1688,150 @@ endpoints:
     grpc_client_config: {server_name: store.example}
 ";
         let got = parse_sd_config("x", text).unwrap();
-        let clients: Vec<(&str, &EndpointClient)> = got
-            .iter()
-            .map(|e| (e.address.as_str(), &e.client))
-            .collect();
-        let tls = |skip_verify, files: bool, server_name: Option<&str>| EndpointTls::Enabled {
-            skip_verify,
-            cert: files.then(|| "/c/cert.pem".into()),
-            key: files.then(|| "/c/key.pem".into()),
-            ca: files.then(|| "/c/ca.pem".into()),
-            server_name: server_name.map(String::from),
+        assert!(got.default_client.is_flags());
+        assert_eq!(got.clear_text_with_tls_settings, ["off:1"]);
+        // What each endpoint is called with, when the flags say TLS with their own CA,
+        // server name and gzip.
+        let flags = ClientConfig {
+            tls: true,
+            ca: Some("/flags/ca.pem".into()),
+            server_name: Some("flags.example".into()),
+            compression: Compression::Gzip,
+            ..Default::default()
         };
+        let called: Vec<(&str, ClientConfig)> = got
+            .entries
+            .iter()
+            .map(|e| (e.address.as_str(), e.client.apply(&flags)))
+            .collect();
+        let own_tls =
+            |skip_verify, files: bool, server_name: Option<&str>, compression| ClientConfig {
+                tls: true,
+                tls_skip_verify: skip_verify,
+                cert: files.then(|| "/c/cert.pem".into()),
+                key: files.then(|| "/c/key.pem".into()),
+                ca: files.then(|| "/c/ca.pem".into()),
+                server_name: server_name.map(String::from),
+                min_version: TlsMinVersion::V1_3,
+                compression,
+            };
         assert_eq!(
-            clients,
+            called,
             [
-                ("flags:1", &EndpointClient::default()),
+                ("flags:1", flags.clone()),
                 // `none` and a lone insecure_skip_verify leave it to the flags, as in Thanos.
-                ("none:1", &EndpointClient::default()),
+                ("none:1", flags.clone()),
                 (
                     "tls:1",
-                    &EndpointClient {
-                        tls: tls(false, true, Some("store.example")),
-                        snappy: true
-                    }
+                    own_tls(false, true, Some("store.example"), Compression::Snappy)
                 ),
-                (
-                    "skip:1",
-                    &EndpointClient {
-                        tls: tls(true, false, None),
-                        snappy: false
-                    }
-                ),
+                // TLS enabled: nothing inherited from the flags, no CA among them.
+                ("skip:1", own_tls(true, false, None, Compression::Gzip)),
                 (
                     "off:1",
-                    &EndpointClient {
-                        tls: EndpointTls::Disabled,
-                        snappy: false
+                    ClientConfig {
+                        compression: Compression::Gzip,
+                        ..Default::default()
                     }
                 ),
             ]
         );
+    }
+
+    /// The newer `default_client_config` and `client_config` (thanos-io/thanos#8594): each
+    /// setting given replaces the one below it (flags, then the default), each left out is
+    /// inherited, naming a TLS file or `insecure_skip_verify` turns TLS on unless `enabled`
+    /// says otherwise, and an empty string clears.
+    #[test]
+    fn sd_config_layers_the_newer_client_settings() {
+        let text = "
+default_client_config:
+  tls_config: {ca_file: /d/ca.pem, min_version: '1.2'}
+  server_name: store.example
+  compression: snappy
+endpoints:
+  - address: inherits:1
+  - address: identity:1
+    client_config: {tls_config: {cert_file: /e/cert.pem, key_file: /e/key.pem}}
+  - address: plain:1
+    client_config: {tls_config: {enabled: false}, compression: none}
+  - address: cleared:1
+    client_config: {server_name: '', tls_config: {ca_file: '', insecure_skip_verify: true}}
+  - address: name-only:1
+    client_config: {server_name: other.example}
+";
+        let got = parse_sd_config("x", text).unwrap();
+        // The flags say clear text, gzip and TLS 1.3 at least.
+        let flags = ClientConfig {
+            compression: Compression::Gzip,
+            ..Default::default()
+        };
+        let base = got.base_client(&flags);
+        let default = ClientConfig {
+            tls: true,
+            ca: Some("/d/ca.pem".into()),
+            server_name: Some("store.example".into()),
+            min_version: TlsMinVersion::V1_2,
+            compression: Compression::Snappy,
+            ..Default::default()
+        };
+        assert_eq!(base, default);
+        let called: Vec<(&str, ClientConfig)> = got
+            .entries
+            .iter()
+            .map(|e| (e.address.as_str(), e.client.apply(&base)))
+            .collect();
+        assert_eq!(
+            called,
+            [
+                ("inherits:1", default.clone()),
+                (
+                    "identity:1",
+                    ClientConfig {
+                        cert: Some("/e/cert.pem".into()),
+                        key: Some("/e/key.pem".into()),
+                        ..default.clone()
+                    }
+                ),
+                (
+                    "plain:1",
+                    ClientConfig {
+                        tls: false,
+                        compression: Compression::None,
+                        ..default.clone()
+                    }
+                ),
+                (
+                    "cleared:1",
+                    ClientConfig {
+                        tls_skip_verify: true,
+                        ca: None,
+                        server_name: None,
+                        ..default.clone()
+                    }
+                ),
+                (
+                    "name-only:1",
+                    ClientConfig {
+                        server_name: Some("other.example".into()),
+                        ..default.clone()
+                    }
+                ),
+            ]
+        );
+        // Without a default, a server name alone does not turn TLS on; a CA does.
+        let got = parse_sd_config(
+            "x",
+            "endpoints: [{address: 'a:1', client_config: {server_name: s}}, \
+             {address: 'b:1', client_config: {tls_config: {ca_file: /b/ca.pem}}}]",
+        )
+        .unwrap();
+        let tls: Vec<bool> = got
+            .entries
+            .iter()
+            .map(|e| e.client.apply(&flags).tls)
+            .collect();
+        assert_eq!(tls, [false, true]);
     }
 
     #[test]
@@ -1586,6 +1870,22 @@ endpoints:
             (
                 "endpoints: [{address: 'a:1', grpc_client_config: {tls: true}}]",
                 "unknown field `tls`",
+            ),
+            (
+                "endpoints: [{address: 'a:1', client_config: {compression: gzip}}]",
+                "client_config.compression \"gzip\" is invalid",
+            ),
+            (
+                "endpoints: [{address: 'a:1', client_config: {tls_config: {min_version: '1.4'}}}]",
+                "client_config.tls_config.min_version: TLS version \"1.4\" is invalid",
+            ),
+            (
+                "default_client_config: {compression: zstd}",
+                "default_client_config: default_client_config.compression \"zstd\"",
+            ),
+            (
+                "endpoints: [{address: 'a:1', client_config: {}, grpc_client_config: {}}]",
+                "give one",
             ),
         ] {
             let e = parse_sd_config(origin, text).unwrap_err().to_string();
@@ -1778,12 +2078,13 @@ endpoints:
         )
         .unwrap();
         let e = SdConfigSource::File(file.clone()).load().unwrap();
-        let err = check_clients("x", &e, &ClientConfig::default())
+        let err = e
+            .check_clients("x", &ClientConfig::default())
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("\"127.0.0.1:1\"")
-                && err.contains("grpc_client_config.tls_config.ca_file /nonexistent/ca.pem"),
+                && err.contains("tls_config.ca_file (or --grpc-client-tls-ca) /nonexistent/ca.pem"),
             "{err}"
         );
         rt.block_on(set.update());

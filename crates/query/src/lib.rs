@@ -28,10 +28,10 @@ pub mod server;
 pub mod storage;
 mod tls;
 
-pub use client::{ClientConfig, Compression, EndpointClient, EndpointTls};
+pub use client::{ClientConfig, Compression, EndpointClient, TlsMinVersion};
 pub use endpoint::{
-    EndpointEntry, EndpointSet, EndpointSetConfig, EndpointSpec, SdConfigError, SdConfigSource,
-    parse_sd_config,
+    EndpointEntry, EndpointSet, EndpointSetConfig, EndpointSpec, SdConfig, SdConfigError,
+    SdConfigSource, parse_sd_config,
 };
 pub use error::QueryError;
 pub use fanout::Fanout;

@@ -172,9 +172,15 @@ struct Querier {
 }
 
 fn start_querier(dir: &Path, name: &str, args: &[String]) -> Querier {
+    start_querier_env(dir, name, args, &[])
+}
+
+/// [`start_querier`] with environment variables set.
+fn start_querier_env(dir: &Path, name: &str, args: &[String], env: &[(&str, &Path)]) -> Querier {
     let (http, grpc) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("query")
+    cmd.envs(env.iter().copied())
+        .arg("query")
         .arg(format!("--http-address=127.0.0.1:{http}"))
         .arg(format!("--grpc-address=127.0.0.1:{grpc}"))
         .arg("--store.sd-dns-interval=1s")
@@ -720,6 +726,25 @@ fn post_form(port: u16, path: &str, form: &str) -> (u16, Value) {
     )
 }
 
+/// A test CA's certificates, a store of cluster `eu1` serving mutual TLS with them, and a
+/// clear-text store of cluster `us1`, both with `start_store_with_blocks`' data from `t0`.
+fn mtls_and_plain_stores(
+    dir: &Path,
+    t0: i64,
+) -> (strata_testutil::tls::CaSigned, (Proc, u16), (Proc, u16)) {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let c = strata_testutil::tls::ca_signed_certificates(&certs);
+    let mtls = [
+        format!("--grpc-server-tls-cert={}", c.server_cert.display()),
+        format!("--grpc-server-tls-key={}", c.server_key.display()),
+        format!("--grpc-server-tls-client-ca={}", c.ca.display()),
+    ];
+    let eu = start_store_with_blocks(dir, "eu1", t0, &mtls);
+    let us = start_store_with_blocks(dir, "us1", t0, &[]);
+    (c, eu, us)
+}
+
 /// Each endpoint's own client settings from `--endpoint.sd-config` (Thanos'
 /// `grpc_client_config`): one store serves mutual TLS with a certificate from a test CA,
 /// the other clear text and takes snappy; the querier's own flags set neither. Both answer.
@@ -729,16 +754,7 @@ fn post_form(port: u16, path: &str, form: &str) -> (u16, Value) {
 fn sd_config_gives_each_endpoint_its_own_tls() {
     const T0: i64 = 1_700_000_100_000;
     let tmp = tempfile::tempdir().unwrap();
-    let certs = tmp.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let c = strata_testutil::tls::ca_signed_certificates(&certs);
-    let mtls = [
-        format!("--grpc-server-tls-cert={}", c.server_cert.display()),
-        format!("--grpc-server-tls-key={}", c.server_key.display()),
-        format!("--grpc-server-tls-client-ca={}", c.ca.display()),
-    ];
-    let (_eu, eu) = start_store_with_blocks(tmp.path(), "eu1", T0, &mtls);
-    let (_us, us) = start_store_with_blocks(tmp.path(), "us1", T0, &[]);
+    let (c, (_eu, eu), (_us, us)) = mtls_and_plain_stores(tmp.path(), T0);
     let sd_config = |client_cert: bool| {
         let identity = if client_cert {
             format!(
@@ -792,6 +808,68 @@ fn sd_config_gives_each_endpoint_its_own_tls() {
     let (status, v) = json(q.http, &query);
     assert_eq!(status, 200, "{v}");
     assert_eq!(clusters(&v), ["us1"], "{v}");
+}
+
+/// The newer form of the endpoint SD config's client settings (Thanos'
+/// `default_client_config` and `client_config`, thanos-io/thanos#8594), and TLS verified
+/// against the system's roots. `default_client_config` gives every endpoint, the one from
+/// `--endpoint` included, a client certificate and a server name; naming the certificate
+/// turns TLS on; there is no CA file, so the server's certificate is verified against the
+/// system's roots, which `SSL_CERT_FILE` points at the test CA. The clear-text store's own
+/// `client_config` switches TLS off again and takes snappy. With `SSL_CERT_FILE` naming
+/// another CA, the TLS store's certificate is refused and the other store still answers.
+#[test]
+fn default_client_config_and_system_roots_reach_a_tls_store() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, (_eu, eu), (_us, us)) = mtls_and_plain_stores(tmp.path(), T0);
+    let other = tmp.path().join("other-ca");
+    std::fs::create_dir_all(&other).unwrap();
+    let other_ca = strata_testutil::tls::ca_signed_certificates(&other).ca;
+    let args = [
+        format!("--endpoint=127.0.0.1:{eu}"),
+        format!(
+            "--endpoint.sd-config=default_client_config:\n  \
+               tls_config: {{cert_file: '{}', key_file: '{}'}}\n  \
+               server_name: localhost\n\
+             endpoints:\n\
+             - address: 127.0.0.1:{us}\n  \
+               client_config: {{tls_config: {{enabled: false}}, compression: snappy}}\n",
+            c.client_cert.display(),
+            c.client_key.display()
+        ),
+    ];
+    let t = (T0 + 3_600_000) / 1000;
+    let query = format!("/api/v1/query?query=temperature&time={t}");
+
+    let q = start_querier_env(
+        tmp.path(),
+        "query-default-client",
+        &args,
+        &[("SSL_CERT_FILE", &c.ca)],
+    );
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    drop(q);
+
+    let q = start_querier_env(
+        tmp.path(),
+        "query-other-roots",
+        &args,
+        &[("SSL_CERT_FILE", &other_ca)],
+    );
+    let (status, v) = json(q.http, &query);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["us1"], "{v}");
+    let (_, v) = json(q.http, "/api/v1/stores");
+    let text = v.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{eu}")), "{v}");
+    assert!(
+        text.to_lowercase().contains("certificate"),
+        "the TLS store's error names its certificate: {v}"
+    );
 }
 
 /// Deduplication of two HA replicas from uploaded blocks behind one `strata store`. The

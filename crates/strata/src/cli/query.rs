@@ -9,7 +9,7 @@ use strata_model::Duration;
 
 use super::common::{
     FlagLabel, GlobalArgs, GrpcServerArgs, HttpArgs, RequestLoggingArgs, SelectorRelabelArgs,
-    StoreLimitsArgs, WebArgs, flag_value, path_or_content_args,
+    StoreLimitsArgs, TlsVersion, WebArgs, flag_value, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -151,6 +151,11 @@ pub(crate) struct GrpcClientArgs {
     /// Compression algorithm to use for gRPC requests to other clients.
     #[arg(long = "grpc-compression", value_enum, default_value_t = GrpcCompression::None)]
     pub(crate) grpc_compression: GrpcCompression,
+
+    /// TLS supported minimum version for gRPC client. 1.0 and 1.1 mean 1.2 (TLS 1.2 and 1.3
+    /// are spoken).
+    #[arg(long = "grpc-client-tls-min-version", value_enum, default_value_t = TlsVersion::V1_3)]
+    pub(crate) grpc_client_tls_min_version: TlsVersion,
 }
 
 impl GrpcClientArgs {

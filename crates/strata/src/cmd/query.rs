@@ -25,11 +25,12 @@ use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider};
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
-    QueryStoreService, SdConfigSource,
+    QueryStoreService, SdConfigSource, TlsMinVersion,
 };
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
+use crate::cli::common::TlsVersion;
 use crate::cli::query::{GrpcCompression, QueryArgs, QueryDedupFunc};
 
 /// The feature flag that enables PromQL's experimental functions.
@@ -61,6 +62,12 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
         ca: path(&c.grpc_client_tls_ca),
         server_name: (!c.grpc_client_server_name.is_empty())
             .then(|| c.grpc_client_server_name.clone()),
+        min_version: match c.grpc_client_tls_min_version {
+            TlsVersion::V1_0 => TlsMinVersion::V1_0,
+            TlsVersion::V1_1 => TlsMinVersion::V1_1,
+            TlsVersion::V1_2 => TlsMinVersion::V1_2,
+            TlsVersion::V1_3 => TlsMinVersion::V1_3,
+        },
         compression: match c.grpc_compression {
             GrpcCompression::None => Compression::None,
             GrpcCompression::Snappy => Compression::Snappy,
