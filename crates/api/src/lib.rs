@@ -67,6 +67,9 @@ pub struct RequestOptions {
     /// sets matches its `__address__` (matchers on other labels are ignored, as Thanos does).
     /// Empty: every store.
     pub store_matchers: Vec<Vec<Matcher>>,
+    /// Whose request it is: the `--query.tenant-header` header's value, else
+    /// `--query.default-tenant-id`.
+    pub tenant: String,
 }
 
 impl Default for RequestOptions {
@@ -77,6 +80,48 @@ impl Default for RequestOptions {
             partial_response: None,
             max_source_resolution: None,
             store_matchers: Vec::new(),
+            tenant: DEFAULT_TENANT.to_string(),
+        }
+    }
+}
+
+/// `--query.default-tenant-id`'s default, as in Thanos.
+pub const DEFAULT_TENANT: &str = "default-tenant";
+
+/// Where a request's tenant comes from: `--query.tenant-header` and
+/// `--query.default-tenant-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    /// The header naming the tenant (Thanos' default `THANOS-TENANT`; matched without
+    /// regard to case, as HTTP header names are).
+    pub header: String,
+    /// The tenant of a request without the header.
+    pub default_tenant: String,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            header: "THANOS-TENANT".to_string(),
+            default_tenant: DEFAULT_TENANT.to_string(),
+        }
+    }
+}
+
+impl TenantConfig {
+    /// The tenant of a request with these headers. A header that is not visible ASCII is
+    /// refused rather than guessed at: under `--query.enforce-tenancy` it picks the data.
+    fn tenant(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        match headers.get(self.header.as_str()) {
+            None => Ok(self.default_tenant.clone()),
+            Some(v) => match v.to_str() {
+                Ok("") => Ok(self.default_tenant.clone()),
+                Ok(t) => Ok(t.to_string()),
+                Err(_) => Err(ApiError::bad_data(format!(
+                    "the {} header is not a valid tenant name (visible ASCII only)",
+                    self.header
+                ))),
+            },
         }
     }
 }
@@ -149,6 +194,8 @@ pub struct ApiConfig {
     pub start_time_ms: i64,
     /// Send Thanos' permissive CORS headers on API responses (`--web.disable-cors` unset).
     pub cors: bool,
+    /// Whose request it is.
+    pub tenancy: TenantConfig,
 }
 
 #[derive(Debug)]
@@ -267,7 +314,11 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// Request parameters: form body first (it takes precedence, as in Go's `FormValue`), then
 /// the query string.
 #[derive(Debug, Default)]
-struct Params(Vec<(String, String)>);
+struct Params {
+    pairs: Vec<(String, String)>,
+    /// The request's headers (the tenant header is read from them).
+    headers: HeaderMap,
+}
 
 impl Params {
     fn new(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Self, ApiError> {
@@ -286,11 +337,14 @@ impl Params {
                 .map_err(|e| ApiError::bad_data(format!("error parsing form values: {e}")))?;
             pairs.extend(q);
         }
-        Ok(Params(pairs))
+        Ok(Params {
+            pairs,
+            headers: headers.clone(),
+        })
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.pairs
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -298,7 +352,7 @@ impl Params {
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.0
+        self.pairs
             .iter()
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -319,9 +373,16 @@ fn parse_bool(name: &str, s: &str) -> Result<bool, ApiError> {
 }
 
 /// Parses Thanos' querier parameters (`dedup`, `replicaLabels[]`, `partial_response`,
-/// `max_source_resolution`, `storeMatch[]`).
-fn request_options(p: &Params, engine: &Engine) -> Result<RequestOptions, ApiError> {
-    let mut o = RequestOptions::default();
+/// `max_source_resolution`, `storeMatch[]`) and the tenant header.
+fn request_options(
+    p: &Params,
+    engine: &Engine,
+    tenancy: &TenantConfig,
+) -> Result<RequestOptions, ApiError> {
+    let mut o = RequestOptions {
+        tenant: tenancy.tenant(&p.headers)?,
+        ..RequestOptions::default()
+    };
     for m in p.all("storeMatch[]") {
         o.store_matchers.push(
             engine
@@ -422,7 +483,7 @@ impl ApiState {
         Ok(self
             .cfg
             .storage
-            .storage(&request_options(p, &self.cfg.engine)?))
+            .storage(&request_options(p, &self.cfg.engine, &self.cfg.tenancy)?))
     }
 
     fn context(&self, p: &Params) -> Result<QueryContext, ApiError> {
@@ -667,10 +728,10 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Storage) -> Result<T, strata_promql::StorageError> + Send + 'static,
 {
-    let (storage, warnings) = st
-        .cfg
-        .storage
-        .metadata_storage(&request_options(p, &st.cfg.engine)?);
+    let (storage, warnings) =
+        st.cfg
+            .storage
+            .metadata_storage(&request_options(p, &st.cfg.engine, &st.cfg.tenancy)?);
     let out = tokio::task::spawn_blocking(move || f(storage.as_ref()))
         .await
         .map_err(|e| ApiError {
@@ -969,7 +1030,8 @@ mod tests {
     fn querier_options() {
         let e = Engine::new(strata_promql::EngineOptions::default());
         let p = |q: &str| Params::new(Some(q.to_string()), &HeaderMap::new(), &Bytes::new());
-        let o = request_options(&p("").unwrap(), &e).unwrap();
+        let t = TenantConfig::default();
+        let o = request_options(&p("").unwrap(), &e, &t).unwrap();
         assert_eq!(o, RequestOptions::default());
         assert!(o.dedup);
         let o = request_options(
@@ -979,6 +1041,7 @@ mod tests {
             )
             .unwrap(),
             &e,
+            &t,
         )
         .unwrap();
         assert!(!o.dedup);
@@ -1000,7 +1063,7 @@ mod tests {
                 MaxSourceResolution::Millis(3_600_000),
             ),
         ] {
-            let o = request_options(&p(q).unwrap(), &e).unwrap();
+            let o = request_options(&p(q).unwrap(), &e, &t).unwrap();
             assert_eq!(o.max_source_resolution, Some(want), "{q}");
         }
         for bad in [
@@ -1010,7 +1073,7 @@ mod tests {
             "storeMatch[]=%7B__address__%3D~%22(%22%7D",
             "storeMatch[]=sum(up)",
         ] {
-            let err = request_options(&p(bad).unwrap(), &e).unwrap_err();
+            let err = request_options(&p(bad).unwrap(), &e, &t).unwrap_err();
             assert_eq!(err.kind, "bad_data", "{bad}");
             if bad.starts_with("storeMatch") {
                 assert!(err.msg.contains("\"storeMatch[]\""), "{}", err.msg);
@@ -1022,6 +1085,7 @@ mod tests {
             &p("storeMatch[]=%7B__address__%3D%22a%3A1%22%7D&storeMatch[]=%7B__address__%3D~%22b.*%22%7D")
                 .unwrap(),
             &e,
+            &t,
         )
         .unwrap();
         assert_eq!(
@@ -1032,6 +1096,48 @@ mod tests {
                     Matcher::new(strata_model::MatchOp::RegexMatch, "__address__", "b.*").unwrap()
                 ],
             ]
+        );
+    }
+
+    #[test]
+    fn the_tenant_comes_from_the_header_or_the_default() {
+        let e = Engine::new(strata_promql::EngineOptions::default());
+        let tenant = |cfg: &TenantConfig, headers: &[(&'static str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, HeaderValue::from_bytes(v).unwrap());
+            }
+            let p = Params::new(None, &h, &Bytes::new()).unwrap();
+            request_options(&p, &e, cfg).map(|o| o.tenant)
+        };
+        let thanos = TenantConfig::default();
+        assert_eq!(tenant(&thanos, &[]).unwrap(), "default-tenant");
+        assert_eq!(
+            tenant(&thanos, &[("thanos-tenant", b"team-a")]).unwrap(),
+            "team-a"
+        );
+        assert_eq!(
+            tenant(&thanos, &[("thanos-tenant", b"")]).unwrap(),
+            "default-tenant"
+        );
+        assert_eq!(
+            tenant(&thanos, &[("x-scope-orgid", b"team-b")]).unwrap(),
+            "default-tenant"
+        );
+        let err = tenant(&thanos, &[("thanos-tenant", b"caf\xc3\xa9")]).unwrap_err();
+        assert_eq!(err.kind, "bad_data");
+        assert!(err.msg.contains("THANOS-TENANT"), "{}", err.msg);
+        let own = TenantConfig {
+            header: "X-Scope-OrgID".into(),
+            default_tenant: "anonymous".into(),
+        };
+        assert_eq!(
+            tenant(&own, &[("x-scope-orgid", b"team-b")]).unwrap(),
+            "team-b"
+        );
+        assert_eq!(
+            tenant(&own, &[("thanos-tenant", b"team-a")]).unwrap(),
+            "anonymous"
         );
     }
 

@@ -41,6 +41,13 @@ pub struct QuerierConfig {
     /// `--query.max-concurrent-select`: Series fan-outs (selects) one query runs at once
     /// (0 counts as 1).
     pub max_concurrent_select: usize,
+    /// `--query.enforce-tenancy` with `--query.tenant-label-name`: every Series, label names
+    /// and label values call of a request carries `<label>="<the request's tenant>"`, in
+    /// place of any matcher on that label the query has, so a request sees its tenant's
+    /// series only (Thanos rewrites the query's selectors to the same effect). Requests
+    /// that come through the querier's own Store API are not scoped, as in Thanos, where
+    /// only the querier a request is sent to enforces.
+    pub tenant_label: Option<String>,
 }
 
 impl Default for QuerierConfig {
@@ -51,6 +58,7 @@ impl Default for QuerierConfig {
             partial_response: false,
             auto_downsampling: false,
             max_concurrent_select: DEFAULT_MAX_CONCURRENT_SELECT,
+            tenant_label: None,
         }
     }
 }
@@ -101,6 +109,10 @@ impl Querier {
                 MaxSourceResolution::Millis(0)
             }),
             metadata_warnings: MetadataWarnings::default(),
+            tenant: cfg
+                .tenant_label
+                .as_ref()
+                .map(|l| Matcher::equal(l.as_str(), o.tenant.as_str())),
             store_match: Arc::new(o.store_matchers.clone()),
             select_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_select.max(1),
@@ -166,6 +178,9 @@ pub struct QueryStorage {
     max_resolution: MaxSourceResolution,
     /// Warnings of the metadata calls (the `Storage` trait returns none for them).
     metadata_warnings: MetadataWarnings,
+    /// `--query.enforce-tenancy`: the matcher every store call carries (see
+    /// [`QuerierConfig::tenant_label`]).
+    tenant: Option<Matcher>,
     /// `storeMatch[]` (empty: every store).
     store_match: Arc<Vec<Vec<Matcher>>>,
     /// `--query.max-concurrent-select` permits of this query's Series fan-outs.
@@ -236,11 +251,25 @@ impl QueryStorage {
         }
     }
 
+    /// `matchers` scoped to the request's tenant under `--query.enforce-tenancy`: any
+    /// matcher on the tenant label replaced by the tenant's.
+    fn scoped(&self, matchers: &[Matcher]) -> Vec<LabelMatcher> {
+        match &self.tenant {
+            None => wire(matchers),
+            Some(t) => matchers
+                .iter()
+                .filter(|m| m.name() != t.name())
+                .chain(std::iter::once(t))
+                .map(matcher_from_model)
+                .collect(),
+        }
+    }
+
     fn series_request(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> SeriesRequest {
         SeriesRequest {
             min_time: mint,
             max_time: maxt,
-            matchers: wire(matchers),
+            matchers: self.scoped(matchers),
             response_batch_size: crate::fanout::RESPONSE_BATCH,
             partial_response_strategy: strategy(self.partial),
             partial_response_disabled: !self.partial,
@@ -304,7 +333,7 @@ impl QueryStorage {
         };
         let mut out = BTreeSet::new();
         for ms in sets {
-            let strings = self.block(call(wire(ms)))?;
+            let strings = self.block(call(self.scoped(ms)))?;
             self.note(strings.warnings);
             out.extend(strings.items);
         }

@@ -508,47 +508,86 @@ fn hanging_store_times_out_with_a_warning_or_an_error() {
 
 #[test]
 fn bad_client_flags_fail_clearly() {
-    for (flag, want) in [
-        ("--endpoint=dns+nohost", "dns+nohost"),
+    let cases: &[(&[&str], &str)] = &[
+        (&["--endpoint=dns+nohost"], "dns+nohost"),
         // Both are supported now: a bad value of either still fails, naming the flag.
         // (The log line is logfmt: the value's quotes come escaped.)
-        ("--endpoint-group=foo+g:1", "--endpoint-group \\\"foo+g:1"),
-        ("--endpoint.sd-config=endpoints: [", "--endpoint.sd-config:"),
         (
-            "--endpoint.sd-config=endpoints: [{address: 'a:1', stict: true}]",
+            &["--endpoint-group=foo+g:1"],
+            "--endpoint-group \\\"foo+g:1",
+        ),
+        (
+            &["--endpoint.sd-config=endpoints: ["],
+            "--endpoint.sd-config:",
+        ),
+        (
+            &["--endpoint.sd-config=endpoints: [{address: 'a:1', stict: true}]"],
             "unknown field `stict`",
         ),
         (
-            "--endpoint.sd-config-file=/nonexistent/endpoints.yml",
+            &["--endpoint.sd-config-file=/nonexistent/endpoints.yml"],
             "--endpoint.sd-config-file /nonexistent/endpoints.yml",
         ),
         (
-            "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
-             {tls_config: {enabled: true, ca_file: /nonexistent/ca.pem}}}]",
-            "grpc_client_config.tls_config.ca_file /nonexistent/ca.pem",
+            &[
+                "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
+               {tls_config: {enabled: true, ca_file: /nonexistent/ca.pem}}}]",
+            ],
+            "tls_config.ca_file (or --grpc-client-tls-ca) /nonexistent/ca.pem",
         ),
         (
-            "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
-             {compression_type: gzip}}]",
+            &[
+                "--endpoint.sd-config=endpoints: [{address: 'a:1', grpc_client_config: \
+               {compression_type: gzip}}]",
+            ],
             "must be 'none' or 'snappy'",
         ),
         (
-            "--query.max-concurrent-select=0",
+            &["--endpoint.sd-config=default_client_config: \
+               {tls_config: {ca_file: /nonexistent/ca.pem}}"],
+            "default_client_config: reading tls_config.ca_file (or --grpc-client-tls-ca) \
+             /nonexistent/ca.pem",
+        ),
+        (
+            &["--grpc-client-tls-min-version=1.4"],
+            "--grpc-client-tls-min-version",
+        ),
+        (
+            &["--query.max-concurrent-select=0"],
             "--query.max-concurrent-select",
         ),
-    ] {
+        (
+            &[
+                "--query.enforce-tenancy",
+                "--query.tenant-certificate-field=commonName",
+            ],
+            "--query.tenant-certificate-field is not supported",
+        ),
+        (
+            &[
+                "--query.enforce-tenancy",
+                "--query.tenant-label-name=tenant-id",
+            ],
+            "--query.tenant-label-name=\\\"tenant-id\\\" is not a valid label name",
+        ),
+        (
+            &["--query.tenant-header=bad header"],
+            "--query.tenant-header=\\\"bad header\\\" is not a valid HTTP header name",
+        ),
+    ];
+    for (flags, want) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "query",
                 "--http-address=127.0.0.1:0",
                 "--grpc-address=127.0.0.1:0",
-                flag,
             ])
+            .args(*flags)
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{flag}");
+        assert!(!out.status.success(), "{flags:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(want), "{flag}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
     }
 }
 
@@ -869,6 +908,110 @@ fn default_client_config_and_system_roots_reach_a_tls_store() {
     assert!(
         text.to_lowercase().contains("certificate"),
         "the TLS store's error names its certificate: {v}"
+    );
+}
+
+/// `--query.enforce-tenancy`: every store call of a request carries
+/// `tenant_id="<the THANOS-TENANT header>"` (`--query.default-tenant-id` without it), in
+/// place of any matcher on `tenant_id` the request has, for queries and the metadata APIs
+/// alike. Without the flag the header changes nothing.
+#[test]
+fn enforce_tenancy_scopes_every_request_to_its_tenant() {
+    use std::fmt::Write as _;
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut om = String::from("# TYPE jobs gauge\n");
+    for (tenant, value) in [("team-a", 1), ("team-b", 2), ("default-tenant", 3)] {
+        for k in 0..240 {
+            let t = T0 + k * 15_000;
+            writeln!(
+                om,
+                "jobs{{tenant_id=\"{tenant}\"}} {value} {}.{:03}",
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
+        }
+    }
+    om.push_str("# EOF\n");
+    let blocks = strata_testutil::prometheus::create_blocks_from_openmetrics(
+        &om,
+        &tmp.path().join("blocks"),
+    )
+    .unwrap();
+    let objstore = fs_bucket_labelled(&tmp.path().join("bucket"), &blocks, &[("cluster", "eu1")]);
+    let (_store, grpc) = start_store(tmp.path(), "store", &objstore, &[]);
+    let endpoint = format!("--endpoint=127.0.0.1:{grpc}");
+    let t = (T0 + 1_800_000) / 1000;
+    // The tenants a request sees, by the `tenant_id` of the series it gets back.
+    let seen = |q: &Querier, path: &str, tenant: Option<&str>| -> Value {
+        let headers: Vec<(&str, &str)> = tenant.map(|t| ("THANOS-TENANT", t)).into_iter().collect();
+        let r = strata_testutil::process::http_request_with_headers(
+            "GET",
+            &format!("http://127.0.0.1:{}{path}", q.http),
+            &headers,
+            b"",
+        )
+        .unwrap();
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!(r.status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let tenants_of_query = |q: &Querier, query: &str, tenant: Option<&str>| -> Vec<String> {
+        let v = seen(
+            q,
+            &format!("/api/v1/query?query={}&time={t}", enc(query)),
+            tenant,
+        );
+        let mut out: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|s| s["metric"]["tenant_id"].as_str().unwrap().to_string())
+            .collect();
+        out.sort();
+        out
+    };
+
+    let q = start_querier(
+        tmp.path(),
+        "query-tenancy",
+        &[endpoint.clone(), "--query.enforce-tenancy".into()],
+    );
+    wait_until("the store to be healthy", Duration::from_secs(30), || {
+        !tenants_of_query(&q, "jobs", Some("team-a")).is_empty()
+    });
+    assert_eq!(tenants_of_query(&q, "jobs", Some("team-a")), ["team-a"]);
+    assert_eq!(tenants_of_query(&q, "jobs", Some("team-b")), ["team-b"]);
+    assert_eq!(tenants_of_query(&q, "jobs", None), ["default-tenant"]);
+    // A matcher on the tenant label is replaced, not added to.
+    assert_eq!(
+        tenants_of_query(&q, "jobs{tenant_id=\"team-b\"}", Some("team-a")),
+        ["team-a"]
+    );
+    assert_eq!(
+        tenants_of_query(&q, "sum by (tenant_id) (jobs)", Some("team-b")),
+        ["team-b"]
+    );
+    let v = seen(&q, "/api/v1/label/tenant_id/values", Some("team-a"));
+    assert_eq!(v["data"], serde_json::json!(["team-a"]), "{v}");
+    let v = seen(
+        &q,
+        &format!("/api/v1/series?match[]={}", enc("{__name__=\"jobs\"}")),
+        Some("team-b"),
+    );
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["data"][0]["tenant_id"], "team-b", "{v}");
+    drop(q);
+
+    // Without --query.enforce-tenancy every tenant's series answer.
+    let q = start_querier(tmp.path(), "query-no-tenancy", &[endpoint]);
+    wait_until("the store to be healthy", Duration::from_secs(30), || {
+        !tenants_of_query(&q, "jobs", None).is_empty()
+    });
+    assert_eq!(
+        tenants_of_query(&q, "jobs", Some("team-a")),
+        ["default-tenant", "team-a", "team-b"]
     );
 }
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use prometheus_client::registry::Registry;
-use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider};
+use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConfig};
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
@@ -31,7 +31,7 @@ use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
 use crate::cli::common::TlsVersion;
-use crate::cli::query::{GrpcCompression, QueryArgs, QueryDedupFunc};
+use crate::cli::query::{GrpcCompression, QueryArgs, QueryDedupFunc, TenantCertificateField};
 
 /// The feature flag that enables PromQL's experimental functions.
 const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
@@ -110,6 +110,51 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
     Ok((set, fanout))
 }
 
+/// Whose a request is (`--query.tenant-header`, `--query.default-tenant-id`), and the label
+/// that `--query.enforce-tenancy` scopes every store call by (`--query.tenant-label-name`).
+fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
+    axum::http::HeaderName::from_bytes(args.tenant_header.as_bytes()).map_err(|_| {
+        anyhow::anyhow!(
+            "--query.tenant-header={:?} is not a valid HTTP header name",
+            args.tenant_header
+        )
+    })?;
+    let enforce = args.enforce_tenancy();
+    if args.tenant_certificate_field != TenantCertificateField::None {
+        if enforce {
+            anyhow::bail!(
+                "--query.tenant-certificate-field is not supported: the tenant would be taken                  from TLS client certificates, which Strata's query API does not see; with                  --query.enforce-tenancy, have the proxy in front set --query.tenant-header                  (default THANOS-TENANT) instead"
+            );
+        }
+        tracing::warn!(
+            "--query.tenant-certificate-field is not supported: a request's tenant is taken              from --query.tenant-header; only metrics' tenant labels differ from Thanos'              without --query.enforce-tenancy"
+        );
+    }
+    let label = if enforce {
+        let name = &args.tenant_label_name;
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            anyhow::bail!(
+                "--query.tenant-label-name={name:?} is not a valid label name                  ([a-zA-Z_][a-zA-Z0-9_]*)"
+            );
+        }
+        if args.debug_blocks_dir.is_some() {
+            anyhow::bail!("--query.enforce-tenancy does not apply to --debug.blocks-dir");
+        }
+        Some(name.clone())
+    } else {
+        None
+    };
+    Ok((
+        TenantConfig {
+            header: args.tenant_header.clone(),
+            default_tenant: args.default_tenant_id.clone(),
+        },
+        label,
+    ))
+}
+
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     // Every query frees its frames and samples; glibc's defaults would unmap the large ones
     // and fault them in again on the next query (see strata_runtime::alloc).
@@ -124,6 +169,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
              at least 1 (default 4)"
         );
     }
+    let (tenancy, tenant_label) = tenancy(&args)?;
     let mut endpoint_set = None;
     let storage: Arc<dyn StorageProvider> = match args.debug_blocks_dir.clone() {
         None => {
@@ -149,6 +195,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                     partial_response: args.partial_response(),
                     auto_downsampling: args.auto_downsampling(),
                     max_concurrent_select: args.max_concurrent_select,
+                    tenant_label: tenant_label.clone(),
                 },
                 tokio::runtime::Handle::current(),
             ))
@@ -200,6 +247,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         },
         start_time_ms,
         cors: !args.web.web_disable_cors(),
+        tenancy,
     });
 
     let shutdown = Shutdown::new();
