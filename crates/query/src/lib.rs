@@ -23,6 +23,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod fanout;
+pub mod metrics;
 pub mod series;
 pub mod server;
 pub mod storage;
@@ -35,5 +36,6 @@ pub use endpoint::{
 };
 pub use error::QueryError;
 pub use fanout::Fanout;
+pub use metrics::{QueryMetrics, TelemetryBuckets};
 pub use server::QueryStoreService;
 pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 use strata_api::{
     MaxSourceResolution, MetadataWarnings, RequestOptions, StorageProvider, StoreStatus,
@@ -22,6 +22,7 @@ use strata_storepb::thanos::{
 };
 
 use crate::fanout::{Fanout, Merged, WireSeries};
+use crate::metrics::{QueryMetrics, SelectStats};
 use crate::series::{AggrRead, Convert, strip_owned, to_engine};
 
 /// `--query.max-concurrent-select`'s default, as in Thanos.
@@ -48,6 +49,8 @@ pub struct QuerierConfig {
     /// that come through the querier's own Store API are not scoped, as in Thanos, where
     /// only the querier a request is sent to enforces.
     pub tenant_label: Option<String>,
+    /// Where selections are recorded (`thanos_store_api_query_duration_seconds`).
+    pub metrics: Option<Arc<QueryMetrics>>,
 }
 
 impl Default for QuerierConfig {
@@ -59,6 +62,7 @@ impl Default for QuerierConfig {
             auto_downsampling: false,
             max_concurrent_select: DEFAULT_MAX_CONCURRENT_SELECT,
             tenant_label: None,
+            metrics: None,
         }
     }
 }
@@ -113,6 +117,7 @@ impl Querier {
                 .tenant_label
                 .as_ref()
                 .map(|l| Matcher::equal(l.as_str(), o.tenant.as_str())),
+            tenant_name: Arc::from(o.tenant.as_str()),
             store_match: Arc::new(o.store_matchers.clone()),
             select_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_select.max(1),
@@ -181,6 +186,8 @@ pub struct QueryStorage {
     /// `--query.enforce-tenancy`: the matcher every store call carries (see
     /// [`QuerierConfig::tenant_label`]).
     tenant: Option<Matcher>,
+    /// The request's tenant, for the metrics.
+    tenant_name: Arc<str>,
     /// `storeMatch[]` (empty: every store).
     store_match: Arc<Vec<Vec<Matcher>>>,
     /// `--query.max-concurrent-select` permits of this query's Series fan-outs.
@@ -426,6 +433,18 @@ struct StreamedSelect {
     plan: Plan,
     replica_labels: Vec<String>,
     ended: bool,
+    /// What the selection has brought so far, recorded when it ends (not when it fails or
+    /// is dropped, as Thanos records completed selections only).
+    metrics: Option<SelectMetrics>,
+}
+
+/// A streaming selection's `thanos_store_api_query_duration_seconds` observation in the
+/// making.
+struct SelectMetrics {
+    metrics: Arc<QueryMetrics>,
+    tenant: Arc<str>,
+    started: Instant,
+    stats: SelectStats,
 }
 
 impl Iterator for StreamedSelect {
@@ -440,6 +459,10 @@ impl Iterator for StreamedSelect {
         let merged = match next {
             None => {
                 self.ended = true;
+                if let Some(m) = &self.metrics {
+                    m.metrics
+                        .observe_select(&m.tenant, &m.stats, m.started.elapsed());
+                }
                 return None;
             }
             Some(Err(e)) => {
@@ -448,6 +471,9 @@ impl Iterator for StreamedSelect {
             }
             Some(Ok(m)) => m,
         };
+        if let Some(m) = &mut self.metrics {
+            m.stats.add(&merged.items);
+        }
         Some(
             to_engine(merged.items, &self.plan.convert(&self.replica_labels))
                 .map(|series| SelectResult {
@@ -511,7 +537,13 @@ impl Storage for QueryStorage {
         hints: &SelectHints,
     ) -> Result<SelectResult, StorageError> {
         let (req, plan) = self.select_plan(matchers, hints);
+        let started = Instant::now();
         let merged = self.fan_out_series(req)?;
+        if let Some(m) = &self.inner.cfg.metrics {
+            let mut stats = SelectStats::default();
+            stats.add(&merged.items);
+            m.observe_select(&self.tenant_name, &stats, started.elapsed());
+        }
         let series = to_engine(merged.items, &plan.convert(&self.replica_labels))
             .map_err(StorageError::new)?;
         Ok(SelectResult {
@@ -546,6 +578,12 @@ impl Storage for QueryStorage {
             plan,
             replica_labels: self.replica_labels.clone(),
             ended: false,
+            metrics: self.inner.cfg.metrics.clone().map(|m| SelectMetrics {
+                metrics: m,
+                tenant: self.tenant_name.clone(),
+                started: Instant::now(),
+                stats: SelectStats::default(),
+            }),
         }))
     }
 

@@ -553,6 +553,13 @@ fn bad_client_flags_fail_clearly() {
             "--grpc-client-tls-min-version",
         ),
         (
+            &[
+                "--query.telemetry.request-samples-quantiles=1000",
+                "--query.telemetry.request-samples-quantiles=100",
+            ],
+            "--query.telemetry.request-samples-quantiles: values must be given in increasing order",
+        ),
+        (
             &["--query.max-concurrent-select=0"],
             "--query.max-concurrent-select",
         ),
@@ -1002,6 +1009,15 @@ fn enforce_tenancy_scopes_every_request_to_its_tenant() {
     );
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["data"][0]["tenant_id"], "team-b", "{v}");
+    // Each selection is recorded under its size and the request's tenant. One series of
+    // 240 samples in two chunks: under 10 series and 1,000 samples.
+    let (_, metrics) = get(q.http, "/metrics");
+    for tenant in ["team-a", "team-b", "default-tenant"] {
+        let line = format!(
+            "thanos_store_api_query_duration_seconds_count{{series_le=\"10\",samples_le=\"1000\",tenant=\"{tenant}\"}}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
     drop(q);
 
     // Without --query.enforce-tenancy every tenant's series answer.

@@ -461,6 +461,30 @@ pub(crate) struct QueryArgs {
     #[arg(long = "debug.blocks-dir", value_name = "DIR", hide = true)]
     pub(crate) debug_blocks_dir: Option<std::path::PathBuf>,
 
+    /// The quantiles for exporting metrics about the request duration quantiles.
+    #[arg(
+        long = "query.telemetry.request-duration-seconds-quantiles",
+        value_name = "SECONDS",
+        default_values_t = [0.1, 0.25, 0.75, 1.25, 1.75, 2.5, 3.0, 5.0, 10.0]
+    )]
+    pub(crate) telemetry_duration_quantiles: Vec<f64>,
+
+    /// The quantiles for exporting metrics about the samples count quantiles.
+    #[arg(
+        long = "query.telemetry.request-samples-quantiles",
+        value_name = "COUNT",
+        default_values_t = [100.0, 1e3, 1e4, 1e5, 1e6]
+    )]
+    pub(crate) telemetry_samples_quantiles: Vec<f64>,
+
+    /// The quantiles for exporting metrics about the series count quantiles.
+    #[arg(
+        long = "query.telemetry.request-series-seconds-quantiles",
+        value_name = "COUNT",
+        default_values_t = [10.0, 100.0, 1e3, 1e4, 1e5]
+    )]
+    pub(crate) telemetry_series_quantiles: Vec<f64>,
+
     /// Label name to use when enforcing tenancy (if --query.enforce-tenancy is enabled).
     #[arg(
         long = "query.tenant-label-name",

@@ -342,6 +342,27 @@ fn query_defaults_and_repeatables() {
     assert_eq!(q.tenant_header, "THANOS-TENANT");
     assert_eq!(q.conn_metric_labels, ["external_labels", "store_type"]);
     assert_eq!(q.grpc.grpc_address, "0.0.0.0:10901");
+    assert_eq!(q.grpc_client.grpc_client_tls_min_version, TlsVersion::V1_3);
+    assert_eq!(
+        q.telemetry_duration_quantiles,
+        [0.1, 0.25, 0.75, 1.25, 1.75, 2.5, 3.0, 5.0, 10.0]
+    );
+    assert_eq!(
+        q.telemetry_samples_quantiles,
+        [100.0, 1000.0, 10000.0, 100000.0, 1000000.0]
+    );
+    assert_eq!(
+        q.telemetry_series_quantiles,
+        [10.0, 100.0, 1000.0, 10000.0, 100000.0]
+    );
+    // A list given replaces the default, one value per flag, as kingpin's lists do.
+    let q = query(&[
+        "--query.telemetry.request-series-seconds-quantiles=5",
+        "--query.telemetry.request-series-seconds-quantiles=50",
+        "--grpc-client-tls-min-version=1.2",
+    ]);
+    assert_eq!(q.telemetry_series_quantiles, [5.0, 50.0]);
+    assert_eq!(q.grpc_client.grpc_client_tls_min_version, TlsVersion::V1_2);
 
     let q = query(&[
         "--endpoint=dnssrv+_grpc._tcp.store",

@@ -25,7 +25,7 @@ use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConf
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
-    QueryStoreService, SdConfigSource, TlsMinVersion,
+    QueryMetrics, QueryStoreService, SdConfigSource, TelemetryBuckets, TlsMinVersion,
 };
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
@@ -170,6 +170,13 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         );
     }
     let (tenancy, tenant_label) = tenancy(&args)?;
+    let telemetry = TelemetryBuckets {
+        duration_seconds: args.telemetry_duration_quantiles.clone(),
+        samples: args.telemetry_samples_quantiles.clone(),
+        series: args.telemetry_series_quantiles.clone(),
+    };
+    telemetry.check().map_err(anyhow::Error::msg)?;
+    let registry = Arc::new(Mutex::new(Registry::default()));
     let mut endpoint_set = None;
     let storage: Arc<dyn StorageProvider> = match args.debug_blocks_dir.clone() {
         None => {
@@ -196,6 +203,10 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                     auto_downsampling: args.auto_downsampling(),
                     max_concurrent_select: args.max_concurrent_select,
                     tenant_label: tenant_label.clone(),
+                    metrics: Some(QueryMetrics::register(
+                        &telemetry,
+                        &mut registry.lock().unwrap_or_else(|e| e.into_inner()),
+                    )),
                 },
                 tokio::runtime::Handle::current(),
             ))
@@ -252,7 +263,6 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
-    let registry = Arc::new(Mutex::new(Registry::default()));
     let prober = Prober::new();
     let ui = strata_ui::router(strata_ui::UiConfig {
         route_prefix: args.web.web_route_prefix.clone(),
