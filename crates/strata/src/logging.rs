@@ -5,10 +5,17 @@
 //! * `json` (go-kit's JSON logger): one object per line with the same keys, sorted:
 //!   `{"caller":"main.rs:42","key":"value","level":"info","msg":"starting","ts":"…"}`
 //!
+//! * `journald` (Thanos' journald logger): each event sent to the systemd journal as one
+//!   datagram of its native protocol, `MESSAGE` the message (else the `err` field, else
+//!   `(no message)`), `PRIORITY` from the level, every other key as `THANOS_<KEY>`
+//!   (upper-cased, anything but letters and digits as `_`). Where there is no journal
+//!   socket, logfmt on stderr, with a warning, as Thanos falls back.
+//!
 //! `tracing`'s `TRACE` level is printed as `debug` (Thanos has no trace level). Span fields are
 //! not printed.
 
 use std::fmt::{self, Write as _};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -29,13 +36,37 @@ pub(crate) fn init(level: LogLevel, format: LogFormat) -> Result<()> {
         LogLevel::Warn => LevelFilter::WARN,
         LogLevel::Error => LevelFilter::ERROR,
     };
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(max_level)
-        .with_ansi(false)
-        .event_format(ThanosFormat { format })
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).context("installing the logger")
+    let stderr = |format| {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(max_level)
+            .with_ansi(false)
+            .event_format(ThanosFormat { format })
+            .finish()
+    };
+    if format != LogFormat::Journald {
+        return tracing::subscriber::set_global_default(stderr(format))
+            .context("installing the logger");
+    }
+    match journald::Journal::connect(Path::new(journald::SOCKET)) {
+        Ok(journal) => {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let subscriber = tracing_subscriber::registry()
+                .with(max_level)
+                .with(journald::JournaldLayer::new(journal));
+            tracing::subscriber::set_global_default(subscriber).context("installing the logger")
+        }
+        Err(e) => {
+            tracing::subscriber::set_global_default(stderr(LogFormat::Logfmt))
+                .context("installing the logger")?;
+            tracing::warn!(
+                socket = journald::SOCKET,
+                err = %e,
+                "journald format requested but not available, falling back to logfmt"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// A `tracing` event formatter producing Thanos' log lines.
@@ -55,21 +86,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let record = Record {
-            level: level_name(*meta.level()),
-            ts: strata_model::timestamp::format_rfc3339_millis(now_ms()),
-            caller: meta.file().map(|file| {
-                let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
-                format!("{base}:{}", meta.line().unwrap_or(0))
-            }),
-            msg: fields.message,
-            fields: fields.fields,
-        };
+        let record = Record::of(event);
         let line = match self.format {
-            LogFormat::Logfmt => record.to_logfmt(),
+            LogFormat::Logfmt | LogFormat::Journald => record.to_logfmt(),
             LogFormat::Json => record.to_json(),
         };
         writer.write_str(&line)?;
@@ -141,6 +160,22 @@ struct Record {
 }
 
 impl Record {
+    fn of(event: &Event<'_>) -> Record {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        Record {
+            level: level_name(*meta.level()),
+            ts: strata_model::timestamp::format_rfc3339_millis(now_ms()),
+            caller: meta.file().map(|file| {
+                let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+                format!("{base}:{}", meta.line().unwrap_or(0))
+            }),
+            msg: fields.message,
+            fields: fields.fields,
+        }
+    }
+
     fn to_logfmt(&self) -> String {
         let mut out = String::with_capacity(128);
         let mut pair = |key: &str, value: &str| {
@@ -211,6 +246,119 @@ fn write_logfmt_value(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// The systemd journal's native protocol (`systemd.journal-fields(7)`, "Native Journal
+/// Protocol").
+mod journald {
+    use std::io;
+    use std::os::unix::net::UnixDatagram;
+    use std::path::Path;
+
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer};
+
+    use super::Record;
+
+    /// Where journald listens.
+    pub(super) const SOCKET: &str = "/run/systemd/journal/socket";
+
+    /// A connected journal socket.
+    #[derive(Debug)]
+    pub(super) struct Journal(UnixDatagram);
+
+    impl Journal {
+        pub(super) fn connect(socket: &Path) -> io::Result<Journal> {
+            let s = UnixDatagram::unbound()?;
+            s.connect(socket)?;
+            Ok(Journal(s))
+        }
+
+        /// Sends one entry. An entry too large for one datagram (journald takes those
+        /// through a memfd, which the standard library cannot pass) is an error; the caller
+        /// writes it to stderr instead.
+        pub(super) fn send(&self, entry: &[u8]) -> io::Result<()> {
+            self.0.send(entry).map(|_| ())
+        }
+    }
+
+    /// `key` as a journal field name: `THANOS_` and the key upper-cased, anything but
+    /// letters and digits as `_` (Thanos' `toJournalField`).
+    pub(super) fn field_name(key: &str) -> String {
+        let mut out = String::with_capacity(key.len() + 7);
+        out.push_str("THANOS_");
+        out.extend(key.chars().map(|c| {
+            if c.is_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        }));
+        out
+    }
+
+    /// Appends `NAME=value\n`, or, for a value with a newline, `NAME\n`, its length as 8
+    /// little-endian bytes, the value and `\n`.
+    fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+        out.extend_from_slice(name.as_bytes());
+        if value.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+
+    /// A record as one journal entry.
+    pub(super) fn entry(r: &Record) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let err = r.fields.iter().find(|(k, _)| *k == "err").map(|(_, v)| v);
+        let message = r
+            .msg
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .or(err.map(String::as_str))
+            .unwrap_or("(no message)");
+        push_field(&mut out, "MESSAGE", message);
+        let priority = match r.level {
+            "error" => "3",
+            "warn" => "4",
+            "debug" => "7",
+            _ => "6",
+        };
+        push_field(&mut out, "PRIORITY", priority);
+        push_field(&mut out, "THANOS_TS", &r.ts);
+        if let Some(caller) = &r.caller {
+            push_field(&mut out, "THANOS_CALLER", caller);
+        }
+        for (key, value) in &r.fields {
+            push_field(&mut out, &field_name(key), value);
+        }
+        out
+    }
+
+    /// Sends every event to the journal.
+    #[derive(Debug)]
+    pub(super) struct JournaldLayer {
+        journal: Journal,
+    }
+
+    impl JournaldLayer {
+        pub(super) fn new(journal: Journal) -> Self {
+            JournaldLayer { journal }
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for JournaldLayer {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let record = Record::of(event);
+            if self.journal.send(&entry(&record)).is_err() {
+                eprintln!("{}", record.to_logfmt());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +407,52 @@ mod tests {
         assert_eq!(q("back\\slash"), "back\\slash");
         assert_eq!(q("bell\u{7}"), r#""bell\u0007""#);
         assert_eq!(q("é"), "é");
+    }
+
+    /// Events reach a journal socket as native-protocol entries with Thanos' field names;
+    /// a multi-line value goes in the binary form.
+    #[test]
+    fn journald_entries() {
+        use std::os::unix::net::UnixDatagram;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let journal = journald::Journal::connect(&path).unwrap();
+        let subscriber = tracing_subscriber::registry()
+            .with(LevelFilter::INFO)
+            .with(journald::JournaldLayer::new(journal));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(block = "01ABC", "compaction halted");
+            tracing::error!(err = "line one\nline two", "");
+            tracing::debug!("filtered out");
+        });
+        let mut buf = vec![0u8; 4096];
+        let mut recv = || {
+            let n = server.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        };
+        let first = String::from_utf8(recv()).unwrap();
+        let lines: Vec<&str> = first.lines().collect();
+        assert_eq!(lines[0], "MESSAGE=compaction halted");
+        assert_eq!(lines[1], "PRIORITY=4");
+        assert!(lines[2].starts_with("THANOS_TS=20"), "{first}");
+        assert!(lines[3].starts_with("THANOS_CALLER=logging.rs:"), "{first}");
+        assert_eq!(lines[4], "THANOS_BLOCK=01ABC");
+        // No message: the error stands in, in the binary form since it has a newline.
+        let second = recv();
+        let value = b"line one\nline two";
+        let mut want = b"MESSAGE\n".to_vec();
+        want.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        want.extend_from_slice(value);
+        want.extend_from_slice(b"\nPRIORITY=3\n");
+        assert!(second.starts_with(&want), "{second:?}");
+        server.set_nonblocking(true).unwrap();
+        assert!(
+            server.recv(&mut buf).is_err(),
+            "the debug event was filtered"
+        );
+        assert_eq!(journald::field_name("tenant-id.x"), "THANOS_TENANT_ID_X");
     }
 
     #[test]

@@ -103,6 +103,30 @@ fn unknown_flag_is_a_startup_error_naming_the_flag() {
     assert!(stderr(&out).contains("receive"), "{}", stderr(&out));
 }
 
+/// `--log.format=journald` as Thanos takes it: the journal where there is one, else logfmt
+/// on stderr after a warning.
+#[test]
+fn journald_log_format_falls_back_to_logfmt_without_a_journal() {
+    let out = strata(&["--log.format=journald", "rule"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    if std::path::Path::new("/run/systemd/journal/socket").exists() {
+        // The events went to the journal.
+        assert!(!err.contains("not implemented yet"), "{err}");
+    } else {
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(
+            lines[0].starts_with("level=warn ")
+                && lines[0].contains("journald format requested but not available"),
+            "{err}"
+        );
+        assert!(
+            lines[1].starts_with("level=error ") && lines[1].contains("not implemented yet"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn unimplemented_commands_fail_clearly() {
     let cases: &[(&[&str], &str)] = &[(&["rule"], "strata rule: not implemented yet")];

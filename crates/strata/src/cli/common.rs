@@ -98,6 +98,8 @@ pub(crate) enum LogLevel {
 pub(crate) enum LogFormat {
     Logfmt,
     Json,
+    /// The systemd journal's native protocol, or logfmt where there is no journal.
+    Journald,
 }
 
 /// Flags Thanos registers on the application itself.

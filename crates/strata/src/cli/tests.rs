@@ -101,6 +101,8 @@ fn global_defaults_and_placement() {
     let before = parse(&["--log.level=debug", "store", "--log.format", "json"]);
     assert_eq!(before.global.log_level, LogLevel::Debug);
     assert_eq!(before.global.log_format, LogFormat::Json);
+    let journald = parse(&["--log.format=journald", "store"]);
+    assert_eq!(journald.global.log_format, LogFormat::Journald);
     let after = parse(&["tools", "bucket", "ls", "--log.level=warn"]);
     assert_eq!(after.global.log_level, LogLevel::Warn);
 
