@@ -196,6 +196,9 @@ pub struct ApiConfig {
     pub cors: bool,
     /// Whose request it is.
     pub tenancy: TenantConfig,
+    /// `--query.metadata.default-time-range`: the range of a `series`, `labels` or
+    /// `label/<name>/values` request without `start`/`end` (zero: all time).
+    pub metadata_default_range: Duration,
 }
 
 #[derive(Debug)]
@@ -478,6 +481,27 @@ impl Drop for CancelOnDrop {
 }
 
 impl ApiState {
+    /// A metadata request's `start` and `end`: where one is absent, all time, or with
+    /// `--query.metadata.default-time-range` the last that long up to now (Thanos'
+    /// `parseMetadataTimeRange`).
+    fn metadata_range(&self, p: &Params) -> Result<(i64, i64), ApiError> {
+        let (default_start, default_end) = match self.cfg.metadata_default_range {
+            d if d.is_zero() => (MIN_TIME, MAX_TIME),
+            d => {
+                let now = now_ms();
+                (now.saturating_sub(d.as_millis() as i64), now)
+            }
+        };
+        let start = time_param(p, "start", default_start)?;
+        let end = time_param(p, "end", default_end)?;
+        if end < start {
+            return Err(ApiError::bad_data(
+                "end timestamp must not be before start time",
+            ));
+        }
+        Ok((start, end))
+    }
+
     /// The storage for this request's querier options.
     fn storage(&self, p: &Params) -> Result<Arc<dyn Storage>, ApiError> {
         Ok(self
@@ -769,8 +793,7 @@ async fn series(
         if p.all("match[]").is_empty() {
             return Err(ApiError::bad_data("no match[] parameter provided"));
         }
-        let start = time_param(&p, "start", MIN_TIME)?;
-        let end = time_param(&p, "end", MAX_TIME)?;
+        let (start, end) = st.metadata_range(&p)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
         let (list, warnings): (Vec<Labels>, _) =
             metadata_call(st.clone(), &p, move |s| s.series_labels(&sets, start, end)).await?;
@@ -799,8 +822,7 @@ async fn labels(
 ) -> Response {
     let res: Result<(String, Vec<String>), ApiError> = async {
         let p = Params::new(q, &headers, &body)?;
-        let start = time_param(&p, "start", MIN_TIME)?;
-        let end = time_param(&p, "end", MAX_TIME)?;
+        let (start, end) = st.metadata_range(&p)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
         let (mut names, warnings) =
             metadata_call(st.clone(), &p, move |s| s.label_names(&sets, start, end)).await?;
@@ -845,8 +867,7 @@ async fn label_values(
         if name.is_empty() || (!valid_label_name(&name) && !name.contains('.')) {
             return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
         }
-        let start = time_param(&p, "start", MIN_TIME)?;
-        let end = time_param(&p, "end", MAX_TIME)?;
+        let (start, end) = st.metadata_range(&p)?;
         let sets = match_sets(&p, &st.cfg.engine)?;
         let n = name.clone();
         let (mut values, warnings) = metadata_call(st.clone(), &p, move |s| {

@@ -97,6 +97,8 @@ async fn main() {
         endpoints: set,
         response_timeout: None,
         max_wait: Duration::from_secs(120),
+        limits: Default::default(),
+        selector: Default::default(),
     };
     let (mut bare, mut fan, mut conv) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0usize;

@@ -26,6 +26,9 @@ pub enum QueryError {
     /// A request the querier cannot run (for example a bad matcher).
     #[error("{0}")]
     BadRequest(String),
+    /// A selection went past `--store.limits.request-series` or `-samples`.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The querier is shutting down: what could not run.
     #[error("querier shutting down ({0} closed); retry the query")]
     ShuttingDown(&'static str),

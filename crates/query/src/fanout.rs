@@ -125,6 +125,84 @@ pub struct Fanout {
     /// The longest any store call may take in total (the query timeout), so that a store
     /// that hangs without a response timeout cannot hold a query thread forever.
     pub max_wait: Duration,
+    /// `--store.limits.request-series` and `--store.limits.request-samples`.
+    pub limits: SeriesLimits,
+    /// `--selector.relabel-config[-file]`: which stores may be queried, by their external
+    /// label sets.
+    pub selector: std::sync::Arc<Vec<strata_block::relabel::RelabelConfig>>,
+}
+
+/// The querier's `--store.limits.request-series` and `--store.limits.request-samples`: the
+/// most series, and samples, one Series fan-out (a selection, or a Series call on the
+/// querier's own Store API) may bring, counted after the stores' answers are merged, as
+/// Thanos counts them on its proxy. Samples are counted as chunks of at most 120 (Thanos'
+/// rule), so the chunk limit is the samples limit divided by 120, rounded up. 0: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    pub series: u64,
+    pub samples: u64,
+}
+
+/// Samples a chunk is taken to hold for `--store.limits.request-samples`.
+const SAMPLES_PER_CHUNK: u64 = 120;
+
+/// One fan-out's count against its [`SeriesLimits`].
+#[derive(Debug, Default)]
+struct LimitCount {
+    limits: SeriesLimits,
+    series: u64,
+    chunks: u64,
+}
+
+impl LimitCount {
+    fn new(limits: SeriesLimits) -> Self {
+        LimitCount {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Counts one merged series of `chunks` chunks.
+    fn add(&mut self, chunks: usize) -> Result<(), QueryError> {
+        self.series += 1;
+        self.chunks += chunks as u64;
+        let l = self.limits;
+        if l.series > 0 && self.series > l.series {
+            return Err(QueryError::LimitExceeded(format!(
+                "exceeded series limit: limit {} violated (got {}); narrow the selector or \
+                 raise --store.limits.request-series",
+                l.series, self.series
+            )));
+        }
+        let max_chunks = l.samples.div_ceil(SAMPLES_PER_CHUNK);
+        if l.samples > 0 && self.chunks > max_chunks {
+            return Err(QueryError::LimitExceeded(format!(
+                "exceeded samples limit: limit {} samples ({max_chunks} chunks of \
+                 {SAMPLES_PER_CHUNK}) violated (got {} chunks); narrow the selector or time \
+                 range or raise --store.limits.request-samples",
+                l.samples, self.chunks
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `--selector.relabel-config`'s `rules` let a store with these external label sets
+/// be queried: when they keep any one of its sets (a store without label sets is judged by
+/// the empty set). No rules: every store.
+pub fn selected_by_relabel(
+    label_sets: &[Labels],
+    rules: &[strata_block::relabel::RelabelConfig],
+) -> bool {
+    if rules.is_empty() {
+        return true;
+    }
+    if label_sets.is_empty() {
+        return strata_block::relabel::relabel(&Labels::empty(), rules).is_some();
+    }
+    label_sets
+        .iter()
+        .any(|ls| strata_block::relabel::relabel(ls, rules).is_some())
 }
 
 /// Whether a store with these external label sets can hold series matching `matchers`.
@@ -171,6 +249,7 @@ impl Fanout {
             .into_iter()
             .filter(|s| s.min_time <= maxt && s.max_time >= mint)
             .filter(|s| labels_can_match(&s.label_sets, matchers))
+            .filter(|s| selected_by_relabel(&s.label_sets, &self.selector))
             .filter(|s| address_matches(store_match, &s.addr))
             .collect()
     }
@@ -214,6 +293,10 @@ impl Fanout {
             }
         }
         out.items = merge_sorted(lists);
+        let mut count = LimitCount::new(self.limits);
+        for (_, chunks) in &out.items {
+            count.add(chunks.len())?;
+        }
         Ok(out)
     }
 
@@ -821,7 +904,8 @@ impl Fanout {
             })
             .collect();
         let mut warnings = Vec::new();
-        let merged = merge_cursors(&mut cursors, partial, &mut warnings, &out).await;
+        let mut count = LimitCount::new(self.limits);
+        let merged = merge_cursors(&mut cursors, partial, &mut warnings, &mut count, &out).await;
         let last = match merged {
             Ok(rest) => Ok(Merged {
                 items: rest,
@@ -840,6 +924,7 @@ async fn merge_cursors(
     cursors: &mut [StoreCursor],
     partial: bool,
     warnings: &mut Vec<String>,
+    count: &mut LimitCount,
     out: &tokio::sync::mpsc::Sender<Result<Merged<Vec<WireSeries>>, QueryError>>,
 ) -> Result<Vec<WireSeries>, QueryError> {
     let mut batch: Vec<WireSeries> = Vec::with_capacity(STREAM_BATCH);
@@ -870,6 +955,7 @@ async fn merge_cursors(
                 chunks.extend(more);
             }
         }
+        count.add(chunks.len())?;
         batch.push((labels, chunks));
         if batch.len() >= limit {
             limit = STREAM_BATCH;

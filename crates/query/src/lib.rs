@@ -35,7 +35,7 @@ pub use endpoint::{
     SdConfigSource, parse_sd_config,
 };
 pub use error::QueryError;
-pub use fanout::Fanout;
+pub use fanout::{Fanout, SeriesLimits};
 pub use metrics::{QueryMetrics, TelemetryBuckets};
 pub use server::QueryStoreService;
 pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};

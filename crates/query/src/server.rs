@@ -4,6 +4,7 @@
 //! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
 //! that cannot, by the fan-out.
 
+use strata_model::Labels;
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::{SeriesFrames, SeriesSender, spawn_series};
@@ -11,9 +12,9 @@ use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    AggrChunk, EncodedSeries, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch, SeriesRequest,
-    SeriesResponse, ZLabelSet, series_response,
+    AggrChunk, EncodedSeries, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch,
+    SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -24,17 +25,55 @@ use crate::fanout::{Fanout, WireSeries};
 #[derive(Debug, Clone)]
 pub struct QueryStoreService {
     fanout: Fanout,
+    /// `--selector-label`: see [`QueryStoreService::with_selector_labels`].
+    selector: Labels,
 }
 
 impl QueryStoreService {
     pub fn new(fanout: Fanout) -> Self {
-        QueryStoreService { fanout }
+        QueryStoreService {
+            fanout,
+            selector: Labels::empty(),
+        }
+    }
+
+    /// `--selector-label`, as Thanos' proxy takes it: the Info API advertises every label set
+    /// extended with these labels (they win over a store's own label of the same name; alone
+    /// when no store has label sets), so a querier above can pick this one by them; a call
+    /// whose matchers on these names do not match their values gets nothing, and those
+    /// matchers are dropped before the stores are called.
+    pub fn with_selector_labels(mut self, labels: Labels) -> Self {
+        self.selector = labels;
+        self
+    }
+
+    /// `matchers` with those on selector labels checked and removed: `None` when one of them
+    /// rules this querier out.
+    fn match_selector(
+        &self,
+        matchers: Vec<LabelMatcher>,
+    ) -> Result<Option<Vec<LabelMatcher>>, Status> {
+        if self.selector.is_empty() {
+            return Ok(Some(matchers));
+        }
+        let model =
+            matchers_to_model(&matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut kept = Vec::with_capacity(matchers.len());
+        for (wire, m) in matchers.into_iter().zip(&model) {
+            match self.selector.get(m.name()) {
+                Some(v) if !m.matches(v) => return Ok(None),
+                Some(_) => {}
+                None => kept.push(wire),
+            }
+        }
+        Ok(Some(kept))
     }
 }
 
 fn to_status(e: QueryError) -> Status {
     match e {
         QueryError::BadRequest(m) => Status::invalid_argument(m),
+        QueryError::LimitExceeded(m) => Status::resource_exhausted(m),
         other => Status::unavailable(other.to_string()),
     }
 }
@@ -110,6 +149,15 @@ impl Store for QueryStoreService {
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let mut req = request.into_inner();
         matchers_to_model(&req.matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let Some(matchers) = self.match_selector(std::mem::take(&mut req.matchers))? else {
+            return Ok(Response::new(spawn_series(|_| async { Ok(()) })));
+        };
+        if matchers.is_empty() {
+            return Err(Status::invalid_argument(
+                "no matchers specified (excluding selector labels)",
+            ));
+        }
+        req.matchers = matchers;
         let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
         let limit = usize::try_from(req.limit)
             .ok()
@@ -156,6 +204,10 @@ impl Store for QueryStoreService {
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let mut req = request.into_inner();
+        let Some(matchers) = self.match_selector(std::mem::take(&mut req.matchers))? else {
+            return Ok(Response::new(LabelNamesResponse::default()));
+        };
+        req.matchers = matchers;
         let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
         let strip_names = std::mem::take(&mut req.without_replica_labels);
         let r = self
@@ -179,6 +231,10 @@ impl Store for QueryStoreService {
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let mut req = request.into_inner();
+        let Some(matchers) = self.match_selector(std::mem::take(&mut req.matchers))? else {
+            return Ok(Response::new(LabelValuesResponse::default()));
+        };
+        req.matchers = matchers;
         let partial = is_partial(req.partial_response_disabled, req.partial_response_strategy);
         let strip_names = std::mem::take(&mut req.without_replica_labels);
         if strip_names.contains(&req.label) {
@@ -197,6 +253,16 @@ impl Store for QueryStoreService {
     }
 }
 
+impl QueryStoreService {
+    /// A store's label set with the selector labels added (theirs win).
+    fn extended(&self, set: &Labels) -> Labels {
+        if self.selector.is_empty() {
+            return set.clone();
+        }
+        Labels::new(set.iter().chain(self.selector.iter()).cloned())
+    }
+}
+
 #[tonic::async_trait]
 impl Info for QueryStoreService {
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
@@ -204,9 +270,12 @@ impl Info for QueryStoreService {
         let mut sets = std::collections::BTreeSet::new();
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         for s in &stores {
-            sets.extend(s.label_sets.iter().cloned());
+            sets.extend(s.label_sets.iter().map(|l| self.extended(l)));
             min = min.min(s.min_time);
             max = max.max(s.max_time);
+        }
+        if sets.is_empty() && !self.selector.is_empty() {
+            sets.insert(self.selector.clone());
         }
         if stores.is_empty() {
             // Nothing to serve: an empty range, as Thanos' querier without stores reports.

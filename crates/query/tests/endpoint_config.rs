@@ -185,6 +185,8 @@ async fn endpoint_group_is_one_store_round_robin_over_its_members() {
             endpoints: set.clone(),
             response_timeout: None,
             max_wait: Duration::from_secs(30),
+            limits: Default::default(),
+            selector: Default::default(),
         },
         &[],
     );

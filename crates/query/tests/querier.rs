@@ -699,6 +699,8 @@ async fn tls_skip_verify_accepts_an_untrusted_certificate() {
                     endpoints: set,
                     response_timeout: None,
                     max_wait: Duration::from_secs(30),
+                    limits: Default::default(),
+                    selector: Default::default(),
                 },
                 status,
             )

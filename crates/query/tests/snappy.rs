@@ -103,6 +103,8 @@ async fn fanout_with(addrs: &[String], compression: Compression) -> Fanout {
         endpoints: set,
         response_timeout: None,
         max_wait: Duration::from_secs(60),
+        limits: Default::default(),
+        selector: Default::default(),
     }
 }
 

@@ -119,6 +119,18 @@ impl Listener {
 
     /// Serves `router` until `shutdown` triggers, then finishes in-flight requests.
     pub async fn serve(self, router: Router, shutdown: Shutdown) -> Result<(), ServeError> {
+        self.serve_with_grace(router, shutdown, None).await
+    }
+
+    /// [`Listener::serve`], giving requests in flight at the shutdown at most `grace`
+    /// (`--http-grace-period`) to finish: then it returns without them (their connections
+    /// end with the process, which is what follows in every component).
+    pub async fn serve_with_grace(
+        self,
+        router: Router,
+        shutdown: Shutdown,
+        grace: Option<std::time::Duration>,
+    ) -> Result<(), ServeError> {
         let addr = self.addr;
         tracing::info!(address = %addr, "listening for HTTP");
         // Without TCP_NODELAY, a keep-alive client (Grafana, any Go client) waits out its
@@ -130,10 +142,32 @@ impl Listener {
                 tracing::debug!(err = %e, "could not set TCP_NODELAY on an HTTP connection");
             }
         });
-        axum::serve(listener, router)
+        let deadline = {
+            let shutdown = shutdown.clone();
+            async move {
+                match grace {
+                    Some(grace) => {
+                        shutdown.wait().await;
+                        tokio::time::sleep(grace).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .map_err(|source| ServeError::Serve { addr, source })
+            .into_future();
+        tokio::select! {
+            r = served => r.map_err(|source| ServeError::Serve { addr, source }),
+            () = deadline => {
+                tracing::warn!(
+                    address = %addr,
+                    grace_period = ?grace,
+                    "HTTP requests still running at the end of the grace period are dropped"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -182,6 +216,37 @@ mod tests {
                 .to_string()
                 .contains("--http-address")
         );
+    }
+
+    /// `--http-grace-period`: a request still running when the grace period after the
+    /// shutdown signal is over no longer holds the server up; without one it does.
+    #[tokio::test]
+    async fn a_hanging_request_holds_shutdown_up_for_the_grace_period_only() {
+        use std::time::{Duration, Instant};
+        for (grace, stops) in [(None, false), (Some(Duration::from_millis(300)), true)] {
+            let router = Router::new().route(
+                "/hang",
+                axum::routing::get(std::future::pending::<&'static str>),
+            );
+            let shutdown = Shutdown::new();
+            let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr();
+            let server = tokio::spawn(listener.serve_with_grace(router, shutdown.clone(), grace));
+            let request = tokio::task::spawn_blocking(move || {
+                strata_testutil::process::http_request("GET", &format!("http://{addr}/hang"), b"")
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let asked = Instant::now();
+            shutdown.trigger();
+            let ended = tokio::time::timeout(Duration::from_secs(3), server).await;
+            assert_eq!(ended.is_ok(), stops, "grace {grace:?}");
+            if stops {
+                assert!(asked.elapsed() >= Duration::from_millis(300));
+            }
+            // (The request's connection lives on in its task until the process exits, which
+            // is what follows the server's return in every component.)
+            drop(request);
+        }
     }
 
     /// A keep-alive client must not wait out its delayed ACK on responses the server writes

@@ -79,15 +79,15 @@ impl Info for SidecarService {
     }
 }
 
-pub use strata_storepb::server::{ServeError, TlsFiles};
+pub use strata_storepb::server::{ServeError, ServerOptions, TlsFiles};
 
 /// Serves the Store and Info APIs on `listener` until `shutdown` completes, then drains
-/// in-flight calls.
+/// in-flight calls. `opts`: TLS (or just `Option<TlsFiles>`), connection age, grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: PrometheusStore,
-    tls: Option<TlsFiles>,
+    opts: impl Into<ServerOptions>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    strata_storepb::server::serve(listener, SidecarService::new(store), tls, shutdown).await
+    strata_storepb::server::serve(listener, SidecarService::new(store), opts, shutdown).await
 }

@@ -3,10 +3,13 @@
 //! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tonic::Status;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::snappy::SnappyServerLayer;
 use crate::thanos::SeriesResponse;
@@ -47,14 +50,48 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key` and
-/// `--grpc-server-tls-client-ca` configure it.
+/// Server TLS as Thanos' `--grpc-server-tls-cert`, `--grpc-server-tls-key`,
+/// `--grpc-server-tls-client-ca` and `--grpc-server-tls-min-version` configure it.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// When set, clients must present a certificate signed by this CA.
     pub client_ca: Option<PathBuf>,
+    /// The oldest TLS version a client may speak.
+    pub min_version: ServerTlsMinVersion,
+}
+
+/// `--grpc-server-tls-min-version`. rustls speaks TLS 1.2 and 1.3 only, so Thanos' `1.0` and
+/// `1.1` mean [`ServerTlsMinVersion::Tls12`] here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerTlsMinVersion {
+    Tls12,
+    /// Thanos' default.
+    #[default]
+    Tls13,
+}
+
+/// How a Store API server runs, beyond what it serves.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub tls: Option<TlsFiles>,
+    /// `--grpc-server-max-connection-age`: a connection is closed (gracefully: its calls
+    /// finish) once it is this old, so that clients spread over new replicas and redo TLS
+    /// handshakes. None: never.
+    pub max_connection_age: Option<Duration>,
+    /// `--grpc-grace-period`: how long calls in flight may run on after the shutdown
+    /// signal before the server stops without them. None: until they end.
+    pub grace_period: Option<Duration>,
+}
+
+impl From<Option<TlsFiles>> for ServerOptions {
+    fn from(tls: Option<TlsFiles>) -> Self {
+        ServerOptions {
+            tls,
+            ..Default::default()
+        }
+    }
 }
 
 /// Why the gRPC server could not start or stopped.
@@ -67,6 +104,14 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{what} {}: {reason}", path.display())]
+    BadTls {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("gRPC server TLS: {0}")]
+    Tls(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -79,40 +124,185 @@ fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ServeError> {
     })
 }
 
+/// The rustls server configuration of `t`. Built here rather than by tonic, which offers
+/// no choice of TLS versions: `--grpc-server-tls-min-version=1.3` (Thanos' default) must
+/// refuse TLS 1.2 clients.
+fn rustls_config(t: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &'static str, path: &PathBuf, reason: String| ServeError::BadTls {
+        what,
+        path: path.clone(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read("--grpc-server-tls-cert", &t.cert)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("--grpc-server-tls-cert", &t.cert, format!("not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "--grpc-server-tls-cert",
+            &t.cert,
+            "no certificate in the file".into(),
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&read("--grpc-server-tls-key", &t.key)?).map_err(|e| {
+            bad(
+                "--grpc-server-tls-key",
+                &t.key,
+                format!("no private key: {e}"),
+            )
+        })?;
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
+        ServerTlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+        ServerTlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = match &t.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&read("--grpc-server-tls-client-ca", ca)?) {
+                let c =
+                    c.map_err(|e| bad("--grpc-server-tls-client-ca", ca, format!("not PEM: {e}")))?;
+                roots
+                    .add(c)
+                    .map_err(|e| bad("--grpc-server-tls-client-ca", ca, e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| bad("--grpc-server-tls-client-ca", ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| {
+        bad(
+            "--grpc-server-tls-key",
+            &t.key,
+            format!("does not fit the certificate: {e}"),
+        )
+    })?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted TLS connections: each TCP connection's handshake runs in a task of its own, so a
+/// slow or silent client holds up nobody else; failed handshakes are logged and dropped.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+) -> impl futures::Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        loop {
+            // The server dropped the stream (it stopped): release the port.
+            let accepted = tokio::select! {
+                () = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(err = %e, "accepting a gRPC connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, err = %e, "gRPC TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(%peer, "gRPC TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 /// Serves `svc` as the Store and Info APIs on `listener` until `shutdown` completes, then
-/// drains in-flight calls.
+/// drains in-flight calls (for at most the grace period, if one is set).
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     svc: S,
-    tls: Option<TlsFiles>,
+    opts: impl Into<ServerOptions>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError>
 where
     S: Store + Info + Clone,
 {
+    let opts = opts.into();
+    let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
     let mut builder = Server::builder();
-    if let Some(t) = &tls {
-        let identity = Identity::from_pem(
-            read("--grpc-server-tls-cert", &t.cert)?,
-            read("--grpc-server-tls-key", &t.key)?,
-        );
-        let mut cfg = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &t.client_ca {
-            cfg = cfg.client_ca_root(Certificate::from_pem(read(
-                "--grpc-server-tls-client-ca",
-                ca,
-            )?));
-        }
-        builder = builder.tls_config(cfg)?;
+    if let Some(age) = opts.max_connection_age {
+        builder = builder.max_connection_age(age);
     }
-    builder
+    let router = builder
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(InfoServer::new(svc))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
-    Ok(())
+        .add_service(InfoServer::new(svc));
+    // The shutdown, noted so that the grace period can start from it.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let served = async move {
+        match tls {
+            Some(cfg) => {
+                router
+                    .serve_with_incoming_shutdown(tls_incoming(listener, cfg), shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        shutdown,
+                    )
+                    .await
+            }
+        }
+    };
+    let Some(grace) = opts.grace_period else {
+        return Ok(served.await?);
+    };
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = served => Ok(r?),
+        () = deadline => {
+            tracing::warn!(
+                grace_period = ?grace,
+                "gRPC calls still running at the end of the grace period are dropped"
+            );
+            Ok(())
+        }
+    }
 }

@@ -365,3 +365,252 @@ fn bad_label_flags_are_rejected() {
         stderr(&out)
     );
 }
+
+/// A FILESYSTEM bucket in `dir`, as an `--objstore.config` flag.
+fn filesystem_bucket(dir: &std::path::Path) -> String {
+    format!(
+        "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}",
+        dir.display()
+    )
+}
+
+/// `--http.config` asks for TLS or authentication in front of the HTTP port (where `compact`
+/// and `tools bucket web` serve an API that marks blocks for deletion): refused at start-up,
+/// before the bucket is touched or a port is bound, rather than served open.
+#[test]
+fn http_config_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = filesystem_bucket(dir.path());
+    let data_dir = format!("--data-dir={}", dir.path().join("data").display());
+    // Without the refusal, each of these would fail on the address instead (or, for compact,
+    // run an iteration and exit 0), without naming --http.config.
+    let http = "--http-address=256.0.0.1:1";
+    let cases: &[&[&str]] = &[
+        &["store", &bucket, &data_dir, http],
+        &["compact", &bucket, &data_dir, http],
+        &["tools", "bucket", "downsample", &bucket, &data_dir, http],
+        &["tools", "bucket", "web", &bucket, http],
+    ];
+    for args in cases {
+        let mut args = args.to_vec();
+        args.push("--http.config=/tmp/x.yml");
+        let out = strata(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("--http.config") && err.contains("not supported"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("--http-address"), "{args:?}: {err}");
+    }
+}
+
+/// Tuning flags Strata does not act on are accepted but logged at start-up with the reason,
+/// only when given a value other than their default.
+#[test]
+fn tuning_flags_without_effect_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = filesystem_bucket(&dir.path().join("bucket"));
+    std::fs::create_dir(dir.path().join("bucket")).unwrap();
+    std::fs::create_dir(dir.path().join("blocks")).unwrap();
+    let path = format!("--path={}", dir.path().join("blocks").display());
+    let data_dir = format!("--data-dir={}", dir.path().join("data").display());
+
+    // Runs to completion over an empty directory and an empty bucket.
+    let upload = |concurrency: &str| {
+        strata(&[
+            "tools",
+            "bucket",
+            "upload-blocks",
+            &bucket,
+            &path,
+            &format!("--shipper.upload-concurrency={concurrency}"),
+        ])
+    };
+    let out = upload("4");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("--shipper.upload-concurrency"))
+        .unwrap_or_else(|| panic!("not logged: {err}"));
+    assert!(
+        line.starts_with("level=warn ") && line.contains("has no effect"),
+        "{err}"
+    );
+    // The default is not worth a line.
+    let out = upload("5");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("has no effect"), "{}", stderr(&out));
+
+    // One run of the compactor over the empty bucket.
+    let out = strata(&[
+        "compact",
+        &bucket,
+        &data_dir,
+        "--http-address=127.0.0.1:0",
+        "--compact.block-max-index-size=10GB",
+        "--compact.progress-interval=1m",
+        "--compact.skip-block-with-out-of-order-chunks",
+        "--web.disable-cors",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for flag in [
+        "--compact.block-max-index-size",
+        "--compact.progress-interval",
+        "--compact.skip-block-with-out-of-order-chunks",
+        "--web.disable-cors",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(flag) && l.contains("has no effect")),
+            "{flag}: {err}"
+        );
+    }
+
+    // Long-running commands: logged before they stop at an address they cannot bind.
+    let http = "--http-address=256.0.0.1:1";
+    let grpc = "--grpc-address=127.0.0.1:0";
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "store",
+                &bucket,
+                &data_dir,
+                http,
+                grpc,
+                "--no-cache-index-header",
+                "--block-discovery-strategy=recursive",
+                "--store.enable-lazy-expanded-postings",
+                "--matcher-cache-size=100",
+            ],
+            &[
+                "--no-cache-index-header",
+                "--block-discovery-strategy",
+                "--store.enable-lazy-expanded-postings",
+                "--matcher-cache-size",
+            ],
+        ),
+        (
+            &[
+                "tools",
+                "bucket",
+                "downsample",
+                &bucket,
+                &data_dir,
+                http,
+                "--block-files-concurrency=4",
+            ],
+            &["--block-files-concurrency"],
+        ),
+        (
+            &[
+                "sidecar",
+                &bucket,
+                http,
+                grpc,
+                "--shipper.upload-concurrency=2",
+            ],
+            &["--shipper.upload-concurrency"],
+        ),
+    ];
+    for (args, flags) in cases {
+        let out = strata(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("--http-address"), "{args:?}: {err}");
+        for flag in *flags {
+            assert!(
+                err.lines()
+                    .any(|l| l.contains(flag) && l.contains("has no effect")),
+                "{flag}: {err}"
+            );
+        }
+    }
+}
+
+/// `compact --wait --compact.cleanup-interval`: blocks whose deletion mark is past
+/// `--delete-delay` are deleted between iterations, not only at the end of the next one.
+#[test]
+fn compact_cleans_up_between_iterations_every_cleanup_interval() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    std::fs::create_dir(&root).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
+        .args([
+            "compact",
+            &filesystem_bucket(&root),
+            &format!("--data-dir={}", dir.path().join("data").display()),
+            "--http-address=127.0.0.1:0",
+            "--wait",
+            // The next iteration (and its own cleanup) is an hour away.
+            "--wait-interval=1h",
+            "--compact.cleanup-interval=1s",
+            "--delete-delay=1s",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = strata_testutil::process::ChildGuard::spawn("strata compact", &mut command)
+        .expect("starting strata compact");
+    let lines = BufReader::new(child.child_mut().stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let mut wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    log.push_str(&line);
+                    log.push('\n');
+                    if line.contains(needle) {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} in:\n{log}"),
+            }
+        }
+    };
+    wait_for("compaction iteration done");
+
+    // A block marked for deletion a minute ago, after the iteration.
+    let id = "01J0000000000000000000000A";
+    let block = root.join(id);
+    std::fs::create_dir(&block).unwrap();
+    let meta = format!(
+        r#"{{"ulid":"{id}","minTime":0,"maxTime":7200000,"stats":{{"numSamples":1,"numSeries":1,"numChunks":1}},"compaction":{{"level":1,"sources":["{id}"]}},"version":1,"thanos":{{"labels":{{"a":"b"}},"downsample":{{"resolution":0}},"source":"sidecar"}}}}"#
+    );
+    std::fs::write(block.join("index"), b"index").unwrap();
+    std::fs::write(block.join("meta.json"), meta).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        block.join("deletion-mark.json"),
+        format!(
+            r#"{{"id":"{id}","deletion_time":{},"version":1}}"#,
+            now - 60
+        ),
+    )
+    .unwrap();
+
+    wait_for("cleanup between iterations done");
+    assert!(log.contains(&format!("block={id}")), "{log}");
+    assert!(!block.join("meta.json").exists() && !block.join("index").exists());
+    drop(child);
+}

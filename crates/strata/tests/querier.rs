@@ -559,6 +559,7 @@ fn bad_client_flags_fail_clearly() {
             ],
             "--query.telemetry.request-samples-quantiles: values must be given in increasing order",
         ),
+        (&["--http.config=/etc/thanos/web.yml"], "--http.config"),
         (
             &["--query.max-concurrent-select=0"],
             "--query.max-concurrent-select",
@@ -1029,6 +1030,151 @@ fn enforce_tenancy_scopes_every_request_to_its_tenant() {
         tenants_of_query(&q, "jobs", Some("team-a")),
         ["default-tenant", "team-a", "team-b"]
     );
+}
+
+/// Querier flags that shape what the stores are asked and may answer, each taking effect:
+/// `--selector.relabel-config` (stores picked by their external labels),
+/// `--store.limits.request-series` and `-samples` (a selection past them fails, naming the
+/// flag), `--query.metadata.default-time-range` (metadata calls without a range look back
+/// that far only), and `--selector-label` (advertised on the querier's Info API, matched and
+/// dropped from calls to its Store API, so a querier above picks it by them).
+#[test]
+fn querier_flags_shape_the_fan_out() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_eu, eu) = start_store_with_blocks(tmp.path(), "eu1", T0, &[]);
+    let (_us, us) = start_store_with_blocks(tmp.path(), "us1", T0, &[]);
+    let stores = [
+        format!("--endpoint=127.0.0.1:{eu}"),
+        format!("--endpoint=127.0.0.1:{us}"),
+    ];
+    let t = (T0 + 3_600_000) / 1000;
+    let query = |q: &Querier, expr: &str| {
+        json(
+            q.http,
+            &format!("/api/v1/query?query={}&time={t}", enc(expr)),
+        )
+    };
+    let wait_for_both = |q: &Querier| {
+        wait_until("both stores", Duration::from_secs(30), || {
+            let (_, v) = json(q.http, "/api/v1/stores");
+            v["data"]["store"].as_array().is_some_and(|a| a.len() == 2)
+        })
+    };
+
+    let args = |extra: &[&str]| -> Vec<String> {
+        stores
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let q = start_querier(
+        tmp.path(),
+        "query-relabel",
+        &args(&[
+            "--selector.relabel-config=[{source_labels: [cluster], regex: eu1, action: keep}]",
+            "--query.mode=distributed",
+        ]),
+    );
+    wait_for_both(&q);
+    // A flag Strata does not act on is said so at start-up.
+    assert!(
+        q._proc.log().contains(
+            "--query.mode=distributed is accepted for compatibility with Thanos but has no effect"
+        ),
+        "{}",
+        q._proc.log()
+    );
+    let (status, v) = query(&q, "temperature");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1"], "{v}");
+    drop(q);
+
+    let q = start_querier(
+        tmp.path(),
+        "query-series-limit",
+        &args(&["--store.limits.request-series=3"]),
+    );
+    wait_for_both(&q);
+    let (status, v) = query(&q, "temperature{room=\"hall\"}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+    // Four series.
+    let (status, v) = query(&q, "temperature");
+    assert!(status >= 400, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("exceeded series limit") && e.contains("--store.limits.request-series"),
+        "{v}"
+    );
+    drop(q);
+
+    let q = start_querier(
+        tmp.path(),
+        "query-samples-limit",
+        &args(&["--store.limits.request-samples=240"]),
+    );
+    wait_for_both(&q);
+    // One series, at most two chunks (the instant's five minutes may reach back into the
+    // chunk before): within the limit of 240 samples (2 chunks).
+    let (status, v) = query(&q, "temperature{room=\"hall\", cluster=\"eu1\"}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1"], "{v}");
+    // Two series over two hours: more chunks.
+    let (status, v) = query(&q, "max_over_time(temperature{room=\"hall\"}[2h])");
+    assert!(status >= 400, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("exceeded samples limit") && e.contains("--store.limits.request-samples"),
+        "{v}"
+    );
+    drop(q);
+
+    let q = start_querier(
+        tmp.path(),
+        "query-metadata-range",
+        &args(&["--query.metadata.default-time-range=1h"]),
+    );
+    wait_for_both(&q);
+    // The data is from 2023: nothing in the last hour, everything when asked.
+    let (_, v) = json(q.http, "/api/v1/labels");
+    assert_eq!(v["data"], serde_json::json!([]), "{v}");
+    let (_, v) = json(q.http, "/api/v1/labels?start=0");
+    assert!(
+        v["data"].as_array().unwrap().iter().any(|n| n == "room"),
+        "{v}"
+    );
+    drop(q);
+
+    // A leaf querier advertising region="eu", and a global querier over it.
+    let leaf = start_querier(
+        tmp.path(),
+        "query-leaf",
+        &args(&["--selector-label=region=\"eu\""]),
+    );
+    wait_for_both(&leaf);
+    let global = start_querier(
+        tmp.path(),
+        "query-global",
+        &[format!("--endpoint=127.0.0.1:{}", leaf.grpc)],
+    );
+    wait_until("the leaf querier", Duration::from_secs(30), || {
+        let (_, v) = json(global.http, "/api/v1/stores");
+        v["data"]["query"].as_array().is_some_and(|a| a.len() == 1)
+    });
+    let (_, v) = json(global.http, "/api/v1/stores");
+    let sets = v["data"]["query"][0]["labelSets"].to_string();
+    assert!(
+        sets.contains("\"region\":\"eu\"") && sets.contains("\"cluster\":\"eu1\""),
+        "{v}"
+    );
+    let (status, v) = query(&global, "temperature{region=\"eu\", room=\"hall\"}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(clusters(&v), ["eu1", "us1"], "{v}");
+    let (status, v) = query(&global, "temperature{region=\"us\", room=\"hall\"}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["result"], serde_json::json!([]), "{v}");
 }
 
 /// Deduplication of two HA replicas from uploaded blocks behind one `strata store`. The

@@ -43,6 +43,9 @@ pub struct UiConfig {
     pub prefix_header: String,
     /// Whether the "partial response" box starts checked (`--query.partial-response`).
     pub partial_response: bool,
+    /// `--query.default-step` (ms): the graph's smallest automatic step, used when the step
+    /// box is empty (step = max(range / 250, this), as in Thanos' UI).
+    pub default_step_ms: i64,
 }
 
 impl Default for UiConfig {
@@ -52,6 +55,7 @@ impl Default for UiConfig {
             external_prefix: String::new(),
             prefix_header: String::new(),
             partial_response: true,
+            default_step_ms: 1000,
         }
     }
 }
@@ -242,6 +246,10 @@ impl Ui {
         let html = template
             .replace("{{BASE}}", &html_escape(&base))
             .replace("{{STATIC}}", &format!("static/{}", self.version))
+            .replace(
+                "{{DEFAULT_STEP_MS}}",
+                &self.cfg.default_step_ms.max(1).to_string(),
+            )
             .replace(
                 "{{PARTIAL_RESPONSE}}",
                 if self.cfg.partial_response {

@@ -50,6 +50,7 @@ fn cfg(route: &str, external: &str, header: &str) -> UiConfig {
         external_prefix: external.into(),
         prefix_header: header.into(),
         partial_response: true,
+        default_step_ms: 1000,
     }
 }
 
@@ -172,6 +173,17 @@ async fn pages_are_html_with_base_and_versioned_assets() {
     c.partial_response = false;
     let r = get(&router(c), "/graph").await;
     assert!(r.body.contains(r#"data-partial-response="false""#));
+    // --query.default-step reaches the graph's automatic step.
+    assert!(
+        get(&app, "/graph")
+            .await
+            .body
+            .contains(r#"data-default-step="1000""#)
+    );
+    let mut c = cfg("", "", "");
+    c.default_step_ms = 60_000;
+    let r = get(&router(c), "/graph").await;
+    assert!(r.body.contains(r#"data-default-step="60000""#));
 }
 
 #[tokio::test]

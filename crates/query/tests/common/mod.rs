@@ -141,6 +141,8 @@ pub async fn fanout(addrs: &[String], response_timeout: Option<Duration>) -> Fan
         endpoints: set,
         response_timeout,
         max_wait: Duration::from_secs(60),
+        limits: Default::default(),
+        selector: Default::default(),
     }
 }
 
@@ -208,6 +210,7 @@ pub async fn served_tls(bucket: Bucket, data: &Path, cert: &Path, key: &Path) ->
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         client_ca: None,
+        min_version: Default::default(),
     };
     tokio::spawn(async move {
         strata_store::grpc::serve(listener, store, Some(tls), async {

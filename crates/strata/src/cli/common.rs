@@ -388,6 +388,30 @@ pub(crate) struct HttpArgs {
     pub(crate) http_config: String,
 }
 
+impl HttpArgs {
+    /// Refuses `--http.config`: serving the HTTP API without the TLS or authentication the
+    /// file asks for would expose it (admin operations included) where the user meant it
+    /// closed.
+    pub(crate) fn refuse_unsupported(&self) -> Result<()> {
+        if !self.http_config.is_empty() {
+            bail!(
+                "--http.config (TLS and authentication of the HTTP server) is not supported \
+                 yet; serve the HTTP port behind a proxy that terminates TLS and checks \
+                 credentials, and remove the flag"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Logs, at start-up, a Thanos flag that was given a value Strata does not act on, and why:
+/// a flag is never silently ignored. For flags whose effect in Thanos is tuning (of the Go
+/// runtime, of caches Strata does not have, of concurrency Strata sets itself), not for ones
+/// that change answers, durability or security: those are implemented or refused.
+pub(crate) fn accepted_without_effect(flag: &str, why: &str) {
+    tracing::warn!("{flag} is accepted for compatibility with Thanos but has no effect: {why}");
+}
+
 /// `--grpc-server-tls-min-version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TlsVersion {
@@ -461,6 +485,17 @@ pub(crate) struct GrpcServerArgs {
 }
 
 impl GrpcServerArgs {
+    /// Everything about running the gRPC server: TLS, `--grpc-server-max-connection-age`
+    /// and `--grpc-grace-period`.
+    pub(crate) fn server_options(&self) -> Result<strata_storepb::server::ServerOptions> {
+        Ok(strata_storepb::server::ServerOptions {
+            tls: self.tls_files()?,
+            max_connection_age: Some(self.grpc_server_max_connection_age.to_std())
+                .filter(|d| !d.is_zero()),
+            grace_period: Some(self.grpc_grace_period.to_std()),
+        })
+    }
+
     /// The server TLS files, checked for readability now so a typo fails at start-up with
     /// the flag named, not at the first connection.
     pub(crate) fn tls_files(&self) -> Result<Option<strata_storepb::server::TlsFiles>> {
@@ -501,6 +536,10 @@ impl GrpcServerArgs {
                     key: key.into(),
                     client_ca: (!self.grpc_server_tls_client_ca.is_empty())
                         .then(|| self.grpc_server_tls_client_ca.clone().into()),
+                    min_version: match self.grpc_server_tls_min_version {
+                        TlsVersion::V1_3 => strata_storepb::server::ServerTlsMinVersion::Tls13,
+                        _ => strata_storepb::server::ServerTlsMinVersion::Tls12,
+                    },
                 }))
             }
             _ => bail!("--grpc-server-tls-cert and --grpc-server-tls-key must be given together"),

@@ -12,8 +12,13 @@ use strata_model::{ByteSize, Duration};
 
 use super::common::{
     BlockDiscoveryStrategy, BlockViewerArgs, GlobalArgs, HashFunc, HttpArgs, ObjstoreArgs,
-    SelectorRelabelArgs, TimeRangeArgs, flag_value,
+    SelectorRelabelArgs, TimeRangeArgs, accepted_without_effect, flag_value,
 };
+
+/// Default of `--compact.progress-interval` (as in the flag's declaration).
+const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_mins(5);
+/// Default of `--compact.block-max-index-size` (as in the flag's declaration).
+const DEFAULT_BLOCK_MAX_INDEX_SIZE: ByteSize = ByteSize::gib(64);
 
 /// The block selector of `--selector.relabel-config[-file]`, if rules are given.
 pub(crate) fn selector(args: &SelectorRelabelArgs) -> Result<Option<BlockSelector>> {
@@ -415,9 +420,50 @@ impl CompactArgs {
         Ok(cfg)
     }
 
+    /// Logs each flag given a value the compactor does not act on, with the reason.
+    fn log_flags_without_effect(&self) {
+        if self.block_discovery_strategy != BlockDiscoveryStrategy::Concurrent {
+            accepted_without_effect(
+                "--block-discovery-strategy",
+                "blocks are found with one listing of the bucket's top level and a meta.json \
+                 read per block, whatever the strategy",
+            );
+        }
+        if self.progress_interval != DEFAULT_PROGRESS_INTERVAL {
+            accepted_without_effect(
+                "--compact.progress-interval",
+                "the progress metrics (thanos_compact_todo_*) are computed at the end of every \
+                 iteration instead",
+            );
+        }
+        if self.block_max_index_size != DEFAULT_BLOCK_MAX_INDEX_SIZE {
+            accepted_without_effect(
+                "--compact.block-max-index-size",
+                "the limit is not enforced: no source block is marked no-compact for it; a \
+                 compaction whose index would outgrow the index format's limits fails with an \
+                 error instead",
+            );
+        }
+        if self.skip_block_with_out_of_order_chunks() {
+            accepted_without_effect(
+                "--compact.skip-block-with-out-of-order-chunks",
+                "blocks with out-of-order chunks are not skipped or marked no-compact: \
+                 compaction sorts each series' chunks and merges overlapping ones (XOR chunks; \
+                 overlapping chunks of other encodings fail the group's compaction, retried every \
+                 iteration)",
+            );
+        }
+        crate::cmd::compact::log_web_flags_without_effect(&self.block_viewer.web);
+    }
+
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
+        // Before anything else: the HTTP port serves the block viewer's admin API (marking
+        // blocks for deletion), which must not be served without the TLS or authentication
+        // --http.config asks for.
+        self.http.refuse_unsupported()?;
         let bucket_yaml = self.objstore.load_yaml()?;
         let config = self.compactor_config()?;
+        self.log_flags_without_effect();
         if self.retention_raw.as_millis_i64() > 0
             && self.retention_raw.as_millis_i64() < 40 * 3_600_000
             && config.downsampling
@@ -429,9 +475,11 @@ impl CompactArgs {
         crate::cmd::compact::CompactCommand {
             bucket_yaml,
             http_address: self.http.http_address.clone(),
+            http_grace_period: self.http.http_grace_period.to_std(),
             config,
             wait: self.wait(),
             wait_interval: std::time::Duration::from_millis(self.wait_interval.as_millis()),
+            cleanup_interval: self.cleanup_interval.to_std(),
             halt_on_error: self.halt_on_error(),
             viewer: (!self.block_viewer.web_disable()).then(|| {
                 crate::cmd::compact::ViewerSettings {

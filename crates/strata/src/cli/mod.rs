@@ -4,15 +4,13 @@
 //! several components live in [`common`]. Flag names, spellings and defaults follow Thanos so
 //! that a Thanos manifest runs unchanged; an unknown flag is a startup error.
 
-// The flags are declared ahead of the component implementations that read them.
-#![allow(
-    dead_code,
-    reason = "flags are read by component implementations as they land"
-)]
-
 pub(crate) mod common;
 pub(crate) mod compact;
 pub(crate) mod query;
+#[allow(
+    dead_code,
+    reason = "`strata rule` is refused as a whole until it is implemented"
+)]
 pub(crate) mod rule;
 pub(crate) mod sidecar;
 pub(crate) mod store;
@@ -70,6 +68,9 @@ impl Cli {
         let global = &self.global;
         if global.enable_auto_gomemlimit() {
             tracing::info!("--enable-auto-gomemlimit has no effect in Strata (Go runtime setting)");
+        }
+        if (global.auto_gomemlimit_ratio - 0.9).abs() > f64::EPSILON {
+            common::accepted_without_effect("--auto-gomemlimit.ratio", "a Go runtime setting");
         }
         if global.tracing().is_set() {
             // Validate it now so a broken file fails at startup, as in Thanos.

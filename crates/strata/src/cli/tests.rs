@@ -555,3 +555,25 @@ fn tools_bucket_flags() {
     let e = parse_err(&["tools", "bucket", "upload-blocks", "--label=cluster:eu"]);
     assert!(e.contains("--label") && e.contains("name=\"value\""), "{e}");
 }
+
+/// `--grpc-grace-period` and `--grpc-server-max-connection-age` reach the gRPC server (a
+/// zero age means never, as in Thanos), with TLS's minimum version.
+#[test]
+fn grpc_server_options_come_from_the_flags() {
+    let o = store(&[]).grpc.server_options().unwrap();
+    assert_eq!(o.grace_period, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(
+        o.max_connection_age,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert!(o.tls.is_none());
+    let o = store(&[
+        "--grpc-grace-period=10s",
+        "--grpc-server-max-connection-age=0s",
+    ])
+    .grpc
+    .server_options()
+    .unwrap();
+    assert_eq!(o.grace_period, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(o.max_connection_age, None);
+}

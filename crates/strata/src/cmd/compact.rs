@@ -10,6 +10,13 @@
 //!   sets `thanos_compact_halted` to 1, unless `--no-debug.halt-on-error` asks to exit instead.
 //!   The group is checked again every iteration, so fixing the bucket resumes it without a
 //!   restart (Thanos needs one).
+//!
+//! Every iteration ends by deleting the blocks whose deletion mark is past `--delete-delay`
+//! and abandoned partial uploads. With `--wait`, that cleanup also runs every
+//! `--compact.cleanup-interval` while waiting for the next iteration (`0s` turns this off), so
+//! a long `--wait-interval` does not hold deletions back. Thanos runs it in the background
+//! during iterations too; here it never overlaps an iteration, whose own cleanup would
+//! otherwise race it for the same blocks.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,15 +30,20 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
+use crate::cli::common::{WebArgs, accepted_without_effect};
 use crate::cmd::block_viewer::{BlockViewer, ViewerOptions};
 
 /// Everything the command needs, resolved from the flags.
 pub(crate) struct CompactCommand {
     pub(crate) bucket_yaml: String,
     pub(crate) http_address: String,
+    /// `--http-grace-period`.
+    pub(crate) http_grace_period: Duration,
     pub(crate) config: CompactorConfig,
     pub(crate) wait: bool,
     pub(crate) wait_interval: Duration,
+    /// `--compact.cleanup-interval`: how often to clean up between iterations (zero: never).
+    pub(crate) cleanup_interval: Duration,
     pub(crate) halt_on_error: bool,
     /// The block viewer on the HTTP port, unless `--web.disable`.
     pub(crate) viewer: Option<ViewerSettings>,
@@ -55,6 +67,32 @@ pub(crate) fn with_prefix(prefix: &str, router: axum::Router) -> axum::Router {
     } else {
         axum::Router::new().nest(&format!("/{p}"), router)
     }
+}
+
+/// Logs the `--web.*` flags the block viewer has no use for, when given.
+pub(crate) fn log_web_flags_without_effect(web: &WebArgs) {
+    let relative = "the block viewer's links and redirects are relative, so they work under any \
+                    prefix a proxy adds";
+    if !web.web_external_prefix.is_empty() {
+        accepted_without_effect("--web.external-prefix", relative);
+    }
+    if !web.web_prefix_header.is_empty() {
+        accepted_without_effect("--web.prefix-header", relative);
+    }
+    if web.web_disable_cors() {
+        accepted_without_effect(
+            "--web.disable-cors",
+            "the block viewer sets no CORS headers in any case",
+        );
+    }
+}
+
+/// The instant `d` from now; a duration too long to represent (a flag such as `1000000y`)
+/// is as good as never.
+fn after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn now_ms() -> i64 {
@@ -115,7 +153,11 @@ impl CompactCommand {
             viewer.spawn_refresher(v.sync_interval, v.sync_timeout, shutdown.clone());
             router = router.merge(with_prefix(&v.route_prefix, viewer.router()));
         }
-        let server = tokio::spawn(listener.serve(router, shutdown.clone()));
+        let server = tokio::spawn(listener.serve_with_grace(
+            router,
+            shutdown.clone(),
+            Some(self.http_grace_period),
+        ));
         prober.set_healthy();
         prober.set_ready();
 
@@ -171,9 +213,45 @@ impl CompactCommand {
             if !self.wait {
                 return Ok(());
             }
+            if self.pause(compactor, shutdown).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits `--wait-interval` for the next iteration, cleaning up every
+    /// `--compact.cleanup-interval` meanwhile. Returns whether shutdown was asked for.
+    async fn pause(&self, compactor: &Compactor, shutdown: &Shutdown) -> bool {
+        let next_iteration = after(self.wait_interval);
+        loop {
+            // The iteration ends with a cleanup too: one falling on (or after) the next
+            // iteration's start would repeat it.
+            let cleanup_at = after(self.cleanup_interval);
+            if self.cleanup_interval.is_zero() || cleanup_at >= next_iteration {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next_iteration) => return false,
+                    () = shutdown.wait() => return true,
+                }
+            }
             tokio::select! {
-                () = tokio::time::sleep(self.wait_interval) => {}
-                () = shutdown.wait() => return Ok(()),
+                () = tokio::time::sleep_until(cleanup_at) => {}
+                () = shutdown.wait() => return true,
+            }
+            let outcome = tokio::select! {
+                r = compactor.run_cleanup(now_ms()) => r,
+                () = shutdown.wait() => return true,
+            };
+            match outcome {
+                Ok(report) if report.deleted + report.partial_deleted > 0 => tracing::info!(
+                    deleted = report.deleted,
+                    partial_uploads_deleted = report.partial_deleted,
+                    "cleanup between iterations done (--compact.cleanup-interval)"
+                ),
+                Ok(_) => tracing::debug!("cleanup between iterations: nothing to delete"),
+                Err(e) => tracing::error!(
+                    error = %format_args!("{e:#}"),
+                    "cleanup between iterations failed; retrying after --compact.cleanup-interval"
+                ),
             }
         }
     }

@@ -25,13 +25,16 @@ use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConf
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
-    QueryMetrics, QueryStoreService, SdConfigSource, TelemetryBuckets, TlsMinVersion,
+    QueryMetrics, QueryStoreService, SdConfigSource, SeriesLimits, TelemetryBuckets, TlsMinVersion,
 };
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
 use crate::cli::common::TlsVersion;
-use crate::cli::query::{GrpcCompression, QueryArgs, QueryDedupFunc, TenantCertificateField};
+use crate::cli::common::accepted_without_effect;
+use crate::cli::query::{
+    GrpcCompression, PromqlEngine, QueryArgs, QueryDedupFunc, QueryMode, TenantCertificateField,
+};
 
 /// The feature flag that enables PromQL's experimental functions.
 const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
@@ -106,6 +109,15 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
         response_timeout: (!args.store_response_timeout.is_zero())
             .then(|| args.store_response_timeout.to_std()),
         max_wait: args.query_timeout.to_std(),
+        limits: SeriesLimits {
+            series: args.store_limits.request_series,
+            samples: args.store_limits.request_samples,
+        },
+        selector: Arc::new(match args.selector_relabel.source().load()? {
+            Some(yaml) => strata_block::relabel::parse_relabel_configs(&yaml)
+                .context("parsing --selector.relabel-config[-file]")?,
+            None => Vec::new(),
+        }),
     };
     Ok((set, fanout))
 }
@@ -155,7 +167,72 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
     ))
 }
 
+/// The querier's Thanos flags that Strata does not act on: refused where serving without
+/// them would expose or change what the user asked for, logged otherwise.
+fn flags_without_effect(args: &QueryArgs) -> Result<()> {
+    args.http.refuse_unsupported()?;
+    if args.request_logging.source().load()?.is_some() {
+        tracing::warn!("--request.logging-config is accepted but has no effect yet");
+    }
+    if args.promql_engine == PromqlEngine::Thanos {
+        accepted_without_effect(
+            "--query.promql-engine=thanos",
+            "Strata has one PromQL engine, which answers as Prometheus' does",
+        );
+    }
+    if args.enable_x_functions() {
+        accepted_without_effect(
+            "--query.enable-x-functions",
+            "xrate, xincrease and xdelta are not implemented; queries using them fail with an \
+             unknown-function error (Thanos enables them with --query.promql-engine=thanos only)",
+        );
+    }
+    if args.query_mode == QueryMode::Distributed {
+        accepted_without_effect(
+            "--query.mode=distributed",
+            "the querier fans out to its stores and evaluates the query itself; answers are \
+             the same",
+        );
+    }
+    if !args.partition_labels.is_empty() {
+        accepted_without_effect(
+            "--query.partition-label",
+            "it only tunes --query.mode=distributed",
+        );
+    }
+    if args.conn_metric_labels != ["external_labels", "store_type"] {
+        accepted_without_effect(
+            "--query.conn-metric.label",
+            "Strata does not export thanos_store_nodes_grpc_connections",
+        );
+    }
+    if !args.active_query_path.is_empty() {
+        accepted_without_effect(
+            "--query.active-query-path",
+            "active queries are not tracked in a file",
+        );
+    }
+    if args.alert_query_url.is_some() {
+        accepted_without_effect(
+            "--alert.query-url",
+            "the querier serves no alerts or rules to link from",
+        );
+    }
+    for f in args
+        .enable_features
+        .iter()
+        .filter(|f| f.as_str() != EXPERIMENTAL_FUNCTIONS)
+    {
+        tracing::warn!(
+            feature = %f,
+            "--enable-feature: unknown feature; only {EXPERIMENTAL_FUNCTIONS} is known"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
+    flags_without_effect(&args)?;
     // Every query frees its frames and samples; glibc's defaults would unmap the large ones
     // and fault them in again on the next query (see strata_runtime::alloc).
     strata_runtime::alloc::tune();
@@ -259,6 +336,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         start_time_ms,
         cors: !args.web.web_disable_cors(),
         tenancy,
+        metadata_default_range: args.metadata_default_time_range.to_std(),
     });
 
     let shutdown = Shutdown::new();
@@ -269,6 +347,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         external_prefix: args.web.web_external_prefix.clone(),
         prefix_header: args.web.web_prefix_header.clone(),
         partial_response: args.partial_response(),
+        default_step_ms: args.default_step.as_millis_i64(),
     });
     let mut router = base_router(prober.clone(), registry).merge(api).merge(ui);
     let prefix = args.web.web_route_prefix.trim_end_matches('/');
@@ -298,7 +377,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let Some((set, fanout)) = endpoint_set else {
         prober.set_ready();
         listener
-            .serve(router, shutdown)
+            .serve_with_grace(router, shutdown, Some(args.http.http_grace_period.to_std()))
             .await
             .context("serving HTTP")?;
         return Ok(());
@@ -309,14 +388,27 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API)");
-    let tls = args.grpc.tls_files()?;
-    let http_task = tokio::spawn(listener.serve(router, shutdown.clone()));
+    let grpc_opts = args.grpc.server_options()?;
+    let http_task = tokio::spawn(listener.serve_with_grace(
+        router,
+        shutdown.clone(),
+        Some(args.http.http_grace_period.to_std()),
+    ));
     let grpc_task = {
         let shutdown = shutdown.clone();
-        let svc = QueryStoreService::new(fanout);
+        let svc = QueryStoreService::new(fanout).with_selector_labels(strata_model::Labels::new(
+            args.selector_labels
+                .iter()
+                .map(|l| strata_model::Label::new(l.name.as_str(), l.value.as_str())),
+        ));
         tokio::spawn(async move {
-            strata_storepb::server::serve(grpc, svc, tls, async move { shutdown.wait().await })
-                .await
+            strata_storepb::server::serve(
+                grpc,
+                svc,
+                grpc_opts,
+                async move { shutdown.wait().await },
+            )
+            .await
         })
     };
     // Ready once every endpoint has been probed once, so the first queries see them all.

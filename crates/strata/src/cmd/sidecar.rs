@@ -34,7 +34,7 @@ use strata_sidecar::{
 };
 use tokio::task::JoinHandle;
 
-use crate::cli::common::HashFunc;
+use crate::cli::common::{HashFunc, accepted_without_effect};
 use crate::cli::sidecar::{ReloaderMethod, SidecarArgs};
 
 /// Delay between start-up attempts to reach Prometheus (Thanos' value).
@@ -80,8 +80,12 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     if args.request_logging.source().load()?.is_some() {
         tracing::warn!("--request.logging-config is accepted but has no effect yet");
     }
-    if !args.http.http_config.is_empty() {
-        bail!("--http.config (TLS and authentication of the HTTP server) is not supported yet");
+    args.http.refuse_unsupported()?;
+    if args.shipper_upload_concurrency != 0 {
+        accepted_without_effect(
+            "--shipper.upload-concurrency",
+            "block files are uploaded one at a time",
+        );
     }
     let bucket_yaml = args.objstore.load_optional_yaml()?;
     let http_client = match args.prometheus_http_client.source().load()? {
@@ -89,7 +93,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         None => HttpClientConfig::default(),
     };
     let client = PrometheusClient::new(&args.prometheus_url, &http_client)?;
-    let tls = args.grpc.tls_files()?;
+    let grpc_opts = args.grpc.server_options()?;
     let reloader = reloader_config(&args)?;
     let sync_interval = args.shipper_sync_interval.to_std();
     if sync_interval.is_zero() {
@@ -138,13 +142,16 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         },
     );
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
-    let http_task =
-        tokio::spawn(http.serve(base_router(prober.clone(), registry), shutdown.clone()));
+    let http_task = tokio::spawn(http.serve_with_grace(
+        base_router(prober.clone(), registry),
+        shutdown.clone(),
+        Some(args.http.http_grace_period.to_std()),
+    ));
     let grpc_task = {
         let shutdown = shutdown.clone();
-        tokio::spawn(
-            async move { serve(grpc, store, tls, async move { shutdown.wait().await }).await },
-        )
+        tokio::spawn(async move {
+            serve(grpc, store, grpc_opts, async move { shutdown.wait().await }).await
+        })
     };
     prober.set_healthy();
 

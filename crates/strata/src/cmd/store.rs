@@ -21,7 +21,8 @@ use strata_store::grpc::serve;
 use strata_store::sync::FilterConfig;
 use strata_store::{BucketStore, Limits, StoreConfig};
 
-use crate::cli::store::StoreArgs;
+use crate::cli::common::{BlockDiscoveryStrategy, accepted_without_effect};
+use crate::cli::store::{LazyDownloadStrategy, StoreArgs};
 
 /// How often idle index-headers are looked for (with the lazy reader).
 const IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -73,13 +74,98 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
     })
 }
 
+/// Logs each flag given a value the store gateway does not act on, with the reason: tuning
+/// of machinery Strata does not have, and the block viewer the gateway does not serve.
+fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
+    if args.request_logging.source().load()?.is_some() {
+        accepted_without_effect(
+            "--request.logging-config",
+            "requests are not logged individually yet",
+        );
+    }
+    if !args.cache_index_header() {
+        accepted_without_effect(
+            "--no-cache-index-header",
+            "index-headers are still written to --data-dir (and rebuilt from the bucket if it is \
+             removed)",
+        );
+    }
+    if args.block_discovery_strategy != BlockDiscoveryStrategy::Concurrent {
+        accepted_without_effect(
+            "--block-discovery-strategy",
+            "blocks are found with one listing of the bucket's top level and a meta.json read \
+             per block, whatever the strategy",
+        );
+    }
+    if args.index_header_lazy_download_strategy != LazyDownloadStrategy::Eager {
+        accepted_without_effect(
+            "--store.index-header-lazy-download-strategy",
+            "the store is ready once block metas are synced, and index-headers are built in the \
+             background as soon as a block is seen",
+        );
+    }
+    if args.enable_lazy_expanded_postings() {
+        accepted_without_effect(
+            "--store.enable-lazy-expanded-postings",
+            "lazy posting expansion is not implemented: the postings of every matcher are fetched",
+        );
+    }
+    if args.posting_group_max_key_series_ratio != 100.0 {
+        accepted_without_effect(
+            "--store.posting-group-max-key-series-ratio",
+            "it tunes lazy posting expansion, which is not implemented",
+        );
+    }
+    if args.matcher_cache_size != 0 {
+        accepted_without_effect(
+            "--matcher-cache-size",
+            "there is no matcher cache: each request's matchers are compiled for that request",
+        );
+    }
+    // Thanos' store serves a block viewer; Strata's does not (`strata compact` and
+    // `strata tools bucket web` do).
+    let viewer = &args.block_viewer;
+    let no_viewer = "strata store serves no block viewer UI (strata compact and strata tools \
+                     bucket web do)";
+    for (flag, set) in [
+        ("--web.disable", viewer.web_disable()),
+        (
+            "--disable-admin-operations",
+            viewer.disable_admin_operations(),
+        ),
+        ("--bucket-web-label", viewer.bucket_web_label.is_some()),
+        (
+            "--web.route-prefix",
+            !viewer.web.web_route_prefix.is_empty(),
+        ),
+        (
+            "--web.external-prefix",
+            !viewer.web.web_external_prefix.is_empty(),
+        ),
+        (
+            "--web.prefix-header",
+            !viewer.web.web_prefix_header.is_empty(),
+        ),
+        ("--web.disable-cors", viewer.web.web_disable_cors()),
+    ] {
+        if set {
+            accepted_without_effect(flag, no_viewer);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(args: StoreArgs) -> Result<()> {
+    // Before anything else: serving the HTTP API without the TLS or authentication it asks for
+    // must not happen even for a moment.
+    args.http.refuse_unsupported()?;
     // RSS under load should follow --index-cache-size and --chunk-pool-size; glibc's defaults
     // kept about as much freed memory resident as the gateway used (see strata_runtime::alloc).
     strata_runtime::alloc::tune();
     let yaml = args.objstore.load_yaml()?;
     let config = config(&args)?;
-    let tls = args.grpc.tls_files()?;
+    let grpc_opts = args.grpc.server_options()?;
+    log_flags_without_effect(&args)?;
     if args.caching_bucket.source().is_set() {
         tracing::warn!(
             "--store.caching-bucket.config is accepted but has no effect yet: object storage is read directly"
@@ -108,8 +194,11 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API); serving after the first block sync");
-    let http_task =
-        tokio::spawn(http.serve(base_router(prober.clone(), registry), shutdown.clone()));
+    let http_task = tokio::spawn(http.serve_with_grace(
+        base_router(prober.clone(), registry),
+        shutdown.clone(),
+        Some(args.http.http_grace_period.to_std()),
+    ));
     prober.set_healthy();
 
     // First sync: retried until it succeeds; ready afterwards.
@@ -137,9 +226,9 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     // until its next probe. Until then, connections wait in the listener's backlog.
     let grpc_task = (!shutdown.is_triggered()).then(|| {
         let (store, shutdown) = (store.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { serve(grpc, store, tls, async move { shutdown.wait().await }).await },
-        )
+        tokio::spawn(async move {
+            serve(grpc, store, grpc_opts, async move { shutdown.wait().await }).await
+        })
     });
     if !shutdown.is_triggered() {
         prober.set_ready();

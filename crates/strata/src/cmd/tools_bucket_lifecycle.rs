@@ -20,12 +20,12 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
-use crate::cli::common::HashFunc;
+use crate::cli::common::{HashFunc, accepted_without_effect};
 use crate::cli::tools::{
     CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs, WebUiArgs,
 };
 use crate::cmd::block_viewer::{BlockViewer, ViewerOptions};
-use crate::cmd::compact::with_prefix;
+use crate::cmd::compact::{log_web_flags_without_effect, with_prefix};
 
 /// Thanos' reason for marks put by hand.
 const MANUAL_REASON: &str = "manual";
@@ -168,6 +168,13 @@ pub(crate) async fn retention(objstore_yaml: &str, args: &RetentionArgs) -> Resu
 /// `tools bucket downsample`: downsamples every `--wait-interval` until SIGTERM, serving
 /// probes and `/metrics` on `--http-address`.
 pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Result<()> {
+    args.http.refuse_unsupported()?;
+    if args.block_files_concurrency > 1 {
+        accepted_without_effect(
+            "--block-files-concurrency",
+            "block files are downloaded and uploaded one at a time",
+        );
+    }
     if args.hash_func != HashFunc::None {
         bail!(
             "--hash-func={} is not supported yet; leave it unset",
@@ -194,9 +201,10 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     let listener = Listener::bind(&args.http.http_address)
         .await
         .context("binding --http-address")?;
-    let server = tokio::spawn(listener.serve(
+    let server = tokio::spawn(listener.serve_with_grace(
         base_router(prober.clone(), registry.clone()),
         shutdown.clone(),
+        Some(args.http.http_grace_period.to_std()),
     ));
     prober.set_healthy();
     prober.set_ready();
@@ -225,6 +233,10 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
 /// `tools bucket web`: the block viewer alone, refreshed every `--refresh`. Marking from the
 /// page's API is allowed, as in Thanos' standalone bucket UI.
 pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
+    // Before anything else: the viewer's API can mark blocks for deletion, and must not be
+    // served without the TLS or authentication --http.config asks for.
+    args.http.refuse_unsupported()?;
+    log_web_flags_without_effect(&args.web);
     let rules = match args.selector_relabel.source().load()? {
         Some(text) => strata_block::relabel::parse_relabel_configs(&text)
             .context("parsing --selector.relabel-config")?,
@@ -257,7 +269,7 @@ pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
     prober.set_healthy();
     prober.set_ready();
     listener
-        .serve(router, shutdown)
+        .serve_with_grace(router, shutdown, Some(args.http.http_grace_period.to_std()))
         .await
         .context("serving the bucket web UI")
 }

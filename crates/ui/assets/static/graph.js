@@ -33,6 +33,8 @@ const RESOLUTIONS = [
 ];
 
 const defaultPartial = document.body.dataset.partialResponse !== 'false';
+// --query.default-step (ms): the smallest step the graph picks by itself.
+const defaultStep = Number(document.body.dataset.defaultStep) || 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Metric-name completion.
@@ -464,7 +466,7 @@ class Panel {
         if (this.stepInput.value.trim() !== '' && step === null) {
           throw new Error(`cannot parse step "${this.stepInput.value}"`);
         }
-        if (step === null) step = Math.max(Math.floor(range / 250 / 1000), 1) * 1000;
+        if (step === null) step = Math.max(Math.floor(range / 250 / 1000) * 1000, defaultStep);
         const start = end - range;
         const { data, warnings } = await apiGet(
           'api/v1/query_range',
