@@ -343,3 +343,80 @@ fn web_serves_the_block_viewer_and_marks_blocks() {
     assert_eq!(r.status, 400);
     assert!(marker(&env.block(&ids[2]), "deletion-mark.json").is_none());
 }
+
+/// `--min-time`/`--max-time` limit the blocks `tools bucket web` shows to those overlapping
+/// the range, and `--disable-admin-operations` refuses marking.
+#[test]
+fn web_shows_the_time_range_and_can_refuse_marking() {
+    let (env, ids) = Env::new(6);
+    let from = T0 + 4 * 3_600_000;
+    // The blocks overlapping [from, end of time], from their metas.
+    let mut want: Vec<String> = ids
+        .iter()
+        .filter(|id| {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(env.block(id).join("meta.json")).unwrap())
+                    .unwrap();
+            meta["maxTime"].as_i64().unwrap() >= from
+        })
+        .cloned()
+        .collect();
+    want.sort();
+    assert!(
+        !want.is_empty() && want.len() < ids.len(),
+        "{want:?} of {ids:?}"
+    );
+    let port = free_port();
+    let mut child = ChildGuard::spawn(
+        "strata tools bucket web",
+        env.tools_cmd(&[
+            "web",
+            &format!("--http-address=127.0.0.1:{port}"),
+            &format!(
+                "--min-time={}",
+                strata_model::timestamp::format_rfc3339(from)
+            ),
+            "--disable-admin-operations",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
+    )
+    .unwrap();
+    child
+        .wait_for_http(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http_request("GET", &format!("{base}/api/v1/blocks"), &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let mut shown: Vec<String> = v["data"]["blocks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|b| b["ulid"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        shown.sort();
+        if !shown.is_empty() {
+            assert_eq!(shown, want, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = http_request_with_headers(
+        "POST",
+        &format!("{base}/api/v1/blocks/mark"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("id={}&action=DELETION&detail=x", want[0]).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", text(&r.body));
+    assert!(text(&r.body).contains("--disable-admin-operations"));
+    assert!(marker(&env.block(&want[0]), "deletion-mark.json").is_none());
+}

@@ -52,6 +52,23 @@ pub(crate) struct BlockViewerArgs {
     #[arg(long = "bucket-web-label", value_name = "LABEL")]
     pub(crate) bucket_web_label: Option<String>,
 
+    #[command(flatten)]
+    pub(crate) admin: AdminOperationsArgs,
+}
+
+impl BlockViewerArgs {
+    pub(crate) fn web_disable(&self) -> bool {
+        flag_value(self.web_disable, self.no_web_disable, false)
+    }
+
+    pub(crate) fn disable_admin_operations(&self) -> bool {
+        self.admin.disable_admin_operations()
+    }
+}
+
+/// `--disable-admin-operations` of every block viewer (`store`, `compact`, `tools bucket web`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AdminOperationsArgs {
     /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
     #[arg(
         long = "disable-admin-operations",
@@ -66,11 +83,7 @@ pub(crate) struct BlockViewerArgs {
     no_disable_admin_operations: bool,
 }
 
-impl BlockViewerArgs {
-    pub(crate) fn web_disable(&self) -> bool {
-        flag_value(self.web_disable, self.no_web_disable, false)
-    }
-
+impl AdminOperationsArgs {
     pub(crate) fn disable_admin_operations(&self) -> bool {
         flag_value(
             self.disable_admin_operations,

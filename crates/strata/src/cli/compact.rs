@@ -487,6 +487,7 @@ impl CompactArgs {
                         title_label: self.block_viewer.bucket_web_label.clone(),
                         admin: !self.block_viewer.disable_admin_operations(),
                         rules: Vec::new(),
+                        time_range: None,
                     },
                     route_prefix: self.block_viewer.web.web_route_prefix.clone(),
                     sync_interval: std::time::Duration::from_millis(

@@ -568,5 +568,12 @@ pub(crate) struct WebUiArgs {
     pub(crate) label: Option<String>,
 
     #[command(flatten)]
+    pub(crate) admin: super::common::AdminOperationsArgs,
+
+    /// Only the blocks overlapping this range are shown.
+    #[command(flatten)]
+    pub(crate) time_range: super::common::TimeRangeArgs,
+
+    #[command(flatten)]
     pub(crate) selector_relabel: SelectorRelabelArgs,
 }

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use strata_block::fetch::{fetch_deletion_marks, fetch_metas};
 use strata_block::markers::{mark_for_deletion, mark_no_compact, read_no_compact_mark};
+use strata_model::TimeOrDuration;
 use strata_model::timestamp::format_rfc3339_millis;
 use strata_objstore::Bucket;
 use strata_runtime::Shutdown;
@@ -37,6 +38,9 @@ pub(crate) struct ViewerOptions {
     pub(crate) admin: bool,
     /// `--selector.relabel-config`: only the blocks these rules keep are shown.
     pub(crate) rules: Vec<strata_block::relabel::RelabelConfig>,
+    /// `--min-time`/`--max-time` of `tools bucket web`: only the blocks overlapping the range
+    /// (resolved at each refresh, for durations relative to now) are shown.
+    pub(crate) time_range: Option<(TimeOrDuration, TimeOrDuration)>,
 }
 
 #[derive(Debug, Default)]
@@ -89,9 +93,14 @@ impl BlockViewer {
         let mut view = self.view.write().expect("view lock");
         match result {
             Ok(Ok((metas, deleting, no_compact))) => {
+                let (min_t, max_t) = self.opts.time_range.map_or((i64::MIN, i64::MAX), |(a, b)| {
+                    let now = now_ms();
+                    (a.resolve(now), b.resolve(now))
+                });
                 view.metas = metas
                     .into_values()
                     .filter(|m| strata_block::relabel::selects_block(m, &self.opts.rules))
+                    .filter(|m| m.max_time >= min_t && m.min_time <= max_t)
                     .collect();
                 view.deleting = deleting.into_keys().collect();
                 view.no_compact = no_compact;

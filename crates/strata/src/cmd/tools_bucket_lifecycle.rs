@@ -230,8 +230,9 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     Ok(())
 }
 
-/// `tools bucket web`: the block viewer alone, refreshed every `--refresh`. Marking from the
-/// page's API is allowed, as in Thanos' standalone bucket UI.
+/// `tools bucket web`: the block viewer alone, refreshed every `--refresh`, showing the blocks
+/// `--selector.relabel-config` keeps that overlap `--min-time`/`--max-time`. Marking from the
+/// page's API is allowed unless `--disable-admin-operations`, as in Thanos' bucket UI.
 pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
     // Before anything else: the viewer's API can mark blocks for deletion, and must not be
     // served without the TLS or authentication --http.config asks for.
@@ -251,8 +252,9 @@ pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
         bucket,
         ViewerOptions {
             title_label: args.label.clone(),
-            admin: true,
+            admin: !args.admin.disable_admin_operations(),
             rules,
+            time_range: Some((args.time_range.min_time, args.time_range.max_time)),
         },
     );
     viewer.spawn_refresher(
