@@ -31,3 +31,9 @@ pub mod grpc_snappy;
 #[path = "../../crates/storepb/src/frame/cut.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub mod grpc_messages;
+
+/// The DER reader behind the HTTP server's `client_allowed_sans` (`strata-runtime`'s
+/// `web_config/der.rs`), compiled here from its source file; it depends on `std` alone.
+#[path = "../../crates/runtime/src/web_config/der.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub mod client_cert_der;

@@ -5,7 +5,7 @@
 //! opens channels (`Client`).
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
@@ -123,31 +123,6 @@ fn read_roots(flag: &'static str, p: &PathBuf) -> Result<RootCertStore, QueryErr
     Ok(roots)
 }
 
-/// The system's trust roots, read once per process (`rustls-native-certs`: the OpenSSL
-/// locations, or `SSL_CERT_FILE`/`SSL_CERT_DIR`).
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-                return Err(format!(
-                    "no usable CA certificate found in the system's trust store{}",
-                    if errors.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", errors.join("; "))
-                    }
-                ));
-            }
-            Ok(Arc::new(roots))
-        })
-        .clone()
-}
-
 impl Client {
     /// The flags' settings (`--grpc-client-*`, `--grpc-compression`).
     pub(crate) fn new(c: &ClientConfig) -> Result<Self, QueryError> {
@@ -179,7 +154,7 @@ impl Client {
             } else {
                 let roots = match &c.ca {
                     Some(ca) => Arc::new(read_roots(names.ca, ca)?),
-                    None => system_roots().map_err(|e| {
+                    None => strata_runtime::tls::system_roots().map_err(|e| {
                         QueryError::ClientConfig(format!(
                             "TLS without {}: server certificates are verified against the \
                              system's roots, but {e}; give {} (or set SSL_CERT_FILE)",

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use crate::web_config::{TlsListener, WebConfig};
 use crate::{Prober, Shutdown};
 
 /// The metrics registry a component fills and `/metrics` exposes.
@@ -94,11 +95,14 @@ pub enum ServeError {
 pub struct Listener {
     inner: tokio::net::TcpListener,
     addr: SocketAddr,
+    web: Option<Arc<WebConfig>>,
 }
 
 impl Listener {
-    /// Binds `addr` (`host:port`; port 0 picks a free port).
-    pub async fn bind(addr: &str) -> Result<Listener, ServeError> {
+    /// Binds `addr` (`host:port`; port 0 picks a free port). With `web` (`--http.config`),
+    /// the server speaks TLS, checks credentials, limits the request rate and adds headers as
+    /// the file asks: on every route, the probes and `/metrics` included.
+    pub async fn bind(addr: &str, web: Option<Arc<WebConfig>>) -> Result<Listener, ServeError> {
         let inner = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind {
@@ -109,7 +113,7 @@ impl Listener {
             addr: addr.to_string(),
             source,
         })?;
-        Ok(Listener { inner, addr })
+        Ok(Listener { inner, addr, web })
     }
 
     /// The address actually bound.
@@ -131,42 +135,88 @@ impl Listener {
         shutdown: Shutdown,
         grace: Option<std::time::Duration>,
     ) -> Result<(), ServeError> {
-        let addr = self.addr;
-        tracing::info!(address = %addr, "listening for HTTP");
-        // Without TCP_NODELAY, a keep-alive client (Grafana, any Go client) waits out its
-        // delayed ACK (40 ms on Linux) on every response written in more than one segment:
-        // Nagle holds the second write until the first is acknowledged. Go servers, and so
-        // Prometheus and Thanos, set it on every connection.
-        let listener = axum::serve::ListenerExt::tap_io(self.inner, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(err = %e, "could not set TCP_NODELAY on an HTTP connection");
-            }
-        });
-        let deadline = {
-            let shutdown = shutdown.clone();
-            async move {
-                match grace {
-                    Some(grace) => {
-                        shutdown.wait().await;
-                        tokio::time::sleep(grace).await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            }
+        let Listener { inner, addr, web } = self;
+        let router = match &web {
+            Some(web) => web.guard(router),
+            None => router,
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .into_future();
-        tokio::select! {
-            r = served => r.map_err(|source| ServeError::Serve { addr, source }),
-            () = deadline => {
-                tracing::warn!(
+        let users = web.as_ref().map_or(0, |w| w.basic_auth_users());
+        match web.as_ref().and_then(|w| w.tls()) {
+            Some(tls) => {
+                let client_auth = web.as_ref().map_or("", |w| w.client_auth());
+                tracing::info!(
                     address = %addr,
-                    grace_period = ?grace,
-                    "HTTP requests still running at the end of the grace period are dropped"
+                    client_auth,
+                    basic_auth_users = users,
+                    "listening for HTTPS (--http.config)"
                 );
-                Ok(())
+                let listener = TlsListener::new(inner, addr, tls);
+                serve_until(listener, router, shutdown, grace, addr).await
             }
+            None => {
+                if web.is_some() {
+                    tracing::info!(
+                        address = %addr,
+                        basic_auth_users = users,
+                        "listening for HTTP without TLS (--http.config)"
+                    );
+                } else {
+                    tracing::info!(address = %addr, "listening for HTTP");
+                }
+                // Without TCP_NODELAY, a keep-alive client (Grafana, any Go client) waits out
+                // its delayed ACK (40 ms on Linux) on every response written in more than one
+                // segment: Nagle holds the second write until the first is acknowledged. Go
+                // servers, and so Prometheus and Thanos, set it on every connection.
+                let listener = axum::serve::ListenerExt::tap_io(inner, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(
+                            err = %e,
+                            "could not set TCP_NODELAY on an HTTP connection"
+                        );
+                    }
+                });
+                serve_until(listener, router, shutdown, grace, addr).await
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then for at most `grace`.
+async fn serve_until<L>(
+    listener: L,
+    router: Router,
+    shutdown: Shutdown,
+    grace: Option<std::time::Duration>,
+    addr: SocketAddr,
+) -> Result<(), ServeError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            match grace {
+                Some(grace) => {
+                    shutdown.wait().await;
+                    tokio::time::sleep(grace).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .into_future();
+    tokio::select! {
+        r = served => r.map_err(|source| ServeError::Serve { addr, source }),
+        () = deadline => {
+            tracing::warn!(
+                address = %addr,
+                grace_period = ?grace,
+                "HTTP requests still running at the end of the grace period are dropped"
+            );
+            Ok(())
         }
     }
 }
@@ -185,7 +235,7 @@ mod tests {
         c.inc();
         let registry = Arc::new(Mutex::new(reg));
         let shutdown = Shutdown::new();
-        let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+        let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
         let addr = listener.local_addr();
         let server =
             tokio::spawn(listener.serve(base_router(prober.clone(), registry), shutdown.clone()));
@@ -210,7 +260,7 @@ mod tests {
         shutdown.trigger();
         server.await.unwrap().unwrap();
         assert!(
-            Listener::bind("256.0.0.1:1")
+            Listener::bind("256.0.0.1:1", None)
                 .await
                 .unwrap_err()
                 .to_string()
@@ -229,7 +279,7 @@ mod tests {
                 axum::routing::get(std::future::pending::<&'static str>),
             );
             let shutdown = Shutdown::new();
-            let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+            let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
             let addr = listener.local_addr();
             let server = tokio::spawn(listener.serve_with_grace(router, shutdown.clone(), grace));
             let request = tokio::task::spawn_blocking(move || {
@@ -272,7 +322,7 @@ mod tests {
             }),
         );
         let shutdown = Shutdown::new();
-        let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+        let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
         let addr = listener.local_addr();
         let server = tokio::spawn(listener.serve(router, shutdown.clone()));
         const REQUESTS: u32 = 20;

@@ -6,6 +6,10 @@
 //! - [`http`]: the HTTP server every component runs on `--http-address`, with the probes and
 //!   `/metrics` (served from the first moment, before readiness: metrics must not be gated),
 //!   to which each component adds its own routes.
+//! - [`web_config`]: `--http.config`, the exporter-toolkit web configuration file: TLS, basic
+//!   authentication, extra response headers and a rate limit for that server.
+//! - [`tls`]: the system's trust roots, and TLS connections accepted with each handshake in a
+//!   task of its own (the HTTP servers with `--http.config`, the gRPC servers).
 //! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
 //!   and background loops stop in order.
 //! - [`task`]: tasks a call spawns for its own work, aborted with the call, their panics
@@ -21,6 +25,8 @@ pub mod http;
 mod probe;
 mod shutdown;
 pub mod task;
+pub mod tls;
+pub mod web_config;
 
 pub use probe::Prober;
 pub use shutdown::Shutdown;

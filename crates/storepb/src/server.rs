@@ -195,50 +195,17 @@ fn rustls_config(t: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> 
     Ok(Arc::new(cfg))
 }
 
-/// How long a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepted TLS connections: each TCP connection's handshake runs in a task of its own, so a
-/// slow or silent client holds up nobody else; failed handshakes are logged and dropped.
+/// Accepted TLS connections ([`strata_runtime::tls::accept_tls`]), as tonic takes them.
 fn tls_incoming(
     listener: tokio::net::TcpListener,
     cfg: Arc<rustls::ServerConfig>,
 ) -> impl futures::Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    tokio::spawn(async move {
-        loop {
-            // The server dropped the stream (it stopped): release the port.
-            let accepted = tokio::select! {
-                () = tx.closed() => return,
-                a = listener.accept() => a,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(err = %e, "accepting a gRPC connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, err = %e, "gRPC TLS handshake failed");
-                    }
-                    Err(_) => tracing::debug!(%peer, "gRPC TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    use futures::StreamExt as _;
+    tokio_stream::wrappers::ReceiverStream::new(strata_runtime::tls::accept_tls(
+        listener, cfg, "gRPC",
+    ))
+    .map(|(tls, _peer)| Ok(tls))
 }
 
 /// Serves `svc` as the Store and Info APIs on `listener` until `shutdown` completes, then

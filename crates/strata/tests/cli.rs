@@ -374,37 +374,6 @@ fn filesystem_bucket(dir: &std::path::Path) -> String {
     )
 }
 
-/// `--http.config` asks for TLS or authentication in front of the HTTP port (where `compact`
-/// and `tools bucket web` serve an API that marks blocks for deletion): refused at start-up,
-/// before the bucket is touched or a port is bound, rather than served open.
-#[test]
-fn http_config_is_refused_at_startup() {
-    let dir = tempfile::tempdir().unwrap();
-    let bucket = filesystem_bucket(dir.path());
-    let data_dir = format!("--data-dir={}", dir.path().join("data").display());
-    // Without the refusal, each of these would fail on the address instead (or, for compact,
-    // run an iteration and exit 0), without naming --http.config.
-    let http = "--http-address=256.0.0.1:1";
-    let cases: &[&[&str]] = &[
-        &["store", &bucket, &data_dir, http],
-        &["compact", &bucket, &data_dir, http],
-        &["tools", "bucket", "downsample", &bucket, &data_dir, http],
-        &["tools", "bucket", "web", &bucket, http],
-    ];
-    for args in cases {
-        let mut args = args.to_vec();
-        args.push("--http.config=/tmp/x.yml");
-        let out = strata(&args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.contains("--http.config") && err.contains("not supported"),
-            "{args:?}: {err}"
-        );
-        assert!(!err.contains("--http-address"), "{args:?}: {err}");
-    }
-}
-
 /// Tuning flags Strata does not act on are accepted but logged at start-up with the reason,
 /// only when given a value other than their default.
 #[test]

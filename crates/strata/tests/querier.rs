@@ -12,11 +12,11 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strata_testutil::process::{ChildGuard, free_port, http_request};
+use strata_testutil::process::{free_port, http_request};
 use strata_testutil::prometheus::prometheus;
 
 /// GET: status and body, or status 0 when the server cannot be reached.
@@ -52,27 +52,7 @@ fn enc(q: &str) -> String {
         .collect()
 }
 
-/// A process with its log file, killed on drop.
-struct Proc {
-    guard: ChildGuard,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(dir: &Path, name: &str, cmd: &mut Command) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        Proc {
-            guard: ChildGuard::spawn(name, cmd).unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+use strata_testutil::process::LoggedProcess as Proc;
 
 /// A scrape target: `demo_events_total`, growing by 1 per second (to the millisecond) since
 /// the test started, so that any correct rate over it is 1/s.
@@ -559,7 +539,10 @@ fn bad_client_flags_fail_clearly() {
             ],
             "--query.telemetry.request-samples-quantiles: values must be given in increasing order",
         ),
-        (&["--http.config=/etc/thanos/web.yml"], "--http.config"),
+        (
+            &["--http.config=/etc/thanos/web.yml"],
+            "--http.config: reading /etc/thanos/web.yml: No such file",
+        ),
         (
             &["--query.max-concurrent-select=0"],
             "--query.max-concurrent-select",

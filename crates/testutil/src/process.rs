@@ -13,6 +13,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+/// A child process whose stderr goes to `<dir>/<name>.log` (its stdout is dropped), killed on
+/// drop: for tests that read a server's log when something goes wrong.
+#[derive(Debug)]
+pub struct LoggedProcess {
+    pub guard: ChildGuard,
+    log: std::path::PathBuf,
+}
+
+impl LoggedProcess {
+    /// Starts `cmd` as `name`.
+    ///
+    /// # Panics
+    ///
+    /// If the log file cannot be created or the process cannot start.
+    pub fn start(dir: &std::path::Path, name: &str, cmd: &mut Command) -> LoggedProcess {
+        let log = dir.join(format!("{name}.log"));
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("creating the process log"));
+        LoggedProcess {
+            guard: ChildGuard::spawn(name, cmd).expect("starting the process"),
+            log,
+        }
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The port is found by binding port 0 and releasing it, so another process could take it before

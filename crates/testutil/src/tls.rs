@@ -63,41 +63,7 @@ pub fn ca_signed_certificates(dir: &Path) -> CaSigned {
         .expect("writing client.ext");
     self_signed(dir, "ca.pem", "ca.key", "/CN=strata-test-ca", &[]);
     for (name, cn) in [("server", "localhost"), ("client", "strata-client")] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
+        sign_with_ca(dir, name, cn);
     }
     CaSigned {
         ca: dir.join("ca.pem"),
@@ -106,4 +72,65 @@ pub fn ca_signed_certificates(dir: &Path) -> CaSigned {
         client_cert: dir.join("client.pem"),
         client_key: dir.join("client.key"),
     }
+}
+
+/// A client certificate `<name>.pem` (key `<name>.key`), CN `name`, signed by the CA of
+/// [`ca_signed_certificates`] (which must have run in `dir`), with `subject_alt_name` (in
+/// `openssl`'s syntax: `DNS:a.example,IP:10.0.0.1,email:a@example.com,URI:spiffe://x/y`) when
+/// given.
+pub fn ca_signed_client_certificate(
+    dir: &Path,
+    name: &str,
+    subject_alt_name: Option<&str>,
+) -> (PathBuf, PathBuf) {
+    let mut ext = String::from("extendedKeyUsage=clientAuth\n");
+    if let Some(san) = subject_alt_name {
+        ext.push_str(&format!("subjectAltName={san}\n"));
+    }
+    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("writing the extensions file");
+    sign_with_ca(dir, name, name);
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+/// A new key `<name>.key` and its certificate `<name>.pem`, CN `cn`, with the extensions in
+/// `<name>.ext`, signed by `ca.pem`/`ca.key` in `dir`.
+fn sign_with_ca(dir: &Path, name: &str, cn: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
 }

@@ -164,6 +164,38 @@ fn main() {
         out.write("grpc_messages", "two", &plain);
     }
 
+    // A client certificate's skeleton with a subjectAltName extension (a DNS name, an IPv4
+    // address, an e-mail address), for the HTTP server's `client_allowed_sans` reader.
+    {
+        fn der(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+            let content: Vec<u8> = parts.concat();
+            let mut out = vec![tag];
+            match content.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n if n < 0x100 => out.extend([0x81, n as u8]),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend(content);
+            out
+        }
+        let names = der(
+            0x30,
+            &[
+                &der(0x82, &[b"localhost"]),
+                &der(0x87, &[&[127, 0, 0, 1]]),
+                &der(0x81, &[b"ops@example.com"]),
+            ],
+        );
+        let ext = der(0x30, &[&der(0x06, &[&[0x55, 0x1d, 0x11]]), &der(0x04, &[&names])]);
+        let tbs = der(0x30, &[&der(0x02, &[&[1]]), &der(0xa3, &[&der(0x30, &[&ext])])]);
+        let cert = der(0x30, &[&tbs, &der(0x30, &[]), &der(0x03, &[&[0]])]);
+        assert_eq!(
+            strata_fuzz::client_cert_der::subject_alt_names(&cert).expect("reads"),
+            ["localhost", "127.0.0.1", "ops@example.com"]
+        );
+        out.write("client_cert_sans", "sans", &cert);
+    }
+
     // Series frames as a store gateway sends them: a batch of series with raw chunks, a
     // single series with a downsampled chunk, a warning, and hints.
     {

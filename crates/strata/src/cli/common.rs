@@ -12,10 +12,12 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use strata_model::{Duration, TimeOrDuration};
+use strata_runtime::web_config::WebConfig;
 
 /// Help heading for the flags every command accepts.
 pub(crate) const GLOBAL_HEADING: &str = "Global options";
@@ -402,18 +404,15 @@ pub(crate) struct HttpArgs {
 }
 
 impl HttpArgs {
-    /// Refuses `--http.config`: serving the HTTP API without the TLS or authentication the
-    /// file asks for would expose it (admin operations included) where the user meant it
-    /// closed.
-    pub(crate) fn refuse_unsupported(&self) -> Result<()> {
-        if !self.http_config.is_empty() {
-            bail!(
-                "--http.config (TLS and authentication of the HTTP server) is not supported \
-                 yet; serve the HTTP port behind a proxy that terminates TLS and checks \
-                 credentials, and remove the flag"
-            );
+    /// `--http.config`: the web configuration file (TLS, basic authentication, headers, rate
+    /// limit of the HTTP server), read and checked now so that a bad file fails start-up
+    /// before anything is served. None without the flag: plain HTTP, open.
+    pub(crate) fn web_config(&self) -> Result<Option<Arc<WebConfig>>> {
+        if self.http_config.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let config = WebConfig::load(Path::new(&self.http_config)).context("--http.config")?;
+        Ok(Some(Arc::new(config)))
     }
 }
 

@@ -457,10 +457,8 @@ impl CompactArgs {
     }
 
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        // Before anything else: the HTTP port serves the block viewer's admin API (marking
-        // blocks for deletion), which must not be served without the TLS or authentication
-        // --http.config asks for.
-        self.http.refuse_unsupported()?;
+        // Before anything else: a bad --http.config fails start-up at once.
+        let web_config = self.http.web_config()?;
         let bucket_yaml = self.objstore.load_yaml()?;
         let config = self.compactor_config()?;
         self.log_flags_without_effect();
@@ -476,6 +474,7 @@ impl CompactArgs {
             bucket_yaml,
             http_address: self.http.http_address.clone(),
             http_grace_period: self.http.http_grace_period.to_std(),
+            web_config,
             config,
             wait: self.wait(),
             wait_interval: std::time::Duration::from_millis(self.wait_interval.as_millis()),

@@ -1,5 +1,5 @@
 //! `strata tools`: operator tools; for now `tools bucket {ls, inspect, verify, upload-blocks,
-//! mark, cleanup, retention, downsample}`.
+//! mark, cleanup, retention, downsample, web, replicate}`.
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -10,7 +10,7 @@ use super::common::{
     BlockId, FlagLabel, GlobalArgs, ObjstoreArgs, SelectorRelabelArgs, TimeRangeArgs, flag_value,
     path_or_content_args,
 };
-use crate::cmd::{tools_bucket, tools_bucket_lifecycle};
+use crate::cmd::{tools_bucket, tools_bucket_lifecycle, tools_bucket_replicate};
 
 /// `strata tools`.
 #[derive(Debug, Clone, Args)]
@@ -102,6 +102,9 @@ pub(crate) enum BucketCommand {
     Downsample(Box<DownsampleArgs>),
     /// Web interface for remote storage bucket.
     Web(Box<WebUiArgs>),
+    /// Replicate data from one object storage to another. NOTE: Currently it works only with
+    /// Thanos blocks (meta.json has to have Thanos metadata).
+    Replicate(Box<ReplicateArgs>),
 }
 
 impl BucketArgs {
@@ -134,6 +137,7 @@ impl BucketArgs {
                 tools_bucket_lifecycle::downsample(&bucket, &args).await
             }
             BucketCommand::Web(args) => tools_bucket_lifecycle::web(&bucket, &args).await,
+            BucketCommand::Replicate(args) => tools_bucket_replicate::run(&bucket, &args).await,
         }
     }
 }
@@ -576,4 +580,92 @@ pub(crate) struct WebUiArgs {
 
     #[command(flatten)]
     pub(crate) selector_relabel: SelectorRelabelArgs,
+}
+
+path_or_content_args!(
+    /// `--objstore-to.config-file` / `--objstore-to.config` of `tools bucket replicate`.
+    ObjstoreToArgs,
+    "objstore-to.config",
+    "YAML file that contains object store-to configuration. See format details: \
+     https://thanos.io/tip/thanos/storage.md/#configuration The object storage which replicate \
+     data to."
+);
+
+/// Flags of `strata tools bucket replicate`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReplicateArgs {
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
+
+    #[command(flatten)]
+    pub(crate) objstore_to: ObjstoreToArgs,
+
+    /// Only blocks with these resolutions will be replicated. Repeated flag.
+    #[arg(
+        long = "resolution",
+        value_name = "RESOLUTION",
+        default_values_t = [Duration::ZERO, Duration::from_mins(5), Duration::from_hours(1)]
+    )]
+    pub(crate) resolution: Vec<Duration>,
+
+    /// Only blocks with at least this compaction level will be replicated.
+    #[arg(long = "compaction-min", value_name = "LEVEL", default_value_t = 1)]
+    pub(crate) compaction_min: u32,
+
+    /// Only blocks up to a maximum of this compaction level will be replicated.
+    #[arg(long = "compaction-max", value_name = "LEVEL", default_value_t = 4)]
+    pub(crate) compaction_max: u32,
+
+    /// Only blocks with these compaction levels will be replicated. Repeated flag. Overrides
+    /// compaction-min and compaction-max if set.
+    #[arg(long = "compaction", value_name = "LEVEL")]
+    pub(crate) compaction: Vec<u32>,
+
+    /// Only blocks whose external labels exactly match this matcher will be replicated. All
+    /// Prometheus matchers are supported, including =, !=, =~ and !~.
+    #[arg(long = "matcher", value_name = "MATCHER", default_value = "")]
+    pub(crate) matcher: String,
+
+    /// Run replication only one time, then exit.
+    #[arg(long = "single-run", overrides_with = "no_single_run")]
+    single_run: bool,
+    #[arg(long = "no-single-run", overrides_with = "single_run", hide = true)]
+    no_single_run: bool,
+
+    /// Only blocks overlapping this range are replicated.
+    #[command(flatten)]
+    pub(crate) time_range: TimeRangeArgs,
+
+    /// Block to be replicated to the destination bucket. IDs will be used to match blocks and
+    /// other matchers will be ignored. When specified, this command will be run only once after
+    /// successful replication. Repeated field
+    #[arg(long = "id", value_name = "ID")]
+    pub(crate) ids: Vec<String>,
+
+    /// If true, blocks marked for deletion are skipped.
+    #[arg(
+        long = "ignore-marked-for-deletion",
+        overrides_with = "no_ignore_marked_for_deletion"
+    )]
+    ignore_marked_for_deletion: bool,
+    #[arg(
+        long = "no-ignore-marked-for-deletion",
+        overrides_with = "ignore_marked_for_deletion",
+        hide = true
+    )]
+    no_ignore_marked_for_deletion: bool,
+}
+
+impl ReplicateArgs {
+    pub(crate) fn single_run(&self) -> bool {
+        flag_value(self.single_run, self.no_single_run, false)
+    }
+
+    pub(crate) fn ignore_marked_for_deletion(&self) -> bool {
+        flag_value(
+            self.ignore_marked_for_deletion,
+            self.no_ignore_marked_for_deletion,
+            false,
+        )
+    }
 }

@@ -28,6 +28,7 @@ use strata_compact::compactor::{Compactor, CompactorConfig, IterationReport};
 use strata_compact::metrics::CompactMetrics;
 use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
+use strata_runtime::web_config::WebConfig;
 use strata_runtime::{Prober, Shutdown};
 
 use crate::cli::common::{WebArgs, accepted_without_effect};
@@ -39,6 +40,8 @@ pub(crate) struct CompactCommand {
     pub(crate) http_address: String,
     /// `--http-grace-period`.
     pub(crate) http_grace_period: Duration,
+    /// `--http.config`.
+    pub(crate) web_config: Option<std::sync::Arc<WebConfig>>,
     pub(crate) config: CompactorConfig,
     pub(crate) wait: bool,
     pub(crate) wait_interval: Duration,
@@ -144,7 +147,7 @@ impl CompactCommand {
         })?;
 
         let prober = Prober::new();
-        let listener = Listener::bind(&self.http_address)
+        let listener = Listener::bind(&self.http_address, self.web_config.clone())
             .await
             .context("binding --http-address")?;
         let mut router = base_router(prober.clone(), registry.clone());

@@ -8,3 +8,4 @@ pub(crate) mod sidecar;
 pub(crate) mod store;
 pub(crate) mod tools_bucket;
 pub(crate) mod tools_bucket_lifecycle;
+pub(crate) mod tools_bucket_replicate;

@@ -170,7 +170,6 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
 /// The querier's Thanos flags that Strata does not act on: refused where serving without
 /// them would expose or change what the user asked for, logged otherwise.
 fn flags_without_effect(args: &QueryArgs) -> Result<()> {
-    args.http.refuse_unsupported()?;
     if args.request_logging.source().load()?.is_some() {
         tracing::warn!("--request.logging-config is accepted but has no effect yet");
     }
@@ -232,6 +231,8 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
 }
 
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
+    // Before anything else: a bad --http.config fails start-up at once.
+    let web_config = args.http.web_config()?;
     flags_without_effect(&args)?;
     // Every query frees its frames and samples; glibc's defaults would unmap the large ones
     // and fault them in again on the next query (see strata_runtime::alloc).
@@ -370,7 +371,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
             .route(&format!("{prefix}/"), home)
             .nest(&prefix, router);
     }
-    let listener = Listener::bind(&args.http.http_address)
+    let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
     prober.set_healthy();

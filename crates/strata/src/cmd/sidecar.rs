@@ -80,7 +80,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     if args.request_logging.source().load()?.is_some() {
         tracing::warn!("--request.logging-config is accepted but has no effect yet");
     }
-    args.http.refuse_unsupported()?;
+    let web_config = args.http.web_config()?;
     if args.shipper_upload_concurrency != 0 {
         accepted_without_effect(
             "--shipper.upload-concurrency",
@@ -124,7 +124,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     let prober = Prober::new();
     prober.set_not_ready("waiting for Prometheus' external labels");
 
-    let http = Listener::bind(&args.http.http_address)
+    let http = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)

@@ -156,9 +156,8 @@ fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
 }
 
 pub(crate) async fn run(args: StoreArgs) -> Result<()> {
-    // Before anything else: serving the HTTP API without the TLS or authentication it asks for
-    // must not happen even for a moment.
-    args.http.refuse_unsupported()?;
+    // Before anything else: a bad --http.config fails start-up at once.
+    let web_config = args.http.web_config()?;
     // RSS under load should follow --index-cache-size and --chunk-pool-size; glibc's defaults
     // kept about as much freed memory resident as the gateway used (see strata_runtime::alloc).
     strata_runtime::alloc::tune();
@@ -187,7 +186,7 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let prober = Prober::new();
     prober.set_not_ready("syncing blocks from object storage");
 
-    let http = Listener::bind(&args.http.http_address)
+    let http = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)

@@ -168,7 +168,7 @@ pub(crate) async fn retention(objstore_yaml: &str, args: &RetentionArgs) -> Resu
 /// `tools bucket downsample`: downsamples every `--wait-interval` until SIGTERM, serving
 /// probes and `/metrics` on `--http-address`.
 pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Result<()> {
-    args.http.refuse_unsupported()?;
+    let web_config = args.http.web_config()?;
     if args.block_files_concurrency > 1 {
         accepted_without_effect(
             "--block-files-concurrency",
@@ -198,7 +198,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     cfg.consistency_delay_ms = 0;
     cfg.downsample_concurrency = args.downsample_concurrency.max(1);
     let prober = Prober::new();
-    let listener = Listener::bind(&args.http.http_address)
+    let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
     let server = tokio::spawn(listener.serve_with_grace(
@@ -234,9 +234,8 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
 /// `--selector.relabel-config` keeps that overlap `--min-time`/`--max-time`. Marking from the
 /// page's API is allowed unless `--disable-admin-operations`, as in Thanos' bucket UI.
 pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
-    // Before anything else: the viewer's API can mark blocks for deletion, and must not be
-    // served without the TLS or authentication --http.config asks for.
-    args.http.refuse_unsupported()?;
+    // Before anything else: a bad --http.config fails start-up at once.
+    let web_config = args.http.web_config()?;
     log_web_flags_without_effect(&args.web);
     let rules = match args.selector_relabel.source().load()? {
         Some(text) => strata_block::relabel::parse_relabel_configs(&text)
@@ -263,7 +262,7 @@ pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
         shutdown.clone(),
     );
     let prober = Prober::new();
-    let listener = Listener::bind(&args.http.http_address)
+    let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
     let router = base_router(prober.clone(), registry)

@@ -1,0 +1,87 @@
+//! TLS pieces every server and client of Strata shares (rustls, aws-lc-rs): the system's trust
+//! roots, and accepting TLS connections without letting one slow handshake hold up the rest.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The system's trust roots, read once per process (`rustls-native-certs`: the OpenSSL
+/// locations, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), as Go uses them where no CA is configured.
+/// The error says why there are none; callers add which setting would have given a CA.
+pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+                return Err(format!(
+                    "the system's trust store has no usable CA certificate{}",
+                    if errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", errors.join("; "))
+                    }
+                ));
+            }
+            Ok(Arc::new(roots))
+        })
+        .clone()
+}
+
+/// How long a client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS connection that finished its handshake, and the client's address.
+pub type Accepted = (tokio_rustls::server::TlsStream<TcpStream>, SocketAddr);
+
+/// Accepts connections on `listener` and hands over those whose TLS handshake with `cfg`
+/// succeeds. Each handshake runs in a task of its own, with [`HANDSHAKE_TIMEOUT`], so a
+/// slow or silent client holds up nobody else; a failed one is logged at debug level (port
+/// scanners and plain-text clients make them) and dropped. TCP_NODELAY is set on every
+/// connection (see [`crate::http`]). Dropping the receiver stops the loop and releases the
+/// port. `what` names the server in logs ("HTTP", "gRPC").
+pub fn accept_tls(
+    listener: TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+    what: &'static str,
+) -> tokio::sync::mpsc::Receiver<Accepted> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(err = %e, "accepting a {what} connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(err = %e, "could not set TCP_NODELAY on a {what} connection");
+            }
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, err = %e, "{what} TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "{what} TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    rx
+}
