@@ -38,7 +38,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use chain::ChainIter;
-pub use penalty::{Cursor, INITIAL_PENALTY, IterCursor, PenaltyIter};
+pub use penalty::{Cursor, INITIAL_PENALTY, IterCursor, PenaltyIter, Replica, pair_into};
 
 /// One sample: timestamp in milliseconds since the epoch, and its value.
 pub type Sample = (i64, f64);
@@ -188,7 +188,7 @@ pub fn dedup_into(
     // The output is usually about as long as the longest replica: reserve that once.
     out.reserve(replicas.iter().map(|r| r.len()).max().unwrap_or(0));
     if let (Algorithm::Penalty, [a, b]) = (algorithm, replicas) {
-        penalty::pair_into(a, b, counter, out);
+        penalty::pair_into(*a, *b, counter, out);
         return;
     }
     out.extend(dedup(

@@ -120,20 +120,6 @@ fn corrected(v: f64, adjust: f64) -> f64 {
     }
 }
 
-/// Moves index `i` into `s` to the first sample at or after `t`, never backwards (a
-/// [`Cursor::seek`] over a slice); false, with `i` at the end, when there is none. `i` must
-/// be on a sample.
-#[inline(always)]
-fn seek_slice(s: &[Sample], i: &mut usize, t: i64) -> bool {
-    while s[*i].0 < t {
-        *i += 1;
-        if *i == s.len() {
-            return false;
-        }
-    }
-    true
-}
-
 /// The state of one pair (Thanos' `dedupSeriesIterator`). Pair `k` merges its left side (pair
 /// `k - 1`, or replica 0 when `k == 0`) with replica `k + 1`.
 #[derive(Debug, Clone, Copy)]
@@ -431,17 +417,51 @@ impl<C: Cursor> Iterator for PenaltyIter<C> {
 
 impl<C: Cursor> FusedIterator for PenaltyIter<C> {}
 
-/// The penalty algorithm for exactly two replicas held in memory, appending to `out`: the
-/// steps of [`PenaltyIter`] with pair 0's state in locals and each replica a slice index, so
-/// a sample costs a few compares and a push. Through the iterator (an enum of algorithms,
-/// cursors over slice iterators, one `Option` per sample into `Vec::extend`) the same merge
-/// took 10.5 ns per output sample, here 3.1 with the runs below (counter mode: 18.1, here
-/// 3.2; `examples/dedup_cpu.rs`); two replicas are what an HA pair gives the querier for
-/// every series. The output is the iterator's, bit for bit (`tests/properties.rs` checks both
-/// against a model of Thanos' pairs, and against each other).
-pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec<Sample>) {
+/// One replica's samples as [`pair_into`] reads them: by position, only forward.
+///
+/// Slices are one kind; the querier gives another that decodes a replica's chunks only when
+/// a position in them is read, so that the replica not being followed, which is mostly
+/// sought past (see [`pair_into`]'s runs), is mostly never decoded.
+pub trait Replica {
+    /// The sample at position `i`, `None` past the end. Positions are read in increasing
+    /// order, apart from re-reading the current one.
+    fn at(&mut self, i: usize) -> Option<Sample>;
+
+    /// Moves position `i` to the first sample at or after `t`, never backwards, and returns
+    /// it; `None` when there is none. A source may skip positions it knows are before `t`
+    /// without producing them.
+    #[inline(always)]
+    fn seek(&mut self, i: &mut usize, t: i64) -> Option<Sample> {
+        loop {
+            let s = self.at(*i)?;
+            if s.0 >= t {
+                return Some(s);
+            }
+            *i += 1;
+        }
+    }
+}
+
+impl Replica for &[Sample] {
+    #[inline(always)]
+    fn at(&mut self, i: usize) -> Option<Sample> {
+        self.get(i).copied()
+    }
+}
+
+/// The penalty algorithm for exactly two replicas, appending to `out`: the steps of
+/// [`PenaltyIter`] with pair 0's state in locals and each replica a position in a
+/// [`Replica`], so a sample costs a few compares and a push. Through the iterator (an enum of
+/// algorithms, cursors over slice iterators, one `Option` per sample into `Vec::extend`) the
+/// same merge took 10.5 ns per output sample, here 3.1 with the runs below (counter mode:
+/// 18.1, here 3.2; `examples/dedup_cpu.rs`); two replicas are what an HA pair gives the
+/// querier for every series. The output is the iterator's, bit for bit (`tests/properties.rs`
+/// checks both against a model of Thanos' pairs, and against each other).
+pub fn pair_into<A: Replica, B: Replica>(mut a: A, mut b: B, counter: bool, out: &mut Vec<Sample>) {
     let (mut ia, mut ib) = (0usize, 0usize);
-    let (mut a_ok, mut b_ok) = (!a.is_empty(), !b.is_empty());
+    // Each replica's current sample, raw (`None` once it is exhausted: Thanos' `ValNone`).
+    let mut ca = a.at(0);
+    let mut cb = b.at(0);
     let mut use_a = true;
     let mut last_t = i64::MIN;
     let (mut pen_a, mut pen_b) = (0i64, 0i64);
@@ -451,127 +471,128 @@ pub(crate) fn pair_into(a: &[Sample], b: &[Sample], counter: bool, out: &mut Vec
         let last_v = if !counter {
             None
         } else if use_a {
-            a_ok.then(|| corrected(a[ia].1, adj_a))
+            ca.map(|s| corrected(s.1, adj_a))
         } else {
-            b_ok.then(|| corrected(b[ib].1, adj_b))
+            cb.map(|s| corrected(s.1, adj_b))
         };
         match last_t.checked_add(1) {
             Some(from) => {
-                if a_ok {
-                    a_ok = seek_slice(a, &mut ia, from.saturating_add(pen_a));
+                if ca.is_some() {
+                    ca = a.seek(&mut ia, from.saturating_add(pen_a));
                 }
-                if b_ok {
-                    b_ok = seek_slice(b, &mut ib, from.saturating_add(pen_b));
+                if cb.is_some() {
+                    cb = b.seek(&mut ib, from.saturating_add(pen_b));
                 }
             }
-            None => (a_ok, b_ok) = (false, false),
+            None => (ca, cb) = (None, None),
         }
-        let from_a = if !a_ok {
-            use_a = false;
-            if !b_ok {
-                return;
-            }
-            last_t = b[ib].0;
-            pen_b = 0;
-            false
-        } else if !b_ok {
-            use_a = true;
-            last_t = a[ia].0;
-            pen_a = 0;
-            true
-        } else {
-            let (ta, tb) = (a[ia].0, b[ib].0);
-            use_a = ta <= tb;
-            let t = if use_a { ta } else { tb };
-            let penalty = if last_t == i64::MIN {
-                INITIAL_PENALTY
-            } else {
-                t.saturating_sub(last_t).saturating_mul(2)
-            };
-            if use_a {
-                pen_a = 0;
-                pen_b = penalty;
-            } else {
-                pen_a = penalty;
+        let from_a = match (ca, cb) {
+            (None, None) => return,
+            (None, Some(sb)) => {
+                use_a = false;
+                last_t = sb.0;
                 pen_b = 0;
+                false
             }
-            last_t = t;
-            use_a
+            (Some(sa), None) => {
+                use_a = true;
+                last_t = sa.0;
+                pen_a = 0;
+                true
+            }
+            (Some(sa), Some(sb)) => {
+                let (ta, tb) = (sa.0, sb.0);
+                use_a = ta <= tb;
+                let t = if use_a { ta } else { tb };
+                let penalty = if last_t == i64::MIN {
+                    INITIAL_PENALTY
+                } else {
+                    t.saturating_sub(last_t).saturating_mul(2)
+                };
+                if use_a {
+                    pen_a = 0;
+                    pen_b = penalty;
+                } else {
+                    pen_a = penalty;
+                    pen_b = 0;
+                }
+                last_t = t;
+                use_a
+            }
         };
         if let Some(v) = last_v
             && use_a != prev_use_a
         {
-            if a_ok {
-                let cur = corrected(a[ia].1, adj_a);
+            if let Some(sa) = ca {
+                let cur = corrected(sa.1, adj_a);
                 if v > cur {
                     adj_a += v - cur;
                 }
             }
-            if b_ok {
-                let cur = corrected(b[ib].1, adj_b);
+            if let Some(sb) = cb {
+                let cur = corrected(sb.1, adj_b);
                 if v > cur {
                     adj_b += v - cur;
                 }
             }
         }
-        out.push(if from_a {
-            (a[ia].0, corrected(a[ia].1, adj_a))
-        } else {
-            (b[ib].0, corrected(b[ib].1, adj_b))
-        });
         // The replica just followed keeps being followed, without a look at the other, for
         // as long as each of its next samples comes within the other's penalty: that one is
         // then sought past it whatever it holds. Those steps are taken here in one run; the
         // other replica is sought once, to the furthest of the runs' seek targets, which is
         // where the steps would have left it (seeks never move back).
         if from_a {
-            run(
-                a,
+            let sa = ca.expect("replica a is on a sample");
+            out.push((sa.0, corrected(sa.1, adj_a)));
+            let target = run(
+                &mut a,
                 &mut ia,
+                &mut ca,
                 adj_a,
                 &mut last_t,
                 &mut pen_b,
                 out,
-                b,
-                &mut ib,
-                &mut b_ok,
             );
+            if let (Some(t), Some(_)) = (target, cb) {
+                cb = b.seek(&mut ib, t);
+            }
         } else {
-            run(
-                b,
+            let sb = cb.expect("replica b is on a sample");
+            out.push((sb.0, corrected(sb.1, adj_b)));
+            let target = run(
+                &mut b,
                 &mut ib,
+                &mut cb,
                 adj_b,
                 &mut last_t,
                 &mut pen_a,
                 out,
-                a,
-                &mut ia,
-                &mut a_ok,
             );
+            if let (Some(t), Some(_)) = (target, ca) {
+                ca = a.seek(&mut ia, t);
+            }
         }
     }
 }
 
-/// One run of [`pair_into`]: the steps that follow replica `x` (whose sample at `ix` was just
-/// emitted, at `last_t`) while its next sample comes after the previous and within `pen_y` of
-/// it. Each such step would seek replica `y` to `last_t + 1 + pen_y`, strictly beyond that
-/// sample, so `x` wins it whichever side it is on (a tie goes to replica 0); `pen_y` becomes
-/// twice the step. The steps' seeks of `y` are done once, to the furthest target.
-#[allow(clippy::too_many_arguments)]
+/// One run of [`pair_into`]: the steps that follow replica `x` (whose sample `cx`, at `ix`,
+/// was just emitted, at `last_t`) while its next sample comes after the previous and within
+/// `pen_y` of it. Each such step would seek the other replica to `last_t + 1 + pen_y`,
+/// strictly beyond that sample, so `x` wins it whichever side it is on (a tie goes to
+/// replica 0); `pen_y` becomes twice the step. Returns the furthest of the steps' seek
+/// targets for the other replica, which the caller seeks once.
 #[inline(always)]
-fn run(
-    x: &[Sample],
+fn run<X: Replica>(
+    x: &mut X,
     ix: &mut usize,
+    cx: &mut Option<Sample>,
     adj_x: f64,
     last_t: &mut i64,
     pen_y: &mut i64,
     out: &mut Vec<Sample>,
-    y: &[Sample],
-    iy: &mut usize,
-    y_ok: &mut bool,
-) {
+) -> Option<i64> {
     let mut target = None;
-    while let Some(&(t, v)) = x.get(*ix + 1) {
+    while let Some((t, v)) = x.at(*ix + 1) {
         let prev = *last_t;
         // Where `y` would be sought; a target the step would have to saturate is left to the
         // step itself.
@@ -583,13 +604,10 @@ fn run(
         }
         target = Some(target.map_or(t_y, |m: i64| m.max(t_y)));
         *ix += 1;
+        *cx = Some((t, v));
         *pen_y = t.saturating_sub(prev).saturating_mul(2);
         *last_t = t;
         out.push((t, corrected(v, adj_x)));
     }
-    if let Some(t) = target
-        && *y_ok
-    {
-        *y_ok = seek_slice(y, iy, t);
-    }
+    target
 }
