@@ -135,11 +135,16 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
     if args.tenant_certificate_field != TenantCertificateField::None {
         if enforce {
             anyhow::bail!(
-                "--query.tenant-certificate-field is not supported: the tenant would be taken                  from TLS client certificates, which Strata's query API does not see; with                  --query.enforce-tenancy, have the proxy in front set --query.tenant-header                  (default THANOS-TENANT) instead"
+                "--query.tenant-certificate-field is not supported: the tenant would be taken \
+                 from TLS client certificates, which Strata's query API does not see; with \
+                 --query.enforce-tenancy, have the proxy in front set --query.tenant-header \
+                 (default THANOS-TENANT) instead"
             );
         }
         tracing::warn!(
-            "--query.tenant-certificate-field is not supported: a request's tenant is taken              from --query.tenant-header; only metrics' tenant labels differ from Thanos'              without --query.enforce-tenancy"
+            "--query.tenant-certificate-field is not supported: a request's tenant is taken \
+             from --query.tenant-header; only metrics' tenant labels differ from Thanos' \
+             without --query.enforce-tenancy"
         );
     }
     let label = if enforce {
@@ -148,7 +153,8 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             anyhow::bail!(
-                "--query.tenant-label-name={name:?} is not a valid label name                  ([a-zA-Z_][a-zA-Z0-9_]*)"
+                "--query.tenant-label-name={name:?} is not a valid label name \
+                 ([a-zA-Z_][a-zA-Z0-9_]*)"
             );
         }
         if args.debug_blocks_dir.is_some() {
