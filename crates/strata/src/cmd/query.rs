@@ -177,7 +177,10 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
 /// them would expose or change what the user asked for, logged otherwise.
 fn flags_without_effect(args: &QueryArgs) -> Result<()> {
     if args.request_logging.source().load()?.is_some() {
-        tracing::warn!("--request.logging-config is accepted but has no effect yet");
+        accepted_without_effect(
+            "--request.logging-config",
+            "requests are not logged one by one yet",
+        );
     }
     if args.promql_engine == PromqlEngine::Thanos {
         accepted_without_effect(

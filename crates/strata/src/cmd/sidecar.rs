@@ -78,7 +78,10 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         );
     }
     if args.request_logging.source().load()?.is_some() {
-        tracing::warn!("--request.logging-config is accepted but has no effect yet");
+        accepted_without_effect(
+            "--request.logging-config",
+            "requests are not logged one by one yet",
+        );
     }
     let web_config = args.http.web_config()?;
     if args.shipper_upload_concurrency != 0 {
