@@ -11,8 +11,6 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::codec::CompressionEncoding;
@@ -108,19 +106,8 @@ fn read_tls(flag: &'static str, p: &PathBuf) -> Result<Vec<u8>, QueryError> {
 
 /// The CA certificates in the PEM file `p`, as trust roots.
 fn read_roots(flag: &'static str, p: &PathBuf) -> Result<RootCertStore, QueryError> {
-    let pem = read_tls(flag, p)?;
-    let bad = |why: String| QueryError::ClientConfig(format!("{flag} {}: {why}", p.display()));
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("a certificate cannot be used as a CA: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no PEM certificate in the file".into()));
-    }
-    Ok(roots)
+    strata_runtime::tls::pem_roots(&read_tls(flag, p)?)
+        .map_err(|why| QueryError::ClientConfig(format!("{flag} {}: {why}", p.display())))
 }
 
 impl Client {
@@ -138,7 +125,7 @@ impl Client {
         };
         let snappy = c.compression == Compression::Snappy;
         let (tls, verifier) = if c.tls {
-            let provider = crate::tls::provider();
+            let provider = strata_runtime::tls::provider();
             let verifier: Arc<dyn ServerCertVerifier> = if c.tls_skip_verify {
                 if let Some(ca) = &c.ca {
                     // Nothing is verified, so there is nothing to verify against (as Go's
@@ -472,7 +459,8 @@ mod tests {
     /// the handshake; 1.2 accepts the same server with the same certificates.
     #[test]
     fn min_version_1_3_refuses_a_tls_1_2_server() {
-        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let dir = tempfile::tempdir().unwrap();
         let c = strata_testutil::tls::ca_signed_certificates(dir.path());
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.server_cert)
@@ -480,12 +468,13 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         let key = PrivateKeyDer::from_pem_file(&c.server_key).unwrap();
-        let mut server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
+        let mut server =
+            rustls::ServerConfig::builder_with_provider(strata_runtime::tls::provider())
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
         server.alpn_protocols = vec![b"h2".to_vec()];
         let server = Arc::new(server);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

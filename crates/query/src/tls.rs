@@ -29,17 +29,9 @@ impl SkipServerVerification {
     /// tonic picks in the same situation).
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(SkipServerVerification {
-            provider: provider(),
+            provider: strata_runtime::tls::provider(),
         })
     }
-}
-
-/// The process' default crypto provider, else aws-lc-rs (the provider tonic picks in the
-/// same situation).
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 /// A verifier that refuses TLS 1.2 (see the module docs).

@@ -1,12 +1,47 @@
-//! TLS pieces every server and client of Strata shares (rustls, aws-lc-rs): the system's trust
-//! roots, and accepting TLS connections without letting one slow handshake hold up the rest.
+//! TLS pieces every server and client of Strata shares (rustls, aws-lc-rs): the crypto
+//! provider, certificates read from PEM, the system's trust roots, and accepting TLS
+//! connections without letting one slow handshake hold up the rest.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::net::{TcpListener, TcpStream};
+
+/// The process' default crypto provider, else aws-lc-rs (the provider tonic picks in the same
+/// situation).
+pub fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// The certificates of a PEM file's contents. An error (for the caller to prefix with the
+/// file) when one does not parse, or when there is none.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
+/// The certificates of a PEM file's contents as trust roots (see [`pem_certificates`]).
+pub fn pem_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for c in pem_certificates(pem)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("a certificate cannot be used as a CA: {e}"))?;
+    }
+    Ok(roots)
+}
 
 /// The system's trust roots, read once per process (`rustls-native-certs`: the OpenSSL
 /// locations, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), as Go uses them where no CA is configured.

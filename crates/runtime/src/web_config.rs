@@ -324,13 +324,7 @@ impl Pem {
     }
 
     fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.read()?)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: not PEM: {e}", self.what()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate in it", self.what()));
-        }
-        Ok(certs)
+        crate::tls::pem_certificates(&self.read()?).map_err(|e| format!("{}: {e}", self.what()))
     }
 
     /// The file's identity and version, None for inline PEM or a file that cannot be seen.
@@ -631,9 +625,7 @@ fn build_tls(
         _ => vec![&rustls::version::TLS12],
     };
 
-    let base = CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let base = crate::tls::provider();
     let mut provider = (*base).clone();
     if let Some(names) = &t.cipher_suites {
         let mut tls12 = Vec::new();
@@ -795,11 +787,7 @@ fn build_tls(
 
 /// The client CA certificates.
 fn roots(ca: &Pem) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for c in ca.certificates()? {
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.what()))?;
-    }
-    Ok(roots)
+    crate::tls::pem_roots(&ca.read()?).map_err(|e| format!("{}: {e}", ca.what()))
 }
 
 /// Go's `RequestClientCert` and `RequireAnyClientCert`: a certificate is asked for (and
@@ -1160,10 +1148,7 @@ impl Guard {
         limiter: Option<RateLimiter>,
     ) -> Guard {
         let mut digest_key = [0u8; 32];
-        let provider = CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        provider
+        crate::tls::provider()
             .secure_random
             .fill(&mut digest_key)
             .expect("the system's random number generator works");

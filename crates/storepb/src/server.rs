@@ -128,24 +128,15 @@ fn read(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, ServeError> {
 /// no choice of TLS versions: `--grpc-server-tls-min-version=1.3` (Thanos' default) must
 /// refuse TLS 1.2 clients.
 fn rustls_config(t: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &'static str, path: &PathBuf, reason: String| ServeError::BadTls {
         what,
         path: path.clone(),
         reason,
     };
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(&read("--grpc-server-tls-cert", &t.cert)?)
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad("--grpc-server-tls-cert", &t.cert, format!("not PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(bad(
-            "--grpc-server-tls-cert",
-            &t.cert,
-            "no certificate in the file".into(),
-        ));
-    }
+    let certs = strata_runtime::tls::pem_certificates(&read("--grpc-server-tls-cert", &t.cert)?)
+        .map_err(|e| bad("--grpc-server-tls-cert", &t.cert, e))?;
     let key =
         PrivateKeyDer::from_pem_slice(&read("--grpc-server-tls-key", &t.key)?).map_err(|e| {
             bad(
@@ -154,9 +145,7 @@ fn rustls_config(t: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> 
                 format!("no private key: {e}"),
             )
         })?;
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let provider = strata_runtime::tls::provider();
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
         ServerTlsMinVersion::Tls13 => &[&rustls::version::TLS13],
         ServerTlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -167,14 +156,8 @@ fn rustls_config(t: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServeError> 
     let builder = match &t.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&read("--grpc-server-tls-client-ca", ca)?) {
-                let c =
-                    c.map_err(|e| bad("--grpc-server-tls-client-ca", ca, format!("not PEM: {e}")))?;
-                roots
-                    .add(c)
-                    .map_err(|e| bad("--grpc-server-tls-client-ca", ca, e.to_string()))?;
-            }
+            let roots = strata_runtime::tls::pem_roots(&read("--grpc-server-tls-client-ca", ca)?)
+                .map_err(|e| bad("--grpc-server-tls-client-ca", ca, e))?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
