@@ -121,15 +121,11 @@ impl Listener {
         self.addr
     }
 
-    /// Serves `router` until `shutdown` triggers, then finishes in-flight requests.
-    pub async fn serve(self, router: Router, shutdown: Shutdown) -> Result<(), ServeError> {
-        self.serve_with_grace(router, shutdown, None).await
-    }
-
-    /// [`Listener::serve`], giving requests in flight at the shutdown at most `grace`
-    /// (`--http-grace-period`) to finish: then it returns without them (their connections
-    /// end with the process, which is what follows in every component).
-    pub async fn serve_with_grace(
+    /// Serves `router` until `shutdown` triggers, then finishes in-flight requests, giving
+    /// them at most `grace` (`--http-grace-period`; `None`: as long as they take): then it
+    /// returns without them (their connections end with the process, which is what follows
+    /// in every component).
+    pub async fn serve(
         self,
         router: Router,
         shutdown: Shutdown,
@@ -237,8 +233,11 @@ mod tests {
         let shutdown = Shutdown::new();
         let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
         let addr = listener.local_addr();
-        let server =
-            tokio::spawn(listener.serve(base_router(prober.clone(), registry), shutdown.clone()));
+        let server = tokio::spawn(listener.serve(
+            base_router(prober.clone(), registry),
+            shutdown.clone(),
+            None,
+        ));
         let get = |path: &'static str| {
             let url = format!("http://{addr}{path}");
             tokio::task::spawn_blocking(move || {
@@ -281,7 +280,7 @@ mod tests {
             let shutdown = Shutdown::new();
             let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
             let addr = listener.local_addr();
-            let server = tokio::spawn(listener.serve_with_grace(router, shutdown.clone(), grace));
+            let server = tokio::spawn(listener.serve(router, shutdown.clone(), grace));
             let request = tokio::task::spawn_blocking(move || {
                 strata_testutil::process::http_request("GET", &format!("http://{addr}/hang"), b"")
             });
@@ -324,7 +323,7 @@ mod tests {
         let shutdown = Shutdown::new();
         let listener = Listener::bind("127.0.0.1:0", None).await.unwrap();
         let addr = listener.local_addr();
-        let server = tokio::spawn(listener.serve(router, shutdown.clone()));
+        let server = tokio::spawn(listener.serve(router, shutdown.clone(), None));
         const REQUESTS: u32 = 20;
         let elapsed = tokio::task::spawn_blocking(move || {
             let stream = std::net::TcpStream::connect(addr).unwrap();

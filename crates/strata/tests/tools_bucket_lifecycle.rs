@@ -85,6 +85,28 @@ impl Env {
         cmd
     }
 
+    /// Starts `tools bucket <args>` serving HTTP on a free port and waits until it is ready;
+    /// the guard kills it.
+    fn serve(&self, args: &[&str]) -> (ChildGuard, u16) {
+        let port = free_port();
+        let address = format!("--http-address=127.0.0.1:{port}");
+        let mut child = ChildGuard::spawn(
+            format!("strata tools bucket {}", args[0]),
+            self.tools_cmd(args)
+                .arg(address)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+        child
+            .wait_for_http(
+                &format!("http://127.0.0.1:{port}/-/ready"),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        (child, port)
+    }
+
     fn tools(&self, args: &[&str]) -> Output {
         self.tools_cmd(args).output().unwrap()
     }
@@ -227,25 +249,11 @@ fn downsample_runs_until_sigterm() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(env.metas().iter().all(|m| m.resolution() == 0));
 
-    let port = free_port();
-    let mut child = ChildGuard::spawn(
-        "strata tools bucket downsample",
-        env.tools_cmd(&[
-            "downsample",
-            "--wait-interval=1s",
-            &format!("--data-dir={}", env.root.join("ds").display()),
-            &format!("--http-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null()),
-    )
-    .unwrap();
-    child
-        .wait_for_http(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+    let (mut child, _) = env.serve(&[
+        "downsample",
+        "--wait-interval=1s",
+        &format!("--data-dir={}", env.root.join("ds").display()),
+    ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !env.metas().iter().any(|m| m.resolution() == 300_000) {
         assert!(Instant::now() < deadline, "no 5m block appeared");
@@ -277,26 +285,8 @@ fn downsample_runs_until_sigterm() {
 #[test]
 fn web_serves_the_block_viewer_and_marks_blocks() {
     let (env, ids) = Env::new(6);
-    let port = free_port();
-    let mut child = ChildGuard::spawn(
-        "strata tools bucket web",
-        env.tools_cmd(&[
-            "web",
-            &format!("--http-address=127.0.0.1:{port}"),
-            "--web.route-prefix=/bucket",
-            "--label=cluster",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null()),
-    )
-    .unwrap();
+    let (_child, port) = env.serve(&["web", "--web.route-prefix=/bucket", "--label=cluster"]);
     let base = format!("http://127.0.0.1:{port}/bucket");
-    child
-        .wait_for_http(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = http_request("GET", &format!("{base}/api/v1/blocks"), &[]).unwrap();
@@ -366,28 +356,14 @@ fn web_shows_the_time_range_and_can_refuse_marking() {
         !want.is_empty() && want.len() < ids.len(),
         "{want:?} of {ids:?}"
     );
-    let port = free_port();
-    let mut child = ChildGuard::spawn(
-        "strata tools bucket web",
-        env.tools_cmd(&[
-            "web",
-            &format!("--http-address=127.0.0.1:{port}"),
-            &format!(
-                "--min-time={}",
-                strata_model::timestamp::format_rfc3339(from)
-            ),
-            "--disable-admin-operations",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null()),
-    )
-    .unwrap();
-    child
-        .wait_for_http(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+    let (_child, port) = env.serve(&[
+        "web",
+        &format!(
+            "--min-time={}",
+            strata_model::timestamp::format_rfc3339(from)
+        ),
+        "--disable-admin-operations",
+    ]);
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -453,7 +453,7 @@ async fn serve(web: WebConfig) -> (SocketAddr, Shutdown) {
         .await
         .unwrap();
     let addr = listener.local_addr();
-    tokio::spawn(listener.serve(router, shutdown.clone()));
+    tokio::spawn(listener.serve(router, shutdown.clone(), None));
     (addr, shutdown)
 }
 

@@ -156,11 +156,8 @@ impl CompactCommand {
             viewer.spawn_refresher(v.sync_interval, v.sync_timeout, shutdown.clone());
             router = router.merge(with_prefix(&v.route_prefix, viewer.router()));
         }
-        let server = tokio::spawn(listener.serve_with_grace(
-            router,
-            shutdown.clone(),
-            Some(self.http_grace_period),
-        ));
+        let server =
+            tokio::spawn(listener.serve(router, shutdown.clone(), Some(self.http_grace_period)));
         prober.set_healthy();
         prober.set_ready();
 

@@ -387,7 +387,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let Some((set, fanout)) = endpoint_set else {
         prober.set_ready();
         listener
-            .serve_with_grace(router, shutdown, Some(args.http.http_grace_period.to_std()))
+            .serve(router, shutdown, Some(args.http.http_grace_period.to_std()))
             .await
             .context("serving HTTP")?;
         return Ok(());
@@ -399,7 +399,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API)");
     let grpc_opts = args.grpc.server_options()?;
-    let http_task = tokio::spawn(listener.serve_with_grace(
+    let http_task = tokio::spawn(listener.serve(
         router,
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),

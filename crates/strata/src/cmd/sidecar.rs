@@ -145,7 +145,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         },
     );
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
-    let http_task = tokio::spawn(http.serve_with_grace(
+    let http_task = tokio::spawn(http.serve(
         base_router(prober.clone(), registry),
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),

@@ -193,7 +193,7 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API); serving after the first block sync");
-    let http_task = tokio::spawn(http.serve_with_grace(
+    let http_task = tokio::spawn(http.serve(
         base_router(prober.clone(), registry),
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),

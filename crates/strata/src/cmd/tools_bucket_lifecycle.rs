@@ -201,7 +201,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
-    let server = tokio::spawn(listener.serve_with_grace(
+    let server = tokio::spawn(listener.serve(
         base_router(prober.clone(), registry.clone()),
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),
@@ -270,7 +270,7 @@ pub(crate) async fn web(objstore_yaml: &str, args: &WebUiArgs) -> Result<()> {
     prober.set_healthy();
     prober.set_ready();
     listener
-        .serve_with_grace(router, shutdown, Some(args.http.http_grace_period.to_std()))
+        .serve(router, shutdown, Some(args.http.http_grace_period.to_std()))
         .await
         .context("serving the bucket web UI")
 }

@@ -311,7 +311,7 @@ pub(crate) async fn run(objstore_yaml: &str, args: &ReplicateArgs) -> Result<()>
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?;
-    let server = tokio::spawn(listener.serve_with_grace(
+    let server = tokio::spawn(listener.serve(
         base_router(prober.clone(), Arc::new(Mutex::new(registry))),
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),
