@@ -1,4 +1,4 @@
-//! Compiles the Store and Info API `.proto` files into Rust with prost and tonic.
+//! Compiles the Store, Info and Metadata API `.proto` files into Rust with prost and tonic.
 //!
 //! The `.proto` files are parsed by `protox`, a protobuf compiler written in Rust, so building
 //! Strata needs no `protoc` on the machine: `cargo build` works on a bare toolchain, and the
@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/store/storepb/rpc.proto",
     "proto/store/hintspb/hints.proto",
     "proto/info/infopb/rpc.proto",
+    "proto/metadata/metadatapb/rpc.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -173,6 +173,35 @@ pub fn success_body(data: &str) -> String {
     out
 }
 
+/// `/api/v1/metadata`'s data: `{"<metric>":[{"type":…,"help":…,"unit":…}],…}`.
+pub fn metric_metadata(
+    metrics: &std::collections::BTreeMap<String, Vec<crate::MetricMeta>>,
+) -> String {
+    let mut out = String::from("{");
+    for (i, (name, metas)) in metrics.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(&mut out, name);
+        out.push_str(":[");
+        for (j, m) in metas.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"type\":");
+            write_str(&mut out, &m.kind);
+            out.push_str(",\"help\":");
+            write_str(&mut out, &m.help);
+            out.push_str(",\"unit\":");
+            write_str(&mut out, &m.unit);
+            out.push('}');
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
 /// `["a","b"]`.
 pub fn string_array(items: &[String]) -> String {
     let mut out = String::from("[");

@@ -160,6 +160,38 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
     fn stores(&self) -> BTreeMap<String, Vec<StoreStatus>> {
         BTreeMap::new()
     }
+
+    /// Metric metadata for `/api/v1/metadata`: of `metric` only unless it is empty, of at
+    /// most `limit` metrics unless `limit` is negative. The default has none: blocks carry no
+    /// metadata (the querier asks its endpoints' Metadata API).
+    fn metric_metadata(
+        &self,
+        metric: String,
+        limit: i32,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<MetadataAnswer, strata_promql::StorageError>>
+    {
+        let _ = (metric, limit, opts);
+        Box::pin(async { Ok(MetadataAnswer::default()) })
+    }
+}
+
+/// One metadata entry of a metric, as `/api/v1/metadata` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricMeta {
+    /// `counter`, `gauge`, `histogram`, `summary`, `unknown`, …
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// `/api/v1/metadata`'s answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataAnswer {
+    /// Metric name to its distinct entries.
+    pub metrics: BTreeMap<String, Vec<MetricMeta>>,
+    /// Sources that failed under partial response, and their own warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Warnings collected by a storage during one metadata request.
@@ -918,8 +950,40 @@ fn unescape_label_name(s: &str) -> String {
     out
 }
 
-async fn metadata() -> Response {
-    json_response(StatusCode::OK, json::success_body("{}"))
+/// `/api/v1/metadata` (`metric`, `limit`; negative or absent: no limit), in Prometheus'
+/// shape: `{"<metric>": [{"type", "help", "unit"}]}`.
+async fn metadata(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let res: Result<(String, Vec<String>), ApiError> = async {
+        let p = Params::new(q, &headers, &Bytes::new())?;
+        let limit = match p.get("limit") {
+            None | Some("") => -1,
+            Some(l) => l
+                .parse::<i32>()
+                .map_err(|_| ApiError::param("limit", "limit must be a number"))?,
+        };
+        let metric = p.get("metric").unwrap_or("").to_string();
+        let opts = request_options(&p, &st.cfg.engine, &st.cfg.tenancy)?;
+        let answer = st
+            .cfg
+            .storage
+            .metric_metadata(metric, limit, &opts)
+            .await
+            .map_err(|e| ApiError {
+                kind: "internal",
+                msg: e.message,
+                warnings: Vec::new(),
+            })?;
+        Ok((json::metric_metadata(&answer.metrics), answer.warnings))
+    }
+    .await;
+    match res {
+        Ok((data, warnings)) => metadata_response(&data, &warnings),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `/api/v1/stores`, in Thanos' shape: `{"<type>": [{"name", "lastCheck", "lastError",

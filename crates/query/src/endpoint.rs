@@ -29,6 +29,7 @@ use strata_storepb::convert::labels_to_model;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
+use strata_storepb::thanos::metadata_client::MetadataClient;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
@@ -733,6 +734,9 @@ pub struct EndpointInfo {
     pub max_time: i64,
     /// Whether it offers the Store API at all.
     pub has_store: bool,
+    /// Whether it offers the Metadata API (`InfoResponse.metric_metadata`: sidecars,
+    /// queriers over such endpoints).
+    pub has_metadata: bool,
     /// Whether its Series calls strip the labels named in `without_replica_labels` and
     /// still send series sorted (`StoreInfo.supports_without_replica_labels`).
     pub strips_replica_labels: bool,
@@ -753,6 +757,14 @@ pub struct StoreEndpoint {
     pub max_time: i64,
     /// See [`EndpointInfo::strips_replica_labels`] (false until the endpoint has said).
     pub strips_replica_labels: bool,
+}
+
+/// An endpoint to ask for metric metadata.
+#[derive(Debug, Clone)]
+pub struct MetadataEndpoint {
+    /// The address, which names the endpoint in warnings and errors.
+    pub addr: String,
+    pub client: MetadataClient<StoreChannel>,
 }
 
 /// One endpoint's state, for queries and `/api/v1/stores`.
@@ -910,6 +922,7 @@ async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
                 min_time: store.as_ref().map_or(i64::MIN, |s| s.min_time),
                 max_time: store.as_ref().map_or(i64::MAX, |s| s.max_time),
                 has_store: store.is_some(),
+                has_metadata: i.metric_metadata.is_some(),
                 strips_replica_labels: store
                     .as_ref()
                     .is_some_and(|s| s.supports_without_replica_labels),
@@ -961,6 +974,7 @@ fn merge_group_info(
         max_time: ok.iter().map(|i| i.max_time).max().unwrap_or(i64::MAX),
         has_store: ok.iter().any(|i| i.has_store),
         // A call goes to any one member.
+        has_metadata: ok.iter().all(|i| i.has_metadata),
         strips_replica_labels: ok.iter().all(|i| i.strips_replica_labels),
     })
 }
@@ -1466,6 +1480,19 @@ impl EndpointSet {
                     max_time,
                     strips_replica_labels,
                 }
+            })
+            .collect()
+    }
+
+    /// The healthy endpoints that offer the Metadata API, by address (a strict endpoint
+    /// that is down is left out: unlike a store, it has not said that it has metadata).
+    pub fn metadata_endpoints(&self) -> Vec<MetadataEndpoint> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.values()
+            .filter(|s| s.healthy && s.info.as_ref().is_some_and(|i| i.has_metadata))
+            .map(|s| MetadataEndpoint {
+                addr: s.addr.clone(),
+                client: s.client.metadata_client(s.channel.clone()),
             })
             .collect()
     }

@@ -254,7 +254,7 @@ impl Fanout {
             .collect()
     }
 
-    fn frame_timeout(&self) -> Duration {
+    pub(crate) fn frame_timeout(&self) -> Duration {
         self.response_timeout.unwrap_or(self.max_wait)
     }
 
@@ -427,11 +427,11 @@ fn fail(
     }
 }
 
-fn status_message(st: &tonic::Status) -> String {
+pub(crate) fn status_message(st: &tonic::Status) -> String {
     format!("{:?}: {}", st.code(), st.message())
 }
 
-fn timeout_message(t: Duration) -> String {
+pub(crate) fn timeout_message(t: Duration) -> String {
     format!(
         "no answer within {} (--store.response-timeout)",
         strata_model::Duration::from_std(t)

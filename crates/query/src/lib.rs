@@ -23,6 +23,7 @@ pub mod client;
 pub mod endpoint;
 pub mod error;
 pub mod fanout;
+pub mod metadata;
 pub mod metrics;
 pub mod series;
 pub mod server;
@@ -36,6 +37,7 @@ pub use endpoint::{
 };
 pub use error::QueryError;
 pub use fanout::{Fanout, SeriesLimits};
+pub use metadata::MetricMetadataAnswer;
 pub use metrics::{QueryMetrics, TelemetryBuckets};
 pub use server::QueryStoreService;
 pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};

@@ -1,5 +1,5 @@
-//! The querier's own Store API, so that a global querier can sit on top of per-cluster
-//! queriers: Info reports type `query` with the union of the endpoints' label sets and time
+//! The querier's own Store API (and Metadata API), so that a global querier can sit on top of
+//! per-cluster queriers: Info reports type `query` with the union of the endpoints' label sets and time
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
 //! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
 //! that cannot, by the fan-out.
@@ -7,14 +7,16 @@
 use strata_model::Labels;
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
-use strata_storepb::server::{SeriesFrames, SeriesSender, spawn_series};
+use strata_storepb::server::{MetadataAnswers, SeriesFrames, SeriesSender, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
-use strata_storepb::thanos::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::thanos::info::{InfoRequest, InfoResponse, MetricMetadataInfo, StoreInfo};
+use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     AggrChunk, EncodedSeries, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
-    LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, Series, SeriesBatch,
-    SeriesRequest, SeriesResponse, ZLabelSet, series_response,
+    LabelValuesRequest, LabelValuesResponse, MetricMetadata, MetricMetadataEntry,
+    MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy, Series, SeriesBatch,
+    SeriesRequest, SeriesResponse, ZLabelSet, metric_metadata_response, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -67,6 +69,46 @@ impl QueryStoreService {
             }
         }
         Ok(Some(kept))
+    }
+}
+
+#[tonic::async_trait]
+impl Metadata for QueryStoreService {
+    type MetricMetadataStream = MetadataAnswers;
+
+    /// The endpoints' metadata merged ([`Fanout::metric_metadata`]): the warnings, then one
+    /// map.
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let req = request.into_inner();
+        let partial = is_partial(false, req.partial_response_strategy);
+        let answer = self
+            .fanout
+            .metric_metadata(&req.metric, req.limit, partial)
+            .await
+            .map_err(to_status)?;
+        let mut out: Vec<Result<MetricMetadataResponse, Status>> = answer
+            .warnings
+            .into_iter()
+            .map(|w| {
+                Ok(MetricMetadataResponse {
+                    result: Some(metric_metadata_response::Result::Warning(w)),
+                })
+            })
+            .collect();
+        let metadata = answer
+            .metrics
+            .into_iter()
+            .map(|(name, metas)| (name, MetricMetadataEntry { metas }))
+            .collect();
+        out.push(Ok(MetricMetadataResponse {
+            result: Some(metric_metadata_response::Result::Metadata(MetricMetadata {
+                metadata,
+            })),
+        }));
+        Ok(Response::new(futures::stream::iter(out)))
     }
 }
 
@@ -289,6 +331,9 @@ impl Info for QueryStoreService {
                 })
                 .collect(),
             component_type: "query".into(),
+            // As Thanos' querier: offered while some endpoint below offers it.
+            metric_metadata: (!self.fanout.endpoints.metadata_endpoints().is_empty())
+                .then_some(MetricMetadataInfo {}),
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use strata_api::{
-    MaxSourceResolution, MetadataWarnings, RequestOptions, StorageProvider, StoreStatus,
+    MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta, RequestOptions,
+    StorageProvider, StoreStatus,
 };
 use strata_dedup::Algorithm;
 use strata_model::{Labels, Matcher};
@@ -138,6 +139,44 @@ impl StorageProvider for Querier {
         let s = self.storage_for(opts);
         let w = s.metadata_warnings.clone();
         (Arc::new(s), w)
+    }
+
+    fn metric_metadata(
+        &self,
+        metric: String,
+        limit: i32,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<MetadataAnswer, StorageError>> {
+        let inner = self.inner.clone();
+        let partial = opts.partial_response.unwrap_or(inner.cfg.partial_response);
+        // The endpoints' channels live on the querier's runtime: the calls run there.
+        let handle = inner.handle.clone();
+        let call = handle
+            .spawn(async move { inner.fanout.metric_metadata(&metric, limit, partial).await });
+        Box::pin(async move {
+            let a = call
+                .await
+                .map_err(|e| StorageError::new(format!("metadata fan-out: {e}")))?
+                .map_err(|e| StorageError::new(e.to_string()))?;
+            Ok(MetadataAnswer {
+                metrics: a
+                    .metrics
+                    .into_iter()
+                    .map(|(name, metas)| {
+                        let metas = metas
+                            .into_iter()
+                            .map(|m| MetricMeta {
+                                kind: m.r#type,
+                                help: m.help,
+                                unit: m.unit,
+                            })
+                            .collect();
+                        (name, metas)
+                    })
+                    .collect(),
+                warnings: a.warnings,
+            })
+        })
     }
 
     fn stores(&self) -> BTreeMap<String, Vec<StoreStatus>> {

@@ -1,19 +1,21 @@
-//! The sidecar's gRPC face: `thanos.Store` and `thanos.info.Info` over a
+//! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info` and `thanos.Metadata` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
-use strata_storepb::server::{SeriesFrames, spawn_series};
+use strata_storepb::server::{MetadataAnswers, SeriesFrames, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
+use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+    MetricMetadataRequest, MetricMetadataResponse, SeriesRequest, metric_metadata_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::PrometheusStore;
 
-/// The Store and Info services.
+/// The Store, Info and Metadata services.
 #[derive(Debug, Clone)]
 pub struct SidecarService {
     store: PrometheusStore,
@@ -79,9 +81,34 @@ impl Info for SidecarService {
     }
 }
 
+#[tonic::async_trait]
+impl Metadata for SidecarService {
+    type MetricMetadataStream = MetadataAnswers;
+
+    /// Prometheus' metadata in one message. A failure is the call's error, whatever the
+    /// request's partial response strategy: the querier decides what a failed source means.
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let md = self
+            .store
+            .metric_metadata(request.get_ref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "MetricMetadata call failed");
+                e.to_status()
+            })?;
+        let msg = MetricMetadataResponse {
+            result: Some(metric_metadata_response::Result::Metadata(md)),
+        };
+        Ok(Response::new(futures::stream::iter(vec![Ok(msg)])))
+    }
+}
+
 pub use strata_storepb::server::{ServeError, ServerOptions, TlsFiles};
 
-/// Serves the Store and Info APIs on `listener` until `shutdown` completes, then drains
+/// Serves the Store, Info and Metadata APIs on `listener` until `shutdown` completes, then drains
 /// in-flight calls. `opts`: TLS (or just `Option<TlsFiles>`), connection age, grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -89,5 +116,7 @@ pub async fn serve(
     opts: impl Into<ServerOptions>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    strata_storepb::server::serve(listener, SidecarService::new(store), opts, shutdown).await
+    let svc = SidecarService::new(store);
+    strata_storepb::server::serve_with_metadata(listener, svc.clone(), Some(svc), opts, shutdown)
+        .await
 }

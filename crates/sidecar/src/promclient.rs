@@ -9,6 +9,7 @@
 //! | `POST /api/v1/read` | Series (remote read, streamed chunks or samples) |
 //! | `POST /api/v1/series` | Series with `skip_chunks` |
 //! | `POST /api/v1/labels`, `GET /api/v1/label/<name>/values` | LabelNames, LabelValues |
+//! | `GET /api/v1/metadata` | MetricMetadata (the Metadata API) |
 //! | `POST /-/reload` | the reloader |
 //!
 //! Secrets given as files (`bearer_token_file`, `basic_auth.password_file`) are read on every
@@ -159,6 +160,17 @@ struct Envelope<T> {
     error_type: String,
     #[serde(default)]
     error: String,
+}
+
+/// One metadata entry of a metric, as `/api/v1/metadata` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MetricMeta {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default)]
+    pub unit: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,6 +595,28 @@ impl PrometheusClient {
             )
             .body(form(&pairs));
         self.api(rb, url, "the label names").await
+    }
+
+    /// The metric metadata Prometheus keeps from its scrapes (`/api/v1/metadata`): of
+    /// `metric` only when it is not empty, of at most `limit` metrics when `limit` is not
+    /// negative (Prometheus' own meaning of its `limit` parameter).
+    pub async fn metric_metadata(
+        &self,
+        metric: &str,
+        limit: i32,
+    ) -> Result<BTreeMap<String, Vec<MetricMeta>>, PromError> {
+        let mut url = self.url("/api/v1/metadata");
+        {
+            let mut q = url.query_pairs_mut();
+            if !metric.is_empty() {
+                q.append_pair("metric", metric);
+            }
+            if limit >= 0 {
+                q.append_pair("limit", &limit.to_string());
+            }
+        }
+        let rb = self.request(reqwest::Method::GET, url.clone())?;
+        self.api(rb, url, "the metric metadata").await
     }
 
     /// Values of label `name` over the series matching `selector` (all when `None`) in

@@ -24,11 +24,11 @@ use std::sync::Arc;
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::SeriesSender;
-use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
+use strata_storepb::thanos::info::{InfoResponse, MetricMetadataInfo, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
     AggrChunk, Chunk, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
-    series_response,
+    LabelValuesResponse, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest, Series,
+    SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk, series_response,
 };
 use strata_tsdb::XorEncoder;
 
@@ -706,6 +706,31 @@ impl PrometheusStore {
         })
     }
 
+    /// The Metadata API's answer: Prometheus' metric metadata, as one map (Thanos' sidecar
+    /// sends it the same way). `limit` is Prometheus' (negative: every metric).
+    pub async fn metric_metadata(
+        &self,
+        req: &MetricMetadataRequest,
+    ) -> Result<MetricMetadata, StoreError> {
+        let md = self.client.metric_metadata(&req.metric, req.limit).await?;
+        Ok(MetricMetadata {
+            metadata: md
+                .into_iter()
+                .map(|(name, metas)| {
+                    let metas = metas
+                        .into_iter()
+                        .map(|m| Meta {
+                            r#type: m.kind,
+                            help: m.help,
+                            unit: m.unit,
+                        })
+                        .collect();
+                    (name, MetricMetadataEntry { metas })
+                })
+                .collect(),
+        })
+    }
+
     /// The Info API answer: component `sidecar`, the external labels, `[min time, +inf)`.
     pub fn info(&self) -> InfoResponse {
         let min_time = self.state.min_time();
@@ -729,6 +754,7 @@ impl PrometheusStore {
         InfoResponse {
             label_sets,
             component_type: "sidecar".into(),
+            metric_metadata: Some(MetricMetadataInfo {}),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

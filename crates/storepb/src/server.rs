@@ -1,4 +1,4 @@
-//! Serving the Store and Info APIs: the one place that sets up the gRPC server, so the store
+//! Serving the Store and Info APIs (and the Metadata API where a component has it): the one place that sets up the gRPC server, so the store
 //! gateway, the sidecar and the querier answer with the same limits, the same TLS and the same
 //! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
 
@@ -14,7 +14,9 @@ use tonic::transport::server::TcpIncoming;
 use crate::snappy::SnappyServerLayer;
 use crate::thanos::SeriesResponse;
 use crate::thanos::info::info_server::{Info, InfoServer};
+use crate::thanos::metadata_server::{Metadata, MetadataServer};
 use crate::thanos::store_server::{Store, StoreServer};
+use crate::thanos::{MetricMetadataRequest, MetricMetadataResponse};
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
 /// kilobytes; this only keeps a hostile client from making us buffer gigabytes).
@@ -202,6 +204,43 @@ pub async fn serve<S>(
 where
     S: Store + Info + Clone,
 {
+    serve_with_metadata(listener, svc, None::<NoMetadata>, opts, shutdown).await
+}
+
+/// The response stream of a MetricMetadata call: the sidecar and the querier each have their
+/// whole answer (warnings and one map) before they send.
+pub type MetadataAnswers =
+    futures::stream::Iter<std::vec::IntoIter<Result<MetricMetadataResponse, Status>>>;
+
+/// A component without the Metadata API (the store gateway): only names the type of
+/// [`serve_with_metadata`]'s absent service; never constructed.
+#[derive(Debug, Clone, Copy)]
+pub enum NoMetadata {}
+
+#[tonic::async_trait]
+impl Metadata for NoMetadata {
+    type MetricMetadataStream = MetadataAnswers;
+
+    async fn metric_metadata(
+        &self,
+        _: tonic::Request<MetricMetadataRequest>,
+    ) -> Result<tonic::Response<Self::MetricMetadataStream>, Status> {
+        match *self {}
+    }
+}
+
+/// [`serve`], with the Metadata API too when `metadata` is given (the sidecar, the querier).
+pub async fn serve_with_metadata<S, M>(
+    listener: tokio::net::TcpListener,
+    svc: S,
+    metadata: Option<M>,
+    opts: impl Into<ServerOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Store + Info + Clone,
+    M: Metadata,
+{
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
     let mut builder = Server::builder();
@@ -211,7 +250,8 @@ where
     let router = builder
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(InfoServer::new(svc));
+        .add_service(InfoServer::new(svc))
+        .add_optional_service(metadata.map(MetadataServer::new));
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

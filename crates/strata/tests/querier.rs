@@ -8,7 +8,8 @@
 //! `strata store` and to another querier; `--endpoint.sd-config-file` re-read while running
 //! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
 //! TLS (a test CA's certificates) and another snappy in clear text; two HA replicas' uploaded
-//! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica.
+//! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica;
+//! `/api/v1/metadata` from the replicas' sidecars, through a querier and a querier above it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -66,7 +67,8 @@ fn start_target() -> u16 {
             let mut buf = [0u8; 2048];
             let _ = c.read(&mut buf);
             let body = format!(
-                "# TYPE demo_events_total counter\ndemo_events_total {}\n",
+                "# HELP demo_events_total Events seen by the demo target.\n\
+                 # TYPE demo_events_total counter\ndemo_events_total {}\n",
                 t0.elapsed().as_millis() as f64 / 1000.0
             );
             let _ = write!(
@@ -1660,4 +1662,110 @@ fn endpoint_sd_config_file_and_group_between_processes() {
     });
     assert_eq!(names(), want);
     assert_eq!(clusters(), ["b", "c"]);
+}
+
+/// `/api/v1/metadata` is Prometheus' own answer, through the sidecars' Metadata API: the two
+/// replicas' identical entries once, `metric` and `limit` applied, the same through a querier
+/// stacked on the first (its own Metadata API); a replica whose Prometheus is down is a
+/// warning naming its sidecar under partial response, the request's error without it.
+#[test]
+fn metadata_from_sidecars_through_stacked_queriers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = start_target();
+    let a = Replica::start(tmp.path(), "a", target);
+    let mut b = Replica::start(tmp.path(), "b", target);
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{}", a.grpc_port),
+            format!("--endpoint=127.0.0.1:{}", b.grpc_port),
+            "--query.replica-label=replica".into(),
+        ],
+    );
+    let top = start_querier(
+        tmp.path(),
+        "global",
+        &[format!("--endpoint=127.0.0.1:{}", q.grpc)],
+    );
+    let metric = "demo_events_total";
+    for port in [a.prom_port, b.prom_port] {
+        wait_until(
+            "Prometheus has the metadata",
+            Duration::from_secs(30),
+            || {
+                let (_, v) = json(port, "/api/v1/metadata");
+                v["data"][metric].is_array()
+            },
+        );
+    }
+    let (_, prom) = json(a.prom_port, "/api/v1/metadata");
+    assert_eq!(
+        prom["data"][metric],
+        serde_json::json!([{"type": "counter", "help": "Events seen by the demo target.", "unit": ""}]),
+        "{prom}"
+    );
+    // The querier above lists the first once its probe has seen it offer metadata.
+    wait_until(
+        "metadata through both queriers",
+        Duration::from_secs(30),
+        || {
+            [q.http, top.http].iter().all(|&port| {
+                let (_, v) = json(port, "/api/v1/metadata");
+                v["data"][metric].is_array()
+            })
+        },
+    );
+    for port in [q.http, top.http] {
+        let (status, v) = json(port, "/api/v1/metadata");
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["data"], prom["data"], "querier on {port}");
+        assert!(v.get("warnings").is_none(), "{v}");
+        let (_, one) = json(port, &format!("/api/v1/metadata?metric={metric}"));
+        assert_eq!(
+            one["data"],
+            serde_json::json!({ metric: prom["data"][metric].clone() }),
+            "{one}"
+        );
+        let (_, none) = json(port, "/api/v1/metadata?metric=no_such_metric");
+        assert_eq!(none["data"], serde_json::json!({}), "{none}");
+        let (_, zero) = json(port, "/api/v1/metadata?limit=0");
+        assert_eq!(zero["data"], serde_json::json!({}), "{zero}");
+        let (status, bad) = json(port, "/api/v1/metadata?limit=many");
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(bad["errorType"], "bad_data", "{bad}");
+    }
+
+    // Replica b's Prometheus stops; its sidecar stays up and fails the call.
+    b.prom.take();
+    let sidecar_b = format!("127.0.0.1:{}", b.grpc_port);
+    wait_until(
+        "a warning naming b's sidecar",
+        Duration::from_secs(30),
+        || {
+            let (status, v) = json(q.http, "/api/v1/metadata");
+            status == 200
+                && v["data"] == prom["data"]
+                && v["warnings"]
+                    .as_array()
+                    .is_some_and(|w| w.len() == 1 && w[0].as_str().unwrap().contains(&sidecar_b))
+        },
+    );
+    let (status, v) = json(q.http, "/api/v1/metadata?partial_response=false");
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains(&sidecar_b),
+        "the error names the failed sidecar: {v}"
+    );
+    // The querier above reports the warning the one below passed on.
+    let (status, v) = json(top.http, "/api/v1/metadata");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"], prom["data"], "{v}");
+    assert!(
+        v["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w.as_str().unwrap().contains(&sidecar_b))),
+        "{v}"
+    );
+    drop(a);
 }
