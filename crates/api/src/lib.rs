@@ -174,6 +174,65 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
         let _ = (metric, limit, opts);
         Box::pin(async { Ok(MetadataAnswer::default()) })
     }
+
+    /// Rules and their alerts, for `/api/v1/rules` and `/api/v1/alerts`. The default has
+    /// none: blocks carry no rules (the querier asks its endpoints' Rules API).
+    fn rules(
+        &self,
+        query: RulesQuery,
+        view: RulesView,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
+    {
+        let _ = (query, opts);
+        let data = match view {
+            RulesView::Rules => r#"{"groups":[]}"#,
+            RulesView::Alerts => r#"{"alerts":[]}"#,
+        };
+        Box::pin(async move {
+            Ok(EncodedAnswer {
+                data: data.to_string(),
+                warnings: Vec::new(),
+            })
+        })
+    }
+}
+
+/// What `/api/v1/rules` and `/api/v1/alerts` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct RulesQuery {
+    /// `type`: `alert` or `record`; `None` for both.
+    pub kind: Option<RuleKind>,
+    /// `rule_name[]`, `rule_group[]`, `file[]`: when given, only those.
+    pub rule_names: Vec<String>,
+    pub rule_groups: Vec<String>,
+    pub files: Vec<String>,
+    /// `match[]`: only rules whose labels match one of the selectors (parsed, and as written).
+    pub matchers: Vec<Vec<Matcher>>,
+    pub matcher_strings: Vec<String>,
+}
+
+/// A rule type of `/api/v1/rules`' `type` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    Alert,
+    Record,
+}
+
+/// Which of the two rule endpoints answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulesView {
+    /// `/api/v1/rules`: `{"groups": […]}`.
+    Rules,
+    /// `/api/v1/alerts`: `{"alerts": […]}`, the alerting rules' alerts.
+    Alerts,
+}
+
+/// An answer whose `data` the storage has already encoded, and its warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedAnswer {
+    pub data: String,
+    pub warnings: Vec<String>,
 }
 
 /// One metadata entry of a metric, as `/api/v1/metadata` shows it.
@@ -254,6 +313,8 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/stores", get(stores))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/flags", get(flags))
@@ -948,6 +1009,76 @@ fn unescape_label_name(s: &str) -> String {
         }
     }
     out
+}
+
+/// `/api/v1/rules`: `type` (`alert`, `record`), `rule_name[]`, `rule_group[]`, `file[]`,
+/// `match[]`, with the request's deduplication and partial response options.
+async fn rules(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    rules_view(st, q, headers, RulesView::Rules).await
+}
+
+/// `/api/v1/alerts`: the alerts of every alerting rule, deduplicated as `/api/v1/rules` is.
+async fn alerts(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    rules_view(st, q, headers, RulesView::Alerts).await
+}
+
+async fn rules_view(
+    st: Arc<ApiState>,
+    q: Option<String>,
+    headers: HeaderMap,
+    view: RulesView,
+) -> Response {
+    let res: Result<EncodedAnswer, ApiError> = async {
+        let p = Params::new(q, &headers, &Bytes::new())?;
+        let mut query = RulesQuery::default();
+        if view == RulesView::Alerts {
+            query.kind = Some(RuleKind::Alert);
+        } else {
+            query.kind = match p.get("type").unwrap_or("") {
+                "" => None,
+                "alert" => Some(RuleKind::Alert),
+                "record" => Some(RuleKind::Record),
+                other => {
+                    return Err(ApiError::param(
+                        "type",
+                        format!("unknown rule type {other:?}: want alert or record"),
+                    ));
+                }
+            };
+            query.rule_names = p.all("rule_name[]").iter().map(|s| s.to_string()).collect();
+            query.rule_groups = p
+                .all("rule_group[]")
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            query.files = p.all("file[]").iter().map(|s| s.to_string()).collect();
+            query.matchers = match_sets(&p, &st.cfg.engine)?;
+            query.matcher_strings = p.all("match[]").iter().map(|s| s.to_string()).collect();
+        }
+        let opts = request_options(&p, &st.cfg.engine, &st.cfg.tenancy)?;
+        st.cfg
+            .storage
+            .rules(query, view, &opts)
+            .await
+            .map_err(|e| ApiError {
+                kind: "internal",
+                msg: e.message,
+                warnings: Vec::new(),
+            })
+    }
+    .await;
+    match res {
+        Ok(a) => metadata_response(&a.data, &a.warnings),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `/api/v1/metadata` (`metric`, `limit`; negative or absent: no limit), in Prometheus'

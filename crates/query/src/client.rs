@@ -13,6 +13,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::metadata_client::MetadataClient;
+use strata_storepb::thanos::rules_client::RulesClient;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
@@ -236,6 +237,14 @@ impl Client {
 
     pub(crate) fn metadata_client(&self, ch: StoreChannel) -> MetadataClient<StoreChannel> {
         let mut c = MetadataClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
+        if let Some(e) = self.compression {
+            c = c.send_compressed(e).accept_compressed(e);
+        }
+        c
+    }
+
+    pub(crate) fn rules_client(&self, ch: StoreChannel) -> RulesClient<StoreChannel> {
+        let mut c = RulesClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
         if let Some(e) = self.compression {
             c = c.send_compressed(e).accept_compressed(e);
         }

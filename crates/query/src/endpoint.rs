@@ -30,6 +30,7 @@ use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::metadata_client::MetadataClient;
+use strata_storepb::thanos::rules_client::RulesClient;
 use strata_storepb::thanos::store_client::StoreClient;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
@@ -737,6 +738,8 @@ pub struct EndpointInfo {
     /// Whether it offers the Metadata API (`InfoResponse.metric_metadata`: sidecars,
     /// queriers over such endpoints).
     pub has_metadata: bool,
+    /// Whether it offers the Rules API (`InfoResponse.rules`).
+    pub has_rules: bool,
     /// Whether its Series calls strip the labels named in `without_replica_labels` and
     /// still send series sorted (`StoreInfo.supports_without_replica_labels`).
     pub strips_replica_labels: bool,
@@ -765,6 +768,14 @@ pub struct MetadataEndpoint {
     /// The address, which names the endpoint in warnings and errors.
     pub addr: String,
     pub client: MetadataClient<StoreChannel>,
+}
+
+/// An endpoint to ask for rules.
+#[derive(Debug, Clone)]
+pub struct RulesEndpoint {
+    /// The address, which names the endpoint in warnings and errors.
+    pub addr: String,
+    pub client: RulesClient<StoreChannel>,
 }
 
 /// One endpoint's state, for queries and `/api/v1/stores`.
@@ -923,6 +934,7 @@ async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
                 max_time: store.as_ref().map_or(i64::MAX, |s| s.max_time),
                 has_store: store.is_some(),
                 has_metadata: i.metric_metadata.is_some(),
+                has_rules: i.rules.is_some(),
                 strips_replica_labels: store
                     .as_ref()
                     .is_some_and(|s| s.supports_without_replica_labels),
@@ -975,6 +987,7 @@ fn merge_group_info(
         has_store: ok.iter().any(|i| i.has_store),
         // A call goes to any one member.
         has_metadata: ok.iter().all(|i| i.has_metadata),
+        has_rules: ok.iter().all(|i| i.has_rules),
         strips_replica_labels: ok.iter().all(|i| i.strips_replica_labels),
     })
 }
@@ -1493,6 +1506,18 @@ impl EndpointSet {
             .map(|s| MetadataEndpoint {
                 addr: s.addr.clone(),
                 client: s.client.metadata_client(s.channel.clone()),
+            })
+            .collect()
+    }
+
+    /// The healthy endpoints that offer the Rules API, by address.
+    pub fn rules_endpoints(&self) -> Vec<RulesEndpoint> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.values()
+            .filter(|s| s.healthy && s.info.as_ref().is_some_and(|i| i.has_rules))
+            .map(|s| RulesEndpoint {
+                addr: s.addr.clone(),
+                client: s.client.rules_client(s.channel.clone()),
             })
             .collect()
     }

@@ -254,7 +254,7 @@ impl Fanout {
             .collect()
     }
 
-    pub(crate) fn frame_timeout(&self) -> Duration {
+    fn frame_timeout(&self) -> Duration {
         self.response_timeout.unwrap_or(self.max_wait)
     }
 
@@ -398,6 +398,70 @@ impl Fanout {
     }
 }
 
+/// One endpoint's messages of a streaming call (the Metadata and Rules APIs), or why not.
+pub(crate) type EndpointAnswer<M> = (String, Result<Vec<M>, String>);
+
+impl Fanout {
+    /// Calls `call` on every endpoint concurrently, each call (its whole stream) within the
+    /// frame timeout, and returns each endpoint's messages in address order, so that what
+    /// is merged from them does not depend on which answered first.
+    pub(crate) async fn call_endpoints<C, M, F, Fut>(
+        &self,
+        mut endpoints: Vec<(String, C)>,
+        call: F,
+    ) -> Vec<EndpointAnswer<M>>
+    where
+        F: Fn(C) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
+            >,
+    {
+        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+        let t = self.frame_timeout();
+        let calls = endpoints.into_iter().map(|(addr, client)| {
+            let answer = call(client);
+            async move {
+                let all = async {
+                    let mut stream = answer.await?.into_inner();
+                    let mut messages = Vec::new();
+                    while let Some(m) = stream.message().await? {
+                        messages.push(m);
+                    }
+                    Ok::<_, tonic::Status>(messages)
+                };
+                let r = match tokio::time::timeout(t, all).await {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(st)) => Err(status_message(&st)),
+                    Err(_) => Err(timeout_message(t)),
+                };
+                (addr, r)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+/// An endpoint's failed `api` call (`Rules`, `MetricMetadata`): a warning naming it under
+/// partial response, else the request's error.
+pub(crate) fn endpoint_failed(
+    warnings: &mut Vec<String>,
+    api: &str,
+    addr: String,
+    e: String,
+    partial: bool,
+) -> Result<(), QueryError> {
+    if partial {
+        tracing::warn!(endpoint = %addr, err = %e, api, "endpoint call failed; partial response");
+        warnings.push(format!("endpoint {addr}: {api}: {e}"));
+        Ok(())
+    } else {
+        Err(QueryError::Store {
+            store: addr,
+            message: format!("{api}: {e}"),
+        })
+    }
+}
+
 /// Which stores a label names or values request goes to.
 struct Selection<'a> {
     matchers: &'a [LabelMatcher],
@@ -427,11 +491,11 @@ fn fail(
     }
 }
 
-pub(crate) fn status_message(st: &tonic::Status) -> String {
+fn status_message(st: &tonic::Status) -> String {
     format!("{:?}: {}", st.code(), st.message())
 }
 
-pub(crate) fn timeout_message(t: Duration) -> String {
+fn timeout_message(t: Duration) -> String {
     format!(
         "no answer within {} (--store.response-timeout)",
         strata_model::Duration::from_std(t)

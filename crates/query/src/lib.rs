@@ -25,6 +25,7 @@ pub mod error;
 pub mod fanout;
 pub mod metadata;
 pub mod metrics;
+pub mod rules;
 pub mod series;
 pub mod server;
 pub mod storage;

@@ -16,7 +16,7 @@ use strata_storepb::thanos::{
 };
 
 use crate::error::QueryError;
-use crate::fanout::{Fanout, status_message, timeout_message};
+use crate::fanout::{Fanout, endpoint_failed};
 
 /// What the endpoints answered, merged.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,8 +69,7 @@ impl Fanout {
         limit: i32,
         partial: bool,
     ) -> Result<MetricMetadataAnswer, QueryError> {
-        let mut endpoints = self.endpoints.metadata_endpoints();
-        endpoints.sort_by(|a, b| a.addr.cmp(&b.addr));
+        let endpoints = self.endpoints.metadata_endpoints();
         let req = MetricMetadataRequest {
             metric: metric.to_string(),
             limit,
@@ -80,52 +79,28 @@ impl Fanout {
                 PartialResponseStrategy::Abort
             } as i32,
         };
-        let t = self.frame_timeout();
-        let calls = endpoints.into_iter().map(|e| {
-            let req = req.clone();
-            let mut client = e.client;
-            async move {
-                let call = async {
-                    let mut stream = client.metric_metadata(req).await?.into_inner();
-                    let mut answers = Vec::new();
-                    while let Some(msg) = stream.message().await? {
-                        answers.push(msg);
-                    }
-                    Ok::<_, tonic::Status>(answers)
-                };
-                let r = match tokio::time::timeout(t, call).await {
-                    Ok(Ok(r)) => Ok(r),
-                    Ok(Err(st)) => Err(status_message(&st)),
-                    Err(_) => Err(timeout_message(t)),
-                };
-                (e.addr, r)
-            }
-        });
+        let endpoints = endpoints.into_iter().map(|e| (e.addr, e.client)).collect();
+        let answers = self
+            .call_endpoints(endpoints, |mut c| {
+                let req = req.clone();
+                async move { c.metric_metadata(req).await }
+            })
+            .await;
         let mut out = MetricMetadataAnswer::default();
-        for (addr, r) in futures::future::join_all(calls).await {
+        for (addr, r) in answers {
             match r {
                 Ok(answers) => {
                     for a in answers {
                         match a.result {
                             Some(metric_metadata_response::Result::Metadata(md)) => out.add(md),
                             Some(metric_metadata_response::Result::Warning(w)) => {
-                                out.warnings.push(format!("metadata endpoint {addr}: {w}"));
+                                out.warnings.push(format!("endpoint {addr}: {w}"));
                             }
                             None => {}
                         }
                     }
                 }
-                Err(e) if partial => {
-                    tracing::warn!(endpoint = %addr, err = %e, "MetricMetadata call failed; partial response");
-                    out.warnings
-                        .push(format!("metadata endpoint {addr}: MetricMetadata: {e}"));
-                }
-                Err(e) => {
-                    return Err(QueryError::Store {
-                        store: addr,
-                        message: format!("MetricMetadata: {e}"),
-                    });
-                }
+                Err(e) => endpoint_failed(&mut out.warnings, "MetricMetadata", addr, e, partial)?,
             }
         }
         out.truncate(limit);

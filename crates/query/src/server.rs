@@ -1,4 +1,4 @@
-//! The querier's own Store API (and Metadata API), so that a global querier can sit on top of
+//! The querier's own Store API (and Metadata and Rules APIs), so that a global querier can sit on top of
 //! per-cluster queriers: Info reports type `query` with the union of the endpoints' label sets and time
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
 //! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
@@ -7,16 +7,22 @@
 use strata_model::Labels;
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
-use strata_storepb::server::{MetadataAnswers, SeriesFrames, SeriesSender, spawn_series};
+use strata_storepb::server::{
+    MetadataAnswers, RulesAnswers, SeriesFrames, SeriesSender, spawn_series,
+};
 use strata_storepb::thanos::info::info_server::Info;
-use strata_storepb::thanos::info::{InfoRequest, InfoResponse, MetricMetadataInfo, StoreInfo};
+use strata_storepb::thanos::info::{
+    InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo,
+};
 use strata_storepb::thanos::metadata_server::Metadata;
+use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     AggrChunk, EncodedSeries, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
     LabelValuesRequest, LabelValuesResponse, MetricMetadata, MetricMetadataEntry,
-    MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy, Series, SeriesBatch,
-    SeriesRequest, SeriesResponse, ZLabelSet, metric_metadata_response, series_response,
+    MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy, RulesRequest,
+    RulesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
+    metric_metadata_response, rules_request, rules_response, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -108,6 +114,53 @@ impl Metadata for QueryStoreService {
                 metadata,
             })),
         }));
+        Ok(Response::new(futures::stream::iter(out)))
+    }
+}
+
+#[tonic::async_trait]
+impl Rules for QueryStoreService {
+    type RulesStream = RulesAnswers;
+
+    /// The endpoints' rules merged ([`Fanout::rules`]), not deduplicated by replica labels
+    /// (only identical rules are one): as for series, the querier above deduplicates. Its
+    /// filters are applied here too.
+    async fn rules(
+        &self,
+        request: Request<RulesRequest>,
+    ) -> Result<Response<Self::RulesStream>, Status> {
+        let req = request.into_inner();
+        let partial = is_partial(false, req.partial_response_strategy);
+        let kind = rules_request::Type::try_from(req.r#type)
+            .map_err(|_| Status::invalid_argument(format!("unknown rule type {}", req.r#type)))?;
+        let mut matchers = Vec::new();
+        for m in &req.matcher_string {
+            let parsed = strata_promql::Engine::default()
+                .parse_selector(m)
+                .map_err(|e| Status::invalid_argument(format!("matcher {m:?}: {e}")))?;
+            matchers.push(parsed);
+        }
+        let filters = crate::rules::RuleFilters {
+            rule_names: req.rule_name,
+            rule_groups: req.rule_group,
+            files: req.file,
+            matchers,
+            matcher_strings: req.matcher_string,
+        };
+        let answer = self
+            .fanout
+            .rules(kind, &filters, &[], partial)
+            .await
+            .map_err(to_status)?;
+        let warnings = answer
+            .warnings
+            .into_iter()
+            .map(rules_response::Result::Warning);
+        let groups = answer.groups.into_iter().map(rules_response::Result::Group);
+        let out: Vec<Result<RulesResponse, Status>> = warnings
+            .chain(groups)
+            .map(|r| Ok(RulesResponse { result: Some(r) }))
+            .collect();
         Ok(Response::new(futures::stream::iter(out)))
     }
 }
@@ -334,6 +387,7 @@ impl Info for QueryStoreService {
             // As Thanos' querier: offered while some endpoint below offers it.
             metric_metadata: (!self.fanout.endpoints.metadata_endpoints().is_empty())
                 .then_some(MetricMetadataInfo {}),
+            rules: (!self.fanout.endpoints.rules_endpoints().is_empty()).then_some(RulesInfo {}),
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use strata_api::{
-    MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta, RequestOptions,
-    StorageProvider, StoreStatus,
+    EncodedAnswer, MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta,
+    RequestOptions, RuleKind, RulesQuery, RulesView, StorageProvider, StoreStatus,
 };
+
+use crate::rules::RuleFilters;
 use strata_dedup::Algorithm;
 use strata_model::{Labels, Matcher};
 use strata_promql::{SelectBatches, SelectHints, SelectResult, Storage, StorageError};
@@ -174,6 +176,58 @@ impl StorageProvider for Querier {
                         (name, metas)
                     })
                     .collect(),
+                warnings: a.warnings,
+            })
+        })
+    }
+
+    fn rules(
+        &self,
+        query: RulesQuery,
+        view: RulesView,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
+        use strata_storepb::thanos::rules_request::Type;
+        let inner = self.inner.clone();
+        let partial = opts.partial_response.unwrap_or(inner.cfg.partial_response);
+        // As Thanos: with deduplication off, only identical rules are one.
+        let replica_labels = if opts.dedup {
+            opts.replica_labels
+                .clone()
+                .unwrap_or_else(|| inner.cfg.replica_labels.clone())
+        } else {
+            Vec::new()
+        };
+        let kind = match query.kind {
+            None => Type::All,
+            Some(RuleKind::Alert) => Type::Alert,
+            Some(RuleKind::Record) => Type::Record,
+        };
+        let filters = RuleFilters {
+            rule_names: query.rule_names,
+            rule_groups: query.rule_groups,
+            files: query.files,
+            matchers: query.matchers,
+            matcher_strings: query.matcher_strings,
+        };
+        let handle = inner.handle.clone();
+        let call = handle.spawn(async move {
+            inner
+                .fanout
+                .rules(kind, &filters, &replica_labels, partial)
+                .await
+        });
+        Box::pin(async move {
+            let a = call
+                .await
+                .map_err(|e| StorageError::new(format!("rules fan-out: {e}")))?
+                .map_err(|e| StorageError::new(e.to_string()))?;
+            let data = match view {
+                RulesView::Rules => crate::rules::rules_json(&a.groups),
+                RulesView::Alerts => crate::rules::alerts_json(&a.groups),
+            };
+            Ok(EncodedAnswer {
+                data,
                 warnings: a.warnings,
             })
         })

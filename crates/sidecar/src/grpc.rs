@@ -1,21 +1,24 @@
-//! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info` and `thanos.Metadata` over a
+//! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info`, `thanos.Metadata` and
+//! `thanos.Rules` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
-use strata_storepb::server::{MetadataAnswers, SeriesFrames, spawn_series};
+use strata_storepb::server::{MetadataAnswers, RulesAnswers, SeriesFrames, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::metadata_server::Metadata;
+use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    MetricMetadataRequest, MetricMetadataResponse, SeriesRequest, metric_metadata_response,
+    MetricMetadataRequest, MetricMetadataResponse, RulesRequest, RulesResponse, SeriesRequest,
+    metric_metadata_response, rules_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::PrometheusStore;
 
-/// The Store, Info and Metadata services.
+/// The Store, Info, Metadata and Rules services.
 #[derive(Debug, Clone)]
 pub struct SidecarService {
     store: PrometheusStore,
@@ -106,9 +109,35 @@ impl Metadata for SidecarService {
     }
 }
 
+#[tonic::async_trait]
+impl Rules for SidecarService {
+    type RulesStream = RulesAnswers;
+
+    /// Prometheus' rule groups, one message each. A failure is the call's error, as for
+    /// metadata.
+    async fn rules(
+        &self,
+        request: Request<RulesRequest>,
+    ) -> Result<Response<Self::RulesStream>, Status> {
+        let groups = self.store.rules(request.get_ref()).await.map_err(|e| {
+            tracing::warn!(error = %e, "Rules call failed");
+            e.to_status()
+        })?;
+        let msgs: Vec<Result<RulesResponse, Status>> = groups
+            .into_iter()
+            .map(|g| {
+                Ok(RulesResponse {
+                    result: Some(rules_response::Result::Group(g)),
+                })
+            })
+            .collect();
+        Ok(Response::new(futures::stream::iter(msgs)))
+    }
+}
+
 pub use strata_storepb::server::{ServeError, ServerOptions, TlsFiles};
 
-/// Serves the Store, Info and Metadata APIs on `listener` until `shutdown` completes, then drains
+/// Serves the Store, Info, Metadata and Rules APIs on `listener` until `shutdown` completes, then drains
 /// in-flight calls. `opts`: TLS (or just `Option<TlsFiles>`), connection age, grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -117,6 +146,5 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let svc = SidecarService::new(store);
-    strata_storepb::server::serve_with_metadata(listener, svc.clone(), Some(svc), opts, shutdown)
-        .await
+    strata_storepb::server::serve_with_apis(listener, svc.clone(), Some(svc), opts, shutdown).await
 }

@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod promclient;
 pub mod prometheus;
 pub mod reloader;
+mod rules;
 pub mod shipper;
 pub mod store;
 

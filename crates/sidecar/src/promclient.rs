@@ -10,6 +10,7 @@
 //! | `POST /api/v1/series` | Series with `skip_chunks` |
 //! | `POST /api/v1/labels`, `GET /api/v1/label/<name>/values` | LabelNames, LabelValues |
 //! | `GET /api/v1/metadata` | MetricMetadata (the Metadata API) |
+//! | `GET /api/v1/rules` | Rules (the Rules API) |
 //! | `POST /-/reload` | the reloader |
 //!
 //! Secrets given as files (`bearer_token_file`, `basic_auth.password_file`) are read on every
@@ -32,6 +33,7 @@ use strata_prompb::{
     ChunkedReadResponse, FrameError, Query, ReadRequest, ReadResponse, ResponseType,
     decode_samples_response, take_frame,
 };
+use strata_storepb::thanos::RuleGroup;
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("Strata/", env!("CARGO_PKG_VERSION"));
@@ -617,6 +619,22 @@ impl PrometheusClient {
         }
         let rb = self.request(reqwest::Method::GET, url.clone())?;
         self.api(rb, url, "the metric metadata").await
+    }
+
+    /// Prometheus' rule groups (`/api/v1/rules`), of one type when `kind` is `alert` or
+    /// `record`, as the Rules API carries them.
+    pub async fn rules(&self, kind: Option<&str>) -> Result<Vec<RuleGroup>, PromError> {
+        let mut url = self.url("/api/v1/rules");
+        if let Some(k) = kind {
+            url.query_pairs_mut().append_pair("type", k);
+        }
+        let rb = self.request(reqwest::Method::GET, url.clone())?;
+        let data: crate::rules::RulesData = self.api(rb, url.clone(), "the rules").await?;
+        data.into_groups().map_err(|detail| PromError::Decode {
+            url: url.to_string(),
+            what: "the rules",
+            detail,
+        })
     }
 
     /// Values of label `name` over the series matching `selector` (all when `None`) in

@@ -24,11 +24,14 @@ use std::sync::Arc;
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::SeriesSender;
-use strata_storepb::thanos::info::{InfoResponse, MetricMetadataInfo, StoreInfo, TsdbInfo};
+use strata_storepb::thanos::info::{
+    InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TsdbInfo,
+};
 use strata_storepb::thanos::{
     AggrChunk, Chunk, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest, Series,
-    SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk, series_response,
+    LabelValuesResponse, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
+    RuleGroup, RulesRequest, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
+    rules_request, series_response,
 };
 use strata_tsdb::XorEncoder;
 
@@ -706,6 +709,27 @@ impl PrometheusStore {
         })
     }
 
+    /// The Rules API's answer: Prometheus' rule groups (of one type if the request asks),
+    /// each rule's labels extended with the external labels. Other filters of the request
+    /// are left to the querier, as Thanos' sidecar leaves them (Prometheus 2.42 has none).
+    pub async fn rules(&self, req: &RulesRequest) -> Result<Vec<RuleGroup>, StoreError> {
+        let ext = self.state.external_labels().ok_or(StoreError::NotReady)?;
+        let kind = match rules_request::Type::try_from(req.r#type) {
+            Ok(rules_request::Type::Alert) => Some("alert"),
+            Ok(rules_request::Type::Record) => Some("record"),
+            Ok(rules_request::Type::All) => None,
+            Err(_) => {
+                return Err(StoreError::InvalidArgument(format!(
+                    "unknown rule type {}",
+                    req.r#type
+                )));
+            }
+        };
+        let mut groups = self.client.rules(kind).await?;
+        crate::rules::add_external_labels(&mut groups, &ext);
+        Ok(groups)
+    }
+
     /// The Metadata API's answer: Prometheus' metric metadata, as one map (Thanos' sidecar
     /// sends it the same way). `limit` is Prometheus' (negative: every metric).
     pub async fn metric_metadata(
@@ -755,6 +779,7 @@ impl PrometheusStore {
             label_sets,
             component_type: "sidecar".into(),
             metric_metadata: Some(MetricMetadataInfo {}),
+            rules: Some(RulesInfo {}),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

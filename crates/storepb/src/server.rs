@@ -1,4 +1,5 @@
-//! Serving the Store and Info APIs (and the Metadata API where a component has it): the one place that sets up the gRPC server, so the store
+//! Serving the Store and Info APIs (and the Metadata and Rules APIs where a component has them):
+//! the one place that sets up the gRPC server, so the store
 //! gateway, the sidecar and the querier answer with the same limits, the same TLS and the same
 //! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
 
@@ -15,8 +16,9 @@ use crate::snappy::SnappyServerLayer;
 use crate::thanos::SeriesResponse;
 use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::metadata_server::{Metadata, MetadataServer};
+use crate::thanos::rules_server::{Rules, RulesServer};
 use crate::thanos::store_server::{Store, StoreServer};
-use crate::thanos::{MetricMetadataRequest, MetricMetadataResponse};
+use crate::thanos::{MetricMetadataRequest, MetricMetadataResponse, RulesRequest, RulesResponse};
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
 /// kilobytes; this only keeps a hostile client from making us buffer gigabytes).
@@ -204,7 +206,7 @@ pub async fn serve<S>(
 where
     S: Store + Info + Clone,
 {
-    serve_with_metadata(listener, svc, None::<NoMetadata>, opts, shutdown).await
+    serve_with_apis(listener, svc, None::<NoApis>, opts, shutdown).await
 }
 
 /// The response stream of a MetricMetadata call: the sidecar and the querier each have their
@@ -212,13 +214,16 @@ where
 pub type MetadataAnswers =
     futures::stream::Iter<std::vec::IntoIter<Result<MetricMetadataResponse, Status>>>;
 
-/// A component without the Metadata API (the store gateway): only names the type of
-/// [`serve_with_metadata`]'s absent service; never constructed.
+/// The response stream of a Rules call: whole answers too (warnings, then the groups).
+pub type RulesAnswers = futures::stream::Iter<std::vec::IntoIter<Result<RulesResponse, Status>>>;
+
+/// A component without the Metadata and Rules APIs (the store gateway): only names the type
+/// of [`serve_with_apis`]'s absent services; never constructed.
 #[derive(Debug, Clone, Copy)]
-pub enum NoMetadata {}
+pub enum NoApis {}
 
 #[tonic::async_trait]
-impl Metadata for NoMetadata {
+impl Metadata for NoApis {
     type MetricMetadataStream = MetadataAnswers;
 
     async fn metric_metadata(
@@ -229,17 +234,30 @@ impl Metadata for NoMetadata {
     }
 }
 
-/// [`serve`], with the Metadata API too when `metadata` is given (the sidecar, the querier).
-pub async fn serve_with_metadata<S, M>(
+#[tonic::async_trait]
+impl Rules for NoApis {
+    type RulesStream = RulesAnswers;
+
+    async fn rules(
+        &self,
+        _: tonic::Request<RulesRequest>,
+    ) -> Result<tonic::Response<Self::RulesStream>, Status> {
+        match *self {}
+    }
+}
+
+/// [`serve`], with the Metadata and Rules APIs too when `apis` is given (the sidecar, the
+/// querier).
+pub async fn serve_with_apis<S, A>(
     listener: tokio::net::TcpListener,
     svc: S,
-    metadata: Option<M>,
+    apis: Option<A>,
     opts: impl Into<ServerOptions>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError>
 where
     S: Store + Info + Clone,
-    M: Metadata,
+    A: Metadata + Rules + Clone,
 {
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
@@ -251,7 +269,8 @@ where
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(InfoServer::new(svc))
-        .add_optional_service(metadata.map(MetadataServer::new));
+        .add_optional_service(apis.clone().map(MetadataServer::new))
+        .add_optional_service(apis.map(RulesServer::new));
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

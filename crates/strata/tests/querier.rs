@@ -9,7 +9,8 @@
 //! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
 //! TLS (a test CA's certificates) and another snappy in clear text; two HA replicas' uploaded
 //! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica;
-//! `/api/v1/metadata` from the replicas' sidecars, through a querier and a querier above it.
+//! `/api/v1/metadata`, `/api/v1/rules` and `/api/v1/alerts` from the replicas' sidecars,
+//! through a querier and a querier above it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -114,16 +115,24 @@ fn start_prometheus(dir: &Path, port: u16) -> Proc {
 
 impl Replica {
     fn start(root: &Path, name: &str, target: u16) -> Replica {
+        Replica::start_with_rules(root, name, target, None)
+    }
+
+    /// [`Replica::start`], with `rules` (a rule file's YAML) loaded and evaluated every second,
+    /// from one path for every replica under `root` (HA replicas share their rule files).
+    fn start_with_rules(root: &Path, name: &str, target: u16, rules: Option<&str>) -> Replica {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
-                "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: {name}\n\
-                 scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-            ),
-        )
-        .unwrap();
+        let mut config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: {name}\n\
+             scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        );
+        if let Some(rules) = rules {
+            let file = root.join("rules.yml");
+            std::fs::write(&file, rules).unwrap();
+            config.push_str(&format!("rule_files:\n  - {}\n", file.display()));
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let prom_port = free_port();
         let prom = start_prometheus(&dir, prom_port);
         let (http, grpc_port) = (free_port(), free_port());
@@ -1664,18 +1673,24 @@ fn endpoint_sd_config_file_and_group_between_processes() {
     assert_eq!(clusters(), ["b", "c"]);
 }
 
-/// `/api/v1/metadata` is Prometheus' own answer, through the sidecars' Metadata API: the two
-/// replicas' identical entries once, `metric` and `limit` applied, the same through a querier
-/// stacked on the first (its own Metadata API); a replica whose Prometheus is down is a
-/// warning naming its sidecar under partial response, the request's error without it.
-#[test]
-fn metadata_from_sidecars_through_stacked_queriers() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Whether an API answer has exactly one warning, and it names `who`.
+fn warns_only_of(v: &Value, who: &str) -> bool {
+    v["warnings"]
+        .as_array()
+        .is_some_and(|w| w.len() == 1 && w[0].as_str().is_some_and(|w| w.contains(who)))
+}
+
+/// Two HA replicas (evaluating `rules`, if given), a querier over their sidecars that
+/// deduplicates by `replica`, and a querier above that one.
+fn ha_pair_with_stacked_queriers(
+    root: &Path,
+    rules: Option<&str>,
+) -> (Replica, Replica, Querier, Querier) {
     let target = start_target();
-    let a = Replica::start(tmp.path(), "a", target);
-    let mut b = Replica::start(tmp.path(), "b", target);
+    let a = Replica::start_with_rules(root, "a", target, rules);
+    let b = Replica::start_with_rules(root, "b", target, rules);
     let q = start_querier(
-        tmp.path(),
+        root,
         "query",
         &[
             format!("--endpoint=127.0.0.1:{}", a.grpc_port),
@@ -1684,10 +1699,24 @@ fn metadata_from_sidecars_through_stacked_queriers() {
         ],
     );
     let top = start_querier(
-        tmp.path(),
+        root,
         "global",
-        &[format!("--endpoint=127.0.0.1:{}", q.grpc)],
+        &[
+            format!("--endpoint=127.0.0.1:{}", q.grpc),
+            "--query.replica-label=replica".into(),
+        ],
     );
+    (a, b, q, top)
+}
+
+/// `/api/v1/metadata` is Prometheus' own answer, through the sidecars' Metadata API: the two
+/// replicas' identical entries once, `metric` and `limit` applied, the same through a querier
+/// stacked on the first (its own Metadata API); a replica whose Prometheus is down is a
+/// warning naming its sidecar under partial response, the request's error without it.
+#[test]
+fn metadata_from_sidecars_through_stacked_queriers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), None);
     let metric = "demo_events_total";
     for port in [a.prom_port, b.prom_port] {
         wait_until(
@@ -1744,11 +1773,7 @@ fn metadata_from_sidecars_through_stacked_queriers() {
         Duration::from_secs(30),
         || {
             let (status, v) = json(q.http, "/api/v1/metadata");
-            status == 200
-                && v["data"] == prom["data"]
-                && v["warnings"]
-                    .as_array()
-                    .is_some_and(|w| w.len() == 1 && w[0].as_str().unwrap().contains(&sidecar_b))
+            status == 200 && v["data"] == prom["data"] && warns_only_of(&v, &sidecar_b)
         },
     );
     let (status, v) = json(q.http, "/api/v1/metadata?partial_response=false");
@@ -1767,5 +1792,177 @@ fn metadata_from_sidecars_through_stacked_queriers() {
             .is_some_and(|w| w.iter().any(|w| w.as_str().unwrap().contains(&sidecar_b))),
         "{v}"
     );
+    drop(a);
+}
+
+const RULES: &str = "groups:
+  - name: demo
+    rules:
+      - record: demo:events:rate1m
+        expr: rate(demo_events_total[1m])
+      - alert: DemoAlwaysFiring
+        expr: vector(1)
+        labels:
+          severity: page
+        annotations:
+          summary: always firing
+      - alert: DemoNever
+        expr: demo_events_total < 0
+        for: 5m
+";
+
+/// `(type, name, state)` of each rule of the only group of a `/api/v1/rules` answer, and the
+/// names of the rules' labels.
+fn rule_list(v: &Value) -> Vec<(String, String, String, Vec<String>)> {
+    let groups = v["data"]["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(groups.len(), 1, "{v}");
+    assert_eq!(groups[0]["name"], "demo", "{v}");
+    groups[0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let labels = r["labels"].as_object().unwrap().keys().cloned().collect();
+            (
+                r["type"].as_str().unwrap().to_string(),
+                r["name"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap_or("").to_string(),
+                labels,
+            )
+        })
+        .collect()
+}
+
+/// `/api/v1/rules` and `/api/v1/alerts` through the sidecars' Rules API: two replicas
+/// evaluating the same rule file are one group of three rules, external labels on and the
+/// replica label off (`dedup=false`: six), the firing alert once; `type`, `rule_name[]` and
+/// `match[]` filter; a querier above (its own Rules API) deduplicates the same way; a replica
+/// whose Prometheus is down is a warning naming its sidecar, or the error without partial
+/// response.
+#[test]
+fn rules_and_alerts_from_sidecars_deduplicated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), Some(RULES));
+    for port in [a.prom_port, b.prom_port] {
+        wait_until(
+            "the alert fires in Prometheus",
+            Duration::from_secs(30),
+            || {
+                let (_, v) = json(port, "/api/v1/alerts");
+                v["data"]["alerts"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a["state"] == "firing"))
+            },
+        );
+    }
+    let expected = vec![
+        (
+            "alerting",
+            "DemoAlwaysFiring",
+            "firing",
+            vec!["cluster", "severity"],
+        ),
+        ("alerting", "DemoNever", "inactive", vec!["cluster"]),
+        ("recording", "demo:events:rate1m", "", vec!["cluster"]),
+    ];
+    let expected: Vec<(String, String, String, Vec<String>)> = expected
+        .into_iter()
+        .map(|(t, n, s, l)| {
+            (
+                t.into(),
+                n.into(),
+                s.into(),
+                l.into_iter().map(String::from).collect(),
+            )
+        })
+        .collect();
+    wait_until(
+        "rules through both queriers",
+        Duration::from_secs(30),
+        || {
+            [q.http, top.http].iter().all(|&port| {
+                let (_, v) = json(port, "/api/v1/rules");
+                v["data"]["groups"].as_array().is_some_and(|g| g.len() == 1)
+                    && rule_list(&v) == expected
+            })
+        },
+    );
+    // The same queries as Prometheus evaluates.
+    let (_, prom) = json(a.prom_port, "/api/v1/rules");
+    let (_, ours) = json(q.http, "/api/v1/rules");
+    let queries = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["data"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["query"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(queries(&ours), queries(&prom));
+    assert_eq!(
+        ours["data"]["groups"][0]["file"],
+        prom["data"]["groups"][0]["file"]
+    );
+    assert!(ours.get("warnings").is_none(), "{ours}");
+
+    let (_, all) = json(q.http, "/api/v1/rules?dedup=false");
+    let all = rule_list(&all);
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert!(
+        all.iter().all(|r| r.3.contains(&"replica".to_string())),
+        "{all:?}"
+    );
+
+    let (_, alerts) = json(q.http, "/api/v1/rules?type=alert");
+    assert_eq!(rule_list(&alerts).len(), 2);
+    let (_, records) = json(q.http, "/api/v1/rules?type=record");
+    assert_eq!(rule_list(&records)[0].1, "demo:events:rate1m");
+    let (status, bad) = json(q.http, "/api/v1/rules?type=alerts");
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
+    let (_, named) = json(q.http, "/api/v1/rules?rule_name[]=DemoNever");
+    assert_eq!(rule_list(&named)[0].1, "DemoNever");
+    let (_, matched) = json(
+        q.http,
+        &format!("/api/v1/rules?match[]={}", enc("{severity=\"page\"}")),
+    );
+    assert_eq!(rule_list(&matched).len(), 1);
+    let (_, none) = json(q.http, "/api/v1/rules?rule_group[]=other");
+    assert_eq!(none["data"]["groups"], serde_json::json!([]), "{none}");
+
+    for port in [q.http, top.http] {
+        let (_, v) = json(port, "/api/v1/alerts");
+        let list = v["data"]["alerts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(list.len(), 1, "the firing alert once: {v}");
+        assert_eq!(list[0]["labels"]["alertname"], "DemoAlwaysFiring");
+        assert_eq!(list[0]["state"], "firing");
+        assert_eq!(list[0]["annotations"]["summary"], "always firing");
+    }
+    let (_, v) = json(q.http, "/api/v1/alerts?dedup=false");
+    assert_eq!(v["data"]["alerts"].as_array().unwrap().len(), 2, "{v}");
+
+    // Replica b's Prometheus stops; its sidecar stays up and fails the call.
+    b.prom.take();
+    let sidecar_b = format!("127.0.0.1:{}", b.grpc_port);
+    wait_until(
+        "a warning naming b's sidecar",
+        Duration::from_secs(30),
+        || {
+            let (status, v) = json(q.http, "/api/v1/rules");
+            status == 200
+                && v["data"]["groups"].as_array().is_some_and(|g| g.len() == 1)
+                && warns_only_of(&v, &sidecar_b)
+        },
+    );
+    let (status, v) = json(q.http, "/api/v1/alerts?partial_response=false");
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&sidecar_b), "{v}");
     drop(a);
 }

@@ -397,7 +397,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API, Metadata API)");
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Metadata and Rules APIs)");
     let grpc_opts = args.grpc.server_options()?;
     let http_task = tokio::spawn(listener.serve(
         router,
@@ -412,7 +412,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                 .map(|l| strata_model::Label::new(l.name.as_str(), l.value.as_str())),
         ));
         tokio::spawn(async move {
-            strata_storepb::server::serve_with_metadata(
+            strata_storepb::server::serve_with_apis(
                 grpc,
                 svc.clone(),
                 Some(svc),

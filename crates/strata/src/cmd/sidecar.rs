@@ -133,7 +133,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API, Metadata API)");
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Metadata and Rules APIs)");
 
     let state = Arc::new(PromState::new(args.min_time));
     let store = PrometheusStore::new(
