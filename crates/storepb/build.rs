@@ -1,4 +1,4 @@
-//! Compiles the Store, Info, Metadata and Rules API `.proto` files into Rust with prost and tonic.
+//! Compiles the Store, Info, Metadata, Rules and Exemplars API `.proto` files into Rust with prost and tonic.
 //!
 //! The `.proto` files are parsed by `protox`, a protobuf compiler written in Rust, so building
 //! Strata needs no `protoc` on the machine: `cargo build` works on a bare toolchain, and the
@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/info/infopb/rpc.proto",
     "proto/metadata/metadatapb/rpc.proto",
     "proto/rules/rulespb/rpc.proto",
+    "proto/exemplars/exemplarspb/rpc.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -175,6 +175,26 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(MetadataAnswer::default()) })
     }
 
+    /// Exemplars in `[start, end]` (ms) of the series `selectors` select (the selectors of
+    /// `query`), for `/api/v1/query_exemplars`. The default has none: blocks carry no
+    /// exemplars (the querier asks its endpoints' Exemplars API).
+    fn exemplars(
+        &self,
+        selectors: Vec<Vec<Matcher>>,
+        start: i64,
+        end: i64,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
+    {
+        let _ = (selectors, start, end, opts);
+        Box::pin(async {
+            Ok(EncodedAnswer {
+                data: "[]".to_string(),
+                warnings: Vec::new(),
+            })
+        })
+    }
+
     /// Rules and their alerts, for `/api/v1/rules` and `/api/v1/alerts`. The default has
     /// none: blocks carry no rules (the querier asks its endpoints' Rules API).
     fn rules(
@@ -315,6 +335,10 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .route("/api/v1/stores", get(stores))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/flags", get(flags))
@@ -357,6 +381,15 @@ impl ApiError {
         ApiError {
             kind: "bad_data",
             msg: msg.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A storage's failure (an endpoint that failed without partial response, say).
+    fn storage(e: strata_promql::StorageError) -> Self {
+        ApiError {
+            kind: "internal",
+            msg: e.message,
             warnings: Vec::new(),
         }
     }
@@ -1021,6 +1054,43 @@ async fn rules(
     rules_view(st, q, headers, RulesView::Rules).await
 }
 
+/// `/api/v1/query_exemplars`: `query` (its selectors say which series), `start`, `end`.
+async fn query_exemplars(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let res: Result<EncodedAnswer, ApiError> = async {
+        let p = Params::new(q, &headers, &body)?;
+        let query = p.get("query").unwrap_or("");
+        let selectors = st
+            .cfg
+            .engine
+            .query_selectors(query)
+            .map_err(|e| ApiError::param("query", e))?;
+        let start = time_param(&p, "start", MIN_TIME)?;
+        let end = time_param(&p, "end", MAX_TIME)?;
+        if end < start {
+            return Err(ApiError::param(
+                "end",
+                "end timestamp must not be before start time",
+            ));
+        }
+        let opts = request_options(&p, &st.cfg.engine, &st.cfg.tenancy)?;
+        st.cfg
+            .storage
+            .exemplars(selectors, start, end, &opts)
+            .await
+            .map_err(ApiError::storage)
+    }
+    .await;
+    match res {
+        Ok(a) => metadata_response(&a.data, &a.warnings),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `/api/v1/alerts`: the alerts of every alerting rule, deduplicated as `/api/v1/rules` is.
 async fn alerts(
     State(st): State<Arc<ApiState>>,
@@ -1068,11 +1138,7 @@ async fn rules_view(
             .storage
             .rules(query, view, &opts)
             .await
-            .map_err(|e| ApiError {
-                kind: "internal",
-                msg: e.message,
-                warnings: Vec::new(),
-            })
+            .map_err(ApiError::storage)
     }
     .await;
     match res {
@@ -1103,11 +1169,7 @@ async fn metadata(
             .storage
             .metric_metadata(metric, limit, &opts)
             .await
-            .map_err(|e| ApiError {
-                kind: "internal",
-                msg: e.message,
-                warnings: Vec::new(),
-            })?;
+            .map_err(ApiError::storage)?;
         Ok((json::metric_metadata(&answer.metrics), answer.warnings))
     }
     .await;

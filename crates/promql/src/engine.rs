@@ -135,6 +135,40 @@ impl Engine {
         }
     }
 
+    /// The matchers of every selector in `query`, in the order they appear (the exemplars
+    /// API asks for the series a query's selectors select).
+    pub fn query_selectors(&self, query: &str) -> Result<Vec<Vec<strata_model::Matcher>>> {
+        fn walk(e: &Expr, out: &mut Vec<Vec<strata_model::Matcher>>) -> Result<()> {
+            match e {
+                Expr::Aggregate(a) => {
+                    walk(&a.expr, out)?;
+                    if let Some(p) = &a.param {
+                        walk(p, out)?;
+                    }
+                }
+                Expr::Unary(u) => walk(&u.expr, out)?,
+                Expr::Binary(b) => {
+                    walk(&b.lhs, out)?;
+                    walk(&b.rhs, out)?;
+                }
+                Expr::Paren(p) => walk(&p.expr, out)?,
+                Expr::Subquery(s) => walk(&s.expr, out)?,
+                Expr::VectorSelector(vs) => out.push(crate::eval::selector_matchers(vs)?),
+                Expr::MatrixSelector(ms) => out.push(crate::eval::selector_matchers(&ms.vs)?),
+                Expr::Call(c) => {
+                    for a in &c.args.args {
+                        walk(a, out)?;
+                    }
+                }
+                Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.parse(query)?, &mut out)?;
+        Ok(out)
+    }
+
     /// Evaluates `query` at `t` (milliseconds).
     pub fn instant(
         &self,

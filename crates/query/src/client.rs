@@ -12,6 +12,7 @@ use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use strata_storepb::snappy::SnappyChannel;
+use strata_storepb::thanos::exemplars_client::ExemplarsClient;
 use strata_storepb::thanos::metadata_client::MetadataClient;
 use strata_storepb::thanos::rules_client::RulesClient;
 use strata_storepb::thanos::store_client::StoreClient;
@@ -245,6 +246,14 @@ impl Client {
 
     pub(crate) fn rules_client(&self, ch: StoreChannel) -> RulesClient<StoreChannel> {
         let mut c = RulesClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
+        if let Some(e) = self.compression {
+            c = c.send_compressed(e).accept_compressed(e);
+        }
+        c
+    }
+
+    pub(crate) fn exemplars_client(&self, ch: StoreChannel) -> ExemplarsClient<StoreChannel> {
+        let mut c = ExemplarsClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
         if let Some(e) = self.compression {
             c = c.send_compressed(e).accept_compressed(e);
         }

@@ -27,6 +27,7 @@ use futures::future::{BoxFuture, Either};
 use strata_model::Labels;
 use strata_storepb::convert::labels_to_model;
 use strata_storepb::snappy::SnappyChannel;
+use strata_storepb::thanos::exemplars_client::ExemplarsClient;
 use strata_storepb::thanos::info::InfoRequest;
 use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::metadata_client::MetadataClient;
@@ -740,6 +741,9 @@ pub struct EndpointInfo {
     pub has_metadata: bool,
     /// Whether it offers the Rules API (`InfoResponse.rules`).
     pub has_rules: bool,
+    /// The time range of its exemplars, when it offers the Exemplars API
+    /// (`InfoResponse.exemplars`).
+    pub exemplars: Option<(i64, i64)>,
     /// Whether its Series calls strip the labels named in `without_replica_labels` and
     /// still send series sorted (`StoreInfo.supports_without_replica_labels`).
     pub strips_replica_labels: bool,
@@ -776,6 +780,18 @@ pub struct RulesEndpoint {
     /// The address, which names the endpoint in warnings and errors.
     pub addr: String,
     pub client: RulesClient<StoreChannel>,
+}
+
+/// An endpoint to ask for exemplars.
+#[derive(Debug, Clone)]
+pub struct ExemplarsEndpoint {
+    /// The address, which names the endpoint in warnings and errors.
+    pub addr: String,
+    pub client: ExemplarsClient<StoreChannel>,
+    /// External label sets: the exemplar query is routed and trimmed by them.
+    pub label_sets: Vec<Labels>,
+    pub min_time: i64,
+    pub max_time: i64,
 }
 
 /// One endpoint's state, for queries and `/api/v1/stores`.
@@ -935,6 +951,7 @@ async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
                 has_store: store.is_some(),
                 has_metadata: i.metric_metadata.is_some(),
                 has_rules: i.rules.is_some(),
+                exemplars: i.exemplars.map(|e| (e.min_time, e.max_time)),
                 strips_replica_labels: store
                     .as_ref()
                     .is_some_and(|s| s.supports_without_replica_labels),
@@ -988,6 +1005,14 @@ fn merge_group_info(
         // A call goes to any one member.
         has_metadata: ok.iter().all(|i| i.has_metadata),
         has_rules: ok.iter().all(|i| i.has_rules),
+        exemplars: if ok.iter().all(|i| i.exemplars.is_some()) {
+            let ranges = ok.iter().filter_map(|i| i.exemplars);
+            let min = ranges.clone().map(|r| r.0).min().unwrap_or(i64::MIN);
+            let max = ranges.map(|r| r.1).max().unwrap_or(i64::MAX);
+            Some((min, max))
+        } else {
+            None
+        },
         strips_replica_labels: ok.iter().all(|i| i.strips_replica_labels),
     })
 }
@@ -1518,6 +1543,26 @@ impl EndpointSet {
             .map(|s| RulesEndpoint {
                 addr: s.addr.clone(),
                 client: s.client.rules_client(s.channel.clone()),
+            })
+            .collect()
+    }
+
+    /// The healthy endpoints that offer the Exemplars API, with their external label sets and
+    /// exemplars' time range, by address.
+    pub fn exemplar_endpoints(&self) -> Vec<ExemplarsEndpoint> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.values()
+            .filter(|s| s.healthy)
+            .filter_map(|s| {
+                let info = s.info.as_ref()?;
+                let (min_time, max_time) = info.exemplars?;
+                Some(ExemplarsEndpoint {
+                    addr: s.addr.clone(),
+                    client: s.client.exemplars_client(s.channel.clone()),
+                    label_sets: info.label_sets.clone(),
+                    min_time,
+                    max_time,
+                })
             })
             .collect()
     }

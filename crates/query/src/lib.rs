@@ -22,6 +22,7 @@
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod exemplars;
 pub mod fanout;
 pub mod metadata;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The querier's own Store API (and Metadata and Rules APIs), so that a global querier can sit on top of
+//! The querier's own Store API (and Metadata, Rules and Exemplars APIs), so that a global querier can sit on top of
 //! per-cluster queriers: Info reports type `query` with the union of the endpoints' label sets and time
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
 //! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
@@ -8,21 +8,22 @@ use strata_model::Labels;
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::{
-    MetadataAnswers, RulesAnswers, SeriesFrames, SeriesSender, spawn_series,
+    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, SeriesSender, spawn_series,
 };
+use strata_storepb::thanos::exemplars_server::Exemplars;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{
-    InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo,
+    ExemplarsInfo, InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo,
 };
 use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    AggrChunk, EncodedSeries, LabelMatcher, LabelNamesRequest, LabelNamesResponse,
-    LabelValuesRequest, LabelValuesResponse, MetricMetadata, MetricMetadataEntry,
-    MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy, RulesRequest,
-    RulesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
-    metric_metadata_response, rules_request, rules_response, series_response,
+    AggrChunk, EncodedSeries, ExemplarsRequest, ExemplarsResponse, LabelMatcher, LabelNamesRequest,
+    LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MetricMetadata,
+    MetricMetadataEntry, MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy,
+    RulesRequest, RulesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
+    exemplars_response, metric_metadata_response, rules_request, rules_response, series_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -114,6 +115,53 @@ impl Metadata for QueryStoreService {
                 metadata,
             })),
         }));
+        Ok(Response::new(futures::stream::iter(out)))
+    }
+}
+
+impl QueryStoreService {
+    /// The union of the exemplar endpoints' time ranges; none without such an endpoint.
+    fn exemplars_info(&self) -> Option<ExemplarsInfo> {
+        let eps = self.fanout.endpoints.exemplar_endpoints();
+        (!eps.is_empty()).then(|| ExemplarsInfo {
+            min_time: eps.iter().map(|e| e.min_time).min().unwrap_or(i64::MIN),
+            max_time: eps.iter().map(|e| e.max_time).max().unwrap_or(i64::MAX),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Exemplars for QueryStoreService {
+    type ExemplarsStream = ExemplarsAnswers;
+
+    /// The endpoints' exemplars merged ([`Fanout::exemplars`]) without replica labels
+    /// removed: the querier above deduplicates.
+    async fn exemplars(
+        &self,
+        request: Request<ExemplarsRequest>,
+    ) -> Result<Response<Self::ExemplarsStream>, Status> {
+        let req = request.into_inner();
+        let partial = is_partial(false, req.partial_response_strategy);
+        let selectors = strata_promql::Engine::default()
+            .query_selectors(&req.query)
+            .map_err(|e| Status::invalid_argument(format!("query {:?}: {e}", req.query)))?;
+        let answer = self
+            .fanout
+            .exemplars(&selectors, req.start, req.end, &[], partial)
+            .await
+            .map_err(to_status)?;
+        let warnings = answer
+            .warnings
+            .into_iter()
+            .map(exemplars_response::Result::Warning);
+        let series = answer
+            .series
+            .into_iter()
+            .map(exemplars_response::Result::Data);
+        let out: Vec<Result<ExemplarsResponse, Status>> = warnings
+            .chain(series)
+            .map(|r| Ok(ExemplarsResponse { result: Some(r) }))
+            .collect();
         Ok(Response::new(futures::stream::iter(out)))
     }
 }
@@ -388,6 +436,7 @@ impl Info for QueryStoreService {
             metric_metadata: (!self.fanout.endpoints.metadata_endpoints().is_empty())
                 .then_some(MetricMetadataInfo {}),
             rules: (!self.fanout.endpoints.rules_endpoints().is_empty()).then_some(RulesInfo {}),
+            exemplars: self.exemplars_info(),
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,

@@ -24,6 +24,7 @@ use strata_storepb::thanos::{
     Range, SeriesRequest,
 };
 
+use crate::error::QueryError;
 use crate::fanout::{Fanout, Merged, WireSeries};
 use crate::metrics::{QueryMetrics, SelectStats};
 use crate::series::{AggrRead, Convert, strip_owned, to_engine};
@@ -96,16 +97,45 @@ impl Querier {
         }
     }
 
+    /// Runs `call` on the fan-out on the querier's runtime (where the endpoints' channels
+    /// live) and shapes its answer with `shape`, for the API's non-PromQL endpoints.
+    fn on_runtime<T, U, C, Fut>(
+        &self,
+        call: C,
+        shape: impl FnOnce(T) -> U + Send + 'static,
+    ) -> futures::future::BoxFuture<'static, Result<U, StorageError>>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        C: FnOnce(Fanout) -> Fut,
+        Fut: std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    {
+        let task = self.inner.handle.spawn(call(self.inner.fanout.clone()));
+        Box::pin(async move {
+            let answer = task
+                .await
+                .map_err(|e| StorageError::new(format!("fan-out task: {e}")))?
+                .map_err(|e| StorageError::new(e.to_string()))?;
+            Ok(shape(answer))
+        })
+    }
+
+    /// The replica labels a request deduplicates by: none with `dedup=false`, else its
+    /// `replicaLabels[]` or `--query.replica-label`.
+    fn request_replica_labels(&self, o: &RequestOptions) -> Vec<String> {
+        if o.dedup {
+            o.replica_labels
+                .clone()
+                .unwrap_or_else(|| self.inner.cfg.replica_labels.clone())
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The storage for these options, as a concrete type (tests, benchmarks).
     pub fn storage_for(&self, o: &RequestOptions) -> QueryStorage {
         let cfg = &self.inner.cfg;
-        let replica_labels = if o.dedup {
-            o.replica_labels
-                .clone()
-                .unwrap_or_else(|| cfg.replica_labels.clone())
-        } else {
-            Vec::new()
-        };
+        let replica_labels = self.request_replica_labels(o);
         QueryStorage {
             inner: self.inner.clone(),
             replica_labels,
@@ -149,18 +179,12 @@ impl StorageProvider for Querier {
         limit: i32,
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<MetadataAnswer, StorageError>> {
-        let inner = self.inner.clone();
-        let partial = opts.partial_response.unwrap_or(inner.cfg.partial_response);
-        // The endpoints' channels live on the querier's runtime: the calls run there.
-        let handle = inner.handle.clone();
-        let call = handle
-            .spawn(async move { inner.fanout.metric_metadata(&metric, limit, partial).await });
-        Box::pin(async move {
-            let a = call
-                .await
-                .map_err(|e| StorageError::new(format!("metadata fan-out: {e}")))?
-                .map_err(|e| StorageError::new(e.to_string()))?;
-            Ok(MetadataAnswer {
+        let partial = opts
+            .partial_response
+            .unwrap_or(self.inner.cfg.partial_response);
+        self.on_runtime(
+            move |f| async move { f.metric_metadata(&metric, limit, partial).await },
+            |a| MetadataAnswer {
                 metrics: a
                     .metrics
                     .into_iter()
@@ -177,8 +201,31 @@ impl StorageProvider for Querier {
                     })
                     .collect(),
                 warnings: a.warnings,
-            })
-        })
+            },
+        )
+    }
+
+    fn exemplars(
+        &self,
+        selectors: Vec<Vec<Matcher>>,
+        start: i64,
+        end: i64,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
+        let partial = opts
+            .partial_response
+            .unwrap_or(self.inner.cfg.partial_response);
+        let replica_labels = self.request_replica_labels(opts);
+        self.on_runtime(
+            move |f| async move {
+                f.exemplars(&selectors, start, end, &replica_labels, partial)
+                    .await
+            },
+            |a| EncodedAnswer {
+                data: crate::exemplars::exemplars_json(&a.series),
+                warnings: a.warnings,
+            },
+        )
     }
 
     fn rules(
@@ -188,16 +235,11 @@ impl StorageProvider for Querier {
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
         use strata_storepb::thanos::rules_request::Type;
-        let inner = self.inner.clone();
-        let partial = opts.partial_response.unwrap_or(inner.cfg.partial_response);
+        let partial = opts
+            .partial_response
+            .unwrap_or(self.inner.cfg.partial_response);
         // As Thanos: with deduplication off, only identical rules are one.
-        let replica_labels = if opts.dedup {
-            opts.replica_labels
-                .clone()
-                .unwrap_or_else(|| inner.cfg.replica_labels.clone())
-        } else {
-            Vec::new()
-        };
+        let replica_labels = self.request_replica_labels(opts);
         let kind = match query.kind {
             None => Type::All,
             Some(RuleKind::Alert) => Type::Alert,
@@ -210,27 +252,16 @@ impl StorageProvider for Querier {
             matchers: query.matchers,
             matcher_strings: query.matcher_strings,
         };
-        let handle = inner.handle.clone();
-        let call = handle.spawn(async move {
-            inner
-                .fanout
-                .rules(kind, &filters, &replica_labels, partial)
-                .await
-        });
-        Box::pin(async move {
-            let a = call
-                .await
-                .map_err(|e| StorageError::new(format!("rules fan-out: {e}")))?
-                .map_err(|e| StorageError::new(e.to_string()))?;
-            let data = match view {
-                RulesView::Rules => crate::rules::rules_json(&a.groups),
-                RulesView::Alerts => crate::rules::alerts_json(&a.groups),
-            };
-            Ok(EncodedAnswer {
-                data,
+        self.on_runtime(
+            move |f| async move { f.rules(kind, &filters, &replica_labels, partial).await },
+            move |a| EncodedAnswer {
+                data: match view {
+                    RulesView::Rules => crate::rules::rules_json(&a.groups),
+                    RulesView::Alerts => crate::rules::alerts_json(&a.groups),
+                },
                 warnings: a.warnings,
-            })
-        })
+            },
+        )
     }
 
     fn stores(&self) -> BTreeMap<String, Vec<StoreStatus>> {

@@ -1,24 +1,27 @@
-//! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info`, `thanos.Metadata` and
-//! `thanos.Rules` over a
+//! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info`, `thanos.Metadata`,
+//! `thanos.Rules` and `thanos.Exemplars` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
-use strata_storepb::server::{MetadataAnswers, RulesAnswers, SeriesFrames, spawn_series};
+use strata_storepb::server::{
+    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, spawn_series,
+};
+use strata_storepb::thanos::exemplars_server::Exemplars;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
 use strata_storepb::thanos::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    MetricMetadataRequest, MetricMetadataResponse, RulesRequest, RulesResponse, SeriesRequest,
-    metric_metadata_response, rules_response,
+    ExemplarsRequest, ExemplarsResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MetricMetadataRequest, MetricMetadataResponse, RulesRequest,
+    RulesResponse, SeriesRequest, exemplars_response, metric_metadata_response, rules_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::PrometheusStore;
 
-/// The Store, Info, Metadata and Rules services.
+/// The Store, Info, Metadata, Rules and Exemplars services.
 #[derive(Debug, Clone)]
 pub struct SidecarService {
     store: PrometheusStore,
@@ -135,9 +138,35 @@ impl Rules for SidecarService {
     }
 }
 
+#[tonic::async_trait]
+impl Exemplars for SidecarService {
+    type ExemplarsStream = ExemplarsAnswers;
+
+    /// Prometheus' exemplars, one message per series. A failure is the call's error, as for
+    /// metadata.
+    async fn exemplars(
+        &self,
+        request: Request<ExemplarsRequest>,
+    ) -> Result<Response<Self::ExemplarsStream>, Status> {
+        let series = self.store.exemplars(request.get_ref()).await.map_err(|e| {
+            tracing::warn!(error = %e, "Exemplars call failed");
+            e.to_status()
+        })?;
+        let msgs: Vec<Result<ExemplarsResponse, Status>> = series
+            .into_iter()
+            .map(|d| {
+                Ok(ExemplarsResponse {
+                    result: Some(exemplars_response::Result::Data(d)),
+                })
+            })
+            .collect();
+        Ok(Response::new(futures::stream::iter(msgs)))
+    }
+}
+
 pub use strata_storepb::server::{ServeError, ServerOptions, TlsFiles};
 
-/// Serves the Store, Info, Metadata and Rules APIs on `listener` until `shutdown` completes, then drains
+/// Serves the Store, Info, Metadata, Rules and Exemplars APIs on `listener` until `shutdown` completes, then drains
 /// in-flight calls. `opts`: TLS (or just `Option<TlsFiles>`), connection age, grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,

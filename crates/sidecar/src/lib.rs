@@ -23,6 +23,7 @@
 //!   counted and retried; it never ends the process once it has started.
 
 pub mod error;
+mod exemplars;
 pub mod grpc;
 pub mod promclient;
 pub mod prometheus;

@@ -11,6 +11,7 @@
 //! | `POST /api/v1/labels`, `GET /api/v1/label/<name>/values` | LabelNames, LabelValues |
 //! | `GET /api/v1/metadata` | MetricMetadata (the Metadata API) |
 //! | `GET /api/v1/rules` | Rules (the Rules API) |
+//! | `POST /api/v1/query_exemplars` | Exemplars (the Exemplars API) |
 //! | `POST /-/reload` | the reloader |
 //!
 //! Secrets given as files (`bearer_token_file`, `basic_auth.password_file`) are read on every
@@ -33,7 +34,7 @@ use strata_prompb::{
     ChunkedReadResponse, FrameError, Query, ReadRequest, ReadResponse, ResponseType,
     decode_samples_response, take_frame,
 };
-use strata_storepb::thanos::RuleGroup;
+use strata_storepb::thanos::{ExemplarData, RuleGroup};
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("Strata/", env!("CARGO_PKG_VERSION"));
@@ -633,6 +634,33 @@ impl PrometheusClient {
         data.into_groups().map_err(|detail| PromError::Decode {
             url: url.to_string(),
             what: "the rules",
+            detail,
+        })
+    }
+
+    /// The exemplars of the series `query` selects in `[start, end]` (ms), each series'
+    /// labels extended with `ext`.
+    pub async fn exemplars(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        ext: &Labels,
+    ) -> Result<Vec<ExemplarData>, PromError> {
+        let url = self.url("/api/v1/query_exemplars");
+        let (s, e) = (format_time(start), format_time(end));
+        let rb = self
+            .request(reqwest::Method::POST, url.clone())?
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            )
+            .body(form(&[("query", query), ("start", &s), ("end", &e)]));
+        let data: Vec<crate::exemplars::SeriesExemplarsJson> =
+            self.api(rb, url.clone(), "the exemplars").await?;
+        crate::exemplars::convert(data, ext).map_err(|detail| PromError::Decode {
+            url: url.to_string(),
+            what: "the exemplars",
             detail,
         })
     }

@@ -25,13 +25,13 @@ use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::SeriesSender;
 use strata_storepb::thanos::info::{
-    InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TsdbInfo,
+    ExemplarsInfo, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TsdbInfo,
 };
 use strata_storepb::thanos::{
-    AggrChunk, Chunk, LabelMatcher, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
-    RuleGroup, RulesRequest, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
-    rules_request, series_response,
+    AggrChunk, Chunk, ExemplarData, ExemplarsRequest, LabelMatcher, LabelNamesRequest,
+    LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, Meta, MetricMetadata,
+    MetricMetadataEntry, MetricMetadataRequest, RuleGroup, RulesRequest, Series, SeriesBatch,
+    SeriesRequest, SeriesResponse, ZLabelSet, chunk, rules_request, series_response,
 };
 use strata_tsdb::XorEncoder;
 
@@ -709,6 +709,17 @@ impl PrometheusStore {
         })
     }
 
+    /// The Exemplars API's answer: Prometheus' exemplars of the series `req.query` selects,
+    /// series labels extended with the external labels. Matchers on external labels are the
+    /// querier's to drop (Prometheus has no such labels), as with Thanos' sidecar.
+    pub async fn exemplars(&self, req: &ExemplarsRequest) -> Result<Vec<ExemplarData>, StoreError> {
+        let ext = self.state.external_labels().ok_or(StoreError::NotReady)?;
+        Ok(self
+            .client
+            .exemplars(&req.query, req.start, req.end, &ext)
+            .await?)
+    }
+
     /// The Rules API's answer: Prometheus' rule groups (of one type if the request asks),
     /// each rule's labels extended with the external labels. Other filters of the request
     /// are left to the querier, as Thanos' sidecar leaves them (Prometheus 2.42 has none).
@@ -780,6 +791,7 @@ impl PrometheusStore {
             component_type: "sidecar".into(),
             metric_metadata: Some(MetricMetadataInfo {}),
             rules: Some(RulesInfo {}),
+            exemplars: Some(ExemplarsInfo { min_time, max_time }),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

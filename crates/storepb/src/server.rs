@@ -1,4 +1,5 @@
-//! Serving the Store and Info APIs (and the Metadata and Rules APIs where a component has them):
+//! Serving the Store and Info APIs (and the Metadata, Rules and Exemplars APIs where a component
+//! has them):
 //! the one place that sets up the gRPC server, so the store
 //! gateway, the sidecar and the querier answer with the same limits, the same TLS and the same
 //! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
@@ -14,11 +15,15 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::snappy::SnappyServerLayer;
 use crate::thanos::SeriesResponse;
+use crate::thanos::exemplars_server::{Exemplars, ExemplarsServer};
 use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::metadata_server::{Metadata, MetadataServer};
 use crate::thanos::rules_server::{Rules, RulesServer};
 use crate::thanos::store_server::{Store, StoreServer};
-use crate::thanos::{MetricMetadataRequest, MetricMetadataResponse, RulesRequest, RulesResponse};
+use crate::thanos::{
+    ExemplarsRequest, ExemplarsResponse, MetricMetadataRequest, MetricMetadataResponse,
+    RulesRequest, RulesResponse,
+};
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
 /// kilobytes; this only keeps a hostile client from making us buffer gigabytes).
@@ -217,8 +222,12 @@ pub type MetadataAnswers =
 /// The response stream of a Rules call: whole answers too (warnings, then the groups).
 pub type RulesAnswers = futures::stream::Iter<std::vec::IntoIter<Result<RulesResponse, Status>>>;
 
-/// A component without the Metadata and Rules APIs (the store gateway): only names the type
-/// of [`serve_with_apis`]'s absent services; never constructed.
+/// The response stream of an Exemplars call: whole answers too (warnings, then the series).
+pub type ExemplarsAnswers =
+    futures::stream::Iter<std::vec::IntoIter<Result<ExemplarsResponse, Status>>>;
+
+/// A component without the Metadata, Rules and Exemplars APIs (the store gateway): only
+/// names the type of [`serve_with_apis`]'s absent services; never constructed.
 #[derive(Debug, Clone, Copy)]
 pub enum NoApis {}
 
@@ -235,6 +244,18 @@ impl Metadata for NoApis {
 }
 
 #[tonic::async_trait]
+impl Exemplars for NoApis {
+    type ExemplarsStream = ExemplarsAnswers;
+
+    async fn exemplars(
+        &self,
+        _: tonic::Request<ExemplarsRequest>,
+    ) -> Result<tonic::Response<Self::ExemplarsStream>, Status> {
+        match *self {}
+    }
+}
+
+#[tonic::async_trait]
 impl Rules for NoApis {
     type RulesStream = RulesAnswers;
 
@@ -246,8 +267,8 @@ impl Rules for NoApis {
     }
 }
 
-/// [`serve`], with the Metadata and Rules APIs too when `apis` is given (the sidecar, the
-/// querier).
+/// [`serve`], with the Metadata, Rules and Exemplars APIs too when `apis` is given (the
+/// sidecar, the querier).
 pub async fn serve_with_apis<S, A>(
     listener: tokio::net::TcpListener,
     svc: S,
@@ -257,7 +278,7 @@ pub async fn serve_with_apis<S, A>(
 ) -> Result<(), ServeError>
 where
     S: Store + Info + Clone,
-    A: Metadata + Rules + Clone,
+    A: Metadata + Rules + Exemplars + Clone,
 {
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
@@ -270,7 +291,8 @@ where
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(InfoServer::new(svc))
         .add_optional_service(apis.clone().map(MetadataServer::new))
-        .add_optional_service(apis.map(RulesServer::new));
+        .add_optional_service(apis.clone().map(RulesServer::new))
+        .add_optional_service(apis.map(ExemplarsServer::new));
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

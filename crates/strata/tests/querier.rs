@@ -9,8 +9,8 @@
 //! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
 //! TLS (a test CA's certificates) and another snappy in clear text; two HA replicas' uploaded
 //! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica;
-//! `/api/v1/metadata`, `/api/v1/rules` and `/api/v1/alerts` from the replicas' sidecars,
-//! through a querier and a querier above it.
+//! `/api/v1/metadata`, `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/query_exemplars` from
+//! the replicas' sidecars, through a querier and a querier above it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -82,6 +82,30 @@ fn start_target() -> u16 {
     port
 }
 
+/// A scrape target in OpenMetrics: `demo_requests_total`, one more per scrape, each scrape
+/// with an exemplar (`trace_id="trace-<count>"`, value 1).
+fn start_exemplar_target() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let body = format!(
+                "# TYPE demo_requests counter\n\
+                 demo_requests_total {n} # {{trace_id=\"trace-{n}\"}} 1\n# EOF\n"
+            );
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
 /// One HA replica: Prometheus (external labels `cluster`, `replica`) and its sidecar.
 struct Replica {
     dir: PathBuf,
@@ -105,6 +129,7 @@ fn start_prometheus(dir: &Path, port: u16) -> Proc {
     .args([
         "--storage.tsdb.min-block-duration=2h",
         "--storage.tsdb.max-block-duration=2h",
+        "--enable-feature=exemplar-storage",
     ]);
     let p = Proc::start(dir, &format!("prometheus-{port}"), &mut cmd);
     wait_until("Prometheus ready", Duration::from_secs(60), || {
@@ -1680,13 +1705,13 @@ fn warns_only_of(v: &Value, who: &str) -> bool {
         .is_some_and(|w| w.len() == 1 && w[0].as_str().is_some_and(|w| w.contains(who)))
 }
 
-/// Two HA replicas (evaluating `rules`, if given), a querier over their sidecars that
-/// deduplicates by `replica`, and a querier above that one.
+/// Two HA replicas scraping `target` (and evaluating `rules`, if given), a querier over
+/// their sidecars that deduplicates by `replica`, and a querier above that one.
 fn ha_pair_with_stacked_queriers(
     root: &Path,
     rules: Option<&str>,
+    target: u16,
 ) -> (Replica, Replica, Querier, Querier) {
-    let target = start_target();
     let a = Replica::start_with_rules(root, "a", target, rules);
     let b = Replica::start_with_rules(root, "b", target, rules);
     let q = start_querier(
@@ -1716,7 +1741,7 @@ fn ha_pair_with_stacked_queriers(
 #[test]
 fn metadata_from_sidecars_through_stacked_queriers() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), None);
+    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), None, start_target());
     let metric = "demo_events_total";
     for port in [a.prom_port, b.prom_port] {
         wait_until(
@@ -1844,7 +1869,7 @@ fn rule_list(v: &Value) -> Vec<(String, String, String, Vec<String>)> {
 #[test]
 fn rules_and_alerts_from_sidecars_deduplicated() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), Some(RULES));
+    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), Some(RULES), start_target());
     for port in [a.prom_port, b.prom_port] {
         wait_until(
             "the alert fires in Prometheus",
@@ -1965,4 +1990,78 @@ fn rules_and_alerts_from_sidecars_deduplicated() {
     assert_eq!(status, 500, "{v}");
     assert!(v["error"].as_str().unwrap().contains(&sidecar_b), "{v}");
     drop(a);
+}
+
+/// `/api/v1/query_exemplars` through the sidecars' Exemplars API: the two replicas' series
+/// are one (the replica label off, `cluster` on), its exemplars those of replica `a` (the
+/// lowest replica label), exactly as that Prometheus answers them; `dedup=false`
+/// gives both; matchers on external labels route (and are not sent to Prometheus); a
+/// querier above answers the same; bad parameters are the client's error.
+#[test]
+fn exemplars_from_sidecars_deduplicated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), None, start_exemplar_target());
+    for port in [a.prom_port, b.prom_port] {
+        wait_until("Prometheus has exemplars", Duration::from_secs(30), || {
+            let (_, v) = json(port, "/api/v1/query_exemplars?query=demo_requests_total");
+            v["data"][0]["exemplars"]
+                .as_array()
+                .is_some_and(|e| e.len() >= 2)
+        });
+    }
+    // A closed range, so that every answer below covers the same exemplars.
+    let end = now_s() - 1.0;
+    std::thread::sleep(Duration::from_millis(1200));
+    let path = |q: &str| format!("/api/v1/query_exemplars?query={}&start=0&end={end}", enc(q));
+    let (_, prom) = json(a.prom_port, &path("demo_requests_total"));
+    let prom_exemplars = prom["data"][0]["exemplars"].clone();
+    assert!(
+        prom_exemplars.as_array().is_some_and(|e| !e.is_empty()),
+        "{prom}"
+    );
+    wait_until(
+        "exemplars through both queriers",
+        Duration::from_secs(30),
+        || {
+            [q.http, top.http].iter().all(|&port| {
+                let (_, v) = json(port, &path("demo_requests_total"));
+                v["data"].as_array().is_some_and(|d| d.len() == 1)
+            })
+        },
+    );
+    for port in [q.http, top.http] {
+        let (status, v) = json(port, &path("demo_requests_total"));
+        assert_eq!(status, 200, "{v}");
+        let series = &v["data"][0];
+        assert_eq!(series["seriesLabels"]["cluster"], "eu1", "{v}");
+        assert!(series["seriesLabels"].get("replica").is_none(), "{v}");
+        assert_eq!(series["exemplars"], prom_exemplars, "querier on {port}");
+    }
+    let (_, both) = json(
+        q.http,
+        &format!("{}&dedup=false", path("demo_requests_total")),
+    );
+    assert_eq!(both["data"].as_array().unwrap().len(), 2, "{both}");
+    let (_, routed) = json(
+        q.http,
+        &path("rate(demo_requests_total{cluster=\"eu1\"}[1m])"),
+    );
+    assert_eq!(routed["data"][0]["exemplars"], prom_exemplars, "{routed}");
+    let (_, elsewhere) = json(q.http, &path("demo_requests_total{cluster=\"us1\"}"));
+    assert_eq!(elsewhere["data"], serde_json::json!([]), "{elsewhere}");
+    let (status, bad) = json(q.http, "/api/v1/query_exemplars?query=sum(");
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
+    let (status, bad) = json(
+        q.http,
+        "/api/v1/query_exemplars?query=demo_requests_total&start=10&end=5",
+    );
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
 }
