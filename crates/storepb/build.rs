@@ -1,4 +1,4 @@
-//! Compiles the Store, Info, Metadata, Rules and Exemplars API `.proto` files into Rust with prost and tonic.
+//! Compiles the Store, Info, Metadata, Rules, Exemplars and Targets API `.proto` files into Rust with prost and tonic.
 //!
 //! The `.proto` files are parsed by `protox`, a protobuf compiler written in Rust, so building
 //! Strata needs no `protoc` on the machine: `cargo build` works on a bare toolchain, and the
@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "proto/metadata/metadatapb/rpc.proto",
     "proto/rules/rulespb/rpc.proto",
     "proto/exemplars/exemplarspb/rpc.proto",
+    "proto/targets/targetspb/rpc.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -195,6 +195,23 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// Scrape targets for `/api/v1/targets`, of one state when `state` is given. The
+    /// default has none (the querier asks its endpoints' Targets API).
+    fn targets(
+        &self,
+        state: Option<TargetState>,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
+    {
+        let _ = (state, opts);
+        Box::pin(async {
+            Ok(EncodedAnswer {
+                data: r#"{"activeTargets":[],"droppedTargets":[]}"#.to_string(),
+                warnings: Vec::new(),
+            })
+        })
+    }
+
     /// Rules and their alerts, for `/api/v1/rules` and `/api/v1/alerts`. The default has
     /// none: blocks carry no rules (the querier asks its endpoints' Rules API).
     fn rules(
@@ -230,6 +247,13 @@ pub struct RulesQuery {
     /// `match[]`: only rules whose labels match one of the selectors (parsed, and as written).
     pub matchers: Vec<Vec<Matcher>>,
     pub matcher_strings: Vec<String>,
+}
+
+/// A target state of `/api/v1/targets`' `state` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Active,
+    Dropped,
 }
 
 /// A rule type of `/api/v1/rules`' `type` parameter.
@@ -335,6 +359,7 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/targets", get(targets))
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
@@ -898,6 +923,14 @@ where
     Ok((out, warnings))
 }
 
+/// A storage-encoded answer in the success envelope with its warnings, or the error.
+fn encoded_response(res: Result<EncodedAnswer, ApiError>) -> Response {
+    match res {
+        Ok(a) => metadata_response(&a.data, &a.warnings),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The success envelope with the storage's warnings.
 fn metadata_response(data: &str, warnings: &[String]) -> Response {
     let mut body = json::success_body(data);
@@ -1054,6 +1087,36 @@ async fn rules(
     rules_view(st, q, headers, RulesView::Rules).await
 }
 
+/// `/api/v1/targets`: `state` (`active`, `dropped`, `any`), deduplicated by replica labels.
+async fn targets(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let res: Result<EncodedAnswer, ApiError> = async {
+        let p = Params::new(q, &headers, &Bytes::new())?;
+        let state = match p.get("state").unwrap_or("").to_ascii_lowercase().as_str() {
+            "" | "any" => None,
+            "active" => Some(TargetState::Active),
+            "dropped" => Some(TargetState::Dropped),
+            other => {
+                return Err(ApiError::param(
+                    "state",
+                    format!("unknown target state {other:?}: want active, dropped or any"),
+                ));
+            }
+        };
+        let opts = request_options(&p, &st.cfg.engine, &st.cfg.tenancy)?;
+        st.cfg
+            .storage
+            .targets(state, &opts)
+            .await
+            .map_err(ApiError::storage)
+    }
+    .await;
+    encoded_response(res)
+}
+
 /// `/api/v1/query_exemplars`: `query` (its selectors say which series), `start`, `end`.
 async fn query_exemplars(
     State(st): State<Arc<ApiState>>,
@@ -1085,10 +1148,7 @@ async fn query_exemplars(
             .map_err(ApiError::storage)
     }
     .await;
-    match res {
-        Ok(a) => metadata_response(&a.data, &a.warnings),
-        Err(e) => e.into_response(),
-    }
+    encoded_response(res)
 }
 
 /// `/api/v1/alerts`: the alerts of every alerting rule, deduplicated as `/api/v1/rules` is.
@@ -1141,10 +1201,7 @@ async fn rules_view(
             .map_err(ApiError::storage)
     }
     .await;
-    match res {
-        Ok(a) => metadata_response(&a.data, &a.warnings),
-        Err(e) => e.into_response(),
-    }
+    encoded_response(res)
 }
 
 /// `/api/v1/metadata` (`metric`, `limit`; negative or absent: no limit), in Prometheus'

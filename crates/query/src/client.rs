@@ -16,6 +16,7 @@ use strata_storepb::thanos::exemplars_client::ExemplarsClient;
 use strata_storepb::thanos::metadata_client::MetadataClient;
 use strata_storepb::thanos::rules_client::RulesClient;
 use strata_storepb::thanos::store_client::StoreClient;
+use strata_storepb::thanos::targets_client::TargetsClient;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -254,6 +255,14 @@ impl Client {
 
     pub(crate) fn exemplars_client(&self, ch: StoreChannel) -> ExemplarsClient<StoreChannel> {
         let mut c = ExemplarsClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
+        if let Some(e) = self.compression {
+            c = c.send_compressed(e).accept_compressed(e);
+        }
+        c
+    }
+
+    pub(crate) fn targets_client(&self, ch: StoreChannel) -> TargetsClient<StoreChannel> {
+        let mut c = TargetsClient::new(ch).max_decoding_message_size(MAX_FRAME_BYTES);
         if let Some(e) = self.compression {
             c = c.send_compressed(e).accept_compressed(e);
         }

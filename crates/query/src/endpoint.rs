@@ -33,6 +33,7 @@ use strata_storepb::thanos::info::info_client::InfoClient;
 use strata_storepb::thanos::metadata_client::MetadataClient;
 use strata_storepb::thanos::rules_client::RulesClient;
 use strata_storepb::thanos::store_client::StoreClient;
+use strata_storepb::thanos::targets_client::TargetsClient;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{Service, StdError};
@@ -744,6 +745,8 @@ pub struct EndpointInfo {
     /// The time range of its exemplars, when it offers the Exemplars API
     /// (`InfoResponse.exemplars`).
     pub exemplars: Option<(i64, i64)>,
+    /// Whether it offers the Targets API (`InfoResponse.targets`).
+    pub has_targets: bool,
     /// Whether its Series calls strip the labels named in `without_replica_labels` and
     /// still send series sorted (`StoreInfo.supports_without_replica_labels`).
     pub strips_replica_labels: bool,
@@ -766,32 +769,15 @@ pub struct StoreEndpoint {
     pub strips_replica_labels: bool,
 }
 
-/// An endpoint to ask for metric metadata.
+/// An endpoint to ask one of the Info API's other services (metadata, rules, exemplars,
+/// targets).
 #[derive(Debug, Clone)]
-pub struct MetadataEndpoint {
+pub struct ApiEndpoint<C> {
     /// The address, which names the endpoint in warnings and errors.
     pub addr: String,
-    pub client: MetadataClient<StoreChannel>,
-}
-
-/// An endpoint to ask for rules.
-#[derive(Debug, Clone)]
-pub struct RulesEndpoint {
-    /// The address, which names the endpoint in warnings and errors.
-    pub addr: String,
-    pub client: RulesClient<StoreChannel>,
-}
-
-/// An endpoint to ask for exemplars.
-#[derive(Debug, Clone)]
-pub struct ExemplarsEndpoint {
-    /// The address, which names the endpoint in warnings and errors.
-    pub addr: String,
-    pub client: ExemplarsClient<StoreChannel>,
-    /// External label sets: the exemplar query is routed and trimmed by them.
-    pub label_sets: Vec<Labels>,
-    pub min_time: i64,
-    pub max_time: i64,
+    pub client: C,
+    /// What it said of itself (external label sets, exemplars' time range, …).
+    pub info: EndpointInfo,
 }
 
 /// One endpoint's state, for queries and `/api/v1/stores`.
@@ -952,6 +938,7 @@ async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
                 has_metadata: i.metric_metadata.is_some(),
                 has_rules: i.rules.is_some(),
                 exemplars: i.exemplars.map(|e| (e.min_time, e.max_time)),
+                has_targets: i.targets.is_some(),
                 strips_replica_labels: store
                     .as_ref()
                     .is_some_and(|s| s.supports_without_replica_labels),
@@ -1013,6 +1000,7 @@ fn merge_group_info(
         } else {
             None
         },
+        has_targets: ok.iter().all(|i| i.has_targets),
         strips_replica_labels: ok.iter().all(|i| i.strips_replica_labels),
     })
 }
@@ -1522,49 +1510,46 @@ impl EndpointSet {
             .collect()
     }
 
-    /// The healthy endpoints that offer the Metadata API, by address (a strict endpoint
-    /// that is down is left out: unlike a store, it has not said that it has metadata).
-    pub fn metadata_endpoints(&self) -> Vec<MetadataEndpoint> {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        st.values()
-            .filter(|s| s.healthy && s.info.as_ref().is_some_and(|i| i.has_metadata))
-            .map(|s| MetadataEndpoint {
-                addr: s.addr.clone(),
-                client: s.client.metadata_client(s.channel.clone()),
-            })
-            .collect()
-    }
-
-    /// The healthy endpoints that offer the Rules API, by address.
-    pub fn rules_endpoints(&self) -> Vec<RulesEndpoint> {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        st.values()
-            .filter(|s| s.healthy && s.info.as_ref().is_some_and(|i| i.has_rules))
-            .map(|s| RulesEndpoint {
-                addr: s.addr.clone(),
-                client: s.client.rules_client(s.channel.clone()),
-            })
-            .collect()
-    }
-
-    /// The healthy endpoints that offer the Exemplars API, with their external label sets and
-    /// exemplars' time range, by address.
-    pub fn exemplar_endpoints(&self) -> Vec<ExemplarsEndpoint> {
+    /// The healthy endpoints whose Info says `offers` (a strict endpoint that is down is left
+    /// out: unlike a store, it has not said what it offers), each with a client made by
+    /// `client`.
+    fn offering<C>(
+        &self,
+        offers: impl Fn(&EndpointInfo) -> bool,
+        client: impl Fn(&Client, StoreChannel) -> C,
+    ) -> Vec<ApiEndpoint<C>> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         st.values()
             .filter(|s| s.healthy)
             .filter_map(|s| {
-                let info = s.info.as_ref()?;
-                let (min_time, max_time) = info.exemplars?;
-                Some(ExemplarsEndpoint {
+                let info = s.info.as_ref().filter(|i| offers(i))?;
+                Some(ApiEndpoint {
                     addr: s.addr.clone(),
-                    client: s.client.exemplars_client(s.channel.clone()),
-                    label_sets: info.label_sets.clone(),
-                    min_time,
-                    max_time,
+                    client: client(&s.client, s.channel.clone()),
+                    info: info.clone(),
                 })
             })
             .collect()
+    }
+
+    /// The endpoints offering the Metadata API.
+    pub fn metadata_endpoints(&self) -> Vec<ApiEndpoint<MetadataClient<StoreChannel>>> {
+        self.offering(|i| i.has_metadata, Client::metadata_client)
+    }
+
+    /// The endpoints offering the Rules API.
+    pub fn rules_endpoints(&self) -> Vec<ApiEndpoint<RulesClient<StoreChannel>>> {
+        self.offering(|i| i.has_rules, Client::rules_client)
+    }
+
+    /// The endpoints offering the Exemplars API (`info.exemplars` holds their time range).
+    pub fn exemplar_endpoints(&self) -> Vec<ApiEndpoint<ExemplarsClient<StoreChannel>>> {
+        self.offering(|i| i.exemplars.is_some(), Client::exemplars_client)
+    }
+
+    /// The endpoints offering the Targets API.
+    pub fn targets_endpoints(&self) -> Vec<ApiEndpoint<TargetsClient<StoreChannel>>> {
+        self.offering(|i| i.has_targets, Client::targets_client)
     }
 
     /// Every known endpoint, for `/api/v1/stores` and the UI.

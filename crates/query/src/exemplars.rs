@@ -10,11 +10,12 @@
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::thanos::{
-    ExemplarData, ExemplarsRequest, LabelSet, PartialResponseStrategy, exemplars_response,
+    ExemplarData, ExemplarsRequest, PartialResponseStrategy, exemplars_response,
 };
 
 use crate::error::QueryError;
 use crate::fanout::{Fanout, endpoint_failed};
+use crate::wire::{Pairs, labels_json, pairs, to_set};
 
 /// What the endpoints answered, merged.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,10 +39,13 @@ impl Fanout {
     ) -> Result<ExemplarsAnswer, QueryError> {
         let mut calls = Vec::new();
         for e in self.endpoints.exemplar_endpoints() {
-            if e.max_time < start || e.min_time > end {
+            let Some((min_time, max_time)) = e.info.exemplars else {
+                continue;
+            };
+            if max_time < start || min_time > end {
                 continue;
             }
-            if let Some(query) = endpoint_query(selectors, &e.label_sets)? {
+            if let Some(query) = endpoint_query(selectors, &e.info.label_sets)? {
                 calls.push((e.addr, (e.client, query)));
             }
         }
@@ -120,46 +124,21 @@ fn endpoint_query(
 /// lowest replica), whichever endpoint sent it, so that a querier stacked above another
 /// keeps the same one.
 pub fn merge(series: Vec<ExemplarData>, replica_labels: &[String]) -> Vec<ExemplarData> {
-    type Pairs = Vec<(String, String)>;
-    let pairs = |s: &ExemplarData| -> Pairs {
-        let mut v: Vec<(String, String)> = s
-            .series_labels
-            .as_ref()
-            .map(|l| {
-                l.labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
     // (labels without the replica labels, all labels, the series)
     let mut keyed: Vec<(Pairs, Pairs, ExemplarData)> = series
         .into_iter()
         .map(|s| {
-            let full = pairs(&s);
-            let kept: Pairs = full
-                .iter()
-                .filter(|(n, _)| !replica_labels.contains(n))
-                .cloned()
-                .collect();
-            (kept, full, s)
+            let (kept, all) = pairs(&s.series_labels, replica_labels);
+            (kept, all, s)
         })
         .collect();
     keyed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     keyed.dedup_by(|later, kept| later.0 == kept.0);
     keyed
         .into_iter()
-        .map(|(kept, _, mut s)| {
-            s.series_labels = Some(LabelSet {
-                labels: kept
-                    .into_iter()
-                    .map(|(name, value)| strata_storepb::thanos::Label { name, value })
-                    .collect(),
-            });
-            s
+        .map(|(kept, _, s)| ExemplarData {
+            series_labels: to_set(kept),
+            ..s
         })
         .collect()
 }
@@ -167,17 +146,6 @@ pub fn merge(series: Vec<ExemplarData>, replica_labels: &[String]) -> Vec<Exempl
 /// `/api/v1/query_exemplars`' data, in Prometheus' JSON: `[{"seriesLabels", "exemplars":
 /// [{"labels", "value", "timestamp"}]}]`.
 pub fn exemplars_json(series: &[ExemplarData]) -> String {
-    let labels = |l: Option<&LabelSet>| -> serde_json::Value {
-        serde_json::Value::Object(
-            l.map(|l| {
-                l.labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone().into()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        )
-    };
     let out: Vec<serde_json::Value> = series
         .iter()
         .map(|s| {
@@ -189,14 +157,14 @@ pub fn exemplars_json(series: &[ExemplarData]) -> String {
                     strata_promql::format::format_sample_value(e.value, &mut value);
                     // Seconds, the shortest decimal that reads back as the same float.
                     serde_json::json!({
-                        "labels": labels(e.labels.as_ref()),
+                        "labels": labels_json(e.labels.as_ref()),
                         "value": value,
                         "timestamp": e.ts as f64 / 1000.0,
                     })
                 })
                 .collect();
             serde_json::json!({
-                "seriesLabels": labels(s.series_labels.as_ref()),
+                "seriesLabels": labels_json(s.series_labels.as_ref()),
                 "exemplars": exemplars,
             })
         })
@@ -208,6 +176,7 @@ pub fn exemplars_json(series: &[ExemplarData]) -> String {
 mod tests {
     use super::*;
     use strata_model::Label;
+    use strata_storepb::thanos::LabelSet;
     use strata_storepb::thanos::{Exemplar, Label as WireLabel};
 
     fn set(pairs: &[(&str, &str)]) -> Option<LabelSet> {

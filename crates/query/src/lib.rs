@@ -30,7 +30,9 @@ pub mod rules;
 pub mod series;
 pub mod server;
 pub mod storage;
+pub mod targets;
 mod tls;
+mod wire;
 
 pub use client::{ClientConfig, Compression, EndpointClient, TlsMinVersion};
 pub use endpoint::{

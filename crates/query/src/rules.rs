@@ -21,6 +21,7 @@ use strata_storepb::thanos::{
 
 use crate::error::QueryError;
 use crate::fanout::{Fanout, endpoint_failed};
+use crate::wire::{labels_json, time_json};
 
 /// Which rules a request asks for, beyond the type: each list, when not empty, keeps the
 /// rules it names; `matchers` keeps the rules whose labels match one of the sets. A group
@@ -356,18 +357,6 @@ fn alert_instance_json(a: &strata_storepb::thanos::AlertInstance) -> serde_json:
     v
 }
 
-fn labels_json(l: Option<&LabelSet>) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> = l
-        .map(|l| {
-            l.labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone().into()))
-                .collect()
-        })
-        .unwrap_or_default();
-    serde_json::Value::Object(map)
-}
-
 fn state_json(s: i32) -> &'static str {
     match AlertState::try_from(s) {
         Ok(AlertState::Firing) => "firing",
@@ -381,22 +370,6 @@ fn strategy_json(s: i32) -> &'static str {
         Ok(PartialResponseStrategy::Abort) => "ABORT",
         _ => "WARN",
     }
-}
-
-/// A time as Go's JSON writes one (RFC 3339, nanoseconds without trailing zeros); Go's zero
-/// time when there is none.
-fn time_json(t: Option<prost_types::Timestamp>) -> String {
-    let Some(t) = t else {
-        return "0001-01-01T00:00:00Z".into();
-    };
-    let whole = strata_model::timestamp::format_rfc3339(t.seconds.saturating_mul(1000));
-    if t.nanos <= 0 {
-        return whole;
-    }
-    let frac = format!("{:09}", t.nanos);
-    let frac = frac.trim_end_matches('0');
-    // `whole` ends in `Z` and has no fraction (whole seconds).
-    format!("{}.{frac}Z", &whole[..whole.len() - 1])
 }
 
 #[cfg(test)]

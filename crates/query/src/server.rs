@@ -1,4 +1,4 @@
-//! The querier's own Store API (and Metadata, Rules and Exemplars APIs), so that a global querier can sit on top of
+//! The querier's own Store API (and Metadata, Rules, Exemplars and Targets APIs), so that a global querier can sit on top of
 //! per-cluster queriers: Info reports type `query` with the union of the endpoints' label sets and time
 //! ranges; Series returns the merged, not deduplicated, stream (as Thanos' does: the upper
 //! querier deduplicates), with `without_replica_labels` applied by the stores or, for those
@@ -8,22 +8,25 @@ use strata_model::Labels;
 use strata_runtime::task::CallTask;
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::{
-    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, SeriesSender, spawn_series,
+    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, SeriesSender, TargetsAnswers,
+    spawn_series,
 };
 use strata_storepb::thanos::exemplars_server::Exemplars;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{
-    ExemplarsInfo, InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo,
+    ExemplarsInfo, InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TargetsInfo,
 };
 use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
+use strata_storepb::thanos::targets_server::Targets;
 use strata_storepb::thanos::{
     AggrChunk, EncodedSeries, ExemplarsRequest, ExemplarsResponse, LabelMatcher, LabelNamesRequest,
     LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MetricMetadata,
     MetricMetadataEntry, MetricMetadataRequest, MetricMetadataResponse, PartialResponseStrategy,
-    RulesRequest, RulesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
-    exemplars_response, metric_metadata_response, rules_request, rules_response, series_response,
+    RulesRequest, RulesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse,
+    TargetsRequest, TargetsResponse, ZLabelSet, exemplars_response, metric_metadata_response,
+    rules_request, rules_response, series_response, targets_request, targets_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -123,9 +126,10 @@ impl QueryStoreService {
     /// The union of the exemplar endpoints' time ranges; none without such an endpoint.
     fn exemplars_info(&self) -> Option<ExemplarsInfo> {
         let eps = self.fanout.endpoints.exemplar_endpoints();
-        (!eps.is_empty()).then(|| ExemplarsInfo {
-            min_time: eps.iter().map(|e| e.min_time).min().unwrap_or(i64::MIN),
-            max_time: eps.iter().map(|e| e.max_time).max().unwrap_or(i64::MAX),
+        let ranges: Vec<(i64, i64)> = eps.iter().filter_map(|e| e.info.exemplars).collect();
+        (!ranges.is_empty()).then(|| ExemplarsInfo {
+            min_time: ranges.iter().map(|r| r.0).min().unwrap_or(i64::MIN),
+            max_time: ranges.iter().map(|r| r.1).max().unwrap_or(i64::MAX),
         })
     }
 }
@@ -161,6 +165,38 @@ impl Exemplars for QueryStoreService {
         let out: Vec<Result<ExemplarsResponse, Status>> = warnings
             .chain(series)
             .map(|r| Ok(ExemplarsResponse { result: Some(r) }))
+            .collect();
+        Ok(Response::new(futures::stream::iter(out)))
+    }
+}
+
+#[tonic::async_trait]
+impl Targets for QueryStoreService {
+    type TargetsStream = TargetsAnswers;
+
+    /// The endpoints' targets merged ([`Fanout::targets`]) without replica labels removed:
+    /// the querier above deduplicates.
+    async fn targets(
+        &self,
+        request: Request<TargetsRequest>,
+    ) -> Result<Response<Self::TargetsStream>, Status> {
+        let req = request.into_inner();
+        let partial = is_partial(false, req.partial_response_strategy);
+        let state = targets_request::State::try_from(req.state)
+            .map_err(|_| Status::invalid_argument(format!("unknown target state {}", req.state)))?;
+        let answer = self
+            .fanout
+            .targets(state, &[], partial)
+            .await
+            .map_err(to_status)?;
+        let out: Vec<Result<TargetsResponse, Status>> = answer
+            .warnings
+            .into_iter()
+            .map(targets_response::Result::Warning)
+            .chain(std::iter::once(targets_response::Result::Targets(
+                answer.targets,
+            )))
+            .map(|r| Ok(TargetsResponse { result: Some(r) }))
             .collect();
         Ok(Response::new(futures::stream::iter(out)))
     }
@@ -437,6 +473,8 @@ impl Info for QueryStoreService {
                 .then_some(MetricMetadataInfo {}),
             rules: (!self.fanout.endpoints.rules_endpoints().is_empty()).then_some(RulesInfo {}),
             exemplars: self.exemplars_info(),
+            targets: (!self.fanout.endpoints.targets_endpoints().is_empty())
+                .then_some(TargetsInfo {}),
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,

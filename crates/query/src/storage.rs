@@ -11,7 +11,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use strata_api::{
     EncodedAnswer, MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta,
-    RequestOptions, RuleKind, RulesQuery, RulesView, StorageProvider, StoreStatus,
+    RequestOptions, RuleKind, RulesQuery, RulesView, StorageProvider, StoreStatus, TargetState,
 };
 
 use crate::rules::RuleFilters;
@@ -120,6 +120,14 @@ impl Querier {
         })
     }
 
+    /// Whether a request allows partial responses, and [`Querier::request_replica_labels`].
+    fn request_partial_and_replicas(&self, o: &RequestOptions) -> (bool, Vec<String>) {
+        let partial = o
+            .partial_response
+            .unwrap_or(self.inner.cfg.partial_response);
+        (partial, self.request_replica_labels(o))
+    }
+
     /// The replica labels a request deduplicates by: none with `dedup=false`, else its
     /// `replicaLabels[]` or `--query.replica-label`.
     fn request_replica_labels(&self, o: &RequestOptions) -> Vec<String> {
@@ -212,10 +220,7 @@ impl StorageProvider for Querier {
         end: i64,
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
-        let partial = opts
-            .partial_response
-            .unwrap_or(self.inner.cfg.partial_response);
-        let replica_labels = self.request_replica_labels(opts);
+        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
         self.on_runtime(
             move |f| async move {
                 f.exemplars(&selectors, start, end, &replica_labels, partial)
@@ -228,6 +233,27 @@ impl StorageProvider for Querier {
         )
     }
 
+    fn targets(
+        &self,
+        state: Option<TargetState>,
+        opts: &RequestOptions,
+    ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
+        use strata_storepb::thanos::targets_request::State;
+        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
+        let state = match state {
+            None => State::Any,
+            Some(TargetState::Active) => State::Active,
+            Some(TargetState::Dropped) => State::Dropped,
+        };
+        self.on_runtime(
+            move |f| async move { f.targets(state, &replica_labels, partial).await },
+            |a| EncodedAnswer {
+                data: crate::targets::targets_json(&a.targets),
+                warnings: a.warnings,
+            },
+        )
+    }
+
     fn rules(
         &self,
         query: RulesQuery,
@@ -235,11 +261,8 @@ impl StorageProvider for Querier {
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
         use strata_storepb::thanos::rules_request::Type;
-        let partial = opts
-            .partial_response
-            .unwrap_or(self.inner.cfg.partial_response);
         // As Thanos: with deduplication off, only identical rules are one.
-        let replica_labels = self.request_replica_labels(opts);
+        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
         let kind = match query.kind {
             None => Type::All,
             Some(RuleKind::Alert) => Type::Alert,

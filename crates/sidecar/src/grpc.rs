@@ -1,9 +1,9 @@
 //! The sidecar's gRPC face: `thanos.Store`, `thanos.info.Info`, `thanos.Metadata`,
-//! `thanos.Rules` and `thanos.Exemplars` over a
+//! `thanos.Rules`, `thanos.Exemplars` and `thanos.Targets` over a
 //! [`PrometheusStore`], with Thanos' server TLS options.
 
 use strata_storepb::server::{
-    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, spawn_series,
+    ExemplarsAnswers, MetadataAnswers, RulesAnswers, SeriesFrames, TargetsAnswers, spawn_series,
 };
 use strata_storepb::thanos::exemplars_server::Exemplars;
 use strata_storepb::thanos::info::info_server::Info;
@@ -11,17 +11,19 @@ use strata_storepb::thanos::info::{InfoRequest, InfoResponse};
 use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::rules_server::Rules;
 use strata_storepb::thanos::store_server::Store;
+use strata_storepb::thanos::targets_server::Targets;
 use strata_storepb::thanos::{
     ExemplarsRequest, ExemplarsResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, MetricMetadataRequest, MetricMetadataResponse, RulesRequest,
-    RulesResponse, SeriesRequest, exemplars_response, metric_metadata_response, rules_response,
+    RulesResponse, SeriesRequest, TargetsRequest, TargetsResponse, exemplars_response,
+    metric_metadata_response, rules_response, targets_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::store::PrometheusStore;
 
-/// The Store, Info, Metadata, Rules and Exemplars services.
+/// The Store, Info, Metadata, Rules, Exemplars and Targets services.
 #[derive(Debug, Clone)]
 pub struct SidecarService {
     store: PrometheusStore,
@@ -164,9 +166,29 @@ impl Exemplars for SidecarService {
     }
 }
 
+#[tonic::async_trait]
+impl Targets for SidecarService {
+    type TargetsStream = TargetsAnswers;
+
+    /// Prometheus' targets in one message. A failure is the call's error, as for metadata.
+    async fn targets(
+        &self,
+        request: Request<TargetsRequest>,
+    ) -> Result<Response<Self::TargetsStream>, Status> {
+        let targets = self.store.targets(request.get_ref()).await.map_err(|e| {
+            tracing::warn!(error = %e, "Targets call failed");
+            e.to_status()
+        })?;
+        let msg = TargetsResponse {
+            result: Some(targets_response::Result::Targets(targets)),
+        };
+        Ok(Response::new(futures::stream::iter(vec![Ok(msg)])))
+    }
+}
+
 pub use strata_storepb::server::{ServeError, ServerOptions, TlsFiles};
 
-/// Serves the Store, Info, Metadata, Rules and Exemplars APIs on `listener` until `shutdown` completes, then drains
+/// Serves the Store, Info, Metadata, Rules, Exemplars and Targets APIs on `listener` until `shutdown` completes, then drains
 /// in-flight calls. `opts`: TLS (or just `Option<TlsFiles>`), connection age, grace period.
 pub async fn serve(
     listener: tokio::net::TcpListener,

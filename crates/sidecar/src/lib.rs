@@ -31,6 +31,7 @@ pub mod reloader;
 mod rules;
 pub mod shipper;
 pub mod store;
+mod targets;
 
 /// The remote read messages and frames ([`strata_prompb`]).
 pub use strata_prompb as prompb;

@@ -12,6 +12,7 @@
 //! | `GET /api/v1/metadata` | MetricMetadata (the Metadata API) |
 //! | `GET /api/v1/rules` | Rules (the Rules API) |
 //! | `POST /api/v1/query_exemplars` | Exemplars (the Exemplars API) |
+//! | `GET /api/v1/targets` | Targets (the Targets API) |
 //! | `POST /-/reload` | the reloader |
 //!
 //! Secrets given as files (`bearer_token_file`, `basic_auth.password_file`) are read on every
@@ -34,7 +35,7 @@ use strata_prompb::{
     ChunkedReadResponse, FrameError, Query, ReadRequest, ReadResponse, ResponseType,
     decode_samples_response, take_frame,
 };
-use strata_storepb::thanos::{ExemplarData, RuleGroup};
+use strata_storepb::thanos::{ExemplarData, RuleGroup, TargetDiscovery};
 
 /// The User-Agent of every request.
 pub const USER_AGENT: &str = concat!("Strata/", env!("CARGO_PKG_VERSION"));
@@ -661,6 +662,26 @@ impl PrometheusClient {
         crate::exemplars::convert(data, ext).map_err(|detail| PromError::Decode {
             url: url.to_string(),
             what: "the exemplars",
+            detail,
+        })
+    }
+
+    /// Prometheus' scrape targets (`/api/v1/targets`), of one state when `state` is `active`
+    /// or `dropped`, label sets extended with `ext`.
+    pub async fn targets(
+        &self,
+        state: Option<&str>,
+        ext: &Labels,
+    ) -> Result<TargetDiscovery, PromError> {
+        let mut url = self.url("/api/v1/targets");
+        if let Some(s) = state {
+            url.query_pairs_mut().append_pair("state", s);
+        }
+        let rb = self.request(reqwest::Method::GET, url.clone())?;
+        let data: crate::targets::TargetsData = self.api(rb, url.clone(), "the targets").await?;
+        data.convert(ext).map_err(|detail| PromError::Decode {
+            url: url.to_string(),
+            what: "the targets",
             detail,
         })
     }

@@ -161,7 +161,7 @@ impl RuleJson {
     }
 }
 
-fn label_set(m: Option<BTreeMap<String, String>>) -> LabelSet {
+pub(crate) fn label_set(m: Option<BTreeMap<String, String>>) -> LabelSet {
     LabelSet {
         labels: m
             .unwrap_or_default()
@@ -182,7 +182,7 @@ fn alert_state(s: &str) -> Result<AlertState, String> {
 
 /// A time as Prometheus writes it (Go's RFC 3339 with up to nanoseconds), to the
 /// nanosecond.
-fn timestamp(s: Option<&str>) -> Result<Option<prost_types::Timestamp>, String> {
+pub(crate) fn timestamp(s: Option<&str>) -> Result<Option<prost_types::Timestamp>, String> {
     let Some(s) = s.filter(|s| !s.is_empty()) else {
         return Ok(None);
     };

@@ -25,13 +25,14 @@ use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::server::SeriesSender;
 use strata_storepb::thanos::info::{
-    ExemplarsInfo, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TsdbInfo,
+    ExemplarsInfo, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TargetsInfo, TsdbInfo,
 };
 use strata_storepb::thanos::{
     AggrChunk, Chunk, ExemplarData, ExemplarsRequest, LabelMatcher, LabelNamesRequest,
     LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, Meta, MetricMetadata,
     MetricMetadataEntry, MetricMetadataRequest, RuleGroup, RulesRequest, Series, SeriesBatch,
-    SeriesRequest, SeriesResponse, ZLabelSet, chunk, rules_request, series_response,
+    SeriesRequest, SeriesResponse, TargetDiscovery, TargetsRequest, ZLabelSet, chunk,
+    rules_request, series_response, targets_request,
 };
 use strata_tsdb::XorEncoder;
 
@@ -720,6 +721,24 @@ impl PrometheusStore {
             .await?)
     }
 
+    /// The Targets API's answer: Prometheus' targets (of one state if the request asks),
+    /// label sets extended with the external labels.
+    pub async fn targets(&self, req: &TargetsRequest) -> Result<TargetDiscovery, StoreError> {
+        let ext = self.state.external_labels().ok_or(StoreError::NotReady)?;
+        let state = match targets_request::State::try_from(req.state) {
+            Ok(targets_request::State::Active) => Some("active"),
+            Ok(targets_request::State::Dropped) => Some("dropped"),
+            Ok(targets_request::State::Any) => None,
+            Err(_) => {
+                return Err(StoreError::InvalidArgument(format!(
+                    "unknown target state {}",
+                    req.state
+                )));
+            }
+        };
+        Ok(self.client.targets(state, &ext).await?)
+    }
+
     /// The Rules API's answer: Prometheus' rule groups (of one type if the request asks),
     /// each rule's labels extended with the external labels. Other filters of the request
     /// are left to the querier, as Thanos' sidecar leaves them (Prometheus 2.42 has none).
@@ -792,6 +811,7 @@ impl PrometheusStore {
             metric_metadata: Some(MetricMetadataInfo {}),
             rules: Some(RulesInfo {}),
             exemplars: Some(ExemplarsInfo { min_time, max_time }),
+            targets: Some(TargetsInfo {}),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

@@ -39,7 +39,7 @@ pub mod frame;
 pub mod server;
 pub mod snappy;
 
-/// Package `thanos`: the Store API, its data types and the label messages; the Metadata, Rules and Exemplars APIs.
+/// Package `thanos`: the Store API, its data types and the label messages; the Metadata, Rules, Exemplars and Targets APIs.
 #[allow(
     missing_docs,
     unreachable_pub,

@@ -1,5 +1,5 @@
-//! Serving the Store and Info APIs (and the Metadata, Rules and Exemplars APIs where a component
-//! has them):
+//! Serving the Store and Info APIs (and the Metadata, Rules, Exemplars and Targets APIs where a
+//! component has them):
 //! the one place that sets up the gRPC server, so the store
 //! gateway, the sidecar and the querier answer with the same limits, the same TLS and the same
 //! compressions (tonic's own, plus Thanos' `snappy` through [`crate::snappy`]).
@@ -20,9 +20,10 @@ use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::metadata_server::{Metadata, MetadataServer};
 use crate::thanos::rules_server::{Rules, RulesServer};
 use crate::thanos::store_server::{Store, StoreServer};
+use crate::thanos::targets_server::{Targets, TargetsServer};
 use crate::thanos::{
     ExemplarsRequest, ExemplarsResponse, MetricMetadataRequest, MetricMetadataResponse,
-    RulesRequest, RulesResponse,
+    RulesRequest, RulesResponse, TargetsRequest, TargetsResponse,
 };
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
@@ -226,8 +227,12 @@ pub type RulesAnswers = futures::stream::Iter<std::vec::IntoIter<Result<RulesRes
 pub type ExemplarsAnswers =
     futures::stream::Iter<std::vec::IntoIter<Result<ExemplarsResponse, Status>>>;
 
-/// A component without the Metadata, Rules and Exemplars APIs (the store gateway): only
-/// names the type of [`serve_with_apis`]'s absent services; never constructed.
+/// The response stream of a Targets call: whole answers too (warnings, then the targets).
+pub type TargetsAnswers =
+    futures::stream::Iter<std::vec::IntoIter<Result<TargetsResponse, Status>>>;
+
+/// A component without the Metadata, Rules, Exemplars and Targets APIs (the store gateway):
+/// only names the type of [`serve_with_apis`]'s absent services; never constructed.
 #[derive(Debug, Clone, Copy)]
 pub enum NoApis {}
 
@@ -256,6 +261,18 @@ impl Exemplars for NoApis {
 }
 
 #[tonic::async_trait]
+impl Targets for NoApis {
+    type TargetsStream = TargetsAnswers;
+
+    async fn targets(
+        &self,
+        _: tonic::Request<TargetsRequest>,
+    ) -> Result<tonic::Response<Self::TargetsStream>, Status> {
+        match *self {}
+    }
+}
+
+#[tonic::async_trait]
 impl Rules for NoApis {
     type RulesStream = RulesAnswers;
 
@@ -267,8 +284,8 @@ impl Rules for NoApis {
     }
 }
 
-/// [`serve`], with the Metadata, Rules and Exemplars APIs too when `apis` is given (the
-/// sidecar, the querier).
+/// [`serve`], with the Metadata, Rules, Exemplars and Targets APIs too when `apis` is given
+/// (the sidecar, the querier).
 pub async fn serve_with_apis<S, A>(
     listener: tokio::net::TcpListener,
     svc: S,
@@ -278,7 +295,7 @@ pub async fn serve_with_apis<S, A>(
 ) -> Result<(), ServeError>
 where
     S: Store + Info + Clone,
-    A: Metadata + Rules + Exemplars + Clone,
+    A: Metadata + Rules + Exemplars + Targets + Clone,
 {
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
@@ -292,7 +309,8 @@ where
         .add_service(InfoServer::new(svc))
         .add_optional_service(apis.clone().map(MetadataServer::new))
         .add_optional_service(apis.clone().map(RulesServer::new))
-        .add_optional_service(apis.map(ExemplarsServer::new));
+        .add_optional_service(apis.clone().map(ExemplarsServer::new))
+        .add_optional_service(apis.map(TargetsServer::new));
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

@@ -9,8 +9,8 @@
 //! and `--endpoint-group` listed as one store; `--endpoint.sd-config` giving one store mutual
 //! TLS (a test CA's certificates) and another snappy in clear text; two HA replicas' uploaded
 //! blocks behind one `strata store`, deduplicated as the penalty algorithm does by replica;
-//! `/api/v1/metadata`, `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/query_exemplars` from
-//! the replicas' sidecars, through a querier and a querier above it.
+//! `/api/v1/metadata`, `/api/v1/rules`, `/api/v1/alerts`, `/api/v1/query_exemplars` and
+//! `/api/v1/targets` from the replicas' sidecars, through a querier and a querier above it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -1698,6 +1698,35 @@ fn endpoint_sd_config_file_and_group_between_processes() {
     assert_eq!(clusters(), ["b", "c"]);
 }
 
+/// Stops replica `b`'s Prometheus (its sidecar stays up and fails every call), then checks
+/// that `path` on querier port `q` answers with one warning naming that sidecar and with
+/// data that `data_ok` accepts, and fails with an error naming it without partial response.
+fn replica_down_is_warning_or_error(
+    b: &mut Replica,
+    q: u16,
+    path: &str,
+    data_ok: impl Fn(&Value) -> bool,
+) -> String {
+    b.prom.take();
+    let sidecar_b = format!("127.0.0.1:{}", b.grpc_port);
+    wait_until(
+        "a warning naming b's sidecar",
+        Duration::from_secs(30),
+        || {
+            let (status, v) = json(q, path);
+            status == 200 && data_ok(&v["data"]) && warns_only_of(&v, &sidecar_b)
+        },
+    );
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, v) = json(q, &format!("{path}{sep}partial_response=false"));
+    assert_eq!(status, 500, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains(&sidecar_b),
+        "the error names the failed sidecar: {v}"
+    );
+    sidecar_b
+}
+
 /// Whether an API answer has exactly one warning, and it names `who`.
 fn warns_only_of(v: &Value, who: &str) -> bool {
     v["warnings"]
@@ -1790,23 +1819,9 @@ fn metadata_from_sidecars_through_stacked_queriers() {
         assert_eq!(bad["errorType"], "bad_data", "{bad}");
     }
 
-    // Replica b's Prometheus stops; its sidecar stays up and fails the call.
-    b.prom.take();
-    let sidecar_b = format!("127.0.0.1:{}", b.grpc_port);
-    wait_until(
-        "a warning naming b's sidecar",
-        Duration::from_secs(30),
-        || {
-            let (status, v) = json(q.http, "/api/v1/metadata");
-            status == 200 && v["data"] == prom["data"] && warns_only_of(&v, &sidecar_b)
-        },
-    );
-    let (status, v) = json(q.http, "/api/v1/metadata?partial_response=false");
-    assert_eq!(status, 500, "{v}");
-    assert!(
-        v["error"].as_str().unwrap().contains(&sidecar_b),
-        "the error names the failed sidecar: {v}"
-    );
+    let sidecar_b = replica_down_is_warning_or_error(&mut b, q.http, "/api/v1/metadata", |d| {
+        *d == prom["data"]
+    });
     // The querier above reports the warning the one below passed on.
     let (status, v) = json(top.http, "/api/v1/metadata");
     assert_eq!(status, 200, "{v}");
@@ -1973,22 +1988,9 @@ fn rules_and_alerts_from_sidecars_deduplicated() {
     let (_, v) = json(q.http, "/api/v1/alerts?dedup=false");
     assert_eq!(v["data"]["alerts"].as_array().unwrap().len(), 2, "{v}");
 
-    // Replica b's Prometheus stops; its sidecar stays up and fails the call.
-    b.prom.take();
-    let sidecar_b = format!("127.0.0.1:{}", b.grpc_port);
-    wait_until(
-        "a warning naming b's sidecar",
-        Duration::from_secs(30),
-        || {
-            let (status, v) = json(q.http, "/api/v1/rules");
-            status == 200
-                && v["data"]["groups"].as_array().is_some_and(|g| g.len() == 1)
-                && warns_only_of(&v, &sidecar_b)
-        },
-    );
-    let (status, v) = json(q.http, "/api/v1/alerts?partial_response=false");
-    assert_eq!(status, 500, "{v}");
-    assert!(v["error"].as_str().unwrap().contains(&sidecar_b), "{v}");
+    replica_down_is_warning_or_error(&mut b, q.http, "/api/v1/rules", |d| {
+        d["groups"].as_array().is_some_and(|g| g.len() == 1)
+    });
     drop(a);
 }
 
@@ -2064,4 +2066,72 @@ fn exemplars_from_sidecars_deduplicated() {
         (400, Some("bad_data")),
         "{bad}"
     );
+}
+
+/// `/api/v1/targets` through the sidecars' Targets API: the replicas' copies of the one
+/// target are one (`cluster` on, the replica label off), as Prometheus reports it; both with
+/// `dedup=false`; `state` filters; the querier above answers the same; a replica whose
+/// Prometheus is down is a warning naming its sidecar, or the error without partial response.
+#[test]
+fn targets_from_sidecars_deduplicated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b, q, top) = ha_pair_with_stacked_queriers(tmp.path(), None, start_target());
+    for port in [a.prom_port, b.prom_port] {
+        wait_until(
+            "Prometheus scraped its target",
+            Duration::from_secs(30),
+            || {
+                let (_, v) = json(port, "/api/v1/targets");
+                v["data"]["activeTargets"][0]["health"] == "up"
+            },
+        );
+    }
+    let (_, prom) = json(a.prom_port, "/api/v1/targets");
+    let prom_target = &prom["data"]["activeTargets"][0];
+    wait_until(
+        "targets through both queriers",
+        Duration::from_secs(30),
+        || {
+            [q.http, top.http].iter().all(|&port| {
+                let (_, v) = json(port, "/api/v1/targets");
+                v["data"]["activeTargets"]
+                    .as_array()
+                    .is_some_and(|t| t.len() == 1 && t[0]["health"] == "up")
+            })
+        },
+    );
+    for port in [q.http, top.http] {
+        let (status, v) = json(port, "/api/v1/targets");
+        assert_eq!(status, 200, "{v}");
+        let t = &v["data"]["activeTargets"][0];
+        assert_eq!(t["scrapeUrl"], prom_target["scrapeUrl"], "{v}");
+        assert_eq!(t["scrapePool"], "demo", "{v}");
+        assert_eq!(t["labels"]["job"], "demo", "{v}");
+        assert_eq!(t["labels"]["cluster"], "eu1", "{v}");
+        assert!(t["labels"].get("replica").is_none(), "{v}");
+        assert!(t["discoveredLabels"].get("replica").is_none(), "{v}");
+        assert_eq!(v["data"]["droppedTargets"], serde_json::json!([]), "{v}");
+    }
+    let (_, both) = json(q.http, "/api/v1/targets?dedup=false");
+    assert_eq!(
+        both["data"]["activeTargets"].as_array().unwrap().len(),
+        2,
+        "{both}"
+    );
+    let (_, dropped) = json(q.http, "/api/v1/targets?state=dropped");
+    assert_eq!(
+        dropped["data"]["activeTargets"],
+        serde_json::json!([]),
+        "{dropped}"
+    );
+    let (status, bad) = json(q.http, "/api/v1/targets?state=sleeping");
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
+
+    replica_down_is_warning_or_error(&mut b, q.http, "/api/v1/targets", |d| {
+        d["activeTargets"].as_array().is_some_and(|t| t.len() == 1)
+    });
 }
