@@ -398,7 +398,8 @@ impl Fanout {
     }
 }
 
-/// One endpoint's messages of a streaming call (the Metadata and Rules APIs), or why not.
+/// One endpoint's messages of a streaming call (the Metadata, Rules, Exemplars and Targets
+/// APIs), or why not.
 pub(crate) type EndpointAnswer<M> = (String, Result<Vec<M>, String>);
 
 impl Fanout {
@@ -441,7 +442,7 @@ impl Fanout {
     }
 }
 
-/// An endpoint's failed `api` call (`Rules`, `MetricMetadata`): a warning naming it under
+/// An endpoint's failed `api` call (`Rules`, `MetricMetadata`, …): a warning naming it under
 /// partial response, else the request's error.
 pub(crate) fn endpoint_failed(
     warnings: &mut Vec<String>,

@@ -221,6 +221,15 @@ impl StorageProvider for Querier {
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
         let (partial, replica_labels) = self.request_partial_and_replicas(opts);
+        // Exemplars carry series labels: under `--query.enforce-tenancy` every selector is
+        // scoped to the tenant, as selections are.
+        let selectors = match &self.inner.cfg.tenant_label {
+            None => selectors,
+            Some(label) => scope_selectors(
+                selectors,
+                &Matcher::equal(label.as_str(), opts.tenant.as_str()),
+            ),
+        };
         self.on_runtime(
             move |f| async move {
                 f.exemplars(&selectors, start, end, &replica_labels, partial)
@@ -317,6 +326,20 @@ impl StorageProvider for Querier {
         }
         out
     }
+}
+
+/// `selectors` with any matcher on the tenant label replaced by `tenant` (the tenant's own),
+/// under `--query.enforce-tenancy`.
+fn scope_selectors(selectors: Vec<Vec<Matcher>>, tenant: &Matcher) -> Vec<Vec<Matcher>> {
+    selectors
+        .into_iter()
+        .map(|sel| {
+            sel.into_iter()
+                .filter(|m| m.name() != tenant.name())
+                .chain(std::iter::once(tenant.clone()))
+                .collect()
+        })
+        .collect()
 }
 
 /// One request's storage: deduplication over `replica_labels` (empty: off), partial
@@ -797,5 +820,36 @@ impl Storage for QueryStorage {
             .labels_of(matcher_sets, mint, maxt)?
             .into_iter()
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_scoping_replaces_the_tenant_matchers_of_every_selector() {
+        let tenant = Matcher::equal("tenant_id", "team-a");
+        let out = scope_selectors(
+            vec![
+                vec![
+                    Matcher::equal("__name__", "up"),
+                    Matcher::equal("tenant_id", "team-b"),
+                ],
+                vec![Matcher::equal("__name__", "jobs")],
+            ],
+            &tenant,
+        );
+        let shown: Vec<Vec<String>> = out
+            .iter()
+            .map(|s| s.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                vec![r#"__name__="up""#, r#"tenant_id="team-a""#],
+                vec![r#"__name__="jobs""#, r#"tenant_id="team-a""#],
+            ]
+        );
     }
 }
