@@ -187,12 +187,7 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
     {
         let _ = (selectors, start, end, opts);
-        Box::pin(async {
-            Ok(EncodedAnswer {
-                data: "[]".to_string(),
-                warnings: Vec::new(),
-            })
-        })
+        nothing("[]")
     }
 
     /// Scrape targets for `/api/v1/targets`, of one state when `state` is given. The
@@ -204,12 +199,7 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
     {
         let _ = (state, opts);
-        Box::pin(async {
-            Ok(EncodedAnswer {
-                data: r#"{"activeTargets":[],"droppedTargets":[]}"#.to_string(),
-                warnings: Vec::new(),
-            })
-        })
+        nothing(r#"{"activeTargets":[],"droppedTargets":[]}"#)
     }
 
     /// Rules and their alerts, for `/api/v1/rules` and `/api/v1/alerts`. The default has
@@ -222,17 +212,23 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>>
     {
         let _ = (query, opts);
-        let data = match view {
+        nothing(match view {
             RulesView::Rules => r#"{"groups":[]}"#,
             RulesView::Alerts => r#"{"alerts":[]}"#,
-        };
-        Box::pin(async move {
-            Ok(EncodedAnswer {
-                data: data.to_string(),
-                warnings: Vec::new(),
-            })
         })
     }
+}
+
+/// An empty answer: `data` is the endpoint's JSON for nothing.
+fn nothing(
+    data: &'static str,
+) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, strata_promql::StorageError>> {
+    Box::pin(async move {
+        Ok(EncodedAnswer {
+            data: data.to_string(),
+            warnings: Vec::new(),
+        })
+    })
 }
 
 /// What `/api/v1/rules` and `/api/v1/alerts` ask for.

@@ -172,25 +172,22 @@ pub fn merge(
 
 /// Deduplicates one group's rules (see the module documentation).
 fn dedup_rules(rules: &mut Vec<strata_storepb::thanos::Rule>, replica_labels: &[String]) {
-    for r in rules.iter_mut() {
-        if let Some(r) = &mut r.result {
-            let labels = labels_mut(r);
-            labels.retain(|l| !replica_labels.contains(&l.name));
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-        }
+    let mut results: Vec<rule::Result> = std::mem::take(rules)
+        .into_iter()
+        .filter_map(|r| r.result)
+        .collect();
+    for r in &mut results {
+        let labels = labels_mut(r);
+        labels.retain(|l| !replica_labels.contains(&l.name));
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    rules.retain(|r| r.result.is_some());
     // The one to keep sorts first among equals.
-    rules.sort_by(|a, b| {
-        let (a, b) = (a.result.as_ref().unwrap(), b.result.as_ref().unwrap());
-        identity(a, b).then_with(|| preference(a, b))
-    });
-    rules.dedup_by(|later, kept| {
-        identity(
-            later.result.as_ref().unwrap(),
-            kept.result.as_ref().unwrap(),
-        ) == Ordering::Equal
-    });
+    results.sort_by(|a, b| identity(a, b).then_with(|| preference(a, b)));
+    results.dedup_by(|later, kept| identity(later, kept) == Ordering::Equal);
+    *rules = results
+        .into_iter()
+        .map(|r| strata_storepb::thanos::Rule { result: Some(r) })
+        .collect();
 }
 
 /// The order of rules that are not the same rule: alerting rules first, then by name,
