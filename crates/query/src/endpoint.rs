@@ -1568,7 +1568,7 @@ impl EndpointSet {
 }
 
 /// Expands a `--store.sd-files` value: a path, or a glob with `*`/`?` in its file name.
-fn expand_glob(pattern: &str) -> Vec<PathBuf> {
+pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
     let path = PathBuf::from(pattern);
     let name = path
         .file_name()

@@ -1,5 +1,5 @@
-//! `strata tools`: operator tools; for now `tools bucket {ls, inspect, verify, upload-blocks,
-//! mark, cleanup, retention, downsample, web, replicate}`.
+//! `strata tools`: operator tools; `tools bucket {ls, inspect, verify, upload-blocks, mark,
+//! cleanup, retention, downsample, web, replicate}` and `tools rules-check`.
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -10,7 +10,7 @@ use super::common::{
     BlockId, FlagLabel, GlobalArgs, ObjstoreArgs, SelectorRelabelArgs, TimeRangeArgs, flag_value,
     path_or_content_args,
 };
-use crate::cmd::{tools_bucket, tools_bucket_lifecycle, tools_bucket_replicate};
+use crate::cmd::{tools_bucket, tools_bucket_lifecycle, tools_bucket_replicate, tools_rules_check};
 
 /// `strata tools`.
 #[derive(Debug, Clone, Args)]
@@ -24,12 +24,24 @@ pub(crate) struct ToolsArgs {
 pub(crate) enum ToolsCommand {
     /// Bucket utility commands.
     Bucket(BucketArgs),
+    /// Check if the rule files are valid or not.
+    #[command(name = "rules-check")]
+    RulesCheck(RulesCheckArgs),
+}
+
+/// `strata tools rules-check`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RulesCheckArgs {
+    /// The rule files glob to check (repeated).
+    #[arg(long = "rules", value_name = "RULES", required = true)]
+    pub(crate) rules: Vec<String>,
 }
 
 impl ToolsArgs {
     pub(crate) async fn run(self, global: &GlobalArgs) -> Result<()> {
         match self.command {
             ToolsCommand::Bucket(bucket) => bucket.run(global).await,
+            ToolsCommand::RulesCheck(args) => tools_rules_check::run(&args.rules),
         }
     }
 }
