@@ -1743,12 +1743,14 @@ fn ha_pair_with_stacked_queriers(
 ) -> (Replica, Replica, Querier, Querier) {
     let a = Replica::start_with_rules(root, "a", target, rules);
     let b = Replica::start_with_rules(root, "b", target, rules);
+    // Replica b is given through Thanos' deprecated, hidden `--rule` alias: every endpoint is
+    // asked what it offers, so that is an endpoint like any other.
     let q = start_querier(
         root,
         "query",
         &[
             format!("--endpoint=127.0.0.1:{}", a.grpc_port),
-            format!("--endpoint=127.0.0.1:{}", b.grpc_port),
+            format!("--rule=127.0.0.1:{}", b.grpc_port),
             "--query.replica-label=replica".into(),
         ],
     );

@@ -220,6 +220,18 @@ pub(crate) struct QueryArgs {
     #[arg(long = "store-strict", value_name = "STORE")]
     pub(crate) stores_strict: Vec<String>,
 
+    /// Deprecated aliases of --endpoint (repeatable, hidden as in Thanos): addresses of rules,
+    /// metadata, exemplars and targets API servers. Every endpoint is asked what it offers, so
+    /// these are endpoints like any other.
+    #[arg(long = "rule", value_name = "RULE", hide = true)]
+    pub(crate) rule_endpoints: Vec<String>,
+    #[arg(long = "metadata", value_name = "METADATA", hide = true)]
+    pub(crate) metadata_endpoints: Vec<String>,
+    #[arg(long = "exemplar", value_name = "EXEMPLAR", hide = true)]
+    pub(crate) exemplar_endpoints: Vec<String>,
+    #[arg(long = "target", value_name = "TARGET", hide = true)]
+    pub(crate) target_endpoints: Vec<String>,
+
     #[command(flatten)]
     pub(crate) endpoint_sd_config: EndpointSdConfigArgs,
 

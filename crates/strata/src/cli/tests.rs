@@ -379,7 +379,15 @@ fn query_defaults_and_repeatables() {
         "--no-query.partial-response",
         "--query.auto-downsampling",
         "--selector-label=region=\"eu\"",
+        "--rule=ruler:10901",
+        "--metadata=m:10901",
+        "--exemplar=e:10901",
+        "--target=t:10901",
     ]);
+    assert_eq!(q.rule_endpoints, ["ruler:10901"]);
+    assert_eq!(q.metadata_endpoints, ["m:10901"]);
+    assert_eq!(q.exemplar_endpoints, ["e:10901"]);
+    assert_eq!(q.target_endpoints, ["t:10901"]);
     assert_eq!(q.endpoints, ["dnssrv+_grpc._tcp.store", "sidecar:10901"]);
     assert_eq!(q.stores, ["old:10901", "old2:10901"]);
     assert_eq!(

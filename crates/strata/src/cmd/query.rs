@@ -77,7 +77,16 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
         },
     };
     let set = EndpointSet::new(EndpointSetConfig {
-        endpoints: args.endpoints.iter().chain(&args.stores).cloned().collect(),
+        endpoints: args
+            .endpoints
+            .iter()
+            .chain(&args.stores)
+            .chain(&args.rule_endpoints)
+            .chain(&args.metadata_endpoints)
+            .chain(&args.exemplar_endpoints)
+            .chain(&args.target_endpoints)
+            .cloned()
+            .collect(),
         strict: args
             .endpoints_strict
             .iter()
