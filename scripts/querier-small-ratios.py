@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fan-out over local latency for the fan-out benchmark's small and instant queries.
 
-    scripts/querier-small-ratios.py [--large] [--gateway-pid PID] [--querier-pids FANOUT,LOCAL]
+    scripts/querier-small-ratios.py [--large | --tiny] [--absolute] [--gateway-pid PID]
+                                    [--querier-pids FANOUT,LOCAL]
                                     FANOUT_URL LOCAL_URL [RUNS]
 
 FANOUT_URL and LOCAL_URL are the two `strata query` servers that scripts/bench-querier.sh
@@ -13,7 +14,9 @@ tenth, then their geometric means. Wall times here include no connection set-up,
 bench_compare's.
 
 --large runs five of the benchmark's range queries over all 5,000 counters instead of the
-nine small and instant ones. --gateway-pid adds, per query, the store gateway's CPU time per
+nine small and instant ones; --tiny runs selections of a single series (one block for the
+instant query, all seven for the range query) and `vector(1)` (no store call), which show
+the fixed cost of a fan-out query. --absolute also prints each side's median in ms. --gateway-pid adds, per query, the store gateway's CPU time per
 fan-out query (user + system, from /proc/PID/stat; only fan-out queries reach the gateway).
 --querier-pids adds the CPU time per query of the fan-out querier and of the local one (each
 serves only its own side's queries), so that the fan-out's two processes can be set against
@@ -38,6 +41,12 @@ QUERIES = [
     ("sum by (job) (rate(http_requests_total[5m]))", "instant"),
     ("topk(10, rate(http_requests_total[5m]))", "instant"),
     ("histogram_quantile(0.5, rate(http_request_duration_seconds_bucket[10m]))", "instant"),
+]
+TINY = [
+    ("vector(1)", "instant"),
+    ('node_memory_bytes{instance="10.0.0.0:9100"}', "instant"),
+    ('node_memory_bytes{instance="10.0.0.0:9100"}', "range"),
+    ('rate(http_requests_total{instance="10.0.0.0:9100"}[5m])', "instant"),
 ]
 LARGE = [
     ("count by (job) (http_requests_total)", "range"),
@@ -79,11 +88,15 @@ def cpu_ms(pid):
 
 def main():
     args = sys.argv[1:]
-    queries, gateway, queriers = QUERIES, None, None
+    queries, gateway, queriers, absolute = QUERIES, None, None, False
     while args and args[0].startswith("--"):
         flag = args.pop(0)
         if flag == "--large":
             queries = LARGE
+        elif flag == "--tiny":
+            queries = TINY
+        elif flag == "--absolute":
+            absolute = True
         elif flag == "--gateway-pid" and args:
             gateway = int(args.pop(0))
         elif flag == "--querier-pids" and args:
@@ -118,6 +131,8 @@ def main():
         low = statistics.mean(f[:k]) / statistics.mean(l[:k])
         medians.append(math.log(m))
         fastest.append(math.log(low))
+        if absolute:
+            cpu += f"  ms {statistics.median(f):6.2f} / {statistics.median(l):6.2f}"
         print(f"{m:5.2f} {low:5.2f}{cpu}  {kind:7} {query}")
     gm = math.exp(sum(medians) / len(medians))
     gl = math.exp(sum(fastest) / len(fastest))
