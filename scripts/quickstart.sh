@@ -76,12 +76,31 @@ awk -v start="$start" 'BEGIN {
 promtool tsdb create-blocks-from openmetrics "$work/demo.om" "$work/prometheus" >/dev/null
 rm -f "$work/demo.om"
 
+# A rule file, so that the querier's /api/v1/rules and /api/v1/alerts have something to show
+# (Prometheus evaluates it; the sidecar serves it through the Rules API).
+cat > "$work/rules.yml" <<YAML
+groups:
+  - name: quickstart
+    rules:
+      - record: job:up:sum
+        expr: sum by (job) (up)
+      - alert: StrataComponentDown
+        expr: up{job="strata"} == 0
+        for: 1m
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ \$labels.instance }} is down"
+YAML
+
 cat > "$work/prometheus.yml" <<YAML
 global:
   scrape_interval: 15s
+  evaluation_interval: 15s
   external_labels:
     cluster: quickstart
     replica: "0"
+rule_files: ["$work/rules.yml"]
 scrape_configs:
   - job_name: prometheus
     static_configs: [{targets: ["127.0.0.1:19090"]}]
@@ -147,7 +166,10 @@ wait_ready query http://127.0.0.1:10902/-/ready
 
 show() {
     printf '\n$ curl %s\n' "$1"
-    curl -fsS "$1" | python3 -m json.tool | head -n "${2:-40}"
+    local out
+    out=$(curl -fsS "$1" | python3 -m json.tool)
+    # Cut without a pipe: `head` closing it early would fail the script under pipefail.
+    head -n "${2:-40}" <<<"$out"
 }
 
 log "the stores the querier sees"
@@ -157,6 +179,9 @@ show "http://127.0.0.1:10902/api/v1/stores" 60
 log "a query over the whole history: requests per second by code, deduplicated"
 now=$(date +%s)
 show "http://127.0.0.1:10902/api/v1/query?query=sum+by+(code)+(rate(demo_http_requests_total%5B5m%5D))&time=$((now - 3600))"
+
+log "the rules Prometheus evaluates, through the sidecar's Rules API"
+show "http://127.0.0.1:10902/api/v1/rules" 30
 
 log "what the bucket holds"
 "$strata" tools bucket inspect --objstore.config-file="$work/objstore.yml"
