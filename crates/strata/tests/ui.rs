@@ -427,6 +427,14 @@ fn start_fake_api() -> (u16, Seen, Page) {
             }),
         )
         .route(
+            "/api/v1/metadata",
+            get(|| async {
+                Json(serde_json::json!({"status": "success", "data": {
+                    "other_metric": [{"type": "counter", "help": "Other things seen.", "unit": ""}]
+                }}))
+            }),
+        )
+        .route(
             "/api/v1/label/__name__/values",
             get(|| async {
                 Json(serde_json::json!({"status": "success", "data": ["fake_metric", "other_metric", "up"]}))
@@ -549,7 +557,8 @@ fn stores_page_and_query_options_against_a_fake_api() {
 }
 
 /// Typing into the query box in a real browser: the graph page with a script appended that
-/// types, reads the completion list and accepts the first entry with Tab.
+/// types, reads the completion list (names, and a metric's type and help from
+/// `/api/v1/metadata`) and accepts the first entry with Tab.
 #[test]
 fn metric_name_completion_in_the_browser() {
     let Some(chromium) = chromium() else { return };
@@ -558,7 +567,7 @@ fn metric_name_completion_in_the_browser() {
     assert_eq!(status, 200);
     let script = r#"<script type="module">
 const body = document.body;
-for (let i = 0; i < 200 && !body.dataset.metricNames; i++) {
+for (let i = 0; i < 200 && !(body.dataset.metricNames && body.dataset.metricMetadata); i++) {
   await new Promise((r) => setTimeout(r, 25));
 }
 const ta = document.querySelector('textarea.expr');
@@ -566,9 +575,12 @@ const type = (text) => {
   ta.value = text;
   ta.setSelectionRange(text.length, text.length);
   ta.dispatchEvent(new Event('input'));
-  return Array.from(document.querySelectorAll('.completions li')).map((li) => li.textContent);
+  return Array.from(document.querySelectorAll('.completions li .name')).map((n) => n.textContent);
 };
 body.dataset.prefix = type('sum(rate(ot').join(',');
+const item = document.querySelector('.completions li');
+body.dataset.metaType = item.querySelector('.meta-type')?.textContent ?? '';
+body.dataset.metaHelp = item.title;
 body.dataset.inner = type('metric').join(',');
 body.dataset.inBraces = type('up{job="ot').join(',');
 type('sum(fake_m');
@@ -591,6 +603,12 @@ body.dataset.completionTest = 'done';
     );
     // Prefix matches, then substring matches; nothing inside braces; Tab accepts.
     assert!(dom.contains(r#"data-prefix="other_metric""#), "{dom}");
+    // The metric's type beside its name and its help on hover, from /api/v1/metadata.
+    assert!(dom.contains(r#"data-meta-type="counter""#), "{dom}");
+    assert!(
+        dom.contains(r#"data-meta-help="Other things seen.""#),
+        "{dom}"
+    );
     assert!(
         dom.contains(r#"data-inner="fake_metric,other_metric""#),
         "{dom}"

@@ -50,6 +50,18 @@ const metricNamesLoaded = apiGet('api/v1/label/__name__/values')
     console.warn('metric names for completion:', e.message);
   });
 
+// Metric metadata (type and help, from the stores' Metadata API) shown beside the names.
+let metricMetadata = {};
+apiGet('api/v1/metadata')
+  .then(({ data }) => {
+    metricMetadata = data && typeof data === 'object' ? data : {};
+    document.body.dataset.metricMetadata = String(Object.keys(metricMetadata).length);
+  })
+  .catch((e) => {
+    document.body.dataset.metricMetadata = 'error';
+    console.warn('metric metadata for completion:', e.message);
+  });
+
 /** The identifier being typed just before the cursor, or null inside braces and strings. */
 function tokenBeforeCursor(text, cursor) {
   const before = text.slice(0, cursor);
@@ -113,20 +125,25 @@ class Completer {
 
   render() {
     this.list.replaceChildren(
-      ...this.items.map((name, i) =>
-        el(
-          'li',
-          {
-            class: i === this.active ? 'active' : '',
-            role: 'option',
-            onmousedown: (e) => {
-              e.preventDefault();
-              this.accept(i);
-            },
+      ...this.items.map((name, i) => {
+        // A metric's first metadata entry: its type beside the name, its help on hover.
+        const meta = (metricMetadata[name] || [])[0];
+        const attrs = {
+          class: i === this.active ? 'active' : '',
+          role: 'option',
+          onmousedown: (e) => {
+            e.preventDefault();
+            this.accept(i);
           },
-          name,
-        ),
-      ),
+        };
+        if (meta && meta.help) attrs.title = meta.help;
+        return el(
+          'li',
+          attrs,
+          el('span', { class: 'name' }, name),
+          meta && meta.type ? el('span', { class: 'meta-type' }, meta.type) : false,
+        );
+      }),
     );
     this.list.hidden = this.items.length === 0;
   }
