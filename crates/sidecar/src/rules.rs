@@ -293,6 +293,33 @@ mod tests {
         assert_eq!(a.alerts[0].labels.as_ref().unwrap().labels.len(), 2);
     }
 
+    /// Whatever Prometheus sends as a time is read or refused, never a panic: short strings,
+    /// non-ASCII at and around the fraction, fractions longer than nanoseconds.
+    #[test]
+    fn odd_times_are_read_or_refused() {
+        assert_eq!(timestamp(None).unwrap(), None);
+        assert_eq!(timestamp(Some("")).unwrap(), None);
+        let t = timestamp(Some("2024-01-02T03:04:05.123456789123Z"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.nanos, 123_456_789);
+        let t = timestamp(Some("2024-01-02T03:04:05+02:00"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.seconds, 1_704_157_445);
+        for bad in [
+            "2024",
+            "2024-01-02T03:04:05.",
+            "2024-01-02T03:04:0é.5Z",
+            "2024-01-02T03:04:05.5é",
+            "2024-01-02T03:04:05.ééZ",
+            "é024-01-02T03:04:05Z",
+            "yesterday at noon, roughly",
+        ] {
+            assert!(timestamp(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn unknown_rule_types_and_states_are_errors() {
         for body in [
