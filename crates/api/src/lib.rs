@@ -409,7 +409,7 @@ impl ApiError {
     /// A storage's failure (an endpoint that failed without partial response, say).
     fn storage(e: strata_promql::StorageError) -> Self {
         ApiError {
-            kind: "internal",
+            kind: e.error_type(),
             msg: e.message,
             warnings: Vec::new(),
         }
@@ -910,11 +910,7 @@ where
             msg: e.to_string(),
             warnings: Vec::new(),
         })?
-        .map_err(|e| ApiError {
-            kind: "internal",
-            msg: e.to_string(),
-            warnings: Vec::new(),
-        })?;
+        .map_err(ApiError::storage)?;
     let warnings = std::mem::take(&mut *warnings.lock().unwrap_or_else(|e| e.into_inner()));
     Ok((out, warnings))
 }
@@ -1337,6 +1333,23 @@ async fn runtimeinfo(State(st): State<Arc<ApiState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_is_the_clients_fault_a_failed_store_the_servers() {
+        use strata_promql::StorageError;
+        let refused = ApiError::storage(StorageError::bad_request("selector on external labels"));
+        assert_eq!(
+            (refused.kind, refused.status()),
+            ("bad_data", StatusCode::BAD_REQUEST)
+        );
+        let failed = ApiError::storage(StorageError::new("store 10.0.0.1:10901: unavailable"));
+        assert_eq!(
+            (failed.kind, failed.status()),
+            ("internal", StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        let in_query = ApiError::from_query(Error::Storage(StorageError::bad_request("x")));
+        assert_eq!(in_query.status(), StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn times_and_durations() {

@@ -7,13 +7,46 @@
 pub struct StorageError {
     /// What went wrong, naming the object (block, file, endpoint) involved.
     pub message: String,
+    /// Whose fault it is: decides the API's `errorType` and HTTP status.
+    pub kind: StorageErrorKind,
+}
+
+/// Whose fault a storage failure is.
+///
+/// The HTTP API answers a request the storage refuses as asked (a selector it cannot route,
+/// say) with `bad_data` and 400, as Prometheus does for a bad query, so that a client does
+/// not retry it; anything else is the server's (`internal`, 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageErrorKind {
+    /// The storage failed (an endpoint down, a corrupt block, a timeout).
+    #[default]
+    Internal,
+    /// The request cannot run as asked; retrying it will fail the same way.
+    BadRequest,
 }
 
 impl StorageError {
-    /// A storage error with this message.
+    /// A storage error with this message, the storage's fault.
     pub fn new(message: impl Into<String>) -> Self {
         StorageError {
             message: message.into(),
+            kind: StorageErrorKind::Internal,
+        }
+    }
+
+    /// A request the storage refuses as asked: `bad_data` (400) in the API.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        StorageError {
+            message: message.into(),
+            kind: StorageErrorKind::BadRequest,
+        }
+    }
+
+    /// The Prometheus API `errorType` for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self.kind {
+            StorageErrorKind::Internal => "internal",
+            StorageErrorKind::BadRequest => "bad_data",
         }
     }
 }
@@ -63,7 +96,7 @@ impl Error {
             }
             Error::Timeout(_) => "timeout",
             Error::Canceled(_) => "canceled",
-            Error::Storage(_) => "internal",
+            Error::Storage(e) => e.error_type(),
         }
     }
 }

@@ -47,7 +47,7 @@ pub mod value;
 pub use annotations::Annotations;
 pub use blocks::BlockStorage;
 pub use engine::{Engine, EngineOptions, QueryContext, QueryOutput};
-pub use error::{Error, StorageError};
+pub use error::{Error, StorageError, StorageErrorKind};
 pub use storage::{
     ChunkData, MemStorage, SelectBatches, SelectHints, SelectResult, SeriesData, Storage,
     StoredSeries,

@@ -33,3 +33,14 @@ pub enum QueryError {
     #[error("querier shutting down ({0} closed); retry the query")]
     ShuttingDown(&'static str),
 }
+
+/// How the engine and the HTTP API see a failed store call: a request the querier refuses
+/// stays the client's fault (`bad_data`, 400); every other failure is the server's.
+impl From<QueryError> for strata_promql::StorageError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::BadRequest(m) => strata_promql::StorageError::bad_request(m),
+            e => strata_promql::StorageError::new(e.to_string()),
+        }
+    }
+}

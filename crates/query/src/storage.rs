@@ -115,7 +115,7 @@ impl Querier {
             let answer = task
                 .await
                 .map_err(|e| StorageError::new(format!("fan-out task: {e}")))?
-                .map_err(|e| StorageError::new(e.to_string()))?;
+                .map_err(StorageError::from)?;
             Ok(shape(answer))
         })
     }
@@ -637,7 +637,7 @@ impl Iterator for StreamedSelect {
             }
             Some(Err(e)) => {
                 self.ended = true;
-                return Some(Err(StorageError::new(e.to_string())));
+                return Some(Err(StorageError::from(e)));
             }
             Some(Ok(m)) => m,
         };
@@ -667,7 +667,7 @@ fn wait_call<T>(
 ) -> Result<T, StorageError> {
     rx.recv()
         .map_err(|_| StorageError::new("querier runtime shut down"))?
-        .map_err(|e| StorageError::new(e.to_string()))
+        .map_err(StorageError::from)
 }
 
 /// Waits for one of the query's `--query.max-concurrent-select` permits.

@@ -2053,6 +2053,20 @@ fn exemplars_from_sidecars_deduplicated() {
     assert_eq!(routed["data"][0]["exemplars"], prom_exemplars, "{routed}");
     let (_, elsewhere) = json(q.http, &path("demo_requests_total{cluster=\"us1\"}"));
     assert_eq!(elsewhere["data"], serde_json::json!([]), "{elsewhere}");
+    // A selector only on external labels cannot be routed: the client's fault, not the server's.
+    let (status, bad) = json(q.http, &path("{cluster=\"eu1\"}"));
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("external labels only"),
+        "{bad}"
+    );
     let (status, bad) = json(q.http, "/api/v1/query_exemplars?query=sum(");
     assert_eq!(
         (status, bad["errorType"].as_str()),
