@@ -81,14 +81,18 @@ bench_build() {
 
 # Starts `BIN store` over the FILESYSTEM bucket WORK/data (its keys are <ULID>/<file>), its
 # cache in WORK/store and its log in WORK/store.log; appends its pid to the caller's `pids`.
-# Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it.
+# Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it. STORE_FLAGS: more
+# flags for the store (word-split), for example
+# --store.caching-bucket.config-file=<file with "type: IN-MEMORY">.
 start_bench_store() {
     local bin="$1" work="$2"
     store_http="$(free_port)"
     store_grpc="$(free_port)"
+    # shellcheck disable=SC2086
     "$bin" store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
         --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
-        --grpc-address="127.0.0.1:$store_grpc" --log.level=warn >"$work/store.log" 2>&1 &
+        --grpc-address="127.0.0.1:$store_grpc" --log.level=warn ${STORE_FLAGS:-} \
+        >"$work/store.log" 2>&1 &
     store_pid="$!"
     pids+=("$store_pid")
 }

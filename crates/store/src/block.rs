@@ -25,6 +25,7 @@ use strata_tsdb::{BlockMeta, ChunkRef, Encoding, RawChunk};
 use ulid::Ulid;
 
 use crate::cache::{CacheKey, IndexCache};
+use crate::chunk_cache::{ChunkCache, SubrangeKey, plan_subrange_reads};
 use crate::error::StoreError;
 use crate::indexheader::{self, IndexHeader, PostingsRange};
 use crate::metrics::StoreMetrics;
@@ -38,6 +39,9 @@ type ChunkSum = (u8, u32);
 pub const ESTIMATED_MAX_SERIES_SIZE: u64 = 64 * 1024;
 /// Thanos' `EstimatedMaxChunkSize`: bytes read per chunk when the meta does not say.
 pub const ESTIMATED_MAX_CHUNK_SIZE: u64 = 16_000;
+/// No chunk is longer than a segment file may be (Prometheus' default and largest segment
+/// size, 512 MiB): a longer length read from a chunk is damage.
+const MAX_CHUNK_BYTES: u64 = 512 << 20;
 /// Ranges closer than this are read in one request (Thanos' `PartitionerMaxGapSize`): reading
 /// a little extra is cheaper than another round trip.
 pub const MAX_GAP: u64 = 512 * 1024;
@@ -102,6 +106,9 @@ pub struct BucketBlock {
     metrics: StoreMetrics,
     /// Shared by every block of the store: bounds object storage reads in flight.
     reads: Arc<tokio::sync::Semaphore>,
+    /// The caching bucket's chunk cache (`--store.caching-bucket.config`), shared by every
+    /// block of the store.
+    chunk_cache: Option<Arc<ChunkCache>>,
     series_est: u64,
     chunk_est: u64,
 }
@@ -114,6 +121,7 @@ impl BucketBlock {
         cache: Arc<IndexCache>,
         metrics: StoreMetrics,
         reads: Arc<tokio::sync::Semaphore>,
+        chunk_cache: Option<Arc<ChunkCache>>,
     ) -> Self {
         let ext = Labels::new(
             meta.external_labels()
@@ -137,6 +145,7 @@ impl BucketBlock {
             cache,
             metrics,
             reads,
+            chunk_cache,
             series_est: positive(stats.series_max_size, ESTIMATED_MAX_SERIES_SIZE),
             chunk_est: positive(stats.chunk_max_size, ESTIMATED_MAX_CHUNK_SIZE),
         }
@@ -441,19 +450,53 @@ impl BucketBlock {
                     o..o + self.chunk_est
                 })
                 .collect();
-            let (data, read) = self.get_ranges(&key, &ranges, budget).await?;
+            let (data, read, view) = match &self.chunk_cache {
+                Some(cc) => {
+                    let view = self.segment_view(cc, seg, &key, &ranges).await?;
+                    let data = ranges.iter().map(|r| view.first_part(r)).collect();
+                    (data, view.read, Some(view))
+                }
+                None => {
+                    let (data, read) = self.get_ranges(&key, &ranges, budget).await?;
+                    (data, read, None)
+                }
+            };
             add(&stats.chunks_fetch_count, 1);
             add(&stats.chunks_fetched_bytes, read);
             let mut out = Vec::with_capacity(idx.len());
             // Per chunk: its encoding byte and stored CRC, checked all at once below.
             let mut sums: Vec<ChunkSum> = Vec::with_capacity(idx.len());
-            for (&i, d) in idx.iter().zip(data) {
-                let (chunk, sum) = match self.parse_chunk(refs[i], d)? {
+            for ((&i, d), r) in idx.iter().zip(data).zip(&ranges) {
+                let mut parsed = self.parse_chunk(refs[i], d)?;
+                // A chunk running past its cached subrange: its bytes copied out of the
+                // subranges that hold them, when the view has them all.
+                // Otherwise its start, length included, for the exact re-read below.
+                if let (Err(_), Some(view)) = (&parsed, &view) {
+                    if let Some(whole) = view.whole_chunk(r.start) {
+                        let whole = match budget {
+                            Some(b) => b.adopt(whole)?,
+                            None => whole,
+                        };
+                        parsed = self.parse_chunk(refs[i], whole)?;
+                    } else if let Some(head) = view.head(r.start) {
+                        parsed = Err(head);
+                    }
+                }
+                let (chunk, sum) = match parsed {
                     Ok(c) => c,
                     Err(d) => {
                         self.metrics.chunk_refetches.inc();
                         let (len, n) = read_uvarint(&d)
                             .map_err(|e| self.chunk_corrupt(refs[i], e.to_string()))?;
+                        // A damaged length must not become a read of the rest of the file.
+                        if len > MAX_CHUNK_BYTES {
+                            return Err(self.chunk_corrupt(
+                                refs[i],
+                                format!(
+                                    "claims a length of {len} bytes, more than a segment file holds"
+                                ),
+                            ));
+                        }
                         let o = u64::from(refs[i].offset());
                         let mut exact = self.get_range(&key, o..o + n as u64 + 1 + len + 4).await?;
                         if let Some(b) = budget {
@@ -476,7 +519,8 @@ impl BucketBlock {
             // Slices pin the whole merged reads until the answer is sent. When most of what
             // was read is gaps, copy the chunks out so the reads are freed now.
             let useful: usize = out.iter().map(|(_, c)| c.data.len()).sum();
-            if (useful as u64) * 2 < read {
+            // (Slices of cached subranges pin nothing the cache does not hold anyway.)
+            if view.is_none() && (useful as u64) * 2 < read {
                 let mut buf = bytes::BytesMut::with_capacity(useful);
                 for (_, c) in &out {
                     buf.extend_from_slice(&c.data);
@@ -595,12 +639,103 @@ impl BucketBlock {
         Ok(())
     }
 
-    async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, StoreError> {
-        let _permit = self
-            .reads
+    /// The subranges of segment file `seg` (object `key`) that `ranges` overlap, from the
+    /// chunk cache or, for those it lacks, read from the bucket (in at most
+    /// `max_chunks_get_range_requests` requests) and cached.
+    async fn segment_view(
+        &self,
+        cc: &ChunkCache,
+        seg: u32,
+        key: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<SegmentView, StoreError> {
+        let s = cc.config().subrange_size;
+        let size = match cc.object_size(self.id, seg) {
+            Some(size) => size,
+            None => {
+                let size = {
+                    let _permit = self.read_permit().await?;
+                    self.bucket
+                        .attributes(key)
+                        .await
+                        .map_err(|e| self.bucket_err(e))?
+                        .size
+                };
+                cc.set_object_size(self.id, seg, size);
+                size
+            }
+        };
+        let mut wanted: Vec<u64> = Vec::with_capacity(ranges.len() * 2);
+        for r in ranges {
+            let end = r.end.min(size);
+            if r.start < end {
+                wanted.extend(r.start / s..=(end - 1) / s);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let requested = wanted.iter().map(|&k| (k * s + s).min(size) - k * s).sum();
+        let found = cc.lookup(self.id, seg, &wanted, requested).found;
+        let mut parts: FxHashMap<u64, Bytes> = FxHashMap::default();
+        let mut missing = Vec::new();
+        for (k, v) in wanted.into_iter().zip(found) {
+            match v {
+                Some(v) => {
+                    parts.insert(k, v);
+                }
+                None => missing.push(k),
+            }
+        }
+        let reads = plan_subrange_reads(&missing, cc.config().max_get_range_requests);
+        let fetched: Vec<((u64, u64), Bytes)> = futures::stream::iter(reads)
+            .map(|(a, b)| async move {
+                let data = self.get_range(key, a * s..(b * s).min(size)).await?;
+                Ok::<_, StoreError>(((a, b), data))
+            })
+            .buffer_unordered(MAX_PARALLEL_PER_CALL)
+            .try_collect()
+            .await?;
+        let mut read = 0;
+        let mut new = Vec::new();
+        for ((a, b), data) in fetched {
+            read += data.len() as u64;
+            for k in a..b {
+                let from = (((k - a) * s) as usize).min(data.len());
+                let to = (((k - a + 1) * s) as usize).min(data.len());
+                if from == to {
+                    break;
+                }
+                let part = data.slice(from..to);
+                new.push((
+                    SubrangeKey {
+                        block: self.id,
+                        segment: seg,
+                        index: k,
+                    },
+                    part.clone(),
+                ));
+                parts.insert(k, part);
+            }
+        }
+        cc.store(new, read);
+        Ok(SegmentView {
+            parts,
+            subrange: s,
+            size,
+            read,
+        })
+    }
+
+    /// A permit of the store's read gate, held for one object storage request.
+    async fn read_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.reads
             .acquire()
             .await
-            .map_err(|_| StoreError::Cancelled)?;
+            .map_err(|_| StoreError::Cancelled)
+    }
+
+    async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, StoreError> {
+        let _permit = self.read_permit().await?;
         self.bucket
             .get_range(key, r)
             .await
@@ -644,6 +779,70 @@ impl BucketBlock {
     }
 }
 
+/// A segment file's subranges that one read needs (see [`BucketBlock::segment_view`]).
+struct SegmentView {
+    parts: FxHashMap<u64, Bytes>,
+    subrange: u64,
+    /// The segment file's size.
+    size: u64,
+    /// Bytes read from the bucket for this view.
+    read: u64,
+}
+
+impl SegmentView {
+    /// The bytes of `r` that lie in its first subrange, as a slice of it (no copy): the
+    /// whole chunk unless it runs past the subrange's end.
+    fn first_part(&self, r: &Range<u64>) -> Bytes {
+        let k = r.start / self.subrange;
+        let Some(part) = self.parts.get(&k) else {
+            return Bytes::new();
+        };
+        let from = (r.start - k * self.subrange) as usize;
+        let to = ((r.end.min(self.size) - k * self.subrange) as usize).min(part.len());
+        if from >= to {
+            return Bytes::new();
+        }
+        part.slice(from..to)
+    }
+
+    /// The whole chunk at `offset`, copied out of the subranges holding it: `None` when
+    /// its length cannot be read or the view lacks some of its bytes (a chunk longer than
+    /// estimated, for the exact re-read).
+    fn whole_chunk(&self, offset: u64) -> Option<Bytes> {
+        let head = self.head(offset)?;
+        let (len, n) = read_uvarint(&head).ok()?;
+        let total = (n as u64).checked_add(1 + 4)?.checked_add(len)?;
+        // Past the file's end: damage, which the exact re-read names.
+        let end = offset.checked_add(total).filter(|&e| e <= self.size)?;
+        Some(self.copy(offset, end)?.freeze())
+    }
+
+    /// The first bytes of the chunk at `offset`, enough for its length (whose varint may
+    /// itself span two subranges), copied.
+    fn head(&self, offset: u64) -> Option<Bytes> {
+        let end = offset.saturating_add(10).min(self.size);
+        Some(self.copy(offset, end)?.freeze())
+    }
+
+    /// Bytes `[start, end)` of the file, copied; `None` when a subrange is missing.
+    fn copy(&self, start: u64, end: u64) -> Option<bytes::BytesMut> {
+        let mut out = bytes::BytesMut::with_capacity(end.saturating_sub(start) as usize);
+        let mut at = start;
+        while at < end {
+            let k = at / self.subrange;
+            let part = self.parts.get(&k)?;
+            let from = (at - k * self.subrange) as usize;
+            let to = ((end - k * self.subrange) as usize).min(part.len());
+            if from >= to {
+                return None;
+            }
+            out.extend_from_slice(&part[from..to]);
+            at += (to - from) as u64;
+        }
+        Some(out)
+    }
+}
+
 /// How [`BucketBlock::get_ranges`] reads `ranges`: merged requests and the ranges each serves.
 fn plan_reads(ranges: &[Range<u64>]) -> Vec<(Range<u64>, Vec<usize>)> {
     let mut order: Vec<usize> = (0..ranges.len()).collect();
@@ -663,4 +862,84 @@ fn plan_reads(ranges: &[Range<u64>]) -> Vec<(Range<u64>, Vec<usize>)> {
         }
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A segment file of chunks `len uvarint | encoding | data | crc` of the given data
+    /// lengths, and each chunk's offset and total length.
+    fn segment(lens: &[usize]) -> (Vec<u8>, Vec<(u64, u64)>) {
+        let mut file = vec![0u8; 8];
+        let mut chunks = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let start = file.len();
+            let mut l = len as u64;
+            loop {
+                let b = (l & 0x7f) as u8;
+                l >>= 7;
+                if l == 0 {
+                    file.push(b);
+                    break;
+                }
+                file.push(b | 0x80);
+            }
+            file.push(1);
+            file.extend((0..len).map(|k| (i * 31 + k) as u8));
+            file.extend_from_slice(&[9, 9, 9, 9]);
+            chunks.push((start as u64, (file.len() - start) as u64));
+        }
+        (file, chunks)
+    }
+
+    /// A view holding every subrange of `file`.
+    fn view(file: &[u8], subrange: u64) -> SegmentView {
+        let data = Bytes::copy_from_slice(file);
+        let parts = (0..file.len().div_ceil(subrange as usize))
+            .map(|k| {
+                let from = k * subrange as usize;
+                let to = (from + subrange as usize).min(file.len());
+                (k as u64, data.slice(from..to))
+            })
+            .collect();
+        SegmentView {
+            parts,
+            subrange,
+            size: file.len() as u64,
+            read: 0,
+        }
+    }
+
+    proptest! {
+        /// Whatever the subrange size, a chunk comes out of the view as the file holds it:
+        /// whole from its first subrange when it fits there, else copied out of several.
+        #[test]
+        fn a_view_gives_each_chunk_as_the_file_holds_it(
+            lens in proptest::collection::vec(0usize..400, 1..40),
+            subrange in 1u64..700,
+            est in 1u64..900,
+        ) {
+            let (file, chunks) = segment(&lens);
+            let v = view(&file, subrange);
+            for &(o, total) in &chunks {
+                let want = &file[o as usize..(o + total) as usize];
+                let first = v.first_part(&(o..o + est));
+                let first_len = (est.min(file.len() as u64 - o))
+                    .min(subrange - o % subrange) as usize;
+                prop_assert_eq!(&first[..], &file[o as usize..o as usize + first_len]);
+                let whole = v.whole_chunk(o).expect("every subrange is in the view");
+                prop_assert_eq!(&whole[..], want);
+                let head = v.head(o).unwrap();
+                prop_assert_eq!(&head[..], &file[o as usize..(o as usize + 10).min(file.len())]);
+            }
+            // A view without a subrange the chunk needs gives nothing to copy.
+            let mut partial = view(&file, subrange);
+            let (o, total) = chunks[chunks.len() - 1];
+            let last = (o + total - 1) / subrange;
+            partial.parts.remove(&last);
+            prop_assert!(partial.whole_chunk(o).is_none());
+        }
+    }
 }

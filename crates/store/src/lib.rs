@@ -38,6 +38,7 @@
 
 pub mod block;
 pub mod cache;
+pub mod chunk_cache;
 pub mod error;
 pub mod grpc;
 pub mod indexheader;

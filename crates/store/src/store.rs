@@ -39,6 +39,7 @@ use ulid::Ulid;
 
 use crate::block::{BucketBlock, FetchStats};
 use crate::cache::{IndexCache, IndexCacheConfig};
+use crate::chunk_cache::{ChunkCache, ChunkCacheConfig};
 use crate::error::StoreError;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
 use crate::packed::PackedLabels;
@@ -115,6 +116,9 @@ pub struct StoreConfig {
     /// and the buffers give it back when the gRPC stream has encoded the last frame using them,
     /// so chunk memory under load is bounded by this, not by how much data queries touch.
     pub chunk_pool_bytes: u64,
+    /// The caching bucket's in-memory chunk cache (`--store.caching-bucket.config` with
+    /// `type: IN-MEMORY`); `None`: chunks are read from the bucket every time.
+    pub chunk_cache: Option<ChunkCacheConfig>,
 }
 
 impl StoreConfig {
@@ -131,6 +135,7 @@ impl StoreConfig {
             lazy_index_header: false,
             idle_timeout: Duration::from_secs(5 * 60),
             chunk_pool_bytes: 2 << 30,
+            chunk_cache: None,
         }
     }
 }
@@ -312,6 +317,7 @@ pub struct BucketStore {
     set: RwLock<Arc<BlockSet>>,
     syncer: tokio::sync::Mutex<MetaSyncer>,
     cache: Arc<IndexCache>,
+    chunk_cache: Option<Arc<ChunkCache>>,
     metrics: StoreMetrics,
     gate: Arc<Semaphore>,
     /// Object storage reads in flight, over all requests (see [`MAX_CONCURRENT_READS`]).
@@ -333,14 +339,17 @@ impl BucketStore {
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::io("create directory", &config.data_dir, e))?;
-        let (metrics, cache) = match registry {
+        let (metrics, cache, chunk_cache) = match registry {
             Some(r) => {
                 let m = StoreMetrics::register(r);
-                (m, IndexCache::new(config.index_cache, Some(r)))
+                let cache = IndexCache::new(config.index_cache, Some(r));
+                let chunks = config.chunk_cache.map(|c| ChunkCache::new(c, Some(r)));
+                (m, cache, chunks)
             }
             None => (
                 StoreMetrics::unregistered(),
                 IndexCache::new(config.index_cache, None),
+                config.chunk_cache.map(|c| ChunkCache::new(c, None)),
             ),
         };
         let max = config.max_concurrency.max(1);
@@ -361,6 +370,7 @@ impl BucketStore {
             set: RwLock::new(Arc::new(BlockSet::default())),
             syncer: tokio::sync::Mutex::new(syncer),
             cache: Arc::new(cache),
+            chunk_cache: chunk_cache.map(Arc::new),
             metrics,
             gate: Arc::new(Semaphore::new(max)),
         })
@@ -372,6 +382,11 @@ impl BucketStore {
 
     pub fn cache(&self) -> &IndexCache {
         &self.cache
+    }
+
+    /// The caching bucket's chunk cache, when configured.
+    pub fn chunk_cache(&self) -> Option<&ChunkCache> {
+        self.chunk_cache.as_deref()
     }
 
     /// What the chunk pool holds now and held at most; `None` without a pool.
@@ -418,6 +433,7 @@ impl BucketStore {
                         self.cache.clone(),
                         self.metrics.clone(),
                         self.reads.clone(),
+                        self.chunk_cache.clone(),
                     ));
                     added.push(b.clone());
                     next.insert(id, b);
@@ -442,6 +458,9 @@ impl BucketStore {
         *self.set.write().expect("block set lock") = Arc::new(BlockSet::new(next));
         for id in &dropped {
             self.cache.remove_block(*id);
+            if let Some(cc) = &self.chunk_cache {
+                cc.remove_block(*id);
+            }
             let dir = self.config.data_dir.join(id.to_string());
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::Bytes;
 use strata_store::cache::{CacheKey, IndexCache, IndexCacheConfig};
+use strata_store::chunk_cache::{ChunkCache, ChunkCacheConfig, SubrangeKey};
 use ulid::Ulid;
 
 /// Live heap bytes of this test binary.
@@ -65,6 +66,7 @@ fn fill(n: u32, body: usize, postings: bool) -> (isize, u64) {
 fn the_cache_budget_covers_the_memory_it_uses() {
     items_cost_what_they_are_charged();
     a_churning_cache_stays_within_its_budget();
+    a_churning_chunk_cache_stays_within_its_budget();
 }
 
 fn items_cost_what_they_are_charged() {
@@ -114,6 +116,59 @@ fn a_churning_cache_stays_within_its_budget() {
         assert!(
             peak <= budget as isize,
             "a {budget}-byte cache of {body}-byte items peaked at {peak} bytes"
+        );
+    }
+}
+
+/// The caching bucket's chunk cache under churn: subranges stored as the gateway stores them
+/// (slices of one read each), looked up again, evicted; its heap use stays within
+/// `max_size`, bookkeeping included. Small subranges are the hard case for the per-entry
+/// charge.
+fn a_churning_chunk_cache_stays_within_its_budget() {
+    for (budget, subrange) in [(4u64 << 20, 100usize), (4 << 20, 16_000)] {
+        let block = Ulid::from_parts(1, 2);
+        let before = LIVE.load(Ordering::Relaxed);
+        let cache = ChunkCache::new(
+            ChunkCacheConfig {
+                max_size: budget,
+                max_item_size: budget,
+                subrange_size: subrange as u64,
+                ..ChunkCacheConfig::default()
+            },
+            None,
+        );
+        let mut peak = 0isize;
+        let per_read = 8;
+        let reads = 8 * budget / (subrange * per_read) as u64;
+        for r in 0..reads {
+            let data = Bytes::from(vec![7u8; subrange * per_read]);
+            let items: Vec<(SubrangeKey, Bytes)> = (0..per_read)
+                .map(|k| {
+                    let key = SubrangeKey {
+                        block,
+                        segment: 1,
+                        index: r * per_read as u64 + k as u64,
+                    };
+                    (key, data.slice(k * subrange..(k + 1) * subrange))
+                })
+                .collect();
+            drop(data);
+            cache.store(items, (subrange * per_read) as u64);
+            let first = r * per_read as u64;
+            drop(cache.lookup(block, 1, &[first, first + 1], 2 * subrange as u64));
+            if r % 16 == 0 {
+                peak = peak.max(LIVE.load(Ordering::Relaxed) - before);
+            }
+        }
+        peak = peak.max(LIVE.load(Ordering::Relaxed) - before);
+        eprintln!(
+            "chunk cache budget {budget}, {subrange}-byte subranges: peak {peak} bytes ({:.2}x), {} items",
+            peak as f64 / budget as f64,
+            cache.len()
+        );
+        assert!(
+            peak <= budget as isize,
+            "a {budget}-byte chunk cache of {subrange}-byte subranges peaked at {peak} bytes"
         );
     }
 }

@@ -780,3 +780,67 @@ async fn a_selection_within_the_first_batch_reads_its_chunks_once() {
         "one read of the chunk file"
     );
 }
+
+/// The caching bucket's chunk cache (`type: IN-MEMORY`) answers every acceptance query as
+/// the bucket does: with subranges so small that most chunks span several (copied out of
+/// them), with at most two bucket reads per file, and with a cache too small to hold one
+/// query's chunks (evicting as it goes). Warm, the same queries read no chunk from the
+/// bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chunk_cache_answers_as_the_bucket_does() {
+    use strata_store::chunk_cache::ChunkCacheConfig;
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let metrics = BucketMetrics::unregistered();
+    let bucket = fs_bucket(&bucket_dir, &metrics);
+    let blocks = promtool_blocks(&tmp.path().join("blocks"), 3, 0);
+    let mut reference = Reference::default();
+    upload(&bucket, &blocks, &[("cluster", "eu1")], &mut reference).await;
+    for (name, cfg) in [
+        ("default", ChunkCacheConfig::default()),
+        (
+            "97-byte subranges, two reads",
+            ChunkCacheConfig {
+                subrange_size: 97,
+                max_get_range_requests: 2,
+                ..ChunkCacheConfig::default()
+            },
+        ),
+        (
+            "8 KiB cache",
+            ChunkCacheConfig {
+                max_size: 8 << 10,
+                max_item_size: 4 << 10,
+                subrange_size: 1000,
+                ..ChunkCacheConfig::default()
+            },
+        ),
+    ] {
+        let mut config = StoreConfig::new(tmp.path().join(format!("data-{}", name.len())));
+        config.chunk_cache = Some(cfg);
+        let served = Served::start(bucket.clone(), config).await;
+        let mut client = served.client().await;
+        run_acceptance(&mut client, &reference)
+            .await
+            .unwrap_or_else(|e| panic!("{name}, cold: {e}"));
+        let before = metrics.operations(bucket.name(), "get_range");
+        run_acceptance(&mut client, &reference)
+            .await
+            .unwrap_or_else(|e| panic!("{name}, warm: {e}"));
+        let reads = metrics.operations(bucket.name(), "get_range") - before;
+        let cache = served.store.chunk_cache().unwrap();
+        if name == "8 KiB cache" {
+            assert!(cache.size() <= 8 << 10, "{name}: {}", cache.size());
+            assert!(reads > 0, "{name}: a cache this small cannot hold a query");
+        } else {
+            assert_eq!(reads, 0, "{name}: warm queries read from the cache only");
+            assert!(!cache.is_empty());
+        }
+        let text = served.metrics_text();
+        assert!(
+            text.contains("thanos_store_bucket_cache_getrange_fetched_bytes_total{origin=\"cache\",config=\"chunks\"}"),
+            "{text}"
+        );
+        served.stop().await;
+    }
+}

@@ -168,6 +168,66 @@ async fn store_serves_the_store_api_and_thanos_metrics() {
     drop(s);
 }
 
+/// `--store.caching-bucket.config` with `type: IN-MEMORY` takes effect: the acceptance
+/// suite's answers are the same cold and warm, the warm ones come from the chunk cache, and
+/// its metrics carry Thanos' names and the configured size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_caching_bucket_serves_chunks_from_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yml, reference, _) = bucket_with_blocks(tmp.path()).await;
+    let mut s = start_store(
+        &yml,
+        &tmp.path().join("data"),
+        &["--store.caching-bucket.config=type: IN-MEMORY\nconfig:\n  max_size: 64MB\n  max_item_size: 16MB\nchunk_subrange_size: 4000"
+            .to_string()],
+    );
+    wait_ready(&mut s);
+    let mut client = StoreApiClient::connect(format!("http://127.0.0.1:{}", s.grpc_port))
+        .await
+        .unwrap();
+    let value = |metrics: &str, name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                let (series, v) = l.rsplit_once(' ')?;
+                let labels = series.strip_prefix(name.split('{').next()?)?;
+                name.split_once('{')
+                    .is_none_or(|(_, want)| labels.contains(want.trim_end_matches('}')))
+                    .then_some(v)
+            })
+            .unwrap_or_else(|| panic!("{name} missing in:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let bucket_reads = "thanos_objstore_bucket_operations_total{operation=\"get_range\"}";
+    let mut reads = Vec::new();
+    for _ in ["cold", "warm"] {
+        run_acceptance(&mut client, &reference).await.unwrap();
+        let (_, metrics) = get(&format!("{}/metrics", s.http));
+        reads.push(value(&metrics, bucket_reads));
+    }
+    let (_, metrics) = get(&format!("{}/metrics", s.http));
+    assert_eq!(
+        reads[1], reads[0],
+        "warm queries read the bucket: {metrics}"
+    );
+    assert!(
+        value(
+            &metrics,
+            "thanos_cache_inmemory_hits_total{name=\"caching-bucket\"}"
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "thanos_cache_inmemory_max_size_bytes{name=\"caching-bucket\"}"
+        ),
+        f64::from(64u32 << 20)
+    );
+    drop(s);
+}
+
 /// Thanos serves the Store API only after the first block sync: a querier that probed a
 /// store gateway still syncing would see an empty time range and leave the store out of every
 /// query until its next probe. Here the bucket does not exist yet, so the first syncs fail:
@@ -265,6 +325,10 @@ async fn bad_configuration_fails_at_start_with_the_flag_named() {
         (
             "--grpc-server-tls-cert=/nonexistent.pem",
             "--grpc-server-tls-key",
+        ),
+        (
+            "--store.caching-bucket.config=type: DISK",
+            "--store.caching-bucket.config",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_strata"))

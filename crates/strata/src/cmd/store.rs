@@ -17,6 +17,7 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 use strata_store::cache::IndexCacheConfig;
+use strata_store::chunk_cache::CachingBucketConfig;
 use strata_store::grpc::serve;
 use strata_store::sync::FilterConfig;
 use strata_store::{BucketStore, Limits, StoreConfig};
@@ -36,6 +37,23 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
             IndexCacheConfig::from_yaml(&yaml).context("parsing --index-cache.config[-file]")?
         }
         _ => IndexCacheConfig::with_size(args.index_cache_size.0),
+    };
+    let chunk_cache = match args.caching_bucket.source().load()? {
+        Some(yaml) if !yaml.trim().is_empty() => {
+            match CachingBucketConfig::from_yaml(&yaml)
+                .context("parsing --store.caching-bucket.config[-file]")?
+            {
+                CachingBucketConfig::InMemory(c) => Some(c),
+                CachingBucketConfig::Unsupported(kind) => {
+                    tracing::warn!(
+                        "--store.caching-bucket.config: cache type {kind} is not supported; \
+                         chunks are read from object storage directly (use type: IN-MEMORY)"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
     };
     let relabel = match args.selector_relabel.source().load()? {
         Some(yaml) => {
@@ -71,6 +89,7 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
         lazy_index_header: args.enable_index_header_lazy_reader(),
         idle_timeout: Duration::from_secs(5 * 60),
         chunk_pool_bytes: args.chunk_pool_size.0,
+        chunk_cache,
     })
 }
 
@@ -165,11 +184,6 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let config = config(&args)?;
     let grpc_opts = args.grpc.server_options()?;
     log_flags_without_effect(&args)?;
-    if args.caching_bucket.source().is_set() {
-        tracing::warn!(
-            "--store.caching-bucket.config is accepted but has no effect yet: object storage is read directly"
-        );
-    }
 
     let mut registry = Registry::default();
     let bucket_metrics = BucketMetrics::register(&mut registry);
