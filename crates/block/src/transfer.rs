@@ -16,7 +16,7 @@ use bytes::Bytes;
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
 use strata_tsdb::chunks::list_segment_files;
-use strata_tsdb::meta::{FileMeta, META_FILENAME, ThanosMeta};
+use strata_tsdb::meta::{FileMeta, META_FILENAME, ObjectHash, ThanosMeta};
 use ulid::Ulid;
 
 use crate::{Error, Result, block_key};
@@ -35,6 +35,39 @@ pub struct UploadOptions {
     /// Refuse blocks without external labels, as Thanos' `block.Upload` does: a block without
     /// them cannot be told apart from another producer's.
     pub require_labels: bool,
+    /// `--hash-func`: record each file's hash in `thanos.files`, so that a later download
+    /// can keep a local copy that still matches instead of fetching it again.
+    pub hash_func: HashFunc,
+}
+
+/// The hash recorded for each block file (`--hash-func`; Thanos' `metadata.HashFunc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashFunc {
+    /// No hashes (Thanos' default, `--hash-func=""`).
+    #[default]
+    None,
+    /// SHA-256, written as lower-case hex under `hashFunc: "SHA256"`.
+    Sha256,
+}
+
+/// The name Thanos writes in `hashFunc` for SHA-256.
+const SHA256_NAME: &str = "SHA256";
+
+/// The SHA-256 of a file, as Thanos records it (lower-case hex), read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A block's files on disk, as uploaded: relative path and size.
@@ -98,12 +131,21 @@ pub fn prepare_meta(dir: &Path, opts: &UploadOptions) -> Result<BlockMeta> {
         .collect();
     let mut file_metas: Vec<FileMeta> = files
         .iter()
-        .map(|(rel, _, size)| FileMeta {
-            rel_path: rel.clone(),
-            size_bytes: *size as i64,
-            hash: None,
+        .map(|(rel, path, size)| {
+            let hash = match opts.hash_func {
+                HashFunc::None => None,
+                HashFunc::Sha256 => Some(ObjectHash {
+                    func: SHA256_NAME.into(),
+                    value: sha256_file(path)?,
+                }),
+            };
+            Ok(FileMeta {
+                rel_path: rel.clone(),
+                size_bytes: *size as i64,
+                hash,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     file_metas.push(FileMeta {
         rel_path: META_FILENAME.into(),
         size_bytes: 0,
@@ -119,10 +161,67 @@ pub fn prepare_meta(dir: &Path, opts: &UploadOptions) -> Result<BlockMeta> {
     Ok(meta)
 }
 
+/// Moves the files of a previous download in `dst` whose hash matches the one the bucket's
+/// `meta.json` records into `tmp`; returns their relative paths. A file without a recorded
+/// hash, with another hash function, missing or different is left to be downloaded.
+async fn keep_matching_files(
+    bucket: &Bucket,
+    id: Ulid,
+    dst: &Path,
+    tmp: &Path,
+) -> Result<Vec<String>> {
+    let raw = bucket.get(&block_key(id, META_FILENAME)).await?;
+    let Ok(meta) = BlockMeta::parse(META_FILENAME, &raw) else {
+        // An unreadable meta is the download's to report, not this shortcut's.
+        return Ok(Vec::new());
+    };
+    let wanted: Vec<(String, String)> = meta
+        .thanos
+        .iter()
+        .flat_map(|t| &t.files)
+        .filter(|f| f.rel_path != META_FILENAME && !f.rel_path.contains(".."))
+        .filter_map(|f| {
+            let h = f.hash.as_ref()?;
+            (h.func == SHA256_NAME).then(|| (f.rel_path.clone(), h.value.clone()))
+        })
+        .collect();
+    let (dst, tmp) = (dst.to_path_buf(), tmp.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut kept = Vec::new();
+        for (rel, want) in wanted {
+            let local = dst.join(&rel);
+            if !local.is_file() || sha256_file(&local).ok().as_deref() != Some(want.as_str()) {
+                continue;
+            }
+            let to = tmp.join(&rel);
+            if std::fs::rename(&local, &to).is_ok() {
+                kept.push(rel);
+            }
+        }
+        kept
+    })
+    .await
+    .map_err(|e| Error::Invalid {
+        block: id.to_string(),
+        detail: format!("checking the hashes of a previous download: {e}"),
+    })
+}
+
 /// Uploads a local block directory: chunks, then index, then `meta.json` last. Returns the
 /// meta as uploaded.
 pub async fn upload_block(bucket: &Bucket, dir: &Path, opts: &UploadOptions) -> Result<BlockMeta> {
-    let meta = prepare_meta(dir, opts)?;
+    let meta = if opts.hash_func == HashFunc::None {
+        prepare_meta(dir, opts)?
+    } else {
+        // Hashing reads every file of the block: off the async workers.
+        let (d, o) = (dir.to_path_buf(), opts.clone());
+        tokio::task::spawn_blocking(move || prepare_meta(&d, &o))
+            .await
+            .map_err(|e| Error::Invalid {
+                block: dir.display().to_string(),
+                detail: format!("hashing the block's files: {e}"),
+            })??
+    };
     let id = meta.ulid;
     // Segments are listed in `files` in order; the index comes after them in that list.
     for (rel, path, _) in block_files(dir, &id.to_string())? {
@@ -137,7 +236,9 @@ pub async fn upload_block(bucket: &Bucket, dir: &Path, opts: &UploadOptions) -> 
 
 /// Downloads block `id` into `<parent>/<id>` (replacing a previous download) and returns that
 /// directory. Files go to `<id>.tmp-download` first, so a failed download never leaves
-/// something that looks like a complete block.
+/// something that looks like a complete block. A file of a previous download that the
+/// bucket's `meta.json` lists with a hash (`--hash-func`), and that still has that hash, is
+/// kept instead of fetched again, as Thanos' `block.Download` does.
 pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<PathBuf> {
     let dst = parent.join(id.to_string());
     let tmp = parent.join(format!("{id}.tmp-download"));
@@ -146,7 +247,7 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<
         std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
     }
     std::fs::create_dir_all(tmp.join("chunks")).map_err(|e| io("create directory", &tmp, e))?;
-    let result = download_into(bucket, id, &tmp).await;
+    let result = download_into(bucket, id, &dst, &tmp).await;
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -158,9 +259,14 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<
     Ok(dst)
 }
 
-async fn download_into(bucket: &Bucket, id: Ulid, tmp: &Path) -> Result<()> {
+async fn download_into(bucket: &Bucket, id: Ulid, dst: &Path, tmp: &Path) -> Result<()> {
     let prefix = format!("{id}/");
     let names = bucket.iter(&id.to_string(), true).await?;
+    let kept = if dst.is_dir() && names.iter().any(|n| n == &block_key(id, META_FILENAME)) {
+        keep_matching_files(bucket, id, dst, tmp).await?
+    } else {
+        Vec::new()
+    };
     let mut got_meta = false;
     for name in names {
         let Some(rel) = name.strip_prefix(&prefix) else {
@@ -176,6 +282,9 @@ async fn download_into(bucket: &Bucket, id: Ulid, tmp: &Path) -> Result<()> {
             continue;
         }
         got_meta |= rel == META_FILENAME;
+        if kept.iter().any(|k| k == rel) {
+            continue;
+        }
         bucket.download_file(&name, &tmp.join(rel)).await?;
     }
     if !got_meta {

@@ -130,6 +130,7 @@ fn upload_opts() -> UploadOptions {
         labels: [("cluster".to_string(), "eu1".to_string())].into(),
         source: SOURCE_BUCKET_UPLOAD.into(),
         require_labels: true,
+        hash_func: Default::default(),
     }
 }
 
@@ -361,4 +362,84 @@ fn a_damaged_local_block_lists_each_problem() {
     );
     assert!(text.iter().any(|t| t.contains("numSeries 41")), "{text:#?}");
     assert!(text.iter().all(|t| t.contains(&meta.ulid.to_string())));
+}
+
+/// `--hash-func=SHA256` on moto S3: the uploaded meta records each chunk segment's and the
+/// index's SHA-256 (as `sha256sum` computes it; meta.json itself has none, as in Thanos). A
+/// download over a previous one keeps the files whose hash still matches instead of fetching
+/// them, and fetches a file that changed locally.
+#[tokio::test]
+async fn sha256_hashes_are_recorded_and_spare_downloads() {
+    use strata_block::transfer::HashFunc;
+    let moto = MotoServer::start().expect("moto_server (run scripts/test.sh to install it)");
+    moto.create_bucket("hashes").unwrap();
+    let metrics = BucketMetrics::unregistered();
+    let bucket = Bucket::from_yaml(&moto.objstore_yml("hashes"), &metrics).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bdir, _) = make_block(dir.path(), 0, 64 * 1024);
+    let opts = UploadOptions {
+        hash_func: HashFunc::Sha256,
+        ..upload_opts()
+    };
+    let meta = upload_block(&bucket, &bdir, &opts).await.unwrap();
+    let files = &meta.thanos.as_ref().unwrap().files;
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        if f.rel_path == "meta.json" {
+            assert!(f.hash.is_none());
+            continue;
+        }
+        let out = std::process::Command::new("sha256sum")
+            .arg(bdir.join(&f.rel_path))
+            .output()
+            .unwrap();
+        let want = String::from_utf8(out.stdout).unwrap();
+        let h = f.hash.as_ref().expect("every block file is hashed");
+        assert_eq!(h.func, "SHA256");
+        assert_eq!(want.split_whitespace().next(), Some(h.value.as_str()));
+    }
+    // The meta in the bucket says the same.
+    let uploaded = BlockMeta::parse(
+        "meta.json",
+        &bucket
+            .get(&format!("{}/meta.json", meta.ulid))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&uploaded.thanos.unwrap().files, files);
+
+    let dl = tempfile::tempdir().unwrap();
+    let gets = || metrics.operations(bucket.name(), "get");
+    let before = gets();
+    let got = download_block(&bucket, meta.ulid, dl.path()).await.unwrap();
+    let first = gets() - before;
+    assert_eq!(first as usize, files.len(), "every file fetched once");
+    // Again over the first download: only meta.json (read once to compare, once to keep).
+    let before = gets();
+    download_block(&bucket, meta.ulid, dl.path()).await.unwrap();
+    assert_eq!(gets() - before, 2, "matching files are kept, not fetched");
+    for f in files.iter().filter(|f| f.rel_path != "meta.json") {
+        assert_eq!(
+            std::fs::read(got.join(&f.rel_path)).unwrap(),
+            std::fs::read(bdir.join(&f.rel_path)).unwrap(),
+            "{}",
+            f.rel_path
+        );
+    }
+    // A local file that changed is fetched again, and comes back whole.
+    std::fs::write(got.join("index"), b"damaged").unwrap();
+    let before = gets();
+    download_block(&bucket, meta.ulid, dl.path()).await.unwrap();
+    assert_eq!(gets() - before, 3, "meta.json twice and the index");
+    assert_eq!(
+        std::fs::read(got.join("index")).unwrap(),
+        std::fs::read(bdir.join("index")).unwrap()
+    );
+    // Without recorded hashes nothing is kept.
+    let plain = upload_block(&bucket, &bdir, &upload_opts()).await.unwrap();
+    assert!(plain.thanos.unwrap().files.iter().all(|f| f.hash.is_none()));
+    let before = gets();
+    download_block(&bucket, meta.ulid, dl.path()).await.unwrap();
+    assert_eq!((gets() - before) as usize, files.len() + 1);
 }

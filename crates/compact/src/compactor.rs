@@ -24,7 +24,7 @@ use strata_block::markers::{
     DeletionMark, read_deletion_mark, read_no_compact_mark, read_no_downsample_mark,
     write_deletion_mark,
 };
-use strata_block::transfer::{UploadOptions, download_block, upload_block};
+use strata_block::transfer::{HashFunc, UploadOptions, download_block, upload_block};
 use strata_model::TimeOrDuration;
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
@@ -77,6 +77,8 @@ pub struct CompactorConfig {
     /// Which blocks this compactor owns, from their external labels (`--selector.relabel-config`);
     /// `None` takes every block.
     pub selector: Option<BlockSelector>,
+    /// `--hash-func`: file hashes recorded in the meta.json of every block uploaded.
+    pub hash_func: HashFunc,
 }
 
 /// Decides from a block's meta (in Thanos: its external labels and `__block_id`) whether this
@@ -123,6 +125,7 @@ impl CompactorConfig {
             min_time: TimeOrDuration::min_time(),
             max_time: TimeOrDuration::max_time(),
             selector: None,
+            hash_func: HashFunc::None,
         }
     }
 
@@ -611,7 +614,9 @@ impl Compactor {
             None => None,
             Some((meta, _)) => {
                 let bdir = out_dir.join(meta.ulid.to_string());
-                let uploaded = upload_block(&self.bucket, &bdir, &upload_opts(key)).await?;
+                let uploaded =
+                    upload_block(&self.bucket, &bdir, &upload_opts(key, self.cfg.hash_func))
+                        .await?;
                 Some(uploaded)
             }
         };
@@ -680,7 +685,10 @@ impl Compactor {
                     labels: m.external_labels(),
                 };
                 let bdir = dir.join("output").join(meta.ulid.to_string());
-                Some(upload_block(&self.bucket, &bdir, &upload_opts(&key)).await?)
+                Some(
+                    upload_block(&self.bucket, &bdir, &upload_opts(&key, self.cfg.hash_func))
+                        .await?,
+                )
             }
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -835,11 +843,12 @@ fn mark(reason: &str) -> MarkLabels {
     }
 }
 
-fn upload_opts(key: &GroupKey) -> UploadOptions {
+fn upload_opts(key: &GroupKey, hash_func: HashFunc) -> UploadOptions {
     UploadOptions {
         labels: key.labels.clone(),
         source: SOURCE_COMPACTOR.into(),
         require_labels: false,
+        hash_func,
     }
 }
 

@@ -85,6 +85,7 @@ async fn upload_all(
         labels: ext.clone(),
         source: SOURCE_SIDECAR.into(),
         require_labels: true,
+        hash_func: Default::default(),
     };
     let mut ids = Vec::new();
     for d in dirs {

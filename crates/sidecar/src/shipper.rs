@@ -70,6 +70,8 @@ pub struct ShipperConfig {
     pub skip_corrupted: bool,
     /// `thanos.source` of uploaded blocks.
     pub source: String,
+    /// `--hash-func`: file hashes recorded in uploaded metas.
+    pub hash_func: strata_block::transfer::HashFunc,
 }
 
 impl ShipperConfig {
@@ -82,6 +84,7 @@ impl ShipperConfig {
             allow_out_of_order: false,
             skip_corrupted: false,
             source: strata_block::transfer::SOURCE_SIDECAR.into(),
+            hash_func: strata_block::transfer::HashFunc::None,
         }
     }
 }
@@ -455,6 +458,7 @@ impl Shipper {
             labels: labels.clone(),
             source: self.config.source.clone(),
             require_labels: true,
+            hash_func: self.config.hash_func,
         };
         let result = upload_block(&self.bucket, &updir, &opts).await;
         if let Err(e) = std::fs::remove_dir_all(&updir) {

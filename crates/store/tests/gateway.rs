@@ -461,6 +461,7 @@ async fn resolution_choice_fills_gaps_from_finer_blocks() {
         labels: [("cluster".to_string(), "eu1".to_string())].into(),
         source: "compactor".into(),
         require_labels: false,
+        hash_func: Default::default(),
     };
     for m in [&raw, &m5, &h1] {
         upload_block(&bucket, &local.join(m.ulid.to_string()), &opts)
@@ -533,6 +534,7 @@ async fn sync_filters_count_every_state() {
         labels: [("cluster".to_string(), ext.to_string())].into(),
         source: source.into(),
         require_labels: false,
+        hash_func: Default::default(),
     };
     // Two source blocks and a compacted block covering both: the sources are duplicates.
     let s1 = write_raw_block(&local, 0, 2 * h, ThanosMeta::default(), vec![]);

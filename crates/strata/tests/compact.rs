@@ -97,6 +97,7 @@ impl Env {
             labels: [("cluster".to_string(), cluster.to_string())].into(),
             source: SOURCE_SIDECAR.into(),
             require_labels: true,
+            hash_func: Default::default(),
         };
         rt().block_on(async {
             let mut ids = Vec::new();
@@ -178,7 +179,8 @@ fn one_run_compacts_and_deletes_replaced_blocks() {
     let ids = env.upload("gen", 8, 12, 0, "eu1");
     let want = env.dump(&ids[..4], "want");
 
-    let out = env.run(&["--delete-delay=0s"]);
+    // --hash-func=SHA256 (was refused): the compacted block's meta records its files' hashes.
+    let out = env.run(&["--delete-delay=0s", "--hash-func=SHA256"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("compaction iteration done"),
@@ -193,6 +195,20 @@ fn one_run_compacts_and_deletes_replaced_blocks() {
         .copied()
         .collect();
     assert_eq!(new.len(), 1);
+    let block_dir = env.root.join("bucket").join(new[0].to_string());
+    let files = &live[&new[0]].thanos.as_ref().unwrap().files;
+    for f in files.iter().filter(|f| f.rel_path != "meta.json") {
+        let h = f
+            .hash
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no hash", f.rel_path));
+        assert_eq!(
+            h.value,
+            strata_block::transfer::sha256_file(&block_dir.join(&f.rel_path)).unwrap(),
+            "{}",
+            f.rel_path
+        );
+    }
     // With --delete-delay=0s the replaced blocks are gone after a single run.
     for id in &ids[..4] {
         assert!(

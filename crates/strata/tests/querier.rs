@@ -1481,6 +1481,7 @@ fn fs_bucket_labelled(
                 .collect(),
             source: "sidecar".into(),
             require_labels: false,
+            hash_func: Default::default(),
         };
         for b in blocks {
             strata_block::transfer::upload_block(&bucket, b, &opts)

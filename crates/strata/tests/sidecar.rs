@@ -289,6 +289,7 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
                 bucket_dir.display()
             ),
             "--shipper.sync-interval=1s".into(),
+            "--hash-func=SHA256".into(),
         ],
         &[],
     );
@@ -304,7 +305,19 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
     let shipped = wait_for_blocks(&bucket, first.len(), Duration::from_secs(10)).await;
     assert_eq!(shipped.len(), first.len(), "{}", sidecar.log());
     for m in &shipped {
-        check_uploaded_meta(m, &dir.join("tsdb").join(m.ulid.to_string()), &ext);
+        let local = dir.join("tsdb").join(m.ulid.to_string());
+        check_uploaded_meta(m, &local, &ext);
+        // --hash-func=SHA256: every file but meta.json carries its SHA-256.
+        for f in m.thanos.as_ref().unwrap().files.iter() {
+            if f.rel_path != "meta.json" {
+                let h = f.hash.as_ref().expect("hashed");
+                let want = strata_block::transfer::sha256_file(&local.join(&f.rel_path)).unwrap();
+                assert_eq!(
+                    (h.func.as_str(), h.value.as_str()),
+                    ("SHA256", want.as_str())
+                );
+            }
+        }
     }
 
     // A new block in the data directory is shipped on the next scan.

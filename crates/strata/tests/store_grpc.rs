@@ -66,6 +66,7 @@ async fn bucket_with_blocks(dir: &Path) -> (PathBuf, Reference, usize) {
             .collect(),
         source: "sidecar".into(),
         require_labels: true,
+        hash_func: Default::default(),
     };
     let mut reference = Reference::default();
     for b in &blocks {
@@ -281,6 +282,7 @@ async fn the_store_api_answers_only_after_the_first_sync() {
         labels: [("cluster".to_string(), "eu1".to_string())].into(),
         source: "sidecar".into(),
         require_labels: true,
+        hash_func: Default::default(),
     };
     let mut reference = Reference::default();
     for b in &blocks {

@@ -88,6 +88,7 @@ pub async fn upload(bucket: &Bucket, blocks: &[PathBuf], ext: &[(&str, &str)]) {
             .collect(),
         source: "sidecar".into(),
         require_labels: false,
+        hash_func: Default::default(),
     };
     for b in blocks {
         upload_block(bucket, b, &opts).await.unwrap();

@@ -99,6 +99,7 @@ pub async fn upload(
             .collect(),
         source: "sidecar".into(),
         require_labels: false,
+        hash_func: Default::default(),
     };
     for b in blocks {
         upload_block(bucket, b, &opts).await.unwrap();

@@ -677,6 +677,15 @@ impl FromStr for HashFunc {
     }
 }
 
+impl From<HashFunc> for strata_block::transfer::HashFunc {
+    fn from(h: HashFunc) -> Self {
+        match h {
+            HashFunc::None => strata_block::transfer::HashFunc::None,
+            HashFunc::Sha256 => strata_block::transfer::HashFunc::Sha256,
+        }
+    }
+}
+
 impl fmt::Display for HashFunc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

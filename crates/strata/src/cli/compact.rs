@@ -362,12 +362,6 @@ impl CompactArgs {
     /// The compactor's settings from the flags; refuses flag values Strata cannot honour yet
     /// rather than ignoring them.
     pub(crate) fn compactor_config(&self) -> Result<CompactorConfig> {
-        if self.hash_func != HashFunc::None {
-            bail!(
-                "--hash-func={} is not supported yet; leave it unset",
-                self.hash_func
-            );
-        }
         if !(1..=4).contains(&self.max_compaction_level) {
             bail!(
                 "--debug.max-compaction-level={} is out of range: it must be between 1 and 4",
@@ -392,6 +386,7 @@ impl CompactArgs {
         let mut cfg = CompactorConfig::new(PathBuf::from(&self.data_dir));
         cfg.consistency_delay_ms = self.consistency_delay.as_millis_i64();
         cfg.delete_delay_ms = self.delete_delay.as_millis_i64();
+        cfg.hash_func = self.hash_func.into();
         cfg.retention_raw_ms = self.retention_raw.as_millis_i64();
         cfg.retention_5m_ms = self.retention_5m.as_millis_i64();
         cfg.retention_1h_ms = self.retention_1h.as_millis_i64();

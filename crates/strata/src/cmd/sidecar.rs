@@ -34,7 +34,7 @@ use strata_sidecar::{
 };
 use tokio::task::JoinHandle;
 
-use crate::cli::common::{HashFunc, accepted_without_effect};
+use crate::cli::common::accepted_without_effect;
 use crate::cli::sidecar::{ReloaderMethod, SidecarArgs};
 
 /// Delay between start-up attempts to reach Prometheus (Thanos' value).
@@ -71,12 +71,6 @@ fn reloader_config(args: &SidecarArgs) -> Result<ReloaderConfig> {
 
 /// Runs the sidecar until SIGTERM/SIGINT.
 pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
-    if args.hash_func != HashFunc::None {
-        bail!(
-            "--hash-func={} is not supported yet; leave it unset",
-            args.hash_func
-        );
-    }
     if args.request_logging.source().load()?.is_some() {
         accepted_without_effect(
             "--request.logging-config",
@@ -267,6 +261,7 @@ async fn start(
     config.upload_compacted = args.shipper_upload_compacted();
     config.allow_out_of_order = args.shipper_allow_out_of_order_uploads();
     config.skip_corrupted = args.shipper_skip_corrupted_blocks();
+    config.hash_func = args.hash_func.into();
     if !std::path::Path::new(&args.tsdb_path).is_dir() {
         tracing::error!(path = %args.tsdb_path, "--tsdb.path is not a directory: nothing can be shipped until it exists (it must be Prometheus' --storage.tsdb.path)");
     }

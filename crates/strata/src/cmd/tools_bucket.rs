@@ -458,6 +458,7 @@ pub(crate) async fn upload_blocks(objstore_yaml: &str, args: &UploadBlocksArgs) 
         labels,
         source: SOURCE_BUCKET_UPLOAD.into(),
         require_labels: true,
+        hash_func: Default::default(),
     };
     let dirs = local_blocks(&args.path)?;
     if dirs.is_empty() {

@@ -20,7 +20,7 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
-use crate::cli::common::{HashFunc, accepted_without_effect};
+use crate::cli::common::accepted_without_effect;
 use crate::cli::tools::{
     CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs, WebUiArgs,
 };
@@ -175,12 +175,6 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
             "block files are downloaded and uploaded one at a time",
         );
     }
-    if args.hash_func != HashFunc::None {
-        bail!(
-            "--hash-func={} is not supported yet; leave it unset",
-            args.hash_func
-        );
-    }
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
     let mut registry = Registry::default();
@@ -197,6 +191,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     let mut cfg = CompactorConfig::new(data_dir);
     cfg.consistency_delay_ms = 0;
     cfg.downsample_concurrency = args.downsample_concurrency.max(1);
+    cfg.hash_func = args.hash_func.into();
     let prober = Prober::new();
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await
