@@ -33,7 +33,7 @@ use strata_storepb::thanos::{
     LabelValuesRequest, LabelValuesResponse, PartialResponseStrategy, RawWireChunk, Series,
     SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
-use strata_tsdb::{ChunkMeta, ChunkRef, Encoding, RawChunk};
+use strata_tsdb::{BlockMeta, ChunkMeta, ChunkRef, Encoding, RawChunk};
 use tokio::sync::{Semaphore, mpsc};
 use ulid::Ulid;
 
@@ -397,6 +397,15 @@ impl BucketStore {
     /// The blocks served now.
     pub fn blocks(&self) -> Arc<BlockSet> {
         self.set.read().expect("block set lock").clone()
+    }
+
+    /// The metas of the blocks served now (Thanos' "loaded" blocks), by ULID.
+    pub fn loaded_metas(&self) -> Vec<BlockMeta> {
+        self.blocks()
+            .blocks
+            .values()
+            .map(|b| b.meta.clone())
+            .collect()
     }
 
     /// ULIDs of the blocks served now.

@@ -229,6 +229,76 @@ async fn an_in_memory_caching_bucket_serves_chunks_from_memory() {
     drop(s);
 }
 
+/// The block viewer on the store's HTTP port, as Thanos' store serves it: the blocks the store
+/// serves (`/blocks`, `/api/v1/blocks`, also under `?view=loaded`), titled by
+/// `--bucket-web-label`, under `--web.route-prefix`; marking works unless
+/// `--disable-admin-operations`; `--web.disable` serves none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_serves_a_block_viewer_of_its_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yml, _, nblocks) = bucket_with_blocks(tmp.path()).await;
+    let mut s = start_store(
+        &yml,
+        &tmp.path().join("data"),
+        &[
+            "--bucket-web-label=cluster".to_string(),
+            "--web.route-prefix=/viewer".to_string(),
+        ],
+    );
+    wait_ready(&mut s);
+    let (status, body) = get(&format!("{}/viewer/api/v1/blocks?view=loaded", s.http));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let blocks = v["data"]["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), nblocks, "{body}");
+    assert_eq!(v["data"]["label"], "cluster");
+    let id = blocks[0]["ulid"].as_str().unwrap().to_string();
+    let (status, page) = get(&format!("{}/viewer/blocks", s.http));
+    assert_eq!(status, 200);
+    assert!(page.contains(&id) && page.contains("eu1"), "{page}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = strata_testutil::process::http_request_with_headers(
+        "POST",
+        &format!("{}/viewer/api/v1/blocks/mark", s.http),
+        &form,
+        format!("id={id}&action=NO_COMPACTION&detail=test").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        tmp.path()
+            .join("bucket")
+            .join(&id)
+            .join("no-compact-mark.json")
+            .is_file()
+    );
+    drop(s);
+
+    let s = start_store(
+        &yml,
+        &tmp.path().join("data"),
+        &["--disable-admin-operations".to_string()],
+    );
+    let r = strata_testutil::process::http_request_with_headers(
+        "POST",
+        &format!("{}/api/v1/blocks/mark", s.http),
+        &form,
+        format!("id={id}&action=DELETION&detail=test").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    drop(s);
+
+    let s = start_store(
+        &yml,
+        &tmp.path().join("data"),
+        &["--web.disable".to_string()],
+    );
+    assert_eq!(get(&format!("{}/api/v1/blocks", s.http)).0, 404);
+    assert_eq!(get(&format!("{}/-/healthy", s.http)).0, 200);
+    drop(s);
+}
+
 /// Thanos serves the Store API only after the first block sync: a querier that probed a
 /// store gateway still syncing would see an empty time range and leave the store out of every
 /// query until its next probe. Here the bucket does not exist yet, so the first syncs fail:

@@ -120,6 +120,16 @@ impl BlockViewer {
         }
     }
 
+    /// Shows `metas` as they are, for a viewer fed by its component's own block sync (the
+    /// store gateway shows the blocks it serves, as Thanos' store shows its loaded blocks)
+    /// instead of reading the bucket itself.
+    pub(crate) fn set_blocks(&self, metas: Vec<BlockMeta>) {
+        let mut view = self.view.write().expect("view lock");
+        view.metas = metas;
+        view.refreshed_at_ms = Some(now_ms());
+        view.err = None;
+    }
+
     /// Refreshes now and then every `interval` until shutdown.
     pub(crate) fn spawn_refresher(
         &self,

@@ -24,6 +24,8 @@ use strata_store::{BucketStore, Limits, StoreConfig};
 
 use crate::cli::common::{BlockDiscoveryStrategy, accepted_without_effect};
 use crate::cli::store::{LazyDownloadStrategy, StoreArgs};
+use crate::cmd::block_viewer::{BlockViewer, ViewerOptions};
+use crate::cmd::compact::with_prefix;
 
 /// How often idle index-headers are looked for (with the lazy reader).
 const IDLE_CHECK: Duration = Duration::from_secs(60);
@@ -141,37 +143,38 @@ fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
             "there is no matcher cache: each request's matchers are compiled for that request",
         );
     }
-    // Thanos' store serves a block viewer; Strata's does not (`strata compact` and
-    // `strata tools bucket web` do).
-    let viewer = &args.block_viewer;
-    let no_viewer = "strata store serves no block viewer UI (strata compact and strata tools \
-                     bucket web do)";
+    // The block viewer's links are relative, and it sets no CORS headers (as compact's).
+    let web = &args.block_viewer.web;
     for (flag, set) in [
-        ("--web.disable", viewer.web_disable()),
-        (
-            "--disable-admin-operations",
-            viewer.disable_admin_operations(),
-        ),
-        ("--bucket-web-label", viewer.bucket_web_label.is_some()),
-        (
-            "--web.route-prefix",
-            !viewer.web.web_route_prefix.is_empty(),
-        ),
-        (
-            "--web.external-prefix",
-            !viewer.web.web_external_prefix.is_empty(),
-        ),
-        (
-            "--web.prefix-header",
-            !viewer.web.web_prefix_header.is_empty(),
-        ),
-        ("--web.disable-cors", viewer.web.web_disable_cors()),
+        ("--web.external-prefix", !web.web_external_prefix.is_empty()),
+        ("--web.prefix-header", !web.web_prefix_header.is_empty()),
+        ("--web.disable-cors", web.web_disable_cors()),
     ] {
         if set {
-            accepted_without_effect(flag, no_viewer);
+            accepted_without_effect(
+                flag,
+                "the block viewer's links are relative and it sets no CORS headers",
+            );
         }
     }
     Ok(())
+}
+
+/// The block viewer the store serves unless `--web.disable`: the blocks it serves, refreshed
+/// after every block sync (Thanos' store shows its loaded blocks the same way).
+fn block_viewer(args: &StoreArgs, bucket: &Bucket) -> Option<BlockViewer> {
+    let v = &args.block_viewer;
+    (!v.web_disable()).then(|| {
+        BlockViewer::new(
+            bucket.clone(),
+            ViewerOptions {
+                title_label: v.bucket_web_label.clone(),
+                admin: !v.disable_admin_operations(),
+                rules: Vec::new(),
+                time_range: None,
+            },
+        )
+    })
 }
 
 pub(crate) async fn run(args: StoreArgs) -> Result<()> {
@@ -189,6 +192,7 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let bucket_metrics = BucketMetrics::register(&mut registry);
     let bucket = Bucket::from_yaml(&yaml, &bucket_metrics)
         .context("opening the bucket given by --objstore.config[-file]")?;
+    let viewer = block_viewer(&args, &bucket);
     let store = Arc::new(
         BucketStore::new(bucket, config, Some(&mut registry))
             .context("setting up the store (--data-dir)")?,
@@ -207,8 +211,15 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API); serving after the first block sync");
+    let mut router = base_router(prober.clone(), registry);
+    if let Some(v) = &viewer {
+        router = router.merge(with_prefix(
+            &args.block_viewer.web.web_route_prefix,
+            v.router(),
+        ));
+    }
     let http_task = tokio::spawn(http.serve(
-        base_router(prober.clone(), registry),
+        router,
         shutdown.clone(),
         Some(args.http.http_grace_period.to_std()),
     ));
@@ -220,6 +231,9 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
             r = store.sync_blocks() => match r {
                 Ok(report) => {
                     tracing::info!(blocks = report.loaded, states = ?report.states, "initial block sync done");
+                    if let Some(v) = &viewer {
+                        v.set_blocks(store.loaded_metas());
+                    }
                     break;
                 }
                 Err(e) => {
@@ -252,17 +266,21 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
         .to_std()
         .max(Duration::from_secs(1));
     let sync_task = {
-        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let (store, shutdown, viewer) = (store.clone(), shutdown.clone(), viewer.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let mut idle = tokio::time::interval(IDLE_CHECK);
             loop {
                 tokio::select! {
                     _ = tick.tick() => match store.sync_blocks().await {
-                        Ok(r) if !r.added.is_empty() || !r.dropped.is_empty() => {
-                            tracing::info!(added = r.added.len(), dropped = r.dropped.len(), blocks = r.loaded, "block sync");
+                        Ok(r) => {
+                            if !r.added.is_empty() || !r.dropped.is_empty() {
+                                tracing::info!(added = r.added.len(), dropped = r.dropped.len(), blocks = r.loaded, "block sync");
+                            }
+                            if let Some(v) = &viewer {
+                                v.set_blocks(store.loaded_metas());
+                            }
                         }
-                        Ok(_) => {}
                         Err(e) => tracing::warn!(err = %e, "block sync failed; serving the blocks known before"),
                     },
                     _ = idle.tick() => {
