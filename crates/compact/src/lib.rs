@@ -22,5 +22,6 @@ mod error;
 pub mod merge;
 pub mod metrics;
 pub mod planner;
+pub mod rewrite;
 
 pub use error::{CompactError, Result};

@@ -10,7 +10,10 @@ use super::common::{
     BlockId, FlagLabel, GlobalArgs, ObjstoreArgs, SelectorRelabelArgs, TimeRangeArgs, flag_value,
     path_or_content_args,
 };
-use crate::cmd::{tools_bucket, tools_bucket_lifecycle, tools_bucket_replicate, tools_rules_check};
+use crate::cmd::{
+    tools_bucket, tools_bucket_lifecycle, tools_bucket_replicate, tools_bucket_rewrite,
+    tools_rules_check,
+};
 
 /// `strata tools`.
 #[derive(Debug, Clone, Args)]
@@ -117,6 +120,10 @@ pub(crate) enum BucketCommand {
     /// Replicate data from one object storage to another. NOTE: Currently it works only with
     /// Thanos blocks (meta.json has to have Thanos metadata).
     Replicate(Box<ReplicateArgs>),
+    /// Rewrite chosen blocks in the bucket, while deleting or modifying series. The resulting
+    /// block has a new ULID and modified stats; the source block is left as it is (mark it for
+    /// deletion with --delete-blocks). Turn the compactor off while doing this.
+    Rewrite(Box<RewriteArgs>),
 }
 
 impl BucketArgs {
@@ -150,6 +157,7 @@ impl BucketArgs {
             }
             BucketCommand::Web(args) => tools_bucket_lifecycle::web(&bucket, &args).await,
             BucketCommand::Replicate(args) => tools_bucket_replicate::run(&bucket, &args).await,
+            BucketCommand::Rewrite(args) => tools_bucket_rewrite::run(&bucket, &args).await,
         }
     }
 }
@@ -679,5 +687,92 @@ impl ReplicateArgs {
             self.no_ignore_marked_for_deletion,
             false,
         )
+    }
+}
+
+path_or_content_args!(
+    /// `--rewrite.to-delete-config-file` / `--rewrite.to-delete-config`.
+    ToDeleteArgs,
+    "rewrite.to-delete-config",
+    "YAML file that contains []metadata.DeletionRequest that will be applied to blocks"
+);
+
+path_or_content_args!(
+    /// `--rewrite.to-relabel-config-file` / `--rewrite.to-relabel-config`.
+    ToRelabelArgs,
+    "rewrite.to-relabel-config",
+    "YAML file that contains relabel configs that will be applied to blocks"
+);
+
+/// Flags of `strata tools bucket rewrite`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RewriteArgs {
+    /// ID (ULID) of the blocks for rewrite (repeated flag).
+    #[arg(long = "id", value_name = "ULID", required = true)]
+    pub(crate) ids: Vec<BlockId>,
+
+    /// Working directory for temporary files (default: <system temp dir>/thanos-rewrite).
+    #[arg(long = "tmp.dir", value_name = "DIR")]
+    pub(crate) tmp_dir: Option<std::path::PathBuf>,
+
+    /// Hash function for the hashes of produced files ("" for none, or "SHA256").
+    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
+    pub(crate) hash_func: super::common::HashFunc,
+
+    /// Prints the series changes instead of doing them. Defaults to true, for the user to
+    /// double check; pass --no-dry-run to rewrite.
+    #[arg(long = "dry-run", overrides_with = "no_dry_run")]
+    dry_run: bool,
+    #[arg(long = "no-dry-run", overrides_with = "dry_run")]
+    no_dry_run: bool,
+
+    #[command(flatten)]
+    pub(crate) to_delete: ToDeleteArgs,
+
+    #[command(flatten)]
+    pub(crate) to_relabel: ToRelabelArgs,
+
+    /// Write every modification to change.log in the new block's directory under --tmp.dir.
+    #[arg(long = "rewrite.add-change-log", overrides_with = "no_add_change_log")]
+    add_change_log: bool,
+    #[arg(
+        long = "no-rewrite.add-change-log",
+        overrides_with = "add_change_log",
+        hide = true
+    )]
+    no_add_change_log: bool,
+
+    /// The blocks are Prometheus' own: external labels are not required on upload.
+    #[arg(long = "prom-blocks", overrides_with = "no_prom_blocks")]
+    prom_blocks: bool,
+    #[arg(long = "no-prom-blocks", overrides_with = "prom_blocks", hide = true)]
+    no_prom_blocks: bool,
+
+    /// Mark the source blocks for deletion after rewriting them (not in a dry run).
+    #[arg(long = "delete-blocks", overrides_with = "no_delete_blocks")]
+    delete_blocks: bool,
+    #[arg(
+        long = "no-delete-blocks",
+        overrides_with = "delete_blocks",
+        hide = true
+    )]
+    no_delete_blocks: bool,
+}
+
+impl RewriteArgs {
+    pub(crate) fn dry_run(&self) -> bool {
+        flag_value(self.dry_run, self.no_dry_run, true)
+    }
+
+    pub(crate) fn add_change_log(&self) -> bool {
+        flag_value(self.add_change_log, self.no_add_change_log, true)
+    }
+
+    pub(crate) fn prom_blocks(&self) -> bool {
+        flag_value(self.prom_blocks, self.no_prom_blocks, false)
+    }
+
+    pub(crate) fn delete_blocks(&self) -> bool {
+        flag_value(self.delete_blocks, self.no_delete_blocks, false)
     }
 }

@@ -9,4 +9,5 @@ pub(crate) mod store;
 pub(crate) mod tools_bucket;
 pub(crate) mod tools_bucket_lifecycle;
 pub(crate) mod tools_bucket_replicate;
+pub(crate) mod tools_bucket_rewrite;
 pub(crate) mod tools_rules_check;

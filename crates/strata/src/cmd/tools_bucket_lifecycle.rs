@@ -36,7 +36,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn open_bucket(yaml: &str, metrics: &BucketMetrics) -> Result<Bucket> {
+pub(crate) fn open_bucket(yaml: &str, metrics: &BucketMetrics) -> Result<Bucket> {
     Bucket::from_yaml(yaml, metrics).context("opening the bucket")
 }
 

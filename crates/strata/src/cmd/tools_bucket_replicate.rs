@@ -162,7 +162,7 @@ impl Filter {
 
 /// `--matcher`: Alertmanager-style matchers, `name="value"` pairs separated by commas, with
 /// or without braces (`{a="b", c=~"d.*"}`). Empty: every block.
-fn parse_matchers(s: &str) -> Result<Vec<Matcher>> {
+pub(crate) fn parse_matchers(s: &str) -> Result<Vec<Matcher>> {
     let s = s.trim();
     let inner = s
         .strip_prefix('{')
