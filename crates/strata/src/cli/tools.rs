@@ -711,7 +711,8 @@ pub(crate) struct RewriteArgs {
     #[arg(long = "id", value_name = "ULID", required = true)]
     pub(crate) ids: Vec<BlockId>,
 
-    /// Working directory for temporary files (default: <system temp dir>/thanos-rewrite).
+    /// Working directory for temporary files (default: thanos-rewrite in the system's temporary
+    /// directory).
     #[arg(long = "tmp.dir", value_name = "DIR")]
     pub(crate) tmp_dir: Option<std::path::PathBuf>,
 
