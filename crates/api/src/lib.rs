@@ -15,6 +15,9 @@
 
 pub mod json;
 
+mod active;
+pub use active::{ActiveQuery, ActiveQueryTracker};
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -330,6 +333,8 @@ pub struct ApiConfig {
     /// `--query.metadata.default-time-range`: the range of a `series`, `labels` or
     /// `label/<name>/values` request without `start`/`end` (zero: all time).
     pub metadata_default_range: Duration,
+    /// `--query.active-query-path`: where queries being evaluated are logged.
+    pub active_queries: Option<Arc<ActiveQueryTracker>>,
 }
 
 #[derive(Debug)]
@@ -669,6 +674,7 @@ impl ApiState {
     /// Runs a query on a blocking thread once a slot is free.
     async fn run<F>(
         &self,
+        query: &str,
         ctx: QueryContext,
         storage: Arc<dyn Storage>,
         f: F,
@@ -684,6 +690,12 @@ impl ApiState {
             .acquire_owned()
             .await
             .map_err(|_| ApiError::from_query(Error::Canceled("query queue")))?;
+        // In the active query log while it runs (freed however the request ends).
+        let _active = self
+            .cfg
+            .active_queries
+            .as_ref()
+            .and_then(|t| t.insert(query));
         let guard = CancelOnDrop(ctx.clone());
         let engine = self.cfg.engine.clone();
         let res = tokio::task::spawn_blocking(move || f(&engine, storage.as_ref(), &ctx))
@@ -815,8 +827,10 @@ async fn query(
         let ctx = st.context(&p)?;
         let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(ctx, storage, move |e, s, c| e.instant(s, &qs, t, c))
-            .await
+        st.run(&qs.clone(), ctx, storage, move |e, s, c| {
+            e.instant(s, &qs, t, c)
+        })
+        .await
     }
     .await;
     match res {
@@ -861,7 +875,7 @@ async fn query_range(
         let ctx = st.context(&p)?;
         let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(ctx, storage, move |e, s, c| {
+        st.run(&qs.clone(), ctx, storage, move |e, s, c| {
             e.range(s, &qs, start, end, step, c)
         })
         .await

@@ -429,16 +429,23 @@ fn ha_replicas_deduplicate_without_gaps() {
     let _ = (a.sidecar.log(), b.sidecar.log());
 }
 
-#[test]
-fn hanging_store_times_out_with_a_warning_or_an_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (hang, _stop) = rt.block_on(
+/// A Store API server that never answers a Series call, on `rt`.
+fn hanging_store(
+    rt: &tokio::runtime::Runtime,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    rt.block_on(
         strata_store::testing::HangingStore {
             label_sets: Vec::new(),
         }
         .start(),
-    );
+    )
+}
+
+#[test]
+fn hanging_store_times_out_with_a_warning_or_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (hang, _stop) = hanging_store(&rt);
     let target = start_target();
     let a = Replica::start(tmp.path(), "a", target);
     let q = start_querier(
@@ -2151,4 +2158,57 @@ fn targets_from_sidecars_deduplicated() {
     replica_down_is_warning_or_error(&mut b, q.http, "/api/v1/targets", |d| {
         d["activeTargets"].as_array().is_some_and(|t| t.len() == 1)
     });
+}
+
+/// `--query.active-query-path`: a query in flight is in `queries.active` (here one stuck on a
+/// store that never answers); after the querier is killed, the next start logs it as
+/// unfinished, as Prometheus and Thanos do, and starts from an empty log.
+#[test]
+fn active_queries_are_logged_and_reported_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (hang, _stop) = hanging_store(&rt);
+    let dir = tmp.path().join("active");
+    let args = [
+        format!("--endpoint={hang}"),
+        format!("--query.active-query-path={}", dir.display()),
+        "--query.max-concurrent=4".into(),
+    ];
+    let mut q = start_querier(tmp.path(), "query", &args);
+    let file = dir.join("queries.active");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 1 + 4 * 1000);
+    let query = "sum(rate(stuck_total{job=\"x\"}[5m]))";
+    let port = q.http;
+    let path = format!("/api/v1/query?query={}", enc(query));
+    std::thread::spawn(move || {
+        let _ = http_request("GET", &format!("http://127.0.0.1:{port}{path}"), b"");
+    });
+    let in_file = || {
+        let b = std::fs::read(&file).unwrap();
+        String::from_utf8_lossy(&b).replace('\0', "")
+    };
+    wait_until("the query in the log", Duration::from_secs(10), || {
+        in_file().contains("stuck_total")
+    });
+    let logged = in_file();
+    assert!(
+        logged.starts_with(
+            "[{\"query\":\"sum(rate(stuck_total{job=\\\"x\\\"}[5m]))\",\"timestamp_sec\":"
+        ),
+        "{logged}"
+    );
+    q._proc.guard.kill();
+    drop(q);
+    let q = start_querier(tmp.path(), "query-2", &args);
+    let log = q._proc.log();
+    assert!(
+        log.contains("These queries didn't finish in prometheus' last run:")
+            && log.contains("stuck_total"),
+        "{log}"
+    );
+    assert_eq!(in_file(), "[", "a fresh log");
+    // A query that finishes leaves no entry behind.
+    let (status, _) = json(q.http, "/api/v1/query?query=vector(1)");
+    assert_eq!(status, 200);
+    assert_eq!(in_file(), "[");
 }

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use prometheus_client::registry::Registry;
-use strata_api::{ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConfig};
+use strata_api::{
+    ActiveQueryTracker, ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConfig,
+};
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
     ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
@@ -223,12 +225,6 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
             "Strata does not export thanos_store_nodes_grpc_connections",
         );
     }
-    if !args.active_query_path.is_empty() {
-        accepted_without_effect(
-            "--query.active-query-path",
-            "active queries are not tracked in a file",
-        );
-    }
     if args.alert_query_url.is_some() {
         accepted_without_effect(
             "--alert.query-url",
@@ -338,6 +334,23 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let start_time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let active_queries = if args.active_query_path.is_empty() {
+        None
+    } else {
+        let dir = std::path::Path::new(&args.active_query_path);
+        let (tracker, unfinished) = ActiveQueryTracker::open(dir, args.max_concurrent)
+            .with_context(|| {
+                format!(
+                    "opening the active query log in {} (--query.active-query-path)",
+                    dir.display()
+                )
+            })?;
+        if let Some(q) = unfinished {
+            // Prometheus' words, which Thanos logs too: what was running when the last run ended.
+            tracing::info!(queries = %q, "These queries didn't finish in prometheus' last run:");
+        }
+        Some(tracker)
+    };
     let api = strata_api::router(ApiConfig {
         engine: Engine::new(opts),
         storage,
@@ -356,6 +369,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         cors: !args.web.web_disable_cors(),
         tenancy,
         metadata_default_range: args.metadata_default_time_range.to_std(),
+        active_queries,
     });
 
     let shutdown = Shutdown::new();
