@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
 use strata_tsdb::chunks::list_segment_files;
@@ -38,6 +39,10 @@ pub struct UploadOptions {
     /// `--hash-func`: record each file's hash in `thanos.files`, so that a later download
     /// can keep a local copy that still matches instead of fetching it again.
     pub hash_func: HashFunc,
+    /// Chunk segment files uploaded at once (`--shipper.upload-concurrency`,
+    /// `--block-files-concurrency`); 0 and 1 upload them one after another. The index and
+    /// `meta.json` still follow them, in that order.
+    pub file_concurrency: usize,
 }
 
 /// The hash recorded for each block file (`--hash-func`; Thanos' `metadata.HashFunc`).
@@ -223,8 +228,17 @@ pub async fn upload_block(bucket: &Bucket, dir: &Path, opts: &UploadOptions) -> 
             })??
     };
     let id = meta.ulid;
-    // Segments are listed in `files` in order; the index comes after them in that list.
-    for (rel, path, _) in block_files(dir, &id.to_string())? {
+    // Segments first (several at once if asked), then the index, then meta.json.
+    let files = block_files(dir, &id.to_string())?;
+    let (segments, rest): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|(rel, _, _)| rel.starts_with("chunks/"));
+    futures::stream::iter(segments)
+        .map(|(rel, path, _)| async move { bucket.upload_file(&block_key(id, &rel), &path).await })
+        .buffer_unordered(opts.file_concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (rel, path, _) in rest {
         bucket.upload_file(&block_key(id, &rel), &path).await?;
     }
     bucket
@@ -240,6 +254,17 @@ pub async fn upload_block(bucket: &Bucket, dir: &Path, opts: &UploadOptions) -> 
 /// bucket's `meta.json` lists with a hash (`--hash-func`), and that still has that hash, is
 /// kept instead of fetched again, as Thanos' `block.Download` does.
 pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<PathBuf> {
+    download_block_concurrently(bucket, id, parent, 1).await
+}
+
+/// [`download_block`] with up to `concurrency` files fetched at once
+/// (`--block-files-concurrency`).
+pub async fn download_block_concurrently(
+    bucket: &Bucket,
+    id: Ulid,
+    parent: &Path,
+    concurrency: usize,
+) -> Result<PathBuf> {
     let dst = parent.join(id.to_string());
     let tmp = parent.join(format!("{id}.tmp-download"));
     let io = |op, p: &Path, e| Error::io(op, p, e);
@@ -247,7 +272,7 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<
         std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
     }
     std::fs::create_dir_all(tmp.join("chunks")).map_err(|e| io("create directory", &tmp, e))?;
-    let result = download_into(bucket, id, &dst, &tmp).await;
+    let result = download_into(bucket, id, &dst, &tmp, concurrency).await;
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -259,7 +284,13 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, parent: &Path) -> Result<
     Ok(dst)
 }
 
-async fn download_into(bucket: &Bucket, id: Ulid, dst: &Path, tmp: &Path) -> Result<()> {
+async fn download_into(
+    bucket: &Bucket,
+    id: Ulid,
+    dst: &Path,
+    tmp: &Path,
+    concurrency: usize,
+) -> Result<()> {
     let prefix = format!("{id}/");
     let names = bucket.iter(&id.to_string(), true).await?;
     let kept = if dst.is_dir() && names.iter().any(|n| n == &block_key(id, META_FILENAME)) {
@@ -268,7 +299,8 @@ async fn download_into(bucket: &Bucket, id: Ulid, dst: &Path, tmp: &Path) -> Res
         Vec::new()
     };
     let mut got_meta = false;
-    for name in names {
+    let mut todo: Vec<(String, PathBuf)> = Vec::new();
+    for name in &names {
         let Some(rel) = name.strip_prefix(&prefix) else {
             continue;
         };
@@ -285,7 +317,7 @@ async fn download_into(bucket: &Bucket, id: Ulid, dst: &Path, tmp: &Path) -> Res
         if kept.iter().any(|k| k == rel) {
             continue;
         }
-        bucket.download_file(&name, &tmp.join(rel)).await?;
+        todo.push((name.clone(), tmp.join(rel)));
     }
     if !got_meta {
         return Err(Error::Invalid {
@@ -296,5 +328,10 @@ async fn download_into(bucket: &Bucket, id: Ulid, dst: &Path, tmp: &Path) -> Res
             ),
         });
     }
+    futures::stream::iter(todo)
+        .map(|(name, to)| async move { bucket.download_file(&name, &to).await })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
     Ok(())
 }

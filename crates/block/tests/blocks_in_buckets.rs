@@ -125,12 +125,17 @@ fn make_block(parent: &Path, start: i64, segment_size: u64) -> (PathBuf, BlockMe
     (parent.join(meta.ulid.to_string()), meta)
 }
 
+fn puts_clear(p: &Arc<Mutex<Vec<String>>>) {
+    p.lock().unwrap().clear();
+}
+
 fn upload_opts() -> UploadOptions {
     UploadOptions {
         labels: [("cluster".to_string(), "eu1".to_string())].into(),
         source: SOURCE_BUCKET_UPLOAD.into(),
         require_labels: true,
         hash_func: Default::default(),
+        file_concurrency: 0,
     }
 }
 
@@ -141,6 +146,7 @@ async fn upload_writes_chunks_then_index_then_meta_last() {
         inner: InMemory::new(),
         puts: puts.clone(),
     };
+    let puts_handle = puts.clone();
     let bucket = Bucket::new(Arc::new(store), "rec", "", &BucketMetrics::unregistered());
     let dir = tempfile::tempdir().unwrap();
     let (bdir, _) = make_block(dir.path(), 0, 8 * 1024);
@@ -171,6 +177,32 @@ async fn upload_writes_chunks_then_index_then_meta_last() {
     }
     // The local block was not modified.
     assert!(BlockMeta::read_from_dir(&bdir).unwrap().thanos.is_none());
+    // Several segments at once: still every segment before the index, the index before meta.
+    puts_clear(&puts_handle);
+    let (bdir2, _) = make_block(dir.path(), 50_000_000, 8 * 1024);
+    let meta2 = upload_block(
+        &bucket,
+        &bdir2,
+        &UploadOptions {
+            file_concurrency: 4,
+            ..upload_opts()
+        },
+    )
+    .await
+    .unwrap();
+    let puts2 = puts_handle.lock().unwrap().clone();
+    let id2 = meta2.ulid;
+    assert_eq!(puts2.len(), puts.len(), "{puts2:?}");
+    assert_eq!(puts2.last().unwrap(), &format!("{id2}/meta.json"));
+    assert_eq!(puts2[puts2.len() - 2], format!("{id2}/index"));
+    let mut segs: Vec<&String> = puts2[..puts2.len() - 2].iter().collect();
+    assert!(
+        segs.iter()
+            .all(|p| p.starts_with(&format!("{id2}/chunks/")))
+    );
+    segs.sort();
+    segs.dedup();
+    assert_eq!(segs.len(), puts2.len() - 2, "each segment once");
     // Without labels, upload is refused.
     let err = upload_block(
         &bucket,
@@ -190,7 +222,8 @@ async fn upload_writes_chunks_then_index_then_meta_last() {
 async fn fetch_download_and_verify(bucket: &Bucket) {
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, a) = make_block(dir.path(), 0, 1 << 20);
-    let (b_dir, b) = make_block(dir.path(), 10_000_000, 1 << 20);
+    // b in many small segments, for the concurrent download below.
+    let (b_dir, b) = make_block(dir.path(), 10_000_000, 8 * 1024);
     upload_block(bucket, &a_dir, &upload_opts()).await.unwrap();
     upload_block(bucket, &b_dir, &upload_opts()).await.unwrap();
 
@@ -233,6 +266,22 @@ async fn fetch_download_and_verify(bucket: &Bucket) {
             std::fs::read(got.join(rel)).unwrap(),
             std::fs::read(a_dir.join(rel)).unwrap(),
             "{rel}"
+        );
+    }
+    // Several files at once: the same bytes.
+    let got_b = strata_block::transfer::download_block_concurrently(bucket, b.ulid, dl.path(), 4)
+        .await
+        .unwrap();
+    assert!(std::fs::read_dir(b_dir.join("chunks")).unwrap().count() > 1);
+    assert_eq!(
+        std::fs::read(got_b.join("index")).unwrap(),
+        std::fs::read(b_dir.join("index")).unwrap()
+    );
+    for e in std::fs::read_dir(b_dir.join("chunks")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            std::fs::read(got_b.join("chunks").join(e.file_name())).unwrap(),
+            std::fs::read(e.path()).unwrap()
         );
     }
     assert!(download_block(bucket, partial, dl.path()).await.is_err());

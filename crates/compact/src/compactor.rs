@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use strata_block::fetch::fetch_metas;
 use strata_block::markers::{
     DeletionMark, read_deletion_mark, read_no_compact_mark, read_no_downsample_mark,
     write_deletion_mark,
 };
-use strata_block::transfer::{HashFunc, UploadOptions, download_block, upload_block};
+use strata_block::transfer::{HashFunc, UploadOptions, download_block_concurrently, upload_block};
 use strata_model::TimeOrDuration;
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
@@ -79,6 +79,10 @@ pub struct CompactorConfig {
     pub selector: Option<BlockSelector>,
     /// `--hash-func`: file hashes recorded in the meta.json of every block uploaded.
     pub hash_func: HashFunc,
+    /// `--block-files-concurrency`: files of one block downloaded or uploaded at once.
+    pub block_files_concurrency: usize,
+    /// `--compact.blocks-fetch-concurrency`: input blocks of a compaction downloaded at once.
+    pub blocks_fetch_concurrency: usize,
 }
 
 /// Decides from a block's meta (in Thanos: its external labels and `__block_id`) whether this
@@ -126,6 +130,8 @@ impl CompactorConfig {
             max_time: TimeOrDuration::max_time(),
             selector: None,
             hash_func: HashFunc::None,
+            block_files_concurrency: 1,
+            blocks_fetch_concurrency: 1,
         }
     }
 
@@ -590,10 +596,17 @@ impl Compactor {
             path: inputs_dir.clone(),
             source,
         })?;
+        // Input blocks downloaded `--compact.blocks-fetch-concurrency` at a time, each with
+        // `--block-files-concurrency` files at once; opened in plan order.
+        let files = self.cfg.block_files_concurrency;
+        let paths: Vec<std::path::PathBuf> = futures::stream::iter(plan)
+            .map(|m| download_block_concurrently(&self.bucket, m.ulid, &inputs_dir, files))
+            .buffered(self.cfg.blocks_fetch_concurrency.max(1))
+            .try_collect()
+            .await?;
         let mut blocks = Vec::with_capacity(plan.len());
-        for m in plan {
-            let p = download_block(&self.bucket, m.ulid, &inputs_dir).await?;
-            blocks.push(Block::open(&p).map_err(|source| CompactError::Input {
+        for (m, p) in plan.iter().zip(&paths) {
+            blocks.push(Block::open(p).map_err(|source| CompactError::Input {
                 block: m.ulid,
                 source,
             })?);
@@ -615,8 +628,7 @@ impl Compactor {
             Some((meta, _)) => {
                 let bdir = out_dir.join(meta.ulid.to_string());
                 let uploaded =
-                    upload_block(&self.bucket, &bdir, &upload_opts(key, self.cfg.hash_func))
-                        .await?;
+                    upload_block(&self.bucket, &bdir, &upload_opts(key, &self.cfg)).await?;
                 Some(uploaded)
             }
         };
@@ -668,7 +680,13 @@ impl Compactor {
 
     async fn downsample_one(&self, m: &BlockMeta, to: i64) -> Result<Option<BlockMeta>> {
         let dir = self.work_dir().join(format!("downsample-{}", m.ulid));
-        let p = download_block(&self.bucket, m.ulid, &dir).await?;
+        let p = download_block_concurrently(
+            &self.bucket,
+            m.ulid,
+            &dir,
+            self.cfg.block_files_concurrency,
+        )
+        .await?;
         let block = Block::open(&p).map_err(|source| CompactError::Input {
             block: m.ulid,
             source,
@@ -685,10 +703,7 @@ impl Compactor {
                     labels: m.external_labels(),
                 };
                 let bdir = dir.join("output").join(meta.ulid.to_string());
-                Some(
-                    upload_block(&self.bucket, &bdir, &upload_opts(&key, self.cfg.hash_func))
-                        .await?,
-                )
+                Some(upload_block(&self.bucket, &bdir, &upload_opts(&key, &self.cfg)).await?)
             }
         };
         let _ = std::fs::remove_dir_all(&dir);
@@ -843,12 +858,13 @@ fn mark(reason: &str) -> MarkLabels {
     }
 }
 
-fn upload_opts(key: &GroupKey, hash_func: HashFunc) -> UploadOptions {
+fn upload_opts(key: &GroupKey, cfg: &CompactorConfig) -> UploadOptions {
     UploadOptions {
         labels: key.labels.clone(),
         source: SOURCE_COMPACTOR.into(),
         require_labels: false,
-        hash_func,
+        hash_func: cfg.hash_func,
+        file_concurrency: cfg.block_files_concurrency,
     }
 }
 

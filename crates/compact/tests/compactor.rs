@@ -86,6 +86,7 @@ async fn upload_all(
         source: SOURCE_SIDECAR.into(),
         require_labels: true,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     let mut ids = Vec::new();
     for d in dirs {

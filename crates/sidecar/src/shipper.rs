@@ -72,6 +72,9 @@ pub struct ShipperConfig {
     pub source: String,
     /// `--hash-func`: file hashes recorded in uploaded metas.
     pub hash_func: strata_block::transfer::HashFunc,
+    /// `--shipper.upload-concurrency`: chunk files of a block uploaded at once (0 and 1: one
+    /// after another).
+    pub file_concurrency: usize,
 }
 
 impl ShipperConfig {
@@ -85,6 +88,7 @@ impl ShipperConfig {
             skip_corrupted: false,
             source: strata_block::transfer::SOURCE_SIDECAR.into(),
             hash_func: strata_block::transfer::HashFunc::None,
+            file_concurrency: 0,
         }
     }
 }
@@ -459,6 +463,7 @@ impl Shipper {
             source: self.config.source.clone(),
             require_labels: true,
             hash_func: self.config.hash_func,
+            file_concurrency: self.config.file_concurrency,
         };
         let result = upload_block(&self.bucket, &updir, &opts).await;
         if let Err(e) = std::fs::remove_dir_all(&updir) {

@@ -462,6 +462,7 @@ async fn resolution_choice_fills_gaps_from_finer_blocks() {
         source: "compactor".into(),
         require_labels: false,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     for m in [&raw, &m5, &h1] {
         upload_block(&bucket, &local.join(m.ulid.to_string()), &opts)
@@ -535,6 +536,7 @@ async fn sync_filters_count_every_state() {
         source: source.into(),
         require_labels: false,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     // Two source blocks and a compacted block covering both: the sources are duplicates.
     let s1 = write_raw_block(&local, 0, 2 * h, ThanosMeta::default(), vec![]);

@@ -98,6 +98,7 @@ impl Env {
             source: SOURCE_SIDECAR.into(),
             require_labels: true,
             hash_func: Default::default(),
+            file_concurrency: 0,
         };
         rt().block_on(async {
             let mut ids = Vec::new();
@@ -180,7 +181,13 @@ fn one_run_compacts_and_deletes_replaced_blocks() {
     let want = env.dump(&ids[..4], "want");
 
     // --hash-func=SHA256 (was refused): the compacted block's meta records its files' hashes.
-    let out = env.run(&["--delete-delay=0s", "--hash-func=SHA256"]);
+    // Inputs fetched three at a time, each with four files at once.
+    let out = env.run(&[
+        "--delete-delay=0s",
+        "--hash-func=SHA256",
+        "--compact.blocks-fetch-concurrency=3",
+        "--block-files-concurrency=4",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("compaction iteration done"),

@@ -1489,6 +1489,7 @@ fn fs_bucket_labelled(
             source: "sidecar".into(),
             require_labels: false,
             hash_func: Default::default(),
+            file_concurrency: 0,
         };
         for b in blocks {
             strata_block::transfer::upload_block(&bucket, b, &opts)

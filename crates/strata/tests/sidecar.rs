@@ -290,6 +290,7 @@ async fn ships_blocks_to_a_filesystem_bucket_and_serves_the_store_api() {
             ),
             "--shipper.sync-interval=1s".into(),
             "--hash-func=SHA256".into(),
+            "--shipper.upload-concurrency=3".into(),
         ],
         &[],
     );

@@ -67,6 +67,7 @@ async fn bucket_with_blocks(dir: &Path) -> (PathBuf, Reference, usize) {
         source: "sidecar".into(),
         require_labels: true,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     let mut reference = Reference::default();
     for b in &blocks {
@@ -353,6 +354,7 @@ async fn the_store_api_answers_only_after_the_first_sync() {
         source: "sidecar".into(),
         require_labels: true,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     let mut reference = Reference::default();
     for b in &blocks {

@@ -118,6 +118,7 @@ fn rewrite_deletes_trims_and_relabels_as_asked() {
                 source: "sidecar".into(),
                 require_labels: true,
                 hash_func: Default::default(),
+                file_concurrency: 0,
             },
         ))
         .unwrap();

@@ -2,6 +2,7 @@
 //! writer's memory follows the number of series, not the number of samples.
 //!
 //! `cargo run --release -p strata-tsdb --example write_block -- <series> <samples-per-series> [dir]`
+//! (`SEGMENT_BYTES=N` for smaller chunk segment files, `KEEP=1` to keep the block).
 
 use std::time::Instant;
 
@@ -33,7 +34,16 @@ fn main() {
     // and zero-padded ids sort as their numbers.
     let per_device = series.div_ceil(4);
     let start = Instant::now();
-    let mut w = BlockWriter::new(&dir, BlockWriterOptions::default()).unwrap();
+    // SEGMENT_BYTES: smaller chunk segment files than Prometheus' 512 MiB (many segments, for
+    // measuring transfers of one block's files at once).
+    let mut opts = BlockWriterOptions::default();
+    if let Some(n) = std::env::var("SEGMENT_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts.segment_size = n;
+    }
+    let mut w = BlockWriter::new(&dir, opts).unwrap();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..series {
         let labels = Labels::from_pairs(&[
@@ -69,7 +79,10 @@ fn main() {
         size as f64 / 1048576.0,
         size as f64 / samples
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    // KEEP=1 leaves the block in place (for transfer measurements).
+    if std::env::var_os("KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn walk_size(p: &std::path::Path) -> u64 {

@@ -89,6 +89,7 @@ pub async fn upload(bucket: &Bucket, blocks: &[PathBuf], ext: &[(&str, &str)]) {
         source: "sidecar".into(),
         require_labels: false,
         hash_func: Default::default(),
+        file_concurrency: 0,
     };
     for b in blocks {
         upload_block(bucket, b, &opts).await.unwrap();

@@ -368,25 +368,12 @@ impl CompactArgs {
                 self.max_compaction_level
             );
         }
-        for (flag, n) in [
-            (
-                "--compact.blocks-fetch-concurrency",
-                self.blocks_fetch_concurrency,
-            ),
-            ("--block-files-concurrency", self.block_files_concurrency),
-        ] {
-            if n > 1 {
-                tracing::warn!(
-                    flag,
-                    value = n,
-                    "block files are transferred one at a time; the value is accepted but has no effect yet"
-                );
-            }
-        }
         let mut cfg = CompactorConfig::new(PathBuf::from(&self.data_dir));
         cfg.consistency_delay_ms = self.consistency_delay.as_millis_i64();
         cfg.delete_delay_ms = self.delete_delay.as_millis_i64();
         cfg.hash_func = self.hash_func.into();
+        cfg.block_files_concurrency = self.block_files_concurrency.max(1);
+        cfg.blocks_fetch_concurrency = self.blocks_fetch_concurrency.max(1);
         cfg.retention_raw_ms = self.retention_raw.as_millis_i64();
         cfg.retention_5m_ms = self.retention_5m.as_millis_i64();
         cfg.retention_1h_ms = self.retention_1h.as_millis_i64();

@@ -78,12 +78,6 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         );
     }
     let web_config = args.http.web_config()?;
-    if args.shipper_upload_concurrency != 0 {
-        accepted_without_effect(
-            "--shipper.upload-concurrency",
-            "block files are uploaded one at a time",
-        );
-    }
     let bucket_yaml = args.objstore.load_optional_yaml()?;
     let http_client = match args.prometheus_http_client.source().load()? {
         Some(yaml) => HttpClientConfig::from_yaml(&yaml)?,
@@ -262,6 +256,7 @@ async fn start(
     config.allow_out_of_order = args.shipper_allow_out_of_order_uploads();
     config.skip_corrupted = args.shipper_skip_corrupted_blocks();
     config.hash_func = args.hash_func.into();
+    config.file_concurrency = args.shipper_upload_concurrency;
     if !std::path::Path::new(&args.tsdb_path).is_dir() {
         tracing::error!(path = %args.tsdb_path, "--tsdb.path is not a directory: nothing can be shipped until it exists (it must be Prometheus' --storage.tsdb.path)");
     }

@@ -21,7 +21,7 @@ use strata_tsdb::BlockMeta;
 use strata_tsdb::meta::{RES_5M, RES_RAW};
 use ulid::Ulid;
 
-use crate::cli::common::{FlagLabel, accepted_without_effect};
+use crate::cli::common::FlagLabel;
 use crate::cli::tools::{
     InspectArgs, InspectColumn, InspectOutput, LsArgs, LsOutput, UploadBlocksArgs, VerifyArgs,
     VerifyIssue,
@@ -30,8 +30,6 @@ use crate::cli::tools::{
 /// Blocks are downsampled to 5m once they span 40h, and to 1h once a 5m block spans 10 days.
 const DOWNSAMPLE_RAW_RANGE_MS: i64 = 40 * 3_600_000;
 const DOWNSAMPLE_5M_RANGE_MS: i64 = 10 * 24 * 3_600_000;
-/// Default of `upload-blocks --shipper.upload-concurrency` (as in the flag's declaration).
-const DEFAULT_UPLOAD_CONCURRENCY: usize = 5;
 
 fn open_bucket(yaml: &str) -> Result<Bucket> {
     Bucket::from_yaml(yaml, &BucketMetrics::unregistered()).context("opening the bucket")
@@ -442,12 +440,6 @@ pub(crate) async fn verify(
 /// Uploads the blocks under `--path` with the `--label` external labels, oldest first,
 /// skipping what is already in the bucket.
 pub(crate) async fn upload_blocks(objstore_yaml: &str, args: &UploadBlocksArgs) -> Result<()> {
-    if args.shipper_upload_concurrency != DEFAULT_UPLOAD_CONCURRENCY {
-        accepted_without_effect(
-            "--shipper.upload-concurrency",
-            "block files are uploaded one at a time",
-        );
-    }
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         if labels.insert(l.name.clone(), l.value.clone()).is_some() {
@@ -459,6 +451,7 @@ pub(crate) async fn upload_blocks(objstore_yaml: &str, args: &UploadBlocksArgs) 
         source: SOURCE_BUCKET_UPLOAD.into(),
         require_labels: true,
         hash_func: Default::default(),
+        file_concurrency: args.shipper_upload_concurrency,
     };
     let dirs = local_blocks(&args.path)?;
     if dirs.is_empty() {

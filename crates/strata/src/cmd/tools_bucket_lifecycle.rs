@@ -20,7 +20,6 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
 
-use crate::cli::common::accepted_without_effect;
 use crate::cli::tools::{
     CleanupArgs, DownsampleArgs, MarkArgs, MarkerKind, RetentionArgs, WebUiArgs,
 };
@@ -169,12 +168,6 @@ pub(crate) async fn retention(objstore_yaml: &str, args: &RetentionArgs) -> Resu
 /// probes and `/metrics` on `--http-address`.
 pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Result<()> {
     let web_config = args.http.web_config()?;
-    if args.block_files_concurrency > 1 {
-        accepted_without_effect(
-            "--block-files-concurrency",
-            "block files are downloaded and uploaded one at a time",
-        );
-    }
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
     let mut registry = Registry::default();
@@ -192,6 +185,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     cfg.consistency_delay_ms = 0;
     cfg.downsample_concurrency = args.downsample_concurrency.max(1);
     cfg.hash_func = args.hash_func.into();
+    cfg.block_files_concurrency = args.block_files_concurrency.max(1);
     let prober = Prober::new();
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await

@@ -218,6 +218,7 @@ async fn upload(
         source: SOURCE_REWRITE.into(),
         require_labels: !args.prom_blocks(),
         hash_func: args.hash_func.into(),
+        file_concurrency: 0,
     };
     upload_block(bucket, dir, &opts)
         .await
