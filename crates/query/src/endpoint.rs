@@ -1482,6 +1482,22 @@ impl EndpointSet {
             .map(GroupChannel::members)
     }
 
+    /// Healthy endpoints by component type and external label sets (as Thanos writes them:
+    /// each set as Prometheus prints labels, sorted, joined by commas), for
+    /// `thanos_store_nodes_grpc_connections`.
+    pub fn connection_counts(&self) -> BTreeMap<(String, String), i64> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeMap::new();
+        for s in st.values().filter(|s| s.healthy) {
+            let Some(info) = &s.info else { continue };
+            let mut sets: Vec<String> = info.label_sets.iter().map(ToString::to_string).collect();
+            sets.sort();
+            *out.entry((info.component_type.clone(), sets.join(",")))
+                .or_insert(0) += 1;
+        }
+        out
+    }
+
     /// The endpoints to query: healthy ones offering the Store API, and strict ones.
     pub fn stores(&self) -> Vec<StoreEndpoint> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());

@@ -42,6 +42,6 @@ pub use endpoint::{
 pub use error::QueryError;
 pub use fanout::{Fanout, SeriesLimits};
 pub use metadata::MetricMetadataAnswer;
-pub use metrics::{QueryMetrics, TelemetryBuckets};
+pub use metrics::{ConnectionsCollector, QueryMetrics, TelemetryBuckets};
 pub use server::QueryStoreService;
 pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};

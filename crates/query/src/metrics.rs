@@ -286,3 +286,61 @@ mod tests {
         );
     }
 }
+
+/// `thanos_store_nodes_grpc_connections{external_labels, store_type}`: the healthy endpoints,
+/// counted at each scrape from the endpoint set, with the labels `--query.conn-metric.label`
+/// keeps (Thanos' endpoint set collector).
+#[derive(Debug)]
+pub struct ConnectionsCollector {
+    set: Arc<crate::EndpointSet>,
+    external_labels: bool,
+    store_type: bool,
+}
+
+impl ConnectionsCollector {
+    /// A collector over `set` with the labels named in `labels` (`external_labels`,
+    /// `store_type`); any other name is refused, naming the flag.
+    pub fn new(set: Arc<crate::EndpointSet>, labels: &[String]) -> Result<Self, String> {
+        if let Some(bad) = labels
+            .iter()
+            .find(|l| *l != "external_labels" && *l != "store_type")
+        {
+            return Err(format!(
+                "--query.conn-metric.label: {bad:?} is not one of \"external_labels\", \"store_type\""
+            ));
+        }
+        Ok(ConnectionsCollector {
+            set,
+            external_labels: labels.iter().any(|l| l == "external_labels"),
+            store_type: labels.iter().any(|l| l == "store_type"),
+        })
+    }
+}
+
+impl prometheus_client::collector::Collector for ConnectionsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::Gauge;
+        let family = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        for ((store_type, ext), n) in self.set.connection_counts() {
+            let mut labels = Vec::with_capacity(2);
+            if self.external_labels {
+                labels.push(("external_labels", ext));
+            }
+            if self.store_type {
+                labels.push(("store_type", store_type));
+            }
+            family.get_or_create(&labels).inc_by(n);
+        }
+        let metric = encoder.encode_descriptor(
+            "thanos_store_nodes_grpc_connections",
+            "Number of gRPC connection to Store APIs. Opened connection means healthy store APIs available for Querier.",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}

@@ -1045,13 +1045,23 @@ fn enforce_tenancy_scopes_every_request_to_its_tenant() {
         );
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+    // The healthy endpoints, as Thanos counts them.
+    let line = "thanos_store_nodes_grpc_connections{external_labels=\"{cluster=\\\"eu1\\\"}\",store_type=\"store\"} 1";
+    assert!(metrics.contains(line), "{line} in\n{metrics}");
     drop(q);
 
     // Without --query.enforce-tenancy every tenant's series answer.
-    let q = start_querier(tmp.path(), "query-no-tenancy", &[endpoint]);
+    let q = start_querier(
+        tmp.path(),
+        "query-no-tenancy",
+        &[endpoint, "--query.conn-metric.label=store_type".into()],
+    );
     wait_until("the store to be healthy", Duration::from_secs(30), || {
         !tenants_of_query(&q, "jobs", None).is_empty()
     });
+    let (_, metrics) = get(q.http, "/metrics");
+    let line = "thanos_store_nodes_grpc_connections{store_type=\"store\"} 1";
+    assert!(metrics.contains(line), "{line} in\n{metrics}");
     assert_eq!(
         tenants_of_query(&q, "jobs", Some("team-a")),
         ["default-tenant", "team-a", "team-b"]

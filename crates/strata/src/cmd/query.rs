@@ -26,8 +26,9 @@ use strata_api::{
 };
 use strata_promql::{BlockStorage, Engine, EngineOptions};
 use strata_query::{
-    ClientConfig, Compression, EndpointSet, EndpointSetConfig, Fanout, Querier, QuerierConfig,
-    QueryMetrics, QueryStoreService, SdConfigSource, SeriesLimits, TelemetryBuckets, TlsMinVersion,
+    ClientConfig, Compression, ConnectionsCollector, EndpointSet, EndpointSetConfig, Fanout,
+    Querier, QuerierConfig, QueryMetrics, QueryStoreService, SdConfigSource, SeriesLimits,
+    TelemetryBuckets, TlsMinVersion,
 };
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
@@ -219,12 +220,6 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
             "it only tunes --query.mode=distributed",
         );
     }
-    if args.conn_metric_labels != ["external_labels", "store_type"] {
-        accepted_without_effect(
-            "--query.conn-metric.label",
-            "Strata does not export thanos_store_nodes_grpc_connections",
-        );
-    }
     if args.alert_query_url.is_some() {
         accepted_without_effect(
             "--alert.query-url",
@@ -285,6 +280,12 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                 // As Thanos does: a querier without stores starts and answers empty results.
                 tracing::warn!("no endpoints configured; queries return empty results");
             }
+            let conns = ConnectionsCollector::new(set.clone(), &args.conn_metric_labels)
+                .map_err(anyhow::Error::msg)?;
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .register_collector(Box::new(conns));
             endpoint_set = Some((set, fanout.clone()));
             Arc::new(Querier::new(
                 fanout,
