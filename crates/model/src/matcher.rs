@@ -176,7 +176,7 @@ impl Matcher {
     pub fn set_matches(&self) -> Option<Vec<&str>> {
         match self.op {
             MatchOp::Equal => Some(vec![self.value.as_str()]),
-            MatchOp::RegexMatch => match &self.re.as_ref()?.strategy {
+            MatchOp::RegexMatch => match &*self.re.as_ref()?.strategy {
                 Strategy::Set(set) => Some(set.iter().map(String::as_str).collect()),
                 _ => None,
             },
@@ -187,7 +187,7 @@ impl Matcher {
     /// For `=~` whose matches all start with a literal prefix, that prefix. Lets a sorted
     /// value list be narrowed with a binary search before matching.
     pub fn literal_prefix(&self) -> Option<&str> {
-        match (self.op, &self.re.as_ref()?.strategy) {
+        match (self.op, &*self.re.as_ref()?.strategy) {
             (MatchOp::RegexMatch, Strategy::Prefix(p)) => Some(p),
             (MatchOp::RegexMatch, Strategy::Regex { prefix, .. }) if !prefix.is_empty() => {
                 Some(prefix)
@@ -199,7 +199,7 @@ impl Matcher {
     /// True for `=~".*"`: matches every value, absent included, so it selects everything.
     pub fn matches_everything(&self) -> bool {
         self.op == MatchOp::RegexMatch
-            && matches!(self.re.as_ref().map(|r| &r.strategy), Some(Strategy::Any))
+            && matches!(self.re.as_ref().map(|r| &*r.strategy), Some(Strategy::Any))
     }
 }
 
@@ -232,10 +232,12 @@ impl fmt::Debug for Matcher {
     }
 }
 
-/// A compiled, anchored regex plus the cheapest equivalent way to evaluate it.
+/// A compiled, anchored regex plus the cheapest equivalent way to evaluate it. Shared, so
+/// that a matcher is cloned without copying a large alternation's literals (the store's
+/// matcher cache hands out clones).
 #[derive(Clone)]
 struct FastRegex {
-    strategy: Strategy,
+    strategy: std::sync::Arc<Strategy>,
 }
 
 #[derive(Clone)]
@@ -274,12 +276,14 @@ impl FastRegex {
                 Strategy::Regex { re, prefix }
             }
         };
-        Ok(FastRegex { strategy })
+        Ok(FastRegex {
+            strategy: std::sync::Arc::new(strategy),
+        })
     }
 
     #[inline]
     fn is_match(&self, v: &str) -> bool {
-        match &self.strategy {
+        match &*self.strategy {
             Strategy::Any => true,
             Strategy::NonEmpty => !v.is_empty(),
             Strategy::Set(set) => {
@@ -462,7 +466,7 @@ mod tests {
     }
 
     fn strategy_name(mt: &Matcher) -> &'static str {
-        match &mt.re.as_ref().unwrap().strategy {
+        match &*mt.re.as_ref().unwrap().strategy {
             Strategy::Any => "any",
             Strategy::NonEmpty => "nonempty",
             Strategy::Set(_) => "set",

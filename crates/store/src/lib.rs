@@ -42,6 +42,7 @@ pub mod chunk_cache;
 pub mod error;
 pub mod grpc;
 pub mod indexheader;
+pub mod matchers;
 pub mod metrics;
 mod packed;
 mod pool;

@@ -23,9 +23,7 @@ use smallvec::SmallVec;
 use strata_model::{Labels, Matcher};
 use strata_objstore::Bucket;
 use strata_runtime::task::CallTask;
-use strata_storepb::convert::{
-    encoding_from_tsdb, labels_from_model, matchers_to_model, pack_any, unpack_any,
-};
+use strata_storepb::convert::{encoding_from_tsdb, labels_from_model, pack_any, unpack_any};
 use strata_storepb::hintspb;
 use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
@@ -41,6 +39,7 @@ use crate::block::{BucketBlock, FetchStats};
 use crate::cache::{IndexCache, IndexCacheConfig};
 use crate::chunk_cache::{ChunkCache, ChunkCacheConfig};
 use crate::error::StoreError;
+use crate::matchers::MatcherCache;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
 use crate::packed::PackedLabels;
 use crate::pool::{Budget, ChunkPool, ChunkPoolStats};
@@ -119,6 +118,8 @@ pub struct StoreConfig {
     /// The caching bucket's in-memory chunk cache (`--store.caching-bucket.config` with
     /// `type: IN-MEMORY`); `None`: chunks are read from the bucket every time.
     pub chunk_cache: Option<ChunkCacheConfig>,
+    /// `--matcher-cache-size`: compiled regex matchers kept (0: none).
+    pub matcher_cache_size: usize,
 }
 
 impl StoreConfig {
@@ -136,6 +137,7 @@ impl StoreConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             chunk_pool_bytes: 2 << 30,
             chunk_cache: None,
+            matcher_cache_size: 0,
         }
     }
 }
@@ -318,6 +320,7 @@ pub struct BucketStore {
     syncer: tokio::sync::Mutex<MetaSyncer>,
     cache: Arc<IndexCache>,
     chunk_cache: Option<Arc<ChunkCache>>,
+    matchers: MatcherCache,
     metrics: StoreMetrics,
     gate: Arc<Semaphore>,
     /// Object storage reads in flight, over all requests (see [`MAX_CONCURRENT_READS`]).
@@ -363,6 +366,7 @@ impl BucketStore {
         let chunk_pool = (config.chunk_pool_bytes > 0)
             .then(|| ChunkPool::new(config.chunk_pool_bytes, &metrics));
         Ok(BucketStore {
+            matchers: MatcherCache::new(config.matcher_cache_size),
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             chunk_pool,
             bucket,
@@ -382,6 +386,11 @@ impl BucketStore {
 
     pub fn cache(&self) -> &IndexCache {
         &self.cache
+    }
+
+    /// The compiled regex matchers kept (`--matcher-cache-size`).
+    pub fn matcher_cache(&self) -> &MatcherCache {
+        &self.matchers
     }
 
     /// The caching bucket's chunk cache, when configured.
@@ -636,14 +645,14 @@ impl BucketStore {
         req: SeriesRequest,
         sink: &SeriesSink,
     ) -> Result<SeriesOutcome, StoreError> {
-        let matchers = matchers_to_model(&req.matchers)?;
+        let matchers = self.matchers.convert(&req.matchers)?;
         let hints: Option<hintspb::SeriesRequestHints> = req
             .hints
             .as_ref()
             .map(unpack_any::<hintspb::SeriesRequestHints>)
             .transpose()?;
         let block_matchers = match &hints {
-            Some(h) => matchers_to_model(&h.block_matchers)?,
+            Some(h) => self.matchers.convert(&h.block_matchers)?,
             None => Vec::new(),
         };
         let mut aggrs = Vec::new();
@@ -973,14 +982,14 @@ impl BucketStore {
         &self,
         req: LabelNamesRequest,
     ) -> Result<LabelNamesResponse, StoreError> {
-        let matchers = matchers_to_model(&req.matchers)?;
+        let matchers = self.matchers.convert(&req.matchers)?;
         let hints: Option<hintspb::LabelNamesRequestHints> = req
             .hints
             .as_ref()
             .map(unpack_any::<hintspb::LabelNamesRequestHints>)
             .transpose()?;
         let block_matchers = match &hints {
-            Some(h) => matchers_to_model(&h.block_matchers)?,
+            Some(h) => self.matchers.convert(&h.block_matchers)?,
             None => Vec::new(),
         };
         let set = self.blocks();
@@ -1032,14 +1041,14 @@ impl BucketStore {
                 "LabelValues needs a label name".into(),
             ));
         }
-        let matchers = matchers_to_model(&req.matchers)?;
+        let matchers = self.matchers.convert(&req.matchers)?;
         let hints: Option<hintspb::LabelValuesRequestHints> = req
             .hints
             .as_ref()
             .map(unpack_any::<hintspb::LabelValuesRequestHints>)
             .transpose()?;
         let block_matchers = match &hints {
-            Some(h) => matchers_to_model(&h.block_matchers)?,
+            Some(h) => self.matchers.convert(&h.block_matchers)?,
             None => Vec::new(),
         };
         let name = req.label.clone();

@@ -44,10 +44,12 @@ async fn acceptance_on_filesystem() {
     assert!(report.cases > 40, "{report:?}");
     assert!(report.series_compared > 100, "{report:?}");
 
-    // The same, with index-headers loaded lazily and released.
+    // The same, with index-headers loaded lazily and released, and a matcher cache of three
+    // (the suite's regex matchers come and go from it).
     let mut config = StoreConfig::new(tmp.path().join("data-lazy"));
     config.lazy_index_header = true;
     config.idle_timeout = std::time::Duration::ZERO;
+    config.matcher_cache_size = 3;
     let bucket = fs_bucket(&tmp.path().join("bucket"), &BucketMetrics::unregistered());
     let lazy = Served::start(bucket, config).await;
     let mut client = lazy.client().await;
@@ -58,6 +60,8 @@ async fn acceptance_on_filesystem() {
     assert_eq!(lazy.store.loaded_headers(), 0);
     // Released headers load again on the next query.
     run_acceptance(&mut client, &reference).await.unwrap();
+    assert!(lazy.store.matcher_cache().hits() > 0);
+    assert_eq!(lazy.store.matcher_cache().len(), 3);
     lazy.stop().await;
     served.stop().await;
 }

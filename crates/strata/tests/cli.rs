@@ -442,13 +442,11 @@ fn tuning_flags_without_effect_are_logged() {
             "--no-cache-index-header",
             "--block-discovery-strategy=recursive",
             "--store.enable-lazy-expanded-postings",
-            "--matcher-cache-size=100",
         ],
         &[
             "--no-cache-index-header",
             "--block-discovery-strategy",
             "--store.enable-lazy-expanded-postings",
-            "--matcher-cache-size",
         ],
     )];
     for (args, flags) in cases {

@@ -92,6 +92,7 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
         idle_timeout: Duration::from_secs(5 * 60),
         chunk_pool_bytes: args.chunk_pool_size.0,
         chunk_cache,
+        matcher_cache_size: args.matcher_cache_size,
     })
 }
 
@@ -135,12 +136,6 @@ fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
         accepted_without_effect(
             "--store.posting-group-max-key-series-ratio",
             "it tunes lazy posting expansion, which is not implemented",
-        );
-    }
-    if args.matcher_cache_size != 0 {
-        accepted_without_effect(
-            "--matcher-cache-size",
-            "there is no matcher cache: each request's matchers are compiled for that request",
         );
     }
     // The block viewer's links are relative, and it sets no CORS headers (as compact's).
