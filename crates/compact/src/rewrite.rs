@@ -120,7 +120,7 @@ pub fn rewrite_block(
         }
         let whole = deleted
             .iter()
-            .any(|&(a, b)| a <= meta.min_time && b >= meta.max_time - 1);
+            .any(|&(a, b)| a <= meta.min_time && b >= meta.max_time.saturating_sub(1));
         if !deleted.is_empty() {
             writeln!(log, "Deleted {labels} {}", go_intervals(&deleted)).map_err(log_err)?;
         }
