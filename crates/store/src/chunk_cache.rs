@@ -68,6 +68,12 @@ pub struct ChunkCacheConfig {
     pub subrange_ttl: Duration,
     /// `chunk_object_attrs_ttl`: how long a segment file's size is kept (default 24h).
     pub object_size_ttl: Duration,
+    /// `metafile_content_ttl`: how long a block's deletion mark, once read, is trusted by the
+    /// block sync instead of read again (default 24h).
+    pub metafile_content_ttl: Duration,
+    /// `metafile_doesnt_exist_ttl`: the same for a block found without one (default 15m), so
+    /// a new mark is seen within this time.
+    pub metafile_doesnt_exist_ttl: Duration,
 }
 
 impl Default for ChunkCacheConfig {
@@ -79,14 +85,18 @@ impl Default for ChunkCacheConfig {
             max_get_range_requests: 3,
             subrange_ttl: Duration::from_secs(24 * 3600),
             object_size_ttl: Duration::from_secs(24 * 3600),
+            metafile_content_ttl: Duration::from_secs(24 * 3600),
+            metafile_doesnt_exist_ttl: Duration::from_secs(15 * 60),
         }
     }
 }
 
 impl CachingBucketConfig {
-    /// Parses Thanos' caching bucket YAML. Every field Thanos documents is accepted; the
-    /// metadata settings (`blocks_iter_ttl`, `metafile_*`) are read and checked but have no
-    /// use here, since the store keeps its blocks' metadata in memory between syncs anyway.
+    /// Parses Thanos' caching bucket YAML. Every field Thanos documents is accepted. Of the
+    /// metadata settings, `metafile_content_ttl` and `metafile_doesnt_exist_ttl` decide how
+    /// long the block sync trusts a deletion mark (or its absence) once read; the others
+    /// (`blocks_iter_ttl`, `metafile_exists_ttl`, `metafile_max_size`) are checked but have
+    /// no use here: the store lists the bucket once per sync and keeps metas in memory.
     pub fn from_yaml(yaml: &str) -> Result<Self, StoreError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -128,11 +138,19 @@ impl CachingBucketConfig {
                 .map_err(|e| bad(format!("{what}: {e}"))),
         };
         let d = ChunkCacheConfig::default();
+        let metafile_content_ttl = duration(
+            "metafile_content_ttl",
+            &raw.metafile_content_ttl,
+            d.metafile_content_ttl,
+        )?;
+        let metafile_doesnt_exist_ttl = duration(
+            "metafile_doesnt_exist_ttl",
+            &raw.metafile_doesnt_exist_ttl,
+            d.metafile_doesnt_exist_ttl,
+        )?;
         for (what, v) in [
             ("blocks_iter_ttl", &raw.blocks_iter_ttl),
             ("metafile_exists_ttl", &raw.metafile_exists_ttl),
-            ("metafile_doesnt_exist_ttl", &raw.metafile_doesnt_exist_ttl),
-            ("metafile_content_ttl", &raw.metafile_content_ttl),
         ] {
             duration(what, v, Duration::ZERO)?;
         }
@@ -186,6 +204,8 @@ impl CachingBucketConfig {
             max_get_range_requests,
             subrange_ttl,
             object_size_ttl,
+            metafile_content_ttl,
+            metafile_doesnt_exist_ttl,
         }))
     }
 }
@@ -642,6 +662,8 @@ mod tests {
                 max_get_range_requests: usize::MAX,
                 subrange_ttl: Duration::from_secs(600),
                 object_size_ttl: Duration::from_secs(3600),
+                metafile_content_ttl: Duration::from_secs(24 * 3600),
+                metafile_doesnt_exist_ttl: Duration::from_secs(15 * 60),
             })
         );
         assert_eq!(

@@ -46,6 +46,11 @@ pub struct FilterConfig {
     pub relabel: Vec<RelabelConfig>,
     pub consistency_delay: Duration,
     pub ignore_deletion_marks_delay: Duration,
+    /// With the caching bucket (`--store.caching-bucket.config`, `type: IN-MEMORY`): how long
+    /// a block's deletion mark, once read, is taken as known instead of read again at every
+    /// sync: `(metafile_content_ttl, metafile_doesnt_exist_ttl)`, for a mark found and for
+    /// none. `None` reads every candidate's mark at every sync.
+    pub mark_ttls: Option<(Duration, Duration)>,
 }
 
 impl Default for FilterConfig {
@@ -56,6 +61,7 @@ impl Default for FilterConfig {
             relabel: Vec::new(),
             consistency_delay: Duration::ZERO,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
+            mark_ttls: None,
         }
     }
 }
@@ -83,6 +89,14 @@ pub struct MetaSyncer {
     filter: FilterConfig,
     concurrency: usize,
     known: HashMap<Ulid, BlockMeta>,
+    /// Deletion marks read, with when they stop being trusted (`FilterConfig::mark_ttls`).
+    marks: HashMap<
+        Ulid,
+        (
+            Option<strata_block::markers::DeletionMark>,
+            std::time::Instant,
+        ),
+    >,
     metrics: StoreMetrics,
 }
 
@@ -104,6 +118,7 @@ impl MetaSyncer {
             filter,
             concurrency: concurrency.max(1),
             known: HashMap::new(),
+            marks: HashMap::new(),
             metrics,
         }
     }
@@ -205,11 +220,30 @@ impl MetaSyncer {
         }
 
         let ids: Vec<Ulid> = candidates.iter().map(|m| m.ulid).collect();
-        let marks: Vec<(Ulid, strata_block::Result<_>)> = futures::stream::iter(ids)
+        // Marks still trusted (caching bucket) are not read again.
+        let at = std::time::Instant::now();
+        self.marks
+            .retain(|id, (_, until)| *until > at && listed.contains(id));
+        let (cached, to_read): (Vec<Ulid>, Vec<Ulid>) =
+            ids.into_iter().partition(|id| self.marks.contains_key(id));
+        let mut marks: Vec<(Ulid, strata_block::Result<_>)> = futures::stream::iter(to_read)
             .map(|id| async move { (id, read_deletion_mark(bucket, id).await) })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
+        if let Some((found_ttl, missing_ttl)) = self.filter.mark_ttls {
+            for (id, r) in &marks {
+                if let Ok(m) = r {
+                    let ttl = if m.is_some() { found_ttl } else { missing_ttl };
+                    self.marks.insert(*id, (m.clone(), at + ttl));
+                }
+            }
+        }
+        marks.extend(
+            cached
+                .into_iter()
+                .map(|id| (id, Ok(self.marks[&id].0.clone()))),
+        );
         let mut marked = std::collections::HashSet::new();
         let delay_s = self.filter.ignore_deletion_marks_delay.as_secs() as i64;
         for (id, r) in marks {

@@ -848,3 +848,70 @@ async fn the_chunk_cache_answers_as_the_bucket_does() {
         served.stop().await;
     }
 }
+
+/// With the caching bucket's metafile TTLs, a block sync trusts a deletion mark's absence
+/// for `metafile_doesnt_exist_ttl` instead of reading it at every sync: no mark reads on the
+/// second sync, and a mark added meanwhile is seen only once the TTL has passed. Without
+/// TTLs every sync reads every mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_marks_are_trusted_for_the_metafile_ttls() {
+    use strata_store::metrics::StoreMetrics;
+    use strata_store::sync::{FilterConfig, MetaSyncer};
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = BucketMetrics::unregistered();
+    let bucket = fs_bucket(&tmp.path().join("bucket"), &metrics);
+    let local = tmp.path().join("local");
+    let h = 3_600_000;
+    let m = write_raw_block(&local, 0, 2 * h, ThanosMeta::default(), vec![]);
+    upload_block(
+        &bucket,
+        &local.join(m.ulid.to_string()),
+        &UploadOptions {
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "sidecar".into(),
+            require_labels: false,
+            hash_func: Default::default(),
+            file_concurrency: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let syncer = |ttls| {
+        MetaSyncer::new(
+            bucket.clone(),
+            FilterConfig {
+                ignore_deletion_marks_delay: Duration::ZERO,
+                mark_ttls: ttls,
+                ..FilterConfig::default()
+            },
+            4,
+            StoreMetrics::unregistered(),
+        )
+    };
+    let gets = || metrics.operations(bucket.name(), "get");
+    let mut cached = syncer(Some((
+        Duration::from_secs(3600),
+        Duration::from_millis(1500),
+    )));
+    let mut plain = syncer(None);
+    assert_eq!(cached.sync().await.unwrap().metas.len(), 1);
+    assert_eq!(plain.sync().await.unwrap().metas.len(), 1);
+    let before = gets();
+    cached.sync().await.unwrap();
+    assert_eq!(gets(), before, "no mark read while its absence is trusted");
+    plain.sync().await.unwrap();
+    assert_eq!(gets(), before + 1, "one mark read per sync without TTLs");
+
+    strata_block::markers::mark_for_deletion(&bucket, m.ulid, "test")
+        .await
+        .unwrap();
+    // Past the mark's second (the delay compares whole seconds) and the 1.5 s TTL.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(plain.sync().await.unwrap().metas.is_empty(), "seen at once");
+    // The absence was read more than 1.5 s ago: read again, and the mark is seen.
+    assert!(cached.sync().await.unwrap().metas.is_empty());
+    // Found marks are trusted for the content TTL: no read on the next sync.
+    let before = gets();
+    assert!(cached.sync().await.unwrap().metas.is_empty());
+    assert_eq!(gets(), before);
+}

@@ -78,6 +78,7 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
             relabel,
             consistency_delay: args.consistency_delay.to_std(),
             ignore_deletion_marks_delay: args.ignore_deletion_marks_delay.to_std(),
+            mark_ttls: chunk_cache.map(|c| (c.metafile_content_ttl, c.metafile_doesnt_exist_ttl)),
         },
         index_cache,
         limits: Limits {
