@@ -192,7 +192,8 @@ The stack is up (logs in $work/logs):
   Prometheus     http://127.0.0.1:19090
   Strata query   http://127.0.0.1:10902   web UI and Prometheus HTTP API (add it to Grafana as a
                                           Prometheus data source); Store API on 127.0.0.1:10901
-  Compactor      http://127.0.0.1:10932   block viewer
+  Store gateway  http://127.0.0.1:10922   block viewer of the blocks it serves
+  Compactor      http://127.0.0.1:10932   block viewer of the bucket
 EOF
 
 if [ -n "${QUICKSTART_EXIT:-}" ]; then
