@@ -81,11 +81,15 @@ pub struct RewriteReport {
     pub series_relabelled: u64,
 }
 
+/// One source series of an output series: its chunks, read from the index once, and the time
+/// ranges deleted from it (empty: none).
+type Part = (Vec<ChunkMeta>, Vec<(i64, i64)>);
+
 /// A series as it will be written.
 struct Out {
     labels: Labels,
-    /// Source series id, and the time ranges deleted from it (empty: none).
-    parts: Vec<(u32, Vec<(i64, i64)>)>,
+    /// Its source series: several when relabelling made them equal.
+    parts: Vec<Part>,
 }
 
 /// Rewrites `src` into `<out_parent>/<new_id>` (nothing is written with `dry_run`), logging
@@ -113,7 +117,7 @@ pub fn rewrite_block(
     let mut outs: Vec<Out> = Vec::new();
     for id in index.all_postings().map_err(err)? {
         report.series_in += 1;
-        let (labels, _) = index.series(id).map_err(err)?;
+        let (labels, chunks) = index.series(id).map_err(err)?;
         let mut deleted: Vec<(i64, i64)> = Vec::new();
         for d in spec.deletions.iter().filter(|d| d.selects(&labels)) {
             deleted.extend(d.effective());
@@ -162,7 +166,7 @@ pub fn rewrite_block(
         };
         outs.push(Out {
             labels: out_labels,
-            parts: vec![(id, deleted)],
+            parts: vec![(chunks, deleted)],
         });
     }
     // Relabelling may change the order and make series equal: sort, then merge equals.
@@ -215,13 +219,12 @@ pub fn rewrite_block(
     for o in &merged {
         let untouched = o.parts.len() == 1 && o.parts[0].1.is_empty();
         if untouched {
-            let (_, chunks) = index.series(o.parts[0].0).map_err(err)?;
-            let raw = read_chunks(src, &chunks).map_err(err)?;
+            let raw = read_chunks(src, &o.parts[0].0).map_err(err)?;
             w.add_series_chunks(&o.labels, &raw)?;
             report.series_out += 1;
             continue;
         }
-        let samples = samples_of(src, &o.parts)?;
+        let samples = samples_of(src, &o.labels, &o.parts)?;
         let trimmed = o.parts.iter().any(|(_, d)| !d.is_empty());
         if samples.is_empty() {
             // Every sample was in a deleted interval.
@@ -251,17 +254,17 @@ fn read_chunks(
 /// only: a series with other chunks cannot have samples removed or be merged.
 fn samples_of(
     src: &Block,
-    parts: &[(u32, Vec<(i64, i64)>)],
+    labels: &Labels,
+    parts: &[Part],
 ) -> Result<Vec<(i64, f64)>, CompactError> {
     let input = |e: strata_tsdb::Error| CompactError::Input {
         block: src.meta().ulid,
         source: e,
     };
     let mut all: Vec<(i64, usize, f64)> = Vec::new();
-    for (k, (id, deleted)) in parts.iter().enumerate() {
-        let (labels, chunks) = src.index().series(*id).map_err(input)?;
+    for (k, (chunks, deleted)) in parts.iter().enumerate() {
         let kept = |t: i64| !deleted.iter().any(|&(a, b)| a <= t && t <= b);
-        for c in &chunks {
+        for c in chunks {
             // A chunk wholly inside a deleted interval is not read.
             if deleted
                 .iter()
