@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 use strata_model::Matcher;
-use strata_storepb::convert::{ConvertError, matcher_to_model};
+use strata_storepb::convert::{ConvertError, matcher_to_model, matchers_to_model};
 use strata_storepb::thanos::{LabelMatcher, label_matcher};
 
 type Key = (i32, String, String);
@@ -41,7 +41,7 @@ impl MatcherCache {
     /// The request's matchers as model matchers, regex ones from the cache when there.
     pub fn convert(&self, ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ConvertError> {
         if self.capacity == 0 {
-            return ms.iter().map(matcher_to_model).collect();
+            return matchers_to_model(ms);
         }
         let mut out = Vec::with_capacity(ms.len());
         for m in ms {
