@@ -376,17 +376,11 @@ impl IndexCacheConfig {
             #[serde(rename = "type")]
             kind: String,
             #[serde(default)]
-            config: Option<RawInMemory>,
+            config: Option<InMemorySizes>,
             #[serde(default)]
             enabled_items: Option<Vec<String>>,
             #[serde(default)]
             ttl: Option<String>,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields)]
-        struct RawInMemory {
-            max_size: Option<String>,
-            max_item_size: Option<String>,
         }
         let bad = |d: String| StoreError::Config(format!("--index-cache.config: {d}"));
         let raw: Raw = serde_yaml_ng::from_str(yaml).map_err(|e| bad(e.to_string()))?;
@@ -401,27 +395,45 @@ impl IndexCacheConfig {
             }
             other => return Err(bad(format!("unknown index cache type {other:?}"))),
         }
-        let c = raw.config.unwrap_or_default();
-        let parse = |what: &str, v: Option<String>, default: u64| -> Result<u64, StoreError> {
-            match v {
-                None => Ok(default),
-                Some(s) => s
-                    .parse::<ByteSize>()
-                    .map(|b| b.0)
-                    .map_err(|e| bad(format!("{what}: {e}"))),
-            }
+        let (max_size, max_item_size) = raw.config.unwrap_or_default().resolve(bad)?;
+        Ok(IndexCacheConfig {
+            max_size,
+            max_item_size,
+        })
+    }
+}
+
+/// The `config:` of Thanos' `IN-MEMORY` cache type, read alike for the index cache and the
+/// caching bucket.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InMemorySizes {
+    max_size: Option<String>,
+    max_item_size: Option<String>,
+}
+
+impl InMemorySizes {
+    /// `(max_size, max_item_size)` in bytes, with Thanos' defaults (250MB, 125MB, units powers
+    /// of two); an item may not be larger than the cache. `bad` words an error for the flag.
+    pub(crate) fn resolve(
+        self,
+        bad: impl Fn(String) -> StoreError,
+    ) -> Result<(u64, u64), StoreError> {
+        let parse = |what: &str, v: Option<String>, default: u64| match v {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<ByteSize>()
+                .map(|b| b.0)
+                .map_err(|e| bad(format!("{what}: {e}"))),
         };
-        let max_size = parse("max_size", c.max_size, 250 << 20)?;
-        let max_item_size = parse("max_item_size", c.max_item_size, 125 << 20)?;
+        let max_size = parse("max_size", self.max_size, 250 << 20)?;
+        let max_item_size = parse("max_item_size", self.max_item_size, 125 << 20)?;
         if max_item_size > max_size {
             return Err(bad(format!(
                 "max_item_size {max_item_size} is larger than max_size {max_size}"
             )));
         }
-        Ok(IndexCacheConfig {
-            max_size,
-            max_item_size,
-        })
+        Ok((max_size, max_item_size))
     }
 }
 

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use strata_model::ByteSize;
 use ulid::Ulid;
 
+use crate::cache::InMemorySizes;
 use crate::error::StoreError;
 
 /// Bytes charged per cached subrange on top of its value: the map bucket (96 bytes, at 2-4
@@ -115,12 +116,6 @@ impl CachingBucketConfig {
             metafile_content_ttl: Option<String>,
             metafile_max_size: Option<String>,
         }
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields)]
-        struct RawInMemory {
-            max_size: Option<String>,
-            max_item_size: Option<String>,
-        }
         let bad = |d: String| StoreError::Config(format!("--store.caching-bucket.config: {d}"));
         let raw: Raw = serde_yaml_ng::from_str(yaml).map_err(|e| bad(e.to_string()))?;
         let duration = |what: &str, v: &Option<String>, default: Duration| match v {
@@ -186,17 +181,11 @@ impl CachingBucketConfig {
             }
             other => return Err(bad(format!("unknown caching bucket type {other:?}"))),
         }
-        let mem: RawInMemory = match raw.config {
-            None | Some(serde_yaml_ng::Value::Null) => RawInMemory::default(),
+        let mem: InMemorySizes = match raw.config {
+            None | Some(serde_yaml_ng::Value::Null) => InMemorySizes::default(),
             Some(v) => serde_yaml_ng::from_value(v).map_err(|e| bad(format!("config: {e}")))?,
         };
-        let max_size = bytes("max_size", &mem.max_size, d.max_size)?;
-        let max_item_size = bytes("max_item_size", &mem.max_item_size, d.max_item_size)?;
-        if max_item_size > max_size {
-            return Err(bad(format!(
-                "max_item_size {max_item_size} is larger than max_size {max_size}"
-            )));
-        }
+        let (max_size, max_item_size) = mem.resolve(bad)?;
         Ok(CachingBucketConfig::InMemory(ChunkCacheConfig {
             max_size,
             max_item_size,
