@@ -58,6 +58,30 @@ pub enum HashFunc {
 /// The name Thanos writes in `hashFunc` for SHA-256.
 const SHA256_NAME: &str = "SHA256";
 
+/// `--hash-func`'s values: `""` and `SHA256`.
+impl std::str::FromStr for HashFunc {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "" => Ok(HashFunc::None),
+            SHA256_NAME => Ok(HashFunc::Sha256),
+            _ => Err(format!(
+                "unknown hash function {s:?} (possible values: \"\", \"SHA256\")"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HashFunc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HashFunc::None => "",
+            HashFunc::Sha256 => SHA256_NAME,
+        })
+    }
+}
+
 /// The SHA-256 of a file, as Thanos records it (lower-case hex), read in 1 MiB pieces.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;

@@ -655,45 +655,9 @@ pub(crate) enum BlockDiscoveryStrategy {
 // Small value types.
 // ------------------------------------------------------------------------------------------
 
-/// `--hash-func`: `""` (no hashes) or `SHA256`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum HashFunc {
-    #[default]
-    None,
-    Sha256,
-}
-
-impl FromStr for HashFunc {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "" => Ok(HashFunc::None),
-            "SHA256" => Ok(HashFunc::Sha256),
-            _ => Err(format!(
-                "unknown hash function {s:?} (possible values: \"\", \"SHA256\")"
-            )),
-        }
-    }
-}
-
-impl From<HashFunc> for strata_block::transfer::HashFunc {
-    fn from(h: HashFunc) -> Self {
-        match h {
-            HashFunc::None => strata_block::transfer::HashFunc::None,
-            HashFunc::Sha256 => strata_block::transfer::HashFunc::Sha256,
-        }
-    }
-}
-
-impl fmt::Display for HashFunc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HashFunc::None => "",
-            HashFunc::Sha256 => "SHA256",
-        })
-    }
-}
+/// `--hash-func`: `""` (no hashes) or `SHA256`, the block crate's own setting (it parses and
+/// prints the flag's values).
+pub(crate) use strata_block::transfer::HashFunc;
 
 /// A `name="value"` label flag (`--label`, `--selector`, `--selector-label`), parsed like
 /// Thanos' `parseFlagLabels`: split at the first `=`, the value must be a Go-quoted string.

@@ -371,7 +371,7 @@ impl CompactArgs {
         let mut cfg = CompactorConfig::new(PathBuf::from(&self.data_dir));
         cfg.consistency_delay_ms = self.consistency_delay.as_millis_i64();
         cfg.delete_delay_ms = self.delete_delay.as_millis_i64();
-        cfg.hash_func = self.hash_func.into();
+        cfg.hash_func = self.hash_func;
         cfg.block_files_concurrency = self.block_files_concurrency.max(1);
         cfg.blocks_fetch_concurrency = self.blocks_fetch_concurrency.max(1);
         cfg.retention_raw_ms = self.retention_raw.as_millis_i64();

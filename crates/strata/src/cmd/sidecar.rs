@@ -255,7 +255,7 @@ async fn start(
     config.upload_compacted = args.shipper_upload_compacted();
     config.allow_out_of_order = args.shipper_allow_out_of_order_uploads();
     config.skip_corrupted = args.shipper_skip_corrupted_blocks();
-    config.hash_func = args.hash_func.into();
+    config.hash_func = args.hash_func;
     config.file_concurrency = args.shipper_upload_concurrency;
     if !std::path::Path::new(&args.tsdb_path).is_dir() {
         tracing::error!(path = %args.tsdb_path, "--tsdb.path is not a directory: nothing can be shipped until it exists (it must be Prometheus' --storage.tsdb.path)");

@@ -184,7 +184,7 @@ pub(crate) async fn downsample(objstore_yaml: &str, args: &DownsampleArgs) -> Re
     let mut cfg = CompactorConfig::new(data_dir);
     cfg.consistency_delay_ms = 0;
     cfg.downsample_concurrency = args.downsample_concurrency.max(1);
-    cfg.hash_func = args.hash_func.into();
+    cfg.hash_func = args.hash_func;
     cfg.block_files_concurrency = args.block_files_concurrency.max(1);
     let prober = Prober::new();
     let listener = Listener::bind(&args.http.http_address, web_config)

@@ -217,7 +217,7 @@ async fn upload(
             .unwrap_or_default(),
         source: SOURCE_REWRITE.into(),
         require_labels: !args.prom_blocks(),
-        hash_func: args.hash_func.into(),
+        hash_func: args.hash_func,
         file_concurrency: 0,
     };
     upload_block(bucket, dir, &opts)
