@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use crate::request_log::{HttpLogState, RequestLog, http_middleware};
 use crate::web_config::{TlsListener, WebConfig};
 use crate::{Prober, Shutdown};
 
@@ -73,6 +74,53 @@ pub fn base_router(prober: Prober, registry: SharedRegistry) -> Router {
         .route("/metrics", get(metrics))
 }
 
+/// The address of the peer a request came from, for every listener the server runs on
+/// (axum provides `ConnectInfo<SocketAddr>` for a bare `TcpListener` only).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// A plain TCP listener whose connections have `TCP_NODELAY` set.
+///
+/// Without it, a keep-alive client (Grafana, any Go client) waits out its delayed ACK (40 ms
+/// on Linux) on every response written in more than one segment: Nagle holds the second write
+/// until the first is acknowledged. Go servers, and so Prometheus and Thanos, set it on every
+/// connection.
+#[derive(Debug)]
+pub struct NoDelayListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(err = %e, "could not set TCP_NODELAY on an HTTP connection");
+        }
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
 /// Why the HTTP server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,6 +144,7 @@ pub struct Listener {
     inner: tokio::net::TcpListener,
     addr: SocketAddr,
     web: Option<Arc<WebConfig>>,
+    request_log: Option<Arc<RequestLog>>,
 }
 
 impl Listener {
@@ -113,7 +162,20 @@ impl Listener {
             addr: addr.to_string(),
             source,
         })?;
-        Ok(Listener { inner, addr, web })
+        Ok(Listener {
+            inner,
+            addr,
+            web,
+            request_log: None,
+        })
+    }
+
+    /// Logs requests as `--request.logging-config` asks (every route, the probes and
+    /// `/metrics` included, and requests the `--http.config` guard refuses).
+    #[must_use]
+    pub fn with_request_log(mut self, log: Option<Arc<RequestLog>>) -> Listener {
+        self.request_log = log.filter(|l| l.http_policy().is_some());
+        self
     }
 
     /// The address actually bound.
@@ -131,9 +193,24 @@ impl Listener {
         shutdown: Shutdown,
         grace: Option<std::time::Duration>,
     ) -> Result<(), ServeError> {
-        let Listener { inner, addr, web } = self;
+        let Listener {
+            inner,
+            addr,
+            web,
+            request_log,
+        } = self;
         let router = match &web {
             Some(web) => web.guard(router),
+            None => router,
+        };
+        let router = match request_log {
+            Some(log) => router.layer(axum::middleware::from_fn_with_state(
+                HttpLogState {
+                    log,
+                    local_port: addr.port(),
+                },
+                http_middleware,
+            )),
             None => router,
         };
         let users = web.as_ref().map_or(0, |w| w.basic_auth_users());
@@ -159,18 +236,7 @@ impl Listener {
                 } else {
                     tracing::info!(address = %addr, "listening for HTTP");
                 }
-                // Without TCP_NODELAY, a keep-alive client (Grafana, any Go client) waits out
-                // its delayed ACK (40 ms on Linux) on every response written in more than one
-                // segment: Nagle holds the second write until the first is acknowledged. Go
-                // servers, and so Prometheus and Thanos, set it on every connection.
-                let listener = axum::serve::ListenerExt::tap_io(inner, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(
-                            err = %e,
-                            "could not set TCP_NODELAY on an HTTP connection"
-                        );
-                    }
-                });
+                let listener = NoDelayListener(inner);
                 serve_until(listener, router, shutdown, grace, addr).await
             }
         }
@@ -186,8 +252,8 @@ async fn serve_until<L>(
     addr: SocketAddr,
 ) -> Result<(), ServeError>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> PeerAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let deadline = {
         let shutdown = shutdown.clone();
@@ -201,9 +267,13 @@ where
             }
         }
     };
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .into_future();
+    // The peer's address reaches handlers (the request log's `http.remote_addr`).
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<PeerAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .into_future();
     tokio::select! {
         r = served => r.map_err(|source| ServeError::Serve { addr, source }),
         () = deadline => {

@@ -10,6 +10,8 @@
 //!   authentication, extra response headers and a rate limit for that server.
 //! - [`tls`]: the system's trust roots, and TLS connections accepted with each handshake in a
 //!   task of its own (the HTTP servers with `--http.config`, the gRPC servers).
+//! - [`request_log`]: `--request.logging-config`, Thanos' per-request log lines for the HTTP
+//!   server (here) and the gRPC servers (their layer is in `strata-storepb`).
 //! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
 //!   and background loops stop in order.
 //! - [`task`]: tasks a call spawns for its own work, aborted with the call, their panics
@@ -23,6 +25,7 @@
 pub mod alloc;
 pub mod http;
 mod probe;
+pub mod request_log;
 mod shutdown;
 pub mod task;
 pub mod tls;

@@ -93,6 +93,8 @@ pub struct ServerOptions {
     /// `--grpc-grace-period`: how long calls in flight may run on after the shutdown
     /// signal before the server stops without them. None: until they end.
     pub grace_period: Option<Duration>,
+    /// `--request.logging-config`: the calls to log. None: none.
+    pub request_log: Option<Arc<strata_runtime::request_log::RequestLog>>,
 }
 
 impl From<Option<TlsFiles>> for ServerOptions {
@@ -304,6 +306,9 @@ where
         builder = builder.max_connection_age(age);
     }
     let router = builder
+        .layer(crate::request_log::RequestLogLayer::new(
+            opts.request_log.clone(),
+        ))
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(InfoServer::new(svc))

@@ -2223,3 +2223,139 @@ fn active_queries_are_logged_and_reported_after_a_kill() {
     assert_eq!(status, 200);
     assert_eq!(in_file(), "[");
 }
+
+/// The log lines of `log` that contain every one of `needles`.
+fn lines_with<'a>(log: &'a str, needles: &[&str]) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .collect()
+}
+
+/// `--request.logging-config`: the store gateway logs the gRPC calls its allowlist names, with
+/// a start line, and the querier the HTTP requests its allowlist names (path and port, whatever
+/// the query string), with the fields Thanos' lines carry; the rest is not logged, and a bad
+/// configuration fails start-up naming the flag.
+#[test]
+fn request_logging_follows_the_configuration() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_log = "grpc:\n  options:\n    level: INFO\n    decision:\n      log_start: true\n      \
+                     log_end: true\n  config:\n    - service: thanos.Store\n      method: Series\n";
+    let (store, grpc) = start_store_with_blocks(
+        tmp.path(),
+        "eu1",
+        T0,
+        &[
+            format!("--request.logging-config={store_log}"),
+            "--log.level=debug".into(),
+        ],
+    );
+    let http = free_port();
+    let query_log = format!(
+        "options: {{level: ERROR, decision: {{log_start: false, log_end: true}}}}\n\
+         http:\n  options: {{level: DEBUG, decision: {{log_start: true, log_end: true}}}}\n  \
+         config: [{{path: /api/v1/query, port: {http}}}]\n"
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("query")
+        .arg(format!("--http-address=127.0.0.1:{http}"))
+        .arg(format!("--grpc-address=127.0.0.1:{}", free_port()))
+        .arg(format!("--endpoint=127.0.0.1:{grpc}"))
+        .arg(format!("--request.logging-config={query_log}"))
+        .arg("--log.level=debug");
+    let q = Proc::start(tmp.path(), "query", &mut cmd);
+    wait_until("querier ready", Duration::from_secs(30), || {
+        get(http, "/-/ready").0 == 200
+    });
+    let at = (T0 + 3_600_000) as f64 / 1000.0;
+    let (status, v) = json(http, &format!("/api/v1/query?query=temperature&time={at}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["result"].as_array().unwrap().len(), 2, "{v}");
+    let (status, _) = json(http, "/api/v1/query?query=sum(");
+    assert_eq!(status, 400);
+    let (status, _) = json(http, "/api/v1/labels");
+    assert_eq!(status, 200);
+
+    wait_until("the querier's lines", Duration::from_secs(10), || {
+        lines_with(&q.log(), &["finished call", "status_code=400"]).len() == 1
+    });
+    let qlog = q.log();
+    let finished = lines_with(&qlog, &["msg=\"finished call\"", "protocol=http"]);
+    assert_eq!(finished.len(), 2, "{qlog}");
+    let ok = finished[0];
+    for field in [
+        "level=debug",
+        "http.component=server",
+        &format!("http.method=\"GET /api/v1/query?query=temperature&time={at}\""),
+        "http.status_code=200",
+        "http.time_ms=",
+        "http.remote_addr=127.0.0.1:",
+        "thanos.method_name=/api/v1/query",
+    ] {
+        assert!(ok.contains(field), "{field} missing in {ok}");
+    }
+    assert_eq!(
+        lines_with(&qlog, &["msg=\"started call\"", "protocol=http"]).len(),
+        2,
+        "{qlog}"
+    );
+    // Outside the allowlist: not logged. The querier's gRPC server logs errors only.
+    assert!(
+        lines_with(&qlog, &["/api/v1/labels", "call"]).is_empty(),
+        "{qlog}"
+    );
+    assert!(
+        lines_with(&qlog, &["/-/ready", "call"]).is_empty(),
+        "{qlog}"
+    );
+    assert!(lines_with(&qlog, &["protocol=grpc"]).is_empty(), "{qlog}");
+
+    let slog = store.log();
+    let series = lines_with(
+        &slog,
+        &[
+            "msg=\"finished call\"",
+            "grpc.method=Series",
+            "grpc.code=OK",
+        ],
+    );
+    assert_eq!(series.len(), 1, "the one query that read the store\n{slog}");
+    for field in [
+        "protocol=grpc",
+        "grpc.component=server",
+        "grpc.service=thanos.Store",
+        "peer.address=127.0.0.1:",
+        "grpc.start_time=",
+        "grpc.time_ms=",
+    ] {
+        assert!(
+            series[0].contains(field),
+            "{field} missing in {}",
+            series[0]
+        );
+    }
+    assert_eq!(
+        lines_with(&slog, &["msg=\"started call\"", "grpc.method=Series"]).len(),
+        1,
+        "{slog}"
+    );
+    // The querier's Info probes are not in the allowlist.
+    assert!(
+        lines_with(&slog, &["grpc.method=Info"]).is_empty(),
+        "{slog}"
+    );
+
+    // A bad configuration: start-up fails, naming the flag and the value.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("query")
+        .arg(format!("--http-address=127.0.0.1:{}", free_port()))
+        .arg("--request.logging-config=options: {level: LOUD, decision: {log_end: true}}")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--request.logging-config") && err.contains("LOUD"),
+        "{err}"
+    );
+}

@@ -10,3 +10,4 @@ pub mod netem;
 pub mod process;
 pub mod prometheus;
 pub mod tls;
+pub mod tracing;

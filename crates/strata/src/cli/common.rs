@@ -372,6 +372,25 @@ path_or_content_args!(
     "YAML file with request logging configuration."
 );
 
+impl RequestLoggingArgs {
+    /// The request logging configuration, read and checked now so that a bad one fails
+    /// start-up naming the flag. None: nothing is logged per request.
+    pub(crate) fn load(&self) -> Result<Option<Arc<strata_runtime::request_log::RequestLog>>> {
+        let Some(text) = self.source().load()? else {
+            return Ok(None);
+        };
+        let log = strata_runtime::request_log::RequestLog::from_yaml(&text)
+            .context("--request.logging-config")?;
+        if log.is_none() && !text.trim().is_empty() {
+            tracing::info!(
+                "--request.logging-config asks for no line (no log_end decision): requests are \
+                 not logged"
+            );
+        }
+        Ok(log)
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Servers.
 // ------------------------------------------------------------------------------------------
@@ -505,6 +524,7 @@ impl GrpcServerArgs {
             max_connection_age: Some(self.grpc_server_max_connection_age.to_std())
                 .filter(|d| !d.is_zero()),
             grace_period: Some(self.grpc_grace_period.to_std()),
+            request_log: None,
         })
     }
 

@@ -188,12 +188,6 @@ fn tenancy(args: &QueryArgs) -> Result<(TenantConfig, Option<String>)> {
 /// The querier's Thanos flags that Strata does not act on: refused where serving without
 /// them would expose or change what the user asked for, logged otherwise.
 fn flags_without_effect(args: &QueryArgs) -> Result<()> {
-    if args.request_logging.source().load()?.is_some() {
-        accepted_without_effect(
-            "--request.logging-config",
-            "requests are not logged one by one yet",
-        );
-    }
     if args.promql_engine == PromqlEngine::Thanos {
         accepted_without_effect(
             "--query.promql-engine=thanos",
@@ -242,6 +236,7 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     // Before anything else: a bad --http.config fails start-up at once.
     let web_config = args.http.web_config()?;
+    let request_log = args.request_logging.load()?;
     flags_without_effect(&args)?;
     // Every query frees its frames and samples; glibc's defaults would unmap the large ones
     // and fault them in again on the next query (see strata_runtime::alloc).
@@ -406,7 +401,8 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     }
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await
-        .context("binding --http-address")?;
+        .context("binding --http-address")?
+        .with_request_log(request_log.clone());
     prober.set_healthy();
     let Some((set, fanout)) = endpoint_set else {
         prober.set_ready();
@@ -422,7 +418,8 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
     tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Metadata and Rules APIs)");
-    let grpc_opts = args.grpc.server_options()?;
+    let mut grpc_opts = args.grpc.server_options()?;
+    grpc_opts.request_log = request_log;
     let http_task = tokio::spawn(listener.serve(
         router,
         shutdown.clone(),

@@ -34,7 +34,6 @@ use strata_sidecar::{
 };
 use tokio::task::JoinHandle;
 
-use crate::cli::common::accepted_without_effect;
 use crate::cli::sidecar::{ReloaderMethod, SidecarArgs};
 
 /// Delay between start-up attempts to reach Prometheus (Thanos' value).
@@ -71,12 +70,6 @@ fn reloader_config(args: &SidecarArgs) -> Result<ReloaderConfig> {
 
 /// Runs the sidecar until SIGTERM/SIGINT.
 pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
-    if args.request_logging.source().load()?.is_some() {
-        accepted_without_effect(
-            "--request.logging-config",
-            "requests are not logged one by one yet",
-        );
-    }
     let web_config = args.http.web_config()?;
     let bucket_yaml = args.objstore.load_optional_yaml()?;
     let http_client = match args.prometheus_http_client.source().load()? {
@@ -84,7 +77,9 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         None => HttpClientConfig::default(),
     };
     let client = PrometheusClient::new(&args.prometheus_url, &http_client)?;
-    let grpc_opts = args.grpc.server_options()?;
+    let request_log = args.request_logging.load()?;
+    let mut grpc_opts = args.grpc.server_options()?;
+    grpc_opts.request_log = request_log.clone();
     let reloader = reloader_config(&args)?;
     let sync_interval = args.shipper_sync_interval.to_std();
     if sync_interval.is_zero() {
@@ -117,7 +112,8 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
 
     let http = Listener::bind(&args.http.http_address, web_config)
         .await
-        .context("binding --http-address")?;
+        .context("binding --http-address")?
+        .with_request_log(request_log);
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;

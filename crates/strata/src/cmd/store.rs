@@ -100,12 +100,6 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
 /// Logs each flag given a value the store gateway does not act on, with the reason: tuning
 /// of machinery Strata does not have, and the block viewer the gateway does not serve.
 fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
-    if args.request_logging.source().load()?.is_some() {
-        accepted_without_effect(
-            "--request.logging-config",
-            "requests are not logged individually yet",
-        );
-    }
     if !args.cache_index_header() {
         accepted_without_effect(
             "--no-cache-index-header",
@@ -181,7 +175,9 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     strata_runtime::alloc::tune();
     let yaml = args.objstore.load_yaml()?;
     let config = config(&args)?;
-    let grpc_opts = args.grpc.server_options()?;
+    let request_log = args.request_logging.load()?;
+    let mut grpc_opts = args.grpc.server_options()?;
+    grpc_opts.request_log = request_log.clone();
     log_flags_without_effect(&args)?;
 
     let mut registry = Registry::default();
@@ -202,7 +198,8 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
 
     let http = Listener::bind(&args.http.http_address, web_config)
         .await
-        .context("binding --http-address")?;
+        .context("binding --http-address")?
+        .with_request_log(request_log);
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
