@@ -671,12 +671,14 @@ impl ApiState {
         Ok(QueryContext::with_timeout(timeout))
     }
 
-    /// Runs a query on a blocking thread once a slot is free.
+    /// Runs a query on a blocking thread once a slot is free, within `span` (the evaluation's
+    /// span, for `--tracing.config`; the store calls it makes are its children).
     async fn run<F>(
         &self,
         query: &str,
         ctx: QueryContext,
         storage: Arc<dyn Storage>,
+        span: tracing::Span,
         f: F,
     ) -> Result<QueryOutput, ApiError>
     where
@@ -698,13 +700,15 @@ impl ApiState {
             .and_then(|t| t.insert(query));
         let guard = CancelOnDrop(ctx.clone());
         let engine = self.cfg.engine.clone();
-        let res = tokio::task::spawn_blocking(move || f(&engine, storage.as_ref(), &ctx))
-            .await
-            .map_err(|e| ApiError {
-                kind: "internal",
-                msg: format!("query evaluation failed: {e}"),
-                warnings: Vec::new(),
-            })?;
+        let res = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| f(&engine, storage.as_ref(), &ctx))
+        })
+        .await
+        .map_err(|e| ApiError {
+            kind: "internal",
+            msg: format!("query evaluation failed: {e}"),
+            warnings: Vec::new(),
+        })?;
         std::mem::forget(guard);
         res.map_err(ApiError::from_query)
     }
@@ -827,7 +831,8 @@ async fn query(
         let ctx = st.context(&p)?;
         let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(&qs.clone(), ctx, storage, move |e, s, c| {
+        let span = tracing::info_span!("promql_instant_query", query = %qs, time = t);
+        st.run(&qs.clone(), ctx, storage, span, move |e, s, c| {
             e.instant(s, &qs, t, c)
         })
         .await
@@ -875,7 +880,14 @@ async fn query_range(
         let ctx = st.context(&p)?;
         let storage = st.storage(&p)?;
         let qs = p.get("query").unwrap_or("").to_string();
-        st.run(&qs.clone(), ctx, storage, move |e, s, c| {
+        let span = tracing::info_span!(
+            "promql_range_query",
+            query = %qs,
+            start,
+            end,
+            step
+        );
+        st.run(&qs.clone(), ctx, storage, span, move |e, s, c| {
             e.range(s, &qs, start, end, step, c)
         })
         .await

@@ -141,7 +141,7 @@ impl Client {
                         names.ca
                     );
                 }
-                crate::tls::SkipServerVerification::new()
+                strata_runtime::tls::SkipServerVerification::new()
             } else {
                 let roots = match &c.ca {
                     Some(ca) => Arc::new(read_roots(names.ca, ca)?),

@@ -89,7 +89,10 @@ impl Service<Request<Body>> for EndpointChannel {
         }
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The caller's trace context (`--tracing.config`), so the store's spans join the
+        // query's trace; nothing without tracing.
+        strata_runtime::otel::inject_current(req.headers_mut());
         match self {
             EndpointChannel::Single(c) => Either::Left(c.call(req).err_into()),
             EndpointChannel::Group(g) => Either::Right(g.call(req)),

@@ -13,6 +13,7 @@
 //! Prometheus) become one series holding both stores' chunks, in store order.
 
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use strata_model::{Labels, Matcher};
 use strata_runtime::task::CallTask;
@@ -940,25 +941,37 @@ impl Fanout {
             .into_iter()
             .map(|s| {
                 let (tx, rx) = tokio::sync::mpsc::channel(STORE_FRAMES_AHEAD);
+                // Thanos' client span of one store's Series call (`--tracing.config`).
+                let span = tracing::info_span!(
+                    "proxy.series",
+                    otel.kind = "client",
+                    store.addr = %s.addr,
+                );
                 if strip.is_empty() || s.strips_replica_labels {
-                    tokio::spawn(read_series(
-                        s.series,
-                        s.addr.clone(),
-                        req.clone(),
-                        frame_timeout,
-                        deadline,
-                        true,
-                        tx,
-                    ));
+                    tokio::spawn(
+                        read_series(
+                            s.series,
+                            s.addr.clone(),
+                            req.clone(),
+                            frame_timeout,
+                            deadline,
+                            true,
+                            tx,
+                        )
+                        .instrument(span),
+                    );
                 } else {
-                    tokio::spawn(read_stripped_here(
-                        s.series,
-                        s.addr.clone(),
-                        req.clone(),
-                        frame_timeout,
-                        deadline,
-                        tx,
-                    ));
+                    tokio::spawn(
+                        read_stripped_here(
+                            s.series,
+                            s.addr.clone(),
+                            req.clone(),
+                            frame_timeout,
+                            deadline,
+                            tx,
+                        )
+                        .instrument(span),
+                    );
                 }
                 StoreCursor {
                     addr: s.addr,

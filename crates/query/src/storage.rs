@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
+use tracing::Instrument as _;
 
 use strata_api::{
     EncodedAnswer, MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta,
@@ -733,16 +734,26 @@ impl Storage for QueryStorage {
         let (fanout, partial, store_match) = self.fan_out_parts();
         let slots = self.select_slots.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAMED_BATCHES_AHEAD);
-        self.inner.handle.spawn(async move {
-            let _permit = match select_permit(slots).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            fanout.series_stream(req, partial, &store_match, tx).await;
-        });
+        // Thanos' span for a selection; its store calls are its children.
+        let span = tracing::info_span!(
+            "querier_select",
+            minTime = req.min_time,
+            maxTime = req.max_time,
+            matchers = %format_args!("{{{}}}", matchers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+        );
+        self.inner.handle.spawn(
+            async move {
+                let _permit = match select_permit(slots).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                fanout.series_stream(req, partial, &store_match, tx).await;
+            }
+            .instrument(span),
+        );
         Ok(Box::new(StreamedSelect {
             rx,
             plan,

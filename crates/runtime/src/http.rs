@@ -203,6 +203,13 @@ impl Listener {
             Some(web) => web.guard(router),
             None => router,
         };
+        // Spans only when `--tracing.config` exports them (`otel::enabled` is set before any
+        // server starts).
+        let router = if crate::otel::enabled() {
+            router.layer(axum::middleware::from_fn(crate::otel::http_middleware))
+        } else {
+            router
+        };
         let router = match request_log {
             Some(log) => router.layer(axum::middleware::from_fn_with_state(
                 HttpLogState {

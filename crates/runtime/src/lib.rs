@@ -12,6 +12,8 @@
 //!   task of its own (the HTTP servers with `--http.config`, the gRPC servers).
 //! - [`request_log`]: `--request.logging-config`, Thanos' per-request log lines for the HTTP
 //!   server (here) and the gRPC servers (their layer is in `strata-storepb`).
+//! - [`otel`]: `--tracing.config`, spans exported over OTLP and the trace context carried
+//!   between components.
 //! - [`Shutdown`]: one cancellation token that SIGINT/SIGTERM trigger, so that servers drain
 //!   and background loops stop in order.
 //! - [`task`]: tasks a call spawns for its own work, aborted with the call, their panics
@@ -24,6 +26,7 @@
 
 pub mod alloc;
 pub mod http;
+pub mod otel;
 mod probe;
 pub mod request_log;
 mod shutdown;

@@ -16,8 +16,10 @@ pub struct CallTask<T>(JoinHandle<T>);
 
 impl<T: Send + 'static> CallTask<T> {
     /// Spawns `work` on the current runtime (panics outside one, as [`tokio::spawn`] does).
+    /// The task runs in the caller's current span (its spans are the call's children).
     pub fn spawn(work: impl Future<Output = T> + Send + 'static) -> Self {
-        CallTask(tokio::spawn(work))
+        use tracing::Instrument as _;
+        CallTask(tokio::spawn(work.in_current_span()))
     }
 
     /// Waits for the task's output. A panic in the task resumes here; `None` means the task

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateDer;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The process' default crypto provider, else aws-lc-rs (the provider tonic picks in the same
@@ -119,4 +120,70 @@ pub fn accept_tls(
         }
     });
     rx
+}
+
+/// `--grpc-client-tls-skip-verify`, `insecure_skip_verify`: trusts any certificate chain and
+/// name, as Go's `InsecureSkipVerify` does, while still checking that the server holds the key
+/// of the certificate it presented (the handshake signatures are verified with the same
+/// crypto provider tonic uses). The connection stays encrypted; it is only unauthenticated.
+#[derive(Debug)]
+pub struct SkipServerVerification {
+    provider: Arc<CryptoProvider>,
+}
+
+impl SkipServerVerification {
+    /// The verifier over the process' default crypto provider, else aws-lc-rs (the provider
+    /// tonic picks in the same situation).
+    pub fn new() -> Arc<Self> {
+        Arc::new(SkipServerVerification {
+            provider: provider(),
+        })
+    }
+}
+
+impl ServerCertVerifier for SkipServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

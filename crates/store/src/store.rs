@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use futures::{StreamExt, TryStreamExt};
 use prometheus_client::registry::Registry;
@@ -695,11 +696,19 @@ impl BucketStore {
             limits: &limits,
             stats: &stats,
         };
-        // Open every block (postings, first batch of series) concurrently.
+        // Open every block (postings, first batch of series) concurrently. The spans are
+        // Thanos' (`--tracing.config`; free without it).
         let opened: Vec<(Arc<BucketBlock>, Result<BlockCursor, StoreError>)> =
             futures::stream::iter(selected)
                 .map(|(b, ms)| {
                     let fill_query = &fill_query;
+                    let span = tracing::info_span!(
+                        "bucket_store_block_series",
+                        block.id = %b.id,
+                        block.mint = b.meta.min_time,
+                        block.maxt = b.meta.max_time,
+                        block.resolution = b.meta.resolution(),
+                    );
                     async move {
                         let q = SeriesQuery {
                             matchers: &ms,
@@ -715,9 +724,11 @@ impl BucketStore {
                         .await;
                         (b, r)
                     }
+                    .instrument(span)
                 })
                 .buffered(BLOCK_CONCURRENCY)
                 .collect()
+                .instrument(tracing::info_span!("bucket_store_preload_all"))
                 .await;
         let decode = DecodeQuery {
             min_time: req.min_time,

@@ -36,7 +36,7 @@ pub mod batch;
 pub mod codec;
 pub mod convert;
 pub mod frame;
-pub mod request_log;
+pub mod observe;
 pub mod server;
 pub mod snappy;
 

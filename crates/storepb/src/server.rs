@@ -51,12 +51,13 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(SERIES_FRAMES_IN_FLIGHT);
     let call = produce(tx.clone());
-    tokio::spawn(async move {
+    // In the call's span (`--tracing.config`): the producer's spans are the call's children.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         if let Err(status) = call.await {
             tracing::warn!(err = %status.message(), "Series call failed");
             let _ = tx.send(Err(status)).await;
         }
-    });
+    }));
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
@@ -306,9 +307,7 @@ where
         builder = builder.max_connection_age(age);
     }
     let router = builder
-        .layer(crate::request_log::RequestLogLayer::new(
-            opts.request_log.clone(),
-        ))
+        .layer(crate::observe::ObserveLayer::new(opts.request_log.clone()))
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
         .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(InfoServer::new(svc))

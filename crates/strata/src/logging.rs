@@ -28,37 +28,53 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::common::{LogFormat, LogLevel};
 
-/// Installs the global subscriber for `--log.level` / `--log.format`.
-pub(crate) fn init(level: LogLevel, format: LogFormat) -> Result<()> {
+/// Installs the global subscriber for `--log.level` / `--log.format`, and, with
+/// `--tracing.config`, the layer that exports spans (`otel`).
+///
+/// Log lines are written for events only and spans are exported only: each layer has its
+/// own filter, so neither pays for the other's records.
+pub(crate) fn init(
+    level: LogLevel,
+    format: LogFormat,
+    otel: Option<&strata_runtime::otel::Tracing>,
+) -> Result<()> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     let max_level = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
         LogLevel::Warn => LevelFilter::WARN,
         LogLevel::Error => LevelFilter::ERROR,
     };
+    let events = move || max_level.and(filter_fn(|m| m.is_event()));
     let stderr = |format| {
-        tracing_subscriber::fmt()
+        tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .with_max_level(max_level)
             .with_ansi(false)
             .event_format(ThanosFormat { format })
-            .finish()
+            .with_filter(events())
     };
     if format != LogFormat::Journald {
-        return tracing::subscriber::set_global_default(stderr(format))
+        let subscriber = tracing_subscriber::registry()
+            .with(stderr(format))
+            .with(span_layer(otel));
+        return tracing::subscriber::set_global_default(subscriber)
             .context("installing the logger");
     }
     match journald::Journal::connect(Path::new(journald::SOCKET)) {
         Ok(journal) => {
-            use tracing_subscriber::layer::SubscriberExt as _;
             let subscriber = tracing_subscriber::registry()
-                .with(max_level)
-                .with(journald::JournaldLayer::new(journal));
+                .with(journald::JournaldLayer::new(journal).with_filter(events()))
+                .with(span_layer(otel));
             tracing::subscriber::set_global_default(subscriber).context("installing the logger")
         }
         Err(e) => {
-            tracing::subscriber::set_global_default(stderr(LogFormat::Logfmt))
-                .context("installing the logger")?;
+            let subscriber = tracing_subscriber::registry()
+                .with(stderr(LogFormat::Logfmt))
+                .with(span_layer(otel));
+            tracing::subscriber::set_global_default(subscriber).context("installing the logger")?;
             tracing::warn!(
                 socket = journald::SOCKET,
                 err = %e,
@@ -67,6 +83,20 @@ pub(crate) fn init(level: LogLevel, format: LogFormat) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The exporting layer, for spans only.
+fn span_layer<S>(
+    otel: Option<&strata_runtime::otel::Tracing>,
+) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    otel.map(|t| {
+        t.layer()
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span()))
+    })
 }
 
 /// A `tracing` event formatter producing Thanos' log lines.

@@ -15,27 +15,46 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
 
-    if let Err(err) = logging::init(cli.global.log_level, cli.global.log_format) {
-        eprintln!("strata: {err:#}");
-        return ExitCode::FAILURE;
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::error!(err = %err, "starting the async runtime failed");
+            eprintln!("strata: starting the async runtime failed: {err}");
             return ExitCode::FAILURE;
         }
     };
 
-    match runtime.block_on(cli.run()) {
+    // Tracing first (its exporter runs on the runtime), so that the logger can carry its
+    // layer; a bad configuration fails start-up before anything runs.
+    let tracing = match cli.global.start_tracing(&runtime) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("strata: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(err) = logging::init(
+        cli.global.log_level,
+        cli.global.log_format,
+        tracing.exporting(),
+    ) {
+        eprintln!("strata: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    tracing.log_start();
+
+    let code = match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(err = %format_args!("{err:#}"), "running command failed");
             ExitCode::FAILURE
         }
+    };
+    // The last spans (the shutdown's) are sent while the runtime still runs.
+    if let Some(t) = tracing.exporting() {
+        t.shutdown();
     }
+    code
 }

@@ -548,3 +548,43 @@ fn compact_cleans_up_between_iterations_every_cleanup_interval() {
     assert!(!block.join("meta.json").exists() && !block.join("index").exists());
     drop(child);
 }
+
+/// `--tracing.config`: a bad configuration stops start-up naming the flag and the field; a
+/// type whose protocol Strata lacks is logged as without effect; OTLP says where spans go
+/// (and a process that stops at once does not hang flushing them).
+#[test]
+fn tracing_configurations_are_checked_at_startup() {
+    let out = strata(&[
+        "--tracing.config=type: OTLP\nconfig: {client_type: udp}",
+        "rule",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--tracing.config") && err.contains("client_type"),
+        "{err}"
+    );
+    assert!(!err.contains("not implemented yet"), "stopped before: {err}");
+
+    let out = strata(&["--tracing.config=type: JAEGER\nconfig: {service_name: q}", "rule"]);
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("--tracing.config")
+            && l.contains("has no effect")
+            && l.contains("JAEGER")),
+        "{err}"
+    );
+
+    let started = std::time::Instant::now();
+    let out = strata(&[
+        "--tracing.config=type: OTLP\nconfig: {client_type: grpc, endpoint: 127.0.0.1:9, insecure: true}",
+        "rule",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("tracing enabled: spans exported as OTLP over gRPC to 127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(err.contains("not implemented yet"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -2359,3 +2359,238 @@ fn request_logging_follows_the_configuration() {
         "{err}"
     );
 }
+
+/// One span as a collector received it.
+#[derive(Debug, Clone)]
+struct Exported {
+    service: String,
+    trace: String,
+    id: String,
+    parent: String,
+    name: String,
+    attributes: Vec<(String, String)>,
+}
+
+type SpanLog = std::sync::Arc<std::sync::Mutex<Vec<Exported>>>;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Records the spans of an OTLP export request.
+fn record_export(
+    log: &SpanLog,
+    req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+        .as_ref()
+        .and_then(|v| v.value.as_ref())
+    {
+        Some(V::StringValue(s)) => s.clone(),
+        Some(V::IntValue(i)) => i.to_string(),
+        Some(V::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let mut out = log.lock().unwrap();
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .map(|kv| text(&kv.value))
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                out.push(Exported {
+                    service: service.clone(),
+                    trace: hex(&s.trace_id),
+                    id: hex(&s.span_id),
+                    parent: hex(&s.parent_span_id),
+                    name: s.name.clone(),
+                    attributes: s
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), text(&kv.value)))
+                        .collect(),
+                });
+            }
+        }
+    }
+}
+
+/// An OTLP/gRPC trace collector on a free port.
+async fn grpc_collector() -> (u16, SpanLog) {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    };
+    struct Collector(SpanLog);
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            record_export(&self.0, req.into_inner());
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+    let log = SpanLog::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let svc = TraceServiceServer::new(Collector(log.clone()));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (port, log)
+}
+
+/// An OTLP/HTTP (protobuf) trace collector on a free port, at `/v1/traces`.
+async fn http_collector() -> (u16, SpanLog) {
+    use prost::Message as _;
+    let log = SpanLog::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = log.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                    .unwrap();
+                record_export(&state, req);
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, log)
+}
+
+/// `--tracing.config` with `type: OTLP`: a query forced into tracing is one trace across
+/// both processes (the querier exporting over gRPC, the store gateway over HTTP), with
+/// Thanos' span names, the store's call a child of the querier's client span, and the trace
+/// id in `X-Thanos-Trace-Id`; a request the sampler drops leaves no span in either process.
+#[test]
+fn one_trace_spans_the_querier_and_the_store() {
+    const T0: i64 = 1_700_000_100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (grpc_port, from_querier) = rt.block_on(grpc_collector());
+    let (http_port, from_store) = rt.block_on(http_collector());
+    let store_tracing = format!(
+        "type: OTLP\nconfig:\n  client_type: http\n  endpoint: 127.0.0.1:{http_port}\n  \
+         insecure: true\n  service_name: gateway\n"
+    );
+    let (_store, grpc) = start_store_with_blocks(
+        tmp.path(),
+        "eu1",
+        T0,
+        &[format!("--tracing.config={store_tracing}")],
+    );
+    // Roots are never sampled here, unless forced.
+    let query_tracing = format!(
+        "type: OTLP\nconfig:\n  client_type: grpc\n  endpoint: 127.0.0.1:{grpc_port}\n  \
+         insecure: true\n  service_name: querier\n  sampler_type: traceidratiobased\n  \
+         sampler_param: \"0\"\n"
+    );
+    let q = start_querier(
+        tmp.path(),
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{grpc}"),
+            format!("--tracing.config={query_tracing}"),
+        ],
+    );
+    let at = (T0 + 3_600_000) as f64 / 1000.0;
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/query?query=temperature&time={at}",
+        q.http
+    );
+    let (plain, forced) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let plain = client.get(&url).send().await.unwrap();
+        let forced = client
+            .get(&url)
+            .header("X-Thanos-Force-Tracing", "true")
+            .send()
+            .await
+            .unwrap();
+        (plain, forced)
+    });
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("x-thanos-trace-id").is_none());
+    assert_eq!(forced.status(), 200);
+    let trace = forced
+        .headers()
+        .get("x-thanos-trace-id")
+        .expect("a sampled request names its trace")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(trace.len(), 32, "{trace}");
+
+    let named = |log: &SpanLog, name: &str| -> Vec<Exported> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.name == name)
+            .cloned()
+            .collect()
+    };
+    wait_until("both processes' spans", Duration::from_secs(20), || {
+        !named(&from_querier, "proxy.series").is_empty()
+            && !named(&from_store, "bucket_store_block_series").is_empty()
+    });
+    let one = |log: &SpanLog, name: &str| -> Exported {
+        let all = named(log, name);
+        assert_eq!(all.len(), 1, "{name}: {all:#?}");
+        let s = all[0].clone();
+        assert_eq!(s.trace, trace, "{s:#?}");
+        s
+    };
+    let http = one(&from_querier, "/query HTTP[server]");
+    assert_eq!(http.service, "querier");
+    assert!(http.parent.chars().all(|c| c == '0') || http.parent.is_empty());
+    let eval = one(&from_querier, "promql_instant_query");
+    assert_eq!(eval.parent, http.id);
+    assert!(
+        eval.attributes
+            .contains(&("query".into(), "temperature".into())),
+        "{eval:#?}"
+    );
+    let select = one(&from_querier, "querier_select");
+    assert_eq!(select.parent, eval.id);
+    let proxy = one(&from_querier, "proxy.series");
+    assert_eq!(proxy.parent, select.id);
+    assert!(
+        proxy
+            .attributes
+            .contains(&("store.addr".into(), format!("127.0.0.1:{grpc}"))),
+        "{proxy:#?}"
+    );
+    let series = one(&from_store, "/thanos.Store/Series");
+    assert_eq!(series.service, "gateway");
+    assert_eq!(
+        series.parent, proxy.id,
+        "the store's call continues the querier's"
+    );
+    let preload = one(&from_store, "bucket_store_preload_all");
+    assert_eq!(preload.parent, series.id);
+    let block = one(&from_store, "bucket_store_block_series");
+    assert_eq!(block.parent, preload.id);
+    assert!(
+        block.attributes.iter().any(|(k, _)| k == "block.id"),
+        "{block:#?}"
+    );
+    // The unsampled request: no second evaluation or Series span anywhere.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(named(&from_querier, "promql_instant_query").len(), 1);
+    assert_eq!(named(&from_store, "/thanos.Store/Series").len(), 1);
+}

@@ -206,6 +206,72 @@ impl GlobalArgs {
             content: self.tracing_config.as_deref(),
         }
     }
+
+    /// `--tracing.config[-file]`: read, checked and, for `type: OTLP`, started on `runtime`
+    /// (before the logger exists: what to say about it is said by [`TracingStart::log_start`]).
+    pub(crate) fn start_tracing(&self, runtime: &tokio::runtime::Runtime) -> Result<TracingStart> {
+        use strata_runtime::otel::TracingConfig;
+        let Some(text) = self.tracing().load()? else {
+            return Ok(TracingStart::default());
+        };
+        let config = TracingConfig::from_yaml(&text).context("--tracing.config")?;
+        Ok(match config {
+            None => TracingStart::default(),
+            Some(TracingConfig::NotExported(kind)) => TracingStart {
+                exporting: None,
+                note: Some(kind),
+            },
+            Some(TracingConfig::Otlp(otlp)) => {
+                let _entered = runtime.enter();
+                let tracing = otlp.start().context("--tracing.config")?;
+                TracingStart {
+                    exporting: Some(tracing),
+                    note: Some(format!(
+                        "OTLP over {} to {}",
+                        match otlp.client_type {
+                            strata_runtime::otel::ClientType::Grpc => "gRPC",
+                            strata_runtime::otel::ClientType::Http => "HTTP",
+                        },
+                        if otlp.endpoint.is_empty() {
+                            "the default endpoint"
+                        } else {
+                            otlp.endpoint.as_str()
+                        }
+                    )),
+                }
+            }
+        })
+    }
+}
+
+/// What `--tracing.config` started.
+#[derive(Debug, Default)]
+pub(crate) struct TracingStart {
+    exporting: Option<strata_runtime::otel::Tracing>,
+    /// Where spans go, or the type that is not exported.
+    note: Option<String>,
+}
+
+impl TracingStart {
+    /// The exporter, when spans are exported.
+    pub(crate) fn exporting(&self) -> Option<&strata_runtime::otel::Tracing> {
+        self.exporting.as_ref()
+    }
+
+    /// Says at start-up what became of `--tracing.config`.
+    pub(crate) fn log_start(&self) {
+        match (&self.exporting, &self.note) {
+            (Some(_), Some(to)) => tracing::info!("tracing enabled: spans exported as {to}"),
+            (None, Some(kind)) => accepted_without_effect(
+                "--tracing.config",
+                &format!(
+                    "type {kind} is not exported (its protocol is not implemented); use type: \
+                     OTLP, which Jaeger, Tempo and most vendors' collectors accept"
+                ),
+            ),
+            _ => {}
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------

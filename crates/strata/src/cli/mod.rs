@@ -72,11 +72,6 @@ impl Cli {
         if (global.auto_gomemlimit_ratio - 0.9).abs() > f64::EPSILON {
             common::accepted_without_effect("--auto-gomemlimit.ratio", "a Go runtime setting");
         }
-        if global.tracing().is_set() {
-            // Validate it now so a broken file fails at startup, as in Thanos.
-            let _config = global.tracing().load()?;
-            tracing::warn!("tracing is not supported yet; --tracing.config[-file] is ignored");
-        }
         match self.command {
             Command::Sidecar(args) => args.run(global).await,
             Command::Store(args) => args.run(global).await,

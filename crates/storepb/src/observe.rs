@@ -1,11 +1,12 @@
-//! `--request.logging-config` for the gRPC servers: a "started call" and a "finished call"
-//! line per call, as the configuration asks (see `strata_runtime::request_log` for the format
-//! and which calls and lines it selects).
+//! What the gRPC servers observe of each call: the lines `--request.logging-config` asks for
+//! (a "started call" and a "finished call" line; see `strata_runtime::request_log` for the
+//! format and which calls and lines it selects) and, with `--tracing.config`, a server span
+//! (named `/<service>/<method>`, as Thanos names it, a child of the caller's trace context).
 //!
 //! A streamed call (Series) is finished when its last frame, the trailers with `grpc-status`,
-//! has been handed to the connection, so `grpc.time_ms` covers the whole answer. A call whose
-//! response is dropped before that (the client cancelled, the connection broke) is logged as
-//! `Canceled`.
+//! has been handed to the connection, so `grpc.time_ms` and the span cover the whole answer.
+//! A call whose response is dropped before that (the client cancelled, the connection broke)
+//! ends as `Canceled`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,43 +25,50 @@ use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
-/// Puts [`RequestLogService`] in front of a gRPC server's routes. Without a configuration
-/// (or one that logs no gRPC call) it passes every call through untouched.
+/// Puts [`ObserveService`] in front of a gRPC server's routes. Without a request log
+/// configuration that logs gRPC calls, and without tracing, it passes every call through
+/// untouched.
 #[derive(Debug, Clone, Default)]
-pub struct RequestLogLayer {
+pub struct ObserveLayer {
     log: Option<Arc<RequestLog>>,
+    trace: bool,
 }
 
-impl RequestLogLayer {
+impl ObserveLayer {
+    /// `log`: `--request.logging-config`; spans are opened when tracing is exporting.
     pub fn new(log: Option<Arc<RequestLog>>) -> Self {
-        RequestLogLayer {
+        ObserveLayer {
             log: log.filter(|l| l.grpc_policy().is_some()),
+            trace: strata_runtime::otel::enabled(),
         }
     }
 }
 
-impl<S> Layer<S> for RequestLogLayer {
-    type Service = RequestLogService<S>;
+impl<S> Layer<S> for ObserveLayer {
+    type Service = ObserveService<S>;
 
-    fn layer(&self, inner: S) -> RequestLogService<S> {
-        RequestLogService {
+    fn layer(&self, inner: S) -> ObserveService<S> {
+        ObserveService {
             inner,
             log: self.log.clone(),
+            trace: self.trace,
         }
     }
 }
 
-/// Logs the calls the configuration selects.
+/// Logs the calls the configuration selects, and traces every call when tracing is on.
 #[derive(Debug, Clone)]
-pub struct RequestLogService<S> {
+pub struct ObserveService<S> {
     inner: S,
     log: Option<Arc<RequestLog>>,
+    trace: bool,
 }
 
 type CallFuture<F, E> = Either<F, BoxFuture<'static, Result<Response<Body>, E>>>;
 
-impl<S> Service<Request<Body>> for RequestLogService<S>
+impl<S> Service<Request<Body>> for ObserveService<S>
 where
     S: Service<Request<Body>, Response = Response<Body>>,
     S::Future: Send + 'static,
@@ -75,36 +83,95 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(log) = self
+        let log = self
             .log
             .as_ref()
-            .filter(|l| l.grpc_selects(req.uri().path()))
-        else {
+            .filter(|l| l.grpc_selects(req.uri().path()));
+        if log.is_none() && !self.trace {
             return Either::Left(self.inner.call(req));
+        }
+        let call = log.map(|log| CallLog::start(log.clone(), &req));
+        let span = if self.trace {
+            let span = tracing::info_span!(
+                "grpc_server",
+                otel.name = %req.uri().path(),
+                otel.kind = "server",
+                component = "gRPC",
+                grpc.code = tracing::field::Empty,
+                error = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            strata_runtime::otel::adopt_remote_parent(&span, req.headers());
+            span
+        } else {
+            tracing::Span::none()
         };
-        let call = CallLog::start(log.clone(), &req);
-        let fut = self.inner.call(req);
+        let observer = Observer {
+            call,
+            span: span.clone(),
+        };
+        let fut = self.inner.call(req).instrument(span);
         Either::Right(Box::pin(async move {
             let resp = match fut.await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    call.finish(13, Some("the server could not take the call".into()));
+                    observer.finish(13, Some("the server could not take the call".into()));
                     return Err(e);
                 }
             };
             // A trailers-only response (an error before any message) has its status in the
             // headers.
             if let Some((code, message)) = status_of(resp.headers()) {
-                call.finish(code, message);
+                observer.finish(code, message);
                 return Ok(resp);
             }
             let (parts, body) = resp.into_parts();
-            let body = Body::new(LoggedBody {
+            let body = Body::new(ObservedBody {
                 inner: body,
-                call: Some(call),
+                observer: Some(observer),
             });
             Ok(Response::from_parts(parts, body))
         }))
+    }
+}
+
+/// One call's log lines and span, ended once.
+struct Observer {
+    call: Option<CallLog>,
+    span: tracing::Span,
+}
+
+impl Observer {
+    fn finish(mut self, code: i32, message: Option<String>) {
+        self.end(code, message);
+    }
+
+    fn end(&mut self, code: i32, message: Option<String>) {
+        if let Some(call) = self.call.take() {
+            call.finish(code, message);
+        }
+        if !self.span.is_none() {
+            self.span.record("grpc.code", grpc_code_name(code));
+            if code != 0 {
+                self.span.record("error", true);
+                self.span.record("otel.status_code", "ERROR");
+            }
+            // The span ends when its last handle is gone: this one, and the handler's.
+            self.span = tracing::Span::none();
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        // Dropped unfinished: the response was not sent to its end. (`CallLog` says so in
+        // its own line.)
+        if self.call.is_some() || !self.span.is_none() {
+            self.end(
+                1,
+                Some("the call ended before its response was sent".into()),
+            );
+        }
     }
 }
 
@@ -265,14 +332,14 @@ impl Drop for CallLog {
     }
 }
 
-/// A response body that logs its call's end when its trailers pass (or it fails, or is
-/// dropped).
-struct LoggedBody {
+/// A response body that ends its call's observation when its trailers pass (or it fails,
+/// or is dropped).
+struct ObservedBody {
     inner: Body,
-    call: Option<CallLog>,
+    observer: Option<Observer>,
 }
 
-impl http_body::Body for LoggedBody {
+impl http_body::Body for ObservedBody {
     type Data = Bytes;
     type Error = Status;
 
@@ -285,20 +352,20 @@ impl http_body::Body for LoggedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     let (code, message) = status_of(trailers).unwrap_or((0, None));
-                    if let Some(call) = self.call.take() {
-                        call.finish(code, message);
+                    if let Some(o) = self.observer.take() {
+                        o.finish(code, message);
                     }
                 }
             }
             Poll::Ready(Some(Err(status))) => {
-                if let Some(call) = self.call.take() {
-                    call.finish(status.code() as i32, Some(status.message().to_string()));
+                if let Some(o) = self.observer.take() {
+                    o.finish(status.code() as i32, Some(status.message().to_string()));
                 }
             }
             Poll::Ready(None) => {
                 // Ended without trailers: nothing reported a failure.
-                if let Some(call) = self.call.take() {
-                    call.finish(0, None);
+                if let Some(o) = self.observer.take() {
+                    o.finish(0, None);
                 }
             }
             Poll::Pending => {}
@@ -349,7 +416,7 @@ mod tests {
     fn call(yaml: &str, path: &str, code: u16, read_to_end: bool) -> Vec<String> {
         let rec = Recorder::default();
         let log = RequestLog::from_yaml(yaml).unwrap();
-        let mut svc = RequestLogLayer::new(log).layer(Answer(code));
+        let mut svc = ObserveLayer::new(log).layer(Answer(code));
         tracing::subscriber::with_default(rec.clone(), || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
