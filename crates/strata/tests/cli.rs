@@ -564,9 +564,15 @@ fn tracing_configurations_are_checked_at_startup() {
         err.contains("--tracing.config") && err.contains("client_type"),
         "{err}"
     );
-    assert!(!err.contains("not implemented yet"), "stopped before: {err}");
+    assert!(
+        !err.contains("not implemented yet"),
+        "stopped before: {err}"
+    );
 
-    let out = strata(&["--tracing.config=type: JAEGER\nconfig: {service_name: q}", "rule"]);
+    let out = strata(&[
+        "--tracing.config=type: JAEGER\nconfig: {service_name: q}",
+        "rule",
+    ]);
     let err = stderr(&out);
     assert!(
         err.lines().any(|l| l.contains("--tracing.config")
