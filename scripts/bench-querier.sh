@@ -7,7 +7,11 @@
 #   ./scripts/bench-querier.sh [REPEAT]        (default REPEAT=5; NO_BUILD=1 uses the
 #                                               release binaries already built;
 #                                               STRATA_BIN=path serves both sides with
-#                                               another build of strata, to compare builds)
+#                                               another build of strata, to compare builds;
+#                                               TRACING=<ratio> runs the fan-out querier and
+#                                               the gateway with --tracing.config exporting
+#                                               over OTLP/HTTP to a sink, roots sampled with
+#                                               that ratio, to measure what tracing costs)
 #
 # Uses the data set of scripts/bench-promql.sh (`bench_gen`: 6,100 series, 12 h at 15 s) and
 # its comparison tool (`bench_compare`), whose "Strata" column is the fan-out querier and
@@ -27,6 +31,20 @@ bench_workdir
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
 
+if [ -n "${TRACING:-}" ]; then
+    start_otlp_sink "$work"
+    cat >"$work/tracing.yml" <<EOF
+type: OTLP
+config:
+  client_type: http
+  endpoint: 127.0.0.1:$otlp_port
+  insecure: true
+  sampler_type: traceidratiobased
+  sampler_param: "$TRACING"
+EOF
+    STORE_FLAGS="${STORE_FLAGS:-} --tracing.config-file=$work/tracing.yml"
+    QUERY_FLAGS="${QUERY_FLAGS:-} --tracing.config-file=$work/tracing.yml"
+fi
 start_fanout_bench "${STRATA_BIN:-./target/release/strata}" "$work"
 
 start=1700003600

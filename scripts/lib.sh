@@ -81,18 +81,48 @@ bench_build() {
 
 # Starts `BIN store` over the FILESYSTEM bucket WORK/data (its keys are <ULID>/<file>), its
 # cache in WORK/store and its log in WORK/store.log; appends its pid to the caller's `pids`.
-# Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it. STORE_FLAGS: more
+# An OTLP/HTTP sink on a free port (`otlp_port`): answers every POST with an empty protobuf
+# body, as a collector does. For measuring what exporting spans costs, not for looking at
+# them: the bytes received are only counted, in $work/otlp.log at exit.
+start_otlp_sink() {
+    local work="$1"
+    otlp_port="$(free_port)"
+    python3 - "$otlp_port" >"$work/otlp.log" 2>&1 <<'PY' &
+import http.server, signal, sys
+port = int(sys.argv[1])
+total = 0
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        global total
+        total += len(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+def stop(*_):
+    print(f"received {total} bytes of spans", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
+PY
+    pids+=("$!")
+}
+
+# Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it. NAME (third
+# argument, default `store`) names its data directory and log under WORK. STORE_FLAGS: more
 # flags for the store (word-split), for example
 # --store.caching-bucket.config-file=<file with "type: IN-MEMORY">.
 start_bench_store() {
-    local bin="$1" work="$2"
+    local bin="$1" work="$2" name="${3:-store}"
     store_http="$(free_port)"
     store_grpc="$(free_port)"
     # shellcheck disable=SC2086
     "$bin" store --objstore.config="$(printf 'type: FILESYSTEM\nconfig:\n  directory: %s\n' "$work/data")" \
-        --data-dir="$work/store" --http-address="127.0.0.1:$store_http" \
+        --data-dir="$work/$name" --http-address="127.0.0.1:$store_http" \
         --grpc-address="127.0.0.1:$store_grpc" --log.level=warn ${STORE_FLAGS:-} \
-        >"$work/store.log" 2>&1 &
+        >"$work/$name.log" 2>&1 &
     store_pid="$!"
     pids+=("$store_pid")
 }

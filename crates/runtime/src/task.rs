@@ -16,10 +16,8 @@ pub struct CallTask<T>(JoinHandle<T>);
 
 impl<T: Send + 'static> CallTask<T> {
     /// Spawns `work` on the current runtime (panics outside one, as [`tokio::spawn`] does).
-    /// The task runs in the caller's current span (its spans are the call's children).
     pub fn spawn(work: impl Future<Output = T> + Send + 'static) -> Self {
-        use tracing::Instrument as _;
-        CallTask(tokio::spawn(work.in_current_span()))
+        CallTask(tokio::spawn(work))
     }
 
     /// Waits for the task's output. A panic in the task resumes here; `None` means the task
