@@ -171,6 +171,9 @@ pub struct OtlpConfig {
     pub service_name: Option<String>,
     pub resource_attributes: BTreeMap<String, String>,
     pub sampler: SamplerChoice,
+    /// What the configuration asked that is taken otherwise (for the start-up log, which
+    /// does not exist yet when the configuration is read).
+    pub notes: Vec<String>,
 }
 
 /// A parsed `--tracing.config`.
@@ -216,31 +219,33 @@ fn ratio(v: Option<&serde_yaml_ng::Value>) -> Option<f64> {
 
 /// `sampler_type` and `sampler_param` as Thanos reads them: every choice follows a sampled
 /// parent; an empty or unknown type, or a ratio that does not parse, samples every trace
-/// (Thanos starts with those too; Strata says so in the log instead of silently).
-fn sampler_choice(kind: &str, param: Option<&serde_yaml_ng::Value>) -> SamplerChoice {
+/// (Thanos starts with those too). The second value says why in that case, for the
+/// start-up log (Thanos is silent about it).
+fn sampler_choice(
+    kind: &str,
+    param: Option<&serde_yaml_ng::Value>,
+) -> (SamplerChoice, Option<String>) {
     match kind.to_ascii_lowercase().as_str() {
-        "alwayssample" => SamplerChoice::Ratio(1.0),
-        "neversample" => SamplerChoice::Ratio(0.0),
+        "alwayssample" => (SamplerChoice::Ratio(1.0), None),
+        "neversample" => (SamplerChoice::Ratio(0.0), None),
         "traceidratiobased" => match ratio(param) {
-            Some(r) => SamplerChoice::Ratio(r),
-            None => {
-                tracing::warn!(
-                    sampler_param = ?param,
-                    "--tracing.config: sampler_param is not a ratio between 0 and 1; every \
-                     trace is sampled"
-                );
-                SamplerChoice::Ratio(1.0)
-            }
+            Some(r) => (SamplerChoice::Ratio(r), None),
+            None => (
+                SamplerChoice::Ratio(1.0),
+                Some(format!(
+                    "sampler_param {param:?} is not a ratio between 0 and 1; every trace is \
+                     sampled"
+                )),
+            ),
         },
-        "" => SamplerChoice::Ratio(1.0),
-        other => {
-            tracing::warn!(
-                sampler_type = other,
-                "--tracing.config: unknown sampler_type (alwayssample, neversample, \
+        "" => (SamplerChoice::Ratio(1.0), None),
+        other => (
+            SamplerChoice::Ratio(1.0),
+            Some(format!(
+                "sampler_type {other:?} is unknown (alwayssample, neversample, \
                  traceidratiobased); every trace is sampled"
-            );
-            SamplerChoice::Ratio(1.0)
-        }
+            )),
+        ),
     }
 }
 
@@ -300,7 +305,7 @@ impl TracingConfig {
         ] {
             go_duration(field, v.as_ref())?;
         }
-        let sampler = sampler_choice(&o.sampler_type, o.sampler_param.as_ref());
+        let (sampler, sampler_note) = sampler_choice(&o.sampler_type, o.sampler_param.as_ref());
         if o.tls_config.cert_file.is_empty() != o.tls_config.key_file.is_empty() {
             return Err(bad("tls_config", "cert_file and key_file go together"));
         }
@@ -316,6 +321,7 @@ impl TracingConfig {
             service_name: Some(o.service_name).filter(|s| !s.is_empty()),
             resource_attributes: o.resource_attributes,
             sampler,
+            notes: sampler_note.into_iter().collect(),
         }))))
     }
 }
@@ -550,7 +556,7 @@ impl OtlpConfig {
             )
             .with_batch_config(
                 BatchConfigBuilder::default()
-                    .with_scheduled_delay(Duration::from_secs(1))
+                    .with_scheduled_delay(Duration::from_secs(5))
                     .build(),
             )
             .build();

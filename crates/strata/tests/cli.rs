@@ -583,12 +583,18 @@ fn tracing_configurations_are_checked_at_startup() {
 
     let started = std::time::Instant::now();
     let out = strata(&[
-        "--tracing.config=type: OTLP\nconfig: {client_type: grpc, endpoint: 127.0.0.1:9, insecure: true}",
+        "--tracing.config=type: OTLP\nconfig: {client_type: grpc, endpoint: 127.0.0.1:9, insecure: true, sampler_type: sometimes}",
         "rule",
     ]);
     let err = stderr(&out);
     assert!(
         err.contains("tracing enabled: spans exported as OTLP over gRPC to 127.0.0.1:9"),
+        "{err}"
+    );
+    // Said in the log, not silently taken (the configuration is read before the logger).
+    assert!(
+        err.lines().any(|l| l.starts_with("level=warn")
+            && l.contains("--tracing.config: sampler_type \\\"sometimes\\\" is unknown")),
         "{err}"
     );
     assert!(err.contains("not implemented yet"), "{err}");

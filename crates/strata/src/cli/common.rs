@@ -220,12 +220,14 @@ impl GlobalArgs {
             Some(TracingConfig::NotExported(kind)) => TracingStart {
                 exporting: None,
                 note: Some(kind),
+                warnings: Vec::new(),
             },
             Some(TracingConfig::Otlp(otlp)) => {
                 let _entered = runtime.enter();
                 let tracing = otlp.start().context("--tracing.config")?;
                 TracingStart {
                     exporting: Some(tracing),
+                    warnings: otlp.notes.clone(),
                     note: Some(format!(
                         "OTLP over {} to {}",
                         match otlp.client_type {
@@ -250,6 +252,8 @@ pub(crate) struct TracingStart {
     exporting: Option<strata_runtime::otel::Tracing>,
     /// Where spans go, or the type that is not exported.
     note: Option<String>,
+    /// Settings taken otherwise than written.
+    warnings: Vec<String>,
 }
 
 impl TracingStart {
@@ -260,6 +264,9 @@ impl TracingStart {
 
     /// Says at start-up what became of `--tracing.config`.
     pub(crate) fn log_start(&self) {
+        for w in &self.warnings {
+            tracing::warn!("--tracing.config: {w}");
+        }
         match (&self.exporting, &self.note) {
             (Some(_), Some(to)) => tracing::info!("tracing enabled: spans exported as {to}"),
             (None, Some(kind)) => accepted_without_effect(
