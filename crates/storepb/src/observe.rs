@@ -164,8 +164,7 @@ impl Observer {
 
 impl Drop for Observer {
     fn drop(&mut self) {
-        // Dropped unfinished: the response was not sent to its end. (`CallLog` says so in
-        // its own line.)
+        // Dropped unfinished: the response was not sent to its end.
         if self.call.is_some() || !self.span.is_none() {
             self.end(
                 1,
@@ -230,7 +229,8 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-/// One selected call: what its lines say, and whether the end has been logged.
+/// One selected call: what its lines say. Its end is logged once, by [`Observer`] (which
+/// also covers a call dropped before its end).
 struct CallLog {
     log: Arc<RequestLog>,
     start: Instant,
@@ -240,7 +240,6 @@ struct CallLog {
     method: String,
     peer: String,
     request_id: Option<String>,
-    finished: bool,
 }
 
 impl CallLog {
@@ -277,7 +276,6 @@ impl CallLog {
             method: method.to_string(),
             peer,
             request_id,
-            finished: false,
             log,
         };
         if call.log.grpc_logs_start() {
@@ -296,12 +294,8 @@ impl CallLog {
         call
     }
 
-    fn finish(mut self, code: i32, message: Option<String>) {
-        self.log_end(code, message);
-    }
-
-    fn log_end(&mut self, code: i32, message: Option<String>) {
-        if std::mem::replace(&mut self.finished, true) || !self.log.grpc_logs_outcome(code) {
+    fn finish(self, code: i32, message: Option<String>) {
+        if !self.log.grpc_logs_outcome(code) {
             return;
         }
         strata_runtime::request_log_event!(
@@ -318,16 +312,6 @@ impl CallLog {
             "grpc.error" = message.as_deref(),
             "grpc.time_ms" = %time_ms(self.start.elapsed()),
             "finished call"
-        );
-    }
-}
-
-impl Drop for CallLog {
-    fn drop(&mut self) {
-        // Dropped unfinished: the response was not sent to its end.
-        self.log_end(
-            1,
-            Some("the call ended before its response was sent".into()),
         );
     }
 }
