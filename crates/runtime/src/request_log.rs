@@ -44,7 +44,7 @@
 //! the one the server listens on; `level: WARNING` is the warning threshold for both
 //! protocols (in Thanos it logged every HTTP line and no gRPC call).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -187,8 +187,8 @@ pub struct RequestLog {
 #[derive(Debug, Clone)]
 struct HttpPolicy {
     policy: Policy,
-    /// `(path, port)` pairs; `None`: every request.
-    allow: Option<HashSet<(String, u64)>>,
+    /// The ports allowed for each path; `None`: every request.
+    allow: Option<HashMap<String, HashSet<u64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,11 +251,11 @@ impl RequestLog {
             effective(&raw.options, &raw.http.options, "http.options")?.map(|policy| HttpPolicy {
                 policy,
                 allow: (!raw.http.config.is_empty()).then(|| {
-                    raw.http
-                        .config
-                        .iter()
-                        .map(|e| (e.path.clone(), e.port))
-                        .collect()
+                    let mut ports: HashMap<String, HashSet<u64>> = HashMap::new();
+                    for e in &raw.http.config {
+                        ports.entry(e.path.clone()).or_default().insert(e.port);
+                    }
+                    ports
                 }),
             });
         let grpc =
@@ -294,11 +294,13 @@ impl RequestLog {
         let Some(allow) = &http.allow else {
             return true;
         };
-        let path = path.to_string();
+        let Some(ports) = allow.get(path) else {
+            return false;
+        };
         [host_port, Some(local_port)]
             .into_iter()
             .flatten()
-            .any(|port| allow.contains(&(path.clone(), u64::from(port))))
+            .any(|port| ports.contains(&u64::from(port)))
     }
 
     /// Whether a gRPC call to `full_method` (`/thanos.Store/Series`) is logged, before its
