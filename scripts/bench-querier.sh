@@ -32,18 +32,9 @@ echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
 
 if [ -n "${TRACING:-}" ]; then
-    start_otlp_sink "$work"
-    cat >"$work/tracing.yml" <<EOF
-type: OTLP
-config:
-  client_type: http
-  endpoint: 127.0.0.1:$otlp_port
-  insecure: true
-  sampler_type: traceidratiobased
-  sampler_param: "$TRACING"
-EOF
-    STORE_FLAGS="${STORE_FLAGS:-} --tracing.config-file=$work/tracing.yml"
-    QUERY_FLAGS="${QUERY_FLAGS:-} --tracing.config-file=$work/tracing.yml"
+    start_otlp_sink "$work" "$TRACING"
+    STORE_FLAGS="${STORE_FLAGS:-} $tracing_flag"
+    QUERY_FLAGS="${QUERY_FLAGS:-} $tracing_flag"
 fi
 start_fanout_bench "${STRATA_BIN:-./target/release/strata}" "$work"
 

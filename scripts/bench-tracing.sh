@@ -26,23 +26,13 @@ bench_workdir
 echo "==> generating blocks in $work/data" >&2
 ./target/release/examples/bench_gen "$work/data"
 
-start_otlp_sink "$work"
-cat >"$work/tracing.yml" <<EOF
-type: OTLP
-config:
-  client_type: http
-  endpoint: 127.0.0.1:$otlp_port
-  insecure: true
-  sampler_type: traceidratiobased
-  sampler_param: "$ratio"
-EOF
-tracing="--tracing.config-file=$work/tracing.yml"
+start_otlp_sink "$work" "$ratio"
 
-STORE_FLAGS="$tracing" start_bench_store "$bin" "$work" store-on
+STORE_FLAGS="$tracing_flag" start_bench_store "$bin" "$work" store-on
 on_store_pid="$store_pid" on_store_http="$store_http" on_store_grpc="$store_grpc"
 STORE_FLAGS="" start_bench_store "$bin" "$work" store-off
 off_store_pid="$store_pid" off_store_http="$store_http" off_store_grpc="$store_grpc"
-start_bench_querier "$bin" "$work" query-on --endpoint="127.0.0.1:$on_store_grpc" "$tracing"
+start_bench_querier "$bin" "$work" query-on --endpoint="127.0.0.1:$on_store_grpc" "$tracing_flag"
 on_port="$querier_port" on_pid="$querier_pid"
 start_bench_querier "$bin" "$work" query-off --endpoint="127.0.0.1:$off_store_grpc"
 off_port="$querier_port" off_pid="$querier_pid"

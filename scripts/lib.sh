@@ -83,9 +83,11 @@ bench_build() {
 # cache in WORK/store and its log in WORK/store.log; appends its pid to the caller's `pids`.
 # An OTLP/HTTP sink on a free port (`otlp_port`): answers every POST with an empty protobuf
 # body, as a collector does. For measuring what exporting spans costs, not for looking at
-# them: the bytes received are only counted, in $work/otlp.log at exit.
+# them: the bytes received are only counted, in $work/otlp.log at exit. Also writes
+# WORK/tracing.yml, a `--tracing.config` exporting to it with roots sampled at RATIO, and sets
+# `tracing_flag` to the flag that reads it.
 start_otlp_sink() {
-    local work="$1"
+    local work="$1" ratio="$2"
     otlp_port="$(free_port)"
     python3 - "$otlp_port" >"$work/otlp.log" 2>&1 <<'PY' &
 import http.server, signal, sys
@@ -108,6 +110,16 @@ signal.signal(signal.SIGTERM, stop)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Sink).serve_forever()
 PY
     pids+=("$!")
+    cat >"$work/tracing.yml" <<EOF
+type: OTLP
+config:
+  client_type: http
+  endpoint: 127.0.0.1:$otlp_port
+  insecure: true
+  sampler_type: traceidratiobased
+  sampler_param: "$ratio"
+EOF
+    tracing_flag="--tracing.config-file=$work/tracing.yml"
 }
 
 # Sets `store_http`, `store_grpc` and `store_pid`; does not wait for it. NAME (third
