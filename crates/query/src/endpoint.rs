@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::TryFutureExt;
 use futures::future::{BoxFuture, Either};
 use strata_model::Labels;
+use strata_runtime::dns::Resolver;
 use strata_storepb::convert::labels_to_model;
 use strata_storepb::snappy::SnappyChannel;
 use strata_storepb::thanos::exemplars_client::ExemplarsClient;
@@ -235,53 +236,9 @@ impl GroupChannel {
     }
 }
 
-/// One `--endpoint`/`--store` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointSpec {
-    /// `host:port`, used as given.
-    Static(String),
-    /// `dns+host:port`: every A/AAAA address of `host`, with `port`.
-    Dns { host: String, port: u16 },
-    /// `dnssrv+name`: SRV records, each target resolved to its addresses.
-    DnsSrv(String),
-    /// `dnssrvnoa+name`: SRV records, targets used as host names.
-    DnsSrvNoA(String),
-}
-
-impl EndpointSpec {
-    /// Parses Thanos' endpoint syntax.
-    pub fn parse(s: &str) -> Result<Self, QueryError> {
-        let bad = || QueryError::BadEndpoint(s.to_string());
-        let host_port = |hp: &str| -> Result<(String, u16), QueryError> {
-            let (h, p) = hp.rsplit_once(':').ok_or_else(bad)?;
-            let port: u16 = p.parse().map_err(|_| bad())?;
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            if h.is_empty() {
-                return Err(bad());
-            }
-            Ok((h.to_string(), port))
-        };
-        if let Some(rest) = s.strip_prefix("dns+") {
-            let (host, port) = host_port(rest)?;
-            Ok(EndpointSpec::Dns { host, port })
-        } else if let Some(rest) = s.strip_prefix("dnssrv+") {
-            if rest.is_empty() {
-                return Err(bad());
-            }
-            Ok(EndpointSpec::DnsSrv(rest.to_string()))
-        } else if let Some(rest) = s.strip_prefix("dnssrvnoa+") {
-            if rest.is_empty() {
-                return Err(bad());
-            }
-            Ok(EndpointSpec::DnsSrvNoA(rest.to_string()))
-        } else if s.contains('+') || s.contains("://") {
-            Err(bad())
-        } else {
-            host_port(s)?;
-            Ok(EndpointSpec::Static(s.to_string()))
-        }
-    }
-}
+/// One `--endpoint`/`--store` value: Thanos' address syntax, shared with the store gateway's
+/// memcached addresses. Its parse errors become [`QueryError::BadEndpoint`].
+pub use strata_runtime::dns::AddressSpec as EndpointSpec;
 
 /// One endpoint to discover and probe, from a flag or from the endpoint SD config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,7 +272,7 @@ impl EndpointEntry {
         } else {
             EndpointSpec::parse(address)
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| QueryError::from(e).to_string())?;
         if strict && !group && !matches!(spec, EndpointSpec::Static(_)) {
             return Err(format!(
                 "{address:?} uses DNS discovery, which strict mode does not allow; give a \
@@ -868,7 +825,8 @@ pub struct EndpointSet {
     flag_entries: Vec<EndpointEntry>,
     /// The flags' client settings, ready (endpoints without settings of their own).
     client: Arc<Client>,
-    resolver: Option<hickory_resolver::TokioResolver>,
+    /// DNS discovery; SRV lookups only when configured (see [`EndpointSet::new`]).
+    resolver: Resolver,
     state: RwLock<BTreeMap<String, State>>,
     /// Addresses found by the last discovery (DNS and files), re-used between discoveries.
     discovered: RwLock<Discovered>,
@@ -898,27 +856,6 @@ struct SdConfigState {
 struct TargetGroup {
     #[serde(default)]
     targets: Vec<String>,
-}
-
-/// A resolver reading `server` (tests) or the system's configuration.
-fn build_resolver(
-    server: Option<std::net::SocketAddr>,
-) -> Result<hickory_resolver::TokioResolver, String> {
-    let built = match server {
-        None => hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()),
-        Some(addr) => {
-            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-            let mut conn = ConnectionConfig::udp();
-            conn.port = addr.port();
-            let ns = NameServerConfig::new(addr.ip(), true, vec![conn]);
-            hickory_resolver::TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![ns]),
-                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-            )
-            .build()
-        }
-    };
-    built.map_err(|e| format!("system DNS configuration: {e}"))
 }
 
 /// One Info call: what the endpoint holds, or why it did not say.
@@ -1045,18 +982,20 @@ impl EndpointSet {
         let needs_srv = flag_entries
             .iter()
             .chain(&sd.entries)
-            .any(|e| matches!(e.spec, EndpointSpec::DnsSrv(_) | EndpointSpec::DnsSrvNoA(_)));
+            .any(|e| e.spec.uses_srv());
         let reloads = matches!(cfg.sd_config, Some(SdConfigSource::File(_)));
         let resolver = if needs_srv {
-            Some(build_resolver(cfg.dns_server).map_err(QueryError::ClientConfig)?)
+            Resolver::try_new(cfg.dns_server)
+                .map_err(|e| QueryError::ClientConfig(e.to_string()))?
         } else if reloads {
             // A reload may bring SRV names; without a usable DNS configuration they are
             // reported when they come, not now.
-            build_resolver(cfg.dns_server)
-                .inspect_err(|e| tracing::warn!(err = %e, "no DNS resolver for SRV lookups"))
-                .ok()
+            match cfg.dns_server {
+                Some(server) => Resolver::with_server(server),
+                None => Resolver::system(),
+            }
         } else {
-            None
+            Resolver::without_srv()
         };
         Ok(Arc::new(EndpointSet {
             cfg,
@@ -1135,57 +1074,6 @@ impl EndpointSet {
         }
     }
 
-    /// The addresses one spec stands for now (a static address stands for itself). A
-    /// failed lookup is logged and gives nothing.
-    async fn resolve_spec(&self, spec: &EndpointSpec) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        match spec {
-            EndpointSpec::Static(a) => {
-                out.insert(a.clone());
-            }
-            EndpointSpec::Dns { host, port } => {
-                match tokio::net::lookup_host((host.as_str(), *port)).await {
-                    Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
-                    Err(e) => tracing::warn!(%host, err = %e, "DNS lookup failed"),
-                }
-            }
-            EndpointSpec::DnsSrv(name) | EndpointSpec::DnsSrvNoA(name) => {
-                let Some(r) = &self.resolver else {
-                    tracing::warn!(%name, "no DNS resolver for SRV lookups; check /etc/resolv.conf");
-                    return out;
-                };
-                let targets = match r.srv_lookup(name.as_str()).await {
-                    Ok(l) => l
-                        .answers()
-                        .iter()
-                        .filter_map(|rec| match &rec.data {
-                            hickory_resolver::proto::rr::RData::SRV(srv) => Some((
-                                srv.target.to_utf8().trim_end_matches('.').to_string(),
-                                srv.port,
-                            )),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                    Err(e) => {
-                        tracing::warn!(%name, err = %e, "DNS SRV lookup failed");
-                        return out;
-                    }
-                };
-                for (target, port) in targets {
-                    if matches!(spec, EndpointSpec::DnsSrvNoA(_)) {
-                        out.insert(format!("{target}:{port}"));
-                        continue;
-                    }
-                    match tokio::net::lookup_host((target.as_str(), port)).await {
-                        Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
-                        Err(e) => tracing::warn!(%target, err = %e, "DNS lookup failed"),
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Resolves the non-strict single endpoints (each address with its entry's client
     /// settings, a later entry's winning), and each group's members by group name.
     async fn resolve_dns(
@@ -1199,9 +1087,9 @@ impl EndpointSet {
         let mut groups = BTreeMap::new();
         for e in entries {
             if e.group {
-                groups.insert(e.group_name(), self.resolve_spec(&e.spec).await);
+                groups.insert(e.group_name(), self.resolver.resolve(&e.spec).await);
             } else if !e.strict {
-                for a in self.resolve_spec(&e.spec).await {
+                for a in self.resolver.resolve(&e.spec).await {
                     singles.insert(a, e.client.clone());
                 }
             }
@@ -1643,37 +1531,16 @@ fn glob_match(pattern: &str, s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Parsing is `strata_runtime::dns`'s (tested there); the querier words its errors as
+    /// Thanos' querier does.
     #[test]
-    fn specs() {
-        assert_eq!(
-            EndpointSpec::parse("localhost:10901").unwrap(),
-            EndpointSpec::Static("localhost:10901".into())
-        );
-        assert_eq!(
-            EndpointSpec::parse("dns+store.svc:10901").unwrap(),
-            EndpointSpec::Dns {
-                host: "store.svc".into(),
-                port: 10901
-            }
-        );
-        assert_eq!(
-            EndpointSpec::parse("dnssrv+_grpc._tcp.store.svc").unwrap(),
-            EndpointSpec::DnsSrv("_grpc._tcp.store.svc".into())
-        );
-        assert_eq!(
-            EndpointSpec::parse("dnssrvnoa+_grpc._tcp.store.svc").unwrap(),
-            EndpointSpec::DnsSrvNoA("_grpc._tcp.store.svc".into())
-        );
-        for bad in [
-            "localhost",
-            "dns+host",
-            "foo+bar:1",
-            "http://x:1",
-            ":1",
-            "h:99999",
-        ] {
-            let e = EndpointSpec::parse(bad).unwrap_err();
-            assert!(e.to_string().contains(bad), "{e}");
+    fn bad_endpoints_are_named_as_endpoints() {
+        for bad in ["localhost", "dns+host", "foo+bar:1", "http://x:1"] {
+            let e = QueryError::from(EndpointSpec::parse(bad).unwrap_err()).to_string();
+            assert!(
+                e.starts_with(&format!("invalid endpoint {bad:?}: want host:port")),
+                "{e}"
+            );
         }
     }
 

@@ -34,6 +34,13 @@ pub enum QueryError {
     ShuttingDown(&'static str),
 }
 
+/// An address that is not in Thanos' syntax, named as the querier's endpoint.
+impl From<strata_runtime::dns::BadAddress> for QueryError {
+    fn from(e: strata_runtime::dns::BadAddress) -> Self {
+        QueryError::BadEndpoint(e.address)
+    }
+}
+
 /// How the engine and the HTTP API see a failed store call: a request the querier refuses
 /// stays the client's fault (`bad_data`, 400); every other failure is the server's.
 impl From<QueryError> for strata_promql::StorageError {
