@@ -46,6 +46,13 @@ install_moto() {
 }
 
 # `openssl`: the TLS tests make their certificates with it.
+# Debian's `memcached`: the server the memcached index cache is tested against (the tests
+# start their own on free ports; the package's own service is not used).
+install_memcached() {
+    if command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ]; then return 0; fi
+    apt_install memcached "the memcached index cache tests"
+}
+
 install_openssl() {
     if command -v openssl >/dev/null 2>&1; then return 0; fi
     apt_install openssl "certificates for the gRPC TLS tests"

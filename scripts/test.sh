@@ -11,6 +11,7 @@
 #   - Debian's `chromium`: headless browser for the web UI tests (STRATA_REQUIRE_CHROMIUM=1 makes
 #     them fail instead of skipping when it is missing)
 #   - Debian's `openssl`: certificates for the gRPC TLS tests
+#   - Debian's `memcached`: the memcached index cache tests
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ install_prometheus
 install_moto
 install_chromium
 install_openssl
+install_memcached
 # The web UI tests skip without chromium unless this is set; here they must run.
 export STRATA_REQUIRE_CHROMIUM=1
 
@@ -33,6 +35,7 @@ log "toolchain: $(cargo --version), $(rustc --version)"
 log "disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')"
 log "promtool: $(promtool --version 2>&1 | head -1)"
 log "chromium: $(chromium --version 2>/dev/null | head -1)"
+log "memcached: $(/usr/bin/memcached -V 2>/dev/null || memcached -V)"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

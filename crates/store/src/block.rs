@@ -24,12 +24,12 @@ use strata_tsdb::encoding::{chunk_crcs, read_uvarint};
 use strata_tsdb::{BlockMeta, ChunkRef, Encoding, RawChunk};
 use ulid::Ulid;
 
-use crate::cache::{CacheKey, IndexCache};
 use crate::chunk_cache::{ChunkCache, SubrangeKey, plan_subrange_reads};
 use crate::error::StoreError;
 use crate::indexheader::{self, IndexHeader, PostingsRange};
 use crate::metrics::StoreMetrics;
 use crate::pool::Budget;
+use crate::remote_cache::IndexCacheBackend;
 use crate::sync::now_ms;
 
 /// A parsed chunk's encoding byte and stored CRC32C, checked later in batches.
@@ -102,7 +102,7 @@ pub struct BucketBlock {
     header: tokio::sync::Mutex<Option<Arc<IndexHeader>>>,
     /// Unix ms of the last query that used the header.
     last_used: AtomicI64,
-    cache: Arc<IndexCache>,
+    cache: Arc<IndexCacheBackend>,
     metrics: StoreMetrics,
     /// Shared by every block of the store: bounds object storage reads in flight.
     reads: Arc<tokio::sync::Semaphore>,
@@ -118,7 +118,7 @@ impl BucketBlock {
         meta: BlockMeta,
         bucket: Bucket,
         data_dir: &std::path::Path,
-        cache: Arc<IndexCache>,
+        cache: Arc<IndexCacheBackend>,
         metrics: StoreMetrics,
         reads: Arc<tokio::sync::Semaphore>,
         chunk_cache: Option<Arc<ChunkCache>>,
@@ -278,13 +278,13 @@ impl BucketBlock {
     ) -> Result<Vec<Vec<u32>>, StoreError> {
         let mut out: Vec<Option<Vec<u32>>> = vec![None; keys.len()];
         let mut misses: Vec<usize> = Vec::new();
-        for (i, (name, value, range)) in keys.iter().enumerate() {
-            let key = CacheKey::Postings {
-                block: self.id,
-                name: name.clone(),
-                value: value.clone(),
-            };
-            match self.cache.get(&key) {
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|(n, v, _)| (n.as_str(), v.as_str()))
+            .collect();
+        let cached = self.cache.get_postings(self.id, &pairs).await;
+        for (i, ((_, _, range), hit)) in keys.iter().zip(cached).enumerate() {
+            match hit {
                 Some(b) => {
                     out[i] = Some(indexheader::decode_postings_list(self.id, range.start, &b)?);
                     add(&stats.postings_touched_bytes, b.len() as u64);
@@ -313,14 +313,8 @@ impl BucketBlock {
                 let list = indexheader::decode_postings_list(self.id, range.start, &exact)?;
                 add(&stats.postings_touched_bytes, exact.len() as u64);
                 // Copy: a slice would pin the whole merged read in the cache.
-                self.cache.put(
-                    CacheKey::Postings {
-                        block: self.id,
-                        name: name.clone(),
-                        value: value.clone(),
-                    },
-                    Bytes::copy_from_slice(&exact),
-                );
+                self.cache
+                    .put_postings(self.id, name, value, Bytes::copy_from_slice(&exact));
                 out[i] = Some(list);
             }
             add(&stats.postings_fetched, misses.len() as u64);
@@ -331,8 +325,12 @@ impl BucketBlock {
     /// The resolved entries (`crate::resolved`) of the series `ids` that the index cache
     /// holds, in the order of `ids`; `None` for the others, which [`BucketBlock::read_series`]
     /// reads.
-    pub(crate) fn cached_series(&self, ids: &[u32], stats: &FetchStats) -> Vec<Option<Bytes>> {
-        let out = self.cache.get_series(self.id, ids);
+    pub(crate) async fn cached_series(
+        &self,
+        ids: &[u32],
+        stats: &FetchStats,
+    ) -> Vec<Option<Bytes>> {
+        let out = self.cache.get_series(self.id, ids).await;
         for b in out.iter().flatten() {
             add(&stats.series_touched_bytes, crate::resolved::index_bytes(b));
         }
@@ -342,8 +340,7 @@ impl BucketBlock {
 
     /// Keeps a series' resolved entry in the index cache.
     pub(crate) fn cache_series(&self, id: u32, entry: Bytes) {
-        self.cache
-            .put(CacheKey::Series { block: self.id, id }, entry);
+        self.cache.put_series(self.id, id, entry);
     }
 
     /// Reads the index entries of the series `ids` from the bucket in one batch of range

@@ -31,6 +31,7 @@ use strata_model::ByteSize;
 use ulid::Ulid;
 
 use crate::error::StoreError;
+use crate::memcached::MemcachedConfig;
 
 /// Fixed bookkeeping cost charged per postings list on top of its key and value bytes: the
 /// hash map slot, the key's copy in the eviction queue, the shared `Bytes` header and
@@ -55,7 +56,7 @@ pub enum ItemType {
 }
 
 impl ItemType {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ItemType::Postings => "Postings",
             ItemType::Series => "Series",
@@ -97,8 +98,8 @@ impl CacheKey {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TypeLabel {
-    item_type: &'static str,
+pub(crate) struct TypeLabel {
+    pub(crate) item_type: &'static str,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -348,7 +349,8 @@ impl Inner {
     }
 }
 
-/// Configuration of the index cache (`--index-cache.config`; only `IN-MEMORY`).
+/// Sizes of the in-memory index cache (`--index-cache-size`, or `IN-MEMORY` in
+/// `--index-cache.config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexCacheConfig {
     /// Total bytes held (keys, values and bookkeeping).
@@ -366,9 +368,43 @@ impl IndexCacheConfig {
             max_item_size: max_size / 2,
         }
     }
+}
+
+/// Which index cache `--index-cache.config` asks for, and what it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexCacheSpec {
+    pub backend: IndexCacheBackendConfig,
+    /// `enabled_items` (Thanos: `Postings`, `Series`, `ExpandedPostings`); empty: all.
+    /// Strata has no expanded-postings item, so that name selects nothing.
+    pub postings: bool,
+    pub series: bool,
+}
+
+/// The cache's backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexCacheBackendConfig {
+    /// `IN-MEMORY` (or `--index-cache-size`).
+    InMemory(IndexCacheConfig),
+    /// `MEMCACHED`, with `ttl` (24h when unset or 0, as in Thanos).
+    Memcached {
+        client: MemcachedConfig,
+        ttl: std::time::Duration,
+    },
+}
+
+impl IndexCacheSpec {
+    /// The in-memory cache `--index-cache-size` gives, every item enabled.
+    pub fn in_memory(config: IndexCacheConfig) -> Self {
+        IndexCacheSpec {
+            backend: IndexCacheBackendConfig::InMemory(config),
+            postings: true,
+            series: true,
+        }
+    }
 
     /// Parses Thanos' `--index-cache.config` YAML: `type: IN-MEMORY` with
-    /// `config: {max_size, max_item_size}`. Other types are refused by name.
+    /// `config: {max_size, max_item_size}`, or `type: MEMCACHED` with Thanos' memcached
+    /// client `config`; `enabled_items` and `ttl` beside them. `REDIS` is refused by name.
     pub fn from_yaml(yaml: &str) -> Result<Self, StoreError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -376,7 +412,7 @@ impl IndexCacheConfig {
             #[serde(rename = "type")]
             kind: String,
             #[serde(default)]
-            config: Option<InMemorySizes>,
+            config: Option<serde_yaml_ng::Value>,
             #[serde(default)]
             enabled_items: Option<Vec<String>>,
             #[serde(default)]
@@ -384,21 +420,69 @@ impl IndexCacheConfig {
         }
         let bad = |d: String| StoreError::Config(format!("--index-cache.config: {d}"));
         let raw: Raw = serde_yaml_ng::from_str(yaml).map_err(|e| bad(e.to_string()))?;
-        let _ = (raw.enabled_items, raw.ttl);
-        match raw.kind.to_ascii_uppercase().as_str() {
-            "IN-MEMORY" | "INMEMORY" => {}
-            "MEMCACHED" | "REDIS" => {
+        let (mut postings, mut series) = (true, true);
+        if let Some(items) = raw.enabled_items.filter(|i| !i.is_empty()) {
+            (postings, series) = (false, false);
+            for i in &items {
+                match i.as_str() {
+                    "Postings" => postings = true,
+                    "Series" => series = true,
+                    "ExpandedPostings" => {}
+                    other => {
+                        return Err(bad(format!(
+                            "enabled_items: unknown item type {other:?} (Postings, Series or \
+                             ExpandedPostings)"
+                        )));
+                    }
+                }
+            }
+        }
+        let backend = match raw.kind.to_ascii_uppercase().as_str() {
+            "IN-MEMORY" | "INMEMORY" => {
+                let sizes: InMemorySizes = match raw.config {
+                    None | Some(serde_yaml_ng::Value::Null) => InMemorySizes::default(),
+                    Some(v) => {
+                        serde_yaml_ng::from_value(v).map_err(|e| bad(format!("config: {e}")))?
+                    }
+                };
+                let (max_size, max_item_size) = sizes.resolve(bad)?;
+                IndexCacheBackendConfig::InMemory(IndexCacheConfig {
+                    max_size,
+                    max_item_size,
+                })
+            }
+            "MEMCACHED" => {
+                let client =
+                    MemcachedConfig::from_value(raw.config.unwrap_or(serde_yaml_ng::Value::Null))
+                        .map_err(bad)?;
+                let ttl = match raw.ttl.as_deref() {
+                    None => std::time::Duration::ZERO,
+                    Some(s) => strata_model::Duration::parse_go(s)
+                        .or_else(|_| strata_model::Duration::parse_prometheus(s))
+                        .map(|d| d.to_std())
+                        .map_err(|e| bad(format!("ttl: {e}")))?,
+                };
+                IndexCacheBackendConfig::Memcached {
+                    client,
+                    ttl: if ttl.is_zero() {
+                        std::time::Duration::from_secs(24 * 3600)
+                    } else {
+                        ttl
+                    },
+                }
+            }
+            "REDIS" => {
                 return Err(bad(format!(
-                    "index cache type {} is not supported yet; use IN-MEMORY",
+                    "index cache type {} is not supported yet; use IN-MEMORY or MEMCACHED",
                     raw.kind
                 )));
             }
             other => return Err(bad(format!("unknown index cache type {other:?}"))),
-        }
-        let (max_size, max_item_size) = raw.config.unwrap_or_default().resolve(bad)?;
-        Ok(IndexCacheConfig {
-            max_size,
-            max_item_size,
+        };
+        Ok(IndexCacheSpec {
+            backend,
+            postings,
+            series,
         })
     }
 }
@@ -787,15 +871,60 @@ mod tests {
 
     #[test]
     fn config_yaml() {
-        let c = IndexCacheConfig::from_yaml(
+        let c = IndexCacheSpec::from_yaml(
             "type: IN-MEMORY\nconfig:\n  max_size: 1GB\n  max_item_size: 10MB\n",
         )
         .unwrap();
-        assert_eq!((c.max_size, c.max_item_size), (1 << 30, 10 << 20));
-        let e = IndexCacheConfig::from_yaml("type: MEMCACHED\nconfig: {}\n").unwrap_err();
+        assert_eq!(
+            c.backend,
+            IndexCacheBackendConfig::InMemory(IndexCacheConfig {
+                max_size: 1 << 30,
+                max_item_size: 10 << 20
+            })
+        );
+        assert!(c.postings && c.series);
+        let e = IndexCacheSpec::from_yaml("type: REDIS\nconfig: {}\n").unwrap_err();
         assert!(e.to_string().contains("not supported yet"), "{e}");
-        assert!(IndexCacheConfig::from_yaml("type: IN-MEMORY\nconfig:\n  max_size: x\n").is_err());
-        let d = IndexCacheConfig::from_yaml("type: in-memory\n").unwrap();
-        assert_eq!(d.max_size, 250 << 20);
+        assert!(IndexCacheSpec::from_yaml("type: IN-MEMORY\nconfig:\n  max_size: x\n").is_err());
+        let d = IndexCacheSpec::from_yaml("type: in-memory\n").unwrap();
+        assert_eq!(
+            d.backend,
+            IndexCacheBackendConfig::InMemory(IndexCacheConfig::with_size(250 << 20))
+        );
+        let m = IndexCacheSpec::from_yaml(
+            "type: MEMCACHED\nconfig:\n  addresses: [127.0.0.1:11211]\nenabled_items: [Series]\n",
+        )
+        .unwrap();
+        assert!(!m.postings && m.series);
+        let IndexCacheBackendConfig::Memcached { client, ttl } = m.backend else {
+            panic!("memcached")
+        };
+        assert_eq!(client.addresses, ["127.0.0.1:11211"]);
+        assert_eq!(ttl, std::time::Duration::from_secs(24 * 3600));
+        let m = IndexCacheSpec::from_yaml(
+            "type: memcached\nconfig: {addresses: ['dns+m:11211']}\nttl: 1h\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(m.backend, IndexCacheBackendConfig::Memcached { ttl, .. } if ttl.as_secs() == 3600)
+        );
+        for (yaml, want) in [
+            ("type: MEMCACHED\nconfig: {}\n", "addresses"),
+            ("type: MEMCACHED\n", "addresses"),
+            (
+                "type: MEMCACHED\nconfig: {addresses: [a:1]}\nttl: x\n",
+                "ttl",
+            ),
+            (
+                "type: IN-MEMORY\nenabled_items: [Chunks]\n",
+                "enabled_items",
+            ),
+        ] {
+            let e = IndexCacheSpec::from_yaml(yaml).unwrap_err().to_string();
+            assert!(
+                e.contains("--index-cache.config") && e.contains(want),
+                "{yaml}: {e}"
+            );
+        }
     }
 }

@@ -451,7 +451,7 @@ async fn decode_batch(
     q: &SeriesQuery<'_>,
     out: &mut Vec<Decoded>,
 ) -> Result<(), StoreError> {
-    let mut entries = block.cached_series(batch, q.stats);
+    let mut entries = block.cached_series(batch, q.stats).await;
     let misses: Vec<usize> = (0..batch.len()).filter(|&i| entries[i].is_none()).collect();
     if !misses.is_empty() {
         let ids: Vec<u32> = misses.iter().map(|&i| batch[i]).collect();

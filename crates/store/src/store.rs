@@ -37,7 +37,7 @@ use tokio::sync::{Semaphore, mpsc};
 use ulid::Ulid;
 
 use crate::block::{BucketBlock, FetchStats};
-use crate::cache::{IndexCache, IndexCacheConfig};
+use crate::cache::{IndexCacheConfig, IndexCacheSpec};
 use crate::chunk_cache::{ChunkCache, ChunkCacheConfig};
 use crate::error::StoreError;
 use crate::matchers::MatcherCache;
@@ -48,6 +48,7 @@ use crate::query::{
     BlockCursor, BlockSeries, RequestLimits, SERIES_BATCH, SeriesQuery, for_each_series,
     split_ext_matchers,
 };
+use crate::remote_cache::IndexCacheBackend;
 use crate::sync::{FilterConfig, MetaSyncer, Synced};
 
 /// Blocks whose series are selected at once for one request.
@@ -97,7 +98,8 @@ pub struct StoreConfig {
     /// `--data-dir`: index-headers live in `<data-dir>/<ULID>/index-header`.
     pub data_dir: PathBuf,
     pub filter: FilterConfig,
-    pub index_cache: IndexCacheConfig,
+    /// `--index-cache-size` or `--index-cache.config`.
+    pub index_cache: IndexCacheSpec,
     pub limits: Limits,
     /// `--store.grpc.series-max-concurrency`.
     pub max_concurrency: usize,
@@ -129,7 +131,7 @@ impl StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
             filter: FilterConfig::default(),
-            index_cache: IndexCacheConfig::with_size(250 << 20),
+            index_cache: IndexCacheSpec::in_memory(IndexCacheConfig::with_size(250 << 20)),
             limits: Limits::default(),
             max_concurrency: 20,
             block_sync_concurrency: 20,
@@ -319,7 +321,7 @@ pub struct BucketStore {
     config: StoreConfig,
     set: RwLock<Arc<BlockSet>>,
     syncer: tokio::sync::Mutex<MetaSyncer>,
-    cache: Arc<IndexCache>,
+    cache: Arc<IndexCacheBackend>,
     chunk_cache: Option<Arc<ChunkCache>>,
     matchers: MatcherCache,
     metrics: StoreMetrics,
@@ -346,13 +348,15 @@ impl BucketStore {
         let (metrics, cache, chunk_cache) = match registry {
             Some(r) => {
                 let m = StoreMetrics::register(r);
-                let cache = IndexCache::new(config.index_cache, Some(r));
+                let cache = IndexCacheBackend::new(&config.index_cache, Some(r))
+                    .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
                 let chunks = config.chunk_cache.map(|c| ChunkCache::new(c, Some(r)));
                 (m, cache, chunks)
             }
             None => (
                 StoreMetrics::unregistered(),
-                IndexCache::new(config.index_cache, None),
+                IndexCacheBackend::new(&config.index_cache, None)
+                    .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?,
                 config.chunk_cache.map(|c| ChunkCache::new(c, None)),
             ),
         };
@@ -385,7 +389,7 @@ impl BucketStore {
         &self.config
     }
 
-    pub fn cache(&self) -> &IndexCache {
+    pub fn cache(&self) -> &IndexCacheBackend {
         &self.cache
     }
 

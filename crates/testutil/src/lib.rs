@@ -5,6 +5,7 @@
 //! killed when its guard drops, even when the test panics.
 
 pub mod cpu;
+pub mod memcached;
 pub mod moto;
 pub mod netem;
 pub mod process;

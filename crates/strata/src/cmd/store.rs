@@ -16,7 +16,7 @@ use strata_block::relabel::parse_relabel_configs;
 use strata_objstore::{Bucket, BucketMetrics};
 use strata_runtime::http::{Listener, base_router};
 use strata_runtime::{Prober, Shutdown};
-use strata_store::cache::IndexCacheConfig;
+use strata_store::cache::{IndexCacheConfig, IndexCacheSpec};
 use strata_store::chunk_cache::CachingBucketConfig;
 use strata_store::grpc::serve;
 use strata_store::sync::FilterConfig;
@@ -36,9 +36,9 @@ const INITIAL_SYNC_RETRY: Duration = Duration::from_secs(5);
 pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
     let index_cache = match args.index_cache.source().load()? {
         Some(yaml) if !yaml.trim().is_empty() => {
-            IndexCacheConfig::from_yaml(&yaml).context("parsing --index-cache.config[-file]")?
+            IndexCacheSpec::from_yaml(&yaml).context("parsing --index-cache.config[-file]")?
         }
-        _ => IndexCacheConfig::with_size(args.index_cache_size.0),
+        _ => IndexCacheSpec::in_memory(IndexCacheConfig::with_size(args.index_cache_size.0)),
     };
     let chunk_cache = match args.caching_bucket.source().load()? {
         Some(yaml) if !yaml.trim().is_empty() => {
