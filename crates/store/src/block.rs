@@ -24,7 +24,7 @@ use strata_tsdb::encoding::{chunk_crcs, read_uvarint};
 use strata_tsdb::{BlockMeta, ChunkRef, Encoding, RawChunk};
 use ulid::Ulid;
 
-use crate::chunk_cache::{ChunkCache, SubrangeKey, plan_subrange_reads};
+use crate::chunk_cache::{ChunkCacheBackend, SubrangeKey, plan_subrange_reads};
 use crate::error::StoreError;
 use crate::indexheader::{self, IndexHeader, PostingsRange};
 use crate::metrics::StoreMetrics;
@@ -108,7 +108,7 @@ pub struct BucketBlock {
     reads: Arc<tokio::sync::Semaphore>,
     /// The caching bucket's chunk cache (`--store.caching-bucket.config`), shared by every
     /// block of the store.
-    chunk_cache: Option<Arc<ChunkCache>>,
+    chunk_cache: Option<Arc<ChunkCacheBackend>>,
     series_est: u64,
     chunk_est: u64,
 }
@@ -121,7 +121,7 @@ impl BucketBlock {
         cache: Arc<IndexCacheBackend>,
         metrics: StoreMetrics,
         reads: Arc<tokio::sync::Semaphore>,
-        chunk_cache: Option<Arc<ChunkCache>>,
+        chunk_cache: Option<Arc<ChunkCacheBackend>>,
     ) -> Self {
         let ext = Labels::new(
             meta.external_labels()
@@ -641,13 +641,13 @@ impl BucketBlock {
     /// `max_chunks_get_range_requests` requests) and cached.
     async fn segment_view(
         &self,
-        cc: &ChunkCache,
+        cc: &ChunkCacheBackend,
         seg: u32,
         key: &str,
         ranges: &[Range<u64>],
     ) -> Result<SegmentView, StoreError> {
         let s = cc.config().subrange_size;
-        let size = match cc.object_size(self.id, seg) {
+        let size = match cc.object_size(self.id, seg).await {
             Some(size) => size,
             None => {
                 let size = {
@@ -672,7 +672,10 @@ impl BucketBlock {
         wanted.sort_unstable();
         wanted.dedup();
         let requested = wanted.iter().map(|&k| (k * s + s).min(size) - k * s).sum();
-        let found = cc.lookup(self.id, seg, &wanted, requested).found;
+        let found = cc
+            .lookup(self.id, seg, &wanted, requested, size)
+            .await
+            .found;
         let mut parts: FxHashMap<u64, Bytes> = FxHashMap::default();
         let mut missing = Vec::new();
         for (k, v) in wanted.into_iter().zip(found) {

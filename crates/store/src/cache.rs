@@ -439,13 +439,7 @@ impl IndexCacheSpec {
         }
         let backend = match raw.kind.to_ascii_uppercase().as_str() {
             "IN-MEMORY" | "INMEMORY" => {
-                let sizes: InMemorySizes = match raw.config {
-                    None | Some(serde_yaml_ng::Value::Null) => InMemorySizes::default(),
-                    Some(v) => {
-                        serde_yaml_ng::from_value(v).map_err(|e| bad(format!("config: {e}")))?
-                    }
-                };
-                let (max_size, max_item_size) = sizes.resolve(bad)?;
+                let (max_size, max_item_size) = InMemorySizes::from_config(raw.config, bad)?;
                 IndexCacheBackendConfig::InMemory(IndexCacheConfig {
                     max_size,
                     max_item_size,
@@ -497,6 +491,19 @@ pub(crate) struct InMemorySizes {
 }
 
 impl InMemorySizes {
+    /// `(max_size, max_item_size)` from an IN-MEMORY cache's `config:` (absent or empty:
+    /// the defaults), as [`InMemorySizes::resolve`] gives them.
+    pub(crate) fn from_config(
+        config: Option<serde_yaml_ng::Value>,
+        bad: impl Fn(String) -> StoreError,
+    ) -> Result<(u64, u64), StoreError> {
+        let sizes: InMemorySizes = match config {
+            None | Some(serde_yaml_ng::Value::Null) => InMemorySizes::default(),
+            Some(v) => serde_yaml_ng::from_value(v).map_err(|e| bad(format!("config: {e}")))?,
+        };
+        sizes.resolve(bad)
+    }
+
     /// `(max_size, max_item_size)` in bytes, with Thanos' defaults (250MB, 125MB, units powers
     /// of two); an item may not be larger than the cache. `bad` words an error for the flag.
     pub(crate) fn resolve(

@@ -1,6 +1,8 @@
-//! The caching bucket's chunk cache (`--store.caching-bucket.config` with `type: IN-MEMORY`):
-//! chunk segment files kept in memory in fixed subranges (`chunk_subrange_size`, 16,000 bytes
-//! by default), as Thanos' caching bucket keeps them.
+//! The caching bucket's chunk cache (`--store.caching-bucket.config`): chunk segment files
+//! kept in fixed subranges (`chunk_subrange_size`, 16,000 bytes by default), as Thanos'
+//! caching bucket keeps them, in this process (`type: IN-MEMORY`, [`ChunkCache`]) or in
+//! memcached (`type: MEMCACHED`, [`crate::remote_cache::RemoteChunkCache`]);
+//! [`ChunkCacheBackend`] is whichever is configured.
 //!
 //! Why subranges and not chunks: a chunk's length is only known once its bytes are read, and
 //! chunk reads are ranges estimated from the block's largest chunk. Fixed subranges make a
@@ -13,7 +15,7 @@
 //! their smallest gaps until they fit), and each subrange read is cached. Object sizes are
 //! cached too (`chunk_object_attrs_ttl`), so that no subrange past a file's end is asked for.
 //!
-//! Memory: the cache holds at most `max_size` bytes of subranges and bookkeeping, evicting the
+//! Memory (in-memory backend): the cache holds at most `max_size` bytes of subranges and bookkeeping, evicting the
 //! least recently used by "second chance" as the index cache does (see [`crate::cache`]);
 //! blocks that leave the store are dropped from it. Metrics carry Thanos' names
 //! (`thanos_store_bucket_cache_*{config="chunks"}`, `thanos_cache_inmemory_*`).
@@ -36,6 +38,8 @@ use ulid::Ulid;
 
 use crate::cache::InMemorySizes;
 use crate::error::StoreError;
+use crate::memcached::{Memcached, MemcachedConfig, MemcachedMetrics};
+use crate::remote_cache::RemoteChunkCache;
 
 /// Bytes charged per cached subrange on top of its value: the map bucket (96 bytes, at 2-4
 /// buckets per entry once evictions leave deleted slots), the queue pairs and the shared
@@ -44,18 +48,22 @@ use crate::error::StoreError;
 const ENTRY_OVERHEAD: u64 = 448;
 
 /// What `--store.caching-bucket.config` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CachingBucketConfig {
-    /// `type: IN-MEMORY`: chunks are cached in this process.
-    InMemory(ChunkCacheConfig),
-    /// A backend Strata does not have (`MEMCACHED`, `REDIS`, `GROUPCACHE`): named so that
-    /// start-up can say chunks are read from the bucket directly.
+    /// `type: IN-MEMORY` or `MEMCACHED` (then [`ChunkCacheConfig::memcached`] is set).
+    Cache(ChunkCacheConfig),
+    /// A backend Strata does not have (`REDIS`, `GROUPCACHE`): named so that start-up can say
+    /// chunks are read from the bucket directly.
     Unsupported(String),
 }
 
-/// The in-memory chunk cache's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The chunk cache's settings.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChunkCacheConfig {
+    /// `type: MEMCACHED`: the memcached client's `config:`. `None`: in this process, within
+    /// `max_size` and `max_item_size` (which a memcached cache does not use; the client's
+    /// own `max_item_size` bounds its values).
+    pub memcached: Option<MemcachedConfig>,
     /// `config.max_size`: bytes held, subranges and bookkeeping (default 250MB).
     pub max_size: u64,
     /// `config.max_item_size`: larger subranges are not cached (default 125MB).
@@ -80,6 +88,7 @@ pub struct ChunkCacheConfig {
 impl Default for ChunkCacheConfig {
     fn default() -> Self {
         ChunkCacheConfig {
+            memcached: None,
             max_size: 250 << 20,
             max_item_size: 125 << 20,
             subrange_size: 16_000,
@@ -174,19 +183,24 @@ impl CachingBucketConfig {
             &raw.chunk_object_attrs_ttl,
             d.object_size_ttl,
         )?;
-        match raw.kind.to_ascii_uppercase().as_str() {
-            "IN-MEMORY" | "INMEMORY" => {}
-            "MEMCACHED" | "REDIS" | "GROUPCACHE" => {
+        let (memcached, max_size, max_item_size) = match raw.kind.to_ascii_uppercase().as_str() {
+            "IN-MEMORY" | "INMEMORY" => {
+                let (max_size, max_item_size) = InMemorySizes::from_config(raw.config, bad)?;
+                (None, max_size, max_item_size)
+            }
+            "MEMCACHED" => {
+                let client =
+                    MemcachedConfig::from_value(raw.config.unwrap_or(serde_yaml_ng::Value::Null))
+                        .map_err(|e| bad(format!("config: {e}")))?;
+                (Some(client), d.max_size, d.max_item_size)
+            }
+            "REDIS" | "GROUPCACHE" => {
                 return Ok(CachingBucketConfig::Unsupported(raw.kind));
             }
             other => return Err(bad(format!("unknown caching bucket type {other:?}"))),
-        }
-        let mem: InMemorySizes = match raw.config {
-            None | Some(serde_yaml_ng::Value::Null) => InMemorySizes::default(),
-            Some(v) => serde_yaml_ng::from_value(v).map_err(|e| bad(format!("config: {e}")))?,
         };
-        let (max_size, max_item_size) = mem.resolve(bad)?;
-        Ok(CachingBucketConfig::InMemory(ChunkCacheConfig {
+        Ok(CachingBucketConfig::Cache(ChunkCacheConfig {
+            memcached,
             max_size,
             max_item_size,
             subrange_size,
@@ -305,13 +319,78 @@ const CACHE_NAME: NameLabel = NameLabel {
     name: "caching-bucket",
 };
 
-/// Thanos' caching bucket and in-memory cache metrics.
+/// Thanos' caching bucket metrics (`thanos_store_bucket_cache_*{config="chunks"}`), which
+/// both backends keep.
 #[derive(Debug, Default, Clone)]
-struct Metrics {
+pub(crate) struct GetRangeMetrics {
     requested_bytes: Family<ConfigLabel, Counter>,
     fetched_bytes: Family<OriginLabel, Counter>,
     operation_requests: Family<OperationLabel, Counter>,
     operation_hits: Family<OperationLabel, Counter>,
+}
+
+impl GetRangeMetrics {
+    pub(crate) fn new(registry: Option<&mut Registry>) -> Self {
+        let m = GetRangeMetrics::default();
+        if let Some(r) = registry {
+            let b = "thanos_store_bucket_cache";
+            r.register(
+                format!("{b}_getrange_requested_bytes"),
+                "Total number of bytes requested via GetRange.",
+                m.requested_bytes.clone(),
+            );
+            r.register(
+                format!("{b}_getrange_fetched_bytes"),
+                "Total number of bytes fetched because of GetRange operation. Data from bucket is then stored to cache.",
+                m.fetched_bytes.clone(),
+            );
+            r.register(
+                format!("{b}_operation_requests"),
+                "Number of requested operations matching given config.",
+                m.operation_requests.clone(),
+            );
+            r.register(
+                format!("{b}_operation_hits"),
+                "Number of operations served from cache for given config.",
+                m.operation_hits.clone(),
+            );
+        }
+        m
+    }
+
+    /// One get-range operation of `requested` bytes over `asked` subranges, `hits` of them
+    /// (`bytes` in all) found in the cache.
+    pub(crate) fn looked_up(&self, requested: u64, asked: usize, hits: usize, bytes: u64) {
+        self.requested_bytes
+            .get_or_create(&ConfigLabel { config: CHUNKS })
+            .inc_by(requested);
+        self.fetched_bytes
+            .get_or_create(&OriginLabel {
+                origin: "cache",
+                config: CHUNKS,
+            })
+            .inc_by(bytes);
+        self.operation_requests.get_or_create(&GET_RANGE).inc();
+        if hits == asked {
+            self.operation_hits.get_or_create(&GET_RANGE).inc();
+        }
+    }
+
+    /// `bytes` read from the bucket for subranges the cache lacked.
+    pub(crate) fn fetched_from_bucket(&self, bytes: u64) {
+        self.fetched_bytes
+            .get_or_create(&OriginLabel {
+                origin: "bucket",
+                config: CHUNKS,
+            })
+            .inc_by(bytes);
+    }
+}
+
+/// Thanos' in-memory cache metrics (`thanos_cache_inmemory_*{name="caching-bucket"}`).
+#[derive(Debug, Default, Clone)]
+struct Metrics {
+    get_range: GetRangeMetrics,
     requests: Family<NameLabel, Counter>,
     hits: Family<NameLabel, Counter>,
     added: Family<NameLabel, Counter>,
@@ -323,69 +402,56 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn register(&self, r: &mut Registry) {
-        let b = "thanos_store_bucket_cache";
+    fn new(mut registry: Option<&mut Registry>) -> Self {
+        let m = Metrics {
+            get_range: GetRangeMetrics::new(registry.as_deref_mut()),
+            ..Metrics::default()
+        };
+        let Some(r) = registry else {
+            return m;
+        };
+        let p = "thanos_cache_inmemory";
         r.register(
-            format!("{b}_getrange_requested_bytes"),
-            "Total number of bytes requested via GetRange.",
-            self.requested_bytes.clone(),
-        );
-        r.register(
-            format!("{b}_getrange_fetched_bytes"),
-            "Total number of bytes fetched because of GetRange operation. Data from bucket is then stored to cache.",
-            self.fetched_bytes.clone(),
-        );
-        r.register(
-            format!("{b}_operation_requests"),
-            "Number of requested operations matching given config.",
-            self.operation_requests.clone(),
-        );
-        r.register(
-            format!("{b}_operation_hits"),
-            "Number of operations served from cache for given config.",
-            self.operation_hits.clone(),
-        );
-        let m = "thanos_cache_inmemory";
-        r.register(
-            format!("{m}_requests"),
+            format!("{p}_requests"),
             "Total number of requests to the cache.",
-            self.requests.clone(),
+            m.requests.clone(),
         );
         r.register(
-            format!("{m}_hits"),
+            format!("{p}_hits"),
             "Total number of requests to the cache that were a hit.",
-            self.hits.clone(),
+            m.hits.clone(),
         );
         r.register(
-            format!("{m}_items_added"),
+            format!("{p}_items_added"),
             "Total number of items that were added to the cache.",
-            self.added.clone(),
+            m.added.clone(),
         );
         r.register(
-            format!("{m}_items_evicted"),
+            format!("{p}_items_evicted"),
             "Total number of items that were evicted from the cache.",
-            self.evicted.clone(),
+            m.evicted.clone(),
         );
         r.register(
-            format!("{m}_items_overflowed"),
+            format!("{p}_items_overflowed"),
             "Total number of items that could not be added to the cache due to being too big.",
-            self.overflowed.clone(),
+            m.overflowed.clone(),
         );
         r.register(
-            format!("{m}_items"),
+            format!("{p}_items"),
             "Current number of items in the cache.",
-            self.items.clone(),
+            m.items.clone(),
         );
         r.register(
-            format!("{m}_items_size_bytes"),
+            format!("{p}_items_size_bytes"),
             "Current byte size of items in the cache.",
-            self.items_size.clone(),
+            m.items_size.clone(),
         );
         r.register(
-            format!("{m}_max_size_bytes"),
+            format!("{p}_max_size_bytes"),
             "Maximum number of bytes to be held in the cache.",
-            self.max_size.clone(),
+            m.max_size.clone(),
         );
+        m
     }
 }
 
@@ -406,10 +472,7 @@ pub struct Lookup {
 
 impl ChunkCache {
     pub fn new(cfg: ChunkCacheConfig, registry: Option<&mut Registry>) -> Self {
-        let metrics = Metrics::default();
-        if let Some(r) = registry {
-            metrics.register(r);
-        }
+        let metrics = Metrics::new(registry);
         metrics
             .max_size
             .get_or_create(&CACHE_NAME)
@@ -482,31 +545,14 @@ impl ChunkCache {
             .get_or_create(&CACHE_NAME)
             .inc_by(indexes.len() as u64);
         m.hits.get_or_create(&CACHE_NAME).inc_by(hits);
-        m.requested_bytes
-            .get_or_create(&ConfigLabel { config: CHUNKS })
-            .inc_by(requested);
-        m.fetched_bytes
-            .get_or_create(&OriginLabel {
-                origin: "cache",
-                config: CHUNKS,
-            })
-            .inc_by(bytes);
-        m.operation_requests.get_or_create(&GET_RANGE).inc();
-        if hits == indexes.len() as u64 {
-            m.operation_hits.get_or_create(&GET_RANGE).inc();
-        }
+        m.get_range
+            .looked_up(requested, indexes.len(), hits as usize, bytes);
         Lookup { found }
     }
 
     /// Caches subranges read from the bucket (`bytes` of them in all).
     pub fn store(&self, items: Vec<(SubrangeKey, Bytes)>, bytes: u64) {
-        self.metrics
-            .fetched_bytes
-            .get_or_create(&OriginLabel {
-                origin: "bucket",
-                config: CHUNKS,
-            })
-            .inc_by(bytes);
+        self.metrics.get_range.fetched_from_bucket(bytes);
         let expires = Instant::now() + self.cfg.subrange_ttl;
         let mut added = 0u64;
         let mut evicted = 0u64;
@@ -594,6 +640,106 @@ impl ChunkCache {
     }
 }
 
+/// The chunk cache blocks use: in this process or in memcached.
+#[derive(Debug)]
+pub enum ChunkCacheBackend {
+    InMemory(ChunkCache),
+    Remote(RemoteChunkCache),
+}
+
+impl ChunkCacheBackend {
+    /// The cache `cfg` asks for; its metrics go into `registry` when given, a memcached
+    /// client's into `memcached` (shared with the index cache's client). A memcached cache
+    /// needs a Tokio runtime (its client starts tasks).
+    pub fn new(
+        cfg: ChunkCacheConfig,
+        registry: Option<&mut Registry>,
+        memcached: &MemcachedMetrics,
+    ) -> Result<Self, String> {
+        Ok(match cfg.memcached.clone() {
+            None => ChunkCacheBackend::InMemory(ChunkCache::new(cfg, registry)),
+            Some(client) => {
+                let client = Memcached::new(client, "caching-bucket", memcached)?;
+                ChunkCacheBackend::Remote(RemoteChunkCache::new(client, cfg, registry))
+            }
+        })
+    }
+
+    pub fn config(&self) -> &ChunkCacheConfig {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.config(),
+            ChunkCacheBackend::Remote(c) => c.config(),
+        }
+    }
+
+    /// The in-memory cache, when that is the backend.
+    pub fn in_memory(&self) -> Option<&ChunkCache> {
+        match self {
+            ChunkCacheBackend::InMemory(c) => Some(c),
+            ChunkCacheBackend::Remote(_) => None,
+        }
+    }
+
+    /// The memcached cache, when that is the backend.
+    pub fn remote(&self) -> Option<&RemoteChunkCache> {
+        match self {
+            ChunkCacheBackend::Remote(c) => Some(c),
+            ChunkCacheBackend::InMemory(_) => None,
+        }
+    }
+
+    /// The cached size of a segment file, unless unknown or expired.
+    pub(crate) async fn object_size(&self, block: Ulid, segment: u32) -> Option<u64> {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.object_size(block, segment),
+            ChunkCacheBackend::Remote(c) => c.object_size(block, segment).await,
+        }
+    }
+
+    pub(crate) fn set_object_size(&self, block: Ulid, segment: u32, size: u64) {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.set_object_size(block, segment, size),
+            ChunkCacheBackend::Remote(c) => c.set_object_size(block, segment, size),
+        }
+    }
+
+    /// Looks up subranges `indexes` of one segment file of `object_size` bytes; counts one
+    /// get-range operation of `requested` bytes.
+    pub(crate) async fn lookup(
+        &self,
+        block: Ulid,
+        segment: u32,
+        indexes: &[u64],
+        requested: u64,
+        object_size: u64,
+    ) -> Lookup {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.lookup(block, segment, indexes, requested),
+            ChunkCacheBackend::Remote(c) => {
+                c.lookup(block, segment, indexes, requested, object_size)
+                    .await
+            }
+        }
+    }
+
+    /// Caches subranges read from the bucket (`bytes` of them in all).
+    pub(crate) fn store(&self, items: Vec<(SubrangeKey, Bytes)>, bytes: u64) {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.store(items, bytes),
+            ChunkCacheBackend::Remote(c) => c.store(items, bytes),
+        }
+    }
+
+    /// Drops a block that left the store from memory; memcached lets its subranges expire
+    /// (other gateways may still serve the block).
+    pub(crate) fn remove_block(&self, block: Ulid) {
+        match self {
+            ChunkCacheBackend::InMemory(c) => c.remove_block(block),
+            ChunkCacheBackend::Remote(c) => c.remove_block(block),
+        }
+    }
+}
+
 /// Which bucket reads fetch the missing subranges `missing` (sorted, unique indexes): runs of
 /// consecutive indexes, joined across their smallest gaps until at most `max_requests` remain.
 /// Each read is a range of subrange indexes, end exclusive.
@@ -644,7 +790,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             c,
-            CachingBucketConfig::InMemory(ChunkCacheConfig {
+            CachingBucketConfig::Cache(ChunkCacheConfig {
+                memcached: None,
                 max_size: 64 << 20, // units are powers of two, as Thanos reads them
                 max_item_size: 1 << 20,
                 subrange_size: 8000,
@@ -657,14 +804,26 @@ mod tests {
         );
         assert_eq!(
             CachingBucketConfig::from_yaml("type: IN-MEMORY").unwrap(),
-            CachingBucketConfig::InMemory(ChunkCacheConfig::default())
+            CachingBucketConfig::Cache(ChunkCacheConfig::default())
+        );
+        // MEMCACHED: the client's own settings, the subrange settings as for IN-MEMORY.
+        let CachingBucketConfig::Cache(c) = CachingBucketConfig::from_yaml(
+            "type: MEMCACHED\nconfig:\n  addresses: [a:11211]\n  max_item_size: 2MiB\n\
+             chunk_subrange_size: 8000\nchunk_subrange_ttl: 1h\n",
+        )
+        .unwrap() else {
+            panic!("a memcached cache")
+        };
+        let client = c.memcached.as_ref().expect("memcached settings");
+        assert_eq!(client.addresses, ["a:11211"]);
+        assert_eq!(client.max_item_size, 2 << 20);
+        assert_eq!(
+            (c.subrange_size, c.subrange_ttl),
+            (8000, Duration::from_secs(3600))
         );
         assert_eq!(
-            CachingBucketConfig::from_yaml(
-                "type: MEMCACHED\nconfig:\n  addresses: [a:11211]\nchunk_subrange_size: 16000"
-            )
-            .unwrap(),
-            CachingBucketConfig::Unsupported("MEMCACHED".into())
+            CachingBucketConfig::from_yaml("type: REDIS\nconfig:\n  addr: a:6379").unwrap(),
+            CachingBucketConfig::Unsupported("REDIS".into())
         );
         for bad in [
             "type: DISK",
@@ -673,6 +832,8 @@ mod tests {
             "type: IN-MEMORY\nconfig:\n  max_size: 1MB\n  max_item_size: 2MB",
             "type: IN-MEMORY\nconfig:\n  addresses: [a]",
             "type: IN-MEMORY\nchunks_subrange_size: 1",
+            "type: MEMCACHED",
+            "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  max_size: 1MB",
         ] {
             let e = CachingBucketConfig::from_yaml(bad).unwrap_err().to_string();
             assert!(e.contains("--store.caching-bucket.config"), "{bad}: {e}");
@@ -703,7 +864,7 @@ mod tests {
             max_size: 4 * per,
             ..ChunkCacheConfig::default()
         };
-        let c = ChunkCache::new(cfg, None);
+        let c = ChunkCache::new(cfg.clone(), None);
         c.store((0..4).map(|i| (key(i), value.clone())).collect(), 4000);
         assert_eq!((c.len(), c.size()), (4, 4 * per));
         // 0 is used, so it gets a second chance: 1 goes first, then 2.

@@ -1,6 +1,7 @@
 //! A memcached client for the store gateway's caches, configured as Thanos' memcached
-//! client is (`type: MEMCACHED` in `--index-cache.config`), speaking memcached's text
-//! protocol (`get` with many keys, `set` with an expiry) over pooled TCP connections.
+//! client is (`type: MEMCACHED` in `--index-cache.config` and
+//! `--store.caching-bucket.config`), speaking memcached's text protocol (`get` with many
+//! keys, `set` with an expiry) over pooled TCP connections.
 //!
 //! Why its own: the cache is an optimisation, so the client is built to fail soft and
 //! bounded. Every operation has the configured timeout; a failed or timed-out operation is a
@@ -213,20 +214,22 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
-/// The client's metrics, with Thanos' names and labels.
+/// The memcached client metrics, with Thanos' names. Registered once per registry and
+/// shared by every client of a process (the index cache's and the caching bucket's), which
+/// tell themselves apart by the `name` label: a metric family registered twice would be
+/// exposed twice, which scrapers reject.
 #[derive(Debug, Clone)]
-struct Metrics {
-    name: &'static str,
+pub struct MemcachedMetrics {
     operations: Family<OpLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     skipped: Family<ReasonLabels, Counter>,
     duration: Family<OpLabels, Histogram>,
 }
 
-impl Metrics {
-    fn new(name: &'static str, registry: Option<&mut Registry>) -> Self {
-        let m = Metrics {
-            name,
+impl MemcachedMetrics {
+    /// The families, registered in `registry` when given.
+    pub fn new(registry: Option<&mut Registry>) -> Self {
+        let m = MemcachedMetrics {
             operations: Family::default(),
             failures: Family::default(),
             skipped: Family::default(),
@@ -258,6 +261,29 @@ impl Metrics {
                 m.duration.clone(),
             );
         }
+        m
+    }
+}
+
+/// One client's view of the shared metrics: its `name` label.
+#[derive(Debug, Clone)]
+struct Metrics {
+    name: &'static str,
+    operations: Family<OpLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
+    skipped: Family<ReasonLabels, Counter>,
+    duration: Family<OpLabels, Histogram>,
+}
+
+impl Metrics {
+    fn new(name: &'static str, shared: &MemcachedMetrics) -> Self {
+        let m = Metrics {
+            name,
+            operations: shared.operations.clone(),
+            failures: shared.failures.clone(),
+            skipped: shared.skipped.clone(),
+            duration: shared.duration.clone(),
+        };
         for op in ["getmulti", "set"] {
             let _ = m.operations.get_or_create(&m.op(op));
         }
@@ -355,13 +381,13 @@ pub struct Memcached {
 
 impl Memcached {
     /// A client for `config`, its metrics labelled `name` (Thanos: `index-cache`,
-    /// `caching-bucket`). Needs a Tokio runtime: it starts the tasks that resolve the
+    /// `caching-bucket`) in `metrics`. Needs a Tokio runtime: it starts the tasks that resolve the
     /// addresses and write queued sets. Static addresses are used at once; DNS ones once
     /// resolved (until then every get is a miss).
     pub fn new(
         config: MemcachedConfig,
         name: &'static str,
-        registry: Option<&mut Registry>,
+        metrics: &MemcachedMetrics,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "the memcached client needs a Tokio runtime".to_string())?;
@@ -384,7 +410,7 @@ impl Memcached {
                 .then(|| Semaphore::new(config.max_get_multi_concurrency)),
             servers: RwLock::new(Arc::new(initial)),
             idle: Mutex::new(HashMap::new()),
-            metrics: Metrics::new(name, registry),
+            metrics: Metrics::new(name, metrics),
             config,
         });
         let (tx, rx) = mpsc::channel(inner.config.max_async_buffer_size);

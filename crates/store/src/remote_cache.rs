@@ -1,5 +1,7 @@
-//! The index cache in memcached (`--index-cache.config` with `type: MEMCACHED`), and
-//! [`IndexCacheBackend`], which blocks use whichever cache is configured.
+//! The store's caches in memcached: the index cache (`--index-cache.config` with
+//! `type: MEMCACHED`, [`RemoteIndexCache`]) and the caching bucket's chunk subranges
+//! (`--store.caching-bucket.config` with `type: MEMCACHED`, [`RemoteChunkCache`]); and
+//! [`IndexCacheBackend`], which blocks use whichever index cache is configured.
 //!
 //! A remote cache is shared: by several gateways, across restarts, perhaps with other
 //! programs. So nothing read from it is trusted. Keys carry a Strata prefix and version
@@ -7,23 +9,32 @@
 //! never reads ours nor we its; every value is wrapped in an envelope (a magic number and the
 //! CRC32C of the rest) and a postings value also names its label pair, because its key holds
 //! only a hash of it (memcached keys are at most 250 bytes). A value that fails any check is
-//! a miss, counted in `strata_index_cache_remote_rejected_total`, never an error of the query.
+//! a miss, counted in `strata_index_cache_remote_rejected_total` (chunks:
+//! `strata_chunk_cache_remote_rejected_total`), never an error of the query. That matters
+//! most for chunks: a damaged subrange taken as good would fail its chunks' CRC checks and
+//! so the query, for as long as it stays cached.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use rustc_hash::FxHashMap;
 use ulid::Ulid;
 
 use crate::cache::{
     CacheKey, IndexCache, IndexCacheBackendConfig, IndexCacheSpec, ItemType, TypeLabel,
 };
-use crate::memcached::Memcached;
+use crate::chunk_cache::{ChunkCacheConfig, GetRangeMetrics, Lookup, SubrangeKey};
+use crate::memcached::{Memcached, MemcachedMetrics};
 
-/// Starts every value: "Strata Index Cache", version 1.
+/// Starts every index cache value: "Strata Index Cache", version 1.
 const MAGIC: &[u8; 4] = b"SIC1";
+/// Starts every caching bucket value: "Strata Chunk Cache", version 1.
+const CHUNK_MAGIC: &[u8; 4] = b"SCC1";
 
 /// The index cache in memcached.
 #[derive(Debug)]
@@ -64,6 +75,16 @@ fn put_uvarint(out: &mut BytesMut, mut v: u64) {
 
 /// `MAGIC`, CRC32C of the rest, then (for postings) the label pair, then the value.
 fn envelope(pair: Option<(&str, &str)>, value: &[u8]) -> Bytes {
+    envelope_with(MAGIC, pair, value)
+}
+
+/// The value inside an envelope, if it is whole and (for postings) of the pair asked for.
+fn open(pair: Option<(&str, &str)>, data: &Bytes) -> Option<Bytes> {
+    open_with(MAGIC, pair, data)
+}
+
+/// An envelope starting with `magic`.
+fn envelope_with(magic: &[u8; 4], pair: Option<(&str, &str)>, value: &[u8]) -> Bytes {
     let mut body = BytesMut::with_capacity(value.len() + 32);
     if let Some((n, v)) = pair {
         put_uvarint(&mut body, n.len() as u64);
@@ -73,15 +94,15 @@ fn envelope(pair: Option<(&str, &str)>, value: &[u8]) -> Bytes {
     }
     body.put_slice(value);
     let mut out = BytesMut::with_capacity(body.len() + 8);
-    out.put_slice(MAGIC);
+    out.put_slice(magic);
     out.put_u32(crc32c::crc32c(&body));
     out.put_slice(&body);
     out.freeze()
 }
 
-/// The value inside an envelope, if it is whole and (for postings) of the pair asked for.
-fn open(pair: Option<(&str, &str)>, data: &Bytes) -> Option<Bytes> {
-    if data.len() < 8 || &data[..4] != MAGIC {
+/// The value inside an envelope starting with `magic`.
+fn open_with(magic: &[u8; 4], pair: Option<(&str, &str)>, data: &Bytes) -> Option<Bytes> {
+    if data.len() < 8 || &data[..4] != magic {
         return None;
     }
     let crc = u32::from_be_bytes(data[4..8].try_into().ok()?);
@@ -213,15 +234,18 @@ enum Kind {
 }
 
 impl IndexCacheBackend {
-    /// The cache `spec` asks for; its metrics go into `registry` when given. A memcached
+    /// The cache `spec` asks for; its metrics go into `registry` when given, a memcached
+    /// client's into `memcached` (shared with the caching bucket's client). A memcached
     /// cache needs a Tokio runtime (its client starts tasks).
-    pub fn new(spec: &IndexCacheSpec, registry: Option<&mut Registry>) -> Result<Self, String> {
+    pub fn new(
+        spec: &IndexCacheSpec,
+        registry: Option<&mut Registry>,
+        memcached: &MemcachedMetrics,
+    ) -> Result<Self, String> {
         let kind = match &spec.backend {
             IndexCacheBackendConfig::InMemory(c) => Kind::InMemory(IndexCache::new(*c, registry)),
             IndexCacheBackendConfig::Memcached { client, ttl } => {
-                let mut registry = registry;
-                let client =
-                    Memcached::new(client.clone(), "index-cache", registry.as_deref_mut())?;
+                let client = Memcached::new(client.clone(), "index-cache", memcached)?;
                 Kind::Remote(RemoteIndexCache::new(client, *ttl, registry))
             }
         };
@@ -322,6 +346,201 @@ impl IndexCacheBackend {
         if let Kind::InMemory(c) = &self.kind {
             c.remove_block(block);
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: &'static str,
+}
+
+const CACHING_BUCKET: NameLabel = NameLabel {
+    name: "caching-bucket",
+};
+
+/// A subrange's key. The subrange size is part of it: gateways configured with other sizes
+/// share the servers without reading each other's subranges as their own.
+fn subrange_key(k: &SubrangeKey, subrange_size: u64) -> String {
+    format!(
+        "strata1:C:{}:{}:{subrange_size}:{}",
+        k.block, k.segment, k.index
+    )
+}
+
+fn object_size_key(block: Ulid, segment: u32) -> String {
+    format!("strata1:A:{block}:{segment}")
+}
+
+/// The caching bucket's chunk subranges in memcached. Segment file sizes are kept in memory
+/// too (one small entry per file), so that a read asks memcached only for subranges.
+#[derive(Debug)]
+pub struct RemoteChunkCache {
+    client: Memcached,
+    cfg: ChunkCacheConfig,
+    sizes: Mutex<FxHashMap<(Ulid, u32), (u64, Instant)>>,
+    get_range: GetRangeMetrics,
+    requests: Family<NameLabel, Counter>,
+    hits: Family<NameLabel, Counter>,
+    rejected: Counter,
+}
+
+impl RemoteChunkCache {
+    /// A cache over `client` with `cfg`'s subrange size and TTLs.
+    pub fn new(
+        client: Memcached,
+        cfg: ChunkCacheConfig,
+        mut registry: Option<&mut Registry>,
+    ) -> Self {
+        let c = RemoteChunkCache {
+            client,
+            cfg,
+            sizes: Mutex::new(FxHashMap::default()),
+            get_range: GetRangeMetrics::new(registry.as_deref_mut()),
+            requests: Family::default(),
+            hits: Family::default(),
+            rejected: Counter::default(),
+        };
+        if let Some(r) = registry {
+            r.register(
+                "thanos_cache_memcached_requests",
+                "Total number of items requests to memcached.",
+                c.requests.clone(),
+            );
+            r.register(
+                "thanos_cache_memcached_hits",
+                "Total number of items requests to the cache that were a hit.",
+                c.hits.clone(),
+            );
+            r.register(
+                "strata_chunk_cache_remote_rejected",
+                "Values read from the remote chunk cache that failed their checks (treated as misses)",
+                c.rejected.clone(),
+            );
+        }
+        let _ = c.requests.get_or_create(&CACHING_BUCKET);
+        let _ = c.hits.get_or_create(&CACHING_BUCKET);
+        c
+    }
+
+    pub fn config(&self) -> &ChunkCacheConfig {
+        &self.cfg
+    }
+
+    /// `(requests, hits)` of subranges so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.requests.get_or_create(&CACHING_BUCKET).get(),
+            self.hits.get_or_create(&CACHING_BUCKET).get(),
+        )
+    }
+
+    fn local_sizes(&self) -> std::sync::MutexGuard<'_, FxHashMap<(Ulid, u32), (u64, Instant)>> {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) async fn object_size(&self, block: Ulid, segment: u32) -> Option<u64> {
+        let now = Instant::now();
+        if let Some(&(size, exp)) = self.local_sizes().get(&(block, segment))
+            && exp > now
+        {
+            return Some(size);
+        }
+        let got = self
+            .client
+            .get_multi(&[object_size_key(block, segment)])
+            .await
+            .pop()
+            .flatten()?;
+        let size = open_with(CHUNK_MAGIC, None, &got)
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(u64::from_be_bytes);
+        match size {
+            Some(size) => {
+                self.local_sizes()
+                    .insert((block, segment), (size, now + self.cfg.object_size_ttl));
+                Some(size)
+            }
+            None => {
+                self.rejected.inc();
+                None
+            }
+        }
+    }
+
+    pub(crate) fn set_object_size(&self, block: Ulid, segment: u32, size: u64) {
+        let exp = Instant::now() + self.cfg.object_size_ttl;
+        self.local_sizes().insert((block, segment), (size, exp));
+        self.client.set_async(
+            object_size_key(block, segment),
+            envelope_with(CHUNK_MAGIC, None, &size.to_be_bytes()),
+            self.cfg.object_size_ttl,
+        );
+    }
+
+    /// Subranges `indexes` of a segment file of `object_size` bytes. A value is taken only
+    /// whole (its checksum) and of the length its place in the file says it has.
+    pub(crate) async fn lookup(
+        &self,
+        block: Ulid,
+        segment: u32,
+        indexes: &[u64],
+        requested: u64,
+        object_size: u64,
+    ) -> Lookup {
+        let s = self.cfg.subrange_size;
+        let keys: Vec<String> = indexes
+            .iter()
+            .map(|&index| {
+                subrange_key(
+                    &SubrangeKey {
+                        block,
+                        segment,
+                        index,
+                    },
+                    s,
+                )
+            })
+            .collect();
+        let got = self.client.get_multi(&keys).await;
+        let found: Vec<Option<Bytes>> = got
+            .into_iter()
+            .zip(indexes)
+            .map(|(g, &index)| {
+                let g = g?;
+                let expected = object_size.saturating_sub(index.saturating_mul(s)).min(s);
+                let v = open_with(CHUNK_MAGIC, None, &g).filter(|v| v.len() as u64 == expected);
+                if v.is_none() {
+                    self.rejected.inc();
+                }
+                v
+            })
+            .collect();
+        let hits = found.iter().flatten().count();
+        let bytes = found.iter().flatten().map(|v| v.len() as u64).sum();
+        self.requests
+            .get_or_create(&CACHING_BUCKET)
+            .inc_by(indexes.len() as u64);
+        self.hits.get_or_create(&CACHING_BUCKET).inc_by(hits as u64);
+        self.get_range
+            .looked_up(requested, indexes.len(), hits, bytes);
+        Lookup { found }
+    }
+
+    /// Queues subranges read from the bucket (`bytes` of them in all) to be stored.
+    pub(crate) fn store(&self, items: Vec<(SubrangeKey, Bytes)>, bytes: u64) {
+        self.get_range.fetched_from_bucket(bytes);
+        for (k, v) in items {
+            self.client.set_async(
+                subrange_key(&k, self.cfg.subrange_size),
+                envelope_with(CHUNK_MAGIC, None, &v),
+                self.cfg.subrange_ttl,
+            );
+        }
+    }
+
+    /// Forgets a dropped block's file sizes; its subranges expire in memcached.
+    pub(crate) fn remove_block(&self, block: Ulid) {
+        self.local_sizes().retain(|(b, _), _| *b != block);
     }
 }
 

@@ -37,10 +37,11 @@ use tokio::sync::{Semaphore, mpsc};
 use ulid::Ulid;
 
 use crate::block::{BucketBlock, FetchStats};
-use crate::cache::{IndexCacheConfig, IndexCacheSpec};
-use crate::chunk_cache::{ChunkCache, ChunkCacheConfig};
+use crate::cache::{IndexCacheBackendConfig, IndexCacheConfig, IndexCacheSpec};
+use crate::chunk_cache::{ChunkCacheBackend, ChunkCacheConfig};
 use crate::error::StoreError;
 use crate::matchers::MatcherCache;
+use crate::memcached::MemcachedMetrics;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
 use crate::packed::PackedLabels;
 use crate::pool::{Budget, ChunkPool, ChunkPoolStats};
@@ -118,8 +119,8 @@ pub struct StoreConfig {
     /// and the buffers give it back when the gRPC stream has encoded the last frame using them,
     /// so chunk memory under load is bounded by this, not by how much data queries touch.
     pub chunk_pool_bytes: u64,
-    /// The caching bucket's in-memory chunk cache (`--store.caching-bucket.config` with
-    /// `type: IN-MEMORY`); `None`: chunks are read from the bucket every time.
+    /// The caching bucket's chunk cache (`--store.caching-bucket.config` with
+    /// `type: IN-MEMORY` or `MEMCACHED`); `None`: chunks are read from the bucket every time.
     pub chunk_cache: Option<ChunkCacheConfig>,
     /// `--matcher-cache-size`: compiled regex matchers kept (0: none).
     pub matcher_cache_size: usize,
@@ -322,7 +323,7 @@ pub struct BucketStore {
     set: RwLock<Arc<BlockSet>>,
     syncer: tokio::sync::Mutex<MetaSyncer>,
     cache: Arc<IndexCacheBackend>,
-    chunk_cache: Option<Arc<ChunkCache>>,
+    chunk_cache: Option<Arc<ChunkCacheBackend>>,
     matchers: MatcherCache,
     metrics: StoreMetrics,
     gate: Arc<Semaphore>,
@@ -345,20 +346,31 @@ impl BucketStore {
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StoreError::io("create directory", &config.data_dir, e))?;
-        let (metrics, cache, chunk_cache) = match registry {
-            Some(r) => {
-                let m = StoreMetrics::register(r);
-                let cache = IndexCacheBackend::new(&config.index_cache, Some(r))
-                    .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
-                let chunks = config.chunk_cache.map(|c| ChunkCache::new(c, Some(r)));
-                (m, cache, chunks)
-            }
-            None => (
-                StoreMetrics::unregistered(),
-                IndexCacheBackend::new(&config.index_cache, None)
-                    .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?,
-                config.chunk_cache.map(|c| ChunkCache::new(c, None)),
+        let mut registry = registry;
+        let metrics = match registry.as_deref_mut() {
+            Some(r) => StoreMetrics::register(r),
+            None => StoreMetrics::unregistered(),
+        };
+        // One set of memcached client metrics for both caches, registered only when one of
+        // them uses memcached.
+        let uses_memcached = matches!(
+            config.index_cache.backend,
+            IndexCacheBackendConfig::Memcached { .. }
+        ) || config
+            .chunk_cache
+            .as_ref()
+            .is_some_and(|c| c.memcached.is_some());
+        let memcached = MemcachedMetrics::new(registry.as_deref_mut().filter(|_| uses_memcached));
+        let cache =
+            IndexCacheBackend::new(&config.index_cache, registry.as_deref_mut(), &memcached)
+                .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
+        let chunk_cache = match config.chunk_cache.clone() {
+            Some(c) => Some(
+                ChunkCacheBackend::new(c, registry, &memcached).map_err(|e| {
+                    StoreError::Config(format!("--store.caching-bucket.config: {e}"))
+                })?,
             ),
+            None => None,
         };
         let max = config.max_concurrency.max(1);
         metrics.gate_max.set(max as i64);
@@ -399,7 +411,7 @@ impl BucketStore {
     }
 
     /// The caching bucket's chunk cache, when configured.
-    pub fn chunk_cache(&self) -> Option<&ChunkCache> {
+    pub fn chunk_cache(&self) -> Option<&ChunkCacheBackend> {
         self.chunk_cache.as_deref()
     }
 

@@ -832,7 +832,7 @@ async fn the_chunk_cache_answers_as_the_bucket_does() {
             .await
             .unwrap_or_else(|e| panic!("{name}, warm: {e}"));
         let reads = metrics.operations(bucket.name(), "get_range") - before;
-        let cache = served.store.chunk_cache().unwrap();
+        let cache = served.store.chunk_cache().unwrap().in_memory().unwrap();
         if name == "8 KiB cache" {
             assert!(cache.size() <= 8 << 10, "{name}: {}", cache.size());
             assert!(reads > 0, "{name}: a cache this small cannot hold a query");

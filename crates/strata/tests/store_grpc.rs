@@ -231,10 +231,11 @@ async fn an_in_memory_caching_bucket_serves_chunks_from_memory() {
 }
 
 /// `--index-cache.config` with `type: MEMCACHED`, as Thanos' documentation writes it (every
-/// client field, zeroes meaning defaults): the store starts, answers, fills the memcached,
-/// and after a restart (nothing in its memory) finds the index items there.
+/// client field, zeroes meaning defaults), and `--store.caching-bucket.config` with
+/// `type: MEMCACHED`: the store starts, answers, fills the memcached, and after a restart
+/// (nothing in its memory) finds the index items and chunk subranges there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_memcached_index_cache_is_shared_across_restarts() {
+async fn memcached_index_and_chunk_caches_are_shared_across_restarts() {
     let mc = strata_testutil::memcached::MemcachedServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (yml, reference, _) = bucket_with_blocks(tmp.path()).await;
@@ -245,7 +246,14 @@ async fn a_memcached_index_cache_is_shared_across_restarts() {
          dns_provider_update_interval: 0s\n  auto_discovery: false\n",
         mc.address()
     );
-    let hits = |http: &str| -> (f64, f64) {
+    let chunks = format!(
+        "--store.caching-bucket.config=type: MEMCACHED\nconfig:\n  addresses: [{}]\n\
+         chunk_subrange_size: 4000\nmax_chunks_get_range_requests: 3\n\
+         chunk_object_attrs_ttl: 1h\nchunk_subrange_ttl: 1h\n",
+        mc.address()
+    );
+    let args = [config, chunks];
+    let hits = |http: &str| -> [(f64, f64); 2] {
         let (_, m) = get(&format!("{http}/metrics"));
         let v = |name: &str| -> f64 {
             m.lines()
@@ -253,34 +261,46 @@ async fn a_memcached_index_cache_is_shared_across_restarts() {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or_else(|| panic!("{name} missing in:\n{m}"))
         };
-        (
-            v("thanos_store_index_cache_requests_total{item_type=\"Series\"}"),
-            v("thanos_store_index_cache_hits_total{item_type=\"Series\"}"),
-        )
+        [
+            (
+                v("thanos_store_index_cache_requests_total{item_type=\"Series\"}"),
+                v("thanos_store_index_cache_hits_total{item_type=\"Series\"}"),
+            ),
+            (
+                v("thanos_cache_memcached_requests_total{name=\"caching-bucket\"}"),
+                v("thanos_cache_memcached_hits_total{name=\"caching-bucket\"}"),
+            ),
+        ]
     };
     for (round, data) in ["first", "second"].into_iter().zip(["data1", "data2"]) {
-        let mut s = start_store(&yml, &tmp.path().join(data), std::slice::from_ref(&config));
+        let mut s = start_store(&yml, &tmp.path().join(data), &args);
         wait_ready(&mut s);
         let mut client = StoreApiClient::connect(format!("http://127.0.0.1:{}", s.grpc_port))
             .await
             .unwrap();
         run_acceptance(&mut client, &reference).await.unwrap();
-        let (requests, found) = hits(&s.http);
-        assert!(requests > 0.0, "{round}");
+        for (what, (requests, found)) in ["series entries", "chunk subranges"]
+            .into_iter()
+            .zip(hits(&s.http))
+        {
+            assert!(requests > 0.0, "{round}: {what}");
+            if round == "first" {
+                // Items stored by earlier queries serve later ones; the first ones missed.
+                assert!(
+                    found < requests,
+                    "{what}: an empty memcached holds nothing at first"
+                );
+            } else {
+                assert_eq!(
+                    found, requests,
+                    "the restarted store finds every one of its {what}"
+                );
+            }
+        }
         if round == "first" {
-            // Items stored by earlier queries serve later ones; the first ones missed.
-            assert!(
-                found < requests,
-                "an empty memcached holds nothing at first"
-            );
             // The sets are written in the background.
             let last = mc.settled_items(Duration::from_secs(20)).unwrap();
             assert!(last > 0, "nothing was stored in memcached");
-        } else {
-            assert_eq!(
-                found, requests,
-                "the restarted store finds every series entry"
-            );
         }
         drop(s);
     }

@@ -45,11 +45,12 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
             match CachingBucketConfig::from_yaml(&yaml)
                 .context("parsing --store.caching-bucket.config[-file]")?
             {
-                CachingBucketConfig::InMemory(c) => Some(c),
+                CachingBucketConfig::Cache(c) => Some(c),
                 CachingBucketConfig::Unsupported(kind) => {
                     tracing::warn!(
                         "--store.caching-bucket.config: cache type {kind} is not supported; \
-                         chunks are read from object storage directly (use type: IN-MEMORY)"
+                         chunks are read from object storage directly (use type: IN-MEMORY \
+                         or MEMCACHED)"
                     );
                     None
                 }
@@ -78,7 +79,9 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
             relabel,
             consistency_delay: args.consistency_delay.to_std(),
             ignore_deletion_marks_delay: args.ignore_deletion_marks_delay.to_std(),
-            mark_ttls: chunk_cache.map(|c| (c.metafile_content_ttl, c.metafile_doesnt_exist_ttl)),
+            mark_ttls: chunk_cache
+                .as_ref()
+                .map(|c| (c.metafile_content_ttl, c.metafile_doesnt_exist_ttl)),
         },
         index_cache,
         limits: Limits {
