@@ -53,6 +53,11 @@ install_memcached() {
     apt_install memcached "the memcached index cache tests"
 }
 
+install_redis() {
+    if command -v redis-server >/dev/null 2>&1; then return 0; fi
+    apt_install redis-server "the Redis cache tests"
+}
+
 install_openssl() {
     if command -v openssl >/dev/null 2>&1; then return 0; fi
     apt_install openssl "certificates for the gRPC TLS tests"

@@ -12,6 +12,7 @@
 #     them fail instead of skipping when it is missing)
 #   - Debian's `openssl`: certificates for the gRPC TLS tests
 #   - Debian's `memcached`: the memcached index cache tests
+#   - Debian's `redis-server`: the Redis cache tests
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ install_moto
 install_chromium
 install_openssl
 install_memcached
+install_redis
 # The web UI tests skip without chromium unless this is set; here they must run.
 export STRATA_REQUIRE_CHROMIUM=1
 
@@ -36,6 +38,7 @@ log "disk: $(df -h . | tail -1 | awk '{print $4 " free of " $2}')"
 log "promtool: $(promtool --version 2>&1 | head -1)"
 log "chromium: $(chromium --version 2>/dev/null | head -1)"
 log "memcached: $(/usr/bin/memcached -V 2>/dev/null || memcached -V)"
+log "redis: $(redis-server --version | head -1)"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

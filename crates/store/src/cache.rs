@@ -31,7 +31,7 @@ use strata_model::ByteSize;
 use ulid::Ulid;
 
 use crate::error::StoreError;
-use crate::memcached::MemcachedConfig;
+use crate::remote_cache::RemoteClientConfig;
 
 /// Fixed bookkeeping cost charged per postings list on top of its key and value bytes: the
 /// hash map slot, the key's copy in the eviction queue, the shared `Bytes` header and
@@ -385,9 +385,9 @@ pub struct IndexCacheSpec {
 pub enum IndexCacheBackendConfig {
     /// `IN-MEMORY` (or `--index-cache-size`).
     InMemory(IndexCacheConfig),
-    /// `MEMCACHED`, with `ttl` (24h when unset or 0, as in Thanos).
-    Memcached {
-        client: MemcachedConfig,
+    /// `MEMCACHED` or `REDIS`, with `ttl` (24h when unset or 0, as in Thanos).
+    Remote {
+        client: RemoteClientConfig,
         ttl: std::time::Duration,
     },
 }
@@ -445,10 +445,8 @@ impl IndexCacheSpec {
                     max_item_size,
                 })
             }
-            "MEMCACHED" => {
-                let client =
-                    MemcachedConfig::from_value(raw.config.unwrap_or(serde_yaml_ng::Value::Null))
-                        .map_err(bad)?;
+            kind @ ("MEMCACHED" | "REDIS") => {
+                let client = RemoteClientConfig::from_value(kind, raw.config).map_err(bad)?;
                 let ttl = match raw.ttl.as_deref() {
                     None => std::time::Duration::ZERO,
                     Some(s) => strata_model::Duration::parse_go(s)
@@ -456,7 +454,7 @@ impl IndexCacheSpec {
                         .map(|d| d.to_std())
                         .map_err(|e| bad(format!("ttl: {e}")))?,
                 };
-                IndexCacheBackendConfig::Memcached {
+                IndexCacheBackendConfig::Remote {
                     client,
                     ttl: if ttl.is_zero() {
                         std::time::Duration::from_secs(24 * 3600)
@@ -464,12 +462,6 @@ impl IndexCacheSpec {
                         ttl
                     },
                 }
-            }
-            "REDIS" => {
-                return Err(bad(format!(
-                    "index cache type {} is not supported yet; use IN-MEMORY or MEMCACHED",
-                    raw.kind
-                )));
             }
             other => return Err(bad(format!("unknown index cache type {other:?}"))),
         };
@@ -890,8 +882,8 @@ mod tests {
             })
         );
         assert!(c.postings && c.series);
-        let e = IndexCacheSpec::from_yaml("type: REDIS\nconfig: {}\n").unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e = IndexCacheSpec::from_yaml("type: GROUPCACHE\nconfig: {}\n").unwrap_err();
+        assert!(e.to_string().contains("unknown index cache type"), "{e}");
         assert!(IndexCacheSpec::from_yaml("type: IN-MEMORY\nconfig:\n  max_size: x\n").is_err());
         let d = IndexCacheSpec::from_yaml("type: in-memory\n").unwrap();
         assert_eq!(
@@ -903,7 +895,11 @@ mod tests {
         )
         .unwrap();
         assert!(!m.postings && m.series);
-        let IndexCacheBackendConfig::Memcached { client, ttl } = m.backend else {
+        let IndexCacheBackendConfig::Remote {
+            client: RemoteClientConfig::Memcached(client),
+            ttl,
+        } = m.backend
+        else {
             panic!("memcached")
         };
         assert_eq!(client.addresses, ["127.0.0.1:11211"]);
@@ -913,11 +909,22 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(m.backend, IndexCacheBackendConfig::Memcached { ttl, .. } if ttl.as_secs() == 3600)
+            matches!(m.backend, IndexCacheBackendConfig::Remote { ttl, .. } if ttl.as_secs() == 3600)
         );
+        let r = IndexCacheSpec::from_yaml("type: REDIS\nconfig:\n  addr: redis:6379\n").unwrap();
+        assert!(matches!(
+            r.backend,
+            IndexCacheBackendConfig::Remote { client: RemoteClientConfig::Redis(c), .. }
+                if c.addr == "redis:6379"
+        ));
         for (yaml, want) in [
             ("type: MEMCACHED\nconfig: {}\n", "addresses"),
             ("type: MEMCACHED\n", "addresses"),
+            ("type: REDIS\nconfig: {}\n", "addr"),
+            (
+                "type: REDIS\nconfig: {addr: 'a:1', master_name: m}\n",
+                "Sentinel",
+            ),
             (
                 "type: MEMCACHED\nconfig: {addresses: [a:1]}\nttl: x\n",
                 "ttl",

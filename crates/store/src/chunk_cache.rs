@@ -1,7 +1,7 @@
 //! The caching bucket's chunk cache (`--store.caching-bucket.config`): chunk segment files
 //! kept in fixed subranges (`chunk_subrange_size`, 16,000 bytes by default), as Thanos'
 //! caching bucket keeps them, in this process (`type: IN-MEMORY`, [`ChunkCache`]) or in
-//! memcached (`type: MEMCACHED`, [`crate::remote_cache::RemoteChunkCache`]);
+//! memcached or Redis (`type: MEMCACHED`, `REDIS`, [`crate::remote_cache::RemoteChunkCache`]);
 //! [`ChunkCacheBackend`] is whichever is configured.
 //!
 //! Why subranges and not chunks: a chunk's length is only known once its bytes are read, and
@@ -38,8 +38,7 @@ use ulid::Ulid;
 
 use crate::cache::InMemorySizes;
 use crate::error::StoreError;
-use crate::memcached::{Memcached, MemcachedConfig, MemcachedMetrics};
-use crate::remote_cache::RemoteChunkCache;
+use crate::remote_cache::{RemoteChunkCache, RemoteClient, RemoteClientConfig, RemoteMetrics};
 
 /// Bytes charged per cached subrange on top of its value: the map bucket (96 bytes, at 2-4
 /// buckets per entry once evictions leave deleted slots), the queue pairs and the shared
@@ -48,22 +47,23 @@ use crate::remote_cache::RemoteChunkCache;
 const ENTRY_OVERHEAD: u64 = 448;
 
 /// What `--store.caching-bucket.config` asks for.
+// Read once at start-up: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum CachingBucketConfig {
-    /// `type: IN-MEMORY` or `MEMCACHED` (then [`ChunkCacheConfig::memcached`] is set).
+    /// `type: IN-MEMORY`, `MEMCACHED` or `REDIS` (then [`ChunkCacheConfig::remote`] is set).
     Cache(ChunkCacheConfig),
-    /// A backend Strata does not have (`REDIS`, `GROUPCACHE`): named so that start-up can say
-    /// chunks are read from the bucket directly.
+    /// A backend Strata does not have (`GROUPCACHE`): named so that start-up can say chunks
+    /// are read from the bucket directly.
     Unsupported(String),
 }
 
 /// The chunk cache's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkCacheConfig {
-    /// `type: MEMCACHED`: the memcached client's `config:`. `None`: in this process, within
-    /// `max_size` and `max_item_size` (which a memcached cache does not use; the client's
-    /// own `max_item_size` bounds its values).
-    pub memcached: Option<MemcachedConfig>,
+    /// `type: MEMCACHED` or `REDIS`: the client's `config:`. `None`: in this process, within
+    /// `max_size` and `max_item_size` (which a remote cache does not use).
+    pub remote: Option<RemoteClientConfig>,
     /// `config.max_size`: bytes held, subranges and bookkeeping (default 250MB).
     pub max_size: u64,
     /// `config.max_item_size`: larger subranges are not cached (default 125MB).
@@ -88,7 +88,7 @@ pub struct ChunkCacheConfig {
 impl Default for ChunkCacheConfig {
     fn default() -> Self {
         ChunkCacheConfig {
-            memcached: None,
+            remote: None,
             max_size: 250 << 20,
             max_item_size: 125 << 20,
             subrange_size: 16_000,
@@ -183,24 +183,22 @@ impl CachingBucketConfig {
             &raw.chunk_object_attrs_ttl,
             d.object_size_ttl,
         )?;
-        let (memcached, max_size, max_item_size) = match raw.kind.to_ascii_uppercase().as_str() {
+        let (remote, max_size, max_item_size) = match raw.kind.to_ascii_uppercase().as_str() {
             "IN-MEMORY" | "INMEMORY" => {
                 let (max_size, max_item_size) = InMemorySizes::from_config(raw.config, bad)?;
                 (None, max_size, max_item_size)
             }
-            "MEMCACHED" => {
-                let client =
-                    MemcachedConfig::from_value(raw.config.unwrap_or(serde_yaml_ng::Value::Null))
-                        .map_err(|e| bad(format!("config: {e}")))?;
+            kind @ ("MEMCACHED" | "REDIS") => {
+                let client = RemoteClientConfig::from_value(kind, raw.config).map_err(bad)?;
                 (Some(client), d.max_size, d.max_item_size)
             }
-            "REDIS" | "GROUPCACHE" => {
+            "GROUPCACHE" => {
                 return Ok(CachingBucketConfig::Unsupported(raw.kind));
             }
             other => return Err(bad(format!("unknown caching bucket type {other:?}"))),
         };
         Ok(CachingBucketConfig::Cache(ChunkCacheConfig {
-            memcached,
+            remote,
             max_size,
             max_item_size,
             subrange_size,
@@ -648,18 +646,18 @@ pub enum ChunkCacheBackend {
 }
 
 impl ChunkCacheBackend {
-    /// The cache `cfg` asks for; its metrics go into `registry` when given, a memcached
-    /// client's into `memcached` (shared with the index cache's client). A memcached cache
-    /// needs a Tokio runtime (its client starts tasks).
+    /// The cache `cfg` asks for; its metrics go into `registry` when given, a remote
+    /// client's into `remote` (shared with the index cache's client). A remote cache needs
+    /// a Tokio runtime (its client starts tasks).
     pub fn new(
         cfg: ChunkCacheConfig,
         registry: Option<&mut Registry>,
-        memcached: &MemcachedMetrics,
+        remote: &RemoteMetrics,
     ) -> Result<Self, String> {
-        Ok(match cfg.memcached.clone() {
+        Ok(match &cfg.remote {
             None => ChunkCacheBackend::InMemory(ChunkCache::new(cfg, registry)),
             Some(client) => {
-                let client = Memcached::new(client, "caching-bucket", memcached)?;
+                let client = RemoteClient::new(client, "caching-bucket", remote)?;
                 ChunkCacheBackend::Remote(RemoteChunkCache::new(client, cfg, registry))
             }
         })
@@ -680,7 +678,7 @@ impl ChunkCacheBackend {
         }
     }
 
-    /// The memcached cache, when that is the backend.
+    /// The memcached or Redis cache, when that is the backend.
     pub fn remote(&self) -> Option<&RemoteChunkCache> {
         match self {
             ChunkCacheBackend::Remote(c) => Some(c),
@@ -730,7 +728,7 @@ impl ChunkCacheBackend {
         }
     }
 
-    /// Drops a block that left the store from memory; memcached lets its subranges expire
+    /// Drops a block that left the store from memory; a remote cache lets its subranges expire
     /// (other gateways may still serve the block).
     pub(crate) fn remove_block(&self, block: Ulid) {
         match self {
@@ -791,7 +789,7 @@ mod tests {
         assert_eq!(
             c,
             CachingBucketConfig::Cache(ChunkCacheConfig {
-                memcached: None,
+                remote: None,
                 max_size: 64 << 20, // units are powers of two, as Thanos reads them
                 max_item_size: 1 << 20,
                 subrange_size: 8000,
@@ -814,16 +812,24 @@ mod tests {
         .unwrap() else {
             panic!("a memcached cache")
         };
-        let client = c.memcached.as_ref().expect("memcached settings");
+        let Some(RemoteClientConfig::Memcached(client)) = &c.remote else {
+            panic!("memcached settings")
+        };
         assert_eq!(client.addresses, ["a:11211"]);
         assert_eq!(client.max_item_size, 2 << 20);
         assert_eq!(
             (c.subrange_size, c.subrange_ttl),
             (8000, Duration::from_secs(3600))
         );
+        let CachingBucketConfig::Cache(c) =
+            CachingBucketConfig::from_yaml("type: REDIS\nconfig:\n  addr: a:6379").unwrap()
+        else {
+            panic!("a redis cache")
+        };
+        assert!(matches!(&c.remote, Some(RemoteClientConfig::Redis(r)) if r.addr == "a:6379"));
         assert_eq!(
-            CachingBucketConfig::from_yaml("type: REDIS\nconfig:\n  addr: a:6379").unwrap(),
-            CachingBucketConfig::Unsupported("REDIS".into())
+            CachingBucketConfig::from_yaml("type: GROUPCACHE\nconfig: {}").unwrap(),
+            CachingBucketConfig::Unsupported("GROUPCACHE".into())
         );
         for bad in [
             "type: DISK",

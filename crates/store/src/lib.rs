@@ -48,6 +48,7 @@ pub mod metrics;
 mod packed;
 mod pool;
 mod query;
+pub mod redis;
 pub mod remote_cache;
 mod resolved;
 pub mod store;

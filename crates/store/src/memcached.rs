@@ -214,22 +214,34 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
-/// The memcached client metrics, with Thanos' names. Registered once per registry and
-/// shared by every client of a process (the index cache's and the caching bucket's), which
+/// A cache client's metrics: `<prefix>_operations_total`, `_operation_failures_total`,
+/// `_operation_skipped_total` and `_operation_duration_seconds`, by `name` and `operation`
+/// (memcached: Thanos' `thanos_memcached_*`). Registered once per registry and shared by
+/// every client of that kind in a process (the index cache's and the caching bucket's), which
 /// tell themselves apart by the `name` label: a metric family registered twice would be
 /// exposed twice, which scrapers reject.
 #[derive(Debug, Clone)]
-pub struct MemcachedMetrics {
+pub struct ClientMetrics {
     operations: Family<OpLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     skipped: Family<ReasonLabels, Counter>,
     duration: Family<OpLabels, Histogram>,
 }
 
-impl MemcachedMetrics {
-    /// The families, registered in `registry` when given.
-    pub fn new(registry: Option<&mut Registry>) -> Self {
-        let m = MemcachedMetrics {
+impl ClientMetrics {
+    /// The memcached client's families (`thanos_memcached_*`), registered in `registry`
+    /// when given.
+    pub fn memcached(registry: Option<&mut Registry>) -> Self {
+        Self::new("thanos_memcached", "memcached", registry)
+    }
+
+    /// The Redis client's families (`strata_redis_*`), registered in `registry` when given.
+    pub fn redis(registry: Option<&mut Registry>) -> Self {
+        Self::new("strata_redis", "redis", registry)
+    }
+
+    fn new(prefix: &str, server: &str, registry: Option<&mut Registry>) -> Self {
+        let m = ClientMetrics {
             operations: Family::default(),
             failures: Family::default(),
             skipped: Family::default(),
@@ -241,23 +253,23 @@ impl MemcachedMetrics {
         };
         if let Some(r) = registry {
             r.register(
-                "thanos_memcached_operations",
-                "Total number of operations against memcached.",
+                format!("{prefix}_operations"),
+                format!("Total number of operations against {server}."),
                 m.operations.clone(),
             );
             r.register(
-                "thanos_memcached_operation_failures",
-                "Total number of operations against memcached that failed.",
+                format!("{prefix}_operation_failures"),
+                format!("Total number of operations against {server} that failed."),
                 m.failures.clone(),
             );
             r.register(
-                "thanos_memcached_operation_skipped",
-                "Total number of operations against memcached that have been skipped.",
+                format!("{prefix}_operation_skipped"),
+                format!("Total number of operations against {server} that have been skipped."),
                 m.skipped.clone(),
             );
             r.register(
-                "thanos_memcached_operation_duration_seconds",
-                "Duration of operations against memcached.",
+                format!("{prefix}_operation_duration_seconds"),
+                format!("Duration of operations against {server}."),
                 m.duration.clone(),
             );
         }
@@ -267,7 +279,7 @@ impl MemcachedMetrics {
 
 /// One client's view of the shared metrics: its `name` label.
 #[derive(Debug, Clone)]
-struct Metrics {
+pub(crate) struct Metrics {
     name: &'static str,
     operations: Family<OpLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
@@ -276,7 +288,13 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(name: &'static str, shared: &MemcachedMetrics) -> Self {
+    /// A client's metrics, labelled `name`, with a series for each of `operations` from
+    /// the start.
+    pub(crate) fn new(
+        name: &'static str,
+        shared: &ClientMetrics,
+        operations: &[&'static str],
+    ) -> Self {
         let m = Metrics {
             name,
             operations: shared.operations.clone(),
@@ -284,7 +302,7 @@ impl Metrics {
             skipped: shared.skipped.clone(),
             duration: shared.duration.clone(),
         };
-        for op in ["getmulti", "set"] {
+        for op in operations {
             let _ = m.operations.get_or_create(&m.op(op));
         }
         m
@@ -305,16 +323,29 @@ impl Metrics {
         }
     }
 
-    fn done(&self, operation: &'static str, started: Instant, result: &Result<(), OpError>) {
+    /// One `operation` done, begun at `started`; `failure` is the reason it failed.
+    pub(crate) fn done(
+        &self,
+        operation: &'static str,
+        started: Instant,
+        failure: Option<&'static str>,
+    ) {
         self.operations.get_or_create(&self.op(operation)).inc();
         self.duration
             .get_or_create(&self.op(operation))
             .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = result {
+        if let Some(reason) = failure {
             self.failures
-                .get_or_create(&self.reason(operation, e.reason()))
+                .get_or_create(&self.reason(operation, reason))
                 .inc();
         }
+    }
+
+    /// One `operation` not attempted, for `reason`.
+    pub(crate) fn skipped(&self, operation: &'static str, reason: &'static str) {
+        self.skipped
+            .get_or_create(&self.reason(operation, reason))
+            .inc();
     }
 }
 
@@ -364,11 +395,11 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// A queued set.
-struct SetOp {
-    key: String,
-    value: Bytes,
-    ttl: Duration,
+/// A queued set (both clients queue them).
+pub(crate) struct SetOp {
+    pub(crate) key: String,
+    pub(crate) value: Bytes,
+    pub(crate) ttl: Duration,
 }
 
 /// The client. Cheap to share (`Arc` inside); its background tasks (address resolution,
@@ -381,13 +412,13 @@ pub struct Memcached {
 
 impl Memcached {
     /// A client for `config`, its metrics labelled `name` (Thanos: `index-cache`,
-    /// `caching-bucket`) in `metrics`. Needs a Tokio runtime: it starts the tasks that resolve the
+    /// `caching-bucket`) in `metrics` ([`ClientMetrics::memcached`]). Needs a Tokio runtime: it starts the tasks that resolve the
     /// addresses and write queued sets. Static addresses are used at once; DNS ones once
     /// resolved (until then every get is a miss).
     pub fn new(
         config: MemcachedConfig,
         name: &'static str,
-        metrics: &MemcachedMetrics,
+        metrics: &ClientMetrics,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "the memcached client needs a Tokio runtime".to_string())?;
@@ -410,7 +441,7 @@ impl Memcached {
                 .then(|| Semaphore::new(config.max_get_multi_concurrency)),
             servers: RwLock::new(Arc::new(initial)),
             idle: Mutex::new(HashMap::new()),
-            metrics: Metrics::new(name, metrics),
+            metrics: Metrics::new(name, metrics, &["getmulti", "set"]),
             config,
         });
         let (tx, rx) = mpsc::channel(inner.config.max_async_buffer_size);
@@ -457,8 +488,11 @@ impl Memcached {
                 let wanted: Vec<&str> = idx.iter().map(|&i| keys[i].as_str()).collect();
                 let started = Instant::now();
                 let r = self.inner.get_from(&addr, &wanted).await;
-                let status = r.as_ref().map(|_| ()).map_err(clone_err);
-                self.inner.metrics.done("getmulti", started, &status);
+                self.inner.metrics.done(
+                    "getmulti",
+                    started,
+                    r.as_ref().err().map(OpError::reason),
+                );
                 if let Err(e) = &r {
                     tracing::debug!(server = %addr, err = %e, "memcached get failed; treated as misses");
                 }
@@ -480,26 +514,12 @@ impl Memcached {
         let m = &self.inner.metrics;
         let max = self.inner.config.max_item_size;
         if max > 0 && value.len() as u64 > max {
-            m.skipped
-                .get_or_create(&m.reason("set", "max-item-size"))
-                .inc();
+            m.skipped("set", "max-item-size");
             return;
         }
         if self.sets.try_send(SetOp { key, value, ttl }).is_err() {
-            m.skipped
-                .get_or_create(&m.reason("set", "async-buffer-full"))
-                .inc();
+            m.skipped("set", "async-buffer-full");
         }
-    }
-}
-
-/// `OpError` is not `Clone` (it holds an `io::Error`); metrics need only its reason.
-fn clone_err(e: &OpError) -> OpError {
-    match e {
-        OpError::Timeout => OpError::Timeout,
-        OpError::Io(e) => OpError::Io(std::io::Error::new(e.kind(), e.to_string())),
-        OpError::Server(s) => OpError::Server(s.clone()),
-        OpError::Malformed(s) => OpError::Malformed(s.clone()),
     }
 }
 
@@ -698,7 +718,8 @@ async fn write_sets(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<SetOp>
                 if let Err(e) = &r {
                     tracing::debug!(server = %addr, key = %op.key, err = %e, "memcached set failed");
                 }
-                i.metrics.done("set", started, &r);
+                i.metrics
+                    .done("set", started, r.as_ref().err().map(OpError::reason));
             }
             drop(permit);
         });

@@ -29,17 +29,106 @@ use crate::cache::{
     CacheKey, IndexCache, IndexCacheBackendConfig, IndexCacheSpec, ItemType, TypeLabel,
 };
 use crate::chunk_cache::{ChunkCacheConfig, GetRangeMetrics, Lookup, SubrangeKey};
-use crate::memcached::{Memcached, MemcachedMetrics};
+use crate::memcached::{ClientMetrics, Memcached, MemcachedConfig};
+use crate::redis::{Redis, RedisConfig};
 
 /// Starts every index cache value: "Strata Index Cache", version 1.
 const MAGIC: &[u8; 4] = b"SIC1";
 /// Starts every caching bucket value: "Strata Chunk Cache", version 1.
 const CHUNK_MAGIC: &[u8; 4] = b"SCC1";
 
-/// The index cache in memcached.
+/// A remote cache's client settings: `type: MEMCACHED` or `type: REDIS` with its `config:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteClientConfig {
+    Memcached(MemcachedConfig),
+    Redis(RedisConfig),
+}
+
+impl RemoteClientConfig {
+    /// Reads `config` for `kind` (`MEMCACHED` or `REDIS`, upper case).
+    pub fn from_value(kind: &str, config: Option<serde_yaml_ng::Value>) -> Result<Self, String> {
+        let config = config.unwrap_or(serde_yaml_ng::Value::Null);
+        match kind {
+            "MEMCACHED" => MemcachedConfig::from_value(config).map(RemoteClientConfig::Memcached),
+            "REDIS" => RedisConfig::from_value(config).map(RemoteClientConfig::Redis),
+            other => Err(format!("{other} is not a remote cache type")),
+        }
+    }
+}
+
+/// The client metrics of a store's remote caches: one set per kind of server, shared by
+/// the index cache's and the caching bucket's clients, registered only for the kinds used.
+#[derive(Debug, Clone)]
+pub struct RemoteMetrics {
+    memcached: ClientMetrics,
+    redis: ClientMetrics,
+}
+
+impl RemoteMetrics {
+    /// Metrics for clients of `configs`, registered in `registry` when given.
+    pub fn new<'a>(
+        mut registry: Option<&mut Registry>,
+        configs: impl IntoIterator<Item = &'a RemoteClientConfig> + Clone,
+    ) -> Self {
+        let uses = |memcached: bool| {
+            configs
+                .clone()
+                .into_iter()
+                .any(|c| matches!(c, RemoteClientConfig::Memcached(_)) == memcached)
+        };
+        RemoteMetrics {
+            memcached: ClientMetrics::memcached(registry.as_deref_mut().filter(|_| uses(true))),
+            redis: ClientMetrics::redis(registry.filter(|_| uses(false))),
+        }
+    }
+}
+
+/// A memcached or Redis client: what the remote caches call.
+#[derive(Debug, Clone)]
+pub enum RemoteClient {
+    Memcached(Memcached),
+    Redis(Redis),
+}
+
+impl RemoteClient {
+    /// A client for `config`, its metrics labelled `name` (`index-cache`, `caching-bucket`).
+    /// Needs a Tokio runtime.
+    pub fn new(
+        config: &RemoteClientConfig,
+        name: &'static str,
+        metrics: &RemoteMetrics,
+    ) -> Result<Self, String> {
+        Ok(match config {
+            RemoteClientConfig::Memcached(c) => {
+                RemoteClient::Memcached(Memcached::new(c.clone(), name, &metrics.memcached)?)
+            }
+            RemoteClientConfig::Redis(c) => {
+                RemoteClient::Redis(Redis::new(c.clone(), name, &metrics.redis)?)
+            }
+        })
+    }
+
+    /// Looks `keys` up; in their order, `None` for a miss or a failure.
+    pub async fn get_multi(&self, keys: &[String]) -> Vec<Option<Bytes>> {
+        match self {
+            RemoteClient::Memcached(c) => c.get_multi(keys).await,
+            RemoteClient::Redis(c) => c.get_multi(keys).await,
+        }
+    }
+
+    /// Queues a set; dropped (and counted) when it cannot be queued.
+    pub fn set_async(&self, key: String, value: Bytes, ttl: Duration) {
+        match self {
+            RemoteClient::Memcached(c) => c.set_async(key, value, ttl),
+            RemoteClient::Redis(c) => c.set_async(key, value, ttl),
+        }
+    }
+}
+
+/// The index cache in memcached or Redis.
 #[derive(Debug)]
 pub struct RemoteIndexCache {
-    client: Memcached,
+    client: RemoteClient,
     ttl: Duration,
     requests: Family<TypeLabel, Counter>,
     hits: Family<TypeLabel, Counter>,
@@ -127,7 +216,7 @@ fn open_with(magic: &[u8; 4], pair: Option<(&str, &str)>, data: &Bytes) -> Optio
 
 impl RemoteIndexCache {
     /// A cache over `client`; items expire after `ttl`.
-    pub fn new(client: Memcached, ttl: Duration, registry: Option<&mut Registry>) -> Self {
+    pub fn new(client: RemoteClient, ttl: Duration, registry: Option<&mut Registry>) -> Self {
         let c = RemoteIndexCache {
             client,
             ttl,
@@ -234,18 +323,18 @@ enum Kind {
 }
 
 impl IndexCacheBackend {
-    /// The cache `spec` asks for; its metrics go into `registry` when given, a memcached
-    /// client's into `memcached` (shared with the caching bucket's client). A memcached
-    /// cache needs a Tokio runtime (its client starts tasks).
+    /// The cache `spec` asks for; its metrics go into `registry` when given, a remote
+    /// client's into `remote` (shared with the caching bucket's client). A remote cache
+    /// needs a Tokio runtime (its client starts tasks).
     pub fn new(
         spec: &IndexCacheSpec,
         registry: Option<&mut Registry>,
-        memcached: &MemcachedMetrics,
+        remote: &RemoteMetrics,
     ) -> Result<Self, String> {
         let kind = match &spec.backend {
             IndexCacheBackendConfig::InMemory(c) => Kind::InMemory(IndexCache::new(*c, registry)),
-            IndexCacheBackendConfig::Memcached { client, ttl } => {
-                let client = Memcached::new(client.clone(), "index-cache", memcached)?;
+            IndexCacheBackendConfig::Remote { client, ttl } => {
+                let client = RemoteClient::new(client, "index-cache", remote)?;
                 Kind::Remote(RemoteIndexCache::new(client, *ttl, registry))
             }
         };
@@ -264,7 +353,7 @@ impl IndexCacheBackend {
         }
     }
 
-    /// The memcached cache, when that is the backend.
+    /// The memcached or Redis cache, when that is the backend.
     pub fn remote(&self) -> Option<&RemoteIndexCache> {
         match &self.kind {
             Kind::Remote(c) => Some(c),
@@ -371,11 +460,11 @@ fn object_size_key(block: Ulid, segment: u32) -> String {
     format!("strata1:A:{block}:{segment}")
 }
 
-/// The caching bucket's chunk subranges in memcached. Segment file sizes are kept in memory
+/// The caching bucket's chunk subranges in memcached or Redis. Segment file sizes are kept in memory
 /// too (one small entry per file), so that a read asks memcached only for subranges.
 #[derive(Debug)]
 pub struct RemoteChunkCache {
-    client: Memcached,
+    client: RemoteClient,
     cfg: ChunkCacheConfig,
     sizes: Mutex<FxHashMap<(Ulid, u32), (u64, Instant)>>,
     get_range: GetRangeMetrics,
@@ -387,7 +476,7 @@ pub struct RemoteChunkCache {
 impl RemoteChunkCache {
     /// A cache over `client` with `cfg`'s subrange size and TTLs.
     pub fn new(
-        client: Memcached,
+        client: RemoteClient,
         cfg: ChunkCacheConfig,
         mut registry: Option<&mut Registry>,
     ) -> Self {
@@ -401,13 +490,18 @@ impl RemoteChunkCache {
             rejected: Counter::default(),
         };
         if let Some(r) = registry {
+            // Thanos' names: thanos_cache_memcached_* or thanos_cache_redis_*.
+            let kind = match &c.client {
+                RemoteClient::Memcached(_) => "memcached",
+                RemoteClient::Redis(_) => "redis",
+            };
             r.register(
-                "thanos_cache_memcached_requests",
-                "Total number of items requests to memcached.",
+                format!("thanos_cache_{kind}_requests"),
+                format!("Total number of items requests to {kind}."),
                 c.requests.clone(),
             );
             r.register(
-                "thanos_cache_memcached_hits",
+                format!("thanos_cache_{kind}_hits"),
                 "Total number of items requests to the cache that were a hit.",
                 c.hits.clone(),
             );

@@ -41,7 +41,6 @@ use crate::cache::{IndexCacheBackendConfig, IndexCacheConfig, IndexCacheSpec};
 use crate::chunk_cache::{ChunkCacheBackend, ChunkCacheConfig};
 use crate::error::StoreError;
 use crate::matchers::MatcherCache;
-use crate::memcached::MemcachedMetrics;
 use crate::metrics::{CHUNKS, POSTINGS, Reason, SERIES, StoreMetrics};
 use crate::packed::PackedLabels;
 use crate::pool::{Budget, ChunkPool, ChunkPoolStats};
@@ -50,6 +49,7 @@ use crate::query::{
     split_ext_matchers,
 };
 use crate::remote_cache::IndexCacheBackend;
+use crate::remote_cache::{RemoteClientConfig, RemoteMetrics};
 use crate::sync::{FilterConfig, MetaSyncer, Synced};
 
 /// Blocks whose series are selected at once for one request.
@@ -351,27 +351,28 @@ impl BucketStore {
             Some(r) => StoreMetrics::register(r),
             None => StoreMetrics::unregistered(),
         };
-        // One set of memcached client metrics for both caches, registered only when one of
-        // them uses memcached.
-        let uses_memcached = matches!(
-            config.index_cache.backend,
-            IndexCacheBackendConfig::Memcached { .. }
-        ) || config
-            .chunk_cache
-            .as_ref()
-            .is_some_and(|c| c.memcached.is_some());
-        let memcached = MemcachedMetrics::new(registry.as_deref_mut().filter(|_| uses_memcached));
-        let cache =
-            IndexCacheBackend::new(&config.index_cache, registry.as_deref_mut(), &memcached)
-                .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
-        let chunk_cache = match config.chunk_cache.clone() {
-            Some(c) => Some(
-                ChunkCacheBackend::new(c, registry, &memcached).map_err(|e| {
+        // One set of client metrics per kind of cache server for both caches, registered
+        // only for the kinds in use.
+        let remote_configs: Vec<&RemoteClientConfig> = [
+            match &config.index_cache.backend {
+                IndexCacheBackendConfig::Remote { client, .. } => Some(client),
+                IndexCacheBackendConfig::InMemory(_) => None,
+            },
+            config.chunk_cache.as_ref().and_then(|c| c.remote.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let remote = RemoteMetrics::new(registry.as_deref_mut(), remote_configs.iter().copied());
+        let cache = IndexCacheBackend::new(&config.index_cache, registry.as_deref_mut(), &remote)
+            .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
+        let chunk_cache =
+            match config.chunk_cache.clone() {
+                Some(c) => Some(ChunkCacheBackend::new(c, registry, &remote).map_err(|e| {
                     StoreError::Config(format!("--store.caching-bucket.config: {e}"))
-                })?,
-            ),
-            None => None,
-        };
+                })?),
+                None => None,
+            };
         let max = config.max_concurrency.max(1);
         metrics.gate_max.set(max as i64);
         let syncer = MetaSyncer::new(

@@ -237,22 +237,65 @@ async fn an_in_memory_caching_bucket_serves_chunks_from_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memcached_index_and_chunk_caches_are_shared_across_restarts() {
     let mc = strata_testutil::memcached::MemcachedServer::start().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (yml, reference, _) = bucket_with_blocks(tmp.path()).await;
-    let config = format!(
-        "--index-cache.config=type: MEMCACHED\nconfig:\n  addresses: [{}]\n  timeout: 0s\n  \
+    let index = format!(
+        "type: MEMCACHED\nconfig:\n  addresses: [{}]\n  timeout: 0s\n  \
          max_idle_connections: 0\n  max_async_concurrency: 0\n  max_async_buffer_size: 0\n  \
          max_get_multi_concurrency: 0\n  max_item_size: 0\n  max_get_multi_batch_size: 0\n  \
          dns_provider_update_interval: 0s\n  auto_discovery: false\n",
         mc.address()
     );
     let chunks = format!(
-        "--store.caching-bucket.config=type: MEMCACHED\nconfig:\n  addresses: [{}]\n\
-         chunk_subrange_size: 4000\nmax_chunks_get_range_requests: 3\n\
-         chunk_object_attrs_ttl: 1h\nchunk_subrange_ttl: 1h\n",
+        "type: MEMCACHED\nconfig:\n  addresses: [{}]\n",
         mc.address()
     );
-    let args = [config, chunks];
+    remote_caches_are_shared_across_restarts(&index, &chunks, "memcached", || {
+        mc.settled_items(Duration::from_secs(20)).unwrap()
+    })
+    .await;
+}
+
+/// The same with `type: REDIS`, the index cache's config as Thanos' documentation writes it
+/// (every field, the TLS one off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_index_and_chunk_caches_are_shared_across_restarts() {
+    let redis = strata_testutil::redis::RedisServer::start().unwrap();
+    let index = format!(
+        "type: REDIS\nconfig:\n  addr: {}\n  username: \"\"\n  password: \"\"\n  db: 0\n  \
+         dial_timeout: 5s\n  read_timeout: 3s\n  write_timeout: 3s\n  pool_size: 100\n  \
+         min_idle_conns: 10\n  idle_timeout: 5m0s\n  max_conn_age: 0s\n  \
+         max_get_multi_concurrency: 100\n  get_multi_batch_size: 100\n  \
+         max_set_multi_concurrency: 100\n  set_multi_batch_size: 100\n  tls_enabled: false\n  \
+         tls_config:\n    ca_file: \"\"\n    cert_file: \"\"\n    key_file: \"\"\n    \
+         server_name: \"\"\n    insecure_skip_verify: false\n  cache_size: 0\n  \
+         master_name: \"\"\n",
+        redis.address()
+    );
+    let chunks = format!("type: REDIS\nconfig:\n  addr: {}\n", redis.address());
+    remote_caches_are_shared_across_restarts(&index, &chunks, "redis", || {
+        redis.settled_keys(Duration::from_secs(20)).unwrap()
+    })
+    .await;
+}
+
+/// Starts a store with the index cache `index` and the caching bucket's `chunks` config
+/// (a `kind` server), twice: the first fills the server (`settle` waits for its writes and
+/// counts them), the second finds every item there.
+async fn remote_caches_are_shared_across_restarts(
+    index: &str,
+    chunks: &str,
+    kind: &str,
+    settle: impl Fn() -> u64,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yml, reference, _) = bucket_with_blocks(tmp.path()).await;
+    let args = [
+        format!("--index-cache.config={index}"),
+        format!(
+            "--store.caching-bucket.config={chunks}chunk_subrange_size: 4000\n\
+             max_chunks_get_range_requests: 3\nchunk_object_attrs_ttl: 1h\n\
+             chunk_subrange_ttl: 1h\n"
+        ),
+    ];
     let hits = |http: &str| -> [(f64, f64); 2] {
         let (_, m) = get(&format!("{http}/metrics"));
         let v = |name: &str| -> f64 {
@@ -267,8 +310,12 @@ async fn memcached_index_and_chunk_caches_are_shared_across_restarts() {
                 v("thanos_store_index_cache_hits_total{item_type=\"Series\"}"),
             ),
             (
-                v("thanos_cache_memcached_requests_total{name=\"caching-bucket\"}"),
-                v("thanos_cache_memcached_hits_total{name=\"caching-bucket\"}"),
+                v(&format!(
+                    "thanos_cache_{kind}_requests_total{{name=\"caching-bucket\"}}"
+                )),
+                v(&format!(
+                    "thanos_cache_{kind}_hits_total{{name=\"caching-bucket\"}}"
+                )),
             ),
         ]
     };
@@ -288,7 +335,7 @@ async fn memcached_index_and_chunk_caches_are_shared_across_restarts() {
                 // Items stored by earlier queries serve later ones; the first ones missed.
                 assert!(
                     found < requests,
-                    "{what}: an empty memcached holds nothing at first"
+                    "{what}: an empty {kind} holds nothing at first"
                 );
             } else {
                 assert_eq!(
@@ -299,8 +346,7 @@ async fn memcached_index_and_chunk_caches_are_shared_across_restarts() {
         }
         if round == "first" {
             // The sets are written in the background.
-            let last = mc.settled_items(Duration::from_secs(20)).unwrap();
-            assert!(last > 0, "nothing was stored in memcached");
+            assert!(settle() > 0, "nothing was stored in {kind}");
         }
         drop(s);
     }
@@ -468,7 +514,10 @@ async fn bad_configuration_fails_at_start_with_the_flag_named() {
             "--selector.relabel-config=- action: explode",
             "--selector.relabel-config",
         ),
-        ("--index-cache.config=type: REDIS\nconfig: {}", "REDIS"),
+        (
+            "--index-cache.config=type: REDIS\nconfig: {addr: 'r:6379', master_name: m}",
+            "Sentinel",
+        ),
         (
             "--grpc-server-tls-cert=/nonexistent.pem",
             "--grpc-server-tls-key",

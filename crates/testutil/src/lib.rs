@@ -10,5 +10,6 @@ pub mod moto;
 pub mod netem;
 pub mod process;
 pub mod prometheus;
+pub mod redis;
 pub mod tls;
 pub mod tracing;

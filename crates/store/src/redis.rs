@@ -1,0 +1,594 @@
+//! A Redis client for the store gateway's caches, configured as Thanos' Redis client is
+//! (`type: REDIS` in `--index-cache.config` and `--store.caching-bucket.config`): `MGET` in
+//! batches for lookups, pipelined `SET … PX` for stores, over one multiplexed connection
+//! (the `redis` crate's, which pipelines every request sent on it).
+//!
+//! It fails soft and bounded, as the memcached client does ([`crate::memcached`]): every
+//! operation is bounded by the configured timeouts and a failed one is a miss
+//! (`strata_redis_operation_failures_total`), never an error of the query; sets are queued
+//! and written by `max_async_concurrency` background workers in pipelines of
+//! `set_multi_batch_size`, and a full queue drops the set rather than slowing the query. A
+//! connection that failed is dropped and dialled again on next use, at most once per
+//! [`REDIAL_AFTER`], so a Redis that is down costs each query one failed call, not a dial
+//! timeout per batch.
+//!
+//! Not supported (refused at start-up, with what to do): TLS, Redis Sentinel
+//! (`master_name`) and Redis Cluster (several addresses). `cache_size` (client-side caching)
+//! is accepted and has no effect.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::memcached::{ClientMetrics, Metrics, SetOp};
+
+/// How long after a failed dial the client waits before dialling again (operations in
+/// between fail at once).
+pub const REDIAL_AFTER: Duration = Duration::from_secs(1);
+
+/// Thanos' Redis client configuration (the `config:` of a `REDIS` cache), with its defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `addr`: `host:port` of the server.
+    pub addr: String,
+    pub username: String,
+    pub password: String,
+    /// `db`: the database selected on connecting.
+    pub db: i64,
+    /// `dial_timeout` (5s).
+    pub dial_timeout: Duration,
+    /// `read_timeout` (3s): with `write_timeout`, bounds each operation.
+    pub read_timeout: Duration,
+    /// `write_timeout` (3s).
+    pub write_timeout: Duration,
+    /// `max_get_multi_concurrency` (100; 0: unbounded): `MGET`s in flight at once.
+    pub max_get_multi_concurrency: usize,
+    /// `get_multi_batch_size` (100; 0: unbounded): keys per `MGET`.
+    pub get_multi_batch_size: usize,
+    /// `max_set_multi_concurrency` (100): with `max_async_concurrency`, pipelines in flight.
+    pub max_set_multi_concurrency: usize,
+    /// `set_multi_batch_size` (100): sets per pipeline.
+    pub set_multi_batch_size: usize,
+    /// `max_async_concurrency` (20): background set workers.
+    pub max_async_concurrency: usize,
+    /// `max_async_buffer_size` (10000): queued sets.
+    pub max_async_buffer_size: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            addr: String::new(),
+            username: String::new(),
+            password: String::new(),
+            db: 0,
+            dial_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(3),
+            max_get_multi_concurrency: 100,
+            get_multi_batch_size: 100,
+            max_set_multi_concurrency: 100,
+            set_multi_batch_size: 100,
+            max_async_concurrency: 20,
+            max_async_buffer_size: 10_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Reads the `config:` mapping. Every field Thanos documents is accepted (the pool
+    /// settings of its older go-redis client are checked and have no use: the connection
+    /// is multiplexed); unknown keys are refused, as Thanos refuses them.
+    pub fn from_value(v: serde_yaml_ng::Value) -> Result<Self, String> {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            addr: String,
+            #[serde(default)]
+            username: String,
+            #[serde(default)]
+            password: String,
+            #[serde(default)]
+            db: i64,
+            dial_timeout: Option<String>,
+            read_timeout: Option<String>,
+            write_timeout: Option<String>,
+            pool_size: Option<i64>,
+            min_idle_conns: Option<i64>,
+            idle_timeout: Option<String>,
+            max_conn_age: Option<String>,
+            max_get_multi_concurrency: Option<i64>,
+            get_multi_batch_size: Option<i64>,
+            max_set_multi_concurrency: Option<i64>,
+            set_multi_batch_size: Option<i64>,
+            #[serde(default)]
+            tls_enabled: bool,
+            #[allow(dead_code)] // read so that its keys are checked
+            tls_config: Option<Tls>,
+            cache_size: Option<i64>,
+            #[serde(default)]
+            master_name: String,
+            max_async_buffer_size: Option<i64>,
+            max_async_concurrency: Option<i64>,
+            set_async_circuit_breaker_config: Option<serde_yaml_ng::Value>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // read so that its keys are checked
+        struct Tls {
+            ca_file: Option<String>,
+            cert_file: Option<String>,
+            key_file: Option<String>,
+            server_name: Option<String>,
+            insecure_skip_verify: Option<bool>,
+        }
+        let raw: Raw = match v {
+            serde_yaml_ng::Value::Null => Raw::default(),
+            v => serde_yaml_ng::from_value(v).map_err(|e| format!("config: {e}"))?,
+        };
+        let d = RedisConfig::default();
+        let addr = raw.addr.trim().to_string();
+        if addr.is_empty() {
+            return Err("config: no Redis address: set config.addr (host:port)".into());
+        }
+        if !raw.master_name.is_empty() {
+            return Err(format!(
+                "config.master_name: Redis Sentinel is not supported; set config.addr to the \
+                 master's address instead of the sentinels' (master {:?})",
+                raw.master_name
+            ));
+        }
+        if addr.contains(',') {
+            return Err(format!(
+                "config.addr: several addresses ({addr}) mean a Redis Cluster or Sentinel, \
+                 which are not supported; give one server's host:port"
+            ));
+        }
+        if !addr.contains(':') {
+            return Err(format!("config.addr: {addr:?} is not host:port"));
+        }
+        if raw.tls_enabled {
+            return Err(
+                "config.tls_enabled: TLS to Redis is not supported yet; connect without TLS \
+                 (for example through a local TLS proxy)"
+                    .into(),
+            );
+        }
+        if let Some(cb) = &raw.set_async_circuit_breaker_config
+            && cb.get("enabled").and_then(|e| e.as_bool()) == Some(true)
+        {
+            tracing::warn!(
+                "set_async_circuit_breaker_config is accepted but has no effect: a set that \
+                 fails is dropped, and a full queue drops new sets"
+            );
+        }
+        if raw.cache_size.is_some_and(|c| c > 0) {
+            tracing::warn!(
+                "config.cache_size: Redis client-side caching is not supported and has no \
+                 effect; use an IN-MEMORY cache in front of nothing, or leave it 0"
+            );
+        }
+        let duration = |what: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => strata_model::Duration::parse_go(&s)
+                .or_else(|_| strata_model::Duration::parse_prometheus(&s))
+                .map(|d| d.to_std())
+                .map(|d| if d.is_zero() { default } else { d })
+                .map_err(|e| format!("config.{what}: {e}")),
+        };
+        for (what, v) in [
+            ("idle_timeout", raw.idle_timeout),
+            ("max_conn_age", raw.max_conn_age),
+        ] {
+            duration(what, v, Duration::ZERO)?;
+        }
+        for (what, v) in [
+            ("pool_size", raw.pool_size),
+            ("min_idle_conns", raw.min_idle_conns),
+        ] {
+            if v.is_some_and(|n| n < 0) {
+                return Err(format!("config.{what} must not be negative"));
+            }
+        }
+        // Thanos reads 0 as "use the default" for these.
+        let count = |v: Option<i64>, default: usize| match v {
+            Some(n) if n > 0 => n as usize,
+            _ => default,
+        };
+        Ok(RedisConfig {
+            addr,
+            username: raw.username,
+            password: raw.password,
+            db: raw.db,
+            dial_timeout: duration("dial_timeout", raw.dial_timeout, d.dial_timeout)?,
+            read_timeout: duration("read_timeout", raw.read_timeout, d.read_timeout)?,
+            write_timeout: duration("write_timeout", raw.write_timeout, d.write_timeout)?,
+            max_get_multi_concurrency: match raw.max_get_multi_concurrency {
+                None => d.max_get_multi_concurrency,
+                Some(n) => n.max(0) as usize,
+            },
+            get_multi_batch_size: match raw.get_multi_batch_size {
+                None => d.get_multi_batch_size,
+                Some(n) => n.max(0) as usize,
+            },
+            max_set_multi_concurrency: count(
+                raw.max_set_multi_concurrency,
+                d.max_set_multi_concurrency,
+            ),
+            set_multi_batch_size: count(raw.set_multi_batch_size, d.set_multi_batch_size),
+            max_async_concurrency: count(raw.max_async_concurrency, d.max_async_concurrency),
+            max_async_buffer_size: count(raw.max_async_buffer_size, d.max_async_buffer_size),
+        })
+    }
+
+    /// The connection URL (`redis://[user:password@]host:port/db`), credentials
+    /// percent-encoded.
+    fn url(&self) -> String {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        let auth = match (self.username.is_empty(), self.password.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!(":{}@", enc(&self.password)),
+            (false, true) => format!("{}@", enc(&self.username)),
+            (false, false) => format!("{}:{}@", enc(&self.username), enc(&self.password)),
+        };
+        format!("redis://{auth}{}/{}", self.addr, self.db)
+    }
+}
+
+/// Why one operation failed; the query goes on with a miss.
+#[derive(Debug, thiserror::Error)]
+enum OpError {
+    #[error("timed out")]
+    Timeout,
+    #[error("not connected (the last dial failed less than {REDIAL_AFTER:?} ago)")]
+    Unavailable,
+    #[error("{0}")]
+    Redis(#[from] RedisError),
+}
+
+impl OpError {
+    /// The `reason` label values, as the memcached client's.
+    fn reason(&self) -> &'static str {
+        match self {
+            OpError::Timeout => "timeout",
+            OpError::Unavailable => "unavailable",
+            OpError::Redis(e) if e.is_timeout() => "timeout",
+            OpError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => "other",
+            OpError::Redis(_) => "server-error",
+        }
+    }
+
+    /// Whether the connection is to be dropped: anything but an error reply the server
+    /// sent whole (the connection may be in any state).
+    fn breaks_connection(&self) -> bool {
+        match self {
+            OpError::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+            OpError::Timeout => true,
+            OpError::Unavailable => false,
+        }
+    }
+}
+
+/// The connection, when one is up, or when the last dial failed.
+#[derive(Default)]
+struct ConnState {
+    conn: Option<MultiplexedConnection>,
+    failed_at: Option<Instant>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    client: Client,
+    /// Dials are serialized, so that a burst of queries opens one connection.
+    state: tokio::sync::Mutex<ConnState>,
+    gets: Option<Semaphore>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("addr", &self.config.addr)
+            .field("db", &self.config.db)
+            .finish()
+    }
+}
+
+/// The client. Cheap to share (`Arc` inside); its set workers end when the last clone is
+/// dropped.
+#[derive(Debug, Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+    sets: mpsc::Sender<SetOp>,
+}
+
+impl Redis {
+    /// A client for `config`, its metrics labelled `name` in `metrics`
+    /// ([`ClientMetrics::redis`]). Needs a Tokio runtime (it starts the set workers). No
+    /// connection is made here: the first operation dials.
+    pub fn new(
+        config: RedisConfig,
+        name: &'static str,
+        metrics: &ClientMetrics,
+    ) -> Result<Self, String> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the Redis client needs a Tokio runtime".to_string())?;
+        let client = Client::open(config.url())
+            .map_err(|e| format!("config.addr {:?}: {e}", config.addr))?;
+        let inner = Arc::new(Inner {
+            gets: (config.max_get_multi_concurrency > 0)
+                .then(|| Semaphore::new(config.max_get_multi_concurrency)),
+            client,
+            state: tokio::sync::Mutex::new(ConnState::default()),
+            metrics: Metrics::new(name, metrics, &["getmulti", "setmulti"]),
+            config,
+        });
+        let (tx, rx) = mpsc::channel(inner.config.max_async_buffer_size);
+        runtime.spawn(write_sets(Arc::downgrade(&inner), rx));
+        Ok(Redis { inner, sets: tx })
+    }
+
+    /// Looks `keys` up; the result is in their order, `None` for a miss or a failure.
+    pub async fn get_multi(&self, keys: &[String]) -> Vec<Option<Bytes>> {
+        let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
+        if keys.is_empty() {
+            return out;
+        }
+        let batch = match self.inner.config.get_multi_batch_size {
+            0 => keys.len(),
+            n => n,
+        };
+        let results = futures::future::join_all(keys.chunks(batch).enumerate().map(
+            |(b, chunk)| async move {
+                let _permit = match &self.inner.gets {
+                    Some(g) => Some(g.acquire().await.expect("never closed")),
+                    None => None,
+                };
+                let started = Instant::now();
+                let r = self.inner.mget(chunk).await;
+                self.inner
+                    .metrics
+                    .done("getmulti", started, r.as_ref().err().map(OpError::reason));
+                if let Err(e) = &r {
+                    tracing::debug!(addr = %self.inner.config.addr, err = %e, "redis get failed; treated as misses");
+                }
+                (b * batch, r.unwrap_or_default())
+            },
+        ))
+        .await;
+        for (at, found) in results {
+            for (i, v) in found.into_iter().enumerate() {
+                out[at + i] = v.map(Bytes::from);
+            }
+        }
+        out
+    }
+
+    /// Queues a set of `key` to `value`, expiring after `ttl`. Dropped, and counted as
+    /// skipped, when the queue is full.
+    pub fn set_async(&self, key: String, value: Bytes, ttl: Duration) {
+        if self.sets.try_send(SetOp { key, value, ttl }).is_err() {
+            self.inner.metrics.skipped("setmulti", "async-buffer-full");
+        }
+    }
+}
+
+impl Inner {
+    /// Every operation's bound: Thanos' read and write timeouts together.
+    fn op_timeout(&self) -> Duration {
+        self.config.read_timeout + self.config.write_timeout
+    }
+
+    /// The connection, dialled if there is none (unless the last dial failed lately).
+    async fn connection(&self) -> Result<MultiplexedConnection, OpError> {
+        let mut st = self.state.lock().await;
+        if let Some(c) = &st.conn {
+            return Ok(c.clone());
+        }
+        if st.failed_at.is_some_and(|t| t.elapsed() < REDIAL_AFTER) {
+            return Err(OpError::Unavailable);
+        }
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.dial_timeout))
+            .set_response_timeout(Some(self.op_timeout()));
+        let dial = self
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg);
+        // The handshake (AUTH, SELECT) is part of the dial; bound it all.
+        match tokio::time::timeout(self.config.dial_timeout + self.op_timeout(), dial).await {
+            Ok(Ok(c)) => {
+                st.conn = Some(c.clone());
+                st.failed_at = None;
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(addr = %self.config.addr, err = %e, "connecting to redis failed; the cache misses until it is back");
+                st.failed_at = Some(Instant::now());
+                Err(e.into())
+            }
+            Err(_) => {
+                tracing::warn!(addr = %self.config.addr, "connecting to redis timed out; the cache misses until it is back");
+                st.failed_at = Some(Instant::now());
+                Err(OpError::Timeout)
+            }
+        }
+    }
+
+    /// Drops the connection after an error that may have left it in any state.
+    async fn failed(&self, e: &OpError) {
+        if e.breaks_connection() {
+            self.state.lock().await.conn = None;
+        }
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, OpError> {
+        let mut conn = self.connection().await?;
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        let r = match tokio::time::timeout(
+            self.op_timeout(),
+            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(v)) if v.len() == keys.len() => Ok(v),
+            Ok(Ok(v)) => Err(OpError::Redis(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "MGET answered a different number of values",
+                format!("{} for {} keys", v.len(), keys.len()),
+            )))),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(OpError::Timeout),
+        };
+        if let Err(e) = &r {
+            self.failed(e).await;
+        }
+        r
+    }
+
+    /// Writes `ops` in one pipeline of `SET key value PX ttl`.
+    async fn set_many(&self, ops: &[SetOp]) -> Result<(), OpError> {
+        let mut conn = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for op in ops {
+            let ms = op.ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+            pipe.cmd("SET")
+                .arg(&op.key)
+                .arg(op.value.as_ref())
+                .arg("PX")
+                .arg(ms)
+                .ignore();
+        }
+        let r = match tokio::time::timeout(self.op_timeout(), pipe.query_async::<()>(&mut conn))
+            .await
+        {
+            Ok(r) => r.map_err(OpError::from),
+            Err(_) => Err(OpError::Timeout),
+        };
+        if let Err(e) = &r {
+            self.failed(e).await;
+        }
+        r
+    }
+}
+
+/// Takes queued sets as they come and writes them in pipelines of up to
+/// `set_multi_batch_size`, at most `min(max_async_concurrency, max_set_multi_concurrency)`
+/// at once, until the client is dropped.
+async fn write_sets(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<SetOp>) {
+    let Some((limit, batch)) = inner.upgrade().map(|i| {
+        (
+            i.config
+                .max_async_concurrency
+                .min(i.config.max_set_multi_concurrency)
+                .max(1),
+            i.config.set_multi_batch_size.max(1),
+        )
+    }) else {
+        return;
+    };
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut ops = Vec::with_capacity(batch);
+    while rx.recv_many(&mut ops, batch).await > 0 {
+        let Some(i) = inner.upgrade() else { return };
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let mine = std::mem::replace(&mut ops, Vec::with_capacity(batch));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = i.set_many(&mine).await;
+            if let Err(e) = &r {
+                tracing::debug!(addr = %i.config.addr, sets = mine.len(), err = %e, "redis sets failed");
+            }
+            i.metrics
+                .done("setmulti", started, r.as_ref().err().map(OpError::reason));
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<RedisConfig, String> {
+        RedisConfig::from_value(serde_yaml_ng::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn thanos_documented_config_is_read_with_its_defaults() {
+        // Thanos' documented example, every field, zeroes and empties.
+        let c = parse(
+            "addr: redis:6379\nusername: \"\"\npassword: \"\"\ndb: 0\ndial_timeout: 5s\n\
+             read_timeout: 3s\nwrite_timeout: 3s\npool_size: 100\nmin_idle_conns: 10\n\
+             idle_timeout: 5m0s\nmax_conn_age: 0s\nmax_get_multi_concurrency: 100\n\
+             get_multi_batch_size: 100\nmax_set_multi_concurrency: 100\n\
+             set_multi_batch_size: 100\ntls_enabled: false\ntls_config:\n  ca_file: \"\"\n  \
+             cert_file: \"\"\n  key_file: \"\"\n  server_name: \"\"\n  \
+             insecure_skip_verify: false\ncache_size: 0\nmaster_name: \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            RedisConfig {
+                addr: "redis:6379".into(),
+                ..RedisConfig::default()
+            }
+        );
+        let c = parse(
+            "addr: r:1\nusername: u\npassword: \"p@ss word\"\ndb: 3\nread_timeout: 0s\n\
+             get_multi_batch_size: 0\nmax_async_concurrency: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.read_timeout,
+            Duration::from_secs(3),
+            "0 means the default"
+        );
+        assert_eq!(c.get_multi_batch_size, 0, "0 means unbatched");
+        assert_eq!(c.max_async_concurrency, 2);
+        assert_eq!(c.url(), "redis://u:p%40ss%20word@r:1/3");
+        assert_eq!(
+            RedisConfig {
+                addr: "r:1".into(),
+                password: "x".into(),
+                ..RedisConfig::default()
+            }
+            .url(),
+            "redis://:x@r:1/0"
+        );
+    }
+
+    #[test]
+    fn what_is_not_supported_is_refused_with_what_to_do() {
+        for (yaml, says) in [
+            ("{}", "set config.addr"),
+            ("addr: a:1\nmaster_name: m", "Sentinel"),
+            ("addr: a:1,b:2", "Cluster"),
+            ("addr: nohost", "host:port"),
+            ("addr: a:1\ntls_enabled: true", "TLS"),
+            ("addr: a:1\naddress: a:1", "address"),
+            ("addr: a:1\ndial_timeout: soon", "dial_timeout"),
+            ("addr: a:1\npool_size: -1", "pool_size"),
+            ("addr: a:1\ntls_config:\n  cafile: x", "cafile"),
+        ] {
+            let e = parse(yaml).unwrap_err();
+            assert!(e.contains(says), "{yaml}: {e}");
+        }
+    }
+}
