@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The store gateway's caching bucket (`--store.caching-bucket.config`) on a real
 # S3-compatible server: the PromQL benchmark's blocks (`bench_gen`) uploaded to a moto S3
-# bucket, four gateways over it (plain; the chunk cache IN-MEMORY; the chunk cache in a real
-# memcached; both the chunk and the index cache in memcached, each a 1 GiB memcached of
-# its own), and the same Series calls sent to each in turn (`fanout_profile`, FANOUT_ONLY=1: the select a querier
+# bucket, six gateways over it (plain; the chunk cache IN-MEMORY; the chunk cache in a real
+# memcached; both the chunk and the index cache in memcached; the same two in a real Redis;
+# each remote cache a server of its own), and the same Series calls sent to each in turn (`fanout_profile`, FANOUT_ONLY=1: the select a querier
 # makes, merged and converted). Prints, per selection and gateway, the median call time and
 # the object storage range reads per call (the gateway's own
 # `thanos_objstore_bucket_operations_total{operation="get_range"}`).
@@ -23,6 +23,7 @@ repeat="${1:-21}"
 bench_build -p strata-query
 install_moto
 install_memcached
+install_redis
 bench_workdir
 
 echo "==> generating blocks in $work/data" >&2
@@ -43,6 +44,14 @@ echo "==> uploading the blocks to moto S3 on :$moto_port" >&2
 
 printf 'type: IN-MEMORY\nconfig:\n  max_size: 1GB\n' >"$work/caching-bucket.yml"
 
+# wait_tcp PORT: until 127.0.0.1:PORT accepts connections (at most 10 s).
+wait_tcp() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+}
+
 # start_memcached VAR: a 1 GiB memcached on a free port; sets VAR to its address.
 start_memcached() {
     local port user=()
@@ -50,10 +59,7 @@ start_memcached() {
     if [ "$(id -u)" = 0 ]; then user=(-u root); fi
     memcached -l 127.0.0.1 -U 0 -m 1024 -p "$port" "${user[@]}" >"$work/memcached-$port.log" 2>&1 &
     pids+=("$!")
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        sleep 0.1
-    done
+    wait_tcp "$port"
     printf -v "$1" '127.0.0.1:%s' "$port"
 }
 start_memcached mc_chunks
@@ -61,6 +67,22 @@ start_memcached mc_all
 printf 'type: MEMCACHED\nconfig:\n  addresses: [%s]\n' "$mc_chunks" >"$work/caching-bucket-mc.yml"
 printf 'type: MEMCACHED\nconfig:\n  addresses: [%s]\n' "$mc_all" >"$work/caching-bucket-mc-all.yml"
 printf 'type: MEMCACHED\nconfig:\n  addresses: [%s]\n' "$mc_all" >"$work/index-cache-mc-all.yml"
+
+# start_redis VAR: a redis-server on a free port, nothing saved; sets VAR to its address.
+start_redis() {
+    local port
+    port="$(free_port)"
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        >"$work/redis-$port.log" 2>&1 &
+    pids+=("$!")
+    wait_tcp "$port"
+    printf -v "$1" '127.0.0.1:%s' "$port"
+}
+start_redis redis_chunks
+start_redis redis_all
+printf 'type: REDIS\nconfig:\n  addr: %s\n' "$redis_chunks" >"$work/caching-bucket-redis.yml"
+printf 'type: REDIS\nconfig:\n  addr: %s\n' "$redis_all" >"$work/caching-bucket-redis-all.yml"
+printf 'type: REDIS\nconfig:\n  addr: %s\n' "$redis_all" >"$work/index-cache-redis-all.yml"
 
 # start_gateway NAME [FLAGS...]: sets gw_grpc_NAME, gw_http_NAME.
 start_gateway() {
@@ -82,6 +104,9 @@ start_gateway cached --store.caching-bucket.config-file="$work/caching-bucket.ym
 start_gateway memcached --store.caching-bucket.config-file="$work/caching-bucket-mc.yml"
 start_gateway memcached_all --store.caching-bucket.config-file="$work/caching-bucket-mc-all.yml" \
     --index-cache.config-file="$work/index-cache-mc-all.yml"
+start_gateway redis --store.caching-bucket.config-file="$work/caching-bucket-redis.yml"
+start_gateway redis_all --store.caching-bucket.config-file="$work/caching-bucket-redis-all.yml" \
+    --index-cache.config-file="$work/index-cache-redis-all.yml"
 
 range_reads() {
     curl -fsS "http://127.0.0.1:$1/metrics" |
@@ -93,7 +118,7 @@ echo "| round | selection | gateway | median Series call | range reads per call 
 echo "|---:|---|---|---:|---:|"
 for round in 1 2 3; do
     for sel in node_memory_bytes http_requests_total; do
-        for name in plain cached memcached memcached_all; do
+        for name in plain cached memcached memcached_all redis redis_all; do
             grpc_var="gw_grpc_$name"
             http_var="gw_http_$name"
             before="$(range_reads "${!http_var}")"

@@ -402,6 +402,13 @@ pub(crate) struct SetOp {
     pub(crate) ttl: Duration,
 }
 
+/// Queued sets a set worker takes at once, and the most bytes of values it sends to one
+/// server in one pipeline: sets are written pipelined, one round trip for many, so that a
+/// query that misses thousands of items does not overflow the queue with one round trip
+/// per item.
+const SET_BATCH: usize = 128;
+const SET_BATCH_BYTES: usize = 1 << 20;
+
 /// The client. Cheap to share (`Arc` inside); its background tasks (address resolution,
 /// queued sets) end when the last clone is dropped.
 #[derive(Debug, Clone)]
@@ -618,30 +625,48 @@ impl Inner {
         Ok(found)
     }
 
-    async fn set_on(&self, addr: &str, op: &SetOp) -> Result<(), OpError> {
+    /// Writes `ops` to `addr` pipelined: every `set` sent in one write, then their replies
+    /// read. A server answers a pipeline in order, so one round trip stores them all.
+    async fn set_on(&self, addr: &str, ops: &[SetOp]) -> Result<(), OpError> {
         let work = async {
             let mut c = self.connection(addr).await?;
-            let head = format!(
-                "set {} 0 {} {}\r\n",
-                op.key,
-                exptime(op.ttl),
-                op.value.len()
-            );
-            let s = c.get_mut();
-            s.write_all(head.as_bytes()).await?;
-            s.write_all(&op.value).await?;
-            s.write_all(b"\r\n").await?;
-            let line = read_line(&mut c).await?;
-            if line != "STORED" {
-                return Err(OpError::Server(line));
+            let size: usize = ops
+                .iter()
+                .map(|op| op.key.len() + op.value.len() + 48)
+                .sum();
+            let mut buf = Vec::with_capacity(size);
+            for op in ops {
+                buf.extend_from_slice(
+                    format!(
+                        "set {} 0 {} {}\r\n",
+                        op.key,
+                        exptime(op.ttl),
+                        op.value.len()
+                    )
+                    .as_bytes(),
+                );
+                buf.extend_from_slice(&op.value);
+                buf.extend_from_slice(b"\r\n");
             }
-            Ok(c)
+            c.get_mut().write_all(&buf).await?;
+            // Every reply is read, even after a refusal, so the connection stays in step.
+            let mut refused = None;
+            for _ in ops {
+                let line = read_line(&mut c).await?;
+                if line != "STORED" && refused.is_none() {
+                    refused = Some(line);
+                }
+            }
+            Ok::<_, OpError>((c, refused))
         };
-        let c = tokio::time::timeout(self.config.timeout, work)
+        let (c, refused) = tokio::time::timeout(self.config.timeout, work)
             .await
             .map_err(|_| OpError::Timeout)??;
         self.give_back(addr, c);
-        Ok(())
+        match refused {
+            Some(line) => Err(OpError::Server(line)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -706,24 +731,58 @@ async fn write_sets(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<SetOp>
         return;
     };
     let slots = Arc::new(Semaphore::new(limit));
-    while let Some(op) = rx.recv().await {
+    let mut ops = Vec::with_capacity(SET_BATCH);
+    while rx.recv_many(&mut ops, SET_BATCH).await > 0 {
         let Some(i) = inner.upgrade() else { return };
-        let permit = slots.clone().acquire_owned().await.expect("never closed");
-        tokio::spawn(async move {
-            let servers = i.servers.read().expect("servers lock").clone();
-            if !servers.is_empty() {
-                let addr = &servers[pick_server(&op.key, servers.len())];
-                let started = Instant::now();
-                let r = i.set_on(addr, &op).await;
-                if let Err(e) = &r {
-                    tracing::debug!(server = %addr, key = %op.key, err = %e, "memcached set failed");
-                }
-                i.metrics
-                    .done("set", started, r.as_ref().err().map(OpError::reason));
+        let servers = i.servers.read().expect("servers lock").clone();
+        if servers.is_empty() {
+            ops.clear();
+            continue;
+        }
+        // The sets taken, by server, in pipelines of at most SET_BATCH_BYTES.
+        let mut per_server: Vec<Vec<SetOp>> = (0..servers.len()).map(|_| Vec::new()).collect();
+        for op in ops.drain(..) {
+            per_server[pick_server(&op.key, servers.len())].push(op);
+        }
+        for (s, mine) in per_server.into_iter().enumerate() {
+            for pipeline in pipelines(mine, SET_BATCH_BYTES) {
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let (i, addr) = (i.clone(), servers[s].clone());
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let r = i.set_on(&addr, &pipeline).await;
+                    if let Err(e) = &r {
+                        tracing::debug!(server = %addr, sets = pipeline.len(), err = %e, "memcached sets failed");
+                    }
+                    for _ in &pipeline {
+                        i.metrics
+                            .done("set", started, r.as_ref().err().map(OpError::reason));
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+        }
     }
+}
+
+/// `ops` cut, in order, into runs whose values add up to at most `max_bytes` (a larger
+/// value alone).
+fn pipelines(ops: Vec<SetOp>, max_bytes: usize) -> Vec<Vec<SetOp>> {
+    let mut out: Vec<Vec<SetOp>> = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        match out.last_mut() {
+            Some(run) if bytes + op.value.len() <= max_bytes => {
+                bytes += op.value.len();
+                run.push(op);
+            }
+            _ => {
+                bytes = op.value.len();
+                out.push(vec![op]);
+            }
+        }
+    }
+    out
 }
 
 /// Resolves the addresses now and every `dns_provider_update_interval`, until the client
@@ -759,6 +818,25 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<MemcachedConfig, String> {
         MemcachedConfig::from_value(serde_yaml_ng::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn sets_are_cut_into_pipelines_by_bytes() {
+        let op = |n: usize| SetOp {
+            key: format!("k{n}"),
+            value: Bytes::from(vec![0; n]),
+            ttl: Duration::ZERO,
+        };
+        let sizes = |runs: Vec<Vec<SetOp>>| -> Vec<Vec<usize>> {
+            runs.iter()
+                .map(|r| r.iter().map(|o| o.value.len()).collect())
+                .collect()
+        };
+        assert_eq!(
+            sizes(pipelines(vec![op(4), op(5), op(2), op(30), op(1)], 10)),
+            [vec![4, 5], vec![2], vec![30], vec![1]]
+        );
+        assert!(pipelines(Vec::new(), 10).is_empty());
     }
 
     #[test]
