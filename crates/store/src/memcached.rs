@@ -52,8 +52,12 @@ pub struct MemcachedConfig {
     pub max_get_multi_batch_size: usize,
     /// `max_item_size`: larger values are neither stored nor accepted (1MiB; 0: unlimited).
     pub max_item_size: u64,
-    /// `dns_provider_update_interval`: how often `addresses` are resolved again (10s).
+    /// `dns_provider_update_interval`: how often `addresses` are resolved again, or with
+    /// `auto_discovery` the cluster's nodes asked for again (10s).
     pub dns_provider_update_interval: Duration,
+    /// `auto_discovery`: `addresses` are configuration endpoints (ElastiCache's), asked
+    /// with `config get cluster` for the nodes to use.
+    pub auto_discovery: bool,
 }
 
 impl Default for MemcachedConfig {
@@ -68,6 +72,7 @@ impl Default for MemcachedConfig {
             max_get_multi_batch_size: 0,
             max_item_size: 1 << 20,
             dns_provider_update_interval: Duration::from_secs(10),
+            auto_discovery: false,
         }
     }
 }
@@ -130,14 +135,6 @@ impl MemcachedConfig {
         for a in &raw.addresses {
             AddressSpec::parse(a).map_err(|e| format!("config.addresses: {e}"))?;
         }
-        if raw.auto_discovery {
-            return Err(
-                "config.auto_discovery: memcached auto-discovery (ElastiCache's \
-                        `config get cluster`) is not supported; list the nodes in \
-                        config.addresses, with dns+ or dnssrv+ to discover them"
-                    .into(),
-            );
-        }
         if raw
             .set_async_circuit_breaker_config
             .as_ref()
@@ -197,6 +194,7 @@ impl MemcachedConfig {
                     i
                 }
             },
+            auto_discovery: raw.auto_discovery,
         })
     }
 }
@@ -434,10 +432,12 @@ impl Memcached {
             .iter()
             .map(|a| AddressSpec::parse(a).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
+        // With auto-discovery the addresses are configuration endpoints, not nodes: none is
+        // used until the cluster has been asked.
         let mut initial: Vec<String> = specs
             .iter()
             .filter_map(|s| match s {
-                AddressSpec::Static(a) => Some(a.clone()),
+                AddressSpec::Static(a) if !config.auto_discovery => Some(a.clone()),
                 _ => None,
             })
             .collect();
@@ -453,7 +453,8 @@ impl Memcached {
         });
         let (tx, rx) = mpsc::channel(inner.config.max_async_buffer_size);
         runtime.spawn(write_sets(Arc::downgrade(&inner), rx));
-        if specs.iter().any(|s| !matches!(s, AddressSpec::Static(_))) {
+        if inner.config.auto_discovery || specs.iter().any(|s| !matches!(s, AddressSpec::Static(_)))
+        {
             runtime.spawn(resolve_addresses(Arc::downgrade(&inner), specs));
         }
         Ok(Memcached { inner, sets: tx })
@@ -786,14 +787,29 @@ fn pipelines(ops: Vec<SetOp>, max_bytes: usize) -> Vec<Vec<SetOp>> {
 }
 
 /// Resolves the addresses now and every `dns_provider_update_interval`, until the client
-/// is dropped. A lookup that finds nothing keeps the servers found before, so a DNS outage
-/// does not empty the cache.
+/// is dropped; with `auto_discovery`, asks each resolved configuration endpoint for the
+/// cluster's nodes. A round that finds nothing keeps the servers found before, so a DNS or
+/// endpoint outage does not empty the cache.
 async fn resolve_addresses(inner: std::sync::Weak<Inner>, specs: Vec<AddressSpec>) {
     let resolver = Resolver::system();
     loop {
         let mut found = std::collections::BTreeSet::new();
         for s in &specs {
             found.extend(resolver.resolve(s).await);
+        }
+        let Some(i) = inner.upgrade() else { return };
+        let (timeout, discover) = (i.config.timeout, i.config.auto_discovery);
+        drop(i);
+        if discover {
+            let endpoints = std::mem::take(&mut found);
+            for e in endpoints {
+                match cluster_nodes(&e, timeout).await {
+                    Ok(nodes) => found.extend(nodes),
+                    Err(err) => {
+                        tracing::warn!(endpoint = %e, err = %err, "memcached auto-discovery failed")
+                    }
+                }
+            }
         }
         let Some(i) = inner.upgrade() else { return };
         if !found.is_empty() {
@@ -804,12 +820,90 @@ async fn resolve_addresses(inner: std::sync::Weak<Inner>, specs: Vec<AddressSpec
                 *servers = Arc::new(list);
             }
         } else {
-            tracing::warn!(addresses = ?i.config.addresses, "memcached addresses resolved to nothing; keeping the servers found before");
+            tracing::warn!(addresses = ?i.config.addresses, "memcached addresses gave no servers; keeping the servers found before");
         }
         let every = i.config.dns_provider_update_interval;
         drop(i);
         tokio::time::sleep(every).await;
     }
+}
+
+/// The most bytes of a `config get cluster` answer read (a node line is under 300 bytes).
+const MAX_CLUSTER_CONFIG: usize = 1 << 20;
+
+/// Asks the configuration endpoint `addr` for its cluster's nodes (ElastiCache's
+/// `config get cluster`), within `timeout`.
+async fn cluster_nodes(addr: &str, timeout: Duration) -> Result<Vec<String>, OpError> {
+    let work = async {
+        let mut c = BufReader::new(TcpStream::connect(addr).await?);
+        c.get_mut().write_all(b"config get cluster\r\n").await?;
+        let head = read_line(&mut c).await?;
+        let len = head
+            .strip_prefix("CONFIG cluster ")
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n <= MAX_CLUSTER_CONFIG)
+            .ok_or_else(|| {
+                OpError::Malformed(format!(
+                    "{head:?} is not an answer to `config get cluster` (is this an \
+                     ElastiCache configuration endpoint?)"
+                ))
+            })?;
+        let mut body = vec![0; len];
+        c.read_exact(&mut body).await?;
+        loop {
+            let line = read_line(&mut c).await?;
+            if line == "END" {
+                break;
+            }
+            if !line.is_empty() {
+                return Err(OpError::Malformed(format!(
+                    "{line:?} after the cluster config"
+                )));
+            }
+        }
+        parse_cluster_config(&body)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| OpError::Timeout)?
+}
+
+/// The nodes of a cluster config: a version line, then `host|ip|port` entries separated
+/// by spaces. A node is reached at its IP when it has one (no lookup), else at its host.
+fn parse_cluster_config(body: &[u8]) -> Result<Vec<String>, OpError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OpError::Malformed("cluster config not UTF-8".into()))?;
+    let mut lines = text.lines();
+    lines
+        .next()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| OpError::Malformed("cluster config without a version line".into()))?;
+    let nodes_line = lines.next().unwrap_or("");
+    let mut nodes = Vec::new();
+    for node in nodes_line.split_whitespace() {
+        let parts: Vec<&str> = node.split('|').collect();
+        let [host, ip, port] = parts[..] else {
+            return Err(OpError::Malformed(format!(
+                "cluster node {node:?} is not host|ip|port"
+            )));
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| OpError::Malformed(format!("cluster node {node:?}: bad port")))?;
+        let at = if ip.is_empty() { host } else { ip };
+        if at.is_empty() {
+            return Err(OpError::Malformed(format!(
+                "cluster node {node:?} has neither host nor IP"
+            )));
+        }
+        nodes.push(if at.contains(':') {
+            format!("[{at}]:{port}")
+        } else {
+            format!("{at}:{port}")
+        });
+    }
+    Ok(nodes)
 }
 
 #[cfg(test)]
@@ -818,6 +912,35 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<MemcachedConfig, String> {
         MemcachedConfig::from_value(serde_yaml_ng::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn cluster_configs_give_the_nodes_to_use() {
+        let nodes = parse_cluster_config(
+            b"12\nn1.cache.amazonaws.com|10.0.0.1|11211 n2.cache.amazonaws.com||11212 \
+              n3||11213 h6|fd00::1|11211\n",
+        )
+        .unwrap();
+        assert_eq!(
+            nodes,
+            [
+                "10.0.0.1:11211",
+                "n2.cache.amazonaws.com:11212",
+                "n3:11213",
+                "[fd00::1]:11211"
+            ]
+        );
+        assert!(parse_cluster_config(b"1\n").unwrap().is_empty());
+        for bad in [
+            &b""[..],
+            b"version\nh|i|1\n",
+            b"1\nh|1\n",
+            b"1\nh|i|port\n",
+            b"1\n||1\n",
+            b"\xff\n",
+        ] {
+            assert!(parse_cluster_config(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -890,7 +1013,6 @@ mod tests {
                 "addresses: [a:1]\nmax_item_size: lots",
                 "config.max_item_size",
             ),
-            ("addresses: [a:1]\nauto_discovery: true", "auto_discovery"),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(e.contains(want), "{yaml}: {e}");

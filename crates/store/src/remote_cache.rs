@@ -297,6 +297,11 @@ impl RemoteIndexCache {
         out
     }
 
+    /// The client it uses.
+    pub fn client(&self) -> &RemoteClient {
+        &self.client
+    }
+
     /// `(requests, hits)` so far for an item type.
     pub fn stats(&self, t: ItemType) -> (u64, u64) {
         (

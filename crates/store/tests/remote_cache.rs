@@ -499,3 +499,97 @@ async fn redis_credentials_database_and_ttl_are_used() {
     s.stop().await;
     redis.kill();
 }
+
+/// `auto_discovery: true`, as on ElastiCache: the address is a configuration endpoint (here
+/// a stand-in answering `config get cluster` the way ElastiCache does) that lists the nodes;
+/// the gateway spreads its items over them and sends the endpoint nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_auto_discovery_uses_the_nodes_the_cluster_lists() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let nodes = [
+        MemcachedServer::start().unwrap(),
+        MemcachedServer::start().unwrap(),
+    ];
+    let port = |m: &MemcachedServer| m.address().rsplit(':').next().unwrap().to_string();
+    // One node by IP, one by host name only (no IP), as ElastiCache may list them.
+    let listing = format!(
+        "7\nnode-a.local|127.0.0.1|{} localhost||{}\n",
+        port(&nodes[0]),
+        port(&nodes[1])
+    );
+    let answer = format!("CONFIG cluster 0 {}\r\n{listing}\r\nEND\r\n", listing.len());
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint_addr = endpoint.local_addr().unwrap().to_string();
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = heard.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (conn, _) = endpoint.accept().await.unwrap();
+            let (answer, log) = (answer.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(conn);
+                let mut line = String::new();
+                while conn.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    log.lock().unwrap().push(line.trim_end().to_string());
+                    if line.trim_end() == "config get cluster" {
+                        conn.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (bucket, _, reference) = bucket_with_blocks(tmp.path(), 3, 4).await;
+    let mut config = StoreConfig::new(tmp.path().join("data"));
+    config.index_cache = IndexCacheSpec::from_yaml(&format!(
+        "type: MEMCACHED\nconfig:\n  addresses: [{endpoint_addr}]\n  auto_discovery: true\n  \
+         dns_provider_update_interval: 1s\n"
+    ))
+    .unwrap();
+    let s = Served::start(bucket, config).await;
+    let strata_store::remote_cache::RemoteClient::Memcached(client) =
+        s.store.cache().remote().expect("a remote cache").client()
+    else {
+        panic!("a memcached client")
+    };
+    // Discovery runs in the background; wait for it, as queries before it only miss.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.servers().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no nodes discovered: {:?}",
+            heard.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *client.servers(),
+        [
+            format!("127.0.0.1:{}", port(&nodes[0])),
+            format!("localhost:{}", port(&nodes[1]))
+        ]
+    );
+    run_acceptance(&mut s.client().await, &reference)
+        .await
+        .unwrap();
+    for n in &nodes {
+        let items = n.settled_items(Duration::from_secs(20)).unwrap();
+        assert!(
+            items > 0,
+            "{}: no items; keys go to every node",
+            n.address()
+        );
+    }
+    let heard = heard.lock().unwrap().clone();
+    assert!(!heard.is_empty());
+    assert!(
+        heard.iter().all(|l| l == "config get cluster"),
+        "the endpoint got: {heard:?}"
+    );
+    s.stop().await;
+    server.abort();
+}
