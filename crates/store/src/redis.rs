@@ -8,9 +8,9 @@
 //! (`strata_redis_operation_failures_total`), never an error of the query; sets are queued
 //! and written by `max_async_concurrency` background workers in pipelines of
 //! `set_multi_batch_size`, and a full queue drops the set rather than slowing the query. A
-//! connection that failed is dropped and dialled again on next use, at most once per
-//! [`REDIAL_AFTER`], so a Redis that is down costs each query one failed call, not a dial
-//! timeout per batch.
+//! connection that failed is dropped and dialled again on next use, after [`REDIAL_AFTER`]
+//! and then backing off to [`MAX_REDIAL_AFTER`], so a Redis that is down costs queries a
+//! failed call each and a dial (at most `dial_timeout`) only now and then.
 //!
 //! Not supported (refused at start-up, with what to do): TLS, Redis Sentinel
 //! (`master_name`) and Redis Cluster (several addresses). `cache_size` (client-side caching)
@@ -28,8 +28,11 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::memcached::{ClientMetrics, Metrics, SetOp};
 
 /// How long after a failed dial the client waits before dialling again (operations in
-/// between fail at once).
+/// between fail at once); doubled after each further failure, up to [`MAX_REDIAL_AFTER`].
 pub const REDIAL_AFTER: Duration = Duration::from_secs(1);
+/// The longest wait between dials of a Redis that keeps failing: queries wait for a dial
+/// (at most `dial_timeout`), so an unreachable server must not be dialled often.
+pub const MAX_REDIAL_AFTER: Duration = Duration::from_secs(30);
 
 /// Thanos' Redis client configuration (the `config:` of a `REDIS` cache), with its defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,7 +259,7 @@ impl RedisConfig {
 enum OpError {
     #[error("timed out")]
     Timeout,
-    #[error("not connected (the last dial failed less than {REDIAL_AFTER:?} ago)")]
+    #[error("not connected (the last dial failed lately; waiting before the next)")]
     Unavailable,
     #[error("{0}")]
     Redis(#[from] RedisError),
@@ -290,6 +293,23 @@ impl OpError {
 struct ConnState {
     conn: Option<MultiplexedConnection>,
     failed_at: Option<Instant>,
+    /// Dials failed in a row.
+    failures: u32,
+}
+
+impl ConnState {
+    /// Whether the last dial failed too lately to dial again.
+    fn backing_off(&self) -> bool {
+        let wait = REDIAL_AFTER
+            .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
+            .min(MAX_REDIAL_AFTER);
+        self.failed_at.is_some_and(|t| t.elapsed() < wait)
+    }
+
+    fn dial_failed(&mut self) {
+        self.failed_at = Some(Instant::now());
+        self.failures = self.failures.saturating_add(1);
+    }
 }
 
 struct Inner {
@@ -401,7 +421,7 @@ impl Inner {
         if let Some(c) = &st.conn {
             return Ok(c.clone());
         }
-        if st.failed_at.is_some_and(|t| t.elapsed() < REDIAL_AFTER) {
+        if st.backing_off() {
             return Err(OpError::Unavailable);
         }
         let cfg = AsyncConnectionConfig::new()
@@ -410,21 +430,23 @@ impl Inner {
         let dial = self
             .client
             .get_multiplexed_async_connection_with_config(&cfg);
-        // The handshake (AUTH, SELECT) is part of the dial; bound it all.
-        match tokio::time::timeout(self.config.dial_timeout + self.op_timeout(), dial).await {
+        // The handshake (AUTH, SELECT) is part of the dial: `dial_timeout` bounds it all,
+        // since every query waiting for this connection waits for it.
+        match tokio::time::timeout(self.config.dial_timeout, dial).await {
             Ok(Ok(c)) => {
                 st.conn = Some(c.clone());
                 st.failed_at = None;
+                st.failures = 0;
                 Ok(c)
             }
             Ok(Err(e)) => {
                 tracing::warn!(addr = %self.config.addr, err = %e, "connecting to redis failed; the cache misses until it is back");
-                st.failed_at = Some(Instant::now());
+                st.dial_failed();
                 Err(e.into())
             }
             Err(_) => {
                 tracing::warn!(addr = %self.config.addr, "connecting to redis timed out; the cache misses until it is back");
-                st.failed_at = Some(Instant::now());
+                st.dial_failed();
                 Err(OpError::Timeout)
             }
         }
@@ -572,6 +594,26 @@ mod tests {
             .url(),
             "redis://:x@r:1/0"
         );
+    }
+
+    #[test]
+    fn failed_dials_back_off_up_to_the_limit() {
+        let mut st = ConnState::default();
+        assert!(!st.backing_off(), "never dialled");
+        st.dial_failed();
+        assert!(st.backing_off());
+        // Six failures in a row: 32 s, capped at 30 s; just after the cap, dial again.
+        for _ in 0..5 {
+            st.dial_failed();
+        }
+        st.failed_at = Some(Instant::now() - Duration::from_secs(29));
+        assert!(st.backing_off());
+        st.failed_at = Some(Instant::now() - MAX_REDIAL_AFTER);
+        assert!(!st.backing_off());
+        // After one failure, 1 s.
+        st.failures = 1;
+        st.failed_at = Some(Instant::now() - Duration::from_millis(1100));
+        assert!(!st.backing_off());
     }
 
     #[test]
