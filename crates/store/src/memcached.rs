@@ -943,6 +943,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A configuration endpoint's answer is untrusted: any bytes parse or fail, never
+        /// panic, and every node parsed is a `host:port` to connect to.
+        #[test]
+        fn cluster_configs_of_any_bytes_never_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            nodes in proptest::collection::vec(("[a-z.]{0,8}", "[0-9.:]{0,8}", "[0-9]{0,6}"), 0..5),
+        ) {
+            let _ = parse_cluster_config(&body);
+            let line: Vec<String> = nodes.iter().map(|(h, i, p)| format!("{h}|{i}|{p}")).collect();
+            let text = format!("1\n{}\n", line.join(" "));
+            if let Ok(found) = parse_cluster_config(text.as_bytes()) {
+                for n in found {
+                    proptest::prop_assert!(n.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()), "{n}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn sets_are_cut_into_pipelines_by_bytes() {
         let op = |n: usize| SetOp {

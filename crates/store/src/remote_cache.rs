@@ -668,6 +668,31 @@ mod tests {
         assert!(open(Some(("a", "b")), &cut).is_none());
     }
 
+    proptest::proptest! {
+        /// What a cache server returns is untrusted: any bytes open to nothing or to what
+        /// was wrapped, never a panic; every envelope opens to its value.
+        #[test]
+        fn envelopes_survive_any_bytes(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            name in "[a-z_]{0,12}",
+            label in "\\PC{0,12}",
+            cut in 0usize..400,
+        ) {
+            for magic in [MAGIC, CHUNK_MAGIC] {
+                let pair = Some((name.as_str(), label.as_str()));
+                let e = envelope_with(magic, pair, &value);
+                let opened = open_with(magic, pair, &e);
+                proptest::prop_assert_eq!(opened.as_deref(), Some(&value[..]));
+                let _ = open_with(magic, pair, &e.slice(..cut.min(e.len())));
+                let _ = open_with(magic, None, &Bytes::from(junk.clone()));
+                let mut prefixed = magic.to_vec();
+                prefixed.extend_from_slice(&junk);
+                let _ = open_with(magic, pair, &Bytes::from(prefixed));
+            }
+        }
+    }
+
     #[test]
     fn keys_are_valid_memcached_keys_whatever_the_labels() {
         let b = Ulid::nil();
