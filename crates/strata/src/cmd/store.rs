@@ -49,8 +49,8 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
                 CachingBucketConfig::Unsupported(kind) => {
                     tracing::warn!(
                         "--store.caching-bucket.config: cache type {kind} is not supported; \
-                         chunks are read from object storage directly (use type: IN-MEMORY \
-                         or MEMCACHED)"
+                         chunks are read from object storage directly (use type: IN-MEMORY, \
+                         MEMCACHED or REDIS)"
                     );
                     None
                 }
