@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{ChildGuard, free_port, wait_for_tcp};
+use crate::process::{ChildGuard, free_port, settled_count, wait_for_tcp};
 use crate::prometheus::find_tool;
 
 /// A running memcached.
@@ -102,16 +102,7 @@ impl MemcachedServer {
     /// Waits until the item count stops growing (a client writing its sets in the
     /// background has written them), at most `timeout`; returns the count.
     pub fn settled_items(&self, timeout: Duration) -> Result<u64> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut last = u64::MAX;
-        loop {
-            std::thread::sleep(Duration::from_millis(300));
-            let now = self.stat("curr_items")?;
-            if now == last || std::time::Instant::now() > deadline {
-                return Ok(now);
-            }
-            last = now;
-        }
+        settled_count(timeout, || self.stat("curr_items"))
     }
 
     /// One counter of `stats`.

@@ -162,6 +162,22 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Polls `count` every 300 ms until it returns the same value twice in a row (say, a
+/// client writing in the background has written everything), at most `timeout`; returns the
+/// last value.
+pub fn settled_count(timeout: Duration, mut count: impl FnMut() -> Result<u64>) -> Result<u64> {
+    let deadline = Instant::now() + timeout;
+    let mut last = u64::MAX;
+    loop {
+        sleep(Duration::from_millis(300));
+        let now = count()?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 /// Waits until something accepts TCP connections at `addr`.
 pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;

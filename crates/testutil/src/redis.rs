@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{ChildGuard, free_port, wait_for_tcp};
+use crate::process::{ChildGuard, free_port, settled_count, wait_for_tcp};
 use crate::prometheus::find_tool;
 
 /// A running Redis.
@@ -144,19 +144,10 @@ impl RedisServer {
     /// Waits until the key count stops growing (a client writing its sets in the background
     /// has written them), at most `timeout`; returns the count.
     pub fn settled_keys(&self, timeout: Duration) -> Result<u64> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut last = u64::MAX;
-        loop {
-            std::thread::sleep(Duration::from_millis(300));
-            let now = match self.command(&[b"DBSIZE"])? {
-                Reply::Integer(n) => n as u64,
-                other => bail!("DBSIZE answered {other:?}"),
-            };
-            if now == last || std::time::Instant::now() > deadline {
-                return Ok(now);
-            }
-            last = now;
-        }
+        settled_count(timeout, || match self.command(&[b"DBSIZE"])? {
+            Reply::Integer(n) => Ok(n as u64),
+            other => bail!("DBSIZE answered {other:?}"),
+        })
     }
 }
 
