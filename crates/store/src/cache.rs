@@ -31,6 +31,7 @@ use strata_model::ByteSize;
 use ulid::Ulid;
 
 use crate::error::StoreError;
+use crate::memcached::config_duration;
 use crate::remote_cache::RemoteClientConfig;
 
 /// Fixed bookkeeping cost charged per postings list on top of its key and value bytes: the
@@ -403,8 +404,8 @@ impl IndexCacheSpec {
     }
 
     /// Parses Thanos' `--index-cache.config` YAML: `type: IN-MEMORY` with
-    /// `config: {max_size, max_item_size}`, or `type: MEMCACHED` with Thanos' memcached
-    /// client `config`; `enabled_items` and `ttl` beside them. `REDIS` is refused by name.
+    /// `config: {max_size, max_item_size}`, or `type: MEMCACHED` or `REDIS` with Thanos'
+    /// client `config`; `enabled_items` and `ttl` beside them.
     pub fn from_yaml(yaml: &str) -> Result<Self, StoreError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -447,21 +448,10 @@ impl IndexCacheSpec {
             }
             kind @ ("MEMCACHED" | "REDIS") => {
                 let client = RemoteClientConfig::from_value(kind, raw.config).map_err(bad)?;
-                let ttl = match raw.ttl.as_deref() {
-                    None => std::time::Duration::ZERO,
-                    Some(s) => strata_model::Duration::parse_go(s)
-                        .or_else(|_| strata_model::Duration::parse_prometheus(s))
-                        .map(|d| d.to_std())
-                        .map_err(|e| bad(format!("ttl: {e}")))?,
-                };
-                IndexCacheBackendConfig::Remote {
-                    client,
-                    ttl: if ttl.is_zero() {
-                        std::time::Duration::from_secs(24 * 3600)
-                    } else {
-                        ttl
-                    },
-                }
+                let ttl =
+                    config_duration("ttl", raw.ttl, std::time::Duration::from_secs(24 * 3600))
+                        .map_err(bad)?;
+                IndexCacheBackendConfig::Remote { client, ttl }
             }
             other => return Err(bad(format!("unknown index cache type {other:?}"))),
         };

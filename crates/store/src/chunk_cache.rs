@@ -232,11 +232,49 @@ struct Entry {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// Segment file sizes, each until `chunk_object_attrs_ttl` after it was learnt, so that no
+/// subrange past a file's end is asked for. Kept in memory by both backends (one small entry
+/// per file).
+#[derive(Debug)]
+pub(crate) struct ObjectSizes {
+    ttl: Duration,
+    sizes: Mutex<FastMap<(Ulid, u32), (u64, Instant)>>,
+}
+
+impl ObjectSizes {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        ObjectSizes {
+            ttl,
+            sizes: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<(Ulid, u32), (u64, Instant)>> {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The size of a segment file, unless unknown or expired.
+    pub(crate) fn get(&self, block: Ulid, segment: u32) -> Option<u64> {
+        self.lock()
+            .get(&(block, segment))
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(s, _)| *s)
+    }
+
+    pub(crate) fn set(&self, block: Ulid, segment: u32, size: u64) {
+        let exp = Instant::now() + self.ttl;
+        self.lock().insert((block, segment), (size, exp));
+    }
+
+    /// Forgets a dropped block's files.
+    pub(crate) fn remove_block(&self, block: Ulid) {
+        self.lock().retain(|(b, _), _| *b != block);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     entries: FastMap<SubrangeKey, Entry>,
-    /// Segment file sizes, with when they expire.
-    sizes: FastMap<(Ulid, u32), (u64, Instant)>,
     order: VecDeque<(u64, SubrangeKey)>,
     tick: u64,
     size: u64,
@@ -458,6 +496,7 @@ impl Metrics {
 pub struct ChunkCache {
     cfg: ChunkCacheConfig,
     inner: Mutex<Inner>,
+    sizes: ObjectSizes,
     metrics: Metrics,
 }
 
@@ -476,6 +515,7 @@ impl ChunkCache {
             .get_or_create(&CACHE_NAME)
             .set(cfg.max_size as i64);
         ChunkCache {
+            sizes: ObjectSizes::new(cfg.object_size_ttl),
             cfg,
             inner: Mutex::new(Inner::default()),
             metrics,
@@ -492,16 +532,11 @@ impl ChunkCache {
 
     /// The cached size of a segment file, unless unknown or expired.
     pub(crate) fn object_size(&self, block: Ulid, segment: u32) -> Option<u64> {
-        let g = self.lock();
-        g.sizes
-            .get(&(block, segment))
-            .filter(|(_, exp)| *exp > Instant::now())
-            .map(|(s, _)| *s)
+        self.sizes.get(block, segment)
     }
 
     pub(crate) fn set_object_size(&self, block: Ulid, segment: u32, size: u64) {
-        let exp = Instant::now() + self.cfg.object_size_ttl;
-        self.lock().sizes.insert((block, segment), (size, exp));
+        self.sizes.set(block, segment, size);
     }
 
     /// Looks up subranges `indexes` of one segment file; counts one get-range operation of
@@ -610,7 +645,7 @@ impl ChunkCache {
         for k in &keys {
             g.remove(k);
         }
-        g.sizes.retain(|(b, _), _| *b != block);
+        self.sizes.remove_block(block);
         g.drop_stale();
         self.publish(&g);
     }

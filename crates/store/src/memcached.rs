@@ -112,18 +112,6 @@ impl MemcachedConfig {
             Bytes(u64),
             Text(String),
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)] // read so that its keys are checked
-        struct CircuitBreaker {
-            #[serde(default)]
-            enabled: bool,
-            half_open_max_requests: Option<u32>,
-            open_duration: Option<String>,
-            min_requests: Option<u32>,
-            consecutive_failures: Option<u32>,
-            failure_percent: Option<f64>,
-        }
         let raw: Raw = match v {
             serde_yaml_ng::Value::Null => Raw::default(),
             v => serde_yaml_ng::from_value(v).map_err(|e| format!("config: {e}"))?,
@@ -135,36 +123,11 @@ impl MemcachedConfig {
         for a in &raw.addresses {
             AddressSpec::parse(a).map_err(|e| format!("config.addresses: {e}"))?;
         }
-        if raw
-            .set_async_circuit_breaker_config
-            .as_ref()
-            .is_some_and(|c| c.enabled)
-        {
-            tracing::warn!(
-                "set_async_circuit_breaker_config is accepted but has no effect: a set that \
-                 fails is dropped, and a full queue drops new sets"
-            );
-        }
-        let duration = |what: &str, v: Option<String>, default: Duration| match v {
-            None => Ok(default),
-            Some(s) => strata_model::Duration::parse_go(&s)
-                .or_else(|_| strata_model::Duration::parse_prometheus(&s))
-                .map(|d| d.to_std())
-                .map_err(|e| format!("config.{what}: {e}")),
-        };
-        // Thanos reads 0 as "use the default" for these.
-        let count = |v: Option<i64>, default: usize| match v {
-            Some(n) if n > 0 => n as usize,
-            _ => default,
-        };
-        let timeout = duration("timeout", raw.timeout, d.timeout)?;
+        CircuitBreaker::warn_if_enabled(raw.set_async_circuit_breaker_config.as_ref());
+        let count = config_count;
         Ok(MemcachedConfig {
             addresses: raw.addresses,
-            timeout: if timeout.is_zero() {
-                d.timeout
-            } else {
-                timeout
-            },
+            timeout: config_duration("config.timeout", raw.timeout, d.timeout)?,
             max_idle_connections: count(raw.max_idle_connections, d.max_idle_connections),
             max_async_concurrency: count(raw.max_async_concurrency, d.max_async_concurrency),
             max_async_buffer_size: count(raw.max_async_buffer_size, d.max_async_buffer_size),
@@ -182,20 +145,66 @@ impl MemcachedConfig {
                         .0
                 }
             },
-            dns_provider_update_interval: {
-                let i = duration(
-                    "dns_provider_update_interval",
-                    raw.dns_provider_update_interval,
-                    d.dns_provider_update_interval,
-                )?;
-                if i.is_zero() {
-                    d.dns_provider_update_interval
-                } else {
-                    i
-                }
-            },
+            dns_provider_update_interval: config_duration(
+                "config.dns_provider_update_interval",
+                raw.dns_provider_update_interval,
+                d.dns_provider_update_interval,
+            )?,
             auto_discovery: raw.auto_discovery,
         })
+    }
+}
+
+/// Thanos' `set_async_circuit_breaker_config` (memcached and Redis clients). Its keys are
+/// checked; it has no effect here: a set that fails is dropped, and a full queue drops new
+/// sets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read so that its keys are checked
+pub(crate) struct CircuitBreaker {
+    #[serde(default)]
+    enabled: bool,
+    half_open_max_requests: Option<u32>,
+    open_duration: Option<String>,
+    min_requests: Option<u32>,
+    consecutive_failures: Option<u32>,
+    failure_percent: Option<f64>,
+}
+
+impl CircuitBreaker {
+    /// Logs that an enabled breaker has no effect.
+    pub(crate) fn warn_if_enabled(config: Option<&CircuitBreaker>) {
+        if config.is_some_and(|c| c.enabled) {
+            tracing::warn!(
+                "set_async_circuit_breaker_config is accepted but has no effect: a set that \
+                 fails is dropped, and a full queue drops new sets"
+            );
+        }
+    }
+}
+
+/// A cache config duration at `key` (Go or Prometheus syntax); absent or 0 is `default`,
+/// as Thanos reads its cache durations.
+pub(crate) fn config_duration(
+    key: &str,
+    v: Option<String>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match v {
+        None => Ok(default),
+        Some(s) => strata_model::Duration::parse_go(&s)
+            .or_else(|_| strata_model::Duration::parse_prometheus(&s))
+            .map(|d| d.to_std())
+            .map(|d| if d.is_zero() { default } else { d })
+            .map_err(|e| format!("{key}: {e}")),
+    }
+}
+
+/// A client config count; absent, 0 or negative is `default`, as Thanos reads them.
+pub(crate) fn config_count(v: Option<i64>, default: usize) -> usize {
+    match v {
+        Some(n) if n > 0 => n as usize,
+        _ => default,
     }
 }
 

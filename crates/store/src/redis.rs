@@ -25,7 +25,9 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::memcached::{ClientMetrics, Metrics, SetOp};
+use crate::memcached::{
+    CircuitBreaker, ClientMetrics, Metrics, SetOp, config_count, config_duration,
+};
 
 /// How long after a failed dial the client waits before dialling again (operations in
 /// between fail at once); doubled after each further failure, up to [`MAX_REDIAL_AFTER`].
@@ -119,7 +121,7 @@ impl RedisConfig {
             master_name: String,
             max_async_buffer_size: Option<i64>,
             max_async_concurrency: Option<i64>,
-            set_async_circuit_breaker_config: Option<serde_yaml_ng::Value>,
+            set_async_circuit_breaker_config: Option<CircuitBreaker>,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -163,31 +165,17 @@ impl RedisConfig {
                     .into(),
             );
         }
-        if let Some(cb) = &raw.set_async_circuit_breaker_config
-            && cb.get("enabled").and_then(|e| e.as_bool()) == Some(true)
-        {
-            tracing::warn!(
-                "set_async_circuit_breaker_config is accepted but has no effect: a set that \
-                 fails is dropped, and a full queue drops new sets"
-            );
-        }
+        CircuitBreaker::warn_if_enabled(raw.set_async_circuit_breaker_config.as_ref());
         if raw.cache_size.is_some_and(|c| c > 0) {
             tracing::warn!(
                 "config.cache_size: Redis client-side caching is not supported and has no \
                  effect; use an IN-MEMORY cache in front of nothing, or leave it 0"
             );
         }
-        let duration = |what: &str, v: Option<String>, default: Duration| match v {
-            None => Ok(default),
-            Some(s) => strata_model::Duration::parse_go(&s)
-                .or_else(|_| strata_model::Duration::parse_prometheus(&s))
-                .map(|d| d.to_std())
-                .map(|d| if d.is_zero() { default } else { d })
-                .map_err(|e| format!("config.{what}: {e}")),
-        };
+        let duration = config_duration;
         for (what, v) in [
-            ("idle_timeout", raw.idle_timeout),
-            ("max_conn_age", raw.max_conn_age),
+            ("config.idle_timeout", raw.idle_timeout),
+            ("config.max_conn_age", raw.max_conn_age),
         ] {
             duration(what, v, Duration::ZERO)?;
         }
@@ -199,19 +187,15 @@ impl RedisConfig {
                 return Err(format!("config.{what} must not be negative"));
             }
         }
-        // Thanos reads 0 as "use the default" for these.
-        let count = |v: Option<i64>, default: usize| match v {
-            Some(n) if n > 0 => n as usize,
-            _ => default,
-        };
+        let count = config_count;
         Ok(RedisConfig {
             addr,
             username: raw.username,
             password: raw.password,
             db: raw.db,
-            dial_timeout: duration("dial_timeout", raw.dial_timeout, d.dial_timeout)?,
-            read_timeout: duration("read_timeout", raw.read_timeout, d.read_timeout)?,
-            write_timeout: duration("write_timeout", raw.write_timeout, d.write_timeout)?,
+            dial_timeout: duration("config.dial_timeout", raw.dial_timeout, d.dial_timeout)?,
+            read_timeout: duration("config.read_timeout", raw.read_timeout, d.read_timeout)?,
+            write_timeout: duration("config.write_timeout", raw.write_timeout, d.write_timeout)?,
             max_get_multi_concurrency: match raw.max_get_multi_concurrency {
                 None => d.max_get_multi_concurrency,
                 Some(n) => n.max(0) as usize,
@@ -452,36 +436,39 @@ impl Inner {
         }
     }
 
-    /// Drops the connection after an error that may have left it in any state.
-    async fn failed(&self, e: &OpError) {
-        if e.breaks_connection() {
+    /// Runs `op` on the connection within the operation timeout; an error that may have
+    /// left the connection in any state drops it.
+    async fn run<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, OpError> {
+        let r = match tokio::time::timeout(self.op_timeout(), op).await {
+            Ok(r) => r.map_err(OpError::from),
+            Err(_) => Err(OpError::Timeout),
+        };
+        if let Err(e) = &r
+            && e.breaks_connection()
+        {
             self.state.lock().await.conn = None;
         }
+        r
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, OpError> {
         let mut conn = self.connection().await?;
         let mut cmd = redis::cmd("MGET");
         cmd.arg(keys);
-        let r = match tokio::time::timeout(
-            self.op_timeout(),
-            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(v)) if v.len() == keys.len() => Ok(v),
-            Ok(Ok(v)) => Err(OpError::Redis(RedisError::from((
+        let v = self
+            .run(cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn))
+            .await?;
+        if v.len() != keys.len() {
+            return Err(OpError::Redis(RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
                 "MGET answered a different number of values",
                 format!("{} for {} keys", v.len(), keys.len()),
-            )))),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(OpError::Timeout),
-        };
-        if let Err(e) = &r {
-            self.failed(e).await;
+            ))));
         }
-        r
+        Ok(v)
     }
 
     /// Writes `ops` in one pipeline of `SET key value PX ttl`.
@@ -497,16 +484,7 @@ impl Inner {
                 .arg(ms)
                 .ignore();
         }
-        let r = match tokio::time::timeout(self.op_timeout(), pipe.query_async::<()>(&mut conn))
-            .await
-        {
-            Ok(r) => r.map_err(OpError::from),
-            Err(_) => Err(OpError::Timeout),
-        };
-        if let Err(e) = &r {
-            self.failed(e).await;
-        }
-        r
+        self.run(pipe.query_async::<()>(&mut conn)).await
     }
 }
 

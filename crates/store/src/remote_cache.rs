@@ -1,7 +1,8 @@
-//! The store's caches in memcached: the index cache (`--index-cache.config` with
-//! `type: MEMCACHED`, [`RemoteIndexCache`]) and the caching bucket's chunk subranges
-//! (`--store.caching-bucket.config` with `type: MEMCACHED`, [`RemoteChunkCache`]); and
-//! [`IndexCacheBackend`], which blocks use whichever index cache is configured.
+//! The store's caches in memcached or Redis, through one [`RemoteClient`]: the index cache
+//! (`--index-cache.config` with `type: MEMCACHED|REDIS`, [`RemoteIndexCache`]) and the
+//! caching bucket's chunk subranges (`--store.caching-bucket.config` with
+//! `type: MEMCACHED|REDIS`, [`RemoteChunkCache`]); and [`IndexCacheBackend`], which blocks
+//! use whichever index cache is configured.
 //!
 //! A remote cache is shared: by several gateways, across restarts, perhaps with other
 //! programs. So nothing read from it is trusted. Keys carry a Strata prefix and version
@@ -14,21 +15,20 @@
 //! most for chunks: a damaged subrange taken as good would fail its chunks' CRC checks and
 //! so the query, for as long as it stays cached.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use rustc_hash::FxHashMap;
+use strata_tsdb::encoding::{Decbuf, put_uvarint_str};
 use ulid::Ulid;
 
 use crate::cache::{
     CacheKey, IndexCache, IndexCacheBackendConfig, IndexCacheSpec, ItemType, TypeLabel,
 };
-use crate::chunk_cache::{ChunkCacheConfig, GetRangeMetrics, Lookup, SubrangeKey};
+use crate::chunk_cache::{ChunkCacheConfig, GetRangeMetrics, Lookup, ObjectSizes, SubrangeKey};
 use crate::memcached::{ClientMetrics, Memcached, MemcachedConfig};
 use crate::redis::{Redis, RedisConfig};
 
@@ -66,14 +66,10 @@ pub struct RemoteMetrics {
 
 impl RemoteMetrics {
     /// Metrics for clients of `configs`, registered in `registry` when given.
-    pub fn new<'a>(
-        mut registry: Option<&mut Registry>,
-        configs: impl IntoIterator<Item = &'a RemoteClientConfig> + Clone,
-    ) -> Self {
+    pub fn new(mut registry: Option<&mut Registry>, configs: &[&RemoteClientConfig]) -> Self {
         let uses = |memcached: bool| {
             configs
-                .clone()
-                .into_iter()
+                .iter()
                 .any(|c| matches!(c, RemoteClientConfig::Memcached(_)) == memcached)
         };
         RemoteMetrics {
@@ -154,14 +150,6 @@ fn series_key(block: Ulid, id: u32) -> String {
     format!("strata1:S:{block}:{id}")
 }
 
-fn put_uvarint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
 /// `MAGIC`, CRC32C of the rest, then (for postings) the label pair, then the value.
 fn envelope(pair: Option<(&str, &str)>, value: &[u8]) -> Bytes {
     envelope_with(MAGIC, pair, value)
@@ -174,19 +162,17 @@ fn open(pair: Option<(&str, &str)>, data: &Bytes) -> Option<Bytes> {
 
 /// An envelope starting with `magic`.
 fn envelope_with(magic: &[u8; 4], pair: Option<(&str, &str)>, value: &[u8]) -> Bytes {
-    let mut body = BytesMut::with_capacity(value.len() + 32);
+    let mut out = Vec::with_capacity(value.len() + 40);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&[0; 4]); // the CRC, once the body is written
     if let Some((n, v)) = pair {
-        put_uvarint(&mut body, n.len() as u64);
-        body.put_slice(n.as_bytes());
-        put_uvarint(&mut body, v.len() as u64);
-        body.put_slice(v.as_bytes());
+        put_uvarint_str(&mut out, n);
+        put_uvarint_str(&mut out, v);
     }
-    body.put_slice(value);
-    let mut out = BytesMut::with_capacity(body.len() + 8);
-    out.put_slice(magic);
-    out.put_u32(crc32c::crc32c(&body));
-    out.put_slice(&body);
-    out.freeze()
+    out.extend_from_slice(value);
+    let crc = crc32c::crc32c(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
 }
 
 /// The value inside an envelope starting with `magic`.
@@ -199,19 +185,29 @@ fn open_with(magic: &[u8; 4], pair: Option<(&str, &str)>, data: &Bytes) -> Optio
     if crc32c::crc32c(&body) != crc {
         return None;
     }
-    let mut at = 0;
+    let mut d = Decbuf::new(&body);
     if let Some((n, v)) = pair {
         for want in [n, v] {
-            let (len, used) = strata_tsdb::encoding::read_uvarint(&body[at..]).ok()?;
-            at += used;
-            let end = at.checked_add(usize::try_from(len).ok()?)?;
-            if body.get(at..end)? != want.as_bytes() {
+            if d.uvarint_bytes().ok()? != want.as_bytes() {
                 return None;
             }
-            at = end;
         }
     }
-    Some(body.slice(at..))
+    Some(body.slice(body.len() - d.remaining()..))
+}
+
+/// A value read back from the server, if `check` accepts it; one it refuses is counted in
+/// `rejected` (a miss, never an error).
+fn checked(
+    got: Option<Bytes>,
+    rejected: &Counter,
+    check: impl FnOnce(&Bytes) -> Option<Bytes>,
+) -> Option<Bytes> {
+    let v = check(&got?);
+    if v.is_none() {
+        rejected.inc();
+    }
+    v
 }
 
 impl RemoteIndexCache {
@@ -262,14 +258,7 @@ impl RemoteIndexCache {
         let out: Vec<Option<Bytes>> = got
             .into_iter()
             .zip(pairs)
-            .map(|(g, &pair)| {
-                let g = g?;
-                let v = open(Some(pair), &g);
-                if v.is_none() {
-                    self.rejected.inc();
-                }
-                v
-            })
+            .map(|(g, &pair)| checked(g, &self.rejected, |g| open(Some(pair), g)))
             .collect();
         self.count(
             ItemType::Postings,
@@ -284,14 +273,7 @@ impl RemoteIndexCache {
         let got = self.client.get_multi(&keys).await;
         let out: Vec<Option<Bytes>> = got
             .into_iter()
-            .map(|g| {
-                let g = g?;
-                let v = open(None, &g);
-                if v.is_none() {
-                    self.rejected.inc();
-                }
-                v
-            })
+            .map(|g| checked(g, &self.rejected, |g| open(None, g)))
             .collect();
         self.count(ItemType::Series, ids.len(), out.iter().flatten().count());
         out
@@ -311,7 +293,8 @@ impl RemoteIndexCache {
     }
 }
 
-/// The index cache blocks use: in memory or in memcached, with Thanos' `enabled_items`.
+/// The index cache blocks use: in memory, in memcached or in Redis, with Thanos'
+/// `enabled_items`.
 #[derive(Debug)]
 pub struct IndexCacheBackend {
     kind: Kind,
@@ -465,13 +448,14 @@ fn object_size_key(block: Ulid, segment: u32) -> String {
     format!("strata1:A:{block}:{segment}")
 }
 
-/// The caching bucket's chunk subranges in memcached or Redis. Segment file sizes are kept in memory
-/// too (one small entry per file), so that a read asks memcached only for subranges.
+/// The caching bucket's chunk subranges in memcached or Redis. Segment file sizes are kept
+/// in memory too (one small entry per file), so that a read asks the server only for
+/// subranges.
 #[derive(Debug)]
 pub struct RemoteChunkCache {
     client: RemoteClient,
     cfg: ChunkCacheConfig,
-    sizes: Mutex<FxHashMap<(Ulid, u32), (u64, Instant)>>,
+    sizes: ObjectSizes,
     get_range: GetRangeMetrics,
     requests: Family<NameLabel, Counter>,
     hits: Family<NameLabel, Counter>,
@@ -487,8 +471,8 @@ impl RemoteChunkCache {
     ) -> Self {
         let c = RemoteChunkCache {
             client,
+            sizes: ObjectSizes::new(cfg.object_size_ttl),
             cfg,
-            sizes: Mutex::new(FxHashMap::default()),
             get_range: GetRangeMetrics::new(registry.as_deref_mut()),
             requests: Family::default(),
             hits: Family::default(),
@@ -533,15 +517,8 @@ impl RemoteChunkCache {
         )
     }
 
-    fn local_sizes(&self) -> std::sync::MutexGuard<'_, FxHashMap<(Ulid, u32), (u64, Instant)>> {
-        self.sizes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) async fn object_size(&self, block: Ulid, segment: u32) -> Option<u64> {
-        let now = Instant::now();
-        if let Some(&(size, exp)) = self.local_sizes().get(&(block, segment))
-            && exp > now
-        {
+        if let Some(size) = self.sizes.get(block, segment) {
             return Some(size);
         }
         let got = self
@@ -549,26 +526,17 @@ impl RemoteChunkCache {
             .get_multi(&[object_size_key(block, segment)])
             .await
             .pop()
-            .flatten()?;
-        let size = open_with(CHUNK_MAGIC, None, &got)
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
-            .map(u64::from_be_bytes);
-        match size {
-            Some(size) => {
-                self.local_sizes()
-                    .insert((block, segment), (size, now + self.cfg.object_size_ttl));
-                Some(size)
-            }
-            None => {
-                self.rejected.inc();
-                None
-            }
-        }
+            .flatten();
+        let size = checked(got, &self.rejected, |g| {
+            open_with(CHUNK_MAGIC, None, g).filter(|b| b.len() == 8)
+        })
+        .map(|b| u64::from_be_bytes(b[..].try_into().expect("8 bytes")))?;
+        self.sizes.set(block, segment, size);
+        Some(size)
     }
 
     pub(crate) fn set_object_size(&self, block: Ulid, segment: u32, size: u64) {
-        let exp = Instant::now() + self.cfg.object_size_ttl;
-        self.local_sizes().insert((block, segment), (size, exp));
+        self.sizes.set(block, segment, size);
         self.client.set_async(
             object_size_key(block, segment),
             envelope_with(CHUNK_MAGIC, None, &size.to_be_bytes()),
@@ -605,13 +573,10 @@ impl RemoteChunkCache {
             .into_iter()
             .zip(indexes)
             .map(|(g, &index)| {
-                let g = g?;
                 let expected = object_size.saturating_sub(index.saturating_mul(s)).min(s);
-                let v = open_with(CHUNK_MAGIC, None, &g).filter(|v| v.len() as u64 == expected);
-                if v.is_none() {
-                    self.rejected.inc();
-                }
-                v
+                checked(g, &self.rejected, |g| {
+                    open_with(CHUNK_MAGIC, None, g).filter(|v| v.len() as u64 == expected)
+                })
             })
             .collect();
         let hits = found.iter().flatten().count();
@@ -637,9 +602,9 @@ impl RemoteChunkCache {
         }
     }
 
-    /// Forgets a dropped block's file sizes; its subranges expire in memcached.
+    /// Forgets a dropped block's file sizes; its subranges expire on the server.
     pub(crate) fn remove_block(&self, block: Ulid) {
-        self.local_sizes().retain(|(b, _), _| *b != block);
+        self.sizes.remove_block(block);
     }
 }
 

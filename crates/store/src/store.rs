@@ -48,8 +48,7 @@ use crate::query::{
     BlockCursor, BlockSeries, RequestLimits, SERIES_BATCH, SeriesQuery, for_each_series,
     split_ext_matchers,
 };
-use crate::remote_cache::IndexCacheBackend;
-use crate::remote_cache::{RemoteClientConfig, RemoteMetrics};
+use crate::remote_cache::{IndexCacheBackend, RemoteClientConfig, RemoteMetrics};
 use crate::sync::{FilterConfig, MetaSyncer, Synced};
 
 /// Blocks whose series are selected at once for one request.
@@ -120,7 +119,8 @@ pub struct StoreConfig {
     /// so chunk memory under load is bounded by this, not by how much data queries touch.
     pub chunk_pool_bytes: u64,
     /// The caching bucket's chunk cache (`--store.caching-bucket.config` with
-    /// `type: IN-MEMORY` or `MEMCACHED`); `None`: chunks are read from the bucket every time.
+    /// `type: IN-MEMORY`, `MEMCACHED` or `REDIS`); `None`: chunks are read from the bucket
+    /// every time.
     pub chunk_cache: Option<ChunkCacheConfig>,
     /// `--matcher-cache-size`: compiled regex matchers kept (0: none).
     pub matcher_cache_size: usize,
@@ -363,7 +363,7 @@ impl BucketStore {
         .into_iter()
         .flatten()
         .collect();
-        let remote = RemoteMetrics::new(registry.as_deref_mut(), remote_configs.iter().copied());
+        let remote = RemoteMetrics::new(registry.as_deref_mut(), &remote_configs);
         let cache = IndexCacheBackend::new(&config.index_cache, registry.as_deref_mut(), &remote)
             .map_err(|e| StoreError::Config(format!("--index-cache.config: {e}")))?;
         let chunk_cache =
