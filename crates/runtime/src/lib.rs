@@ -6,6 +6,9 @@
 //! - [`http`]: the HTTP server every component runs on `--http-address`, with the probes and
 //!   `/metrics` (served from the first moment, before readiness: metrics must not be gated),
 //!   to which each component adds its own routes.
+//! - [`http_client`]: Thanos' HTTP client configuration (basic auth, bearer token, TLS,
+//!   proxy) and the `reqwest` client built from it, for the sidecar's Prometheus and the
+//!   ruler's Alertmanagers.
 //! - [`web_config`]: `--http.config`, the exporter-toolkit web configuration file: TLS, basic
 //!   authentication, extra response headers and a rate limit for that server.
 //! - [`tls`]: the system's trust roots, and TLS connections accepted with each handshake in a
@@ -29,6 +32,7 @@
 pub mod alloc;
 pub mod dns;
 pub mod http;
+pub mod http_client;
 pub mod otel;
 mod probe;
 pub mod request_log;

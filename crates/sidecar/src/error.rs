@@ -54,6 +54,18 @@ pub enum PromError {
     BadUrl { url: String, detail: String },
 }
 
+impl From<strata_runtime::http_client::HttpClientError> for PromError {
+    fn from(e: strata_runtime::http_client::HttpClientError) -> Self {
+        use strata_runtime::http_client::HttpClientError;
+        match e {
+            HttpClientError::Config(detail) => PromError::ClientConfig(detail),
+            HttpClientError::File { what, path, source } => {
+                PromError::ClientFile { what, path, source }
+            }
+        }
+    }
+}
+
 impl PromError {
     /// Whether this is Prometheus being unreachable or failing (as opposed to a bad request or
     /// configuration): the gRPC status is then `Unavailable`, so clients retry elsewhere.

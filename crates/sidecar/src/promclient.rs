@@ -20,7 +20,6 @@
 //! restart.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -35,6 +34,7 @@ use strata_prompb::{
     ChunkedReadResponse, FrameError, Query, ReadRequest, ReadResponse, ResponseType,
     decode_samples_response, take_frame,
 };
+use strata_runtime::http_client::ClientAuth;
 use strata_storepb::thanos::{ExemplarData, RuleGroup, TargetDiscovery};
 
 /// The User-Agent of every request.
@@ -46,96 +46,13 @@ const MAX_SAMPLES_RESPONSE_BYTES: usize = 2 << 30;
 /// How much of an error body is kept for the message.
 const ERROR_BODY_BYTES: usize = 1024;
 
-/// `--prometheus.http-client[-file]`: Thanos' `HTTPClientConfig` YAML.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpClientConfig {
-    pub basic_auth: BasicAuth,
-    pub bearer_token: String,
-    pub bearer_token_file: String,
-    pub proxy_url: String,
-    pub tls_config: TlsConfig,
-    pub transport_config: TransportConfig,
-}
+/// `--prometheus.http-client[-file]`: Thanos' `HTTPClientConfig` YAML, shared with the ruler's
+/// Alertmanager clients.
+pub use strata_runtime::http_client::{BasicAuth, HttpClientConfig, TlsConfig, TransportConfig};
 
-/// `basic_auth`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: String,
-    pub password_file: String,
-}
-
-/// `tls_config`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    pub ca_file: String,
-    pub cert_file: String,
-    pub key_file: String,
-    pub server_name: String,
-    pub insecure_skip_verify: bool,
-}
-
-/// `transport_config`: Go `http.Transport` settings. Durations are Go `time.Duration` values
-/// in nanoseconds, as Thanos reads them. The ones with an equivalent here are applied
-/// (`max_idle_conns_per_host`, `idle_conn_timeout`, `dialer_timeout`,
-/// `response_header_timeout` as the read timeout); the others tune Go's transport and have no
-/// effect.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TransportConfig {
-    pub max_idle_conns: Option<i64>,
-    pub max_idle_conns_per_host: Option<i64>,
-    pub idle_conn_timeout: Option<i64>,
-    pub response_header_timeout: Option<i64>,
-    pub expect_continue_timeout: Option<i64>,
-    pub max_conns_per_host: Option<i64>,
-    pub disable_compression: Option<bool>,
-    pub tls_handshake_timeout: Option<i64>,
-    pub dialer_timeout: Option<i64>,
-}
-
-impl HttpClientConfig {
-    /// Parses the YAML; unknown keys are errors naming the key.
-    pub fn from_yaml(text: &str) -> Result<Self, PromError> {
-        if text.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        serde_yaml_ng::from_str(text).map_err(|e| PromError::ClientConfig(e.to_string()))
-    }
-}
-
-fn nanos(v: Option<i64>, key: &str) -> Result<Option<Duration>, PromError> {
-    match v {
-        None | Some(0) => Ok(None),
-        Some(n) if n > 0 => Ok(Some(Duration::from_nanos(n as u64))),
-        Some(n) => Err(PromError::ClientConfig(format!(
-            "transport_config.{key} is {n}: a duration in nanoseconds cannot be negative"
-        ))),
-    }
-}
-
-fn read_file(what: &'static str, path: &str) -> Result<Vec<u8>, PromError> {
-    std::fs::read(path).map_err(|source| PromError::ClientFile {
-        what,
-        path: PathBuf::from(path),
-        source,
-    })
-}
-
-/// How each request authenticates.
-#[derive(Debug, Clone)]
-enum Auth {
-    None,
-    Bearer(String),
-    BearerFile(String),
-    Basic {
-        username: String,
-        password: String,
-        password_file: String,
-    },
+/// Parses `--prometheus.http-client`; unknown keys are errors naming the key.
+pub fn parse_http_client_config(text: &str) -> Result<HttpClientConfig, PromError> {
+    Ok(HttpClientConfig::from_yaml(text)?)
 }
 
 /// A client for one Prometheus server.
@@ -143,7 +60,7 @@ enum Auth {
 pub struct PrometheusClient {
     http: reqwest::Client,
     base: Url,
-    auth: Auth,
+    auth: ClientAuth,
     accepted: Vec<ResponseType>,
 }
 
@@ -207,113 +124,7 @@ impl PrometheusClient {
                 detail: "expected http://host:port or https://host:port".into(),
             });
         }
-        let mut b = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5));
-        let t = &config.transport_config;
-        if let Some(n) = t.max_idle_conns_per_host.filter(|n| *n > 0) {
-            b = b.pool_max_idle_per_host(n as usize);
-        }
-        if let Some(d) = nanos(t.idle_conn_timeout, "idle_conn_timeout")? {
-            b = b.pool_idle_timeout(d);
-        }
-        if let Some(d) = nanos(t.dialer_timeout, "dialer_timeout")? {
-            b = b.connect_timeout(d);
-        }
-        if let Some(d) = nanos(t.response_header_timeout, "response_header_timeout")? {
-            b = b.read_timeout(d);
-        }
-        nanos(t.expect_continue_timeout, "expect_continue_timeout")?;
-        nanos(t.tls_handshake_timeout, "tls_handshake_timeout")?;
-        if !config.proxy_url.is_empty() {
-            let proxy = reqwest::Proxy::all(&config.proxy_url).map_err(|e| {
-                PromError::ClientConfig(format!("proxy_url {:?}: {e}", config.proxy_url))
-            })?;
-            b = b.proxy(proxy);
-        }
-        let tls = &config.tls_config;
-        if !tls.server_name.is_empty() {
-            return Err(PromError::ClientConfig(
-                "tls_config.server_name is not supported yet: connect with the name the \
-                 certificate is issued for in --prometheus.url"
-                    .into(),
-            ));
-        }
-        if !tls.ca_file.is_empty() {
-            let pem = read_file("tls_config.ca_file", &tls.ca_file)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                PromError::ClientConfig(format!("tls_config.ca_file {}: {e}", tls.ca_file))
-            })?;
-            if certs.is_empty() {
-                return Err(PromError::ClientConfig(format!(
-                    "tls_config.ca_file {} holds no PEM certificate",
-                    tls.ca_file
-                )));
-            }
-            b = b.tls_certs_only(certs);
-        }
-        match (tls.cert_file.is_empty(), tls.key_file.is_empty()) {
-            (true, true) => {}
-            (false, false) => {
-                let mut pem = read_file("tls_config.cert_file", &tls.cert_file)?;
-                pem.push(b'\n');
-                pem.extend(read_file("tls_config.key_file", &tls.key_file)?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    PromError::ClientConfig(format!(
-                        "tls_config.cert_file {} / key_file {}: {e}",
-                        tls.cert_file, tls.key_file
-                    ))
-                })?;
-                b = b.identity(id);
-            }
-            _ => {
-                return Err(PromError::ClientConfig(
-                    "tls_config.cert_file and tls_config.key_file must be given together".into(),
-                ));
-            }
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        let ba = &config.basic_auth;
-        let has_basic =
-            !ba.username.is_empty() || !ba.password.is_empty() || !ba.password_file.is_empty();
-        let has_bearer = !config.bearer_token.is_empty() || !config.bearer_token_file.is_empty();
-        if has_basic && has_bearer {
-            return Err(PromError::ClientConfig(
-                "at most one of basic_auth and bearer_token[_file] must be configured".into(),
-            ));
-        }
-        if !config.bearer_token.is_empty() && !config.bearer_token_file.is_empty() {
-            return Err(PromError::ClientConfig(
-                "at most one of bearer_token and bearer_token_file must be configured".into(),
-            ));
-        }
-        if !ba.password.is_empty() && !ba.password_file.is_empty() {
-            return Err(PromError::ClientConfig(
-                "at most one of basic_auth.password and basic_auth.password_file must be configured"
-                    .into(),
-            ));
-        }
-        let auth = if has_basic {
-            Auth::Basic {
-                username: ba.username.clone(),
-                password: ba.password.clone(),
-                password_file: ba.password_file.clone(),
-            }
-        } else if !config.bearer_token.is_empty() {
-            Auth::Bearer(config.bearer_token.clone())
-        } else if !config.bearer_token_file.is_empty() {
-            // Fail at start-up, not on the first request, when the file is missing.
-            read_file("bearer_token_file", &config.bearer_token_file)?;
-            Auth::BearerFile(config.bearer_token_file.clone())
-        } else {
-            Auth::None
-        };
-        let http = b
-            .build()
-            .map_err(|e| PromError::ClientConfig(format!("building the HTTP client: {e}")))?;
+        let (http, auth) = config.build(USER_AGENT)?;
         Ok(PrometheusClient {
             http,
             base,
@@ -353,29 +164,7 @@ impl PrometheusClient {
         method: reqwest::Method,
         url: Url,
     ) -> Result<reqwest::RequestBuilder, PromError> {
-        let rb = self.http.request(method, url);
-        Ok(match &self.auth {
-            Auth::None => rb,
-            Auth::Bearer(t) => rb.bearer_auth(t),
-            Auth::BearerFile(f) => {
-                let token = read_file("bearer_token_file", f)?;
-                rb.bearer_auth(String::from_utf8_lossy(&token).trim())
-            }
-            Auth::Basic {
-                username,
-                password,
-                password_file,
-            } => {
-                let pw = if password_file.is_empty() {
-                    password.clone()
-                } else {
-                    String::from_utf8_lossy(&read_file("basic_auth.password_file", password_file)?)
-                        .trim()
-                        .to_string()
-                };
-                rb.basic_auth(username, Some(pw))
-            }
-        })
+        Ok(self.auth.apply(self.http.request(method, url))?)
     }
 
     async fn send(
@@ -976,14 +765,18 @@ mod tests {
     #[test]
     fn client_config_is_validated() {
         let cfg =
-            HttpClientConfig::from_yaml("bearer_token: t\nbasic_auth:\n  username: u\n").unwrap();
+            parse_http_client_config("bearer_token: t\nbasic_auth:\n  username: u\n").unwrap();
         let err = PrometheusClient::new("http://127.0.0.1:9090", &cfg).unwrap_err();
         assert!(
             err.to_string().contains("at most one of basic_auth"),
             "{err}"
         );
-        let err = HttpClientConfig::from_yaml("bearer_tokn: t\n").unwrap_err();
+        let err = parse_http_client_config("bearer_tokn: t\n").unwrap_err();
         assert!(err.to_string().contains("bearer_tokn"), "{err}");
+        assert!(
+            err.to_string().contains("--prometheus.http-client"),
+            "{err}"
+        );
         let err =
             PrometheusClient::new("localhost:9090", &HttpClientConfig::default()).unwrap_err();
         assert!(err.to_string().contains("--prometheus.url"), "{err}");

@@ -73,7 +73,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     let web_config = args.http.web_config()?;
     let bucket_yaml = args.objstore.load_optional_yaml()?;
     let http_client = match args.prometheus_http_client.source().load()? {
-        Some(yaml) => HttpClientConfig::from_yaml(&yaml)?,
+        Some(yaml) => strata_sidecar::promclient::parse_http_client_config(&yaml)?,
         None => HttpClientConfig::default(),
     };
     let client = PrometheusClient::new(&args.prometheus_url, &http_client)?;
