@@ -58,6 +58,22 @@ install_redis() {
     apt_install redis-server "the Redis cache tests"
 }
 
+# Debian's `prometheus-alertmanager`: the Alertmanager the ruler's notifier is tested against
+# (crates/rule/tests/notifier.rs starts its own on free ports). Where an init system runs, the
+# package starts and enables an Alertmanager service on :9093; it is stopped and disabled so it
+# neither takes the port nor runs for nothing.
+install_alertmanager() {
+    if command -v prometheus-alertmanager >/dev/null 2>&1; then return 0; fi
+    apt_install prometheus-alertmanager "the ruler's Alertmanager notifier tests"
+    if command -v systemctl >/dev/null 2>&1; then
+        # `disable` works without a running systemd too (it only removes the enablement links).
+        sudo_if_needed systemctl disable prometheus-alertmanager >/dev/null 2>&1 || true
+        if [ -d /run/systemd/system ]; then
+            sudo_if_needed systemctl stop prometheus-alertmanager >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
 install_openssl() {
     if command -v openssl >/dev/null 2>&1; then return 0; fi
     apt_install openssl "certificates for the gRPC TLS tests"

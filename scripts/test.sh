@@ -13,6 +13,7 @@
 #   - Debian's `openssl`: certificates for the gRPC TLS tests
 #   - Debian's `memcached`: the memcached index cache tests
 #   - Debian's `redis-server`: the Redis cache tests
+#   - Debian's `prometheus-alertmanager`: the ruler's notifier tests
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ install_chromium
 install_openssl
 install_memcached
 install_redis
+install_alertmanager
 # The web UI tests skip without chromium unless this is set; here they must run.
 export STRATA_REQUIRE_CHROMIUM=1
 

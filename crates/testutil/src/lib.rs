@@ -4,6 +4,7 @@
 //! `scripts/test.sh` installs. Everything a test starts binds 127.0.0.1 on a free port and is
 //! killed when its guard drops, even when the test panics.
 
+pub mod alertmanager;
 pub mod cpu;
 pub mod memcached;
 pub mod moto;
