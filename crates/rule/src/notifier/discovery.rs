@@ -1,0 +1,224 @@
+//! Turning an Alertmanager set's addresses into `host:port`s: the static ones and those of its
+//! file SD files, each resolved through Thanos' `dns+`/`dnssrv+`/`dnssrvnoa+` syntax.
+//!
+//! Files and DNS are read again on every refresh. A file that cannot be read or parsed, and a
+//! name that resolves to nothing, keep their last good answer: a DNS hiccup or a file being
+//! rewritten must not make the ruler forget its Alertmanagers (Thanos' DNS provider and
+//! Prometheus' file SD behave the same way).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use strata_runtime::dns::{AddressSpec, Resolver};
+
+use super::config::{AlertmanagerSet, FileSdConfig};
+
+/// One target group of a file SD file (`labels` are accepted and unused: an Alertmanager
+/// address has no labels to carry).
+#[derive(Deserialize)]
+struct TargetGroup {
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    labels: BTreeMap<String, String>,
+}
+
+/// What one set's refresh remembers between rounds.
+#[derive(Debug, Default)]
+pub(crate) struct SetDiscovery {
+    /// Last good addresses of each file.
+    files: HashMap<PathBuf, Vec<String>>,
+    /// Last non-empty resolution of each address spec (by its text).
+    resolved: HashMap<String, BTreeSet<String>>,
+}
+
+impl SetDiscovery {
+    /// The set's `host:port`s now.
+    pub(crate) async fn refresh(
+        &mut self,
+        set: &AlertmanagerSet,
+        resolver: &Resolver,
+    ) -> Vec<String> {
+        let mut specs: Vec<AddressSpec> = set.static_addresses.clone();
+        for f in &set.file_sd {
+            for addr in self.read_file_sd(f) {
+                match AddressSpec::parse(&addr) {
+                    Ok(s) => specs.push(s),
+                    Err(e) => tracing::warn!(err = %e, "file SD: skipping an Alertmanager address"),
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        let mut seen = HashSet::new();
+        for spec in specs {
+            let key = format!("{spec:?}");
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let got = match &spec {
+                AddressSpec::Static(a) => BTreeSet::from([a.clone()]),
+                _ => resolver.resolve(&spec).await,
+            };
+            if got.is_empty() {
+                if let Some(last) = self.resolved.get(&key) {
+                    tracing::warn!(address = ?spec, "Alertmanager address resolved to nothing; keeping the last answer");
+                    out.extend(last.iter().cloned());
+                }
+                continue;
+            }
+            out.extend(got.iter().cloned());
+            self.resolved.insert(key, got);
+        }
+        out.into_iter().collect()
+    }
+
+    /// Every address the files of `cfg` list now.
+    fn read_file_sd(&mut self, cfg: &FileSdConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        for pattern in &cfg.files {
+            for path in expand(pattern) {
+                match read_targets(&path) {
+                    Ok(t) => {
+                        self.files.insert(path.clone(), t.clone());
+                        out.extend(t);
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), err = %e, "file SD: cannot read Alertmanager addresses; keeping the last ones");
+                        out.extend(self.files.get(&path).cloned().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The targets of one file, JSON or YAML by extension as Prometheus decides.
+fn read_targets(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let groups: Vec<TargetGroup> = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        Some("yml" | "yaml") => {
+            let g: Option<Vec<TargetGroup>> =
+                serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+            g.unwrap_or_default()
+        }
+        _ => return Err("file SD files must end in .json, .yml or .yaml".into()),
+    };
+    Ok(groups.into_iter().flat_map(|g| g.targets).collect())
+}
+
+/// The files a pattern names: itself, or with `*`/`?` in its file name, the matching files of
+/// its directory (sorted). A missing file is left to the reader to report.
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    let p = Path::new(pattern);
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return vec![p.to_path_buf()];
+    };
+    if !name.contains(['*', '?']) {
+        return vec![p.to_path_buf()];
+    }
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(dir = %dir.display(), "file SD: cannot list the directory");
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Shell-style matching of `*` (any run) and `?` (any one byte).
+fn wildcard(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
+            p += 1;
+            i += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard(b"*.json", b"a.json"));
+        assert!(wildcard(b"am-?.yml", b"am-1.yml"));
+        assert!(!wildcard(b"*.json", b"a.yml"));
+        assert!(wildcard(b"*", b""));
+        assert!(!wildcard(b"a*b", b"ac"));
+        assert!(wildcard(b"a*b*c", b"aXbYbZc"));
+    }
+
+    #[tokio::test]
+    async fn file_sd_reads_json_and_yaml_and_keeps_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.json"),
+            r#"[{"targets": ["10.0.0.1:9093", "10.0.0.2:9093"], "labels": {"x": "y"}}]"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b.yml"), "- targets: ['10.0.0.3:9093']\n").unwrap();
+        std::fs::write(dir.path().join("c.txt"), "ignored").unwrap();
+        let set = AlertmanagerSet {
+            http_config: Default::default(),
+            static_addresses: vec![AddressSpec::Static("s:1".into())],
+            file_sd: vec![FileSdConfig {
+                files: vec![
+                    dir.path().join("*.json").display().to_string(),
+                    dir.path().join("b.yml").display().to_string(),
+                ],
+                refresh_interval: Duration::from_secs(1),
+            }],
+            scheme: "http".into(),
+            path_prefix: String::new(),
+            timeout: Duration::from_secs(1),
+        };
+        let mut d = SetDiscovery::default();
+        let r = Resolver::without_srv();
+        let got = d.refresh(&set, &r).await;
+        assert_eq!(
+            got,
+            ["10.0.0.1:9093", "10.0.0.2:9093", "10.0.0.3:9093", "s:1"]
+        );
+        // A broken rewrite keeps the last good list.
+        std::fs::write(dir.path().join("b.yml"), "- targets: [").unwrap();
+        let got = d.refresh(&set, &r).await;
+        assert_eq!(
+            got,
+            ["10.0.0.1:9093", "10.0.0.2:9093", "10.0.0.3:9093", "s:1"]
+        );
+        std::fs::write(dir.path().join("b.yml"), "- targets: ['10.0.0.4:9093']\n").unwrap();
+        std::fs::remove_file(dir.path().join("a.json")).unwrap();
+        let got = d.refresh(&set, &r).await;
+        assert_eq!(got, ["10.0.0.4:9093", "s:1"]);
+    }
+}
