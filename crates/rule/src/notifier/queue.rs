@@ -177,6 +177,7 @@ impl Queue {
         Some(batch)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.alerts.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
