@@ -314,3 +314,54 @@ async fn basic_auth_from_the_config_and_from_the_url() {
     let got = alerts_when(&am, |_| true).await;
     assert!(named(&got, "Refused").is_none(), "{got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sd_addresses_are_picked_up_on_refresh() {
+    let am = AlertmanagerServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("am.yml");
+    std::fs::write(&file, "[]\n").unwrap();
+    let config = NotifierConfig::from_yaml(&format!(
+        "alertmanagers:\n  - file_sd_configs:\n      - files: [\"{}\"]\n        refresh_interval: 1s\n",
+        dir.path().join("*.yml").display()
+    ))
+    .unwrap();
+    let run = Running::start(
+        config,
+        NotifierOptions {
+            dns_interval: Duration::from_secs(1),
+            ..NotifierOptions::default()
+        },
+    );
+    let now = now_ms();
+    // No Alertmanager known yet: the alert is dropped, and counted.
+    run.notifier.send(vec![alert(
+        &[("alertname", "Early")],
+        now,
+        Some(now + 600_000),
+    )]);
+    assert_eq!(
+        run.wait_metric("thanos_alert_sender_alerts_dropped_total", 1.0)
+            .await,
+        1.0
+    );
+    assert!(run.notifier.alertmanagers().is_empty());
+
+    std::fs::write(&file, format!("- targets: [\"{}\"]\n", am.address())).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while run.notifier.alertmanagers().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        run.notifier.alertmanagers(),
+        [format!("http://{}/api/v2/alerts", am.address())]
+    );
+    run.notifier.send(vec![alert(
+        &[("alertname", "Late")],
+        now,
+        Some(now + 600_000),
+    )]);
+    let got = alerts_when(&am, |v| named(v, "Late").is_some()).await;
+    assert!(named(&got, "Late").is_some(), "{got:?}");
+    assert!(named(&got, "Early").is_none(), "{got:?}");
+}

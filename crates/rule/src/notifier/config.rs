@@ -153,9 +153,29 @@ fn check_scheme(scheme: &str) -> Result<(), String> {
     }
 }
 
-/// A static address from the YAML: Thanos' discovery syntax.
-fn parse_address(addr: &str) -> Result<AddressSpec, String> {
-    AddressSpec::parse(addr).map_err(|e| e.to_string())
+/// An address in Thanos' discovery syntax (static configs, file SD, URLs). An SRV name takes
+/// its ports from its records: a `:port` there is refused rather than looked up as part of the
+/// name (which would find nothing).
+pub(crate) fn parse_address(addr: &str) -> Result<AddressSpec, String> {
+    let spec = AddressSpec::parse(addr).map_err(|e| e.to_string())?;
+    if let AddressSpec::DnsSrv(name) | AddressSpec::DnsSrvNoA(name) = &spec
+        && name.contains(':')
+    {
+        return Err(format!(
+            "{addr:?}: an SRV name takes its ports from its SRV records; remove the :port"
+        ));
+    }
+    Ok(spec)
+}
+
+/// An address as written in the configuration, for messages.
+pub(crate) fn address_text(spec: &AddressSpec) -> String {
+    match spec {
+        AddressSpec::Static(a) => a.clone(),
+        AddressSpec::Dns { host, port } => format!("dns+{host}:{port}"),
+        AddressSpec::DnsSrv(n) => format!("dnssrv+{n}"),
+        AddressSpec::DnsSrvNoA(n) => format!("dnssrvnoa+{n}"),
+    }
 }
 
 impl AlertmanagerSet {
@@ -274,14 +294,10 @@ impl AlertmanagerSet {
                 } else {
                     format!("{host}:{DEFAULT_ALERTMANAGER_PORT}")
                 };
-                AddressSpec::parse(&format!("dns+{hp}")).map_err(|e| bad(&e.to_string()))?
+                parse_address(&format!("dns+{hp}")).map_err(|e| bad(&e))?
             }
-            Some(p) => {
-                AddressSpec::parse(&format!("{p}+{host_port}")).map_err(|e| bad(&e.to_string()))?
-            }
-            None if parsed.port().is_some() => {
-                AddressSpec::parse(&host_port).map_err(|e| bad(&e.to_string()))?
-            }
+            Some(p) => parse_address(&format!("{p}+{host_port}")).map_err(|e| bad(&e))?,
+            None if parsed.port().is_some() => parse_address(&host_port).map_err(|e| bad(&e))?,
             // No port: the host alone, the URL's scheme decides the port.
             None => AddressSpec::Static(host.to_string()),
         };
@@ -433,6 +449,7 @@ mod tests {
             ("ftp://am:9093", "not http or https"),
             ("srv+http://am:9093", "discovery prefix"),
             ("http://", "--alertmanagers.url"),
+            ("dnssrv+http://_web._tcp.am:9093", "remove the :port"),
         ] {
             let err = NotifierConfig::from_flags(&[url.into()], T, None).unwrap_err();
             assert!(err.to_string().contains(want), "{url}: {err}");
@@ -442,6 +459,27 @@ mod tests {
         let err = NotifierConfig::from_flags(&["http://am:9093".into()], Duration::ZERO, None)
             .unwrap_err();
         assert!(err.to_string().contains("send-timeout"), "{err}");
+    }
+
+    #[test]
+    fn every_url_is_its_own_set() {
+        let c = NotifierConfig::from_flags(&["http://a:1".into(), "https://b:2".into()], T, None)
+            .unwrap();
+        let urls: Vec<String> = c
+            .alertmanagers
+            .iter()
+            .map(|s| s.alerts_url(&address_text(&s.static_addresses[0])))
+            .collect();
+        assert_eq!(
+            urls,
+            ["http://a:1/api/v2/alerts", "https://b:2/api/v2/alerts"]
+        );
+        assert!(
+            NotifierConfig::from_flags(&[], T, None)
+                .unwrap()
+                .alertmanagers
+                .is_empty()
+        );
     }
 
     #[test]
@@ -547,6 +585,10 @@ alertmanagers:
                 "refresh_interval",
             ),
             ("alertmanagers: [", "--alertmanagers.config"),
+            (
+                "alertmanagers:\n  - static_configs: [\"dnssrv+_web._tcp.am:9093\"]\n",
+                "remove the :port",
+            ),
         ] {
             let err = NotifierConfig::from_yaml(yaml).unwrap_err();
             assert!(err.to_string().contains(want), "{yaml}: {err}");

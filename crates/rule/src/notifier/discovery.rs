@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use strata_runtime::dns::{AddressSpec, Resolver};
 
-use super::config::{AlertmanagerSet, FileSdConfig};
+use super::config::{AlertmanagerSet, FileSdConfig, address_text, parse_address};
 
 /// One target group of a file SD file (`labels` are accepted and unused: an Alertmanager
 /// address has no labels to carry).
@@ -44,7 +44,7 @@ impl SetDiscovery {
         let mut specs: Vec<AddressSpec> = set.static_addresses.clone();
         for f in &set.file_sd {
             for addr in self.read_file_sd(f) {
-                match AddressSpec::parse(&addr) {
+                match parse_address(&addr) {
                     Ok(s) => specs.push(s),
                     Err(e) => tracing::warn!(err = %e, "file SD: skipping an Alertmanager address"),
                 }
@@ -53,7 +53,7 @@ impl SetDiscovery {
         let mut out = BTreeSet::new();
         let mut seen = HashSet::new();
         for spec in specs {
-            let key = format!("{spec:?}");
+            let key = address_text(&spec);
             if !seen.insert(key.clone()) {
                 continue;
             }
@@ -63,7 +63,7 @@ impl SetDiscovery {
             };
             if got.is_empty() {
                 if let Some(last) = self.resolved.get(&key) {
-                    tracing::warn!(address = ?spec, "Alertmanager address resolved to nothing; keeping the last answer");
+                    tracing::warn!(address = %key, "Alertmanager address resolved to nothing; keeping the last answer");
                     out.extend(last.iter().cloned());
                 }
                 continue;

@@ -165,7 +165,7 @@ impl Notifier {
                         addresses: set
                             .static_addresses
                             .iter()
-                            .map(|a| format!("{a:?}"))
+                            .map(config::address_text)
                             .collect::<Vec<_>>()
                             .join(", "),
                         source,
