@@ -292,3 +292,69 @@ impl Notifier {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_http_config_names_the_set() {
+        let config = NotifierConfig::from_yaml(
+            "alertmanagers:\n  - static_configs: [\"a:1\"]\n  - static_configs: [\"dns+b:2\"]\n    http_config:\n      tls_config: {cert_file: c.pem}\n",
+        )
+        .unwrap();
+        let err = Notifier::new(config, NotifierOptions::default(), &mut Registry::default())
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("Alertmanager set 1 (dns+b:2)"), "{msg}");
+        assert!(
+            msg.contains("tls_config.cert_file and tls_config.key_file"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_alertmanagers_alerts_are_dropped_and_run_stops_on_shutdown() {
+        let mut registry = Registry::default();
+        let n = Notifier::new(
+            NotifierConfig::default(),
+            NotifierOptions::default(),
+            &mut registry,
+        )
+        .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(n.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        n.send(vec![Alert {
+            labels: Labels::from_pairs(&[("alertname", "A")]),
+            annotations: Labels::default(),
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            generator_url: String::new(),
+        }]);
+        let mut text = String::new();
+        for _ in 0..100 {
+            text.clear();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            if text.contains("thanos_alert_sender_alerts_dropped_total 1") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            text.contains("thanos_alert_sender_alerts_dropped_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("thanos_alert_queue_alerts_popped_total 1"),
+            "{text}"
+        );
+        assert!(n.alertmanagers().is_empty());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("run stops on shutdown")
+            .unwrap();
+    }
+}
