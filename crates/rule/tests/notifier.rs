@@ -365,3 +365,65 @@ async fn file_sd_addresses_are_picked_up_on_refresh() {
     assert!(named(&got, "Late").is_some(), "{got:?}");
     assert!(named(&got, "Early").is_none(), "{got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_ca_from_tls_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = strata_testutil::tls::ca_signed_certificates(dir.path());
+    let am = AlertmanagerServer::start_with_web_config(&format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+        certs.server_cert.display(),
+        certs.server_key.display()
+    ))
+    .unwrap();
+    let series = format!(
+        "thanos_alert_sender_alerts_sent_total{{alertmanager=\"{}\"}}",
+        am.address()
+    );
+    let errors = format!(
+        "thanos_alert_sender_errors_total{{alertmanager=\"{}\"}}",
+        am.address()
+    );
+    let now = now_ms();
+    let trusted = NotifierConfig::from_yaml(&format!(
+        "alertmanagers:\n  - scheme: https\n    static_configs: [\"{}\"]\n    http_config:\n      tls_config: {{ca_file: {}}}\n",
+        am.address(),
+        certs.ca.display()
+    ))
+    .unwrap();
+    let run = Running::start(trusted, NotifierOptions::default());
+    run.notifier.send(vec![alert(
+        &[("alertname", "Tls")],
+        now,
+        Some(now + 600_000),
+    )]);
+    // Alertmanager answered 200 over TLS (its API cannot be read back here without TLS).
+    assert_eq!(
+        run.wait_metric(&series, 1.0).await,
+        1.0,
+        "{}",
+        run.metrics()
+    );
+    assert_eq!(run.metric(&errors), 0.0);
+
+    // Without the CA the certificate is not trusted: an error, nothing sent.
+    let untrusted = NotifierConfig::from_flags(
+        &[format!("https://{}", am.address())],
+        Duration::from_secs(5),
+        None,
+    )
+    .unwrap();
+    let run2 = Running::start(untrusted, NotifierOptions::default());
+    run2.notifier.send(vec![alert(
+        &[("alertname", "Tls")],
+        now,
+        Some(now + 600_000),
+    )]);
+    assert_eq!(
+        run2.wait_metric(&errors, 1.0).await,
+        1.0,
+        "{}",
+        run2.metrics()
+    );
+    assert_eq!(run2.metric(&series), 0.0);
+}

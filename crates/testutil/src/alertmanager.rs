@@ -30,20 +30,38 @@ impl AlertmanagerServer {
     /// Starts `prometheus-alertmanager` (`$STRATA_ALERTMANAGER` or on `PATH`) and waits until
     /// it answers `/-/ready`.
     pub fn start() -> Result<AlertmanagerServer> {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
     }
 
     /// The same behind basic authentication: `user` with `password`, the server given
-    /// `bcrypt_hash` of the password in its `--web.config.file` (`basic_auth_users`).
+    /// `bcrypt_hash` of the password in its `--web.config.file` (`basic_auth_users`);
+    /// [`AlertmanagerServer::alerts_json`] then authenticates.
     pub fn start_with_basic_auth(
         user: &str,
         password: &str,
         bcrypt_hash: &str,
     ) -> Result<AlertmanagerServer> {
-        Self::start_inner(Some((user, password, bcrypt_hash)))
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        Self::start_inner(
+            Some(&format!("basic_auth_users:\n  {user}: '{bcrypt_hash}'\n")),
+            Some(header),
+        )
     }
 
-    fn start_inner(auth: Option<(&str, &str, &str)>) -> Result<AlertmanagerServer> {
+    /// The same with any exporter-toolkit web configuration (`tls_server_config`, …) as
+    /// `--web.config.file`. Behind TLS, [`AlertmanagerServer::alerts_json`] cannot read it (its
+    /// client speaks plain HTTP).
+    pub fn start_with_web_config(web_config: &str) -> Result<AlertmanagerServer> {
+        Self::start_inner(Some(web_config), None)
+    }
+
+    fn start_inner(
+        web_config: Option<&str>,
+        auth_header: Option<String>,
+    ) -> Result<AlertmanagerServer> {
         let bin = find_tool("prometheus-alertmanager", "STRATA_ALERTMANAGER").context(
             "prometheus-alertmanager is needed for the notifier tests: run ./scripts/test.sh, \
              which installs Debian's `prometheus-alertmanager` package",
@@ -63,18 +81,15 @@ impl AlertmanagerServer {
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut header = None;
-        if let Some((user, password, hash)) = auth {
-            let web = dir.path().join("web.yml");
-            std::fs::write(&web, format!("basic_auth_users:\n  {user}: '{hash}'\n"))?;
-            cmd.arg(format!("--web.config.file={}", web.display()));
-            header = Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ));
+        if let Some(web) = web_config {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web)?;
+            cmd.arg(format!("--web.config.file={}", path.display()));
         }
+        let header = auth_header;
         let mut guard = ChildGuard::spawn("prometheus-alertmanager", &mut cmd)?;
-        // Any HTTP answer (a 401 behind basic auth included) means it is serving.
+        // Any HTTP answer (a 401 behind basic auth, a 400 to plain HTTP on a TLS port) means it
+        // is serving.
         guard.wait_for_http(
             &format!("http://127.0.0.1:{port}/-/ready"),
             Duration::from_secs(20),
