@@ -14,6 +14,10 @@
 //!
 //! Each entry is one *set* of Alertmanagers (one cluster): every alert batch goes to every
 //! resolved address of every set. Unknown keys are errors, as Thanos reads the file strictly.
+//!
+//! `api_version`: Thanos defaults it to `v1` (for the URL flags too). Alertmanager 0.27
+//! removed that API, so here `v2` is both the default and the only version; an explicit `v1`
+//! is refused at start-up rather than failing on every send.
 
 use std::time::Duration;
 
