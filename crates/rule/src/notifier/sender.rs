@@ -130,8 +130,9 @@ pub(crate) enum PostError {
         "no answer within the timeout of {0:?} (raise the set's `timeout` or --alertmanagers.send-timeout)"
     )]
     Timeout(Duration),
+    /// The error with its causes (reqwest's own message leaves out "connection refused").
     #[error("request failed: {0}")]
-    Request(reqwest::Error),
+    Request(String),
     #[error("answered {status}: {body}")]
     Status { status: u16, body: String },
 }
@@ -148,7 +149,7 @@ async fn post(t: &Target, body: Vec<u8>) -> Result<(), PostError> {
         if e.is_timeout() {
             PostError::Timeout(t.timeout)
         } else {
-            PostError::Request(e)
+            PostError::Request(with_causes(&e))
         }
     })?;
     let status = resp.status();
@@ -164,6 +165,21 @@ async fn post(t: &Target, body: Vec<u8>) -> Result<(), PostError> {
             .trim()
             .to_string(),
     })
+}
+
+/// `error: cause: cause…`, each cause once.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// Sends `alerts` to every target concurrently. Counted as sent when at least one target
@@ -261,5 +277,22 @@ mod tests {
             }
         ]);
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let t = Target {
+            address: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}/api/v2/alerts"),
+            http: reqwest::Client::new(),
+            auth: ClientAuth::None,
+            timeout: Duration::from_secs(2),
+        };
+        let err = post(&t, b"[]".to_vec()).await.unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("refused"), "{err}");
     }
 }
