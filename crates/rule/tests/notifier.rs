@@ -427,3 +427,31 @@ async fn https_with_the_ca_from_tls_config() {
     );
     assert_eq!(run2.metric(&series), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_urls_resolve_to_every_address() {
+    let am = AlertmanagerServer::start().unwrap();
+    let port = am.address().rsplit_once(':').unwrap().1.to_string();
+    let config = NotifierConfig::from_flags(
+        &[format!("dns+http://localhost:{port}/")],
+        Duration::from_secs(5),
+        None,
+    )
+    .unwrap();
+    let run = Running::start(config, NotifierOptions::default());
+    let now = now_ms();
+    run.notifier.send(vec![alert(
+        &[("alertname", "ViaDns")],
+        now,
+        Some(now + 600_000),
+    )]);
+    let got = alerts_when(&am, |v| named(v, "ViaDns").is_some()).await;
+    assert!(named(&got, "ViaDns").is_some(), "{got:?}");
+    // `localhost` may also resolve to ::1, where nothing listens: that address fails alone.
+    let listed = run.notifier.alertmanagers();
+    assert!(
+        listed.contains(&format!("http://127.0.0.1:{port}/api/v2/alerts")),
+        "{listed:?}"
+    );
+    assert_eq!(run.metric("thanos_alert_sender_alerts_dropped_total"), 0.0);
+}
