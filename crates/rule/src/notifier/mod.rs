@@ -202,7 +202,8 @@ impl Notifier {
     }
 
     /// Queues alerts for sending; never waits on an Alertmanager. A full queue drops its
-    /// oldest alerts (counted in `thanos_alert_queue_alerts_dropped_total`).
+    /// oldest alerts (counted in `thanos_alert_queue_alerts_dropped_total`). Pending alerts are
+    /// the caller's to leave out, as Thanos' rule manager does: everything given is sent.
     pub fn send(&self, alerts: Vec<Alert>) {
         self.queue.push(alerts);
     }
