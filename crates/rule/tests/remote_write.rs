@@ -172,8 +172,8 @@ fn start_writer(
         Labels::from_pairs(external),
         &mut registry,
     )
-    .unwrap()
-    .with_flush_deadline(Duration::from_secs(10));
+    .unwrap();
+    writer.set_flush_deadline(Duration::from_secs(10));
     let (stop, stopped) = oneshot::channel::<()>();
     let run = tokio::spawn(writer.clone().run(async {
         let _ = stopped.await;
@@ -381,6 +381,8 @@ async fn samples_queued_while_the_receiver_is_down_are_retried_and_delivered() {
 struct Seen {
     head: String,
     body: Vec<u8>,
+    /// What the stand-in answered.
+    status: u16,
 }
 
 impl Seen {
@@ -439,8 +441,13 @@ async fn stand_in(script: Vec<u16>) -> (String, Arc<Mutex<Vec<Seen>>>) {
                     }
                     let body = buf[head_end..head_end + len].to_vec();
                     buf.drain(..head_end + len);
-                    seen.lock().unwrap().push(Seen { head, body });
-                    let status = script.lock().unwrap().pop_front().unwrap_or(204);
+                    // One critical section, so that the n-th request seen got the n-th status.
+                    let status = {
+                        let mut seen = seen.lock().unwrap();
+                        let status = script.lock().unwrap().pop_front().unwrap_or(204);
+                        seen.push(Seen { head, body, status });
+                        status
+                    };
                     let text = if status == 400 {
                         "out of bounds: sample too old\nsecond line"
                     } else {
@@ -603,8 +610,8 @@ async fn a_dead_receiver_at_shutdown_costs_at_most_the_flush_deadline() {
         Labels::empty(),
         &mut registry,
     )
-    .unwrap()
-    .with_flush_deadline(Duration::from_millis(500));
+    .unwrap();
+    writer.set_flush_deadline(Duration::from_millis(500));
     writer.append(vec![sample(&[("__name__", "m")], 1, 1.0)]);
     let started = Instant::now();
     writer.clone().run(async {}).await;
@@ -624,4 +631,104 @@ async fn a_dead_receiver_at_shutdown_costs_at_most_the_flush_deadline() {
         metric(&registry, "prometheus_remote_storage_samples_pending{"),
         0.0
     );
+}
+
+/// `(series name, timestamp)` of every request the stand-in answered with `status`, in
+/// arrival order.
+fn batches(seen: &Mutex<Vec<Seen>>, status: u16) -> Vec<Vec<(String, i64)>> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|req| req.status == status)
+        .map(|req| {
+            let wr = strata_prompb::decode_write_request(&req.body, 1 << 20).unwrap();
+            wr.timeseries
+                .iter()
+                .flat_map(|ts| {
+                    let name = ts
+                        .labels
+                        .iter()
+                        .find(|l| l.name == "__name__")
+                        .map(|l| l.value.clone())
+                        .unwrap_or_default();
+                    ts.samples.iter().map(move |s| (name.clone(), s.timestamp))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_cut_at_max_samples_per_send_and_sent_at_the_batch_deadline() {
+    let (url, seen) = stand_in(Vec::new()).await;
+    let yaml = format!(
+        "remote_write:\n  - url: {url}/w\n    queue_config:\n      max_samples_per_send: 2\n      batch_send_deadline: 700ms\n"
+    );
+    let (writer, _registry, stop, run) = start_writer(&yaml, &[]);
+    let appended = Instant::now();
+    writer.append(
+        (1..=5)
+            .map(|t| sample(&[("__name__", "m")], t, t as f64))
+            .collect(),
+    );
+    // Full batches go at once; the remainder waits for the deadline.
+    wait_until("two full batches", Duration::from_secs(5), || {
+        seen.lock().unwrap().len() >= 2
+    })
+    .await;
+    assert!(appended.elapsed() < Duration::from_millis(600));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    wait_until("the deadline batch", Duration::from_secs(5), || {
+        seen.lock().unwrap().len() >= 3
+    })
+    .await;
+    assert!(appended.elapsed() >= Duration::from_millis(700));
+    let m = |t| ("m".to_string(), t);
+    assert_eq!(
+        batches(&seen, 204),
+        vec![vec![m(1), m(2)], vec![m(3), m(4)], vec![m(5)]]
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_shards_each_series_keeps_its_order() {
+    // Every fifth request fails with 503 and is retried: retries must not reorder either.
+    let (url, seen) = stand_in([204, 204, 204, 204, 503].repeat(10)).await;
+    let yaml = format!(
+        "remote_write:\n  - url: {url}/w\n    queue_config:\n      min_shards: 4\n      max_shards: 4\n      max_samples_per_send: 3\n      batch_send_deadline: 20ms\n      min_backoff: 5ms\n      max_backoff: 20ms\n"
+    );
+    let (writer, registry, stop, run) = start_writer(&yaml, &[]);
+    for t in 0..6 {
+        writer.append(
+            (0..20)
+                .map(|s| sample(&[("__name__", &format!("s{s}"))], t, 1.0))
+                .collect(),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(metric(&registry, "prometheus_remote_storage_shards{"), 4.0);
+    let mut per_series: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for batch in batches(&seen, 204) {
+        for (name, t) in batch {
+            per_series.entry(name).or_default().push(t);
+        }
+    }
+    assert!(
+        seen.lock().unwrap().iter().any(|r| r.status == 503),
+        "some attempts were retried"
+    );
+    assert_eq!(per_series.len(), 20);
+    for (name, ts) in per_series {
+        assert_eq!(ts, (0..6).collect::<Vec<_>>(), "{name}");
+    }
 }

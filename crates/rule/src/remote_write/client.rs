@@ -8,6 +8,7 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use reqwest::{StatusCode, Url};
+use strata_runtime::client_tls::{ClientTls, apply_client_tls};
 
 use super::RemoteWriteError;
 use super::config::{Auth, Pem, RemoteConfig, Secret};
@@ -94,28 +95,31 @@ impl Sender {
             reqwest::redirect::Policy::none()
         });
         let tls = &cfg.tls;
-        if let Some(ca) = &tls.ca {
-            let pem = pem_bytes(remote, "tls_config.ca", ca)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| client_err(format!("tls_config.ca[_file]: {e}")))?;
-            if certs.is_empty() {
-                return Err(client_err(
-                    "tls_config.ca[_file] holds no PEM certificate".into(),
-                ));
-            }
-            b = b.tls_certs_only(certs);
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            let mut pem = pem_bytes(remote, "tls_config.cert", cert)?;
-            pem.push(b'\n');
-            pem.extend(pem_bytes(remote, "tls_config.key", key)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| client_err(format!("tls_config cert/key: {e}")))?;
-            b = b.identity(id);
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
+        let ca = tls
+            .ca
+            .as_ref()
+            .map(|p| pem_bytes(remote, "tls_config.ca", p))
+            .transpose()?;
+        let cert = tls
+            .cert
+            .as_ref()
+            .map(|p| pem_bytes(remote, "tls_config.cert", p))
+            .transpose()?;
+        let key = tls
+            .key
+            .as_ref()
+            .map(|p| pem_bytes(remote, "tls_config.key", p))
+            .transpose()?;
+        b = apply_client_tls(
+            b,
+            &ClientTls {
+                ca_pem: ca.as_deref(),
+                cert_pem: cert.as_deref(),
+                key_pem: key.as_deref(),
+                insecure_skip_verify: tls.insecure_skip_verify,
+            },
+        )
+        .map_err(|e| client_err(format!("tls_config: {e}")))?;
         match tls.min_version.as_deref() {
             Some("TLS13") => b = b.min_tls_version(reqwest::tls::Version::TLS_1_3),
             Some(_) => b = b.min_tls_version(reqwest::tls::Version::TLS_1_2),

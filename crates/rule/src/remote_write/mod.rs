@@ -36,7 +36,7 @@ mod queue;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_block::relabel::relabel;
@@ -101,12 +101,18 @@ pub struct RemoteWriter {
     external_labels: Labels,
     families: Families,
     highest_ms: AtomicI64,
-    flush_deadline: Duration,
+    /// Milliseconds; see [`RemoteWriter::set_flush_deadline`].
+    flush_deadline_ms: AtomicU64,
+    /// Set by the first [`RemoteWriter::run`]: a second set of senders would break the
+    /// per-series order.
+    running: AtomicBool,
 }
 
 impl RemoteWriter {
-    /// Builds the clients and queues and registers the metrics in `registry` (call once per
-    /// registry). Fails on an unusable TLS file, credentials file or proxy.
+    /// Builds the clients and queues and registers the metrics in `registry`. Call it once per
+    /// registry: prometheus-client would expose a second registration of the same names twice
+    /// (a configuration reload must build a new registry or keep the writer). Fails on an
+    /// unusable TLS file, credentials file or proxy.
     pub fn new(
         config: RemoteWriteConfig,
         external_labels: Labels,
@@ -124,19 +130,18 @@ impl RemoteWriter {
             external_labels,
             families,
             highest_ms: AtomicI64::new(i64::MIN),
-            flush_deadline: FLUSH_DEADLINE,
+            flush_deadline_ms: AtomicU64::new(FLUSH_DEADLINE.as_millis() as u64),
+            running: AtomicBool::new(false),
         }))
     }
 
-    /// The same writer with another flush deadline (tests; a `--shutdown` budget).
-    pub fn with_flush_deadline(self: Arc<Self>, deadline: Duration) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut w) => {
-                w.flush_deadline = deadline;
-                Arc::new(w)
-            }
-            Err(shared) => shared,
-        }
+    /// Changes how long [`RemoteWriter::run`] keeps flushing after shutdown (default
+    /// [`FLUSH_DEADLINE`]); takes effect at the next shutdown.
+    pub fn set_flush_deadline(&self, deadline: Duration) {
+        self.flush_deadline_ms.store(
+            u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// The configured remotes' `remote_name`s, in configuration order.
@@ -207,7 +212,13 @@ impl RemoteWriter {
     /// Runs the senders until `shutdown` completes, then flushes what is queued for at most
     /// the flush deadline ([`FLUSH_DEADLINE`] unless changed); whatever is left after it is
     /// counted as dropped.
+    ///
+    /// Call it once: a second call logs an error and returns at once.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        if self.running.swap(true, Ordering::SeqCst) {
+            tracing::error!("RemoteWriter::run called twice; the second call does nothing");
+            return;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for remote in &self.remotes {
             for idx in 0..remote.shard_count() {
@@ -215,7 +226,8 @@ impl RemoteWriter {
             }
         }
         shutdown.await;
-        let deadline = tokio::time::Instant::now() + self.flush_deadline;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.flush_deadline_ms.load(Ordering::SeqCst));
         for remote in &self.remotes {
             remote.begin_stop(deadline);
         }
