@@ -1,10 +1,15 @@
 //! `--remote-write.config[-file]`: the remote write part of a Prometheus configuration file.
 //!
-//! Thanos' stateless ruler loads this text with Prometheus' own `config.Load` and uses only its
-//! `remote_write` list, so the document is a Prometheus configuration: a top-level
-//! `remote_write:` list, plus any other top-level Prometheus section (`global`,
-//! `scrape_configs`, …), which is accepted and ignored exactly as Thanos ignores it. Parsing is
-//! strict as Prometheus' is: an unknown key anywhere is an error naming it.
+//! Thanos' stateless ruler (`cmd/thanos/rule.go`) unmarshals this text into a struct holding
+//! only Prometheus' `remote_write` list (`[]*config.RemoteWriteConfig`) and hands that list,
+//! with the ruler's external labels as `global.external_labels`, to Prometheus' remote storage.
+//! So the document is a top-level `remote_write:` list of Prometheus `remote_write` entries.
+//!
+//! Strictness differs on purpose: Thanos' YAML decoding is not strict, so a misspelt key is
+//! silently ignored there and the setting quietly not applied. Here an unknown key inside an
+//! entry, or an unknown top-level key, is an error naming it. The top-level sections of a
+//! Prometheus configuration (`global`, `scrape_configs`, `rule_files`, …) are accepted and
+//! ignored, so a full `prometheus.yml` still loads as it does with Thanos.
 //!
 //! Defaults are Prometheus 2.42's (read back from `/api/v1/status/config` of a 2.42 server):
 //! `remote_timeout: 30s`, `follow_redirects: true`, `enable_http2: true`, and
