@@ -29,6 +29,22 @@ struct Prom {
 }
 
 fn start_prometheus(dir: &Path, port: u16) -> Prom {
+    let prom = spawn_prometheus(dir, port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_request("GET", &format!("{}/-/ready", prom.url), b"")
+        .map(|r| r.status)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "prometheus never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    prom
+}
+
+/// Starts Prometheus and waits until it listens (answering HTTP at all: over TLS, Go answers a
+/// plain request with 400).
+fn spawn_prometheus(dir: &Path, port: u16, extra: &[String]) -> Prom {
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
@@ -40,6 +56,7 @@ fn start_prometheus(dir: &Path, port: u16) -> Prom {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log);
     let mut guard = ChildGuard::spawn("prometheus", &mut cmd).unwrap();
@@ -47,15 +64,6 @@ fn start_prometheus(dir: &Path, port: u16) -> Prom {
     guard
         .wait_for_http(&format!("{url}/-/ready"), Duration::from_secs(60))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_request("GET", &format!("{url}/-/ready"), b"")
-        .map(|r| r.status)
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "prometheus never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     Prom { guard, url }
 }
 
@@ -731,4 +739,96 @@ async fn with_several_shards_each_series_keeps_its_order() {
     for (name, ts) in per_series {
         assert_eq!(ts, (0..6).collect::<Vec<_>>(), "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_ca_bundle_and_a_client_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = strata_testutil::tls::ca_signed_certificates(tmp.path());
+    let web = tmp.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            certs.server_cert.display(),
+            certs.server_key.display(),
+            certs.ca.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let prom = spawn_prometheus(
+        tmp.path(),
+        port,
+        &[format!("--web.config.file={}", web.display())],
+    );
+    let yaml = format!(
+        r#"remote_write:
+  - url: https://localhost:{port}/api/v1/write
+    name: mtls
+    tls_config:
+      ca_file: {ca}
+      cert_file: {cert}
+      key_file: {key}
+      min_version: TLS12
+    queue_config:
+      batch_send_deadline: 50ms
+      min_backoff: 50ms
+      max_backoff: 200ms
+  - url: https://localhost:{port}/api/v1/write
+    name: no-client-cert
+    tls_config:
+      ca_file: {ca}
+    queue_config:
+      batch_send_deadline: 50ms
+      min_backoff: 50ms
+      max_backoff: 200ms
+"#,
+        ca = certs.ca.display(),
+        cert = certs.client_cert.display(),
+        key = certs.client_key.display(),
+    );
+    let (writer, registry, stop, run) = start_writer(&yaml, &[]);
+    let t0 = now_ms() / 1000 * 1000 - 10_000;
+    writer.append(vec![sample(&[("__name__", "tls:m")], t0, 7.0)]);
+    // Prometheus answers 2xx only once the sample is in its TSDB (503 while starting, which
+    // is retried).
+    wait_until("delivery over mutual TLS", Duration::from_secs(60), || {
+        metric(
+            &registry,
+            "prometheus_remote_storage_queue_highest_sent_timestamp_seconds{remote_name=\"mtls\"",
+        ) == t0 as f64 / 1000.0
+    })
+    .await;
+    let m = |name: &str, remote: &str| {
+        metric(
+            &registry,
+            &format!("prometheus_remote_storage_{name}{{remote_name=\"{remote}\""),
+        )
+    };
+    assert_eq!(m("samples_failed_total", "mtls"), 0.0);
+    // Without a client certificate the handshake fails: a network error, retried, never sent.
+    wait_until(
+        "retries without a client certificate",
+        Duration::from_secs(30),
+        || m("samples_retried_total", "no-client-cert") >= 2.0,
+    )
+    .await;
+    assert_eq!(
+        m("samples_pending", "no-client-cert"),
+        0.0,
+        "taken into a batch"
+    );
+    assert_eq!(
+        m("queue_highest_sent_timestamp_seconds", "no-client-cert"),
+        0.0
+    );
+    writer.set_flush_deadline(Duration::from_millis(300));
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m("samples_dropped_total", "no-client-cert"), 1.0);
+    drop(prom.guard);
 }
