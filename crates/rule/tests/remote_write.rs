@@ -670,7 +670,7 @@ fn batches(seen: &Mutex<Vec<Seen>>, status: u16) -> Vec<Vec<(String, i64)>> {
 async fn batches_are_cut_at_max_samples_per_send_and_sent_at_the_batch_deadline() {
     let (url, seen) = stand_in(Vec::new()).await;
     let yaml = format!(
-        "remote_write:\n  - url: {url}/w\n    queue_config:\n      max_samples_per_send: 2\n      batch_send_deadline: 700ms\n"
+        "remote_write:\n  - url: {url}/w\n    queue_config:\n      max_samples_per_send: 2\n      batch_send_deadline: 2s\n"
     );
     let (writer, _registry, stop, run) = start_writer(&yaml, &[]);
     let appended = Instant::now();
@@ -684,13 +684,13 @@ async fn batches_are_cut_at_max_samples_per_send_and_sent_at_the_batch_deadline(
         seen.lock().unwrap().len() >= 2
     })
     .await;
-    assert!(appended.elapsed() < Duration::from_millis(600));
+    assert!(appended.elapsed() < Duration::from_millis(1500));
     assert_eq!(seen.lock().unwrap().len(), 2);
     wait_until("the deadline batch", Duration::from_secs(5), || {
         seen.lock().unwrap().len() >= 3
     })
     .await;
-    assert!(appended.elapsed() >= Duration::from_millis(700));
+    assert!(appended.elapsed() >= Duration::from_secs(2));
     let m = |t| ("m".to_string(), t);
     assert_eq!(
         batches(&seen, 204),
