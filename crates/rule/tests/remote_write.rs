@@ -832,3 +832,45 @@ async fn mutual_tls_with_a_ca_bundle_and_a_client_certificate() {
     assert_eq!(m("samples_dropped_total", "no-client-cert"), 1.0);
     drop(prom.guard);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_still_hanging_at_the_flush_deadline_is_abandoned_and_counted() {
+    // A receiver that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let yaml =
+        format!("remote_write:\n  - url: {url}/w\n    name: silent\n    remote_timeout: 5m\n");
+    let mut registry = Registry::default();
+    let writer = RemoteWriter::new(
+        RemoteWriteConfig::from_yaml(&yaml).unwrap(),
+        Labels::empty(),
+        &mut registry,
+    )
+    .unwrap();
+    writer.set_flush_deadline(Duration::from_millis(300));
+    writer.append(vec![
+        sample(&[("__name__", "m")], 1, 1.0),
+        sample(&[("__name__", "m")], 2, 2.0),
+    ]);
+    let started = Instant::now();
+    writer.clone().run(async {}).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric(
+            &registry,
+            "prometheus_remote_storage_samples_dropped_total{"
+        ),
+        2.0
+    );
+    held.abort();
+}

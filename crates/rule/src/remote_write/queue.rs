@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,6 +64,9 @@ pub(crate) struct Remote {
     /// When stopping: the instant after which no further attempt starts.
     flush_deadline: Mutex<Option<Instant>>,
     highest_sent_ms: AtomicI64,
+    /// Samples taken into a batch whose sending has not finished: lost if the flush deadline
+    /// aborts the sender, and then counted as dropped.
+    in_flight: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +94,7 @@ impl Remote {
             stopping: AtomicBool::new(false),
             flush_deadline: Mutex::new(None),
             highest_sent_ms: AtomicI64::new(i64::MIN),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -156,9 +160,14 @@ impl Remote {
         }
     }
 
-    /// Counts what is still queued as dropped (after the flush deadline) and empties the
-    /// queues.
+    /// Counts what is still queued or was being sent when the senders were aborted as
+    /// dropped (after the flush deadline) and empties the queues. Call once the shard tasks
+    /// have ended.
     pub(crate) fn abandon_pending(&self) -> u64 {
+        let aborted = self.in_flight.swap(0, Ordering::SeqCst);
+        if aborted > 0 {
+            self.metrics.dropped.inc_by(aborted);
+        }
         let mut n = 0u64;
         for s in &self.shards {
             let mut st = lock(&s.state);
@@ -170,7 +179,7 @@ impl Remote {
             self.metrics.dropped.inc_by(n);
             self.metrics.pending.dec_by(n as i64);
         }
-        n
+        n + aborted
     }
 
     /// Empties the queues, returning their samples (shard by shard): for tests of what
@@ -216,8 +225,11 @@ impl Remote {
                 }
             };
             if !batch.is_empty() {
-                self.metrics.pending.dec_by(batch.len() as i64);
+                let n = batch.len() as u64;
+                self.metrics.pending.dec_by(n as i64);
+                self.in_flight.fetch_add(n, Ordering::SeqCst);
                 self.send_batch(batch).await;
+                self.in_flight.fetch_sub(n, Ordering::SeqCst);
                 continue;
             }
             match wake_at {
