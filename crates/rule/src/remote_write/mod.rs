@@ -95,6 +95,34 @@ pub struct RecordedSample {
 }
 
 /// The remote write side of the stateless ruler: one queue per configured remote.
+///
+/// ```no_run
+/// # async fn demo(yaml: &str) -> Result<(), strata_rule::remote_write::RemoteWriteError> {
+/// use strata_model::Labels;
+/// use strata_rule::remote_write::{RecordedSample, RemoteWriteConfig, RemoteWriter};
+///
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let writer = RemoteWriter::new(
+///     RemoteWriteConfig::from_yaml(yaml)?,
+///     Labels::from_pairs(&[("replica", "ruler-0")]),
+///     &mut registry,
+/// )?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let senders = tokio::spawn(writer.clone().run(async {
+///     let _ = stopped.await;
+/// }));
+/// // After each evaluation of a recording rule:
+/// writer.append(vec![RecordedSample {
+///     labels: Labels::from_pairs(&[("__name__", "job:up:sum")]),
+///     timestamp_ms: 1_700_000_000_000,
+///     value: 3.0,
+/// }]);
+/// // On shutdown: flushes for at most the flush deadline.
+/// let _ = stop.send(());
+/// let _ = senders.await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RemoteWriter {
     remotes: Vec<Arc<Remote>>,
