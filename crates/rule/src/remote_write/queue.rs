@@ -266,6 +266,16 @@ impl Remote {
         };
         let mut backoff = self.cfg.queue.min_backoff;
         loop {
+            if self.deadline().is_some_and(|d| Instant::now() >= d) {
+                self.metrics.dropped.inc_by(n);
+                tracing::error!(
+                    remote_name = %self.cfg.remote_name,
+                    url = %self.cfg.url,
+                    samples = n,
+                    "remote write flush deadline passed: samples dropped"
+                );
+                return;
+            }
             self.metrics.samples.inc_by(n);
             self.metrics.bytes.inc_by(body.len() as u64);
             let started = Instant::now();
