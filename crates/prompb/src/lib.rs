@@ -7,6 +7,8 @@
 //! - [`take_frame`]: one `uvarint(len) | BE32 CRC32C(msg) | msg` frame of the streamed
 //!   (`STREAMED_XOR_CHUNKS`) answer.
 //! - [`decode_samples_response`]: the snappy-compressed `ReadResponse` of the `SAMPLES` answer.
+//! - [`encode_write_request`] / [`decode_write_request`]: the snappy-compressed `WriteRequest`
+//!   body of a remote write.
 //!
 //! **Invariant:** no input makes these functions panic or allocate beyond the stated limits
 //! ([`MAX_FRAME_BYTES`], the caller's decompressed-size bound).
@@ -90,6 +92,36 @@ pub fn decode_samples_response(
     ReadResponse::decode(raw.as_slice()).map_err(|e| e.to_string())
 }
 
+/// The body of a remote write `POST`: the `WriteRequest` protobuf compressed as one snappy
+/// *block* (not the framed stream format), which is what `Content-Encoding: snappy` means in
+/// the remote write protocol.
+pub fn encode_write_request(req: &WriteRequest) -> Result<Vec<u8>, String> {
+    // snappy refuses only inputs beyond its ~4 GiB block limit.
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .map_err(|e| {
+            format!(
+                "snappy-compressing a {} byte write request: {e}",
+                req.encoded_len()
+            )
+        })
+}
+
+/// Decodes a remote write body (snappy block + `WriteRequest`), refusing one whose
+/// decompressed size exceeds `max_bytes` before allocating it: what a receiver does.
+pub fn decode_write_request(compressed: &[u8], max_bytes: usize) -> Result<WriteRequest, String> {
+    let len = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
+    if len > max_bytes {
+        return Err(format!(
+            "{len} bytes decompressed is more than the {max_bytes} accepted"
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(compressed)
+        .map_err(|e| e.to_string())?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +202,34 @@ mod tests {
         let err = decode_samples_response(&body, 4).unwrap_err();
         assert!(err.contains("more than the 4 accepted"), "{err}");
         assert!(decode_samples_response(b"\xff\xff\xff", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn write_request_body_is_a_snappy_block_and_round_trips() {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "x".into(),
+                }],
+                samples: vec![Sample {
+                    value: 2.5,
+                    timestamp: 9,
+                }],
+                ..Default::default()
+            }],
+            metadata: Vec::new(),
+        };
+        let body = encode_write_request(&req).unwrap();
+        // A snappy block starts with the uvarint of the uncompressed length (no stream
+        // identifier chunk 0xff "sNaPpY").
+        assert_eq!(body[0] as usize, req.encoded_len());
+        assert_eq!(
+            snap::raw::Decoder::new().decompress_vec(&body).unwrap(),
+            req.encode_to_vec()
+        );
+        assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), req);
+        assert!(decode_write_request(&body, 2).is_err());
+        assert!(decode_write_request(b"\xff\x01", 1 << 20).is_err());
     }
 }

@@ -8,3 +8,4 @@
 //! - the rule manager: groups, their evaluation loops, alert state.
 
 pub mod notifier;
+pub mod remote_write;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::client_tls::{ClientTls, ClientTlsError, apply_client_tls};
+
 /// Thanos' `HTTPClientConfig` YAML.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,42 +138,47 @@ impl HttpClientConfig {
                     .into(),
             ));
         }
-        if !tls.ca_file.is_empty() {
-            let pem = read_file("tls_config.ca_file", &tls.ca_file)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                HttpClientError::Config(format!("tls_config.ca_file {}: {e}", tls.ca_file))
-            })?;
-            if certs.is_empty() {
-                return Err(HttpClientError::Config(format!(
-                    "tls_config.ca_file {} holds no PEM certificate",
-                    tls.ca_file
-                )));
-            }
-            b = b.tls_certs_only(certs);
-        }
-        match (tls.cert_file.is_empty(), tls.key_file.is_empty()) {
-            (true, true) => {}
-            (false, false) => {
-                let mut pem = read_file("tls_config.cert_file", &tls.cert_file)?;
-                pem.push(b'\n');
-                pem.extend(read_file("tls_config.key_file", &tls.key_file)?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    HttpClientError::Config(format!(
-                        "tls_config.cert_file {} / key_file {}: {e}",
-                        tls.cert_file, tls.key_file
-                    ))
-                })?;
-                b = b.identity(id);
-            }
+        let ca = if tls.ca_file.is_empty() {
+            None
+        } else {
+            Some(read_file("tls_config.ca_file", &tls.ca_file)?)
+        };
+        let (cert, key) = match (tls.cert_file.is_empty(), tls.key_file.is_empty()) {
+            (true, true) => (None, None),
+            (false, false) => (
+                Some(read_file("tls_config.cert_file", &tls.cert_file)?),
+                Some(read_file("tls_config.key_file", &tls.key_file)?),
+            ),
             _ => {
                 return Err(HttpClientError::Config(
                     "tls_config.cert_file and tls_config.key_file must be given together".into(),
                 ));
             }
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
+        };
+        let b = apply_client_tls(
+            b,
+            &ClientTls {
+                ca_pem: ca.as_deref(),
+                cert_pem: cert.as_deref(),
+                key_pem: key.as_deref(),
+                insecure_skip_verify: tls.insecure_skip_verify,
+            },
+        )
+        .map_err(|e| {
+            HttpClientError::Config(match e {
+                ClientTlsError::NoCa => {
+                    format!(
+                        "tls_config.ca_file {} holds no PEM certificate",
+                        tls.ca_file
+                    )
+                }
+                ClientTlsError::BadCa(e) => format!("tls_config.ca_file {}: {e}", tls.ca_file),
+                e => format!(
+                    "tls_config.cert_file {} / key_file {}: {e}",
+                    tls.cert_file, tls.key_file
+                ),
+            })
+        })?;
         let ba = &config.basic_auth;
         let has_basic = config.has_basic_auth();
         let has_bearer = !config.bearer_token.is_empty() || !config.bearer_token_file.is_empty();

@@ -15,6 +15,8 @@
 //!   task of its own (the HTTP servers with `--http.config`, the gRPC servers).
 //! - [`request_log`]: `--request.logging-config`, Thanos' per-request log lines for the HTTP
 //!   server (here) and the gRPC servers (their layer is in `strata-storepb`).
+//! - [`client_tls`]: `tls_config` of outgoing HTTP clients (the sidecar's Prometheus client,
+//!   the ruler's remote write) turned into reqwest settings.
 //! - [`dns`]: Thanos' address discovery (`host:port`, `dns+`, `dnssrv+`, `dnssrvnoa+`), for
 //!   the querier's endpoints and the store gateway's memcached addresses.
 //! - [`otel`]: `--tracing.config`, spans exported over OTLP and the trace context carried
@@ -30,6 +32,7 @@
 //! Store API. It is the only place that installs signal handlers.
 
 pub mod alloc;
+pub mod client_tls;
 pub mod dns;
 pub mod http;
 pub mod http_client;
