@@ -6,3 +6,5 @@
 //! - the Alertmanager notifier;
 //! - remote write of recorded series (Thanos' stateless ruler mode);
 //! - the rule manager: groups, their evaluation loops, alert state.
+
+pub mod template;
