@@ -94,6 +94,59 @@ fn e_body(f: f64, prec: usize, upper: bool) -> String {
     out
 }
 
+/// The unsigned body of `%x` for a finite float: Go's hexadecimal mantissa and binary exponent
+/// (`0x1.54p+05`), shortest unless a precision (in hex digits) is given.
+fn hex_body(f: f64, prec: Option<usize>, upper: bool) -> String {
+    const FRACTION_BITS: u32 = 52;
+    let bits = f.to_bits();
+    let mut exp = ((bits >> FRACTION_BITS) & 0x7ff) as i32;
+    let mut mant = bits & ((1u64 << FRACTION_BITS) - 1);
+    if f == 0.0 {
+        exp = 0;
+    } else if exp == 0 {
+        // Subnormal: normalise so the leading 1 sits where a normal float's implicit bit is.
+        exp = -1022;
+        while mant & (1u64 << FRACTION_BITS) == 0 {
+            mant <<= 1;
+            exp -= 1;
+        }
+    } else {
+        mant |= 1u64 << FRACTION_BITS;
+        exp -= 1023;
+    }
+    if let Some(p) = prec.filter(|&p| p < 13) {
+        // Round to p hex digits, half to even.
+        let shift = (13 - p as u32) * 4;
+        let rem = mant & ((1u64 << shift) - 1);
+        let half = 1u64 << (shift - 1);
+        mant >>= shift;
+        if rem > half || (rem == half && mant & 1 == 1) {
+            mant += 1;
+        }
+        mant <<= shift;
+        if mant >> (FRACTION_BITS + 1) != 0 {
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let lead = mant >> FRACTION_BITS;
+    let mut digits = format!("{:013x}", mant & ((1u64 << FRACTION_BITS) - 1));
+    match prec {
+        None => digits.truncate(digits.trim_end_matches('0').len()),
+        Some(p) if p <= 13 => digits.truncate(p),
+        Some(p) => digits.extend(std::iter::repeat_n('0', p - 13)),
+    }
+    let mut out = format!("0x{lead}");
+    if !digits.is_empty() {
+        out.push('.');
+        out.push_str(&digits);
+    }
+    out.push('p');
+    out.push(if exp < 0 { '-' } else { '+' });
+    let _ = write!(out, "{:02}", exp.unsigned_abs());
+    if upper { out.to_uppercase() } else { out }
+}
+
 /// Go's `%v` of a float64 (`strconv.FormatFloat(f, 'g', -1, 64)` with fmt's `+Inf`).
 pub(crate) fn format_float_v(f: f64) -> String {
     format_float(f, 'g', None, &Flags::default())
@@ -111,6 +164,7 @@ fn format_float(f: f64, verb: char, prec: Option<usize>, flags: &Flags) -> Strin
     let body = match verb {
         'e' | 'E' => e_body(f, prec.unwrap_or(6), verb == 'E'),
         'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), f.abs()),
+        'x' | 'X' => hex_body(f.abs(), prec, verb == 'X'),
         'G' => g_body(f, prec, true),
         _ => g_body(f, prec, false),
     };
@@ -479,7 +533,7 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
         },
         Value::Int(i) => format_int(verb, *i, flags).unwrap_or_else(|| bad_verb(verb, arg)),
         Value::Float(f) => match verb {
-            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => {
+            'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => {
                 let verb = if verb == 'v' { 'g' } else { verb };
                 let s = format_float(*f, verb, flags.prec, flags);
                 flags.pad(s, f.is_finite())
@@ -726,6 +780,19 @@ mod tests {
             "int float64 string"
         );
         assert_eq!(sprintf("100%", &[]), "100%!(NOVERB)");
+    }
+
+    #[test]
+    fn hex_floats_match_go() {
+        // Go's %x / %X output.
+        let x = |f: f64| sprintf("%x", &[Value::Float(f)]);
+        assert_eq!(x(1234.5678), "0x1.34a456d5cfaadp+10");
+        assert_eq!(x(0.0), "0x0p+00");
+        assert_eq!(x(-42.5), "-0x1.54p+05");
+        assert_eq!(x(1e-7), "0x1.ad7f29abcaf48p-24");
+        assert_eq!(x(2048.0), "0x1p+11");
+        assert_eq!(x(f64::NAN), "NaN");
+        assert_eq!(sprintf("%X", &[Value::Float(3.5)]), "0X1.CP+01");
     }
 
     #[test]
