@@ -229,18 +229,19 @@ fn firing_alerts(base: &str, guard: &mut ChildGuard, want: usize) -> Vec<Json> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         guard.ensure_running().expect("prometheus exited");
-        if let Ok(resp) = http_request("GET", &format!("{base}/api/v1/alerts"), &[]) {
-            if let Ok(body) = serde_json::from_slice::<Json>(&resp.body) {
-                let alerts: Vec<Json> = body["data"]["alerts"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|a| a["state"] == "firing")
-                    .collect();
-                if alerts.len() >= want {
-                    return alerts;
-                }
+        let body = http_request("GET", &format!("{base}/api/v1/alerts"), &[])
+            .ok()
+            .and_then(|resp| serde_json::from_slice::<Json>(&resp.body).ok());
+        if let Some(body) = body {
+            let alerts: Vec<Json> = body["data"]["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| a["state"] == "firing")
+                .collect();
+            if alerts.len() >= want {
+                return alerts;
             }
         }
         assert!(Instant::now() < deadline, "alerts did not fire within 60s");
