@@ -12,6 +12,8 @@ use super::value::{GoMap, Value};
 /// An execution error: where (byte offset), at which node (Go's `at <…>` context) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ExecError {
+    /// The `define`d template that failed (None: the main one).
+    pub(crate) template: Option<String>,
     pub(crate) pos: usize,
     pub(crate) context: String,
     pub(crate) msg: String,
@@ -56,6 +58,7 @@ impl std::fmt::Debug for Exec<'_> {
 
 fn err<T>(pos: usize, context: impl ToString, msg: impl Into<String>) -> EResult<T> {
     Err(ExecError {
+        template: None,
         pos,
         context: context.to_string(),
         msg: msg.into(),
@@ -158,7 +161,10 @@ impl Exec<'_> {
                 }
                 self.depth += 1;
                 let saved = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
-                let result = self.walk(&new_dot, list);
+                let result = self.walk(&new_dot, list).map_err(|mut e| {
+                    e.template.get_or_insert_with(|| name.clone());
+                    e
+                });
                 self.vars = saved;
                 self.depth -= 1;
                 result?;
@@ -232,7 +238,7 @@ impl Exec<'_> {
             };
             for (name, value) in b.pipe.decl.iter().zip(assigned) {
                 if b.pipe.is_assign {
-                    self.set_var(name, value);
+                    self.set_var(b.pipe.pos, name, value)?;
                 } else if let Some(slot) = self.vars[mark..].iter_mut().find(|(n, _)| n == name) {
                     slot.1 = value;
                 }
@@ -263,9 +269,13 @@ impl Exec<'_> {
         }
     }
 
-    fn set_var(&mut self, name: &str, value: Value) {
-        if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
-            slot.1 = value;
+    fn set_var(&mut self, pos: usize, name: &str, value: Value) -> EResult<()> {
+        match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+            Some(slot) => {
+                slot.1 = value;
+                Ok(())
+            }
+            None => err(pos, name, format!("undefined variable: {name}")),
         }
     }
 
@@ -277,7 +287,7 @@ impl Exec<'_> {
         let value = value.unwrap_or(Value::Nil);
         for name in &pipe.decl {
             if pipe.is_assign {
-                self.set_var(name, value.clone());
+                self.set_var(pipe.pos, name, value.clone())?;
             } else {
                 self.vars.push((name.clone(), value.clone()));
             }

@@ -205,10 +205,8 @@ impl Lexer<'_> {
                 }
                 ')' => {
                     self.pos += 1;
-                    if paren_depth == 0 {
-                        return self.err(start, "unexpected right paren");
-                    }
-                    paren_depth -= 1;
+                    // An unbalanced `)` is the parser's to report, in context.
+                    paren_depth = paren_depth.saturating_sub(1);
                     Tok::RightParen
                 }
                 ',' => {

@@ -234,7 +234,14 @@ fn describe(t: &Tok) -> String {
         Tok::Keyword(k) => format!("<{}>", format!("{k:?}").to_lowercase()),
         Tok::Bool(b) => format!("<{b}>"),
         Tok::Nil => "<nil>".into(),
-        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) => format!("{s:?}"),
+        // Go's item String(): `%q`, or `%.10q...` for long values.
+        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) if s.chars().count() > 10 => {
+            format!(
+                "{}...",
+                super::gofmt::quote(&s.chars().take(10).collect::<String>(), false)
+            )
+        }
+        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) => super::gofmt::quote(s, false),
         Tok::Eof => "EOF".into(),
     }
 }
@@ -300,7 +307,7 @@ impl Parser<'_> {
         let name = self.template_name("define clause")?;
         self.expect_right_delim("define clause")?;
         let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
-        let list = self.list_until_end(pos, "define")?;
+        let list = self.list_until_end(pos)?;
         self.vars = saved;
         self.add_define(name, list, pos)
     }
@@ -331,14 +338,14 @@ impl Parser<'_> {
         }
     }
 
-    fn list_until_end(&mut self, pos: usize, context: &str) -> PResult<List> {
+    fn list_until_end(&mut self, pos: usize) -> PResult<List> {
         let mut list = Vec::new();
         loop {
             match self.node()? {
                 Ok(n) => list.push(n),
                 Err(ListEnd::End(_)) => return Ok(list),
                 Err(ListEnd::Else(p)) => {
-                    return self.err(p, format!("unexpected {{{{else}}}} in {context}"));
+                    return self.err(p, "expected end; found {{else}}");
                 }
                 Err(ListEnd::Eof) => return self.err(pos, "unexpected EOF"),
             }
@@ -369,9 +376,9 @@ impl Parser<'_> {
                 return Ok(Err(ListEnd::End(t.pos)));
             }
             Keyword::Else => {
-                // `{{else if …}}` / `{{else with …}}` continue a chain; the keyword stays.
-                let n = self.peek().tok.clone();
-                if n != Tok::Keyword(Keyword::If) && n != Tok::Keyword(Keyword::With) {
+                // `{{else if …}}` continues a chain: the `if` stays for the enclosing control.
+                // (`{{else with}}` came with Go 1.23, after Prometheus 2.42.)
+                if self.peek().tok != Tok::Keyword(Keyword::If) {
                     self.expect_right_delim("else")?;
                 }
                 return Ok(Err(ListEnd::Else(t.pos)));
@@ -390,7 +397,7 @@ impl Parser<'_> {
                 } else {
                     "continue"
                 };
-                self.expect_right_delim(name)?;
+                self.expect_right_delim(&format!("{{{{{name}}}}}"))?;
                 if self.range_depth == 0 {
                     return self.err(t.pos, format!("{{{{{name}}}}} outside {{{{range}}}}"));
                 }
@@ -419,7 +426,7 @@ impl Parser<'_> {
                 let pipe = self.pipeline("block clause", false)?;
                 let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
                 let depth = std::mem::take(&mut self.range_depth);
-                let list = self.list_until_end(t.pos, "block");
+                let list = self.list_until_end(t.pos);
                 self.vars = saved;
                 self.range_depth = depth;
                 self.add_define(name.clone(), list?, t.pos)?;
@@ -460,12 +467,9 @@ impl Parser<'_> {
                     let next = self.peek().tok.clone();
                     let chained = match next {
                         Tok::Keyword(Keyword::If) if context == "if" => Some("if"),
-                        Tok::Keyword(Keyword::With) if context == "with" => Some("with"),
                         Tok::Keyword(_) => {
-                            return self.err(
-                                else_pos,
-                                format!("unexpected {} after else", describe(&next)),
-                            );
+                            return self
+                                .err(else_pos, format!("unexpected {} in input", describe(&next)));
                         }
                         _ => None,
                     };
@@ -480,7 +484,7 @@ impl Parser<'_> {
                             Node::With(inner)
                         }]
                     } else {
-                        self.list_until_end(pos, context)?
+                        self.list_until_end(pos)?
                     };
                     return Ok(Branch {
                         pipe,
@@ -516,6 +520,9 @@ impl Parser<'_> {
                             decl.push(v);
                             decl.push(w);
                         }
+                        (Some(Tok::Variable(_)), Some(Tok::Comma)) => {
+                            return self.err(start, "too many declarations in range");
+                        }
                         _ => return self.err(start, "range can only initialize variables"),
                     }
                 }
@@ -525,13 +532,7 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        if is_assign {
-            for v in &decl {
-                if !self.vars.contains(v) {
-                    return self.err(start, format!("undefined variable {v:?}"));
-                }
-            }
-        }
+        // Go checks assigned (`=`) variables only when executing.
         let mut cmds = Vec::new();
         loop {
             let t = self.peek().clone();
@@ -539,7 +540,7 @@ impl Parser<'_> {
                 Tok::RightDelim | Tok::RightParen => {
                     let closing_paren = t.tok == Tok::RightParen;
                     if closing_paren && context != "parenthesized pipeline" {
-                        return self.err(t.pos, "unexpected right paren");
+                        return self.err(t.pos, "unexpected \")\" in command");
                     }
                     if !closing_paren && context == "parenthesized pipeline" {
                         return self.err(t.pos, "unclosed left paren");
@@ -548,9 +549,7 @@ impl Parser<'_> {
                     if cmds.is_empty() {
                         return self.err(t.pos, format!("missing value for {context}"));
                     }
-                    if !is_assign {
-                        self.vars.extend(decl.iter().cloned());
-                    }
+                    self.vars.extend(decl.iter().cloned());
                     check_pipeline(&cmds, t.pos)?;
                     return Ok(Pipe {
                         pos: start,
@@ -562,13 +561,8 @@ impl Parser<'_> {
                 _ => {
                     cmds.push(self.command()?);
                     if self.peek().tok == Tok::Pipe {
-                        let p = self.next();
-                        if matches!(
-                            self.peek().tok,
-                            Tok::RightDelim | Tok::RightParen | Tok::Pipe
-                        ) {
-                            return self.err(p.pos, "missing command");
-                        }
+                        // A trailing `|` before the closing delimiter is accepted, as in Go.
+                        self.next();
                     }
                 }
             }
@@ -594,7 +588,8 @@ impl Parser<'_> {
             }
         }
         if args.is_empty() {
-            return self.err(pos, "empty command");
+            let t = self.peek();
+            return self.err(t.pos, format!("unexpected {} in command", describe(&t.tok)));
         }
         Ok(Command { pos, args, arg_pos })
     }
@@ -1023,6 +1018,84 @@ mod tests {
             "non executable command in pipeline stage 2"
         );
         assert_eq!(p("{{ }}").unwrap_err().msg, "missing value for command");
+        // The rest verified with `promtool check rules` (Prometheus 2.42).
+        assert_eq!(
+            p("{{ 1) }}").unwrap_err().msg,
+            "unexpected \")\" in command"
+        );
+        assert_eq!(
+            p("{{ | 1 }}").unwrap_err().msg,
+            "unexpected \"|\" in command"
+        );
+        assert_eq!(
+            p("{{ 1.2.3 }}").unwrap_err().msg,
+            "unexpected \".3\" in operand"
+        );
+        assert_eq!(
+            p("{{ \"a\"\"b\" }}").unwrap_err().msg,
+            "unexpected \"\\\"b\\\"\" in operand"
+        );
+        assert_eq!(
+            p("{{ true.x }}").unwrap_err().msg,
+            "unexpected . after term \"true\""
+        );
+        assert_eq!(
+            p("{{ nil.x }}").unwrap_err().msg,
+            "unexpected . after term \"nil\""
+        );
+        assert_eq!(
+            p("{{ 'ab' }}").unwrap_err().msg,
+            "malformed character constant: 'ab'"
+        );
+        assert_eq!(p("{{ \"\\q\" }}").unwrap_err().msg, "invalid syntax");
+        assert_eq!(
+            p("{{ 99999999999999999999 }}").unwrap_err().msg,
+            "integer overflow: \"99999999999999999999\""
+        );
+        assert_eq!(
+            p("{{ $x, $y := 1 }}").unwrap_err().msg,
+            "too many declarations in command"
+        );
+        assert_eq!(
+            p("{{ range $i, $e, $f := . }}{{ end }}").unwrap_err().msg,
+            "too many declarations in range"
+        );
+        assert_eq!(
+            p("{{ template . }}").unwrap_err().msg,
+            "unexpected <.> in template clause"
+        );
+        assert_eq!(
+            p("{{ if 1 }}{{ else }}{{ else }}{{ end }}")
+                .unwrap_err()
+                .msg,
+            "expected end; found {{else}}"
+        );
+        assert_eq!(
+            p("{{ range 1 }}{{ else if 2 }}{{ end }}").unwrap_err().msg,
+            "unexpected <if> in input"
+        );
+        assert_eq!(
+            p("{{ with 1 }}{{ else with 2 }}{{ end }}").unwrap_err().msg,
+            "unexpected <with> in else"
+        );
+        assert_eq!(
+            p("{{ range . }}{{ break 1 }}{{ end }}").unwrap_err().msg,
+            "unexpected \"1\" in {{break}}"
+        );
+        assert_eq!(
+            p("{{ if 1 }}{{ define \"x\" }}{{ end }}{{ end }}")
+                .unwrap_err()
+                .msg,
+            "unexpected <define> in command"
+        );
+        assert_eq!(
+            p("{{ define \"a\" }}{{ end }}{{ define \"a\" }}x{{ end }}{{ define \"a\" }}y{{ end }}").unwrap_err().msg,
+            "template: multiple definition of template \"a\""
+        );
+        // Accepted by Go: a trailing pipe, `$` redeclared, assignment in range.
+        assert!(p("{{ len .x | len | }}").is_ok());
+        assert!(p("{{ $ := 1 }}").is_ok());
+        assert!(p("{{ range $i, $e = . }}{{ end }}").is_ok());
         assert_eq!(
             p("{{ if 1 }}{{ $x := 1 }}{{ end }}{{ $x }}")
                 .unwrap_err()
