@@ -9,3 +9,4 @@
 
 pub mod notifier;
 pub mod remote_write;
+pub mod template;

@@ -1,0 +1,902 @@
+//! Executes a parsed template: Go's `text/template` evaluation rules (pipelines, fields on maps
+//! and structs with `missingkey=zero`, variables and their scopes, control structures) and its
+//! builtin functions.
+
+use std::rc::Rc;
+
+use super::funcs::{self, Env, Param};
+use super::gofmt;
+use super::parse::{Arg, Branch, Command, List, Node, Number, Pipe, Tree};
+use super::value::{GoMap, Value};
+
+/// An execution error: where (byte offset), at which node (Go's `at <…>` context) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExecError {
+    /// The `define`d template that failed (None: the main one).
+    pub(crate) template: Option<String>,
+    pub(crate) pos: usize,
+    pub(crate) context: String,
+    pub(crate) msg: String,
+}
+
+/// How deep `{{template}}` calls may nest. Go allows 100000 but runs on growable stacks; ours is
+/// a thread's fixed stack, and no alert text needs more than a handful of levels.
+const MAX_DEPTH: usize = 100;
+/// How many nodes one execution may evaluate: recursive templates could otherwise run for an
+/// exponentially long time inside the rule evaluation loop.
+const MAX_STEPS: u64 = 1_000_000;
+/// The largest output one execution may produce (recursion can blow it up, too).
+const MAX_OUTPUT: usize = 16 << 20;
+
+type EResult<T> = Result<T, ExecError>;
+
+/// What a list's execution ended with (`{{break}}`/`{{continue}}` unwind to the `range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+pub(crate) struct Exec<'a> {
+    tree: &'a Tree,
+    env: &'a Env<'a>,
+    vars: Vec<(String, Value)>,
+    out: String,
+    depth: usize,
+    steps: u64,
+}
+
+impl std::fmt::Debug for Exec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec")
+            .field("depth", &self.depth)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err<T>(pos: usize, context: impl ToString, msg: impl Into<String>) -> EResult<T> {
+    Err(ExecError {
+        template: None,
+        pos,
+        context: context.to_string(),
+        msg: msg.into(),
+    })
+}
+
+/// Runs `tree` with `dot` as data.
+pub(crate) fn execute(tree: &Tree, env: &Env<'_>, dot: Value) -> EResult<String> {
+    let mut exec = Exec {
+        tree,
+        env,
+        vars: vec![("$".into(), dot.clone())],
+        out: String::new(),
+        depth: 0,
+        steps: 0,
+    };
+    exec.walk(&dot, &tree.root)?;
+    Ok(exec.out)
+}
+
+/// A number literal as Go's `idealConstant` types it where any type is accepted: floats are
+/// only those written with a fraction, exponent or hex `p` exponent.
+fn ideal_constant(n: &Number) -> Value {
+    let lower = n.text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    let hex_int = lower.starts_with("0x") && !lower.contains('p');
+    match (n.int, n.float) {
+        (Some(i), _) if n.is_char || hex_int || !lower.contains(['.', 'e', 'p']) => Value::Int(i),
+        (_, Some(f)) => Value::Float(f),
+        (Some(i), None) => Value::Int(i),
+        (None, None) => Value::Nil,
+    }
+}
+
+impl Exec<'_> {
+    fn step(&mut self, pos: usize) -> EResult<()> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return err(
+                pos,
+                "",
+                format!("template execution exceeded {MAX_STEPS} steps"),
+            );
+        }
+        if self.out.len() > MAX_OUTPUT {
+            return err(
+                pos,
+                "",
+                format!("template output exceeded {MAX_OUTPUT} bytes"),
+            );
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, dot: &Value, list: &List) -> EResult<Flow> {
+        for node in list {
+            let flow = self.walk_node(dot, node)?;
+            if flow != Flow::Normal {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn walk_node(&mut self, dot: &Value, node: &Node) -> EResult<Flow> {
+        match node {
+            Node::Text(t) => {
+                self.step(0)?;
+                self.out.push_str(t);
+            }
+            Node::Action(pipe) => {
+                self.step(pipe.pos)?;
+                let v = self.eval_pipeline(dot, pipe)?;
+                if pipe.decl.is_empty() {
+                    self.print_value(&v);
+                }
+            }
+            Node::If(b) => return self.walk_if_or_with(dot, b, false),
+            Node::With(b) => return self.walk_if_or_with(dot, b, true),
+            Node::Range(b) => return self.walk_range(dot, b),
+            Node::Template { pos, name, pipe } => {
+                self.step(*pos)?;
+                let quoted = gofmt::quote(name, false);
+                let Some(list) = self.tree.defines.get(name) else {
+                    return err(
+                        *pos,
+                        format!("{{{{template {quoted}}}}}"),
+                        format!("template {quoted} not defined"),
+                    );
+                };
+                let new_dot = match pipe {
+                    Some(p) => self.eval_pipeline(dot, p)?,
+                    None => Value::Nil,
+                };
+                if self.depth >= MAX_DEPTH {
+                    return err(
+                        *pos,
+                        format!("{{{{template {quoted}}}}}"),
+                        format!("exceeded maximum template depth ({MAX_DEPTH})"),
+                    );
+                }
+                self.depth += 1;
+                let saved = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
+                let result = self.walk(&new_dot, list).map_err(|mut e| {
+                    e.template.get_or_insert_with(|| name.clone());
+                    e
+                });
+                self.vars = saved;
+                self.depth -= 1;
+                result?;
+            }
+            Node::Break(_) => return Ok(Flow::Break),
+            Node::Continue(_) => return Ok(Flow::Continue),
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn walk_if_or_with(&mut self, dot: &Value, b: &Branch, is_with: bool) -> EResult<Flow> {
+        let mark = self.vars.len();
+        let result = (|| {
+            let v = self.eval_pipeline(dot, &b.pipe)?;
+            if v.truth() {
+                self.walk(if is_with { &v } else { dot }, &b.list)
+            } else if let Some(else_list) = &b.else_list {
+                self.walk(dot, else_list)
+            } else {
+                Ok(Flow::Normal)
+            }
+        })();
+        self.vars.truncate(mark);
+        result
+    }
+
+    fn walk_range(&mut self, dot: &Value, b: &Branch) -> EResult<Flow> {
+        let mark = self.vars.len();
+        let result = self.walk_range_inner(dot, b, mark);
+        self.vars.truncate(mark);
+        result
+    }
+
+    fn walk_range_inner(&mut self, dot: &Value, b: &Branch, mark: usize) -> EResult<Flow> {
+        let v = self.eval_pipeline(dot, &b.pipe)?;
+        let items: Vec<(Value, Value)> = match &v {
+            Value::Map(m) => m
+                .entries
+                .iter()
+                .map(|(k, v)| (Value::Str(k.clone()), v.clone()))
+                .collect(),
+            Value::Samples(s) => s
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (Value::Int(i as i64), Value::Sample(s.clone())))
+                .collect(),
+            Value::Nil => Vec::new(),
+            other => {
+                let mut shown = String::new();
+                gofmt::sprint_value(&mut shown, other);
+                return err(
+                    b.pipe.pos,
+                    &b.pipe,
+                    format!("range can't iterate over {shown}"),
+                );
+            }
+        };
+        if items.is_empty() {
+            return match &b.else_list {
+                Some(list) => self.walk(dot, list),
+                None => Ok(Flow::Normal),
+            };
+        }
+        for (key, elem) in items {
+            self.step(b.pipe.pos)?;
+            // One variable gets the element; two get the key (or index) and the element.
+            let assigned = match b.pipe.decl.len() {
+                1 => vec![elem.clone()],
+                2 => vec![key, elem.clone()],
+                _ => Vec::new(),
+            };
+            for (name, value) in b.pipe.decl.iter().zip(assigned) {
+                if b.pipe.is_assign {
+                    self.set_var(b.pipe.pos, name, value)?;
+                } else if let Some(slot) = self.vars[mark..].iter_mut().find(|(n, _)| n == name) {
+                    slot.1 = value;
+                }
+            }
+            let body_mark = self.vars.len();
+            let flow = self.walk(&elem, &b.list);
+            self.vars.truncate(body_mark);
+            if flow? == Flow::Break {
+                break;
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    /// Go's `printValue`: missing values print `<no value>`, pointers print what they point to.
+    fn print_value(&mut self, v: &Value) {
+        match v {
+            Value::Nil => self.out.push_str("<no value>"),
+            Value::Sample(s) => gofmt::sprint_sample(&mut self.out, s),
+            other => gofmt::sprint_value(&mut self.out, other),
+        }
+    }
+
+    fn lookup_var(&self, pos: usize, name: &str) -> EResult<Value> {
+        match self.vars.iter().rev().find(|(n, _)| n == name) {
+            Some((_, v)) => Ok(v.clone()),
+            None => err(pos, name, format!("undefined variable: {name}")),
+        }
+    }
+
+    fn set_var(&mut self, pos: usize, name: &str, value: Value) -> EResult<()> {
+        match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+            Some(slot) => {
+                slot.1 = value;
+                Ok(())
+            }
+            None => err(pos, name, format!("undefined variable: {name}")),
+        }
+    }
+
+    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> EResult<Value> {
+        let mut value = None;
+        for cmd in &pipe.cmds {
+            value = Some(self.eval_command(dot, cmd, value)?);
+        }
+        let value = value.unwrap_or(Value::Nil);
+        for name in &pipe.decl {
+            if pipe.is_assign {
+                self.set_var(pipe.pos, name, value.clone())?;
+            } else {
+                self.vars.push((name.clone(), value.clone()));
+            }
+        }
+        Ok(value)
+    }
+
+    fn not_a_function(cmd: &Command, final_value: &Option<Value>) -> EResult<()> {
+        if cmd.args.len() > 1 || final_value.is_some() {
+            return err(
+                cmd.pos,
+                cmd,
+                format!("can't give argument to non-function {}", cmd.args[0]),
+            );
+        }
+        Ok(())
+    }
+
+    fn eval_command(
+        &mut self,
+        dot: &Value,
+        cmd: &Command,
+        final_value: Option<Value>,
+    ) -> EResult<Value> {
+        self.step(cmd.pos)?;
+        let first = &cmd.args[0];
+        match first {
+            Arg::Field { pos, names } => {
+                self.eval_fields(dot.clone(), names, first, *pos, cmd, final_value)
+            }
+            Arg::Variable { pos, name, fields } => {
+                let v = self.lookup_var(*pos, name)?;
+                if fields.is_empty() {
+                    Self::not_a_function(cmd, &final_value)?;
+                    return Ok(v);
+                }
+                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+            }
+            Arg::Chain { pos, node, fields } => {
+                let v = self.eval_arg(dot, node)?;
+                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+            }
+            Arg::Ident { pos, name } => {
+                self.call(dot, name, *pos, cmd, &cmd.args[1..], final_value)
+            }
+            Arg::Pipe(p) => {
+                Self::not_a_function(cmd, &final_value)?;
+                self.eval_pipeline(dot, p)
+            }
+            Arg::Nil => err(cmd.pos, cmd, "nil is not a command"),
+            Arg::Str { value, .. } => {
+                Self::not_a_function(cmd, &final_value)?;
+                Ok(Value::Str(value.clone()))
+            }
+            Arg::Number(n) => {
+                Self::not_a_function(cmd, &final_value)?;
+                Ok(ideal_constant(n))
+            }
+            Arg::Bool(b) => {
+                Self::not_a_function(cmd, &final_value)?;
+                Ok(Value::Bool(*b))
+            }
+        }
+    }
+
+    /// Walks `names` from `receiver`; arguments can only go to the last one (and no field or
+    /// map key of ours takes any).
+    fn eval_fields(
+        &mut self,
+        receiver: Value,
+        names: &[String],
+        node: &Arg,
+        pos: usize,
+        cmd: &Command,
+        final_value: Option<Value>,
+    ) -> EResult<Value> {
+        let has_args = cmd.args.len() > 1 || final_value.is_some();
+        if names.is_empty() {
+            if has_args {
+                return err(cmd.pos, cmd, "can't give argument to non-function .");
+            }
+            return Ok(receiver);
+        }
+        let mut v = receiver;
+        for (i, name) in names.iter().enumerate() {
+            let last = i + 1 == names.len();
+            v = field(v, name, last && has_args).or_else(|msg| err(pos, node, msg))?;
+        }
+        Ok(v)
+    }
+
+    /// Evaluates an argument that is not a function's typed parameter (chains, `any` params).
+    fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> EResult<Value> {
+        self.step(arg.pos(0))?;
+        match arg {
+            Arg::Field { pos, names } => {
+                let mut v = dot.clone();
+                for name in names {
+                    v = field(v, name, false).or_else(|msg| err(*pos, arg, msg))?;
+                }
+                Ok(v)
+            }
+            Arg::Variable { pos, name, fields } => {
+                let mut v = self.lookup_var(*pos, name)?;
+                for f in fields {
+                    v = field(v, f, false).or_else(|msg| err(*pos, arg, msg))?;
+                }
+                Ok(v)
+            }
+            Arg::Chain { pos, node, fields } => {
+                let mut v = self.eval_arg(dot, node)?;
+                for f in fields {
+                    v = field(v, f, false).or_else(|msg| err(*pos, arg, msg))?;
+                }
+                Ok(v)
+            }
+            Arg::Ident { pos, name } => {
+                let cmd = Command {
+                    pos: *pos,
+                    args: vec![arg.clone()],
+                    arg_pos: vec![*pos],
+                };
+                self.call(dot, name, *pos, &cmd, &[], None)
+            }
+            Arg::Pipe(p) => self.eval_pipeline(dot, p),
+            Arg::Str { value, .. } => Ok(Value::Str(value.clone())),
+            Arg::Number(n) => Ok(ideal_constant(n)),
+            Arg::Bool(b) => Ok(Value::Bool(*b)),
+            Arg::Nil => Ok(Value::Nil),
+        }
+    }
+
+    /// Evaluates an argument for a parameter of type `param`, with Go's type checks.
+    fn eval_typed_arg(
+        &mut self,
+        dot: &Value,
+        arg: &Arg,
+        arg_pos: usize,
+        param: Param,
+    ) -> EResult<Value> {
+        let at = |msg: String| err(arg_pos, arg, msg);
+        match (param, arg) {
+            (Param::Str, Arg::Nil) => at("cannot assign nil to string".into()),
+            (Param::Str, Arg::Number(_) | Arg::Bool(_)) => {
+                at(format!("expected string; found {arg}"))
+            }
+            (Param::Sample | Param::Samples, Arg::Number(_) | Arg::Bool(_) | Arg::Str { .. }) => {
+                at(format!(
+                    "can't handle {arg} for arg of type {}",
+                    param.go_type()
+                ))
+            }
+            _ => {
+                let v = self.eval_arg(dot, arg)?;
+                validate(v, param).or_else(at)
+            }
+        }
+    }
+
+    fn call(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        pos: usize,
+        cmd: &Command,
+        args: &[Arg],
+        final_value: Option<Value>,
+    ) -> EResult<Value> {
+        let n_args = args.len() + usize::from(final_value.is_some());
+        if name == "and" || name == "or" {
+            // Short-circuit: later arguments are not evaluated once the result is known.
+            if n_args == 0 {
+                return err(
+                    pos,
+                    cmd,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                );
+            }
+            let mut v = Value::Nil;
+            for arg in args {
+                v = self.eval_arg(dot, arg)?;
+                if v.truth() != (name == "and") {
+                    return Ok(v);
+                }
+            }
+            if let Some(f) = final_value {
+                v = f;
+            }
+            return Ok(v);
+        }
+        let Some(sig) = funcs::signature(name) else {
+            return err(pos, name, format!("{name:?} is not a defined function"));
+        };
+        match sig.variadic {
+            Some(_) if n_args < sig.params.len() => {
+                return err(
+                    pos,
+                    name,
+                    format!(
+                        "wrong number of args for {name}: want at least {} got {n_args}",
+                        sig.params.len()
+                    ),
+                );
+            }
+            None if n_args != sig.params.len() => {
+                return err(
+                    pos,
+                    name,
+                    format!(
+                        "wrong number of args for {name}: want {} got {n_args}",
+                        sig.params.len()
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let param_of = |i: usize| {
+            sig.params
+                .get(i)
+                .copied()
+                .or(sig.variadic)
+                .unwrap_or(Param::Any)
+        };
+        let mut values = Vec::with_capacity(n_args);
+        // `args` are the command's arguments after the function name.
+        let first_arg = cmd.args.len() - args.len();
+        for (i, arg) in args.iter().enumerate() {
+            let arg_pos = cmd.arg_pos.get(first_arg + i).copied().unwrap_or(cmd.pos);
+            values.push(self.eval_typed_arg(dot, arg, arg_pos, param_of(i))?);
+        }
+        if let Some(f) = final_value {
+            values.push(validate(f, param_of(n_args - 1)).or_else(|msg| err(cmd.pos, cmd, msg))?);
+        }
+        let result = match name {
+            "eq" => eq(&values[0], &values[1..]).map(Value::Bool),
+            "ne" => eq(&values[0], &values[1..2]).map(|b| Value::Bool(!b)),
+            "lt" => less_than(&values[0], &values[1]).map(Value::Bool),
+            "le" => less_or_equal(&values[0], &values[1]).map(Value::Bool),
+            "gt" => less_or_equal(&values[0], &values[1]).map(|b| Value::Bool(!b)),
+            "ge" => less_than(&values[0], &values[1]).map(|b| Value::Bool(!b)),
+            "not" => Ok(Value::Bool(!values[0].truth())),
+            "len" => length(&values[0]),
+            "index" => index(&values[0], &values[1..]),
+            "slice" => slice(&values[0], &values[1..]),
+            "print" => Ok(Value::Str(gofmt::sprint(&values))),
+            "println" => Ok(Value::Str(gofmt::sprintln(&values))),
+            "printf" => match &values[0] {
+                Value::Str(f) => Ok(Value::Str(gofmt::sprintf(f, &values[1..]))),
+                _ => Err("printf format is not a string".into()),
+            },
+            "html" => Ok(Value::Str(html_escape(&eval_args(&values)))),
+            "js" => Ok(Value::Str(js_escape(&eval_args(&values)))),
+            "urlquery" => Ok(Value::Str(funcs::query_escape(&eval_args(&values)))),
+            _ => funcs::call(self.env, name, values),
+        };
+        result.or_else(|msg| err(cmd.pos, cmd, format!("error calling {name}: {msg}")))
+    }
+}
+
+/// Go's `validateType` for the parameter types our functions have.
+fn validate(v: Value, param: Param) -> Result<Value, String> {
+    match (param, v) {
+        (Param::Any, v) => Ok(v),
+        (Param::Str, Value::Str(s)) => Ok(Value::Str(s)),
+        (Param::Str, Value::Nil) => Err("invalid value; expected string".into()),
+        (Param::Sample, v @ (Value::Sample(_) | Value::Nil)) => Ok(v),
+        (Param::Samples, v @ Value::Samples(_)) => Ok(v),
+        (Param::Samples, Value::Nil) => Ok(Value::Samples(Rc::new(Vec::new()))),
+        (param, v) => Err(format!(
+            "wrong type for value; expected {}; got {}",
+            param.go_type(),
+            v.type_name()
+        )),
+    }
+}
+
+/// A field (struct member or map key) of a value, as Go's `evalField` finds it.
+fn field(receiver: Value, name: &str, has_args: bool) -> Result<Value, String> {
+    let not_method = || {
+        Err(format!(
+            "{name} has arguments but cannot be invoked as function"
+        ))
+    };
+    match &receiver {
+        Value::Map(m) => {
+            if has_args {
+                return Err(format!("{name} is not a method but has arguments"));
+            }
+            Ok(m.get(name))
+        }
+        Value::Data(d) => {
+            let v = match name {
+                "Labels" => Value::Map(d.labels.clone()),
+                "ExternalLabels" => Value::Map(d.external_labels.clone()),
+                "ExternalURL" => Value::Str(d.external_url.clone()),
+                "Value" => Value::Float(d.value),
+                _ => {
+                    return Err(format!(
+                        "can't evaluate field {name} in type {}",
+                        receiver.type_name()
+                    ));
+                }
+            };
+            if has_args { not_method() } else { Ok(v) }
+        }
+        Value::Sample(s) => {
+            let v = match name {
+                "Labels" => Value::Map(s.labels.clone()),
+                "Value" => Value::Float(s.value),
+                _ => {
+                    return Err(format!(
+                        "can't evaluate field {name} in type {}",
+                        receiver.type_name()
+                    ));
+                }
+            };
+            if has_args { not_method() } else { Ok(v) }
+        }
+        // missingkey=zero: a field of a missing value is missing too.
+        Value::Nil => Ok(Value::Nil),
+        other => Err(format!(
+            "can't evaluate field {name} in type {}",
+            other.type_name()
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Invalid,
+    Bool,
+    Int,
+    Float,
+    Str,
+    /// Maps, pointers, slices, structs: no basic kind.
+    Other,
+}
+
+fn basic_kind(v: &Value) -> Kind {
+    match v {
+        Value::Nil => Kind::Invalid,
+        Value::Bool(_) => Kind::Bool,
+        Value::Int(_) => Kind::Int,
+        Value::Float(_) => Kind::Float,
+        Value::Str(_) => Kind::Str,
+        _ => Kind::Other,
+    }
+}
+
+const BAD_COMPARISON: &str = "incompatible types for comparison";
+const BAD_COMPARISON_TYPE: &str = "invalid type for comparison";
+
+/// Go's `eq`: true if `a` equals any of `rest`.
+fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
+    if rest.is_empty() {
+        return Err("missing argument for comparison".into());
+    }
+    let k1 = basic_kind(a);
+    for b in rest {
+        let k2 = basic_kind(b);
+        let normalized = |k| if k == Kind::Other { Kind::Invalid } else { k };
+        let truth = if normalized(k1) != normalized(k2) {
+            if k1 != Kind::Invalid && k2 != Kind::Invalid {
+                return Err(BAD_COMPARISON.into());
+            }
+            false
+        } else {
+            match (a, b) {
+                (Value::Bool(x), Value::Bool(y)) => x == y,
+                (Value::Int(x), Value::Int(y)) => x == y,
+                (Value::Float(x), Value::Float(y)) => x == y,
+                (Value::Str(x), Value::Str(y)) => x == y,
+                (Value::Nil, other) | (other, Value::Nil) => matches!(other, Value::Nil),
+                (Value::Sample(x), Value::Sample(y)) => Rc::ptr_eq(x, y),
+                (Value::Time(x), Value::Time(y)) => x == y,
+                (x, y) if x.type_name() != y.type_name() => {
+                    let mut a_shown = String::new();
+                    gofmt::sprint_value(&mut a_shown, x);
+                    let mut b_shown = String::new();
+                    gofmt::sprint_value(&mut b_shown, y);
+                    return Err(format!(
+                        "non-comparable types {a_shown}: {}, {}: {b_shown}",
+                        x.type_name(),
+                        y.type_name()
+                    ));
+                }
+                (_, y) => {
+                    let mut shown = String::new();
+                    gofmt::sprint_value(&mut shown, y);
+                    return Err(format!("non-comparable type {shown}: {}", y.type_name()));
+                }
+            }
+        };
+        if truth {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Go's `lt`.
+fn less_than(a: &Value, b: &Value) -> Result<bool, String> {
+    let (k1, k2) = (basic_kind(a), basic_kind(b));
+    if matches!(k1, Kind::Invalid | Kind::Other) || matches!(k2, Kind::Invalid | Kind::Other) {
+        return Err(BAD_COMPARISON_TYPE.into());
+    }
+    if k1 != k2 {
+        return Err(BAD_COMPARISON.into());
+    }
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (Value::Float(x), Value::Float(y)) => Ok(x < y),
+        (Value::Str(x), Value::Str(y)) => Ok(x < y),
+        _ => Err(BAD_COMPARISON_TYPE.into()),
+    }
+}
+
+/// Go's `le` (`lt` or `eq`; `gt` is its negation, which makes `gt NaN 1` true as in Go).
+fn less_or_equal(a: &Value, b: &Value) -> Result<bool, String> {
+    if less_than(a, b)? {
+        return Ok(true);
+    }
+    eq(a, std::slice::from_ref(b))
+}
+
+fn length(v: &Value) -> Result<Value, String> {
+    match v {
+        Value::Str(s) => Ok(Value::Int(s.len() as i64)),
+        Value::Map(m) => Ok(Value::Int(m.entries.len() as i64)),
+        Value::Samples(s) => Ok(Value::Int(s.len() as i64)),
+        Value::Nil => Err("len of untyped nil".into()),
+        other => Err(format!("len of type {}", other.type_name())),
+    }
+}
+
+/// Go's `indexArg`: an integer index no larger than `cap`.
+fn index_arg(v: &Value, cap: usize) -> Result<usize, String> {
+    match v {
+        Value::Int(x) if *x < 0 || *x as u64 > cap as u64 => {
+            Err(format!("index out of range: {x}"))
+        }
+        Value::Int(x) => Ok(*x as usize),
+        Value::Nil => Err("cannot index slice/array with nil".into()),
+        other => Err(format!(
+            "cannot index slice/array with type {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+    let mut item = item.clone();
+    if matches!(item, Value::Nil) {
+        return Err("index of untyped nil".into());
+    }
+    for idx in indexes {
+        item = match &item {
+            Value::Str(s) => {
+                let i = index_arg(idx, s.len())?;
+                // A Go string index yields a byte (uint8), printed as a number.
+                match s.as_bytes().get(i) {
+                    Some(b) => Value::Int(i64::from(*b)),
+                    None => return Err("reflect: string index out of range".into()),
+                }
+            }
+            Value::Samples(samples) => {
+                let i = index_arg(idx, samples.len())?;
+                match samples.get(i) {
+                    Some(s) => Value::Sample(s.clone()),
+                    None => return Err("reflect: slice index out of range".into()),
+                }
+            }
+            Value::Map(m) => match idx {
+                Value::Str(k) => m.get(k),
+                Value::Nil => return Err("value is nil; should be of type string".into()),
+                other => {
+                    return Err(format!(
+                        "value has type {}; should be string",
+                        other.type_name()
+                    ));
+                }
+            },
+            Value::Nil => return Err("index of nil pointer".into()),
+            other => return Err(format!("can't index item of type {}", other.type_name())),
+        };
+    }
+    Ok(item)
+}
+
+fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+    if matches!(item, Value::Nil) {
+        return Err("slice of untyped nil".into());
+    }
+    if indexes.len() > 3 {
+        return Err(format!("too many slice indexes: {}", indexes.len()));
+    }
+    let len = match item {
+        Value::Str(s) => {
+            if indexes.len() == 3 {
+                return Err("cannot 3-index slice a string".into());
+            }
+            s.len()
+        }
+        Value::Samples(s) => s.len(),
+        other => return Err(format!("can't slice item of type {}", other.type_name())),
+    };
+    let mut idx = [0, len, len];
+    for (i, v) in indexes.iter().enumerate() {
+        idx[i] = index_arg(v, len)?;
+    }
+    if idx[0] > idx[1] {
+        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+    }
+    if indexes.len() == 3 && idx[1] > idx[2] {
+        return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
+    }
+    Ok(match item {
+        Value::Str(s) => {
+            Value::Str(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
+        }
+        Value::Samples(s) => Value::Samples(Rc::new(s[idx[0]..idx[1]].to_vec())),
+        _ => Value::Nil,
+    })
+}
+
+/// Go's `evalArgs` for `html`, `js` and `urlquery`: one string as is, else `fmt.Sprint`.
+fn eval_args(values: &[Value]) -> String {
+    match values {
+        [Value::Str(s)] => s.clone(),
+        _ => {
+            // printableValue: nil prints as <no value> here too; pointers are followed.
+            let printable: Vec<Value> = values
+                .iter()
+                .map(|v| match v {
+                    Value::Nil => Value::Str("<no value>".into()),
+                    Value::Sample(s) => {
+                        let mut out = String::new();
+                        gofmt::sprint_sample(&mut out, s);
+                        Value::Str(out)
+                    }
+                    other => other.clone(),
+                })
+                .collect();
+            // Keep Sprint's spacing decision on the original kinds.
+            let mut out = String::new();
+            let mut prev_string = false;
+            for (i, (orig, v)) in values.iter().zip(&printable).enumerate() {
+                let is_string = matches!(orig, Value::Str(_));
+                if i > 0 && !is_string && !prev_string {
+                    out.push(' ');
+                }
+                gofmt::sprint_value(&mut out, v);
+                prev_string = is_string;
+            }
+            out
+        }
+    }
+}
+
+/// Go's `template.HTMLEscapeString`.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Go's `template.JSEscapeString`.
+fn js_escape(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' => out.push_str("\\u003C"),
+            '>' => out.push_str("\\u003E"),
+            '&' => out.push_str("\\u0026"),
+            '=' => out.push_str("\\u003D"),
+            c if (c as u32) < 0x20 || (!c.is_ascii() && !gofmt::is_print(c)) => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The alert data as a template value.
+pub(crate) fn data_value(data: &super::TemplateData) -> Value {
+    let labels = |l: &strata_model::Labels| {
+        Rc::new(GoMap::strings(
+            l.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        ))
+    };
+    Value::Data(Rc::new(super::value::DataValue {
+        labels: labels(&data.labels),
+        external_labels: labels(&data.external_labels),
+        external_url: data.external_url.clone(),
+        value: data.value,
+    }))
+}
