@@ -370,6 +370,29 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .with_state(state);
+    with_cors(router, cors)
+}
+
+/// The routes of a ruler's API: `/api/v1/rules`, `/api/v1/alerts` and the status pages, as
+/// Thanos' ruler serves them (no query endpoints: a ruler keeps no series to query).
+pub fn rules_router(cfg: ApiConfig) -> Router {
+    let cors = cfg.cors;
+    let state = Arc::new(ApiState {
+        slots: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+        cfg,
+    });
+    let router = Router::new()
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/flags", get(flags))
+        .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
+        .with_state(state);
+    with_cors(router, cors)
+}
+
+/// `router` with Thanos' CORS headers on every response when `cors`.
+fn with_cors(router: Router, cors: bool) -> Router {
     if cors {
         router.layer(axum::middleware::map_response(add_cors))
     } else {

@@ -851,13 +851,6 @@ struct SdConfigState {
     read_at: Option<Instant>,
 }
 
-/// Prometheus file SD: a list of target groups, YAML or JSON.
-#[derive(Debug, serde::Deserialize)]
-struct TargetGroup {
-    #[serde(default)]
-    targets: Vec<String>,
-}
-
 /// One Info call: what the endpoint holds, or why it did not say.
 async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
     let mut c = InfoClient::new(ch);
@@ -1109,39 +1102,22 @@ impl EndpointSet {
 
     fn read_sd_files(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for pattern in &self.cfg.sd_files {
-            for path in expand_glob(pattern) {
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), err = %e, "reading file SD");
-                        continue;
-                    }
-                };
-                let is_json = path.extension().is_some_and(|e| e == "json");
-                let groups: Result<Vec<TargetGroup>, String> = if is_json {
-                    serde_json::from_str(&text).map_err(|e| e.to_string())
-                } else {
-                    serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())
-                };
-                match groups {
-                    Ok(gs) => {
-                        for g in gs {
-                            for t in g.targets {
-                                match EndpointSpec::parse(&t) {
-                                    Ok(EndpointSpec::Static(a)) => {
-                                        out.insert(a);
-                                    }
-                                    _ => tracing::warn!(
-                                        path = %path.display(), target = %t,
-                                        "file SD target is not host:port; ignored"
-                                    ),
-                                }
+        for (path, targets) in strata_runtime::file_sd::read_patterns(&self.cfg.sd_files) {
+            match targets {
+                Ok(targets) => {
+                    for t in targets {
+                        match EndpointSpec::parse(&t) {
+                            Ok(EndpointSpec::Static(a)) => {
+                                out.insert(a);
                             }
+                            _ => tracing::warn!(
+                                path = %path.display(), target = %t,
+                                "file SD target is not host:port; ignored"
+                            ),
                         }
                     }
-                    Err(e) => tracing::warn!(path = %path.display(), err = %e, "parsing file SD"),
                 }
+                Err(e) => tracing::warn!(path = %path.display(), err = %e, "reading file SD"),
             }
         }
         out
@@ -1474,58 +1450,7 @@ impl EndpointSet {
     }
 }
 
-/// Expands a `--store.sd-files` value: a path, or a glob with `*`/`?` in its file name.
-pub fn expand_glob(pattern: &str) -> Vec<PathBuf> {
-    let path = PathBuf::from(pattern);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.contains(['*', '?']) {
-        return vec![path];
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| glob_match(&name, &e.file_name().to_string_lossy()))
-        .map(|e| e.path())
-        .collect();
-    out.sort();
-    out
-}
-
-/// `*` and `?` wildcard match (the subset of Go's `filepath.Match` file SD users rely on).
-fn glob_match(pattern: &str, s: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = s.chars().collect();
-    let (mut pi, mut si) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
+pub use strata_runtime::glob::expand_glob;
 
 #[cfg(test)]
 mod tests {
@@ -2064,13 +1989,5 @@ endpoints:
                 .values()
                 .all(|s| !s.client_cfg.tls)
         );
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.yml", "a.yml"));
-        assert!(glob_match("sd-?.json", "sd-1.json"));
-        assert!(!glob_match("*.yml", "a.yaml"));
-        assert!(glob_match("*", ""));
     }
 }

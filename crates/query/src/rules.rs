@@ -130,6 +130,55 @@ impl Fanout {
     }
 }
 
+/// The Rules API type and filters an HTTP rules request asks for.
+pub fn request_filters(query: strata_api::RulesQuery) -> (rules_request::Type, RuleFilters) {
+    let kind = match query.kind {
+        None => rules_request::Type::All,
+        Some(strata_api::RuleKind::Alert) => rules_request::Type::Alert,
+        Some(strata_api::RuleKind::Record) => rules_request::Type::Record,
+    };
+    let filters = RuleFilters {
+        rule_names: query.rule_names,
+        rule_groups: query.rule_groups,
+        files: query.files,
+        matchers: query.matchers,
+        matcher_strings: query.matcher_strings,
+    };
+    (kind, filters)
+}
+
+/// `/api/v1/rules` or `/api/v1/alerts` over groups held locally (the ruler's own), filtered
+/// and ordered as the querier answers over its endpoints' groups.
+pub fn local_answer(
+    groups: Vec<RuleGroup>,
+    query: strata_api::RulesQuery,
+    view: strata_api::RulesView,
+) -> strata_api::EncodedAnswer {
+    let (kind, filters) = request_filters(query);
+    let groups = merge(groups, kind, &filters, &[]);
+    strata_api::EncodedAnswer {
+        data: match view {
+            strata_api::RulesView::Rules => rules_json(&groups),
+            strata_api::RulesView::Alerts => alerts_json(&groups),
+        },
+        warnings: Vec::new(),
+    }
+}
+
+/// A Rules API request over groups held locally: its type and its name, group and file
+/// filters (its `match[]` selectors are left to the caller, which applies them again in any
+/// case, as Thanos' querier does).
+pub fn filter_for_request(groups: Vec<RuleGroup>, req: &RulesRequest) -> Vec<RuleGroup> {
+    let kind = rules_request::Type::try_from(req.r#type).unwrap_or(rules_request::Type::All);
+    let filters = RuleFilters {
+        rule_names: req.rule_name.clone(),
+        rule_groups: req.rule_group.clone(),
+        files: req.file.clone(),
+        ..RuleFilters::default()
+    };
+    merge(groups, kind, &filters, &[])
+}
+
 /// Merges groups of equal file and name, deduplicates each group's rules and applies the
 /// type and `filters` (for endpoints that do not).
 pub fn merge(

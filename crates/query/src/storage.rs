@@ -12,10 +12,9 @@ use tracing::Instrument as _;
 
 use strata_api::{
     EncodedAnswer, MaxSourceResolution, MetadataAnswer, MetadataWarnings, MetricMeta,
-    RequestOptions, RuleKind, RulesQuery, RulesView, StorageProvider, StoreStatus, TargetState,
+    RequestOptions, RulesQuery, RulesView, StorageProvider, StoreStatus, TargetState,
 };
 
-use crate::rules::RuleFilters;
 use strata_dedup::Algorithm;
 use strata_model::{Labels, Matcher};
 use strata_promql::{SelectBatches, SelectHints, SelectResult, Storage, StorageError};
@@ -270,21 +269,9 @@ impl StorageProvider for Querier {
         view: RulesView,
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
-        use strata_storepb::thanos::rules_request::Type;
         // As Thanos: with deduplication off, only identical rules are one.
         let (partial, replica_labels) = self.request_partial_and_replicas(opts);
-        let kind = match query.kind {
-            None => Type::All,
-            Some(RuleKind::Alert) => Type::Alert,
-            Some(RuleKind::Record) => Type::Record,
-        };
-        let filters = RuleFilters {
-            rule_names: query.rule_names,
-            rule_groups: query.rule_groups,
-            files: query.files,
-            matchers: query.matchers,
-            matcher_strings: query.matcher_strings,
-        };
+        let (kind, filters) = crate::rules::request_filters(query);
         self.on_runtime(
             move |f| async move { f.rules(kind, &filters, &replica_labels, partial).await },
             move |a| EncodedAnswer {

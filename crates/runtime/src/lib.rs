@@ -34,6 +34,8 @@
 pub mod alloc;
 pub mod client_tls;
 pub mod dns;
+pub mod file_sd;
+pub mod glob;
 pub mod http;
 pub mod http_client;
 pub mod otel;

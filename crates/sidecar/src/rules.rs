@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use strata_model::Labels;
 use strata_storepb::thanos::{
     Alert, AlertInstance, AlertState, Label, LabelSet, RecordingRule, Rule, RuleGroup, rule,
 };
@@ -206,33 +205,6 @@ pub(crate) fn timestamp(s: Option<&str>) -> Result<Option<prost_types::Timestamp
     }))
 }
 
-/// Adds `ext` to every rule's labels, as Thanos' sidecar does (an external label wins over a
-/// rule label of the same name); alert instances are left as Prometheus sent them.
-pub(crate) fn add_external_labels(groups: &mut [RuleGroup], ext: &Labels) {
-    if ext.is_empty() {
-        return;
-    }
-    for g in groups {
-        for r in &mut g.rules {
-            let labels = match &mut r.result {
-                Some(rule::Result::Recording(x)) => &mut x.labels,
-                Some(rule::Result::Alert(x)) => &mut x.labels,
-                None => continue,
-            };
-            let set = labels.get_or_insert_with(LabelSet::default);
-            let mut merged: BTreeMap<String, String> =
-                set.labels.drain(..).map(|l| (l.name, l.value)).collect();
-            for l in ext.iter() {
-                merged.insert(l.name.to_string(), l.value.to_string());
-            }
-            set.labels = merged
-                .into_iter()
-                .map(|(name, value)| Label { name, value })
-                .collect();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,11 +244,11 @@ mod tests {
         };
         assert_eq!((r.health.as_str(), r.last_error.as_str()), ("err", "boom"));
 
-        let ext = Labels::new([
+        let ext = strata_model::Labels::new([
             strata_model::Label::new("replica", "a"),
             strata_model::Label::new("severity", "external"),
         ]);
-        add_external_labels(&mut groups, &ext);
+        strata_storepb::convert::add_external_labels_to_rules(&mut groups, &ext);
         let Some(rule::Result::Alert(a)) = &groups[0].rules[0].result else {
             unreachable!()
         };

@@ -756,7 +756,7 @@ impl PrometheusStore {
             }
         };
         let mut groups = self.client.rules(kind).await?;
-        crate::rules::add_external_labels(&mut groups, &ext);
+        strata_storepb::convert::add_external_labels_to_rules(&mut groups, &ext);
         Ok(groups)
     }
 

@@ -249,6 +249,34 @@ pub fn unpack_any<M: Name + Default>(any: &prost_types::Any) -> Result<M, Conver
     })
 }
 
+/// Adds `ext` to every rule's labels, as Thanos' sidecar and ruler do (an external label wins
+/// over a rule label of the same name), so that the querier tells HA replicas' rules apart by
+/// their replica label; alert instances are left as they are.
+pub fn add_external_labels_to_rules(groups: &mut [crate::thanos::RuleGroup], ext: &Labels) {
+    if ext.is_empty() {
+        return;
+    }
+    for g in groups {
+        for r in &mut g.rules {
+            let labels = match &mut r.result {
+                Some(crate::thanos::rule::Result::Recording(x)) => &mut x.labels,
+                Some(crate::thanos::rule::Result::Alert(x)) => &mut x.labels,
+                None => continue,
+            };
+            let set = labels.get_or_insert_with(crate::thanos::LabelSet::default);
+            let mut merged: std::collections::BTreeMap<String, String> =
+                set.labels.drain(..).map(|l| (l.name, l.value)).collect();
+            for l in ext.iter() {
+                merged.insert(l.name.to_string(), l.value.to_string());
+            }
+            set.labels = merged
+                .into_iter()
+                .map(|(name, value)| crate::thanos::Label { name, value })
+                .collect();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,8 +22,9 @@ use crate::thanos::rules_server::{Rules, RulesServer};
 use crate::thanos::store_server::{Store, StoreServer};
 use crate::thanos::targets_server::{Targets, TargetsServer};
 use crate::thanos::{
-    ExemplarsRequest, ExemplarsResponse, MetricMetadataRequest, MetricMetadataResponse,
-    RulesRequest, RulesResponse, TargetsRequest, TargetsResponse,
+    ExemplarsRequest, ExemplarsResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MetricMetadataRequest, MetricMetadataResponse, RulesRequest,
+    RulesResponse, SeriesRequest, TargetsRequest, TargetsResponse,
 };
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
@@ -300,6 +301,98 @@ where
     S: Store + Info + Clone,
     A: Metadata + Rules + Exemplars + Targets + Clone,
 {
+    let store = StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
+    serve_services(
+        listener,
+        Some(store),
+        InfoServer::new(svc),
+        apis.clone().map(MetadataServer::new),
+        apis.clone().map(RulesServer::new),
+        apis.clone().map(ExemplarsServer::new),
+        apis.map(TargetsServer::new),
+        opts,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the Info and Rules APIs alone: a component that evaluates rules but keeps no
+/// series (Thanos' stateless ruler) has no Store API to offer.
+pub async fn serve_rules<R>(
+    listener: tokio::net::TcpListener,
+    svc: R,
+    opts: impl Into<ServerOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    R: Info + Rules + Clone,
+{
+    serve_services(
+        listener,
+        None::<StoreServer<NoStore>>,
+        InfoServer::new(svc.clone()),
+        None::<MetadataServer<NoApis>>,
+        Some(RulesServer::new(svc)),
+        None::<ExemplarsServer<NoApis>>,
+        None::<TargetsServer<NoApis>>,
+        opts,
+        shutdown,
+    )
+    .await
+}
+
+/// Names the type of [`serve_rules`]' absent Store service; never constructed.
+#[derive(Debug, Clone, Copy)]
+enum NoStore {}
+
+#[tonic::async_trait]
+impl Store for NoStore {
+    type SeriesStream = SeriesFrames;
+
+    async fn series(
+        &self,
+        _: tonic::Request<SeriesRequest>,
+    ) -> Result<tonic::Response<Self::SeriesStream>, Status> {
+        match *self {}
+    }
+
+    async fn label_names(
+        &self,
+        _: tonic::Request<LabelNamesRequest>,
+    ) -> Result<tonic::Response<LabelNamesResponse>, Status> {
+        match *self {}
+    }
+
+    async fn label_values(
+        &self,
+        _: tonic::Request<LabelValuesRequest>,
+    ) -> Result<tonic::Response<LabelValuesResponse>, Status> {
+        match *self {}
+    }
+}
+
+/// The gRPC server every component shares: request logging, Snappy, TLS, connection age
+/// and the grace period, around whichever services the component offers.
+#[allow(clippy::too_many_arguments)]
+async fn serve_services<S, I, M, R, E, T>(
+    listener: tokio::net::TcpListener,
+    store: Option<StoreServer<S>>,
+    info: InfoServer<I>,
+    metadata: Option<MetadataServer<M>>,
+    rules: Option<RulesServer<R>>,
+    exemplars: Option<ExemplarsServer<E>>,
+    targets: Option<TargetsServer<T>>,
+    opts: impl Into<ServerOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Store,
+    I: Info,
+    M: Metadata,
+    R: Rules,
+    E: Exemplars,
+    T: Targets,
+{
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
     let mut builder = Server::builder();
@@ -309,12 +402,12 @@ where
     let router = builder
         .layer(crate::observe::ObserveLayer::new(opts.request_log.clone()))
         .layer(SnappyServerLayer::new(MAX_REQUEST_BYTES))
-        .add_service(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(InfoServer::new(svc))
-        .add_optional_service(apis.clone().map(MetadataServer::new))
-        .add_optional_service(apis.clone().map(RulesServer::new))
-        .add_optional_service(apis.clone().map(ExemplarsServer::new))
-        .add_optional_service(apis.map(TargetsServer::new));
+        .add_optional_service(store)
+        .add_service(info)
+        .add_optional_service(metadata)
+        .add_optional_service(rules)
+        .add_optional_service(exemplars)
+        .add_optional_service(targets);
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

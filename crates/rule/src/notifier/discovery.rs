@@ -6,24 +6,12 @@
 //! rewritten must not make the ruler forget its Alertmanagers (Thanos' DNS provider and
 //! Prometheus' file SD behave the same way).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 
-use serde::Deserialize;
 use strata_runtime::dns::{AddressSpec, Resolver};
 
 use super::config::{AlertmanagerSet, FileSdConfig, address_text, parse_address};
-
-/// One target group of a file SD file (`labels` are accepted and unused: an Alertmanager
-/// address has no labels to carry).
-#[derive(Deserialize)]
-struct TargetGroup {
-    #[serde(default)]
-    targets: Vec<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    labels: BTreeMap<String, String>,
-}
 
 /// What one set's refresh remembers between rounds.
 #[derive(Debug, Default)]
@@ -78,8 +66,8 @@ impl SetDiscovery {
     fn read_file_sd(&mut self, cfg: &FileSdConfig) -> Vec<String> {
         let mut out = Vec::new();
         for pattern in &cfg.files {
-            for path in expand(pattern) {
-                match read_targets(&path) {
+            for path in strata_runtime::glob::expand_glob(pattern) {
+                match strata_runtime::file_sd::read_targets(&path) {
                     Ok(t) => {
                         self.files.insert(path.clone(), t.clone());
                         out.extend(t);
@@ -95,88 +83,10 @@ impl SetDiscovery {
     }
 }
 
-/// The targets of one file, JSON or YAML by extension as Prometheus decides.
-fn read_targets(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let groups: Vec<TargetGroup> = match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => serde_json::from_str(&text).map_err(|e| e.to_string())?,
-        Some("yml" | "yaml") => {
-            let g: Option<Vec<TargetGroup>> =
-                serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
-            g.unwrap_or_default()
-        }
-        _ => return Err("file SD files must end in .json, .yml or .yaml".into()),
-    };
-    Ok(groups.into_iter().flat_map(|g| g.targets).collect())
-}
-
-/// The files a pattern names: itself, or with `*`/`?` in its file name, the matching files of
-/// its directory (sorted). A missing file is left to the reader to report.
-fn expand(pattern: &str) -> Vec<PathBuf> {
-    let p = Path::new(pattern);
-    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-        return vec![p.to_path_buf()];
-    };
-    if !name.contains(['*', '?']) {
-        return vec![p.to_path_buf()];
-    }
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        tracing::warn!(dir = %dir.display(), "file SD: cannot list the directory");
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
-        })
-        .map(|e| e.path())
-        .collect();
-    out.sort();
-    out
-}
-
-/// Shell-style matching of `*` (any run) and `?` (any one byte).
-fn wildcard(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
-            p += 1;
-            i += 1;
-        } else if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard(b"*.json", b"a.json"));
-        assert!(wildcard(b"am-?.yml", b"am-1.yml"));
-        assert!(!wildcard(b"*.json", b"a.yml"));
-        assert!(wildcard(b"*", b""));
-        assert!(!wildcard(b"a*b", b"ac"));
-        assert!(wildcard(b"a*b*c", b"aXbYbZc"));
-    }
 
     #[tokio::test]
     async fn file_sd_reads_json_and_yaml_and_keeps_last_good() {

@@ -82,17 +82,10 @@ pub enum RemoteWriteError {
     Client { remote: String, detail: String },
 }
 
-/// One sample a recording rule produced.
-///
-/// A stale marker (the series disappeared from the rule's result) is a NaN with Prometheus'
-/// `StaleNaN` bit pattern `0x7ff0000000000002`; the value is sent bit for bit, so the
-/// receiver recognizes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedSample {
-    pub labels: Labels,
-    pub timestamp_ms: i64,
-    pub value: f64,
-}
+/// One sample a rule produced. A stale marker (the series disappeared from the rule's
+/// result) is a NaN with Prometheus' `StaleNaN` bit pattern `0x7ff0000000000002`; the value
+/// is sent bit for bit, so the receiver recognizes it.
+pub use crate::RecordedSample;
 
 /// The remote write side of the stateless ruler: one queue per configured remote.
 ///

@@ -496,8 +496,9 @@ fn url_path(url: &str) -> &str {
     &path[..end]
 }
 
-/// Go's `url.QueryEscape`.
-pub(crate) fn query_escape(s: &str) -> String {
+/// Go's `url.QueryEscape`: bytes other than ASCII letters, digits and `-_.~` as `%XX`,
+/// spaces as `+` (also the ruler's generator URLs).
+pub fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

@@ -25,6 +25,7 @@ mod lexer;
 mod parse;
 mod value;
 
+pub use funcs::query_escape;
 use strata_model::Labels;
 
 /// The data an alert's labels and annotations are expanded with (Prometheus'

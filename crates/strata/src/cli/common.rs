@@ -33,11 +33,6 @@ pub(crate) fn flag_value(on: bool, off: bool, default: bool) -> bool {
     }
 }
 
-/// The error every not-yet-implemented command returns.
-pub(crate) fn not_implemented(command: &str, tracking: &str) -> anyhow::Error {
-    anyhow!("strata {command}: not implemented yet (tracked in {tracking})")
-}
-
 /// The bucket block viewer's flags, shared by `store` and `compact` (both serve one).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BlockViewerArgs {

@@ -7,10 +7,6 @@
 pub(crate) mod common;
 pub(crate) mod compact;
 pub(crate) mod query;
-#[allow(
-    dead_code,
-    reason = "`strata rule` is refused as a whole until it is implemented"
-)]
 pub(crate) mod rule;
 pub(crate) mod sidecar;
 pub(crate) mod store;

@@ -6,7 +6,7 @@ use strata_model::Duration;
 
 use super::common::{
     FlagLabel, GlobalArgs, GrpcServerArgs, HashFunc, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
-    StoreLimitsArgs, WebArgs, flag_value, not_implemented, path_or_content_args,
+    StoreLimitsArgs, WebArgs, flag_value, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -280,6 +280,10 @@ pub(crate) struct RuleArgs {
     pub(crate) request_logging: RequestLoggingArgs,
 }
 
+#[allow(
+    dead_code,
+    reason = "the ruler's own TSDB (stateful mode) is not implemented yet; stateless mode has no use for these"
+)]
 impl RuleArgs {
     pub(crate) fn tsdb_no_lockfile(&self) -> bool {
         flag_value(self.tsdb_no_lockfile, self.no_tsdb_no_lockfile, false)
@@ -303,7 +307,6 @@ impl RuleArgs {
     }
 
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
-        let _bucket = self.objstore.load_optional_yaml()?;
-        Err(not_implemented("rule", "a later issue"))
+        crate::cmd::rule::run(self).await
     }
 }

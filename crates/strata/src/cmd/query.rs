@@ -15,11 +15,9 @@
 //! The hidden developer flag `--debug.blocks-dir=DIR` serves the TSDB blocks in `DIR`
 //! instead (the HTTP tests and `scripts/bench-promql.sh` use it).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use prometheus_client::registry::Registry;
 use strata_api::{
     ActiveQueryTracker, ApiConfig, BuildInfo, FixedStorage, StorageProvider, TenantConfig,
@@ -352,7 +350,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         storage,
         query_timeout: args.query_timeout.to_std(),
         max_concurrent: args.max_concurrent,
-        flags: flag_values(),
+        flags: super::flag_values("query"),
         build: BuildInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             revision: String::new(),
@@ -378,27 +376,10 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         partial_response: args.partial_response(),
         default_step_ms: args.default_step.as_millis_i64(),
     });
-    let mut router = base_router(prober.clone(), registry).merge(api).merge(ui);
-    let prefix = args.web.web_route_prefix.trim_end_matches('/');
-    if !prefix.is_empty() {
-        let prefix = if prefix.starts_with('/') {
-            prefix.to_string()
-        } else {
-            format!("/{prefix}")
-        };
-        // `/` and `<prefix>/` lead to the UI under the prefix, as Thanos redirects them.
-        let home = {
-            let to = prefix.clone();
-            axum::routing::get(move || {
-                let to = to.clone();
-                async move { axum::response::Redirect::to(&to) }
-            })
-        };
-        router = axum::Router::new()
-            .route("/", home.clone())
-            .route(&format!("{prefix}/"), home)
-            .nest(&prefix, router);
-    }
+    let router = super::with_route_prefix(
+        base_router(prober.clone(), registry).merge(api).merge(ui),
+        &args.web.web_route_prefix,
+    );
     let listener = Listener::bind(&args.http.http_address, web_config)
         .await
         .context("binding --http-address")?
@@ -452,63 +433,5 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     shutdown.wait().await;
     prober.set_not_ready("shutting down");
     probe_task.abort();
-    grpc_task
-        .await
-        .context("gRPC server task")?
-        .context("serving gRPC (--grpc-address)")?;
-    http_task
-        .await
-        .context("HTTP server task")?
-        .context("serving HTTP")?;
-    Ok(())
-}
-
-/// Every flag of `strata query` with its effective value, for `/api/v1/status/flags`:
-/// the value given on the command line, else the default.
-fn flag_values() -> BTreeMap<String, String> {
-    let argv: Vec<String> = std::env::args().collect();
-    let explicit = |long: &str| -> Option<String> {
-        let eq = format!("--{long}=");
-        let bare = format!("--{long}");
-        let mut found = None;
-        for (i, a) in argv.iter().enumerate() {
-            if let Some(v) = a.strip_prefix(&eq) {
-                found = Some(v.to_string());
-            } else if *a == bare {
-                found = Some(
-                    argv.get(i + 1)
-                        .filter(|n| !n.starts_with("--"))
-                        .cloned()
-                        .unwrap_or_else(|| "true".into()),
-                );
-            }
-        }
-        found
-    };
-    let cmd = crate::cli::Cli::command();
-    let mut out = BTreeMap::new();
-    let query = cmd.find_subcommand("query").cloned();
-    for arg in cmd
-        .get_arguments()
-        .chain(query.iter().flat_map(|q| q.get_arguments()))
-    {
-        if arg.is_hide_set() {
-            continue;
-        }
-        let Some(long) = arg.get_long() else { continue };
-        let default = arg
-            .get_default_values()
-            .iter()
-            .map(|v| v.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(",");
-        let value =
-            explicit(long).unwrap_or(if default.is_empty() && !arg.get_action().takes_values() {
-                "false".into()
-            } else {
-                default
-            });
-        out.insert(long.to_string(), value);
-    }
-    out
+    super::join_servers(Some(grpc_task), http_task).await
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use prometheus_client::registry::Registry;
 use strata_objstore::{Bucket, BucketMetrics};
-use strata_runtime::http::{Listener, base_router};
+use strata_runtime::http::base_router;
 use strata_runtime::{Prober, Shutdown};
 use strata_sidecar::grpc::serve;
 use strata_sidecar::prometheus::{RefreshError, check_block_durations};
@@ -110,14 +110,14 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     let prober = Prober::new();
     prober.set_not_ready("waiting for Prometheus' external labels");
 
-    let http = Listener::bind(&args.http.http_address, web_config)
-        .await
-        .context("binding --http-address")?
-        .with_request_log(request_log);
-    let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
-        .await
-        .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Metadata and Rules APIs)");
+    let (http, grpc) = super::bind_servers(
+        &args.http.http_address,
+        web_config,
+        &args.grpc.grpc_address,
+        request_log,
+        "Store, Info, Metadata and Rules APIs",
+    )
+    .await?;
 
     let state = Arc::new(PromState::new(args.min_time));
     let store = PrometheusStore::new(

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use prometheus_client::registry::Registry;
 use strata_block::relabel::parse_relabel_configs;
 use strata_objstore::{Bucket, BucketMetrics};
-use strata_runtime::http::{Listener, base_router};
+use strata_runtime::http::base_router;
 use strata_runtime::{Prober, Shutdown};
 use strata_store::cache::{IndexCacheConfig, IndexCacheSpec};
 use strata_store::chunk_cache::CachingBucketConfig;
@@ -199,14 +199,14 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     let prober = Prober::new();
     prober.set_not_ready("syncing blocks from object storage");
 
-    let http = Listener::bind(&args.http.http_address, web_config)
-        .await
-        .context("binding --http-address")?
-        .with_request_log(request_log);
-    let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
-        .await
-        .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store API, Info API); serving after the first block sync");
+    let (http, grpc) = super::bind_servers(
+        &args.http.http_address,
+        web_config,
+        &args.grpc.grpc_address,
+        request_log,
+        "Store API, Info API; serving after the first block sync",
+    )
+    .await?;
     let mut router = base_router(prober.clone(), registry);
     if let Some(v) = &viewer {
         router = router.merge(with_prefix(
@@ -295,14 +295,5 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     prober.set_not_ready("shutting down");
     tracing::info!("shutting down");
     sync_task.await.context("block sync task")?;
-    if let Some(t) = grpc_task {
-        t.await
-            .context("gRPC server task")?
-            .context("serving gRPC (--grpc-address)")?;
-    }
-    http_task
-        .await
-        .context("HTTP server task")?
-        .context("serving HTTP")?;
-    Ok(())
+    super::join_servers(grpc_task, http_task).await
 }

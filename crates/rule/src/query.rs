@@ -1,0 +1,519 @@
+//! The queriers the ruler evaluates its rules against: Thanos' `--query`, `--query.sd-files`
+//! and `--query.config` discovery, and instant queries over the Prometheus HTTP API.
+//!
+//! Thanos' ruler asks one querier per evaluation, in random order until one answers, so that
+//! a querier that is down or restarting costs a retry, not a failed rule. Each query carries
+//! `dedup=true` (rules must see one series per HA pair, not one per replica) and
+//! `partial_response` from the group's strategy: `abort` groups fail when a store fails,
+//! `warn` groups go on and count the warning.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use serde::Deserialize;
+use strata_model::{Label, Labels};
+use strata_runtime::dns::{AddressSpec, Resolver};
+
+use crate::rulefmt::PartialResponseStrategy;
+
+/// What an instant query gave: a vector (a scalar is one sample without labels, as
+/// Prometheus' rule evaluation treats it) and the querier's warnings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryAnswer {
+    pub samples: Vec<(Labels, f64)>,
+    pub warnings: Vec<String>,
+}
+
+/// A query that no querier answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(
+        "no querier to ask: none of --query, --query.sd-files or --query.config gave an address \
+         (check the flags and that the names resolve)"
+    )]
+    NoQueriers,
+    #[error("querier {url}: {detail}")]
+    Querier { url: String, detail: String },
+    #[error(
+        "querier {url} answered {result_type}, not a vector or scalar: a rule's expression must give one of those"
+    )]
+    NotVector { url: String, result_type: String },
+}
+
+/// The discovery configuration of one set of queriers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerierGroup {
+    /// `host:port`, `dns+host:port`, `dnssrv+name` or `dnssrvnoa+name`.
+    pub static_addresses: Vec<AddressSpec>,
+    /// File SD files (globs); targets are `host:port`.
+    pub sd_files: Vec<String>,
+    pub scheme: String,
+    pub path_prefix: String,
+}
+
+/// `--query.config`'s YAML: a list of querier sets (Thanos' `httpconfig.Config`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupYaml {
+    #[serde(default)]
+    http_config: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    static_configs: Vec<String>,
+    #[serde(default)]
+    file_sd_configs: Vec<FileSdYaml>,
+    #[serde(default = "default_scheme")]
+    scheme: String,
+    #[serde(default)]
+    path_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSdYaml {
+    files: Vec<String>,
+    #[serde(default)]
+    refresh_interval: Option<String>,
+}
+
+fn default_scheme() -> String {
+    "http".to_owned()
+}
+
+/// A querier configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--query.config: {0}")]
+    Yaml(String),
+    #[error("--query.config, entry {index}: {detail}")]
+    Entry { index: usize, detail: String },
+    #[error("--query {0}")]
+    Address(#[from] strata_runtime::dns::BadAddress),
+}
+
+/// The querier sets the flags describe: `--query.config` when given (it takes precedence, as
+/// in Thanos), else one set from `--query` and `--query.sd-files`.
+pub fn querier_groups(
+    query: &[String],
+    sd_files: &[String],
+    config_yaml: Option<&str>,
+) -> Result<Vec<QuerierGroup>, ConfigError> {
+    if let Some(text) = config_yaml.filter(|t| !t.trim().is_empty()) {
+        let entries: Vec<GroupYaml> =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (index, e) in entries.into_iter().enumerate() {
+            let entry = |detail: String| ConfigError::Entry { index, detail };
+            if e.http_config
+                .as_ref()
+                .is_some_and(|v| !matches!(v, serde_yaml_ng::Value::Null))
+                && e.http_config != Some(serde_yaml_ng::Value::Mapping(Default::default()))
+            {
+                return Err(entry(
+                    "http_config (authentication and TLS towards the queriers) is not supported \
+                     yet; reach the queriers over plain HTTP, or put a proxy in front"
+                        .into(),
+                ));
+            }
+            if !matches!(e.scheme.as_str(), "http") {
+                return Err(entry(format!(
+                    "scheme {:?}: only http is supported yet",
+                    e.scheme
+                )));
+            }
+            for f in &e.file_sd_configs {
+                if let Some(r) = &f.refresh_interval {
+                    strata_model::Duration::parse_prometheus(r)
+                        .map_err(|err| entry(format!("file_sd_configs refresh_interval: {err}")))?;
+                }
+            }
+            let static_addresses = e
+                .static_configs
+                .iter()
+                .map(|a| AddressSpec::parse(a).map_err(|err| entry(err.to_string())))
+                .collect::<Result<_, _>>()?;
+            out.push(QuerierGroup {
+                static_addresses,
+                sd_files: e
+                    .file_sd_configs
+                    .into_iter()
+                    .flat_map(|f| f.files)
+                    .collect(),
+                scheme: e.scheme,
+                path_prefix: e.path_prefix,
+            });
+        }
+        return Ok(out);
+    }
+    let static_addresses = query
+        .iter()
+        .map(|a| AddressSpec::parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if static_addresses.is_empty() && sd_files.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![QuerierGroup {
+        static_addresses,
+        sd_files: sd_files.to_vec(),
+        scheme: "http".into(),
+        path_prefix: String::new(),
+    }])
+}
+
+/// Settings of the client.
+#[derive(Debug, Clone)]
+pub struct QueryClientOptions {
+    /// `--query.http-method`: POST (a form body) or GET.
+    pub post: bool,
+    /// How long one query may take before the next querier is tried.
+    pub timeout: Duration,
+    /// `--query.sd-dns-interval`.
+    pub dns_interval: Duration,
+    /// `--query.sd-interval`.
+    pub sd_interval: Duration,
+}
+
+/// Instant queries against the discovered queriers.
+#[derive(Debug)]
+pub struct QueryClient {
+    groups: Vec<QuerierGroup>,
+    options: QueryClientOptions,
+    http: reqwest::Client,
+    resolver: Resolver,
+    /// The base URLs (`scheme://host:port/prefix`) last discovered.
+    urls: RwLock<Vec<String>>,
+}
+
+impl QueryClient {
+    /// A client for `groups`; call [`QueryClient::refresh`] (or run
+    /// [`QueryClient::run_discovery`]) before the first query.
+    pub fn new(groups: Vec<QuerierGroup>, options: QueryClientOptions) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("Strata-ruler/", env!("CARGO_PKG_VERSION")))
+            .timeout(options.timeout)
+            .build()
+            .unwrap_or_default();
+        let resolver = if groups
+            .iter()
+            .flat_map(|g| &g.static_addresses)
+            .any(AddressSpec::uses_srv)
+        {
+            Resolver::try_new(None).unwrap_or_else(|e| {
+                tracing::warn!(err = %e, "no DNS resolver for dnssrv+ query addresses");
+                Resolver::without_srv()
+            })
+        } else {
+            Resolver::without_srv()
+        };
+        Arc::new(QueryClient {
+            groups,
+            options,
+            http,
+            resolver,
+            urls: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// The queriers' base URLs now.
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.read().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Resolves every address and reads every SD file again.
+    pub async fn refresh(&self) {
+        let mut urls = BTreeSet::new();
+        for g in &self.groups {
+            let mut hosts = BTreeSet::new();
+            for spec in &g.static_addresses {
+                hosts.extend(self.resolver.resolve(spec).await);
+            }
+            hosts.extend(read_sd_files(&g.sd_files));
+            let prefix = g.path_prefix.trim_matches('/');
+            for h in hosts {
+                if prefix.is_empty() {
+                    urls.insert(format!("{}://{h}", g.scheme));
+                } else {
+                    urls.insert(format!("{}://{h}/{prefix}", g.scheme));
+                }
+            }
+        }
+        let urls: Vec<String> = urls.into_iter().collect();
+        if let Ok(mut u) = self.urls.write()
+            && *u != urls
+        {
+            tracing::info!(queriers = ?urls, "query API servers discovered");
+            *u = urls;
+        }
+    }
+
+    /// Refreshes every `--query.sd-dns-interval` (and reads SD files every
+    /// `--query.sd-interval`), until `shutdown`.
+    pub async fn run_discovery(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let every = self
+            .options
+            .dns_interval
+            .min(self.options.sd_interval)
+            .max(Duration::from_secs(1));
+        tokio::pin!(shutdown);
+        loop {
+            self.refresh().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Evaluates `expr` at `ts_ms` on one querier, trying the others in random order while
+    /// they fail.
+    pub async fn instant(
+        &self,
+        expr: &str,
+        ts_ms: i64,
+        strategy: PartialResponseStrategy,
+    ) -> Result<QueryAnswer, QueryError> {
+        let mut urls = self.urls();
+        if urls.is_empty() {
+            return Err(QueryError::NoQueriers);
+        }
+        urls.shuffle(&mut rand::rng());
+        let mut last = None;
+        for url in urls {
+            match self.instant_on(&url, expr, ts_ms, strategy).await {
+                Ok(a) => return Ok(a),
+                Err(e) => {
+                    tracing::debug!(querier = %url, err = %e, "query failed; trying the next querier");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(QueryError::NoQueriers))
+    }
+
+    async fn instant_on(
+        &self,
+        base: &str,
+        expr: &str,
+        ts_ms: i64,
+        strategy: PartialResponseStrategy,
+    ) -> Result<QueryAnswer, QueryError> {
+        let url = format!("{base}/api/v1/query");
+        let err = |detail: String| QueryError::Querier {
+            url: url.clone(),
+            detail,
+        };
+        let time = format_time(ts_ms);
+        let partial = match strategy {
+            PartialResponseStrategy::Warn => "true",
+            PartialResponseStrategy::Abort => "false",
+        };
+        let params = [
+            ("query", expr),
+            ("time", time.as_str()),
+            ("dedup", "true"),
+            ("partial_response", partial),
+        ];
+        let encoded = serde_urlencoded::to_string(params).map_err(|e| err(e.to_string()))?;
+        let request = if self.options.post {
+            self.http
+                .post(&url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(encoded)
+        } else {
+            self.http.get(format!("{url}?{encoded}"))
+        };
+        let response = request.send().await.map_err(|e| err(e.to_string()))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| err(e.to_string()))?;
+        parse_answer(&body).map_err(|detail| match detail {
+            AnswerError::NotVector(result_type) => QueryError::NotVector {
+                url: url.clone(),
+                result_type,
+            },
+            AnswerError::Other(d) => err(format!("HTTP {status}: {d}")),
+        })
+    }
+}
+
+/// `ms` as the API's seconds with milliseconds, exactly (no float rounding).
+fn format_time(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+fn read_sd_files(patterns: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (path, targets) in strata_runtime::file_sd::read_patterns(patterns) {
+        match targets {
+            Ok(targets) => {
+                for t in targets {
+                    match AddressSpec::parse(&t) {
+                        Ok(AddressSpec::Static(a)) => {
+                            out.insert(a);
+                        }
+                        _ => tracing::warn!(
+                            path = %path.display(), target = %t,
+                            "query file SD target is not host:port; ignored"
+                        ),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(path = %path.display(), err = %e, "reading query file SD"),
+        }
+    }
+    out
+}
+
+enum AnswerError {
+    NotVector(String),
+    Other(String),
+}
+
+/// Reads a Prometheus API answer to an instant query.
+fn parse_answer(body: &[u8]) -> Result<QueryAnswer, AnswerError> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        status: String,
+        #[serde(default)]
+        data: Option<Data>,
+        #[serde(default, rename = "errorType")]
+        error_type: String,
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        warnings: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        #[serde(rename = "resultType")]
+        result_type: String,
+        result: serde_json::Value,
+    }
+    #[derive(Deserialize)]
+    struct VectorSample {
+        metric: std::collections::BTreeMap<String, String>,
+        value: (serde_json::Value, String),
+    }
+    let other = |s: String| AnswerError::Other(s);
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+        let excerpt = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+        other(format!("not a Prometheus API answer ({e}): {excerpt}"))
+    })?;
+    if env.status != "success" {
+        return Err(other(format!("{}: {}", env.error_type, env.error)));
+    }
+    let data = env
+        .data
+        .ok_or_else(|| other("the answer has no data".into()))?;
+    let samples = match data.result_type.as_str() {
+        "vector" => {
+            let v: Vec<VectorSample> = serde_json::from_value(data.result)
+                .map_err(|e| other(format!("bad vector: {e}")))?;
+            let mut out = Vec::with_capacity(v.len());
+            for s in v {
+                let value = parse_value(&s.value.1).map_err(other)?;
+                let labels = Labels::from_sorted(
+                    s.metric
+                        .into_iter()
+                        .map(|(n, v)| Label::new(n, v))
+                        .collect(),
+                );
+                out.push((labels, value));
+            }
+            out
+        }
+        "scalar" => {
+            let (_, v): (serde_json::Value, String) = serde_json::from_value(data.result)
+                .map_err(|e| other(format!("bad scalar: {e}")))?;
+            vec![(Labels::default(), parse_value(&v).map_err(other)?)]
+        }
+        t => return Err(AnswerError::NotVector(t.to_owned())),
+    };
+    Ok(QueryAnswer {
+        samples,
+        warnings: env.warnings,
+    })
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s.parse().map_err(|_| format!("bad sample value {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read() {
+        let a = parse_answer(
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"a","__name__":"up"},"value":[1.5,"1"]},{"metric":{},"value":[1.5,"NaN"]}]},"warnings":["store x down"]}"#,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(a.samples.len(), 2);
+        assert_eq!(
+            a.samples[0],
+            (Labels::from_pairs(&[("__name__", "up"), ("job", "a")]), 1.0)
+        );
+        assert!(a.samples[1].1.is_nan());
+        assert_eq!(a.warnings, vec!["store x down".to_string()]);
+        let s = parse_answer(
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1,"-Inf"]}}"#,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(s.samples, vec![(Labels::default(), f64::NEG_INFINITY)]);
+        assert!(matches!(
+            parse_answer(br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#),
+            Err(AnswerError::NotVector(t)) if t == "matrix"
+        ));
+        assert!(matches!(
+            parse_answer(br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#),
+            Err(AnswerError::Other(e)) if e == "bad_data: parse error"
+        ));
+        assert!(matches!(
+            parse_answer(b"<html>"),
+            Err(AnswerError::Other(_))
+        ));
+    }
+
+    #[test]
+    fn times_are_exact() {
+        assert_eq!(format_time(1_700_000_000_123), "1700000000.123");
+        assert_eq!(format_time(5), "0.005");
+        assert_eq!(format_time(-1), "-0.001");
+    }
+
+    #[test]
+    fn querier_sets_come_from_the_flags_or_the_config() {
+        let g = querier_groups(&["q1:9090".into(), "dns+q:9090".into()], &[], None).unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].static_addresses.len(), 2);
+        assert!(querier_groups(&[], &[], None).unwrap().is_empty());
+        assert!(querier_groups(&["http://q:9090".into()], &[], None).is_err());
+        let cfg = "- static_configs: [\"a:1\", \"dnssrv+_http._tcp.q\"]\n  path_prefix: /thanos\n  file_sd_configs:\n    - files: [\"/x/*.json\"]\n      refresh_interval: 1m\n";
+        let g = querier_groups(&["ignored:1".into()], &[], Some(cfg)).unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].static_addresses.len(), 2);
+        assert_eq!(g[0].path_prefix, "/thanos");
+        assert_eq!(g[0].sd_files, vec!["/x/*.json".to_string()]);
+        let bad = querier_groups(&[], &[], Some("- static_configs: [a:1]\n  unknown: 1\n"));
+        assert!(bad.unwrap_err().to_string().contains("unknown"));
+        let auth = querier_groups(
+            &[],
+            &[],
+            Some("- static_configs: [a:1]\n  http_config:\n    basic_auth: {username: u}\n"),
+        );
+        assert!(auth.unwrap_err().to_string().contains("http_config"));
+    }
+}
