@@ -197,6 +197,70 @@ impl AlertingRule {
         self.restored = true;
     }
 
+    /// Whether `for` state has been restored.
+    pub fn is_restored(&self) -> bool {
+        self.restored
+    }
+
+    /// The `for` duration.
+    pub fn hold_duration(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.for_ms).unwrap_or(0))
+    }
+
+    /// The `ALERTS_FOR_STATE` series of every active alert (pending or firing), whose last
+    /// value before a restart says since when it was active.
+    pub fn for_state_series(&self) -> Vec<Labels> {
+        let mut v: Vec<Labels> = self
+            .active
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+            .map(|a| for_state_series(&a.labels))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Prometheus' `RestoreForState` for one alert: `series` is its `ALERTS_FOR_STATE`
+    /// series; `last` its last sample before the restart (`(t, active since, in seconds)`),
+    /// found in storage. An alert that was pending keeps the time it had already waited, so a
+    /// restart neither fires it early nor makes it wait its whole `for` again; one that was
+    /// firing fires at the next evaluation; and one that would fire within `grace` of `now`
+    /// waits for `grace` instead, so alerts do not all fire the moment the ruler is back.
+    pub fn restore_active_at(
+        &mut self,
+        series: &Labels,
+        last: (i64, f64),
+        now_ms: i64,
+        grace: Duration,
+    ) {
+        let grace_ms = millis(grace);
+        let (down_at_ms, active_since_s) = last;
+        if active_since_s.is_nan() || !active_since_s.is_finite() {
+            return;
+        }
+        let Some(a) = self
+            .active
+            .values_mut()
+            .find(|a| &for_state_series(&a.labels) == series)
+        else {
+            return;
+        };
+        // Prometheus works in whole seconds here: the stored value is seconds, and the time
+        // of the last sample is truncated to seconds.
+        let down_at_ms = down_at_ms.div_euclid(1000) * 1000;
+        let mut active_at_ms = (active_since_s as i64).saturating_mul(1000);
+        let pending_ms = down_at_ms - active_at_ms;
+        let remaining_ms = self.for_ms - pending_ms;
+        if remaining_ms <= 0 {
+            // It was firing when the ruler went down: the next evaluation fires it again.
+        } else if remaining_ms < grace_ms {
+            active_at_ms = now_ms + grace_ms - self.for_ms;
+        } else {
+            active_at_ms += now_ms - down_at_ms;
+        }
+        a.active_at_ms = active_at_ms;
+    }
+
     /// Applies one evaluation at `ts` (ms) whose query gave `samples`; returns the `ALERTS`
     /// and `ALERTS_FOR_STATE` samples to record.
     pub fn eval(
@@ -526,6 +590,33 @@ mod tests {
             Err(EvalError::TooManyAlerts { limit: 2, count: 3 })
         );
         assert!(r.alerts().is_empty());
+    }
+
+    #[test]
+    fn restoring_keeps_the_time_already_spent_pending() {
+        const S: i64 = 1000;
+        let grace = Duration::from_secs(600);
+        // `for: 1h`; the ruler went down at 10 000 s with the alert active since 9 000 s, and
+        // is back at 20 000 s (the first evaluations made the alert pending again).
+        let restore = |last: (i64, f64), now: i64| {
+            let mut r = rule(3600, 0);
+            r.eval(now, vec![up("a")], 0, CTX).unwrap();
+            let series = r.for_state_series();
+            assert_eq!(series.len(), 1);
+            r.restore_active_at(&series[0], last, now, grace);
+            r.alerts()[0].active_at_ms
+        };
+        // 1000 s of the hour spent: active since 19 000 s, so 2600 s still to wait.
+        assert_eq!(restore((10_000 * S + 123, 9_000.0), 20_000 * S), 19_000 * S);
+        // Firing when it went down: active since then, so it fires at once.
+        assert_eq!(restore((10_000 * S, 5_000.0), 20_000 * S), 5_000 * S);
+        // Within the grace period of firing: it fires a grace period from now.
+        assert_eq!(
+            restore((10_000 * S, 6_500.0), 20_000 * S),
+            20_000 * S + 600 * S - 3600 * S
+        );
+        // A stale marker's NaN says it was not active: nothing restored.
+        assert_eq!(restore((10_000 * S, f64::NAN), 20_000 * S), 20_000 * S);
     }
 
     #[test]

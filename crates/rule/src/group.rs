@@ -84,6 +84,9 @@ pub struct Group {
     pub evaluation_duration: Duration,
     /// The evaluation timestamp of the last evaluation (ms).
     pub last_eval_timestamp_ms: Option<i64>,
+    /// Whether alerts' `for` state is to be restored after the second evaluation (groups
+    /// loaded at start-up); other groups' alerting rules write `ALERTS` at once.
+    pub should_restore: bool,
 }
 
 /// A group's identity across reloads: its file and name.
@@ -129,7 +132,50 @@ impl Group {
             last_evaluation_ms: None,
             evaluation_duration: Duration::ZERO,
             last_eval_timestamp_ms: None,
+            should_restore: false,
         })
+    }
+
+    /// Lets every alerting rule write `ALERTS` without restoring (rules added by a reload, or
+    /// a ruler without a source to restore from).
+    pub fn mark_restored(&mut self) {
+        for r in &mut self.rules {
+            if let RuleState::Alerting(a) = r {
+                a.set_restored();
+            }
+        }
+    }
+
+    /// Prometheus' `RestoreForState` at `now_ms`: each active alert's `ALERTS_FOR_STATE`
+    /// within the outage tolerance tells how long it had been active before the restart.
+    /// Rules whose `for` is shorter than the grace period are not restored (waiting a grace
+    /// period would make them wait longer than their `for`). A failed lookup leaves that
+    /// alert as it is: the rule goes on, as a fresh start would.
+    pub async fn restore_for_state(&mut self, now_ms: i64, deps: &Deps) {
+        let Some(opts) = &deps.options.restore else {
+            self.mark_restored();
+            return;
+        };
+        let tolerance = i64::try_from(opts.outage_tolerance.as_millis()).unwrap_or(i64::MAX);
+        let mint = now_ms.saturating_sub(tolerance);
+        for r in &mut self.rules {
+            let RuleState::Alerting(a) = r else { continue };
+            if a.hold_duration() >= opts.for_grace_period {
+                for series in a.for_state_series() {
+                    match opts.source.last_sample(&series, mint, now_ms).await {
+                        Ok(Some(last)) => {
+                            a.restore_active_at(&series, last, now_ms, opts.for_grace_period)
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(
+                            group = %self.name, alert = %a.rule.name, series = %series, err = %e,
+                            "restoring the for state of an alert failed"
+                        ),
+                    }
+                }
+            }
+            a.set_restored();
+        }
     }
 
     pub fn key(&self) -> GroupKey {
@@ -162,6 +208,8 @@ impl Group {
         self.last_evaluation_ms = old.last_evaluation_ms;
         self.evaluation_duration = old.evaluation_duration;
         self.last_eval_timestamp_ms = old.last_eval_timestamp_ms;
+        // A reload before the start-up restore happened keeps it due.
+        self.should_restore |= old.should_restore;
         used.iter()
             .enumerate()
             .filter(|(_, u)| !**u)
@@ -295,9 +343,7 @@ impl Group {
                     external_url: &deps.options.external_url,
                     querier: Some(&querier),
                 };
-                let out = a.eval(ts, answer.samples, self.limit, ctx)?;
-                a.set_restored();
-                Ok(out)
+                Ok(a.eval(ts, answer.samples, self.limit, ctx)?)
             }
         }
     }

@@ -73,6 +73,30 @@ impl Querier for query::QueryClient {
     }
 }
 
+/// Where alerts' `for` state is read back after a restart: the last `ALERTS_FOR_STATE` sample
+/// of an alert before it (the ruler's own TSDB, or the queriers in stateless mode).
+#[async_trait::async_trait]
+pub trait ForStateSource: Send + Sync + fmt::Debug {
+    /// The last sample `(ms, value)` of exactly `series` in `[mint_ms, maxt_ms]`, if any.
+    async fn last_sample(
+        &self,
+        series: &Labels,
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Option<(i64, f64)>, String>;
+}
+
+/// How `for` state is restored when the ruler starts (Prometheus' `RestoreForState`).
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub source: Arc<dyn ForStateSource>,
+    /// `--for-outage-tolerance`: how far back an alert's state is looked for.
+    pub outage_tolerance: Duration,
+    /// `--for-grace-period`: the least time an alert waits after a restart before it fires;
+    /// alerts whose `for` is shorter are not restored at all.
+    pub for_grace_period: Duration,
+}
+
 /// Where recorded series (and `ALERTS`) go. Never blocks: evaluation must keep its schedule.
 pub trait Appender: Send + Sync + fmt::Debug {
     fn append(&self, samples: Vec<RecordedSample>);
@@ -123,6 +147,8 @@ pub struct RuleOptions {
     pub query_offset: Duration,
     /// `--resend-delay`.
     pub resend_delay: Duration,
+    /// Restoring `for` state at start-up; `None` starts every alert afresh.
+    pub restore: Option<RestoreOptions>,
 }
 
 /// What evaluation depends on, shared by every group.

@@ -38,6 +38,9 @@ pub struct Manager {
     deps: Arc<Deps>,
     patterns: Vec<String>,
     running: Mutex<BTreeMap<GroupKey, Running>>,
+    /// Whether rule files were loaded before: only the groups of the first load restore
+    /// their alerts' `for` state (Prometheus restores at start-up, not at reloads).
+    loaded_once: std::sync::atomic::AtomicBool,
     snapshots: Arc<RwLock<BTreeMap<GroupKey, thanos::RuleGroup>>>,
 }
 
@@ -54,6 +57,7 @@ impl Manager {
             deps,
             patterns,
             running: Mutex::new(BTreeMap::new()),
+            loaded_once: std::sync::atomic::AtomicBool::new(false),
             snapshots: Arc::new(RwLock::new(BTreeMap::new())),
         })
     }
@@ -111,6 +115,17 @@ impl Manager {
         }
 
         let mut running = self.running.lock().await;
+        let first = !self
+            .loaded_once
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        for g in fresh.values_mut() {
+            if first && self.deps.options.restore.is_some() {
+                g.should_restore = true;
+            } else {
+                // Rules that a reload finds again take their restored state over below.
+                g.mark_restored();
+            }
+        }
         // Stop every running group; the ones that stay hand their state on.
         let mut stale = Vec::new();
         let old: Vec<(GroupKey, Running)> = std::mem::take(&mut *running).into_iter().collect();
@@ -214,6 +229,7 @@ async fn run_group(
         .max(1);
     // The first evaluation is at the next slot, so restarts and reloads keep the grid.
     let mut ts = g.eval_timestamp(now_ms()) + interval_ms;
+    let mut evaluations = 0u64;
     loop {
         let wait = Duration::from_millis(u64::try_from(ts - now_ms()).unwrap_or(0));
         tokio::select! {
@@ -241,6 +257,13 @@ async fn run_group(
         }
         g.evaluation_duration = started.elapsed();
         g.last_evaluation_ms = Some(wall);
+        evaluations += 1;
+        // As Prometheus: restore after the second evaluation, so that recording rules the
+        // alerts depend on have caught up first.
+        if g.should_restore && evaluations >= 2 {
+            g.restore_for_state(now_ms(), &deps).await;
+            g.should_restore = false;
+        }
         g.last_eval_timestamp_ms = Some(ts);
         deps.metrics
             .iteration(&label, missed, g.evaluation_duration.as_secs_f64(), ts);
@@ -325,6 +348,7 @@ mod tests {
                 eval_interval: Duration::from_millis(100),
                 query_offset: Duration::ZERO,
                 resend_delay: Duration::from_secs(60),
+                restore: None,
             },
             metrics: RuleMetrics::new(&mut Default::default()),
         })

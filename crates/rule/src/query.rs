@@ -42,6 +42,9 @@ pub enum QueryError {
     NotVector { url: String, result_type: String },
 }
 
+/// A range query's answer: each series and its `(ms, value)` points.
+pub type Matrix = Vec<(Labels, Vec<(i64, f64)>)>;
+
 /// The discovery configuration of one set of queriers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuerierGroup {
@@ -291,29 +294,62 @@ impl QueryClient {
         Err(last.unwrap_or(QueryError::NoQueriers))
     }
 
-    async fn instant_on(
+    /// The samples `expr` gives from `start_ms` to `end_ms` every `step`, on one querier
+    /// (the others tried in random order while they fail).
+    pub async fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step: Duration,
+        strategy: PartialResponseStrategy,
+    ) -> Result<Matrix, QueryError> {
+        let mut urls = self.urls();
+        if urls.is_empty() {
+            return Err(QueryError::NoQueriers);
+        }
+        urls.shuffle(&mut rand::rng());
+        let mut last = None;
+        for base in urls {
+            let start = format_time(start_ms);
+            let end = format_time(end_ms);
+            let step = format!("{:.3}", step.as_secs_f64().max(0.001));
+            let params = [
+                ("query", expr),
+                ("start", start.as_str()),
+                ("end", end.as_str()),
+                ("step", step.as_str()),
+                ("dedup", "true"),
+                ("partial_response", partial_param(strategy)),
+            ];
+            match self.call(&base, "/api/v1/query_range", &params).await {
+                Ok(body) => match parse_matrix(&body) {
+                    Ok(m) => return Ok(m),
+                    Err(detail) => {
+                        last = Some(QueryError::Querier {
+                            url: format!("{base}/api/v1/query_range"),
+                            detail,
+                        })
+                    }
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(QueryError::NoQueriers))
+    }
+
+    /// One API call: the answer's body, or the failure (transport or HTTP) naming the URL.
+    async fn call(
         &self,
         base: &str,
-        expr: &str,
-        ts_ms: i64,
-        strategy: PartialResponseStrategy,
-    ) -> Result<QueryAnswer, QueryError> {
-        let url = format!("{base}/api/v1/query");
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<bytes::Bytes, QueryError> {
+        let url = format!("{base}{path}");
         let err = |detail: String| QueryError::Querier {
             url: url.clone(),
             detail,
         };
-        let time = format_time(ts_ms);
-        let partial = match strategy {
-            PartialResponseStrategy::Warn => "true",
-            PartialResponseStrategy::Abort => "false",
-        };
-        let params = [
-            ("query", expr),
-            ("time", time.as_str()),
-            ("dedup", "true"),
-            ("partial_response", partial),
-        ];
         let encoded = serde_urlencoded::to_string(params).map_err(|e| err(e.to_string()))?;
         let request = if self.options.post {
             self.http
@@ -329,13 +365,42 @@ impl QueryClient {
         let response = request.send().await.map_err(|e| err(e.to_string()))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| err(e.to_string()))?;
+        if !status.is_success() && !status.is_client_error() {
+            // 4xx answers carry the API's JSON error, which says more than the status.
+            let excerpt = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+            return Err(err(format!("HTTP {status}: {excerpt}")));
+        }
+        Ok(body)
+    }
+
+    async fn instant_on(
+        &self,
+        base: &str,
+        expr: &str,
+        ts_ms: i64,
+        strategy: PartialResponseStrategy,
+    ) -> Result<QueryAnswer, QueryError> {
+        let time = format_time(ts_ms);
+        let params = [
+            ("query", expr),
+            ("time", time.as_str()),
+            ("dedup", "true"),
+            ("partial_response", partial_param(strategy)),
+        ];
+        let body = self.call(base, "/api/v1/query", &params).await?;
+        let url = format!("{base}/api/v1/query");
         parse_answer(&body).map_err(|detail| match detail {
-            AnswerError::NotVector(result_type) => QueryError::NotVector {
-                url: url.clone(),
-                result_type,
-            },
-            AnswerError::Other(d) => err(format!("HTTP {status}: {d}")),
+            AnswerError::NotVector(result_type) => QueryError::NotVector { url, result_type },
+            AnswerError::Other(detail) => QueryError::Querier { url, detail },
         })
+    }
+}
+
+/// `partial_response` for a group's strategy: `abort` groups must not see partial answers.
+fn partial_param(strategy: PartialResponseStrategy) -> &'static str {
+    match strategy {
+        PartialResponseStrategy::Warn => "true",
+        PartialResponseStrategy::Abort => "false",
     }
 }
 
@@ -374,42 +439,52 @@ enum AnswerError {
     Other(String),
 }
 
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+/// The `data` of a successful API answer, and its warnings.
+fn parse_envelope(body: &[u8]) -> Result<(Data, Vec<String>), String> {
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+        let excerpt = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+        format!("not a Prometheus API answer ({e}): {excerpt}")
+    })?;
+    if env.status != "success" {
+        return Err(format!("{}: {}", env.error_type, env.error));
+    }
+    let data = env.data.ok_or("the answer has no data")?;
+    Ok((data, env.warnings))
+}
+
+fn labels_of(metric: std::collections::BTreeMap<String, String>) -> Labels {
+    Labels::from_sorted(metric.into_iter().map(|(n, v)| Label::new(n, v)).collect())
+}
+
 /// Reads a Prometheus API answer to an instant query.
 fn parse_answer(body: &[u8]) -> Result<QueryAnswer, AnswerError> {
-    #[derive(Deserialize)]
-    struct Envelope {
-        status: String,
-        #[serde(default)]
-        data: Option<Data>,
-        #[serde(default, rename = "errorType")]
-        error_type: String,
-        #[serde(default)]
-        error: String,
-        #[serde(default)]
-        warnings: Vec<String>,
-    }
-    #[derive(Deserialize)]
-    struct Data {
-        #[serde(rename = "resultType")]
-        result_type: String,
-        result: serde_json::Value,
-    }
     #[derive(Deserialize)]
     struct VectorSample {
         metric: std::collections::BTreeMap<String, String>,
         value: (serde_json::Value, String),
     }
     let other = |s: String| AnswerError::Other(s);
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        let excerpt = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
-        other(format!("not a Prometheus API answer ({e}): {excerpt}"))
-    })?;
-    if env.status != "success" {
-        return Err(other(format!("{}: {}", env.error_type, env.error)));
-    }
-    let data = env
-        .data
-        .ok_or_else(|| other("the answer has no data".into()))?;
+    let (data, warnings) = parse_envelope(body).map_err(other)?;
     let samples = match data.result_type.as_str() {
         "vector" => {
             let v: Vec<VectorSample> = serde_json::from_value(data.result)
@@ -417,13 +492,7 @@ fn parse_answer(body: &[u8]) -> Result<QueryAnswer, AnswerError> {
             let mut out = Vec::with_capacity(v.len());
             for s in v {
                 let value = parse_value(&s.value.1).map_err(other)?;
-                let labels = Labels::from_sorted(
-                    s.metric
-                        .into_iter()
-                        .map(|(n, v)| Label::new(n, v))
-                        .collect(),
-                );
-                out.push((labels, value));
+                out.push((labels_of(s.metric), value));
             }
             out
         }
@@ -434,10 +503,80 @@ fn parse_answer(body: &[u8]) -> Result<QueryAnswer, AnswerError> {
         }
         t => return Err(AnswerError::NotVector(t.to_owned())),
     };
-    Ok(QueryAnswer {
-        samples,
-        warnings: env.warnings,
-    })
+    Ok(QueryAnswer { samples, warnings })
+}
+
+/// Reads a Prometheus API answer to a range query: each series and its `(ms, value)`s.
+fn parse_matrix(body: &[u8]) -> Result<Matrix, String> {
+    #[derive(Deserialize)]
+    struct MatrixSeries {
+        metric: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        values: Vec<(f64, String)>,
+    }
+    let (data, _) = parse_envelope(body)?;
+    if data.result_type != "matrix" {
+        return Err(format!("a range query answered {}", data.result_type));
+    }
+    let m: Vec<MatrixSeries> =
+        serde_json::from_value(data.result).map_err(|e| format!("bad matrix: {e}"))?;
+    m.into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .iter()
+                .map(|(t, v)| Ok(((t * 1000.0).round() as i64, parse_value(v)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((labels_of(s.metric), points))
+        })
+        .collect()
+}
+
+/// Alerts' `for` state read back through the queriers, as Thanos' stateless ruler restores
+/// it: a range query over `ALERTS_FOR_STATE` of the alert, every `--query.default-step`.
+/// The series found carry whatever the remote-write receiver added (the ruler's external
+/// labels, a tenant); `--restore-ignored-label` names those, so that the series is
+/// recognised as the alert's own.
+#[derive(Debug)]
+pub struct QueriedForState {
+    pub client: Arc<QueryClient>,
+    pub step: Duration,
+    pub ignored_labels: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl crate::ForStateSource for QueriedForState {
+    async fn last_sample(
+        &self,
+        series: &Labels,
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Result<Option<(i64, f64)>, String> {
+        let expr = series.to_string();
+        let found = self
+            .client
+            .range(
+                &expr,
+                mint_ms,
+                maxt_ms,
+                self.step,
+                PartialResponseStrategy::Abort,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for (labels, points) in found {
+            let mut b = labels.builder();
+            for l in &self.ignored_labels {
+                b.remove(l);
+            }
+            // A range query drops `__name__`; the selector fixed it.
+            b.set(strata_model::labels::METRIC_NAME, "ALERTS_FOR_STATE");
+            if &b.build() == series {
+                return Ok(points.last().copied());
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn parse_value(s: &str) -> Result<f64, String> {

@@ -23,9 +23,9 @@ use strata_model::{Label, Labels};
 use strata_promql::{Engine, MemStorage, Storage, StorageError};
 use strata_rule::manager::Manager;
 use strata_rule::notifier::{Notifier, NotifierConfig, NotifierOptions};
-use strata_rule::query::{QueryClient, QueryClientOptions};
+use strata_rule::query::{QueriedForState, QueryClient, QueryClientOptions};
 use strata_rule::remote_write::{RemoteWriteConfig, RemoteWriter};
-use strata_rule::{Deps, GeneratorUrl, RuleOptions};
+use strata_rule::{Deps, GeneratorUrl, RestoreOptions, RuleOptions};
 use strata_runtime::http::base_router;
 use strata_runtime::{Prober, Shutdown};
 use strata_storepb::server::RulesAnswers;
@@ -168,6 +168,15 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             eval_interval: args.eval_interval.to_std(),
             query_offset: args.rule_query_offset.to_std(),
             resend_delay: args.resend_delay.to_std(),
+            restore: Some(RestoreOptions {
+                source: Arc::new(QueriedForState {
+                    client: querier.clone(),
+                    step: args.query_default_step.to_std(),
+                    ignored_labels: args.restore_ignored_labels.clone(),
+                }),
+                outage_tolerance: args.for_outage_tolerance.to_std(),
+                for_grace_period: args.for_grace_period.to_std(),
+            }),
         },
         metrics,
     });
