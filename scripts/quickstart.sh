@@ -13,6 +13,8 @@
 #   strata store                      :10921 gRPC, :10922 HTTP  the bucket, through the Store API
 #   strata compact --wait             :10932 HTTP               compacts and downsamples the bucket
 #   strata query                      :10901 gRPC, :10902 HTTP  the global view (point Grafana here)
+#   strata rule                       :10941 gRPC, :10942 HTTP  rules over the querier (stateless:
+#                                             recorded series written back to Prometheus)
 # Re-running is safe: everything lives under $QUICKSTART_DIR and is replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +95,27 @@ groups:
           summary: "{{ \$labels.instance }} is down"
 YAML
 
+# The ruler's own rules, evaluated over the querier's global view; what they record is
+# remote-written back to Prometheus.
+cat > "$work/ruler-rules.yml" <<YAML
+groups:
+  - name: quickstart-ruler
+    rules:
+      - record: job:up:count
+        expr: count by (job) (up)
+      - alert: StrataQuickstartRulerUp
+        expr: vector(1)
+        labels:
+          severity: none
+        annotations:
+          summary: "the ruler evaluates rules over {{ \$externalURL }}"
+YAML
+cat > "$work/remote-write.yml" <<YAML
+remote_write:
+  - url: http://127.0.0.1:19090/api/v1/write
+    name: quickstart-prometheus
+YAML
+
 cat > "$work/prometheus.yml" <<YAML
 global:
   scrape_interval: 15s
@@ -106,7 +129,7 @@ scrape_configs:
     static_configs: [{targets: ["127.0.0.1:19090"]}]
   - job_name: strata
     static_configs:
-      - targets: ["127.0.0.1:10912", "127.0.0.1:10922", "127.0.0.1:10932", "127.0.0.1:10902"]
+      - targets: ["127.0.0.1:10912", "127.0.0.1:10922", "127.0.0.1:10932", "127.0.0.1:10902", "127.0.0.1:10942"]
 YAML
 
 spawn() {
@@ -130,7 +153,8 @@ log "starting Prometheus (:19090)"
 spawn prometheus prometheus --config.file="$work/prometheus.yml" \
     --storage.tsdb.path="$work/prometheus" --storage.tsdb.retention.time=15d \
     --storage.tsdb.min-block-duration=2h --storage.tsdb.max-block-duration=2h \
-    --web.listen-address=127.0.0.1:19090 --web.enable-lifecycle
+    --web.listen-address=127.0.0.1:19090 --web.enable-lifecycle \
+    --web.enable-remote-write-receiver
 wait_ready prometheus http://127.0.0.1:19090/-/ready
 
 log "starting strata sidecar (:10911 gRPC, :10912 HTTP)"
@@ -160,9 +184,17 @@ wait_ready compact http://127.0.0.1:10932/-/ready
 
 log "starting strata query (:10901 gRPC, :10902 HTTP)"
 spawn query "$strata" query --endpoint=127.0.0.1:10911 --endpoint=127.0.0.1:10921 \
+    --endpoint=127.0.0.1:10941 \
     --query.replica-label=replica \
     --grpc-address=127.0.0.1:10901 --http-address=127.0.0.1:10902
 wait_ready query http://127.0.0.1:10902/-/ready
+
+log "starting strata rule (:10941 gRPC, :10942 HTTP)"
+spawn rule "$strata" rule --query=127.0.0.1:10902 --rule-file="$work/ruler-rules.yml" \
+    --remote-write.config-file="$work/remote-write.yml" --eval-interval=15s \
+    --label='ruler="quickstart"' --alert.query-url=http://127.0.0.1:10902 \
+    --data-dir="$work/rule" --grpc-address=127.0.0.1:10941 --http-address=127.0.0.1:10942
+wait_ready rule http://127.0.0.1:10942/-/ready
 
 show() {
     printf '\n$ curl %s\n' "$1"
@@ -180,8 +212,16 @@ log "a query over the whole history: requests per second by code, deduplicated"
 now=$(date +%s)
 show "http://127.0.0.1:10902/api/v1/query?query=sum+by+(code)+(rate(demo_http_requests_total%5B5m%5D))&time=$((now - 3600))"
 
-log "the rules Prometheus evaluates, through the sidecar's Rules API"
+log "the rules Prometheus and the ruler evaluate, through their Rules APIs"
 show "http://127.0.0.1:10902/api/v1/rules" 30
+
+log "the ruler's recorded series, written back to Prometheus and read through the querier"
+for _ in $(seq 1 60); do
+    curl -fsS "http://127.0.0.1:10902/api/v1/query?query=job:up:count" \
+        | grep -q '"result":\[{' && break
+    sleep 1
+done
+show "http://127.0.0.1:10902/api/v1/query?query=job:up:count" 30
 
 log "what the bucket holds"
 "$strata" tools bucket inspect --objstore.config-file="$work/objstore.yml"
@@ -194,6 +234,7 @@ The stack is up (logs in $work/logs):
                                           Prometheus data source); Store API on 127.0.0.1:10901
   Store gateway  http://127.0.0.1:10922   block viewer of the blocks it serves
   Compactor      http://127.0.0.1:10932   block viewer of the bucket
+  Ruler          http://127.0.0.1:10942   /api/v1/rules, /api/v1/alerts (stateless mode)
 EOF
 
 if [ -n "${QUICKSTART_EXIT:-}" ]; then

@@ -280,10 +280,6 @@ pub(crate) struct RuleArgs {
     pub(crate) request_logging: RequestLoggingArgs,
 }
 
-#[allow(
-    dead_code,
-    reason = "the ruler's own TSDB (stateful mode) is not implemented yet; stateless mode has no use for these"
-)]
 impl RuleArgs {
     pub(crate) fn tsdb_no_lockfile(&self) -> bool {
         flag_value(self.tsdb_no_lockfile, self.no_tsdb_no_lockfile, false)

@@ -136,6 +136,31 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
              (--objstore.config); recorded series go to the remote-write receivers"
         );
     }
+    let stateless = "stateless mode keeps no TSDB and no blocks";
+    for (flag, set) in [
+        (
+            "--tsdb.block-duration",
+            args.tsdb_block_duration != strata_model::Duration::from_hours(2),
+        ),
+        (
+            "--tsdb.retention",
+            args.tsdb_retention != strata_model::Duration::from_hours(48),
+        ),
+        ("--tsdb.no-lockfile", args.tsdb_no_lockfile()),
+        ("--no-tsdb.wal-compression", !args.tsdb_wal_compression()),
+        (
+            "--shipper.upload-compacted",
+            args.shipper_upload_compacted(),
+        ),
+        (
+            "--hash-func",
+            args.hash_func != crate::cli::common::HashFunc::None,
+        ),
+    ] {
+        if set {
+            crate::cli::common::accepted_without_effect(flag, stateless);
+        }
+    }
     if args.rule_concurrent_evaluation != 1 {
         crate::cli::common::accepted_without_effect(
             "--rule-concurrent-evaluation",
