@@ -91,8 +91,8 @@ pub enum ConfigError {
     Yaml(String),
     #[error("--query.config, entry {index}: {detail}")]
     Entry { index: usize, detail: String },
-    #[error("--query {0}")]
-    Address(#[from] strata_runtime::dns::BadAddress),
+    #[error("--query {address:?}: {detail}")]
+    Query { address: String, detail: String },
 }
 
 /// The querier sets the flags describe: `--query.config` when given (it takes precedence, as
@@ -119,11 +119,8 @@ pub fn querier_groups(
                         .into(),
                 ));
             }
-            if !matches!(e.scheme.as_str(), "http") {
-                return Err(entry(format!(
-                    "scheme {:?}: only http is supported yet",
-                    e.scheme
-                )));
+            if !matches!(e.scheme.as_str(), "http" | "https") {
+                return Err(entry(format!("scheme {:?}: want http or https", e.scheme)));
             }
             for f in &e.file_sd_configs {
                 if let Some(r) = &f.refresh_interval {
@@ -149,19 +146,41 @@ pub fn querier_groups(
         }
         return Ok(out);
     }
-    let static_addresses = query
-        .iter()
-        .map(|a| AddressSpec::parse(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    if static_addresses.is_empty() && sd_files.is_empty() {
-        return Ok(Vec::new());
+    // As Thanos: each `--query` is a set of its own, `host:port` or a URL (`http` or
+    // `https`, with a path prefix); the file SD files are one more set, over plain HTTP.
+    let mut out = Vec::with_capacity(query.len() + 1);
+    for q in query {
+        let bad = |detail: &str| ConfigError::Query {
+            address: q.clone(),
+            detail: detail.to_owned(),
+        };
+        let (scheme, rest) = match q.split_once("://") {
+            Some((s @ ("http" | "https"), rest)) => (s, rest),
+            Some((s, _)) => {
+                return Err(bad(&format!(
+                    "{s:?} is not a supported scheme (http or https)"
+                )));
+            }
+            None => ("http", q.as_str()),
+        };
+        let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let spec = AddressSpec::parse(host).map_err(|e| bad(&e.to_string()))?;
+        out.push(QuerierGroup {
+            static_addresses: vec![spec],
+            sd_files: Vec::new(),
+            scheme: scheme.to_owned(),
+            path_prefix: prefix.to_owned(),
+        });
     }
-    Ok(vec![QuerierGroup {
-        static_addresses,
-        sd_files: sd_files.to_vec(),
-        scheme: "http".into(),
-        path_prefix: String::new(),
-    }])
+    if !sd_files.is_empty() {
+        out.push(QuerierGroup {
+            static_addresses: Vec::new(),
+            sd_files: sd_files.to_vec(),
+            scheme: "http".into(),
+            path_prefix: String::new(),
+        });
+    }
+    Ok(out)
 }
 
 /// Settings of the client.
@@ -635,11 +654,29 @@ mod tests {
 
     #[test]
     fn querier_sets_come_from_the_flags_or_the_config() {
-        let g = querier_groups(&["q1:9090".into(), "dns+q:9090".into()], &[], None).unwrap();
-        assert_eq!(g.len(), 1);
-        assert_eq!(g[0].static_addresses.len(), 2);
+        let g = querier_groups(
+            &[
+                "q1:9090".into(),
+                "dns+q:9090".into(),
+                "https://q2:443/thanos".into(),
+            ],
+            &["/sd/*.json".into()],
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.len(), 4);
+        assert_eq!(
+            g[0].static_addresses,
+            [AddressSpec::Static("q1:9090".into())]
+        );
+        assert_eq!(
+            (g[2].scheme.as_str(), g[2].path_prefix.as_str()),
+            ("https", "thanos")
+        );
+        assert_eq!(g[3].sd_files, ["/sd/*.json"]);
         assert!(querier_groups(&[], &[], None).unwrap().is_empty());
-        assert!(querier_groups(&["http://q:9090".into()], &[], None).is_err());
+        assert!(querier_groups(&["ftp://q:9090".into()], &[], None).is_err());
+        assert!(querier_groups(&["q".into()], &[], None).is_err());
         let cfg = "- static_configs: [\"a:1\", \"dnssrv+_http._tcp.q\"]\n  path_prefix: /thanos\n  file_sd_configs:\n    - files: [\"/x/*.json\"]\n      refresh_interval: 1m\n";
         let g = querier_groups(&["ignored:1".into()], &[], Some(cfg)).unwrap();
         assert_eq!(g.len(), 1);
