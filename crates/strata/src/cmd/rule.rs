@@ -208,6 +208,8 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     if deps.options.eval_interval.is_zero() {
         bail!("--eval-interval must be positive");
     }
+    // The queriers are known before the first evaluation.
+    querier.refresh().await;
     let manager = Manager::new(deps, args.rule_files.clone());
     // The rule files are checked before anything starts, as Thanos does.
     manager
@@ -277,7 +279,6 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     {
         let s = shutdown.clone();
         let q = querier.clone();
-        q.refresh().await;
         tasks.push((
             "query discovery",
             tokio::spawn(q.run_discovery(async move { s.wait().await })),
