@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use serde::Deserialize;
 use strata_model::{Label, Labels};
 use strata_runtime::dns::{AddressSpec, Resolver};
+use strata_runtime::http_client::{ClientAuth, HttpClientConfig};
 
 use crate::rulefmt::PartialResponseStrategy;
 
@@ -46,7 +47,7 @@ pub enum QueryError {
 pub type Matrix = Vec<(Labels, Vec<(i64, f64)>)>;
 
 /// The discovery configuration of one set of queriers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct QuerierGroup {
     /// `host:port`, `dns+host:port`, `dnssrv+name` or `dnssrvnoa+name`.
     pub static_addresses: Vec<AddressSpec>,
@@ -54,6 +55,8 @@ pub struct QuerierGroup {
     pub sd_files: Vec<String>,
     pub scheme: String,
     pub path_prefix: String,
+    /// Authentication, TLS and transport towards these queriers (Thanos' `http_config`).
+    pub http_config: HttpClientConfig,
 }
 
 /// `--query.config`'s YAML: a list of querier sets (Thanos' `httpconfig.Config`).
@@ -61,7 +64,7 @@ pub struct QuerierGroup {
 #[serde(deny_unknown_fields)]
 struct GroupYaml {
     #[serde(default)]
-    http_config: Option<serde_yaml_ng::Value>,
+    http_config: HttpClientConfig,
     #[serde(default)]
     static_configs: Vec<String>,
     #[serde(default)]
@@ -93,6 +96,11 @@ pub enum ConfigError {
     Entry { index: usize, detail: String },
     #[error("--query {address:?}: {detail}")]
     Query { address: String, detail: String },
+    #[error("--query.config, entry {index}: http_config: {source}")]
+    Client {
+        index: usize,
+        source: strata_runtime::http_client::HttpClientError,
+    },
 }
 
 /// The querier sets the flags describe: `--query.config` when given (it takes precedence, as
@@ -108,17 +116,6 @@ pub fn querier_groups(
         let mut out = Vec::with_capacity(entries.len());
         for (index, e) in entries.into_iter().enumerate() {
             let entry = |detail: String| ConfigError::Entry { index, detail };
-            if e.http_config
-                .as_ref()
-                .is_some_and(|v| !matches!(v, serde_yaml_ng::Value::Null))
-                && e.http_config != Some(serde_yaml_ng::Value::Mapping(Default::default()))
-            {
-                return Err(entry(
-                    "http_config (authentication and TLS towards the queriers) is not supported \
-                     yet; reach the queriers over plain HTTP, or put a proxy in front"
-                        .into(),
-                ));
-            }
             if !matches!(e.scheme.as_str(), "http" | "https") {
                 return Err(entry(format!("scheme {:?}: want http or https", e.scheme)));
             }
@@ -142,6 +139,7 @@ pub fn querier_groups(
                     .collect(),
                 scheme: e.scheme,
                 path_prefix: e.path_prefix,
+                http_config: e.http_config,
             });
         }
         return Ok(out);
@@ -170,6 +168,7 @@ pub fn querier_groups(
             sd_files: Vec::new(),
             scheme: scheme.to_owned(),
             path_prefix: prefix.to_owned(),
+            http_config: HttpClientConfig::default(),
         });
     }
     if !sd_files.is_empty() {
@@ -178,6 +177,7 @@ pub fn querier_groups(
             sd_files: sd_files.to_vec(),
             scheme: "http".into(),
             path_prefix: String::new(),
+            http_config: HttpClientConfig::default(),
         });
     }
     Ok(out)
@@ -200,22 +200,32 @@ pub struct QueryClientOptions {
 #[derive(Debug)]
 pub struct QueryClient {
     groups: Vec<QuerierGroup>,
+    /// Each set's client and credentials, from its `http_config`.
+    clients: Vec<(reqwest::Client, ClientAuth)>,
     options: QueryClientOptions,
-    http: reqwest::Client,
     resolver: Resolver,
-    /// The base URLs (`scheme://host:port/prefix`) last discovered.
-    urls: RwLock<Vec<String>>,
+    /// The base URLs (`scheme://host:port/prefix`) last discovered, with their set.
+    urls: RwLock<Vec<(String, usize)>>,
 }
 
 impl QueryClient {
     /// A client for `groups`; call [`QueryClient::refresh`] (or run
-    /// [`QueryClient::run_discovery`]) before the first query.
-    pub fn new(groups: Vec<QuerierGroup>, options: QueryClientOptions) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("Strata-ruler/", env!("CARGO_PKG_VERSION")))
-            .timeout(options.timeout)
-            .build()
-            .unwrap_or_default();
+    /// [`QueryClient::run_discovery`]) before the first query. Fails on an unusable
+    /// `http_config` (a TLS or credentials file that cannot be read, contradictory settings).
+    pub fn new(
+        groups: Vec<QuerierGroup>,
+        options: QueryClientOptions,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let user_agent = concat!("Strata-ruler/", env!("CARGO_PKG_VERSION"));
+        let clients = groups
+            .iter()
+            .enumerate()
+            .map(|(index, g)| {
+                g.http_config
+                    .build(user_agent)
+                    .map_err(|source| ConfigError::Client { index, source })
+            })
+            .collect::<Result<_, _>>()?;
         let resolver = if groups
             .iter()
             .flat_map(|g| &g.static_addresses)
@@ -228,24 +238,24 @@ impl QueryClient {
         } else {
             Resolver::without_srv()
         };
-        Arc::new(QueryClient {
+        Ok(Arc::new(QueryClient {
             groups,
+            clients,
             options,
-            http,
             resolver,
             urls: RwLock::new(Vec::new()),
-        })
+        }))
     }
 
-    /// The queriers' base URLs now.
-    pub fn urls(&self) -> Vec<String> {
+    /// The queriers' base URLs now, with the index of their set.
+    pub fn urls(&self) -> Vec<(String, usize)> {
         self.urls.read().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// Resolves every address and reads every SD file again.
     pub async fn refresh(&self) {
         let mut urls = BTreeSet::new();
-        for g in &self.groups {
+        for (i, g) in self.groups.iter().enumerate() {
             let mut hosts = BTreeSet::new();
             for spec in &g.static_addresses {
                 hosts.extend(self.resolver.resolve(spec).await);
@@ -253,18 +263,20 @@ impl QueryClient {
             hosts.extend(read_sd_files(&g.sd_files));
             let prefix = g.path_prefix.trim_matches('/');
             for h in hosts {
-                if prefix.is_empty() {
-                    urls.insert(format!("{}://{h}", g.scheme));
+                let url = if prefix.is_empty() {
+                    format!("{}://{h}", g.scheme)
                 } else {
-                    urls.insert(format!("{}://{h}/{prefix}", g.scheme));
-                }
+                    format!("{}://{h}/{prefix}", g.scheme)
+                };
+                urls.insert((url, i));
             }
         }
-        let urls: Vec<String> = urls.into_iter().collect();
+        let urls: Vec<(String, usize)> = urls.into_iter().collect();
         if let Ok(mut u) = self.urls.write()
             && *u != urls
         {
-            tracing::info!(queriers = ?urls, "query API servers discovered");
+            let list: Vec<&str> = urls.iter().map(|(u, _)| u.as_str()).collect();
+            tracing::info!(queriers = ?list, "query API servers discovered");
             *u = urls;
         }
     }
@@ -301,8 +313,8 @@ impl QueryClient {
         }
         urls.shuffle(&mut rand::rng());
         let mut last = None;
-        for url in urls {
-            match self.instant_on(&url, expr, ts_ms, strategy).await {
+        for (url, set) in urls {
+            match self.instant_on((&url, set), expr, ts_ms, strategy).await {
                 Ok(a) => return Ok(a),
                 Err(e) => {
                     tracing::debug!(querier = %url, err = %e, "query failed; trying the next querier");
@@ -329,7 +341,7 @@ impl QueryClient {
         }
         urls.shuffle(&mut rand::rng());
         let mut last = None;
-        for base in urls {
+        for (base, set) in urls {
             let start = format_time(start_ms);
             let end = format_time(end_ms);
             let step = format!("{:.3}", step.as_secs_f64().max(0.001));
@@ -341,7 +353,10 @@ impl QueryClient {
                 ("dedup", "true"),
                 ("partial_response", partial_param(strategy)),
             ];
-            match self.call(&base, "/api/v1/query_range", &params).await {
+            match self
+                .call((&base, set), "/api/v1/query_range", &params)
+                .await
+            {
                 Ok(body) => match parse_matrix(&body) {
                     Ok(m) => return Ok(m),
                     Err(detail) => {
@@ -360,7 +375,7 @@ impl QueryClient {
     /// One API call: the answer's body, or the failure (transport or HTTP) naming the URL.
     async fn call(
         &self,
-        base: &str,
+        (base, set): (&str, usize),
         path: &str,
         params: &[(&str, &str)],
     ) -> Result<bytes::Bytes, QueryError> {
@@ -370,17 +385,20 @@ impl QueryClient {
             detail,
         };
         let encoded = serde_urlencoded::to_string(params).map_err(|e| err(e.to_string()))?;
+        let (http, auth) = &self.clients[set];
         let request = if self.options.post {
-            self.http
-                .post(&url)
+            http.post(&url)
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
                 .body(encoded)
         } else {
-            self.http.get(format!("{url}?{encoded}"))
+            http.get(format!("{url}?{encoded}"))
         };
+        let request = auth
+            .apply(request.timeout(self.options.timeout))
+            .map_err(|e| err(e.to_string()))?;
         let response = request.send().await.map_err(|e| err(e.to_string()))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| err(e.to_string()))?;
@@ -394,7 +412,7 @@ impl QueryClient {
 
     async fn instant_on(
         &self,
-        base: &str,
+        (base, set): (&str, usize),
         expr: &str,
         ts_ms: i64,
         strategy: PartialResponseStrategy,
@@ -406,7 +424,7 @@ impl QueryClient {
             ("dedup", "true"),
             ("partial_response", partial_param(strategy)),
         ];
-        let body = self.call(base, "/api/v1/query", &params).await?;
+        let body = self.call((base, set), "/api/v1/query", &params).await?;
         let url = format!("{base}/api/v1/query");
         parse_answer(&body).map_err(|detail| match detail {
             AnswerError::NotVector(result_type) => QueryError::NotVector { url, result_type },
@@ -688,8 +706,15 @@ mod tests {
         let auth = querier_groups(
             &[],
             &[],
-            Some("- static_configs: [a:1]\n  http_config:\n    basic_auth: {username: u}\n"),
+            Some("- static_configs: [a:1]\n  http_config:\n    basic_auth: {username: u, password: p}\n"),
+        )
+        .unwrap();
+        assert_eq!(auth[0].http_config.basic_auth.username, "u");
+        let bad = querier_groups(
+            &[],
+            &[],
+            Some("- static_configs: [a:1]\n  http_config:\n    basic_auth: {user: u}\n"),
         );
-        assert!(auth.unwrap_err().to_string().contains("http_config"));
+        assert!(bad.unwrap_err().to_string().contains("user"));
     }
 }

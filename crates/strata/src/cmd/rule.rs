@@ -94,7 +94,7 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             dns_interval: args.query_sd_dns_interval.to_std(),
             sd_interval: args.query_sd_interval.to_std(),
         },
-    );
+    )?;
 
     // Alertmanagers.
     let am_config = args.alertmanagers_config.source().load()?;
