@@ -68,6 +68,8 @@ fn annotations() -> Vec<&'static str> {
         r#"{{ len 3 }}"#,
         r#"{{ humanizeTimestamp "1435065584.128" }} {{ toTime 1e9 }} {{ humanizeTimestamp -1.5 }}"#,
         "line1\n{{ $value }}\n  line3 {{ .Value | humanizePercentage }}",
+        r#"{{ with toTime $value }}{{ .Format "2006-01-02T15:04:05.999Z07:00 Mon Jan _2 3PM" }} {{ .Unix }} {{ .UnixMilli }} {{ .Year }} {{ .Month }} {{ .Weekday }}{{ end }}"#,
+        r#"{{ (toTime 1435065584.128).Format "02/01/06 15:04:05.000000 MST" }}"#,
     ]
 }
 

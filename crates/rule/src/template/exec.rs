@@ -316,7 +316,7 @@ impl Exec<'_> {
         let first = &cmd.args[0];
         match first {
             Arg::Field { pos, names } => {
-                self.eval_fields(dot.clone(), names, first, *pos, cmd, final_value)
+                self.eval_fields(dot, dot.clone(), names, first, *pos, cmd, final_value)
             }
             Arg::Variable { pos, name, fields } => {
                 let v = self.lookup_var(*pos, name)?;
@@ -324,11 +324,11 @@ impl Exec<'_> {
                     Self::not_a_function(cmd, &final_value)?;
                     return Ok(v);
                 }
-                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+                self.eval_fields(dot, v, fields, first, *pos, cmd, final_value)
             }
             Arg::Chain { pos, node, fields } => {
                 let v = self.eval_arg(dot, node)?;
-                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+                self.eval_fields(dot, v, fields, first, *pos, cmd, final_value)
             }
             Arg::Ident { pos, name } => {
                 self.call(dot, name, *pos, cmd, &cmd.args[1..], final_value)
@@ -355,8 +355,10 @@ impl Exec<'_> {
 
     /// Walks `names` from `receiver`; arguments can only go to the last one (and no field or
     /// map key of ours takes any).
+    #[allow(clippy::too_many_arguments)]
     fn eval_fields(
         &mut self,
+        dot: &Value,
         receiver: Value,
         names: &[String],
         node: &Arg,
@@ -374,6 +376,31 @@ impl Exec<'_> {
         let mut v = receiver;
         for (i, name) in names.iter().enumerate() {
             let last = i + 1 == names.len();
+            if let (Value::Time(t), true, "Format") = (&v, last, name.as_str()) {
+                // The one method with an argument: time.Time.Format(layout).
+                let t = *t;
+                let mut args = Vec::new();
+                for arg in &cmd.args[1..] {
+                    args.push(self.eval_arg(dot, arg)?);
+                }
+                args.extend(final_value.clone());
+                return match args.as_slice() {
+                    [Value::Str(layout)] => Ok(Value::Str(gofmt::format_time_layout(t, layout))),
+                    [other] => err(
+                        pos,
+                        node,
+                        format!(
+                            "wrong type for value; expected string; got {}",
+                            other.type_name()
+                        ),
+                    ),
+                    _ => err(
+                        pos,
+                        node,
+                        format!("wrong number of args for Format: want 1 got {}", args.len()),
+                    ),
+                };
+            }
             v = field(v, name, last && has_args).or_else(|msg| err(pos, node, msg))?;
         }
         Ok(v)
@@ -606,6 +633,17 @@ fn field(receiver: Value, name: &str, has_args: bool) -> Result<Value, String> {
             };
             if has_args { not_method() } else { Ok(v) }
         }
+        Value::Time(t) => {
+            if has_args {
+                return Err(format!("wrong number of args for {name}: want 0 got 1"));
+            }
+            time_method(*t, name).ok_or_else(|| {
+                format!(
+                    "can't evaluate field {name} in type {}",
+                    receiver.type_name()
+                )
+            })
+        }
         // missingkey=zero: a field of a missing value is missing too.
         Value::Nil => Ok(Value::Nil),
         other => Err(format!(
@@ -613,6 +651,33 @@ fn field(receiver: Value, name: &str, has_args: bool) -> Result<Value, String> {
             other.type_name()
         )),
     }
+}
+
+/// The argument-less `time.Time` methods (what `toTime` results are for). `Month` and
+/// `Weekday` give their names, which is how Go prints them.
+fn time_method(t: super::value::GoTime, name: &str) -> Option<Value> {
+    let secs = i128::from(t.secs);
+    let nanos = i128::from(t.nanos);
+    let c = gofmt::civil(t);
+    Some(match name {
+        "Unix" => Value::Int(t.secs),
+        "UnixMilli" => Value::Int((secs * 1000 + nanos / 1_000_000) as i64),
+        "UnixMicro" => Value::Int((secs * 1_000_000 + nanos / 1000) as i64),
+        "UnixNano" => Value::Int((secs * 1_000_000_000 + nanos) as i64),
+        "Year" => Value::Int(c.year),
+        "YearDay" => Value::Int(c.year_day),
+        "Month" => Value::Str(gofmt::month_name(c.month).to_owned()),
+        "Weekday" => Value::Str(gofmt::weekday_name(c.weekday).to_owned()),
+        "Day" => Value::Int(i64::from(c.day)),
+        "Hour" => Value::Int(c.hour),
+        "Minute" => Value::Int(c.minute),
+        "Second" => Value::Int(c.second),
+        "Nanosecond" => Value::Int(i64::from(t.nanos)),
+        "UTC" | "Local" => Value::Time(t),
+        "String" => Value::Str(gofmt::format_time(t)),
+        "IsZero" => Value::Bool(false),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

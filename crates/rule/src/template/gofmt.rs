@@ -200,6 +200,157 @@ pub(crate) fn format_time(t: GoTime) -> String {
     out
 }
 
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// The calendar fields of a UTC time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Civil {
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: i64,
+    pub(crate) minute: i64,
+    pub(crate) second: i64,
+    pub(crate) year_day: i64,
+    /// 0 = Sunday.
+    pub(crate) weekday: usize,
+}
+
+pub(crate) fn civil(t: GoTime) -> Civil {
+    let days = t.secs.div_euclid(86_400);
+    let rem = t.secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let jan1 = days_from_civil(year, 1, 1);
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        year_day: days - jan1 + 1,
+        // 1970-01-01 was a Thursday.
+        weekday: (days + 4).rem_euclid(7) as usize,
+    }
+}
+
+pub(crate) fn month_name(month: u32) -> &'static str {
+    MONTHS[(month as usize + 11) % 12]
+}
+
+pub(crate) fn weekday_name(weekday: usize) -> &'static str {
+    WEEKDAYS[weekday % 7]
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y.rem_euclid(400);
+    let m = i64::from(month);
+    let day_of_year = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Go's `time.Time.Format` for a UTC time: the reference-time layout elements
+/// (`2006 01 02 15 04 05 Jan Mon MST -07:00 .000 PM`, …) replaced by this time's fields.
+pub(crate) fn format_time_layout(t: GoTime, layout: &str) -> String {
+    let c = civil(t);
+    let hour12 = if c.hour % 12 == 0 { 12 } else { c.hour % 12 };
+    let mut out = String::new();
+    let mut rest = layout;
+    while let Some(ch) = rest.chars().next() {
+        // Longest elements first where one is a prefix of another.
+        let elements: &[(&str, String)] = &[
+            ("January", month_name(c.month).to_owned()),
+            ("Jan", month_name(c.month)[..3].to_owned()),
+            ("Monday", weekday_name(c.weekday).to_owned()),
+            ("Mon", weekday_name(c.weekday)[..3].to_owned()),
+            ("MST", "UTC".to_owned()),
+            ("2006", format!("{:04}", c.year)),
+            ("002", format!("{:03}", c.year_day)),
+            ("__2", format!("{:>3}", c.year_day)),
+            ("_2", format!("{:>2}", c.day)),
+            ("01", format!("{:02}", c.month)),
+            ("02", format!("{:02}", c.day)),
+            ("03", format!("{hour12:02}")),
+            ("04", format!("{:02}", c.minute)),
+            ("05", format!("{:02}", c.second)),
+            ("06", format!("{:02}", c.year.rem_euclid(100))),
+            ("15", format!("{:02}", c.hour)),
+            ("1", c.month.to_string()),
+            ("2", c.day.to_string()),
+            ("3", hour12.to_string()),
+            ("4", c.minute.to_string()),
+            ("5", c.second.to_string()),
+            ("PM", if c.hour >= 12 { "PM" } else { "AM" }.to_owned()),
+            ("pm", if c.hour >= 12 { "pm" } else { "am" }.to_owned()),
+            ("-07:00:00", "+00:00:00".to_owned()),
+            ("-070000", "+000000".to_owned()),
+            ("-07:00", "+00:00".to_owned()),
+            ("-0700", "+0000".to_owned()),
+            ("-07", "+00".to_owned()),
+            ("Z07:00:00", "Z".to_owned()),
+            ("Z070000", "Z".to_owned()),
+            ("Z07:00", "Z".to_owned()),
+            ("Z0700", "Z".to_owned()),
+            ("Z07", "Z".to_owned()),
+        ];
+        if let Some((el, value)) = elements.iter().find(|(el, _)| rest.starts_with(el)) {
+            out.push_str(value);
+            rest = &rest[el.len()..];
+            continue;
+        }
+        // Fractional seconds: `.000`/`,000` (fixed) or `.999`/`,999` (trailing zeros dropped),
+        // only when no digit follows the run.
+        if matches!(ch, '.' | ',') {
+            let digit = rest[1..].chars().next().filter(|d| matches!(d, '0' | '9'));
+            if let Some(d) = digit {
+                let run = rest[1..].chars().take_while(|&x| x == d).count();
+                if !rest[1 + run..].starts_with(|x: char| x.is_ascii_digit()) {
+                    let digits = format!("{:09}", t.nanos);
+                    let mut frac = digits[..run.min(9)].to_owned();
+                    if d == '9' {
+                        frac.truncate(frac.trim_end_matches('0').len());
+                    }
+                    if d == '0' || !frac.is_empty() {
+                        out.push(ch);
+                        out.push_str(&frac);
+                    }
+                    rest = &rest[1 + run..];
+                    continue;
+                }
+            }
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
 /// The proleptic Gregorian date of a day number counted from 1970-01-01.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of the 400-year era's years.
@@ -837,6 +988,34 @@ mod tests {
                 nanos: 0
             }),
             "2000-02-29 00:00:00 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn time_layouts_match_go() {
+        let t = GoTime {
+            secs: 1_435_065_584,
+            nanos: 128_000_000,
+        };
+        assert_eq!(
+            format_time_layout(t, "2006-01-02T15:04:05Z07:00"),
+            "2015-06-23T13:19:44Z"
+        );
+        assert_eq!(
+            format_time_layout(t, "2006-01-02T15:04:05.999999999Z07:00"),
+            "2015-06-23T13:19:44.128Z"
+        );
+        assert_eq!(
+            format_time_layout(t, "Mon Jan _2 15:04:05 MST 2006"),
+            "Tue Jun 23 13:19:44 UTC 2015"
+        );
+        assert_eq!(
+            format_time_layout(t, "Monday, January 2, 2006 3:04PM -0700 .000 002"),
+            "Tuesday, June 23, 2015 1:19PM +0000 .128 174"
+        );
+        assert_eq!(
+            format_time_layout(t, "06/1/2 03:4:5 pm"),
+            "15/6/23 01:19:44 pm"
         );
     }
 

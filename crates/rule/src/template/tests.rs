@@ -411,6 +411,24 @@ fn more_go_behaviours() {
 }
 
 #[test]
+fn time_methods() {
+    check(&[
+        (
+            r#"{{ (toTime 1435065584.128).Format "2006-01-02T15:04:05Z07:00" }}|{{ (toTime 1435065584.128).Format "Mon Jan _2 15:04:05.000 MST 2006 -0700 pm 002" }}"#,
+            "2015-06-23T13:19:44Z|Tue Jun 23 13:19:44.128 UTC 2015 +0000 pm 174",
+        ),
+        (
+            "{{ with toTime 1435065584.128 }}{{ .Unix }} {{ .UnixMilli }} {{ .Year }} {{ .Month }} {{ .Day }} {{ .Hour }} {{ .Minute }} {{ .Second }} {{ .Weekday }} {{ .YearDay }} {{ .Nanosecond }} {{ .UTC }}{{ end }}",
+            "1435065584 1435065584128 2015 June 23 13 19 44 Tuesday 174 128000000 2015-06-23 13:19:44.128 +0000 UTC",
+        ),
+        (
+            r#"{{ (toTime 0).Format "January 2, 2006 3:04:05.999 PM" }}|{{ (toTime -1.5).Format "2006-01-02 15:04:05.99" }}|{{ $value | toTime }}"#,
+            "January 1, 1970 12:00:00 AM|1969-12-31 23:59:58.5|1970-01-01 00:20:34.567 +0000 UTC",
+        ),
+    ]);
+}
+
+#[test]
 fn more_errors_read_like_prometheus() {
     let exec = |col: usize, at: &str, msg: &str| {
         format!(
