@@ -300,7 +300,7 @@ fn annotations_match_prometheus() {
         let tmpl_name = format!("__alert_{name}");
         let ours = |text: &str| match expand(&tmpl_name, text, &data, Some(&querier)) {
             Ok(s) => s,
-            Err(e) => format!("<error expanding template: {e}>"),
+            Err(e) => e.alert_text(),
         };
         let mut check = |what: String, text: &str, theirs: &str| {
             compared += 1;

@@ -424,8 +424,8 @@ fn quote_char(out: &mut String, c: char, quote: char, ascii: bool) {
     }
 }
 
-/// Go's `fmt.Sprint` of one value with `%v` (`top` is false inside maps and structs, where Go
-/// prints pointers as addresses; we print what they point to instead, see the module docs).
+/// Go's `fmt.Sprint` of one value (`%v`). Query results are the exception: Go prints their
+/// sample pointers as addresses, we print the samples (see the module docs).
 pub(crate) fn sprint_value(out: &mut String, v: &Value) {
     match v {
         Value::Nil => out.push_str("<nil>"),

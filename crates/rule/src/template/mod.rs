@@ -18,7 +18,11 @@
 //!   `\d`/`\w`/`\b`, and its error messages;
 //! - `{{template}}` nesting stops at 100 levels (Go: 100000) and an execution at a million steps
 //!   or 16 MiB of output, so a recursive template cannot stall the rule evaluation loop;
-//! - complex number literals and `printf`'s `%[n]` argument indexes are not supported.
+//! - complex number literals and `printf`'s `%[n]` argument indexes are not supported;
+//! - string escapes of single bytes that are not UTF-8 (`"\xff"`) become U+FFFD, where Go keeps
+//!   the byte.
+//!
+//! `tests/template_vs_prometheus.rs` checks all of this against a running Prometheus 2.42.
 
 mod exec;
 mod funcs;
@@ -81,6 +85,13 @@ pub enum TemplateError {
         context: String,
         message: String,
     },
+}
+
+impl TemplateError {
+    /// What Prometheus puts in place of a label value or annotation whose expansion failed.
+    pub fn alert_text(&self) -> String {
+        format!("<error expanding template: {self}>")
+    }
 }
 
 /// The variable definitions Prometheus puts in front of every alert label and annotation text.

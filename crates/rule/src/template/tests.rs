@@ -40,7 +40,7 @@ impl TemplateQuerier for Up {
 fn run(text: &str) -> String {
     match expand("__alert_A", text, &data(), Some(&Up)) {
         Ok(s) => s,
-        Err(e) => format!("<error expanding template: {e}>"),
+        Err(e) => e.alert_text(),
     }
 }
 
@@ -613,6 +613,13 @@ fn runaway_templates_stop() {
         "{{ define \"r\" }}{{ template \"r\" . }}{{ template \"r\" . }}x{{ end }}{{ template \"r\" . }}",
     );
     assert!(err.contains("exceeded"), "{err}");
+}
+
+#[test]
+fn templates_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Template>();
+    assert_send_sync::<TemplateError>();
 }
 
 #[test]
