@@ -659,43 +659,79 @@ fn parse_num(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> Opti
     n
 }
 
-fn bad_verb(verb: char, arg: &Value) -> String {
+/// Go's `%!verb(type=value)`, the value printed with `%v` and the directive's flags.
+fn bad_verb(verb: char, arg: &Value, flags: &Flags) -> String {
     if matches!(arg, Value::Nil) {
         return format!("%!{verb}(<nil>)");
     }
-    let mut out = format!("%!{verb}({}=", arg.type_name());
-    sprint_value(&mut out, arg);
-    out.push(')');
-    out
+    format!(
+        "%!{verb}({}={})",
+        arg.type_name(),
+        format_arg('v', arg, flags)
+    )
+}
+
+/// Go's `%#v`: the value in Go syntax.
+fn go_syntax(out: &mut String, v: &Value, in_interface: bool) {
+    match v {
+        Value::Nil if in_interface => out.push_str("interface {}(nil)"),
+        Value::Str(s) => out.push_str(&quote(s, false)),
+        Value::Map(m) => {
+            out.push_str(m.type_name());
+            out.push('{');
+            for (i, (k, v)) in m.entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&quote(k, false));
+                out.push(':');
+                go_syntax(out, v, m.interface_elems);
+            }
+            out.push('}');
+        }
+        Value::Sample(s) => {
+            out.push_str("&template.sample{Labels:");
+            go_syntax(out, &Value::Map(s.labels.clone()), false);
+            out.push_str(", Value:");
+            out.push_str(&format_float_v(s.value));
+            out.push('}');
+        }
+        other => sprint_value(out, other),
+    }
 }
 
 fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
     if verb == 'T' {
         return flags.pad(arg.type_name().to_owned(), false);
     }
+    if verb == 'v' && flags.sharp {
+        let mut out = String::new();
+        go_syntax(&mut out, arg, false);
+        return flags.pad(out, false);
+    }
     match arg {
         Value::Nil => match verb {
             'v' => flags.pad("<nil>".into(), false),
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
         Value::Bool(b) => match verb {
             't' | 'v' => flags.pad(b.to_string(), false),
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
-        Value::Int(i) => format_int(verb, *i, flags).unwrap_or_else(|| bad_verb(verb, arg)),
+        Value::Int(i) => format_int(verb, *i, flags).unwrap_or_else(|| bad_verb(verb, arg, flags)),
         Value::Float(f) => match verb {
             'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => {
                 let verb = if verb == 'v' { 'g' } else { verb };
                 let s = format_float(*f, verb, flags.prec, flags);
                 flags.pad(s, f.is_finite())
             }
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
-        Value::Str(s) => format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg)),
+        Value::Str(s) => format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags)),
         Value::Time(t) => {
             // time.Time is a Stringer: %v, %s and %q use its String().
             let s = format_time(*t);
-            format_str(verb, &s, flags).unwrap_or_else(|| bad_verb(verb, arg))
+            format_str(verb, &s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
         }
         Value::Map(m) => {
             let mut out = String::from("map[");
@@ -716,13 +752,20 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
             format_arg(verb, &Value::Map(sample.labels.clone()), flags),
             format_arg(verb, &Value::Float(sample.value), flags)
         ),
-        Value::Samples(_) | Value::Data(_) => match verb {
+        Value::Data(d) => format!(
+            "{{{} {} {} {}}}",
+            format_arg(verb, &Value::Map(d.labels.clone()), flags),
+            format_arg(verb, &Value::Map(d.external_labels.clone()), flags),
+            format_arg(verb, &Value::Str(d.external_url.clone()), flags),
+            format_arg(verb, &Value::Float(d.value), flags)
+        ),
+        Value::Samples(_) => match verb {
             'v' | 's' => {
                 let mut out = String::new();
                 sprint_value(&mut out, arg);
                 flags.pad(out, false)
             }
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
     }
 }
