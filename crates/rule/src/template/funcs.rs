@@ -157,7 +157,7 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             let re = regex::Regex::new(s(0)).map_err(|e| regex_error(s(0), &e))?;
             Value::Bool(re.is_match(s(1)))
         }
-        "safeHtml" => Value::Str(s(0).to_owned()),
+        "safeHtml" => Value::Html(s(0).to_owned()),
         "title" => Value::Str(title(s(0))),
         "toUpper" => Value::Str(s(0).chars().map(simple_upper).collect()),
         "toLower" => Value::Str(s(0).chars().map(simple_lower).collect()),

@@ -434,7 +434,7 @@ pub(crate) fn sprint_value(out: &mut String, v: &Value) {
             let _ = write!(out, "{i}");
         }
         Value::Float(f) => out.push_str(&format_float_v(*f)),
-        Value::Str(s) => out.push_str(s),
+        Value::Str(s) | Value::Html(s) => out.push_str(s),
         Value::Map(m) => sprint_map(out, m),
         Value::Sample(s) => {
             out.push('&');
@@ -493,7 +493,7 @@ pub(crate) fn sprint(args: &[Value]) -> String {
     let mut out = String::new();
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
-        let is_string = matches!(a, Value::Str(_));
+        let is_string = a.string_kind().is_some();
         if i > 0 && !is_string && !prev_string {
             out.push(' ');
         }
@@ -675,7 +675,7 @@ fn bad_verb(verb: char, arg: &Value, flags: &Flags) -> String {
 fn go_syntax(out: &mut String, v: &Value, in_interface: bool) {
     match v {
         Value::Nil if in_interface => out.push_str("interface {}(nil)"),
-        Value::Str(s) => out.push_str(&quote(s, false)),
+        Value::Str(s) | Value::Html(s) => out.push_str(&quote(s, false)),
         Value::Map(m) => {
             out.push_str(m.type_name());
             out.push('{');
@@ -727,7 +727,9 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
             }
             _ => bad_verb(verb, arg, flags),
         },
-        Value::Str(s) => format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags)),
+        Value::Str(s) | Value::Html(s) => {
+            format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
+        }
         Value::Time(t) => {
             // time.Time is a Stringer: %v, %s and %q use its String().
             let s = format_time(*t);

@@ -12,8 +12,8 @@
 //! - values print as Go would except query results (`queryResult`), which Go prints as pointer
 //!   addresses; we print the samples (`[&{map[…] 1}]`);
 //! - of Go's methods only `time.Time`'s common ones are callable on `toTime` results (`Format`,
-//!   `Unix`, `UnixMilli`, `Year`, … ; `Month`/`Weekday` give names, `Local` is UTC); `safeHtml`
-//!   returns a plain string;
+//!   `Unix`, `UnixMilli`, `Year`, … ; `Month`/`Weekday` give names, `Local` is UTC);
+//! - a string index (`index "abc" 0`) is an `int`, where Go has a `uint8` (same printing);
 //! - regular expressions use Rust's `regex` syntax, which is RE2's (Go's) with Unicode-aware
 //!   `\d`/`\w`/`\b`, and its error messages;
 //! - `{{template}}` nesting stops at 100 levels (Go: 100000) and an execution at a million steps

@@ -609,7 +609,7 @@ impl Parser<'_> {
             self.next();
         }
         if fields.is_empty() {
-            return Ok((term_pos, term));
+            return Ok((term.pos(term_pos), term));
         }
         Ok((
             pos,
@@ -685,9 +685,8 @@ impl Parser<'_> {
                 Arg::Number(parse_number(&text).map_err(|msg| ParseError { pos: t.pos, msg })?)
             }
             Tok::LeftParen => {
-                let mut pipe = self.pipeline("parenthesized pipeline", false)?;
-                pipe.pos = t.pos;
-                Arg::Pipe(Box::new(pipe))
+                // Go positions the pipeline at its first token, inside the parenthesis.
+                Arg::Pipe(Box::new(self.pipeline("parenthesized pipeline", false)?))
             }
             other => return self.err(t.pos, format!("unexpected {} in operand", describe(&other))),
         })

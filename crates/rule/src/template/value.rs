@@ -80,6 +80,9 @@ pub(crate) enum Value {
     Int(i64),
     Float(f64),
     Str(String),
+    /// `html/template.HTML` (from `safeHtml`): prints and compares like a string, but Go will
+    /// not pass it where a `string` parameter is expected.
+    Html(String),
     Map(Rc<GoMap>),
     Sample(Rc<Sample>),
     /// Prometheus' `queryResult` (`[]*sample`).
@@ -89,6 +92,14 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// The text of a value of Go kind string (`string`, `template.HTML`).
+    pub(crate) fn string_kind(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) | Value::Html(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Go's template truthiness: the zero value of a type, nil and empty collections are false.
     pub(crate) fn truth(&self) -> bool {
         match self {
@@ -96,7 +107,7 @@ impl Value {
             Value::Bool(b) => *b,
             Value::Int(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
-            Value::Str(s) => !s.is_empty(),
+            Value::Str(s) | Value::Html(s) => !s.is_empty(),
             Value::Map(m) => !m.entries.is_empty(),
             Value::Samples(s) => !s.is_empty(),
             Value::Sample(_) | Value::Time(_) | Value::Data(_) => true,
@@ -111,6 +122,7 @@ impl Value {
             Value::Int(_) => "int",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
+            Value::Html(_) => "template.HTML",
             Value::Map(m) => m.type_name(),
             Value::Sample(_) => "*template.sample",
             Value::Samples(_) => "template.queryResult",
