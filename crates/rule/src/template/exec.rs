@@ -485,7 +485,12 @@ impl<'a> Exec<'a> {
             }
             _ => {
                 let v = self.eval_arg(dot, arg, pos)?;
-                match validate(v, param) {
+                let piped = match arg {
+                    Arg::Pipe(_) => true,
+                    Arg::Variable { fields, .. } => fields.is_empty(),
+                    _ => false,
+                };
+                match validate(v, param, piped) {
                     Ok(v) => Ok(v),
                     Err(msg) => self.fail(msg),
                 }
@@ -556,7 +561,7 @@ impl<'a> Exec<'a> {
             values.push(self.eval_typed_arg(dot, arg, pos_of(i), param_of(i))?);
         }
         if let Some(f) = final_value {
-            match validate(f, param_of(n_args - 1)) {
+            match validate(f, param_of(n_args - 1), true) {
                 Ok(v) => values.push(v),
                 Err(msg) => return self.fail(msg),
             }
@@ -590,12 +595,15 @@ impl<'a> Exec<'a> {
     }
 }
 
-/// Go's `validateType` for the parameter types our functions have.
-fn validate(v: Value, param: Param) -> Result<Value, String> {
+/// Go's `validateType` for the parameter types our functions have. `piped`: the value came out
+/// of a pipeline (a previous command, parentheses, a variable), where Go turns a nil interface
+/// into an invalid value, which it reports differently.
+fn validate(v: Value, param: Param, piped: bool) -> Result<Value, String> {
     match (param, v) {
         (Param::Any, v) => Ok(v),
         (Param::Str, Value::Str(s)) => Ok(Value::Str(s)),
-        // A missing value here is a nil interface (a missing `args` entry, say).
+        (Param::Str, Value::Nil) if piped => Err("invalid value; expected string".into()),
+        // A nil interface straight from a map (a missing `args` entry).
         (Param::Str, Value::Nil) => {
             Err("wrong type for value; expected string; got interface {}".into())
         }

@@ -639,9 +639,13 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(a.type_name());
-            out.push('=');
-            sprint_value(&mut out, a);
+            if matches!(a, Value::Nil) {
+                out.push_str("<nil>");
+            } else {
+                out.push_str(a.type_name());
+                out.push('=');
+                sprint_value(&mut out, a);
+            }
         }
         out.push(')');
     }
