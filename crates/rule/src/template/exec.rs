@@ -753,24 +753,16 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
                 (Value::Float(x), Value::Float(y)) => x == y,
                 (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => x == y,
                 (Value::Nil, other) | (other, Value::Nil) => matches!(other, Value::Nil),
-                (Value::Sample(x), Value::Sample(y)) => Rc::ptr_eq(x, y),
-                (Value::Time(x), Value::Time(y)) => x == y,
-                (x, y) if x.type_name() != y.type_name() => {
-                    let mut a_shown = String::new();
-                    gofmt::sprint_value(&mut a_shown, x);
-                    let mut b_shown = String::new();
-                    gofmt::sprint_value(&mut b_shown, y);
-                    return Err(format!(
-                        "non-comparable types {a_shown}: {}, {}: {b_shown}",
-                        x.type_name(),
-                        y.type_name()
-                    ));
-                }
-                (_, y) => {
+                // Go checks the second operand's type for comparability, then compares
+                // interfaces: values of different types are simply unequal.
+                (_, y @ (Value::Map(_) | Value::Samples(_) | Value::Data(_))) => {
                     let mut shown = String::new();
                     gofmt::sprint_value(&mut shown, y);
                     return Err(format!("non-comparable type {shown}: {}", y.type_name()));
                 }
+                (Value::Sample(x), Value::Sample(y)) => Rc::ptr_eq(x, y),
+                (Value::Time(x), Value::Time(y)) => x == y,
+                _ => false,
             }
         };
         if truth {

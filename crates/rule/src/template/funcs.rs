@@ -255,6 +255,15 @@ pub(crate) fn parse_go_float(s: &str) -> Result<f64, String> {
             f64::INFINITY
         });
     }
+    if let Some(hex) = lower.strip_prefix("0x") {
+        // Hexadecimal floats need their binary exponent (`0x1.8p+1`).
+        let value = hex
+            .contains('p')
+            .then(|| super::parse::parse_hex_float(hex))
+            .flatten()
+            .ok_or_else(|| err("invalid syntax"))?;
+        return Ok(if s.starts_with('-') { -value } else { value });
+    }
     if lower == "nan" {
         return if body.len() == s.len() {
             Ok(f64::NAN)

@@ -942,7 +942,7 @@ pub(crate) fn underscores_ok(digits: &str, prefixed: bool) -> bool {
 }
 
 /// A hexadecimal float mantissa and `p` exponent (after `0x`).
-fn parse_hex_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_hex_float(s: &str) -> Option<f64> {
     let (mant, exp) = match s.split_once('p') {
         Some((m, e)) => (m, e.replace('_', "").parse::<i32>().ok()?),
         None => (s, 0),

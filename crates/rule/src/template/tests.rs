@@ -628,6 +628,99 @@ fn query_without_querier_fails() {
     assert!(err.to_string().contains("no querier"), "{err}");
 }
 
+#[test]
+fn random_differential_findings() {
+    // Found by expanding random templates with Prometheus 2.42 (promtool) and with us.
+    let exec = |col: usize, at: &str, msg: &str| {
+        format!(
+            "<error expanding template: error executing template __alert_A: template: __alert_A:1:{col}: executing \"__alert_A\" at <{at}>: {msg}>"
+        )
+    };
+    check(&[
+        (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
+        (
+            "{{ eq .Labels 1 }}",
+            &exec(
+                115,
+                "eq .Labels 1",
+                "error calling eq: incompatible types for comparison",
+            ),
+        ),
+        (
+            "{{ eq 1 .Labels }}",
+            &exec(
+                115,
+                "eq 1 .Labels",
+                "error calling eq: incompatible types for comparison",
+            ),
+        ),
+        (
+            r#"{{ ne (args 1 "x") .Labels }}"#,
+            &exec(
+                115,
+                r#"ne (args 1 "x") .Labels"#,
+                "error calling ne: non-comparable type map[instance:host-1:9100]: map[string]string",
+            ),
+        ),
+        (
+            r#"{{ printf "%T" "a" (args).nope }}"#,
+            "string%!(EXTRA <nil>)",
+        ),
+        (
+            r#"{{ (args).nope | parseDuration }}"#,
+            &exec(129, "parseDuration", "invalid value; expected string"),
+        ),
+        (
+            r#"{{ toLower ("1.5" | safeHtml) }}"#,
+            &exec(
+                132,
+                "safeHtml",
+                "wrong type for value; expected string; got template.HTML",
+            ),
+        ),
+        (
+            r#"{{ title (args).nope }}"#,
+            &exec(
+                122,
+                "args",
+                "wrong type for value; expected string; got interface {}",
+            ),
+        ),
+        (
+            "{{ len nil }}",
+            &exec(
+                115,
+                "len nil",
+                "error calling len: reflect: call of reflect.Value.Type on zero Value",
+            ),
+        ),
+        (
+            r#"{{ printf "%%%v" 1e21 (safeHtml "-3") }} {{ eq (safeHtml "a") "a" }} {{ len (safeHtml "ab") }}"#,
+            "%1e+21%!(EXTRA template.HTML=-3) true 2",
+        ),
+        (
+            r#"[{{ printf "%10.4g" }}] [{{ printf "%.0f" (printf "%10.4g") }}] [{{ printf "%d %s" }}]"#,
+            "[%!g(MISSING)] [%!f(string=)] [%!d(MISSING) %!s(MISSING)]",
+        ),
+        (
+            r#"{{ printf "%#v|%#v|%#v|%#v|%#v" (args 1 "a" nil) 1.5 1e21 true nil }}"#,
+            r#"map[string]interface {}{"arg0":1, "arg1":"a", "arg2":interface {}(nil)}|1.5|1e+21|true|<nil>"#,
+        ),
+        (
+            r#"{{ printf "%6.2d|%-8q|%08s|%5.1s|%x" 1.5 2.5 true "abc" true }}"#,
+            "%!d(float64=   1.5)|%!q(float64=2.5     )|%!s(bool=0000true)|    a|%!x(bool=true)",
+        ),
+        (
+            r#"{{ printf "%#v" $externalLabels }} {{ printf "%10.4g" 3 }}"#,
+            r#"map[string]string{"cluster":"c1", "env":"prod"} %!g(int=      0003)"#,
+        ),
+        (
+            r#"{{ printf "% d" $ }}"#,
+            "{map[%!d(string=instance):%!d(string=host-1:9100)] map[%!d(string=cluster):%!d(string=c1) %!d(string=env):%!d(string=prod)] %!d(string=) %!d(float64= 1234.5678)}",
+        ),
+    ]);
+}
+
 mod prop {
     use proptest::prelude::*;
 
