@@ -14,8 +14,9 @@
 //! - of Go's methods only `time.Time`'s common ones are callable on `toTime` results (`Format`,
 //!   `Unix`, `UnixMilli`, `Year`, … ; `Month`/`Weekday` give names, `Local` is UTC);
 //! - a string index (`index "abc" 0`) is an `int`, where Go has a `uint8` (same printing);
-//! - regular expressions use Rust's `regex` syntax, which is RE2's (Go's) with Unicode-aware
-//!   `\d`/`\w`/`\b`, and its error messages;
+//! - regular expressions run on Rust's `regex` (RE2 syntax, like Go's; `\d`, `\w`, `\s`, `\b`
+//!   are made ASCII-only as in Go), whose error messages are Go's only for unbalanced
+//!   parentheses, and which accepts a few escapes Go rejects (`\u0041`);
 //! - `{{template}}` nesting stops at 100 levels (Go: 100000) and an execution at a million steps
 //!   or 16 MiB of output, so a recursive template cannot stall the rule evaluation loop;
 //! - complex number literals and `printf`'s `%[n]` argument indexes are not supported;
