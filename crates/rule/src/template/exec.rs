@@ -722,7 +722,7 @@ fn basic_kind(v: &Value) -> Kind {
     match v {
         Value::Nil => Kind::Invalid,
         Value::Bool(_) => Kind::Bool,
-        Value::Int(_) => Kind::Int,
+        Value::Int(_) | Value::Byte(_) => Kind::Int,
         Value::Float(_) => Kind::Float,
         Value::Str(_) | Value::Html(_) => Kind::Str,
         _ => Kind::Other,
@@ -749,7 +749,7 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
         } else {
             match (a, b) {
                 (Value::Bool(x), Value::Bool(y)) => x == y,
-                (Value::Int(x), Value::Int(y)) => x == y,
+                (x, y) if x.integer().is_some() => x.integer() == y.integer(),
                 (Value::Float(x), Value::Float(y)) => x == y,
                 (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => x == y,
                 (Value::Nil, other) | (other, Value::Nil) => matches!(other, Value::Nil),
@@ -782,7 +782,7 @@ fn less_than(a: &Value, b: &Value) -> Result<bool, String> {
         return Err(BAD_COMPARISON.into());
     }
     match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (x, y) if x.integer().is_some() => Ok(x.integer() < y.integer()),
         (Value::Float(x), Value::Float(y)) => Ok(x < y),
         (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => Ok(x < y),
         _ => Err(BAD_COMPARISON_TYPE.into()),
@@ -809,16 +809,16 @@ fn length(v: &Value) -> Result<Value, String> {
 
 /// Go's `indexArg`: an integer index no larger than `cap`.
 fn index_arg(v: &Value, cap: usize) -> Result<usize, String> {
-    match v {
-        Value::Int(x) if *x < 0 || *x as u64 > cap as u64 => {
-            Err(format!("index out of range: {x}"))
-        }
-        Value::Int(x) => Ok(*x as usize),
-        Value::Nil => Err("cannot index slice/array with nil".into()),
-        other => Err(format!(
-            "cannot index slice/array with type {}",
-            other.type_name()
-        )),
+    match v.integer() {
+        Some(x) if x < 0 || x as u64 > cap as u64 => Err(format!("index out of range: {x}")),
+        Some(x) => Ok(x as usize),
+        None => match v {
+            Value::Nil => Err("cannot index slice/array with nil".into()),
+            other => Err(format!(
+                "cannot index slice/array with type {}",
+                other.type_name()
+            )),
+        },
     }
 }
 
@@ -833,7 +833,7 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
                 let i = index_arg(idx, s.len())?;
                 // A Go string index yields a byte (uint8), printed as a number.
                 match s.as_bytes().get(i) {
-                    Some(b) => Value::Int(i64::from(*b)),
+                    Some(b) => Value::Byte(*b),
                     None => return Err("reflect: string index out of range".into()),
                 }
             }
@@ -855,6 +855,8 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
                 }
             },
             Value::Nil => return Err("index of nil pointer".into()),
+            // index follows pointers: a *time.Time is a time.Time here.
+            Value::Time(_) => return Err("can't index item of type time.Time".into()),
             other => return Err(format!("can't index item of type {}", other.type_name())),
         };
     }

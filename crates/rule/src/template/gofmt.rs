@@ -433,6 +433,9 @@ pub(crate) fn sprint_value(out: &mut String, v: &Value) {
         Value::Int(i) => {
             let _ = write!(out, "{i}");
         }
+        Value::Byte(b) => {
+            let _ = write!(out, "{b}");
+        }
         Value::Float(f) => out.push_str(&format_float_v(*f)),
         Value::Str(s) | Value::Html(s) => out.push_str(s),
         Value::Map(m) => sprint_map(out, m),
@@ -680,6 +683,9 @@ fn go_syntax(out: &mut String, v: &Value, in_interface: bool) {
     match v {
         Value::Nil if in_interface => out.push_str("interface {}(nil)"),
         Value::Str(s) | Value::Html(s) => out.push_str(&quote(s, false)),
+        Value::Byte(b) => {
+            let _ = write!(out, "0x{b:x}");
+        }
         Value::Map(m) => {
             out.push_str(m.type_name());
             out.push('{');
@@ -722,7 +728,10 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
             't' | 'v' => flags.pad(b.to_string(), false),
             _ => bad_verb(verb, arg, flags),
         },
-        Value::Int(i) => format_int(verb, *i, flags).unwrap_or_else(|| bad_verb(verb, arg, flags)),
+        Value::Int(_) | Value::Byte(_) => {
+            let i = arg.integer().unwrap_or_default();
+            format_int(verb, i, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
+        }
         Value::Float(f) => match verb {
             'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => {
                 let verb = if verb == 'v' { 'g' } else { verb };

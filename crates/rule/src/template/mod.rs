@@ -13,7 +13,6 @@
 //!   addresses; we print the samples (`[&{map[…] 1}]`);
 //! - of Go's methods only `time.Time`'s common ones are callable on `toTime` results (`Format`,
 //!   `Unix`, `UnixMilli`, `Year`, … ; `Month`/`Weekday` give names, `Local` is UTC);
-//! - a string index (`index "abc" 0`) is an `int`, where Go has a `uint8` (same printing);
 //! - regular expressions run on Rust's `regex` (RE2 syntax, like Go's; `\d`, `\w`, `\s`, `\b`
 //!   are made ASCII-only as in Go), whose error messages are Go's only for unbalanced
 //!   parentheses, and which accepts a few escapes Go rejects (`\u0041`);
@@ -23,7 +22,8 @@
 //! - string escapes of single bytes that are not UTF-8 (`"\xff"`) become U+FFFD, where Go keeps
 //!   the byte.
 //!
-//! `tests/template_vs_prometheus.rs` checks all of this against a running Prometheus 2.42.
+//! `tests/template_vs_prometheus.rs` checks all of this against a running Prometheus 2.42, and
+//! `tests/template_random_vs_promtool.rs` against `promtool` with 1500 random templates.
 
 mod exec;
 mod funcs;

@@ -639,6 +639,26 @@ fn random_differential_findings() {
     check(&[
         (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
         (
+            r#"{{ index (toTime 1) 255 }}"#,
+            &exec(
+                115,
+                "index (toTime 1) 255",
+                "error calling index: can't index item of type time.Time",
+            ),
+        ),
+        (
+            r#"{{ humanize (index "abc" 0) }}"#,
+            &exec(
+                115,
+                r#"humanize (index "abc" 0)"#,
+                "error calling humanize: can't convert uint8 to float",
+            ),
+        ),
+        (
+            r#"{{ index "abc" 0 }} {{ eq (index "a" 0) 97 }} {{ lt (index "a" 0) 98 }} {{ printf "%c %T %#v" (index "a" 0) (index "a" 0) (index "a" 0) }}"#,
+            "97 true true a uint8 0x61",
+        ),
+        (
             "{{ eq .Labels 1 }}",
             &exec(
                 115,
