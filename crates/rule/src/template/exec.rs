@@ -753,6 +753,17 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
                 (Value::Float(x), Value::Float(y)) => x == y,
                 (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => x == y,
                 (Value::Nil, other) | (other, Value::Nil) => matches!(other, Value::Nil),
+                // Different reflect kinds (a map and a struct, say) cannot be compared at all.
+                (x, y) if reflect_kind(x) != reflect_kind(y) => {
+                    let mut y_shown = String::new();
+                    gofmt::sprint_value(&mut y_shown, y);
+                    return Err(format!(
+                        "non-comparable types {}: {}, {}: {y_shown}",
+                        gofmt::sprintf("%s", std::slice::from_ref(x)),
+                        x.type_name(),
+                        y.type_name()
+                    ));
+                }
                 // Go checks the second operand's type for comparability, then compares
                 // interfaces: values of different types are simply unequal.
                 (_, y @ (Value::Map(_) | Value::Samples(_) | Value::Data(_))) => {
@@ -770,6 +781,16 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
         }
     }
     Ok(false)
+}
+
+/// The reflect kind of a value without a basic kind, for `eq`'s comparability check.
+fn reflect_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Map(_) => "map",
+        Value::Data(_) => "struct",
+        Value::Samples(_) => "slice",
+        _ => "ptr",
+    }
 }
 
 /// Go's `lt`.

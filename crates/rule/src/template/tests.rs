@@ -639,6 +639,22 @@ fn random_differential_findings() {
     check(&[
         (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
         (
+            "{{ eq .Labels $ }}",
+            &exec(
+                115,
+                "eq .Labels $",
+                "error calling eq: non-comparable types map[instance:host-1:9100]: map[string]string, struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }: {map[instance:host-1:9100] map[cluster:c1 env:prod]  1234.5678}",
+            ),
+        ),
+        (
+            r#"{{ ne $ (args 1 "x") }}"#,
+            &exec(
+                115,
+                r#"ne $ (args 1 "x")"#,
+                "error calling ne: non-comparable types {map[instance:host-1:9100] map[cluster:c1 env:prod]  %!s(float64=1234.5678)}: struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }, map[string]interface {}: map[arg0:1 arg1:x]",
+            ),
+        ),
+        (
             r#"{{ index (toTime 1) 255 }}"#,
             &exec(
                 115,
