@@ -30,6 +30,9 @@ pub(crate) enum Tok {
     Char(String),
     /// A number literal as written.
     Number(String),
+    /// Any other printable ASCII character (`@`, `;`, `/`, …): never valid, but Go reports it
+    /// where the parser meets it.
+    Punct(char),
     Eof,
 }
 
@@ -280,13 +283,15 @@ impl Lexer<'_> {
                         _ => Tok::Ident(word.to_owned()),
                     }
                 }
+                // Other printable ASCII is a token of its own, for the parser to reject in context.
+                c if c.is_ascii_graphic() => {
+                    self.pos += 1;
+                    Tok::Punct(c)
+                }
                 c => {
                     return self.err(
                         start,
-                        format!(
-                            "unrecognized character in action: {}",
-                            super::gofmt::quote(&c.to_string(), false).replace('"', "'")
-                        ),
+                        format!("unrecognized character in action: {}", char_u(c)),
                     );
                 }
             };
@@ -308,7 +313,7 @@ impl Lexer<'_> {
             None => Ok(()),
             Some(c) if is_space(c) || matches!(c, '.' | ',' | '|' | ':' | ')' | '(') => Ok(()),
             Some(_) if rest.starts_with(RIGHT) => Ok(()),
-            Some(c) => self.err(self.pos, format!("bad character {}", quote_char_go(c))),
+            Some(c) => self.err(self.pos, format!("bad character {}", char_u(c))),
         }
     }
 
@@ -393,9 +398,13 @@ impl Lexer<'_> {
     }
 }
 
-fn quote_char_go(c: char) -> String {
-    let q = super::gofmt::quote(&c.to_string(), false);
-    format!("'{}'", &q[1..q.len() - 1])
+/// Go's `%#U`: `U+0023 '#'` (the character itself only when printable).
+fn char_u(c: char) -> String {
+    if super::gofmt::is_print(c) {
+        format!("U+{:04X} '{c}'", c as u32)
+    } else {
+        format!("U+{:04X}", c as u32)
+    }
 }
 
 #[cfg(test)]

@@ -243,6 +243,7 @@ fn describe(t: &Tok) -> String {
         }
         Tok::Str(s) | Tok::Char(s) | Tok::Number(s) => super::gofmt::quote(s, false),
         Tok::Eof => "EOF".into(),
+        Tok::Punct(c) => super::gofmt::quote(&c.to_string(), false),
     }
 }
 
@@ -559,7 +560,7 @@ impl Parser<'_> {
                     });
                 }
                 _ => {
-                    cmds.push(self.command()?);
+                    cmds.push(self.command(context)?);
                     if self.peek().tok == Tok::Pipe {
                         // A trailing `|` before the closing delimiter is accepted, as in Go.
                         self.next();
@@ -569,7 +570,27 @@ impl Parser<'_> {
         }
     }
 
-    fn command(&mut self) -> PResult<Command> {
+    fn command(&mut self, context: &str) -> PResult<Command> {
+        let first = self.peek();
+        let starts_operand = matches!(
+            first.tok,
+            Tok::Ident(_)
+                | Tok::Dot
+                | Tok::Field(_)
+                | Tok::Nil
+                | Tok::Bool(_)
+                | Tok::Variable(_)
+                | Tok::Str(_)
+                | Tok::Char(_)
+                | Tok::Number(_)
+                | Tok::LeftParen
+        );
+        if !starts_operand {
+            return self.err(
+                first.pos,
+                format!("unexpected {} in {context}", describe(&first.tok)),
+            );
+        }
         let pos = self.peek().pos;
         let mut args = Vec::new();
         let mut arg_pos = Vec::new();
@@ -1092,6 +1113,16 @@ mod tests {
             "template: multiple definition of template \"a\""
         );
         // Accepted by Go: a trailing pipe, `$` redeclared, assignment in range.
+        assert_eq!(p("{{ @ }}").unwrap_err().msg, "unexpected \"@\" in command");
+        assert_eq!(
+            p("{{ 1 ; }}").unwrap_err().msg,
+            "unexpected \";\" in operand"
+        );
+        assert_eq!(
+            p("{{ /* x */ }}").unwrap_err().msg,
+            "unexpected \"/\" in command"
+        );
+        assert_eq!(p("{{ .a# }}").unwrap_err().msg, "bad character U+0023 '#'");
         assert!(p("{{ len .x | len | }}").is_ok());
         assert!(p("{{ $ := 1 }}").is_ok());
         assert!(p("{{ range $i, $e = . }}{{ end }}").is_ok());
