@@ -30,6 +30,8 @@ pub(crate) enum Tok {
     Char(String),
     /// A number literal as written.
     Number(String),
+    /// A lexical error: the last token.
+    Error(String),
     /// Any other printable ASCII character (`@`, `;`, `/`, …): never valid, but Go reports it
     /// where the parser meets it.
     Punct(char),
@@ -79,14 +81,20 @@ fn is_alnum(c: char) -> bool {
 }
 
 /// Tokenizes a whole template.
-pub(crate) fn lex(input: &str) -> Result<Vec<Token>, LexError> {
-    Lexer {
+/// Tokenizes a whole template. A lexical error ends the tokens with a [`Tok::Error`] where it
+/// occurred: Go's parser consumes tokens as the lexer makes them, so a syntax error before the
+/// lexical one is the error reported.
+pub(crate) fn lex(input: &str) -> Vec<Token> {
+    let mut lexer = Lexer {
         input,
         pos: 0,
         tokens: Vec::new(),
         trim_next_text: false,
+    };
+    if let Err(e) = lexer.run() {
+        lexer.push(Tok::Error(e.msg), e.pos, false);
     }
-    .run()
+    lexer.tokens
 }
 
 struct Lexer<'a> {
@@ -113,13 +121,13 @@ impl Lexer<'_> {
         });
     }
 
-    fn run(mut self) -> Result<Vec<Token>, LexError> {
+    fn run(&mut self) -> Result<(), LexError> {
         loop {
             let rest = &self.input[self.pos..];
             let Some(i) = rest.find(LEFT) else {
                 self.emit_text(self.pos, self.input.len(), false);
                 self.push(Tok::Eof, self.input.len(), false);
-                return Ok(self.tokens);
+                return Ok(());
             };
             let delim = self.pos + i;
             let after = &self.input[delim + LEFT.len()..];
@@ -248,7 +256,8 @@ impl Lexer<'_> {
                 }
                 '.' => {
                     let next = self.input[start + 1..].chars().next();
-                    if next.is_some_and(|c| c.is_ascii_digit()) {
+                    // Go reads a `.` at the very end of the input as a number (an illegal one).
+                    if next.is_none_or(|c| c.is_ascii_digit()) {
                         self.number()?
                     } else {
                         self.pos += 1;
@@ -387,11 +396,12 @@ impl Lexer<'_> {
             i += 1;
         }
         self.pos = i;
-        if self.input[i..].chars().next().is_some_and(is_alnum) {
-            self.take_while(is_alnum);
+        if let Some(c) = self.input[i..].chars().next().filter(|&c| is_alnum(c)) {
+            // Go quotes the number and the one character that spoilt it.
+            let text = &self.input[start..i + c.len_utf8()];
             return self.err(
                 start,
-                format!("bad number syntax: {:?}", &self.input[start..self.pos]),
+                format!("bad number syntax: {}", super::gofmt::quote(text, false)),
             );
         }
         Ok(Tok::Number(self.input[start..i].to_owned()))
@@ -412,7 +422,14 @@ mod tests {
     use super::*;
 
     fn kinds(s: &str) -> Vec<Tok> {
-        lex(s).unwrap().into_iter().map(|t| t.tok).collect()
+        lex(s).into_iter().map(|t| t.tok).collect()
+    }
+
+    fn error(s: &str) -> String {
+        match lex(s).pop().map(|t| t.tok) {
+            Some(Tok::Error(msg)) => msg,
+            other => panic!("no error at the end: {other:?}"),
+        }
     }
 
     #[test]
@@ -447,7 +464,7 @@ mod tests {
 
     #[test]
     fn fields_and_variables() {
-        let toks = lex("{{ $x.a .b }}").unwrap();
+        let toks = lex("{{ $x.a .b }}");
         assert_eq!(toks[1].tok, Tok::Variable("$x".into()));
         assert_eq!(toks[2].tok, Tok::Field("a".into()));
         assert!(!toks[2].space_before);
@@ -456,16 +473,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            lex("{{ \"abc }}").unwrap_err().msg,
-            "unterminated quoted string"
-        );
-        assert_eq!(lex("{{ 1 ").unwrap_err().msg, "unclosed action");
-        assert_eq!(lex("{{ (1 }}").unwrap_err().msg, "unclosed left paren");
-        assert_eq!(lex("{{/* x").unwrap_err().msg, "unclosed comment");
-        assert_eq!(
-            lex("{{ 3x }}").unwrap_err().msg,
-            "bad number syntax: \"3x\""
-        );
+        assert_eq!(error("{{ \"abc }}"), "unterminated quoted string");
+        assert_eq!(error("{{ 1 "), "unclosed action");
+        assert_eq!(error("{{ (1 }}"), "unclosed left paren");
+        assert_eq!(error("{{/* x"), "unclosed comment");
+        assert_eq!(error("{{ 3x }}"), "bad number syntax: \"3x\"");
     }
 }

@@ -124,11 +124,12 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
 impl Template {
     /// Parses Go template `text` as is.
     pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
-        let tree = parse::parse(text, &funcs::is_function).map_err(|e| TemplateError::Parse {
-            name: name.to_owned(),
-            line: line_col(text, e.pos).0,
-            message: e.msg,
-        })?;
+        let tree =
+            parse::parse(text, name, &funcs::is_function).map_err(|e| TemplateError::Parse {
+                name: name.to_owned(),
+                line: line_col(text, e.pos).0,
+                message: e.msg,
+            })?;
         Ok(Template {
             name: name.to_owned(),
             text: text.to_owned(),

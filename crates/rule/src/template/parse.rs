@@ -176,12 +176,16 @@ pub(crate) struct Tree {
 }
 
 /// Parses `text`; `is_function` says which identifiers name functions.
-pub(crate) fn parse(text: &str, is_function: &dyn Fn(&str) -> bool) -> Result<Tree, ParseError> {
-    let tokens = lex(text).map_err(|e| ParseError {
-        pos: e.pos,
-        msg: e.msg,
-    })?;
+pub(crate) fn parse(
+    text: &str,
+    name: &str,
+    is_function: &dyn Fn(&str) -> bool,
+) -> Result<Tree, ParseError> {
+    let tokens = lex(text);
     let mut p = Parser {
+        text,
+        name,
+        action_start: 0,
         tokens,
         i: 0,
         vars: vec!["$".into()],
@@ -205,6 +209,11 @@ enum ListEnd {
 }
 
 struct Parser<'a> {
+    text: &'a str,
+    /// The template's name, for Go's "in action started at NAME:LINE".
+    name: &'a str,
+    /// Where the current action's `{{` is.
+    action_start: usize,
     tokens: Vec<Token>,
     i: usize,
     /// Variables in scope, innermost last.
@@ -217,33 +226,41 @@ struct Parser<'a> {
 type PResult<T> = Result<T, ParseError>;
 
 fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Text(_) => "text".into(),
-        Tok::LeftDelim => "\"{{\"".into(),
-        Tok::RightDelim => "\"}}\"".into(),
-        Tok::Pipe => "\"|\"".into(),
-        Tok::LeftParen => "\"(\"".into(),
-        Tok::RightParen => "\")\"".into(),
-        Tok::Declare => "\":=\"".into(),
-        Tok::Assign => "\"=\"".into(),
-        Tok::Comma => "\",\"".into(),
-        Tok::Field(f) => format!("<.{f}>"),
-        Tok::Dot => "<.>".into(),
-        Tok::Variable(v) => format!("<{v}>"),
-        Tok::Ident(i) => format!("<{i}>"),
-        Tok::Keyword(k) => format!("<{}>", format!("{k:?}").to_lowercase()),
-        Tok::Bool(b) => format!("<{b}>"),
-        Tok::Nil => "<nil>".into(),
-        // Go's item String(): `%q`, or `%.10q...` for long values.
-        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) if s.chars().count() > 10 => {
+    // Go's item String(): keywords (with `.` and `nil`) in angle brackets, everything else
+    // `%q`-quoted, shortened to `%.10q...` when long.
+    let quoted = |s: &str| {
+        if s.chars().count() > 10 {
             format!(
                 "{}...",
                 super::gofmt::quote(&s.chars().take(10).collect::<String>(), false)
             )
+        } else {
+            super::gofmt::quote(s, false)
         }
-        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) => super::gofmt::quote(s, false),
+    };
+    match t {
+        Tok::Text(s)
+        | Tok::Str(s)
+        | Tok::Char(s)
+        | Tok::Number(s)
+        | Tok::Variable(s)
+        | Tok::Ident(s) => quoted(s),
+        Tok::LeftDelim => quoted("{{"),
+        Tok::RightDelim => quoted("}}"),
+        Tok::Pipe => quoted("|"),
+        Tok::LeftParen => quoted("("),
+        Tok::RightParen => quoted(")"),
+        Tok::Declare => quoted(":="),
+        Tok::Assign => quoted("="),
+        Tok::Comma => quoted(","),
+        Tok::Field(f) => quoted(&format!(".{f}")),
+        Tok::Bool(b) => quoted(&b.to_string()),
+        Tok::Punct(c) => quoted(&c.to_string()),
+        Tok::Dot => "<.>".into(),
+        Tok::Nil => "<nil>".into(),
+        Tok::Keyword(k) => format!("<{}>", format!("{k:?}").to_lowercase()),
         Tok::Eof => "EOF".into(),
-        Tok::Punct(c) => super::gofmt::quote(&c.to_string(), false),
+        Tok::Error(msg) => msg.clone(),
     }
 }
 
@@ -253,12 +270,36 @@ impl Parser<'_> {
         &self.tokens[self.i.min(self.tokens.len() - 1)]
     }
 
-    fn next(&mut self) -> Token {
+    /// The next token; a lexical error surfaces here, when the parser reaches it.
+    fn next(&mut self) -> PResult<Token> {
         let t = self.peek().clone();
         if self.i < self.tokens.len() - 1 {
             self.i += 1;
         }
-        t
+        if t.tok == Tok::LeftDelim {
+            self.action_start = t.pos;
+        }
+        if let Tok::Error(msg) = &t.tok {
+            let line = |pos: usize| {
+                1 + self.text.as_bytes()[..pos.min(self.text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            };
+            let start_line = line(self.action_start);
+            let mut msg = msg.clone();
+            if start_line != line(t.pos) {
+                // Go: "… in action started at NAME:LINE" ("unclosed action started at …").
+                let extra = format!(" in action started at {}:{start_line}", self.name);
+                msg += if msg.ends_with(" action") {
+                    &extra[" in action".len()..]
+                } else {
+                    &extra
+                };
+            }
+            return self.err(t.pos, msg);
+        }
+        Ok(t)
     }
 
     fn err<T>(&self, pos: usize, msg: impl Into<String>) -> PResult<T> {
@@ -269,7 +310,7 @@ impl Parser<'_> {
     }
 
     fn expect_right_delim(&mut self, context: &str) -> PResult<()> {
-        let t = self.next();
+        let t = self.next()?;
         if t.tok != Tok::RightDelim {
             return self.err(
                 t.pos,
@@ -329,7 +370,7 @@ impl Parser<'_> {
     }
 
     fn template_name(&mut self, context: &str) -> PResult<String> {
-        let t = self.next();
+        let t = self.next()?;
         match &t.tok {
             Tok::Str(q) => unquote(q).map_err(|msg| ParseError { pos: t.pos, msg }),
             other => self.err(
@@ -355,7 +396,7 @@ impl Parser<'_> {
 
     /// One text or action node, or what ended the enclosing list.
     fn node(&mut self) -> PResult<Result<Node, ListEnd>> {
-        let t = self.next();
+        let t = self.next()?;
         match t.tok {
             Tok::Text(s) => Ok(Ok(Node::Text(s))),
             Tok::Eof => Ok(Err(ListEnd::Eof)),
@@ -370,7 +411,7 @@ impl Parser<'_> {
             let pipe = self.pipeline("command", false)?;
             return Ok(Ok(Node::Action(pipe)));
         };
-        self.next();
+        self.next()?;
         let node = match kw {
             Keyword::End => {
                 self.expect_right_delim("end")?;
@@ -411,7 +452,7 @@ impl Parser<'_> {
             Keyword::Template => {
                 let name = self.template_name("template clause")?;
                 let pipe = if self.peek().tok == Tok::RightDelim {
-                    self.next();
+                    self.next()?;
                     None
                 } else {
                     Some(self.pipeline("template clause", false)?)
@@ -477,7 +518,7 @@ impl Parser<'_> {
                     let else_list = if let Some(kw) = chained {
                         // `{{else if x}}…{{end}}` is `{{else}}{{if x}}…{{end}}{{end}}`: the
                         // nested branch consumes the shared `{{end}}`.
-                        self.next();
+                        self.next()?;
                         let inner = self.control(kw, else_pos)?;
                         vec![if kw == "if" {
                             Node::If(inner)
@@ -533,7 +574,9 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        // Go checks assigned (`=`) variables only when executing.
+        // Go declares the variables (and takes assigned ones for declared) before parsing the
+        // commands; whether an assigned one exists is checked when executing.
+        self.vars.extend(decl.iter().cloned());
         let mut cmds = Vec::new();
         loop {
             let t = self.peek().clone();
@@ -546,11 +589,10 @@ impl Parser<'_> {
                     if !closing_paren && context == "parenthesized pipeline" {
                         return self.err(t.pos, "unclosed left paren");
                     }
-                    self.next();
+                    self.next()?;
                     if cmds.is_empty() {
                         return self.err(t.pos, format!("missing value for {context}"));
                     }
-                    self.vars.extend(decl.iter().cloned());
                     check_pipeline(&cmds, t.pos)?;
                     return Ok(Pipe {
                         pos: start,
@@ -563,7 +605,7 @@ impl Parser<'_> {
                     cmds.push(self.command(context)?);
                     if self.peek().tok == Tok::Pipe {
                         // A trailing `|` before the closing delimiter is accepted, as in Go.
-                        self.next();
+                        self.next()?;
                     }
                 }
             }
@@ -571,7 +613,7 @@ impl Parser<'_> {
     }
 
     fn command(&mut self, context: &str) -> PResult<Command> {
-        let first = self.peek();
+        let first = self.peek().clone();
         let starts_operand = matches!(
             first.tok,
             Tok::Ident(_)
@@ -585,6 +627,9 @@ impl Parser<'_> {
                 | Tok::Number(_)
                 | Tok::LeftParen
         );
+        if let Tok::Error(_) = first.tok {
+            self.next()?;
+        }
         if !starts_operand {
             return self.err(
                 first.pos,
@@ -598,6 +643,9 @@ impl Parser<'_> {
             let t = self.peek().clone();
             match t.tok {
                 Tok::RightDelim | Tok::RightParen | Tok::Pipe => break,
+                Tok::Error(_) => {
+                    self.next()?;
+                }
                 _ if !args.is_empty() && !t.space_before => {
                     return self.err(t.pos, format!("unexpected {} in operand", describe(&t.tok)));
                 }
@@ -627,7 +675,7 @@ impl Parser<'_> {
                 break;
             }
             fields.push(f.clone());
-            self.next();
+            self.next()?;
         }
         if fields.is_empty() {
             return Ok((term.pos(term_pos), term));
@@ -667,7 +715,7 @@ impl Parser<'_> {
     }
 
     fn term(&mut self) -> PResult<Arg> {
-        let t = self.next();
+        let t = self.next()?;
         Ok(match t.tok {
             Tok::Ident(name) => {
                 if !(self.is_function)(&name) {
@@ -875,7 +923,11 @@ pub(crate) fn parse_number(text: &str) -> Result<Number, String> {
     let lower = body.to_ascii_lowercase();
     let is_hex = lower.starts_with("0x");
     let float = if is_hex {
-        parse_hex_float(&lower[2..])
+        // A hexadecimal float needs its `p` exponent.
+        lower
+            .contains('p')
+            .then(|| parse_hex_float(&lower[2..]))
+            .flatten()
     } else if lower.contains(['e', '.']) || int.is_none() {
         if !underscores_ok(body, false)
             || body.is_empty()
@@ -989,7 +1041,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> PResult<Tree> {
-        parse(s, &|n| n == "printf" || n == "len")
+        parse(s, "t", &|n| n == "printf" || n == "len")
     }
 
     #[test]
