@@ -4,14 +4,16 @@
 //! A seeded generator builds a few hundred templates from function calls, `printf` verbs,
 //! pipelines, control structures, variables and `define`/`template`, over ints, floats,
 //! strings, maps and missing values, for several alert values (0, NaN, ±Inf, tiny, huge). Many
-//! of them fail, which compares error messages too. The rule file is JSON (valid YAML).
+//! of them fail, which compares error messages too. A second test throws token soup at the
+//! parser and compares its syntax errors with `promtool check rules`'. The rule files are JSON
+//! (valid YAML).
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::json;
 use strata_model::Labels;
-use strata_rule::template::{TemplateData, expand};
+use strata_rule::template::{Template, TemplateData, expand};
 use strata_testutil::prometheus::promtool;
 
 /// xorshift64*: deterministic, so a failure reproduces.
@@ -360,6 +362,118 @@ fn random_templates_match_promtool() {
         mismatches.is_empty(),
         "{} expansions differ:\n{}",
         mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Pieces of template syntax, valid and not, for the parser test.
+const SOUP: &[&str] = &[
+    "{{",
+    "}}",
+    "{{- ",
+    " -}}",
+    "if ",
+    "else ",
+    "end",
+    "range ",
+    "with ",
+    r#"define "x""#,
+    r#"template "x""#,
+    r#"block "b" ."#,
+    "break",
+    "continue",
+    "$x := ",
+    "$x = ",
+    "$y",
+    "$",
+    ".",
+    ".a",
+    ".a.b",
+    "(",
+    ")",
+    "|",
+    " ",
+    "1",
+    "1.5",
+    r#""s""#,
+    "`r`",
+    "'c'",
+    "nil",
+    "true",
+    "printf ",
+    "len ",
+    "nosuch ",
+    "@",
+    ";",
+    "/* c */",
+    "$i, $e := ",
+    r#""unterminated"#,
+    "0x",
+    "1e",
+    "3x",
+    ".5.5",
+    ",",
+    "=",
+    ":=",
+    "\n",
+    "text ",
+];
+
+#[test]
+fn random_syntax_errors_match_promtool() {
+    let mut rng = Rng(42);
+    let texts: Vec<String> = (0..600)
+        .map(|_| {
+            let n = 1 + rng.below(10);
+            (0..n).map(|_| rng.pick(SOUP)).collect()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let annotations: BTreeMap<String, &String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("a{i:04}"), t))
+        .collect();
+    let rules = json!({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "vector(1)", "annotations": annotations}]}]});
+    std::fs::write(dir.path().join("rules.yml"), rules.to_string()).unwrap();
+    let output = Command::new(promtool().expect("promtool (Prometheus 2.42)"))
+        .args(["check", "rules", "rules.yml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    // One line per annotation that does not parse: `… annotation "aNNNN": template: …`.
+    let mut theirs = BTreeMap::new();
+    for line in report.lines() {
+        if let Some((_, rest)) = line.split_once("annotation \"a") {
+            let (n, msg) = rest.split_once("\": ").expect("promtool's line format");
+            theirs.insert(n.parse::<usize>().unwrap(), msg.to_owned());
+        }
+    }
+    assert!(theirs.len() > 100, "expected many syntax errors:\n{report}");
+    let mut mismatches = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let ours = match Template::parse_alert("__alert_A", text) {
+            Ok(_) => None,
+            Err(e) => Some(
+                e.to_string()
+                    .trim_start_matches("error parsing template __alert_A: ")
+                    .to_owned(),
+            ),
+        };
+        if theirs.get(&i) != ours.as_ref() {
+            mismatches.push(format!(
+                "{text:?}\n  prometheus: {:?}\n  strata:     {ours:?}",
+                theirs.get(&i)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        texts.len(),
         mismatches.join("\n")
     );
 }
