@@ -488,6 +488,7 @@ impl<'a> Exec<'a> {
                 let piped = match arg {
                     Arg::Pipe(_) => true,
                     Arg::Variable { fields, .. } => fields.is_empty(),
+                    Arg::Nil => true,
                     _ => false,
                 };
                 match validate(v, param, piped) {
@@ -607,13 +608,21 @@ fn validate(v: Value, param: Param, piped: bool) -> Result<Value, String> {
         (Param::Str, Value::Nil) => {
             Err("wrong type for value; expected string; got interface {}".into())
         }
-        (Param::Sample, v @ (Value::Sample(_) | Value::Nil)) => Ok(v),
+        (Param::Sample, v @ Value::Sample(_)) => Ok(v),
+        // A nil pointer is a valid argument (the function then fails on it); a nil interface
+        // from a map is not.
+        (Param::Sample, Value::Nil) if piped => Ok(Value::Nil),
         (Param::Samples, v @ Value::Samples(_)) => Ok(v),
-        (Param::Samples, Value::Nil) => Ok(Value::Samples(Rc::new(Vec::new()))),
+        (Param::Samples, Value::Nil) if piped => Ok(Value::Samples(Rc::new(Vec::new()))),
         (param, v) => Err(format!(
             "wrong type for value; expected {}; got {}",
             param.go_type(),
-            v.type_name()
+            // A nil that is not piped is a nil interface (from a map).
+            if matches!(v, Value::Nil) {
+                "interface {}"
+            } else {
+                v.type_name()
+            }
         )),
     }
 }
@@ -824,6 +833,9 @@ fn length(v: &Value) -> Result<Value, String> {
         Value::Map(m) => Ok(Value::Int(m.entries.len() as i64)),
         Value::Samples(s) => Ok(Value::Int(s.len() as i64)),
         Value::Nil => Err("reflect: call of reflect.Value.Type on zero Value".into()),
+        // len follows pointers.
+        Value::Sample(_) => Err("len of type template.sample".into()),
+        Value::Time(_) => Err("len of type time.Time".into()),
         other => Err(format!("len of type {}", other.type_name())),
     }
 }
@@ -878,6 +890,7 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
             Value::Nil => return Err("index of nil pointer".into()),
             // index follows pointers: a *time.Time is a time.Time here.
             Value::Time(_) => return Err("can't index item of type time.Time".into()),
+            Value::Sample(_) => return Err("can't index item of type template.sample".into()),
             other => return Err(format!("can't index item of type {}", other.type_name())),
         };
     }

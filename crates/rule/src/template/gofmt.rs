@@ -774,14 +774,23 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
             format_arg(verb, &Value::Str(d.external_url.clone()), flags),
             format_arg(verb, &Value::Float(d.value), flags)
         ),
-        Value::Samples(_) => match verb {
-            'v' | 's' => {
-                let mut out = String::new();
-                sprint_value(&mut out, arg);
-                flags.pad(out, false)
-            }
-            _ => bad_verb(verb, arg, flags),
-        },
+        // A slice is formatted element by element. Its elements are pointers, which Go prints
+        // as addresses for %v and the integer verbs (we print the samples) and rejects for
+        // the others.
+        Value::Samples(samples) => {
+            let elems: Vec<String> = samples
+                .iter()
+                .map(|sample| {
+                    let mut shown = String::from("&");
+                    sprint_sample(&mut shown, sample);
+                    match verb {
+                        'v' | 'p' | 'b' | 'o' | 'O' | 'd' | 'x' | 'X' => shown,
+                        _ => format!("%!{verb}(*template.sample={shown})"),
+                    }
+                })
+                .collect();
+            format!("[{}]", elems.join(" "))
+        }
     }
 }
 

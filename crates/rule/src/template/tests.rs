@@ -639,6 +639,42 @@ fn random_differential_findings() {
     check(&[
         (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
         (
+            r#"{{ label "x" (args).nope }}"#,
+            &exec(
+                126,
+                "args",
+                "wrong type for value; expected *template.sample; got interface {}",
+            ),
+        ),
+        (
+            r#"{{ label "x" nil }}"#,
+            &exec(
+                115,
+                r#"label "x" nil"#,
+                "error calling label: runtime error: invalid memory address or nil pointer dereference",
+            ),
+        ),
+        (
+            r#"{{ index (first (query "up")) 1 }}"#,
+            &exec(
+                115,
+                r#"index (first (query "up")) 1"#,
+                "error calling index: can't index item of type template.sample",
+            ),
+        ),
+        (
+            r#"{{ len (first (query "up")) }}"#,
+            &exec(
+                115,
+                r#"len (first (query "up"))"#,
+                "error calling len: len of type template.sample",
+            ),
+        ),
+        (
+            r#"{{ printf "%t|%q" (query "up") (query "none") }}"#,
+            "[%!t(*template.sample=&{map[__name__:up instance:i1 job:j] 1}) %!t(*template.sample=&{map[__name__:up instance:i0 job:j] 0})]|[]",
+        ),
+        (
             "{{ eq .Labels $ }}",
             &exec(
                 115,
