@@ -75,7 +75,7 @@ impl At<'_> {
     }
 }
 
-pub(crate) struct Exec<'a> {
+struct Exec<'a> {
     tree: &'a Tree,
     env: &'a Env<'a>,
     vars: Vec<(String, Value)>,

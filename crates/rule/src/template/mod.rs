@@ -64,31 +64,41 @@ pub trait TemplateQuerier: Send + Sync {
 pub struct QuerySample {
     /// The series labels, `__name__` included.
     pub labels: Labels,
+    /// The sample value.
     pub value: f64,
 }
 
 /// A template that failed to parse or to execute. The messages are Prometheus' (Go's), so the
-/// caller's `<error expanding template: {error}>` reads exactly as Prometheus' does.
+/// caller's `<error expanding template: {error}>` ([`TemplateError::alert_text`]) reads exactly
+/// as Prometheus' does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     /// Syntax errors, unknown functions, undefined variables.
     #[error("error parsing template {name}: template: {name}:{line}: {message}")]
     Parse {
+        /// The template's name.
         name: String,
+        /// The line (from 1) of the error.
         line: usize,
+        /// Go's description of the error.
         message: String,
     },
     /// Errors while executing: failing functions, wrong argument types or counts, bad fields.
     #[error(
-        "error executing template {name}: template: {name}:{line}:{column}: executing \"{name}\" at <{context}>: {message}"
+        "error executing template {name}: template: {name}:{line}:{column}: executing \"{template}\" at <{context}>: {message}"
     )]
     Execute {
+        /// The template's name.
         name: String,
+        /// The template that was executing: `name`, or a `define`d one it called.
+        template: String,
+        /// The line (from 1) of the failing node.
         line: usize,
-        /// Byte offset in the line, counting from 0 as Go does.
+        /// The failing node's byte offset in its line, counting from 0 as Go does.
         column: usize,
         /// The failing node, as Go prints it.
         context: String,
+        /// Go's description of the error.
         message: String,
     },
 }
@@ -164,6 +174,7 @@ impl Template {
             let (line, column) = line_col(&self.text, e.pos);
             TemplateError::Execute {
                 name: self.name.clone(),
+                template: e.template.unwrap_or_else(|| self.name.clone()),
                 line,
                 column,
                 context: e.context,

@@ -450,6 +450,8 @@ impl Parser<'_> {
                 }
             }
             Keyword::Template => {
+                // Go positions a {{template}} node at its name.
+                let name_pos = self.peek().pos;
                 let name = self.template_name("template clause")?;
                 let pipe = if self.peek().tok == Tok::RightDelim {
                     self.next()?;
@@ -458,12 +460,13 @@ impl Parser<'_> {
                     Some(self.pipeline("template clause", false)?)
                 };
                 Node::Template {
-                    pos: t.pos,
+                    pos: name_pos,
                     name,
                     pipe,
                 }
             }
             Keyword::Block => {
+                let name_pos = self.peek().pos;
                 let name = self.template_name("block clause")?;
                 let pipe = self.pipeline("block clause", false)?;
                 let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
@@ -473,7 +476,7 @@ impl Parser<'_> {
                 self.range_depth = depth;
                 self.add_define(name.clone(), list?, t.pos)?;
                 Node::Template {
-                    pos: t.pos,
+                    pos: name_pos,
                     name,
                     pipe: Some(pipe),
                 }

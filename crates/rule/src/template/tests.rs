@@ -563,7 +563,7 @@ fn more_errors_read_like_prometheus() {
         (
             r#"{{ template "nope" }}"#,
             &exec(
-                115,
+                124,
                 r#"{{template "nope"}}"#,
                 r#"template "nope" not defined"#,
             ),
@@ -638,6 +638,22 @@ fn random_differential_findings() {
     };
     check(&[
         (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
+        (
+            r#"{{ template "a" }}{{ define "a" }}{{ template "b" }}{{ end }}"#,
+            r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:158: executing "a" at <{{template "b"}}>: template "b" not defined>"#,
+        ),
+        (
+            "{{ 1 2 }}",
+            &exec(115, "1", "can't give argument to non-function 1"),
+        ),
+        (
+            "{{ .Value.x }}",
+            &exec(121, ".Value.x", "can't evaluate field x in type float64"),
+        ),
+        (
+            "{{ (1).x }}",
+            &exec(116, "1", "can't evaluate field x in type int"),
+        ),
         (
             r#"{{ label "x" (args).nope }}"#,
             &exec(
