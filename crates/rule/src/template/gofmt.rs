@@ -706,6 +706,7 @@ fn go_syntax(out: &mut String, v: &Value, in_interface: bool) {
             out.push_str(&format_float_v(s.value));
             out.push('}');
         }
+        Value::Samples(samples) if samples.is_empty() => out.push_str("template.queryResult{}"),
         other => sprint_value(out, other),
     }
 }

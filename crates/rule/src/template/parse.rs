@@ -587,7 +587,7 @@ impl Parser<'_> {
                 Tok::RightDelim | Tok::RightParen => {
                     let closing_paren = t.tok == Tok::RightParen;
                     if closing_paren && context != "parenthesized pipeline" {
-                        return self.err(t.pos, "unexpected \")\" in command");
+                        return self.err(t.pos, format!("unexpected \")\" in {context}"));
                     }
                     if !closing_paren && context == "parenthesized pipeline" {
                         return self.err(t.pos, "unclosed left paren");
@@ -1178,6 +1178,10 @@ mod tests {
             "unexpected \"/\" in command"
         );
         assert_eq!(p("{{ .a# }}").unwrap_err().msg, "bad character U+0023 '#'");
+        assert_eq!(
+            p("{{ block \"b\" .) }}").unwrap_err().msg,
+            "unexpected \")\" in block clause"
+        );
         assert!(p("{{ len .x | len | }}").is_ok());
         assert!(p("{{ $ := 1 }}").is_ok());
         assert!(p("{{ range $i, $e = . }}{{ end }}").is_ok());
