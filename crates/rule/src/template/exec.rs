@@ -20,11 +20,17 @@ pub(crate) struct ExecError {
 }
 
 /// How deep `{{template}}` calls may nest. Go allows 100000 but runs on growable stacks; ours is
-/// a thread's fixed stack, and no alert text needs more than a handful of levels.
+/// a thread's fixed stack, and no alert text needs more than a handful of levels (see also
+/// [`MAX_EXEC_NESTING`]).
 const MAX_DEPTH: usize = 100;
 /// How many nodes one execution may evaluate: recursive templates could otherwise run for an
 /// exponentially long time inside the rule evaluation loop.
 const MAX_STEPS: u64 = 1_000_000;
+/// How deeply pipelines, control structures and template calls may nest while executing, all
+/// counted together: each level recurses on the thread's stack (2 MiB for a test or tokio
+/// thread; an unoptimised build overflowed it at 800 levels, so this keeps a 4x margin). The
+/// parser allows 100 levels of nesting, so only recursive templates reach this.
+const MAX_EXEC_NESTING: usize = 200;
 /// The largest output one execution may produce (recursion can blow it up, too).
 const MAX_OUTPUT: usize = 16 << 20;
 
@@ -82,6 +88,8 @@ struct Exec<'a> {
     out: String,
     depth: usize,
     steps: u64,
+    /// Pipelines, control structures and template calls currently being executed.
+    nesting: usize,
     at: At<'a>,
 }
 
@@ -103,6 +111,7 @@ pub(crate) fn execute(tree: &Tree, env: &Env<'_>, dot: Value) -> EResult<String>
         out: String::new(),
         depth: 0,
         steps: 0,
+        nesting: 0,
         at: At::Start,
     };
     exec.walk(&dot, &tree.root)?;
@@ -144,6 +153,19 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// Runs `f` one nesting level deeper, within [`MAX_EXEC_NESTING`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> EResult<T>) -> EResult<T> {
+        if self.nesting >= MAX_EXEC_NESTING {
+            return self.fail(format!(
+                "template execution nested more than {MAX_EXEC_NESTING} levels deep"
+            ));
+        }
+        self.nesting += 1;
+        let result = f(self);
+        self.nesting -= 1;
+        result
+    }
+
     fn walk(&mut self, dot: &Value, list: &'a List) -> EResult<Flow> {
         for node in list {
             let flow = self.walk_node(dot, node)?;
@@ -164,9 +186,9 @@ impl<'a> Exec<'a> {
                     self.print_value(&v);
                 }
             }
-            Node::If(b) => return self.walk_if_or_with(dot, b, false),
-            Node::With(b) => return self.walk_if_or_with(dot, b, true),
-            Node::Range(b) => return self.walk_range(dot, b),
+            Node::If(b) => return self.nested(|s| s.walk_if_or_with(dot, b, false)),
+            Node::With(b) => return self.nested(|s| s.walk_if_or_with(dot, b, true)),
+            Node::Range(b) => return self.nested(|s| s.walk_range(dot, b)),
             Node::Template { pos, name, pipe } => {
                 self.at = At::Template(name, *pos);
                 let Some(list) = self.tree.defines.get(name) else {
@@ -184,7 +206,7 @@ impl<'a> Exec<'a> {
                 };
                 self.depth += 1;
                 let saved = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
-                let result = self.walk(&new_dot, list).map_err(|mut e| {
+                let result = self.nested(|s| s.walk(&new_dot, list)).map_err(|mut e| {
                     e.template.get_or_insert_with(|| name.clone());
                     e
                 });
@@ -299,6 +321,10 @@ impl<'a> Exec<'a> {
     }
 
     fn eval_pipeline(&mut self, dot: &Value, pipe: &'a Pipe) -> EResult<Value> {
+        self.nested(|s| s.eval_pipeline_inner(dot, pipe))
+    }
+
+    fn eval_pipeline_inner(&mut self, dot: &Value, pipe: &'a Pipe) -> EResult<Value> {
         self.at = At::Pipe(pipe);
         let mut value = None;
         for cmd in &pipe.cmds {

@@ -16,8 +16,10 @@
 //! - regular expressions run on Rust's `regex` (RE2 syntax, like Go's; `\d`, `\w`, `\s`, `\b`
 //!   are made ASCII-only as in Go), whose error messages are Go's only for unbalanced
 //!   parentheses, and which accepts a few escapes Go rejects (`\u0041`);
-//! - `{{template}}` nesting stops at 100 levels (Go: 100000) and an execution at a million steps
-//!   or 16 MiB of output, so a recursive template cannot stall the rule evaluation loop;
+//! - nesting is bounded, for our fixed-size thread stacks: 100 levels of parentheses and control
+//!   structures when parsing, 100 `{{template}}` calls (Go: 100000) and 200 levels of all of
+//!   them together when executing; an execution also stops at a million steps or 16 MiB of
+//!   output, so a recursive template cannot stall the rule evaluation loop;
 //! - complex number literals and `printf`'s `%[n]` argument indexes are not supported;
 //! - some error messages about nil differ: Go words `len`, `index` and `slice` errors
 //!   differently for a literal `nil` and for a missing `args` entry, we word both the first way;

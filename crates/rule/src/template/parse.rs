@@ -190,6 +190,7 @@ pub(crate) fn parse(
         i: 0,
         vars: vec!["$".into()],
         range_depth: 0,
+        nesting: 0,
         is_function,
         defines: HashMap::new(),
     };
@@ -199,6 +200,10 @@ pub(crate) fn parse(
         defines: p.defines,
     })
 }
+
+/// How deeply parentheses and control structures may nest (Go has no limit, but no alert text
+/// comes close).
+const MAX_NESTING: usize = 100;
 
 /// What ended a list.
 enum ListEnd {
@@ -219,6 +224,8 @@ struct Parser<'a> {
     /// Variables in scope, innermost last.
     vars: Vec<String>,
     range_depth: usize,
+    /// Parentheses and control structures currently open.
+    nesting: usize,
     is_function: &'a dyn Fn(&str) -> bool,
     defines: HashMap<String, List>,
 }
@@ -488,9 +495,11 @@ impl Parser<'_> {
 
     /// `if`/`with`/`range`: pipeline, list, optional else (or else-if chain), end.
     fn control(&mut self, context: &str, pos: usize) -> PResult<Branch> {
+        self.enter()?;
         let vars_mark = self.vars.len();
         let result = self.control_inner(context, pos);
         self.vars.truncate(vars_mark);
+        self.nesting -= 1;
         result
     }
 
@@ -543,6 +552,27 @@ impl Parser<'_> {
 
     /// A pipeline up to `}}` (consumed), with optional variable declarations.
     fn pipeline(&mut self, context: &str, allow_two_vars: bool) -> PResult<Pipe> {
+        self.enter()?;
+        let result = self.pipeline_inner(context, allow_two_vars);
+        self.nesting -= 1;
+        result
+    }
+
+    /// Counts one level of nesting (parentheses, control structures), refusing more than
+    /// [`MAX_NESTING`]: parsing and executing recurse per level on a fixed-size stack.
+    fn enter(&mut self) -> PResult<()> {
+        if self.nesting >= MAX_NESTING {
+            let pos = self.peek().pos;
+            return self.err(
+                pos,
+                format!("template nested more than {MAX_NESTING} levels deep"),
+            );
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    fn pipeline_inner(&mut self, context: &str, allow_two_vars: bool) -> PResult<Pipe> {
         let start = self.peek().pos;
         let mut decl = Vec::new();
         let mut is_assign = false;
@@ -1183,6 +1213,13 @@ mod tests {
             "unexpected \")\" in block clause"
         );
         assert!(p("{{ len .x | len | }}").is_ok());
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(101), ")".repeat(101));
+        assert!(
+            p(&deep)
+                .unwrap_err()
+                .msg
+                .contains("nested more than 100 levels")
+        );
         assert!(p("{{ $ := 1 }}").is_ok());
         assert!(p("{{ range $i, $e = . }}{{ end }}").is_ok());
         assert_eq!(

@@ -616,6 +616,40 @@ fn runaway_templates_stop() {
 }
 
 #[test]
+fn deep_nesting_stays_within_the_stack() {
+    // At the nesting limit, parsing and executing fit a test thread's 2 MiB stack even unoptimised.
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(99), ")".repeat(99));
+    assert_eq!(run(&parens), "1");
+    let ifs = format!("{}x{}", "{{ if 1 }}".repeat(99), "{{ end }}".repeat(99));
+    assert_eq!(run(&ifs), "x");
+    let ranges = format!(
+        "{}x{}",
+        "{{ range $labels }}".repeat(99),
+        "{{ end }}".repeat(99)
+    );
+    assert_eq!(run(&ranges), "x");
+    let too_deep = format!("{}x{}", "{{ with 1 }}".repeat(101), "{{ end }}".repeat(101));
+    assert!(run(&too_deep).contains("nested more than 100 levels"));
+    // Recursion through a deeply nested body.
+    let nested_recursion = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" . }}}}{}{{{{ end }}}}{{{{ template \"r\" . }}}}",
+        "{{ if (((((((((1))))))))) }}".repeat(90),
+        "{{ end }}".repeat(90)
+    );
+    let out = run(&nested_recursion);
+    assert!(out.contains("nested more than 200 levels deep"), "{out}");
+    let nested_ranges = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" $ }}}}{}{{{{ end }}}}{{{{ template \"r\" . }}}}",
+        "{{ range $i, $e := (((((((($.Labels)))))))) }}{{ with $e }}".repeat(45),
+        "{{ end }}{{ end }}".repeat(45)
+    );
+    let out = run(&nested_ranges);
+    assert!(out.contains("nested more than 200 levels deep"), "{out}");
+    let deep_parens = "{{ ".to_owned() + &"(".repeat(100_000);
+    assert!(run(&deep_parens).contains("nested more than 100 levels"));
+}
+
+#[test]
 fn templates_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Template>();
