@@ -511,13 +511,7 @@ impl<'a> Exec<'a> {
             }
             _ => {
                 let v = self.eval_arg(dot, arg, pos)?;
-                let piped = match arg {
-                    Arg::Pipe(_) => true,
-                    Arg::Variable { fields, .. } => fields.is_empty(),
-                    Arg::Nil => true,
-                    _ => false,
-                };
-                match validate(v, param, piped) {
+                match validate(v, param, !is_nil_interface_source(arg)) {
                     Ok(v) => Ok(v),
                     Err(msg) => self.fail(msg),
                 }
@@ -584,9 +578,15 @@ impl<'a> Exec<'a> {
                 .unwrap_or(Param::Any)
         };
         let mut values = Vec::with_capacity(n_args);
+        // Which arguments are nil interfaces rather than Go's invalid (untyped) nil: a few
+        // builtins word their errors differently for the two.
+        let mut nil_interface = Vec::with_capacity(n_args);
         for (i, arg) in args.iter().enumerate() {
-            values.push(self.eval_typed_arg(dot, arg, pos_of(i), param_of(i))?);
+            let v = self.eval_typed_arg(dot, arg, pos_of(i), param_of(i))?;
+            nil_interface.push(matches!(v, Value::Nil) && is_nil_interface_source(arg));
+            values.push(v);
         }
+        nil_interface.resize(n_args, false);
         if let Some(f) = final_value {
             match validate(f, param_of(n_args - 1), true) {
                 Ok(v) => values.push(v),
@@ -601,7 +601,12 @@ impl<'a> Exec<'a> {
             "gt" => less_or_equal(&values[0], &values[1]).map(|b| Value::Bool(!b)),
             "ge" => less_than(&values[0], &values[1]).map(|b| Value::Bool(!b)),
             "not" => Ok(Value::Bool(!values[0].truth())),
+            "len" if nil_interface[0] => Err("len of nil pointer".into()),
             "len" => length(&values[0]),
+            // `index` unwraps interfaces first; `slice` does not for its indexes.
+            "slice" if nil_interface[1..].contains(&true) => {
+                Err("cannot index slice/array with type interface {}".into())
+            }
             "index" => index(&values[0], &values[1..]),
             "slice" => slice(&values[0], &values[1..]),
             "print" => Ok(Value::Str(gofmt::sprint(&values))),
@@ -619,6 +624,18 @@ impl<'a> Exec<'a> {
             self.at = node;
             self.fail(format!("error calling {name}: {msg}"))
         })
+    }
+}
+
+/// Whether a nil from this argument is a nil interface: a field or key looked up directly (in a
+/// `map[string]interface{}`). Go turns a nil interface coming out of a pipeline (a previous
+/// command, parentheses, a variable) into an invalid value, like the `nil` literal; the two are
+/// reported differently.
+fn is_nil_interface_source(arg: &Arg) -> bool {
+    match arg {
+        Arg::Field { .. } | Arg::Chain { .. } => true,
+        Arg::Variable { fields, .. } => !fields.is_empty(),
+        _ => false,
     }
 }
 

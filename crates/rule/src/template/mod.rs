@@ -21,8 +21,6 @@
 //!   them together when executing; an execution also stops at a million steps or 16 MiB of
 //!   output, so a recursive template cannot stall the rule evaluation loop;
 //! - complex number literals and `printf`'s `%[n]` argument indexes are not supported;
-//! - some error messages about nil differ: Go words `len`, `index` and `slice` errors
-//!   differently for a literal `nil` and for a missing `args` entry, we word both the first way;
 //! - `printf` of a `toTime` result with a verb other than `%v`/`%s` shows the time, where Go
 //!   shows the `time.Time` struct's internals;
 //! - string escapes of single bytes that are not UTF-8 (`"\xff"`) become U+FFFD, where Go keeps

@@ -673,6 +673,30 @@ fn random_differential_findings() {
     check(&[
         (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
         (
+            "{{ len (args).nope }}",
+            &exec(
+                115,
+                "len (args).nope",
+                "error calling len: len of nil pointer",
+            ),
+        ),
+        (
+            r#"{{ slice "héllo" (args).nope }}"#,
+            &exec(
+                115,
+                r#"slice "héllo" (args).nope"#,
+                "error calling slice: cannot index slice/array with type interface {}",
+            ),
+        ),
+        (
+            r#"{{ slice "héllo" nil }}"#,
+            &exec(
+                115,
+                r#"slice "héllo" nil"#,
+                "error calling slice: cannot index slice/array with nil",
+            ),
+        ),
+        (
             r#"{{ template "a" }}{{ define "a" }}{{ template "b" }}{{ end }}"#,
             r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:158: executing "a" at <{{template "b"}}>: template "b" not defined>"#,
         ),
