@@ -603,12 +603,8 @@ impl<'a> Exec<'a> {
             "not" => Ok(Value::Bool(!values[0].truth())),
             "len" if nil_interface[0] => Err("len of nil pointer".into()),
             "len" => length(&values[0]),
-            // `index` unwraps interfaces first; `slice` does not for its indexes.
-            "slice" if nil_interface[1..].contains(&true) => {
-                Err("cannot index slice/array with type interface {}".into())
-            }
             "index" => index(&values[0], &values[1..]),
-            "slice" => slice(&values[0], &values[1..]),
+            "slice" => slice(&values[0], &values[1..], &nil_interface[1..]),
             "print" => Ok(Value::Str(gofmt::sprint(&values))),
             "println" => Ok(Value::Str(gofmt::sprintln(&values))),
             "printf" => match &values[0] {
@@ -940,7 +936,9 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
     Ok(item)
 }
 
-fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+/// Go's `slice`; `nil_interface` marks the indexes that are nil interfaces (unlike `index`,
+/// `slice` does not unwrap them, so they are reported by their type).
+fn slice(item: &Value, indexes: &[Value], nil_interface: &[bool]) -> Result<Value, String> {
     if matches!(item, Value::Nil) {
         return Err("slice of untyped nil".into());
     }
@@ -959,6 +957,9 @@ fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
     };
     let mut idx = [0, len, len];
     for (i, v) in indexes.iter().enumerate() {
+        if nil_interface.get(i) == Some(&true) {
+            return Err("cannot index slice/array with type interface {}".into());
+        }
         idx[i] = index_arg(v, len)?;
     }
     if idx[0] > idx[1] {
