@@ -68,6 +68,8 @@ fn annotations() -> Vec<&'static str> {
         r#"{{ len 3 }}"#,
         r#"{{ humanizeTimestamp "1435065584.128" }} {{ toTime 1e9 }} {{ humanizeTimestamp -1.5 }}"#,
         "line1\n{{ $value }}\n  line3 {{ .Value | humanizePercentage }}",
+        r#"{{ with toTime $value }}{{ .Format "2006-01-02T15:04:05.999Z07:00 Mon Jan _2 3PM" }} {{ .Unix }} {{ .UnixMilli }} {{ .Year }} {{ .Month }} {{ .Weekday }}{{ end }}"#,
+        r#"{{ (toTime 1435065584.128).Format "02/01/06 15:04:05.000000 MST" }}"#,
     ]
 }
 
@@ -298,7 +300,7 @@ fn annotations_match_prometheus() {
         let tmpl_name = format!("__alert_{name}");
         let ours = |text: &str| match expand(&tmpl_name, text, &data, Some(&querier)) {
             Ok(s) => s,
-            Err(e) => format!("<error expanding template: {e}>"),
+            Err(e) => e.alert_text(),
         };
         let mut check = |what: String, text: &str, theirs: &str| {
             compared += 1;

@@ -20,11 +20,17 @@ pub(crate) struct ExecError {
 }
 
 /// How deep `{{template}}` calls may nest. Go allows 100000 but runs on growable stacks; ours is
-/// a thread's fixed stack, and no alert text needs more than a handful of levels.
+/// a thread's fixed stack, and no alert text needs more than a handful of levels (see also
+/// [`MAX_EXEC_NESTING`]).
 const MAX_DEPTH: usize = 100;
 /// How many nodes one execution may evaluate: recursive templates could otherwise run for an
 /// exponentially long time inside the rule evaluation loop.
 const MAX_STEPS: u64 = 1_000_000;
+/// How deeply pipelines, control structures and template calls may nest while executing, all
+/// counted together: each level recurses on the thread's stack (2 MiB for a test or tokio
+/// thread; an unoptimised build overflowed it at 800 levels, so this keeps a 4x margin). The
+/// parser allows 100 levels of nesting, so only recursive templates reach this.
+const MAX_EXEC_NESTING: usize = 200;
 /// The largest output one execution may produce (recursion can blow it up, too).
 const MAX_OUTPUT: usize = 16 << 20;
 
@@ -38,13 +44,53 @@ enum Flow {
     Continue,
 }
 
-pub(crate) struct Exec<'a> {
+/// The node execution is at, for error messages (Go's `state.at`): errors name the node
+/// evaluated last, which for a type error in an argument is the argument's innermost node.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Start,
+    Arg(&'a Arg, usize),
+    Pipe(&'a Pipe),
+    Command(&'a Command),
+    Ident(&'a str, usize),
+    Template(&'a str, usize),
+}
+
+impl At<'_> {
+    fn pos(&self) -> usize {
+        match self {
+            At::Start => 0,
+            At::Arg(_, pos) | At::Ident(_, pos) | At::Template(_, pos) => *pos,
+            At::Pipe(p) => p.pos,
+            At::Command(c) => c.pos,
+        }
+    }
+
+    /// Go's `node.String()`.
+    fn context(&self) -> String {
+        match self {
+            At::Start => String::new(),
+            // A parenthesized pipeline shows without its parentheses when it is the node.
+            At::Arg(Arg::Pipe(p), _) => p.to_string(),
+            At::Pipe(p) => p.to_string(),
+            At::Arg(a, _) => a.to_string(),
+            At::Command(c) => c.to_string(),
+            At::Ident(name, _) => (*name).to_owned(),
+            At::Template(name, _) => format!("{{{{template {}}}}}", gofmt::quote(name, false)),
+        }
+    }
+}
+
+struct Exec<'a> {
     tree: &'a Tree,
     env: &'a Env<'a>,
     vars: Vec<(String, Value)>,
     out: String,
     depth: usize,
     steps: u64,
+    /// Pipelines, control structures and template calls currently being executed.
+    nesting: usize,
+    at: At<'a>,
 }
 
 impl std::fmt::Debug for Exec<'_> {
@@ -56,15 +102,6 @@ impl std::fmt::Debug for Exec<'_> {
     }
 }
 
-fn err<T>(pos: usize, context: impl ToString, msg: impl Into<String>) -> EResult<T> {
-    Err(ExecError {
-        template: None,
-        pos,
-        context: context.to_string(),
-        msg: msg.into(),
-    })
-}
-
 /// Runs `tree` with `dot` as data.
 pub(crate) fn execute(tree: &Tree, env: &Env<'_>, dot: Value) -> EResult<String> {
     let mut exec = Exec {
@@ -74,6 +111,8 @@ pub(crate) fn execute(tree: &Tree, env: &Env<'_>, dot: Value) -> EResult<String>
         out: String::new(),
         depth: 0,
         steps: 0,
+        nesting: 0,
+        at: At::Start,
     };
     exec.walk(&dot, &tree.root)?;
     Ok(exec.out)
@@ -92,27 +131,42 @@ fn ideal_constant(n: &Number) -> Value {
     }
 }
 
-impl Exec<'_> {
-    fn step(&mut self, pos: usize) -> EResult<()> {
+impl<'a> Exec<'a> {
+    /// An error at the current node.
+    fn fail<T>(&self, msg: impl Into<String>) -> EResult<T> {
+        Err(ExecError {
+            template: None,
+            pos: self.at.pos(),
+            context: self.at.context(),
+            msg: msg.into(),
+        })
+    }
+
+    fn step(&mut self) -> EResult<()> {
         self.steps += 1;
         if self.steps > MAX_STEPS {
-            return err(
-                pos,
-                "",
-                format!("template execution exceeded {MAX_STEPS} steps"),
-            );
+            return self.fail(format!("template execution exceeded {MAX_STEPS} steps"));
         }
         if self.out.len() > MAX_OUTPUT {
-            return err(
-                pos,
-                "",
-                format!("template output exceeded {MAX_OUTPUT} bytes"),
-            );
+            return self.fail(format!("template output exceeded {MAX_OUTPUT} bytes"));
         }
         Ok(())
     }
 
-    fn walk(&mut self, dot: &Value, list: &List) -> EResult<Flow> {
+    /// Runs `f` one nesting level deeper, within [`MAX_EXEC_NESTING`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> EResult<T>) -> EResult<T> {
+        if self.nesting >= MAX_EXEC_NESTING {
+            return self.fail(format!(
+                "template execution nested more than {MAX_EXEC_NESTING} levels deep"
+            ));
+        }
+        self.nesting += 1;
+        let result = f(self);
+        self.nesting -= 1;
+        result
+    }
+
+    fn walk(&mut self, dot: &Value, list: &'a List) -> EResult<Flow> {
         for node in list {
             let flow = self.walk_node(dot, node)?;
             if flow != Flow::Normal {
@@ -122,46 +176,37 @@ impl Exec<'_> {
         Ok(Flow::Normal)
     }
 
-    fn walk_node(&mut self, dot: &Value, node: &Node) -> EResult<Flow> {
+    fn walk_node(&mut self, dot: &Value, node: &'a Node) -> EResult<Flow> {
+        self.step()?;
         match node {
-            Node::Text(t) => {
-                self.step(0)?;
-                self.out.push_str(t);
-            }
+            Node::Text(t) => self.out.push_str(t),
             Node::Action(pipe) => {
-                self.step(pipe.pos)?;
                 let v = self.eval_pipeline(dot, pipe)?;
                 if pipe.decl.is_empty() {
                     self.print_value(&v);
                 }
             }
-            Node::If(b) => return self.walk_if_or_with(dot, b, false),
-            Node::With(b) => return self.walk_if_or_with(dot, b, true),
-            Node::Range(b) => return self.walk_range(dot, b),
+            Node::If(b) => return self.nested(|s| s.walk_if_or_with(dot, b, false)),
+            Node::With(b) => return self.nested(|s| s.walk_if_or_with(dot, b, true)),
+            Node::Range(b) => return self.nested(|s| s.walk_range(dot, b)),
             Node::Template { pos, name, pipe } => {
-                self.step(*pos)?;
-                let quoted = gofmt::quote(name, false);
+                self.at = At::Template(name, *pos);
                 let Some(list) = self.tree.defines.get(name) else {
-                    return err(
-                        *pos,
-                        format!("{{{{template {quoted}}}}}"),
-                        format!("template {quoted} not defined"),
-                    );
+                    return self.fail(format!(
+                        "template {} not defined",
+                        gofmt::quote(name, false)
+                    ));
                 };
+                if self.depth >= MAX_DEPTH {
+                    return self.fail(format!("exceeded maximum template depth ({MAX_DEPTH})"));
+                }
                 let new_dot = match pipe {
                     Some(p) => self.eval_pipeline(dot, p)?,
                     None => Value::Nil,
                 };
-                if self.depth >= MAX_DEPTH {
-                    return err(
-                        *pos,
-                        format!("{{{{template {quoted}}}}}"),
-                        format!("exceeded maximum template depth ({MAX_DEPTH})"),
-                    );
-                }
                 self.depth += 1;
                 let saved = std::mem::replace(&mut self.vars, vec![("$".into(), new_dot.clone())]);
-                let result = self.walk(&new_dot, list).map_err(|mut e| {
+                let result = self.nested(|s| s.walk(&new_dot, list)).map_err(|mut e| {
                     e.template.get_or_insert_with(|| name.clone());
                     e
                 });
@@ -175,7 +220,7 @@ impl Exec<'_> {
         Ok(Flow::Normal)
     }
 
-    fn walk_if_or_with(&mut self, dot: &Value, b: &Branch, is_with: bool) -> EResult<Flow> {
+    fn walk_if_or_with(&mut self, dot: &Value, b: &'a Branch, is_with: bool) -> EResult<Flow> {
         let mark = self.vars.len();
         let result = (|| {
             let v = self.eval_pipeline(dot, &b.pipe)?;
@@ -191,14 +236,14 @@ impl Exec<'_> {
         result
     }
 
-    fn walk_range(&mut self, dot: &Value, b: &Branch) -> EResult<Flow> {
+    fn walk_range(&mut self, dot: &Value, b: &'a Branch) -> EResult<Flow> {
         let mark = self.vars.len();
         let result = self.walk_range_inner(dot, b, mark);
         self.vars.truncate(mark);
         result
     }
 
-    fn walk_range_inner(&mut self, dot: &Value, b: &Branch, mark: usize) -> EResult<Flow> {
+    fn walk_range_inner(&mut self, dot: &Value, b: &'a Branch, mark: usize) -> EResult<Flow> {
         let v = self.eval_pipeline(dot, &b.pipe)?;
         let items: Vec<(Value, Value)> = match &v {
             Value::Map(m) => m
@@ -215,11 +260,7 @@ impl Exec<'_> {
             other => {
                 let mut shown = String::new();
                 gofmt::sprint_value(&mut shown, other);
-                return err(
-                    b.pipe.pos,
-                    &b.pipe,
-                    format!("range can't iterate over {shown}"),
-                );
+                return self.fail(format!("range can't iterate over {shown}"));
             }
         };
         if items.is_empty() {
@@ -229,7 +270,7 @@ impl Exec<'_> {
             };
         }
         for (key, elem) in items {
-            self.step(b.pipe.pos)?;
+            self.step()?;
             // One variable gets the element; two get the key (or index) and the element.
             let assigned = match b.pipe.decl.len() {
                 1 => vec![elem.clone()],
@@ -238,7 +279,7 @@ impl Exec<'_> {
             };
             for (name, value) in b.pipe.decl.iter().zip(assigned) {
                 if b.pipe.is_assign {
-                    self.set_var(b.pipe.pos, name, value)?;
+                    self.set_var(name, value)?;
                 } else if let Some(slot) = self.vars[mark..].iter_mut().find(|(n, _)| n == name) {
                     slot.1 = value;
                 }
@@ -262,24 +303,29 @@ impl Exec<'_> {
         }
     }
 
-    fn lookup_var(&self, pos: usize, name: &str) -> EResult<Value> {
+    fn lookup_var(&self, name: &str) -> EResult<Value> {
         match self.vars.iter().rev().find(|(n, _)| n == name) {
             Some((_, v)) => Ok(v.clone()),
-            None => err(pos, name, format!("undefined variable: {name}")),
+            None => self.fail(format!("undefined variable: {name}")),
         }
     }
 
-    fn set_var(&mut self, pos: usize, name: &str, value: Value) -> EResult<()> {
+    fn set_var(&mut self, name: &str, value: Value) -> EResult<()> {
         match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
             Some(slot) => {
                 slot.1 = value;
                 Ok(())
             }
-            None => err(pos, name, format!("undefined variable: {name}")),
+            None => self.fail(format!("undefined variable: {name}")),
         }
     }
 
-    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> EResult<Value> {
+    fn eval_pipeline(&mut self, dot: &Value, pipe: &'a Pipe) -> EResult<Value> {
+        self.nested(|s| s.eval_pipeline_inner(dot, pipe))
+    }
+
+    fn eval_pipeline_inner(&mut self, dot: &Value, pipe: &'a Pipe) -> EResult<Value> {
+        self.at = At::Pipe(pipe);
         let mut value = None;
         for cmd in &pipe.cmds {
             value = Some(self.eval_command(dot, cmd, value)?);
@@ -287,7 +333,7 @@ impl Exec<'_> {
         let value = value.unwrap_or(Value::Nil);
         for name in &pipe.decl {
             if pipe.is_assign {
-                self.set_var(pipe.pos, name, value.clone())?;
+                self.set_var(name, value.clone())?;
             } else {
                 self.vars.push((name.clone(), value.clone()));
             }
@@ -295,13 +341,9 @@ impl Exec<'_> {
         Ok(value)
     }
 
-    fn not_a_function(cmd: &Command, final_value: &Option<Value>) -> EResult<()> {
-        if cmd.args.len() > 1 || final_value.is_some() {
-            return err(
-                cmd.pos,
-                cmd,
-                format!("can't give argument to non-function {}", cmd.args[0]),
-            );
+    fn not_a_function(&self, args: &[Arg], final_value: &Option<Value>) -> EResult<()> {
+        if args.len() > 1 || final_value.is_some() {
+            return self.fail(format!("can't give argument to non-function {}", args[0]));
         }
         Ok(())
     }
@@ -309,108 +351,123 @@ impl Exec<'_> {
     fn eval_command(
         &mut self,
         dot: &Value,
-        cmd: &Command,
+        cmd: &'a Command,
         final_value: Option<Value>,
     ) -> EResult<Value> {
-        self.step(cmd.pos)?;
+        self.step()?;
         let first = &cmd.args[0];
+        let first_pos = cmd.arg_pos.first().copied().unwrap_or(cmd.pos);
         match first {
-            Arg::Field { pos, names } => {
-                self.eval_fields(dot.clone(), names, first, *pos, cmd, final_value)
+            Arg::Field { names, .. } => {
+                self.at = At::Arg(first, first_pos);
+                self.eval_fields(dot, dot.clone(), names, cmd, final_value)
             }
-            Arg::Variable { pos, name, fields } => {
-                let v = self.lookup_var(*pos, name)?;
+            Arg::Variable { name, fields, .. } => {
+                self.at = At::Arg(first, first_pos);
+                let v = self.lookup_var(name)?;
                 if fields.is_empty() {
-                    Self::not_a_function(cmd, &final_value)?;
+                    self.not_a_function(&cmd.args, &final_value)?;
                     return Ok(v);
                 }
-                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+                self.eval_fields(dot, v, fields, cmd, final_value)
             }
-            Arg::Chain { pos, node, fields } => {
-                let v = self.eval_arg(dot, node)?;
-                self.eval_fields(v, fields, first, *pos, cmd, final_value)
+            Arg::Chain { node, fields, .. } => {
+                self.at = At::Arg(first, first_pos);
+                let v = self.eval_arg(dot, node, node.pos(first_pos))?;
+                self.eval_fields(dot, v, fields, cmd, final_value)
             }
             Arg::Ident { pos, name } => {
-                self.call(dot, name, *pos, cmd, &cmd.args[1..], final_value)
+                self.at = At::Ident(name, *pos);
+                self.call(
+                    dot,
+                    name,
+                    At::Command(cmd),
+                    &cmd.args[1..],
+                    &cmd.arg_pos[1..],
+                    final_value,
+                )
             }
             Arg::Pipe(p) => {
-                Self::not_a_function(cmd, &final_value)?;
+                self.not_a_function(&cmd.args, &final_value)?;
                 self.eval_pipeline(dot, p)
             }
-            Arg::Nil => err(cmd.pos, cmd, "nil is not a command"),
-            Arg::Str { value, .. } => {
-                Self::not_a_function(cmd, &final_value)?;
-                Ok(Value::Str(value.clone()))
-            }
-            Arg::Number(n) => {
-                Self::not_a_function(cmd, &final_value)?;
-                Ok(ideal_constant(n))
-            }
-            Arg::Bool(b) => {
-                Self::not_a_function(cmd, &final_value)?;
-                Ok(Value::Bool(*b))
+            literal => {
+                self.at = At::Arg(literal, first_pos);
+                self.not_a_function(&cmd.args, &final_value)?;
+                match literal {
+                    Arg::Str { value, .. } => Ok(Value::Str(value.clone())),
+                    Arg::Number(n) => Ok(ideal_constant(n)),
+                    Arg::Bool(b) => Ok(Value::Bool(*b)),
+                    _ => self.fail("nil is not a command"),
+                }
             }
         }
     }
 
-    /// Walks `names` from `receiver`; arguments can only go to the last one (and no field or
-    /// map key of ours takes any).
+    /// Walks `names` from `receiver`; arguments (the command's, and the piped value) can only go
+    /// to the last one, and only `time.Time.Format` takes any.
     fn eval_fields(
         &mut self,
+        dot: &Value,
         receiver: Value,
         names: &[String],
-        node: &Arg,
-        pos: usize,
-        cmd: &Command,
+        cmd: &'a Command,
         final_value: Option<Value>,
     ) -> EResult<Value> {
         let has_args = cmd.args.len() > 1 || final_value.is_some();
         if names.is_empty() {
             if has_args {
-                return err(cmd.pos, cmd, "can't give argument to non-function .");
+                return self.fail("can't give argument to non-function .");
             }
             return Ok(receiver);
         }
         let mut v = receiver;
         for (i, name) in names.iter().enumerate() {
             let last = i + 1 == names.len();
-            v = field(v, name, last && has_args).or_else(|msg| err(pos, node, msg))?;
+            if let (Value::Time(t), true, "Format") = (&v, last, name.as_str()) {
+                let t = *t;
+                let mut args = Vec::new();
+                for (arg, pos) in cmd.args[1..].iter().zip(&cmd.arg_pos[1..]) {
+                    args.push(self.eval_arg(dot, arg, *pos)?);
+                }
+                args.extend(final_value.clone());
+                return match args.as_slice() {
+                    [Value::Str(layout)] => Ok(Value::Str(gofmt::format_time_layout(t, layout))),
+                    [other] => self.fail(format!(
+                        "wrong type for value; expected string; got {}",
+                        other.type_name()
+                    )),
+                    _ => self.fail(format!(
+                        "wrong number of args for Format: want 1 got {}",
+                        args.len()
+                    )),
+                };
+            }
+            v = match field(v, name, last && has_args) {
+                Ok(v) => v,
+                Err(msg) => return self.fail(msg),
+            };
         }
         Ok(v)
     }
 
-    /// Evaluates an argument that is not a function's typed parameter (chains, `any` params).
-    fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> EResult<Value> {
-        self.step(arg.pos(0))?;
+    /// Evaluates an argument where any type is accepted (Go's `evalArg` with `interface{}`).
+    fn eval_arg(&mut self, dot: &Value, arg: &'a Arg, pos: usize) -> EResult<Value> {
+        self.step()?;
+        self.at = At::Arg(arg, pos);
         match arg {
-            Arg::Field { pos, names } => {
-                let mut v = dot.clone();
-                for name in names {
-                    v = field(v, name, false).or_else(|msg| err(*pos, arg, msg))?;
-                }
-                Ok(v)
+            Arg::Field { names, .. } => self.walk_fields(dot.clone(), names),
+            Arg::Variable { name, fields, .. } => {
+                let v = self.lookup_var(name)?;
+                self.walk_fields(v, fields)
             }
-            Arg::Variable { pos, name, fields } => {
-                let mut v = self.lookup_var(*pos, name)?;
-                for f in fields {
-                    v = field(v, f, false).or_else(|msg| err(*pos, arg, msg))?;
-                }
-                Ok(v)
+            Arg::Chain { node, fields, .. } => {
+                let v = self.eval_arg(dot, node, node.pos(pos))?;
+                self.walk_fields(v, fields)
             }
-            Arg::Chain { pos, node, fields } => {
-                let mut v = self.eval_arg(dot, node)?;
-                for f in fields {
-                    v = field(v, f, false).or_else(|msg| err(*pos, arg, msg))?;
-                }
-                Ok(v)
-            }
-            Arg::Ident { pos, name } => {
-                let cmd = Command {
-                    pos: *pos,
-                    args: vec![arg.clone()],
-                    arg_pos: vec![*pos],
-                };
-                self.call(dot, name, *pos, &cmd, &[], None)
+            Arg::Ident { name, .. } => {
+                self.at = At::Ident(name, pos);
+                self.call(dot, name, At::Ident(name, pos), &[], &[], None)
             }
             Arg::Pipe(p) => self.eval_pipeline(dot, p),
             Arg::Str { value, .. } => Ok(Value::Str(value.clone())),
@@ -420,55 +477,71 @@ impl Exec<'_> {
         }
     }
 
-    /// Evaluates an argument for a parameter of type `param`, with Go's type checks.
+    /// Fields (without arguments) of a value.
+    fn walk_fields(&self, mut v: Value, names: &[String]) -> EResult<Value> {
+        for name in names {
+            v = match field(v, name, false) {
+                Ok(v) => v,
+                Err(msg) => return self.fail(msg),
+            };
+        }
+        Ok(v)
+    }
+
+    /// Evaluates an argument for a parameter of type `param`, with Go's type checks; errors
+    /// name the node evaluated last, as Go's do.
     fn eval_typed_arg(
         &mut self,
         dot: &Value,
-        arg: &Arg,
-        arg_pos: usize,
+        arg: &'a Arg,
+        pos: usize,
         param: Param,
     ) -> EResult<Value> {
-        let at = |msg: String| err(arg_pos, arg, msg);
+        self.at = At::Arg(arg, pos);
         match (param, arg) {
-            (Param::Str, Arg::Nil) => at("cannot assign nil to string".into()),
+            (Param::Str, Arg::Nil) => self.fail("cannot assign nil to string"),
             (Param::Str, Arg::Number(_) | Arg::Bool(_)) => {
-                at(format!("expected string; found {arg}"))
+                self.fail(format!("expected string; found {arg}"))
             }
             (Param::Sample | Param::Samples, Arg::Number(_) | Arg::Bool(_) | Arg::Str { .. }) => {
-                at(format!(
+                self.fail(format!(
                     "can't handle {arg} for arg of type {}",
                     param.go_type()
                 ))
             }
             _ => {
-                let v = self.eval_arg(dot, arg)?;
-                validate(v, param).or_else(at)
+                let v = self.eval_arg(dot, arg, pos)?;
+                match validate(v, param, !is_nil_interface_source(arg)) {
+                    Ok(v) => Ok(v),
+                    Err(msg) => self.fail(msg),
+                }
             }
         }
     }
 
+    /// Calls function `name`; `node` is what a failing call is reported at (the command, or
+    /// the identifier when the function is an argument).
     fn call(
         &mut self,
         dot: &Value,
         name: &str,
-        pos: usize,
-        cmd: &Command,
-        args: &[Arg],
+        node: At<'a>,
+        args: &'a [Arg],
+        arg_pos: &'a [usize],
         final_value: Option<Value>,
     ) -> EResult<Value> {
         let n_args = args.len() + usize::from(final_value.is_some());
+        let pos_of = |i: usize| arg_pos.get(i).copied().unwrap_or(node.pos());
         if name == "and" || name == "or" {
             // Short-circuit: later arguments are not evaluated once the result is known.
             if n_args == 0 {
-                return err(
-                    pos,
-                    cmd,
-                    format!("wrong number of args for {name}: want at least 1 got 0"),
-                );
+                return self.fail(format!(
+                    "wrong number of args for {name}: want at least 1 got 0"
+                ));
             }
             let mut v = Value::Nil;
-            for arg in args {
-                v = self.eval_arg(dot, arg)?;
+            for (i, arg) in args.iter().enumerate() {
+                v = self.eval_arg(dot, arg, pos_of(i))?;
                 if v.truth() != (name == "and") {
                     return Ok(v);
                 }
@@ -479,28 +552,21 @@ impl Exec<'_> {
             return Ok(v);
         }
         let Some(sig) = funcs::signature(name) else {
-            return err(pos, name, format!("{name:?} is not a defined function"));
+            return self.fail(format!("{name:?} is not a defined function"));
         };
         match sig.variadic {
             Some(_) if n_args < sig.params.len() => {
-                return err(
-                    pos,
-                    name,
-                    format!(
-                        "wrong number of args for {name}: want at least {} got {n_args}",
-                        sig.params.len()
-                    ),
-                );
+                return self.fail(format!(
+                    "wrong number of args for {name}: want at least {} got {}",
+                    sig.params.len(),
+                    args.len()
+                ));
             }
             None if n_args != sig.params.len() => {
-                return err(
-                    pos,
-                    name,
-                    format!(
-                        "wrong number of args for {name}: want {} got {n_args}",
-                        sig.params.len()
-                    ),
-                );
+                return self.fail(format!(
+                    "wrong number of args for {name}: want {} got {n_args}",
+                    sig.params.len()
+                ));
             }
             _ => {}
         }
@@ -512,14 +578,20 @@ impl Exec<'_> {
                 .unwrap_or(Param::Any)
         };
         let mut values = Vec::with_capacity(n_args);
-        // `args` are the command's arguments after the function name.
-        let first_arg = cmd.args.len() - args.len();
+        // Which arguments are nil interfaces rather than Go's invalid (untyped) nil: a few
+        // builtins word their errors differently for the two.
+        let mut nil_interface = Vec::with_capacity(n_args);
         for (i, arg) in args.iter().enumerate() {
-            let arg_pos = cmd.arg_pos.get(first_arg + i).copied().unwrap_or(cmd.pos);
-            values.push(self.eval_typed_arg(dot, arg, arg_pos, param_of(i))?);
+            let v = self.eval_typed_arg(dot, arg, pos_of(i), param_of(i))?;
+            nil_interface.push(matches!(v, Value::Nil) && is_nil_interface_source(arg));
+            values.push(v);
         }
+        nil_interface.resize(n_args, false);
         if let Some(f) = final_value {
-            values.push(validate(f, param_of(n_args - 1)).or_else(|msg| err(cmd.pos, cmd, msg))?);
+            match validate(f, param_of(n_args - 1), true) {
+                Ok(v) => values.push(v),
+                Err(msg) => return self.fail(msg),
+            }
         }
         let result = match name {
             "eq" => eq(&values[0], &values[1..]).map(Value::Bool),
@@ -529,9 +601,10 @@ impl Exec<'_> {
             "gt" => less_or_equal(&values[0], &values[1]).map(|b| Value::Bool(!b)),
             "ge" => less_than(&values[0], &values[1]).map(|b| Value::Bool(!b)),
             "not" => Ok(Value::Bool(!values[0].truth())),
+            "len" if nil_interface[0] => Err("len of nil pointer".into()),
             "len" => length(&values[0]),
             "index" => index(&values[0], &values[1..]),
-            "slice" => slice(&values[0], &values[1..]),
+            "slice" => slice(&values[0], &values[1..], &nil_interface[1..]),
             "print" => Ok(Value::Str(gofmt::sprint(&values))),
             "println" => Ok(Value::Str(gofmt::sprintln(&values))),
             "printf" => match &values[0] {
@@ -543,23 +616,52 @@ impl Exec<'_> {
             "urlquery" => Ok(Value::Str(funcs::query_escape(&eval_args(&values)))),
             _ => funcs::call(self.env, name, values),
         };
-        result.or_else(|msg| err(cmd.pos, cmd, format!("error calling {name}: {msg}")))
+        result.or_else(|msg| {
+            self.at = node;
+            self.fail(format!("error calling {name}: {msg}"))
+        })
     }
 }
 
-/// Go's `validateType` for the parameter types our functions have.
-fn validate(v: Value, param: Param) -> Result<Value, String> {
+/// Whether a nil from this argument is a nil interface: a field or key looked up directly (in a
+/// `map[string]interface{}`). Go turns a nil interface coming out of a pipeline (a previous
+/// command, parentheses, a variable) into an invalid value, like the `nil` literal; the two are
+/// reported differently.
+fn is_nil_interface_source(arg: &Arg) -> bool {
+    match arg {
+        Arg::Field { .. } | Arg::Chain { .. } => true,
+        Arg::Variable { fields, .. } => !fields.is_empty(),
+        _ => false,
+    }
+}
+
+/// Go's `validateType` for the parameter types our functions have. `piped`: the value came out
+/// of a pipeline (a previous command, parentheses, a variable), where Go turns a nil interface
+/// into an invalid value, which it reports differently.
+fn validate(v: Value, param: Param, piped: bool) -> Result<Value, String> {
     match (param, v) {
         (Param::Any, v) => Ok(v),
         (Param::Str, Value::Str(s)) => Ok(Value::Str(s)),
-        (Param::Str, Value::Nil) => Err("invalid value; expected string".into()),
-        (Param::Sample, v @ (Value::Sample(_) | Value::Nil)) => Ok(v),
+        (Param::Str, Value::Nil) if piped => Err("invalid value; expected string".into()),
+        // A nil interface straight from a map (a missing `args` entry).
+        (Param::Str, Value::Nil) => {
+            Err("wrong type for value; expected string; got interface {}".into())
+        }
+        (Param::Sample, v @ Value::Sample(_)) => Ok(v),
+        // A nil pointer is a valid argument (the function then fails on it); a nil interface
+        // from a map is not.
+        (Param::Sample, Value::Nil) if piped => Ok(Value::Nil),
         (Param::Samples, v @ Value::Samples(_)) => Ok(v),
-        (Param::Samples, Value::Nil) => Ok(Value::Samples(Rc::new(Vec::new()))),
+        (Param::Samples, Value::Nil) if piped => Ok(Value::Samples(Rc::new(Vec::new()))),
         (param, v) => Err(format!(
             "wrong type for value; expected {}; got {}",
             param.go_type(),
-            v.type_name()
+            // A nil that is not piped is a nil interface (from a map).
+            if matches!(v, Value::Nil) {
+                "interface {}"
+            } else {
+                v.type_name()
+            }
         )),
     }
 }
@@ -606,6 +708,17 @@ fn field(receiver: Value, name: &str, has_args: bool) -> Result<Value, String> {
             };
             if has_args { not_method() } else { Ok(v) }
         }
+        Value::Time(t) => {
+            if has_args {
+                return Err(format!("wrong number of args for {name}: want 0 got 1"));
+            }
+            time_method(*t, name).ok_or_else(|| {
+                format!(
+                    "can't evaluate field {name} in type {}",
+                    receiver.type_name()
+                )
+            })
+        }
         // missingkey=zero: a field of a missing value is missing too.
         Value::Nil => Ok(Value::Nil),
         other => Err(format!(
@@ -613,6 +726,33 @@ fn field(receiver: Value, name: &str, has_args: bool) -> Result<Value, String> {
             other.type_name()
         )),
     }
+}
+
+/// The argument-less `time.Time` methods (what `toTime` results are for). `Month` and
+/// `Weekday` give their names, which is how Go prints them.
+fn time_method(t: super::value::GoTime, name: &str) -> Option<Value> {
+    let secs = i128::from(t.secs);
+    let nanos = i128::from(t.nanos);
+    let c = gofmt::civil(t);
+    Some(match name {
+        "Unix" => Value::Int(t.secs),
+        "UnixMilli" => Value::Int((secs * 1000 + nanos / 1_000_000) as i64),
+        "UnixMicro" => Value::Int((secs * 1_000_000 + nanos / 1000) as i64),
+        "UnixNano" => Value::Int((secs * 1_000_000_000 + nanos) as i64),
+        "Year" => Value::Int(c.year),
+        "YearDay" => Value::Int(c.year_day),
+        "Month" => Value::Str(gofmt::month_name(c.month).to_owned()),
+        "Weekday" => Value::Str(gofmt::weekday_name(c.weekday).to_owned()),
+        "Day" => Value::Int(i64::from(c.day)),
+        "Hour" => Value::Int(c.hour),
+        "Minute" => Value::Int(c.minute),
+        "Second" => Value::Int(c.second),
+        "Nanosecond" => Value::Int(i64::from(t.nanos)),
+        "UTC" | "Local" => Value::Time(t),
+        "String" => Value::Str(gofmt::format_time(t)),
+        "IsZero" => Value::Bool(false),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -630,9 +770,9 @@ fn basic_kind(v: &Value) -> Kind {
     match v {
         Value::Nil => Kind::Invalid,
         Value::Bool(_) => Kind::Bool,
-        Value::Int(_) => Kind::Int,
+        Value::Int(_) | Value::Byte(_) => Kind::Int,
         Value::Float(_) => Kind::Float,
-        Value::Str(_) => Kind::Str,
+        Value::Str(_) | Value::Html(_) => Kind::Str,
         _ => Kind::Other,
     }
 }
@@ -657,28 +797,31 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
         } else {
             match (a, b) {
                 (Value::Bool(x), Value::Bool(y)) => x == y,
-                (Value::Int(x), Value::Int(y)) => x == y,
+                (x, y) if x.integer().is_some() => x.integer() == y.integer(),
                 (Value::Float(x), Value::Float(y)) => x == y,
-                (Value::Str(x), Value::Str(y)) => x == y,
+                (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => x == y,
                 (Value::Nil, other) | (other, Value::Nil) => matches!(other, Value::Nil),
-                (Value::Sample(x), Value::Sample(y)) => Rc::ptr_eq(x, y),
-                (Value::Time(x), Value::Time(y)) => x == y,
-                (x, y) if x.type_name() != y.type_name() => {
-                    let mut a_shown = String::new();
-                    gofmt::sprint_value(&mut a_shown, x);
-                    let mut b_shown = String::new();
-                    gofmt::sprint_value(&mut b_shown, y);
+                // Different reflect kinds (a map and a struct, say) cannot be compared at all.
+                (x, y) if reflect_kind(x) != reflect_kind(y) => {
+                    let mut y_shown = String::new();
+                    gofmt::sprint_value(&mut y_shown, y);
                     return Err(format!(
-                        "non-comparable types {a_shown}: {}, {}: {b_shown}",
+                        "non-comparable types {}: {}, {}: {y_shown}",
+                        gofmt::sprintf("%s", std::slice::from_ref(x)),
                         x.type_name(),
                         y.type_name()
                     ));
                 }
-                (_, y) => {
+                // Go checks the second operand's type for comparability, then compares
+                // interfaces: values of different types are simply unequal.
+                (_, y @ (Value::Map(_) | Value::Samples(_) | Value::Data(_))) => {
                     let mut shown = String::new();
                     gofmt::sprint_value(&mut shown, y);
                     return Err(format!("non-comparable type {shown}: {}", y.type_name()));
                 }
+                (Value::Sample(x), Value::Sample(y)) => Rc::ptr_eq(x, y),
+                (Value::Time(x), Value::Time(y)) => x == y,
+                _ => false,
             }
         };
         if truth {
@@ -686,6 +829,16 @@ fn eq(a: &Value, rest: &[Value]) -> Result<bool, String> {
         }
     }
     Ok(false)
+}
+
+/// The reflect kind of a value without a basic kind, for `eq`'s comparability check.
+fn reflect_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Map(_) => "map",
+        Value::Data(_) => "struct",
+        Value::Samples(_) => "slice",
+        _ => "ptr",
+    }
 }
 
 /// Go's `lt`.
@@ -698,9 +851,9 @@ fn less_than(a: &Value, b: &Value) -> Result<bool, String> {
         return Err(BAD_COMPARISON.into());
     }
     match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Ok(x < y),
+        (x, y) if x.integer().is_some() => Ok(x.integer() < y.integer()),
         (Value::Float(x), Value::Float(y)) => Ok(x < y),
-        (Value::Str(x), Value::Str(y)) => Ok(x < y),
+        (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => Ok(x < y),
         _ => Err(BAD_COMPARISON_TYPE.into()),
     }
 }
@@ -715,26 +868,29 @@ fn less_or_equal(a: &Value, b: &Value) -> Result<bool, String> {
 
 fn length(v: &Value) -> Result<Value, String> {
     match v {
-        Value::Str(s) => Ok(Value::Int(s.len() as i64)),
+        Value::Str(s) | Value::Html(s) => Ok(Value::Int(s.len() as i64)),
         Value::Map(m) => Ok(Value::Int(m.entries.len() as i64)),
         Value::Samples(s) => Ok(Value::Int(s.len() as i64)),
-        Value::Nil => Err("len of untyped nil".into()),
+        Value::Nil => Err("reflect: call of reflect.Value.Type on zero Value".into()),
+        // len follows pointers.
+        Value::Sample(_) => Err("len of type template.sample".into()),
+        Value::Time(_) => Err("len of type time.Time".into()),
         other => Err(format!("len of type {}", other.type_name())),
     }
 }
 
 /// Go's `indexArg`: an integer index no larger than `cap`.
 fn index_arg(v: &Value, cap: usize) -> Result<usize, String> {
-    match v {
-        Value::Int(x) if *x < 0 || *x as u64 > cap as u64 => {
-            Err(format!("index out of range: {x}"))
-        }
-        Value::Int(x) => Ok(*x as usize),
-        Value::Nil => Err("cannot index slice/array with nil".into()),
-        other => Err(format!(
-            "cannot index slice/array with type {}",
-            other.type_name()
-        )),
+    match v.integer() {
+        Some(x) if x < 0 || x as u64 > cap as u64 => Err(format!("index out of range: {x}")),
+        Some(x) => Ok(x as usize),
+        None => match v {
+            Value::Nil => Err("cannot index slice/array with nil".into()),
+            other => Err(format!(
+                "cannot index slice/array with type {}",
+                other.type_name()
+            )),
+        },
     }
 }
 
@@ -745,11 +901,11 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
     }
     for idx in indexes {
         item = match &item {
-            Value::Str(s) => {
+            Value::Str(s) | Value::Html(s) => {
                 let i = index_arg(idx, s.len())?;
                 // A Go string index yields a byte (uint8), printed as a number.
                 match s.as_bytes().get(i) {
-                    Some(b) => Value::Int(i64::from(*b)),
+                    Some(b) => Value::Byte(*b),
                     None => return Err("reflect: string index out of range".into()),
                 }
             }
@@ -771,13 +927,18 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
                 }
             },
             Value::Nil => return Err("index of nil pointer".into()),
+            // index follows pointers: a *time.Time is a time.Time here.
+            Value::Time(_) => return Err("can't index item of type time.Time".into()),
+            Value::Sample(_) => return Err("can't index item of type template.sample".into()),
             other => return Err(format!("can't index item of type {}", other.type_name())),
         };
     }
     Ok(item)
 }
 
-fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+/// Go's `slice`; `nil_interface` marks the indexes that are nil interfaces (unlike `index`,
+/// `slice` does not unwrap them, so they are reported by their type).
+fn slice(item: &Value, indexes: &[Value], nil_interface: &[bool]) -> Result<Value, String> {
     if matches!(item, Value::Nil) {
         return Err("slice of untyped nil".into());
     }
@@ -785,7 +946,7 @@ fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
         return Err(format!("too many slice indexes: {}", indexes.len()));
     }
     let len = match item {
-        Value::Str(s) => {
+        Value::Str(s) | Value::Html(s) => {
             if indexes.len() == 3 {
                 return Err("cannot 3-index slice a string".into());
             }
@@ -796,6 +957,9 @@ fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
     };
     let mut idx = [0, len, len];
     for (i, v) in indexes.iter().enumerate() {
+        if nil_interface.get(i) == Some(&true) {
+            return Err("cannot index slice/array with type interface {}".into());
+        }
         idx[i] = index_arg(v, len)?;
     }
     if idx[0] > idx[1] {
@@ -807,6 +971,9 @@ fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
     Ok(match item {
         Value::Str(s) => {
             Value::Str(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
+        }
+        Value::Html(s) => {
+            Value::Html(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
         }
         Value::Samples(s) => Value::Samples(Rc::new(s[idx[0]..idx[1]].to_vec())),
         _ => Value::Nil,
@@ -835,7 +1002,7 @@ fn eval_args(values: &[Value]) -> String {
             let mut out = String::new();
             let mut prev_string = false;
             for (i, (orig, v)) in values.iter().zip(&printable).enumerate() {
-                let is_string = matches!(orig, Value::Str(_));
+                let is_string = orig.string_kind().is_some();
                 if i > 0 && !is_string && !prev_string {
                     out.push(' ');
                 }

@@ -144,7 +144,7 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
         "reReplaceAll" => {
             // Prometheus uses regexp.MustCompile: a bad pattern panics, which the template
             // engine reports as this error.
-            let re = regex::Regex::new(s(0)).map_err(|e| {
+            let re = go_regex(s(0)).map_err(|e| {
                 format!(
                     "regexp: Compile({}): {}",
                     backquote(s(0)),
@@ -154,10 +154,10 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             Value::Str(re.replace_all(s(2), s(1)).into_owned())
         }
         "match" => {
-            let re = regex::Regex::new(s(0)).map_err(|e| regex_error(s(0), &e))?;
+            let re = go_regex(s(0)).map_err(|e| regex_error(s(0), &e))?;
             Value::Bool(re.is_match(s(1)))
         }
-        "safeHtml" => Value::Str(s(0).to_owned()),
+        "safeHtml" => Value::Html(s(0).to_owned()),
         "title" => Value::Str(title(s(0))),
         "toUpper" => Value::Str(s(0).chars().map(simple_upper).collect()),
         "toLower" => Value::Str(s(0).chars().map(simple_lower).collect()),
@@ -211,6 +211,71 @@ fn backquote(s: &str) -> String {
     format!("`{s}`")
 }
 
+/// Compiles a Go (RE2) regular expression. The syntax is the same as Rust's `regex`, except that
+/// Go's `\d`, `\w`, `\s` and `\b` are ASCII-only where Rust's are Unicode-aware, so those
+/// are rewritten to their ASCII classes first.
+fn go_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                match next {
+                    // Nested classes are valid inside a class too, so one spelling serves both.
+                    'd' => out.push_str("[0-9]"),
+                    'D' => out.push_str("[^0-9]"),
+                    'w' => out.push_str("[0-9A-Za-z_]"),
+                    'W' => out.push_str("[^0-9A-Za-z_]"),
+                    's' => out.push_str("[\\t\\n\\f\\r ]"),
+                    'S' => out.push_str("[^\\t\\n\\f\\r ]"),
+                    'b' if !in_class => out.push_str("(?-u:\\b)"),
+                    'B' if !in_class => out.push_str("(?-u:\\B)"),
+                    other => {
+                        out.push(c);
+                        out.push(other);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            '[' if chars.peek() == Some(&':') => {
+                // A POSIX class such as `[:alpha:]` inside a class.
+                out.push(c);
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    // The rewrite only narrows classes; should it ever fail to compile, the original pattern's
+    // error is the one to report.
+    regex::Regex::new(&out).or_else(|_| regex::Regex::new(pattern))
+}
+
 /// A regex syntax error worded as Go's regexp words it, where the two agree on the cause
 /// (unbalanced parentheses, the usual mistake); otherwise Rust's description.
 fn regex_error(pattern: &str, e: &regex::Error) -> String {
@@ -254,6 +319,15 @@ pub(crate) fn parse_go_float(s: &str) -> Result<f64, String> {
         } else {
             f64::INFINITY
         });
+    }
+    if let Some(hex) = lower.strip_prefix("0x") {
+        // Hexadecimal floats need their binary exponent (`0x1.8p+1`).
+        let value = hex
+            .contains('p')
+            .then(|| super::parse::parse_hex_float(hex))
+            .flatten()
+            .ok_or_else(|| err("invalid syntax"))?;
+        return Ok(if s.starts_with('-') { -value } else { value });
     }
     if lower == "nan" {
         return if body.len() == s.len() {
@@ -616,6 +690,20 @@ mod tests {
         assert_eq!(strip_domain("10.0.0.1:80"), "10.0.0.1:80");
         assert_eq!(url_path("http://example.com:9090/prom"), "/prom");
         assert_eq!(url_path("http://example.com"), "");
+    }
+
+    #[test]
+    fn regexes_have_go_ascii_classes() {
+        let replace =
+            |p: &str, r: &str, t: &str| go_regex(p).unwrap().replace_all(t, r).into_owned();
+        // Go: `\w` does not match é.
+        assert_eq!(replace(r"(\w+)", "<$1>", "héllo"), "<h>é<llo>");
+        assert_eq!(replace(r"(\w+)", "${1}y", "héllo"), "hyélloy");
+        assert_eq!(replace(r"[\d.]+", "N", "v1.25 ٣"), "vN ٣");
+        assert_eq!(replace(r"\bé", "E", "é aé"), "é aE");
+        assert_eq!(replace(r"[]a]", "x", "]ab"), "xxb");
+        assert_eq!(replace(r"[[:digit:]x]", "_", "1x2y"), "___y");
+        assert!(go_regex("(").is_err());
     }
 
     #[test]

@@ -200,6 +200,157 @@ pub(crate) fn format_time(t: GoTime) -> String {
     out
 }
 
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// The calendar fields of a UTC time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Civil {
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: i64,
+    pub(crate) minute: i64,
+    pub(crate) second: i64,
+    pub(crate) year_day: i64,
+    /// 0 = Sunday.
+    pub(crate) weekday: usize,
+}
+
+pub(crate) fn civil(t: GoTime) -> Civil {
+    let days = t.secs.div_euclid(86_400);
+    let rem = t.secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let jan1 = days_from_civil(year, 1, 1);
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+        year_day: days - jan1 + 1,
+        // 1970-01-01 was a Thursday.
+        weekday: (days + 4).rem_euclid(7) as usize,
+    }
+}
+
+pub(crate) fn month_name(month: u32) -> &'static str {
+    MONTHS[(month as usize + 11) % 12]
+}
+
+pub(crate) fn weekday_name(weekday: usize) -> &'static str {
+    WEEKDAYS[weekday % 7]
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y.rem_euclid(400);
+    let m = i64::from(month);
+    let day_of_year = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Go's `time.Time.Format` for a UTC time: the reference-time layout elements
+/// (`2006 01 02 15 04 05 Jan Mon MST -07:00 .000 PM`, …) replaced by this time's fields.
+pub(crate) fn format_time_layout(t: GoTime, layout: &str) -> String {
+    let c = civil(t);
+    let hour12 = if c.hour % 12 == 0 { 12 } else { c.hour % 12 };
+    let mut out = String::new();
+    let mut rest = layout;
+    while let Some(ch) = rest.chars().next() {
+        // Longest elements first where one is a prefix of another.
+        let elements: &[(&str, String)] = &[
+            ("January", month_name(c.month).to_owned()),
+            ("Jan", month_name(c.month)[..3].to_owned()),
+            ("Monday", weekday_name(c.weekday).to_owned()),
+            ("Mon", weekday_name(c.weekday)[..3].to_owned()),
+            ("MST", "UTC".to_owned()),
+            ("2006", format!("{:04}", c.year)),
+            ("002", format!("{:03}", c.year_day)),
+            ("__2", format!("{:>3}", c.year_day)),
+            ("_2", format!("{:>2}", c.day)),
+            ("01", format!("{:02}", c.month)),
+            ("02", format!("{:02}", c.day)),
+            ("03", format!("{hour12:02}")),
+            ("04", format!("{:02}", c.minute)),
+            ("05", format!("{:02}", c.second)),
+            ("06", format!("{:02}", c.year.rem_euclid(100))),
+            ("15", format!("{:02}", c.hour)),
+            ("1", c.month.to_string()),
+            ("2", c.day.to_string()),
+            ("3", hour12.to_string()),
+            ("4", c.minute.to_string()),
+            ("5", c.second.to_string()),
+            ("PM", if c.hour >= 12 { "PM" } else { "AM" }.to_owned()),
+            ("pm", if c.hour >= 12 { "pm" } else { "am" }.to_owned()),
+            ("-07:00:00", "+00:00:00".to_owned()),
+            ("-070000", "+000000".to_owned()),
+            ("-07:00", "+00:00".to_owned()),
+            ("-0700", "+0000".to_owned()),
+            ("-07", "+00".to_owned()),
+            ("Z07:00:00", "Z".to_owned()),
+            ("Z070000", "Z".to_owned()),
+            ("Z07:00", "Z".to_owned()),
+            ("Z0700", "Z".to_owned()),
+            ("Z07", "Z".to_owned()),
+        ];
+        if let Some((el, value)) = elements.iter().find(|(el, _)| rest.starts_with(el)) {
+            out.push_str(value);
+            rest = &rest[el.len()..];
+            continue;
+        }
+        // Fractional seconds: `.000`/`,000` (fixed) or `.999`/`,999` (trailing zeros dropped),
+        // only when no digit follows the run.
+        if matches!(ch, '.' | ',') {
+            let digit = rest[1..].chars().next().filter(|d| matches!(d, '0' | '9'));
+            if let Some(d) = digit {
+                let run = rest[1..].chars().take_while(|&x| x == d).count();
+                if !rest[1 + run..].starts_with(|x: char| x.is_ascii_digit()) {
+                    let digits = format!("{:09}", t.nanos);
+                    let mut frac = digits[..run.min(9)].to_owned();
+                    if d == '9' {
+                        frac.truncate(frac.trim_end_matches('0').len());
+                    }
+                    if d == '0' || !frac.is_empty() {
+                        out.push(ch);
+                        out.push_str(&frac);
+                    }
+                    rest = &rest[1 + run..];
+                    continue;
+                }
+            }
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
 /// The proleptic Gregorian date of a day number counted from 1970-01-01.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of the 400-year era's years.
@@ -273,8 +424,8 @@ fn quote_char(out: &mut String, c: char, quote: char, ascii: bool) {
     }
 }
 
-/// Go's `fmt.Sprint` of one value with `%v` (`top` is false inside maps and structs, where Go
-/// prints pointers as addresses; we print what they point to instead, see the module docs).
+/// Go's `fmt.Sprint` of one value (`%v`). Query results are the exception: Go prints their
+/// sample pointers as addresses, we print the samples (see the module docs).
 pub(crate) fn sprint_value(out: &mut String, v: &Value) {
     match v {
         Value::Nil => out.push_str("<nil>"),
@@ -282,8 +433,11 @@ pub(crate) fn sprint_value(out: &mut String, v: &Value) {
         Value::Int(i) => {
             let _ = write!(out, "{i}");
         }
+        Value::Byte(b) => {
+            let _ = write!(out, "{b}");
+        }
         Value::Float(f) => out.push_str(&format_float_v(*f)),
-        Value::Str(s) => out.push_str(s),
+        Value::Str(s) | Value::Html(s) => out.push_str(s),
         Value::Map(m) => sprint_map(out, m),
         Value::Sample(s) => {
             out.push('&');
@@ -342,7 +496,7 @@ pub(crate) fn sprint(args: &[Value]) -> String {
     let mut out = String::new();
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
-        let is_string = matches!(a, Value::Str(_));
+        let is_string = a.string_kind().is_some();
         if i > 0 && !is_string && !prev_string {
             out.push(' ');
         }
@@ -488,9 +642,13 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(a.type_name());
-            out.push('=');
-            sprint_value(&mut out, a);
+            if matches!(a, Value::Nil) {
+                out.push_str("<nil>");
+            } else {
+                out.push_str(a.type_name());
+                out.push('=');
+                sprint_value(&mut out, a);
+            }
         }
         out.push(')');
     }
@@ -508,43 +666,88 @@ fn parse_num(chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>) -> Opti
     n
 }
 
-fn bad_verb(verb: char, arg: &Value) -> String {
+/// Go's `%!verb(type=value)`, the value printed with `%v` and the directive's flags.
+fn bad_verb(verb: char, arg: &Value, flags: &Flags) -> String {
     if matches!(arg, Value::Nil) {
         return format!("%!{verb}(<nil>)");
     }
-    let mut out = format!("%!{verb}({}=", arg.type_name());
-    sprint_value(&mut out, arg);
-    out.push(')');
-    out
+    format!(
+        "%!{verb}({}={})",
+        arg.type_name(),
+        format_arg('v', arg, flags)
+    )
+}
+
+/// Go's `%#v`: the value in Go syntax.
+fn go_syntax(out: &mut String, v: &Value, in_interface: bool) {
+    match v {
+        Value::Nil if in_interface => out.push_str("interface {}(nil)"),
+        Value::Str(s) | Value::Html(s) => out.push_str(&quote(s, false)),
+        Value::Byte(b) => {
+            let _ = write!(out, "0x{b:x}");
+        }
+        Value::Map(m) => {
+            out.push_str(m.type_name());
+            out.push('{');
+            for (i, (k, v)) in m.entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&quote(k, false));
+                out.push(':');
+                go_syntax(out, v, m.interface_elems);
+            }
+            out.push('}');
+        }
+        Value::Sample(s) => {
+            out.push_str("&template.sample{Labels:");
+            go_syntax(out, &Value::Map(s.labels.clone()), false);
+            out.push_str(", Value:");
+            out.push_str(&format_float_v(s.value));
+            out.push('}');
+        }
+        Value::Samples(samples) if samples.is_empty() => out.push_str("template.queryResult{}"),
+        other => sprint_value(out, other),
+    }
 }
 
 fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
     if verb == 'T' {
         return flags.pad(arg.type_name().to_owned(), false);
     }
+    if verb == 'v' && flags.sharp {
+        let mut out = String::new();
+        go_syntax(&mut out, arg, false);
+        return flags.pad(out, false);
+    }
     match arg {
         Value::Nil => match verb {
             'v' => flags.pad("<nil>".into(), false),
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
         Value::Bool(b) => match verb {
             't' | 'v' => flags.pad(b.to_string(), false),
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
-        Value::Int(i) => format_int(verb, *i, flags).unwrap_or_else(|| bad_verb(verb, arg)),
+        Value::Int(_) | Value::Byte(_) => {
+            let i = arg.integer().unwrap_or_default();
+            format_int(verb, i, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
+        }
         Value::Float(f) => match verb {
             'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' | 'x' | 'X' => {
                 let verb = if verb == 'v' { 'g' } else { verb };
                 let s = format_float(*f, verb, flags.prec, flags);
                 flags.pad(s, f.is_finite())
             }
-            _ => bad_verb(verb, arg),
+            _ => bad_verb(verb, arg, flags),
         },
-        Value::Str(s) => format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg)),
+        Value::Str(s) | Value::Html(s) => {
+            format_str(verb, s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
+        }
         Value::Time(t) => {
             // time.Time is a Stringer: %v, %s and %q use its String().
             let s = format_time(*t);
-            format_str(verb, &s, flags).unwrap_or_else(|| bad_verb(verb, arg))
+            format_str(verb, &s, flags).unwrap_or_else(|| bad_verb(verb, arg, flags))
         }
         Value::Map(m) => {
             let mut out = String::from("map[");
@@ -565,14 +768,30 @@ fn format_arg(verb: char, arg: &Value, flags: &Flags) -> String {
             format_arg(verb, &Value::Map(sample.labels.clone()), flags),
             format_arg(verb, &Value::Float(sample.value), flags)
         ),
-        Value::Samples(_) | Value::Data(_) => match verb {
-            'v' | 's' => {
-                let mut out = String::new();
-                sprint_value(&mut out, arg);
-                flags.pad(out, false)
-            }
-            _ => bad_verb(verb, arg),
-        },
+        Value::Data(d) => format!(
+            "{{{} {} {} {}}}",
+            format_arg(verb, &Value::Map(d.labels.clone()), flags),
+            format_arg(verb, &Value::Map(d.external_labels.clone()), flags),
+            format_arg(verb, &Value::Str(d.external_url.clone()), flags),
+            format_arg(verb, &Value::Float(d.value), flags)
+        ),
+        // A slice is formatted element by element. Its elements are pointers, which Go prints
+        // as addresses for %v and the integer verbs (we print the samples) and rejects for
+        // the others.
+        Value::Samples(samples) => {
+            let elems: Vec<String> = samples
+                .iter()
+                .map(|sample| {
+                    let mut shown = String::from("&");
+                    sprint_sample(&mut shown, sample);
+                    match verb {
+                        'v' | 'p' | 'b' | 'o' | 'O' | 'd' | 'x' | 'X' => shown,
+                        _ => format!("%!{verb}(*template.sample={shown})"),
+                    }
+                })
+                .collect();
+            format!("[{}]", elems.join(" "))
+        }
     }
 }
 
@@ -837,6 +1056,34 @@ mod tests {
                 nanos: 0
             }),
             "2000-02-29 00:00:00 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn time_layouts_match_go() {
+        let t = GoTime {
+            secs: 1_435_065_584,
+            nanos: 128_000_000,
+        };
+        assert_eq!(
+            format_time_layout(t, "2006-01-02T15:04:05Z07:00"),
+            "2015-06-23T13:19:44Z"
+        );
+        assert_eq!(
+            format_time_layout(t, "2006-01-02T15:04:05.999999999Z07:00"),
+            "2015-06-23T13:19:44.128Z"
+        );
+        assert_eq!(
+            format_time_layout(t, "Mon Jan _2 15:04:05 MST 2006"),
+            "Tue Jun 23 13:19:44 UTC 2015"
+        );
+        assert_eq!(
+            format_time_layout(t, "Monday, January 2, 2006 3:04PM -0700 .000 002"),
+            "Tuesday, June 23, 2015 1:19PM +0000 .128 174"
+        );
+        assert_eq!(
+            format_time_layout(t, "06/1/2 03:4:5 pm"),
+            "15/6/23 01:19:44 pm"
         );
     }
 

@@ -30,6 +30,11 @@ pub(crate) enum Tok {
     Char(String),
     /// A number literal as written.
     Number(String),
+    /// A lexical error: the last token.
+    Error(String),
+    /// Any other printable ASCII character (`@`, `;`, `/`, …): never valid, but Go reports it
+    /// where the parser meets it.
+    Punct(char),
     Eof,
 }
 
@@ -76,14 +81,20 @@ fn is_alnum(c: char) -> bool {
 }
 
 /// Tokenizes a whole template.
-pub(crate) fn lex(input: &str) -> Result<Vec<Token>, LexError> {
-    Lexer {
+/// Tokenizes a whole template. A lexical error ends the tokens with a [`Tok::Error`] where it
+/// occurred: Go's parser consumes tokens as the lexer makes them, so a syntax error before the
+/// lexical one is the error reported.
+pub(crate) fn lex(input: &str) -> Vec<Token> {
+    let mut lexer = Lexer {
         input,
         pos: 0,
         tokens: Vec::new(),
         trim_next_text: false,
+    };
+    if let Err(e) = lexer.run() {
+        lexer.push(Tok::Error(e.msg), e.pos, false);
     }
-    .run()
+    lexer.tokens
 }
 
 struct Lexer<'a> {
@@ -110,13 +121,13 @@ impl Lexer<'_> {
         });
     }
 
-    fn run(mut self) -> Result<Vec<Token>, LexError> {
+    fn run(&mut self) -> Result<(), LexError> {
         loop {
             let rest = &self.input[self.pos..];
             let Some(i) = rest.find(LEFT) else {
                 self.emit_text(self.pos, self.input.len(), false);
                 self.push(Tok::Eof, self.input.len(), false);
-                return Ok(self.tokens);
+                return Ok(());
             };
             let delim = self.pos + i;
             let after = &self.input[delim + LEFT.len()..];
@@ -245,7 +256,8 @@ impl Lexer<'_> {
                 }
                 '.' => {
                     let next = self.input[start + 1..].chars().next();
-                    if next.is_some_and(|c| c.is_ascii_digit()) {
+                    // Go reads a `.` at the very end of the input as a number (an illegal one).
+                    if next.is_none_or(|c| c.is_ascii_digit()) {
                         self.number()?
                     } else {
                         self.pos += 1;
@@ -280,13 +292,15 @@ impl Lexer<'_> {
                         _ => Tok::Ident(word.to_owned()),
                     }
                 }
+                // Other printable ASCII is a token of its own, for the parser to reject in context.
+                c if c.is_ascii_graphic() => {
+                    self.pos += 1;
+                    Tok::Punct(c)
+                }
                 c => {
                     return self.err(
                         start,
-                        format!(
-                            "unrecognized character in action: {}",
-                            super::gofmt::quote(&c.to_string(), false).replace('"', "'")
-                        ),
+                        format!("unrecognized character in action: {}", char_u(c)),
                     );
                 }
             };
@@ -308,7 +322,7 @@ impl Lexer<'_> {
             None => Ok(()),
             Some(c) if is_space(c) || matches!(c, '.' | ',' | '|' | ':' | ')' | '(') => Ok(()),
             Some(_) if rest.starts_with(RIGHT) => Ok(()),
-            Some(c) => self.err(self.pos, format!("bad character {}", quote_char_go(c))),
+            Some(c) => self.err(self.pos, format!("bad character {}", char_u(c))),
         }
     }
 
@@ -382,20 +396,25 @@ impl Lexer<'_> {
             i += 1;
         }
         self.pos = i;
-        if self.input[i..].chars().next().is_some_and(is_alnum) {
-            self.take_while(is_alnum);
+        if let Some(c) = self.input[i..].chars().next().filter(|&c| is_alnum(c)) {
+            // Go quotes the number and the one character that spoilt it.
+            let text = &self.input[start..i + c.len_utf8()];
             return self.err(
                 start,
-                format!("bad number syntax: {:?}", &self.input[start..self.pos]),
+                format!("bad number syntax: {}", super::gofmt::quote(text, false)),
             );
         }
         Ok(Tok::Number(self.input[start..i].to_owned()))
     }
 }
 
-fn quote_char_go(c: char) -> String {
-    let q = super::gofmt::quote(&c.to_string(), false);
-    format!("'{}'", &q[1..q.len() - 1])
+/// Go's `%#U`: `U+0023 '#'` (the character itself only when printable).
+fn char_u(c: char) -> String {
+    if super::gofmt::is_print(c) {
+        format!("U+{:04X} '{c}'", c as u32)
+    } else {
+        format!("U+{:04X}", c as u32)
+    }
 }
 
 #[cfg(test)]
@@ -403,7 +422,14 @@ mod tests {
     use super::*;
 
     fn kinds(s: &str) -> Vec<Tok> {
-        lex(s).unwrap().into_iter().map(|t| t.tok).collect()
+        lex(s).into_iter().map(|t| t.tok).collect()
+    }
+
+    fn error(s: &str) -> String {
+        match lex(s).pop().map(|t| t.tok) {
+            Some(Tok::Error(msg)) => msg,
+            other => panic!("no error at the end: {other:?}"),
+        }
     }
 
     #[test]
@@ -438,7 +464,7 @@ mod tests {
 
     #[test]
     fn fields_and_variables() {
-        let toks = lex("{{ $x.a .b }}").unwrap();
+        let toks = lex("{{ $x.a .b }}");
         assert_eq!(toks[1].tok, Tok::Variable("$x".into()));
         assert_eq!(toks[2].tok, Tok::Field("a".into()));
         assert!(!toks[2].space_before);
@@ -447,16 +473,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            lex("{{ \"abc }}").unwrap_err().msg,
-            "unterminated quoted string"
-        );
-        assert_eq!(lex("{{ 1 ").unwrap_err().msg, "unclosed action");
-        assert_eq!(lex("{{ (1 }}").unwrap_err().msg, "unclosed left paren");
-        assert_eq!(lex("{{/* x").unwrap_err().msg, "unclosed comment");
-        assert_eq!(
-            lex("{{ 3x }}").unwrap_err().msg,
-            "bad number syntax: \"3x\""
-        );
+        assert_eq!(error("{{ \"abc }}"), "unterminated quoted string");
+        assert_eq!(error("{{ 1 "), "unclosed action");
+        assert_eq!(error("{{ (1 }}"), "unclosed left paren");
+        assert_eq!(error("{{/* x"), "unclosed comment");
+        assert_eq!(error("{{ 3x }}"), "bad number syntax: \"3x\"");
     }
 }

@@ -11,12 +11,24 @@
 //! Known differences from Go (none reachable from ordinary alert texts):
 //! - values print as Go would except query results (`queryResult`), which Go prints as pointer
 //!   addresses; we print the samples (`[&{map[…] 1}]`);
-//! - methods (e.g. `(toTime 1).Unix`) are not callable; `safeHtml` returns a plain string;
-//! - regular expressions use Rust's `regex` syntax, which is RE2's (Go's) with Unicode-aware
-//!   `\d`/`\w`/`\b`, and its error messages;
-//! - `{{template}}` nesting stops at 100 levels (Go: 100000) and an execution at a million steps
-//!   or 16 MiB of output, so a recursive template cannot stall the rule evaluation loop;
-//! - complex number literals and `printf`'s `%[n]` argument indexes are not supported.
+//! - of Go's methods only `time.Time`'s common ones are callable on `toTime` results (`Format`,
+//!   `Unix`, `UnixMilli`, `Year`, … ; `Month`/`Weekday` give names, `Local` is UTC);
+//! - regular expressions run on Rust's `regex` (RE2 syntax, like Go's; `\d`, `\w`, `\s`, `\b`
+//!   are made ASCII-only as in Go), whose error messages are Go's only for unbalanced
+//!   parentheses, and which accepts a few escapes Go rejects (`\u0041`);
+//! - nesting is bounded, for our fixed-size thread stacks: 100 levels of parentheses and control
+//!   structures when parsing, 100 `{{template}}` calls (Go: 100000) and 200 levels of all of
+//!   them together when executing; an execution also stops at a million steps or 16 MiB of
+//!   output, so a recursive template cannot stall the rule evaluation loop;
+//! - complex number literals and `printf`'s `%[n]` argument indexes are not supported;
+//! - `printf` of a `toTime` result with a verb other than `%v`/`%s` shows the time, where Go
+//!   shows the `time.Time` struct's internals;
+//! - string escapes of single bytes that are not UTF-8 (`"\xff"`) become U+FFFD, where Go keeps
+//!   the byte.
+//!
+//! `tests/template_vs_prometheus.rs` checks all of this against a running Prometheus 2.42, and
+//! `tests/template_random_vs_promtool.rs` against `promtool` with 1500 random templates and 600
+//! random strings of template syntax (for the syntax errors).
 
 mod exec;
 mod funcs;
@@ -53,33 +65,50 @@ pub trait TemplateQuerier: Send + Sync {
 pub struct QuerySample {
     /// The series labels, `__name__` included.
     pub labels: Labels,
+    /// The sample value.
     pub value: f64,
 }
 
 /// A template that failed to parse or to execute. The messages are Prometheus' (Go's), so the
-/// caller's `<error expanding template: {error}>` reads exactly as Prometheus' does.
+/// caller's `<error expanding template: {error}>` ([`TemplateError::alert_text`]) reads exactly
+/// as Prometheus' does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     /// Syntax errors, unknown functions, undefined variables.
     #[error("error parsing template {name}: template: {name}:{line}: {message}")]
     Parse {
+        /// The template's name.
         name: String,
+        /// The line (from 1) of the error.
         line: usize,
+        /// Go's description of the error.
         message: String,
     },
     /// Errors while executing: failing functions, wrong argument types or counts, bad fields.
     #[error(
-        "error executing template {name}: template: {name}:{line}:{column}: executing \"{name}\" at <{context}>: {message}"
+        "error executing template {name}: template: {name}:{line}:{column}: executing \"{template}\" at <{context}>: {message}"
     )]
     Execute {
+        /// The template's name.
         name: String,
+        /// The template that was executing: `name`, or a `define`d one it called.
+        template: String,
+        /// The line (from 1) of the failing node.
         line: usize,
-        /// Byte offset in the line, counting from 0 as Go does.
+        /// The failing node's byte offset in its line, counting from 0 as Go does.
         column: usize,
         /// The failing node, as Go prints it.
         context: String,
+        /// Go's description of the error.
         message: String,
     },
+}
+
+impl TemplateError {
+    /// What Prometheus puts in place of a label value or annotation whose expansion failed.
+    pub fn alert_text(&self) -> String {
+        format!("<error expanding template: {self}>")
+    }
 }
 
 /// The variable definitions Prometheus puts in front of every alert label and annotation text.
@@ -107,11 +136,12 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
 impl Template {
     /// Parses Go template `text` as is.
     pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
-        let tree = parse::parse(text, &funcs::is_function).map_err(|e| TemplateError::Parse {
-            name: name.to_owned(),
-            line: line_col(text, e.pos).0,
-            message: e.msg,
-        })?;
+        let tree =
+            parse::parse(text, name, &funcs::is_function).map_err(|e| TemplateError::Parse {
+                name: name.to_owned(),
+                line: line_col(text, e.pos).0,
+                message: e.msg,
+            })?;
         Ok(Template {
             name: name.to_owned(),
             text: text.to_owned(),
@@ -145,6 +175,7 @@ impl Template {
             let (line, column) = line_col(&self.text, e.pos);
             TemplateError::Execute {
                 name: self.name.clone(),
+                template: e.template.unwrap_or_else(|| self.name.clone()),
                 line,
                 column,
                 context: e.context,

@@ -176,16 +176,21 @@ pub(crate) struct Tree {
 }
 
 /// Parses `text`; `is_function` says which identifiers name functions.
-pub(crate) fn parse(text: &str, is_function: &dyn Fn(&str) -> bool) -> Result<Tree, ParseError> {
-    let tokens = lex(text).map_err(|e| ParseError {
-        pos: e.pos,
-        msg: e.msg,
-    })?;
+pub(crate) fn parse(
+    text: &str,
+    name: &str,
+    is_function: &dyn Fn(&str) -> bool,
+) -> Result<Tree, ParseError> {
+    let tokens = lex(text);
     let mut p = Parser {
+        text,
+        name,
+        action_start: 0,
         tokens,
         i: 0,
         vars: vec!["$".into()],
         range_depth: 0,
+        nesting: 0,
         is_function,
         defines: HashMap::new(),
     };
@@ -196,6 +201,10 @@ pub(crate) fn parse(text: &str, is_function: &dyn Fn(&str) -> bool) -> Result<Tr
     })
 }
 
+/// How deeply parentheses and control structures may nest (Go has no limit, but no alert text
+/// comes close).
+const MAX_NESTING: usize = 100;
+
 /// What ended a list.
 enum ListEnd {
     Eof,
@@ -205,11 +214,18 @@ enum ListEnd {
 }
 
 struct Parser<'a> {
+    text: &'a str,
+    /// The template's name, for Go's "in action started at NAME:LINE".
+    name: &'a str,
+    /// Where the current action's `{{` is.
+    action_start: usize,
     tokens: Vec<Token>,
     i: usize,
     /// Variables in scope, innermost last.
     vars: Vec<String>,
     range_depth: usize,
+    /// Parentheses and control structures currently open.
+    nesting: usize,
     is_function: &'a dyn Fn(&str) -> bool,
     defines: HashMap<String, List>,
 }
@@ -217,32 +233,41 @@ struct Parser<'a> {
 type PResult<T> = Result<T, ParseError>;
 
 fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Text(_) => "text".into(),
-        Tok::LeftDelim => "\"{{\"".into(),
-        Tok::RightDelim => "\"}}\"".into(),
-        Tok::Pipe => "\"|\"".into(),
-        Tok::LeftParen => "\"(\"".into(),
-        Tok::RightParen => "\")\"".into(),
-        Tok::Declare => "\":=\"".into(),
-        Tok::Assign => "\"=\"".into(),
-        Tok::Comma => "\",\"".into(),
-        Tok::Field(f) => format!("<.{f}>"),
-        Tok::Dot => "<.>".into(),
-        Tok::Variable(v) => format!("<{v}>"),
-        Tok::Ident(i) => format!("<{i}>"),
-        Tok::Keyword(k) => format!("<{}>", format!("{k:?}").to_lowercase()),
-        Tok::Bool(b) => format!("<{b}>"),
-        Tok::Nil => "<nil>".into(),
-        // Go's item String(): `%q`, or `%.10q...` for long values.
-        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) if s.chars().count() > 10 => {
+    // Go's item String(): keywords (with `.` and `nil`) in angle brackets, everything else
+    // `%q`-quoted, shortened to `%.10q...` when long.
+    let quoted = |s: &str| {
+        if s.chars().count() > 10 {
             format!(
                 "{}...",
                 super::gofmt::quote(&s.chars().take(10).collect::<String>(), false)
             )
+        } else {
+            super::gofmt::quote(s, false)
         }
-        Tok::Str(s) | Tok::Char(s) | Tok::Number(s) => super::gofmt::quote(s, false),
+    };
+    match t {
+        Tok::Text(s)
+        | Tok::Str(s)
+        | Tok::Char(s)
+        | Tok::Number(s)
+        | Tok::Variable(s)
+        | Tok::Ident(s) => quoted(s),
+        Tok::LeftDelim => quoted("{{"),
+        Tok::RightDelim => quoted("}}"),
+        Tok::Pipe => quoted("|"),
+        Tok::LeftParen => quoted("("),
+        Tok::RightParen => quoted(")"),
+        Tok::Declare => quoted(":="),
+        Tok::Assign => quoted("="),
+        Tok::Comma => quoted(","),
+        Tok::Field(f) => quoted(&format!(".{f}")),
+        Tok::Bool(b) => quoted(&b.to_string()),
+        Tok::Punct(c) => quoted(&c.to_string()),
+        Tok::Dot => "<.>".into(),
+        Tok::Nil => "<nil>".into(),
+        Tok::Keyword(k) => format!("<{}>", format!("{k:?}").to_lowercase()),
         Tok::Eof => "EOF".into(),
+        Tok::Error(msg) => msg.clone(),
     }
 }
 
@@ -252,12 +277,36 @@ impl Parser<'_> {
         &self.tokens[self.i.min(self.tokens.len() - 1)]
     }
 
-    fn next(&mut self) -> Token {
+    /// The next token; a lexical error surfaces here, when the parser reaches it.
+    fn next(&mut self) -> PResult<Token> {
         let t = self.peek().clone();
         if self.i < self.tokens.len() - 1 {
             self.i += 1;
         }
-        t
+        if t.tok == Tok::LeftDelim {
+            self.action_start = t.pos;
+        }
+        if let Tok::Error(msg) = &t.tok {
+            let line = |pos: usize| {
+                1 + self.text.as_bytes()[..pos.min(self.text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            };
+            let start_line = line(self.action_start);
+            let mut msg = msg.clone();
+            if start_line != line(t.pos) {
+                // Go: "… in action started at NAME:LINE" ("unclosed action started at …").
+                let extra = format!(" in action started at {}:{start_line}", self.name);
+                msg += if msg.ends_with(" action") {
+                    &extra[" in action".len()..]
+                } else {
+                    &extra
+                };
+            }
+            return self.err(t.pos, msg);
+        }
+        Ok(t)
     }
 
     fn err<T>(&self, pos: usize, msg: impl Into<String>) -> PResult<T> {
@@ -268,7 +317,7 @@ impl Parser<'_> {
     }
 
     fn expect_right_delim(&mut self, context: &str) -> PResult<()> {
-        let t = self.next();
+        let t = self.next()?;
         if t.tok != Tok::RightDelim {
             return self.err(
                 t.pos,
@@ -328,7 +377,7 @@ impl Parser<'_> {
     }
 
     fn template_name(&mut self, context: &str) -> PResult<String> {
-        let t = self.next();
+        let t = self.next()?;
         match &t.tok {
             Tok::Str(q) => unquote(q).map_err(|msg| ParseError { pos: t.pos, msg }),
             other => self.err(
@@ -354,7 +403,7 @@ impl Parser<'_> {
 
     /// One text or action node, or what ended the enclosing list.
     fn node(&mut self) -> PResult<Result<Node, ListEnd>> {
-        let t = self.next();
+        let t = self.next()?;
         match t.tok {
             Tok::Text(s) => Ok(Ok(Node::Text(s))),
             Tok::Eof => Ok(Err(ListEnd::Eof)),
@@ -369,7 +418,7 @@ impl Parser<'_> {
             let pipe = self.pipeline("command", false)?;
             return Ok(Ok(Node::Action(pipe)));
         };
-        self.next();
+        self.next()?;
         let node = match kw {
             Keyword::End => {
                 self.expect_right_delim("end")?;
@@ -408,20 +457,23 @@ impl Parser<'_> {
                 }
             }
             Keyword::Template => {
+                // Go positions a {{template}} node at its name.
+                let name_pos = self.peek().pos;
                 let name = self.template_name("template clause")?;
                 let pipe = if self.peek().tok == Tok::RightDelim {
-                    self.next();
+                    self.next()?;
                     None
                 } else {
                     Some(self.pipeline("template clause", false)?)
                 };
                 Node::Template {
-                    pos: t.pos,
+                    pos: name_pos,
                     name,
                     pipe,
                 }
             }
             Keyword::Block => {
+                let name_pos = self.peek().pos;
                 let name = self.template_name("block clause")?;
                 let pipe = self.pipeline("block clause", false)?;
                 let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
@@ -431,7 +483,7 @@ impl Parser<'_> {
                 self.range_depth = depth;
                 self.add_define(name.clone(), list?, t.pos)?;
                 Node::Template {
-                    pos: t.pos,
+                    pos: name_pos,
                     name,
                     pipe: Some(pipe),
                 }
@@ -443,9 +495,11 @@ impl Parser<'_> {
 
     /// `if`/`with`/`range`: pipeline, list, optional else (or else-if chain), end.
     fn control(&mut self, context: &str, pos: usize) -> PResult<Branch> {
+        self.enter()?;
         let vars_mark = self.vars.len();
         let result = self.control_inner(context, pos);
         self.vars.truncate(vars_mark);
+        self.nesting -= 1;
         result
     }
 
@@ -476,7 +530,7 @@ impl Parser<'_> {
                     let else_list = if let Some(kw) = chained {
                         // `{{else if x}}…{{end}}` is `{{else}}{{if x}}…{{end}}{{end}}`: the
                         // nested branch consumes the shared `{{end}}`.
-                        self.next();
+                        self.next()?;
                         let inner = self.control(kw, else_pos)?;
                         vec![if kw == "if" {
                             Node::If(inner)
@@ -498,6 +552,27 @@ impl Parser<'_> {
 
     /// A pipeline up to `}}` (consumed), with optional variable declarations.
     fn pipeline(&mut self, context: &str, allow_two_vars: bool) -> PResult<Pipe> {
+        self.enter()?;
+        let result = self.pipeline_inner(context, allow_two_vars);
+        self.nesting -= 1;
+        result
+    }
+
+    /// Counts one level of nesting (parentheses, control structures), refusing more than
+    /// [`MAX_NESTING`]: parsing and executing recurse per level on a fixed-size stack.
+    fn enter(&mut self) -> PResult<()> {
+        if self.nesting >= MAX_NESTING {
+            let pos = self.peek().pos;
+            return self.err(
+                pos,
+                format!("template nested more than {MAX_NESTING} levels deep"),
+            );
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    fn pipeline_inner(&mut self, context: &str, allow_two_vars: bool) -> PResult<Pipe> {
         let start = self.peek().pos;
         let mut decl = Vec::new();
         let mut is_assign = false;
@@ -532,7 +607,9 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        // Go checks assigned (`=`) variables only when executing.
+        // Go declares the variables (and takes assigned ones for declared) before parsing the
+        // commands; whether an assigned one exists is checked when executing.
+        self.vars.extend(decl.iter().cloned());
         let mut cmds = Vec::new();
         loop {
             let t = self.peek().clone();
@@ -540,16 +617,15 @@ impl Parser<'_> {
                 Tok::RightDelim | Tok::RightParen => {
                     let closing_paren = t.tok == Tok::RightParen;
                     if closing_paren && context != "parenthesized pipeline" {
-                        return self.err(t.pos, "unexpected \")\" in command");
+                        return self.err(t.pos, format!("unexpected \")\" in {context}"));
                     }
                     if !closing_paren && context == "parenthesized pipeline" {
                         return self.err(t.pos, "unclosed left paren");
                     }
-                    self.next();
+                    self.next()?;
                     if cmds.is_empty() {
                         return self.err(t.pos, format!("missing value for {context}"));
                     }
-                    self.vars.extend(decl.iter().cloned());
                     check_pipeline(&cmds, t.pos)?;
                     return Ok(Pipe {
                         pos: start,
@@ -559,17 +635,40 @@ impl Parser<'_> {
                     });
                 }
                 _ => {
-                    cmds.push(self.command()?);
+                    cmds.push(self.command(context)?);
                     if self.peek().tok == Tok::Pipe {
                         // A trailing `|` before the closing delimiter is accepted, as in Go.
-                        self.next();
+                        self.next()?;
                     }
                 }
             }
         }
     }
 
-    fn command(&mut self) -> PResult<Command> {
+    fn command(&mut self, context: &str) -> PResult<Command> {
+        let first = self.peek().clone();
+        let starts_operand = matches!(
+            first.tok,
+            Tok::Ident(_)
+                | Tok::Dot
+                | Tok::Field(_)
+                | Tok::Nil
+                | Tok::Bool(_)
+                | Tok::Variable(_)
+                | Tok::Str(_)
+                | Tok::Char(_)
+                | Tok::Number(_)
+                | Tok::LeftParen
+        );
+        if let Tok::Error(_) = first.tok {
+            self.next()?;
+        }
+        if !starts_operand {
+            return self.err(
+                first.pos,
+                format!("unexpected {} in {context}", describe(&first.tok)),
+            );
+        }
         let pos = self.peek().pos;
         let mut args = Vec::new();
         let mut arg_pos = Vec::new();
@@ -577,6 +676,9 @@ impl Parser<'_> {
             let t = self.peek().clone();
             match t.tok {
                 Tok::RightDelim | Tok::RightParen | Tok::Pipe => break,
+                Tok::Error(_) => {
+                    self.next()?;
+                }
                 _ if !args.is_empty() && !t.space_before => {
                     return self.err(t.pos, format!("unexpected {} in operand", describe(&t.tok)));
                 }
@@ -606,10 +708,10 @@ impl Parser<'_> {
                 break;
             }
             fields.push(f.clone());
-            self.next();
+            self.next()?;
         }
         if fields.is_empty() {
-            return Ok((term_pos, term));
+            return Ok((term.pos(term_pos), term));
         }
         Ok((
             pos,
@@ -646,7 +748,7 @@ impl Parser<'_> {
     }
 
     fn term(&mut self) -> PResult<Arg> {
-        let t = self.next();
+        let t = self.next()?;
         Ok(match t.tok {
             Tok::Ident(name) => {
                 if !(self.is_function)(&name) {
@@ -685,9 +787,8 @@ impl Parser<'_> {
                 Arg::Number(parse_number(&text).map_err(|msg| ParseError { pos: t.pos, msg })?)
             }
             Tok::LeftParen => {
-                let mut pipe = self.pipeline("parenthesized pipeline", false)?;
-                pipe.pos = t.pos;
-                Arg::Pipe(Box::new(pipe))
+                // Go positions the pipeline at its first token, inside the parenthesis.
+                Arg::Pipe(Box::new(self.pipeline("parenthesized pipeline", false)?))
             }
             other => return self.err(t.pos, format!("unexpected {} in operand", describe(&other))),
         })
@@ -855,7 +956,11 @@ pub(crate) fn parse_number(text: &str) -> Result<Number, String> {
     let lower = body.to_ascii_lowercase();
     let is_hex = lower.starts_with("0x");
     let float = if is_hex {
-        parse_hex_float(&lower[2..])
+        // A hexadecimal float needs its `p` exponent.
+        lower
+            .contains('p')
+            .then(|| parse_hex_float(&lower[2..]))
+            .flatten()
     } else if lower.contains(['e', '.']) || int.is_none() {
         if !underscores_ok(body, false)
             || body.is_empty()
@@ -943,7 +1048,7 @@ pub(crate) fn underscores_ok(digits: &str, prefixed: bool) -> bool {
 }
 
 /// A hexadecimal float mantissa and `p` exponent (after `0x`).
-fn parse_hex_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_hex_float(s: &str) -> Option<f64> {
     let (mant, exp) = match s.split_once('p') {
         Some((m, e)) => (m, e.replace('_', "").parse::<i32>().ok()?),
         None => (s, 0),
@@ -969,7 +1074,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> PResult<Tree> {
-        parse(s, &|n| n == "printf" || n == "len")
+        parse(s, "t", &|n| n == "printf" || n == "len")
     }
 
     #[test]
@@ -1093,7 +1198,28 @@ mod tests {
             "template: multiple definition of template \"a\""
         );
         // Accepted by Go: a trailing pipe, `$` redeclared, assignment in range.
+        assert_eq!(p("{{ @ }}").unwrap_err().msg, "unexpected \"@\" in command");
+        assert_eq!(
+            p("{{ 1 ; }}").unwrap_err().msg,
+            "unexpected \";\" in operand"
+        );
+        assert_eq!(
+            p("{{ /* x */ }}").unwrap_err().msg,
+            "unexpected \"/\" in command"
+        );
+        assert_eq!(p("{{ .a# }}").unwrap_err().msg, "bad character U+0023 '#'");
+        assert_eq!(
+            p("{{ block \"b\" .) }}").unwrap_err().msg,
+            "unexpected \")\" in block clause"
+        );
         assert!(p("{{ len .x | len | }}").is_ok());
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(101), ")".repeat(101));
+        assert!(
+            p(&deep)
+                .unwrap_err()
+                .msg
+                .contains("nested more than 100 levels")
+        );
         assert!(p("{{ $ := 1 }}").is_ok());
         assert!(p("{{ range $i, $e = . }}{{ end }}").is_ok());
         assert_eq!(

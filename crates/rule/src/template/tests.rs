@@ -40,7 +40,7 @@ impl TemplateQuerier for Up {
 fn run(text: &str) -> String {
     match expand("__alert_A", text, &data(), Some(&Up)) {
         Ok(s) => s,
-        Err(e) => format!("<error expanding template: {e}>"),
+        Err(e) => e.alert_text(),
     }
 }
 
@@ -411,6 +411,24 @@ fn more_go_behaviours() {
 }
 
 #[test]
+fn time_methods() {
+    check(&[
+        (
+            r#"{{ (toTime 1435065584.128).Format "2006-01-02T15:04:05Z07:00" }}|{{ (toTime 1435065584.128).Format "Mon Jan _2 15:04:05.000 MST 2006 -0700 pm 002" }}"#,
+            "2015-06-23T13:19:44Z|Tue Jun 23 13:19:44.128 UTC 2015 +0000 pm 174",
+        ),
+        (
+            "{{ with toTime 1435065584.128 }}{{ .Unix }} {{ .UnixMilli }} {{ .Year }} {{ .Month }} {{ .Day }} {{ .Hour }} {{ .Minute }} {{ .Second }} {{ .Weekday }} {{ .YearDay }} {{ .Nanosecond }} {{ .UTC }}{{ end }}",
+            "1435065584 1435065584128 2015 June 23 13 19 44 Tuesday 174 128000000 2015-06-23 13:19:44.128 +0000 UTC",
+        ),
+        (
+            r#"{{ (toTime 0).Format "January 2, 2006 3:04:05.999 PM" }}|{{ (toTime -1.5).Format "2006-01-02 15:04:05.99" }}|{{ $value | toTime }}"#,
+            "January 1, 1970 12:00:00 AM|1969-12-31 23:59:58.5|1970-01-01 00:20:34.567 +0000 UTC",
+        ),
+    ]);
+}
+
+#[test]
 fn more_errors_read_like_prometheus() {
     let exec = |col: usize, at: &str, msg: &str| {
         format!(
@@ -545,7 +563,7 @@ fn more_errors_read_like_prometheus() {
         (
             r#"{{ template "nope" }}"#,
             &exec(
-                115,
+                124,
                 r#"{{template "nope"}}"#,
                 r#"template "nope" not defined"#,
             ),
@@ -598,9 +616,255 @@ fn runaway_templates_stop() {
 }
 
 #[test]
+fn deep_nesting_stays_within_the_stack() {
+    // At the nesting limit, parsing and executing fit a test thread's 2 MiB stack even unoptimised.
+    let parens = format!("{{{{ {}1{} }}}}", "(".repeat(99), ")".repeat(99));
+    assert_eq!(run(&parens), "1");
+    let ifs = format!("{}x{}", "{{ if 1 }}".repeat(99), "{{ end }}".repeat(99));
+    assert_eq!(run(&ifs), "x");
+    let ranges = format!(
+        "{}x{}",
+        "{{ range $labels }}".repeat(99),
+        "{{ end }}".repeat(99)
+    );
+    assert_eq!(run(&ranges), "x");
+    let too_deep = format!("{}x{}", "{{ with 1 }}".repeat(101), "{{ end }}".repeat(101));
+    assert!(run(&too_deep).contains("nested more than 100 levels"));
+    // Recursion through a deeply nested body.
+    let nested_recursion = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" . }}}}{}{{{{ end }}}}{{{{ template \"r\" . }}}}",
+        "{{ if (((((((((1))))))))) }}".repeat(90),
+        "{{ end }}".repeat(90)
+    );
+    let out = run(&nested_recursion);
+    assert!(out.contains("nested more than 200 levels deep"), "{out}");
+    let nested_ranges = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" $ }}}}{}{{{{ end }}}}{{{{ template \"r\" . }}}}",
+        "{{ range $i, $e := (((((((($.Labels)))))))) }}{{ with $e }}".repeat(45),
+        "{{ end }}{{ end }}".repeat(45)
+    );
+    let out = run(&nested_ranges);
+    assert!(out.contains("nested more than 200 levels deep"), "{out}");
+    let deep_parens = "{{ ".to_owned() + &"(".repeat(100_000);
+    assert!(run(&deep_parens).contains("nested more than 100 levels"));
+}
+
+#[test]
+fn templates_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Template>();
+    assert_send_sync::<TemplateError>();
+}
+
+#[test]
 fn query_without_querier_fails() {
     let err = expand("t", "{{ query \"up\" }}", &data(), None).unwrap_err();
     assert!(err.to_string().contains("no querier"), "{err}");
+}
+
+#[test]
+fn random_differential_findings() {
+    // Found by expanding random templates with Prometheus 2.42 (promtool) and with us.
+    let exec = |col: usize, at: &str, msg: &str| {
+        format!(
+            "<error expanding template: error executing template __alert_A: template: __alert_A:1:{col}: executing \"__alert_A\" at <{at}>: {msg}>"
+        )
+    };
+    check(&[
+        (r#"{{ humanize (printf "%x" 1e3) }}"#, "1k"),
+        (
+            "{{ len (args).nope }}",
+            &exec(
+                115,
+                "len (args).nope",
+                "error calling len: len of nil pointer",
+            ),
+        ),
+        (
+            r#"{{ slice "héllo" (args).nope }}"#,
+            &exec(
+                115,
+                r#"slice "héllo" (args).nope"#,
+                "error calling slice: cannot index slice/array with type interface {}",
+            ),
+        ),
+        (
+            r#"{{ slice "héllo" nil }}"#,
+            &exec(
+                115,
+                r#"slice "héllo" nil"#,
+                "error calling slice: cannot index slice/array with nil",
+            ),
+        ),
+        (
+            r#"{{ template "a" }}{{ define "a" }}{{ template "b" }}{{ end }}"#,
+            r#"<error expanding template: error executing template __alert_A: template: __alert_A:1:158: executing "a" at <{{template "b"}}>: template "b" not defined>"#,
+        ),
+        (
+            "{{ 1 2 }}",
+            &exec(115, "1", "can't give argument to non-function 1"),
+        ),
+        (
+            "{{ .Value.x }}",
+            &exec(121, ".Value.x", "can't evaluate field x in type float64"),
+        ),
+        (
+            "{{ (1).x }}",
+            &exec(116, "1", "can't evaluate field x in type int"),
+        ),
+        (
+            r#"{{ label "x" (args).nope }}"#,
+            &exec(
+                126,
+                "args",
+                "wrong type for value; expected *template.sample; got interface {}",
+            ),
+        ),
+        (
+            r#"{{ label "x" nil }}"#,
+            &exec(
+                115,
+                r#"label "x" nil"#,
+                "error calling label: runtime error: invalid memory address or nil pointer dereference",
+            ),
+        ),
+        (
+            r#"{{ index (first (query "up")) 1 }}"#,
+            &exec(
+                115,
+                r#"index (first (query "up")) 1"#,
+                "error calling index: can't index item of type template.sample",
+            ),
+        ),
+        (
+            r#"{{ len (first (query "up")) }}"#,
+            &exec(
+                115,
+                r#"len (first (query "up"))"#,
+                "error calling len: len of type template.sample",
+            ),
+        ),
+        (
+            r#"{{ printf "%t|%q" (query "up") (query "none") }}"#,
+            "[%!t(*template.sample=&{map[__name__:up instance:i1 job:j] 1}) %!t(*template.sample=&{map[__name__:up instance:i0 job:j] 0})]|[]",
+        ),
+        (
+            "{{ eq .Labels $ }}",
+            &exec(
+                115,
+                "eq .Labels $",
+                "error calling eq: non-comparable types map[instance:host-1:9100]: map[string]string, struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }: {map[instance:host-1:9100] map[cluster:c1 env:prod]  1234.5678}",
+            ),
+        ),
+        (
+            r#"{{ ne $ (args 1 "x") }}"#,
+            &exec(
+                115,
+                r#"ne $ (args 1 "x")"#,
+                "error calling ne: non-comparable types {map[instance:host-1:9100] map[cluster:c1 env:prod]  %!s(float64=1234.5678)}: struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }, map[string]interface {}: map[arg0:1 arg1:x]",
+            ),
+        ),
+        (
+            r#"{{ index (toTime 1) 255 }}"#,
+            &exec(
+                115,
+                "index (toTime 1) 255",
+                "error calling index: can't index item of type time.Time",
+            ),
+        ),
+        (
+            r#"{{ humanize (index "abc" 0) }}"#,
+            &exec(
+                115,
+                r#"humanize (index "abc" 0)"#,
+                "error calling humanize: can't convert uint8 to float",
+            ),
+        ),
+        (
+            r#"{{ index "abc" 0 }} {{ eq (index "a" 0) 97 }} {{ lt (index "a" 0) 98 }} {{ printf "%c %T %#v" (index "a" 0) (index "a" 0) (index "a" 0) }}"#,
+            "97 true true a uint8 0x61",
+        ),
+        (
+            "{{ eq .Labels 1 }}",
+            &exec(
+                115,
+                "eq .Labels 1",
+                "error calling eq: incompatible types for comparison",
+            ),
+        ),
+        (
+            "{{ eq 1 .Labels }}",
+            &exec(
+                115,
+                "eq 1 .Labels",
+                "error calling eq: incompatible types for comparison",
+            ),
+        ),
+        (
+            r#"{{ ne (args 1 "x") .Labels }}"#,
+            &exec(
+                115,
+                r#"ne (args 1 "x") .Labels"#,
+                "error calling ne: non-comparable type map[instance:host-1:9100]: map[string]string",
+            ),
+        ),
+        (
+            r#"{{ printf "%T" "a" (args).nope }}"#,
+            "string%!(EXTRA <nil>)",
+        ),
+        (
+            r#"{{ (args).nope | parseDuration }}"#,
+            &exec(129, "parseDuration", "invalid value; expected string"),
+        ),
+        (
+            r#"{{ toLower ("1.5" | safeHtml) }}"#,
+            &exec(
+                132,
+                "safeHtml",
+                "wrong type for value; expected string; got template.HTML",
+            ),
+        ),
+        (
+            r#"{{ title (args).nope }}"#,
+            &exec(
+                122,
+                "args",
+                "wrong type for value; expected string; got interface {}",
+            ),
+        ),
+        (
+            "{{ len nil }}",
+            &exec(
+                115,
+                "len nil",
+                "error calling len: reflect: call of reflect.Value.Type on zero Value",
+            ),
+        ),
+        (
+            r#"{{ printf "%%%v" 1e21 (safeHtml "-3") }} {{ eq (safeHtml "a") "a" }} {{ len (safeHtml "ab") }}"#,
+            "%1e+21%!(EXTRA template.HTML=-3) true 2",
+        ),
+        (
+            r#"[{{ printf "%10.4g" }}] [{{ printf "%.0f" (printf "%10.4g") }}] [{{ printf "%d %s" }}]"#,
+            "[%!g(MISSING)] [%!f(string=)] [%!d(MISSING) %!s(MISSING)]",
+        ),
+        (
+            r#"{{ printf "%#v|%#v|%#v|%#v|%#v" (args 1 "a" nil) 1.5 1e21 true nil }}"#,
+            r#"map[string]interface {}{"arg0":1, "arg1":"a", "arg2":interface {}(nil)}|1.5|1e+21|true|<nil>"#,
+        ),
+        (
+            r#"{{ printf "%6.2d|%-8q|%08s|%5.1s|%x" 1.5 2.5 true "abc" true }}"#,
+            "%!d(float64=   1.5)|%!q(float64=2.5     )|%!s(bool=0000true)|    a|%!x(bool=true)",
+        ),
+        (
+            r#"{{ printf "%#v" $externalLabels }} {{ printf "%10.4g" 3 }}"#,
+            r#"map[string]string{"cluster":"c1", "env":"prod"} %!g(int=      0003)"#,
+        ),
+        (
+            r#"{{ printf "% d" $ }}"#,
+            "{map[%!d(string=instance):%!d(string=host-1:9100)] map[%!d(string=cluster):%!d(string=c1) %!d(string=env):%!d(string=prod)] %!d(string=) %!d(float64= 1234.5678)}",
+        ),
+    ]);
 }
 
 mod prop {

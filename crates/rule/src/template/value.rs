@@ -78,8 +78,13 @@ pub(crate) enum Value {
     Bool(bool),
     /// Go `int` (number literals without a fraction or exponent, `len`, rune literals, …).
     Int(i64),
+    /// Go `uint8`: a byte of a string (`index "abc" 0`), printed as a number.
+    Byte(u8),
     Float(f64),
     Str(String),
+    /// `html/template.HTML` (from `safeHtml`): prints and compares like a string, but Go will
+    /// not pass it where a `string` parameter is expected.
+    Html(String),
     Map(Rc<GoMap>),
     Sample(Rc<Sample>),
     /// Prometheus' `queryResult` (`[]*sample`).
@@ -89,14 +94,32 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// The value of an integer (Go compares signed and unsigned integers by value).
+    pub(crate) fn integer(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Byte(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    /// The text of a value of Go kind string (`string`, `template.HTML`).
+    pub(crate) fn string_kind(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) | Value::Html(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Go's template truthiness: the zero value of a type, nil and empty collections are false.
     pub(crate) fn truth(&self) -> bool {
         match self {
             Value::Nil => false,
             Value::Bool(b) => *b,
             Value::Int(i) => *i != 0,
+            Value::Byte(b) => *b != 0,
             Value::Float(f) => *f != 0.0,
-            Value::Str(s) => !s.is_empty(),
+            Value::Str(s) | Value::Html(s) => !s.is_empty(),
             Value::Map(m) => !m.entries.is_empty(),
             Value::Samples(s) => !s.is_empty(),
             Value::Sample(_) | Value::Time(_) | Value::Data(_) => true,
@@ -109,8 +132,10 @@ impl Value {
             Value::Nil => "<nil>",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
+            Value::Byte(_) => "uint8",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
+            Value::Html(_) => "template.HTML",
             Value::Map(m) => m.type_name(),
             Value::Sample(_) => "*template.sample",
             Value::Samples(_) => "template.queryResult",
