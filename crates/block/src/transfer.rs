@@ -25,6 +25,8 @@ use crate::{Error, Result, block_key};
 /// Sources recorded in `thanos.source`.
 pub const SOURCE_BUCKET_UPLOAD: &str = "bucket.upload";
 pub const SOURCE_SIDECAR: &str = "sidecar";
+/// `thanos.source` of the blocks a ruler writes and ships.
+pub const SOURCE_RULER: &str = "ruler";
 
 /// How to fill the Thanos section of an uploaded block.
 #[derive(Debug, Clone, Default)]

@@ -341,6 +341,31 @@ where
     .await
 }
 
+/// Serves the Store, Info and Rules APIs: a component that evaluates rules and keeps what
+/// they record (Thanos' stateful ruler).
+pub async fn serve_store_and_rules<S>(
+    listener: tokio::net::TcpListener,
+    svc: S,
+    opts: impl Into<ServerOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Store + Info + Rules + Clone,
+{
+    serve_services(
+        listener,
+        Some(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)),
+        InfoServer::new(svc.clone()),
+        None::<MetadataServer<NoApis>>,
+        Some(RulesServer::new(svc)),
+        None::<ExemplarsServer<NoApis>>,
+        None::<TargetsServer<NoApis>>,
+        opts,
+        shutdown,
+    )
+    .await
+}
+
 /// Names the type of [`serve_rules`]' absent Store service; never constructed.
 #[derive(Debug, Clone, Copy)]
 enum NoStore {}
