@@ -24,6 +24,7 @@ mod error;
 pub mod index;
 pub mod meta;
 pub mod tombstones;
+pub mod wal;
 
 use std::fs::File;
 use std::io::Write;
