@@ -56,7 +56,9 @@ fn start_prometheus(dir: &Path, data_dir: &Path, scrape: &str) -> Prom {
     let mut cmd = Command::new(prometheus().unwrap());
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // Thanos' and Prometheus 2.42's default, explicit so that the test reads Snappy records.
+        .arg("--storage.tsdb.wal-compression");
     let mut proc = LoggedProcess::start(dir, "prometheus", &mut cmd);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -214,6 +216,11 @@ fn prometheus_replays_our_wal(compress: bool) {
             );
         }
     }
+    let log = prom.proc.log();
+    assert!(
+        !log.contains("orrupt") && !log.contains("epair"),
+        "Prometheus found something wrong with our WAL:\n{log}"
+    );
     drop(prom);
 }
 
@@ -347,6 +354,10 @@ fn we_read_the_wal_prometheus_wrote() {
         }
     }
     assert!(records > 0);
+    assert!(
+        snappy_fragments(&data.join("wal")) > 0,
+        "Prometheus wrote no compressed record: the test would not cover decompression"
+    );
     let by_labels: BTreeMap<&Labels, u64> = labels.iter().map(|(r, l)| (l, *r)).collect();
     for (l, want) in &reported {
         let r = by_labels
@@ -364,4 +375,25 @@ fn we_read_the_wal_prometheus_wrote() {
             .any(|l| l.get("__name__") == Some("strata_target_total")),
         "{labels:?}"
     );
+}
+
+/// Number of Snappy-flagged fragments in the segments of `wal_dir` (a walk of the headers).
+fn snappy_fragments(wal_dir: &Path) -> usize {
+    const PAGE: usize = strata_tsdb::wal::PAGE_SIZE;
+    const HEADER: usize = strata_tsdb::wal::HEADER_SIZE;
+    let mut n = 0;
+    for i in strata_tsdb::wal::list_segments(wal_dir).unwrap() {
+        let seg = std::fs::read(strata_tsdb::wal::segment_path(wal_dir, i)).unwrap();
+        let mut pos = 0;
+        while pos + HEADER <= seg.len() {
+            let in_page = PAGE - pos % PAGE;
+            if in_page < HEADER || seg[pos] == 0 {
+                pos += in_page;
+                continue;
+            }
+            n += usize::from(seg[pos] & 0x08 != 0);
+            pos += HEADER + u16::from_be_bytes([seg[pos + 1], seg[pos + 2]]) as usize;
+        }
+    }
+    n
 }

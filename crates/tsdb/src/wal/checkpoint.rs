@@ -160,12 +160,9 @@ fn write_checkpoint(
     )?;
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut batch_bytes = 0usize;
-    loop {
-        let rec = match reader.next()? {
-            Some(rec) => record::decode(rec),
-            None => break,
-        };
-        let rec = rec.map_err(|e| reader.record_corruption(format!("undecodable {e}")))?;
+    while let Some(rec) = reader.next()? {
+        let rec = record::decode(rec)
+            .map_err(|e| reader.record_corruption(format!("undecodable {e}")))?;
         let kept = match rec {
             Record::Series(mut s) => {
                 let n = s.len() as u64;

@@ -510,12 +510,9 @@ pub struct ReplayStats {
 pub fn replay(dir: &Path, mut f: impl FnMut(record::Record)) -> WalResult<ReplayStats> {
     let mut r = Reader::replay(dir)?;
     let mut st = ReplayStats::default();
-    loop {
-        let rec = match r.next()? {
-            Some(rec) => record::decode(rec),
-            None => break,
-        };
-        let rec = rec.map_err(|e| r.record_corruption(format!("undecodable {e}")))?;
+    while let Some(rec) = r.next()? {
+        let rec =
+            record::decode(rec).map_err(|e| r.record_corruption(format!("undecodable {e}")))?;
         st.records += 1;
         match &rec {
             record::Record::Series(s) => st.series += s.len() as u64,

@@ -128,11 +128,12 @@ impl<R: Read> SegmentReader<R> {
         let mut fragments = 0usize;
         let mut snappy = false;
         loop {
-            if self.pos >= PAGE_SIZE && self.page_len == PAGE_SIZE {
-                if let Err(e) = self.load_page() {
-                    self.failed = true;
-                    return Err(SegmentError::Io(e));
-                }
+            if self.pos >= PAGE_SIZE
+                && self.page_len == PAGE_SIZE
+                && let Err(e) = self.load_page()
+            {
+                self.failed = true;
+                return Err(SegmentError::Io(e));
             }
             if self.pos >= self.page_len {
                 // End of the data; what follows in a partial page reads as zeros.
@@ -251,15 +252,16 @@ impl<R: Read> SegmentReader<R> {
             self.pos = start + len;
             fragments += 1;
             if typ == FRAG_FULL || typ == FRAG_LAST {
-                if snappy && !self.compressed.is_empty() {
-                    if let Err(reason) = decompress(&self.compressed, &mut self.rec) {
-                        self.failed = true;
-                        return Err(SegmentError::Corrupt {
-                            good_end: self.good_end,
-                            at: self.record_start,
-                            reason,
-                        });
-                    }
+                if snappy
+                    && !self.compressed.is_empty()
+                    && let Err(reason) = decompress(&self.compressed, &mut self.rec)
+                {
+                    self.failed = true;
+                    return Err(SegmentError::Corrupt {
+                        good_end: self.good_end,
+                        at: self.record_start,
+                        reason,
+                    });
                 }
                 self.good_end = self.page_start + self.pos as u64;
                 return Ok(true);
