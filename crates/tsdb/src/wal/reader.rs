@@ -54,7 +54,7 @@ pub struct SegmentReader<R> {
     pos: usize,
     rec: Vec<u8>,
     compressed: Vec<u8>,
-    /// End of the last intact record (or of the padding after it).
+    /// End of the last intact record (0 before the first): where a repair truncates.
     good_end: u64,
     record_start: u64,
     failed: bool,
@@ -168,7 +168,6 @@ impl<R: Read> SegmentReader<R> {
                 }
                 // A partial page ends the data: moving to its end ends the segment.
                 self.pos = self.page_len;
-                self.good_end = self.page_start + self.pos as u64;
                 continue;
             }
             if PAGE_SIZE - pos < HEADER_SIZE {

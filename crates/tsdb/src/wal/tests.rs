@@ -530,3 +530,41 @@ proptest! {
         prop_assert_eq!(record::decode(&enc(&rec)).unwrap(), rec);
     }
 }
+
+/// Found by the `wal_reader` fuzz target: the repair point is the end of the last record, not
+/// the end of the padding after it.
+#[test]
+fn damage_after_padding_points_back_at_the_last_record() {
+    let mut seg = vec![FRAG_FULL, 0, 1];
+    seg.extend_from_slice(&crate::encoding::crc32c(b"x").to_be_bytes());
+    seg.push(b'x');
+    seg.resize(PAGE_SIZE, 0);
+    seg.push(0xff);
+    let mut r = SegmentReader::new(&seg[..]);
+    assert!(r.next_record().unwrap());
+    assert_eq!(r.record(), b"x");
+    match r.next_record() {
+        Err(SegmentError::Corrupt { good_end, at, .. }) => {
+            assert_eq!((good_end, at), (8, PAGE_SIZE as u64));
+        }
+        other => panic!("{other:?}"),
+    }
+    let regression = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/wal_reader/padding-after-record"
+    );
+    let data = fs::read(regression).unwrap();
+    let mut r = SegmentReader::new(&data[..]);
+    let mut end = 0;
+    loop {
+        match r.next_record() {
+            Ok(true) => end = r.good_end(),
+            Ok(false) => break,
+            Err(SegmentError::Corrupt { good_end, .. }) => {
+                assert_eq!(good_end, end);
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
