@@ -2,7 +2,7 @@
 //!
 //! 1. A WAL written by [`Wal`] (compressed, and once uncompressed) in `<dir>/wal` is replayed by
 //!    Prometheus into its head: `/api/v1/query_range` and raw range queries return exactly our
-//!    samples.
+//!    samples. The compressed one has its first segment replaced by our checkpoint.
 //! 2. Prometheus scrapes a tiny target served by this test for a few seconds and is killed with
 //!    SIGKILL, so that its WAL is the only copy of the data: our reader finds in it the series
 //!    and samples Prometheus reported before it died.
@@ -20,7 +20,7 @@ use strata_model::Labels;
 use strata_testutil::process::{LoggedProcess, free_port, http_request};
 use strata_testutil::prometheus::prometheus;
 use strata_tsdb::wal::record::{self, Record, RefSample, RefSeries};
-use strata_tsdb::wal::{Reader, Wal, WalError, WalOptions};
+use strata_tsdb::wal::{Reader, Wal, WalError, WalOptions, checkpoint};
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
@@ -175,6 +175,17 @@ fn prometheus_replays_our_wal(compress: bool) {
         log_records(&mut w, &[Record::Samples(samples)]);
     }
     w.close().unwrap();
+    if compress {
+        // Segment 0 (series 1 and 2, the first half of the samples) into a checkpoint, then
+        // gone: Prometheus must replay checkpoint.00000000 and continue with segment 1.
+        let st = checkpoint(&wal_dir, 0..=0, |_| true, i64::MIN, compress).unwrap();
+        assert_eq!((st.total_series, st.dropped_series), (2, 0));
+        let mut w = Wal::open(&wal_dir, WalOptions::default()).unwrap();
+        w.truncate(1).unwrap();
+        w.close().unwrap();
+        assert!(!wal_dir.join("00000000").exists());
+        assert!(wal_dir.join("checkpoint.00000000").is_dir());
+    }
 
     let prom = start_prometheus(dir.path(), &data, "");
     let end = t0 + (n - 1) * 15_000;
