@@ -329,9 +329,12 @@ impl Reader {
     }
 
     /// What a head replays on startup: the last checkpoint, if any, then the WAL segments
-    /// after it.
+    /// after it. A directory that does not exist yet (first start) has nothing to replay.
     pub fn replay(dir: &Path) -> WalResult<Reader> {
         let mut r = Reader::empty();
+        if !dir.exists() {
+            return r.finish();
+        }
         let mut first = None;
         if let Some((cp, idx)) = last_checkpoint(dir)? {
             r.add_dir(&cp, None, None, true)?;

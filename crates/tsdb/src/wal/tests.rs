@@ -568,3 +568,11 @@ fn damage_after_padding_points_back_at_the_last_record() {
         }
     }
 }
+
+#[test]
+fn replay_of_a_missing_directory_is_empty() {
+    let d = tempfile::tempdir().unwrap();
+    let st = replay(&d.path().join("wal"), |_| panic!("no records")).unwrap();
+    assert_eq!(st, ReplayStats::default());
+    assert!(Reader::open(&d.path().join("wal")).is_err());
+}
