@@ -49,7 +49,7 @@ struct Prom {
     url: String,
 }
 
-fn start_prometheus(dir: &Path, data_dir: &Path, scrape: &str) -> Prom {
+fn start_prometheus(dir: &Path, data_dir: &Path, scrape: &str, compress: bool) -> Prom {
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, format!("global:\n  scrape_interval: 1h\n{scrape}")).unwrap();
     let port = free_port();
@@ -57,8 +57,12 @@ fn start_prometheus(dir: &Path, data_dir: &Path, scrape: &str) -> Prom {
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data_dir.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        // Thanos' and Prometheus 2.42's default, explicit so that the test reads Snappy records.
-        .arg("--storage.tsdb.wal-compression");
+        // On by default in Thanos and Prometheus 2.42; explicit either way.
+        .arg(if compress {
+            "--storage.tsdb.wal-compression"
+        } else {
+            "--no-storage.tsdb.wal-compression"
+        });
     let mut proc = LoggedProcess::start(dir, "prometheus", &mut cmd);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -187,7 +191,7 @@ fn prometheus_replays_our_wal(compress: bool) {
         assert!(wal_dir.join("checkpoint.00000000").is_dir());
     }
 
-    let prom = start_prometheus(dir.path(), &data, "");
+    let prom = start_prometheus(dir.path(), &data, "", true);
     let end = t0 + (n - 1) * 15_000;
     let want = |i: u64| -> Vec<(i64, f64)> {
         let from = if i == 3 { n / 2 } else { 0 };
@@ -285,7 +289,16 @@ fn serve_target(listener: TcpListener, stop: Arc<AtomicBool>, scrapes: Arc<Atomi
 }
 
 #[test]
-fn we_read_the_wal_prometheus_wrote() {
+fn we_read_the_compressed_wal_prometheus_wrote() {
+    we_read_the_wal_prometheus_wrote(true);
+}
+
+#[test]
+fn we_read_the_uncompressed_wal_prometheus_wrote() {
+    we_read_the_wal_prometheus_wrote(false);
+}
+
+fn we_read_the_wal_prometheus_wrote(compress: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -303,6 +316,7 @@ fn we_read_the_wal_prometheus_wrote() {
             "scrape_configs:\n  - job_name: t\n    scrape_interval: 1s\n    static_configs:\n      \
              - targets: ['{target}']\n"
         ),
+        compress,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while scrapes.load(Ordering::Relaxed) < 5 {
@@ -365,9 +379,10 @@ fn we_read_the_wal_prometheus_wrote() {
         }
     }
     assert!(records > 0);
-    assert!(
+    assert_eq!(
         snappy_fragments(&data.join("wal")) > 0,
-        "Prometheus wrote no compressed record: the test would not cover decompression"
+        compress,
+        "Snappy-compressed records in Prometheus' WAL (compression {compress})"
     );
     let by_labels: BTreeMap<&Labels, u64> = labels.iter().map(|(r, l)| (l, *r)).collect();
     for (l, want) in &reported {
