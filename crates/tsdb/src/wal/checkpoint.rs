@@ -101,6 +101,15 @@ pub fn checkpoint(
     let last = last_checkpoint(wal_dir)?;
     if let Some((_, idx)) = &last {
         let after = idx.saturating_add(1);
+        if to <= *idx {
+            // Rewriting the checkpoint being read would need a non-atomic replace.
+            return Err(WalError::Invalid {
+                dir: wal_dir.to_path_buf(),
+                detail: format!(
+                    "segments up to {to:08} are already in checkpoint {idx:08}; nothing to do"
+                ),
+            });
+        }
         if from > after {
             return Err(WalError::Invalid {
                 dir: wal_dir.to_path_buf(),

@@ -400,6 +400,8 @@ fn checkpoint_then_replay() {
     // A second checkpoint builds on the first; the old one can then go.
     w.log(&[enc(&Samples(vec![sample(1, 400, 4.0)]))]).unwrap();
     w.next_segment().unwrap();
+    let e = checkpoint(d.path(), 0..=1, |_| true, 0, false).unwrap_err();
+    assert!(e.to_string().contains("already in checkpoint"), "{e}");
     let e = checkpoint(d.path(), 3..=3, |_| true, 0, false).unwrap_err();
     assert!(e.to_string().contains("gap"), "{e}");
     checkpoint(d.path(), 2..=2, |_| true, 0, false).unwrap();
