@@ -6,6 +6,9 @@
 //! `tombstones` ([`tombstones`]). [`block::Block`] opens one; [`block::BlockWriter`] writes one
 //! as a stream.
 //!
+//! [`wal`] is the head's write-ahead log (`<data-dir>/wal`): segments, records, checkpoints and
+//! repair, in Prometheus' format.
+//!
 //! **Architecture invariants.**
 //! - This crate knows nothing about object storage, gRPC or PromQL. Its readers work on byte
 //!   buffers ([`bytes::Bytes`], memory-mapped for local files), so the store gateway can feed
