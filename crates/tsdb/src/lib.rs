@@ -6,6 +6,9 @@
 //! `tombstones` ([`tombstones`]). [`block::Block`] opens one; [`block::BlockWriter`] writes one
 //! as a stream.
 //!
+//! [`wal`] is the head's write-ahead log (`<data-dir>/wal`): segments, records, checkpoints and
+//! repair, in Prometheus' format.
+//!
 //! **Architecture invariants.**
 //! - This crate knows nothing about object storage, gRPC or PromQL. Its readers work on byte
 //!   buffers ([`bytes::Bytes`], memory-mapped for local files), so the store gateway can feed
@@ -24,6 +27,7 @@ mod error;
 pub mod index;
 pub mod meta;
 pub mod tombstones;
+pub mod wal;
 
 use std::fs::File;
 use std::io::Write;

@@ -90,6 +90,10 @@ fn main() {
     }
     out.write("tombstones", "many", &many.encode());
 
+    for (name, seg) in wal_segments() {
+        out.write("wal_reader", name, &seg);
+    }
+
     // Remote read answers: two frames of a streamed answer holding real XOR chunks, and a
     // snappy SAMPLES answer.
     {
@@ -186,8 +190,14 @@ fn main() {
                 &der(0x81, &[b"ops@example.com"]),
             ],
         );
-        let ext = der(0x30, &[&der(0x06, &[&[0x55, 0x1d, 0x11]]), &der(0x04, &[&names])]);
-        let tbs = der(0x30, &[&der(0x02, &[&[1]]), &der(0xa3, &[&der(0x30, &[&ext])])]);
+        let ext = der(
+            0x30,
+            &[&der(0x06, &[&[0x55, 0x1d, 0x11]]), &der(0x04, &[&names])],
+        );
+        let tbs = der(
+            0x30,
+            &[&der(0x02, &[&[1]]), &der(0xa3, &[&der(0x30, &[&ext])])],
+        );
         let cert = der(0x30, &[&tbs, &der(0x30, &[]), &der(0x03, &[&[0]])]);
         assert_eq!(
             strata_fuzz::client_cert_der::subject_alt_names(&cert).expect("reads"),
@@ -383,4 +393,68 @@ fn grpc_message(body: &mut Vec<u8>, flag: u8, payload: &[u8]) {
     body.push(flag);
     body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     body.extend_from_slice(payload);
+}
+
+/// WAL segments written by our writer: uncompressed and Snappy-compressed records of every
+/// type the reader decodes, a record spanning pages, and an unknown record type.
+fn wal_segments() -> Vec<(&'static str, Vec<u8>)> {
+    use strata_model::Labels;
+    use strata_tsdb::wal::record::{self, Record, RefSample, RefSeries, Stone};
+    use strata_tsdb::wal::{Wal, WalOptions, segment_path};
+
+    let recs: Vec<Vec<u8>> = [
+        Record::Series(vec![RefSeries {
+            series_ref: 1,
+            labels: Labels::from_pairs(&[("__name__", "up"), ("job", "rule")]),
+        }]),
+        Record::Samples(
+            (0..200)
+                .map(|i| RefSample {
+                    series_ref: 1 + i % 3,
+                    t: 1_700_000_000_000 + i as i64 * 15_000,
+                    v: if i == 7 {
+                        f64::from_bits(STALE_NAN)
+                    } else {
+                        i as f64 * 0.5
+                    },
+                })
+                .collect(),
+        ),
+        Record::Tombstones(vec![Stone {
+            series_ref: 1,
+            min_time: 0,
+            max_time: 100,
+        }]),
+    ]
+    .iter()
+    .map(|r| {
+        let mut b = Vec::new();
+        record::encode(r, &mut b);
+        b
+    })
+    .collect();
+    let mut out = Vec::new();
+    for (name, compress) in [("wal-plain", false), ("wal-snappy", true)] {
+        let dir =
+            std::env::temp_dir().join(format!("strata-fuzz-seeds-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut w = Wal::open(
+            &dir,
+            WalOptions {
+                compress,
+                ..WalOptions::default()
+            },
+        )
+        .expect("open a WAL in the temporary directory");
+        w.log(&recs).expect("log");
+        w.log(&[vec![record::EXEMPLARS, 0, 1], vec![0x55; 40_000]])
+            .expect("log");
+        w.close().expect("close");
+        out.push((
+            name,
+            fs::read(segment_path(&dir, 0)).expect("read the segment"),
+        ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+    out
 }
