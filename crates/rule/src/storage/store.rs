@@ -195,7 +195,11 @@ impl LocalStore {
     }
 
     /// Streams the series `req` selects into `tx`.
-    async fn series(&self, req: SeriesRequest, tx: &SeriesSender) -> Result<(), Status> {
+    pub(crate) async fn stream_series(
+        &self,
+        req: SeriesRequest,
+        tx: &SeriesSender,
+    ) -> Result<(), Status> {
         let Some(plan) = Plan::new(self.ext(), &req.matchers, &req.without_replica_labels)? else {
             return Ok(());
         };
@@ -254,7 +258,10 @@ impl LocalStore {
     }
 
     /// The label names of the series selected, with the external label names.
-    fn label_names_answer(&self, req: &LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+    pub(crate) fn label_names_answer(
+        &self,
+        req: &LabelNamesRequest,
+    ) -> Result<LabelNamesResponse, Status> {
         let Some(plan) = Plan::new(self.ext(), &req.matchers, &req.without_replica_labels)? else {
             return Ok(LabelNamesResponse::default());
         };
@@ -275,7 +282,10 @@ impl LocalStore {
     }
 
     /// The values of one label over the series selected (an external label's own value).
-    fn label_values_answer(&self, req: &LabelValuesRequest) -> Result<LabelValuesResponse, Status> {
+    pub(crate) fn label_values_answer(
+        &self,
+        req: &LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, Status> {
         if req.label.is_empty() {
             return Err(Status::invalid_argument("label name is empty"));
         }
@@ -378,7 +388,7 @@ impl Store for LocalStore {
         let store = self.clone();
         let req = request.into_inner();
         Ok(Response::new(spawn_series(move |tx| async move {
-            match store.series(req, &tx).await {
+            match store.stream_series(req, &tx).await {
                 Err(s) if s.code() == tonic::Code::Cancelled => Ok(()),
                 other => other,
             }
