@@ -76,7 +76,8 @@ impl MemSeries {
     }
 
     /// Appends a sample; `chunk_range` is the block duration chunks must not straddle.
-    pub(crate) fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> Result<(), Rejected> {
+    /// `Ok(true)` when the sample started a new chunk.
+    pub(crate) fn append(&mut self, t: i64, v: f64, chunk_range: i64) -> Result<bool, Rejected> {
         let bits = v.to_bits();
         if let Some((lt, lv)) = self.last
             && t <= lt
@@ -94,6 +95,7 @@ impl MemSeries {
         {
             self.close_open();
         }
+        let new_chunk = self.open.is_none();
         let open = self.open.get_or_insert_with(|| OpenChunk {
             enc: XorEncoder::new(),
             min_time: t,
@@ -106,7 +108,7 @@ impl MemSeries {
         }
         open.max_time = t;
         self.last = Some((t, bits));
-        Ok(())
+        Ok(new_chunk)
     }
 
     fn close_open(&mut self) {
@@ -224,6 +226,8 @@ pub(crate) struct HeadState {
     pub(crate) min_valid_time: i64,
     /// The block duration: chunks never straddle a multiple of it.
     pub(crate) chunk_range: i64,
+    /// Chunks held (open and closed), for `prometheus_tsdb_head_chunks`.
+    pub(crate) chunks: usize,
 }
 
 impl HeadState {
@@ -236,6 +240,7 @@ impl HeadState {
             max_time: i64::MIN,
             min_valid_time,
             chunk_range,
+            chunks: 0,
         }
     }
 
@@ -257,6 +262,10 @@ impl HeadState {
         if let Some(&existing) = self.refs.get(&labels) {
             return existing;
         }
+        if self.series.contains_key(&r) {
+            // The ref is taken (replay after appends): the series gets a fresh one.
+            return self.get_or_create(&labels).0;
+        }
         self.next_ref = self.next_ref.max(r.saturating_add(1));
         self.refs.insert(labels.clone(), r);
         self.series.insert(r, MemSeries::new(labels));
@@ -273,7 +282,8 @@ impl HeadState {
             return false;
         };
         match s.append(t, v, self.chunk_range) {
-            Ok(()) => {
+            Ok(new_chunk) => {
+                self.chunks += usize::from(new_chunk);
                 counts.appended += 1;
                 self.min_time = self.min_time.min(t);
                 self.max_time = self.max_time.max(t);
@@ -326,10 +336,7 @@ impl HeadState {
         self.refs.retain(|_, r| series.contains_key(r));
         self.min_time = min;
         self.max_time = max;
-    }
-
-    pub(crate) fn num_chunks(&self) -> usize {
-        self.series.values().map(MemSeries::num_chunks).sum()
+        self.chunks = self.series.values().map(MemSeries::num_chunks).sum();
     }
 }
 
@@ -351,12 +358,12 @@ mod tests {
     #[test]
     fn out_of_order_and_duplicates_are_dropped() {
         let mut s = MemSeries::new(Labels::from_pairs(&[("__name__", "a")]));
-        assert_eq!(s.append(10, 1.0, H2), Ok(()));
-        assert_eq!(s.append(20, 2.0, H2), Ok(()));
+        assert_eq!(s.append(10, 1.0, H2), Ok(true));
+        assert_eq!(s.append(20, 2.0, H2), Ok(false));
         assert_eq!(s.append(20, 2.0, H2), Err(Rejected::Duplicate));
         assert_eq!(s.append(20, 3.0, H2), Err(Rejected::OutOfOrder));
         assert_eq!(s.append(5, 3.0, H2), Err(Rejected::OutOfOrder));
-        assert_eq!(s.append(30, STALE_NAN, H2), Ok(()));
+        assert_eq!(s.append(30, STALE_NAN, H2), Ok(false));
         let chunks = s.chunks(i64::MIN, i64::MAX);
         assert_eq!(chunks.len(), 1);
         assert_eq!(

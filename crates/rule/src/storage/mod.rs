@@ -50,6 +50,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(48 * 3600);
 /// How often [`LocalStorage::run`] checks for a block to cut and blocks past retention
 /// (Prometheus checks every minute).
 pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+/// Suffix a block directory is renamed to before it is deleted (Prometheus' name).
+const TMP_DELETION_SUFFIX: &str = ".tmp-for-deletion";
 /// The `thanos.source` of the ruler's blocks.
 pub const BLOCK_SOURCE: &str = "ruler";
 
@@ -284,6 +286,7 @@ impl StorageMetrics {
 
     fn record_head(&self, h: &HeadState) {
         self.head_series.set(h.series.len() as i64);
+        self.head_chunks.set(h.chunks as i64);
         self.head_min_time.set(h.min_time);
         self.head_max_time.set(h.max_time);
     }
@@ -347,8 +350,11 @@ impl LocalStorage {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let path = entry.path();
-            if name.ends_with(strata_tsdb::block::TMP_CREATION_SUFFIX) {
-                // An unfinished block from a crash: its samples are still in the WAL.
+            if name.ends_with(strata_tsdb::block::TMP_CREATION_SUFFIX)
+                || name.ends_with(TMP_DELETION_SUFFIX)
+            {
+                // An unfinished block from a crash (its samples are still in the WAL), or a
+                // block whose deletion a crash interrupted.
                 std::fs::remove_dir_all(&path)
                     .map_err(|e| data_dir("remove unfinished block", e))?;
                 continue;
@@ -597,7 +603,6 @@ impl LocalStorage {
                 .head_series_removed
                 .inc_by((before - h.series.len()) as u64);
             self.metrics.head_truncations.inc();
-            self.metrics.head_chunks.set(h.num_chunks() as i64);
             self.metrics.record_head(&h);
             if let Some(wal) = self.wal() {
                 let live: Vec<u64> = h.series.keys().copied().collect();
@@ -670,17 +675,17 @@ impl LocalStorage {
     /// the newest block's end are unloaded and deleted (a block still read by a query is
     /// deleted once the query is done). Measuring against the newest block rather than the
     /// clock is what Prometheus (and so Thanos' ruler) does: a ruler that stopped evaluating
-    /// keeps its last blocks. Returns the ULIDs unloaded.
+    /// keeps its last blocks. A retention of 0 keeps every block, as in Prometheus. Returns
+    /// the ULIDs unloaded.
     pub fn apply_retention(&self) -> Result<Vec<Ulid>, StorageError> {
         let mut gone = Vec::new();
-        {
+        if self.retention_ms > 0 {
             let mut blocks = self
                 .blocks
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(newest) = blocks.iter().map(|b| b.meta().max_time).max() else {
-                return self.delete_doomed().map(|()| gone);
-            };
+            let newest = blocks.iter().map(|b| b.meta().max_time).max();
+            let newest = newest.unwrap_or(i64::MIN);
             let (old, keep): (Vec<Arc<Block>>, Vec<Arc<Block>>) = blocks
                 .iter()
                 .cloned()
@@ -711,7 +716,9 @@ impl LocalStorage {
             let dir = b.dir().to_path_buf();
             drop(b);
             // Rename first so that a crash mid-delete leaves no half block that looks whole.
-            let tmp = dir.with_extension("tmp-for-deletion");
+            let mut tmp = dir.clone().into_os_string();
+            tmp.push(TMP_DELETION_SUFFIX);
+            let tmp = PathBuf::from(tmp);
             std::fs::rename(&dir, &tmp)
                 .and_then(|()| std::fs::remove_dir_all(&tmp))
                 .map_err(|source| StorageError::DeleteBlock {

@@ -121,6 +121,7 @@ fn appends_keep_stale_markers_and_count_out_of_order() {
     assert!(text.contains("prometheus_tsdb_out_of_order_samples_total{type=\"float\"} 1\n"));
     assert!(text.contains("prometheus_tsdb_head_samples_appended_total{type=\"float\"} 2\n"));
     assert!(text.contains("prometheus_tsdb_head_series 1\n"));
+    assert!(text.contains("prometheus_tsdb_head_chunks 1\n"), "{text}");
 }
 
 #[test]
@@ -214,6 +215,15 @@ fn retention_deletes_blocks_ending_long_before_the_newest() {
     assert!(!dir.path().join(ids[0].to_string()).exists());
     assert!(dir.path().join(ids[1].to_string()).exists());
     assert_eq!(st.blocks().len(), 1);
+    drop(st);
+
+    // A retention of 0 keeps everything, as in Prometheus.
+    let mut o = opts(&[]);
+    o.retention = Duration::ZERO;
+    let st = LocalStorage::open(dir.path(), o, &mut Registry::default()).unwrap();
+    st.append_samples(series(&[("__name__", "a")], 7 * H, 40 * H, 0.0));
+    assert!(st.cut_blocks().unwrap().len() > 10);
+    assert!(st.apply_retention().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -380,7 +390,7 @@ async fn the_wal_hook_sees_what_replay_rebuilds() {
         timestamp_ms: 1,
         value: 0.0,
     });
-    let stats = st2.replay(series, replayed);
+    let stats = st2.replay(series.clone(), replayed);
     assert_eq!(
         stats,
         ReplayStats {
@@ -395,11 +405,26 @@ async fn the_wal_hook_sees_what_replay_rebuilds() {
         async move { query(&s, req(i64::MIN, i64::MAX, vec![])).await }
     };
     assert_eq!(all(&st).await, all(&st2).await);
+    // A replayed ref already taken by another series gets a fresh one.
+    let stats = st2.replay(
+        vec![(1, Labels::from_pairs(&[("__name__", "z")]))],
+        vec![SampleRecord {
+            series_ref: 1,
+            timestamp_ms: 5000,
+            value: 5.0,
+        }],
+    );
+    assert_eq!(stats.samples, 1);
+    assert_eq!(
+        lock(&st2.head).refs[&Labels::from_pairs(&[("__name__", "z")])],
+        3
+    );
+    assert_eq!(lock(&st2.head).series[&1].labels, series[0].1);
     // New series after replay get fresh refs.
     st2.append_samples(vec![sample(&[("__name__", "c")], 3000, 1.0)]);
     assert_eq!(
         lock(&st2.head).refs[&Labels::from_pairs(&[("__name__", "c")])],
-        3
+        4
     );
 
     st.append_samples(series_after(&a, 2000));
@@ -438,8 +463,12 @@ fn unfinished_blocks_are_removed_and_damaged_ones_named() {
         .path()
         .join("01H00000000000000000000000.tmp-for-creation");
     std::fs::create_dir_all(&tmp).unwrap();
+    let deleting = dir
+        .path()
+        .join("01H00000000000000000000001.tmp-for-deletion");
+    std::fs::create_dir_all(&deleting).unwrap();
     drop(open(dir.path(), &[]));
-    assert!(!tmp.exists());
+    assert!(!tmp.exists() && !deleting.exists());
     let bad = dir.path().join("01H00000000000000000000000");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("meta.json"), "{").unwrap();
