@@ -206,7 +206,12 @@ impl LocalStore {
         if req.min_time > req.max_time {
             return Ok(());
         }
-        let sel = self.select(&plan, req.min_time, req.max_time, !req.skip_chunks)?;
+        // Reading block indexes is file I/O (mapped pages): off the async workers.
+        let this = self.clone();
+        let (mint, maxt, with_chunks) = (req.min_time, req.max_time, !req.skip_chunks);
+        let sel = tokio::task::spawn_blocking(move || this.select(&plan, mint, maxt, with_chunks))
+            .await
+            .map_err(|e| Status::internal(format!("selecting series: {e}")))??;
         let batch_size = usize::try_from(req.response_batch_size).unwrap_or(0).max(1);
         let limit = usize::try_from(req.limit).unwrap_or(0);
         let mut batch: Vec<Series> = Vec::new();
@@ -399,7 +404,11 @@ impl Store for LocalStore {
         &self,
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
-        self.label_names_answer(request.get_ref())
+        let this = self.clone();
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || this.label_names_answer(&req))
+            .await
+            .map_err(|e| Status::internal(format!("label names: {e}")))?
             .map(Response::new)
     }
 
@@ -407,7 +416,11 @@ impl Store for LocalStore {
         &self,
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
-        self.label_values_answer(request.get_ref())
+        let this = self.clone();
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || this.label_values_answer(&req))
+            .await
+            .map_err(|e| Status::internal(format!("label values: {e}")))?
             .map(Response::new)
     }
 }

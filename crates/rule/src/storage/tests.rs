@@ -342,6 +342,36 @@ async fn series_are_selected_merged_and_labelled() {
     );
 }
 
+/// External labels can reorder series: `{a="1"}` precedes `{a="1",b="2"}` in a block,
+/// but with `cluster` added `{a="1",b="2",cluster=…}` sorts first. Served order follows the
+/// served labels, whatever the source.
+#[tokio::test]
+async fn series_are_ordered_by_served_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = open(dir.path(), &[("cluster", "eu")]);
+    for l in [
+        &[("a", "1")][..],
+        &[("a", "1"), ("b", "2")],
+        &[("a", "1"), ("d", "4")],
+    ] {
+        st.append_samples(series(l, 0, 4 * H, 0.0));
+    }
+    st.cut_blocks().unwrap();
+    let store = st.store_service();
+    let got = query(&store, req(i64::MIN, i64::MAX, vec![])).await;
+    let names: Vec<String> = got.iter().map(|(l, _)| l.to_string()).collect();
+    assert_eq!(
+        names,
+        vec![
+            r#"{a="1", b="2", cluster="eu"}"#,
+            r#"{a="1", cluster="eu"}"#,
+            r#"{a="1", cluster="eu", d="4"}"#,
+        ]
+    );
+    // Every sample once, block then head.
+    assert!(got.iter().all(|(_, s)| s.len() == 240));
+}
+
 #[derive(Debug, Default)]
 struct RecordingWal {
     series: StdMutex<Vec<(u64, Labels)>>,
