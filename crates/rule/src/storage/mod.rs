@@ -445,9 +445,15 @@ impl LocalStorage {
         let mut h = lock(&self.head);
         let mut new_refs: Vec<u64> = Vec::new();
         let mut accepted: Vec<SampleRecord> = Vec::new();
+        let mut invalid = 0u64;
         for s in samples {
             if s.timestamp_ms < h.min_valid_time {
                 counts.out_of_bounds += 1;
+                continue;
+            }
+            // Prometheus' head refuses these too; admitted, they would fail every block cut.
+            if s.labels.is_empty() || s.labels.iter().any(|l| l.name.is_empty()) {
+                invalid += 1;
                 continue;
             }
             let (r, created) = h.get_or_create(&s.labels);
@@ -481,6 +487,12 @@ impl LocalStorage {
         }
         self.metrics.record_head(&h);
         drop(h);
+        if invalid > 0 {
+            tracing::warn!(
+                samples = invalid,
+                "recorded samples without labels or with an empty label name dropped by the local storage"
+            );
+        }
         if counts.out_of_order > 0 || counts.out_of_bounds > 0 {
             tracing::debug!(
                 out_of_order = counts.out_of_order,

@@ -104,9 +104,13 @@ fn appends_keep_stale_markers_and_count_out_of_order() {
             sample(&a, 2000, STALE_NAN),
             sample(&a, 1500, 3.0),
             sample(&a, 2000, STALE_NAN),
+            // Refused, as Prometheus refuses them: no block could hold them.
+            sample(&[], 3000, 1.0),
+            sample(&[("", "x")], 3000, 1.0),
         ],
     );
     assert_eq!(st.head_range(), Some((1000, 2000)));
+    assert_eq!(st.head_series(), 1);
     let h = lock(&st.head);
     let s = h.series.values().next().unwrap();
     let c = s.chunks(i64::MIN, i64::MAX);
