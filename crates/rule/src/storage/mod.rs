@@ -2,14 +2,19 @@
 //! `ALERTS_FOR_STATE` kept in a TSDB under `--data-dir`, as Thanos' ruler keeps them in a
 //! Prometheus TSDB.
 //!
-//! - [`head`]: the in-memory head (series, XOR chunks of up to 120 samples);
+//! - `head`: the in-memory head (series, XOR chunks of up to 120 samples);
 //! - block cutting, Prometheus' rule: once the head spans more than 1.5 ×
 //!   `--tsdb.block-duration`, its oldest block-duration-aligned range is written as a block
 //!   `<data-dir>/<ULID>/` with Thanos' meta section (external labels, source `ruler`,
 //!   resolution 0), so that a shipper uploads it as is, then dropped from the head;
 //! - retention (`--tsdb.retention`), Prometheus' rule: a block whose end is more than the
 //!   retention before the newest block's end is deleted;
-//! - [`store`]: the Store and Info APIs over the blocks and the head.
+//! - [`LocalStore`]: the Store and Info APIs over the blocks and the head.
+//!
+//! Use: [`LocalStorage::open`] the data directory, hand the storage to the rule manager as
+//! its [`Appender`], spawn [`LocalStorage::run`] (periodic cut and retention), serve
+//! [`LocalStorage::store_service`] on the gRPC server, and point a shipper at
+//! [`LocalStorage::blocks_dir`].
 //!
 //! Durability is the WAL's: [`WalHook`] sees every accepted append (and each truncation), and
 //! [`LocalStorage::replay`] rebuilds the head from what a WAL read back.
@@ -37,8 +42,8 @@ use ulid::Ulid;
 
 use crate::{Appender, RecordedSample};
 
-pub mod head;
-pub mod store;
+mod head;
+mod store;
 
 use head::{AppendCounts, HeadState};
 pub use store::LocalStore;
