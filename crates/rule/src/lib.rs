@@ -10,7 +10,9 @@
 //! - [`template`]: the Go `text/template` dialect that Prometheus expands alert labels and
 //!   annotations with;
 //! - [`notifier`]: the Alertmanager notifier (Thanos' queue and sender);
-//! - [`remote_write`]: recorded series to remote-write receivers (Thanos' stateless mode).
+//! - [`remote_write`]: recorded series to remote-write receivers (Thanos' stateless mode);
+//! - [`storage`]: recorded series in a local TSDB served over the Store API (Thanos' stateful
+//!   mode).
 //!
 //! The manager talks to the rest through three narrow traits ([`Querier`], [`Appender`],
 //! [`AlertSink`]), so the Alertmanager notifier, remote write or a local TSDB plug in without
@@ -30,6 +32,7 @@ pub mod notifier;
 pub mod query;
 pub mod remote_write;
 pub mod rulefmt;
+pub mod storage;
 pub mod template;
 
 use alerting::AlertToSend;
