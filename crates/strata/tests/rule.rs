@@ -479,6 +479,130 @@ fn for_state_is_restored_after_a_restart() {
     );
 }
 
+/// Thanos' default, stateful mode: the ruler keeps what it records in its own TSDB
+/// (`--data-dir`), serves it over the Store API to a querier, cuts blocks and ships them to
+/// the bucket with its external labels and `source: ruler`, replays its WAL after a crash
+/// (nothing recorded before it is lost), and refuses a second ruler on the same directory.
+#[test]
+fn stateful_ruler_serves_ships_and_replays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bucket = root.join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    // A querier without stores still evaluates `vector(1)`.
+    let source = start_strata(root, "query-source", "query", &[]);
+    let rules = root.join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: local\n    rules:\n      - record: demo:one\n        expr: vector(1)\n      - alert: Always\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let data = root.join("ruler-data");
+    let args = vec![
+        format!("--query=127.0.0.1:{}", source.http),
+        format!("--rule-file={}", rules.display()),
+        "--eval-interval=1s".into(),
+        "--label=replica=\"r0\"".into(),
+        "--tsdb.block-duration=10s".into(),
+        format!("--data-dir={}", data.display()),
+        format!(
+            "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}",
+            bucket.display()
+        ),
+    ];
+    let ruler = start_strata(root, "rule-1", "rule", &args);
+    let upper = start_strata(
+        root,
+        "query-over-ruler",
+        "query",
+        &[format!("--endpoint=127.0.0.1:{}", ruler.grpc)],
+    );
+    let count = |port: u16| -> f64 {
+        let v = json(
+            port,
+            &format!(
+                "/api/v1/query?query={}",
+                enc("count_over_time(demo:one[10m])")
+            ),
+        );
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until(
+        "the recorded series through the querier",
+        Duration::from_secs(60),
+        || count(upper.http) >= 3.0,
+    );
+    let v = json(
+        upper.http,
+        &format!("/api/v1/query?query={}", enc("demo:one")),
+    );
+    assert_eq!(
+        v["data"]["result"][0]["metric"],
+        serde_json::json!({"__name__": "demo:one", "replica": "r0"}),
+        "{v}"
+    );
+    let alerts = json(
+        upper.http,
+        &format!("/api/v1/query?query={}", enc("ALERTS")),
+    );
+    assert_eq!(
+        alerts["data"]["result"][0]["metric"]["alertstate"], "firing",
+        "{alerts}"
+    );
+
+    // A block is cut and shipped, as Thanos' bucket layout has it.
+    let shipped_meta = || -> Option<Value> {
+        for e in std::fs::read_dir(&bucket).ok()?.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path().join("meta.json")) {
+                return serde_json::from_str(&text).ok();
+            }
+        }
+        None
+    };
+    wait_until("a shipped block", Duration::from_secs(90), || {
+        shipped_meta().is_some()
+    });
+    let meta = shipped_meta().unwrap();
+    assert_eq!(meta["thanos"]["source"], "ruler", "{meta}");
+    assert_eq!(
+        meta["thanos"]["labels"],
+        serde_json::json!({"replica": "r0"}),
+        "{meta}"
+    );
+    assert_eq!(meta["thanos"]["downsample"]["resolution"], 0, "{meta}");
+
+    // A second ruler on the same directory is refused.
+    start_fails(root, &args, "locked by another process");
+
+    // A crash: what was recorded comes back from the blocks and the WAL.
+    let before = count(upper.http);
+    drop(ruler);
+    let ruler = start_strata(root, "rule-2", "rule", &args);
+    let upper = start_strata(
+        root,
+        "query-over-ruler-2",
+        "query",
+        &[format!("--endpoint=127.0.0.1:{}", ruler.grpc)],
+    );
+    wait_until(
+        "the ruler back with its data",
+        Duration::from_secs(60),
+        || count(upper.http) >= before,
+    );
+    // The head came back from the WAL (the blocks alone hold only what was cut).
+    let log = ruler.proc.log();
+    let replayed = log
+        .lines()
+        .find(|l| l.contains("WAL replayed"))
+        .and_then(|l| l.split(" samples=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(replayed.is_some_and(|n| n > 0), "{log}");
+}
+
 #[test]
 fn ruler_start_up_errors_name_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
@@ -495,7 +619,17 @@ fn ruler_start_up_errors_name_the_problem() {
         std::slice::from_ref(&rw_flag),
         "no --query parameter was given",
     );
-    start_fails(dir, &["--query=127.0.0.1:1".into()], "stateless mode");
+    start_fails(
+        dir,
+        &[
+            "--query=127.0.0.1:1".into(),
+            format!(
+                "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}",
+                dir.display()
+            ),
+        ],
+        "--label is required to upload blocks",
+    );
     start_fails(
         dir,
         &[

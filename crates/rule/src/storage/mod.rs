@@ -44,9 +44,11 @@ use crate::{Appender, RecordedSample};
 
 mod head;
 mod store;
+mod wal;
 
 use head::{AppendCounts, HeadState};
 pub use store::LocalStore;
+pub use wal::{DurableStorage, RuleWal};
 
 /// Thanos' `--tsdb.block-duration` default.
 pub const DEFAULT_BLOCK_DURATION: Duration = Duration::from_secs(2 * 3600);

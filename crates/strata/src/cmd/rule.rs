@@ -20,18 +20,26 @@ use strata_api::{
     TenantConfig,
 };
 use strata_model::{Label, Labels};
+use strata_objstore::{Bucket, BucketMetrics};
 use strata_promql::{Engine, MemStorage, Storage, StorageError};
 use strata_rule::manager::Manager;
 use strata_rule::notifier::{Notifier, NotifierConfig, NotifierOptions};
 use strata_rule::query::{QueriedForState, QueryClient, QueryClientOptions};
 use strata_rule::remote_write::{RemoteWriteConfig, RemoteWriter};
+use strata_rule::storage::{DurableStorage, LocalStorage, LocalStorageOptions, RuleWal};
 use strata_rule::{Deps, GeneratorUrl, RestoreOptions, RuleOptions};
 use strata_runtime::http::base_router;
 use strata_runtime::{Prober, Shutdown};
+use strata_sidecar::prometheus::PromState;
+use strata_sidecar::shipper::{Shipper, ShipperConfig, ShipperMetrics};
 use strata_storepb::server::RulesAnswers;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, RulesInfo};
 use strata_storepb::thanos::rules_server::Rules;
+use strata_storepb::thanos::store_server::Store;
+use strata_storepb::thanos::{
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, SeriesRequest,
+};
 use strata_storepb::thanos::{RulesRequest, RulesResponse, ZLabelSet, rules_response};
 use tokio::task::JoinHandle;
 
@@ -119,46 +127,60 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     let generator = GeneratorUrl::new(&alert_query_url, &args.alert_query_template)
         .map_err(|e| anyhow::anyhow!("--alert.query-template: {e}"))?;
 
-    // Where recorded series go: stateless mode only, for now.
-    let rw_yaml = args.remote_write_config.source().load()?;
-    let Some(rw_yaml) = rw_yaml.filter(|y| !y.trim().is_empty()) else {
-        bail!(
-            "the ruler's own TSDB (stateful mode) is not implemented yet: run it in Thanos' \
-             stateless mode, with --remote-write.config or --remote-write.config-file naming \
-             where recorded series and ALERTS go (a Prometheus with \
-             --web.enable-remote-write-receiver, a Thanos Receive, or any remote-write receiver)"
-        );
+    // Where recorded series go: a remote-write receiver (Thanos' stateless mode) or the
+    // ruler's own TSDB in --data-dir (its default).
+    let rw_yaml = args
+        .remote_write_config
+        .source()
+        .load()?
+        .filter(|y| !y.trim().is_empty());
+    let bucket_yaml = args.objstore.load_optional_yaml()?;
+    let rw_config = match &rw_yaml {
+        Some(yaml) => Some(RemoteWriteConfig::from_yaml(yaml)?),
+        None => None,
     };
-    let rw_config = RemoteWriteConfig::from_yaml(&rw_yaml)?;
-    if args.objstore.load_optional_yaml()?.is_some() {
-        tracing::info!(
-            "stateless mode: the ruler keeps no blocks, so nothing is uploaded to the bucket \
-             (--objstore.config); recorded series go to the remote-write receivers"
-        );
-    }
-    let stateless = "stateless mode keeps no TSDB and no blocks";
-    for (flag, set) in [
-        (
-            "--tsdb.block-duration",
-            args.tsdb_block_duration != strata_model::Duration::from_hours(2),
-        ),
-        (
-            "--tsdb.retention",
-            args.tsdb_retention != strata_model::Duration::from_hours(48),
-        ),
-        ("--tsdb.no-lockfile", args.tsdb_no_lockfile()),
-        ("--no-tsdb.wal-compression", !args.tsdb_wal_compression()),
-        (
-            "--shipper.upload-compacted",
-            args.shipper_upload_compacted(),
-        ),
-        (
-            "--hash-func",
-            args.hash_func != crate::cli::common::HashFunc::None,
-        ),
-    ] {
-        if set {
-            crate::cli::common::accepted_without_effect(flag, stateless);
+    if rw_config.is_some() {
+        if bucket_yaml.is_some() {
+            tracing::info!(
+                "stateless mode: the ruler keeps no blocks, so nothing is uploaded to the bucket \
+                 (--objstore.config); recorded series go to the remote-write receivers"
+            );
+        }
+        let stateless = "stateless mode keeps no TSDB and no blocks";
+        for (flag, set) in [
+            (
+                "--tsdb.block-duration",
+                args.tsdb_block_duration != strata_model::Duration::from_hours(2),
+            ),
+            (
+                "--tsdb.retention",
+                args.tsdb_retention != strata_model::Duration::from_hours(48),
+            ),
+            ("--tsdb.no-lockfile", args.tsdb_no_lockfile()),
+            ("--no-tsdb.wal-compression", !args.tsdb_wal_compression()),
+            (
+                "--shipper.upload-compacted",
+                args.shipper_upload_compacted(),
+            ),
+            (
+                "--hash-func",
+                args.hash_func != crate::cli::common::HashFunc::None,
+            ),
+        ] {
+            if set {
+                crate::cli::common::accepted_without_effect(flag, stateless);
+            }
+        }
+    } else {
+        if bucket_yaml.is_some() && external_labels.is_empty() {
+            bail!(
+                "--label is required to upload blocks (--objstore.config): the ruler's blocks \
+                 need external labels that tell them apart in the bucket, e.g. \
+                 --label='replica=\"ruler-0\"'"
+            );
+        }
+        if args.tsdb_block_duration.is_zero() {
+            bail!("--tsdb.block-duration must be positive");
         }
     }
     if args.rule_concurrent_evaluation != 1 {
@@ -180,11 +202,31 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         },
         &mut registry,
     )?;
-    let writer = RemoteWriter::new(rw_config, external_labels.clone(), &mut registry)?;
+    let storage = match rw_config {
+        Some(cfg) => RuleStorage::Remote(RemoteWriter::new(
+            cfg,
+            external_labels.clone(),
+            &mut registry,
+        )?),
+        None => RuleStorage::open_local(
+            &args,
+            &external_labels,
+            bucket_yaml.as_deref(),
+            &mut registry,
+        )?,
+    };
+    let restore_source: Arc<dyn strata_rule::ForStateSource> = match &storage {
+        RuleStorage::Remote(_) => Arc::new(QueriedForState {
+            client: querier.clone(),
+            step: args.query_default_step.to_std(),
+            ignored_labels: args.restore_ignored_labels.clone(),
+        }),
+        RuleStorage::Local { durable, .. } => durable.storage.clone(),
+    };
     let metrics = strata_rule::metrics::RuleMetrics::new(&mut registry);
     let deps = Arc::new(Deps {
         querier: querier.clone(),
-        appender: writer.clone(),
+        appender: storage.appender(),
         alerts: notifier.clone(),
         options: RuleOptions {
             external_labels: external_labels.clone(),
@@ -194,11 +236,7 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             query_offset: args.rule_query_offset.to_std(),
             resend_delay: args.resend_delay.to_std(),
             restore: Some(RestoreOptions {
-                source: Arc::new(QueriedForState {
-                    client: querier.clone(),
-                    step: args.query_default_step.to_std(),
-                    ignored_labels: args.restore_ignored_labels.clone(),
-                }),
+                source: restore_source,
                 outage_tolerance: args.for_outage_tolerance.to_std(),
                 for_grace_period: args.for_grace_period.to_std(),
             }),
@@ -253,7 +291,10 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         web_config,
         &args.grpc.grpc_address,
         request_log,
-        "Info and Rules APIs",
+        match &storage {
+            RuleStorage::Remote(_) => "Info and Rules APIs",
+            RuleStorage::Local { .. } => "Store, Info and Rules APIs",
+        },
     )
     .await?;
 
@@ -265,16 +306,33 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     ));
     let grpc_task = {
         let shutdown = shutdown.clone();
-        let svc = RulerService {
+        let rules = RulerService {
             manager: manager.clone(),
             external_labels: external_labels.clone(),
         };
-        tokio::spawn(async move {
-            strata_storepb::server::serve_rules(grpc, svc, grpc_opts, async move {
-                shutdown.wait().await
-            })
-            .await
-        })
+        match &storage {
+            RuleStorage::Remote(_) => tokio::spawn(async move {
+                strata_storepb::server::serve_rules(grpc, rules, grpc_opts, async move {
+                    shutdown.wait().await
+                })
+                .await
+            }),
+            RuleStorage::Local { durable, .. } => {
+                let svc = StatefulService {
+                    store: durable.storage.store_service(),
+                    rules,
+                };
+                tokio::spawn(async move {
+                    strata_storepb::server::serve_store_and_rules(
+                        grpc,
+                        svc,
+                        grpc_opts,
+                        async move { shutdown.wait().await },
+                    )
+                    .await
+                })
+            }
+        }
     };
     {
         let s = shutdown.clone();
@@ -291,12 +349,28 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             tokio::spawn(notifier.clone().run(async move { s.wait().await })),
         ));
     }
-    {
-        let s = shutdown.clone();
-        tasks.push((
-            "remote write",
-            tokio::spawn(writer.clone().run(async move { s.wait().await })),
-        ));
+    match &storage {
+        RuleStorage::Remote(writer) => {
+            let s = shutdown.clone();
+            tasks.push((
+                "remote write",
+                tokio::spawn(writer.clone().run(async move { s.wait().await })),
+            ));
+        }
+        RuleStorage::Local { durable, shipper } => {
+            let s = shutdown.clone();
+            tasks.push((
+                "block cutting and retention",
+                tokio::spawn(durable.storage.clone().run(async move { s.wait().await })),
+            ));
+            if let Some(shipper) = shipper.clone() {
+                let token = shutdown.token();
+                tasks.push((
+                    "shipper",
+                    tokio::spawn(async move { shipper.run(SHIPPER_INTERVAL, token).await }),
+                ));
+            }
+        }
     }
     tasks.push((
         "reload on SIGHUP",
@@ -310,6 +384,11 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     prober.set_not_ready("shutting down");
     tracing::info!("shutting down");
     manager.stop().await;
+    if let RuleStorage::Local { durable, .. } = &storage
+        && let Err(e) = durable.wal.sync()
+    {
+        tracing::error!(error = %e, "syncing the WAL at shutdown failed");
+    }
     for (name, t) in tasks {
         if name == "reload on SIGHUP" {
             t.abort();
@@ -321,6 +400,174 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         }
     }
     super::join_servers(Some(grpc_task), http_task).await
+}
+
+/// How often the shipper looks for new blocks (Thanos' ruler: every 30 s).
+const SHIPPER_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Where the ruler's recorded series go.
+enum RuleStorage {
+    /// Thanos' stateless mode: out over remote write.
+    Remote(Arc<RemoteWriter>),
+    /// Thanos' default: the ruler's own TSDB in `--data-dir` (head, WAL, blocks), served over
+    /// the Store API and shipped to the bucket when one is configured.
+    Local {
+        durable: Arc<DurableStorage>,
+        shipper: Option<Arc<Shipper>>,
+    },
+}
+
+impl RuleStorage {
+    /// Opens `--data-dir`: takes its lock (unless `--tsdb.no-lockfile`), loads its blocks,
+    /// replays its WAL, and sets up the shipper for `bucket_yaml`.
+    fn open_local(
+        args: &RuleArgs,
+        external_labels: &Labels,
+        bucket_yaml: Option<&str>,
+        registry: &mut Registry,
+    ) -> Result<RuleStorage> {
+        let dir = std::path::PathBuf::from(&args.data_dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating --data-dir {}", dir.display()))?;
+        if !args.tsdb_no_lockfile() {
+            lock_data_dir(&dir)?;
+        }
+        let storage = LocalStorage::open(
+            &dir,
+            LocalStorageOptions {
+                block_duration: args.tsdb_block_duration.to_std(),
+                retention: args.tsdb_retention.to_std(),
+                external_labels: external_labels.clone(),
+                // Often enough that a block is cut soon after it is due, whatever its length.
+                maintenance_interval: (args.tsdb_block_duration.to_std() / 4)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            },
+            registry,
+        )?;
+        let (wal, stats) =
+            RuleWal::open_and_replay(&dir.join("wal"), args.tsdb_wal_compression(), &storage)
+                .with_context(|| format!("replaying the WAL in {}", dir.join("wal").display()))?;
+        tracing::info!(
+            series = stats.series,
+            samples = stats.samples,
+            dropped = stats.dropped,
+            "WAL replayed"
+        );
+        storage.set_wal_hook(wal.clone());
+        let shipper = match bucket_yaml {
+            None => {
+                tracing::info!("no supported bucket was configured, uploads will be disabled");
+                None
+            }
+            Some(yaml) => {
+                let bucket_metrics = BucketMetrics::register(registry);
+                let bucket = Bucket::from_yaml(yaml, &bucket_metrics).context(
+                    "opening the bucket given by --objstore.config-file/--objstore.config",
+                )?;
+                let state = Arc::new(PromState::new(strata_model::TimeOrDuration::min_time()));
+                state.set_external_labels(external_labels.clone());
+                let mut config = ShipperConfig::new(&dir);
+                config.source = strata_block::transfer::SOURCE_RULER.into();
+                config.upload_compacted = args.shipper_upload_compacted();
+                config.hash_func = args.hash_func;
+                let metrics = ShipperMetrics::register(registry, args.shipper_upload_compacted());
+                Some(Arc::new(Shipper::new(config, bucket, state, metrics)))
+            }
+        };
+        Ok(RuleStorage::Local {
+            durable: Arc::new(DurableStorage { storage, wal }),
+            shipper,
+        })
+    }
+
+    fn appender(&self) -> Arc<dyn strata_rule::Appender> {
+        match self {
+            RuleStorage::Remote(w) => w.clone(),
+            RuleStorage::Local { durable, .. } => durable.clone(),
+        }
+    }
+}
+
+/// Holds `--data-dir/lock` for the life of the process (as Prometheus' TSDB does), so that a
+/// second ruler on the same directory fails at start instead of interleaving its WAL.
+fn lock_data_dir(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Held until exit: the descriptor is leaked on purpose.
+            std::mem::forget(file);
+            Ok(())
+        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is locked by another process: two rulers cannot share --data-dir (give each its \
+             own, or stop the other one)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// The Store and Info APIs of the local storage and the manager's Rules API, on one server.
+#[derive(Debug, Clone)]
+struct StatefulService {
+    store: strata_rule::storage::LocalStore,
+    rules: RulerService,
+}
+
+#[tonic::async_trait]
+impl Store for StatefulService {
+    type SeriesStream = <strata_rule::storage::LocalStore as Store>::SeriesStream;
+
+    async fn series(
+        &self,
+        request: tonic::Request<SeriesRequest>,
+    ) -> Result<tonic::Response<Self::SeriesStream>, tonic::Status> {
+        self.store.series(request).await
+    }
+
+    async fn label_names(
+        &self,
+        request: tonic::Request<LabelNamesRequest>,
+    ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
+        self.store.label_names(request).await
+    }
+
+    async fn label_values(
+        &self,
+        request: tonic::Request<LabelValuesRequest>,
+    ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
+        self.store.label_values(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl Info for StatefulService {
+    async fn info(
+        &self,
+        request: tonic::Request<InfoRequest>,
+    ) -> Result<tonic::Response<InfoResponse>, tonic::Status> {
+        self.store.info(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl Rules for StatefulService {
+    type RulesStream = RulesAnswers;
+
+    async fn rules(
+        &self,
+        request: tonic::Request<RulesRequest>,
+    ) -> Result<tonic::Response<Self::RulesStream>, tonic::Status> {
+        self.rules.rules(request).await
+    }
 }
 
 /// `POST /-/reload`: 200 when the rule files loaded, 500 with the problems otherwise.
