@@ -183,6 +183,23 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             bail!("--tsdb.block-duration must be positive");
         }
     }
+    for (flag, value) in [
+        (
+            "--store.limits.request-series",
+            args.store_limits.request_series,
+        ),
+        (
+            "--store.limits.request-samples",
+            args.store_limits.request_samples,
+        ),
+    ] {
+        if value != 0 {
+            crate::cli::common::accepted_without_effect(
+                flag,
+                "the ruler's Store API does not limit requests (the querier's limits still apply)",
+            );
+        }
+    }
     if args.rule_concurrent_evaluation != 1 {
         crate::cli::common::accepted_without_effect(
             "--rule-concurrent-evaluation",
