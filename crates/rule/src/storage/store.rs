@@ -367,13 +367,16 @@ fn aggr(min_time: i64, max_time: i64, raw: RawChunk) -> Result<AggrChunk, Status
 
 /// Sends the batch (as one series or a batch frame, as the client asked).
 async fn send(tx: &SeriesSender, batch: &mut Vec<Series>, batch_size: usize) -> Result<(), Status> {
-    if batch.is_empty() {
-        return Ok(());
-    }
     let result = if batch_size > 1 {
+        if batch.is_empty() {
+            return Ok(());
+        }
         series_response::Result::Batch(SeriesBatch::of(std::mem::take(batch)))
     } else {
-        series_response::Result::Series(batch.pop().expect("one series"))
+        let Some(series) = batch.pop() else {
+            return Ok(());
+        };
+        series_response::Result::Series(series)
     };
     tx.send(Ok(SeriesResponse {
         result: Some(result),
