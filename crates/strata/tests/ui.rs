@@ -765,3 +765,69 @@ fn stores_page_and_dedup_against_a_real_querier_and_store_gateway() {
         panels[1]
     );
 }
+
+/// The ruler's pages in headless Chromium: a ruler (stateful, over a querier that evaluates
+/// `vector(1)` itself) shows its firing alert with its annotation on `/alerts` and both rules
+/// with their health on `/rules`; its menu has no query pages, and `/` leads to the alerts.
+#[test]
+fn ruler_alerts_and_rules_pages_in_the_browser() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks).unwrap();
+    let query = start_query(&blocks, &[], "/-/ready");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: ui-demo\n    rules:\n      - record: ui:one\n        expr: vector(1)\n      - alert: UiAlwaysFiring\n        expr: vector(1)\n        labels:\n          severity: page\n        annotations:\n          summary: 'value is {{ $value }}'\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("rule")
+        .arg(format!("--http-address=127.0.0.1:{port}"))
+        .arg(format!("--grpc-address=127.0.0.1:{}", free_port()))
+        .arg(format!("--query=127.0.0.1:{}", query.port))
+        .arg(format!("--rule-file={}", rules.display()))
+        .arg(format!("--data-dir={}", dir.path().join("rule").display()))
+        .arg("--eval-interval=1s");
+    let mut guard = ChildGuard::spawn("strata rule", &mut cmd).unwrap();
+    guard
+        .wait_for_http(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(port, "/api/v1/alerts").1.contains("firing") {
+        assert!(Instant::now() < deadline, "the alert never fired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http_status(port, "/graph"), 404);
+
+    let dom = run_chromium(
+        &chromium,
+        &format!("http://127.0.0.1:{port}/"),
+        Capture::Dom,
+    );
+    assert!(dom.contains("data-state=\"done\""), "{dom}");
+    assert!(dom.contains("<title>Alerts · Strata rule</title>"), "{dom}");
+    assert!(dom.contains("UiAlwaysFiring"), "{dom}");
+    assert!(dom.contains("badge state firing"), "{dom}");
+    assert!(dom.contains("value is 1"), "{dom}");
+    assert!(dom.contains("1 firing, 0 pending, 0 inactive"), "{dom}");
+    assert!(!dom.contains("href=\"graph\""), "{dom}");
+
+    let dom = run_chromium(
+        &chromium,
+        &format!("http://127.0.0.1:{port}/rules"),
+        Capture::Dom,
+    );
+    assert!(dom.contains("data-state=\"done\""), "{dom}");
+    assert!(dom.contains("1 groups, 2 rules"), "{dom}");
+    assert!(
+        dom.contains("ui:one") && dom.contains("UiAlwaysFiring"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("badge up\">OK</span>").count(), 2, "{dom}");
+}

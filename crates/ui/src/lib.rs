@@ -46,6 +46,39 @@ pub struct UiConfig {
     /// `--query.default-step` (ms): the graph's smallest automatic step, used when the step
     /// box is empty (step = max(range / 250, this), as in Thanos' UI).
     pub default_step_ms: i64,
+    /// Which component serves the UI: the querier has every page, the ruler only its alerts
+    /// and rules (it has no query API), as in Thanos.
+    pub component: Component,
+}
+
+/// The component a UI belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Component {
+    #[default]
+    Query,
+    Rule,
+}
+
+impl Component {
+    /// The pages it serves, in menu order: `(path, title)`.
+    fn pages(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Component::Query => &[
+                ("graph", "Graph"),
+                ("alerts", "Alerts"),
+                ("rules", "Rules"),
+                ("stores", "Stores"),
+            ],
+            Component::Rule => &[("alerts", "Alerts"), ("rules", "Rules")],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Component::Query => "query",
+            Component::Rule => "rule",
+        }
+    }
 }
 
 impl Default for UiConfig {
@@ -55,6 +88,7 @@ impl Default for UiConfig {
             external_prefix: String::new(),
             prefix_header: String::new(),
             partial_response: true,
+            component: Component::Query,
             default_step_ms: 1000,
         }
     }
@@ -81,6 +115,8 @@ const ASSETS: &[Asset] = &[
     asset!("common.js", "static/common.js"),
     asset!("graph.js", "static/graph.js"),
     asset!("stores.js", "static/stores.js"),
+    asset!("alerts.js", "static/alerts.js"),
+    asset!("rules.js", "static/rules.js"),
     asset!("favicon.svg", "static/favicon.svg"),
     asset!("vendor/uPlot.iife.min.js", "vendor/uplot/uPlot.iife.min.js"),
     asset!("vendor/uPlot.min.css", "vendor/uplot/uPlot.min.css"),
@@ -89,6 +125,8 @@ const ASSETS: &[Asset] = &[
 
 const GRAPH_HTML: &str = include_str!("../assets/graph.html");
 const STORES_HTML: &str = include_str!("../assets/stores.html");
+const ALERTS_HTML: &str = include_str!("../assets/alerts.html");
+const RULES_HTML: &str = include_str!("../assets/rules.html");
 
 /// The `Content-Type` for a file name, by extension.
 pub fn content_type(path: &str) -> &'static str {
@@ -183,12 +221,18 @@ pub fn router(cfg: UiConfig) -> Router {
         version: format!("{:012x}", all >> 16),
         prepared,
     });
-    Router::new()
+    let component = ui.cfg.component;
+    let mut router = Router::new()
         .route("/", get(root))
-        .route("/graph", get(graph))
-        .route("/stores", get(stores))
-        .route("/static/{*path}", get(asset))
-        .with_state(ui)
+        .route("/alerts", get(alerts))
+        .route("/rules", get(rules))
+        .route("/static/{*path}", get(asset));
+    if component == Component::Query {
+        router = router
+            .route("/graph", get(graph))
+            .route("/stores", get(stores));
+    }
+    router.with_state(ui)
 }
 
 /// True for a prefix that is safe to put into a `<base href>` and a `Location`: a path, or an
@@ -241,9 +285,24 @@ impl Ui {
         }
     }
 
+    /// The menu, the current page marked.
+    fn nav(&self, template: &str) -> String {
+        let mut out = String::new();
+        for (path, title) in self.cfg.component.pages() {
+            let current = template.contains(&format!("/{path}.js\""));
+            out.push_str(&format!(
+                "  <a href=\"{path}\"{}>{title}</a>\n",
+                if current { " class=\"active\"" } else { "" }
+            ));
+        }
+        out
+    }
+
     fn page(&self, template: &str, headers: &HeaderMap) -> Response {
         let base = format!("{}/", self.web_prefix(headers));
         let html = template
+            .replace("{{NAV}}", &self.nav(template))
+            .replace("{{COMPONENT}}", self.cfg.component.name())
             .replace("{{BASE}}", &html_escape(&base))
             .replace("{{STATIC}}", &format!("static/{}", self.version))
             .replace(
@@ -286,7 +345,8 @@ fn html_escape(s: &str) -> String {
 }
 
 async fn root(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    let location = format!("{}/graph", ui.web_prefix(&headers));
+    let home = ui.cfg.component.pages()[0].0;
+    let location = format!("{}/{home}", ui.web_prefix(&headers));
     match HeaderValue::from_str(&location) {
         Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "invalid web prefix").into_response(),
@@ -299,6 +359,14 @@ async fn graph(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
 
 async fn stores(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
     ui.page(STORES_HTML, &headers)
+}
+
+async fn alerts(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
+    ui.page(ALERTS_HTML, &headers)
+}
+
+async fn rules(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
+    ui.page(RULES_HTML, &headers)
 }
 
 fn not_found() -> Response {

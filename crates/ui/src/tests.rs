@@ -51,6 +51,7 @@ fn cfg(route: &str, external: &str, header: &str) -> UiConfig {
         prefix_header: header.into(),
         partial_response: true,
         default_step_ms: 1000,
+        component: Component::Query,
     }
 }
 
@@ -420,4 +421,46 @@ async fn assets_are_gzipped_when_the_client_accepts_it() {
     )
     .await;
     assert_eq!(hdr(&r, header::CONTENT_ENCODING), "gzip");
+}
+
+#[tokio::test]
+async fn a_ruler_serves_its_alerts_and_rules_pages_only() {
+    let app = router(UiConfig {
+        component: Component::Rule,
+        ..UiConfig::default()
+    });
+    let root = get(&app, "/").await;
+    assert_eq!(root.status, StatusCode::FOUND);
+    assert_eq!(hdr(&root, header::LOCATION), "/alerts");
+    for (path, script) in [("/alerts", "alerts.js"), ("/rules", "rules.js")] {
+        let page = get(&app, path).await;
+        let body = page.body;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(body.contains(script), "{path}: {body}");
+        assert!(body.contains("Strata rule"), "{path}: {body}");
+        assert!(
+            !body.contains("href=\"graph\""),
+            "{path}: no query pages on a ruler: {body}"
+        );
+        let version = version_of(&body);
+        let js = get(&app, &format!("/static/{version}/{script}")).await;
+        assert_eq!(js.status, StatusCode::OK, "{script}");
+    }
+    for path in ["/graph", "/stores"] {
+        assert_eq!(
+            get(&app, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // The querier links every page, the current one marked.
+    let app = router(UiConfig::default());
+    let body = get(&app, "/alerts").await.body;
+    for page in ["graph", "alerts", "rules", "stores"] {
+        assert!(body.contains(&format!("href=\"{page}\"")), "{page}: {body}");
+    }
+    assert!(
+        body.contains("<a href=\"alerts\" class=\"active\">Alerts</a>"),
+        "{body}"
+    );
 }

@@ -375,6 +375,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         prefix_header: args.web.web_prefix_header.clone(),
         partial_response: args.partial_response(),
         default_step_ms: args.default_step.as_millis_i64(),
+        component: strata_ui::Component::Query,
     });
     let router = super::with_route_prefix(
         base_router(prober.clone(), registry).merge(api).merge(ui),

@@ -299,8 +299,16 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         let manager = manager.clone();
         axum::routing::post(move || reload_handler(manager.clone()))
     };
+    let ui = strata_ui::router(strata_ui::UiConfig {
+        route_prefix: args.web.web_route_prefix.clone(),
+        external_prefix: args.web.web_external_prefix.clone(),
+        prefix_header: args.web.web_prefix_header.clone(),
+        component: strata_ui::Component::Rule,
+        ..strata_ui::UiConfig::default()
+    });
     let router = base_router(prober.clone(), registry)
         .merge(api)
+        .merge(ui)
         .route("/-/reload", reload);
     let router = super::with_route_prefix(router, &args.web.web_route_prefix);
     let (listener, grpc) = super::bind_servers(
