@@ -234,7 +234,8 @@ The stack is up (logs in $work/logs):
                                           Prometheus data source); Store API on 127.0.0.1:10901
   Store gateway  http://127.0.0.1:10922   block viewer of the blocks it serves
   Compactor      http://127.0.0.1:10932   block viewer of the bucket
-  Ruler          http://127.0.0.1:10942   /api/v1/rules, /api/v1/alerts (stateless mode)
+  Ruler          http://127.0.0.1:10942   its alerts and rules pages (stateless mode: what it records
+                                          is written back to Prometheus)
 EOF
 
 if [ -n "${QUICKSTART_EXIT:-}" ]; then
