@@ -81,7 +81,7 @@ fn main() {
     for b in &batches {
         durable.append(b.clone());
     }
-    wal.sync().expect("sync");
+    wal.sync(&storage).expect("sync");
     report("append, head + WAL (snappy)", start.elapsed(), total);
     let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
         .into_iter()

@@ -249,14 +249,14 @@ impl AlertingRule {
         // of the last sample is truncated to seconds.
         let down_at_ms = down_at_ms.div_euclid(1000) * 1000;
         let mut active_at_ms = (active_since_s as i64).saturating_mul(1000);
-        let pending_ms = down_at_ms - active_at_ms;
-        let remaining_ms = self.for_ms - pending_ms;
+        let pending_ms = down_at_ms.saturating_sub(active_at_ms);
+        let remaining_ms = self.for_ms.saturating_sub(pending_ms);
         if remaining_ms <= 0 {
             // It was firing when the ruler went down: the next evaluation fires it again.
         } else if remaining_ms < grace_ms {
-            active_at_ms = now_ms + grace_ms - self.for_ms;
+            active_at_ms = now_ms.saturating_add(grace_ms).saturating_sub(self.for_ms);
         } else {
-            active_at_ms += now_ms - down_at_ms;
+            active_at_ms = active_at_ms.saturating_add(now_ms.saturating_sub(down_at_ms));
         }
         a.active_at_ms = active_at_ms;
     }

@@ -183,18 +183,19 @@ impl Group {
     }
 
     /// Takes over the state of `old`, the same group before a reload: the alerts of each
-    /// alerting rule and the series of each rule that is still there (matched by name,
-    /// labels and expression, in order), so that a reload neither re-fires alerts nor leaves
+    /// alerting rule and the series of each rule that is still there (matched by name and
+    /// labels, in order), so that a reload neither re-fires alerts nor leaves
     /// series without stale markers. Returns the series of rules that are gone, to be marked
     /// stale.
     pub fn take_state(&mut self, old: &mut Group) -> Vec<Labels> {
         let mut used = vec![false; old.rules.len()];
         for (i, r) in self.rules.iter_mut().enumerate() {
             let found = old.rules.iter().enumerate().position(|(j, o)| {
+                // By name and labels, as Prometheus' `nameAndLabels`: an edited expression
+                // keeps its alerts firing and its series unbroken.
                 !used[j]
                     && o.rule().name == r.rule().name
                     && o.rule().labels == r.rule().labels
-                    && o.rule().expr == r.rule().expr
                     && o.rule().is_alerting() == r.rule().is_alerting()
             });
             let Some(j) = found else { continue };
@@ -256,7 +257,7 @@ impl Group {
             let started = std::time::Instant::now();
             let wall = crate::now_ms();
             deps.metrics.evaluations(&group_label);
-            let result = self.eval_rule(i, query_ts, deps).await;
+            let result = self.eval_rule(i, ts, query_ts, deps).await;
             let status = &mut self.status[i];
             status.evaluation_duration = started.elapsed();
             status.last_evaluation_ms = Some(wall);
@@ -310,17 +311,19 @@ impl Group {
         deps.metrics.last_samples(&group_label, samples_total);
     }
 
-    /// One rule's output at `ts`.
+    /// One rule's output at evaluation time `ts`, its query evaluated at `query_ts` (the
+    /// query offset before): alert state keeps the evaluation clock, as Prometheus'.
     async fn eval_rule(
         &mut self,
         i: usize,
         ts: i64,
+        query_ts: i64,
         deps: &Arc<Deps>,
     ) -> Result<Vec<(Labels, f64)>, EvalError> {
         let expr = self.rules[i].rule().expr.clone();
         let answer = deps
             .querier
-            .instant(&expr, ts, self.strategy)
+            .instant(&expr, query_ts, self.strategy)
             .await
             .map_err(EvalError::Query)?;
         if !answer.warnings.is_empty() {
@@ -542,6 +545,50 @@ mod tests {
             record(&r, dup, 1),
             Err(EvalError::TooManySeries { limit: 1, count: 2 })
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_alerts_of_a_rule_whose_expression_changed() {
+        let file = |expr: &str| {
+            crate::rulefmt::parse(&format!(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: {expr}\n      - record: r\n        expr: {expr}\n"
+            ))
+            .unwrap()
+            .groups
+            .remove(0)
+        };
+        let mut old = Group::new(
+            "f",
+            &file("up == 0"),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .unwrap();
+        old.mark_restored();
+        let ctx = TemplateContext {
+            external_labels: &Labels::empty(),
+            external_url: "",
+            querier: None,
+        };
+        if let RuleState::Alerting(a) = &mut old.rules[0] {
+            a.eval(0, vec![(Labels::from_pairs(&[("job", "x")]), 1.0)], 0, ctx)
+                .unwrap();
+        }
+        old.previous[1].insert(Labels::from_pairs(&[("__name__", "r")]));
+        let mut new = Group::new(
+            "f",
+            &file("up == 1"),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .unwrap();
+        // Matched by name and labels: nothing to mark stale, the alert kept.
+        assert!(new.take_state(&mut old).is_empty());
+        let RuleState::Alerting(a) = &new.rules[0] else {
+            unreachable!()
+        };
+        assert_eq!(a.alerts().len(), 1);
+        assert_eq!(a.state(), AlertState::Firing);
     }
 
     #[test]

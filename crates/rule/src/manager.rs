@@ -81,6 +81,9 @@ impl Manager {
 
     /// Reads every rule file and, if all are valid, replaces the running groups with theirs.
     pub async fn reload(&self) -> Result<(), ReloadError> {
+        // One reload at a time, files read under the lock: two overlapping reloads (SIGHUP
+        // and `/-/reload`) must not apply an older reading after a newer one.
+        let mut running = self.running.lock().await;
         let files = self.files();
         let mut loaded: Vec<(String, RuleFile)> = Vec::with_capacity(files.len());
         let mut problems = Vec::new();
@@ -114,7 +117,6 @@ impl Manager {
             return Err(ReloadError { problems });
         }
 
-        let mut running = self.running.lock().await;
         let first = !self
             .loaded_once
             .swap(true, std::sync::atomic::Ordering::SeqCst);
@@ -246,21 +248,18 @@ async fn run_group(
         ts += missed as i64 * interval_ms;
         let started = Instant::now();
         let wall = now_ms();
-        // A stop in the middle of an evaluation abandons it: queries in flight are
-        // dropped, and what the rules already recorded stays recorded.
-        let stopped = tokio::select! {
-            _ = stop.changed() => true,
-            _ = g.eval(ts, &deps) => false,
-        };
-        if stopped {
-            return g;
-        }
+        // An evaluation in progress finishes before a stop takes effect, as Prometheus'
+        // group stop waits for its iteration: every rule gets its sample for the slot.
+        g.eval(ts, &deps).await;
         g.evaluation_duration = started.elapsed();
         g.last_evaluation_ms = Some(wall);
         evaluations += 1;
         // As Prometheus: restore after the second evaluation, so that recording rules the
         // alerts depend on have caught up first.
-        if g.should_restore && evaluations >= 2 {
+        // (Not when a stop is waiting: restoring queries storage, and a reload or shutdown
+        // would wait for it.)
+        let stopping = stop.has_changed().unwrap_or(true);
+        if g.should_restore && evaluations >= 2 && !stopping {
             g.restore_for_state(now_ms(), &deps).await;
             g.should_restore = false;
         }

@@ -421,6 +421,11 @@ impl LocalStorage {
     }
 
     /// The loaded blocks, oldest first.
+    /// The refs of the series in the head now.
+    pub fn live_refs(&self) -> std::collections::HashSet<u64> {
+        lock(&self.head).series.keys().copied().collect()
+    }
+
     pub fn blocks(&self) -> Arc<Vec<Arc<Block>>> {
         self.blocks
             .read()
@@ -521,13 +526,20 @@ impl LocalStorage {
         let mut stats = ReplayStats::default();
         let mut h = lock(&self.head);
         let mut alias = std::collections::HashMap::new();
+        let mut max_ref = 0u64;
         for (r, labels) in series {
+            max_ref = max_ref.max(r);
+            // As appends refuse them: a block could not be written with such a series.
+            if labels.is_empty() || labels.iter().any(|l| l.name.is_empty()) {
+                continue;
+            }
             let to = h.create_with_ref(r, labels);
             alias.insert(r, to);
             stats.series += 1;
         }
         let mut counts = AppendCounts::default();
         for s in samples {
+            max_ref = max_ref.max(s.series_ref);
             let r = alias.get(&s.series_ref).copied().unwrap_or(s.series_ref);
             if !h.series.contains_key(&r) {
                 stats.unknown_refs += 1;
@@ -539,6 +551,9 @@ impl LocalStorage {
                 stats.dropped += 1;
             }
         }
+        // New series never take a ref the log already used, even one whose series record
+        // is gone: its samples would otherwise be read as the new series' after a restart.
+        h.next_ref = h.next_ref.max(max_ref.saturating_add(1));
         // Series records without a surviving sample hold nothing to serve.
         h.series.retain(|_, s| !s.is_empty());
         let live = &h.series;

@@ -156,7 +156,12 @@ impl LocalStore {
                     continue;
                 }
                 let chunks = if with_chunks {
-                    s.chunks(mint, maxt)
+                    let c = s.chunks(mint, maxt);
+                    // A gap around the range: nothing to send, as Thanos' TSDB store.
+                    if c.is_empty() {
+                        continue;
+                    }
+                    c
                 } else {
                     Vec::new()
                 };

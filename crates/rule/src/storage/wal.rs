@@ -76,6 +76,11 @@ impl RuleWal {
                     let Some(c) = e.corruption().cloned() else {
                         return Err(e);
                     };
+                    // Records this reader cannot decode (zstd, from a newer Prometheus) are
+                    // not a torn write: cutting them off would lose them.
+                    if c.reason.contains("zstd") || c.reason.contains("unsupported") {
+                        return Err(e);
+                    }
                     tracing::warn!(
                         segment = %c.path().display(), offset = c.offset, err = %e,
                         "the WAL ends in a torn write (a crash mid-write); cutting it off and replaying again"
@@ -104,22 +109,37 @@ impl RuleWal {
         ))
     }
 
-    /// Writes what the head queued, then checkpoints if a block was cut since.
-    pub fn flush(&self) -> Result<(), WalError> {
+    /// Writes what the head queued, then checkpoints if a block was cut since. `storage`
+    /// says which series are in the head now: a series created after the cut (logged in the
+    /// segment being checkpointed) must keep its record.
+    pub fn flush(&self, storage: &LocalStorage) -> Result<(), WalError> {
         let mut wal = lock(&self.wal);
         let Pending { records, truncate } = std::mem::take(&mut *lock(&self.pending));
-        if !records.is_empty() {
+        if !records.is_empty()
+            && let Err(e) = wal.log(&records)
+        {
+            // A failed write leaves the log refusing more: start a fresh segment (the torn
+            // one is repaired at the next start) and write the records again, once.
+            tracing::warn!(err = %e, "WAL write failed; reopening the WAL on a new segment");
+            *wal = Wal::open(
+                &self.dir,
+                WalOptions {
+                    compress: self.compress,
+                    ..WalOptions::default()
+                },
+            )?;
             wal.log(&records)?;
         }
-        if let Some((mint, live)) = truncate {
+        if let Some((mint, mut live)) = truncate {
+            live.extend(storage.live_refs());
             self.checkpoint(&mut wal, mint, &live)?;
         }
         Ok(())
     }
 
     /// Writes what is queued and syncs the log to disk (at shutdown).
-    pub fn sync(&self) -> Result<(), WalError> {
-        self.flush()?;
+    pub fn sync(&self, storage: &LocalStorage) -> Result<(), WalError> {
+        self.flush(storage)?;
         lock(&self.wal).fsync()
     }
 
@@ -196,7 +216,7 @@ pub struct DurableStorage {
 impl Appender for DurableStorage {
     fn append(&self, samples: Vec<RecordedSample>) {
         self.storage.append_samples(samples);
-        if let Err(e) = self.wal.flush() {
+        if let Err(e) = self.wal.flush(&self.storage) {
             tracing::error!(err = %e, "writing the WAL failed: recorded samples are in memory only until the next block");
         }
     }

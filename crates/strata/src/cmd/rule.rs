@@ -410,7 +410,7 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     tracing::info!("shutting down");
     manager.stop().await;
     if let RuleStorage::Local { durable, .. } = &storage
-        && let Err(e) = durable.wal.sync()
+        && let Err(e) = durable.wal.sync(&durable.storage)
     {
         tracing::error!(error = %e, "syncing the WAL at shutdown failed");
     }
