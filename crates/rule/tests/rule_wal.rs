@@ -43,8 +43,9 @@ async fn a_series_created_after_a_cut_survives_the_checkpoint_and_restarts() {
             durable.append(vec![sample("a", T0 + m * MIN)]);
         }
         assert_eq!(storage.cut_blocks().unwrap().len(), 1);
-        // The first append after the cut creates `b`, then checkpoints.
+        // An append after the cut creates `b` before the checkpoint runs.
         durable.append(vec![sample("b", T0 + 183 * MIN)]);
+        assert!(durable.wal.checkpoint_if_due(&storage).unwrap());
         durable.append(vec![
             sample("a", T0 + 184 * MIN),
             sample("b", T0 + 184 * MIN),

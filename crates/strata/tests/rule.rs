@@ -574,6 +574,14 @@ fn stateful_ruler_serves_ships_and_replays() {
     );
     assert_eq!(meta["thanos"]["downsample"]["resolution"], 0, "{meta}");
 
+    // The cut checkpoints the WAL (off the evaluation path).
+    wait_until("a WAL checkpoint", Duration::from_secs(30), || {
+        std::fs::read_dir(data.join("wal")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint."))
+        })
+    });
+
     // A second ruler on the same directory is refused.
     start_fails(root, &args, "locked by another process");
 

@@ -109,12 +109,11 @@ impl RuleWal {
         ))
     }
 
-    /// Writes what the head queued, then checkpoints if a block was cut since. `storage`
-    /// says which series are in the head now: a series created after the cut (logged in the
-    /// segment being checkpointed) must keep its record.
-    pub fn flush(&self, storage: &LocalStorage) -> Result<(), WalError> {
+    /// Writes what the head queued (the append path: no checkpoint here, so an evaluation
+    /// never waits for one).
+    pub fn flush(&self) -> Result<(), WalError> {
         let mut wal = lock(&self.wal);
-        let Pending { records, truncate } = std::mem::take(&mut *lock(&self.pending));
+        let records = std::mem::take(&mut lock(&self.pending).records);
         if !records.is_empty()
             && let Err(e) = wal.log(&records)
         {
@@ -130,33 +129,42 @@ impl RuleWal {
             )?;
             wal.log(&records)?;
         }
-        if let Some((mint, mut live)) = truncate {
-            live.extend(storage.live_refs());
-            self.checkpoint(&mut wal, mint, &live)?;
-        }
         Ok(())
     }
 
-    /// Writes what is queued and syncs the log to disk (at shutdown).
+    /// Writes what is queued, checkpoints if a block was cut, and syncs the log to disk (at
+    /// shutdown).
     pub fn sync(&self, storage: &LocalStorage) -> Result<(), WalError> {
-        self.flush(storage)?;
+        self.flush()?;
+        self.checkpoint_if_due(storage)?;
         lock(&self.wal).fsync()
     }
 
-    /// Prometheus' head truncation: a new segment is started, every older segment is
-    /// rewritten into `checkpoint.<last>` keeping the live series and the samples at or after
-    /// `mint`, then the segments and older checkpoints go.
-    fn checkpoint(&self, wal: &mut Wal, mint: i64, live: &[u64]) -> Result<(), WalError> {
-        let first = *wal.segments()?.start();
-        let active = wal.next_segment()?;
+    /// Prometheus' head truncation, once a block was cut: a new segment is started, every
+    /// older segment is rewritten into `checkpoint.<last>` keeping the series in the head
+    /// now (those created after the cut included: their records are in those segments) and
+    /// the samples at or after the cut, then the segments and older checkpoints go. The
+    /// rewrite reads closed segments only, so appends go on meanwhile. Returns whether a
+    /// checkpoint was due.
+    pub fn checkpoint_if_due(&self, storage: &LocalStorage) -> Result<bool, WalError> {
+        let Some((mint, mut live)) = lock(&self.pending).truncate.take() else {
+            return Ok(false);
+        };
+        self.flush()?;
+        let (first, active) = {
+            let mut wal = lock(&self.wal);
+            let first = *wal.segments()?.start();
+            (first, wal.next_segment()?)
+        };
         if active == 0 || first >= active {
-            return Ok(());
+            return Ok(true);
         }
         let last = active - 1;
         if strata_tsdb::wal::last_checkpoint(&self.dir)?.is_some_and(|(_, i)| i >= last) {
-            return Ok(());
+            return Ok(true);
         }
-        let live: std::collections::HashSet<u64> = live.iter().copied().collect();
+        live.extend(storage.live_refs());
+        let live: std::collections::HashSet<u64> = live.into_iter().collect();
         let stats = strata_tsdb::wal::checkpoint(
             &self.dir,
             first..=last,
@@ -164,10 +172,33 @@ impl RuleWal {
             mint,
             self.compress,
         )?;
-        wal.truncate(active)?;
+        lock(&self.wal).truncate(active)?;
         strata_tsdb::wal::delete_checkpoints(&self.dir, last)?;
         tracing::info!(segments = ?(first..=last), ?stats, "WAL checkpoint written");
-        Ok(())
+        Ok(true)
+    }
+
+    /// Checkpoints after each cut, off the evaluation path, until `shutdown`.
+    pub async fn run_checkpoints(
+        self: Arc<Self>,
+        storage: Arc<LocalStorage>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            let (wal, st) = (self.clone(), storage.clone());
+            match tokio::task::spawn_blocking(move || wal.checkpoint_if_due(&st)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(err = %e, "WAL checkpoint failed; the WAL keeps every segment until the next cut")
+                }
+                Err(e) => tracing::error!(err = %e, "WAL checkpoint task failed"),
+            }
+        }
     }
 }
 
@@ -216,7 +247,7 @@ pub struct DurableStorage {
 impl Appender for DurableStorage {
     fn append(&self, samples: Vec<RecordedSample>) {
         self.storage.append_samples(samples);
-        if let Err(e) = self.wal.flush(&self.storage) {
+        if let Err(e) = self.wal.flush() {
             tracing::error!(err = %e, "writing the WAL failed: recorded samples are in memory only until the next block");
         }
     }

@@ -388,6 +388,16 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
                 "block cutting and retention",
                 tokio::spawn(durable.storage.clone().run(async move { s.wait().await })),
             ));
+            let s = shutdown.clone();
+            tasks.push((
+                "WAL checkpoints",
+                tokio::spawn(
+                    durable
+                        .wal
+                        .clone()
+                        .run_checkpoints(durable.storage.clone(), async move { s.wait().await }),
+                ),
+            ));
             if let Some(shipper) = shipper.clone() {
                 let token = shutdown.token();
                 tasks.push((
