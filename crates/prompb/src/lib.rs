@@ -80,16 +80,22 @@ pub fn decode_samples_response(
     compressed: &[u8],
     max_bytes: usize,
 ) -> Result<ReadResponse, String> {
+    let raw = decompress_bounded(compressed, max_bytes)?;
+    ReadResponse::decode(raw.as_slice()).map_err(|e| e.to_string())
+}
+
+/// A snappy block decompressed, refused before allocating when it would exceed `max_bytes`
+/// (the length is read from the block's header).
+fn decompress_bounded(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, String> {
     let len = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
     if len > max_bytes {
         return Err(format!(
             "{len} bytes decompressed is more than the {max_bytes} accepted"
         ));
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(compressed)
-        .map_err(|e| e.to_string())?;
-    ReadResponse::decode(raw.as_slice()).map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The body of a remote write `POST`: the `WriteRequest` protobuf compressed as one snappy
@@ -110,15 +116,7 @@ pub fn encode_write_request(req: &WriteRequest) -> Result<Vec<u8>, String> {
 /// Decodes a remote write body (snappy block + `WriteRequest`), refusing one whose
 /// decompressed size exceeds `max_bytes` before allocating it: what a receiver does.
 pub fn decode_write_request(compressed: &[u8], max_bytes: usize) -> Result<WriteRequest, String> {
-    let len = snap::raw::decompress_len(compressed).map_err(|e| e.to_string())?;
-    if len > max_bytes {
-        return Err(format!(
-            "{len} bytes decompressed is more than the {max_bytes} accepted"
-        ));
-    }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(compressed)
-        .map_err(|e| e.to_string())?;
+    let raw = decompress_bounded(compressed, max_bytes)?;
     WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string())
 }
 
