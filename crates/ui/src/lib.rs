@@ -124,9 +124,8 @@ const ASSETS: &[Asset] = &[
 ];
 
 const GRAPH_HTML: &str = include_str!("../assets/graph.html");
-const STORES_HTML: &str = include_str!("../assets/stores.html");
-const ALERTS_HTML: &str = include_str!("../assets/alerts.html");
-const RULES_HTML: &str = include_str!("../assets/rules.html");
+/// The stores, alerts and rules pages: a title, a status line and what their script draws.
+const LIST_HTML: &str = include_str!("../assets/list.html");
 
 /// The `Content-Type` for a file name, by extension.
 pub fn content_type(path: &str) -> &'static str {
@@ -298,6 +297,14 @@ impl Ui {
         out
     }
 
+    /// One of the list pages: `page` names its script and element ids.
+    fn list_page(&self, page: &str, title: &str, headers: &HeaderMap) -> Response {
+        let template = LIST_HTML
+            .replace("{{PAGE}}", page)
+            .replace("{{TITLE}}", title);
+        self.page(&template, headers)
+    }
+
     fn page(&self, template: &str, headers: &HeaderMap) -> Response {
         let base = format!("{}/", self.web_prefix(headers));
         let html = template
@@ -358,15 +365,15 @@ async fn graph(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
 }
 
 async fn stores(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    ui.page(STORES_HTML, &headers)
+    ui.list_page("stores", "Stores", &headers)
 }
 
 async fn alerts(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    ui.page(ALERTS_HTML, &headers)
+    ui.list_page("alerts", "Alerts", &headers)
 }
 
 async fn rules(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    ui.page(RULES_HTML, &headers)
+    ui.list_page("rules", "Rules", &headers)
 }
 
 fn not_found() -> Response {

@@ -3,7 +3,7 @@
 // and annotations. On a querier the rules come from every endpoint, deduplicated; on a ruler
 // they are its own.
 
-import { el, apiGet, formatTime, ago } from './common.js';
+import { el, refreshingPage, formatTime, ago } from './common.js';
 
 const status = document.getElementById('alerts-status');
 const root = document.getElementById('alerts');
@@ -95,22 +95,11 @@ function render(groups) {
   status.className = 'muted';
 }
 
-async function load() {
-  try {
-    const { data, warnings } = await apiGet('api/v1/rules', { type: 'alert' });
-    render((data && data.groups) || []);
-    for (const w of warnings) {
-      root.prepend(el('div', { class: 'alert warning' }, el('strong', {}, 'Warning: '), w));
-    }
-    document.body.dataset.state = 'done';
-  } catch (e) {
-    status.replaceChildren(
-      el('div', { class: 'alert error', role: 'alert' }, el('strong', {}, 'Error: '), `loading alerts: ${e.message}`),
-    );
-    status.className = '';
-    document.body.dataset.state = 'error';
-  }
-}
-
-load();
-setInterval(load, 10000);
+refreshingPage({
+  path: 'api/v1/rules',
+  params: { type: 'alert' },
+  what: 'alerts',
+  status,
+  root,
+  render: (data) => render((data && data.groups) || []),
+});

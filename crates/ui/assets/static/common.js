@@ -155,3 +155,30 @@ export function ago(ms, now = Date.now()) {
   if (d < 1000) return 'just now';
   return `${formatDuration(Math.floor(d / 1000) * 1000)} ago`;
 }
+
+/**
+ * A page that shows one API answer and refreshes it every 10 s (stores, alerts, rules):
+ * `render(data)` draws it into `root`; the answer's warnings are shown above it; a failure is
+ * shown in `status` as "loading <what>: …". `document.body.dataset.state` says `done` or
+ * `error` for tests.
+ */
+export function refreshingPage({ path, params = {}, what, status, root, render }) {
+  async function load() {
+    try {
+      const { data, warnings } = await apiGet(path, params);
+      render(data);
+      for (const w of warnings) {
+        root.prepend(el('div', { class: 'alert warning' }, el('strong', {}, 'Warning: '), w));
+      }
+      document.body.dataset.state = 'done';
+    } catch (e) {
+      status.replaceChildren(
+        el('div', { class: 'alert error', role: 'alert' }, el('strong', {}, 'Error: '), `loading ${what}: ${e.message}`),
+      );
+      status.className = '';
+      document.body.dataset.state = 'error';
+    }
+  }
+  load();
+  setInterval(load, 10000);
+}

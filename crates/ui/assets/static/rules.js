@@ -1,7 +1,7 @@
 // The rules page: every rule group (GET /api/v1/rules) with its interval and last evaluation,
 // and each rule's query, labels, health, last error and evaluation time.
 
-import { el, apiGet, formatTime, ago } from './common.js';
+import { el, refreshingPage, formatTime, ago } from './common.js';
 
 const status = document.getElementById('rules-status');
 const root = document.getElementById('rules');
@@ -71,22 +71,10 @@ function render(groups) {
   status.className = 'muted';
 }
 
-async function load() {
-  try {
-    const { data, warnings } = await apiGet('api/v1/rules');
-    render((data && data.groups) || []);
-    for (const w of warnings) {
-      root.prepend(el('div', { class: 'alert warning' }, el('strong', {}, 'Warning: '), w));
-    }
-    document.body.dataset.state = 'done';
-  } catch (e) {
-    status.replaceChildren(
-      el('div', { class: 'alert error', role: 'alert' }, el('strong', {}, 'Error: '), `loading rules: ${e.message}`),
-    );
-    status.className = '';
-    document.body.dataset.state = 'error';
-  }
-}
-
-load();
-setInterval(load, 10000);
+refreshingPage({
+  path: 'api/v1/rules',
+  what: 'rules',
+  status,
+  root,
+  render: (data) => render((data && data.groups) || []),
+});

@@ -1,7 +1,7 @@
 // The stores page: every endpoint the querier knows (GET /api/v1/stores, Thanos' shape), grouped
 // by component type, with its announced label sets, time range and health.
 
-import { el, apiGet, formatTime, ago } from './common.js';
+import { el, refreshingPage, formatTime, ago } from './common.js';
 
 const status = document.getElementById('stores-status');
 const root = document.getElementById('stores');
@@ -100,22 +100,4 @@ function render(data) {
   status.className = 'muted';
 }
 
-async function load() {
-  try {
-    const { data, warnings } = await apiGet('api/v1/stores');
-    render(data);
-    for (const w of warnings) {
-      root.prepend(el('div', { class: 'alert warning' }, el('strong', {}, 'Warning: '), w));
-    }
-    document.body.dataset.state = 'done';
-  } catch (e) {
-    status.replaceChildren(
-      el('div', { class: 'alert error', role: 'alert' }, el('strong', {}, 'Error: '), `loading stores: ${e.message}`),
-    );
-    status.className = '';
-    document.body.dataset.state = 'error';
-  }
-}
-
-load();
-setInterval(load, 10000);
+refreshingPage({ path: 'api/v1/stores', what: 'stores', status, root, render });
