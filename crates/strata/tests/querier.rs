@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strata_testutil::process::{free_port, http_request};
+use strata_testutil::process::{free_port, http_request, url_encode as enc, wait_until};
 use strata_testutil::prometheus::prometheus;
 
 /// GET: status and body, or status 0 when the server cannot be reached.
@@ -35,23 +35,6 @@ fn json(port: u16, path: &str) -> (u16, Value) {
         s,
         serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}")),
     )
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn enc(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 use strata_testutil::process::LoggedProcess as Proc;

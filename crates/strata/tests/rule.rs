@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strata_testutil::alertmanager::AlertmanagerServer;
-use strata_testutil::process::{LoggedProcess as Proc, free_port, http_request};
+use strata_testutil::process::{
+    LoggedProcess as Proc, free_port, http_request, url_encode as enc, wait_until,
+};
 use strata_testutil::prometheus::prometheus;
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -25,23 +27,6 @@ fn get(port: u16, path: &str) -> (u16, String) {
 fn json(port: u16, path: &str) -> Value {
     let (_, b) = get(port, path);
     serde_json::from_str(&b).unwrap_or(Value::Null)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn enc(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `demo_events_total`, growing by 1 per second since the test started.

@@ -15,7 +15,7 @@ use strata_objstore::{Bucket, BucketMetrics};
 use strata_store::testing::{Reference, StoreApiClient, run_acceptance};
 use strata_testutil::moto::MotoServer;
 use strata_testutil::netem::Proxy;
-use strata_testutil::process::{ChildGuard, free_port, http_request};
+use strata_testutil::process::{ChildGuard, free_port, http_request, wait_until};
 use strata_testutil::prometheus::{create_blocks_from_openmetrics, prometheus};
 use strata_tsdb::BlockMeta;
 
@@ -56,17 +56,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), dst).unwrap();
         }
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
