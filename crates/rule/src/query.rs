@@ -209,8 +209,8 @@ pub struct QueryClient {
 }
 
 impl QueryClient {
-    /// A client for `groups`; call [`QueryClient::refresh`] (or run
-    /// [`QueryClient::run_discovery`]) before the first query. Fails on an unusable
+    /// A client for `groups`; call [`QueryClient::refresh`] before the first query, then run
+    /// [`QueryClient::run_discovery`] to keep the addresses current. Fails on an unusable
     /// `http_config` (a TLS or credentials file that cannot be read, contradictory settings).
     pub fn new(
         groups: Vec<QuerierGroup>,
@@ -282,7 +282,8 @@ impl QueryClient {
     }
 
     /// Refreshes every `--query.sd-dns-interval` (and reads SD files every
-    /// `--query.sd-interval`), until `shutdown`.
+    /// `--query.sd-interval`), until `shutdown`. The first refresh is the caller's
+    /// ([`QueryClient::refresh`], before the first evaluation), so this one waits first.
     pub async fn run_discovery(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let every = self
             .options
@@ -291,11 +292,11 @@ impl QueryClient {
             .max(Duration::from_secs(1));
         tokio::pin!(shutdown);
         loop {
-            self.refresh().await;
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            self.refresh().await;
         }
     }
 
