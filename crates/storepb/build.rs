@@ -1,4 +1,4 @@
-//! Compiles the Store, Info, Metadata, Rules, Exemplars and Targets API `.proto` files into Rust with prost and tonic.
+//! Compiles the Store, Info, Metadata, Rules, Exemplars, Targets and Query API `.proto` files into Rust with prost and tonic.
 //!
 //! The `.proto` files are parsed by `protox`, a protobuf compiler written in Rust, so building
 //! Strata needs no `protoc` on the machine: `cargo build` works on a bare toolchain, and the
@@ -16,6 +16,8 @@ const PROTOS: &[&str] = &[
     "proto/rules/rulespb/rpc.proto",
     "proto/exemplars/exemplarspb/rpc.proto",
     "proto/targets/targetspb/rpc.proto",
+    "proto/store/storepb/prompb/types.proto",
+    "proto/api/query/querypb/query.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,6 +13,7 @@
 //! HTTP status, never a panic or a bare 500; the router has no state of its own beyond the
 //! [`ApiConfig`] it is built from.
 
+pub mod grpc;
 pub mod json;
 
 mod active;
@@ -348,9 +349,18 @@ const CHUNK: usize = 64 * 1024;
 
 /// The `/api/v1` routes (to be nested under `--web.route-prefix` by the caller).
 pub fn router(cfg: ApiConfig) -> Router {
+    router_and_grpc(cfg).0
+}
+
+/// The `/api/v1` routes and the Query API over gRPC ([`grpc::QueryGrpc`]), sharing one state:
+/// a query on either counts against the same `--query.max-concurrent` slots.
+pub fn router_and_grpc(cfg: ApiConfig) -> (Router, grpc::QueryGrpc) {
     let slots = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
     let cors = cfg.cors;
     let state = Arc::new(ApiState { cfg, slots });
+    let grpc = grpc::QueryGrpc {
+        state: state.clone(),
+    };
     let router = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -370,7 +380,7 @@ pub fn router(cfg: ApiConfig) -> Router {
         .route("/api/v1/status/flags", get(flags))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .with_state(state);
-    with_cors(router, cors)
+    (with_cors(router, cors), grpc)
 }
 
 /// The routes of a ruler's API: `/api/v1/rules`, `/api/v1/alerts` and the status pages, as

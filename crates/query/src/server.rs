@@ -14,7 +14,8 @@ use strata_storepb::server::{
 use strata_storepb::thanos::exemplars_server::Exemplars;
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{
-    ExemplarsInfo, InfoRequest, InfoResponse, MetricMetadataInfo, RulesInfo, StoreInfo, TargetsInfo,
+    ExemplarsInfo, InfoRequest, InfoResponse, MetricMetadataInfo, QueryApiInfo, RulesInfo,
+    StoreInfo, TargetsInfo,
 };
 use strata_storepb::thanos::metadata_server::Metadata;
 use strata_storepb::thanos::rules_server::Rules;
@@ -475,6 +476,8 @@ impl Info for QueryStoreService {
             exemplars: self.exemplars_info(),
             targets: (!self.fanout.endpoints.targets_endpoints().is_empty())
                 .then_some(TargetsInfo {}),
+            // PromQL over gRPC (`strata_api::grpc`), served beside this Store API.
+            query: Some(QueryApiInfo {}),
             store: Some(StoreInfo {
                 min_time: min,
                 max_time: max,

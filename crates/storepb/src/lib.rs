@@ -10,6 +10,8 @@
 //!   `Series`, `AggrChunk`, `Chunk`, `LabelMatcher`, `Label`, `LabelSet`, `ZLabelSet`, …
 //! - [`thanos::info`]: package `thanos.info`: the `Info` service and `InfoResponse`,
 //!   `StoreInfo`, `TsdbInfo`.
+//! - [`thanos`] also holds the Query API (`/thanos.Query/Query` and `QueryRange`: PromQL over
+//!   gRPC, whose answers are [`prometheus_copy::TimeSeries`]).
 //! - [`hintspb`]: package `hintspb`: hints carried in `google.protobuf.Any` with type URLs
 //!   `type.googleapis.com/hintspb.<Message>` (see [`convert::pack_any`]).
 //! - [`batch`]: `SeriesBatch`, written by hand: a server may send series it encoded itself
@@ -62,6 +64,18 @@ pub mod thanos {
     pub mod info {
         include!(concat!(env!("OUT_DIR"), "/thanos.info.rs"));
     }
+}
+
+/// Package `prometheus_copy`: Thanos' copy of Prometheus' remote types, as far as the Query
+/// API's answers carry them (`TimeSeries`, `Sample`).
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all
+)]
+pub mod prometheus_copy {
+    include!(concat!(env!("OUT_DIR"), "/prometheus_copy.rs"));
 }
 
 /// Package `hintspb`: store hints sent inside `google.protobuf.Any`.

@@ -18,13 +18,15 @@ use crate::thanos::SeriesResponse;
 use crate::thanos::exemplars_server::{Exemplars, ExemplarsServer};
 use crate::thanos::info::info_server::{Info, InfoServer};
 use crate::thanos::metadata_server::{Metadata, MetadataServer};
+use crate::thanos::query_server::{Query, QueryServer};
 use crate::thanos::rules_server::{Rules, RulesServer};
 use crate::thanos::store_server::{Store, StoreServer};
 use crate::thanos::targets_server::{Targets, TargetsServer};
 use crate::thanos::{
     ExemplarsRequest, ExemplarsResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, MetricMetadataRequest, MetricMetadataResponse, RulesRequest,
-    RulesResponse, SeriesRequest, TargetsRequest, TargetsResponse,
+    LabelValuesResponse, MetricMetadataRequest, MetricMetadataResponse, QueryRangeRequest,
+    QueryRangeResponse, QueryRequest, QueryResponse, RulesRequest, RulesResponse, SeriesRequest,
+    TargetsRequest, TargetsResponse,
 };
 
 /// The largest request the Store API accepts (a `Series` request with many matchers is a few
@@ -276,6 +278,29 @@ impl Targets for NoApis {
     }
 }
 
+/// The response stream of a Query or QueryRange call, for [`NoApis`].
+type NoAnswers<T> = futures::stream::Iter<std::vec::IntoIter<Result<T, Status>>>;
+
+#[tonic::async_trait]
+impl Query for NoApis {
+    type QueryStream = NoAnswers<QueryResponse>;
+    type QueryRangeStream = NoAnswers<QueryRangeResponse>;
+
+    async fn query(
+        &self,
+        _: tonic::Request<QueryRequest>,
+    ) -> Result<tonic::Response<Self::QueryStream>, Status> {
+        match *self {}
+    }
+
+    async fn query_range(
+        &self,
+        _: tonic::Request<QueryRangeRequest>,
+    ) -> Result<tonic::Response<Self::QueryRangeStream>, Status> {
+        match *self {}
+    }
+}
+
 #[tonic::async_trait]
 impl Rules for NoApis {
     type RulesStream = RulesAnswers;
@@ -301,15 +326,36 @@ where
     S: Store + Info + Clone,
     A: Metadata + Rules + Exemplars + Targets + Clone,
 {
+    serve_with_query_api(listener, svc, apis, None::<NoApis>, opts, shutdown).await
+}
+
+/// [`serve_with_apis`], with the Query API (PromQL over gRPC) too when `query` is given: the
+/// querier.
+pub async fn serve_with_query_api<S, A, Q>(
+    listener: tokio::net::TcpListener,
+    svc: S,
+    apis: Option<A>,
+    query: Option<Q>,
+    opts: impl Into<ServerOptions>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    S: Store + Info + Clone,
+    A: Metadata + Rules + Exemplars + Targets + Clone,
+    Q: Query,
+{
     let store = StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
     serve_services(
         listener,
-        Some(store),
-        InfoServer::new(svc),
-        apis.clone().map(MetadataServer::new),
-        apis.clone().map(RulesServer::new),
-        apis.clone().map(ExemplarsServer::new),
-        apis.map(TargetsServer::new),
+        Services {
+            store: Some(store),
+            info: InfoServer::new(svc),
+            metadata: apis.clone().map(MetadataServer::new),
+            rules: apis.clone().map(RulesServer::new),
+            exemplars: apis.clone().map(ExemplarsServer::new),
+            targets: apis.map(TargetsServer::new),
+            query: query.map(|q| QueryServer::new(q).max_decoding_message_size(MAX_REQUEST_BYTES)),
+        },
         opts,
         shutdown,
     )
@@ -329,12 +375,15 @@ where
 {
     serve_services(
         listener,
-        None::<StoreServer<NoStore>>,
-        InfoServer::new(svc.clone()),
-        None::<MetadataServer<NoApis>>,
-        Some(RulesServer::new(svc)),
-        None::<ExemplarsServer<NoApis>>,
-        None::<TargetsServer<NoApis>>,
+        Services {
+            store: None::<StoreServer<NoStore>>,
+            info: InfoServer::new(svc.clone()),
+            metadata: None::<MetadataServer<NoApis>>,
+            rules: Some(RulesServer::new(svc)),
+            exemplars: None::<ExemplarsServer<NoApis>>,
+            targets: None::<TargetsServer<NoApis>>,
+            query: None::<QueryServer<NoApis>>,
+        },
         opts,
         shutdown,
     )
@@ -354,12 +403,15 @@ where
 {
     serve_services(
         listener,
-        Some(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)),
-        InfoServer::new(svc.clone()),
-        None::<MetadataServer<NoApis>>,
-        Some(RulesServer::new(svc)),
-        None::<ExemplarsServer<NoApis>>,
-        None::<TargetsServer<NoApis>>,
+        Services {
+            store: Some(StoreServer::new(svc.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)),
+            info: InfoServer::new(svc.clone()),
+            metadata: None::<MetadataServer<NoApis>>,
+            rules: Some(RulesServer::new(svc)),
+            exemplars: None::<ExemplarsServer<NoApis>>,
+            targets: None::<TargetsServer<NoApis>>,
+            query: None::<QueryServer<NoApis>>,
+        },
         opts,
         shutdown,
     )
@@ -396,17 +448,22 @@ impl Store for NoStore {
     }
 }
 
-/// The gRPC server every component shares: request logging, Snappy, TLS, connection age
-/// and the grace period, around whichever services the component offers.
-#[allow(clippy::too_many_arguments)]
-async fn serve_services<S, I, M, R, E, T>(
-    listener: tokio::net::TcpListener,
+/// The services a component offers over gRPC (Info always; the others when it has them).
+struct Services<S, I, M, R, E, T, Q> {
     store: Option<StoreServer<S>>,
     info: InfoServer<I>,
     metadata: Option<MetadataServer<M>>,
     rules: Option<RulesServer<R>>,
     exemplars: Option<ExemplarsServer<E>>,
     targets: Option<TargetsServer<T>>,
+    query: Option<QueryServer<Q>>,
+}
+
+/// The gRPC server every component shares: request logging, Snappy, TLS, connection age
+/// and the grace period, around whichever services the component offers.
+async fn serve_services<S, I, M, R, E, T, Q>(
+    listener: tokio::net::TcpListener,
+    services: Services<S, I, M, R, E, T, Q>,
     opts: impl Into<ServerOptions>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError>
@@ -417,7 +474,17 @@ where
     R: Rules,
     E: Exemplars,
     T: Targets,
+    Q: Query,
 {
+    let Services {
+        store,
+        info,
+        metadata,
+        rules,
+        exemplars,
+        targets,
+        query,
+    } = services;
     let opts = opts.into();
     let tls = opts.tls.as_ref().map(rustls_config).transpose()?;
     let mut builder = Server::builder();
@@ -432,7 +499,8 @@ where
         .add_optional_service(metadata)
         .add_optional_service(rules)
         .add_optional_service(exemplars)
-        .add_optional_service(targets);
+        .add_optional_service(targets)
+        .add_optional_service(query);
     // The shutdown, noted so that the grace period can start from it.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

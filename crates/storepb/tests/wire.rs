@@ -7,8 +7,10 @@ use strata_storepb::convert::{label_matcher, pack_any};
 use strata_storepb::hintspb;
 use strata_storepb::thanos::info::{InfoResponse, StoreInfo, TsdbInfo};
 use strata_storepb::thanos::{
-    AggrChunk, Chunk, Label, LabelNamesRequest, LabelValuesRequest, LabelValuesResponse,
-    QueryHints, SeriesBatch, SeriesRequest, SeriesResponse, ShardInfo, ZLabelSet, label_matcher,
+    AggrChunk, Chunk, EngineType, Label, LabelNamesRequest, LabelValuesRequest,
+    LabelValuesResponse, QueryHints, QueryPlan, QueryRangeRequest, QueryRangeResponse,
+    QueryRequest, QueryResponse, SeriesBatch, SeriesRequest, SeriesResponse, ShardInfo,
+    StoreMatchers, ZLabelSet, label_matcher, query_plan, query_range_response, query_response,
     series_response,
 };
 
@@ -314,6 +316,138 @@ fn grpc_method_paths() {
         strata_storepb::thanos::info::info_server::SERVICE_NAME,
     ];
     assert_eq!(src, ["thanos.Store", "thanos.info.Info"]);
+    assert_eq!(
+        strata_storepb::thanos::query_server::SERVICE_NAME,
+        "thanos.Query"
+    );
+}
+
+#[test]
+fn query_api_requests() {
+    // pkg/api/query/querypb: QueryRequest fields 1-8 and 10-14 (9 was enableQueryPushdown).
+    let req = QueryRequest {
+        query: "up".into(),
+        query_plan: Some(QueryPlan {
+            encoding: Some(query_plan::Encoding::Json(b"{}".to_vec())),
+        }),
+        time_seconds: 1_700_000_000,
+        timeout_seconds: 30,
+        max_resolution_seconds: 300,
+        replica_labels: vec!["replica".into()],
+        store_matchers: vec![StoreMatchers {
+            label_matchers: vec![label_matcher(label_matcher::Type::Eq, "a", "b")],
+        }],
+        enable_dedup: true,
+        enable_partial_response: true,
+        skip_chunks: true,
+        shard_info: Some(ShardInfo {
+            shard_index: 1,
+            total_shards: 2,
+            by: false,
+            labels: Vec::new(),
+        }),
+        lookback_delta_seconds: 600,
+        engine: EngineType::Thanos as i32,
+    };
+    let want = W::default()
+        .str(1, "up")
+        .int(2, 1_700_000_000)
+        .int(3, 30)
+        .int(4, 300)
+        .str(5, "replica")
+        .msg(6, W::default().msg(1, W::default().str(2, "a").str(3, "b")))
+        .int(7, 1)
+        .int(8, 1)
+        .int(10, 1)
+        .msg(11, W::default().int(1, 1).int(2, 2))
+        .int(12, 600)
+        .int(13, 2)
+        .msg(14, W::default().bytes(1, b"{}"));
+    assert_eq!(req.encode_to_vec(), want.0);
+
+    // QueryRangeRequest: times 2-4, then the same fields two numbers on (11 was pushdown).
+    let req = QueryRangeRequest {
+        query: "up".into(),
+        start_time_seconds: 10,
+        end_time_seconds: 20,
+        interval_seconds: 5,
+        timeout_seconds: 30,
+        max_resolution_seconds: 3600,
+        replica_labels: vec!["r".into()],
+        enable_dedup: true,
+        enable_partial_response: true,
+        skip_chunks: true,
+        lookback_delta_seconds: 60,
+        engine: EngineType::Prometheus as i32,
+        query_plan: Some(QueryPlan {
+            encoding: Some(query_plan::Encoding::Json(b"[]".to_vec())),
+        }),
+        ..Default::default()
+    };
+    let want = W::default()
+        .str(1, "up")
+        .int(2, 10)
+        .int(3, 20)
+        .int(4, 5)
+        .int(5, 30)
+        .int(6, 3600)
+        .str(7, "r")
+        .int(9, 1)
+        .int(10, 1)
+        .int(12, 1)
+        .int(14, 60)
+        .int(15, 1)
+        .msg(16, W::default().bytes(1, b"[]"));
+    assert_eq!(req.encode_to_vec(), want.0);
+}
+
+#[test]
+fn query_api_responses() {
+    // A series: prometheus_copy.TimeSeries{labels = 1, samples = 2 {value = 1 (double),
+    // timestamp = 2}}, in the oneof's arm 2; warnings are arm 1, stats field 3.
+    let sample = {
+        let mut w = W::default();
+        w.key(1, 1);
+        w.0.extend_from_slice(&2.5f64.to_le_bytes());
+        w.int(2, 1_700_000_000_000)
+    };
+    let series = W::default().msg(1, label("job", "a")).msg(2, sample);
+    let want = W::default().msg(2, series);
+    let got = QueryResponse::decode(want.0.as_slice()).unwrap();
+    match got.result {
+        Some(query_response::Result::Timeseries(ts)) => {
+            assert_eq!(
+                ts.labels,
+                vec![Label {
+                    name: "job".into(),
+                    value: "a".into()
+                }]
+            );
+            assert_eq!(ts.samples[0].value, 2.5);
+            assert_eq!(ts.samples[0].timestamp, 1_700_000_000_000);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        QueryResponse::decode(want.0.as_slice())
+            .unwrap()
+            .encode_to_vec(),
+        want.0
+    );
+
+    let warn = W::default().str(1, "store down");
+    let got = QueryRangeResponse::decode(warn.0.as_slice()).unwrap();
+    assert_eq!(
+        got.result,
+        Some(query_range_response::Result::Warnings("store down".into()))
+    );
+    let stats = W::default().msg(3, W::default().int(1, 10).int(2, 4));
+    let got = QueryResponse::decode(stats.0.as_slice()).unwrap();
+    assert_eq!(got.result, None);
+    assert_eq!(
+        got.stats.map(|s| (s.samples_total, s.peak_samples)),
+        Some((10, 4))
+    );
 }
 
 /// A short label and a long one with multi-byte characters.

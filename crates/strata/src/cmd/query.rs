@@ -345,7 +345,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
         }
         Some(tracker)
     };
-    let api = strata_api::router(ApiConfig {
+    let (api, query_api) = strata_api::router_and_grpc(ApiConfig {
         engine: Engine::new(opts),
         storage,
         query_timeout: args.query_timeout.to_std(),
@@ -399,7 +399,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let grpc = tokio::net::TcpListener::bind(&args.grpc.grpc_address)
         .await
         .with_context(|| format!("listening on {} (--grpc-address)", args.grpc.grpc_address))?;
-    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Metadata and Rules APIs)");
+    tracing::info!(address = %grpc.local_addr()?, "listening for gRPC (Store, Info, Query, Metadata, Rules, Exemplars and Targets APIs)");
     let mut grpc_opts = args.grpc.server_options()?;
     grpc_opts.request_log = request_log;
     let http_task = tokio::spawn(listener.serve(
@@ -415,10 +415,11 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                 .map(|l| strata_model::Label::new(l.name.as_str(), l.value.as_str())),
         ));
         tokio::spawn(async move {
-            strata_storepb::server::serve_with_apis(
+            strata_storepb::server::serve_with_query_api(
                 grpc,
                 svc.clone(),
                 Some(svc),
+                Some(query_api),
                 grpc_opts,
                 async move { shutdown.wait().await },
             )
