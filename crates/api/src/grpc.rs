@@ -5,7 +5,7 @@
 //! Thanos' distributed engine sends sub-queries through it. A query here is the same query
 //! as on `/api/v1/query`: the same engine, the same storage options per request, the same
 //! `--query.max-concurrent` slots, `--query.timeout` and active query log, since both
-//! routes share one [`ApiState`].
+//! routes share one state.
 //!
 //! What the wire asks of a server, as Thanos' querier answers:
 //! - times are whole Unix seconds; an instant query at second 0 is evaluated now;

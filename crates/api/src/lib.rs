@@ -1,4 +1,5 @@
-//! The Prometheus-compatible HTTP API (`/api/v1/...`) over Strata's PromQL engine.
+//! The Prometheus-compatible HTTP API (`/api/v1/...`) over Strata's PromQL engine, and
+//! Thanos' Query API over gRPC beside it ([`grpc`]), which shares its state.
 //!
 //! This crate owns request parsing (parameters from the query string and from form bodies,
 //! Prometheus' time and duration syntaxes, its validation messages), query admission

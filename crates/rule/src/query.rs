@@ -1,5 +1,7 @@
 //! The queriers the ruler evaluates its rules against: Thanos' `--query`, `--query.sd-files`
-//! and `--query.config` discovery, and instant queries over the Prometheus HTTP API.
+//! and `--query.config` discovery, and instant queries over the Prometheus HTTP API; and
+//! `--grpc-query-endpoint`, queriers asked over Thanos' Query API (PromQL over gRPC) when no
+//! HTTP querier answers, as Thanos' ruler asks them.
 //!
 //! Thanos' ruler asks one querier per evaluation, in random order until one answers, so that
 //! a querier that is down or restarting costs a retry, not a failed rule. Each query carries
@@ -7,8 +9,8 @@
 //! `partial_response` from the group's strategy: `abort` groups fail when a store fails,
 //! `warn` groups go on and count the warning.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -16,6 +18,12 @@ use serde::Deserialize;
 use strata_model::{Label, Labels};
 use strata_runtime::dns::{AddressSpec, Resolver};
 use strata_runtime::http_client::{ClientAuth, HttpClientConfig};
+use strata_storepb::prometheus_copy::TimeSeries;
+use strata_storepb::thanos::query_client::QueryClient as GrpcQueryClient;
+use strata_storepb::thanos::{
+    QueryRangeRequest, QueryRequest, query_range_response, query_response,
+};
+use tonic::transport::Channel;
 
 use crate::rulefmt::PartialResponseStrategy;
 
@@ -31,8 +39,8 @@ pub struct QueryAnswer {
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(
-        "no querier to ask: none of --query, --query.sd-files or --query.config gave an address \
-         (check the flags and that the names resolve)"
+        "no querier to ask: none of --query, --query.sd-files, --query.config or \
+         --grpc-query-endpoint gave an address (check the flags and that the names resolve)"
     )]
     NoQueriers,
     #[error("querier {url}: {detail}")]
@@ -202,10 +210,16 @@ pub struct QueryClient {
     groups: Vec<QuerierGroup>,
     /// Each set's client and credentials, from its `http_config`.
     clients: Vec<(reqwest::Client, ClientAuth)>,
+    /// `--grpc-query-endpoint`: queriers' gRPC addresses (`host:port`, `dns+`, `dnssrv+`).
+    grpc: Vec<AddressSpec>,
     options: QueryClientOptions,
     resolver: Resolver,
     /// The base URLs (`scheme://host:port/prefix`) last discovered, with their set.
     urls: RwLock<Vec<(String, usize)>>,
+    /// The gRPC `host:port`s last discovered.
+    grpc_targets: RwLock<Vec<String>>,
+    /// A channel per gRPC target, made on first use (channels reconnect by themselves).
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl QueryClient {
@@ -214,6 +228,7 @@ impl QueryClient {
     /// `http_config` (a TLS or credentials file that cannot be read, contradictory settings).
     pub fn new(
         groups: Vec<QuerierGroup>,
+        grpc: Vec<AddressSpec>,
         options: QueryClientOptions,
     ) -> Result<Arc<Self>, ConfigError> {
         let user_agent = concat!("Strata-ruler/", env!("CARGO_PKG_VERSION"));
@@ -229,6 +244,7 @@ impl QueryClient {
         let resolver = if groups
             .iter()
             .flat_map(|g| &g.static_addresses)
+            .chain(&grpc)
             .any(AddressSpec::uses_srv)
         {
             Resolver::try_new(None).unwrap_or_else(|e| {
@@ -241,10 +257,21 @@ impl QueryClient {
         Ok(Arc::new(QueryClient {
             groups,
             clients,
+            grpc,
             options,
             resolver,
             urls: RwLock::new(Vec::new()),
+            grpc_targets: RwLock::new(Vec::new()),
+            channels: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The gRPC queriers' addresses now.
+    pub fn grpc_targets(&self) -> Vec<String> {
+        self.grpc_targets
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_default()
     }
 
     /// The queriers' base URLs now, with the index of their set.
@@ -279,6 +306,20 @@ impl QueryClient {
             tracing::info!(queriers = ?list, "query API servers discovered");
             *u = urls;
         }
+        let mut targets = BTreeSet::new();
+        for spec in &self.grpc {
+            targets.extend(self.resolver.resolve(spec).await);
+        }
+        let targets: Vec<String> = targets.into_iter().collect();
+        if let Ok(mut t) = self.grpc_targets.write()
+            && *t != targets
+        {
+            tracing::info!(queriers = ?targets, "gRPC query API servers discovered");
+            if let Ok(mut ch) = self.channels.lock() {
+                ch.retain(|addr, _| targets.contains(addr));
+            }
+            *t = targets;
+        }
     }
 
     /// Refreshes every `--query.sd-dns-interval` (and reads SD files every
@@ -309,9 +350,6 @@ impl QueryClient {
         strategy: PartialResponseStrategy,
     ) -> Result<QueryAnswer, QueryError> {
         let mut urls = self.urls();
-        if urls.is_empty() {
-            return Err(QueryError::NoQueriers);
-        }
         urls.shuffle(&mut rand::rng());
         let mut last = None;
         for (url, set) in urls {
@@ -319,6 +357,18 @@ impl QueryClient {
                 Ok(a) => return Ok(a),
                 Err(e) => {
                     tracing::debug!(querier = %url, err = %e, "query failed; trying the next querier");
+                    last = Some(e);
+                }
+            }
+        }
+        // As Thanos' ruler: the gRPC queriers when no HTTP one answered.
+        let mut targets = self.grpc_targets();
+        targets.shuffle(&mut rand::rng());
+        for addr in targets {
+            match self.instant_grpc(&addr, expr, ts_ms, strategy).await {
+                Ok(a) => return Ok(a),
+                Err(e) => {
+                    tracing::debug!(querier = %addr, err = %e, "query failed; trying the next querier");
                     last = Some(e);
                 }
             }
@@ -337,9 +387,6 @@ impl QueryClient {
         strategy: PartialResponseStrategy,
     ) -> Result<Matrix, QueryError> {
         let mut urls = self.urls();
-        if urls.is_empty() {
-            return Err(QueryError::NoQueriers);
-        }
         urls.shuffle(&mut rand::rng());
         let mut last = None;
         for (base, set) in urls {
@@ -370,7 +417,132 @@ impl QueryClient {
                 Err(e) => last = Some(e),
             }
         }
+        let mut targets = self.grpc_targets();
+        targets.shuffle(&mut rand::rng());
+        for addr in targets {
+            match self
+                .range_grpc(&addr, expr, start_ms, end_ms, step, strategy)
+                .await
+            {
+                Ok(m) => return Ok(m),
+                Err(e) => last = Some(e),
+            }
+        }
         Err(last.unwrap_or(QueryError::NoQueriers))
+    }
+
+    /// The Query API client of `addr` (a lazily connected channel, kept for the next call).
+    fn grpc_client(&self, addr: &str) -> Result<GrpcQueryClient<Channel>, QueryError> {
+        let mut channels = self.channels.lock().map_err(|_| QueryError::Querier {
+            url: grpc_url(addr),
+            detail: "channel cache poisoned".into(),
+        })?;
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| QueryError::Querier {
+                        url: grpc_url(addr),
+                        detail: format!("not a gRPC address: {e}"),
+                    })?
+                    .connect_timeout(self.options.timeout.min(Duration::from_secs(10)))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(GrpcQueryClient::new(channel).max_decoding_message_size(GRPC_MAX_MESSAGE))
+    }
+
+    /// An instant query through `addr`'s Query API. The API counts whole seconds, so the time
+    /// sent is the evaluation time's second, as Thanos' ruler sends it.
+    async fn instant_grpc(
+        &self,
+        addr: &str,
+        expr: &str,
+        ts_ms: i64,
+        strategy: PartialResponseStrategy,
+    ) -> Result<QueryAnswer, QueryError> {
+        let request = QueryRequest {
+            query: expr.to_owned(),
+            time_seconds: ts_ms.div_euclid(1000),
+            timeout_seconds: self.options.timeout.as_secs() as i64,
+            enable_dedup: true,
+            enable_partial_response: strategy == PartialResponseStrategy::Warn,
+            ..Default::default()
+        };
+        self.grpc_call(addr, async |mut client| {
+            let mut stream = client.query(request).await?.into_inner();
+            let mut answer = QueryAnswer::default();
+            while let Some(m) = stream.message().await? {
+                match m.result {
+                    Some(query_response::Result::Warnings(w)) => answer.warnings.push(w),
+                    Some(query_response::Result::Timeseries(ts)) => {
+                        let (labels, points) = series_of(ts)?;
+                        let Some(&(_, v)) = points.first() else {
+                            return Err(format!("a sample of {labels} without a value").into());
+                        };
+                        answer.samples.push((labels, v));
+                    }
+                    // A stats message (newer Thanos queriers end with one).
+                    None => {}
+                }
+            }
+            Ok(answer)
+        })
+        .await
+    }
+
+    /// A range query through `addr`'s Query API (whole seconds, as [`Self::instant_grpc`]).
+    async fn range_grpc(
+        &self,
+        addr: &str,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step: Duration,
+        strategy: PartialResponseStrategy,
+    ) -> Result<Matrix, QueryError> {
+        let request = QueryRangeRequest {
+            query: expr.to_owned(),
+            start_time_seconds: start_ms.div_euclid(1000),
+            end_time_seconds: end_ms.div_euclid(1000),
+            interval_seconds: step.as_secs().max(1) as i64,
+            timeout_seconds: self.options.timeout.as_secs() as i64,
+            enable_dedup: true,
+            enable_partial_response: strategy == PartialResponseStrategy::Warn,
+            ..Default::default()
+        };
+        self.grpc_call(addr, async |mut client| {
+            let mut stream = client.query_range(request).await?.into_inner();
+            let mut out = Matrix::new();
+            while let Some(m) = stream.message().await? {
+                if let Some(query_range_response::Result::Timeseries(ts)) = m.result {
+                    out.push(series_of(ts)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One Query API call on `addr`, within the query timeout; a failure names the querier.
+    async fn grpc_call<T>(
+        &self,
+        addr: &str,
+        call: impl AsyncFnOnce(GrpcQueryClient<Channel>) -> Result<T, GrpcCallError>,
+    ) -> Result<T, QueryError> {
+        let err = |detail: String| QueryError::Querier {
+            url: grpc_url(addr),
+            detail,
+        };
+        let client = self.grpc_client(addr)?;
+        match tokio::time::timeout(self.options.timeout, call(client)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(err(e.0)),
+            Err(_) => Err(err(format!("no answer within {:?}", self.options.timeout))),
+        }
     }
 
     /// One API call: the answer's body, or the failure (transport or HTTP) naming the URL.
@@ -432,6 +604,42 @@ impl QueryClient {
             AnswerError::Other(detail) => QueryError::Querier { url, detail },
         })
     }
+}
+
+/// The largest Query API message read: one series of a range answer (11,000 points at most).
+const GRPC_MAX_MESSAGE: usize = 64 << 20;
+
+fn grpc_url(addr: &str) -> String {
+    format!("grpc://{addr}")
+}
+
+/// Why a Query API call failed: the status or the answer's fault, in words.
+struct GrpcCallError(String);
+
+impl From<tonic::Status> for GrpcCallError {
+    fn from(s: tonic::Status) -> Self {
+        GrpcCallError(format!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
+impl From<String> for GrpcCallError {
+    fn from(s: String) -> Self {
+        GrpcCallError(s)
+    }
+}
+
+/// A Query API series as labels and `(ms, value)` points. Native histograms are refused:
+/// the ruler's evaluation, like Strata's engine, holds float samples only.
+fn series_of(ts: TimeSeries) -> Result<(Labels, Vec<(i64, f64)>), String> {
+    let labels = strata_storepb::convert::labels_to_model(ts.labels);
+    if !ts.histograms.is_empty() {
+        return Err(format!(
+            "the answer holds native histogram samples for {labels}, which the ruler cannot \
+             record"
+        ));
+    }
+    let points = ts.samples.iter().map(|p| (p.timestamp, p.value)).collect();
+    Ok((labels, points))
 }
 
 /// `partial_response` for a group's strategy: `abort` groups must not see partial answers.

@@ -3,7 +3,9 @@
 //! querier, in Thanos' stateless mode, writing recorded series and `ALERTS` to a second
 //! Prometheus 2.42 over remote write and sending alerts to a real Alertmanager; its Rules API
 //! read over HTTP and by a querier over gRPC; reloads (`POST /-/reload`) that add a group,
-//! refuse a broken file, and mark a removed rule's series stale; start-up errors.
+//! refuse a broken file, and mark a removed rule's series stale; a stateful ruler that
+//! evaluates through the querier's Query API over gRPC (`--grpc-query-endpoint`); start-up
+//! errors.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -118,6 +120,53 @@ fn start_fails(dir: &Path, args: &[String], want: &str) {
     assert!(text.contains(want), "{want:?} not in: {text}");
 }
 
+/// A Prometheus 2.42 in `root/<name>` behind a `strata sidecar` and a `strata query` (with
+/// `query_args`): the stack the ruler queries, or receives into.
+struct Source {
+    _prometheus: Proc,
+    /// The Prometheus' HTTP port.
+    port: u16,
+    _sidecar: Strata,
+    querier: Strata,
+}
+
+fn start_source(
+    root: &Path,
+    name: &str,
+    config: &str,
+    prometheus_args: &[&str],
+    query_args: &[String],
+) -> Source {
+    let dir = root.join(name);
+    let (prometheus, port) = start_prometheus(&dir, config, prometheus_args);
+    let sidecar = start_strata(
+        &dir,
+        "sidecar",
+        "sidecar",
+        &[
+            format!("--prometheus.url=http://127.0.0.1:{port}"),
+            format!("--tsdb.path={}", dir.join("tsdb").display()),
+        ],
+    );
+    let mut args = vec![format!("--endpoint=127.0.0.1:{}", sidecar.grpc)];
+    args.extend_from_slice(query_args);
+    let querier = start_strata(root, "query", "query", &args);
+    Source {
+        _prometheus: prometheus,
+        port,
+        _sidecar: sidecar,
+        querier,
+    }
+}
+
+/// Scrapes `demo_events_total` from `target` every second, with these external labels.
+fn scrape_config(target: u16, external_labels: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n{external_labels}\
+         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+    )
+}
+
 const RULES: &str = "groups:
   - name: demo
     partial_response_strategy: warn
@@ -166,29 +215,14 @@ fn stateless_ruler_records_alerts_and_reloads() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let target = start_target();
-    let (_source, source_port) = start_prometheus(
-        &root.join("source"),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n\
-             scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-        ),
+    let source = start_source(
+        root,
+        "source",
+        &scrape_config(target, "    cluster: eu1\n"),
+        &[],
         &[],
     );
-    let sidecar = start_strata(
-        &root.join("source"),
-        "sidecar",
-        "sidecar",
-        &[
-            format!("--prometheus.url=http://127.0.0.1:{source_port}"),
-            format!("--tsdb.path={}", root.join("source/tsdb").display()),
-        ],
-    );
-    let querier = start_strata(
-        root,
-        "query",
-        "query",
-        &[format!("--endpoint=127.0.0.1:{}", sidecar.grpc)],
-    );
+    let querier = &source.querier;
     let (_receiver, receiver_port) = start_prometheus(
         &root.join("receiver"),
         "global:\n  scrape_interval: 1m\n",
@@ -381,26 +415,14 @@ fn stateless_ruler_records_alerts_and_reloads() {
 fn for_state_is_restored_after_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let (_receiver, receiver_port) = start_prometheus(
-        &root.join("receiver"),
+    let receiver = start_source(
+        root,
+        "receiver",
         "global:\n  scrape_interval: 1m\n  external_labels:\n    receiver: r\n",
         &["--web.enable-remote-write-receiver"],
+        &[],
     );
-    let sidecar = start_strata(
-        &root.join("receiver"),
-        "sidecar",
-        "sidecar",
-        &[
-            format!("--prometheus.url=http://127.0.0.1:{receiver_port}"),
-            format!("--tsdb.path={}", root.join("receiver/tsdb").display()),
-        ],
-    );
-    let querier = start_strata(
-        root,
-        "query",
-        "query",
-        &[format!("--endpoint=127.0.0.1:{}", sidecar.grpc)],
-    );
+    let (receiver_port, querier) = (receiver.port, &receiver.querier);
     let rules = root.join("rules.yml");
     std::fs::write(
         &rules,
@@ -596,6 +618,90 @@ fn stateful_ruler_serves_ships_and_replays() {
     assert!(replayed.is_some_and(|n| n > 0), "{log}");
 }
 
+/// `--grpc-query-endpoint`: the ruler evaluates through the querier's Query API over gRPC.
+/// The `--query` given beside it is down, so every evaluation goes through the fallback to
+/// gRPC that Thanos' ruler makes; the recorded rate of a real Prometheus' counter, deduplicated
+/// by the querier, is then read back through the ruler's own Store API.
+#[test]
+fn ruler_evaluates_through_the_grpc_query_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let target = start_target();
+    let source = start_source(
+        root,
+        "source",
+        &scrape_config(target, "    cluster: eu1\n    replica: a\n"),
+        &[],
+        &["--query.replica-label=replica".into()],
+    );
+    let querier = &source.querier;
+    let rules = root.join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: grpc\n    rules:\n      - record: demo:rate10s\n        expr: rate(demo_events_total[10s])\n      - alert: DemoEvents\n        expr: sum by (job) (demo_events_total) > 0\n",
+    )
+    .unwrap();
+    let ruler = start_strata(
+        root,
+        "rule",
+        "rule",
+        &[
+            format!("--query=127.0.0.1:{}", free_port()),
+            format!("--grpc-query-endpoint=127.0.0.1:{}", querier.grpc),
+            format!("--rule-file={}", rules.display()),
+            "--eval-interval=1s".into(),
+            "--label=ruler=\"r1\"".into(),
+            format!("--data-dir={}", root.join("ruler-data").display()),
+        ],
+    );
+    let upper = start_strata(
+        root,
+        "query-over-ruler",
+        "query",
+        &[format!("--endpoint=127.0.0.1:{}", ruler.grpc)],
+    );
+    wait_until(
+        "the recorded rate through the ruler's Store API",
+        Duration::from_secs(60),
+        || {
+            vector(upper.http, "demo:rate10s")
+                .first()
+                .and_then(|s| s.1.parse::<f64>().ok())
+                .is_some_and(|r| (0.8..=1.2).contains(&r))
+        },
+    );
+    let rec = vector(upper.http, "demo:rate10s");
+    // The source's labels without the replica label: the ruler asked for deduplication.
+    assert_eq!(
+        rec.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        vec![serde_json::json!({
+            "__name__": "demo:rate10s",
+            "cluster": "eu1",
+            "instance": format!("127.0.0.1:{target}"),
+            "job": "demo",
+            "ruler": "r1",
+        })],
+        "{rec:?}"
+    );
+    let alerts = vector(upper.http, "ALERTS");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.0["alertname"] == "DemoEvents" && a.0["alertstate"] == "firing"),
+        "{alerts:?}"
+    );
+    // Both rules evaluate without errors, each evaluation falling back from the HTTP
+    // querier that is down to the gRPC one.
+    let rules_api = json(ruler.http, "/api/v1/rules");
+    let health: Vec<&str> = rules_api["data"]["groups"][0]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["health"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(health, ["ok", "ok"], "{rules_api}");
+}
+
 #[test]
 fn ruler_start_up_errors_name_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
@@ -611,6 +717,22 @@ fn ruler_start_up_errors_name_the_problem() {
         dir,
         std::slice::from_ref(&rw_flag),
         "no --query parameter was given",
+    );
+    let cfg = dir.join("query.yml");
+    std::fs::write(&cfg, "- static_configs: ['127.0.0.1:1']\n").unwrap();
+    start_fails(
+        dir,
+        &[
+            "--grpc-query-endpoint=127.0.0.1:1".into(),
+            format!("--query.config-file={}", cfg.display()),
+            rw_flag.clone(),
+        ],
+        "cannot be defined at the same time",
+    );
+    start_fails(
+        dir,
+        &["--grpc-query-endpoint=dns+nohost".into(), rw_flag.clone()],
+        "--grpc-query-endpoint",
     );
     start_fails(
         dir,

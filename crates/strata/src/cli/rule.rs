@@ -245,7 +245,8 @@ pub(crate) struct RuleArgs {
     )]
     pub(crate) query_default_step: Duration,
 
-    /// Addresses of Thanos gRPC query API servers (repeatable), used instead of the HTTP ones.
+    /// Addresses of queriers' gRPC Query API (repeatable; host:port, dns+host:port or
+    /// dnssrv+name), asked when no HTTP querier (--query) answers.
     #[arg(long = "grpc-query-endpoint", value_name = "ENDPOINT")]
     pub(crate) grpc_query_endpoints: Vec<String>,
 

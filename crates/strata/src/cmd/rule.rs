@@ -66,15 +66,24 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     let has_query_config = query_config
         .as_deref()
         .is_some_and(|c| !c.trim().is_empty());
-    if args.queries.is_empty() && args.query_sd_files.is_empty() && !has_query_config {
+    if args.queries.is_empty()
+        && args.query_sd_files.is_empty()
+        && args.grpc_query_endpoints.is_empty()
+        && !has_query_config
+    {
         bail!(
             "no --query parameter was given: the ruler needs queriers to evaluate its rules \
-             against (--query, --query.sd-files or --query.config)"
+             against (--query, --query.sd-files, --grpc-query-endpoint or --query.config)"
         );
     }
-    if has_query_config && (!args.queries.is_empty() || !args.query_sd_files.is_empty()) {
+    if has_query_config
+        && (!args.queries.is_empty()
+            || !args.query_sd_files.is_empty()
+            || !args.grpc_query_endpoints.is_empty())
+    {
         bail!(
-            "--query/--query.sd-files and --query.config* parameters cannot be defined at the same time"
+            "--query/--query.sd-files/--grpc-query-endpoint and --query.config* parameters \
+             cannot be defined at the same time"
         );
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -83,19 +92,22 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             bail!("Address {q} is duplicated for --query flag.");
         }
     }
-    if !args.grpc_query_endpoints.is_empty() {
-        bail!(
-            "--grpc-query-endpoint is not supported yet: give the queriers' HTTP addresses with \
-             --query instead"
-        );
-    }
     let groups = strata_rule::query::querier_groups(
         &args.queries,
         &args.query_sd_files,
         query_config.as_deref(),
     )?;
+    let grpc_queriers = args
+        .grpc_query_endpoints
+        .iter()
+        .map(|a| {
+            strata_runtime::dns::AddressSpec::parse(a)
+                .map_err(|e| anyhow::anyhow!("--grpc-query-endpoint {a:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let querier = QueryClient::new(
         groups,
+        grpc_queriers,
         QueryClientOptions {
             post: args.query_http_method == HttpMethod::Post,
             timeout: QUERY_TIMEOUT,
