@@ -314,12 +314,25 @@ pub struct LocalStorage {
     cutting: Mutex<()>,
     wal: RwLock<Option<Arc<dyn WalHook>>>,
     metrics: StorageMetrics,
+    /// Tests: the next written block fails to open.
+    #[cfg(test)]
+    fail_next_open: std::sync::atomic::AtomicBool,
 }
 
 fn duration_ms(what: &str, d: Duration) -> Result<i64, StorageError> {
     let ms = i64::try_from(d.as_millis())
         .map_err(|_| StorageError::Options(format!("{what} {d:?} is too large")))?;
     Ok(ms)
+}
+
+/// Deletes a block directory, renaming it first so that a crash mid-delete leaves no half
+/// block that looks whole (the start-up removes what the rename marks).
+fn remove_block_dir(dir: &Path) -> std::io::Result<()> {
+    let mut tmp = dir.to_path_buf().into_os_string();
+    tmp.push(TMP_DELETION_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    std::fs::rename(dir, &tmp)?;
+    std::fs::remove_dir_all(&tmp)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -393,6 +406,8 @@ impl LocalStorage {
             cutting: Mutex::new(()),
             wal: RwLock::new(None),
             metrics,
+            #[cfg(test)]
+            fail_next_open: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -702,7 +717,25 @@ impl LocalStorage {
         let id = w.ulid();
         w.finish().map_err(err)?;
         let dir = self.dir.join(id.to_string());
-        Block::open(&dir).map_err(|source| StorageError::LoadBlock { dir, source })
+        #[cfg(test)]
+        if self
+            .fail_next_open
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // As a block that cannot be read back would: the index made unreadable.
+            let _ = std::fs::write(dir.join("index"), b"not an index");
+        }
+        match Block::open(&dir) {
+            Ok(b) => Ok(b),
+            Err(source) => {
+                // The head keeps these samples and the next cut writes them again: this copy
+                // must go, or the two would overlap (and the shipper could upload this one).
+                if let Err(e) = remove_block_dir(&dir) {
+                    tracing::error!(block = %dir.display(), err = %e, "removing a block that failed to open");
+                }
+                Err(StorageError::LoadBlock { dir, source })
+            }
+        }
     }
 
     /// Prometheus' time retention: blocks whose end is more than `--tsdb.retention` before
@@ -749,16 +782,10 @@ impl LocalStorage {
         for b in ready {
             let dir = b.dir().to_path_buf();
             drop(b);
-            // Rename first so that a crash mid-delete leaves no half block that looks whole.
-            let mut tmp = dir.clone().into_os_string();
-            tmp.push(TMP_DELETION_SUFFIX);
-            let tmp = PathBuf::from(tmp);
-            std::fs::rename(&dir, &tmp)
-                .and_then(|()| std::fs::remove_dir_all(&tmp))
-                .map_err(|source| StorageError::DeleteBlock {
-                    dir: dir.clone(),
-                    source,
-                })?;
+            remove_block_dir(&dir).map_err(|source| StorageError::DeleteBlock {
+                dir: dir.clone(),
+                source,
+            })?;
             tracing::info!(block = %dir.display(), "deleting obsolete block");
         }
         Ok(())

@@ -189,6 +189,36 @@ fn blocks_are_cut_on_aligned_ranges_once_the_head_spans_one_and_a_half() {
 }
 
 #[test]
+fn a_block_that_fails_to_open_is_removed_and_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = open(dir.path(), &[]);
+    let a = series(&[("__name__", "a")], 0, 3 * H + 120_001, 1.0);
+    st.append_samples(a.clone());
+    st.fail_next_open
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = st.cut_blocks().unwrap_err();
+    assert!(matches!(e, StorageError::LoadBlock { .. }), "{e}");
+    // Nothing of it is left on disk, and the head still holds its samples.
+    let block_dirs = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("meta.json").exists())
+            .count()
+    };
+    assert_eq!(block_dirs(), 0);
+    assert_eq!(st.head_range().unwrap().0, 0);
+    // The next cut writes the range once.
+    assert_eq!(st.cut_blocks().unwrap().len(), 1);
+    assert_eq!(block_dirs(), 1);
+    drop(st);
+    let st = open(dir.path(), &[]);
+    assert_eq!(st.blocks().len(), 1);
+    let b = &st.blocks()[0];
+    assert_eq!((b.meta().min_time, b.meta().max_time), (0, 2 * H));
+}
+
+#[test]
 fn a_gap_in_the_head_is_skipped_by_the_next_cut() {
     let dir = tempfile::tempdir().unwrap();
     let st = open(dir.path(), &[]);
