@@ -8,9 +8,11 @@
 //! marked stale, so queries stop seeing them at once instead of after the lookback delta.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use strata_storepb::thanos;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -250,7 +252,16 @@ async fn run_group(
         let wall = now_ms();
         // An evaluation in progress finishes before a stop takes effect, as Prometheus'
         // group stop waits for its iteration: every rule gets its sample for the slot.
-        g.eval(ts, &deps).await;
+        // A panic (a bug) ends this evaluation, not the group: its rules would otherwise stop
+        // being evaluated, and its alerts stop firing, without a sign but the log line.
+        if let Err(panic) = AssertUnwindSafe(g.eval(ts, &deps)).catch_unwind().await {
+            deps.metrics.failures(&label);
+            tracing::error!(
+                group = %key.1, file = %key.0, ts,
+                panic = panic_message(panic.as_ref()),
+                "rule group evaluation panicked; the group goes on at its next slot"
+            );
+        }
         g.evaluation_duration = started.elapsed();
         g.last_evaluation_ms = Some(wall);
         evaluations += 1;
@@ -260,7 +271,16 @@ async fn run_group(
         // would wait for it.)
         let stopping = stop.has_changed().unwrap_or(true);
         if g.should_restore && evaluations >= 2 && !stopping {
-            g.restore_for_state(now_ms(), &deps).await;
+            if let Err(panic) = AssertUnwindSafe(g.restore_for_state(now_ms(), &deps))
+                .catch_unwind()
+                .await
+            {
+                tracing::error!(
+                    group = %key.1, file = %key.0,
+                    panic = panic_message(panic.as_ref()),
+                    "restoring the group's alert state panicked; its alerts start afresh"
+                );
+            }
             g.should_restore = false;
         }
         g.last_eval_timestamp_ms = Some(ts);
@@ -271,6 +291,15 @@ async fn run_group(
         }
         ts += interval_ms;
     }
+}
+
+/// The message a panic was raised with, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
 }
 
 #[cfg(test)]
@@ -291,6 +320,7 @@ mod tests {
         samples: StdMutex<Vec<RecordedSample>>,
         alerts: StdMutex<Vec<(AlertToSend, String)>>,
         queries: StdMutex<Vec<(String, i64, PartialResponseStrategy)>>,
+        panicked: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait::async_trait]
@@ -310,6 +340,14 @@ mod tests {
                 warnings: vec![],
             };
             match expr {
+                "panics_once"
+                    if self
+                        .panicked
+                        .swap(true, std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    Ok(one(&[], 1.0))
+                }
+                "panics_once" => panic!("a bug in the first evaluation"),
                 "up == 0" => Ok(one(&[("__name__", "up"), ("instance", "a")], 0.0)),
                 "sum(x)" => Ok(one(&[], 7.0)),
                 "sum(y)" => Ok(one(&[("job", "y")], 8.0)),
@@ -359,6 +397,35 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_evaluation_does_not_end_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "groups:\n  - name: g\n    rules:\n      - record: p\n        expr: panics_once\n      - record: x:sum\n        expr: sum(x)\n",
+        )
+        .unwrap();
+        let fake = Arc::new(Fake::default());
+        let m = Manager::new(deps(&fake), vec![format!("{}/*.yml", dir.path().display())]);
+        m.reload().await.unwrap();
+        let count = |name: &str| {
+            fake.samples
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.labels.get("__name__") == Some(name))
+                .count()
+        };
+        // The first evaluation panicked before x:sum; the next ones record both.
+        until("evaluations after the panic", || {
+            count("p") >= 2 && count("x:sum") >= 2
+        })
+        .await;
+        assert!(fake.panicked.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(m.groups().len(), 1);
+        m.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
