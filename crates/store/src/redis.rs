@@ -12,9 +12,15 @@
 //! and then backing off to [`MAX_REDIAL_AFTER`], so a Redis that is down costs queries a
 //! failed call each and a dial (at most `dial_timeout`) only now and then.
 //!
-//! Not supported (refused at start-up, with what to do): TLS, Redis Sentinel
-//! (`master_name`) and Redis Cluster (several addresses). `cache_size` (client-side caching)
-//! is accepted and has no effect.
+//! `tls_enabled: true` speaks TLS to the server with `tls_config` (a CA file, else the
+//! system's trust store; a client certificate for servers that ask for one; `server_name` to
+//! verify and send as SNI, else the address' host; `insecure_skip_verify`), as Thanos' client
+//! does: the TCP connection is dialled and wrapped here (rustls, as every other TLS client of
+//! Strata), then handed to the `redis` crate.
+//!
+//! Not supported (refused at start-up, with what to do): Redis Sentinel (`master_name`) and
+//! Redis Cluster (several addresses). `cache_size` (client-side caching) is accepted and has
+//! no effect.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +28,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -63,6 +71,23 @@ pub struct RedisConfig {
     pub max_async_concurrency: usize,
     /// `max_async_buffer_size` (10000): queued sets.
     pub max_async_buffer_size: usize,
+    /// `tls_config`, when `tls_enabled` is true (boxed: most configurations have none).
+    pub tls: Option<Box<RedisTlsConfig>>,
+}
+
+/// `tls_config` of a Redis client with `tls_enabled: true` (Thanos' TLS client settings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RedisTlsConfig {
+    /// `ca_file`: the CAs trusted; empty: the system's trust store.
+    pub ca_file: String,
+    /// `cert_file` and `key_file`: a client certificate, for servers that require one.
+    pub cert_file: String,
+    pub key_file: String,
+    /// `server_name`: the name the server's certificate is verified for (and the SNI);
+    /// empty: the host of `addr`.
+    pub server_name: String,
+    /// `insecure_skip_verify`: accept any certificate (the connection stays encrypted).
+    pub insecure_skip_verify: bool,
 }
 
 impl Default for RedisConfig {
@@ -81,6 +106,7 @@ impl Default for RedisConfig {
             set_multi_batch_size: 100,
             max_async_concurrency: 20,
             max_async_buffer_size: 10_000,
+            tls: None,
         }
     }
 }
@@ -114,7 +140,6 @@ impl RedisConfig {
             set_multi_batch_size: Option<i64>,
             #[serde(default)]
             tls_enabled: bool,
-            #[allow(dead_code)] // read so that its keys are checked
             tls_config: Option<Tls>,
             cache_size: Option<i64>,
             #[serde(default)]
@@ -125,7 +150,6 @@ impl RedisConfig {
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        #[allow(dead_code)] // read so that its keys are checked
         struct Tls {
             ca_file: Option<String>,
             cert_file: Option<String>,
@@ -158,10 +182,29 @@ impl RedisConfig {
         if !addr.contains(':') {
             return Err(format!("config.addr: {addr:?} is not host:port"));
         }
-        if raw.tls_enabled {
+        // As Thanos: `tls_config` counts only with `tls_enabled`.
+        let tls = raw.tls_enabled.then(|| {
+            let t = raw.tls_config.unwrap_or(Tls {
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                server_name: None,
+                insecure_skip_verify: None,
+            });
+            Box::new(RedisTlsConfig {
+                ca_file: t.ca_file.unwrap_or_default(),
+                cert_file: t.cert_file.unwrap_or_default(),
+                key_file: t.key_file.unwrap_or_default(),
+                server_name: t.server_name.unwrap_or_default(),
+                insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+            })
+        });
+        if let Some(t) = &tls
+            && t.cert_file.is_empty() != t.key_file.is_empty()
+        {
             return Err(
-                "config.tls_enabled: TLS to Redis is not supported yet; connect without TLS \
-                 (for example through a local TLS proxy)"
+                "config.tls_config: cert_file and key_file must be given together (a client \
+                 certificate and its key)"
                     .into(),
             );
         }
@@ -211,6 +254,7 @@ impl RedisConfig {
             set_multi_batch_size: count(raw.set_multi_batch_size, d.set_multi_batch_size),
             max_async_concurrency: count(raw.max_async_concurrency, d.max_async_concurrency),
             max_async_buffer_size: count(raw.max_async_buffer_size, d.max_async_buffer_size),
+            tls,
         })
     }
 
@@ -296,8 +340,67 @@ impl ConnState {
     }
 }
 
+/// What a TLS dial needs: the client settings and the name to verify.
+struct TlsDial {
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl TlsDial {
+    /// The rustls client for `t`, dialling `addr`; errors name the setting and the file.
+    fn new(t: &RedisTlsConfig, addr: &str) -> Result<TlsDial, String> {
+        let read = |key: &str, path: &str| {
+            std::fs::read(path).map_err(|e| format!("config.tls_config.{key} {path}: {e}"))
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(strata_runtime::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("config.tls_config: {e}"))?;
+        let builder = if t.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(strata_runtime::tls::SkipServerVerification::new())
+        } else if t.ca_file.is_empty() {
+            let roots = strata_runtime::tls::system_roots().map_err(|e| {
+                format!("config.tls_config: {e}; set ca_file to the CA of the Redis server")
+            })?;
+            builder.with_root_certificates(roots)
+        } else {
+            let roots = strata_runtime::tls::pem_roots(&read("ca_file", &t.ca_file)?)
+                .map_err(|e| format!("config.tls_config.ca_file {}: {e}", t.ca_file))?;
+            builder.with_root_certificates(roots)
+        };
+        let config = if t.cert_file.is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let certs = strata_runtime::tls::pem_certificates(&read("cert_file", &t.cert_file)?)
+                .map_err(|e| format!("config.tls_config.cert_file {}: {e}", t.cert_file))?;
+            let key = PrivateKeyDer::from_pem_slice(&read("key_file", &t.key_file)?)
+                .map_err(|e| format!("config.tls_config.key_file {}: {e}", t.key_file))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("config.tls_config: the client certificate: {e}"))?
+        };
+        let name = if t.server_name.is_empty() {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        } else {
+            t.server_name.clone()
+        };
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| format!("config.tls_config.server_name {name:?}: {e}"))?;
+        Ok(TlsDial {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+}
+
 struct Inner {
     config: RedisConfig,
+    /// With `tls_enabled`: how to dial.
+    tls: Option<TlsDial>,
     client: Client,
     /// Dials are serialized, so that a burst of queries opens one connection.
     state: tokio::sync::Mutex<ConnState>,
@@ -335,7 +438,13 @@ impl Redis {
             .map_err(|_| "the Redis client needs a Tokio runtime".to_string())?;
         let client = Client::open(config.url())
             .map_err(|e| format!("config.addr {:?}: {e}", config.addr))?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| TlsDial::new(t, &config.addr))
+            .transpose()?;
         let inner = Arc::new(Inner {
+            tls,
             gets: (config.max_get_multi_concurrency > 0)
                 .then(|| Semaphore::new(config.max_get_multi_concurrency)),
             client,
@@ -411,9 +520,16 @@ impl Inner {
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.config.dial_timeout))
             .set_response_timeout(Some(self.op_timeout()));
-        let dial = self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg);
+        let dial = async {
+            match &self.tls {
+                None => {
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&cfg)
+                        .await
+                }
+                Some(tls) => self.dial_tls(tls, cfg).await,
+            }
+        };
         // The handshake (AUTH, SELECT) is part of the dial: `dial_timeout` bounds it all,
         // since every query waiting for this connection waits for it.
         match tokio::time::timeout(self.config.dial_timeout, dial).await {
@@ -434,6 +550,26 @@ impl Inner {
                 Err(OpError::Timeout)
             }
         }
+    }
+
+    /// A TCP connection wrapped in TLS, then the `redis` crate's handshake (AUTH, SELECT)
+    /// over it; its driver runs as a task for as long as the connection is used.
+    async fn dial_tls(
+        &self,
+        tls: &TlsDial,
+        cfg: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let tcp = tokio::net::TcpStream::connect(&self.config.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tls.connector.connect(tls.server_name.clone(), tcp).await?;
+        let (conn, driver) = MultiplexedConnection::new_with_config(
+            self.client.get_connection_info().redis_settings(),
+            stream,
+            cfg,
+        )
+        .await?;
+        tokio::spawn(driver);
+        Ok(conn)
     }
 
     /// Runs `op` on the connection within the operation timeout; an error that may have
@@ -601,7 +737,10 @@ mod tests {
             ("addr: a:1\nmaster_name: m", "Sentinel"),
             ("addr: a:1,b:2", "Cluster"),
             ("addr: nohost", "host:port"),
-            ("addr: a:1\ntls_enabled: true", "TLS"),
+            (
+                "addr: a:1\ntls_enabled: true\ntls_config:\n  cert_file: c.pem",
+                "cert_file and key_file",
+            ),
             ("addr: a:1\naddress: a:1", "address"),
             ("addr: a:1\ndial_timeout: soon", "dial_timeout"),
             ("addr: a:1\npool_size: -1", "pool_size"),

@@ -277,6 +277,33 @@ async fn redis_index_and_chunk_caches_are_shared_across_restarts() {
     .await;
 }
 
+/// The same over TLS (`tls_enabled: true`) to a Redis that asks for a client certificate:
+/// the index cache and the caching bucket verify the server against `ca_file` and present
+/// `cert_file`/`key_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_caches_over_mutual_tls_are_shared_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = strata_testutil::tls::ca_signed_certificates(dir.path());
+    let redis = strata_testutil::redis::RedisServer::start_tls(
+        &certs.server_cert,
+        &certs.server_key,
+        Some(&certs.ca),
+    )
+    .unwrap();
+    let config = format!(
+        "type: REDIS\nconfig:\n  addr: {}\n  tls_enabled: true\n  tls_config:\n    \
+         ca_file: {}\n    cert_file: {}\n    key_file: {}\n    server_name: localhost\n",
+        redis.tls_address(),
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    remote_caches_are_shared_across_restarts(&config, &config, "redis", || {
+        redis.settled_keys(Duration::from_secs(20)).unwrap()
+    })
+    .await;
+}
+
 /// Starts a store with the index cache `index` and the caching bucket's `chunks` config
 /// (a `kind` server), twice: the first fills the server (`settle` waits for its writes and
 /// counts them), the second finds every item there.

@@ -1,8 +1,10 @@
 //! A real Redis server (Debian package `redis-server`) for the Redis cache tests, started on
 //! a free local port without persistence, and killed when dropped.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use crate::prometheus::find_tool;
 pub struct RedisServer {
     guard: ChildGuard,
     port: u16,
+    /// The TLS port, for a server from [`RedisServer::start_tls`].
+    tls_port: Option<u16>,
     password: Option<String>,
     /// The database the helpers' commands use (`SELECT`ed after connecting).
     db: i64,
@@ -40,6 +44,44 @@ impl RedisServer {
 
     /// The same, requiring `password` (`requirepass`: the `default` user's password).
     pub fn start_with(password: Option<&str>) -> Result<RedisServer> {
+        Self::spawn(password, &[])
+    }
+
+    /// A server that also speaks TLS on [`RedisServer::tls_address`] with `cert`/`key`,
+    /// asking clients for a certificate signed by `ca` when `client_ca` is given. The
+    /// helpers' commands keep using the plain port.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<RedisServer> {
+        let tls_port = free_port();
+        let mut args: Vec<OsString> = vec![
+            "--tls-port".into(),
+            tls_port.to_string().into(),
+            "--tls-cert-file".into(),
+            cert.into(),
+            "--tls-key-file".into(),
+            key.into(),
+        ];
+        match client_ca {
+            Some(ca) => args.extend(["--tls-ca-cert-file".into(), ca.into()]),
+            None => args.extend(["--tls-auth-clients".into(), "no".into()]),
+        }
+        let mut s = Self::spawn(None, &args)?;
+        wait_for_tcp(
+            format!("127.0.0.1:{tls_port}").parse().expect("address"),
+            Duration::from_secs(10),
+        )?;
+        s.tls_port = Some(tls_port);
+        Ok(s)
+    }
+
+    /// `127.0.0.1:<TLS port>` of a server from [`RedisServer::start_tls`].
+    pub fn tls_address(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.tls_port.expect("a server started with start_tls")
+        )
+    }
+
+    fn spawn(password: Option<&str>, extra: &[OsString]) -> Result<RedisServer> {
         let bin = find_tool("redis-server", "STRATA_REDIS_SERVER").context(
             "redis-server is needed for the Redis cache tests: run ./scripts/test.sh, which \
              installs Debian's `redis-server` package",
@@ -61,6 +103,7 @@ impl RedisServer {
         if let Some(p) = password {
             cmd.args(["--requirepass", p]);
         }
+        cmd.args(extra);
         let guard = ChildGuard::spawn("redis-server", &mut cmd)?;
         wait_for_tcp(
             format!("127.0.0.1:{port}").parse().expect("address"),
@@ -69,6 +112,7 @@ impl RedisServer {
         Ok(RedisServer {
             guard,
             port,
+            tls_port: None,
             password: password.map(str::to_string),
             db: 0,
         })
