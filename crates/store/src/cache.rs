@@ -382,6 +382,8 @@ pub struct IndexCacheSpec {
 }
 
 /// The cache's backend.
+// Read once at start-up and kept: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexCacheBackendConfig {
     /// `IN-MEMORY` (or `--index-cache-size`).

@@ -18,9 +18,11 @@
 //! does: the TCP connection is dialled and wrapped here (rustls, as every other TLS client of
 //! Strata), then handed to the `redis` crate.
 //!
-//! Not supported (refused at start-up, with what to do): Redis Sentinel (`master_name`) and
-//! Redis Cluster (several addresses). `cache_size` (client-side caching) is accepted and has
-//! no effect.
+//! `master_name` is Redis Sentinel: `addr` lists the sentinels, and every dial asks them
+//! for the master's address, so a failover costs the cache one broken connection.
+//!
+//! Not supported (refused at start-up, with what to do): Redis Cluster (several addresses
+//! without `master_name`). `cache_size` (client-side caching) is accepted and has no effect.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,6 +75,9 @@ pub struct RedisConfig {
     pub max_async_buffer_size: usize,
     /// `tls_config`, when `tls_enabled` is true (boxed: most configurations have none).
     pub tls: Option<Box<RedisTlsConfig>>,
+    /// `master_name`: Redis Sentinel. `addr` then lists the sentinels (comma-separated),
+    /// which are asked for this master's address at each dial.
+    pub master_name: String,
 }
 
 /// `tls_config` of a Redis client with `tls_enabled: true` (Thanos' TLS client settings).
@@ -107,6 +112,7 @@ impl Default for RedisConfig {
             max_async_concurrency: 20,
             max_async_buffer_size: 10_000,
             tls: None,
+            master_name: String::new(),
         }
     }
 }
@@ -166,21 +172,18 @@ impl RedisConfig {
         if addr.is_empty() {
             return Err("config: no Redis address: set config.addr (host:port)".into());
         }
-        if !raw.master_name.is_empty() {
+        let master_name = raw.master_name.trim().to_string();
+        if addr.contains(',') && master_name.is_empty() {
             return Err(format!(
-                "config.master_name: Redis Sentinel is not supported; set config.addr to the \
-                 master's address instead of the sentinels' (master {:?})",
-                raw.master_name
+                "config.addr: several addresses ({addr}) without master_name mean a Redis \
+                 Cluster, which is not supported; give one server's host:port, or the \
+                 sentinels' with master_name"
             ));
         }
-        if addr.contains(',') {
-            return Err(format!(
-                "config.addr: several addresses ({addr}) mean a Redis Cluster or Sentinel, \
-                 which are not supported; give one server's host:port"
-            ));
-        }
-        if !addr.contains(':') {
-            return Err(format!("config.addr: {addr:?} is not host:port"));
+        for a in addr.split(',').map(str::trim) {
+            if !a.contains(':') {
+                return Err(format!("config.addr: {a:?} is not host:port"));
+            }
         }
         // As Thanos: `tls_config` counts only with `tls_enabled`.
         let tls = raw.tls_enabled.then(|| {
@@ -255,6 +258,7 @@ impl RedisConfig {
             max_async_concurrency: count(raw.max_async_concurrency, d.max_async_concurrency),
             max_async_buffer_size: count(raw.max_async_buffer_size, d.max_async_buffer_size),
             tls,
+            master_name,
         })
     }
 
@@ -278,7 +282,10 @@ impl RedisConfig {
             (false, true) => format!("{}@", enc(&self.username)),
             (false, false) => format!("{}:{}@", enc(&self.username), enc(&self.password)),
         };
-        format!("redis://{auth}{}/{}", self.addr, self.db)
+        // With Sentinel the address is only a placeholder: connections are dialled by hand
+        // and take only the handshake settings (credentials, db) from the URL.
+        let host = self.addr.split(',').next().unwrap_or_default().trim();
+        format!("redis://{auth}{host}/{}", self.db)
     }
 }
 
@@ -340,15 +347,16 @@ impl ConnState {
     }
 }
 
-/// What a TLS dial needs: the client settings and the name to verify.
+/// What a TLS dial needs: the client settings and the name to verify (`server_name`, else
+/// the host dialled).
 struct TlsDial {
     connector: tokio_rustls::TlsConnector,
-    server_name: ServerName<'static>,
+    server_name: Option<ServerName<'static>>,
 }
 
 impl TlsDial {
-    /// The rustls client for `t`, dialling `addr`; errors name the setting and the file.
-    fn new(t: &RedisTlsConfig, addr: &str) -> Result<TlsDial, String> {
+    /// The rustls client for `t`; errors name the setting and the file.
+    fn new(t: &RedisTlsConfig) -> Result<TlsDial, String> {
         let read = |key: &str, path: &str| {
             std::fs::read(path).map_err(|e| format!("config.tls_config.{key} {path}: {e}"))
         };
@@ -380,16 +388,15 @@ impl TlsDial {
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| format!("config.tls_config: the client certificate: {e}"))?
         };
-        let name = if t.server_name.is_empty() {
-            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned()
+        let server_name = if t.server_name.is_empty() {
+            None
         } else {
-            t.server_name.clone()
+            let name = t.server_name.clone();
+            Some(
+                ServerName::try_from(name.clone())
+                    .map_err(|e| format!("config.tls_config.server_name {name:?}: {e}"))?,
+            )
         };
-        let server_name = ServerName::try_from(name.clone())
-            .map_err(|e| format!("config.tls_config.server_name {name:?}: {e}"))?;
         Ok(TlsDial {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             server_name,
@@ -401,6 +408,7 @@ struct Inner {
     config: RedisConfig,
     /// With `tls_enabled`: how to dial.
     tls: Option<TlsDial>,
+    /// The handshake settings (credentials, db); connections are dialled by `dial`.
     client: Client,
     /// Dials are serialized, so that a burst of queries opens one connection.
     state: tokio::sync::Mutex<ConnState>,
@@ -438,11 +446,7 @@ impl Redis {
             .map_err(|_| "the Redis client needs a Tokio runtime".to_string())?;
         let client = Client::open(config.url())
             .map_err(|e| format!("config.addr {:?}: {e}", config.addr))?;
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|t| TlsDial::new(t, &config.addr))
-            .transpose()?;
+        let tls = config.tls.as_deref().map(TlsDial::new).transpose()?;
         let inner = Arc::new(Inner {
             tls,
             gets: (config.max_get_multi_concurrency > 0)
@@ -502,6 +506,21 @@ impl Redis {
     }
 }
 
+/// The `redis` crate's multiplexed connection over `stream`; its driver runs as a task for as
+/// long as the connection is used.
+async fn connect_over<S>(
+    stream: S,
+    settings: &redis::RedisConnectionInfo,
+    cfg: AsyncConnectionConfig,
+) -> Result<MultiplexedConnection, RedisError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, driver) = MultiplexedConnection::new_with_config(settings, stream, cfg).await?;
+    tokio::spawn(driver);
+    Ok(conn)
+}
+
 impl Inner {
     /// Every operation's bound: Thanos' read and write timeouts together.
     fn op_timeout(&self) -> Duration {
@@ -521,14 +540,12 @@ impl Inner {
             .set_connection_timeout(Some(self.config.dial_timeout))
             .set_response_timeout(Some(self.op_timeout()));
         let dial = async {
-            match &self.tls {
-                None => {
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&cfg)
-                        .await
-                }
-                Some(tls) => self.dial_tls(tls, cfg).await,
-            }
+            let addr = if self.config.master_name.is_empty() {
+                self.config.addr.clone()
+            } else {
+                self.ask_sentinels().await?
+            };
+            self.dial(&addr, cfg).await
         };
         // The handshake (AUTH, SELECT) is part of the dial: `dial_timeout` bounds it all,
         // since every query waiting for this connection waits for it.
@@ -552,24 +569,75 @@ impl Inner {
         }
     }
 
-    /// A TCP connection wrapped in TLS, then the `redis` crate's handshake (AUTH, SELECT)
-    /// over it; its driver runs as a task for as long as the connection is used.
-    async fn dial_tls(
+    /// A TCP connection to `addr` (wrapped in TLS with `tls_enabled`), then the `redis`
+    /// crate's handshake (AUTH, SELECT) over it.
+    async fn dial(
         &self,
-        tls: &TlsDial,
+        addr: &str,
         cfg: AsyncConnectionConfig,
     ) -> Result<MultiplexedConnection, RedisError> {
-        let tcp = tokio::net::TcpStream::connect(&self.config.addr).await?;
+        let settings = self.client.get_connection_info().redis_settings();
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let stream = tls.connector.connect(tls.server_name.clone(), tcp).await?;
-        let (conn, driver) = MultiplexedConnection::new_with_config(
-            self.client.get_connection_info().redis_settings(),
-            stream,
-            cfg,
-        )
-        .await?;
-        tokio::spawn(driver);
-        Ok(conn)
+        let Some(tls) = &self.tls else {
+            return connect_over(tcp, settings, cfg).await;
+        };
+        let name = match &tls.server_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(host.to_owned()).map_err(|e| {
+                    std::io::Error::other(format!("{host:?} is not a TLS server name: {e}"))
+                })?
+            }
+        };
+        let stream = tls.connector.connect(name, tcp).await?;
+        connect_over(stream, settings, cfg).await
+    }
+
+    /// Redis Sentinel: the master's `host:port` from the first sentinel in `addr` that
+    /// knows `master_name` (sentinels are asked over plain TCP, without credentials, as
+    /// Thanos' client asks them). Asked at every dial, so after a failover the next dial
+    /// goes to the new master.
+    async fn ask_sentinels(&self) -> Result<String, RedisError> {
+        let mut last = None;
+        for sentinel in self.config.addr.split(',').map(str::trim) {
+            let ask = async {
+                let tcp = tokio::net::TcpStream::connect(sentinel).await?;
+                tcp.set_nodelay(true)?;
+                let mut conn =
+                    connect_over(tcp, &Default::default(), AsyncConnectionConfig::new()).await?;
+                let master: Option<(String, String)> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&self.config.master_name)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok::<_, RedisError>(master)
+            };
+            match ask.await {
+                Ok(Some((host, port))) => {
+                    let addr = if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    };
+                    tracing::debug!(%sentinel, master = %self.config.master_name, %addr, "redis master found");
+                    return Ok(addr);
+                }
+                Ok(None) => {
+                    last = Some(RedisError::from(std::io::Error::other(format!(
+                        "sentinel {sentinel} knows no master named {:?}",
+                        self.config.master_name
+                    ))));
+                }
+                Err(e) => {
+                    tracing::debug!(%sentinel, err = %e, "asking a redis sentinel failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no sentinel address").into()))
     }
 
     /// Runs `op` on the connection within the operation timeout; an error that may have
@@ -734,7 +802,7 @@ mod tests {
     fn what_is_not_supported_is_refused_with_what_to_do() {
         for (yaml, says) in [
             ("{}", "set config.addr"),
-            ("addr: a:1\nmaster_name: m", "Sentinel"),
+            ("addr: a:1,b\nmaster_name: m", "\"b\" is not host:port"),
             ("addr: a:1,b:2", "Cluster"),
             ("addr: nohost", "host:port"),
             (

@@ -73,6 +73,71 @@ impl RedisServer {
         Ok(s)
     }
 
+    /// A replica of the server on `master_port` (`--replicaof`).
+    pub fn start_replica_of(master_port: u16) -> Result<RedisServer> {
+        Self::spawn(
+            None,
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master_port.to_string().into(),
+            ],
+        )
+    }
+
+    /// A Redis Sentinel (`redis-server <config> --sentinel`) monitoring the master on
+    /// `master_port` as `name`, with a quorum of one and short timeouts (down after 1 s,
+    /// failover timeout 3 s), its config file (which a sentinel rewrites) in `dir`. Its
+    /// [`RedisServer::command`] talks to the sentinel.
+    pub fn start_sentinel(dir: &Path, name: &str, master_port: u16) -> Result<RedisServer> {
+        let bin = find_tool("redis-server", "STRATA_REDIS_SERVER").context(
+            "redis-server is needed for the Redis Sentinel tests: run ./scripts/test.sh",
+        )?;
+        let port = free_port();
+        let conf = dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 3000\n"
+            ),
+        )
+        .context("writing the sentinel's config")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self::launch("redis-sentinel", &mut cmd, port, None)
+    }
+
+    /// Starts `cmd` and waits until it accepts connections on `port`.
+    fn launch(
+        name: &str,
+        cmd: &mut Command,
+        port: u16,
+        password: Option<&str>,
+    ) -> Result<RedisServer> {
+        let guard = ChildGuard::spawn(name, cmd)?;
+        wait_for_tcp(
+            format!("127.0.0.1:{port}").parse().expect("address"),
+            Duration::from_secs(10),
+        )?;
+        Ok(RedisServer {
+            guard,
+            port,
+            tls_port: None,
+            password: password.map(str::to_string),
+            db: 0,
+        })
+    }
+
+    /// The plain port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `127.0.0.1:<TLS port>` of a server from [`RedisServer::start_tls`].
     pub fn tls_address(&self) -> String {
         format!(
@@ -104,18 +169,7 @@ impl RedisServer {
             cmd.args(["--requirepass", p]);
         }
         cmd.args(extra);
-        let guard = ChildGuard::spawn("redis-server", &mut cmd)?;
-        wait_for_tcp(
-            format!("127.0.0.1:{port}").parse().expect("address"),
-            Duration::from_secs(10),
-        )?;
-        Ok(RedisServer {
-            guard,
-            port,
-            tls_port: None,
-            password: password.map(str::to_string),
-            db: 0,
-        })
+        Self::launch("redis-server", &mut cmd, port, password)
     }
 
     /// `127.0.0.1:<port>`.
