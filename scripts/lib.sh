@@ -54,8 +54,13 @@ install_memcached() {
 }
 
 install_redis() {
-    if command -v redis-server >/dev/null 2>&1; then return 0; fi
-    apt_install redis-server "the Redis cache tests"
+    if ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server "the Redis cache tests"
+    fi
+    # redis-cli assigns the slots of the Redis Cluster tests (redis-server recommends it).
+    if ! command -v redis-cli >/dev/null 2>&1; then
+        apt_install redis-tools "the Redis Cluster tests"
+    fi
 }
 
 # Debian's `prometheus-alertmanager`: the Alertmanager the ruler's notifier is tested against

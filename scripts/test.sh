@@ -12,7 +12,8 @@
 #     them fail instead of skipping when it is missing)
 #   - Debian's `openssl`: certificates for the gRPC TLS tests
 #   - Debian's `memcached`: the memcached index cache tests
-#   - Debian's `redis-server`: the Redis cache tests
+#   - Debian's `redis-server` (with `redis-cli` from `redis-tools`): the Redis cache tests,
+#     TLS, Sentinel and Cluster included
 #   - Debian's `prometheus-alertmanager`: the ruler's notifier tests
 #   - cargo-fuzz (fuzz smoke run; scripts/fuzz.sh installs it)
 set -euo pipefail

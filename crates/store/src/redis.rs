@@ -19,17 +19,21 @@
 //! Strata), then handed to the `redis` crate.
 //!
 //! `master_name` is Redis Sentinel: `addr` lists the sentinels, and every dial asks them
-//! for the master's address, so a failover costs the cache one broken connection.
+//! for the master's address, so a failover costs the cache one broken connection. Without
+//! it, `addr` (one address or several, comma-separated) may also name members of a Redis
+//! Cluster: every dial asks the first that answers for `CLUSTER SLOTS`, as Thanos' client
+//! does, and then talks to each master about its own keys ([`cluster`]).
 //!
-//! Not supported (refused at start-up, with what to do): Redis Cluster (several addresses
-//! without `master_name`). `cache_size` (client-side caching) is accepted and has no effect.
+//! `cache_size` (client-side caching) is accepted and has no effect.
+
+mod cluster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use serde::Deserialize;
@@ -173,13 +177,6 @@ impl RedisConfig {
             return Err("config: no Redis address: set config.addr (host:port)".into());
         }
         let master_name = raw.master_name.trim().to_string();
-        if addr.contains(',') && master_name.is_empty() {
-            return Err(format!(
-                "config.addr: several addresses ({addr}) without master_name mean a Redis \
-                 Cluster, which is not supported; give one server's host:port, or the \
-                 sentinels' with master_name"
-            ));
-        }
         for a in addr.split(',').map(str::trim) {
             if !a.contains(':') {
                 return Err(format!("config.addr: {a:?} is not host:port"));
@@ -316,17 +313,36 @@ impl OpError {
     /// sent whole (the connection may be in any state).
     fn breaks_connection(&self) -> bool {
         match self {
-            OpError::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+            OpError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    // The topology changed under us: a reshard or failover of a cluster, or
+                    // a Sentinel's old master that is a replica now.
+                    || e.is_cluster_error()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+                    )
+            }
             OpError::Timeout => true,
             OpError::Unavailable => false,
         }
     }
 }
 
+/// What the client talks to: one server (alone, or the master Sentinel named), or a Redis
+/// Cluster's masters.
+#[derive(Clone)]
+enum Topology {
+    Single(MultiplexedConnection),
+    Cluster(cluster::Cluster),
+}
+
 /// The connection, when one is up, or when the last dial failed.
 #[derive(Default)]
 struct ConnState {
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Topology>,
     failed_at: Option<Instant>,
     /// Dials failed in a row.
     failures: u32,
@@ -528,7 +544,7 @@ impl Inner {
     }
 
     /// The connection, dialled if there is none (unless the last dial failed lately).
-    async fn connection(&self) -> Result<MultiplexedConnection, OpError> {
+    async fn connection(&self) -> Result<Topology, OpError> {
         let mut st = self.state.lock().await;
         if let Some(c) = &st.conn {
             return Ok(c.clone());
@@ -540,12 +556,12 @@ impl Inner {
             .set_connection_timeout(Some(self.config.dial_timeout))
             .set_response_timeout(Some(self.op_timeout()));
         let dial = async {
-            let addr = if self.config.master_name.is_empty() {
-                self.config.addr.clone()
+            if self.config.master_name.is_empty() {
+                self.discover(cfg).await
             } else {
-                self.ask_sentinels().await?
-            };
-            self.dial(&addr, cfg).await
+                let addr = self.ask_sentinels().await?;
+                Ok(Topology::Single(self.dial(&addr, cfg).await?))
+            }
         };
         // The handshake (AUTH, SELECT) is part of the dial: `dial_timeout` bounds it all,
         // since every query waiting for this connection waits for it.
@@ -594,6 +610,54 @@ impl Inner {
         };
         let stream = tls.connector.connect(name, tcp).await?;
         connect_over(stream, settings, cfg).await
+    }
+
+    /// The server or cluster behind `addr`: the first address that answers is asked for
+    /// `CLUSTER SLOTS`, as Thanos' client does. A server with cluster support disabled (or
+    /// that refuses the command) is used alone; a cluster member leads to every master
+    /// serving slots, each dialled.
+    async fn discover(&self, cfg: AsyncConnectionConfig) -> Result<Topology, RedisError> {
+        let mut last = None;
+        for addr in self.config.addr.split(',').map(str::trim) {
+            let mut conn = match self.dial(addr, cfg.clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(%addr, err = %e, "dialling a redis seed address failed");
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let slots = match redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+            {
+                Ok(v) => v,
+                // "ERR This instance has cluster support disabled", or no permission.
+                Err(e) if matches!(e.kind(), ErrorKind::Server(_)) => {
+                    return Ok(Topology::Single(conn));
+                }
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let map = cluster::SlotMap::parse(&slots, host)
+                .map_err(|e| RedisError::from(std::io::Error::other(e)))?;
+            let mut conns = Vec::with_capacity(map.masters.len());
+            for master in &map.masters {
+                conns.push(if master == addr {
+                    conn.clone()
+                } else {
+                    self.dial(master, cfg.clone()).await?
+                });
+            }
+            tracing::debug!(seed = %addr, masters = ?map.masters, "redis cluster slot map read");
+            return Ok(Topology::Cluster(cluster::Cluster::new(map, conns)));
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no redis address").into()))
     }
 
     /// Redis Sentinel: the master's `host:port` from the first sentinel in `addr` that
@@ -658,8 +722,20 @@ impl Inner {
         r
     }
 
+    /// [`Inner::mget_once`], tried once more when a cluster redirected it (`MOVED`, `ASK`):
+    /// the first try dropped the topology, so the second reads the slot map again.
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, OpError> {
-        let mut conn = self.connection().await?;
+        match self.mget_once(keys).await {
+            Err(OpError::Redis(e)) if e.is_cluster_error() => self.mget_once(keys).await,
+            r => r,
+        }
+    }
+
+    async fn mget_once(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, OpError> {
+        let mut conn = match self.connection().await? {
+            Topology::Single(c) => c,
+            Topology::Cluster(c) => return self.run(c.get(keys)).await,
+        };
         let mut cmd = redis::cmd("MGET");
         cmd.arg(keys);
         let v = self
@@ -675,17 +751,35 @@ impl Inner {
         Ok(v)
     }
 
-    /// Writes `ops` in one pipeline of `SET key value PX ttl`.
+    /// [`Inner::set_many_once`], tried once more when a cluster redirected it (see
+    /// [`Inner::mget`]).
     async fn set_many(&self, ops: &[SetOp]) -> Result<(), OpError> {
-        let mut conn = self.connection().await?;
+        match self.set_many_once(ops).await {
+            Err(OpError::Redis(e)) if e.is_cluster_error() => self.set_many_once(ops).await,
+            r => r,
+        }
+    }
+
+    /// Writes `ops` in one pipeline of `SET key value PX ttl` (one per master of a cluster).
+    async fn set_many_once(&self, ops: &[SetOp]) -> Result<(), OpError> {
+        let ms = |op: &SetOp| op.ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let mut conn = match self.connection().await? {
+            Topology::Single(c) => c,
+            Topology::Cluster(c) => {
+                let ops: Vec<(&str, &[u8], u64)> = ops
+                    .iter()
+                    .map(|op| (op.key.as_str(), op.value.as_ref(), ms(op)))
+                    .collect();
+                return self.run(c.set(&ops)).await;
+            }
+        };
         let mut pipe = redis::pipe();
         for op in ops {
-            let ms = op.ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
             pipe.cmd("SET")
                 .arg(&op.key)
                 .arg(op.value.as_ref())
                 .arg("PX")
-                .arg(ms)
+                .arg(ms(op))
                 .ignore();
         }
         self.run(pipe.query_async::<()>(&mut conn)).await
@@ -803,7 +897,6 @@ mod tests {
         for (yaml, says) in [
             ("{}", "set config.addr"),
             ("addr: a:1,b\nmaster_name: m", "\"b\" is not host:port"),
-            ("addr: a:1,b:2", "Cluster"),
             ("addr: nohost", "host:port"),
             (
                 "addr: a:1\ntls_enabled: true\ntls_config:\n  cert_file: c.pem",

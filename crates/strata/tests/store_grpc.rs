@@ -542,10 +542,6 @@ async fn bad_configuration_fails_at_start_with_the_flag_named() {
             "--selector.relabel-config",
         ),
         (
-            "--index-cache.config=type: REDIS\nconfig: {addr: 'r:6379,s:6379'}",
-            "Cluster",
-        ),
-        (
             "--grpc-server-tls-cert=/nonexistent.pem",
             "--grpc-server-tls-key",
         ),

@@ -133,6 +133,56 @@ impl RedisServer {
         })
     }
 
+    /// A Redis Cluster of `n` masters (no replicas), each slot assigned by
+    /// `redis-cli --cluster create`, their `nodes.conf` files in `dir`; returns once every
+    /// node reports `cluster_state:ok`.
+    pub fn start_cluster(dir: &Path, n: usize) -> Result<Vec<RedisServer>> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let conf = dir.join(format!("nodes-{}.conf", nodes.len()));
+            nodes.push(Self::spawn(
+                None,
+                &[
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    conf.into_os_string(),
+                ],
+            )?);
+        }
+        let cli = find_tool("redis-cli", "STRATA_REDIS_CLI")
+            .context("redis-cli (Debian's redis-tools) is needed for the Redis Cluster tests")?;
+        let out = Command::new(cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(RedisServer::address))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("running redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let start = std::time::Instant::now();
+        for node in &nodes {
+            loop {
+                if let Ok(Reply::Bulk(Some(info))) = node.command(&[b"CLUSTER", b"INFO"])
+                    && String::from_utf8_lossy(&info).contains("cluster_state:ok")
+                {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    bail!("the Redis Cluster did not reach cluster_state:ok");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(nodes)
+    }
+
     /// The plain port.
     pub fn port(&self) -> u16 {
         self.port
