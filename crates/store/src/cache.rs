@@ -914,8 +914,8 @@ mod tests {
             ("type: MEMCACHED\n", "addresses"),
             ("type: REDIS\nconfig: {}\n", "addr"),
             (
-                "type: REDIS\nconfig: {addr: 'a:1', master_name: m}\n",
-                "Sentinel",
+                "type: REDIS\nconfig: {addr: 'a:1,b', master_name: m}\n",
+                "\"b\" is not host:port",
             ),
             (
                 "type: MEMCACHED\nconfig: {addresses: [a:1]}\nttl: x\n",
