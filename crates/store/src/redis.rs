@@ -22,7 +22,7 @@
 //! for the master's address, so a failover costs the cache one broken connection. Without
 //! it, `addr` (one address or several, comma-separated) may also name members of a Redis
 //! Cluster: every dial asks the first that answers for `CLUSTER SLOTS`, as Thanos' client
-//! does, and then talks to each master about its own keys ([`cluster`]).
+//! does, and then talks to each master about its own keys (`redis/cluster.rs`).
 //!
 //! `cache_size` (client-side caching) is accepted and has no effect.
 
