@@ -22,6 +22,11 @@ use strata_model::{Label, Labels};
 use crate::rulefmt::{Rule, RuleKind};
 use crate::template::{Template, TemplateData, TemplateError, TemplateQuerier};
 
+/// The series of every active alert, its state in `alertstate`.
+pub const ALERTS: &str = "ALERTS";
+/// The series of every active alert whose value is when it became active (for restoring).
+pub const ALERTS_FOR_STATE: &str = "ALERTS_FOR_STATE";
+
 /// How long a resolved alert is still reported (Prometheus' `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
@@ -414,7 +419,7 @@ impl AlertingRule {
 /// `ALERTS{alertname=…, alertstate=…, …}`.
 fn alerts_series(labels: &Labels, state: AlertState) -> Labels {
     let mut b = labels.builder();
-    b.set(METRIC_NAME, "ALERTS");
+    b.set(METRIC_NAME, ALERTS);
     b.set("alertstate", state.as_str());
     b.build()
 }
@@ -422,7 +427,7 @@ fn alerts_series(labels: &Labels, state: AlertState) -> Labels {
 /// `ALERTS_FOR_STATE{alertname=…, …}`, whose value is when the alert became active.
 fn for_state_series(labels: &Labels) -> Labels {
     let mut b = labels.builder();
-    b.set(METRIC_NAME, "ALERTS_FOR_STATE");
+    b.set(METRIC_NAME, ALERTS_FOR_STATE);
     b.build()
 }
 

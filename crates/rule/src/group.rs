@@ -87,6 +87,9 @@ pub struct Group {
     /// Whether alerts' `for` state is to be restored after the second evaluation (groups
     /// loaded at start-up); other groups' alerting rules write `ALERTS` at once.
     pub should_restore: bool,
+    /// Per rule: whether it may be evaluated beside the others (`--rule-concurrent-evaluation`),
+    /// from [`independent_rules`].
+    independent: Vec<bool>,
 }
 
 /// A group's identity across reloads: its file and name.
@@ -116,6 +119,7 @@ impl Group {
             return Err(errors);
         }
         let n = rules.len();
+        let independent = independent_rules(&rules);
         Ok(Group {
             file: file.to_owned(),
             name: g.name.clone(),
@@ -133,6 +137,7 @@ impl Group {
             evaluation_duration: Duration::ZERO,
             last_eval_timestamp_ms: None,
             should_restore: false,
+            independent,
         })
     }
 
@@ -249,66 +254,116 @@ impl Group {
     }
 
     /// Evaluates every rule at `ts` (ms): records their output, sends due alerts.
+    ///
+    /// With `--rule-concurrent-evaluation` above 1 ([`Deps::rule_slots`]), the query of a
+    /// rule that no other rule of the group reads, and that reads no other rule's output, is
+    /// sent at once when a slot is free, and the rules after it go on meanwhile, as
+    /// Prometheus 2.53+ does; its result is applied after the rules evaluated in order. Any
+    /// other rule is evaluated in order, after the rules before it have recorded.
     pub async fn eval(&mut self, ts: i64, deps: &Arc<Deps>) {
         let group_label = format!("{};{}", self.file, self.name);
         let query_ts = ts - i64::try_from(self.query_offset.as_millis()).unwrap_or(0);
         let mut samples_total = 0usize;
+        let mut side_by_side = Vec::new();
         for i in 0..self.rules.len() {
             let started = std::time::Instant::now();
             let wall = crate::now_ms();
             deps.metrics.evaluations(&group_label);
+            if self.independent[i]
+                && let Some(permit) = deps
+                    .rule_slots
+                    .as_ref()
+                    .and_then(|s| s.clone().try_acquire_owned().ok())
+            {
+                let querier = deps.querier.clone();
+                let expr = self.rules[i].rule().expr.clone();
+                let strategy = self.strategy;
+                let query = tokio::spawn(async move {
+                    let answer = querier.instant(&expr, query_ts, strategy).await;
+                    drop(permit);
+                    answer
+                });
+                side_by_side.push((i, query, started, wall));
+                continue;
+            }
             let result = self.eval_rule(i, ts, query_ts, deps).await;
-            let status = &mut self.status[i];
-            status.evaluation_duration = started.elapsed();
-            status.last_evaluation_ms = Some(wall);
-            let produced = match result {
-                Ok(v) => {
-                    status.healthy = Some(true);
-                    status.last_error.clear();
-                    v
-                }
-                Err(e) => {
-                    status.healthy = Some(false);
-                    status.last_error = e.to_string();
-                    deps.metrics.failures(&group_label);
-                    tracing::warn!(
-                        group = %self.name, file = %self.file, rule = %self.rules[i].rule().name,
-                        index = i, err = %e, "evaluating rule failed"
-                    );
-                    continue;
-                }
+            samples_total += self.finish_rule(i, ts, query_ts, started, wall, result, deps);
+        }
+        for (i, query, started, wall) in side_by_side {
+            let answer = match query.await {
+                Ok(a) => a.map_err(EvalError::Query),
+                Err(e) => Err(EvalError::Query(format!("the query task failed: {e}"))),
             };
-            samples_total += produced.len();
-            if let RuleState::Alerting(a) = &mut self.rules[i] {
-                let due = a.alerts_to_send(ts, deps.options.resend_delay, self.interval);
-                if !due.is_empty() {
-                    let generator_url = deps.generator_url(&a.rule.expr);
-                    deps.alerts.send(due, &generator_url);
-                }
-            }
-            let mut returned = HashSet::with_capacity(produced.len());
-            let mut out = Vec::with_capacity(produced.len());
-            for (labels, value) in produced {
-                out.push(RecordedSample {
-                    labels: labels.clone(),
-                    timestamp_ms: query_ts,
-                    value,
-                });
-                returned.insert(labels);
-            }
-            for gone in self.previous[i].difference(&returned) {
-                out.push(RecordedSample {
-                    labels: gone.clone(),
-                    timestamp_ms: query_ts,
-                    value: STALE_NAN,
-                });
-            }
-            self.previous[i] = returned;
-            if !out.is_empty() {
-                deps.appender.append(out);
-            }
+            let result = answer.and_then(|a| self.apply_answer(i, ts, a, deps));
+            samples_total += self.finish_rule(i, ts, query_ts, started, wall, result, deps);
         }
         deps.metrics.last_samples(&group_label, samples_total);
+    }
+
+    /// Records rule `i`'s evaluation: its status and metrics, its due alerts, its samples
+    /// and the stale markers of the series it no longer gives. Returns the samples it gave.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_rule(
+        &mut self,
+        i: usize,
+        ts: i64,
+        query_ts: i64,
+        started: std::time::Instant,
+        wall: i64,
+        result: Result<Vec<(Labels, f64)>, EvalError>,
+        deps: &Arc<Deps>,
+    ) -> usize {
+        let group_label = format!("{};{}", self.file, self.name);
+        let status = &mut self.status[i];
+        status.evaluation_duration = started.elapsed();
+        status.last_evaluation_ms = Some(wall);
+        let produced = match result {
+            Ok(v) => {
+                status.healthy = Some(true);
+                status.last_error.clear();
+                v
+            }
+            Err(e) => {
+                status.healthy = Some(false);
+                status.last_error = e.to_string();
+                deps.metrics.failures(&group_label);
+                tracing::warn!(
+                    group = %self.name, file = %self.file, rule = %self.rules[i].rule().name,
+                    index = i, err = %e, "evaluating rule failed"
+                );
+                return 0;
+            }
+        };
+        let count = produced.len();
+        if let RuleState::Alerting(a) = &mut self.rules[i] {
+            let due = a.alerts_to_send(ts, deps.options.resend_delay, self.interval);
+            if !due.is_empty() {
+                let generator_url = deps.generator_url(&a.rule.expr);
+                deps.alerts.send(due, &generator_url);
+            }
+        }
+        let mut returned = HashSet::with_capacity(produced.len());
+        let mut out = Vec::with_capacity(produced.len());
+        for (labels, value) in produced {
+            out.push(RecordedSample {
+                labels: labels.clone(),
+                timestamp_ms: query_ts,
+                value,
+            });
+            returned.insert(labels);
+        }
+        for gone in self.previous[i].difference(&returned) {
+            out.push(RecordedSample {
+                labels: gone.clone(),
+                timestamp_ms: query_ts,
+                value: STALE_NAN,
+            });
+        }
+        self.previous[i] = returned;
+        if !out.is_empty() {
+            deps.appender.append(out);
+        }
+        count
     }
 
     /// One rule's output at evaluation time `ts`, its query evaluated at `query_ts` (the
@@ -326,10 +381,22 @@ impl Group {
             .instant(&expr, query_ts, self.strategy)
             .await
             .map_err(EvalError::Query)?;
+        self.apply_answer(i, ts, answer, deps)
+    }
+
+    /// Rule `i`'s output from its query's answer.
+    fn apply_answer(
+        &mut self,
+        i: usize,
+        ts: i64,
+        answer: crate::query::QueryAnswer,
+        deps: &Arc<Deps>,
+    ) -> Result<Vec<(Labels, f64)>, EvalError> {
         if !answer.warnings.is_empty() {
             deps.metrics.warnings(self.strategy);
             tracing::warn!(
-                group = %self.name, query = %expr, warnings = %answer.warnings.join(", "),
+                group = %self.name, query = %self.rules[i].rule().expr,
+                warnings = %answer.warnings.join(", "),
                 "rule evaluation had warnings"
             );
         }
@@ -370,6 +437,54 @@ impl Group {
             limit: self.limit as i64,
         }
     }
+}
+
+/// Which rules of a group may be evaluated beside the others: those whose output no rule of
+/// the group reads and that read no rule's output, as Prometheus 2.53's dependency map
+/// (`buildDependencyMap`) decides. Nothing is independent in a group of one rule, in a group
+/// where no rule reads a metric, or when a rule's selectors cannot be tied to names: one
+/// without an exact metric name (`{job="a"}`, `{__name__=~"a|b"}`) or one reading `ALERTS` or
+/// `ALERTS_FOR_STATE`, which the group itself writes. (Prometheus also gives up on
+/// `{__name__="a"}`; an exact name is a name here.)
+fn independent_rules(rules: &[RuleState]) -> Vec<bool> {
+    let none = vec![false; rules.len()];
+    if rules.len() <= 1 {
+        return none;
+    }
+    let engine = strata_promql::Engine::default();
+    // The metric names each rule reads.
+    let mut inputs: Vec<Vec<String>> = Vec::with_capacity(rules.len());
+    for r in rules {
+        let Ok(selectors) = engine.query_selectors(&r.rule().expr) else {
+            return none;
+        };
+        let mut names = Vec::with_capacity(selectors.len());
+        for matchers in selectors {
+            let name = matchers.iter().find(|m| {
+                m.name() == METRIC_NAME && m.op() == strata_model::matcher::MatchOp::Equal
+            });
+            match name.map(|m| m.value()) {
+                None | Some(crate::alerting::ALERTS | crate::alerting::ALERTS_FOR_STATE) => {
+                    return none;
+                }
+                Some(n) => names.push(n.to_owned()),
+            }
+        }
+        inputs.push(names);
+    }
+    if inputs.iter().all(Vec::is_empty) {
+        return none;
+    }
+    (0..rules.len())
+        .map(|i| {
+            let name = &rules[i].rule().name;
+            let read_by_any = inputs.iter().any(|reads| reads.contains(name));
+            let reads_any = inputs[i]
+                .iter()
+                .any(|n| rules.iter().any(|r| &r.rule().name == n));
+            !read_by_any && !reads_any
+        })
+        .collect()
 }
 
 /// A recording rule's output: the query's samples under the rule's name and labels.
@@ -507,6 +622,166 @@ fn rule_snapshot(r: &RuleState, s: &RuleStatus, strat: PartialResponseStrategy) 
 mod tests {
     use super::*;
     use strata_model::Label;
+
+    /// A group of `rules` (`record: expr` or `alert:name: expr`) in one file.
+    fn group_of(rules: &[(&str, &str)]) -> Group {
+        let mut yaml = String::from("groups:\n  - name: g\n    rules:\n");
+        for (name, expr) in rules {
+            match name.strip_prefix("alert:") {
+                Some(a) => yaml.push_str(&format!("      - alert: {a}\n        expr: '{expr}'\n")),
+                None => yaml.push_str(&format!("      - record: {name}\n        expr: '{expr}'\n")),
+            }
+        }
+        let f = crate::rulefmt::parse(&yaml).unwrap();
+        Group::new(
+            "f.yml",
+            &f.groups[0],
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn independent_rules_are_those_no_rule_reads_and_that_read_no_rule() {
+        type Rules<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Rules<'_>, &[bool])] = &[
+            (&[("a", "sum(x)"), ("b", "sum(rate(y[5m]))")], &[true, true]),
+            (&[("a", "sum(x)"), ("b", "sum(a)")], &[false, false]),
+            (
+                &[("a", "sum(x)"), ("b", "sum(y)"), ("alert:C", "b > 1")],
+                &[true, false, false],
+            ),
+            // A subquery and an exact __name__ matcher read names too.
+            (
+                &[
+                    ("a", "sum(x)"),
+                    ("b", "max_over_time({__name__=\"a\"}[5m:1m])"),
+                    ("c", "z"),
+                ],
+                &[false, false, true],
+            ),
+            // A rule reading its own output depends on itself.
+            (&[("a", "a + 1"), ("b", "y")], &[false, true]),
+            // What cannot be tied to names makes the whole group sequential.
+            (
+                &[("a", "sum({job=\"x\"})"), ("b", "sum(y)")],
+                &[false, false],
+            ),
+            (
+                &[("a", "sum({__name__=~\"x|y\"})"), ("b", "y")],
+                &[false, false],
+            ),
+            (&[("a", "count(ALERTS)"), ("b", "y")], &[false, false]),
+            (&[("a", "ALERTS_FOR_STATE"), ("b", "y")], &[false, false]),
+            // Nothing to gain: one rule, or no rule reading any metric.
+            (&[("a", "sum(x)")], &[false]),
+            (&[("a", "vector(1)"), ("b", "time()")], &[false, false]),
+        ];
+        for (rules, want) in cases {
+            assert_eq!(group_of(rules).independent, *want, "{rules:?}");
+        }
+    }
+
+    /// Answers every query after `delay`, one sample each; counts queries in flight.
+    #[derive(Debug)]
+    struct Slow {
+        delay: Duration,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        recorded: std::sync::Mutex<Vec<RecordedSample>>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Querier for Slow {
+        async fn instant(
+            &self,
+            _: &str,
+            _: i64,
+            _: PartialResponseStrategy,
+        ) -> Result<crate::query::QueryAnswer, String> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            Ok(crate::query::QueryAnswer {
+                samples: vec![(Labels::from_pairs(&[("job", "a")]), 1.0)],
+                warnings: vec![],
+            })
+        }
+    }
+
+    impl crate::Appender for Slow {
+        fn append(&self, samples: Vec<RecordedSample>) {
+            self.recorded.lock().unwrap().extend(samples);
+        }
+    }
+
+    impl crate::AlertSink for Slow {
+        fn send(&self, _: Vec<crate::alerting::AlertToSend>, _: &str) {}
+    }
+
+    fn slow_deps(slow: &Arc<Slow>, slots: Option<usize>) -> Arc<Deps> {
+        Arc::new(Deps {
+            querier: slow.clone(),
+            appender: slow.clone(),
+            alerts: slow.clone(),
+            options: crate::RuleOptions {
+                external_labels: Labels::default(),
+                external_url: String::new(),
+                generator: crate::GeneratorUrl::new("", crate::GeneratorUrl::DEFAULT_TEMPLATE)
+                    .unwrap(),
+                eval_interval: Duration::from_secs(60),
+                query_offset: Duration::ZERO,
+                resend_delay: Duration::from_secs(60),
+                restore: None,
+            },
+            metrics: crate::metrics::RuleMetrics::new(&mut Default::default()),
+            rule_slots: slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+        })
+    }
+
+    #[tokio::test]
+    async fn independent_rules_are_queried_side_by_side_within_the_slots() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let rules = [
+            ("a", "sum(w)"),
+            ("b", "sum(x)"),
+            ("c", "sum(y)"),
+            ("d", "sum(z)"),
+            ("e", "sum(a)"),
+        ];
+        // The rules evaluated in order take no slot (as Prometheus'): with 3 slots, b, c and
+        // d are in flight while e runs; with 1, only b is, beside c, then d, then e.
+        for (slots, most) in [(None, 1), (Some(1), 2), (Some(3), 4), (Some(8), 4)] {
+            let slow = Arc::new(Slow {
+                delay: Duration::from_millis(100),
+                in_flight: Default::default(),
+                most: Default::default(),
+                recorded: Default::default(),
+            });
+            let deps = slow_deps(&slow, slots);
+            let mut g = group_of(&rules);
+            assert_eq!(g.independent, [false, true, true, true, false]);
+            g.eval(60_000, &deps).await;
+            assert_eq!(slow.most.load(SeqCst), most, "{slots:?}");
+            let names: Vec<String> = slow
+                .recorded
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| s.labels.get("__name__").unwrap().to_owned())
+                .collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(sorted, ["a", "b", "c", "d", "e"], "{slots:?}");
+            // e's query came after a had recorded.
+            let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
+            assert!(pos("a") < pos("e"));
+            assert!(g.status.iter().all(|s| s.healthy == Some(true)));
+        }
+    }
 
     fn rec(labels: Vec<Label>) -> Rule {
         Rule {

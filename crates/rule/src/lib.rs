@@ -162,6 +162,10 @@ pub struct Deps {
     pub alerts: Arc<dyn AlertSink>,
     pub options: RuleOptions,
     pub metrics: RuleMetrics,
+    /// `--rule-concurrent-evaluation` above 1: the slots, shared by every group, for rules
+    /// evaluated beside the others (see [`group::Group::eval`]); `None` evaluates every
+    /// rule in order.
+    pub rule_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Deps {

@@ -388,6 +388,7 @@ mod tests {
                 restore: None,
             },
             metrics: RuleMetrics::new(&mut Default::default()),
+            rule_slots: None,
         })
     }
 

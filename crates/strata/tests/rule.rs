@@ -650,6 +650,8 @@ fn ruler_evaluates_through_the_grpc_query_api() {
             format!("--grpc-query-endpoint=127.0.0.1:{}", querier.grpc),
             format!("--rule-file={}", rules.display()),
             "--eval-interval=1s".into(),
+            // Both rules read only the source's counter: they are queried side by side.
+            "--rule-concurrent-evaluation=2".into(),
             "--label=ruler=\"r1\"".into(),
             format!("--data-dir={}", root.join("ruler-data").display()),
         ],

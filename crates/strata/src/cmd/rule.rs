@@ -212,12 +212,6 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             );
         }
     }
-    if args.rule_concurrent_evaluation != 1 {
-        crate::cli::common::accepted_without_effect(
-            "--rule-concurrent-evaluation",
-            "the rules of a group are evaluated one after another",
-        );
-    }
 
     let mut registry = Registry::default();
     let notifier = Notifier::new(
@@ -271,6 +265,9 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             }),
         },
         metrics,
+        // As Thanos: above 1, that many rules (of all groups) may be evaluated at once.
+        rule_slots: (args.rule_concurrent_evaluation > 1)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(args.rule_concurrent_evaluation))),
     });
     if deps.options.eval_interval.is_zero() {
         bail!("--eval-interval must be positive");
