@@ -97,12 +97,8 @@ pub enum StoreError {
     )]
     NotReady,
     /// A `--store.limits.*` limit was hit.
-    #[error("{what} limit {limit} exceeded ({flag}): narrow the query or raise the limit")]
-    Limit {
-        what: &'static str,
-        limit: u64,
-        flag: &'static str,
-    },
+    #[error(transparent)]
+    Limit(#[from] strata_storepb::limits::LimitExceeded),
     /// Prometheus failed or sent something the sidecar cannot serve.
     #[error("{0}")]
     Prometheus(#[from] PromError),
@@ -121,7 +117,7 @@ impl StoreError {
         match self {
             StoreError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             StoreError::NotReady => tonic::Status::unavailable(msg),
-            StoreError::Limit { .. } => tonic::Status::resource_exhausted(msg),
+            StoreError::Limit(_) => tonic::Status::resource_exhausted(msg),
             StoreError::Prometheus(e) if e.is_unavailable() => tonic::Status::unavailable(msg),
             StoreError::Prometheus(_) => tonic::Status::internal(msg),
             StoreError::Unsupported { .. } => tonic::Status::unimplemented(msg),

@@ -45,44 +45,7 @@ use crate::prompb::{self, Query};
 pub const MAX_SAMPLES_PER_CHUNK: usize = 120;
 
 /// `--store.limits.request-series` and `--store.limits.request-samples` (0: no limit).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
-    pub request_series: u64,
-    pub request_samples: u64,
-}
-
-impl Limits {
-    /// Adds the samples of `chunks` to `total`; an error once it passes
-    /// `--store.limits.request-samples`.
-    fn count_samples(&self, total: &mut u64, chunks: &[AggrChunk]) -> Result<(), StoreError> {
-        if self.request_samples == 0 {
-            return Ok(());
-        }
-        for c in chunks {
-            *total += c.raw.as_ref().map_or(0, |r| chunk_samples(&r.data));
-        }
-        if *total > self.request_samples {
-            return Err(StoreError::Limit {
-                what: "samples",
-                limit: self.request_samples,
-                flag: "--store.limits.request-samples",
-            });
-        }
-        Ok(())
-    }
-
-    /// An error when `series` passes `--store.limits.request-series`.
-    fn check_series(&self, series: u64) -> Result<(), StoreError> {
-        if self.request_series > 0 && series > self.request_series {
-            return Err(StoreError::Limit {
-                what: "series",
-                limit: self.request_series,
-                flag: "--store.limits.request-series",
-            });
-        }
-        Ok(())
-    }
-}
+pub use strata_storepb::limits::RequestLimits as Limits;
 
 /// The Store API implementation over one Prometheus.
 #[derive(Debug, Clone)]
@@ -384,15 +347,6 @@ impl<'a> Emitter<'a> {
             self.emit(p).await?;
         }
         self.flush().await
-    }
-}
-
-/// Samples in an encoded chunk: every Prometheus chunk encoding starts with a big-endian u16
-/// sample count.
-fn chunk_samples(data: &[u8]) -> u64 {
-    match data {
-        [a, b, ..] => u64::from(u16::from_be_bytes([*a, *b])),
-        _ => 0,
     }
 }
 
@@ -918,7 +872,7 @@ mod tests {
         for c in &chunks {
             let raw = c.raw.as_ref().unwrap();
             assert_eq!(raw.r#type, chunk::Encoding::Xor as i32);
-            assert!(chunk_samples(&raw.data) <= 120);
+            assert!(strata_storepb::limits::chunk_samples(&raw.data) <= 120);
             for s in strata_tsdb::XorIterator::new(&raw.data).unwrap() {
                 back.push(s.unwrap());
             }
@@ -956,7 +910,10 @@ mod tests {
         assert_eq!(store_encoding(3), Some(chunk::Encoding::FloatHistogram));
         assert_eq!(store_encoding(0), None);
         assert_eq!(store_encoding(4), None);
-        assert_eq!(chunk_samples(&[0x01, 0x02, 0xff]), 258);
-        assert_eq!(chunk_samples(&[0x01]), 0);
+        assert_eq!(
+            strata_storepb::limits::chunk_samples(&[0x01, 0x02, 0xff]),
+            258
+        );
+        assert_eq!(strata_storepb::limits::chunk_samples(&[0x01]), 0);
     }
 }

@@ -365,15 +365,15 @@ async fn limits_and_bad_requests_are_clear_errors() {
     for (limits, want) in [
         (
             Limits {
-                request_series: 3,
-                request_samples: 0,
+                series: 3,
+                samples: 0,
             },
             "--store.limits.request-series",
         ),
         (
             Limits {
-                request_series: 0,
-                request_samples: 500,
+                series: 0,
+                samples: 500,
             },
             "--store.limits.request-samples",
         ),

@@ -38,6 +38,7 @@ pub mod batch;
 pub mod codec;
 pub mod convert;
 pub mod frame;
+pub mod limits;
 pub mod observe;
 pub mod server;
 pub mod snappy;

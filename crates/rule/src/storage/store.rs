@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use strata_model::{Labels, Matcher};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
+use strata_storepb::limits::RequestLimits;
 use strata_storepb::server::{SeriesFrames, SeriesSender, spawn_series};
 use strata_storepb::thanos::info::info_server::Info;
 use strata_storepb::thanos::info::{InfoRequest, InfoResponse, RulesInfo, StoreInfo, TsdbInfo};
@@ -39,6 +40,8 @@ use super::LocalStorage;
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     storage: Arc<LocalStorage>,
+    /// `--store.limits.request-series` and `--store.limits.request-samples`.
+    limits: RequestLimits,
 }
 
 /// How a request's matchers and `without_replica_labels` apply.
@@ -124,7 +127,17 @@ fn block_status(b: &Block, e: &strata_tsdb::Error) -> Status {
 
 impl LocalStore {
     pub(crate) fn new(storage: Arc<LocalStorage>) -> Self {
-        LocalStore { storage }
+        LocalStore {
+            storage,
+            limits: RequestLimits::default(),
+        }
+    }
+
+    /// The same service, failing a Series call past `limits` (`RESOURCE_EXHAUSTED`, naming
+    /// the flag), as Thanos' ruler limits its Store API.
+    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn ext(&self) -> &Labels {
@@ -221,6 +234,7 @@ impl LocalStore {
         let limit = usize::try_from(req.limit).unwrap_or(0);
         let mut batch: Vec<Series> = Vec::new();
         let mut sent = 0usize;
+        let mut samples = 0u64;
         let mut entries = sel.entries.into_iter().peekable();
         while let Some(first) = entries.next() {
             if limit > 0 && sent >= limit {
@@ -255,6 +269,8 @@ impl LocalStore {
                 // Several series became one (external or stripped labels): interleave.
                 chunks.sort_by_key(|c| (c.min_time, c.max_time));
             }
+            self.limits.check_series(sent as u64 + 1)?;
+            self.limits.count_samples(&mut samples, &chunks)?;
             batch.push(Series {
                 labels: labels_from_model(&labels),
                 chunks,

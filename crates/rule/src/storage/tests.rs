@@ -1,6 +1,7 @@
 use std::sync::Mutex as StdMutex;
 
 use strata_storepb::convert::{label_matcher, labels_to_model};
+use strata_storepb::limits::RequestLimits;
 use strata_storepb::thanos::label_matcher::Type;
 
 use super::*;
@@ -495,6 +496,51 @@ async fn the_wal_hook_sees_what_replay_rebuilds() {
     st.append_samples(series_after(&a, 2000));
     st.cut_blocks().unwrap();
     assert_eq!(*wal.truncated.lock().unwrap(), vec![2 * H]);
+}
+
+#[tokio::test]
+async fn series_calls_past_the_request_limits_fail_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = open(dir.path(), &[]);
+    // Three series of 60 samples (one a minute for an hour), in the head.
+    for n in ["a", "b", "c"] {
+        st.append_samples(series(&[("__name__", n)], 0, H, 0.0));
+    }
+    let call = async |limits: RequestLimits| {
+        let store = st.store_service().with_limits(limits);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1024);
+        store
+            .stream_series(req(i64::MIN, i64::MAX, vec![]), &tx)
+            .await
+    };
+    assert!(call(RequestLimits::default()).await.is_ok());
+    assert!(
+        call(RequestLimits {
+            series: 3,
+            samples: 180
+        })
+        .await
+        .is_ok()
+    );
+    let e = call(RequestLimits {
+        series: 2,
+        samples: 0,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(e.message().contains("--store.limits.request-series"), "{e}");
+    let e = call(RequestLimits {
+        series: 0,
+        samples: 179,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        e.message().contains("--store.limits.request-samples"),
+        "{e}"
+    );
 }
 
 fn series_after(labels: &[(&str, &str)], from: i64) -> Vec<RecordedSample> {

@@ -178,6 +178,14 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
                 "--hash-func",
                 args.hash_func != crate::cli::common::HashFunc::None,
             ),
+            (
+                "--store.limits.request-series",
+                args.store_limits.request_series != 0,
+            ),
+            (
+                "--store.limits.request-samples",
+                args.store_limits.request_samples != 0,
+            ),
         ] {
             if set {
                 crate::cli::common::accepted_without_effect(flag, stateless);
@@ -193,23 +201,6 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         }
         if args.tsdb_block_duration.is_zero() {
             bail!("--tsdb.block-duration must be positive");
-        }
-    }
-    for (flag, value) in [
-        (
-            "--store.limits.request-series",
-            args.store_limits.request_series,
-        ),
-        (
-            "--store.limits.request-samples",
-            args.store_limits.request_samples,
-        ),
-    ] {
-        if value != 0 {
-            crate::cli::common::accepted_without_effect(
-                flag,
-                "the ruler's Store API does not limit requests (the querier's limits still apply)",
-            );
         }
     }
 
@@ -353,7 +344,12 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             }),
             RuleStorage::Local { durable, .. } => {
                 let svc = StatefulService {
-                    store: durable.storage.store_service(),
+                    store: durable.storage.store_service().with_limits(
+                        strata_storepb::limits::RequestLimits {
+                            series: args.store_limits.request_series,
+                            samples: args.store_limits.request_samples,
+                        },
+                    ),
                     rules,
                 };
                 tokio::spawn(async move {

@@ -124,8 +124,8 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
         client.clone(),
         state.clone(),
         Limits {
-            request_series: args.store_limits.request_series,
-            request_samples: args.store_limits.request_samples,
+            series: args.store_limits.request_series,
+            samples: args.store_limits.request_samples,
         },
     );
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
