@@ -5,7 +5,8 @@
 //! a typo in one file never stops the rules already running (Prometheus and Thanos behave the
 //! same). A group that is still there after a reload (same file and name) takes over its
 //! predecessor's alerts and recorded series; a group or rule that is gone has its series
-//! marked stale, so queries stop seeing them at once instead of after the lookback delta.
+//! marked stale, so queries stop seeing them at once instead of after the lookback delta,
+//! unless a rule of the new files records them (a rule moved or a group renamed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -153,6 +154,12 @@ impl Manager {
                 }
             }
         }
+        // A rule moved to another group or file (or a group renamed) keeps writing its
+        // series: marking them stale now would open a gap until its next evaluation, and
+        // Prometheus, which writes such markers two intervals late and stamped in the past,
+        // sees them dropped as out of order. Series a rule of the new files records stay.
+        let still_recorded = recorded_names(&fresh);
+        stale.retain(|labels| !still_recorded.covers(labels));
         if !stale.is_empty() {
             let ts = now_ms();
             self.deps.appender.append(
@@ -211,6 +218,41 @@ impl Manager {
             let _ = r.task.await;
         }
     }
+}
+
+/// What the rules of a configuration record: recording rules' names, and alert names (whose
+/// `ALERTS` and `ALERTS_FOR_STATE` series carry them as `alertname`).
+#[derive(Debug, Default)]
+struct RecordedNames {
+    metrics: BTreeSet<String>,
+    alerts: BTreeSet<String>,
+}
+
+impl RecordedNames {
+    /// Whether a rule of the configuration may record the series `labels`.
+    fn covers(&self, labels: &strata_model::Labels) -> bool {
+        match labels.metric_name() {
+            Some(crate::alerting::ALERTS | crate::alerting::ALERTS_FOR_STATE) => labels
+                .get("alertname")
+                .is_some_and(|a| self.alerts.contains(a)),
+            Some(name) => self.metrics.contains(name),
+            None => false,
+        }
+    }
+}
+
+fn recorded_names(groups: &BTreeMap<GroupKey, Group>) -> RecordedNames {
+    let mut out = RecordedNames::default();
+    for g in groups.values() {
+        for r in &g.rules {
+            let rule = r.rule();
+            match rule.kind {
+                crate::rulefmt::RuleKind::Recording => out.metrics.insert(rule.name.clone()),
+                crate::rulefmt::RuleKind::Alerting { .. } => out.alerts.insert(rule.name.clone()),
+            };
+        }
+    }
+    out
 }
 
 /// Prometheus' `rule_group` label value: `<file>;<group>`.
@@ -550,6 +592,34 @@ mod tests {
         assert_eq!(fake.alerts.lock().unwrap().len(), sent_before);
         let g = &m.groups()[0];
         assert_eq!(g.rules.len(), 2);
+
+        // The group renamed and x:sum moved to another file: its series is not marked stale
+        // (the moved rule goes on recording it), nor the alert's.
+        std::fs::write(
+            &file,
+            "groups:\n  - name: renamed\n    rules:\n      - alert: Down\n        expr: up == 0\n        labels:\n          severity: page\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("c.yml"),
+            "groups:\n  - name: other\n    rules:\n      - record: x:sum\n        expr: sum(x)\n",
+        )
+        .unwrap();
+        m.reload().await.unwrap();
+        let stale_of = |name: &str| {
+            fake.samples
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| {
+                    s.labels.get("__name__") == Some(name)
+                        && s.value.to_bits() == STALE_NAN.to_bits()
+                })
+                .count()
+        };
+        assert_eq!(stale_of("x:sum"), 0);
+        assert_eq!(stale_of("ALERTS"), 0);
+        assert_eq!(m.groups().len(), 2);
         m.stop().await;
     }
 }
