@@ -243,11 +243,11 @@ impl AlertingRule {
         if active_since_s.is_nan() || !active_since_s.is_finite() {
             return;
         }
-        let Some(a) = self
-            .active
-            .values_mut()
-            .find(|a| &for_state_series(&a.labels) == series)
-        else {
+        // An alert's labels are its `ALERTS_FOR_STATE` series without the name (alerts carry
+        // no `__name__`): one lookup, not a pass over every alert.
+        let mut key = series.builder();
+        key.remove(METRIC_NAME);
+        let Some(a) = self.active.get_mut(&key.build()) else {
             return;
         };
         // Prometheus works in whole seconds here: the stored value is seconds, and the time
