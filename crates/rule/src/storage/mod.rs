@@ -156,6 +156,88 @@ pub trait WalHook: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A replay in progress ([`LocalStorage::start_replay`]).
+pub struct Replay<'a> {
+    storage: &'a LocalStorage,
+    head: MutexGuard<'a, HeadState>,
+    /// Log refs whose series the head holds under another ref.
+    alias: std::collections::HashMap<u64, u64>,
+    /// The largest ref the log used, series record or sample.
+    max_ref: u64,
+    counts: AppendCounts,
+    stats: ReplayStats,
+}
+
+impl std::fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replay<'_> {
+    /// A series record.
+    pub fn series(&mut self, series_ref: u64, labels: Labels) {
+        self.max_ref = self.max_ref.max(series_ref);
+        // As appends refuse them: a block could not be written with such a series.
+        if labels.is_empty() || labels.iter().any(|l| l.name.is_empty()) {
+            return;
+        }
+        let to = self.head.create_with_ref(series_ref, labels);
+        if to != series_ref {
+            self.alias.insert(series_ref, to);
+        } else {
+            self.alias.remove(&series_ref);
+        }
+        self.stats.series += 1;
+    }
+
+    /// A sample, after its series' record.
+    pub fn sample(&mut self, s: SampleRecord) {
+        self.max_ref = self.max_ref.max(s.series_ref);
+        let r = self
+            .alias
+            .get(&s.series_ref)
+            .copied()
+            .unwrap_or(s.series_ref);
+        if !self.head.series.contains_key(&r) {
+            self.stats.unknown_refs += 1;
+            return;
+        }
+        if self
+            .head
+            .append_to(r, s.timestamp_ms, s.value, &mut self.counts)
+        {
+            self.stats.samples += 1;
+        } else {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Ends the replay: drops series left without samples and unlocks the head.
+    pub fn finish(mut self) -> ReplayStats {
+        let h = &mut *self.head;
+        // New series never take a ref the log already used, even one whose series record
+        // is gone: its samples would otherwise be read as the new series' after a restart.
+        h.next_ref = h.next_ref.max(self.max_ref.saturating_add(1));
+        // Series records without a surviving sample hold nothing to serve.
+        h.series.retain(|_, s| !s.is_empty());
+        let live = &h.series;
+        let refs: Vec<Labels> = h
+            .refs
+            .iter()
+            .filter(|(_, r)| !live.contains_key(r))
+            .map(|(l, _)| l.clone())
+            .collect();
+        for l in refs {
+            h.refs.remove(&l);
+        }
+        self.storage.metrics.record_head(h);
+        self.stats
+    }
+}
+
 /// What [`LocalStorage::replay`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayStats {
@@ -538,51 +620,27 @@ impl LocalStorage {
         series: impl IntoIterator<Item = (u64, Labels)>,
         samples: impl IntoIterator<Item = SampleRecord>,
     ) -> ReplayStats {
-        let mut stats = ReplayStats::default();
-        let mut h = lock(&self.head);
-        let mut alias = std::collections::HashMap::new();
-        let mut max_ref = 0u64;
-        for (r, labels) in series {
-            max_ref = max_ref.max(r);
-            // As appends refuse them: a block could not be written with such a series.
-            if labels.is_empty() || labels.iter().any(|l| l.name.is_empty()) {
-                continue;
-            }
-            let to = h.create_with_ref(r, labels);
-            alias.insert(r, to);
-            stats.series += 1;
+        let mut r = self.start_replay();
+        for (series_ref, labels) in series {
+            r.series(series_ref, labels);
         }
-        let mut counts = AppendCounts::default();
         for s in samples {
-            max_ref = max_ref.max(s.series_ref);
-            let r = alias.get(&s.series_ref).copied().unwrap_or(s.series_ref);
-            if !h.series.contains_key(&r) {
-                stats.unknown_refs += 1;
-                continue;
-            }
-            if h.append_to(r, s.timestamp_ms, s.value, &mut counts) {
-                stats.samples += 1;
-            } else {
-                stats.dropped += 1;
-            }
+            r.sample(s);
         }
-        // New series never take a ref the log already used, even one whose series record
-        // is gone: its samples would otherwise be read as the new series' after a restart.
-        h.next_ref = h.next_ref.max(max_ref.saturating_add(1));
-        // Series records without a surviving sample hold nothing to serve.
-        h.series.retain(|_, s| !s.is_empty());
-        let live = &h.series;
-        let refs: Vec<Labels> = h
-            .refs
-            .iter()
-            .filter(|(_, r)| !live.contains_key(r))
-            .map(|(l, _)| l.clone())
-            .collect();
-        for l in refs {
-            h.refs.remove(&l);
+        r.finish()
+    }
+
+    /// A replay fed record by record, in log order, as the WAL is read: nothing of the log
+    /// is held beyond the head it rebuilds. The head is locked until [`Replay::finish`].
+    pub fn start_replay(&self) -> Replay<'_> {
+        Replay {
+            storage: self,
+            head: lock(&self.head),
+            alias: std::collections::HashMap::new(),
+            max_ref: 0,
+            counts: AppendCounts::default(),
+            stats: ReplayStats::default(),
         }
-        self.metrics.record_head(&h);
-        stats
     }
 
     /// Cuts every block the head is ready for (Prometheus' rule, see the module docs).

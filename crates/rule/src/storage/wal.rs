@@ -54,43 +54,47 @@ impl RuleWal {
             path: dir.to_path_buf(),
             source,
         })?;
-        let (series, samples) = loop {
-            let mut series: Vec<(u64, Labels)> = Vec::new();
-            let mut samples: Vec<SampleRecord> = Vec::new();
-            let replayed = strata_tsdb::wal::replay(dir, |rec| match rec {
-                record::Record::Series(s) => {
-                    series.extend(s.into_iter().map(|s| (s.series_ref, s.labels)));
+        // Records go into the head as they are read, so replaying holds the head, not the
+        // log. At a torn tail the reader stops before it: what was applied is what the
+        // repaired log holds, so the log is repaired and the replay ends there.
+        let mut replay = storage.start_replay();
+        let replayed = strata_tsdb::wal::replay(dir, |rec| match rec {
+            record::Record::Series(s) => {
+                for s in s {
+                    replay.series(s.series_ref, s.labels);
                 }
-                record::Record::Samples(s) => {
-                    samples.extend(s.into_iter().map(|s| SampleRecord {
+            }
+            record::Record::Samples(s) => {
+                for s in s {
+                    replay.sample(SampleRecord {
                         series_ref: s.series_ref,
                         timestamp_ms: s.t,
                         value: s.v,
-                    }));
+                    });
                 }
-                _ => {}
-            });
-            match replayed {
-                Ok(_) => break (series, samples),
-                Err(e) if e.is_torn_tail() => {
-                    let Some(c) = e.corruption().cloned() else {
-                        return Err(e);
-                    };
-                    // Records this reader cannot decode (zstd, from a newer Prometheus) are
-                    // not a torn write: cutting them off would lose them.
-                    if c.reason.contains("zstd") || c.reason.contains("unsupported") {
-                        return Err(e);
-                    }
-                    tracing::warn!(
-                        segment = %c.path().display(), offset = c.offset, err = %e,
-                        "the WAL ends in a torn write (a crash mid-write); cutting it off and replaying again"
-                    );
-                    strata_tsdb::wal::repair(dir, &c)?;
-                }
-                Err(e) => return Err(e),
             }
-        };
-        let stats = storage.replay(series, samples);
+            _ => {}
+        });
+        match replayed {
+            Ok(_) => {}
+            Err(e) if e.is_torn_tail() => {
+                let Some(c) = e.corruption().cloned() else {
+                    return Err(e);
+                };
+                // Records this reader cannot decode (zstd, from a newer Prometheus) are not
+                // a torn write: cutting them off would lose them.
+                if c.reason.contains("zstd") || c.reason.contains("unsupported") {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    segment = %c.path().display(), offset = c.offset, err = %e,
+                    "the WAL ends in a torn write (a crash mid-write); cutting it off"
+                );
+                strata_tsdb::wal::repair(dir, &c)?;
+            }
+            Err(e) => return Err(e),
+        }
+        let stats = replay.finish();
         let wal = Wal::open(
             dir,
             WalOptions {
