@@ -97,12 +97,26 @@ fn main() {
         wal_bytes as f64 / total
     );
 
-    // Replay into a fresh head.
+    // Replay into a fresh head, with the memory it takes: the peak above the resident size
+    // before it (Linux: /proc/self/clear_refs resets the peak), and what the head keeps.
     let fresh = open(dir.path());
+    let rss_before = proc_status_kib("VmRSS");
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let start = Instant::now();
     let (_, stats) =
         RuleWal::open_and_replay(&dir.path().join("wal"), true, &fresh).expect("replay the WAL");
     report("WAL replay", start.elapsed(), stats.samples as f64);
+    if let (Some(before), Some(peak), Some(after)) = (
+        rss_before,
+        proc_status_kib("VmHWM"),
+        proc_status_kib("VmRSS"),
+    ) {
+        println!(
+            "  replay memory: peak {:.1} MiB above the start, {:.1} MiB kept by the head",
+            peak.saturating_sub(before) as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / 1024.0
+        );
+    }
 
     // Cutting the blocks the head is ready for.
     let start = Instant::now();
@@ -141,4 +155,11 @@ fn report(what: &str, d: Duration, n: f64) {
         d.as_nanos() as f64 / n,
         n / d.as_secs_f64() / 1e6
     );
+}
+
+/// A `kB` field of /proc/self/status (Linux), in KiB.
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
