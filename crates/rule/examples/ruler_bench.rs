@@ -160,6 +160,8 @@ fn report(what: &str, d: Duration, n: f64) {
 /// A `kB` field of /proc/self/status (Linux), in KiB.
 fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

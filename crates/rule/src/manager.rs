@@ -3,8 +3,8 @@
 //!
 //! A reload reads every rule file first and changes nothing unless all of them are valid, so
 //! a typo in one file never stops the rules already running (Prometheus and Thanos behave the
-//! same). A group that is still there after a reload (same file and name) takes over its
-//! predecessor's alerts and recorded series; a group or rule that is gone has its series
+//! same). A group its file holds unchanged keeps running untouched; a changed group (same
+//! file and name) takes over its predecessor's alerts and recorded series; a group or rule that is gone has its series
 //! marked stale, so queries stop seeing them at once instead of after the lookback delta,
 //! unless a rule of the new files records them (a rule moved or a group renamed).
 
@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::group::{Group, GroupKey, STALE_NAN};
-use crate::rulefmt::RuleFile;
+use crate::rulefmt::{RuleFile, RuleGroup};
 use crate::{Deps, RecordedSample, now_ms};
 
 /// Rule files that could not be loaded; nothing was changed.
@@ -33,6 +33,8 @@ pub struct ReloadError {
 struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<Group>,
+    /// The group as its file wrote it: a reload that finds it unchanged leaves it running.
+    config: RuleGroup,
 }
 
 /// Evaluates the groups of the rule files `patterns` match.
@@ -99,7 +101,7 @@ impl Manager {
                 },
             }
         }
-        let mut fresh: BTreeMap<GroupKey, Group> = BTreeMap::new();
+        let mut fresh: BTreeMap<GroupKey, (Group, RuleGroup)> = BTreeMap::new();
         for (file, rf) in &loaded {
             for g in &rf.groups {
                 match Group::new(
@@ -109,7 +111,7 @@ impl Manager {
                     self.deps.options.query_offset,
                 ) {
                     Ok(group) => {
-                        fresh.insert(group.key(), group);
+                        fresh.insert(group.key(), (group, g.clone()));
                     }
                     Err(errs) => problems.extend(errs),
                 }
@@ -123,7 +125,7 @@ impl Manager {
         let first = !self
             .loaded_once
             .swap(true, std::sync::atomic::Ordering::SeqCst);
-        for g in fresh.values_mut() {
+        for (g, _) in fresh.values_mut() {
             if first && self.deps.options.restore.is_some() {
                 g.should_restore = true;
             } else {
@@ -131,10 +133,34 @@ impl Manager {
                 g.mark_restored();
             }
         }
-        // Stop every running group; the ones that stay hand their state on.
+        let mut summary = Vec::with_capacity(fresh.len());
+        for (key, (g, _)) in &fresh {
+            summary.push((g.strategy, g.file.clone(), g.name.clone(), g.rules.len()));
+            self.deps.metrics.group_loaded(
+                &group_label(key),
+                g.interval.as_secs_f64(),
+                g.rules.len(),
+            );
+        }
+        // A rule moved to another group or file (or a group renamed) keeps writing its
+        // series: marking them stale now would open a gap until its next evaluation, and
+        // Prometheus, which writes such markers two intervals late and stamped in the past,
+        // sees them dropped as out of order. Series a rule of the new files records stay.
+        let still_recorded = recorded_names(fresh.values().map(|(g, _)| g));
+        // A group its file still holds as it was keeps running untouched, as in Prometheus:
+        // no evaluation is delayed and its restore at start-up goes on. The others are
+        // stopped; the ones that stay (changed) hand their state on.
         let mut stale = Vec::new();
         let old: Vec<(GroupKey, Running)> = std::mem::take(&mut *running).into_iter().collect();
         for (key, r) in old {
+            if let Some((_, config)) = fresh.get(&key)
+                && *config == r.config
+                && !r.task.is_finished()
+            {
+                fresh.remove(&key);
+                running.insert(key, r);
+                continue;
+            }
             let _ = r.stop.send(true);
             let mut prev = match r.task.await {
                 Ok(g) => g,
@@ -144,7 +170,7 @@ impl Manager {
                 }
             };
             match fresh.get_mut(&key) {
-                Some(next) => stale.extend(next.take_state(&mut prev)),
+                Some((next, _)) => stale.extend(next.take_state(&mut prev)),
                 None => {
                     stale.extend(prev.recorded_series());
                     self.deps.metrics.group_removed(&group_label(&key));
@@ -154,11 +180,6 @@ impl Manager {
                 }
             }
         }
-        // A rule moved to another group or file (or a group renamed) keeps writing its
-        // series: marking them stale now would open a gap until its next evaluation, and
-        // Prometheus, which writes such markers two intervals late and stamped in the past,
-        // sees them dropped as out of order. Series a rule of the new files records stay.
-        let still_recorded = recorded_names(&fresh);
         stale.retain(|labels| !still_recorded.covers(labels));
         if !stale.is_empty() {
             let ts = now_ms();
@@ -173,14 +194,7 @@ impl Manager {
                     .collect(),
             );
         }
-        let mut summary = Vec::with_capacity(fresh.len());
-        for (key, g) in fresh {
-            summary.push((g.strategy, g.file.clone(), g.name.clone(), g.rules.len()));
-            self.deps.metrics.group_loaded(
-                &group_label(&key),
-                g.interval.as_secs_f64(),
-                g.rules.len(),
-            );
+        for (key, (g, config)) in fresh {
             if let Ok(mut s) = self.snapshots.write() {
                 s.insert(key.clone(), g.snapshot());
             }
@@ -191,7 +205,7 @@ impl Manager {
                 self.snapshots.clone(),
                 stopped,
             ));
-            running.insert(key, Running { stop, task });
+            running.insert(key, Running { stop, task, config });
         }
         self.deps.metrics.reloaded(true, &summary);
         tracing::info!(
@@ -208,6 +222,17 @@ impl Manager {
             .read()
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Each running group's task (tests: a group left running keeps its task).
+    #[cfg(test)]
+    async fn tasks(&self) -> BTreeMap<GroupKey, tokio::task::Id> {
+        self.running
+            .lock()
+            .await
+            .iter()
+            .map(|(k, r)| (k.clone(), r.task.id()))
+            .collect()
     }
 
     /// Stops every group (after its evaluation in progress).
@@ -241,9 +266,9 @@ impl RecordedNames {
     }
 }
 
-fn recorded_names(groups: &BTreeMap<GroupKey, Group>) -> RecordedNames {
+fn recorded_names<'a>(groups: impl Iterator<Item = &'a Group>) -> RecordedNames {
     let mut out = RecordedNames::default();
-    for g in groups.values() {
+    for g in groups {
         for r in &g.rules {
             let rule = r.rule();
             match rule.kind {
@@ -592,6 +617,32 @@ mod tests {
         assert_eq!(fake.alerts.lock().unwrap().len(), sent_before);
         let g = &m.groups()[0];
         assert_eq!(g.rules.len(), 2);
+
+        // A reload that changes nothing leaves the group running, as it was.
+        let tasks = m.tasks().await;
+        m.reload().await.unwrap();
+        assert_eq!(m.tasks().await, tasks);
+        // One changed file restarts its groups only.
+        std::fs::write(
+            dir.path().join("d.yml"),
+            "groups:\n  - name: d\n    rules:\n      - record: d\n        expr: sum(x)\n",
+        )
+        .unwrap();
+        m.reload().await.unwrap();
+        let with_d = m.tasks().await;
+        assert_eq!(with_d.len(), 2);
+        std::fs::write(
+            dir.path().join("d.yml"),
+            "groups:\n  - name: d\n    interval: 1s\n    rules:\n      - record: d\n        expr: sum(x)\n",
+        )
+        .unwrap();
+        m.reload().await.unwrap();
+        let after = m.tasks().await;
+        let g_key = tasks.keys().next().unwrap();
+        assert_eq!(after[g_key], tasks[g_key]);
+        let d_key = with_d.keys().find(|k| *k != g_key).unwrap();
+        assert_ne!(after[d_key], with_d[d_key]);
+        std::fs::remove_file(dir.path().join("d.yml")).unwrap();
 
         // The group renamed and x:sum moved to another file: its series is not marked stale
         // (the moved rule goes on recording it), nor the alert's.

@@ -42,7 +42,7 @@ pub struct RuleFile {
 }
 
 /// A group: rules evaluated in order, every `interval`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleGroup {
     pub name: String,
     /// The group's own interval; `None` means the ruler's `--eval-interval`.
