@@ -117,7 +117,7 @@ impl BucketBlock {
     pub(crate) fn new(
         meta: BlockMeta,
         bucket: Bucket,
-        data_dir: &std::path::Path,
+        config: &crate::StoreConfig,
         cache: Arc<IndexCacheBackend>,
         metrics: StoreMetrics,
         reads: Arc<tokio::sync::Semaphore>,
@@ -136,7 +136,7 @@ impl BucketBlock {
         let positive = |v: i64, d: u64| if v > 0 { v as u64 } else { d };
         BucketBlock {
             id: meta.ulid,
-            header_path: indexheader::header_path(data_dir, meta.ulid),
+            header_path: indexheader::header_path(&config.data_dir, meta.ulid),
             meta,
             ext,
             bucket,
@@ -146,8 +146,8 @@ impl BucketBlock {
             metrics,
             reads,
             chunk_cache,
-            series_est: positive(stats.series_max_size, ESTIMATED_MAX_SERIES_SIZE),
-            chunk_est: positive(stats.chunk_max_size, ESTIMATED_MAX_CHUNK_SIZE),
+            series_est: positive(stats.series_max_size, config.estimated_max_series_size),
+            chunk_est: positive(stats.chunk_max_size, config.estimated_max_chunk_size),
         }
     }
 

@@ -110,8 +110,14 @@ pub struct StoreConfig {
     /// `--store.enable-index-header-lazy-reader`: load index-headers on first use and release
     /// idle ones; otherwise they are loaded (in the background) as soon as blocks are synced.
     pub lazy_index_header: bool,
-    /// How long an index-header may stay unused before it is released (lazy mode).
+    /// How long an index-header may stay unused before it is released (lazy mode;
+    /// `--store.index-header-lazy-reader-idle-timeout`, 0: never released).
     pub idle_timeout: Duration,
+    /// `--debug.estimated-max-series-size` and `--debug.estimated-max-chunk-size`: how much to
+    /// read for one series entry or chunk when the block's meta.json has no index stats (a
+    /// read that falls short is made again, longer).
+    pub estimated_max_series_size: u64,
+    pub estimated_max_chunk_size: u64,
     /// `--chunk-pool-size`: chunk bytes held by all requests at once (0: unbounded). A request
     /// reserves room for every buffer a batch of chunk reads can return before reading
     /// (waiting for it, or `ResourceExhausted` when one series alone needs more than the pool),
@@ -139,6 +145,8 @@ impl StoreConfig {
             meta_fetch_concurrency: 32,
             lazy_index_header: false,
             idle_timeout: Duration::from_secs(5 * 60),
+            estimated_max_series_size: crate::block::ESTIMATED_MAX_SERIES_SIZE,
+            estimated_max_chunk_size: crate::block::ESTIMATED_MAX_CHUNK_SIZE,
             chunk_pool_bytes: 2 << 30,
             chunk_cache: None,
             matcher_cache_size: 0,
@@ -465,7 +473,7 @@ impl BucketStore {
                     let b = Arc::new(BucketBlock::new(
                         meta,
                         self.bucket.clone(),
-                        &self.config.data_dir,
+                        &self.config,
                         self.cache.clone(),
                         self.metrics.clone(),
                         self.reads.clone(),
@@ -557,7 +565,7 @@ impl BucketStore {
 
     /// Releases index-headers unused for the idle timeout (lazy mode only). Returns how many.
     pub fn release_idle(&self) -> usize {
-        if !self.config.lazy_index_header {
+        if !self.config.lazy_index_header || self.config.idle_timeout.is_zero() {
             return 0;
         }
         let idle = self.config.idle_timeout.as_millis() as i64;

@@ -48,7 +48,7 @@ async fn acceptance_on_filesystem() {
     // (the suite's regex matchers come and go from it).
     let mut config = StoreConfig::new(tmp.path().join("data-lazy"));
     config.lazy_index_header = true;
-    config.idle_timeout = std::time::Duration::ZERO;
+    config.idle_timeout = std::time::Duration::from_millis(1);
     config.matcher_cache_size = 3;
     let bucket = fs_bucket(&tmp.path().join("bucket"), &BucketMetrics::unregistered());
     let lazy = Served::start(bucket, config).await;
@@ -56,6 +56,7 @@ async fn acceptance_on_filesystem() {
     run_acceptance(&mut client, &reference).await.unwrap();
     let loaded = lazy.store.loaded_headers();
     assert!(loaded > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(lazy.store.release_idle(), loaded);
     assert_eq!(lazy.store.loaded_headers(), 0);
     // Released headers load again on the next query.
@@ -63,6 +64,18 @@ async fn acceptance_on_filesystem() {
     assert!(lazy.store.matcher_cache().hits() > 0);
     assert_eq!(lazy.store.matcher_cache().len(), 3);
     lazy.stop().await;
+
+    // An idle timeout of 0 never releases (as Thanos' flag).
+    let mut config = StoreConfig::new(tmp.path().join("data-never"));
+    config.lazy_index_header = true;
+    config.idle_timeout = std::time::Duration::ZERO;
+    let bucket = fs_bucket(&tmp.path().join("bucket"), &BucketMetrics::unregistered());
+    let never = Served::start(bucket, config).await;
+    let mut client = never.client().await;
+    run_acceptance(&mut client, &reference).await.unwrap();
+    assert!(never.store.loaded_headers() > 0);
+    assert_eq!(never.store.release_idle(), 0);
+    never.stop().await;
     served.stop().await;
 }
 

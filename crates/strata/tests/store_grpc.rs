@@ -549,6 +549,10 @@ async fn bad_configuration_fails_at_start_with_the_flag_named() {
             "--store.caching-bucket.config=type: DISK",
             "--store.caching-bucket.config",
         ),
+        (
+            "--objstore-parquet.config=type: FILESYSTEM\nconfig:\n  directory: /tmp",
+            "--objstore-parquet.config is not supported",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("store")

@@ -18,6 +18,13 @@ path_or_content_args!(
 );
 
 path_or_content_args!(
+    /// `--objstore-parquet.config-file` / `--objstore-parquet.config`.
+    ParquetObjstoreArgs,
+    "objstore-parquet.config",
+    "YAML file of the object store holding blocks converted to Parquet by thanos-parquet-gateway."
+);
+
+path_or_content_args!(
     /// `--store.caching-bucket.config-file` / `--store.caching-bucket.config`.
     CachingBucketConfigArgs,
     "store.caching-bucket.config",
@@ -189,6 +196,48 @@ pub(crate) struct StoreArgs {
         hide = true
     )]
     no_enable_index_header_lazy_reader: bool,
+
+    /// If index-header lazy reader is enabled and this idle timeout setting is > 0, memory
+    /// map-ed index-headers will be automatically released after 'idle timeout' inactivity.
+    #[arg(
+        long = "store.index-header-lazy-reader-idle-timeout",
+        value_name = "DURATION",
+        default_value = "5m",
+        hide = true
+    )]
+    pub(crate) index_header_lazy_reader_idle_timeout: Duration,
+
+    /// How many postings offsets of the index-header are kept in memory (one in N).
+    #[arg(
+        long = "store.index-header-posting-offsets-in-mem-sampling",
+        value_name = "N",
+        default_value_t = 32,
+        hide = true
+    )]
+    pub(crate) index_header_posting_offsets_in_mem_sampling: u32,
+
+    /// Estimated max series size when its block's meta.json has no index stats; a series
+    /// read past it is fetched again.
+    #[arg(
+        long = "debug.estimated-max-series-size",
+        value_name = "BYTES",
+        default_value_t = 64 * 1024,
+        hide = true
+    )]
+    pub(crate) estimated_max_series_size: u64,
+
+    /// Estimated max chunk size when its block's meta.json has no index stats; a chunk read
+    /// past it is fetched again.
+    #[arg(
+        long = "debug.estimated-max-chunk-size",
+        value_name = "BYTES",
+        default_value_t = 16_000,
+        hide = true
+    )]
+    pub(crate) estimated_max_chunk_size: u64,
+
+    #[command(flatten)]
+    pub(crate) objstore_parquet: ParquetObjstoreArgs,
 
     /// Strategy of how to download index headers lazily: eager downloads them when a block is
     /// loaded, lazy when a query first needs the block.

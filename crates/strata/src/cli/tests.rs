@@ -154,6 +154,25 @@ fn store_defaults() {
     assert!(!s.block_viewer.web_disable());
     assert_eq!(s.store_limits.request_series, 0);
     assert_eq!(s.objstore.file, None);
+    // Thanos' hidden tuning flags, with its defaults.
+    assert_eq!(
+        s.index_header_lazy_reader_idle_timeout,
+        Duration::from_mins(5)
+    );
+    assert_eq!(s.index_header_posting_offsets_in_mem_sampling, 32);
+    assert_eq!(s.estimated_max_series_size, 64 * 1024);
+    assert_eq!(s.estimated_max_chunk_size, 16_000);
+    assert_eq!(s.objstore_parquet.content, None);
+    let s = store(&[
+        "--store.index-header-lazy-reader-idle-timeout=0s",
+        "--debug.estimated-max-series-size=1024",
+        "--debug.estimated-max-chunk-size=512",
+    ]);
+    assert_eq!(s.index_header_lazy_reader_idle_timeout, Duration::ZERO);
+    assert_eq!(
+        (s.estimated_max_series_size, s.estimated_max_chunk_size),
+        (1024, 512)
+    );
 }
 
 #[test]

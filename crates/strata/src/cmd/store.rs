@@ -93,7 +93,9 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
         block_sync_concurrency: args.block_sync_concurrency,
         meta_fetch_concurrency: args.block_meta_fetch_concurrency.max(1),
         lazy_index_header: args.enable_index_header_lazy_reader(),
-        idle_timeout: Duration::from_secs(5 * 60),
+        idle_timeout: args.index_header_lazy_reader_idle_timeout.to_std(),
+        estimated_max_series_size: args.estimated_max_series_size.max(1),
+        estimated_max_chunk_size: args.estimated_max_chunk_size.max(1),
         chunk_pool_bytes: args.chunk_pool_size.0,
         chunk_cache,
         matcher_cache_size: args.matcher_cache_size,
@@ -103,6 +105,12 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
 /// Logs each flag given a value the store gateway does not act on, with the reason: tuning
 /// of machinery Strata does not have, and the block viewer the gateway does not serve.
 fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
+    if args.index_header_posting_offsets_in_mem_sampling != 32 {
+        accepted_without_effect(
+            "--store.index-header-posting-offsets-in-mem-sampling",
+            "index-headers keep every 32nd postings offset in memory, Thanos' default",
+        );
+    }
     if !args.cache_index_header() {
         accepted_without_effect(
             "--no-cache-index-header",
@@ -177,6 +185,20 @@ pub(crate) async fn run(args: StoreArgs) -> Result<()> {
     // kept about as much freed memory resident as the gateway used (see strata_runtime::alloc).
     strata_runtime::alloc::tune();
     let yaml = args.objstore.load_yaml()?;
+    if args
+        .objstore_parquet
+        .source()
+        .load()?
+        .is_some_and(|y| !y.trim().is_empty())
+    {
+        // Thanos skips the blocks thanos-parquet-gateway has converted: serving them here as
+        // well would count their series twice behind a querier.
+        anyhow::bail!(
+            "--objstore-parquet.config is not supported: Strata's store gateway cannot tell \
+             which blocks thanos-parquet-gateway serves; run it without the flag and without \
+             a parquet gateway over the same blocks"
+        );
+    }
     let config = config(&args)?;
     let request_log = args.request_logging.load()?;
     let mut grpc_opts = args.grpc.server_options()?;
