@@ -451,7 +451,11 @@ fn independent_rules(rules: &[RuleState]) -> Vec<bool> {
     if rules.len() <= 1 {
         return none;
     }
-    let engine = strata_promql::Engine::default();
+    // The expressions were checked at load; experimental functions are names like others.
+    let engine = strata_promql::Engine::new(strata_promql::EngineOptions {
+        experimental_functions: true,
+        ..Default::default()
+    });
     // The metric names each rule reads.
     let mut inputs: Vec<Vec<String>> = Vec::with_capacity(rules.len());
     for r in rules {
@@ -736,6 +740,7 @@ mod tests {
                 query_offset: Duration::ZERO,
                 resend_delay: Duration::from_secs(60),
                 restore: None,
+                experimental_functions: false,
             },
             metrics: crate::metrics::RuleMetrics::new(&mut Default::default()),
             rule_slots: slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),

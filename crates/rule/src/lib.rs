@@ -152,6 +152,8 @@ pub struct RuleOptions {
     pub resend_delay: Duration,
     /// Restoring `for` state at start-up; `None` starts every alert afresh.
     pub restore: Option<RestoreOptions>,
+    /// `--enable-feature=promql-experimental-functions`: rule files may use them.
+    pub experimental_functions: bool,
 }
 
 /// What evaluation depends on, shared by every group.

@@ -95,7 +95,10 @@ impl Manager {
         for f in &files {
             match std::fs::read_to_string(f) {
                 Err(e) => problems.push(format!("{f}: cannot read the file: {e}")),
-                Ok(text) => match crate::rulefmt::parse(&text) {
+                Ok(text) => match crate::rulefmt::parse_with(
+                    &text,
+                    self.deps.options.experimental_functions,
+                ) {
                     Ok(file) => loaded.push((f.clone(), file)),
                     Err(errs) => problems.extend(errs.into_iter().map(|e| format!("{f}: {e}"))),
                 },
@@ -453,6 +456,7 @@ mod tests {
                 query_offset: Duration::ZERO,
                 resend_delay: Duration::from_secs(60),
                 restore: None,
+                experimental_functions: false,
             },
             metrics: RuleMetrics::new(&mut Default::default()),
             rule_slots: None,

@@ -202,6 +202,9 @@ pub struct QueryClientOptions {
     pub dns_interval: Duration,
     /// `--query.sd-interval`.
     pub sd_interval: Duration,
+    /// `--query.only-prometheus-params`: leave out Thanos' `dedup` and `partial_response`
+    /// (for queriers that refuse parameters Prometheus does not know).
+    pub only_prometheus_params: bool,
 }
 
 /// Instant queries against the discovered queriers.
@@ -393,14 +396,15 @@ impl QueryClient {
             let start = format_time(start_ms);
             let end = format_time(end_ms);
             let step = format!("{:.3}", step.as_secs_f64().max(0.001));
-            let params = [
-                ("query", expr),
-                ("start", start.as_str()),
-                ("end", end.as_str()),
-                ("step", step.as_str()),
-                ("dedup", "true"),
-                ("partial_response", partial_param(strategy)),
-            ];
+            let params = self.with_thanos_params(
+                vec![
+                    ("query", expr),
+                    ("start", start.as_str()),
+                    ("end", end.as_str()),
+                    ("step", step.as_str()),
+                ],
+                strategy,
+            );
             match self
                 .call((&base, set), "/api/v1/query_range", &params)
                 .await
@@ -591,12 +595,7 @@ impl QueryClient {
         strategy: PartialResponseStrategy,
     ) -> Result<QueryAnswer, QueryError> {
         let time = format_time(ts_ms);
-        let params = [
-            ("query", expr),
-            ("time", time.as_str()),
-            ("dedup", "true"),
-            ("partial_response", partial_param(strategy)),
-        ];
+        let params = self.with_thanos_params(vec![("query", expr), ("time", time.as_str())], strategy);
         let body = self.call((base, set), "/api/v1/query", &params).await?;
         let url = format!("{base}/api/v1/query");
         parse_answer(&body).map_err(|detail| match detail {
@@ -640,6 +639,22 @@ fn series_of(ts: TimeSeries) -> Result<(Labels, Vec<(i64, f64)>), String> {
     }
     let points = ts.samples.iter().map(|p| (p.timestamp, p.value)).collect();
     Ok((labels, points))
+}
+
+impl QueryClient {
+    /// `params` with Thanos' `dedup=true` and the group's `partial_response`, unless
+    /// `--query.only-prometheus-params`.
+    fn with_thanos_params<'a>(
+        &self,
+        mut params: Vec<(&'static str, &'a str)>,
+        strategy: PartialResponseStrategy,
+    ) -> Vec<(&'static str, &'a str)> {
+        if !self.options.only_prometheus_params {
+            params.push(("dedup", "true"));
+            params.push(("partial_response", partial_param(strategy)));
+        }
+        params
+    }
 }
 
 /// `partial_response` for a group's strategy: `abort` groups must not see partial answers.

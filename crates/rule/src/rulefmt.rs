@@ -201,13 +201,22 @@ fn label_map(
 /// Reads one rule file's text: its groups, or every problem found in it (each naming its group
 /// and rule).
 pub fn parse(text: &str) -> Result<RuleFile, Vec<String>> {
+    parse_with(text, false)
+}
+
+/// [`parse`], with PromQL's experimental functions allowed in expressions when
+/// `experimental_functions` (`--enable-feature=promql-experimental-functions`).
+pub fn parse_with(text: &str, experimental_functions: bool) -> Result<RuleFile, Vec<String>> {
     // An empty file is a file without groups, as in Prometheus.
     let file: FileYaml = if text.trim().is_empty() {
         FileYaml::default()
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| vec![e.to_string()])?
     };
-    let engine = strata_promql::Engine::default();
+    let engine = strata_promql::Engine::new(strata_promql::EngineOptions {
+        experimental_functions,
+        ..Default::default()
+    });
     let mut errors = Vec::new();
     let mut names = BTreeSet::new();
     let mut groups = Vec::with_capacity(file.groups.len());

@@ -36,8 +36,13 @@ use crate::cli::common::{LogFormat, LogLevel};
 pub(crate) fn init(
     level: LogLevel,
     format: LogFormat,
+    debug_name: Option<&str>,
     otel: Option<&strata_runtime::otel::Tracing>,
 ) -> Result<()> {
+    // `--debug.name`: a `name=` on every line, as Thanos' logger adds it. Set once per process.
+    let name: Option<&'static str> = debug_name
+        .filter(|n| !n.is_empty())
+        .map(|n| &*Box::leak(n.to_owned().into_boxed_str()));
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, filter_fn};
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -53,7 +58,7 @@ pub(crate) fn init(
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(false)
-            .event_format(ThanosFormat { format })
+            .event_format(ThanosFormat { format, name })
             .with_filter(events())
     };
     if format != LogFormat::Journald {
@@ -103,6 +108,8 @@ where
 #[derive(Debug, Clone, Copy)]
 struct ThanosFormat {
     format: LogFormat,
+    /// `--debug.name`.
+    name: Option<&'static str>,
 }
 
 impl<S, N> FormatEvent<S, N> for ThanosFormat
@@ -116,7 +123,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let record = Record::of(event);
+        let mut record = Record::of(event);
+        record.name = self.name;
         let line = match self.format {
             LogFormat::Logfmt | LogFormat::Journald => record.to_logfmt(),
             LogFormat::Json => record.to_json(),
@@ -185,6 +193,8 @@ struct Record {
     level: &'static str,
     ts: String,
     caller: Option<String>,
+    /// `--debug.name`.
+    name: Option<&'static str>,
     msg: Option<String>,
     fields: Vec<(&'static str, String)>,
 }
@@ -201,6 +211,7 @@ impl Record {
                 let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
                 format!("{base}:{}", meta.line().unwrap_or(0))
             }),
+            name: None,
             msg: fields.message,
             fields: fields.fields,
         }
@@ -221,6 +232,9 @@ impl Record {
         if let Some(caller) = &self.caller {
             pair("caller", caller);
         }
+        if let Some(name) = self.name {
+            pair("name", name);
+        }
         if let Some(msg) = &self.msg {
             pair("msg", msg);
         }
@@ -236,6 +250,9 @@ impl Record {
         map.insert("ts".into(), self.ts.clone().into());
         if let Some(caller) = &self.caller {
             map.insert("caller".into(), caller.clone().into());
+        }
+        if let Some(name) = self.name {
+            map.insert("name".into(), name.into());
         }
         if let Some(msg) = &self.msg {
             map.insert("msg".into(), msg.clone().into());
@@ -398,12 +415,30 @@ mod tests {
             level: "info",
             ts: "2024-01-02T15:04:05.123Z".into(),
             caller: Some("main.rs:42".into()),
+            name: None,
             msg: Some("starting store".into()),
             fields: vec![
                 ("addr", "0.0.0.0:10901".into()),
                 ("err", "a \"b\"\nc".into()),
             ],
         }
+    }
+
+    #[test]
+    fn debug_name_follows_the_caller() {
+        let named = Record {
+            name: Some("store-eu1"),
+            ..record()
+        };
+        assert!(
+            named
+                .to_logfmt()
+                .starts_with("level=info ts=2024-01-02T15:04:05.123Z caller=main.rs:42 name=store-eu1 msg="),
+            "{}",
+            named.to_logfmt()
+        );
+        let v: serde_json::Value = serde_json::from_str(&named.to_json()).unwrap();
+        assert_eq!(v["name"], "store-eu1");
     }
 
     #[test]

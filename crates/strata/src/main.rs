@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     if let Err(err) = logging::init(
         cli.global.log_level,
         cli.global.log_format,
+        cli.global.debug_name.as_deref(),
         tracing.exporting(),
     ) {
         eprintln!("strata: {err:#}");

@@ -115,6 +115,10 @@ pub(crate) enum LogFormat {
 /// Flags Thanos registers on the application itself.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
+    /// Name to add as prefix to log lines (hidden in Thanos).
+    #[arg(long = "debug.name", value_name = "NAME", global = true, hide = true)]
+    pub(crate) debug_name: Option<String>,
+
     /// Log filtering level.
     #[arg(
         long = "log.level",
@@ -1033,5 +1037,124 @@ mod tests {
         assert!(!flag_value(false, true, true));
         assert!(flag_value(false, false, true));
         assert!(!flag_value(false, false, false));
+    }
+}
+
+/// The shipper's flags (Thanos' `shipperConfig`), shared by the sidecar and the ruler.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ShipperArgs {
+    /// If true shipper will try to upload compacted blocks as well. Useful for migration
+    /// purposes. Works only if compaction is disabled on Prometheus. Do it once and then
+    /// disable the flag when done.
+    #[arg(
+        long = "shipper.upload-compacted",
+        overrides_with = "no_shipper_upload_compacted"
+    )]
+    shipper_upload_compacted: bool,
+    #[arg(
+        long = "no-shipper.upload-compacted",
+        overrides_with = "shipper_upload_compacted",
+        hide = true
+    )]
+    no_shipper_upload_compacted: bool,
+
+    /// Hash function for the hashes of uploaded files ("" for none, or "SHA256").
+    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
+    pub(crate) hash_func: HashFunc,
+
+    /// The file to store shipper metadata in.
+    #[arg(
+        long = "shipper.meta-file-name",
+        value_name = "NAME",
+        default_value = "thanos.shipper.json"
+    )]
+    pub(crate) shipper_meta_file_name: String,
+
+    /// Number of goroutines to use when uploading block files to object storage (0: default).
+    #[arg(
+        long = "shipper.upload-concurrency",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub(crate) shipper_upload_concurrency: usize,
+
+    /// Skip the check that Prometheus' min and max block durations are equal (hidden in Thanos).
+    #[arg(
+        long = "shipper.ignore-unequal-block-size",
+        overrides_with = "no_shipper_ignore_unequal_block_size",
+        hide = true
+    )]
+    shipper_ignore_unequal_block_size: bool,
+    #[arg(
+        long = "no-shipper.ignore-unequal-block-size",
+        overrides_with = "shipper_ignore_unequal_block_size",
+        hide = true
+    )]
+    no_shipper_ignore_unequal_block_size: bool,
+
+    /// Keep uploading newer blocks when an older one fails (hidden in Thanos).
+    #[arg(
+        long = "shipper.allow-out-of-order-uploads",
+        overrides_with = "no_shipper_allow_out_of_order_uploads",
+        hide = true
+    )]
+    shipper_allow_out_of_order_uploads: bool,
+    #[arg(
+        long = "no-shipper.allow-out-of-order-uploads",
+        overrides_with = "shipper_allow_out_of_order_uploads",
+        hide = true
+    )]
+    no_shipper_allow_out_of_order_uploads: bool,
+
+    /// Skip blocks that fail validation instead of stopping the upload (hidden in Thanos).
+    #[arg(
+        long = "shipper.skip-corrupted-blocks",
+        overrides_with = "no_shipper_skip_corrupted_blocks",
+        hide = true
+    )]
+    shipper_skip_corrupted_blocks: bool,
+    #[arg(
+        long = "no-shipper.skip-corrupted-blocks",
+        overrides_with = "shipper_skip_corrupted_blocks",
+        hide = true
+    )]
+    no_shipper_skip_corrupted_blocks: bool,
+}
+
+impl ShipperArgs {
+    /// `--shipper.upload-compacted` (default false).
+    pub(crate) fn upload_compacted(&self) -> bool {
+        flag_value(
+            self.shipper_upload_compacted,
+            self.no_shipper_upload_compacted,
+            false,
+        )
+    }
+
+    /// `--shipper.ignore-unequal-block-size` (default false).
+    pub(crate) fn ignore_unequal_block_size(&self) -> bool {
+        flag_value(
+            self.shipper_ignore_unequal_block_size,
+            self.no_shipper_ignore_unequal_block_size,
+            false,
+        )
+    }
+
+    /// The shipper's settings from these flags, over `config`'s directory and source.
+    pub(crate) fn apply(&self, config: &mut strata_sidecar::ShipperConfig) {
+        config.meta_file_name = self.shipper_meta_file_name.clone();
+        config.upload_compacted = self.upload_compacted();
+        config.allow_out_of_order = flag_value(
+            self.shipper_allow_out_of_order_uploads,
+            self.no_shipper_allow_out_of_order_uploads,
+            false,
+        );
+        config.skip_corrupted = flag_value(
+            self.shipper_skip_corrupted_blocks,
+            self.no_shipper_skip_corrupted_blocks,
+            false,
+        );
+        config.hash_func = self.hash_func;
+        config.file_concurrency = self.shipper_upload_concurrency;
     }
 }

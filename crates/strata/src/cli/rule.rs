@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use strata_model::Duration;
 
 use super::common::{
-    FlagLabel, GlobalArgs, GrpcServerArgs, HashFunc, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
+    FlagLabel, GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs, RequestLoggingArgs, ShipperArgs,
     StoreLimitsArgs, WebArgs, flag_value, path_or_content_args,
 };
 
@@ -245,6 +245,62 @@ pub(crate) struct RuleArgs {
     )]
     pub(crate) query_default_step: Duration,
 
+    /// Do not add Thanos' parameters (dedup, partial_response) to queries (hidden in Thanos).
+    #[arg(
+        long = "query.only-prometheus-params",
+        overrides_with = "no_query_only_prometheus_params",
+        hide = true
+    )]
+    query_only_prometheus_params: bool,
+    #[arg(
+        long = "no-query.only-prometheus-params",
+        overrides_with = "query_only_prometheus_params",
+        hide = true
+    )]
+    no_query_only_prometheus_params: bool,
+
+    /// Resolver to use for DNS lookups of queriers: golang or miekgdns (hidden in Thanos).
+    #[arg(
+        long = "query.sd-dns-resolver",
+        value_name = "RESOLVER",
+        default_value = "miekgdns",
+        hide = true
+    )]
+    pub(crate) query_sd_dns_resolver: String,
+
+    /// Whether to enable extended rate functions (xrate, xincrease and xdelta). Only has effect
+    /// when used with the Thanos engine.
+    #[arg(
+        long = "query.enable-x-functions",
+        overrides_with = "no_query_enable_x_functions"
+    )]
+    query_enable_x_functions: bool,
+    #[arg(
+        long = "no-query.enable-x-functions",
+        overrides_with = "query_enable_x_functions",
+        hide = true
+    )]
+    no_query_enable_x_functions: bool,
+
+    /// Comma separated experimental feature names to enable. The current list of features is
+    /// promql-experimental-functions.
+    #[arg(long = "enable-feature", value_name = "FEATURE", value_delimiter = ',')]
+    pub(crate) enable_features: Vec<String>,
+
+    /// (Deprecated) Enables the ingestion of native histograms. This flag is a no-op now and
+    /// will be removed in the future. Native histogram ingestion is always enabled.
+    #[arg(
+        long = "tsdb.enable-native-histograms",
+        overrides_with = "no_tsdb_enable_native_histograms"
+    )]
+    tsdb_enable_native_histograms: bool,
+    #[arg(
+        long = "no-tsdb.enable-native-histograms",
+        overrides_with = "tsdb_enable_native_histograms",
+        hide = true
+    )]
+    no_tsdb_enable_native_histograms: bool,
+
     /// Addresses of queriers' gRPC Query API (repeatable; host:port, dns+host:port or
     /// dnssrv+name), asked when no HTTP querier (--query) answers.
     #[arg(long = "grpc-query-endpoint", value_name = "ENDPOINT")]
@@ -257,22 +313,8 @@ pub(crate) struct RuleArgs {
     #[command(flatten)]
     pub(crate) objstore: ObjstoreArgs,
 
-    /// If true shipper will try to upload compacted blocks as well.
-    #[arg(
-        long = "shipper.upload-compacted",
-        overrides_with = "no_shipper_upload_compacted"
-    )]
-    shipper_upload_compacted: bool,
-    #[arg(
-        long = "no-shipper.upload-compacted",
-        overrides_with = "shipper_upload_compacted",
-        hide = true
-    )]
-    no_shipper_upload_compacted: bool,
-
-    /// Hash function for the hashes of uploaded files ("" for none, or "SHA256").
-    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
-    pub(crate) hash_func: HashFunc,
+    #[command(flatten)]
+    pub(crate) shipper: ShipperArgs,
 
     #[command(flatten)]
     pub(crate) store_limits: StoreLimitsArgs,
@@ -282,6 +324,29 @@ pub(crate) struct RuleArgs {
 }
 
 impl RuleArgs {
+    /// `--query.only-prometheus-params` (default false).
+    pub(crate) fn query_only_prometheus_params(&self) -> bool {
+        flag_value(
+            self.query_only_prometheus_params,
+            self.no_query_only_prometheus_params,
+            false,
+        )
+    }
+
+    /// `--query.enable-x-functions` (default false).
+    pub(crate) fn query_enable_x_functions(&self) -> bool {
+        flag_value(
+            self.query_enable_x_functions,
+            self.no_query_enable_x_functions,
+            false,
+        )
+    }
+
+    /// Whether `--[no-]tsdb.enable-native-histograms` was given (a no-op in Thanos too).
+    pub(crate) fn native_histograms_flag_given(&self) -> bool {
+        self.tsdb_enable_native_histograms || self.no_tsdb_enable_native_histograms
+    }
+
     pub(crate) fn tsdb_no_lockfile(&self) -> bool {
         flag_value(self.tsdb_no_lockfile, self.no_tsdb_no_lockfile, false)
     }
@@ -292,14 +357,6 @@ impl RuleArgs {
             self.tsdb_wal_compression,
             self.no_tsdb_wal_compression,
             true,
-        )
-    }
-
-    pub(crate) fn shipper_upload_compacted(&self) -> bool {
-        flag_value(
-            self.shipper_upload_compacted,
-            self.no_shipper_upload_compacted,
-            false,
         )
     }
 

@@ -5,8 +5,8 @@ use clap::{Args, ValueEnum};
 use strata_model::{Duration, TimeOrDuration};
 
 use super::common::{
-    GlobalArgs, GrpcServerArgs, HashFunc, HttpArgs, ObjstoreArgs, RequestLoggingArgs,
-    StoreLimitsArgs, flag_value, path_or_content_args,
+    GlobalArgs, GrpcServerArgs, HttpArgs, ObjstoreArgs, RequestLoggingArgs, ShipperArgs,
+    StoreLimitsArgs, path_or_content_args,
 };
 
 path_or_content_args!(
@@ -128,82 +128,8 @@ pub(crate) struct SidecarArgs {
     #[command(flatten)]
     pub(crate) objstore: ObjstoreArgs,
 
-    /// If true shipper will try to upload compacted blocks as well. Useful for migration
-    /// purposes. Works only if compaction is disabled on Prometheus. Do it once and then
-    /// disable the flag when done.
-    #[arg(
-        long = "shipper.upload-compacted",
-        overrides_with = "no_shipper_upload_compacted"
-    )]
-    shipper_upload_compacted: bool,
-    #[arg(
-        long = "no-shipper.upload-compacted",
-        overrides_with = "shipper_upload_compacted",
-        hide = true
-    )]
-    no_shipper_upload_compacted: bool,
-
-    /// Hash function for the hashes of uploaded files ("" for none, or "SHA256").
-    #[arg(long = "hash-func", value_name = "FUNC", default_value = "")]
-    pub(crate) hash_func: HashFunc,
-
-    /// The file to store shipper metadata in.
-    #[arg(
-        long = "shipper.meta-file-name",
-        value_name = "NAME",
-        default_value = "thanos.shipper.json"
-    )]
-    pub(crate) shipper_meta_file_name: String,
-
-    /// Number of goroutines to use when uploading block files to object storage (0: default).
-    #[arg(
-        long = "shipper.upload-concurrency",
-        value_name = "N",
-        default_value_t = 0
-    )]
-    pub(crate) shipper_upload_concurrency: usize,
-
-    /// Skip the check that Prometheus' min and max block durations are equal (hidden in Thanos).
-    #[arg(
-        long = "shipper.ignore-unequal-block-size",
-        overrides_with = "no_shipper_ignore_unequal_block_size",
-        hide = true
-    )]
-    shipper_ignore_unequal_block_size: bool,
-    #[arg(
-        long = "no-shipper.ignore-unequal-block-size",
-        overrides_with = "shipper_ignore_unequal_block_size",
-        hide = true
-    )]
-    no_shipper_ignore_unequal_block_size: bool,
-
-    /// Keep uploading newer blocks when an older one fails (hidden in Thanos).
-    #[arg(
-        long = "shipper.allow-out-of-order-uploads",
-        overrides_with = "no_shipper_allow_out_of_order_uploads",
-        hide = true
-    )]
-    shipper_allow_out_of_order_uploads: bool,
-    #[arg(
-        long = "no-shipper.allow-out-of-order-uploads",
-        overrides_with = "shipper_allow_out_of_order_uploads",
-        hide = true
-    )]
-    no_shipper_allow_out_of_order_uploads: bool,
-
-    /// Skip blocks that fail validation instead of stopping the upload (hidden in Thanos).
-    #[arg(
-        long = "shipper.skip-corrupted-blocks",
-        overrides_with = "no_shipper_skip_corrupted_blocks",
-        hide = true
-    )]
-    shipper_skip_corrupted_blocks: bool,
-    #[arg(
-        long = "no-shipper.skip-corrupted-blocks",
-        overrides_with = "shipper_skip_corrupted_blocks",
-        hide = true
-    )]
-    no_shipper_skip_corrupted_blocks: bool,
+    #[command(flatten)]
+    pub(crate) shipper: ShipperArgs,
 
     /// How often the shipper scans --tsdb.path for new blocks (a Strata extension, hidden;
     /// Thanos always uses 30s).
@@ -231,38 +157,6 @@ pub(crate) struct SidecarArgs {
 }
 
 impl SidecarArgs {
-    pub(crate) fn shipper_upload_compacted(&self) -> bool {
-        flag_value(
-            self.shipper_upload_compacted,
-            self.no_shipper_upload_compacted,
-            false,
-        )
-    }
-
-    pub(crate) fn shipper_ignore_unequal_block_size(&self) -> bool {
-        flag_value(
-            self.shipper_ignore_unequal_block_size,
-            self.no_shipper_ignore_unequal_block_size,
-            false,
-        )
-    }
-
-    pub(crate) fn shipper_allow_out_of_order_uploads(&self) -> bool {
-        flag_value(
-            self.shipper_allow_out_of_order_uploads,
-            self.no_shipper_allow_out_of_order_uploads,
-            false,
-        )
-    }
-
-    pub(crate) fn shipper_skip_corrupted_blocks(&self) -> bool {
-        flag_value(
-            self.shipper_skip_corrupted_blocks,
-            self.no_shipper_skip_corrupted_blocks,
-            false,
-        )
-    }
-
     pub(crate) async fn run(self, _global: &GlobalArgs) -> Result<()> {
         crate::cmd::sidecar::run(self).await
     }

@@ -425,8 +425,8 @@ fn sidecar_defaults() {
     assert_eq!(s.prometheus_ready_timeout, Duration::from_mins(10));
     assert_eq!(s.reloader_watch_interval, Duration::from_mins(3));
     assert_eq!(s.reloader_method, sidecar::ReloaderMethod::Http);
-    assert_eq!(s.shipper_meta_file_name, "thanos.shipper.json");
-    assert!(!s.shipper_upload_compacted());
+    assert_eq!(s.shipper.shipper_meta_file_name, "thanos.shipper.json");
+    assert!(!s.shipper.upload_compacted());
     assert_eq!(s.min_time, TimeOrDuration::min_time());
 
     let s = sidecar(&[
@@ -434,7 +434,7 @@ fn sidecar_defaults() {
         "--min-time=-2d",
         "--reloader.rule-dir=a",
     ]);
-    assert!(s.shipper_upload_compacted());
+    assert!(s.shipper.upload_compacted());
     assert_eq!(s.min_time, TimeOrDuration::Relative(-2 * 86_400_000));
     assert_eq!(s.reloader_rule_dirs, ["a"]);
     assert!(
@@ -442,7 +442,8 @@ fn sidecar_defaults() {
             "--shipper.upload-compacted",
             "--no-shipper.upload-compacted"
         ])
-        .shipper_upload_compacted()
+        .shipper
+        .upload_compacted()
     );
 }
 

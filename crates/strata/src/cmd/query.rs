@@ -38,7 +38,7 @@ use crate::cli::query::{
 };
 
 /// The feature flag that enables PromQL's experimental functions.
-const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
+pub(crate) const EXPERIMENTAL_FUNCTIONS: &str = "promql-experimental-functions";
 
 /// The endpoint set and fan-out from the flags.
 fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {

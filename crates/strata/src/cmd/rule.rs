@@ -49,6 +49,45 @@ use crate::cli::rule::{HttpMethod, RuleArgs};
 /// flag for it; the evaluation interval bounds it in practice.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 
+/// Logs the flags the ruler accepts as Thanos does but does not act on, with why.
+fn rule_flags_without_effect(args: &RuleArgs) {
+    if args.query_enable_x_functions() {
+        crate::cli::common::accepted_without_effect(
+            "--query.enable-x-functions",
+            "xrate, xincrease and xdelta are not implemented: rule files using them fail to load",
+        );
+    }
+    for f in args
+        .enable_features
+        .iter()
+        .filter(|f| f.as_str() != super::query::EXPERIMENTAL_FUNCTIONS)
+    {
+        tracing::warn!(
+            feature = %f,
+            "--enable-feature: unknown feature; only {} is known",
+            super::query::EXPERIMENTAL_FUNCTIONS
+        );
+    }
+    if args.native_histograms_flag_given() {
+        crate::cli::common::accepted_without_effect(
+            "--tsdb.enable-native-histograms",
+            "deprecated in Thanos, where it does nothing either",
+        );
+    }
+    if args.query_sd_dns_resolver != "miekgdns" {
+        crate::cli::common::accepted_without_effect(
+            "--query.sd-dns-resolver",
+            "names are resolved with the system's resolver configuration whichever is named",
+        );
+    }
+    if args.shipper.ignore_unequal_block_size() {
+        crate::cli::common::accepted_without_effect(
+            "--shipper.ignore-unequal-block-size",
+            "the ruler cuts its own blocks: there are no Prometheus block sizes to check",
+        );
+    }
+}
+
 pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     let web_config = args.http.web_config()?;
     let request_log = args.request_logging.load()?;
@@ -109,6 +148,7 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
         groups,
         grpc_queriers,
         QueryClientOptions {
+            only_prometheus_params: args.query_only_prometheus_params(),
             post: args.query_http_method == HttpMethod::Post,
             timeout: QUERY_TIMEOUT,
             dns_interval: args.query_sd_dns_interval.to_std(),
@@ -138,6 +178,8 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
     let alert_query_url = args.alert_query_url.clone().unwrap_or_default();
     let generator = GeneratorUrl::new(&alert_query_url, &args.alert_query_template)
         .map_err(|e| anyhow::anyhow!("--alert.query-template: {e}"))?;
+
+    rule_flags_without_effect(&args);
 
     // Where recorded series go: a remote-write receiver (Thanos' stateless mode) or the
     // ruler's own TSDB in --data-dir (its default).
@@ -172,11 +214,11 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
             ("--no-tsdb.wal-compression", !args.tsdb_wal_compression()),
             (
                 "--shipper.upload-compacted",
-                args.shipper_upload_compacted(),
+                args.shipper.upload_compacted(),
             ),
             (
                 "--hash-func",
-                args.hash_func != crate::cli::common::HashFunc::None,
+                args.shipper.hash_func != crate::cli::common::HashFunc::None,
             ),
             (
                 "--store.limits.request-series",
@@ -254,6 +296,10 @@ pub(crate) async fn run(args: RuleArgs) -> Result<()> {
                 outage_tolerance: args.for_outage_tolerance.to_std(),
                 for_grace_period: args.for_grace_period.to_std(),
             }),
+            experimental_functions: args
+                .enable_features
+                .iter()
+                .any(|f| f == super::query::EXPERIMENTAL_FUNCTIONS),
         },
         metrics,
         // As Thanos: above 1, that many rules (of all groups) may be evaluated at once.
@@ -508,9 +554,8 @@ impl RuleStorage {
                 state.set_external_labels(external_labels.clone());
                 let mut config = ShipperConfig::new(&dir);
                 config.source = strata_block::transfer::SOURCE_RULER.into();
-                config.upload_compacted = args.shipper_upload_compacted();
-                config.hash_func = args.hash_func;
-                let metrics = ShipperMetrics::register(registry, args.shipper_upload_compacted());
+                args.shipper.apply(&mut config);
+                let metrics = ShipperMetrics::register(registry, args.shipper.upload_compacted());
                 Some(Arc::new(Shipper::new(config, bucket, state, metrics)))
             }
         };

@@ -101,7 +101,7 @@ pub(crate) async fn run(args: SidecarArgs) -> Result<()> {
     let heartbeat_metrics = HeartbeatMetrics::register(&mut registry);
     let shipper_metrics = bucket
         .as_ref()
-        .map(|_| ShipperMetrics::register(&mut registry, args.shipper_upload_compacted()));
+        .map(|_| ShipperMetrics::register(&mut registry, args.shipper.upload_compacted()));
     let reloader_metrics = ReloaderMetrics::register(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
 
@@ -243,16 +243,11 @@ async fn start(
             () = shutdown.wait() => return Ok(Vec::new()),
         }
     };
-    check_block_durations(&flags, args.shipper_ignore_unequal_block_size())
+    check_block_durations(&flags, args.shipper.ignore_unequal_block_size())
         .map_err(anyhow::Error::msg)
         .context("validating Prometheus' flags for block upload")?;
     let mut config = ShipperConfig::new(&args.tsdb_path);
-    config.meta_file_name = args.shipper_meta_file_name.clone();
-    config.upload_compacted = args.shipper_upload_compacted();
-    config.allow_out_of_order = args.shipper_allow_out_of_order_uploads();
-    config.skip_corrupted = args.shipper_skip_corrupted_blocks();
-    config.hash_func = args.hash_func;
-    config.file_concurrency = args.shipper_upload_concurrency;
+    args.shipper.apply(&mut config);
     if !std::path::Path::new(&args.tsdb_path).is_dir() {
         tracing::error!(path = %args.tsdb_path, "--tsdb.path is not a directory: nothing can be shipped until it exists (it must be Prometheus' --storage.tsdb.path)");
     }
