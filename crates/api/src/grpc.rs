@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_model::Matcher;
-use strata_promql::{Engine, EngineOptions, QueryOutput, Value};
+use strata_promql::{Engine, QueryOutput, Value};
 use strata_storepb::convert::{labels_from_model, matchers_to_model};
 use strata_storepb::prometheus_copy::{Sample as WireSample, TimeSeries};
 use strata_storepb::thanos::query_server::Query;
@@ -60,6 +60,8 @@ struct Common<'a> {
     shard_info: Option<&'a ShardInfo>,
     lookback_delta_seconds: i64,
     engine: i32,
+    /// The range query's step (ms; 0 for an instant query), for `auto` resolution.
+    step_ms: i64,
 }
 
 impl QueryGrpc {
@@ -102,21 +104,17 @@ impl QueryGrpc {
         }
         let opts = self.request_options(&c, metadata)?;
         let storage = st.cfg.storage.storage(&opts);
+        // The request's lookback when it gives one, else the querier's (dynamic for
+        // downsampled data), as Thanos' querier picks it.
+        let requested =
+            (c.lookback_delta_seconds > 0).then(|| c.lookback_delta_seconds.saturating_mul(1000));
+        let engine = st.engine_for(&opts, c.step_ms, requested);
         let mut timeout = st.cfg.query_timeout;
         if c.timeout_seconds > 0 {
             timeout = timeout.min(Duration::from_secs(c.timeout_seconds as u64));
         }
         let ctx = strata_promql::QueryContext::with_timeout(timeout);
-        let lookback_ms = c.lookback_delta_seconds.saturating_mul(1000);
-        let custom_engine = (lookback_ms > 0).then(|| {
-            Engine::new(EngineOptions {
-                lookback_delta_ms: lookback_ms,
-                ..st.cfg.engine.options().clone()
-            })
-        });
-        let run = st.run(c.query, ctx, storage, span, move |engine, s, ctx| {
-            f(custom_engine.as_ref().unwrap_or(engine), s, ctx)
-        });
+        let run = st.run(c.query, ctx, (storage, engine), span, f);
         match run.await {
             Ok(out) => Ok(Ok(out)),
             Err(e) if c.partial_response => Ok(Err(e.msg)),
@@ -273,6 +271,7 @@ impl Query for QueryGrpc {
             shard_info: r.shard_info.as_ref(),
             lookback_delta_seconds: r.lookback_delta_seconds,
             engine: r.engine,
+            step_ms: 0,
         };
         let qs = r.query.clone();
         let span = tracing::info_span!("grpc_instant_query", query = %qs, time = t);
@@ -332,6 +331,7 @@ impl Query for QueryGrpc {
             shard_info: r.shard_info.as_ref(),
             lookback_delta_seconds: r.lookback_delta_seconds,
             engine: r.engine,
+            step_ms: step,
         };
         let qs = r.query.clone();
         let span = tracing::info_span!("grpc_range_query", query = %qs, start, end, step);

@@ -154,6 +154,13 @@ pub trait StorageProvider: Send + Sync + std::fmt::Debug {
     /// The storage for a request with these options.
     fn storage(&self, opts: &RequestOptions) -> Arc<dyn Storage>;
 
+    /// The lookback delta (ms) for a request with these options and step (0: instant),
+    /// given the engine's: a querier reading downsampled data looks back further
+    /// (`--query.dynamic-lookback-delta`). The default keeps the engine's.
+    fn lookback_delta_ms(&self, _opts: &RequestOptions, _step_ms: i64, lookback_ms: i64) -> i64 {
+        lookback_ms
+    }
+
     /// The storage for a metadata request (`series`, `labels`, `label/<name>/values`), and
     /// where it leaves its warnings: [`Storage`]'s metadata methods return no warnings, yet
     /// under partial response a failed store must still be reported in the JSON.
@@ -689,11 +696,39 @@ impl ApiState {
     }
 
     /// The storage for this request's querier options.
-    fn storage(&self, p: &Params) -> Result<Arc<dyn Storage>, ApiError> {
-        Ok(self
-            .cfg
-            .storage
-            .storage(&request_options(p, &self.cfg.engine, &self.cfg.tenancy)?))
+    /// The storage of a query with these parameters and step (0: instant), and the engine
+    /// to evaluate it with when its lookback differs from the configured one (the
+    /// provider's dynamic lookback for downsampled data).
+    fn query_storage(
+        &self,
+        p: &Params,
+        step_ms: i64,
+    ) -> Result<(Arc<dyn Storage>, Option<Engine>), ApiError> {
+        let opts = request_options(p, &self.cfg.engine, &self.cfg.tenancy)?;
+        let engine = self.engine_for(&opts, step_ms, None);
+        Ok((self.cfg.storage.storage(&opts), engine))
+    }
+
+    /// An engine with the request's lookback (`requested`, else the provider's for these
+    /// options), when it is not the configured engine's.
+    fn engine_for(
+        &self,
+        opts: &RequestOptions,
+        step_ms: i64,
+        requested: Option<i64>,
+    ) -> Option<Engine> {
+        let configured = self.cfg.engine.options().lookback_delta_ms;
+        let lookback = requested.unwrap_or_else(|| {
+            self.cfg
+                .storage
+                .lookback_delta_ms(opts, step_ms, configured)
+        });
+        (lookback != configured).then(|| {
+            Engine::new(strata_promql::EngineOptions {
+                lookback_delta_ms: lookback,
+                ..self.cfg.engine.options().clone()
+            })
+        })
     }
 
     fn context(&self, p: &Params) -> Result<QueryContext, ApiError> {
@@ -711,7 +746,7 @@ impl ApiState {
         &self,
         query: &str,
         ctx: QueryContext,
-        storage: Arc<dyn Storage>,
+        (storage, engine): (Arc<dyn Storage>, Option<Engine>),
         span: tracing::Span,
         f: F,
     ) -> Result<QueryOutput, ApiError>
@@ -733,7 +768,7 @@ impl ApiState {
             .as_ref()
             .and_then(|t| t.insert(query));
         let guard = CancelOnDrop(ctx.clone());
-        let engine = self.cfg.engine.clone();
+        let engine = engine.unwrap_or_else(|| self.cfg.engine.clone());
         let res = tokio::task::spawn_blocking(move || {
             span.in_scope(|| f(&engine, storage.as_ref(), &ctx))
         })
@@ -863,7 +898,7 @@ async fn query(
         let p = Params::new(q, &headers, &body)?;
         let t = time_param(&p, "time", now_ms())?;
         let ctx = st.context(&p)?;
-        let storage = st.storage(&p)?;
+        let storage = st.query_storage(&p, 0)?;
         let qs = p.get("query").unwrap_or("").to_string();
         let span = tracing::info_span!("promql_instant_query", query = %qs, time = t);
         st.run(&qs.clone(), ctx, storage, span, move |e, s, c| {
@@ -912,7 +947,7 @@ async fn query_range(
             ));
         }
         let ctx = st.context(&p)?;
-        let storage = st.storage(&p)?;
+        let storage = st.query_storage(&p, step)?;
         let qs = p.get("query").unwrap_or("").to_string();
         let span = tracing::info_span!(
             "promql_range_query",

@@ -87,6 +87,16 @@ struct Recording {
 }
 
 impl StorageProvider for Recording {
+    /// The tenant "downsampled" stands for a request reading downsampled data: a querier
+    /// looks back 10 minutes for it.
+    fn lookback_delta_ms(&self, opts: &RequestOptions, _: i64, lookback_ms: i64) -> i64 {
+        if opts.tenant == "downsampled" {
+            600_000
+        } else {
+            lookback_ms
+        }
+    }
+
     fn storage(&self, opts: &RequestOptions) -> Arc<dyn Storage> {
         self.seen.lock().unwrap().push(opts.clone());
         if opts.tenant == "broken" {
@@ -254,6 +264,40 @@ async fn time_zero_is_now_and_the_lookback_is_the_requests() {
     let (_, got) = call(&mut s, r).await.unwrap();
     assert_eq!(got, local_instant("old", 3_600_000, 600_000));
     assert_eq!(got.len(), 1);
+}
+
+#[tokio::test]
+async fn the_providers_lookback_applies_unless_the_request_gives_one() {
+    let mut s = serve().await;
+    let request = |lookback_s: i64| {
+        let mut r = instant("old", 3600);
+        r.lookback_delta_seconds = lookback_s;
+        let mut req = tonic::Request::new(r);
+        req.metadata_mut()
+            .insert("thanos-tenant", "downsampled".parse().unwrap());
+        req
+    };
+    let count = |resp: Vec<query_response::Result>| {
+        resp.into_iter()
+            .filter(|r| matches!(r, query_response::Result::Timeseries(_)))
+            .count()
+    };
+    let mut got = Vec::new();
+    let mut stream = s.client.query(request(0)).await.unwrap().into_inner();
+    while let Some(m) = stream.message().await.unwrap() {
+        got.extend(m.result);
+    }
+    assert_eq!(
+        count(got),
+        1,
+        "the provider's 10m lookback sees the 6m old sample"
+    );
+    let mut got = Vec::new();
+    let mut stream = s.client.query(request(60)).await.unwrap().into_inner();
+    while let Some(m) = stream.message().await.unwrap() {
+        got.extend(m.result);
+    }
+    assert_eq!(count(got), 0, "a 1m lookback asked for does not");
 }
 
 #[tokio::test]

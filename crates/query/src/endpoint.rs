@@ -791,6 +791,8 @@ pub struct EndpointSetConfig {
     pub unhealthy_timeout: Duration,
     /// How often endpoints are probed with Info (Thanos: 5 s).
     pub probe_interval: Duration,
+    /// `--endpoint.info-timeout`: how long one Info call may take (Thanos: 5 s).
+    pub info_timeout: Duration,
     pub client: ClientConfig,
     /// The DNS server for SRV lookups; `None` reads the system's (`/etc/resolv.conf`). Set by
     /// tests, which run their own server.
@@ -811,6 +813,7 @@ impl Default for EndpointSetConfig {
             dns_interval: Duration::from_secs(30),
             unhealthy_timeout: Duration::from_secs(300),
             probe_interval: Duration::from_secs(5),
+            info_timeout: Duration::from_secs(5),
             client: ClientConfig::default(),
             dns_server: None,
         }
@@ -852,9 +855,9 @@ struct SdConfigState {
 }
 
 /// One Info call: what the endpoint holds, or why it did not say.
-async fn probe(ch: StoreChannel) -> Result<EndpointInfo, String> {
+async fn probe(ch: StoreChannel, timeout: Duration) -> Result<EndpointInfo, String> {
     let mut c = InfoClient::new(ch);
-    match tokio::time::timeout(Duration::from_secs(5), c.info(InfoRequest {})).await {
+    match tokio::time::timeout(timeout, c.info(InfoRequest {})).await {
         Ok(Ok(resp)) => {
             let i = resp.into_inner();
             let store = i.store;
@@ -1280,13 +1283,14 @@ impl EndpointSet {
                 .collect()
         };
 
+        let timeout = self.cfg.info_timeout;
         let probes = to_probe.into_iter().map(|(addr, target)| async move {
             let r = match target {
-                ProbeTarget::Single(ch) => probe(ch).await,
+                ProbeTarget::Single(ch) => probe(ch, timeout).await,
                 ProbeTarget::Group(members) => {
                     let answers = futures::future::join_all(members.into_iter().map(
                         |(m, ch, healthy)| async move {
-                            let r = probe(ch).await;
+                            let r = probe(ch, timeout).await;
                             healthy.store(r.is_ok(), Ordering::Relaxed);
                             (m, r)
                         },

@@ -55,6 +55,13 @@ pub struct QuerierConfig {
     pub tenant_label: Option<String>,
     /// Where selections are recorded (`thanos_store_api_query_duration_seconds`).
     pub metrics: Option<Arc<QueryMetrics>>,
+    /// `--query.instant.default.max_source_resolution`: the resolution an instant query
+    /// asking for `auto` may read (ms; a range query's `auto` is a fifth of its step).
+    pub instant_default_max_resolution_ms: i64,
+    /// `--query.dynamic-lookback-delta`: a request that may read 1h-resolution data looks
+    /// back at least an hour, as Thanos' querier does (a 5m lookback would see gaps between
+    /// downsampled samples).
+    pub dynamic_lookback: bool,
 }
 
 impl Default for QuerierConfig {
@@ -67,6 +74,8 @@ impl Default for QuerierConfig {
             max_concurrent_select: DEFAULT_MAX_CONCURRENT_SELECT,
             tenant_label: None,
             metrics: None,
+            instant_default_max_resolution_ms: 0,
+            dynamic_lookback: false,
         }
     }
 }
@@ -170,9 +179,57 @@ impl Querier {
     }
 }
 
+/// The coarsest resolution (ms) a selection with `max` may read: `auto` is a fifth of the
+/// step, or for instant queries (step 0) `--query.instant.default.max_source_resolution`.
+fn resolution_of(max: MaxSourceResolution, step: i64, instant_default: i64) -> i64 {
+    match max {
+        MaxSourceResolution::Millis(ms) => ms,
+        MaxSourceResolution::Auto if step == 0 => instant_default,
+        MaxSourceResolution::Auto => step / 5,
+    }
+}
+
+/// Thanos' dynamic lookback delta (`LookbackDeltaFactory`): over the downsampling levels
+/// (raw, 5m, 1h), a request allowed to read a level coarser than both the one below it and
+/// the configured lookback looks back at least that level's resolution.
+pub fn dynamic_lookback_ms(lookback_ms: i64, max_resolution_ms: i64) -> i64 {
+    const LEVELS: [i64; 3] = [0, 5 * 60 * 1000, 60 * 60 * 1000];
+    let mut per_level = [lookback_ms; 3];
+    let mut current = lookback_ms;
+    for (i, &r) in LEVELS.iter().enumerate() {
+        if lookback_ms < r {
+            current = r;
+        }
+        per_level[i] = current;
+    }
+    for i in (1..LEVELS.len()).rev() {
+        let left = LEVELS[i - 1].max(lookback_ms);
+        if left < max_resolution_ms {
+            return per_level[i];
+        }
+    }
+    per_level[0]
+}
+
 impl StorageProvider for Querier {
     fn storage(&self, opts: &RequestOptions) -> Arc<dyn Storage> {
         Arc::new(self.storage_for(opts))
+    }
+
+    fn lookback_delta_ms(&self, opts: &RequestOptions, step_ms: i64, lookback_ms: i64) -> i64 {
+        let cfg = &self.inner.cfg;
+        if !cfg.dynamic_lookback {
+            return lookback_ms;
+        }
+        let max = opts
+            .max_source_resolution
+            .unwrap_or(if cfg.auto_downsampling {
+                MaxSourceResolution::Auto
+            } else {
+                MaxSourceResolution::Millis(0)
+            });
+        let res = resolution_of(max, step_ms, cfg.instant_default_max_resolution_ms);
+        dynamic_lookback_ms(lookback_ms, res)
     }
 
     fn metadata_storage(&self, opts: &RequestOptions) -> (Arc<dyn Storage>, MetadataWarnings) {
@@ -410,10 +467,11 @@ impl QueryStorage {
     }
 
     fn resolution(&self, step: i64) -> i64 {
-        match self.max_resolution {
-            MaxSourceResolution::Millis(ms) => ms,
-            MaxSourceResolution::Auto => step / 5,
-        }
+        resolution_of(
+            self.max_resolution,
+            step,
+            self.inner.cfg.instant_default_max_resolution_ms,
+        )
     }
 
     /// `matchers` scoped to the request's tenant under `--query.enforce-tenancy`: any
@@ -824,6 +882,25 @@ impl Storage for QueryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_lookback_follows_thanos_factory() {
+        const M: i64 = 60 * 1000;
+        const H: i64 = 60 * M;
+        // The default 5m lookback: raw and 5m data keep it, anything coarser looks back 1h.
+        for (res, want) in [(0, 5 * M), (5 * M, 5 * M), (6 * M, H), (H, H), (2 * H, H)] {
+            assert_eq!(dynamic_lookback_ms(5 * M, res), want, "res {res}");
+        }
+        // A lookback already above a level keeps it.
+        for (res, want) in [(0, 30 * M), (10 * M, 30 * M), (H, H)] {
+            assert_eq!(dynamic_lookback_ms(30 * M, res), want, "res {res}");
+        }
+        assert_eq!(dynamic_lookback_ms(2 * H, H), 2 * H);
+        // Auto is a fifth of the step, or the instant default for instant queries.
+        assert_eq!(resolution_of(MaxSourceResolution::Auto, 30 * M, 7), 6 * M);
+        assert_eq!(resolution_of(MaxSourceResolution::Auto, 0, 7), 7);
+        assert_eq!(resolution_of(MaxSourceResolution::Millis(H), 0, 7), H);
+    }
 
     #[test]
     fn tenant_scoping_replaces_the_tenant_matchers_of_every_selector() {

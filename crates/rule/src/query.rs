@@ -595,7 +595,8 @@ impl QueryClient {
         strategy: PartialResponseStrategy,
     ) -> Result<QueryAnswer, QueryError> {
         let time = format_time(ts_ms);
-        let params = self.with_thanos_params(vec![("query", expr), ("time", time.as_str())], strategy);
+        let params =
+            self.with_thanos_params(vec![("query", expr), ("time", time.as_str())], strategy);
         let body = self.call((base, set), "/api/v1/query", &params).await?;
         let url = format!("{base}/api/v1/query");
         parse_answer(&body).map_err(|detail| match detail {

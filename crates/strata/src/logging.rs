@@ -431,9 +431,9 @@ mod tests {
             ..record()
         };
         assert!(
-            named
-                .to_logfmt()
-                .starts_with("level=info ts=2024-01-02T15:04:05.123Z caller=main.rs:42 name=store-eu1 msg="),
+            named.to_logfmt().starts_with(
+                "level=info ts=2024-01-02T15:04:05.123Z caller=main.rs:42 name=store-eu1 msg="
+            ),
             "{}",
             named.to_logfmt()
         );

@@ -246,6 +246,21 @@ pub(crate) struct CompactArgs {
     #[command(flatten)]
     pub(crate) block_viewer: BlockViewerArgs,
 
+    /// Compaction and downsampling index verification ignores out-of-order label names
+    /// (hidden in Thanos).
+    #[arg(
+        long = "debug.accept-malformed-index",
+        overrides_with = "no_accept_malformed_index",
+        hide = true
+    )]
+    accept_malformed_index: bool,
+    #[arg(
+        long = "no-debug.accept-malformed-index",
+        overrides_with = "accept_malformed_index",
+        hide = true
+    )]
+    no_accept_malformed_index: bool,
+
     /// Halt (keep running, doing nothing) on critical errors such as overlapping blocks
     /// instead of exiting; --no-debug.halt-on-error makes the compactor exit (hidden in
     /// Thanos).
@@ -433,6 +448,17 @@ impl CompactArgs {
                  compaction sorts each series' chunks and merges overlapping ones (XOR chunks; \
                  overlapping chunks of other encodings fail the group's compaction, retried every \
                  iteration)",
+            );
+        }
+        if flag_value(
+            self.accept_malformed_index,
+            self.no_accept_malformed_index,
+            false,
+        ) {
+            accepted_without_effect(
+                "--debug.accept-malformed-index",
+                "the index reader does not check label order, and every index the compactor \
+                 writes is sorted",
             );
         }
         crate::cmd::compact::log_web_flags_without_effect(&self.block_viewer.web);

@@ -395,6 +395,167 @@ pub(crate) struct QueryArgs {
     )]
     no_partial_response: bool,
 
+    /// Allow for larger lookback duration for queries based on resolution (default on; hidden in Thanos).
+    #[arg(
+        long = "query.dynamic-lookback-delta",
+        overrides_with = "no_dynamic_lookback_delta",
+        hide = true
+    )]
+    dynamic_lookback_delta: bool,
+    #[arg(
+        long = "no-query.dynamic-lookback-delta",
+        overrides_with = "dynamic_lookback_delta",
+        hide = true
+    )]
+    no_dynamic_lookback_delta: bool,
+
+    /// Default max_source_resolution of instant queries that ask for `auto` (hidden in Thanos).
+    #[arg(
+        long = "query.instant.default.max_source_resolution",
+        value_name = "DURATION",
+        default_value = "0s",
+        hide = true
+    )]
+    pub(crate) instant_default_max_source_resolution: Duration,
+
+    /// Timeout of the gRPC Info requests that probe endpoints (hidden in Thanos).
+    #[arg(
+        long = "endpoint.info-timeout",
+        value_name = "DURATION",
+        default_value = "5s",
+        hide = true
+    )]
+    pub(crate) endpoint_info_timeout: Duration,
+
+    /// Thanos engine only: fail instead of falling back to the Prometheus engine (hidden in Thanos).
+    #[arg(
+        long = "query.disable-fallback",
+        overrides_with = "no_disable_fallback",
+        hide = true
+    )]
+    disable_fallback: bool,
+    #[arg(
+        long = "no-query.disable-fallback",
+        overrides_with = "disable_fallback",
+        hide = true
+    )]
+    no_disable_fallback: bool,
+
+    /// Distributed mode only: use the engines' lowest MinT (hidden in Thanos).
+    #[arg(
+        long = "query.distributed-with-overlapping-interval",
+        overrides_with = "no_distributed_with_overlapping_interval",
+        hide = true
+    )]
+    distributed_with_overlapping_interval: bool,
+    #[arg(
+        long = "no-query.distributed-with-overlapping-interval",
+        overrides_with = "distributed_with_overlapping_interval",
+        hide = true
+    )]
+    no_distributed_with_overlapping_interval: bool,
+
+    /// Enable partial response for the rule endpoint (default on; hidden in Thanos).
+    #[arg(
+        long = "rule.partial-response",
+        overrides_with = "no_rule_partial_response",
+        hide = true
+    )]
+    rule_partial_response: bool,
+    #[arg(
+        long = "no-rule.partial-response",
+        overrides_with = "rule_partial_response",
+        hide = true
+    )]
+    no_rule_partial_response: bool,
+
+    /// Enable partial response for the target endpoint (default on; hidden in Thanos).
+    #[arg(
+        long = "target.partial-response",
+        overrides_with = "no_target_partial_response",
+        hide = true
+    )]
+    target_partial_response: bool,
+    #[arg(
+        long = "no-target.partial-response",
+        overrides_with = "target_partial_response",
+        hide = true
+    )]
+    no_target_partial_response: bool,
+
+    /// Enable partial response for the metric-metadata endpoint (default on; hidden in Thanos).
+    #[arg(
+        long = "metric-metadata.partial-response",
+        overrides_with = "no_metric_metadata_partial_response",
+        hide = true
+    )]
+    metric_metadata_partial_response: bool,
+    #[arg(
+        long = "no-metric-metadata.partial-response",
+        overrides_with = "metric_metadata_partial_response",
+        hide = true
+    )]
+    no_metric_metadata_partial_response: bool,
+
+    /// Enable partial response for the exemplar endpoint (default on; hidden in Thanos).
+    #[arg(
+        long = "exemplar.partial-response",
+        overrides_with = "no_exemplar_partial_response",
+        hide = true
+    )]
+    exemplar_partial_response: bool,
+    #[arg(
+        long = "no-exemplar.partial-response",
+        overrides_with = "exemplar_partial_response",
+        hide = true
+    )]
+    no_exemplar_partial_response: bool,
+
+    /// Enable partial response for the status endpoint (default on; hidden in Thanos).
+    #[arg(
+        long = "status.partial-response",
+        overrides_with = "no_status_partial_response",
+        hide = true
+    )]
+    status_partial_response: bool,
+    #[arg(
+        long = "no-status.partial-response",
+        overrides_with = "status_partial_response",
+        hide = true
+    )]
+    no_status_partial_response: bool,
+
+    /// Series proxy strategy: eager or lazy (hidden in Thanos, for testing).
+    #[arg(
+        long = "grpc.proxy-strategy",
+        value_name = "STRATEGY",
+        default_value = "eager",
+        hide = true
+    )]
+    pub(crate) grpc_proxy_strategy: String,
+
+    /// Resolver to use for DNS lookups of endpoints: golang or miekgdns (hidden in Thanos).
+    #[arg(
+        long = "store.sd-dns-resolver",
+        value_name = "RESOLVER",
+        default_value = "miekgdns",
+        hide = true
+    )]
+    pub(crate) store_sd_dns_resolver: String,
+
+    /// Addresses injected into the DNS resolver (hidden in Thanos, for tests).
+    #[arg(long = "inject-test-addresses", value_name = "ADDRESS", hide = true)]
+    pub(crate) inject_test_addresses: Vec<String>,
+
+    /// Buffered responses of the lazy proxy strategy (hidden in Thanos).
+    #[arg(
+        long = "query.lazy-retrieval-max-buffered-responses",
+        value_name = "N",
+        default_value_t = 20,
+        hide = true
+    )]
+    pub(crate) lazy_retrieval_max_buffered_responses: usize,
+
     /// Directory to log currently active queries in the queries.active file.
     #[arg(
         long = "query.active-query-path",
@@ -516,6 +677,70 @@ impl QueryArgs {
     }
 
     /// Default true, as in Thanos.
+    /// `--query.dynamic-lookback-delta` (default true).
+    pub(crate) fn dynamic_lookback_delta(&self) -> bool {
+        flag_value(
+            self.dynamic_lookback_delta,
+            self.no_dynamic_lookback_delta,
+            true,
+        )
+    }
+
+    /// The hidden Thanos switches that are set to something other than their default, by flag
+    /// name (each is logged as having no effect).
+    pub(crate) fn hidden_switches_off_default(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (name, on, off, default) in [
+            (
+                "--query.disable-fallback",
+                self.disable_fallback,
+                self.no_disable_fallback,
+                false,
+            ),
+            (
+                "--query.distributed-with-overlapping-interval",
+                self.distributed_with_overlapping_interval,
+                self.no_distributed_with_overlapping_interval,
+                false,
+            ),
+            (
+                "--rule.partial-response",
+                self.rule_partial_response,
+                self.no_rule_partial_response,
+                true,
+            ),
+            (
+                "--target.partial-response",
+                self.target_partial_response,
+                self.no_target_partial_response,
+                true,
+            ),
+            (
+                "--metric-metadata.partial-response",
+                self.metric_metadata_partial_response,
+                self.no_metric_metadata_partial_response,
+                true,
+            ),
+            (
+                "--exemplar.partial-response",
+                self.exemplar_partial_response,
+                self.no_exemplar_partial_response,
+                true,
+            ),
+            (
+                "--status.partial-response",
+                self.status_partial_response,
+                self.no_status_partial_response,
+                true,
+            ),
+        ] {
+            if flag_value(on, off, default) != default {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     pub(crate) fn partial_response(&self) -> bool {
         flag_value(self.partial_response, self.no_partial_response, true)
     }

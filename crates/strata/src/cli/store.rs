@@ -271,6 +271,30 @@ pub(crate) struct StoreArgs {
     )]
     pub(crate) posting_group_max_key_series_ratio: f64,
 
+    /// Batch size when fetching series from blocks (hidden in Thanos).
+    #[arg(
+        long = "debug.series-batch-size",
+        value_name = "N",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub(crate) series_batch_size: usize,
+
+    /// Advertise the pre-0.8 compatibility label set `{@thanos_compatibility_store_type="store"}`
+    /// (hidden in Thanos).
+    #[arg(
+        long = "debug.advertise-compatibility-label",
+        overrides_with = "no_advertise_compatibility_label",
+        hide = true
+    )]
+    advertise_compatibility_label: bool,
+    #[arg(
+        long = "no-debug.advertise-compatibility-label",
+        overrides_with = "advertise_compatibility_label",
+        hide = true
+    )]
+    no_advertise_compatibility_label: bool,
+
     /// Max number of cached matchers items. Using 0 disables caching.
     #[arg(long = "matcher-cache-size", value_name = "N", default_value_t = 0)]
     pub(crate) matcher_cache_size: usize,
@@ -283,6 +307,11 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// Whether `--[no-]debug.advertise-compatibility-label` was given.
+    pub(crate) fn advertise_compatibility_label_given(&self) -> bool {
+        self.advertise_compatibility_label || self.no_advertise_compatibility_label
+    }
+
     /// Default true, as in Thanos (`--no-cache-index-header` turns it off).
     pub(crate) fn cache_index_header(&self) -> bool {
         flag_value(self.cache_index_header, self.no_cache_index_header, true)

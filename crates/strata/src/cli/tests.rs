@@ -415,6 +415,27 @@ fn query_defaults_and_repeatables() {
     assert!(!q.partial_response());
     assert!(q.auto_downsampling());
     assert_eq!(q.selector_labels[0].value, "eu");
+    // Thanos' hidden query flags, with its defaults.
+    let q = query(&[]);
+    assert!(q.dynamic_lookback_delta());
+    assert_eq!(q.instant_default_max_source_resolution, Duration::ZERO);
+    assert_eq!(q.endpoint_info_timeout, Duration::from_secs(5));
+    assert!(q.hidden_switches_off_default().is_empty());
+    let q = query(&[
+        "--no-query.dynamic-lookback-delta",
+        "--query.instant.default.max_source_resolution=1h",
+        "--no-rule.partial-response",
+        "--query.disable-fallback",
+    ]);
+    assert!(!q.dynamic_lookback_delta());
+    assert_eq!(
+        q.instant_default_max_source_resolution,
+        Duration::from_hours(1)
+    );
+    assert_eq!(
+        q.hidden_switches_off_default(),
+        ["--query.disable-fallback", "--rule.partial-response"]
+    );
 }
 
 #[test]

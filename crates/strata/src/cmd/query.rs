@@ -102,6 +102,7 @@ fn endpoints(args: &QueryArgs) -> Result<(Arc<EndpointSet>, Fanout)> {
         sd_interval: args.store_sd_interval.to_std(),
         dns_interval: args.store_sd_dns_interval.to_std(),
         unhealthy_timeout: args.store_unhealthy_timeout.to_std(),
+        info_timeout: args.endpoint_info_timeout.to_std(),
         probe_interval: std::time::Duration::from_secs(5).min(
             args.store_sd_dns_interval
                 .to_std()
@@ -218,6 +219,38 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
             "the querier serves no alerts or rules to link from",
         );
     }
+    for flag in args.hidden_switches_off_default() {
+        let why = if flag.ends_with(".partial-response") {
+            "the rules, targets, metadata and exemplars APIs always answer with what the \
+             endpoints that answered gave, warning about the others"
+        } else {
+            "it concerns Thanos' own engine and distributed mode, which Strata does not have"
+        };
+        accepted_without_effect(flag, why);
+    }
+    for (flag, set) in [
+        ("--grpc.proxy-strategy", args.grpc_proxy_strategy != "eager"),
+        (
+            "--store.sd-dns-resolver",
+            args.store_sd_dns_resolver != "miekgdns",
+        ),
+        (
+            "--inject-test-addresses",
+            !args.inject_test_addresses.is_empty(),
+        ),
+        (
+            "--query.lazy-retrieval-max-buffered-responses",
+            args.lazy_retrieval_max_buffered_responses != 20,
+        ),
+    ] {
+        if set {
+            accepted_without_effect(
+                flag,
+                "Strata's fan-out streams every store's series as they come, and resolves names \
+                 with the system's resolver configuration",
+            );
+        }
+    }
     for f in args
         .enable_features
         .iter()
@@ -288,6 +321,10 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                     partial_response: args.partial_response(),
                     auto_downsampling: args.auto_downsampling(),
                     max_concurrent_select: args.max_concurrent_select,
+                    instant_default_max_resolution_ms: args
+                        .instant_default_max_source_resolution
+                        .as_millis_i64(),
+                    dynamic_lookback: args.dynamic_lookback_delta(),
                     tenant_label: tenant_label.clone(),
                     metrics: Some(QueryMetrics::register(
                         &telemetry,

@@ -105,6 +105,19 @@ pub(crate) fn config(args: &StoreArgs) -> Result<StoreConfig> {
 /// Logs each flag given a value the store gateway does not act on, with the reason: tuning
 /// of machinery Strata does not have, and the block viewer the gateway does not serve.
 fn log_flags_without_effect(args: &StoreArgs) -> Result<()> {
+    if args.series_batch_size != 10_000 {
+        accepted_without_effect(
+            "--debug.series-batch-size",
+            "series are fetched in rounds of 8,192 per block, decoded a round ahead of the merge",
+        );
+    }
+    if args.advertise_compatibility_label_given() {
+        accepted_without_effect(
+            "--debug.advertise-compatibility-label",
+            "the Info API answers with the blocks' external label sets only, as queriers since \
+             Thanos 0.8 expect",
+        );
+    }
     if args.index_header_posting_offsets_in_mem_sampling != 32 {
         accepted_without_effect(
             "--store.index-header-posting-offsets-in-mem-sampling",
