@@ -221,8 +221,8 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
     }
     for flag in args.hidden_switches_off_default() {
         let why = if flag.ends_with(".partial-response") {
-            "the rules, targets, metadata and exemplars APIs always answer with what the \
-             endpoints that answered gave, warning about the others"
+            "the rules, targets, metadata and exemplars APIs take partial response from the \
+             request's partial_response parameter, else --query.partial-response"
         } else {
             "it concerns Thanos' own engine and distributed mode, which Strata does not have"
         };
