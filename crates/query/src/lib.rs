@@ -44,4 +44,6 @@ pub use fanout::{Fanout, SeriesLimits};
 pub use metadata::MetricMetadataAnswer;
 pub use metrics::{ConnectionsCollector, QueryMetrics, TelemetryBuckets};
 pub use server::QueryStoreService;
-pub use storage::{DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage};
+pub use storage::{
+    ApiPartialDefaults, DEFAULT_MAX_CONCURRENT_SELECT, Querier, QuerierConfig, QueryStorage,
+};

@@ -58,6 +58,11 @@ pub struct QuerierConfig {
     /// `--query.instant.default.max_source_resolution`: the resolution an instant query
     /// asking for `auto` may read (ms; a range query's `auto` is a fifth of its step).
     pub instant_default_max_resolution_ms: i64,
+    /// The default partial response of the rules, targets, metric metadata and exemplars
+    /// APIs (`--rule.partial-response`, `--target.partial-response`,
+    /// `--metric-metadata.partial-response`, `--exemplar.partial-response`; Thanos: on), for
+    /// requests without `partial_response`.
+    pub api_partial: ApiPartialDefaults,
     /// `--query.dynamic-lookback-delta`: a request that may read 1h-resolution data looks
     /// back at least an hour, as Thanos' querier does (a 5m lookback would see gaps between
     /// downsampled samples).
@@ -76,6 +81,28 @@ impl Default for QuerierConfig {
             metrics: None,
             instant_default_max_resolution_ms: 0,
             dynamic_lookback: false,
+            api_partial: ApiPartialDefaults::default(),
+        }
+    }
+}
+
+/// Partial response by default, per API other than queries (see
+/// [`QuerierConfig::api_partial`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiPartialDefaults {
+    pub rules: bool,
+    pub targets: bool,
+    pub metric_metadata: bool,
+    pub exemplars: bool,
+}
+
+impl Default for ApiPartialDefaults {
+    fn default() -> Self {
+        ApiPartialDefaults {
+            rules: true,
+            targets: true,
+            metric_metadata: true,
+            exemplars: true,
         }
     }
 }
@@ -129,12 +156,17 @@ impl Querier {
         })
     }
 
-    /// Whether a request allows partial responses, and [`Querier::request_replica_labels`].
-    fn request_partial_and_replicas(&self, o: &RequestOptions) -> (bool, Vec<String>) {
-        let partial = o
-            .partial_response
-            .unwrap_or(self.inner.cfg.partial_response);
-        (partial, self.request_replica_labels(o))
+    /// Whether a request to an API whose default is `default` allows partial responses, and
+    /// [`Querier::request_replica_labels`].
+    fn request_partial_and_replicas(
+        &self,
+        o: &RequestOptions,
+        default: bool,
+    ) -> (bool, Vec<String>) {
+        (
+            o.partial_response.unwrap_or(default),
+            self.request_replica_labels(o),
+        )
     }
 
     /// The replica labels a request deduplicates by: none with `dedup=false`, else its
@@ -246,7 +278,7 @@ impl StorageProvider for Querier {
     ) -> futures::future::BoxFuture<'static, Result<MetadataAnswer, StorageError>> {
         let partial = opts
             .partial_response
-            .unwrap_or(self.inner.cfg.partial_response);
+            .unwrap_or(self.inner.cfg.api_partial.metric_metadata);
         self.on_runtime(
             move |f| async move { f.metric_metadata(&metric, limit, partial).await },
             |a| MetadataAnswer {
@@ -277,7 +309,8 @@ impl StorageProvider for Querier {
         end: i64,
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
-        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
+        let (partial, replica_labels) =
+            self.request_partial_and_replicas(opts, self.inner.cfg.api_partial.exemplars);
         // Exemplars carry series labels: under `--query.enforce-tenancy` every selector is
         // scoped to the tenant, as selections are.
         let selectors = match &self.inner.cfg.tenant_label {
@@ -305,7 +338,8 @@ impl StorageProvider for Querier {
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
         use strata_storepb::thanos::targets_request::State;
-        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
+        let (partial, replica_labels) =
+            self.request_partial_and_replicas(opts, self.inner.cfg.api_partial.targets);
         let state = match state {
             None => State::Any,
             Some(TargetState::Active) => State::Active,
@@ -327,7 +361,8 @@ impl StorageProvider for Querier {
         opts: &RequestOptions,
     ) -> futures::future::BoxFuture<'static, Result<EncodedAnswer, StorageError>> {
         // As Thanos: with deduplication off, only identical rules are one.
-        let (partial, replica_labels) = self.request_partial_and_replicas(opts);
+        let (partial, replica_labels) =
+            self.request_partial_and_replicas(opts, self.inner.cfg.api_partial.rules);
         let (kind, filters) = crate::rules::request_filters(query);
         self.on_runtime(
             move |f| async move { f.rules(kind, &filters, &replica_labels, partial).await },

@@ -677,6 +677,33 @@ impl QueryArgs {
     }
 
     /// Default true, as in Thanos.
+    /// `--rule.partial-response`, `--target.partial-response`,
+    /// `--metric-metadata.partial-response` and `--exemplar.partial-response` (default true).
+    pub(crate) fn api_partial(&self) -> strata_query::ApiPartialDefaults {
+        strata_query::ApiPartialDefaults {
+            rules: flag_value(
+                self.rule_partial_response,
+                self.no_rule_partial_response,
+                true,
+            ),
+            targets: flag_value(
+                self.target_partial_response,
+                self.no_target_partial_response,
+                true,
+            ),
+            metric_metadata: flag_value(
+                self.metric_metadata_partial_response,
+                self.no_metric_metadata_partial_response,
+                true,
+            ),
+            exemplars: flag_value(
+                self.exemplar_partial_response,
+                self.no_exemplar_partial_response,
+                true,
+            ),
+        }
+    }
+
     /// `--query.dynamic-lookback-delta` (default true).
     pub(crate) fn dynamic_lookback_delta(&self) -> bool {
         flag_value(
@@ -702,30 +729,6 @@ impl QueryArgs {
                 self.distributed_with_overlapping_interval,
                 self.no_distributed_with_overlapping_interval,
                 false,
-            ),
-            (
-                "--rule.partial-response",
-                self.rule_partial_response,
-                self.no_rule_partial_response,
-                true,
-            ),
-            (
-                "--target.partial-response",
-                self.target_partial_response,
-                self.no_target_partial_response,
-                true,
-            ),
-            (
-                "--metric-metadata.partial-response",
-                self.metric_metadata_partial_response,
-                self.no_metric_metadata_partial_response,
-                true,
-            ),
-            (
-                "--exemplar.partial-response",
-                self.exemplar_partial_response,
-                self.no_exemplar_partial_response,
-                true,
             ),
             (
                 "--status.partial-response",

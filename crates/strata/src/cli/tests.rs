@@ -434,8 +434,10 @@ fn query_defaults_and_repeatables() {
     );
     assert_eq!(
         q.hidden_switches_off_default(),
-        ["--query.disable-fallback", "--rule.partial-response"]
+        ["--query.disable-fallback"]
     );
+    assert!(!q.api_partial().rules);
+    assert!(q.api_partial().targets);
 }
 
 #[test]

@@ -221,8 +221,7 @@ fn flags_without_effect(args: &QueryArgs) -> Result<()> {
     }
     for flag in args.hidden_switches_off_default() {
         let why = if flag.ends_with(".partial-response") {
-            "the rules, targets, metadata and exemplars APIs take partial response from the \
-             request's partial_response parameter, else --query.partial-response"
+            "the querier serves no status API from its endpoints"
         } else {
             "it concerns Thanos' own engine and distributed mode, which Strata does not have"
         };
@@ -325,6 +324,7 @@ pub(crate) async fn run(args: QueryArgs) -> Result<()> {
                         .instant_default_max_source_resolution
                         .as_millis_i64(),
                     dynamic_lookback: args.dynamic_lookback_delta(),
+                    api_partial: args.api_partial(),
                     tenant_label: tenant_label.clone(),
                     metrics: Some(QueryMetrics::register(
                         &telemetry,
