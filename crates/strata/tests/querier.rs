@@ -1836,6 +1836,34 @@ fn metadata_from_sidecars_through_stacked_queriers() {
             .is_some_and(|w| w.iter().any(|w| w.as_str().unwrap().contains(&sidecar_b))),
         "{v}"
     );
+
+    // Without the parameter, the metadata API's own flag decides, as in Thanos:
+    // `--no-query.partial-response` leaves it partial, `--no-metric-metadata.partial-response`
+    // makes it fail.
+    let endpoints = [
+        format!("--endpoint=127.0.0.1:{}", a.grpc_port),
+        format!("--endpoint={sidecar_b}"),
+    ];
+    for (flag, partial) in [
+        ("--no-query.partial-response", true),
+        ("--no-metric-metadata.partial-response", false),
+    ] {
+        let mut args = endpoints.to_vec();
+        args.push(flag.into());
+        let other = start_querier(tmp.path(), &format!("query{flag}"), &args);
+        wait_until(
+            "the other querier answers for both sidecars",
+            Duration::from_secs(30),
+            || {
+                let (status, v) = json(other.http, "/api/v1/metadata");
+                if partial {
+                    status == 200 && warns_only_of(&v, &sidecar_b)
+                } else {
+                    status == 500 && v["error"].as_str().is_some_and(|e| e.contains(&sidecar_b))
+                }
+            },
+        );
+    }
     drop(a);
 }
 
