@@ -186,6 +186,17 @@ pub(crate) struct GlobalArgs {
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) auto_gomemlimit_ratio: f64,
+
+    /// Deprecated request logging of Thanos before v0.31 (NoLogCall, LogFinishCall or
+    /// LogStartAndFinishCall); --request.logging-config replaces it.
+    #[arg(
+        long = "log.request.decision",
+        value_name = "DECISION",
+        value_parser = ["", "NoLogCall", "LogFinishCall", "LogStartAndFinishCall"],
+        global = true,
+        hide = true
+    )]
+    pub(crate) log_request_decision: Option<String>,
 }
 
 impl GlobalArgs {

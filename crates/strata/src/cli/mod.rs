@@ -68,6 +68,13 @@ impl Cli {
         if (global.auto_gomemlimit_ratio - 0.9).abs() > f64::EPSILON {
             common::accepted_without_effect("--auto-gomemlimit.ratio", "a Go runtime setting");
         }
+        if global.log_request_decision.is_some() {
+            common::accepted_without_effect(
+                "--log.request.decision",
+                "Thanos replaced it with --request.logging-config (before v0.31), which takes \
+                 effect here",
+            );
+        }
         match self.command {
             Command::Sidecar(args) => args.run(global).await,
             Command::Store(args) => args.run(global).await,

@@ -112,6 +112,14 @@ fn global_defaults_and_placement() {
         parse_err(&["store", "--tracing.config=a", "--tracing.config-file=b"])
             .contains("cannot be used with")
     );
+    assert_eq!(
+        parse(&["store", "--log.request.decision=LogFinishCall"])
+            .global
+            .log_request_decision
+            .as_deref(),
+        Some("LogFinishCall")
+    );
+    assert!(parse_err(&["query", "--log.request.decision=Sometimes"]).contains("Sometimes"));
     assert!(
         parse(&["store", "--enable-auto-gomemlimit"])
             .global
