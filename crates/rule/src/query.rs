@@ -889,6 +889,42 @@ mod tests {
     }
 
     #[test]
+    fn thanos_params_are_left_out_only_when_asked() {
+        let client = |only| {
+            QueryClient::new(
+                Vec::new(),
+                Vec::new(),
+                QueryClientOptions {
+                    post: true,
+                    timeout: Duration::from_secs(1),
+                    dns_interval: Duration::from_secs(30),
+                    sd_interval: Duration::from_secs(300),
+                    only_prometheus_params: only,
+                },
+            )
+            .unwrap()
+        };
+        let base = vec![("query", "up"), ("time", "1.000")];
+        assert_eq!(
+            client(false).with_thanos_params(base.clone(), PartialResponseStrategy::Abort),
+            [
+                ("query", "up"),
+                ("time", "1.000"),
+                ("dedup", "true"),
+                ("partial_response", "false")
+            ]
+        );
+        assert_eq!(
+            client(false).with_thanos_params(base.clone(), PartialResponseStrategy::Warn)[3],
+            ("partial_response", "true")
+        );
+        assert_eq!(
+            client(true).with_thanos_params(base.clone(), PartialResponseStrategy::Warn),
+            base
+        );
+    }
+
+    #[test]
     fn times_are_exact() {
         assert_eq!(format_time(1_700_000_000_123), "1700000000.123");
         assert_eq!(format_time(5), "0.005");

@@ -369,6 +369,19 @@ mod tests {
     }
 
     #[test]
+    fn experimental_functions_only_when_enabled() {
+        let text =
+            "groups:\n  - name: g\n    rules:\n      - record: top\n        expr: limitk(2, up)\n";
+        let e = parse(text).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.contains("promql-experimental-functions")),
+            "{e:?}"
+        );
+        assert_eq!(parse_with(text, true).unwrap().rule_count(), 1);
+    }
+
+    #[test]
     fn valid_files_are_read_whole() {
         let text = "groups:\n  - name: g\n    partial_response_strategy: WARN\n    interval: 30s\n    limit: 10\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n        labels:\n          team: a\n      - alert: Down\n        expr: up == 0\n        for: 5m\n        keep_firing_for: 1m\n        labels:\n          severity: 1\n        annotations:\n          summary: down\n";
         let file = parse(text).unwrap();
