@@ -1,7 +1,7 @@
 //! A Redis client for the store gateway's caches, configured as Thanos' Redis client is
 //! (`type: REDIS` in `--index-cache.config` and `--store.caching-bucket.config`): `MGET` in
-//! batches for lookups, pipelined `SET … PX` for stores, over one multiplexed connection
-//! (the `redis` crate's, which pipelines every request sent on it).
+//! batches for lookups, pipelined `SET … PX` for stores, over one multiplexed connection per
+//! server (the `redis` crate's, which pipelines every request sent on it).
 //!
 //! It fails soft and bounded, as the memcached client does ([`crate::memcached`]): every
 //! operation is bounded by the configured timeouts and a failed one is a miss
