@@ -35,7 +35,9 @@ use strata_storepb::thanos::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{ApiError, ApiState, MaxSourceResolution, RequestOptions, now_ms};
+use crate::{
+    ApiError, ApiState, MaxSourceResolution, RequestOptions, StepProblem, now_ms, step_problem,
+};
 
 /// The answer stream of either call: the whole answer is evaluated before the first message,
 /// as the HTTP API's is.
@@ -70,7 +72,7 @@ impl QueryGrpc {
     async fn evaluate<F>(
         &self,
         c: Common<'_>,
-        metadata: &tonic::metadata::MetadataMap,
+        headers: &axum::http::HeaderMap,
         span: tracing::Span,
         f: F,
     ) -> Result<Result<QueryOutput, String>, Status>
@@ -102,7 +104,7 @@ impl QueryGrpc {
                 "sharded queries (shard_info) are not supported by this querier",
             ));
         }
-        let opts = self.request_options(&c, metadata)?;
+        let opts = self.request_options(&c, headers)?;
         let storage = st.cfg.storage.storage(&opts);
         // The request's lookback when it gives one, else the querier's (dynamic for
         // downsampled data), as Thanos' querier picks it.
@@ -125,22 +127,10 @@ impl QueryGrpc {
     fn request_options(
         &self,
         c: &Common<'_>,
-        metadata: &tonic::metadata::MetadataMap,
+        headers: &axum::http::HeaderMap,
     ) -> Result<RequestOptions, Status> {
-        let tenancy = &self.state.cfg.tenancy;
-        let tenant = match metadata.get(tenancy.header.to_ascii_lowercase().as_str()) {
-            None => tenancy.default_tenant.clone(),
-            Some(v) => match v.to_str() {
-                Ok("") => tenancy.default_tenant.clone(),
-                Ok(t) => t.to_string(),
-                Err(_) => {
-                    return Err(Status::invalid_argument(format!(
-                        "the {} header is not a valid tenant name (visible ASCII only)",
-                        tenancy.header
-                    )));
-                }
-            },
-        };
+        // The HTTP API's rule: gRPC metadata are HTTP/2 headers.
+        let tenant = self.state.cfg.tenancy.tenant(headers).map_err(status_of)?;
         let store_matchers = c
             .store_matchers
             .iter()
@@ -256,6 +246,7 @@ impl Query for QueryGrpc {
         request: Request<QueryRequest>,
     ) -> Result<Response<Self::QueryStream>, Status> {
         let (metadata, _, r) = request.into_parts();
+        let headers = metadata.into_headers();
         let t = match r.time_seconds {
             0 => now_ms(),
             s => millis("time_seconds", s)?,
@@ -276,7 +267,7 @@ impl Query for QueryGrpc {
         let qs = r.query.clone();
         let span = tracing::info_span!("grpc_instant_query", query = %qs, time = t);
         let out = self
-            .evaluate(c, &metadata, span, move |e, s, ctx| {
+            .evaluate(c, &headers, span, move |e, s, ctx| {
                 e.instant(s, &qs, t, ctx)
             })
             .await?;
@@ -300,6 +291,7 @@ impl Query for QueryGrpc {
         request: Request<QueryRangeRequest>,
     ) -> Result<Response<Self::QueryRangeStream>, Status> {
         let (metadata, _, r) = request.into_parts();
+        let headers = metadata.into_headers();
         let start = millis("start_time_seconds", r.start_time_seconds)?;
         let end = millis("end_time_seconds", r.end_time_seconds)?;
         let step = millis("interval_seconds", r.interval_seconds)?;
@@ -308,17 +300,20 @@ impl Query for QueryGrpc {
                 "end_time_seconds must not be before start_time_seconds",
             ));
         }
-        if step <= 0 {
-            return Err(Status::invalid_argument(
-                "interval_seconds: zero or negative query resolution step widths are not \
-                 accepted. Try a positive integer",
-            ));
-        }
-        if (end - start) / step > 11000 {
-            return Err(Status::invalid_argument(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try a longer \
-                 interval_seconds",
-            ));
+        match step_problem(start, end, step) {
+            None => {}
+            Some(StepProblem::NotPositive) => {
+                return Err(Status::invalid_argument(
+                    "interval_seconds: zero or negative query resolution step widths are not \
+                     accepted. Try a positive integer",
+                ));
+            }
+            Some(StepProblem::TooManyPoints) => {
+                return Err(Status::invalid_argument(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try a longer \
+                     interval_seconds",
+                ));
+            }
         }
         let c = Common {
             query: &r.query,
@@ -336,7 +331,7 @@ impl Query for QueryGrpc {
         let qs = r.query.clone();
         let span = tracing::info_span!("grpc_range_query", query = %qs, start, end, step);
         let out = self
-            .evaluate(c, &metadata, span, move |e, s, ctx| {
+            .evaluate(c, &headers, span, move |e, s, ctx| {
                 e.range(s, &qs, start, end, step, ctx)
             })
             .await?;

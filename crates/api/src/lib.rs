@@ -932,19 +932,21 @@ async fn query_range(
         }
         let step =
             parse_duration(p.get("step").unwrap_or("")).map_err(|e| ApiError::param("step", e))?;
-        if step <= 0 {
-            return Err(ApiError::param(
-                "step",
-                "zero or negative query resolution step widths are not accepted. Try a \
-                 positive integer",
-            ));
-        }
-        // For safety, limit the number of returned points per timeseries.
-        if (end - start) / step > 11000 {
-            return Err(ApiError::bad_data(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing \
-                 the query resolution (?step=XX)",
-            ));
+        match step_problem(start, end, step) {
+            None => {}
+            Some(StepProblem::NotPositive) => {
+                return Err(ApiError::param(
+                    "step",
+                    "zero or negative query resolution step widths are not accepted. Try a \
+                     positive integer",
+                ));
+            }
+            Some(StepProblem::TooManyPoints) => {
+                return Err(ApiError::bad_data(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try \
+                     decreasing the query resolution (?step=XX)",
+                ));
+            }
         }
         let ctx = st.context(&p)?;
         let storage = st.query_storage(&p, step)?;
@@ -965,6 +967,28 @@ async fn query_range(
     match res {
         Ok(out) => stream_result(out),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Why a range query's step cannot be evaluated over `[start, end]`, as Prometheus' API
+/// checks it (each API words it with its own parameter names).
+enum StepProblem {
+    /// Zero or negative.
+    NotPositive,
+    /// More than [`MAX_POINTS_PER_SERIES`] points per series: refused for safety.
+    TooManyPoints,
+}
+
+/// The most points a range query may give each series (Prometheus' limit).
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+fn step_problem(start: i64, end: i64, step: i64) -> Option<StepProblem> {
+    if step <= 0 {
+        Some(StepProblem::NotPositive)
+    } else if (end - start) / step > MAX_POINTS_PER_SERIES {
+        Some(StepProblem::TooManyPoints)
+    } else {
+        None
     }
 }
 
