@@ -287,7 +287,8 @@ impl Group {
                 continue;
             }
             let result = self.eval_rule(i, ts, query_ts, deps).await;
-            samples_total += self.finish_rule(i, ts, query_ts, started, wall, result, deps);
+            samples_total +=
+                self.finish_rule(i, ts, query_ts, started, wall, result, deps, &group_label);
         }
         for (i, query, started, wall) in side_by_side {
             let answer = match query.await {
@@ -295,7 +296,8 @@ impl Group {
                 Err(e) => Err(EvalError::Query(format!("the query task failed: {e}"))),
             };
             let result = answer.and_then(|a| self.apply_answer(i, ts, a, deps));
-            samples_total += self.finish_rule(i, ts, query_ts, started, wall, result, deps);
+            samples_total +=
+                self.finish_rule(i, ts, query_ts, started, wall, result, deps, &group_label);
         }
         deps.metrics.last_samples(&group_label, samples_total);
     }
@@ -312,8 +314,8 @@ impl Group {
         wall: i64,
         result: Result<Vec<(Labels, f64)>, EvalError>,
         deps: &Arc<Deps>,
+        group_label: &str,
     ) -> usize {
-        let group_label = format!("{};{}", self.file, self.name);
         let status = &mut self.status[i];
         status.evaluation_duration = started.elapsed();
         status.last_evaluation_ms = Some(wall);
@@ -326,7 +328,7 @@ impl Group {
             Err(e) => {
                 status.healthy = Some(false);
                 status.last_error = e.to_string();
-                deps.metrics.failures(&group_label);
+                deps.metrics.failures(group_label);
                 tracing::warn!(
                     group = %self.name, file = %self.file, rule = %self.rules[i].rule().name,
                     index = i, err = %e, "evaluating rule failed"
