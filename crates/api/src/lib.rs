@@ -494,7 +494,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json::error_body(self.kind, &self.msg, &self.warnings);
-        json_response(self.status(), body)
+        let mut r = json_response(self.status(), body);
+        no_store(&mut r);
+        r
     }
 }
 
@@ -790,6 +792,7 @@ const ENCODE_BATCH: usize = 256;
 /// Streams a query result as the success envelope. Series are encoded in parallel batches
 /// on the engine's worker pool and written in order.
 fn stream_result(out: QueryOutput) -> Response {
+    let partial = !out.annotations.warnings.is_empty();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(4);
     tokio::task::spawn_blocking(move || {
         // Declared before the result so that it runs after the result is freed.
@@ -830,7 +833,17 @@ fn stream_result(out: QueryOutput) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if partial {
+        no_store(&mut r);
+    }
     r
+}
+
+/// `Cache-Control: no-store` on an error or an answer with warnings (a partial response),
+/// as Thanos' querier sets it: a query frontend in front then caches neither.
+fn no_store(r: &mut Response) {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// `{"resultType":"<kind>","result":[...]}` with the items encoded in parallel: each batch
@@ -1045,11 +1058,14 @@ fn encoded_response(res: Result<EncodedAnswer, ApiError>) -> Response {
 /// The success envelope with the storage's warnings.
 fn metadata_response(data: &str, warnings: &[String]) -> Response {
     let mut body = json::success_body(data);
-    if !warnings.is_empty() {
-        body.pop();
-        json::write_envelope_tail(&mut body, warnings, &[]);
+    if warnings.is_empty() {
+        return json_response(StatusCode::OK, body);
     }
-    json_response(StatusCode::OK, body)
+    body.pop();
+    json::write_envelope_tail(&mut body, warnings, &[]);
+    let mut r = json_response(StatusCode::OK, body);
+    no_store(&mut r);
+    r
 }
 
 async fn series(

@@ -208,7 +208,7 @@ impl Engine {
             end: t,
             step: 1,
         };
-        self.run(storage, expr, steps, ctx)
+        self.run(storage, expr, steps, true, ctx)
     }
 
     /// Evaluates a parsed expression over a range. The expression must be a scalar or an
@@ -248,14 +248,18 @@ impl Engine {
             ));
         }
         let steps = Steps { start, end, step };
-        self.run(storage, expr, steps, ctx)
+        self.run(storage, expr, steps, false, ctx)
     }
 
+    /// Evaluates `expr` at `steps`. `instant` says which API asked: an instant query answers
+    /// a vector or a scalar, a range query a matrix even over a single step (`start ==
+    /// end`), as Prometheus answers them.
     fn run(
         &self,
         storage: &dyn Storage,
         expr: &Expr,
         steps: Steps,
+        instant: bool,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
         ctx.check("query execution")?;
@@ -270,7 +274,7 @@ impl Engine {
         let mut ev = Evaluator::new(storage, &self.opts, ctx, steps.start, steps.end, step);
         let v = ev.eval(expr, steps)?;
         let v = ev.finish(v)?;
-        let value = to_value(v, steps);
+        let value = to_value(v, steps, instant);
         ctx.check("expression evaluation")?;
         Ok(QueryOutput {
             value,

@@ -148,6 +148,31 @@ fn range_queries_reject_range_vectors() {
 }
 
 #[test]
+fn a_range_query_over_one_step_answers_a_matrix() {
+    // Prometheus answers `query_range` with a matrix even when start == end; a query
+    // frontend that cuts a range into parts relies on it.
+    let ctx = QueryContext::new();
+    for q in ["a_total", "1 + 1", "sum(a_total)"] {
+        let out = Engine::default()
+            .range(&storage(), q, 60_000, 60_000, 15_000, &ctx)
+            .unwrap();
+        assert!(
+            matches!(out.value, Value::Matrix(_)),
+            "{q}: {:?}",
+            out.value
+        );
+        let out = Engine::default()
+            .instant(&storage(), q, 60_000, &ctx)
+            .unwrap();
+        assert!(
+            matches!(out.value, Value::Vector(_) | Value::Scalar { .. }),
+            "{q}: {:?}",
+            out.value
+        );
+    }
+}
+
+#[test]
 fn blocks_answer_like_memory() {
     let dir = tempfile::tempdir().unwrap();
     let mut mem = MemStorage::new();

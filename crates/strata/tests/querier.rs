@@ -39,6 +39,20 @@ fn json(port: u16, path: &str) -> (u16, Value) {
 
 use strata_testutil::process::LoggedProcess as Proc;
 
+/// Whether the answer to `path` says `Cache-Control: no-store` (Thanos' querier marks errors
+/// and partial answers so, and query frontends then do not cache them).
+fn no_store(port: u16, path: &str) -> bool {
+    let r = strata_testutil::process::http_request(
+        "GET",
+        &format!("http://127.0.0.1:{port}{path}"),
+        b"",
+    )
+    .unwrap();
+    r.headers
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "cache-control:no-store")
+}
+
 /// A scrape target: `demo_events_total`, growing by 1 per second (to the millisecond) since
 /// the test started, so that any correct rate over it is 1/s.
 fn start_target() -> u16 {
@@ -459,6 +473,10 @@ fn hanging_store_times_out_with_a_warning_or_an_error() {
             .any(|w| w.as_str().unwrap().contains(&hang.to_string())),
         "{v}"
     );
+    assert!(
+        no_store(q.http, &path),
+        "a partial answer is marked no-store"
+    );
 
     let started = Instant::now();
     let (status, v) = json(q.http, &format!("{path}&partial_response=false"));
@@ -492,6 +510,18 @@ fn hanging_store_times_out_with_a_warning_or_an_error() {
     );
     let (status, v) = json(q.http, "/api/v1/labels?partial_response=false");
     assert!(status >= 400, "{v}");
+    assert!(
+        no_store(q.http, "/api/v1/labels"),
+        "partial metadata: no-store"
+    );
+    assert!(
+        no_store(q.http, "/api/v1/labels?partial_response=false"),
+        "errors: no-store"
+    );
+    assert!(
+        !no_store(q.http, &format!("/api/v1/query?query={}", enc("vector(1)"))),
+        "a whole answer may be cached"
+    );
 
     // The flag default applies when the parameter is absent.
     drop(q);

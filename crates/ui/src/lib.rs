@@ -175,26 +175,6 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     (out.len() < body.len()).then_some(out)
 }
 
-/// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, without `q=0`).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let zero = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
-        })
-}
-
 fn etag_value(tag: &str) -> HeaderValue {
     HeaderValue::from_str(tag).unwrap_or(HeaderValue::from_static("\"0\""))
 }
@@ -400,7 +380,9 @@ async fn asset(
     let a = &ASSETS[i];
     let prepared = &ui.prepared[i];
     let (body, etag, gzipped) = match &prepared.gzip {
-        Some((gz, tag)) if accepts_gzip(&headers) => (gz.clone(), tag.clone(), true),
+        Some((gz, tag)) if strata_runtime::http::accepts_gzip(&headers) => {
+            (gz.clone(), tag.clone(), true)
+        }
         _ => (Bytes::from_static(a.body), prepared.etag.clone(), false),
     };
     let cache = if versioned {

@@ -978,11 +978,12 @@ pub(crate) fn val_type_name(v: &Val) -> &'static str {
     }
 }
 
-/// Converts an evaluated top-level value to the public result.
-pub(crate) fn to_value(v: Val, steps: Steps) -> value::Value {
+/// Converts an evaluated top-level value to the public result: for an `instant` query a
+/// scalar or a vector, for a range query a matrix.
+pub(crate) fn to_value(v: Val, steps: Steps, instant: bool) -> value::Value {
     match v {
         Val::Scalar(xs) => {
-            if steps.is_instant() {
+            if instant {
                 value::Value::Scalar {
                     t: steps.start,
                     v: xs[0],
@@ -1000,7 +1001,7 @@ pub(crate) fn to_value(v: Val, steps: Steps) -> value::Value {
         }
         Val::Str(s) => value::Value::String { t: steps.start, s },
         Val::Vector(series) => {
-            if steps.is_instant() {
+            if instant {
                 value::Value::Vector(
                     series
                         .into_iter()

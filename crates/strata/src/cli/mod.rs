@@ -7,6 +7,7 @@
 pub(crate) mod common;
 pub(crate) mod compact;
 pub(crate) mod query;
+pub(crate) mod query_frontend;
 pub(crate) mod rule;
 pub(crate) mod sidecar;
 pub(crate) mod store;
@@ -49,6 +50,10 @@ pub(crate) enum Command {
     /// Query node exposing PromQL enabled Query API with data retrieved from multiple store
     /// nodes.
     Query(Box<query::QueryArgs>),
+    /// Query frontend command implements a service deployed in front of queriers to improve
+    /// query parallelization and caching.
+    #[command(name = "query-frontend")]
+    QueryFrontend(Box<query_frontend::QueryFrontendArgs>),
     /// Continuously compacts blocks in an object store bucket.
     Compact(Box<compact::CompactArgs>),
     /// Ruler evaluating Prometheus rules against given Query nodes, exposing Store API and
@@ -79,6 +84,7 @@ impl Cli {
             Command::Sidecar(args) => args.run(global).await,
             Command::Store(args) => args.run(global).await,
             Command::Query(args) => args.run(global).await,
+            Command::QueryFrontend(args) => args.run(global).await,
             Command::Compact(args) => args.run(global).await,
             Command::Rule(args) => args.run(global).await,
             Command::Tools(args) => args.run(global).await,

@@ -4,6 +4,7 @@
 pub(crate) mod block_viewer;
 pub(crate) mod compact;
 pub(crate) mod query;
+pub(crate) mod query_frontend;
 pub(crate) mod rule;
 pub(crate) mod sidecar;
 pub(crate) mod store;
