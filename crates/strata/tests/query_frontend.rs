@@ -191,18 +191,36 @@ fn split_range_queries_answer_as_the_whole_byte_for_byte() {
 
 #[test]
 fn the_results_cache_answers_what_it_holds_even_with_the_querier_down() {
+    cache_answers_with_the_querier_down(
+        "--query-range.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size: 64MB",
+    );
+}
+
+#[test]
+fn a_memcached_results_cache_answers_with_the_querier_down() {
+    let memcached = strata_testutil::memcached::MemcachedServer::start().unwrap();
+    cache_answers_with_the_querier_down(&format!(
+        "--query-range.response-cache-config=type: MEMCACHED\nconfig:\n  addresses: [{}]",
+        memcached.address()
+    ));
+}
+
+#[test]
+fn a_redis_results_cache_answers_with_the_querier_down() {
+    let redis = strata_testutil::redis::RedisServer::start().unwrap();
+    cache_answers_with_the_querier_down(&format!(
+        "--query-range.response-cache-config=type: REDIS\nconfig:\n  addr: {}",
+        redis.address()
+    ));
+}
+
+/// Repeated and overlapping queries through a frontend with the cache `flag`: answered as
+/// the querier answers, mostly from the cache, and still answered with the querier stopped.
+fn cache_answers_with_the_querier_down(flag: &str) {
     let tmp = tempfile::tempdir().unwrap();
     write_blocks(&tmp.path().join("data"));
     let (mut prom_proc, prom) = start_prometheus(tmp.path());
-    let (_fe, fe) = start_frontend(
-        tmp.path(),
-        prom,
-        &[
-            "--query-range.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size: 64MB",
-            "--labels.response-cache-config=type: IN-MEMORY",
-            "--cache-compression-type=snappy",
-        ],
-    );
+    let (_fe, fe) = start_frontend(tmp.path(), prom, &[flag, "--cache-compression-type=snappy"]);
     let step = 300;
     let a = (T0 / step * step, (T0 + 2 * DAY) / step * step);
     let b = ((T0 + DAY + 3_600) / step * step, T_END / step * step);
@@ -215,6 +233,10 @@ fn the_results_cache_answers_what_it_holds_even_with_the_querier_down() {
         assert_eq!(body(&through), body(&direct), "[{start}, {end}]");
         want.push(body(&direct));
     }
+    // Remote caches store in the background: a moment for the sets to land.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = post(fe, "/api/v1/query_range", &range_form(q, a.0, a.1, step));
+    assert_eq!(body(&r), want[0]);
     let cached = metric(fe, "strata_frontend_cached_steps_total");
     let fetched = metric(fe, "strata_frontend_fetched_steps_total");
     // The second query overlaps the first by most of a day; the last two are cached whole.
@@ -285,6 +307,15 @@ fn metadata_requests_are_split_by_day_and_joined() {
     // Four requests over four days each, one over two: every one was cut by day.
     let parts = metric(fe, "thanos_frontend_split_queries_total");
     assert!(parts >= 18.0, "{parts} parts");
+    // Asked again, the whole days come from the labels cache.
+    let form = format!("{range}&match[]=g&match[]=c_total");
+    let again = post(fe, "/api/v1/series", &form);
+    assert_eq!(
+        data_set(&again),
+        data_set(&post(prom, "/api/v1/series", &form))
+    );
+    let hits = metric(fe, "strata_frontend_cache_hits_total");
+    assert!(hits >= 2.0, "{hits} cache hits");
     for name in ["i", "job", "__name__"] {
         let path = format!("/api/v1/label/{name}/values?{range}");
         let direct = http_request("GET", &format!("http://127.0.0.1:{prom}{path}"), b"").unwrap();
