@@ -15,6 +15,7 @@
 #   strata query                      :10901 gRPC, :10902 HTTP  the global view (point Grafana here)
 #   strata rule                       :10941 gRPC, :10942 HTTP  rules over the querier (stateless:
 #                                             recorded series written back to Prometheus)
+#   strata query-frontend             :10952 HTTP               range queries split by day, cached
 # Re-running is safe: everything lives under $QUICKSTART_DIR and is replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ for cmd in curl python3; do
     command -v "$cmd" >/dev/null 2>&1 || apt_install "$cmd" "used to show the stack at work"
 done
 
-for port in 19090 10901 10902 10911 10912 10921 10922 10932; do
+for port in 19090 10901 10902 10911 10912 10921 10922 10932 10942 10952; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "port $port is in use on 127.0.0.1; stop what uses it (a previous quickstart?) and retry" >&2
         exit 1
@@ -196,6 +197,15 @@ spawn rule "$strata" rule --query=127.0.0.1:10902 --rule-file="$work/ruler-rules
     --data-dir="$work/rule" --grpc-address=127.0.0.1:10941 --http-address=127.0.0.1:10942
 wait_ready rule http://127.0.0.1:10942/-/ready
 
+log "starting strata query-frontend (:10952 HTTP) in front of the querier"
+spawn query-frontend "$strata" query-frontend --query-frontend.downstream-url=http://127.0.0.1:10902 \
+    --query-range.split-interval=1h \
+    --query-range.response-cache-config='type: IN-MEMORY
+config:
+  max_size: 256MB' \
+    --http-address=127.0.0.1:10952
+wait_ready query-frontend http://127.0.0.1:10952/-/ready
+
 show() {
     printf '\n$ curl %s\n' "$1"
     local out
@@ -211,6 +221,9 @@ show "http://127.0.0.1:10902/api/v1/stores" 60
 log "a query over the whole history: requests per second by code, deduplicated"
 now=$(date +%s)
 show "http://127.0.0.1:10902/api/v1/query?query=sum+by+(code)+(rate(demo_http_requests_total%5B5m%5D))&time=$((now - 3600))"
+
+log "the same history through the query frontend: 12 hourly parts, joined (then cached)"
+show "http://127.0.0.1:10952/api/v1/query_range?query=sum+by+(code)+(rate(demo_http_requests_total%5B5m%5D))&start=$((now - 12 * 3600))&end=$((now - 3600))&step=3600" 24
 
 log "the rules Prometheus and the ruler evaluate, through their Rules APIs"
 show "http://127.0.0.1:10902/api/v1/rules" 30
@@ -236,6 +249,8 @@ The stack is up (logs in $work/logs):
   Compactor      http://127.0.0.1:10932   block viewer of the bucket
   Ruler          http://127.0.0.1:10942   its alerts and rules pages (stateless mode: what it records
                                           is written back to Prometheus)
+  Query frontend http://127.0.0.1:10952   the querier's API and UI with range queries split by hour
+                                          and cached (point Grafana here for long dashboards)
 EOF
 
 if [ -n "${QUICKSTART_EXIT:-}" ]; then

@@ -7,7 +7,9 @@
 //!   `--query-range.max-query-parallelism` at once, each part retried on a 5xx or a failed
 //!   connection, then joined ([`response::Matrix::merge`]). With a results cache
 //!   ([`cache`]), a part is answered from what earlier requests fetched and the querier is
-//!   asked only for the gaps.
+//!   asked only for the gaps. An answer to `max_source_resolution=auto` that starts late
+//!   (raw data already deleted) is completed from 5m, then 1h data
+//!   (`--query-range.request-downsampled`).
 //! - **Metadata requests** (`/api/v1/labels`, `/api/v1/label/<name>/values`,
 //!   `/api/v1/series`) get a default range (`--labels.default-time-range`), are cut at
 //!   `--labels.split-interval` and joined as sets.

@@ -822,7 +822,8 @@ fn go_duration(ms: i64) -> String {
     let secs = if frac == 0 {
         format!("{sec}s")
     } else {
-        format!("{sec}.{frac:03}s").replace("0s", "s")
+        let digits = format!("{frac:03}");
+        format!("{sec}.{}s", digits.trim_end_matches('0'))
     };
     if h > 0 {
         format!("{h}h{m}m{secs}")
@@ -830,5 +831,33 @@ fn go_duration(ms: i64) -> String {
         format!("{m}m{secs}")
     } else {
         secs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        for (ms, want) in [
+            (72 * 3_600_000, "72h0m0s"),
+            (90_000, "1m30s"),
+            (1_500, "1.5s"),
+            (61_020, "1m1.02s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(go_duration(ms), want);
+        }
+    }
+
+    #[test]
+    fn the_earliest_sample_counts_floats_and_histograms() {
+        let m = Matrix::parse(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[[20,"1"]]},{"metric":{"a":"2"},"histograms":[[10,{"count":"1","sum":"1"}]]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(first_sample(&m), Some(10_000));
+        assert_eq!(first_sample(&Matrix::default()), None);
     }
 }

@@ -22,6 +22,12 @@ struct Script {
     refuse: bool,
     /// The headers of the last request.
     headers: Vec<(String, String)>,
+    /// Answer as a querier whose raw data start at 7200 s and whose downsampled data reach
+    /// back: `max_source_resolution=auto` gives one sample at 7200, `300` and `3600` one per
+    /// step.
+    downsampled: bool,
+    /// `(max_source_resolution, start, end)` of every request.
+    requests: Vec<(String, String, String)>,
 }
 
 async fn query_range(
@@ -35,6 +41,27 @@ async fn query_range(
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let start = p["start"].clone();
+    let msr = p.get("max_source_resolution").cloned().unwrap_or_default();
+    s.requests
+        .push((msr.clone(), start.clone(), p["end"].clone()));
+    if s.downsampled {
+        let (from, to, step) = (
+            start.parse::<i64>().unwrap(),
+            p["end"].parse::<i64>().unwrap(),
+            p["step"].parse::<i64>().unwrap(),
+        );
+        let points: Vec<String> = (0..)
+            .map(|k| from + k * step)
+            .take_while(|t| *t <= to)
+            .filter(|t| msr == "300" || msr == "3600" || (msr == "auto" && *t == 7200))
+            .map(|t| format!(r#"[{t},"{msr}"]"#))
+            .collect();
+        return format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"a":"1"}},"values":[{}]}}]}}}}"#,
+            points.join(",")
+        )
+        .into_response();
+    }
     let n = s.attempts.entry(start.clone()).or_default();
     *n += 1;
     let n = *n;
@@ -212,4 +239,36 @@ async fn answers_are_compressed_when_asked_and_allowed() {
         .await
         .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
+}
+
+#[tokio::test]
+async fn an_auto_resolution_answer_that_starts_late_is_completed_from_coarser_data() {
+    let script = Arc::new(Mutex::new(Script {
+        downsampled: true,
+        ..Script::default()
+    }));
+    let down = serve_script(script.clone()).await;
+    let mut c = config(1);
+    c.range.split_interval = std::time::Duration::from_secs(86_400);
+    let fe = serve_frontend(&down, c).await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{fe}/api/v1/query_range?{RANGE}&max_source_resolution=auto"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[[3600,"3600"],[5400,"3600"],[7200,"auto"]]}]}}"#
+    );
+    let requests = script.lock().unwrap().requests.clone();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        requests,
+        vec![s("auto", "3600", "14400"), s("3600", "3600", "5400")],
+        "the auto answer first (at 30m steps, 6m data: 5m is not coarser), then 1h data up \
+         to a step before its first sample"
+    );
 }
