@@ -84,8 +84,13 @@ async fn cors(
 }
 
 /// An answer the frontend writes itself.
-fn json(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body.into()),
+    )
+        .into_response()
 }
 
 /// Prometheus' error body.
@@ -528,7 +533,7 @@ impl Frontend {
             answers.push(self.range_matrix(call, &coarser).await?);
             resolution = level;
         }
-        Ok(Matrix::merge(answers))
+        Matrix::merge(answers).map_err(|e| unreadable("a range query", e))
     }
 
     /// The answer to a range query as a matrix: split and cached when it may be.
@@ -551,7 +556,7 @@ impl Frontend {
         for a in answers {
             matrices.push(a?);
         }
-        Ok(Matrix::merge(matrices))
+        Matrix::merge(matrices).map_err(|e| unreadable("a range query", e))
     }
 
     /// One part `[start, end]` of a range query: from the cache where it has the steps,
@@ -615,7 +620,7 @@ impl Frontend {
                 cache.set(&key, &merged);
             }
         }
-        Ok(Matrix::merge(found))
+        Matrix::merge(found).map_err(|e| unreadable("a range query", e))
     }
 
     /// Asks the querier for `[start, end]` of the query; a non-2xx answer is handed back as
@@ -643,7 +648,7 @@ impl Frontend {
             return Err(pass(answer));
         }
         let no_store = answer.no_store;
-        Matrix::parse(&answer.body)
+        Matrix::parse_bytes(&answer.body)
             .map(|m| (m, no_store))
             .map_err(|e| unreadable("a range query", e))
     }
@@ -803,8 +808,8 @@ fn first_sample(m: &Matrix) -> Option<i64> {
     m.series
         .iter()
         .filter_map(|s| {
-            let f = s.values.first().map(|p| p.0);
-            let h = s.histograms.first().map(|p| p.0);
+            let f = s.values.first_time();
+            let h = s.histograms.first_time();
             match (f, h) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
