@@ -687,3 +687,26 @@ pub fn series_frame(data: &[u8]) {
         (a, b) => panic!("one decoder failed: ours {a:?}, prost {b:?}"),
     }
 }
+
+/// A range query answer as the query frontend reads it: whatever parses is written back as
+/// JSON that parses again to the same bytes; cutting it and joining it with itself never
+/// panics, and what they give is written as JSON that parses.
+pub fn frontend_matrix(data: &[u8]) {
+    use crate::frontend_response::Matrix;
+    let Ok(m) = Matrix::parse(data) else {
+        return;
+    };
+    let json = m.to_json();
+    let again = Matrix::parse(&json).expect("what the frontend writes reads back");
+    assert_eq!(again.to_json(), json, "written again, the same bytes");
+    // Bounds from the input, so that cuts fall inside, across and outside its samples.
+    let a = (data.len() as i64 % 11 - 5) * 1000;
+    let b = a + (data.first().copied().unwrap_or(0) as i64) * 250;
+    if let Ok(cut) = m.cut(a, b) {
+        Matrix::parse(&cut.to_json()).expect("a cut answer reads back");
+    }
+    if let Ok(joined) = Matrix::merge(vec![m.clone(), again]) {
+        let j = Matrix::parse(&joined.to_json()).expect("a joined answer reads back");
+        assert_eq!(j.series.len(), m.series.len(), "joined with itself: the same series");
+    }
+}

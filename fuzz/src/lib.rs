@@ -32,6 +32,14 @@ pub mod grpc_snappy;
 #[allow(dead_code, unreachable_pub)]
 pub mod grpc_messages;
 
+/// The query frontend's range query answers (`strata-frontend`'s `response.rs`), compiled
+/// here from its source file: the crate itself pulls in the querier's API and the remote
+/// caches' clients. The file depends only on `bytes`, `serde`, `serde_json`, `thiserror` and
+/// `strata-model`.
+#[path = "../../crates/frontend/src/response.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub mod frontend_response;
+
 /// The DER reader behind the HTTP server's `client_allowed_sans` (`strata-runtime`'s
 /// `web_config/der.rs`), compiled here from its source file; it depends on `std` alone.
 #[path = "../../crates/runtime/src/web_config/der.rs"]

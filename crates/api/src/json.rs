@@ -11,31 +11,7 @@ use strata_model::Labels;
 use strata_promql::format::{format_sample_value, format_timestamp};
 use strata_promql::{Sample, Series, Value};
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Appends `s` as a JSON string, escaped as Go's HTML-safe encoder does.
-pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
-                let b = c as u8;
-                out.push_str("\\u00");
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 0xf) as usize] as char);
-            }
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use strata_model::json::write_str;
 
 /// `{"name":"value",...}` in label order.
 pub fn write_labels(out: &mut String, labels: &Labels) {

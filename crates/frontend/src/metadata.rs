@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use strata_api::json::write_str;
+use strata_model::json::write_str;
 
 use crate::response::ResponseError;
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use strata_api::json::write_str;
+use strata_model::json::write_str;
 
 /// A matrix answer of `/api/v1/query_range`.
 #[derive(Debug, Clone, Default, PartialEq)]

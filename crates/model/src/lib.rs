@@ -8,6 +8,7 @@
 
 pub mod bytesize;
 pub mod duration;
+pub mod json;
 pub mod labels;
 pub mod matcher;
 pub mod timestamp;

@@ -56,6 +56,14 @@ fn main() {
         out.write("aggr_chunk", "empty", &encode_aggr_chunk(&[None; 5]));
     }
 
+    for (name, body) in [
+        ("matrix", &br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1,"1"],[2.5,"NaN"],[4,"+Inf"]]},{"metric":{},"values":[[3,"0"]]}]},"warnings":["w"]}"#[..]),
+        ("histograms", br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"\u003c"},"histograms":[[1,{"count":"2","sum":"1","buckets":[[0,"0","1","2"]]}]]}]}}"#),
+        ("spaced", b"{ \"status\" : \"success\", \"data\" : { \"resultType\" : \"matrix\", \"result\" : [ { \"metric\" : { \"b\" : \"1\" } , \"values\" : [ [ 1 , \"1\" ] , [ 2 , \"2\" ] ] } ] } }"),
+    ] {
+        out.write("frontend_matrix", name, body);
+    }
+
     out.write("chunk_segment", "sample", &s.segment);
     out.write("chunk_segment", "every-encoding", &every_encoding_segment());
     let mut padded = every_encoding_segment();
