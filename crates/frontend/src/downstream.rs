@@ -50,13 +50,35 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// A request that could not reach the querier or got no answer from it.
-#[derive(Debug, thiserror::Error)]
-#[error("querying the downstream querier {url}: {source}")]
+/// A request that could not reach the querier or got no answer from it. The message names
+/// the URL and every cause (`connection refused`, a TLS failure), which `reqwest` keeps
+/// behind its own error.
+#[derive(Debug)]
 pub struct DownstreamError {
     pub url: String,
-    #[source]
     pub source: reqwest::Error,
+}
+
+impl std::fmt::Display for DownstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "querying the downstream querier {}: {}",
+            self.url, self.source
+        )?;
+        let mut cause = std::error::Error::source(&self.source);
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DownstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// Checks `--query-frontend.downstream-url`: an absolute http(s) URL.

@@ -21,7 +21,7 @@
 //! depends on the whole range (`@ start()`, `@ end()`), and requests for statistics or
 //! plans, are passed whole. Invariants the tests hold: parts cover every step exactly once
 //! (`split` property test); a merged answer equals the querier's answer to the whole
-//! request, byte for byte (`tests/frontend.rs`, against a real Prometheus and a Strata
+//! request, byte for byte (`crates/strata/tests/query_frontend.rs`, against a real Prometheus and a Strata
 //! querier).
 
 pub mod cache;

@@ -6,7 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// `op` of `thanos_query_frontend_queries_total`.
+/// `op` of `thanos_query_frontend_queries_total` (Thanos' values: `query`, `query_range`,
+/// `label_names`, `label_values`, `series`; requests passed through are not counted).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: &'static str,
@@ -21,7 +22,7 @@ pub struct CacheLabels {
 /// The frontend's counters.
 #[derive(Debug, Clone)]
 pub struct FrontendMetrics {
-    /// Requests taken, by kind (`query_range`, `labels`, `series`, `proxy`).
+    /// Requests taken, by kind.
     pub queries: Family<OpLabels, Counter>,
     /// Parts sent to the querier after splitting (`thanos_frontend_split_queries_total`).
     pub split_queries: Counter,
@@ -52,6 +53,16 @@ impl FrontendMetrics {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
         };
+        // Every operation from zero, as Thanos exports them.
+        for op in [
+            "query",
+            "query_range",
+            "label_names",
+            "label_values",
+            "series",
+        ] {
+            let _ = m.queries.get_or_create(&OpLabels { op });
+        }
         if let Some(r) = registry {
             r.register(
                 "thanos_query_frontend_queries",

@@ -182,8 +182,10 @@ async fn metadata(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
     };
     let op = if path.ends_with("/series") {
         "series"
+    } else if path.ends_with("/labels") {
+        "label_names"
     } else {
-        "labels"
+        "label_values"
     };
     fe.metrics.queries.get_or_create(&OpLabels { op }).inc();
     let resp = fe.metadata(&path, &headers, &pairs).await;
@@ -226,10 +228,6 @@ async fn query_instant(State(fe): State<Arc<Frontend>>, req: Request) -> Respons
 }
 
 async fn proxy(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
-    fe.metrics
-        .queries
-        .get_or_create(&OpLabels { op: "proxy" })
-        .inc();
     let accept_gzip = strata_runtime::http::accepts_gzip(req.headers());
     let (parts, body) = req.into_parts();
     let path = parts
@@ -270,19 +268,11 @@ async fn proxy(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
     }
     if fe.config.compress_responses && accept_gzip {
         // Compressing needs the whole body; proxied answers are otherwise streamed.
-        let status = resp.status();
-        let headers = resp.headers().clone();
         return match resp.bytes().await {
-            Ok(b) => {
-                let mut r = Response::new(Body::from(b));
-                *r.status_mut() = status;
-                for (name, value) in &headers {
-                    if crate::downstream::forwarded(name) || name == header::CONTENT_TYPE {
-                        r.headers_mut().append(name, value.clone());
-                    }
-                }
-                gzip(r).await
-            }
+            Ok(b) => match r.body(Body::from(b)) {
+                Ok(r) => gzip(r).await,
+                Err(e) => api_error(StatusCode::BAD_GATEWAY, "internal", &e.to_string()),
+            },
             Err(source) => unavailable(&DownstreamError { url, source }),
         };
     }
@@ -450,10 +440,7 @@ impl Frontend {
             // Thanos' results cache leaves out requests that choose stores or ask for
             // replicas undeduplicated, and requests that say not to store.
             cacheable: req.param("storeMatch[]").is_none()
-                && !matches!(
-                    req.param("dedup"),
-                    Some("false" | "0" | "f" | "F" | "FALSE" | "False")
-                )
+                && !req.param("dedup").is_some_and(is_false)
                 && !no_store(headers),
         };
         call.downstream.retries = cfg.max_retries.saturating_sub(1);

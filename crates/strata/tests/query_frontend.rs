@@ -413,6 +413,11 @@ fn errors_reach_the_client_and_other_paths_are_proxied() {
         "{}",
         body(&r)
     );
+    assert!(
+        body(&r).contains("refused"),
+        "the cause is named: {}",
+        body(&r)
+    );
 }
 
 #[test]

@@ -321,6 +321,8 @@ pub(crate) struct QueryFrontendArgs {
     /// Number of shards to use when distributing shardable PromQL queries. For more details,
     /// you can refer to the Vertical query sharding proposal:
     /// https://thanos.io/tip/proposals-accepted/202205-vertical-query-sharding.md
+    // The help text is Thanos' word for word, the bare URL included.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long = "query-frontend.vertical-shards", value_name = "N")]
     pub(crate) vertical_shards: Option<u32>,
 
