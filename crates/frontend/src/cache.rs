@@ -278,16 +278,18 @@ pub struct Extent {
     pub matrix: Matrix,
 }
 
-/// What the extents give of `[start, end]` at `step` (steps on multiples of `step`): the
-/// cached answers, cut to the range, and the gaps to ask the querier for, in time order.
-pub fn partition(
-    start: i64,
-    end: i64,
-    step: i64,
-    extents: &[Extent],
-) -> (Vec<Matrix>, Vec<(i64, i64)>) {
-    let mut cached = Vec::new();
-    let mut gaps = Vec::new();
+/// A stretch of a request: answered by the cache, or a gap to ask the querier for.
+#[derive(Debug)]
+pub enum Piece {
+    Cached(Matrix),
+    Gap(i64, i64),
+}
+
+/// What the extents give of `[start, end]` at `step` (steps on multiples of `step`), in time
+/// order: the cached answers, cut to the range, and the gaps between them. An extent whose
+/// answer does not read (a damaged remote value) counts as absent: its steps are fetched.
+pub fn partition(start: i64, end: i64, step: i64, extents: &[Extent]) -> Vec<Piece> {
+    let mut out = Vec::new();
     let mut cursor = start;
     for e in extents {
         if cursor > end || e.start > end {
@@ -296,20 +298,19 @@ pub fn partition(
         if e.end < cursor {
             continue;
         }
+        let Ok(m) = e.matrix.cut(cursor.max(e.start), end.min(e.end)) else {
+            continue;
+        };
         if e.start > cursor {
-            gaps.push((cursor, step_before(e.start, step)));
+            out.push(Piece::Gap(cursor, step_before(e.start, step)));
         }
-        match e.matrix.cut(cursor.max(e.start), end.min(e.end)) {
-            Ok(m) => cached.push(m),
-            // A cached answer that does not read is as good as absent: fetch it again.
-            Err(_) => continue,
-        }
+        out.push(Piece::Cached(m));
         cursor = step_after(e.end, step);
     }
     if cursor <= end {
-        gaps.push((cursor, end));
+        out.push(Piece::Gap(cursor, end));
     }
-    (cached, gaps)
+    out
 }
 
 /// Joins new answers into the extents (sorted by start, overlapping or touching ones made
@@ -575,19 +576,47 @@ mod tests {
 
     #[test]
     fn partition_takes_what_extents_cover_and_asks_for_the_gaps() {
+        /// The pieces as text: gaps as `(start, end)`, cached answers as their JSON.
+        fn show(p: Vec<Piece>) -> Vec<String> {
+            p.into_iter()
+                .map(|p| match p {
+                    Piece::Gap(s, e) => format!("gap {s}..{e}"),
+                    Piece::Cached(m) => text(&[m]).remove(0),
+                })
+                .collect()
+        }
         let extents = vec![extent(20, 40), extent(70, 80)];
-        let (cached, gaps) = partition(0, 100, 10, &extents);
-        assert_eq!(gaps, vec![(0, 10), (50, 60), (90, 100)]);
         assert_eq!(
-            text(&cached),
-            text(&[matrix(&[20, 30, 40]), matrix(&[70, 80])])
+            show(partition(0, 100, 10, &extents)),
+            vec![
+                "gap 0..10".to_string(),
+                text(&[matrix(&[20, 30, 40])]).remove(0),
+                "gap 50..60".to_string(),
+                text(&[matrix(&[70, 80])]).remove(0),
+                "gap 90..100".to_string(),
+            ]
         );
         // A request inside one extent is answered whole.
-        let (cached, gaps) = partition(30, 40, 10, &extents);
-        assert!(gaps.is_empty());
-        assert_eq!(text(&cached), text(&[matrix(&[30, 40])]));
+        assert_eq!(
+            show(partition(30, 40, 10, &extents)),
+            text(&[matrix(&[30, 40])])
+        );
         // No extents: one gap.
-        assert_eq!(partition(0, 100, 10, &[]).1, vec![(0, 100)]);
+        assert_eq!(show(partition(0, 100, 10, &[])), vec!["gap 0..100"]);
+        // An extent that does not read is fetched again, in one gap with its neighbours.
+        let mut broken = extent(20, 40);
+        broken.matrix = Matrix::parse(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[0.01,"1"],[0.03,"1"],[0.02,"1"],[0.05,"1"]]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            show(partition(0, 100, 10, &[broken, extent(70, 80)])),
+            vec![
+                "gap 0..60".to_string(),
+                text(&[matrix(&[70, 80])]).remove(0),
+                "gap 90..100".to_string(),
+            ]
+        );
     }
 
     #[test]

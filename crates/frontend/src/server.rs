@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::cache::{Extent, ResultsCache, merge_extents, partition};
+use crate::cache::{Extent, Piece, ResultsCache, merge_extents, partition};
 use crate::downstream::{Answer, Downstream, DownstreamError};
 use crate::metadata::MetadataAnswer;
 use crate::metrics::{CacheLabels, FrontendMetrics, OpLabels};
@@ -580,15 +580,30 @@ impl Frontend {
         if !extents.is_empty() {
             self.metrics.cache_hits.get_or_create(&labels).inc();
         }
-        let (mut found, gaps) = partition(start, end, req.step, &extents);
+        let pieces = partition(start, end, req.step, &extents);
         let steps = |s: i64, e: i64| ((e - s) / req.step + 1) as u64;
-        let gap_steps: u64 = gaps.iter().map(|&(s, e)| steps(s, e)).sum();
+        let gap_steps: u64 = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Gap(s, e) => steps(*s, *e),
+                Piece::Cached(_) => 0,
+            })
+            .sum();
         self.metrics.fetched_steps.inc_by(gap_steps);
         self.metrics
             .cached_steps
             .inc_by(steps(start, end).saturating_sub(gap_steps));
+        // In time order, so that joining them appends each series' samples.
+        let mut found = Vec::with_capacity(pieces.len());
         let mut new_extents = Vec::new();
-        for (s, e) in gaps {
+        for piece in pieces {
+            let (s, e) = match piece {
+                Piece::Cached(m) => {
+                    found.push(m);
+                    continue;
+                }
+                Piece::Gap(s, e) => (s, e),
+            };
             let (m, no_store) = self.fetch_matrix(call, req, s, e).await?;
             if !no_store && m.warnings.is_empty() && m.infos.is_empty() {
                 new_extents.push(Extent {
