@@ -109,9 +109,10 @@ impl Downstream {
         &self.client
     }
 
-    /// Sends `form` to `path` (GET with the form in the URL when short and `get_only` or
-    /// short, else POST), retrying answers 5xx and failed connections up to `retries` times.
-    /// The last 5xx answer is returned as it is (the client sees the querier's error).
+    /// Sends `form` to `path`: as a GET with the form in the URL when it is short or when
+    /// `get_only` says the path takes nothing else (label values), as a POST otherwise.
+    /// Answers 5xx and failed connections are retried up to `retries` times; the last 5xx
+    /// answer is returned as it is (the client sees the querier's error).
     pub async fn call(
         &self,
         path: &str,

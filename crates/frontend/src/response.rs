@@ -501,11 +501,6 @@ impl Matrix {
         })
     }
 
-    /// Whether the answer has no series and no notes.
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.warnings.is_empty() && self.infos.is_empty()
-    }
-
     /// Joins answers for parts of one range query: series by label set, samples in time order.
     /// Where parts overlap (a sample at the same time in two parts) the earlier part's sample
     /// is kept, so joining a cached extent with a fresh answer that reaches into it gives each

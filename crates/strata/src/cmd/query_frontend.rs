@@ -198,11 +198,10 @@ pub(crate) async fn run(args: QueryFrontendArgs) -> Result<()> {
     let metrics = FrontendMetrics::new(Some(&mut registry));
     let registry = Arc::new(Mutex::new(registry));
 
-    let mut downstream = Downstream::new(client, args.downstream_url.as_str());
-    downstream.retries = 0;
     let frontend = Arc::new(Frontend {
         config,
-        downstream,
+        // Retries are set per request kind (`--query-range.max-retries-per-request`, …).
+        downstream: Downstream::new(client, args.downstream_url.as_str()),
         range_cache,
         labels_cache,
         metrics,
