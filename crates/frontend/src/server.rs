@@ -158,6 +158,8 @@ async fn form_pairs(req: Request) -> Result<(HeaderMap, Vec<(String, String)>, S
 }
 
 async fn query_range(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
+    // Declared first, so it runs last: after the parts' answers are freed.
+    let _release = strata_runtime::alloc::ReleaseFreedOnDrop;
     let started = Instant::now();
     let accept_gzip = strata_runtime::http::accepts_gzip(req.headers());
     let (headers, pairs, _) = match form_pairs(req).await {
@@ -174,6 +176,8 @@ async fn query_range(State(fe): State<Arc<Frontend>>, req: Request) -> Response 
 }
 
 async fn metadata(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
+    // Declared first, so it runs last: after the parts' answers are freed.
+    let _release = strata_runtime::alloc::ReleaseFreedOnDrop;
     let started = Instant::now();
     let accept_gzip = strata_runtime::http::accepts_gzip(req.headers());
     let (headers, pairs, path) = match form_pairs(req).await {

@@ -141,6 +141,9 @@ fn log_flags_without_effect(args: &QueryFrontendArgs) {
 
 /// Runs the query frontend until SIGTERM/SIGINT.
 pub(crate) async fn run(args: QueryFrontendArgs) -> Result<()> {
+    // Answers of tens of megabytes are read, joined and freed per request, as in the
+    // querier: the same allocator settings keep them from staying resident.
+    strata_runtime::alloc::tune();
     let web_config = args.http.web_config()?;
     let request_log = args.request_logging.load()?;
     let compression = match args.cache_compression_type.as_str() {
