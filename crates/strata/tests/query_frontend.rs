@@ -451,6 +451,17 @@ fn bad_flags_fail_start_up_with_thanos_words() {
             "scheme must be http or https",
         ),
         (vec!["--query-frontend.bogus"], "--query-frontend.bogus"),
+        // Kingpin's negations of the flags that default to false are accepted too.
+        (
+            vec![
+                "--no-query-frontend.compress-responses",
+                "--no-web.disable-cors",
+                "--no-query-frontend.enable-x-functions",
+                "--no-query-frontend.force-query-stats",
+                "--labels.default-time-range=0",
+            ],
+            "labels.default-time-range cannot be set to 0",
+        ),
     ] {
         let out = strata()
             .arg("query-frontend")

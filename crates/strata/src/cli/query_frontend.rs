@@ -50,8 +50,14 @@ pub(crate) struct QueryFrontendArgs {
 
     /// Whether to disable CORS headers to be set by Thanos. By default Thanos sets CORS
     /// headers to be allowed by all.
-    #[arg(long = "web.disable-cors")]
+    #[arg(long = "web.disable-cors", overrides_with = "no_web_disable_cors")]
     pub(crate) web_disable_cors: bool,
+    #[arg(
+        long = "no-web.disable-cors",
+        overrides_with = "web_disable_cors",
+        hide = true
+    )]
+    no_web_disable_cors: bool,
 
     /// Mutate incoming queries to align their start and end with their step for better
     /// cache-ability. Note: Grafana dashboards do that by default (default on;
@@ -131,8 +137,17 @@ pub(crate) struct QueryFrontendArgs {
 
     /// Enable experimental x- functions in query-frontend. --no-query-frontend.enable-x-functions
     /// for disabling.
-    #[arg(long = "query-frontend.enable-x-functions")]
+    #[arg(
+        long = "query-frontend.enable-x-functions",
+        overrides_with = "no_enable_x_functions"
+    )]
     pub(crate) enable_x_functions: bool,
+    #[arg(
+        long = "no-query-frontend.enable-x-functions",
+        overrides_with = "enable_x_functions",
+        hide = true
+    )]
+    no_enable_x_functions: bool,
 
     /// Limit the query time range (end - start time) in the query-frontend, 0 disables it.
     #[arg(
@@ -258,8 +273,17 @@ pub(crate) struct QueryFrontendArgs {
     pub(crate) tripper: TripperArgs,
 
     /// Compress HTTP responses.
-    #[arg(long = "query-frontend.compress-responses")]
+    #[arg(
+        long = "query-frontend.compress-responses",
+        overrides_with = "no_compress_responses"
+    )]
     pub(crate) compress_responses: bool,
+    #[arg(
+        long = "no-query-frontend.compress-responses",
+        overrides_with = "compress_responses",
+        hide = true
+    )]
+    no_compress_responses: bool,
 
     /// Log queries that are slower than the specified duration. Set to 0 to disable. Set to
     /// < 0 to enable on all queries.
@@ -273,8 +297,17 @@ pub(crate) struct QueryFrontendArgs {
 
     /// Force query stats. Strata's querier does not count samples per query, so there are
     /// no stats to force.
-    #[arg(long = "query-frontend.force-query-stats")]
+    #[arg(
+        long = "query-frontend.force-query-stats",
+        overrides_with = "no_force_query_stats"
+    )]
     pub(crate) force_query_stats: bool,
+    #[arg(
+        long = "no-query-frontend.force-query-stats",
+        overrides_with = "force_query_stats",
+        hide = true
+    )]
+    no_force_query_stats: bool,
 
     /// Deprecation Warning - This flag will be soon deprecated in favor of
     /// query-frontend.tenant-header and both flags cannot be used at the same time. Request
