@@ -272,3 +272,28 @@ async fn an_auto_resolution_answer_that_starts_late_is_completed_from_coarser_da
          to a step before its first sample"
     );
 }
+
+#[tokio::test]
+async fn cors_headers_unless_disabled() {
+    let script = Arc::new(Mutex::new(Script::default()));
+    let down = serve_script(script).await;
+    let client = reqwest::Client::new();
+    for disable in [false, true] {
+        let mut c = config(1);
+        c.disable_cors = disable;
+        let fe = serve_frontend(&down, c).await;
+        let r = client
+            .get(format!("{fe}/api/v1/query_range?{RANGE}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_string()),
+            (!disable).then(|| "*".to_string()),
+            "--web.disable-cors={disable}"
+        );
+    }
+}
