@@ -625,13 +625,17 @@ fn request_options(
 }
 
 /// Prometheus' `parseTime`: Unix seconds (fractions rounded to milliseconds) or RFC 3339.
+/// Seconds beyond what milliseconds in an `i64` hold saturate (the first and last
+/// representable instants) rather than overflow.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(f) = s.parse::<f64>()
         && f.is_finite()
     {
         let secs = f.trunc();
         let frac = ((f - secs) * 1000.0).round() / 1000.0;
-        return Ok(secs as i64 * 1000 + (frac * 1000.0).round() as i64);
+        return Ok((secs as i64)
+            .saturating_mul(1000)
+            .saturating_add((frac * 1000.0).round() as i64));
     }
     strata_model::timestamp::parse_rfc3339(s)
         .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
@@ -1499,6 +1503,9 @@ mod tests {
                 .unwrap_err()
                 .contains("cannot parse \"abc\"")
         );
+        // Beyond the range of millisecond timestamps: saturated, not overflowed.
+        assert_eq!(parse_time("1e300").unwrap(), i64::MAX);
+        assert_eq!(parse_time("-1e300").unwrap(), i64::MIN);
         assert_eq!(parse_duration("15").unwrap(), 15_000);
         assert_eq!(parse_duration("0.5").unwrap(), 500);
         assert_eq!(parse_duration("5m").unwrap(), 300_000);

@@ -4,7 +4,7 @@
 
 use strata_api::{parse_duration, parse_time};
 
-/// Prometheus' limit on the steps of a range query's answer (`end - start) / step`).
+/// Prometheus' limit on the steps of a range query's answer (`(end - start) / step`).
 pub const MAX_POINTS: i64 = 11_000;
 
 /// A request parameter that cannot be used: answered with 400 and Prometheus' `bad_data`.
@@ -62,7 +62,7 @@ impl RangeRequest {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        if (end - start) / step > MAX_POINTS {
+        if end.saturating_sub(start) / step > MAX_POINTS {
             return Err(BadRequest(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
                     .into(),
@@ -271,6 +271,18 @@ mod tests {
         .unwrap();
         assert_eq!(a.identity(), b.identity());
         assert_ne!(a.identity(), c.identity());
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        // Saturated times: a range too long for 11,000 steps, refused, not a panic.
+        let e = RangeRequest::parse(&pairs("query=up&start=-1e300&end=1e300&step=1")).unwrap_err();
+        assert!(e.0.contains("exceeded maximum resolution"), "{e}");
+        let r = RangeRequest::parse(&pairs("query=up&start=1e300&end=1e300&step=1")).unwrap();
+        assert_eq!(
+            crate::split::split(r.start, r.end, r.step, 86_400_000).len(),
+            1
+        );
     }
 
     #[test]

@@ -427,10 +427,10 @@ impl Frontend {
             },
         );
         let limit = cfg.max_query_length.as_millis() as i64;
-        if limit > 0 && req.end - req.start > limit {
+        if limit > 0 && req.end.saturating_sub(req.start) > limit {
             return bad_request(BadRequest(format!(
                 "the query time range exceeds the limit (query length: {}, limit: {})",
-                go_duration(req.end - req.start),
+                go_duration(req.end.saturating_sub(req.start)),
                 go_duration(limit)
             )));
         }
@@ -450,7 +450,7 @@ impl Frontend {
         call.downstream.retries = cfg.max_retries.saturating_sub(1);
         let downsample =
             cfg.request_downsampled && req.param("max_source_resolution") == Some("auto");
-        let interval = cfg.interval_for(req.end - req.start);
+        let interval = cfg.interval_for(req.end.saturating_sub(req.start));
         let whole = !req.splittable()
             || (split(req.start, req.end, req.step, interval).len() == 1
                 && self.range_cache.is_none());
@@ -535,7 +535,10 @@ impl Frontend {
                 .await
                 .map(|(m, _)| m);
         }
-        let interval = self.config.range.interval_for(req.end - req.start);
+        let interval = self
+            .config
+            .range
+            .interval_for(req.end.saturating_sub(req.start));
         let parts = split(req.start, req.end, req.step, interval);
         let identity = req.identity();
         let answers: Vec<Result<Matrix, Response>> = futures::stream::iter(parts)

@@ -45,7 +45,7 @@ pub fn split(start: i64, end: i64, step: i64, interval: i64) -> Vec<(i64, i64)> 
 /// `interval` after `t`.
 fn last_step_before_next_interval(t: i64, step: i64, interval: i64) -> i64 {
     let next = (t.div_euclid(interval) + 1).saturating_mul(interval);
-    let last = next - (next - t).rem_euclid(step);
+    let last = next.saturating_sub(next.saturating_sub(t).rem_euclid(step));
     if last == next { last - step } else { last }
 }
 
