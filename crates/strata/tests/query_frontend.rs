@@ -329,7 +329,15 @@ fn errors_reach_the_client_and_other_paths_are_proxied() {
     let tmp = tempfile::tempdir().unwrap();
     write_blocks(&tmp.path().join("data"));
     let (_prom, prom) = start_prometheus(tmp.path());
-    let (_fe, fe) = start_frontend(tmp.path(), prom, &["--query-range.max-query-length=2d"]);
+    let (fe_proc, fe) = start_frontend(
+        tmp.path(),
+        prom,
+        &[
+            "--query-range.max-query-length=2d",
+            // Negative: every query is logged as slow.
+            "--query-frontend.log-queries-longer-than=-1ms",
+        ],
+    );
     let frontend_says = |form: &str, want: &str| {
         let r = post(fe, "/api/v1/query_range", form);
         assert_eq!(r.status, 400, "{form}: {}", body(&r));
@@ -393,6 +401,12 @@ fn errors_reach_the_client_and_other_paths_are_proxied() {
             .contains("access-control-allow-origin: *"),
         "CORS headers: {}",
         r.headers
+    );
+    // The slow query log names the query and its parameters, as Thanos' does.
+    let log = fe_proc.log();
+    assert!(
+        log.contains("slow query detected") && log.contains("param_query=sum(g)"),
+        "{log}"
     );
 
     // No querier: a clear error naming it, not a hang or a panic.
