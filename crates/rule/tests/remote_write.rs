@@ -234,7 +234,6 @@ async fn recorded_series_round_trip_through_prometheus_and_4xx_is_not_retried() 
     })
     .await;
 
-    let got = raw_samples(&prom.url, "{cluster=\"eu\"}", t0 + 30_000, "5m");
     let want = vec![
         (
             Labels::from_pairs(&[("__name__", "job:a"), ("cluster", "eu"), ("replica", "own")]),
@@ -259,6 +258,16 @@ async fn recorded_series_round_trip_through_prometheus_and_4xx_is_not_retried() 
             vec![(t0, 20.0), (t0 + 15_000, -0.125), (t0 + 30_000, 1e300)],
         ),
     ];
+    // The queue's metrics say a shard sent the last timestamp, not that every shard's last
+    // request was answered: read until the answer is complete, then compare.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = raw_samples(&prom.url, "{cluster=\"eu\"}", t0 + 30_000, "5m");
+        if got == want || Instant::now() >= deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(got, want);
     // The stale marker arrived as one: `job:a` is gone right after it, while `job:b`, with no
     // marker, is still found by the 5-minute lookback.
