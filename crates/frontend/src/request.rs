@@ -125,17 +125,25 @@ impl RangeRequest {
     /// The part of a cache key that identifies the query: everything but the range, with
     /// the other parameters sorted (their order does not change the answer).
     pub fn identity(&self) -> String {
-        let mut other: Vec<&(String, String)> =
-            self.other.iter().filter(|(k, _)| k != "timeout").collect();
-        other.sort();
         let mut s = format!("{}:{}", self.step, self.query);
-        for (k, v) in other {
-            s.push('\u{0}');
-            s.push_str(k);
-            s.push('=');
-            s.push_str(v);
-        }
+        push_sorted_params(&mut s, &self.other, &["timeout"]);
         s
+    }
+}
+
+/// Appends `params` but those named in `skip`, sorted, each as `\0name=value`: the part of a
+/// cache key that names a request's options (their order does not change the answer).
+pub fn push_sorted_params(out: &mut String, params: &[(String, String)], skip: &[&str]) {
+    let mut sorted: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .collect();
+    sorted.sort();
+    for (k, v) in sorted {
+        out.push('\u{0}');
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
     }
 }
 

@@ -711,18 +711,8 @@ impl Frontend {
         let cacheable = !req.other.iter().any(|(k, _)| k == "storeMatch[]")
             && !undeduplicated
             && !no_store(headers);
-        let identity = {
-            let mut other: Vec<&(String, String)> = req.other.iter().collect();
-            other.sort();
-            let mut id = format!("{}\u{0}{path}", self.org_id(headers));
-            for (k, v) in other {
-                id.push('\u{0}');
-                id.push_str(k);
-                id.push('=');
-                id.push_str(v);
-            }
-            id
-        };
+        let mut identity = format!("{}\u{0}{path}", self.org_id(headers));
+        crate::request::push_sorted_params(&mut identity, &req.other, &[]);
         let answers: Vec<Result<MetadataAnswer, Response>> = futures::stream::iter(parts)
             .map(|(s, e)| {
                 let (downstream, req, out, identity) = (&downstream, &req, &out, &identity);
